@@ -1,0 +1,41 @@
+# The two commands of the README: `make run` and `make test`.  Both create .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test check lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(VENV)/.installed $@
+
+## run: Sealpost on its embedded default (SQLite, local keys and TSA) in the foreground
+run: $(VENV)/.installed
+	$(BIN)/sealpost serve
+
+## test: the whole suite (SQLite, and PostgreSQL/RabbitMQ where they answer)
+test: $(VENV)/.installed-test
+	$(BIN)/pytest
+
+## check: lint, format, types and tests
+check: lint test
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
+
+## bench: ledger benchmark (records/s sealed, proof verifications/s)
+bench: $(VENV)/.installed-test
+	$(BIN)/python bench/ledger.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

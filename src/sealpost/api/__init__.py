@@ -1,0 +1,1 @@
+"""The REST API (FastAPI): ``create_app`` builds it around a :class:`sealpost.app.Sealpost`."""

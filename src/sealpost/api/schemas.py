@@ -1,0 +1,54 @@
+"""Response shapes of the API (pydantic, at the boundary only)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class ErrorBody(BaseModel):
+    error: str = Field(description="Machine-readable error kind, e.g. 'unauthorized'.")
+    message: str = Field(description="What went wrong, in words a developer can act on.")
+
+
+class LedgerHealth(BaseModel):
+    tree_size: int
+    pending_records: int
+    last_head_age_seconds: float | None
+
+
+class Health(BaseModel):
+    status: str
+    database: str
+    ledger: LedgerHealth | None
+
+
+class TreeHead(BaseModel):
+    tree_size: int
+    root_hash: str = Field(description="Base64 RFC 9162 root hash.")
+    time: str
+    checkpoint: str = Field(description="C2SP checkpoint body, the exact signed bytes.")
+    signature_algorithm: str
+    signature: str = Field(description="Base64 detached signature over the checkpoint.")
+    timestamp_token: str = Field(description="Base64 RFC 3161 token over the signature value.")
+    seal_certificates: list[str] = Field(description="PEM, seal certificate first, root last.")
+
+
+class InclusionProof(BaseModel):
+    record_id: str
+    leaf_index: int
+    tree_size: int
+    leaf_hash: str
+    hashes: list[str]
+
+
+class ConsistencyProof(BaseModel):
+    from_size: int = Field(alias="from")
+    to_size: int = Field(alias="to")
+    hashes: list[str]
+
+    model_config = {"populate_by_name": True}
+
+
+Bundle = dict[str, Any]

@@ -1,0 +1,39 @@
+"""Errors of the evidence ledger.
+
+::
+
+    SealpostError
+    ├── RecordError (422)           a record that cannot be evidence (missing reasons, bad field)
+    ├── BundleFormatError (422)     a bundle that is not JSON, or of an unknown format/version
+    ├── SequencerError (409)        the sequencer refused to sign (time did not move forward,
+    │                               the log moved under it)
+    └── NotSealedYet (409)          the record exists but no tree head includes it yet
+"""
+
+from __future__ import annotations
+
+from sealpost.errors import Conflict, InvalidInput
+
+
+class RecordError(InvalidInput):
+    """A record that cannot be evidence; ``field`` names the offending field."""
+
+    def __init__(self, message: str, *, field: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+class BundleFormatError(InvalidInput):
+    """A bundle that cannot even be read; ``field`` names where reading stopped."""
+
+    def __init__(self, message: str, *, field: str = "bundle") -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+class SequencerError(Conflict):
+    """The sequencer refused to integrate a batch; nothing was written."""
+
+
+class NotSealedYet(Conflict):
+    """The record is committed but not yet in a signed tree head; retry shortly."""

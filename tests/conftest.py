@@ -1,0 +1,108 @@
+"""Shared fixtures: a database per test on SQLite and on the real PostgreSQL, local keys.
+
+Tests that need a service skip with the reason when it is absent, and fail instead under
+``SEALPOST_REQUIRE_SERVICES=1`` (set by ``.ci/run``) so CI can never go green by skipping.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.exc import OperationalError
+
+from sealpost.app import Sealpost, build
+from sealpost.config import Settings
+from sealpost.pki.keys import init_keys
+
+POSTGRES_URL = os.environ.get(
+    "SEALPOST_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+
+def require_service(name: str, problem: str) -> None:
+    """Skip (or fail, under SEALPOST_REQUIRE_SERVICES=1) because ``name`` is not usable."""
+    message = f"{name} is not available: {problem}"
+    if os.environ.get("SEALPOST_REQUIRE_SERVICES") == "1":
+        pytest.fail(message + " (SEALPOST_REQUIRE_SERVICES=1)", pytrace=False)
+    pytest.skip(message)
+
+
+def _postgres_problem() -> str | None:
+    try:
+        engine = create_engine(POSTGRES_URL, connect_args={"connect_timeout": 3})
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        engine.dispose()
+    except OperationalError as exc:
+        return str(exc.orig).strip().splitlines()[0]
+    return None
+
+
+@pytest.fixture(scope="session")
+def postgres_available() -> str | None:
+    return _postgres_problem()
+
+
+@pytest.fixture
+def postgres_schema_url(postgres_available: str | None) -> Iterator[str]:
+    """A fresh, empty schema on the real PostgreSQL, dropped after the test."""
+    if postgres_available:
+        require_service("PostgreSQL", postgres_available)
+    schema = f"t_{uuid.uuid4().hex[:16]}"
+    admin = create_engine(POSTGRES_URL)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each test using it runs twice: on SQLite (WAL) and on the real PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'sealpost.db'}"
+    url: str = request.getfixturevalue("postgres_schema_url")
+    return url
+
+
+@pytest.fixture(scope="session")
+def keys_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("keys") / "keys"
+    init_keys(directory)
+    return directory
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str, keys_dir: Path) -> Settings:
+    return Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        data_dir=tmp_path / "data",
+        database_url=database_url,
+        keys_dir=keys_dir,
+        batch_window_ms=10,
+        ledger_origin="test.sealpost.local/ledger",
+    )
+
+
+@pytest.fixture
+def sealpost(settings: Settings) -> Iterator[Sealpost]:
+    sp = build(settings)
+    try:
+        yield sp
+    finally:
+        sp.stop_background()
+        sp.engine.dispose()
+
+
+@pytest.fixture
+def tenant_id(sealpost: Sealpost) -> str:
+    return sealpost.tenants.create(f"tenant-{uuid.uuid4().hex[:8]}").id
