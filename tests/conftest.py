@@ -17,7 +17,10 @@ from sqlalchemy.exc import OperationalError
 
 from sealpost.app import Sealpost, build
 from sealpost.config import Settings
+from sealpost.logging import configure_logging
 from sealpost.pki.keys import init_keys
+
+configure_logging("WARNING")
 
 POSTGRES_URL = os.environ.get(
     "SEALPOST_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"

@@ -75,7 +75,9 @@ class Sealpost:
 
     def _local(self, name: str) -> SigningIdentity:
         keys = self.settings.resolved_keys_dir
-        return load_identity(keys / f"{name}.pem", keys / f"{name}.key", chain_path=keys / "root-ca.pem")
+        return load_identity(
+            keys / f"{name}.pem", keys / f"{name}.key", chain_path=keys / "root-ca.pem"
+        )
 
     @cached_property
     def seal_identity(self) -> SigningIdentity:

@@ -16,7 +16,9 @@ from sealpost.config import Settings
 from sealpost.errors import SealpostError
 from sealpost.logging import configure_logging
 
-app = typer.Typer(help="Sealpost: certified communications with verifiable evidence.", no_args_is_help=True)
+app = typer.Typer(
+    help="Sealpost: certified communications with verifiable evidence.", no_args_is_help=True
+)
 keys_app = typer.Typer(help="Keys and certificates.", no_args_is_help=True)
 tenant_app = typer.Typer(help="Tenants and their API keys.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -89,7 +91,9 @@ def keys_init(
         )
     except SealpostError as exc:
         raise _fail(exc.message) from None
-    out.print(f"keys written to {target} (private keys mode 0600); root CA: {files.root_certificate}")
+    out.print(
+        f"keys written to {target} (private keys mode 0600); root CA: {files.root_ca_cert}"
+    )
 
 
 @db_app.command("upgrade")
@@ -164,7 +168,9 @@ def ledger_seal() -> None:
     from sealpost.app import build
 
     heads = build(_settings()).sequencer.seal_all()
-    out.print(f"sealed {len(heads)} batch(es)" + (f"; tree size {heads[-1].tree_size}" if heads else ""))
+    out.print(
+        f"sealed {len(heads)} batch(es)" + (f"; tree size {heads[-1].tree_size}" if heads else "")
+    )
 
 
 @app.command()

@@ -21,7 +21,9 @@ class Settings(BaseSettings):
         env_prefix="SEALPOST_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
     )
 
-    data_dir: Path = Field(Path("data"), description="Database, keys and blobs of the embedded default.")
+    data_dir: Path = Field(
+        Path("data"), description="Database, keys and blobs of the embedded default."
+    )
     database_url: str | None = Field(
         None, description="SQLAlchemy URL; default: SQLite (WAL) at <data_dir>/sealpost.db."
     )
@@ -42,7 +44,9 @@ class Settings(BaseSettings):
     batch_window_ms: int = Field(
         200, ge=1, le=1000, description="How long the sequencer gathers records before sealing."
     )
-    batch_max_records: int = Field(50_000, ge=1, description="Largest batch sealed in one tree head.")
+    batch_max_records: int = Field(
+        50_000, ge=1, description="Largest batch sealed in one tree head."
+    )
     sequencer_enabled: bool = Field(True, description="Whether this process may act as sequencer.")
     sequencer_lease_seconds: float = Field(
         10.0, gt=0, description="How long a sequencer holds the lease without renewing it."
@@ -51,7 +55,9 @@ class Settings(BaseSettings):
     keys_dir: Path | None = Field(None, description="Local keys; default <data_dir>/keys.")
     seal_certificate: Path | None = Field(None, description="Operator's seal certificate (PEM).")
     seal_key: Path | None = Field(None, description="Operator's seal private key (PEM).")
-    seal_pkcs12: Path | None = Field(None, description="Operator's seal as PKCS#12, instead of PEM.")
+    seal_pkcs12: Path | None = Field(
+        None, description="Operator's seal as PKCS#12, instead of PEM."
+    )
     seal_key_password: SecretStr | None = None
 
     tsa_url: str | None = Field(
@@ -62,7 +68,9 @@ class Settings(BaseSettings):
     tsa_timeout_seconds: float = 10.0
     tsa_policy_oid: str = "1.3.6.1.4.1.61017.1.1"
 
-    blob_dir: Path | None = Field(None, description="Content blobs by SHA-256; default <data_dir>/blobs.")
+    blob_dir: Path | None = Field(
+        None, description="Content blobs by SHA-256; default <data_dir>/blobs."
+    )
 
     @cached_property
     def resolved_database_url(self) -> str:

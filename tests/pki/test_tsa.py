@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from sealpost.pki.errors import PkiError, TimestampRejected
 from sealpost.pki.keys import KeyFiles, init_keys, load_local_identities
-from sealpost.pki.tsa import DEFAULT_POLICY_OID, EmbeddedTSA
+from sealpost.pki.tsa import DEFAULT_POLICY_OID, EmbeddedTSA, TimeStampResp
 
 OPENSSL = shutil.which("openssl") or ""
 needs_openssl = pytest.mark.skipif(not OPENSSL, reason="openssl binary not installed")
@@ -119,7 +119,7 @@ def test_openssl_query_without_cert_needs_untrusted(
     data.write_bytes(b"no certs please")
     assert _openssl("-query", "-data", data, "-sha512", "-out", query).returncode == 0
     reply.write_bytes(ec_tsa.respond(query.read_bytes()))
-    resp = tsp.TimeStampResp.load(reply.read_bytes())
+    resp = TimeStampResp.load(reply.read_bytes())
     assert resp["time_stamp_token"]["content"]["certificates"].native is None
     ok = _verify(ec_pki, "-in", reply, "-queryfile", query)
     assert "Verification: OK" in ok.stdout, ok.stderr
@@ -187,6 +187,25 @@ def test_tsa_refuses_certificate_without_timestamping_eku(ec_pki: KeyFiles) -> N
         EmbeddedTSA(seal)
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [({"policy_oid": "not-an-oid"}, "dotted OID"), ({"accuracy_ms": -1}, ">= 0")],
+)
+def test_tsa_refuses_bad_configuration(
+    ec_tsa: EmbeddedTSA, kwargs: dict[str, Any], match: str
+) -> None:
+    with pytest.raises(PkiError, match=match):
+        EmbeddedTSA(ec_tsa.identity, **kwargs)
+
+
+def test_naive_clock_is_taken_as_utc(ec_tsa: EmbeddedTSA) -> None:
+    naive = dt.datetime(2030, 1, 2, 3, 4, 5)  # naive on purpose
+    tsa = EmbeddedTSA(ec_tsa.identity, accuracy_ms=0, clock=lambda: naive)
+    tst = cms.ContentInfo.load(tsa.stamp_digest(bytes(32)))["content"]["encap_content_info"]
+    assert tst["content"].parsed["gen_time"].native == naive.replace(tzinfo=dt.UTC)
+    assert tst["content"].parsed["accuracy"].native is None
+
+
 def test_stamp_digest_raises_on_rejection(ec_tsa: EmbeddedTSA) -> None:
     with pytest.raises(TimestampRejected) as info:
         ec_tsa.stamp_digest(hashlib.sha1(b"x").digest(), "1.3.14.3.2.26")  # noqa: S324
@@ -230,7 +249,7 @@ REJECTIONS = {
 def test_bad_requests_get_a_der_rejection(case: str, ec_tsa: EmbeddedTSA, tmp_path: Path) -> None:
     request, fail_bit = REJECTIONS[case]
     reply = ec_tsa.respond(request)
-    resp = tsp.TimeStampResp.load(reply, strict=True)
+    resp = TimeStampResp.load(reply, strict=True)
     status = resp["status"]
     assert status["status"].native == "rejection"
     assert status["fail_info"].native == {fail_bit}
@@ -246,14 +265,14 @@ def test_bad_requests_get_a_der_rejection(case: str, ec_tsa: EmbeddedTSA, tmp_pa
 
 
 def test_requested_policy_that_matches_is_granted(ec_tsa: EmbeddedTSA) -> None:
-    resp = tsp.TimeStampResp.load(ec_tsa.respond(_request(req_policy=DEFAULT_POLICY_OID)))
+    resp = TimeStampResp.load(ec_tsa.respond(_request(req_policy=DEFAULT_POLICY_OID)))
     assert resp["status"]["status"].native == "granted"
 
 
 @settings(max_examples=300, deadline=None)
 @given(junk=st.binary(max_size=400))
 def test_random_bytes_always_get_a_rejection(ec_tsa: EmbeddedTSA, junk: bytes) -> None:
-    resp = tsp.TimeStampResp.load(ec_tsa.respond(junk), strict=True)
+    resp = TimeStampResp.load(ec_tsa.respond(junk), strict=True)
     assert resp["status"]["status"].native == "rejection"
     assert resp["status"]["fail_info"].native
     assert resp["status"]["status_string"].native
@@ -267,5 +286,5 @@ def test_mutated_requests_never_raise(ec_tsa: EmbeddedTSA, data: st.DataObject) 
     index = data.draw(st.integers(0, len(request) - 1))
     request[index] ^= data.draw(st.integers(1, 255))
     cut = data.draw(st.integers(0, len(request)))
-    resp = tsp.TimeStampResp.load(ec_tsa.respond(bytes(request[:cut])), strict=True)
+    resp = TimeStampResp.load(ec_tsa.respond(bytes(request[:cut])), strict=True)
     assert resp["status"]["status"].native in ("granted", "rejection")

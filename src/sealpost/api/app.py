@@ -101,7 +101,11 @@ def create_app(sp: Sealpost, *, start_background: bool = True) -> FastAPI:
         openapi_extra={
             "requestBody": {
                 "required": True,
-                "content": {"application/timestamp-query": {"schema": {"type": "string", "format": "binary"}}},
+                "content": {
+                    "application/timestamp-query": {
+                        "schema": {"type": "string", "format": "binary"}
+                    }
+                },
             }
         },
         responses={200: {"content": {"application/timestamp-reply": {}}}},

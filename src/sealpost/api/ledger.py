@@ -104,4 +104,3 @@ def evidence_bundle(
             if time.monotonic() >= deadline:
                 raise
             time.sleep(0.05)
-

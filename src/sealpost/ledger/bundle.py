@@ -46,9 +46,7 @@ def token_certificates(token_der: bytes) -> list[x509.Certificate]:
     ]
 
 
-def build_bundle(
-    record: StoredRecord, head: SignedTreeHead, proof: list[bytes]
-) -> dict[str, Any]:
+def build_bundle(record: StoredRecord, head: SignedTreeHead, proof: list[bytes]) -> dict[str, Any]:
     assert record.leaf_index is not None
     tsa_chain = [
         c.public_bytes(Encoding.PEM).decode() for c in token_certificates(head.timestamp_token)

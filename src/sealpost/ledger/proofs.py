@@ -30,12 +30,9 @@ class LedgerReader:
         return [merkle.fold([found[n] for n in nodes]) for nodes in decompositions]
 
     def _size_at_most_latest(self, tree_size: int) -> None:
-        latest = self.storage.head()
-        if latest is None or tree_size > latest.tree_size:
-            raise InvalidInput(
-                f"tree size {tree_size} is larger than the latest head "
-                f"({0 if latest is None else latest.tree_size})"
-            )
+        latest = self.storage.state().tree_size
+        if tree_size > latest:
+            raise InvalidInput(f"tree size {tree_size} is larger than the latest head ({latest})")
 
     def inclusion_proof(self, leaf_index: int, tree_size: int) -> list[bytes]:
         if not 0 <= leaf_index < tree_size:

@@ -7,8 +7,7 @@ Errors::
         └── TimestampError (422)            ``reason``: short machine code, see below
             └── TimestampUnavailable (503)  the TSA cannot be reached; retry later
 
-``TimeStamper`` is the pluggable edge (one subclass per transport, like pyHanko's); the embedded
-default goes through the same DER request/response path as HTTP.
+``TimeStamper`` is the pluggable edge: one subclass per transport, all moving the same DER.
 """
 
 from __future__ import annotations
@@ -25,20 +24,20 @@ import httpx
 from asn1crypto import cms, core, tsp
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from sealpost.errors import InvalidInput, ServiceUnavailable
 from sealpost.pki.keys import issued_by
-from sealpost.pki.tsa import SUPPORTED_HASHES, EmbeddedTSA
+from sealpost.pki.tsa import SUPPORTED_HASHES, EmbeddedTSA, TimeStampResp
 
 _MAX_CHAIN = 8
-_HASHES: dict[str, type[hashes.HashAlgorithm]] = {
-    "sha256": hashes.SHA256,
-    "sha384": hashes.SHA384,
-    "sha512": hashes.SHA512,
-}
+# asn1crypto and cryptography parse lazily: bad DER deep inside surfaces on first access.
+# CryptographyDeprecationWarning (e.g. a negative serial) is raised where warnings are errors.
+_MALFORMED = (ValueError, TypeError, KeyError, IndexError, OverflowError, UnsupportedAlgorithm)
+_BAD_X509 = (x509.DuplicateExtension, x509.InvalidVersion, CryptographyDeprecationWarning)
 
 
 class TimestampError(InvalidInput):
@@ -95,7 +94,7 @@ class TimeStamper(ABC):
         )
         reply = self._transport(request.dump())
         try:
-            resp = tsp.TimeStampResp.load(reply, strict=True)
+            resp = TimeStampResp.load(reply, strict=True)
             status = resp["status"]["status"].native
         except Exception as exc:  # asn1crypto raises many types for bad DER
             raise TimestampError(
@@ -182,30 +181,21 @@ def _digest(data: bytes, algorithm: str = "sha256") -> bytes:
     return hashlib.new(algorithm, data).digest()
 
 
-def _der(cert: x509.Certificate) -> bytes:
-    return cert.public_bytes(serialization.Encoding.DER)
-
-
 def _fail(reason: str, message: str) -> TimestampError:
     return TimestampError(message, reason=reason)
 
 
 def _parse_token(token_der: bytes) -> tuple[Any, Any, bytes]:
     """ContentInfo → (SignedData, the one SignerInfo, eContent bytes) (RFC 5652 §5.1-§5.3)."""
-    try:
-        info = cms.ContentInfo.load(bytes(token_der), strict=True)
-        if info["content_type"].native != "signed_data":
-            raise _fail("not-a-token", "token is not a CMS SignedData")
-        signed_data = info["content"]
-        encap = signed_data["encap_content_info"]
-        content_type = encap["content_type"].native
-        signer_infos = list(signed_data["signer_infos"])
-        content = encap["content"]
-        econtent = b"" if isinstance(content, core.Void) else bytes(content)
-    except TimestampError:
-        raise
-    except Exception as exc:  # asn1crypto raises many types for bad DER
-        raise _fail("not-a-token", f"token is not a DER ContentInfo: {exc}") from None
+    info = cms.ContentInfo.load(bytes(token_der), strict=True)
+    if info["content_type"].native != "signed_data":
+        raise _fail("not-a-token", "token is not a CMS SignedData")
+    signed_data = info["content"]
+    encap = signed_data["encap_content_info"]
+    content_type = encap["content_type"].native
+    signer_infos = list(signed_data["signer_infos"])
+    content = encap["content"]
+    econtent = b"" if isinstance(content, core.Void) else bytes(content)
     if content_type != "tst_info":
         raise _fail("not-a-token", f"eContentType is {content_type}, not id-ct-TSTInfo")
     if len(signer_infos) != 1 or not econtent:
@@ -245,25 +235,29 @@ def _verify_signature(signer: x509.Certificate, signer_info: Any, signed: bytes)
     try:
         sig_algo = algo.signature_algo
     except ValueError:
-        raise _fail("unsupported-algorithm", f"unknown signature {algo.dotted}") from None
+        raise _fail(
+            "unsupported-algorithm", f"unknown signature {algo['algorithm'].dotted}"
+        ) from None
     try:
         hash_name = algo.hash_algo  # PSS and sha*With* names carry their hash
     except ValueError:  # bare rsaEncryption: the SignerInfo digestAlgorithm applies
         hash_name = signer_info["digest_algorithm"]["algorithm"].native
-    if hash_name not in _HASHES:
+    if hash_name not in SUPPORTED_HASHES:
         raise _fail("unsupported-algorithm", f"signature hash {hash_name} is not supported")
-    chosen = _HASHES[hash_name]()
-    key = signer.public_key()
+    chosen = SUPPORTED_HASHES[hash_name]
     signature = signer_info["signature"].native
     try:
+        key = signer.public_key()
         if sig_algo == "ecdsa" and isinstance(key, ec.EllipticCurvePublicKey):
             key.verify(signature, signed, ec.ECDSA(chosen))
         elif sig_algo == "rsassa_pkcs1v15" and isinstance(key, rsa.RSAPublicKey):
             key.verify(signature, signed, padding.PKCS1v15(), chosen)
         elif sig_algo == "rsassa_pss" and isinstance(key, rsa.RSAPublicKey):
             params = algo["parameters"]
-            mgf_hash = _HASHES[params["mask_gen_algorithm"]["parameters"]["algorithm"].native]
-            pss = padding.PSS(padding.MGF1(mgf_hash()), params["salt_length"].native)
+            mgf_hash = SUPPORTED_HASHES[
+                params["mask_gen_algorithm"]["parameters"]["algorithm"].native
+            ]
+            pss = padding.PSS(padding.MGF1(mgf_hash), params["salt_length"].native)
             key.verify(signature, signed, pss, chosen)
         else:
             raise _fail("unsupported-algorithm", f"signature algorithm {sig_algo} not supported")
@@ -294,14 +288,18 @@ def _check_signing_certificate(signed_attrs: Any, signer: x509.Certificate) -> N
         cert_id, hash_name = v1["certs"][0], "sha1"
     else:
         raise _fail("signing-certificate", "no ESS signing-certificate attribute")
-    if hash_name not in ("sha1", *_HASHES):
+    if hash_name not in ("sha1", *SUPPORTED_HASHES):
         raise _fail("unsupported-algorithm", f"ESSCertID hash {hash_name} is not supported")
-    if cert_id["cert_hash"].native != _digest(_der(signer), hash_name):
+    if cert_id["cert_hash"].native != _digest(
+        signer.public_bytes(serialization.Encoding.DER), hash_name
+    ):
         raise _fail("signing-certificate", "ESS signing-certificate names another certificate")
     issuer_serial = cert_id["issuer_serial"]
     if issuer_serial.native is not None and (
         issuer_serial["serial_number"].native != signer.serial_number
-        or all(n.chosen.dump() != signer.issuer.public_bytes() for n in issuer_serial["issuer"])
+        or all(
+            n.chosen.untag().dump() != signer.issuer.public_bytes() for n in issuer_serial["issuer"]
+        )
     ):
         raise _fail("signing-certificate", "ESS issuerSerial does not match the signer")
 
@@ -313,12 +311,11 @@ def _check_chain(
     roots: Sequence[x509.Certificate],
 ) -> None:
     """Walk issuers from the signer to a trust root, checking each link at genTime."""
-    root_ders = {_der(r) for r in roots}
     current = signer
     for _ in range(_MAX_CHAIN):
         if not current.not_valid_before_utc <= gen_time <= current.not_valid_after_utc:
             raise _fail("cert-validity", f"{current.subject.rfc4514_string()} invalid at genTime")
-        if _der(current) in root_ders:
+        if current in roots:  # Certificate equality is DER equality
             return
         issuer = next((c for c in pool if c != current and issued_by(current, c)), None)
         if issuer is None:
@@ -347,50 +344,53 @@ def verify_timestamp_token(
     genTime. Raises :class:`TimestampError` whose ``reason`` names the first failed check.
     Not checked: revocation (the bundle carries no CRL/OCSP yet) and path-length constraints.
     """
+    try:
+        return _verify(token_der, data, trust_roots, [*extra_certificates])
+    except _MALFORMED + _BAD_X509 as exc:
+        raise _fail("not-a-token", f"malformed token ({type(exc).__name__}: {exc})") from None
+
+
+def _verify(
+    token_der: bytes, data: bytes, roots: Sequence[x509.Certificate], extra: list[x509.Certificate]
+) -> TimestampInfo:
     signed_data, signer_info, econtent = _parse_token(token_der)
     signed_attrs = signer_info["signed_attrs"]
-    try:
-        digest_name = signer_info["digest_algorithm"]["algorithm"].native
-        content_type = _attribute(signed_attrs, "content_type")
-        message_digest = _attribute(signed_attrs, "message_digest")
-        token_certs = [
-            x509.load_der_x509_certificate(c.chosen.dump())
-            for c in signed_data["certificates"] or []
-            if c.name == "certificate"
-        ]
-    except Exception as exc:
-        raise _fail("not-a-token", f"unreadable SignerInfo or certificates: {exc}") from None
+    digest_name = signer_info["digest_algorithm"]["algorithm"].native
+    content_type = _attribute(signed_attrs, "content_type")
+    message_digest = _attribute(signed_attrs, "message_digest")
     if content_type is None or content_type.native != "tst_info" or message_digest is None:
         raise _fail("bad-attributes", "content-type and message-digest attributes are required")
-    if digest_name not in _HASHES:
+    if digest_name not in SUPPORTED_HASHES:
         raise _fail("unsupported-algorithm", f"digest algorithm {digest_name} is not supported")
     if message_digest.native != _digest(econtent, digest_name):
         raise _fail("digest-mismatch", "the TSTInfo does not match its message-digest attribute")
 
-    pool = [*token_certs, *extra_certificates]
+    certs = signed_data["certificates"] or []
+    pool = [
+        x509.load_der_x509_certificate(c.chosen.dump()) for c in certs if c.name == "certificate"
+    ]
+    pool += extra
     signer = _find_signer(signer_info["sid"], pool)
     _verify_signature(signer, signer_info, b"\x31" + signed_attrs.dump()[1:])
     _check_eku(signer)
     _check_signing_certificate(signed_attrs, signer)
 
-    try:
-        tst = tsp.TSTInfo.load(econtent, strict=True)
-        native = tst.native
-        imprint_alg = tst["message_imprint"]["hash_algorithm"]["algorithm"].native
-        policy = tst["policy"].dotted
-    except Exception as exc:
-        raise _fail("not-a-token", f"eContent is not a TSTInfo: {exc}") from None
+    tst = tsp.TSTInfo.load(econtent, strict=True)
+    native = tst.native
+    imprint_alg = native["message_imprint"]["hash_algorithm"]["algorithm"]
+    if native["version"] != "v1":
+        raise _fail("not-a-token", f"TSTInfo version {native['version']} is not v1")
     if imprint_alg not in SUPPORTED_HASHES:
         raise _fail("unsupported-algorithm", f"imprint algorithm {imprint_alg} is not supported")
     hashed = native["message_imprint"]["hashed_message"]
     if hashed != _digest(data, imprint_alg):
         raise _fail("imprint-mismatch", "the token timestamps other data")
     gen_time: dt.datetime = native["gen_time"].astimezone(dt.UTC)
-    _check_chain(signer, gen_time, [*pool, *trust_roots], trust_roots)
+    _check_chain(signer, gen_time, [*pool, *roots], roots)
     return TimestampInfo(
         gen_time=gen_time,
         serial_number=native["serial_number"],
-        policy_oid=policy,
+        policy_oid=tst["policy"].dotted,
         hash_algorithm=imprint_alg,
         message_digest=hashed,
         tsa_certificate=signer,

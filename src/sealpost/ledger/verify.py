@@ -70,12 +70,19 @@ class VerificationReport:
                 f"{c.field}: {c.detail}" for c in self.failures
             )
         r, cp, ts = self.record, self.checkpoint, self.timestamp
-        who = [f"from {r.sender.address}" if r.sender else "", f"to {r.recipient.address}" if r.recipient else ""]
+        who = [
+            f"from {r.sender.address}" if r.sender else "",
+            f"to {r.recipient.address}" if r.recipient else "",
+        ]
         digest = f" about content with SHA-256 {r.content.sha256}" if r.content else ""
         seal = self.seal_certificate.subject.rfc4514_string() if self.seal_certificate else "?"
-        trust = "" if self.root_pinned else (
-            " The certificate chain was checked against the root inside the bundle only; pass "
-            "--trust ROOT.pem to pin the root you expect."
+        trust = (
+            ""
+            if self.root_pinned
+            else (
+                " The certificate chain was checked against the root inside the bundle only; pass "
+                "--trust ROOT.pem to pin the root you expect."
+            )
         )
         return (
             f"Evidence record {r.id} states that the event {r.event.name} ({r.event.uri}) "
@@ -149,7 +156,9 @@ def _check_head(
     problem = _chain_problem(b.seal_chain, at, trust_roots)
     report.add("seal chain", "certificates.seal", problem is None, problem or "valid")
 
-    signature_ok = _signature_ok(b.seal_chain[0], b.signature_algorithm, b.signature, b.checkpoint_text.encode())
+    signature_ok = _signature_ok(
+        b.seal_chain[0], b.signature_algorithm, b.signature, b.checkpoint_text.encode()
+    )
     tsa_roots = list(trust_roots) or [b.tsa_chain[-1]]
     try:
         report.timestamp = verify_timestamp_token(
@@ -163,12 +172,16 @@ def _check_head(
         report.add("seal signature", "tree_head.signature", True, "the seal signs this checkpoint")
     elif imprint_mismatch:
         report.add(
-            "seal signature", "tree_head.signature", False,
+            "seal signature",
+            "tree_head.signature",
+            False,
             "the signature was altered: it neither verifies nor matches its timestamp",
         )
     else:
         report.add(
-            "seal signature", "tree_head.checkpoint", False,
+            "seal signature",
+            "tree_head.checkpoint",
+            False,
             "the checkpoint was altered: the seal signature does not cover these bytes",
         )
     if token_error is None:
@@ -178,14 +191,19 @@ def _check_head(
     if checkpoint and report.timestamp:
         late_enough = report.timestamp.gen_time + CLOCK_TOLERANCE >= checkpoint.time
         report.add(
-            "head time", "tree_head.checkpoint", late_enough,
-            "timestamped after the head was signed" if late_enough
+            "head time",
+            "tree_head.checkpoint",
+            late_enough,
+            "timestamped after the head was signed"
+            if late_enough
             else "the checkpoint claims a time after its own timestamp",
         )
     return checkpoint
 
 
-def _check_record(b: ParsedBundle, report: VerificationReport, checkpoint: Checkpoint | None) -> None:
+def _check_record(
+    b: ParsedBundle, report: VerificationReport, checkpoint: Checkpoint | None
+) -> None:
     try:
         report.record = record_from_json(b.record)
         canonical = canonical_json(b.record)
@@ -194,8 +212,11 @@ def _check_record(b: ParsedBundle, report: VerificationReport, checkpoint: Check
         return
     leaf = merkle.leaf_hash(canonical)
     if not report.add(
-        "record hash", "record", leaf == b.leaf_hash,
-        "matches the sealed leaf" if leaf == b.leaf_hash
+        "record hash",
+        "record",
+        leaf == b.leaf_hash,
+        "matches the sealed leaf"
+        if leaf == b.leaf_hash
         else "the record was altered: its hash no longer matches the sealed leaf",
     ):
         return
@@ -203,7 +224,9 @@ def _check_record(b: ParsedBundle, report: VerificationReport, checkpoint: Check
         return
     if b.tree_size != checkpoint.tree_size:
         report.add(
-            "inclusion", "inclusion_proof.tree_size", False,
+            "inclusion",
+            "inclusion_proof.tree_size",
+            False,
             f"the proof is for size {b.tree_size} but the checkpoint has {checkpoint.tree_size}",
         )
         return
@@ -212,12 +235,16 @@ def _check_record(b: ParsedBundle, report: VerificationReport, checkpoint: Check
         report.add("inclusion", "inclusion_proof", True, "the record is in the sealed tree")
     except merkle.ProofError as exc:
         report.add(
-            "inclusion", "inclusion_proof", False,
+            "inclusion",
+            "inclusion_proof",
+            False,
             f"the inclusion proof (leaf_index or hashes) was altered: {exc}",
         )
     if report.timestamp is not None:
         in_time = report.record.event_time <= report.timestamp.gen_time + CLOCK_TOLERANCE
         report.add(
-            "event time", "record.event_time", in_time,
+            "event time",
+            "record.event_time",
+            in_time,
             "before the timestamp" if in_time else "claims a time after the ledger sealed it",
         )

@@ -17,7 +17,7 @@ from typing import Any
 from asn1crypto import cms, core, tsp
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
@@ -28,12 +28,32 @@ from sealpost.pki.keys import SigningIdentity
 #: (ETSI EN 319 421) configure its OID instead.
 DEFAULT_POLICY_OID = "1.3.6.1.4.1.61017.1.1"
 
-#: Imprint algorithms accepted (name → digest size); MD5 and SHA-1 are refused (badAlg).
-SUPPORTED_HASHES: Mapping[str, int] = {"sha256": 32, "sha384": 48, "sha512": 64}
+#: Imprint (and CMS digest) algorithms accepted; MD5 and SHA-1 are refused (badAlg).
+SUPPORTED_HASHES: Mapping[str, hashes.HashAlgorithm] = {
+    "sha256": hashes.SHA256(),
+    "sha384": hashes.SHA384(),
+    "sha512": hashes.SHA512(),
+}
 
-_OIDS = {"sha256": "2.16.840.1.101.3.4.2.1", "sha384": "2.16.840.1.101.3.4.2.2"}
-_OIDS["sha512"] = "2.16.840.1.101.3.4.2.3"
+_OIDS = {
+    "sha256": "2.16.840.1.101.3.4.2.1",
+    "sha384": "2.16.840.1.101.3.4.2.2",
+    "sha512": "2.16.840.1.101.3.4.2.3",
+}
 _NAMES = {oid: name for name, oid in _OIDS.items()}
+
+
+class TimeStampResp(core.Sequence):  # type: ignore[misc]  # asn1crypto is untyped
+    """RFC 3161 §2.4.2 TimeStampResp with timeStampToken OPTIONAL.
+
+    asn1crypto 1.5.1's ``TimeStampResp`` makes the token mandatory, so it can neither
+    encode nor parse a rejection; use this class on both sides.
+    """
+
+    _fields = [  # noqa: RUF012 - asn1crypto's class-level spec
+        ("status", tsp.PKIStatusInfo),
+        ("time_stamp_token", cms.ContentInfo, {"optional": True}),
+    ]
 
 
 def _utc_now() -> dt.datetime:
@@ -125,10 +145,10 @@ def sign_tst_info(
 
 def _rejection(fail_info: str, text: str) -> bytes:
     status = {"status": "rejection", "status_string": [text], "fail_info": {fail_info}}
-    return bytes(tsp.TimeStampResp({"status": status}).dump())
+    return bytes(TimeStampResp({"status": status}).dump())
 
 
-def _failure(resp: tsp.TimeStampResp) -> TimestampRejected:
+def _failure(resp: TimeStampResp) -> TimestampRejected:
     """Turn a non-granted TimeStampResp into an error carrying its text and failInfo bits."""
     status = resp["status"]
     texts = status["status_string"].native or []
@@ -149,6 +169,7 @@ class EmbeddedTSA:
         clock: Callable[[], dt.datetime] = _utc_now,
     ) -> None:
         """``policy_oid`` defaults to a placeholder private-arc OID; configure your own.
+        ``clock`` returns an aware datetime (a naive one is taken as UTC).
 
         The certificate must carry a critical EKU of timeStamping only (RFC 3161 §2.3),
         otherwise every token would fail verification: refuse it now.
@@ -167,6 +188,10 @@ class EmbeddedTSA:
             )
         if accuracy_ms < 0:
             raise PkiError("accuracy_ms must be >= 0")
+        try:
+            core.ObjectIdentifier(policy_oid).dump()
+        except (ValueError, TypeError):
+            raise PkiError(f"policy_oid {policy_oid!r} is not a dotted OID") from None
         self.identity = identity
         self.policy_oid = policy_oid
         self.accuracy_ms = accuracy_ms
@@ -186,7 +211,7 @@ class EmbeddedTSA:
         token = sign_tst_info(
             self.identity, self._tst_info(req), include_certificates=bool(req["cert_req"].native)
         )
-        resp = tsp.TimeStampResp(
+        resp = TimeStampResp(
             {"status": {"status": "granted"}, "time_stamp_token": cms.ContentInfo.load(token)}
         )
         return bytes(resp.dump())
@@ -196,7 +221,8 @@ class EmbeddedTSA:
     ) -> bytes:
         """Timestamp a precomputed digest in-process; returns the token (ContentInfo DER).
 
-        Goes through the same DER request/response path as an HTTP client would.
+        ``hash_algorithm`` is a name (sha256/sha384/sha512) or a dotted OID. Goes through the
+        same DER request/response path as an HTTP client; a rejection raises TimestampRejected.
         """
         oid = _OIDS.get(hash_algorithm, hash_algorithm)
         request: dict[str, Any] = {
@@ -206,7 +232,7 @@ class EmbeddedTSA:
         }
         if nonce is not None:
             request["nonce"] = nonce
-        resp = tsp.TimeStampResp.load(self.respond(tsp.TimeStampReq(request).dump()))
+        resp = TimeStampResp.load(self.respond(tsp.TimeStampReq(request).dump()))
         if resp["status"]["status"].native not in ("granted", "granted_with_mods"):
             raise _failure(resp)
         return bytes(resp["time_stamp_token"].dump())
@@ -221,7 +247,7 @@ class EmbeddedTSA:
         return req
 
     def _check(self, req: Any) -> None:
-        """RFC 3161 §2.4.1 checks, in the order OpenSSL's responder applies them."""
+        """RFC 3161 §2.4.1 checks; the first failure decides the failInfo bit."""
         if req["version"].native != "v1":
             raise _Reject("bad_request", "unsupported TimeStampReq version")
         algorithm = req["message_imprint"]["hash_algorithm"]
@@ -230,7 +256,10 @@ class EmbeddedTSA:
             raise _Reject("bad_alg", f"unsupported hash algorithm {algorithm['algorithm'].dotted}")
         if algorithm["parameters"].native is not None:
             raise _Reject("bad_alg", "hash algorithm parameters must be absent or NULL")
-        if len(req["message_imprint"]["hashed_message"].native) != SUPPORTED_HASHES[name]:
+        if (
+            len(req["message_imprint"]["hashed_message"].native)
+            != SUPPORTED_HASHES[name].digest_size
+        ):
             raise _Reject("bad_data_format", f"digest length does not match {name}")
         policy = req["req_policy"]
         if policy.native is not None and policy.dotted != self.policy_oid:
@@ -240,7 +269,10 @@ class EmbeddedTSA:
 
     def _tst_info(self, req: Any) -> tsp.TSTInfo:
         """TSTInfo v1 (RFC 3161 §2.4.2): imprint copied, genTime UTC with microseconds."""
-        gen_time = self._clock().astimezone(dt.UTC)
+        gen_time = self._clock()
+        gen_time = (
+            gen_time.replace(tzinfo=dt.UTC) if gen_time.tzinfo is None else gen_time
+        ).astimezone(dt.UTC)
         leaf_subject = _asn1_cert(self.identity.certificate).subject
         info: dict[str, Any] = {
             "version": "v1",
@@ -268,5 +300,6 @@ __all__ = [
     "DEFAULT_POLICY_OID",
     "SUPPORTED_HASHES",
     "EmbeddedTSA",
+    "TimeStampResp",
     "sign_tst_info",
 ]

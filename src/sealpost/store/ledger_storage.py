@@ -13,7 +13,19 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, and_, bindparam, func, insert, or_, select, tuple_, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Row,
+    and_,
+    bindparam,
+    func,
+    insert,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 
 from sealpost.ledger import merkle
@@ -117,7 +129,9 @@ class SqlLogStorage:
         try:
             self._integrate(expected_size, leaves, nodes, frontier, head)
         except IntegrityError as exc:
-            raise SequencerError(f"another sequencer wrote the same positions: {exc.orig}") from None
+            raise SequencerError(
+                f"another sequencer wrote the same positions: {exc.orig}"
+            ) from None
 
     def _integrate(
         self,
@@ -190,7 +204,9 @@ class SqlLogStorage:
             .scalars()
             .all()
         )
-        new = [{"sha256": i, "pem": p} for i, p in zip(ids, chain_pem, strict=True) if i not in known]
+        new = [
+            {"sha256": i, "pem": p} for i, p in zip(ids, chain_pem, strict=True) if i not in known
+        ]
         if new:
             conn.execute(insert(certificates), new)
         return ids
@@ -299,12 +315,17 @@ class SqlLogStorage:
                     )
                 )
                 found.update({(0, r.leaf_index): bytes(r.leaf_hash) for r in rows})
-            for i in range(0, len(inner), _NODE_QUERY_CHUNK):
-                chunk2 = inner[i : i + _NODE_QUERY_CHUNK]
-                rows = conn.execute(
-                    select(ledger_nodes).where(
-                        tuple_(ledger_nodes.c.level, ledger_nodes.c.idx).in_(chunk2)
+            by_level: dict[int, list[int]] = {}
+            for level, idx in inner:
+                by_level.setdefault(level, []).append(idx)
+            if by_level:
+                # one (level = ? AND idx IN (...)) term per level: each uses the primary key
+                condition = or_(
+                    *(
+                        and_(ledger_nodes.c.level == level, ledger_nodes.c.idx.in_(indexes))
+                        for level, indexes in by_level.items()
                     )
                 )
+                rows = conn.execute(select(ledger_nodes).where(condition))
                 found.update({(r.level, r.idx): bytes(r.hash) for r in rows})
         return found

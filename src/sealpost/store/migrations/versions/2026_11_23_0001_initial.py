@@ -29,7 +29,12 @@ def upgrade() -> None:
     op.create_table(
         "api_keys",
         sa.Column("id", sa.String(36), primary_key=True),
-        sa.Column("tenant_id", sa.String(36), sa.ForeignKey("tenants.id", name="fk_api_keys_tenant_id_tenants"), nullable=False),
+        sa.Column(
+            "tenant_id",
+            sa.String(36),
+            sa.ForeignKey("tenants.id", name="fk_api_keys_tenant_id_tenants"),
+            nullable=False,
+        ),
         sa.Column("prefix", sa.String(16), nullable=False),
         sa.Column("secret_sha256", sa.LargeBinary(32), nullable=False),
         sa.Column("label", sa.String(200), nullable=False, server_default=""),
@@ -42,7 +47,12 @@ def upgrade() -> None:
         "evidence_records",
         sa.Column("seq", BigInt, primary_key=True, autoincrement=True),
         sa.Column("id", sa.String(36), nullable=False),
-        sa.Column("tenant_id", sa.String(36), sa.ForeignKey("tenants.id", name="fk_evidence_records_tenant_id_tenants"), nullable=False),
+        sa.Column(
+            "tenant_id",
+            sa.String(36),
+            sa.ForeignKey("tenants.id", name="fk_evidence_records_tenant_id_tenants"),
+            nullable=False,
+        ),
         sa.Column("subject_type", sa.String(40), nullable=False),
         sa.Column("subject_id", sa.String(64), nullable=False),
         sa.Column("event", sa.String(64), nullable=False),
