@@ -14,16 +14,21 @@ from pathlib import Path
 
 import httpx
 import pytest
+from tests.support.records import submission
 
 from sealpost.app import Sealpost
-from tests.support.records import submission
 
 SEALPOST = str(Path(sys.executable).parent / "sealpost")
 
 
 def run(args: list[str], env: dict[str, str], **kwargs: object) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [SEALPOST, *args], env=env, capture_output=True, text=True, timeout=120, **kwargs  # type: ignore[call-overload]
+        [SEALPOST, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        **kwargs,  # type: ignore[call-overload]
     )
 
 
@@ -47,8 +52,12 @@ def server(fresh_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
     fresh_env["SEALPOST_API_PORT"] = str(port)
     fresh_env["SEALPOST_BATCH_WINDOW_MS"] = "20"
     proc = subprocess.Popen(
-        [SEALPOST, "serve"], env=fresh_env, cwd=tmp_path,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [SEALPOST, "serve"],
+        env=fresh_env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     base = f"http://127.0.0.1:{port}"
     try:

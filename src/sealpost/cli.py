@@ -91,9 +91,7 @@ def keys_init(
         )
     except SealpostError as exc:
         raise _fail(exc.message) from None
-    out.print(
-        f"keys written to {target} (private keys mode 0600); root CA: {files.root_ca_cert}"
-    )
+    out.print(f"keys written to {target} (private keys mode 0600); root CA: {files.root_ca_cert}")
 
 
 @db_app.command("upgrade")

@@ -1,4 +1,4 @@
-"""Structured logging (structlog) shared by every role: key=value on a terminal, JSON in production."""
+"""Structured logging (structlog) for every role: key=value on a terminal, JSON in production."""
 
 from __future__ import annotations
 

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from tests.support.records import submission
 
 from sealpost.api.app import create_app
 from sealpost.app import Sealpost
 from sealpost.ledger import merkle
 from sealpost.ledger.verify import verify_bundle
-from tests.support.records import submission
 
 
 @pytest.fixture
@@ -32,7 +32,9 @@ def auth(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
-def test_health_reports_database_and_ledger(client: TestClient, sealpost: Sealpost, tenant_id: str) -> None:
+def test_health_reports_database_and_ledger(
+    client: TestClient, sealpost: Sealpost, tenant_id: str
+) -> None:
     sealpost.log_storage.append([submission(tenant_id, i) for i in range(3)])
     body = client.get("/healthz").json()
     assert body["status"] == "ok" and body["database"] == "ok"
@@ -62,7 +64,9 @@ def test_missing_or_wrong_keys_get_the_same_401(
     assert response.headers["www-authenticate"] == "Bearer"
 
 
-def test_a_revoked_key_stops_working(client: TestClient, sealpost: Sealpost, tenant_id: str) -> None:
+def test_a_revoked_key_stops_working(
+    client: TestClient, sealpost: Sealpost, tenant_id: str
+) -> None:
     issued = sealpost.tenants.issue_api_key(tenant_id)
     assert client.get("/v1/ledger/heads/latest", headers=auth(issued.secret)).status_code == 404
     sealpost.tenants.revoke_api_key(issued.id)
@@ -85,19 +89,23 @@ def test_heads_proofs_and_bundles(
     assert first["tree_size"] == 4
     assert client.get("/v1/ledger/heads/5", headers=auth(api_key)).status_code == 404
 
-    proof = client.get(
-        f"/v1/ledger/proofs/inclusion/{records[2].id}", headers=auth(api_key)
-    ).json()
+    proof = client.get(f"/v1/ledger/proofs/inclusion/{records[2].id}", headers=auth(api_key)).json()
     assert (proof["leaf_index"], proof["tree_size"]) == (2, 4)
     merkle.verify_inclusion(
-        records[2].leaf_hash(), 2, 4,
-        [base64.b64decode(h) for h in proof["hashes"]], base64.b64decode(first["root_hash"]),
+        records[2].leaf_hash(),
+        2,
+        4,
+        [base64.b64decode(h) for h in proof["hashes"]],
+        base64.b64decode(first["root_hash"]),
     )
     consistency = client.get(
         "/v1/ledger/proofs/consistency", params={"from": 4, "to": 9}, headers=auth(api_key)
     ).json()
     merkle.verify_consistency(
-        4, 9, base64.b64decode(first["root_hash"]), base64.b64decode(latest["root_hash"]),
+        4,
+        9,
+        base64.b64decode(first["root_hash"]),
+        base64.b64decode(latest["root_hash"]),
         [base64.b64decode(h) for h in consistency["hashes"]],
     )
     bad = client.get(
@@ -171,9 +179,21 @@ def test_the_embedded_tsa_over_http_answers_openssl(
     reply = tmp_path / "r.tsr"
     reply.write_bytes(response.content)
     verified = subprocess.run(
-        ["openssl", "ts", "-verify", "-in", reply, "-queryfile", query,
-         "-CAfile", keys_dir / "root-ca.pem", "-untrusted", keys_dir / "tsa.pem"],
-        capture_output=True, text=True,
+        [
+            "openssl",
+            "ts",
+            "-verify",
+            "-in",
+            reply,
+            "-queryfile",
+            query,
+            "-CAfile",
+            keys_dir / "root-ca.pem",
+            "-untrusted",
+            keys_dir / "tsa.pem",
+        ],
+        capture_output=True,
+        text=True,
     )
     assert "Verification: OK" in verified.stdout, verified.stderr
 

@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 from cryptography import x509
+from tests.support.records import non_delivery, submission
 
 from sealpost.app import Sealpost
 from sealpost.ledger.errors import BundleFormatError
 from sealpost.ledger.verify import verify_bundle
 from sealpost.pki.keys import init_keys
-from tests.support.records import non_delivery, submission
 
 Bundle = dict[str, Any]
 
@@ -120,7 +120,8 @@ TAMPERS: dict[str, tuple[Callable[[Bundle], None], str]] = {
     ),
     "checkpoint origin": (
         lambda b: b["tree_head"].__setitem__(
-            "checkpoint", "evil.example/log" + b["tree_head"]["checkpoint"][len("test.sealpost.local/ledger"):]
+            "checkpoint",
+            "evil.example/log" + b["tree_head"]["checkpoint"][len("test.sealpost.local/ledger") :],
         ),
         "tree_head.checkpoint",
     ),

@@ -16,8 +16,9 @@ json_values = st.recursive(
     | st.booleans()
     | st.integers(min_value=-(2**53) + 1, max_value=2**53 - 1)
     | st.text(),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
     max_leaves=20,
 )
 
@@ -36,13 +37,21 @@ def test_canonical_json_equals_rfc8785(value: Any) -> None:
 
 def test_known_rfc8785_vector() -> None:
     # RFC 8785 §3.2.3: members sorted by UTF-16 code units, minimal escaping
-    value = {"\u20ac": "Euro Sign", "\r": "Carriage Return", "1": "One", "\U0001f600": "Emoji",
-             "\u0080": "Control", "\u00f6": "Latin Small Letter O With Diaeresis"}
+    value = {
+        "\u20ac": "Euro Sign",
+        "\r": "Carriage Return",
+        "1": "One",
+        "\U0001f600": "Emoji",
+        "\u0080": "Control",
+        "\u00f6": "Latin Small Letter O With Diaeresis",
+    }
     assert canonical_json(value) == rfc8785.dumps(value)
     assert canonical_json({"b": [1, "\u0007\n"], "a": None}) == b'{"a":null,"b":[1,"\\u0007\\n"]}'
 
 
-@pytest.mark.parametrize("bad", [1.5, {"x": float("nan")}, {"x": 2**60}, {1: "int key"}, {"x": object()}])
+@pytest.mark.parametrize(
+    "bad", [1.5, {"x": float("nan")}, {"x": 2**60}, {1: "int key"}, {"x": object()}]
+)
 def test_values_a_verifier_could_not_rebuild_are_refused(bad: Any) -> None:
     with pytest.raises(CanonicalizationError):
         canonical_json(bad)

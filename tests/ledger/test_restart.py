@@ -73,8 +73,9 @@ def test_killed_mid_stream_then_restarted_every_record_is_sealed_exactly_once(
 
     with sealpost.engine.connect() as conn:
         rows = conn.execute(
-            select(evidence_records.c.id, evidence_records.c.leaf_index, evidence_records.c.leaf_hash)
-            .order_by(evidence_records.c.leaf_index)
+            select(
+                evidence_records.c.id, evidence_records.c.leaf_index, evidence_records.c.leaf_hash
+            ).order_by(evidence_records.c.leaf_index)
         ).all()
     stored_ids = {r.id for r in rows}
     assert promised <= stored_ids, f"{len(promised - stored_ids)} committed records were lost"
@@ -91,7 +92,10 @@ def test_killed_mid_stream_then_restarted_every_record_is_sealed_exactly_once(
         old = sealpost.log_storage.head(size)
         assert old is not None
         merkle.verify_consistency(
-            size, head.tree_size, old.root_hash, head.root_hash,
+            size,
+            head.tree_size,
+            old.root_hash,
+            head.root_hash,
             sealpost.ledger.consistency_proof(size, head.tree_size),
         )
     print(f"records: {len(rows)}, pending at restart: {pending_before}, heads: {len(state_sizes)}")
@@ -101,4 +105,6 @@ def _head_sizes(sealpost: Sealpost) -> list[int]:
     from sealpost.store.tables import tree_heads
 
     with sealpost.engine.connect() as conn:
-        return list(conn.execute(select(tree_heads.c.tree_size).order_by(tree_heads.c.tree_size)).scalars())
+        return list(
+            conn.execute(select(tree_heads.c.tree_size).order_by(tree_heads.c.tree_size)).scalars()
+        )

@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from tests.support.records import submission
 
 from sealpost.app import Sealpost
 from sealpost.ledger import merkle
 from sealpost.ledger.errors import SequencerError
 from sealpost.ledger.sequencer import Sequencer
-from tests.support.records import submission
 
 
 def test_batches_are_sealed_into_signed_heads_whose_roots_match_the_records(
@@ -67,7 +67,10 @@ def test_consistency_proofs_link_every_pair_of_heads(sealpost: Sealpost, tenant_
                 )
     with pytest.raises(merkle.ProofError):
         merkle.verify_consistency(
-            heads[1].tree_size, heads[2].tree_size, heads[0].root_hash, heads[2].root_hash,
+            heads[1].tree_size,
+            heads[2].tree_size,
+            heads[0].root_hash,
+            heads[2].root_hash,
             sealpost.ledger.consistency_proof(heads[1].tree_size, heads[2].tree_size),
         )
 

@@ -1,4 +1,4 @@
-"""Alembic migrations build exactly the schema the code describes, up and down, on both databases."""
+"""Alembic migrations build exactly the schema the code describes, up and down, on both DBs."""
 
 from __future__ import annotations
 

@@ -16,7 +16,9 @@ from sealpost.ledger.records import (
 )
 
 
-def submission(tenant_id: str, n: int = 0, *, communication_id: str | None = None) -> EvidenceRecord:
+def submission(
+    tenant_id: str, n: int = 0, *, communication_id: str | None = None
+) -> EvidenceRecord:
     body = f"message {n}".encode()
     return new_record(
         tenant_id=tenant_id,

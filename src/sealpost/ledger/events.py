@@ -22,7 +22,7 @@ class EventType:
 
     name: str
     group: str
-    """ETSI group letter (A-F), or "S" (signature), "R" (archive), "X" (other) for Sealpost's own."""
+    """ETSI group letter (A-F); Sealpost's own: "S" signature, "R" archive, "X" other."""
     negative: bool
     """Negative events (rejections, failures, expiry) must carry at least one reason."""
     code: str | None = None

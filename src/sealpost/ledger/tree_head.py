@@ -21,9 +21,8 @@ import binascii
 from dataclasses import dataclass
 from datetime import datetime
 
-from sealpost.ledger.errors import BundleFormatError
+from sealpost.ledger.errors import BundleFormatError, RecordError
 from sealpost.ledger.records import format_time, parse_time
-from sealpost.ledger.errors import RecordError
 
 
 @dataclass(frozen=True)

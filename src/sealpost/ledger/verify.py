@@ -10,6 +10,7 @@ token; and so on down to the record.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -100,7 +101,7 @@ def _chain_problem(
 ) -> str | None:
     """Why ``chain`` (leaf first, root last) is not a valid path at ``at``, or None."""
     try:
-        for child, issuer in zip(chain, chain[1:], strict=False):
+        for child, issuer in itertools.pairwise(chain):
             child.verify_directly_issued_by(issuer)
             constraints = issuer.extensions.get_extension_for_class(x509.BasicConstraints)
             if not constraints.value.ca:
