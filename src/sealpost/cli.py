@@ -55,10 +55,7 @@ def serve(
     from sealpost.app import build
 
     settings = _settings()
-    sp = build(settings)
-    sealed = sp.sequencer.seal_all() if settings.sequencer_enabled else []
-    if sealed:
-        out.print(f"sealed {sealed[-1].tree_size} records left pending by the last run")
+    sp = build(settings)  # keys and schema on first start; the sequencer seals leftovers
     bind_host, bind_port = host or settings.api_host, port or settings.api_port
     out.print(
         f"Sealpost {settings.ledger_origin}: API on http://{bind_host}:{bind_port} "
