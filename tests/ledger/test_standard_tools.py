@@ -32,15 +32,12 @@ def test_openssl_verifies_the_seal_signature_and_the_timestamp(
     (tmp_path / "tsa.pem").write_text("".join(certs["tsa"]))
 
     openssl("x509", "-in", tmp_path / "seal.pem", "-pubkey", "-noout", "-out", tmp_path / "k.pem")
-    seal = openssl(
-        "dgst",
-        "-sha256",
-        "-verify",
-        tmp_path / "k.pem",
-        "-signature",
-        tmp_path / "signature.der",
-        tmp_path / "checkpoint.txt",
-    )
+
+    def verify_seal() -> subprocess.CompletedProcess[str]:
+        args = ["-signature", tmp_path / "signature.der", tmp_path / "checkpoint.txt"]
+        return openssl("dgst", "-sha256", "-verify", tmp_path / "k.pem", *args)
+
+    seal = verify_seal()
     assert seal.stdout.strip() == "Verified OK", seal.stderr
     chain = openssl("verify", "-CAfile", tmp_path / "root.pem", tmp_path / "seal.pem")
     assert chain.returncode == 0, chain.stdout + chain.stderr
@@ -60,13 +57,5 @@ def test_openssl_verifies_the_seal_signature_and_the_timestamp(
     assert "Verification: OK" in stamp.stdout, stamp.stdout + stamp.stderr
 
     (tmp_path / "checkpoint.txt").write_text(head["checkpoint"].replace("\n1\n", "\n2\n"))
-    forged = openssl(
-        "dgst",
-        "-sha256",
-        "-verify",
-        tmp_path / "k.pem",
-        "-signature",
-        tmp_path / "signature.der",
-        tmp_path / "checkpoint.txt",
-    )
+    forged = verify_seal()
     assert "Verification failure" in forged.stdout
