@@ -14,9 +14,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.support.records import submission
 
 from sealpost.app import Sealpost
+from tests.support.records import submission
 
 SEALPOST = str(Path(sys.executable).parent / "sealpost")
 

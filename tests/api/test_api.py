@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from tests.support.records import submission
 
 from sealpost.api.app import create_app
 from sealpost.app import Sealpost
 from sealpost.ledger import merkle
 from sealpost.ledger.verify import verify_bundle
+from tests.support.records import submission
 
 
 @pytest.fixture

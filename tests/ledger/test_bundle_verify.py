@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 from cryptography import x509
-from tests.support.records import non_delivery, submission
 
 from sealpost.app import Sealpost
 from sealpost.ledger.errors import BundleFormatError
 from sealpost.ledger.verify import verify_bundle
 from sealpost.pki.keys import init_keys
+from tests.support.records import non_delivery, submission
 
 Bundle = dict[str, Any]
 

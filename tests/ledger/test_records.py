@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
-from tests.support.records import non_delivery, submission
 
 from sealpost.ledger.canonical import canonical_json
 from sealpost.ledger.errors import RecordError
 from sealpost.ledger.events import EVENT_TYPES
 from sealpost.ledger.records import Subject, new_record, record_from_json
+from tests.support.records import non_delivery, submission
 
 
 def test_etsi_events_carry_the_etsi_uri_and_code() -> None:

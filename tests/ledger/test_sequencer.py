@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from tests.support.records import submission
 
 from sealpost.app import Sealpost
 from sealpost.ledger import merkle
 from sealpost.ledger.errors import SequencerError
 from sealpost.ledger.sequencer import Sequencer
+from tests.support.records import submission
 
 
 def test_batches_are_sealed_into_signed_heads_whose_roots_match_the_records(

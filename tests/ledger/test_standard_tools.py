@@ -6,9 +6,8 @@ import base64
 import subprocess
 from pathlib import Path
 
-from tests.support.records import submission
-
 from sealpost.app import Sealpost
+from tests.support.records import submission
 
 
 def openssl(*args: object) -> subprocess.CompletedProcess[str]:

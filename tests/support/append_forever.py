@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import sys
 
-from tests.support.records import submission
-
 from sealpost.app import build
 from sealpost.config import Settings
 from sealpost.logging import configure_logging
+from tests.support.records import submission
 
 
 def main() -> None:

@@ -107,7 +107,12 @@ class Sequencer:
         return heads
 
     def run(self, stop: threading.Event, *, window_seconds: float, lease_seconds: float) -> None:
-        """Seal every ``window_seconds`` while holding the lease, until ``stop`` is set."""
+        """Seal every ``window_seconds`` while holding the lease, until ``stop`` is set.
+
+        A failure (TSA or database down) is retried with exponential backoff up to 10 s, so an
+        outage neither kills the loop nor floods the log; records wait, committed, meanwhile.
+        """
+        backoff = 0.0
         try:
             while not stop.is_set():
                 if not self.storage.acquire_lease(self.holder, lease_seconds):
@@ -115,14 +120,18 @@ class Sequencer:
                     continue
                 try:
                     head = self.seal_pending()
+                    backoff = 0.0
                 except SequencerError as exc:
                     log.warning("ledger.seal_refused", reason=exc.message)
+                    head, backoff = None, min(max(backoff * 2, window_seconds), 10.0)
+                except Exception as exc:  # a TSA or database outage must not kill the loop
+                    backoff = min(max(backoff * 2, window_seconds), 10.0)
+                    log.error("ledger.seal_failed", error=repr(exc), retry_in=backoff)
                     head = None
-                except Exception:  # a TSA or database outage must not kill the loop
-                    log.exception("ledger.seal_failed")
-                    head = None
-                full_batch = head is not None and self.storage.pending_count() > 0
-                if not full_batch:
-                    stop.wait(window_seconds)
+                if head is None or self.storage.pending_count() == 0:
+                    stop.wait(backoff or window_seconds)
         finally:
-            self.storage.release_lease(self.holder)
+            try:
+                self.storage.release_lease(self.holder)
+            except Exception as exc:  # the lease expires by itself anyway
+                log.warning("ledger.lease_release_failed", error=repr(exc))
