@@ -72,6 +72,82 @@ class Settings(BaseSettings):
         None, description="Content blobs by SHA-256; default <data_dir>/blobs."
     )
 
+    # -- certified email ---------------------------------------------------------------------
+    hostname: str = Field(
+        "localhost", description="This server's name: SMTP banner, Received headers, Message-IDs."
+    )
+    smtp_enabled: bool = Field(True, description="Run the SMTP listeners in `serve`.")
+    smtp_host: str = Field("127.0.0.1", description="Address the SMTP listeners bind to.")
+    smtp_submission_port: int = Field(587, description="Submission with STARTTLS (RFC 6409).")
+    smtp_tls_port: int | None = Field(
+        465, description="Submission over implicit TLS (RFC 8314); unset to disable."
+    )
+    smtp_inbound_port: int | None = Field(
+        25, description="Inbound: certify-address rewriting and bounces (DSN); unset to disable."
+    )
+    smtp_max_message_bytes: int = Field(
+        50 * 1024 * 1024, ge=1024, description="Largest message accepted (SIZE); larger gets 552."
+    )
+    smtp_max_recipients: int = Field(100, ge=1, description="Recipients per SMTP transaction.")
+    smtp_tls_certificate: Path | None = Field(
+        None, description="SMTP TLS certificate (PEM chain); default: the local one in keys/."
+    )
+    smtp_tls_key: Path | None = Field(None, description="SMTP TLS private key (PEM).")
+    smtp_auth_max_failures: int = Field(
+        5, ge=1, description="Failed AUTH attempts from one IP before it is locked out."
+    )
+    smtp_auth_lockout_seconds: float = Field(
+        300.0, gt=0, description="How long an IP stays locked out after too many failures."
+    )
+    certify_domain: str | None = Field(
+        None,
+        description="Address-rewriting suffix: mail to alice@example.com.<certify_domain> is "
+        "certified and delivered to alice@example.com (DKIM of a verified domain required).",
+    )
+    bounce_domain: str | None = Field(
+        None, description="Domain of the VERP return path (bounces+<id>@...); default hostname."
+    )
+
+    delivery_enabled: bool = Field(True, description="Run the delivery worker in `serve`.")
+    delivery_concurrency: int = Field(20, ge=1, description="Parallel deliveries per worker.")
+    delivery_smarthost: str | None = Field(
+        None, description="host:port to relay every message through instead of MX lookups."
+    )
+    delivery_routes: dict[str, str] = Field(
+        default_factory=dict,
+        description='Per-domain next hop, JSON: {"example.com": "127.0.0.1:2526"}; a route is '
+        "treated as the recipient's own server (ContentConsignment).",
+    )
+    delivery_require_tls: bool = Field(
+        False, description="Refuse to deliver without STARTTLS (default: opportunistic)."
+    )
+    delivery_verify_tls: bool = Field(
+        False, description="Check the next hop's certificate (MX certificates rarely verify)."
+    )
+    delivery_timeout_seconds: float = Field(60.0, gt=0, description="Per SMTP command.")
+    delivery_lease_seconds: float = Field(
+        300.0, gt=0, description="How long a claimed delivery is reserved for its worker."
+    )
+    delivery_retry_initial_seconds: float = Field(
+        60.0, gt=0, description="First retry delay after a 4xx or connection failure."
+    )
+    delivery_retry_max_seconds: float = Field(
+        3600.0, gt=0, description="Longest delay between two attempts (exponential backoff)."
+    )
+    delivery_warn_after_seconds: float = Field(
+        12 * 3600.0, gt=0, description="DelayWarning evidence after this long undelivered (PEC)."
+    )
+    delivery_expire_after_seconds: float = Field(
+        24 * 3600.0, gt=0, description="NonDelivery (expired) after this long undelivered (PEC)."
+    )
+    dns_nameservers: list[str] = Field(
+        default_factory=list, description="Resolvers for MX and DKIM lookups; default: system."
+    )
+
+    certificates_enabled: bool = Field(
+        True, description="Seal evidence certificates (PDF) in the background in `serve`."
+    )
+
     @cached_property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.data_dir / 'sealpost.db').resolve()}"
@@ -79,6 +155,10 @@ class Settings(BaseSettings):
     @cached_property
     def resolved_keys_dir(self) -> Path:
         return self.keys_dir or self.data_dir / "keys"
+
+    @cached_property
+    def resolved_bounce_domain(self) -> str:
+        return self.bounce_domain or self.hostname
 
     @cached_property
     def resolved_blob_dir(self) -> Path:

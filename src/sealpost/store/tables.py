@@ -121,3 +121,107 @@ ledger_leases = Table(
     Column("holder", String(200), nullable=False),
     Column("expires_at", DateTime(timezone=True), nullable=False),
 )
+
+communications = Table(
+    "communications",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("tenant_id", String(36), ForeignKey("tenants.id"), nullable=False),
+    Column("submission_id", String(36), nullable=False, index=True),
+    Column("channel", String(16), nullable=False),
+    Column("via", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("sender", String(320), nullable=False),
+    Column("recipient", String(320), nullable=False),
+    Column("subject", Text),
+    Column("message_id", Text, nullable=False),
+    Column("content_sha256", String(64), nullable=False),
+    Column("content_size", BigInteger, nullable=False),
+    Column("submitted_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("delivered_at", DateTime(timezone=True)),
+    Column("next_attempt_at", DateTime(timezone=True)),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("last_reply", Text),
+    Column("lease_owner", String(200)),
+    Column("lease_until", DateTime(timezone=True)),
+    Column("warn_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("delay_warned", Integer, nullable=False, server_default="0"),
+    Column("idempotency_key", String(200)),
+    Column("certificate_version", Integer, nullable=False, server_default="0"),
+    Column("certificate_due", Integer, nullable=False, server_default="0"),
+    Index("ix_communications_tenant_status", "tenant_id", "status"),
+    Index("ix_communications_tenant_submitted", "tenant_id", "submitted_at", "id"),
+    Index("ix_communications_due", "status", "next_attempt_at"),
+    Index("ix_communications_message_id", "message_id"),
+    Index(
+        "ix_communications_idempotency", "tenant_id", "idempotency_key", "recipient", unique=True
+    ),
+)
+
+delivery_attempts = Table(
+    "delivery_attempts",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("communication_id", String(36), ForeignKey("communications.id"), nullable=False),
+    Column("number", Integer, nullable=False),
+    Column("worker", String(200), nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True), nullable=False),
+    Column("outcome", String(16), nullable=False),
+    Column("reply_code", Integer),
+    Column("reply_text", Text, nullable=False),
+    Column("remote_host", String(255), nullable=False),
+    Column("remote_ip", String(64)),
+    Column("details", Text, nullable=False),
+    Column("record_id", String(36), nullable=False),
+    Index("ix_delivery_attempts_communication", "communication_id", "number"),
+)
+
+smtp_credentials = Table(
+    "smtp_credentials",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("tenant_id", String(36), ForeignKey("tenants.id"), nullable=False, index=True),
+    Column("username", String(200), nullable=False, unique=True),
+    Column("password_hash", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("revoked_at", DateTime(timezone=True)),
+)
+
+smtp_networks = Table(
+    "smtp_networks",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("tenant_id", String(36), ForeignKey("tenants.id"), nullable=False, index=True),
+    Column("network", String(64), nullable=False, unique=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+tenant_domains = Table(
+    "tenant_domains",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("tenant_id", String(36), ForeignKey("tenants.id"), nullable=False, index=True),
+    Column("domain", String(255), nullable=False, unique=True),
+    Column("dkim_selector", String(63), nullable=False),
+    Column("dkim_private_key", Text, nullable=False),
+    Column("dkim_public_record", Text, nullable=False),
+    Column("pinned_keys", Text, nullable=False, server_default="{}"),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+evidence_certificates = Table(
+    "evidence_certificates",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("communication_id", String(36), ForeignKey("communications.id"), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("sha256", String(64), nullable=False, unique=True),
+    Column("size", BigInteger, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("record_id", String(36), nullable=False),
+    Column("reason", Text, nullable=False),
+    Index("ix_evidence_certificates_version", "communication_id", "version", unique=True),
+)
