@@ -7,8 +7,10 @@ part is wired the same way everywhere.  Nothing here does work at import time.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 
@@ -24,6 +26,16 @@ from sealpost.store.blobs import BlobStore
 from sealpost.store.db import make_engine
 from sealpost.store.ledger_storage import SqlLogStorage
 from sealpost.store.tenants import TenantRepository
+
+if TYPE_CHECKING:
+    from cryptography import x509
+
+    from sealpost.certificates.service import CertificateService
+    from sealpost.email.delivery import DeliveryWorker
+    from sealpost.email.smtp_server import SmtpListeners
+    from sealpost.email.submission import SubmissionService
+    from sealpost.store.communications import CommunicationRepository
+    from sealpost.store.senders import SenderRepository
 
 log = get_logger(__name__)
 
@@ -46,6 +58,10 @@ class Sealpost:
     settings: Settings
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
+    work_available: threading.Event = field(default_factory=threading.Event)
+    """Set when new submissions commit, so the delivery worker wakes at once."""
+    _smtp: SmtpListeners | None = None
+    smtp_ports: dict[str, int] = field(default_factory=dict)
 
     @cached_property
     def engine(self) -> Engine:
@@ -108,6 +124,133 @@ class Sealpost:
         sealer = HeadSealer(self.settings.ledger_origin, self.seal_identity, self.timestamper)
         return Sequencer(self.log_storage, sealer, max_batch=self.settings.batch_max_records)
 
+    @cached_property
+    def communications(self) -> CommunicationRepository:
+        from sealpost.store.communications import CommunicationRepository
+
+        return CommunicationRepository(self.engine)
+
+    @cached_property
+    def senders(self) -> SenderRepository:
+        from sealpost.store.senders import SenderRepository
+
+        return SenderRepository(self.engine)
+
+    @cached_property
+    def submissions(self) -> SubmissionService:
+        from sealpost.email.submission import SubmissionService
+
+        return SubmissionService(
+            self.engine, self.blobs, self.settings, on_commit=self.work_available.set
+        )
+
+    @cached_property
+    def delivery(self) -> DeliveryWorker:
+        from sealpost.email.delivery import DeliveryWorker
+
+        return DeliveryWorker(
+            repository=self.communications,
+            blobs=self.blobs,
+            senders=self.senders,
+            settings=self.settings,
+            wake=self.work_available,
+        )
+
+    @cached_property
+    def trust_roots(self) -> list[x509.Certificate]:
+        """Roots certificates are validated against: the seal's, and the local CA's."""
+        from cryptography import x509
+
+        roots = [self.seal_identity.chain[-1]] if self.seal_identity.chain else []
+        local = self.settings.resolved_keys_dir / "root-ca.pem"
+        if local.exists():
+            roots.append(x509.load_pem_x509_certificate(local.read_bytes()))
+        return roots
+
+    @cached_property
+    def certificates(self) -> CertificateService:
+        from sealpost.certificates.service import CertificateService
+
+        return CertificateService(
+            repository=self.communications,
+            tenants=self.tenants,
+            ledger=self.ledger,
+            blobs=self.blobs,
+            seal=self.seal_identity,
+            timestamper=self.timestamper,
+            trust_roots=self.trust_roots,
+            ledger_origin=self.settings.ledger_origin,
+            hostname=self.settings.hostname,
+        )
+
+    def start_smtp(self) -> dict[str, int]:
+        """Bind the SMTP listeners (submission, implicit TLS, inbound); returns their ports."""
+        from sealpost.email.inbound import BounceProcessor, InboundHandler, inbound_factory
+        from sealpost.email.smtp_server import (
+            SmtpListeners,
+            SubmissionHandler,
+            server_tls_context,
+            submission_factory,
+        )
+
+        s = self.settings
+        keys = s.resolved_keys_dir
+        tls = server_tls_context(
+            str(s.smtp_tls_certificate or keys / "smtp-tls.pem"),
+            str(s.smtp_tls_key or keys / "smtp-tls.key"),
+        )
+        listeners = SmtpListeners()
+        self._smtp = listeners
+        handler = SubmissionHandler(self.submissions, self.senders, s)
+        ports = {
+            "submission": listeners.listen(
+                submission_factory(handler, s, tls, implicit_tls=False),
+                s.smtp_host,
+                s.smtp_submission_port,
+            )
+        }
+        if s.smtp_tls_port is not None:
+            ports["tls"] = listeners.listen(
+                submission_factory(handler, s, tls, implicit_tls=True),
+                s.smtp_host,
+                s.smtp_tls_port,
+                tls=tls,
+            )
+        if s.smtp_inbound_port is not None:
+            inbound = InboundHandler(
+                self.submissions, self.senders, BounceProcessor(self.communications), s
+            )
+            ports["inbound"] = listeners.listen(
+                inbound_factory(inbound, s), s.smtp_host, s.smtp_inbound_port
+            )
+        self.smtp_ports = ports
+        return ports
+
+    def _thread(self, name: str, target: Callable[[], None]) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def start_email(self) -> None:
+        """SMTP listeners, delivery worker and certificate issuer, as settings enable them."""
+        import asyncio
+
+        s = self.settings
+        if s.smtp_enabled:
+            self.start_smtp()
+        if s.delivery_enabled:
+            self._thread("sealpost-delivery", lambda: asyncio.run(self.delivery.run(self._stop)))
+        if s.certificates_enabled:
+
+            def issue_loop() -> None:
+                while not self._stop.wait(1.0):
+                    try:
+                        self.certificates.issue_due()
+                    except Exception as exc:  # database down: try again next round
+                        log.error("certificates.loop_error", error=repr(exc))
+
+            self._thread("sealpost-certificates", issue_loop)
+
     def start_background(self) -> None:
         """Start the sequencer thread (when this process may sequence)."""
         if not self.settings.sequencer_enabled:
@@ -127,6 +270,12 @@ class Sealpost:
 
     def stop_background(self, timeout: float = 10.0) -> None:
         self._stop.set()
+        self.work_available.set()
+        if self._smtp is not None:
+            self._smtp.close()
+            self._smtp = None
+        if "submissions" in self.__dict__:
+            self.submissions.close()
         for thread in self._threads:
             thread.join(timeout)
         self._threads.clear()

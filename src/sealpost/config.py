@@ -78,12 +78,14 @@ class Settings(BaseSettings):
     )
     smtp_enabled: bool = Field(True, description="Run the SMTP listeners in `serve`.")
     smtp_host: str = Field("127.0.0.1", description="Address the SMTP listeners bind to.")
-    smtp_submission_port: int = Field(587, description="Submission with STARTTLS (RFC 6409).")
+    smtp_submission_port: int = Field(
+        2587, description="Submission with STARTTLS (RFC 6409); 587 in production."
+    )
     smtp_tls_port: int | None = Field(
-        465, description="Submission over implicit TLS (RFC 8314); unset to disable."
+        2465, description="Submission over implicit TLS (RFC 8314); 465 in production; empty: off."
     )
     smtp_inbound_port: int | None = Field(
-        25, description="Inbound: certify-address rewriting and bounces (DSN); unset to disable."
+        2525, description="Inbound: certify addresses and bounces (DSN); 25 in production; empty: off."
     )
     smtp_max_message_bytes: int = Field(
         50 * 1024 * 1024, ge=1024, description="Largest message accepted (SIZE); larger gets 552."

@@ -79,10 +79,15 @@ class SqlLogStorage:
     def append(self, records: Sequence[EvidenceRecord]) -> None:
         if not records:
             return
-        now = datetime.now(UTC)
-        rows = [record_row(r, now) for r in records]
         with self.engine.begin() as conn:
-            conn.execute(insert(evidence_records), rows)
+            self.append_in(conn, records)
+
+    @staticmethod
+    def append_in(conn: Connection, records: Sequence[EvidenceRecord]) -> None:
+        """Append inside the caller's transaction, so evidence commits with the state change."""
+        if records:
+            now = datetime.now(UTC)
+            conn.execute(insert(evidence_records), [record_row(r, now) for r in records])
 
     # -- sequencer -----------------------------------------------------------------------------
 

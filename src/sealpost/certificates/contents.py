@@ -1,0 +1,170 @@
+"""Checks on what a certificate carries: the manifest, the message and each evidence bundle.
+
+The seal proves the PDF is the one Sealpost issued; these checks prove its contents are
+consistent with the ledger, independently of the seal: every bundle verifies on its own
+(:func:`sealpost.ledger.verify.verify_bundle`), belongs to this communication, and states the
+digest of the very message attached.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from cryptography import x509
+
+from sealpost.certificates.manifest import MANIFEST_FORMAT, MANIFEST_NAME, MANIFEST_VERSION
+from sealpost.certificates.report import CertificateReport
+from sealpost.errors import InvalidInput
+from sealpost.ledger.verify import VerificationReport, verify_bundle
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def read_manifest(report: CertificateReport) -> dict[str, Any] | None:
+    """Parse and shape-check ``manifest.json``; None (with a failed check) when unusable."""
+    raw = report.attachments.get(MANIFEST_NAME)
+    if raw is None:
+        report.add("manifest", MANIFEST_NAME, False, "the certificate has no manifest.json")
+        return None
+    try:
+        manifest = json.loads(raw)
+        ok = (
+            isinstance(manifest, dict)
+            and manifest.get("format") == MANIFEST_FORMAT
+            and manifest.get("version") == MANIFEST_VERSION
+            and isinstance(manifest.get("message"), dict)
+            and isinstance(manifest.get("events"), list)
+            and isinstance(manifest.get("files"), dict)
+            and isinstance(manifest["message"].get("sha256"), str)
+            and all(isinstance(e, dict) for e in manifest["events"])
+        )
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        ok = False
+    if not ok:
+        report.add(
+            "manifest",
+            MANIFEST_NAME,
+            False,
+            f"not a {MANIFEST_FORMAT} version {MANIFEST_VERSION} manifest",
+        )
+        return None
+    report.add("manifest", MANIFEST_NAME, True, f"{len(manifest['events'])} events listed")
+    report.manifest = manifest
+    report.version = manifest.get("certificate_version")
+    report.supersedes_sha256 = manifest.get("supersedes_sha256")
+    report.communication_id = manifest.get("communication_id")
+    return dict(manifest)
+
+
+def check_files(report: CertificateReport, manifest: dict[str, Any]) -> None:
+    """Every attachment is listed in the manifest with its digest, and none is missing."""
+    listed: dict[str, Any] = manifest["files"]
+    for name, content in sorted(report.attachments.items()):
+        if name == MANIFEST_NAME:
+            continue
+        entry = listed.get(name)
+        if not isinstance(entry, dict):
+            report.add("attachment", name, False, "attached but not listed in the manifest")
+        elif entry.get("sha256") != _sha256(content):
+            report.add(
+                "attachment", name, False, "altered: its SHA-256 differs from the manifest's"
+            )
+        else:
+            report.add("attachment", name, True, "matches the manifest")
+    for name in sorted(set(listed) - set(report.attachments)):
+        report.add("attachment", name, False, "listed in the manifest but missing from the PDF")
+
+
+def check_message(report: CertificateReport, manifest: dict[str, Any]) -> str | None:
+    """The attached message's SHA-256 against the manifest's; returns the digest found."""
+    message = manifest["message"]
+    name = message.get("file", "original.eml")
+    eml = report.attachments.get(name)
+    if eml is None:
+        report.add("message digest", name, False, "the original message is not attached")
+        return None
+    digest = _sha256(eml)
+    ok = digest == message["sha256"]
+    report.add(
+        "message digest",
+        name,
+        ok,
+        f"SHA-256 {digest} matches the certificate"
+        if ok
+        else f"the message was altered: its SHA-256 is {digest}, the certificate states "
+        f"{message['sha256']}",
+    )
+    return digest
+
+
+def _bundle_problems(
+    bundle: VerificationReport, event: dict[str, Any], communication_id: Any, eml_digest: str | None
+) -> list[str]:
+    record = bundle.record
+    if record is None:
+        return ["its record cannot be read"]
+    problems = []
+    if record.id != event.get("record_id"):
+        problems.append(f"it is record {record.id}, the manifest lists {event.get('record_id')}")
+    if record.event.name != event.get("event"):
+        problems.append(f"it records {record.event.name}, the manifest says {event.get('event')}")
+    if (record.subject.type, record.subject.id) != ("communication", communication_id):
+        problems.append(
+            f"it is about {record.subject.type} {record.subject.id}, not this communication"
+        )
+    if record.content is not None and eml_digest not in (None, record.content.sha256):
+        problems.append(
+            f"its content SHA-256 {record.content.sha256} is not the attached message's"
+        )
+    return problems
+
+
+def check_evidence(
+    report: CertificateReport,
+    manifest: dict[str, Any],
+    eml_digest: str | None,
+    trust_roots: Sequence[x509.Certificate],
+) -> None:
+    """Verify each listed bundle offline and tie it to this communication and message."""
+    for event in manifest["events"]:
+        n, name = event.get("n"), event.get("file")
+        label = f"event {n} ({event.get('event')})"
+        if name is None:
+            report.add(
+                "evidence",
+                label,
+                True,
+                "no evidence file: the record was not sealed when this version was issued, so "
+                "this event is stated by the certificate only",
+            )
+            continue
+        raw = report.attachments.get(name)
+        if raw is None:
+            report.add("evidence", name, False, "the evidence file is missing")
+            continue
+        try:
+            bundle = verify_bundle(raw, trust_roots=trust_roots)
+        except InvalidInput as exc:
+            report.add("evidence", name, False, f"not an evidence bundle: {exc.message}")
+            continue
+        report.evidence[name] = bundle
+        if not bundle.ok:
+            details = "; ".join(f"{c.field}: {c.detail}" for c in bundle.failures)
+            report.add("evidence", name, False, f"the bundle does not verify: {details}")
+            continue
+        problems = _bundle_problems(bundle, event, manifest.get("communication_id"), eml_digest)
+        if problems:
+            report.add("evidence", name, False, "; ".join(problems))
+        else:
+            when = bundle.timestamp.gen_time.isoformat() if bundle.timestamp else "?"
+            report.add(
+                "evidence",
+                name,
+                True,
+                f"{event.get('event')} record verifies, sealed in the ledger by {when}",
+            )

@@ -1,0 +1,141 @@
+"""PAdES sealing of a certificate PDF (ETSI EN 319 142-1), with pyHanko.
+
+What is produced, as incremental updates after the rendered PDF:
+
+1. the validation data: the seal and TSA chains in the Document Security Store (DSS), written
+   in the same revision as the seal so the seal covers it (PAdES B-LT);
+2. the seal: a ``/ETSI.CAdES.detached`` signature by the service's seal certificate, with a
+   signature timestamp from Sealpost's TSA (PAdES B-T);
+3. a document timestamp (``/ETSI.RFC3161``) over all of it (PAdES B-LTA), so the evidence
+   outlives the seal certificate: renewing that timestamp before the TSA certificate expires
+   extends it further (ETSI EN 319 142-1 §5.5).
+
+poppler's ``pdfsig`` (22.x) validates the seal ("Signature is Valid") but does not implement
+document timestamps: it lists the second signature as "Signature Type: unknown ... not yet
+verified" and exits 0.  pyHanko and Adobe Reader validate both.  ``document_timestamp=False``
+stops at B-LT, where pdfsig sees one signature covering the whole file.
+
+Revocation: the local CA of the embedded default publishes neither CRL nor OCSP, so the
+validation context is built with ``allow_fetching=False`` (no network at sealing) and
+``revocation_mode="soft-fail"`` (a certificate without revocation pointers is accepted rather
+than failing the whole seal).  pyHanko still builds and checks the path from the seal and TSA
+certificates to ``trust_roots`` before signing, and embeds every certificate of both paths in
+the DSS; with an operator's CA that publishes CRL/OCSP, set ``allow_fetching=True`` to embed
+them as well.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+
+from asn1crypto import keys as asn1_keys
+from asn1crypto import x509 as asn1_x509
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+from pyhanko.pdf_utils.misc import PdfError
+from pyhanko.sign import fields, signers
+from pyhanko.sign.general import SigningError
+from pyhanko.sign.signers.pdf_signer import DSSContentSettings, SigDSSPlacementPreference
+from pyhanko.sign.timestamps import TimestampRequestError
+from pyhanko_certvalidator import ValidationContext
+from pyhanko_certvalidator.errors import PathBuildingError, PathValidationError
+from pyhanko_certvalidator.registry import SimpleCertificateStore
+
+from sealpost.certificates.errors import SealError, SealUnavailable
+from sealpost.certificates.timestamper import LedgerTimeStamper
+from sealpost.ledger.timestamps import TimeStamper, TimestampError, TimestampUnavailable
+from sealpost.pki.keys import SigningIdentity
+
+SEAL_FIELD = "SealpostSeal"
+ARCHIVE_TIMESTAMP_FIELD = "SealpostArchiveTimestamp"
+
+
+def asn1_certificate(cert: x509.Certificate) -> asn1_x509.Certificate:
+    """The asn1crypto form pyHanko works with."""
+    return asn1_x509.Certificate.load(cert.public_bytes(serialization.Encoding.DER))
+
+
+def validation_context(
+    trust_roots: Sequence[x509.Certificate], other_certs: Sequence[x509.Certificate] = ()
+) -> ValidationContext:
+    """Offline path validation against ``trust_roots`` only (see the module docstring)."""
+    return ValidationContext(
+        trust_roots=[asn1_certificate(c) for c in trust_roots],
+        other_certs=[asn1_certificate(c) for c in other_certs],
+        allow_fetching=False,
+        revocation_mode="soft-fail",
+    )
+
+
+def _signer(seal: SigningIdentity) -> signers.SimpleSigner:
+    """pyHanko's in-memory signer; it picks ECDSA or RSA PKCS#1 v1.5 from the key."""
+    key_der = seal.private_key.private_bytes(
+        serialization.Encoding.DER,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    registry = SimpleCertificateStore()  # type: ignore[no-untyped-call]
+    for cert in seal.chain:
+        registry.register(asn1_certificate(cert))
+    return signers.SimpleSigner(
+        signing_cert=asn1_certificate(seal.certificate),
+        signing_key=asn1_keys.PrivateKeyInfo.load(key_der),
+        cert_registry=registry,
+    )
+
+
+def seal_pdf(
+    pdf: bytes,
+    *,
+    seal: SigningIdentity,
+    timestamper: TimeStamper,
+    trust_roots: Sequence[x509.Certificate],
+    reason: str,
+    location: str | None = None,
+    document_timestamp: bool = True,
+) -> bytes:
+    """Seal ``pdf`` to PAdES B-LTA; raises :class:`SealError` and returns nothing on failure.
+
+    ``trust_roots`` must include the roots of the seal and of the TSA certificates: the paths
+    are validated before signing, so a misconfigured key fails here rather than in a reader.
+    """
+    meta = signers.PdfSignatureMetadata(
+        field_name=SEAL_FIELD,
+        md_algorithm="sha256",
+        reason=reason,
+        location=location,
+        name=seal.certificate.subject.rfc4514_string(),
+        subfilter=fields.SigSeedSubFilter.PADES,
+        embed_validation_info=True,
+        use_pades_lta=document_timestamp,
+        timestamp_field_name=ARCHIVE_TIMESTAMP_FIELD if document_timestamp else None,
+        validation_context=validation_context(trust_roots, seal.chain),
+        # VRI is optional in PAdES and cannot be written before the signature exists.
+        dss_settings=DSSContentSettings(
+            placement=SigDSSPlacementPreference.TOGETHER_WITH_SIGNATURE, include_vri=False
+        ),
+    )
+    try:
+        writer = IncrementalPdfFileWriter(io.BytesIO(pdf), strict=False)
+        out = signers.sign_pdf(
+            writer, meta, signer=_signer(seal), timestamper=LedgerTimeStamper(timestamper)
+        )
+    except TimestampUnavailable as exc:
+        raise SealUnavailable(f"cannot seal the certificate: {exc.message}") from exc
+    except TimestampError as exc:
+        raise SealError(f"cannot seal the certificate: {exc.message}") from exc
+    except TimestampRequestError as exc:
+        raise SealError(f"cannot seal the certificate: the TSA refused: {exc}") from exc
+    except (PathBuildingError, PathValidationError, AssertionError) as exc:
+        # pyhanko-certvalidator 0.33 asserts (rather than skips) when a root with the same name
+        # but another key type is tried as the issuer: that is a path that does not validate.
+        raise SealError(
+            f"cannot seal the certificate: the seal or TSA certificate does not validate "
+            f"against the configured roots ({exc})"
+        ) from exc
+    except (SigningError, PdfError) as exc:
+        raise SealError(f"cannot seal the certificate: {exc}") from exc
+    result: bytes = out.getvalue()
+    return result

@@ -1,0 +1,255 @@
+"""The inbound port: bounces coming back, and mail asking to be certified by its address.
+
+Two kinds of mail are accepted here, nothing else (no open relay):
+
+* **bounces** to the VERP return path ``bounces+<communication id>@<bounce domain>``: an RFC
+  3464 DSN whose recipient failed becomes NonDelivery evidence for that communication, even
+  after an earlier ContentConsignment (the recipient's server accepted, then bounced); a
+  "delayed" DSN is noted, not final.  A bounce with no usable VERP is matched by the returned
+  message's Message-ID.
+* **certify addresses**: ``alice@example.com.<certify domain>`` from an ordinary mail client.
+  It is accepted only if it carries a valid DKIM signature (RFC 6376) of a domain a tenant
+  registered; the signature is then the sender's identification in the evidence, and the
+  message is submitted for ``alice@example.com``.  Anything else is refused, with
+  SubmissionRejection evidence when the From domain names a tenant.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from sealpost.config import Settings
+from sealpost.email.addresses import AddressError, domain_of, parse_verp, unwrap_certify_address
+from sealpost.email.dkim import KeyLookup, dns_key_lookup, pinned_key_lookup, verify_message
+from sealpost.email.dsn import DeliveryReport, parse_dsn
+from sealpost.email.mime import describe_message
+from sealpost.email.smtp_server import SealpostSMTP, accepted_reply, client_ip, tls_details
+from sealpost.email.submission import SubmissionRequest, SubmissionService
+from sealpost.ledger.records import Party, Reason, Subject, new_record
+from sealpost.logging import get_logger
+from sealpost.store.communications import (
+    DELIVERED,
+    FAILED,
+    QUEUED,
+    RELAYED,
+    Communication,
+    CommunicationRepository,
+)
+from sealpost.store.senders import SenderRepository
+
+log = get_logger(__name__)
+
+NOT_HERE = "550 5.7.1 Relaying denied: this server only takes bounces and certify addresses"
+
+
+class BounceProcessor:
+    """Turns a DSN into NonDelivery evidence for the communication it is about."""
+
+    def __init__(self, repository: CommunicationRepository) -> None:
+        self.repository = repository
+
+    def process(self, raw: bytes, verp_ids: list[str]) -> list[str]:
+        """Returns the ids of the communications that got NonDelivery evidence."""
+        report = parse_dsn(raw)
+        if report is None:
+            log.info("bounce.not_a_dsn", verp=verp_ids)
+            return []
+        targets = self._targets(report, verp_ids)
+        failed: list[str] = []
+        for communication in targets:
+            statuses = [
+                r
+                for r in report.recipients
+                if r.action == "failed"
+                and (
+                    len(report.recipients) == 1
+                    or r.final_recipient.lower() == communication.recipient.lower()
+                    or (r.original_recipient or "").lower() == communication.recipient.lower()
+                )
+            ]
+            if not statuses:
+                continue
+            status = statuses[0]
+            text = status.diagnostic_code or f"DSN status {status.status}"
+            record = new_record(
+                tenant_id=communication.tenant_id,
+                event="NonDelivery",
+                subject=Subject("communication", communication.id),
+                submission_time=communication.submitted_at,
+                sender=Party(communication.sender),
+                recipient=Party(communication.recipient),
+                application_identifier=communication.message_id,
+                reasons=(Reason(f"dsn-{status.status}", text),),
+                details={
+                    "dsn": {
+                        "reporting_mta": report.reporting_mta,
+                        "final_recipient": status.final_recipient,
+                        "action": status.action,
+                        "status": status.status,
+                        "diagnostic_code": status.diagnostic_code,
+                        "remote_mta": status.remote_mta,
+                    },
+                    "after_status": communication.status,
+                },
+            )
+            moved = self.repository.mark_final(
+                communication.id,
+                FAILED,
+                text,
+                [record],
+                only_if_status=[QUEUED, DELIVERED, RELAYED],
+            )
+            if moved:
+                failed.append(communication.id)
+        return failed
+
+    def _targets(self, report: DeliveryReport, verp_ids: list[str]) -> list[Communication]:
+        found = [c for c in (self.repository.get(i) for i in verp_ids) if c is not None]
+        if found:
+            return found
+        header_id = report.original_headers.get("X-Sealpost-Communication")
+        if header_id:
+            by_header = self.repository.get(header_id.strip())
+            if by_header is not None:
+                return [by_header]
+        if report.original_message_id:
+            return self.repository.find_by_message_id(report.original_message_id)
+        return []
+
+
+class InboundHandler:
+    """aiosmtpd handler of the inbound port."""
+
+    def __init__(
+        self,
+        service: SubmissionService,
+        senders: SenderRepository,
+        bounces: BounceProcessor,
+        settings: Settings,
+        *,
+        key_lookup: KeyLookup | None = None,
+    ) -> None:
+        self.service = service
+        self.senders = senders
+        self.bounces = bounces
+        self.settings = settings
+        self.dns_lookup = key_lookup or dns_key_lookup()
+
+    def _verp(self, address: str) -> str | None:
+        return parse_verp(address, self.settings.resolved_bounce_domain)
+
+    def _unwrap(self, address: str) -> str | None:
+        if not self.settings.certify_domain:
+            return None
+        return unwrap_certify_address(address, self.settings.certify_domain)
+
+    async def handle_RCPT(
+        self, _server: SMTP, _session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        kind = "bounce" if self._verp(address) else "certify" if self._unwrap(address) else None
+        if kind is None:
+            return NOT_HERE
+        kinds = {self._kind(a) for a in envelope.rcpt_tos}
+        if kinds and kind not in kinds:
+            return "452 4.5.3 Send bounces and certified mail in separate transactions"
+        if len(envelope.rcpt_tos) >= self.settings.smtp_max_recipients:
+            return "452 4.5.3 Too many recipients"
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(options)
+        return "250 2.1.5 Recipient OK"
+
+    def _kind(self, address: str) -> str:
+        return "bounce" if self._verp(address) else "certify"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        raw = envelope.original_content or b""
+        if envelope.rcpt_tos and self._kind(envelope.rcpt_tos[0]) == "bounce":
+            ids = [i for i in (self._verp(a) for a in envelope.rcpt_tos) if i]
+            try:
+                done = await asyncio.to_thread(self.bounces.process, raw, ids)
+            except Exception as exc:
+                log.error("bounce.failed", error=repr(exc))
+                return "451 4.3.0 The bounce could not be processed; try again later"
+            log.info("bounce.processed", verp=ids, non_delivery=done)
+            return "250 2.0.0 Bounce received"
+        return await asyncio.to_thread(self._certify, server, session, envelope, raw)
+
+    def _certify(self, server: SMTP, session: Session, envelope: Envelope, raw: bytes) -> str:
+        facts = describe_message(raw)
+        from_domain = None
+        if facts.from_address:
+            try:
+                from_domain = domain_of(facts.from_address)
+            except AddressError:
+                from_domain = None
+        registered = self.senders.find_domain(from_domain) if from_domain else None
+        pins: dict[tuple[str, str], str] = {}
+        if registered is not None:
+            pins = {(sel, registered.domain): txt for sel, txt in registered.pinned_keys.items()}
+        result = verify_message(raw, key_lookup=pinned_key_lookup(pins, self.dns_lookup))
+        details: dict[str, Any] = {
+            "smtp": {
+                "client_ip": client_ip(session),
+                "helo": session.host_name,
+                **({"tls": tls} if (tls := tls_details(server)) else {}),
+            },
+            "dkim": {"valid": result.valid, "domain": result.domain, "reason": result.reason},
+        }
+        recipients = [r for r in (self._unwrap(a) for a in envelope.rcpt_tos) if r]
+        if registered is None or not result.valid or result.domain != registered.domain:
+            reply = (
+                "550 5.7.20 No valid DKIM signature of a registered sender domain "
+                f"({result.reason})"
+            )
+            if registered is not None:
+                self.service.reject(
+                    tenant_id=registered.tenant_id,
+                    mail_from=envelope.mail_from or "",
+                    recipients=recipients,
+                    identification={"method": "dkim", "domain": result.domain, "valid": False},
+                    code="dkim",
+                    text=reply,
+                    raw=raw,
+                    details=details,
+                )
+            return reply
+        request = SubmissionRequest(
+            tenant_id=registered.tenant_id,
+            via="rewrite",
+            mail_from=envelope.mail_from or "",
+            recipients=tuple(recipients),
+            raw=raw,
+            identification={
+                "method": "dkim",
+                "domain": result.domain,
+                "selector": result.selector,
+            },
+            details=details,
+        )
+        try:
+            accepted = self.service.accept(request)
+        except Exception as exc:
+            log.error("certify.store_failed", error=repr(exc))
+            return "451 4.3.0 The message could not be stored; please try again later"
+        return accepted_reply(accepted)
+
+
+def inbound_factory(handler: InboundHandler, settings: Settings) -> Callable[[], SMTP]:
+    def make() -> SMTP:
+        return SealpostSMTP(
+            handler,
+            hostname=settings.hostname,
+            ident="Sealpost ESMTP",
+            data_size_limit=settings.smtp_max_message_bytes,
+            enable_SMTPUTF8=True,
+            decode_data=False,
+            auth_required=False,
+            auth_require_tls=True,
+            timeout=300,
+        )
+
+    return make

@@ -1,0 +1,91 @@
+"""A running Sealpost with its SMTP listeners, and a real recipient server, on 127.0.0.1."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from sealpost.app import Sealpost, build
+from sealpost.config import Settings
+from sealpost.store.communications import Communication
+from sealpost.store.senders import SmtpCredential
+from tests.support.smtp_peer import RecipientServer
+
+RECIPIENT_DOMAIN = "recipient.test"
+
+
+@dataclass
+class MailEnv:
+    sp: Sealpost
+    tenant_id: str
+    credential: SmtpCredential
+    peer: RecipientServer
+
+    @property
+    def submission_port(self) -> int:
+        return self.sp.smtp_ports["submission"]
+
+    def wait_for(
+        self,
+        communication_id: str,
+        predicate: Callable[[Communication], bool],
+        timeout: float = 20.0,
+    ) -> Communication:
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self.sp.communications.get(communication_id)
+            if found is not None and predicate(found):
+                return found
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting; last state: {found}")
+            time.sleep(0.05)
+
+    def wait_status(self, communication_id: str, *statuses: str) -> Communication:
+        return self.wait_for(communication_id, lambda c: c.status in statuses)
+
+    def wait_certificate(self, communication_id: str, version: int = 1) -> Communication:
+        return self.wait_for(
+            communication_id, lambda c: c.certificate_version >= version, timeout=30.0
+        )
+
+
+def email_settings(settings: Settings, peer_port: int, **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "hostname": "sealpost.test",
+        "smtp_submission_port": 0,
+        "smtp_tls_port": 0,
+        "smtp_inbound_port": 0,
+        "delivery_routes": {RECIPIENT_DOMAIN: f"127.0.0.1:{peer_port}"},
+        "delivery_retry_initial_seconds": 0.2,
+        "delivery_retry_max_seconds": 1.0,
+        "delivery_lease_seconds": 30.0,
+        "certify_domain": "certify.sealpost.test",
+        "bounce_domain": "bounces.sealpost.test",
+    }
+    values.update(overrides)
+    return settings.model_copy(update=values)
+
+
+@pytest.fixture
+def replies() -> list[str]:
+    """What the recipient server answers to DATA, in order (then 250)."""
+    return []
+
+
+@pytest.fixture
+def mail_env(settings: Settings, replies: list[str]) -> Iterator[MailEnv]:
+    with RecipientServer(replies) as peer:
+        sp = build(email_settings(settings, peer.port))
+        tenant = sp.tenants.create(f"tenant-{uuid.uuid4().hex[:8]}")
+        credential = sp.senders.issue_smtp_credential(tenant.id)
+        sp.start_background()
+        sp.start_email()
+        try:
+            yield MailEnv(sp, tenant.id, credential, peer)
+        finally:
+            sp.stop_background()
+            sp.engine.dispose()

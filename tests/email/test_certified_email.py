@@ -1,0 +1,127 @@
+"""Certified email end to end: smtplib → Sealpost → a real recipient server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import smtplib
+import ssl
+import subprocess
+from email.message import EmailMessage
+from email.policy import SMTP
+
+import pytest
+
+from sealpost.certificates.verify import verify_certificate_pdf
+from tests.email.conftest import RECIPIENT_DOMAIN, MailEnv
+
+
+def _client_tls() -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def make_message(subject: str = "Warranty notice 42", to: str = f"bob@{RECIPIENT_DOMAIN}") -> bytes:
+    msg = EmailMessage()
+    msg["From"] = "Acme Service <service@acme.test>"
+    msg["To"] = to
+    msg["Subject"] = subject
+    msg["Message-ID"] = f"<{subject.replace(' ', '-')}@acme.test>"
+    msg.set_content("Your warranty expires on 2027-01-31.\n")
+    msg.add_attachment(b"%PDF-1.4 terms", maintype="application", subtype="pdf", filename="t.pdf")
+    return msg.as_bytes(policy=SMTP)  # CRLF, as on the wire
+
+
+def submit(env: MailEnv, raw: bytes, rcpts: list[str]) -> tuple[int, bytes]:
+    with smtplib.SMTP("127.0.0.1", env.submission_port, timeout=10) as client:
+        client.ehlo("crm.acme.test")
+        client.starttls(context=_client_tls())
+        client.ehlo("crm.acme.test")
+        client.login(env.credential.username, env.credential.password)
+        client.mail("service@acme.test")
+        for rcpt in rcpts:
+            client.rcpt(rcpt)
+        return client.data(raw)
+
+
+def test_starttls_auth_submission_is_delivered_with_evidence_and_a_valid_certificate(
+    mail_env: MailEnv, keys_dir: object
+) -> None:
+    raw = make_message()
+    code, reply = submit(mail_env, raw, [f"bob@{RECIPIENT_DOMAIN}"])
+    assert code == 250
+    communication_id = reply.decode().split("queued as ")[1].strip()
+
+    delivered = mail_env.wait_status(communication_id, "delivered")
+    assert delivered.attempts == 1
+    # the recipient got the exact submitted bytes, under Sealpost's trace headers
+    (got,) = mail_env.peer.received
+    assert got.data.endswith(raw)
+    assert f"X-Sealpost-Communication: {communication_id}" in got.data.decode()
+    assert got.mail_from == f"bounces+{communication_id}@bounces.sealpost.test"
+
+    timeline = mail_env.sp.communications.timeline(mail_env.tenant_id, communication_id)
+    assert [e.event for e in timeline][:2] == ["SubmissionAcceptance", "ContentConsignment"]
+    accepted, consigned = timeline[0].record, timeline[1].record
+    assert accepted["sender"]["identification"]["method"] == "smtp-auth"
+    assert accepted["sender"]["identification"]["tls"]["version"].startswith("TLSv1.")
+    assert accepted["application_identifier"] == "<Warranty-notice-42@acme.test>"
+    assert len(accepted["content"]["parts"]) == 2
+    assert consigned["details"]["reply"] == "250 2.0.0 Ok: queued as QID1"
+    assert consigned["details"]["queue_id"] == "QID1"
+    assert consigned["details"]["remote"]["ip"] == "127.0.0.1"
+
+    mail_env.wait_certificate(communication_id)
+    pdf = mail_env.sp.certificates.latest(mail_env.sp.communications.get(communication_id))  # type: ignore[arg-type]
+    report = verify_certificate_pdf(pdf, trust_roots=mail_env.sp.trust_roots)
+    assert report.ok, report.failures
+    assert report.communication_id == communication_id
+    assert report.attachments["original.eml"] == raw
+
+
+@pytest.mark.parametrize("replies", [["451 4.7.1 Greylisted, try later"] * 2])
+def test_temporary_failures_are_retried_then_delivered(mail_env: MailEnv) -> None:
+    code, reply = submit(mail_env, make_message("greylisted"), [f"carol@{RECIPIENT_DOMAIN}"])
+    communication_id = reply.decode().split("queued as ")[1].strip()
+    delivered = mail_env.wait_status(communication_id, "delivered")
+    assert delivered.attempts == 3
+    attempts = mail_env.sp.communications.attempts(communication_id)
+    assert [a["outcome"] for a in attempts] == ["deferred", "deferred", "delivered"]
+    assert attempts[0]["reply"] == "451 4.7.1 Greylisted, try later"
+    events = [
+        e.event for e in mail_env.sp.communications.timeline(mail_env.tenant_id, communication_id)
+    ]
+    assert events[:4] == [
+        "SubmissionAcceptance",
+        "ContentConsignmentFailure",
+        "ContentConsignmentFailure",
+        "ContentConsignment",
+    ]
+    assert len(mail_env.peer.received) == 1
+
+
+@pytest.mark.parametrize("replies", [["550 5.1.1 <dave@recipient.test>: user unknown"]])
+def test_permanent_failure_is_non_delivery_with_the_reply(mail_env: MailEnv) -> None:
+    _, reply = submit(mail_env, make_message("unknown user"), [f"dave@{RECIPIENT_DOMAIN}"])
+    communication_id = reply.decode().split("queued as ")[1].strip()
+    failed = mail_env.wait_status(communication_id, "failed")
+    assert failed.attempts == 1
+    timeline = mail_env.sp.communications.timeline(mail_env.tenant_id, communication_id)
+    non_delivery = timeline[1].record
+    assert non_delivery["event"]["name"] == "NonDelivery"
+    assert non_delivery["reasons"] == [
+        {"code": "smtp-550", "text": "550 5.1.1 <dave@recipient.test>: user unknown"}
+    ]
+
+
+def test_certificate_validates_in_pdfsig(mail_env: MailEnv, tmp_path: object) -> None:
+    _, reply = submit(mail_env, make_message("pdfsig"), [f"erin@{RECIPIENT_DOMAIN}"])
+    communication_id = reply.decode().split("queued as ")[1].strip()
+    communication = mail_env.wait_certificate(communication_id)
+    pdf = mail_env.sp.certificates.latest(communication)
+    from pathlib import Path
+
+    path = Path(str(tmp_path)) / "certificate.pdf"
+    path.write_bytes(pdf)
+    out = subprocess.run(["pdfsig", str(path)], capture_output=True, text=True, check=False)
+    assert "Signature is Valid" in out.stdout, out.stdout + out.stderr
