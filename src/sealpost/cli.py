@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from cryptography import x509
@@ -43,25 +43,68 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
+ROLES = ("all", "api", "smtp", "worker")
+
+
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Default: SEALPOST_API_HOST.")] = None,
     port: Annotated[int | None, typer.Option(help="Default: SEALPOST_API_PORT.")] = None,
+    role: Annotated[
+        str,
+        typer.Option(
+            help="all (embedded default), or one role per replica at scale: api (REST + TSA), "
+            "smtp (listeners), worker (delivery + certificates). Each also seals records "
+            "unless SEALPOST_SEQUENCER_ENABLED=false."
+        ),
+    ] = "all",
 ) -> None:
-    """Run Sealpost in the foreground: keys and schema on first start, the API and sequencer."""
+    """Run Sealpost in the foreground: keys and schema on first start, then its roles."""
+    import signal
+    import threading
+
     import uvicorn
 
     from sealpost.api.app import create_app
     from sealpost.app import build
 
+    if role not in ROLES:
+        raise _fail(f"--role is one of {', '.join(ROLES)}", 2)
     settings = _settings()
+    if role != "all":
+        settings = settings.model_copy(
+            update={
+                "smtp_enabled": settings.smtp_enabled and role == "smtp",
+                "delivery_enabled": settings.delivery_enabled and role == "worker",
+                "certificates_enabled": settings.certificates_enabled and role == "worker",
+            }
+        )
     sp = build(settings)  # keys and schema on first start; the sequencer seals leftovers
-    bind_host, bind_port = host or settings.api_host, port or settings.api_port
-    out.print(
-        f"Sealpost {settings.ledger_origin}: API on http://{bind_host}:{bind_port} "
-        f"(OpenAPI at /openapi.json, TSA at /tsa), database {sp.engine.url.render_as_string()}"
-    )
-    uvicorn.run(create_app(sp), host=bind_host, port=bind_port, log_level="warning")
+    try:
+        sp.start_email()
+    except OSError as exc:
+        raise _fail(f"cannot start the SMTP listeners: {exc}") from None
+    if sp.smtp_ports:
+        listening = ", ".join(f"{k} {settings.smtp_host}:{v}" for k, v in sp.smtp_ports.items())
+        out.print(f"SMTP: {listening}")
+    if role in ("all", "api"):
+        bind_host, bind_port = host or settings.api_host, port or settings.api_port
+        out.print(
+            f"Sealpost {settings.ledger_origin}: API on http://{bind_host}:{bind_port} "
+            f"(OpenAPI at /openapi.json, TSA at /tsa), database {sp.engine.url.render_as_string()}"
+        )
+        try:
+            uvicorn.run(create_app(sp), host=bind_host, port=bind_port, log_level="warning")
+        finally:
+            sp.stop_background()
+        return
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    sp.start_background()
+    out.print(f"Sealpost role {role} running; database {sp.engine.url.render_as_string()}")
+    stop.wait()
+    sp.stop_background()
 
 
 @keys_app.command("init")
@@ -135,6 +178,82 @@ def tenant_api_key(
     print(sp.tenants.issue_api_key(found.id, label).secret)
 
 
+@tenant_app.command("smtp-credentials")
+def tenant_smtp_credentials(
+    tenant: Annotated[str, typer.Argument(help="Tenant id or name.")],
+    username: Annotated[str | None, typer.Option(help="Default: a generated one.")] = None,
+) -> None:
+    """Issue SMTP AUTH credentials for a tenant (the password is shown once)."""
+    from sealpost.app import build
+
+    sp = build(_settings())
+    try:
+        credential = sp.senders.issue_smtp_credential(sp.tenants.get(tenant).id, username)
+    except SealpostError as exc:
+        raise _fail(exc.message) from None
+    out.print("SMTP AUTH (PLAIN or LOGIN, after STARTTLS or on the implicit-TLS port):")
+    print(f"username: {credential.username}")
+    print(f"password: {credential.password}")
+
+
+@tenant_app.command("smtp-network")
+def tenant_smtp_network(
+    tenant: Annotated[str, typer.Argument(help="Tenant id or name.")],
+    network: Annotated[str, typer.Argument(help="e.g. 192.0.2.10/32: the tenant's relay.")],
+) -> None:
+    """Let a mail server submit for the tenant by IP, without AUTH (like Postfix mynetworks)."""
+    from sealpost.app import build
+
+    sp = build(_settings())
+    try:
+        added = sp.senders.add_network(sp.tenants.get(tenant).id, network)
+    except SealpostError as exc:
+        raise _fail(exc.message) from None
+    out.print(f"{added} may now submit for {tenant} without AUTH")
+
+
+@tenant_app.command("domain")
+def tenant_domain(
+    tenant: Annotated[str, typer.Argument(help="Tenant id or name.")],
+    domain: Annotated[str, typer.Argument(help="A sender domain of the tenant.")],
+    selector: Annotated[str, typer.Option(help="DKIM selector Sealpost signs with.")] = "sealpost",
+) -> None:
+    """Register a sender domain: Sealpost DKIM-signs its mail and only lets it send From it."""
+    from sealpost.app import build
+    from sealpost.email.dkim import generate_dkim_key
+
+    sp = build(_settings())
+    private_key, record = generate_dkim_key()
+    try:
+        found = sp.senders.add_domain(
+            sp.tenants.get(tenant).id,
+            domain,
+            selector=selector,
+            private_key_pem=private_key,
+            public_record=record,
+        )
+    except SealpostError as exc:
+        raise _fail(exc.message) from None
+    out.print("Publish this TXT record so recipients can check Sealpost's DKIM signatures:")
+    print(f'{found.dkim_selector}._domainkey.{found.domain}. IN TXT "{record}"')
+
+
+@tenant_app.command("pin-dkim")
+def tenant_pin_dkim(
+    domain: Annotated[str, typer.Argument(help="A registered sender domain.")],
+    selector: Annotated[str, typer.Argument(help="The selector of the tenant's own signer.")],
+    record: Annotated[str, typer.Argument(help='Its TXT record, "v=DKIM1; k=rsa; p=...".')],
+) -> None:
+    """Pin the DKIM key the tenant's own mail server signs with (certify addresses)."""
+    from sealpost.app import build
+
+    try:
+        build(_settings()).senders.pin_key(domain, selector, record)
+    except SealpostError as exc:
+        raise _fail(exc.message) from None
+    out.print(f"pinned {selector}._domainkey.{domain}")
+
+
 @tenant_app.command("list")
 def tenant_list() -> None:
     """List tenants."""
@@ -168,15 +287,97 @@ def ledger_seal() -> None:
     )
 
 
+def _print_checks(checks: list[Any]) -> None:
+    table = Table("check", "field", "result")
+    for check in checks:
+        mark = "[green]ok[/]" if check.ok else "[bold red]FAILED[/]"
+        table.add_row(check.name, check.field, f"{mark} {check.detail}")
+    out.print(table)
+
+
+def _supersession(pdf_sha256: str) -> dict[str, Any] | None:
+    """What this Sealpost's database knows of newer versions (None: nothing, or no database)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from sealpost.app import build
+
+    settings = Settings()
+    database = settings.resolved_database_url
+    if database.startswith("sqlite:///") and not Path(database[len("sqlite:///") :]).exists():
+        return None
+    try:
+        sp = build(settings, prepare=False)
+        found = sp.certificates.supersession(pdf_sha256)
+    except (SQLAlchemyError, SealpostError, OSError):
+        return None
+    if found is None:
+        return None
+    this, latest = found
+    return {
+        "version": this.version,
+        "superseded_by": {
+            "version": latest.version,
+            "sha256": latest.sha256,
+            "issued_at": latest.created_at.isoformat(),
+            "reason": latest.reason,
+        },
+    }
+
+
+def _verify_pdf(data: bytes, roots: list[x509.Certificate], as_json: bool) -> None:
+    from sealpost.certificates.verify import verify_certificate_pdf
+
+    try:
+        report = verify_certificate_pdf(data, trust_roots=roots)
+    except SealpostError as exc:
+        if as_json:
+            print(json.dumps({"valid": False, "error": exc.message}))
+        raise _fail(f"cannot read the certificate: {exc.message}", 2) from None
+    superseded = _supersession(report.pdf_sha256) if report.ok else None
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "valid": report.ok,
+                    "statement": report.statement(),
+                    "sha256": report.pdf_sha256,
+                    "version": report.version,
+                    "superseded": superseded,
+                    "checks": [c.__dict__ for c in report.checks],
+                },
+                indent=2,
+            )
+        )
+        raise typer.Exit(0 if report.ok else 1)
+    _print_checks(report.checks)
+    verdict = "[bold green]VALID[/]" if report.ok else "[bold red]NOT VALID[/]"
+    out.print(f"{verdict}: {report.statement()}")
+    if superseded:
+        newer = superseded["superseded_by"]
+        out.print(
+            f"[bold yellow]SUPERSEDED[/]: this is version {superseded['version']}; version "
+            f"{newer['version']} (SHA-256 {newer['sha256']}, issued {newer['issued_at']}, "
+            f"{newer['reason']}) replaces it. This version remains valid evidence of what was "
+            "known when it was issued."
+        )
+    raise typer.Exit(0 if report.ok else 1)
+
+
 @app.command()
 def verify(
-    file: Annotated[Path, typer.Argument(help="An evidence bundle (.json).")],
+    file: Annotated[
+        Path, typer.Argument(help="An evidence bundle (.json) or certificate (.pdf); - for stdin.")
+    ],
     trust: Annotated[
         list[Path] | None, typer.Option(help="Root certificate(s) to pin (PEM).")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable report.")] = False,
 ) -> None:
-    """Verify an evidence bundle offline; exit 0 if valid, 1 if not, 2 if unreadable."""
+    """Verify a bundle or a certificate offline; exit 0 if valid, 1 if not, 2 if unreadable.
+
+    For a certificate PDF this also says whether a newer version supersedes it, when run
+    where this Sealpost's database is reachable.
+    """
     from sealpost.ledger.verify import verify_bundle
 
     try:
@@ -184,6 +385,8 @@ def verify(
         roots = [x509.load_pem_x509_certificate(p.read_bytes()) for p in trust or []]
     except (OSError, ValueError) as exc:
         raise _fail(str(exc), 2) from None
+    if data.lstrip()[:5] == b"%PDF-" or file.suffix.lower() == ".pdf":
+        _verify_pdf(data, roots, as_json)
     try:
         report = verify_bundle(data, trust_roots=roots)
     except SealpostError as exc:
@@ -202,14 +405,33 @@ def verify(
             )
         )
         raise typer.Exit(0 if report.ok else 1)
-    table = Table("check", "field", "result")
-    for check in report.checks:
-        mark = "[green]ok[/]" if check.ok else "[bold red]FAILED[/]"
-        table.add_row(check.name, check.field, f"{mark} {check.detail}")
-    out.print(table)
+    _print_checks(report.checks)
     verdict = "[bold green]VALID[/]" if report.ok else "[bold red]NOT VALID[/]"
     out.print(f"{verdict}: {report.statement()}")
     raise typer.Exit(0 if report.ok else 1)
+
+
+@app.command()
+def demo(
+    data_dir: Annotated[
+        Path, typer.Option(help="Where the demo keeps its own keys, database and certificate.")
+    ] = Path("data/demo"),
+) -> None:
+    """Send one certified email to a local recipient server and verify its certificate."""
+    from sealpost.demo import run_demo
+
+    _settings()  # logging as configured
+    try:
+        result = run_demo(data_dir, say=out.print)
+    except (SealpostError, TimeoutError, OSError) as exc:
+        raise _fail(f"the demo failed: {exc}") from None
+    verdict = "[bold green]VALID[/]" if result.valid else "[bold red]NOT VALID[/]"
+    out.print(f"6. {verdict}: {result.statement}")
+    out.print(
+        f"Check it yourself: sealpost verify {result.certificate} --trust {result.trust_root}"
+        f"   (or: pdfsig {result.certificate})"
+    )
+    raise typer.Exit(0 if result.valid else 1)
 
 
 def main() -> None:

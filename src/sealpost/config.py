@@ -85,7 +85,7 @@ class Settings(BaseSettings):
         2465, description="Submission over implicit TLS (RFC 8314); 465 in production; empty: off."
     )
     smtp_inbound_port: int | None = Field(
-        2525, description="Inbound: certify addresses and bounces (DSN); 25 in production; empty: off."
+        2525, description="Inbound: certify addresses and bounces; 25 in production; empty: off."
     )
     smtp_max_message_bytes: int = Field(
         50 * 1024 * 1024, ge=1024, description="Largest message accepted (SIZE); larger gets 552."

@@ -110,6 +110,7 @@ def _bundle_roots(files: dict[str, bytes]) -> list[x509.Certificate]:
 def _check_seal(
     report: CertificateReport, sig: EmbeddedPdfSignature, context: Any, label: str
 ) -> None:
+    """Integrity first: trust and time are moot for a signature over other bytes."""
     status = validate_pdf_signature(sig, context, context)
     report.seal_certificate = _crypto(status.signing_cert)
     who = report.seal_certificate.subject.rfc4514_string()
@@ -118,13 +119,14 @@ def _check_seal(
             "seal",
             label,
             False,
-            "the document was altered: the seal's digest does not match "
-            "the bytes it covers (a byte inside the sealed range was changed)",
+            "the document was altered: the seal's digest does not match the bytes it covers "
+            "(a byte inside the sealed range was changed)",
         )
-    elif not status.valid:
+        return
+    if not status.valid:
         report.add("seal", label, False, f"the seal signature of {who} does not verify")
-    else:
-        report.add("seal", label, True, f"intact and valid, by {who}")
+        return
+    report.add("seal", label, True, f"intact and valid, by {who}")
     report.add(
         "seal certificate",
         label,
@@ -168,7 +170,15 @@ def _check_document_timestamp(
     report: CertificateReport, sig: EmbeddedPdfSignature, context: Any, label: str
 ) -> None:
     status = validate_pdf_timestamp(sig, validation_context=context)
-    ok = status.intact and status.valid and status.trusted
+    if not status.intact:
+        report.add(
+            "document timestamp",
+            label,
+            False,
+            "the document was altered: the timestamp's digest does not match the bytes it covers",
+        )
+        return
+    ok = status.valid and status.trusted
     if ok:
         report.archived_at = status.timestamp
     report.add(
@@ -177,8 +187,6 @@ def _check_document_timestamp(
         ok,
         f"PAdES document timestamp of {status.timestamp.isoformat()} is valid and trusted"
         if ok
-        else "the document was altered after its timestamp, or the timestamp is not trusted"
-        if not status.intact
         else "the document timestamp does not verify or is not trusted",
     )
     _check_modifications(report, label, status.modification_level, status.docmdp_ok)

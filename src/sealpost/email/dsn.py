@@ -130,17 +130,12 @@ def _parse(raw: bytes) -> DeliveryReport | None:
 def _status_blocks(part: Message) -> list[list[tuple[str, str]]]:
     """The field blocks of a delivery-status part, whatever shape the parser left it in.
 
-    The standard parser splits a 7-bit part into header blocks itself; a part sent
-    base64- or quoted-printable-encoded (seen from some gateways) is decoded and split here.
+    The standard parser pre-splits ``message/delivery-status`` into header blocks but reads
+    ``message/global-delivery-status`` as one message, and neither survives a base64 or
+    quoted-printable transfer encoding (seen from some gateways); so the part's text is
+    rebuilt, decoded and split here, one way for every case.
     """
     cte = str(part.get("Content-Transfer-Encoding", "")).strip().lower()
-    payload = part.get_payload()
-    if isinstance(payload, list) and cte not in ("base64", "quoted-printable"):
-        return [
-            [(str(k), _clean(str(v))) for k, v in block.raw_items()]
-            for block in payload
-            if isinstance(block, Message)
-        ]
     if part.is_multipart():
         data = generated_body(part, "\n")
         if cte == "base64":
@@ -233,12 +228,6 @@ def _recipient(block: list[tuple[str, str]]) -> RecipientStatus | None:
 def _lowered(block: list[tuple[str, str]]) -> list[tuple[str, str]]:
     """Field names lower-cased; the first occurrence of a name wins."""
     return list(reversed([(k.lower(), v) for k, v in block]))
-
-
-def _clean(value: str) -> str:
-    """Unfold and decode surrogate-escaped 8-bit bytes as UTF-8 (RFC 6533 allows UTF-8)."""
-    text = value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-    return re.sub(r"\s*\r?\n\s*", " ", text).strip()
 
 
 def _strip_type(value: str | None) -> str | None:

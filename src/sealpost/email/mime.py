@@ -505,6 +505,8 @@ def _address_field(value: str, field: str) -> Address:
     if "\r" in value or "\n" in value:
         raise HeaderError(f"line break in {field}")
     name, addr = email.utils.parseaddr(value)
+    if not addr or addr not in value:  # parseaddr silently "repairs" some inputs
+        raise InvalidInput(f"{field}: not an address: {value!r}")
     try:
         local, domain = split_address(addr)
         ascii_domain = idna_domain(domain)
