@@ -109,3 +109,8 @@ def sealpost(settings: Settings) -> Iterator[Sealpost]:
 @pytest.fixture
 def tenant_id(sealpost: Sealpost) -> str:
     return sealpost.tenants.create(f"tenant-{uuid.uuid4().hex[:8]}").id
+
+
+from tests.support.mail import mail_env, replies  # noqa: E402  (fixtures for every package)
+
+__all__ = ["mail_env", "replies"]

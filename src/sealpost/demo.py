@@ -96,7 +96,7 @@ def run_demo(data_dir: Path, say: Callable[[str], None] = print) -> DemoResult:
     peer = Controller(inbox, hostname="127.0.0.1", port=peer_port, decode_data=False)
     peer.start()
     settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]
+        _env_file=None,
         data_dir=data_dir,
         hostname="sealpost.localhost",
         smtp_submission_port=0,

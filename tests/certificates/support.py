@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import shutil
 import subprocess
@@ -68,9 +69,11 @@ def make_certificate_data(sp: Sealpost, tenant_id: str, scenario: Scenario) -> C
     subject = Subject("communication", str(uuid.uuid4()))
     message_id = f"<{uuid.uuid4().hex}@example.com>"
     recipient = Party("bob@example.org")
-    common = {"tenant_id": tenant_id, "subject": subject, "recipient": recipient}
+    record = functools.partial(
+        new_record, tenant_id=tenant_id, subject=subject, recipient=recipient
+    )
     records = [
-        new_record(
+        record(
             event="SubmissionAcceptance",
             sender=Party(
                 "alice@example.com",
@@ -82,20 +85,18 @@ def make_certificate_data(sp: Sealpost, tenant_id: str, scenario: Scenario) -> C
             details={
                 "smtp": {"reply": "250 2.0.0 queued", "client_ip": "127.0.0.1", "tls": "TLSv1.3"}
             },
-            **common,
         )
     ]
     records += [
-        new_record(
+        record(
             event="DelayWarning",
             reasons=(Reason("smtp-4xx", f"451 4.7.1 greylisted, try again later (attempt {i})"),),
             details={"smtp": {"remote_host": "mx.example.org", "remote_ip": "192.0.2.1"}},
-            **common,
         )
         for i in range(1, scenario.delays + 1)
     ]
     records.append(
-        new_record(
+        record(
             event="ContentConsignment",
             content=content,
             details={
@@ -106,16 +107,13 @@ def make_certificate_data(sp: Sealpost, tenant_id: str, scenario: Scenario) -> C
                     "tls": {"version": "TLSv1.3", "cipher": "TLS_AES_256_GCM_SHA384"},
                 }
             },
-            **common,
         )
     )
     sp.log_storage.append(records)
     sp.sequencer.seal_all()
     bundles: list[dict[str, object] | None] = [sp.ledger.bundle(r.id, tenant_id) for r in records]
     if scenario.unsealed_last:
-        late = new_record(
-            event="ContentHandover", details={"portal": {"ip": "198.51.100.7"}}, **common
-        )
+        late = record(event="ContentHandover", details={"portal": {"ip": "198.51.100.7"}})
         sp.log_storage.append([late])
         records.append(late)
         bundles.append(None)

@@ -6,10 +6,11 @@ import io
 import json
 from pathlib import Path
 
+import pytest
 from pyhanko.pdf_utils.reader import PdfFileReader
 
 from sealpost.app import Sealpost
-from sealpost.certificates import render_certificate
+from sealpost.certificates import fonts, render_certificate
 from sealpost.certificates.embedded import read_embedded_files
 from sealpost.certificates.manifest import bundle_json
 from tests.certificates.support import Scenario, make_certificate_data, poppler
@@ -28,7 +29,7 @@ def test_the_pages_name_the_parties_and_every_event(
     result = poppler("pdftotext", "-layout", path, "-")
     assert result.returncode == 0, result.stderr
     text = result.stdout
-    assert "Evidence certificate — certified email" in text
+    assert "Evidence certificate" in text and "certified email" in text
     for expected in (data.sender, data.recipient, data.message_id, data.content_sha256):
         assert expected in text
     for event in data.events:
@@ -88,6 +89,24 @@ def test_emoji_cjk_and_control_characters_render(ledger: Sealpost, tenant: str) 
     assert pdf.startswith(b"%PDF-")
     manifest = json.loads(read_embedded_files(PdfFileReader(io.BytesIO(pdf)))["manifest.json"])
     assert manifest["message"]["subject"] == subject  # the exact text is kept in the data
+
+
+def test_without_dejavu_core_fonts_write_what_latin_1_cannot_as_code_points(
+    ledger: Sealpost, tenant: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(fonts, "_FONT_DIRS", ())
+    data = make_certificate_data(ledger, tenant, Scenario(subject="Résiliation — 契約 📄"))
+    path = tmp_path / "certificate.pdf"
+    path.write_bytes(render_certificate(data))
+    text = poppler("pdftotext", path, "-").stdout
+    assert "Résiliation - <U+5951><U+7D04> <U+1F4C4>" in text
+    assert "Helvetica" in poppler("pdffonts", path).stdout
+
+
+def test_the_text_font_keeps_what_it_can_draw() -> None:
+    font = fonts.FontSet(text="t", mono="m", coverage=range(0x20, 0x250), unicode=True)
+    assert font.clean("é\tx\u202e 契") == "é x  <U+5951>"
+    assert font.clean("line 1\nline 2") == "line 1\nline 2"
 
 
 def test_forty_events_take_several_pages(ledger: Sealpost, tenant: str) -> None:

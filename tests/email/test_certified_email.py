@@ -11,7 +11,7 @@ from email.policy import SMTP
 import pytest
 
 from sealpost.certificates.verify import verify_certificate_pdf
-from tests.email.conftest import RECIPIENT_DOMAIN, MailEnv
+from tests.support.mail import RECIPIENT_DOMAIN, MailEnv
 
 
 def _client_tls() -> ssl.SSLContext:
@@ -81,7 +81,7 @@ def test_starttls_auth_submission_is_delivered_with_evidence_and_a_valid_certifi
 
 @pytest.mark.parametrize("replies", [["451 4.7.1 Greylisted, try later"] * 2])
 def test_temporary_failures_are_retried_then_delivered(mail_env: MailEnv) -> None:
-    code, reply = submit(mail_env, make_message("greylisted"), [f"carol@{RECIPIENT_DOMAIN}"])
+    _code, reply = submit(mail_env, make_message("greylisted"), [f"carol@{RECIPIENT_DOMAIN}"])
     communication_id = reply.decode().split("queued as ")[1].strip()
     delivered = mail_env.wait_status(communication_id, "delivered")
     assert delivered.attempts == 3

@@ -187,7 +187,10 @@ def test_non_mime_text_is_one_text_part() -> None:
 @pytest.mark.parametrize(
     ("header", "expected"),
     [
-        ("=?utf-8?b?UmFwcGVsIDogw6ljaMOpYW5jZSBkdSAzMCBub3ZlbWJyZQ==?=", "Rappel : échéance du 30 novembre"),
+        (
+            "=?utf-8?b?UmFwcGVsIDogw6ljaMOpYW5jZSBkdSAzMCBub3ZlbWJyZQ==?=",
+            "Rappel : échéance du 30 novembre",
+        ),
         ("=?UTF-8?Q?Gr=C3=BC=C3=9Fe?= aus =?iso-8859-1?q?K=F6ln?=", "Grüße aus Köln"),
         ("=?utf-8?q?first?=\n =?utf-8?q?_second?=", "first second"),
         ("=?ISO-2022-JP?B?GyRCJUYlOSVIGyhC?=", "テスト"),
@@ -212,7 +215,7 @@ def test_raw_utf8_headers_under_smtputf8_are_decoded() -> None:
 
 
 def test_encoded_display_names_are_decoded() -> None:
-    raw = crlf('From: =?utf-8?q?Andr=C3=A9_M=C3=BCller?= <andre@sender.example>\n\nx\n')
+    raw = crlf("From: =?utf-8?q?Andr=C3=A9_M=C3=BCller?= <andre@sender.example>\n\nx\n")
     facts = describe_message(raw)
     assert facts.from_display == "André Müller"
     assert facts.from_address == "andre@sender.example"
@@ -277,7 +280,7 @@ MIME_FRAGMENTS = st.sampled_from(
         b"Content-Transfer-Encoding: x-uuencode\r\n",
         b"Content-Disposition: attachment; filename*=utf-8''%FF%FE\r\n",
         b"Subject: =?utf-8?b?w6k=?= =?bogus?q?x?=\r\n",
-        b"From: <@>, ,, \"\" <>\r\n",
+        b'From: <@>, ,, "" <>\r\n',
         b"\r\n",
         b"--X\r\n",
         b"--X--\r\n",

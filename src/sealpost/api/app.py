@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 import sealpost
-from sealpost.api import ledger
+from sealpost.api import communications, ledger
 from sealpost.api.auth import SealpostDep
 from sealpost.api.schemas import Health, LedgerHealth
 from sealpost.app import Sealpost
@@ -123,4 +123,5 @@ def create_app(sp: Sealpost, *, start_background: bool = True) -> FastAPI:
         return Response(reply, media_type="application/timestamp-reply")
 
     app.include_router(ledger.router)
+    app.include_router(communications.router)
     return app

@@ -188,7 +188,7 @@ class CertificateService:
             location=self.hostname,
         )
         digest = self.blobs.put(pdf)
-        record = new_record(
+        issued = new_record(
             tenant_id=communication.tenant_id,
             event="CertificateIssued",
             subject=Subject("communication", communication.id),
@@ -208,10 +208,10 @@ class CertificateService:
             sha256=digest,
             size=len(pdf),
             created_at=now,
-            record_id=record.id,
+            record_id=issued.id,
             reason=f"{communication.status}: " + (events[-1].event if events else ""),
         )
-        if not self.repository.store_certificate(stored, record, events_covered=covered):
+        if not self.repository.store_certificate(stored, issued, events_covered=covered):
             log.info("certificate.raced", communication=communication.id, version=version)
             return None
         log.info("certificate.issued", communication=communication.id, version=version)

@@ -16,6 +16,7 @@ them, and its DNS callback receives ``b"<selector>._domainkey.<domain>."`` with 
 from __future__ import annotations
 
 import base64
+import binascii
 import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -333,6 +334,8 @@ def _check_one(raw: bytes, idx: int, key_lookup: KeyLookup) -> DkimCheck:
         return DkimCheck(False, domain, selector, _validation_reason(str(exc)))
     except dkim.KeyFormatError as exc:
         return DkimCheck(False, domain, selector, f"unusable key: {exc}")
+    except binascii.Error as exc:
+        return DkimCheck(False, domain, selector, f"malformed DKIM-Signature: bad base64 ({exc})")
     except dkim.DKIMException as exc:
         return DkimCheck(False, domain, selector, f"malformed DKIM-Signature: {exc}")
     except Exception as exc:  # dkimpy on hostile input: a failed check, not a crash

@@ -29,7 +29,7 @@ from email.header import decode_header, make_header
 from email.headerregistry import Address
 from email.message import EmailMessage, Message
 from email.parser import BytesParser
-from email.policy import SMTP, SMTPUTF8, compat32, default
+from email.policy import SMTP, SMTPUTF8, Compat32, compat32, default
 from typing import TypeVar
 
 from sealpost.email.addresses import AddressError, idna_domain, split_address
@@ -181,18 +181,19 @@ def msg_ids(text: str) -> list[str]:
 # -- parts ---------------------------------------------------------------------------------
 
 
-def _leaves(msg: Message) -> Iterator[tuple[str, Message]]:
-    """Leaf parts in document order, with an IMAP-style section number (RFC 3501 §6.4.5).
+def _walk(msg: Message) -> Iterator[tuple[str, Message, bool]]:
+    """Every part in document order as ``(section, part, is_leaf)``.
 
-    ``message/rfc822`` and other ``message/*`` parts are leaves: an attached email is one
-    attachment, digested whole.  The walk is iterative so deep nesting cannot overflow.
+    Sections are IMAP-style numbers (RFC 3501 §6.4.5: ``1``, ``2.1``...).  ``message/rfc822``
+    and other ``message/*`` parts are leaves: an attached email is one attachment, digested
+    whole.  The walk is iterative so that deep nesting cannot overflow the stack.
     """
-    stack: list[tuple[str, Message]] = [("1" if not msg.is_multipart() else "", msg)]
+    stack: list[tuple[str, Message]] = [("", msg)]
     while stack:
         section, part = stack.pop()
-        if part.is_multipart() and part.get_content_maintype() != "message":
-            children = part.get_payload()
-            assert isinstance(children, list)
+        children = part.get_payload() if part.is_multipart() else None
+        if isinstance(children, list) and part.get_content_maintype() != "message":
+            yield section, part, False
             prefix = f"{section}." if section else ""
             stack.extend(
                 (f"{prefix}{i}", child)
@@ -200,17 +201,29 @@ def _leaves(msg: Message) -> Iterator[tuple[str, Message]]:
                 if isinstance(child, Message)
             )
         else:
-            yield section or "1", part
+            yield section or "1", part, True
+
+
+class _Verbatim(Compat32):
+    """compat32, but header fields are written back as parsed instead of re-encoded.
+
+    compat32 re-encodes header values through ``email.header.Header``, which refolds them and
+    refuses values that look like an embedded header; for re-serialising received bytes, the
+    parsed value (folding included) is the faithful answer.
+    """
+
+    def fold_binary(self, name: str, value: str) -> bytes:
+        return f"{name}: {value}{self.linesep}".encode("utf-8", "surrogateescape")
 
 
 def generated_body(part: Message, linesep: str) -> bytes:
-    """The body of a parsed ``message/*`` part, re-serialised as faithfully as compat32 can.
+    """The body of a parsed ``message/*`` part, re-serialised as faithfully as possible.
 
-    The standard parser keeps no raw bytes for these parts; compat32's generator without
-    refolding reproduces well-formed input byte for byte.
+    The standard parser keeps no raw bytes for these parts; writing the parsed fields and
+    payloads back verbatim reproduces well-formed input byte for byte.
     """
     buf = io.BytesIO()
-    policy = compat32.clone(linesep=linesep)
+    policy = _Verbatim().clone(linesep=linesep)
     BytesGenerator(buf, mangle_from_=False, maxheaderlen=0, policy=policy).flatten(part)
     data = buf.getvalue()
     sep = linesep.encode() * 2
@@ -298,37 +311,25 @@ def describe_message(raw: bytes) -> MessageFacts:
     linesep = line_ending(raw).decode()
     parts: list[ContentPart] = []
     defects: list[str] = []
-    notes: list[str] = []
     try:
-        for section, part in _leaves(msg):
-            data, note = _payload_bytes(part, linesep)
-            if note:
-                notes.append(f"part {section}: {note}")
-            parts.append(
-                ContentPart(
-                    content_type=_content_type(part),
-                    sha256=hashlib.sha256(data).hexdigest(),
-                    size=len(data),
-                    filename=_filename(part),
-                )
-            )
-    except Exception as exc:  # keep what was described so far
-        notes.append(f"message: parts could not all be described ({type(exc).__name__})")
-    try:
-        stack: list[tuple[str, Message]] = [("message", msg)]
-        while stack:
-            where, part = stack.pop()
-            defects.extend(_defect_text(where, d) for d in part.defects)
-            if part.is_multipart():
-                children = part.get_payload()
-                if isinstance(children, list):
-                    stack.extend(
-                        (f"{where}/{i}" if where != "message" else f"part {i}", c)
-                        for i, c in reversed(list(enumerate(children, start=1)))
-                        if isinstance(c, Message)
+        for section, part, leaf in _walk(msg):
+            where = "message" if part is msg else f"part {section}"
+            note = None
+            if leaf:  # before the defects, so that decoding defects are collected too
+                data, note = _payload_bytes(part, linesep)
+                parts.append(
+                    ContentPart(
+                        content_type=_content_type(part),
+                        sha256=hashlib.sha256(data).hexdigest(),
+                        size=len(data),
+                        filename=_filename(part),
                     )
-    except Exception:
-        defects.append("message: defects could not all be collected")
+                )
+            defects.extend(_defect_text(where, d) for d in part.defects)
+            if note:
+                defects.append(f"{where}: {note}")
+    except Exception as exc:  # keep what was described so far
+        defects.append(f"message: parts could not all be described ({type(exc).__name__})")
 
     def header(name: str) -> str | None:
         return _safe(lambda: header_text(msg, name), None)
@@ -349,7 +350,7 @@ def describe_message(raw: bytes) -> MessageFacts:
         in_reply_to=_safe(lambda: normalize_msg_id(header("In-Reply-To")), None),
         references=tuple(_safe(lambda: msg_ids(header("References") or ""), [])),
         content=ContentInfo(content_digest, len(raw), tuple(parts)),
-        defects=tuple(defects + notes),
+        defects=tuple(defects),
     )
 
 
@@ -378,7 +379,7 @@ def _fold(name: str, value: str, linesep: str) -> str:
     Folding only inserts a line break before whitespace already in the value, so unfolding
     gives the value back exactly; a token longer than the limit stays on its own long line.
     """
-    tokens = re.split(r"(?=[ \t])", value)
+    tokens = re.split(r"(?<=\S)(?=[ \t])", value)  # each break: whitespace run + text
     lines: list[str] = []
     current = f"{name}:"
     if tokens and tokens[0] and not tokens[0][0].isspace():

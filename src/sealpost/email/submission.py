@@ -53,6 +53,8 @@ class SubmissionRequest:
     details: Mapping[str, Any] = field(default_factory=dict)
     """Channel details for the evidence: client IP, HELO, TLS, ..."""
     idempotency_key: str | None = None
+    request_sha256: str | None = None
+    """Fingerprint of the API request, so a retry with the same key is recognised as such."""
 
 
 @dataclass(frozen=True)
@@ -158,6 +160,7 @@ class SubmissionService:
                     + timedelta(seconds=self.settings.delivery_expire_after_seconds),
                     "delay_warned": 0,
                     "idempotency_key": request.idempotency_key,
+                    "request_sha256": request.request_sha256,
                     "certificate_version": 0,
                     "certificate_due": 0,
                 }
@@ -286,7 +289,8 @@ class SubmissionService:
 
 
 def _replay(item: _Prepared, earlier: list[Any]) -> Accepted | Exception:
-    if any(c.content_sha256 != item.facts.content.sha256 for c in earlier):
+    fingerprint = item.request.request_sha256 or item.facts.content.sha256
+    if any((c.request_sha256 or c.content_sha256) != fingerprint for c in earlier):
         return Conflict(
             "this Idempotency-Key was used for a different message; use a new key per message"
         )

@@ -59,6 +59,7 @@ class Communication:
     expires_at: datetime
     delay_warned: int
     idempotency_key: str | None
+    request_sha256: str | None
     certificate_version: int
     certificate_due: int
 
@@ -156,7 +157,7 @@ class CommunicationRepository:
         with self.engine.connect() as conn:
             return [_communication(r) for r in conn.execute(query)]
 
-    def list(
+    def search(
         self,
         tenant_id: str,
         *,

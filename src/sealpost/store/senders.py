@@ -28,6 +28,7 @@ from sealpost.errors import Conflict, InvalidInput, NotFound
 from sealpost.store.tables import smtp_credentials, smtp_networks, tenant_domains, tenants
 from sealpost.store.tenants import Tenant
 
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 _SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**14, 8, 1
 _CACHE_SECONDS = 300.0
 
@@ -82,7 +83,7 @@ class SenderRepository:
         self.engine = engine
         self._lock = threading.Lock()
         self._verified: dict[tuple[str, bytes], tuple[float, Tenant]] = {}
-        self._networks: tuple[float, list[tuple[ipaddress._BaseNetwork, Tenant]]] | None = None
+        self._networks: tuple[float, list[tuple[IpNetwork, Tenant]]] | None = None
 
     # -- SMTP credentials -------------------------------------------------------------------
 
@@ -180,6 +181,7 @@ class SenderRepository:
             nets.sort(key=lambda item: item[0].prefixlen, reverse=True)
             cache = (now + 5.0, nets)
             self._networks = cache
+        assert cache is not None
         try:
             address = ipaddress.ip_address(client_ip)
         except ValueError:

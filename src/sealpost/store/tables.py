@@ -149,6 +149,7 @@ communications = Table(
     Column("expires_at", DateTime(timezone=True), nullable=False),
     Column("delay_warned", Integer, nullable=False, server_default="0"),
     Column("idempotency_key", String(200)),
+    Column("request_sha256", String(64)),
     Column("certificate_version", Integer, nullable=False, server_default="0"),
     Column("certificate_due", Integer, nullable=False, server_default="0"),
     Index("ix_communications_tenant_status", "tenant_id", "status"),

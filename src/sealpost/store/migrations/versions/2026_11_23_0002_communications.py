@@ -62,6 +62,7 @@ def upgrade() -> None:
         sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("delay_warned", sa.Integer, nullable=False, server_default="0"),
         sa.Column("idempotency_key", sa.String(200)),
+        sa.Column("request_sha256", sa.String(64)),
         sa.Column("certificate_version", sa.Integer, nullable=False, server_default="0"),
         sa.Column("certificate_due", sa.Integer, nullable=False, server_default="0"),
     )

@@ -1,4 +1,4 @@
-"""A running Sealpost with its SMTP listeners, and a real recipient server, on 127.0.0.1."""
+"""Fixtures: a running Sealpost with SMTP listeners and a real recipient server on 127.0.0.1."""
 
 from __future__ import annotations
 

@@ -1,0 +1,182 @@
+"""REST send and status: the same evidence as SMTP, idempotent retries, listing, isolation."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import time
+from collections.abc import Iterator
+from email import message_from_bytes
+
+import pytest
+from fastapi.testclient import TestClient
+
+from sealpost.api.app import create_app
+from sealpost.certificates.verify import verify_certificate_pdf
+from sealpost.ledger.verify import verify_bundle
+from tests.support.mail import RECIPIENT_DOMAIN, MailEnv
+
+
+@pytest.fixture
+def client(mail_env: MailEnv) -> Iterator[TestClient]:
+    with TestClient(create_app(mail_env.sp, start_background=False)) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def key(mail_env: MailEnv) -> dict[str, str]:
+    secret = mail_env.sp.tenants.issue_api_key(mail_env.tenant_id, "crm").secret
+    return {"Authorization": f"Bearer {secret}"}
+
+
+def message(**extra: object) -> dict[str, object]:
+    body: dict[str, object] = {
+        "from": "care@acme.test",
+        "to": [f"ann@{RECIPIENT_DOMAIN}"],
+        "subject": "Contract change notice",
+        "text": "Your tariff changes on 2027-01-01.",
+        "attachments": [
+            {
+                "filename": "notice.pdf",
+                "content_type": "application/pdf",
+                "content": base64.b64encode(b"%PDF-1.7 notice").decode(),
+            }
+        ],
+    }
+    body.update(extra)
+    return body
+
+
+def test_send_gives_one_communication_per_recipient_with_full_evidence(
+    client: TestClient, key: dict[str, str], mail_env: MailEnv
+) -> None:
+    response = client.post(
+        "/v1/communications",
+        json=message(cc=[f"ben@{RECIPIENT_DOMAIN}"], bcc=[f"audit@{RECIPIENT_DOMAIN}"]),
+        headers=key,
+    )
+    assert response.status_code == 201, response.text
+    sent = response.json()
+    assert sorted(c["recipient"] for c in sent["communications"]) == [
+        f"ann@{RECIPIENT_DOMAIN}",
+        f"audit@{RECIPIENT_DOMAIN}",
+        f"ben@{RECIPIENT_DOMAIN}",
+    ]
+    for ref in sent["communications"]:
+        mail_env.wait_status(ref["id"], "delivered")
+    delivered = mail_env.peer.received
+    assert sorted(r.rcpt_tos[0] for r in delivered) == sorted(
+        c["recipient"] for c in sent["communications"]
+    )
+    headers = message_from_bytes(delivered[0].data)
+    assert headers["Bcc"] is None and headers["Message-ID"] == sent["message_id"]
+
+    first = sent["communications"][0]["id"]
+    detail = client.get(f"/v1/communications/{first}", headers=key).json()
+    assert detail["status"] == "delivered" and detail["via"] == "api"
+    assert [e["event"] for e in detail["timeline"]][:2] == [
+        "SubmissionAcceptance",
+        "ContentConsignment",
+    ]
+    acceptance = detail["timeline"][0]["record"]
+    assert acceptance["sender"]["identification"]["method"] == "api-key"
+    assert [p.get("filename") for p in acceptance["content"]["parts"]] == [None, "notice.pdf"]
+
+    original = client.get(f"/v1/communications/{first}/original.eml", headers=key)
+    assert original.headers["content-type"] == "message/rfc822"
+    assert hashlib.sha256(original.content).hexdigest() == detail["content_sha256"]
+
+    evidence = client.get(f"/v1/communications/{first}/evidence?wait=5", headers=key).json()
+    assert evidence["pending"] == [] and len(evidence["bundles"]) >= 2
+    for bundle in evidence["bundles"]:
+        assert verify_bundle(bundle, trust_roots=mail_env.sp.trust_roots).ok
+
+    pdf = client.get(f"/v1/communications/{first}/certificate.pdf", headers=key)
+    assert pdf.status_code == 200 and pdf.headers["content-type"] == "application/pdf"
+    assert verify_certificate_pdf(pdf.content, trust_roots=mail_env.sp.trust_roots).ok
+
+
+def test_a_retried_post_with_the_same_idempotency_key_sends_once(
+    client: TestClient, key: dict[str, str], mail_env: MailEnv
+) -> None:
+    headers = {**key, "Idempotency-Key": "order-7781-notice"}
+    first = client.post("/v1/communications", json=message(), headers=headers)
+    again = client.post("/v1/communications", json=message(), headers=headers)
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert again.json()["replayed"] is True
+    assert [c["id"] for c in again.json()["communications"]] == [
+        c["id"] for c in first.json()["communications"]
+    ]
+    other = client.post("/v1/communications", json=message(subject="another"), headers=headers)
+    assert other.status_code == 409
+    mail_env.wait_status(first.json()["communications"][0]["id"], "delivered")
+    time.sleep(0.5)
+    assert len(mail_env.peer.received) == 1
+
+
+@pytest.mark.parametrize("replies", [["550 5.1.1 no such user"]])
+def test_listing_filters_by_status_and_pages_with_a_cursor(
+    client: TestClient, key: dict[str, str], mail_env: MailEnv
+) -> None:
+    ids = []
+    for n in range(5):
+        sent = client.post(
+            "/v1/communications", json=message(to=[f"p{n}@{RECIPIENT_DOMAIN}"]), headers=key
+        ).json()
+        ids.append(sent["communications"][0]["id"])
+    final = [mail_env.wait_status(i, "failed", "delivered") for i in ids]
+    failed = [c.id for c in final if c.status == "failed"]
+    assert len(failed) == 1  # the first DATA got the scripted 550
+
+    page = client.get("/v1/communications?status=failed", headers=key).json()
+    assert [c["id"] for c in page["items"]] == failed
+    assert page["items"][0]["last_reply"] == "550 5.1.1 no such user"
+
+    seen, cursor = [], None
+    while True:
+        url = "/v1/communications?limit=2" + (f"&cursor={cursor}" if cursor else "")
+        body = client.get(url, headers=key).json()
+        seen += [c["id"] for c in body["items"]]
+        cursor = body["next_cursor"]
+        if cursor is None:
+            break
+    assert sorted(seen) == sorted(ids) and len(seen) == len(set(seen))
+    assert client.get("/v1/communications?status=lost", headers=key).status_code == 422
+    assert client.get("/v1/communications?cursor=garbage", headers=key).status_code == 422
+
+
+def test_another_tenant_sees_nothing(
+    client: TestClient, key: dict[str, str], mail_env: MailEnv
+) -> None:
+    sent = client.post("/v1/communications", json=message(), headers=key).json()
+    cid = sent["communications"][0]["id"]
+    other = mail_env.sp.tenants.create("Someone Else")
+    other_key = {"Authorization": f"Bearer {mail_env.sp.tenants.issue_api_key(other.id).secret}"}
+    for path in ("", "/original.eml", "/certificate.pdf", "/evidence"):
+        response = client.get(f"/v1/communications/{cid}{path}", headers=other_key)
+        assert response.status_code == 404, path
+    assert client.get("/v1/communications", headers=other_key).json()["items"] == []
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        ({"raw": "%%% not base64"}, "raw is not valid base64"),
+        (message(to=[]), "at least one recipient"),
+        (message(to=["not-an-address"]), "to:"),
+        (message(text=None), "text or html is required"),
+        (
+            {
+                "raw": base64.b64encode(b"Subject: x\r\n\r\nno from").decode(),
+                "recipients": ["a@b.c"],
+            },
+            "no From header",
+        ),
+    ],
+)
+def test_bad_sends_get_a_clear_422(
+    client: TestClient, key: dict[str, str], body: dict[str, object], words: str
+) -> None:
+    response = client.post("/v1/communications", json=body, headers=key)
+    assert response.status_code == 422
+    assert words in response.json()["message"]
