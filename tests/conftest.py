@@ -111,6 +111,10 @@ def tenant_id(sealpost: Sealpost) -> str:
     return sealpost.tenants.create(f"tenant-{uuid.uuid4().hex[:8]}").id
 
 
-from tests.support.mail import mail_env, replies  # noqa: E402  (fixtures for every package)
+from tests.support.mail import (  # noqa: E402  (fixtures for every package)
+    mail_env,
+    mail_overrides,
+    replies,
+)
 
-__all__ = ["mail_env", "replies"]
+__all__ = ["mail_env", "mail_overrides", "replies"]

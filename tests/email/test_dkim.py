@@ -251,6 +251,7 @@ def test_idna_domain_is_signed_in_a_label_form(key: tuple[bytes, str]) -> None:
         (b"To: x@y.example\r\n\r\nno From header\r\n", {}),
         (MESSAGE, {"headers": [b"subject"]}),  # From must be signed (RFC 6376 §5.4)
         (b"\x00garbage line\r\n\r\n", {}),
+        (b" leading blank\r\nFrom: a@b.example\r\n\r\n", {}),
     ],
 )
 def test_sign_refuses(key: tuple[bytes, str], raw: bytes, kwargs: dict[str, Any]) -> None:
@@ -268,6 +269,7 @@ def test_sign_refuses(key: tuple[bytes, str], raw: bytes, kwargs: dict[str, Any]
         b"From: a@b.example\r\n\r\nx\r\n",
         b"DKIM-Signature: v=1; a=rsa-md5; d=x.example; s=s1; h=from; bh=AAAA; b=AAAA\r\n\r\n",
         b"\x00\xff not a message",
+        b" leading blank\r\nDKIM-Signature: v=1\r\n\r\n",
         b"",
     ],
 )

@@ -77,9 +77,17 @@ def replies() -> list[str]:
 
 
 @pytest.fixture
-def mail_env(settings: Settings, replies: list[str]) -> Iterator[MailEnv]:
+def mail_overrides() -> dict[str, object]:
+    """Settings a test changes (parametrize it), e.g. a small size limit."""
+    return {}
+
+
+@pytest.fixture
+def mail_env(
+    settings: Settings, replies: list[str], mail_overrides: dict[str, object]
+) -> Iterator[MailEnv]:
     with RecipientServer(replies) as peer:
-        sp = build(email_settings(settings, peer.port))
+        sp = build(email_settings(settings, peer.port, **mail_overrides))
         tenant = sp.tenants.create(f"tenant-{uuid.uuid4().hex[:8]}")
         credential = sp.senders.issue_smtp_credential(tenant.id)
         sp.start_background()

@@ -236,8 +236,8 @@ def sign_message(
     linesep = line_ending(raw)
     try:
         signer = dkim.DKIM(raw, logger=_LOG, linesep=linesep)
-    except dkim.DKIMException as exc:
-        raise DkimError(f"message cannot be signed: {exc}") from None
+    except Exception as exc:  # dkimpy raises IndexError too, e.g. on a leading blank
+        raise DkimError(f"message cannot be signed: {exc!r}") from None
     include = list(headers) if headers is not None else _present_headers(signer.headers)
     try:
         signature = signer.sign(
@@ -282,8 +282,8 @@ def verify_message(raw: bytes, *, key_lookup: KeyLookup) -> DkimResult:
     """
     try:
         parsed = dkim.DKIM(raw, logger=_LOG)
-    except dkim.DKIMException as exc:
-        return DkimResult(False, None, None, f"message header cannot be read: {exc}")
+    except Exception as exc:  # dkimpy raises IndexError too, e.g. on a leading blank
+        return DkimResult(False, None, None, f"message header cannot be read: {exc!r}")
     count = sum(1 for name, _ in parsed.headers if name.lower() == b"dkim-signature")
     if count == 0:
         return DkimResult(False, None, None, "no DKIM-Signature header")
@@ -317,11 +317,11 @@ class _Lookups:
 
 
 def _check_one(raw: bytes, idx: int, key_lookup: KeyLookup) -> DkimCheck:
-    verifier = dkim.DKIM(raw, logger=_LOG, minkey=1024)
     lookups = _Lookups(key_lookup)
     domain: str | None = None
     selector: str | None = None
     try:
+        verifier = dkim.DKIM(raw, logger=_LOG, minkey=1024)
         prep = verifier.verify_headerprep(idx)
         sig = prep[0]
         domain = sig[b"d"].decode("ascii", "replace").lower()

@@ -137,7 +137,7 @@ def _status_blocks(part: Message) -> list[list[tuple[str, str]]]:
     """
     cte = str(part.get("Content-Transfer-Encoding", "")).strip().lower()
     if part.is_multipart():
-        data = generated_body(part, "\n")
+        data, _exact = generated_body(part, "\n")
         if cte == "base64":
             try:
                 data = base64.b64decode(data)

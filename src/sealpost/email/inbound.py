@@ -23,7 +23,13 @@ from typing import Any
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from sealpost.config import Settings
-from sealpost.email.addresses import AddressError, domain_of, parse_verp, unwrap_certify_address
+from sealpost.email.addresses import (
+    AddressError,
+    domain_of,
+    parse_verp,
+    split_address,
+    unwrap_certify_address,
+)
 from sealpost.email.dkim import KeyLookup, dns_key_lookup, pinned_key_lookup, verify_message
 from sealpost.email.dsn import DeliveryReport, parse_dsn
 from sealpost.email.mime import describe_message
@@ -142,6 +148,16 @@ class InboundHandler:
     def _verp(self, address: str) -> str | None:
         return parse_verp(address, self.settings.resolved_bounce_domain)
 
+    def _is_bounce(self, address: str) -> bool:
+        """The VERP return path, or the plain bounce address (matched by Message-ID then)."""
+        if self._verp(address):
+            return True
+        try:
+            local, domain = split_address(address)
+        except AddressError:
+            return False
+        return local.lower() == "bounces" and domain.lower() == self.settings.resolved_bounce_domain
+
     def _unwrap(self, address: str) -> str | None:
         if not self.settings.certify_domain:
             return None
@@ -150,7 +166,9 @@ class InboundHandler:
     async def handle_RCPT(
         self, _server: SMTP, _session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
-        kind = "bounce" if self._verp(address) else "certify" if self._unwrap(address) else None
+        kind = (
+            "bounce" if self._is_bounce(address) else "certify" if self._unwrap(address) else None
+        )
         if kind is None:
             return NOT_HERE
         kinds = {self._kind(a) for a in envelope.rcpt_tos}
@@ -163,7 +181,7 @@ class InboundHandler:
         return "250 2.1.5 Recipient OK"
 
     def _kind(self, address: str) -> str:
-        return "bounce" if self._verp(address) else "certify"
+        return "bounce" if self._is_bounce(address) else "certify"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         raw = envelope.original_content or b""

@@ -216,19 +216,39 @@ class _Verbatim(Compat32):
         return f"{name}: {value}{self.linesep}".encode("utf-8", "surrogateescape")
 
 
-def generated_body(part: Message, linesep: str) -> bytes:
-    """The body of a parsed ``message/*`` part, re-serialised as faithfully as possible.
+def generated_body(part: Message, linesep: str) -> tuple[bytes, bool]:
+    """The body of a parsed ``message/*`` part, re-serialised, and whether it is exact.
 
     The standard parser keeps no raw bytes for these parts; writing the parsed fields and
-    payloads back verbatim reproduces well-formed input byte for byte.
+    payloads back verbatim reproduces well-formed input byte for byte.  Where the standard
+    generator gives up on damaged input, a simpler deterministic serialisation is used and
+    the flag is False.
     """
     buf = io.BytesIO()
     policy = _Verbatim().clone(linesep=linesep)
-    BytesGenerator(buf, mangle_from_=False, maxheaderlen=0, policy=policy).flatten(part)
-    data = buf.getvalue()
-    sep = linesep.encode() * 2
-    _head, found, body = data.partition(sep)
-    return body if found else b""
+    exact = True
+    try:
+        BytesGenerator(buf, mangle_from_=False, maxheaderlen=0, policy=policy).flatten(part)
+        data = buf.getvalue()
+    except Exception:  # e.g. a multipart without parts inside a delivery-status block
+        data, exact = _plain_flatten(part, policy), False
+    nl = linesep.encode()
+    if not part.keys():  # e.g. a message/rfc822 by default in a multipart/digest
+        return data.removeprefix(nl), exact
+    _head, found, body = data.partition(nl * 2)
+    return (body if found else b""), exact
+
+
+def _plain_flatten(part: Message, policy: _Verbatim) -> bytes:
+    """Fields as parsed, a blank line, then the raw payload or the sub-parts one after another."""
+    out = [policy.fold_binary(str(k), str(v)) for k, v in part.raw_items()]
+    out.append(policy.linesep.encode())
+    payload = getattr(part, "_payload", None)
+    if isinstance(payload, list):
+        out.extend(_plain_flatten(p, policy) for p in payload if isinstance(p, Message))
+    else:
+        out.append(_raw_payload(part))
+    return b"".join(out)
 
 
 def _raw_payload(part: Message) -> bytes:
@@ -244,7 +264,8 @@ def _raw_payload(part: Message) -> bytes:
 def _payload_bytes(part: Message, linesep: str) -> tuple[bytes, str | None]:
     """Transfer-decoded payload of a leaf, and a note when the raw bytes had to be used."""
     if part.is_multipart():
-        return generated_body(part, linesep), None
+        body, exact = generated_body(part, linesep)
+        return body, None if exact else "damaged message part; digest is of a re-serialisation"
     before = len(part.defects)
     try:
         decoded = part.get_payload(decode=True)

@@ -342,7 +342,8 @@ def submission_factory(
             require_starttls=False,  # AUTH needs TLS; trusted relay networks may not use it
             tls_context=None if implicit_tls else tls,
             auth_required=False,  # MAIL checks: AUTH or a trusted relay network
-            auth_require_tls=True,
+            # aiosmtpd only knows STARTTLS; on the implicit-TLS port the whole session is TLS
+            auth_require_tls=not implicit_tls,
             authenticator=handler.authenticator,
             timeout=300,
         )
