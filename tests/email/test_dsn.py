@@ -93,6 +93,23 @@ def test_missing_fields_give_a_partial_report() -> None:
     ]
 
 
+def test_status_part_the_stdlib_cannot_regenerate_is_still_read() -> None:
+    raw = (
+        crlf(
+            "Content-Type: multipart/report; report-type=delivery-status; boundary=B\n\n"
+            "--B\nContent-Type: message/delivery-status\n\nReporting-MTA: dns; x.example\n\n"
+            "Final-Recipient: rfc822; a@b.example\nContent-Type: multipart/mixed\n"
+            "Action: failed\nStatus: 5.1.1\nWill-Re"
+        )
+        + b"\xffry: x\r\n\r\n--B--\r\n"
+    )
+    report = parse_dsn(raw)
+    assert report is not None
+    assert [(r.final_recipient, r.action, r.status) for r in report.recipients] == [
+        ("a@b.example", "failed", "5.1.1")
+    ]
+
+
 def test_base64_encoded_status_part() -> None:
     status = crlf(
         "Reporting-MTA: dns; gw.example\n\n"

@@ -100,6 +100,13 @@ def test_headers_of_a_well_formed_message() -> None:
     assert facts.references == ("<thread-0@recipient.example>", "<question-1@recipient.example>")
 
 
+DAMAGED_STATUS = crlf(
+    "Content-Type: multipart/report; report-type=delivery-status; boundary=B\n\n"
+    "--B\nContent-Type: message/delivery-status\n\nReporting-MTA: dns; x.example\n\n"
+    "Final-Recipient: rfc822; a@b.example\nContent-Type: multipart/mixed\nAction: failed\n"
+    "Status: 5.1.1\nWill-Re\udcffry: x\n\n--B--\n"
+).replace("\udcff".encode("utf-8", "surrogatepass"), b"\xff")
+
 MALFORMED = {
     "broken base64": crlf(
         "From: a@sender.example\nSubject: broken\nMIME-Version: 1.0\n"
@@ -130,6 +137,8 @@ MALFORMED = {
         'Content-Type: ;;;=="\nContent-Transfer-Encoding: base64\n\n%%%%\n'
     ),
     "bad charset in encoded word": crlf("Subject: =?x-unknown?q?abc?= =?utf-8?b?***?=\n\nx\n"),
+    # A block that claims to be multipart, with 8-bit bytes: the stdlib generator gives up.
+    "damaged delivery-status": DAMAGED_STATUS,
     "deep nesting": b"".join(
         crlf(f"Content-Type: multipart/mixed; boundary=b{i}\n\n--b{i}\n") for i in range(300)
     )
@@ -252,6 +261,20 @@ def test_attached_message_is_one_part() -> None:
     assert [p.content_type for p in parts] == ["text/plain", "message/rfc822"]
     assert parts[1].filename == "fwd.eml"
     assert parts[1].sha256 == sha(inner)
+
+
+def test_digest_parts_default_to_attached_messages() -> None:
+    inner = crlf("Subject: one\n\nfirst\n")
+    raw = crlf("Content-Type: multipart/digest; boundary=D\n\n--D\n\n") + inner + b"\r\n--D--\r\n"
+    (part,) = describe_message(raw).content.parts
+    assert part.content_type == "message/rfc822"
+    assert part.sha256 == sha(inner)
+
+
+def test_damaged_message_part_is_digested_best_effort_and_says_so() -> None:
+    facts = describe_message(DAMAGED_STATUS)
+    assert [p.content_type for p in facts.content.parts] == ["message/delivery-status"]
+    assert facts.defects == ("part 1: damaged message part; digest is of a re-serialisation",)
 
 
 def test_rfc2047_encoded_filename_is_decoded() -> None:

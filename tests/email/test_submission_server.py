@@ -70,14 +70,13 @@ def test_implicit_tls_port_accepts_authenticated_submission(mail_env: MailEnv) -
     port = mail_env.sp.smtp_ports["tls"]
     with smtplib.SMTP_SSL("127.0.0.1", port, context=_tls(), timeout=10) as client:
         client.login(mail_env.credential.username, mail_env.credential.password)
-        code, reply = (
-            client.sendmail(
-                "service@acme.test", [f"tls@{RECIPIENT_DOMAIN}"], make_message("implicit tls")
-            ),
-            None,
+        refused = client.sendmail(
+            "service@acme.test", [f"tls@{RECIPIENT_DOMAIN}"], make_message("implicit tls")
         )
-    assert code == {}
-    assert len(mail_env.sp.communications.search(mail_env.tenant_id)) == 1
+    assert refused == {}
+    (sent,) = mail_env.sp.communications.search(mail_env.tenant_id)
+    acceptance = mail_env.sp.communications.timeline(mail_env.tenant_id, sent.id)[0].record
+    assert acceptance["details"]["smtp"]["tls"]["version"].startswith("TLSv1.")
 
 
 def test_several_recipients_get_one_communication_each_named_in_the_reply(
