@@ -223,6 +223,14 @@ def test_partial_body_signature_is_refused(key: tuple[bytes, str], lookup: KeyLo
     assert "l= tag" in result.reason
 
 
+def test_rsa_sha1_is_refused(key: tuple[bytes, str], lookup: KeyLookup) -> None:
+    header = dkim.sign(MESSAGE, b"s1", b"sender.example", key[0], signature_algorithm=b"rsa-sha1")
+    assert dkim.verify(header + MESSAGE, dnsfunc=lambda name, timeout=5: key[1].encode())
+    result = verify_message(header + MESSAGE, key_lookup=lookup)
+    assert not result.valid
+    assert result.reason == "rsa-sha1 is not accepted (RFC 8301 §3.1)"
+
+
 def test_pkcs8_and_crlf_pem_keys_are_accepted(key: tuple[bytes, str], lookup: KeyLookup) -> None:
     private = serialization.load_pem_private_key(key[0], password=None)
     pkcs8 = private.private_bytes(

@@ -110,6 +110,24 @@ def test_status_part_the_stdlib_cannot_regenerate_is_still_read() -> None:
     ]
 
 
+def test_missing_per_message_block_keeps_the_first_recipient() -> None:
+    raw = crlf(
+        "Content-Type: multipart/report; report-type=delivery-status; boundary=B\n\n"
+        "--B\nContent-Type: message/delivery-status\n\n"
+        "Final-Recipient: rfc822; a@far.example\nAction: failed\n"
+        "Diagnostic-Code: smtp; 550 rejected by 192.2.5.100 (policy 5.7.1)\n"
+        "--B--\n"
+    )
+    report = parse_dsn(raw)
+    assert report is not None and report.reporting_mta is None
+    (rcpt,) = report.recipients
+    assert (rcpt.final_recipient, rcpt.status, rcpt.inferred) == (
+        "a@far.example",
+        "5.7.1",  # not the "2.5.100" inside the IP address
+        ("status",),
+    )
+
+
 def test_base64_encoded_status_part() -> None:
     status = crlf(
         "Reporting-MTA: dns; gw.example\n\n"

@@ -277,8 +277,8 @@ def verify_message(raw: bytes, *, key_lookup: KeyLookup) -> DkimResult:
 
     Never raises on a bad message or signature: the reason says what was wrong ("no
     DKIM-Signature header", "body hash mismatch", "no key published for s1._domainkey.
-    example.com", ...).  A signature with ``l=`` covering less than the whole body is not
-    accepted (§8.2: content could be appended under it).
+    example.com", ...).  Not accepted either: rsa-sha1 (RFC 8301 §3.1) and a signature whose
+    ``l=`` covers less than the whole body (RFC 6376 §8.2: content could be appended under it).
     """
     try:
         parsed = dkim.DKIM(raw, logger=_LOG)
@@ -326,6 +326,8 @@ def _check_one(raw: bytes, idx: int, key_lookup: KeyLookup) -> DkimCheck:
         sig = prep[0]
         domain = sig[b"d"].decode("ascii", "replace").lower()
         selector = sig[b"s"].decode("ascii", "replace")
+        if sig.get(b"a", b"").strip().lower() == b"rsa-sha1":
+            return DkimCheck(False, domain, selector, "rsa-sha1 is not accepted (RFC 8301 §3.1)")
         partial = _partial_body(verifier, sig)
         if partial:
             return DkimCheck(False, domain, selector, partial)

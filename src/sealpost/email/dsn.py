@@ -34,7 +34,8 @@ _STATUS_PARTS = ("message/delivery-status", "message/global-delivery-status")
 _RETURNED_MESSAGE = ("message/rfc822", "message/global")
 _RETURNED_HEADERS = ("text/rfc822-headers", "message/global-headers")
 _ACTIONS = ("failed", "delayed", "delivered", "relayed", "expanded")
-_STATUS = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")  # RFC 3463 §2
+_STATUS = re.compile(r"(?<![\w.])[245]\.\d{1,3}\.\d{1,3}(?![\w.])")  # RFC 3463 §2
+_RECIPIENT_FIELDS = {"final-recipient", "original-recipient"}
 _FIELD = re.compile(r"^([\x21-\x39\x3b-\x7e]+)[ \t]*:(.*)$")
 
 
@@ -110,8 +111,10 @@ def _parse(raw: bytes) -> DeliveryReport | None:
             returned = _returned_headers(child)
     if not report_type and not found_status:
         return None  # no report-type and nothing that says delivery status
-    per_message = dict(_lowered(blocks[0])) if blocks else {}
-    recipients = tuple(r for r in (_recipient(b) for b in blocks[1:]) if r is not None)
+    per_message: dict[str, str] = {}
+    if blocks and not _RECIPIENT_FIELDS & {k.lower() for k, _ in blocks[0]}:
+        per_message = dict(_lowered(blocks.pop(0)))
+    recipients = tuple(r for r in (_recipient(b) for b in blocks) if r is not None)
     original: dict[str, str] = {}
     if returned is not None:
         for name in ORIGINAL_HEADERS:
