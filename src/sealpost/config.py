@@ -18,7 +18,11 @@ class Settings(BaseSettings):
     """Sealpost's configuration; defaults give the embedded, single-machine setup."""
 
     model_config = SettingsConfigDict(
-        env_prefix="SEALPOST_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+        env_prefix="SEALPOST_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        env_parse_none_str="",  # SEALPOST_SMTP_TLS_PORT= (empty) means "off", i.e. None
     )
 
     data_dir: Path = Field(
