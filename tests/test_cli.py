@@ -131,6 +131,10 @@ def test_verify_says_valid_names_what_was_altered_and_refuses_garbage(
     assert report["valid"] is False
     assert [c["field"] for c in report["checks"] if not c["ok"]] == ["record"]
 
-    path.write_bytes(b"%PDF-1.7 not a bundle")
+    path.write_bytes(b"GIF89a not a bundle")
     garbage = run(["verify", str(path)], fresh_env)
     assert garbage.returncode == 2 and "not JSON" in garbage.stderr
+
+    path.write_bytes(b"%PDF-1.7 damaged")  # a certificate that cannot be read proves nothing
+    damaged = run(["verify", str(path)], fresh_env)
+    assert damaged.returncode == 1 and "damaged" in damaged.stdout
