@@ -22,7 +22,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-import dkim  # type: ignore[import-untyped]
+import dkim
 import dns.exception
 import dns.name
 import dns.resolver

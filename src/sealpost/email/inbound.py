@@ -218,7 +218,9 @@ class InboundHandler:
             "dkim": {"valid": result.valid, "domain": result.domain, "reason": result.reason},
         }
         recipients = [r for r in (self._unwrap(a) for a in envelope.rcpt_tos) if r]
-        if registered is None or not result.valid or result.domain != registered.domain:
+        if registered is not None and not result.valid and result.temporary:
+            return f"451 4.7.5 DKIM key lookup failed, try again later ({result.reason})"
+        if registered is None or registered.domain not in result.valid_domains:
             reply = (
                 "550 5.7.20 No valid DKIM signature of a registered sender domain "
                 f"({result.reason})"
