@@ -5,11 +5,16 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 
@@ -22,7 +27,12 @@ from sealpost.certificates import (
 )
 from sealpost.errors import InvalidInput
 from sealpost.ledger.timestamps import TimeStamper
-from sealpost.pki.keys import LocalIdentities, init_keys, load_local_identities
+from sealpost.pki.keys import (
+    LocalIdentities,
+    SigningIdentity,
+    init_keys,
+    load_local_identities,
+)
 from tests.certificates.support import Scenario, Sealed, make_certificate_data, poppler
 
 
@@ -253,3 +263,64 @@ def test_a_truncated_pdf_fails_without_crashing(
     report = verify_certificate_pdf(sealed.pdf[: int(len(sealed.pdf) * keep)], trust_roots=[root])
     assert not report.ok
     assert report.statement().startswith("This certificate proves nothing")
+
+
+def _short_lived_seal(keys_dir: Path, seconds: float) -> SigningIdentity:
+    """A seal certificate from the local root that expires ``seconds`` from now."""
+    root_key = serialization.load_pem_private_key(
+        (keys_dir / "root-ca.key").read_bytes(), password=None
+    )
+    root = x509.load_pem_x509_certificate((keys_dir / "root-ca.pem").read_bytes())
+    assert isinstance(root_key, ec.EllipticCurvePrivateKey)
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.now(UTC)
+    usage = dict.fromkeys(
+        ("key_encipherment", "data_encipherment", "key_agreement", "key_cert_sign"), False
+    )
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Short-lived Seal")]))
+        .issuer_name(root.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(seconds=seconds))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=True,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+                **usage,
+            ),
+            critical=True,
+        )
+        .sign(root_key, hashes.SHA256())
+    )
+    return SigningIdentity(private_key=key, certificate=cert, chain=(root,))
+
+
+def test_the_document_timestamp_keeps_the_seal_valid_after_its_certificate_expires(
+    sealed: Sealed, keys_dir: Path, timestamper: TimeStamper, root: x509.Certificate
+) -> None:
+    seal = _short_lived_seal(keys_dir, seconds=2)
+    pdfs = {
+        lta: seal_pdf(
+            render_certificate(sealed.data),
+            seal=seal,
+            timestamper=timestamper,
+            trust_roots=[root],
+            reason="test",
+            document_timestamp=lta,
+        )
+        for lta in (True, False)
+    }
+    time.sleep(
+        max(0.0, (seal.certificate.not_valid_after_utc - datetime.now(UTC)).total_seconds()) + 1.5
+    )
+    report = verify_certificate_pdf(pdfs[True], trust_roots=[root])
+    assert report.ok, report.failures
+    found = failures(pdfs[False], root)
+    assert "seal certificate" in found  # B-LT alone: the expired seal no longer validates now

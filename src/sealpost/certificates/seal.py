@@ -8,7 +8,7 @@ What is produced, as incremental updates after the rendered PDF:
    signature timestamp from Sealpost's TSA (PAdES B-T);
 3. a document timestamp (``/ETSI.RFC3161``) over all of it (PAdES B-LTA), so the evidence
    outlives the seal certificate: renewing that timestamp before the TSA certificate expires
-   extends it further (ETSI EN 319 142-1 §5.5).
+   extends it further.
 
 poppler's ``pdfsig`` (22.x) validates the seal ("Signature is Valid") but does not implement
 document timestamps: it lists the second signature as "Signature Type: unknown ... not yet
@@ -20,19 +20,20 @@ validation context is built with ``allow_fetching=False`` (no network at sealing
 ``revocation_mode="soft-fail"`` (a certificate without revocation pointers is accepted rather
 than failing the whole seal).  pyHanko still builds and checks the path from the seal and TSA
 certificates to ``trust_roots`` before signing, and embeds every certificate of both paths in
-the DSS; with an operator's CA that publishes CRL/OCSP, set ``allow_fetching=True`` to embed
-them as well.
+the DSS.  An operator CA that publishes CRL/OCSP would need ``allow_fetching=True`` here to
+embed those too (not wired to settings yet).
 """
 
 from __future__ import annotations
 
 import io
 from collections.abc import Sequence
+from datetime import datetime
 
-from asn1crypto import keys as asn1_keys
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.misc import PdfError
 from pyhanko.sign import fields, signers
@@ -42,7 +43,9 @@ from pyhanko.sign.timestamps import TimestampRequestError
 from pyhanko_certvalidator import ValidationContext
 from pyhanko_certvalidator.errors import PathBuildingError, PathValidationError
 from pyhanko_certvalidator.registry import SimpleCertificateStore
+from pyhanko_certvalidator.util import get_pyca_cryptography_hash
 
+from sealpost.certificates import _asn1_fix
 from sealpost.certificates.errors import SealError, SealUnavailable
 from sealpost.certificates.timestamper import LedgerTimeStamper
 from sealpost.ledger.timestamps import TimeStamper, TimestampError, TimestampUnavailable
@@ -51,6 +54,8 @@ from sealpost.pki.keys import SigningIdentity
 SEAL_FIELD = "SealpostSeal"
 ARCHIVE_TIMESTAMP_FIELD = "SealpostArchiveTimestamp"
 
+_asn1_fix.apply()  # before any CMS is built or parsed; see _asn1_fix
+
 
 def asn1_certificate(cert: x509.Certificate) -> asn1_x509.Certificate:
     """The asn1crypto form pyHanko works with."""
@@ -58,32 +63,53 @@ def asn1_certificate(cert: x509.Certificate) -> asn1_x509.Certificate:
 
 
 def validation_context(
-    trust_roots: Sequence[x509.Certificate], other_certs: Sequence[x509.Certificate] = ()
+    trust_roots: Sequence[x509.Certificate],
+    other_certs: Sequence[x509.Certificate] = (),
+    *,
+    moment: datetime | None = None,
 ) -> ValidationContext:
-    """Offline path validation against ``trust_roots`` only (see the module docstring)."""
+    """Offline path validation against ``trust_roots`` only (see the module docstring).
+
+    ``moment`` validates certificates as of that time instead of now: the verifier uses a
+    later timestamp's time, which proves the earlier signature existed then.
+    """
     return ValidationContext(
         trust_roots=[asn1_certificate(c) for c in trust_roots],
         other_certs=[asn1_certificate(c) for c in other_certs],
         allow_fetching=False,
         revocation_mode="soft-fail",
+        moment=moment,
     )
 
 
-def _signer(seal: SigningIdentity) -> signers.SimpleSigner:
-    """pyHanko's in-memory signer; it picks ECDSA or RSA PKCS#1 v1.5 from the key."""
-    key_der = seal.private_key.private_bytes(
-        serialization.Encoding.DER,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    registry = SimpleCertificateStore()  # type: ignore[no-untyped-call]
-    for cert in seal.chain:
-        registry.register(asn1_certificate(cert))
-    return signers.SimpleSigner(
-        signing_cert=asn1_certificate(seal.certificate),
-        signing_key=asn1_keys.PrivateKeyInfo.load(key_der),
-        cert_registry=registry,
-    )
+class IdentitySigner(signers.Signer):
+    """pyHanko signer over the identity's key object: ECDSA, or RSA PKCS#1 v1.5.
+
+    pyHanko's ``SimpleSigner`` wants the key as PKCS#8 bytes and re-parses them for every
+    signature (for RSA-3072 that is ~0.25 s each: cryptography checks the key); signing with
+    the loaded key object is instant and never exports it.
+    """
+
+    def __init__(self, identity: SigningIdentity) -> None:
+        registry = SimpleCertificateStore()  # type: ignore[no-untyped-call]
+        for cert in identity.chain:
+            registry.register(asn1_certificate(cert))
+        super().__init__(
+            signing_cert=asn1_certificate(identity.certificate), cert_registry=registry
+        )
+        self.identity = identity
+
+    async def async_sign_raw(
+        self, data: bytes, digest_algorithm: str, dry_run: bool = False
+    ) -> bytes:
+        mechanism = self.get_signature_mechanism_for_digest(digest_algorithm).signature_algo
+        digest = get_pyca_cryptography_hash(digest_algorithm)
+        key = self.identity.private_key
+        if isinstance(key, rsa.RSAPrivateKey) and mechanism == "rsassa_pkcs1v15":
+            return key.sign(data, padding.PKCS1v15(), digest)
+        if isinstance(key, ec.EllipticCurvePrivateKey) and mechanism == "ecdsa":
+            return key.sign(data, ec.ECDSA(digest))
+        raise SigningError(f"cannot sign {mechanism} with a {type(key).__name__}")
 
 
 def seal_pdf(
@@ -120,7 +146,7 @@ def seal_pdf(
     try:
         writer = IncrementalPdfFileWriter(io.BytesIO(pdf), strict=False)
         out = signers.sign_pdf(
-            writer, meta, signer=_signer(seal), timestamper=LedgerTimeStamper(timestamper)
+            writer, meta, signer=IdentitySigner(seal), timestamper=LedgerTimeStamper(timestamper)
         )
     except TimestampUnavailable as exc:
         raise SealUnavailable(f"cannot seal the certificate: {exc.message}") from exc

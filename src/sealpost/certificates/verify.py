@@ -17,6 +17,7 @@ import contextlib
 import hashlib
 import io
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from cryptography import x509
@@ -32,6 +33,7 @@ from pyhanko.sign.validation import (
 from pyhanko.sign.validation.dss import DocumentSecurityStore
 from pyhanko.sign.validation.errors import NoDSSFoundError
 
+from sealpost.certificates import _asn1_fix
 from sealpost.certificates.contents import (
     check_evidence,
     check_files,
@@ -44,9 +46,12 @@ from sealpost.certificates.report import CertificateReport
 from sealpost.certificates.seal import validation_context
 from sealpost.ledger.bundle import parse_bundle
 from sealpost.ledger.errors import BundleFormatError
+from sealpost.ledger.verify import Check
 from sealpost.pki.keys import issued_by
 
 _ALLOWED_AFTER_SEAL = (ModificationLevel.NONE, ModificationLevel.LTA_UPDATES)
+
+_asn1_fix.apply()  # before any CMS is built or parsed; see _asn1_fix
 
 
 def _crypto(cert: Any) -> x509.Certificate:
@@ -168,7 +173,8 @@ def _check_modifications(
 
 def _check_document_timestamp(
     report: CertificateReport, sig: EmbeddedPdfSignature, context: Any, label: str
-) -> None:
+) -> datetime | None:
+    """Returns the timestamp's time when it is valid and trusted."""
     status = validate_pdf_timestamp(sig, validation_context=context)
     if not status.intact:
         report.add(
@@ -177,10 +183,10 @@ def _check_document_timestamp(
             False,
             "the document was altered: the timestamp's digest does not match the bytes it covers",
         )
-        return
+        return None
     ok = status.valid and status.trusted
-    if ok:
-        report.archived_at = status.timestamp
+    if ok and report.archived_at is None:
+        report.archived_at = status.timestamp  # the latest one: signatures are walked backwards
     report.add(
         "document timestamp",
         label,
@@ -190,6 +196,7 @@ def _check_document_timestamp(
         else "the document timestamp does not verify or is not trusted",
     )
     _check_modifications(report, label, status.modification_level, status.docmdp_ok)
+    return status.timestamp if ok else None
 
 
 def _check_signatures(
@@ -207,18 +214,27 @@ def _check_signatures(
     roots = list(trust_roots) or [
         c for c in [*pool, *_bundle_roots(report.attachments)] if _self_signed(c)
     ]
-    context = validation_context(roots, pool)
-    for sig in sigs:
+    # PAdES LTA (ETSI EN 319 102-1 long-term validation, simplified): the last document
+    # timestamp is checked now; each earlier signature as of the time of the timestamp after
+    # it, which proves it existed then, so the seal stays valid after its certificate expires.
+    moment: datetime | None = None
+    chunks: list[list[Check]] = []
+    for sig in reversed(sigs):
         label = f"signature {sig.field_name}"
+        context = validation_context(roots, pool, moment=moment)
+        start = len(report.checks)
         try:
             if sig.sig_object_type == "/DocTimeStamp":
-                _check_document_timestamp(report, sig, context, label)
+                moment = _check_document_timestamp(report, sig, context, label) or moment
             else:
                 _check_seal(report, sig, context, label)
         except Exception as exc:  # hostile input: any failure to validate is "not valid"
             report.add(
                 "seal", label, False, f"the signature cannot be validated ({_describe(exc)})"
             )
+        chunks.insert(0, report.checks[start:])
+        del report.checks[start:]
+    report.checks.extend(check for chunk in chunks for check in chunk)
     last = max(sigs, key=lambda s: s.byte_range[2] + s.byte_range[3])
     covered = last.evaluate_signature_coverage() == SignatureCoverageLevel.ENTIRE_FILE
     end = last.byte_range[2] + last.byte_range[3]
