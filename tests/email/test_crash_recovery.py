@@ -195,7 +195,8 @@ def _in_flight(database_url: str, pid: int) -> dict[str, str]:
     try:
         c = communications.c
         query = select(c.id, c.message_id).where(
-            c.status == "queued", c.lease_owner.like(f"{socket.gethostname()}:{pid}:%")
+            c.status == "queued",
+            c.lease_owner.startswith(f"{socket.gethostname()}:{pid}:", autoescape=True),
         )
         with engine.connect() as conn:
             return {row.id: row.message_id for row in conn.execute(query)}
@@ -236,8 +237,8 @@ def test_kill_9_under_load_loses_no_acknowledged_message(
                 "SEALPOST_KEYS_DIR": str(keys_dir),
                 "SEALPOST_API_PORT": str(free_port()),
                 "SEALPOST_SMTP_SUBMISSION_PORT": str(submission_port),
-                "SEALPOST_SMTP_TLS_PORT": str(free_port()),
-                "SEALPOST_SMTP_INBOUND_PORT": str(free_port()),
+                "SEALPOST_SMTP_TLS_PORT": "",  # empty: that listener is off
+                "SEALPOST_SMTP_INBOUND_PORT": "",
                 "SEALPOST_HOSTNAME": "sealpost.test",
                 "SEALPOST_DELIVERY_ROUTES": f'{{"{RECIPIENT_DOMAIN}": "127.0.0.1:{peer.port}"}}',
                 "SEALPOST_DELIVERY_RETRY_INITIAL_SECONDS": "0.5",

@@ -23,7 +23,7 @@ from sqlalchemy import select
 
 from sealpost.app import Sealpost, build
 from sealpost.config import Settings
-from sealpost.email.delivery import DeliveryWorker
+from sealpost.email.delivery import PROCESS_SPACE, DeliveryWorker
 from sealpost.email.submission import SubmissionRequest
 from sealpost.ledger.records import Reason
 from sealpost.store.communications import AttemptOutcome
@@ -89,7 +89,8 @@ class Env:
 
 
 def _env(settings: Settings, port: int, delay: float, **overrides: object) -> Iterator[Env]:
-    with SlowRecipientServer(delay=delay) as peer:
+    peer = SlowRecipientServer(delay=delay)
+    with peer:
         sp = build(email_settings(settings, port or peer.port, **overrides))
         try:
             tenant = sp.tenants.create(f"tenant-{uuid.uuid4().hex[:8]}")
@@ -166,7 +167,7 @@ def test_two_workers_deliver_200_messages_exactly_once(env: Env) -> None:
 
 def test_work_claimed_by_a_dead_local_process_is_recovered_and_delivered(env: Env) -> None:
     queued = env.queue(5)
-    dead_owner = f"{socket.gethostname()}:{_dead_pid()}:dead"
+    dead_owner = f"{socket.gethostname()}:{_dead_pid()}:{PROCESS_SPACE}:dead"
     claimed = env.sp.communications.claim_due(dead_owner, limit=10, lease_seconds=300)
     assert {c.id for c in claimed} == set(queued)
 
@@ -188,9 +189,14 @@ def test_work_claimed_by_a_dead_local_process_is_recovered_and_delivered(env: En
 
 
 def test_leases_of_live_or_remote_owners_are_kept_until_they_expire(env: Env) -> None:
-    remote, alive = list(env.queue(2))
+    container, remote, alive = list(env.queue(3))  # claimed in this (submission) order
+    # same host name, a pid that does not exist here, but another PID namespace (a container
+    # sharing the host name): its pid means nothing here, so it is not judged dead
+    container_owner = f"{socket.gethostname()}:{_dead_pid()}:0000-1:feed0001"
     remote_owner = "worker-2.elsewhere.example:4242:cafe0001"
-    alive_owner = f"{socket.gethostname()}:{os.getpid()}:busy0001"
+    alive_owner = f"{socket.gethostname()}:{os.getpid()}:{PROCESS_SPACE}:busy0001"
+    (taken,) = env.sp.communications.claim_due(container_owner, limit=1, lease_seconds=300)
+    assert taken.id == container
     (taken,) = env.sp.communications.claim_due(remote_owner, limit=1, lease_seconds=1.5)
     assert taken.id == remote
     (taken,) = env.sp.communications.claim_due(alive_owner, limit=1, lease_seconds=300)
@@ -203,6 +209,7 @@ def test_leases_of_live_or_remote_owners_are_kept_until_they_expire(env: Env) ->
     assert _run_until_idle(worker) == 0
     assert env.lease_owner(remote) == remote_owner
     assert env.lease_owner(alive) == alive_owner
+    assert env.lease_owner(container) == container_owner
 
     time.sleep(max(0.0, expires - time.monotonic()) + 0.2)
     assert _run_until_idle(worker) == 1  # the remote lease expired: taken over, delivered

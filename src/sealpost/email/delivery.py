@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from pathlib import Path
 from typing import Any
 
 import aiosmtplib
@@ -57,21 +58,41 @@ log = get_logger(__name__)
 _QUEUE_ID = re.compile(r"(?:queued as|id=|queued with id|\bid\b)\s*<?([A-Za-z0-9._-]{4,})", re.I)
 
 
+def _process_space() -> str:
+    """Names this boot and PID namespace: a pid means something only within the same one."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()[:8]
+        namespace = os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return "unknown"
+    return f"{boot}-{namespace}"
+
+
+PROCESS_SPACE = _process_space()
+
+
 def host_prefix() -> str:
     return f"{socket.gethostname()}:"
 
 
 def owner_name() -> str:
-    """Lease owner: host:pid:nonce, so a dead process's leases can be recognised locally."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    """Lease owner: host:pid:process-space:nonce, so a dead local process can be recognised."""
+    return f"{socket.gethostname()}:{os.getpid()}:{PROCESS_SPACE}:{uuid.uuid4().hex[:8]}"
 
 
 def _owner_alive(owner: str) -> bool:
-    """Whether the process named in a lease owner (host:pid:nonce) of this host still runs."""
+    """Whether the process named in a lease owner still runs; True when we cannot tell.
+
+    Only an owner of this host *and* this boot and PID namespace is judged by its pid (two
+    containers may share a host name and pids); any other waits for its lease to expire.
+    """
+    parts = owner.split(":")
+    if len(parts) < 4 or parts[2] != PROCESS_SPACE or PROCESS_SPACE == "unknown":
+        return True
     try:
-        pid = int(owner.split(":")[1])
-    except (IndexError, ValueError):
-        return True  # not ours to judge: wait for the lease to expire
+        pid = int(parts[1])
+    except ValueError:
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -182,6 +203,7 @@ class DeliveryWorker:
         if loop_time - self._last_sweep < 5.0:
             return
         self._last_sweep = loop_time
+        await asyncio.to_thread(self.recover)  # a sibling worker on this host may have died
         await asyncio.to_thread(self.sweep_clocks)
 
     # -- clocks -----------------------------------------------------------------------------

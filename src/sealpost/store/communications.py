@@ -280,7 +280,7 @@ class CommunicationRepository:
         with self.engine.begin() as conn:
             owners = conn.execute(
                 select(c.lease_owner)
-                .where(c.status == QUEUED, c.lease_owner.like(owner_prefix + "%"))
+                .where(c.status == QUEUED, c.lease_owner.startswith(owner_prefix, autoescape=True))
                 .distinct()
             ).scalars()
             dead = [o for o in owners if o is not None and not alive(o)]
