@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from sealpost.email.smtp_server import SmtpListeners
     from sealpost.email.submission import SubmissionService
     from sealpost.store.communications import CommunicationRepository
+    from sealpost.store.contents import ContentStore
     from sealpost.store.senders import SenderRepository
 
 log = get_logger(__name__)
@@ -125,6 +126,14 @@ class Sealpost:
         return Sequencer(self.log_storage, sealer, max_batch=self.settings.batch_max_records)
 
     @cached_property
+    def contents(self) -> ContentStore:
+        from sealpost.store.contents import ContentStore
+
+        return ContentStore(
+            self.engine, self.blobs, inline_max_bytes=self.settings.content_inline_max_bytes
+        )
+
+    @cached_property
     def communications(self) -> CommunicationRepository:
         from sealpost.store.communications import CommunicationRepository
 
@@ -141,7 +150,7 @@ class Sealpost:
         from sealpost.email.submission import SubmissionService
 
         return SubmissionService(
-            self.engine, self.blobs, self.settings, on_commit=self.work_available.set
+            self.engine, self.contents, self.settings, on_commit=self.work_available.set
         )
 
     @cached_property
@@ -150,7 +159,7 @@ class Sealpost:
 
         return DeliveryWorker(
             repository=self.communications,
-            blobs=self.blobs,
+            contents=self.contents,
             senders=self.senders,
             settings=self.settings,
             wake=self.work_available,
@@ -176,6 +185,7 @@ class Sealpost:
             tenants=self.tenants,
             ledger=self.ledger,
             blobs=self.blobs,
+            contents=self.contents,
             seal=self.seal_identity,
             timestamper=self.timestamper,
             trust_roots=self.trust_roots,

@@ -75,6 +75,12 @@ class Settings(BaseSettings):
     blob_dir: Path | None = Field(
         None, description="Content blobs by SHA-256; default <data_dir>/blobs."
     )
+    content_inline_max_bytes: int = Field(
+        1024 * 1024,
+        ge=0,
+        description="Messages up to this size are stored in the database, in the transaction "
+        "that accepts them (one sync per group commit); larger ones as blob files.",
+    )
 
     # -- certified email ---------------------------------------------------------------------
     hostname: str = Field(

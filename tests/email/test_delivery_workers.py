@@ -51,7 +51,7 @@ class Env:
         """One more worker of the same service (its own lease owner), like a second replica."""
         return DeliveryWorker(
             repository=self.sp.communications,
-            blobs=self.sp.blobs,
+            contents=self.sp.contents,
             senders=self.sp.senders,
             settings=self.sp.settings,
         )

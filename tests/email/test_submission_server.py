@@ -118,7 +118,7 @@ def test_malformed_mime_is_stored_byte_exact_and_delivered(mail_env: MailEnv) ->
     assert code == 250
     cid = reply.decode().split("queued as ")[1]
     found: Communication = mail_env.wait_status(cid, "delivered")
-    stored = mail_env.sp.blobs.get(found.content_sha256)
+    stored = mail_env.sp.contents.get(found.content_sha256)
     assert stored == raw and found.content_sha256 == hashlib.sha256(raw).hexdigest()
     assert mail_env.peer.received[0].data.endswith(raw)
     acceptance = mail_env.sp.communications.timeline(mail_env.tenant_id, cid)[0].record
@@ -133,7 +133,7 @@ def test_a_message_without_message_id_gets_one_that_is_kept_across_retries(
     found = mail_env.wait_status(reply.decode().split("queued as ")[1], "delivered")
     assert found.message_id.endswith("@sealpost.test>")
     assert mail_env.peer.received[0].message_id == found.message_id
-    assert mail_env.sp.blobs.get(found.content_sha256) == raw  # evidence keeps the bytes
+    assert mail_env.sp.contents.get(found.content_sha256) == raw  # evidence keeps the bytes
 
 
 def test_a_trusted_relay_network_submits_without_auth(mail_env: MailEnv) -> None:
@@ -175,3 +175,23 @@ def test_a_tenant_with_registered_domains_may_only_send_from_them(mail_env: Mail
         delivered, key_lookup=pinned_key_lookup({("sp", "acme.test"): record}, None)
     )
     assert result.valid and result.domain == "acme.test", result.reason
+
+
+@pytest.mark.parametrize("mail_overrides", [{"content_inline_max_bytes": 2048}])
+def test_small_messages_live_in_the_database_and_large_ones_in_blob_files(
+    mail_env: MailEnv,
+) -> None:
+    small = make_message("small")
+    large = make_message("large") + (b"L" * 70 + b"\r\n") * 100
+    assert len(small) <= 2048 < len(large)
+    ids = []
+    for raw, rcpt in ((small, "small"), (large, "large")):
+        _, reply = submit(mail_env, raw, [f"{rcpt}@{RECIPIENT_DOMAIN}"])
+        ids.append(reply.decode().split("queued as ")[1])
+    found = [mail_env.wait_status(cid, "delivered") for cid in ids]
+    assert not mail_env.sp.blobs.exists(found[0].content_sha256)
+    assert mail_env.sp.blobs.exists(found[1].content_sha256)
+    assert [mail_env.sp.contents.get(c.content_sha256) for c in found] == [small, large]
+    assert [
+        r.data.endswith(raw) for r, raw in zip(mail_env.peer.received, (small, large), strict=True)
+    ] == [True, True]

@@ -21,9 +21,9 @@ from pydantic import BaseModel, Field
 
 from sealpost.api.auth import SealpostDep, TenantDep
 from sealpost.app import Sealpost
-from sealpost.email.addresses import AddressError, domain_of, split_address
+from sealpost.email.addresses import AddressError, split_address
 from sealpost.email.mime import build_message, describe_message, new_message_id
-from sealpost.email.submission import Accepted, SubmissionRequest
+from sealpost.email.submission import Accepted, SenderNotAllowed, SubmissionRequest
 from sealpost.errors import InvalidInput, NotFound
 from sealpost.ledger.errors import NotSealedYet
 from sealpost.ledger.records import format_time
@@ -195,12 +195,6 @@ def _build(sp: Sealpost, body: SendRequest) -> tuple[bytes, list[str], str]:
     return raw, recipients, sender
 
 
-def _sender_allowed(sp: Sealpost, tenant: Tenant, sender: str) -> None:
-    domains = {d.domain for d in sp.senders.tenant_domains(tenant.id)}
-    if domains and domain_of(sender) not in domains:
-        raise InvalidInput(f"from must be an address of {', '.join(sorted(domains))}")
-
-
 def _result(sp: Sealpost, accepted: Accepted) -> SendResult:
     refs = []
     for cid, rcpt in zip(accepted.communication_ids, accepted.recipients, strict=True):
@@ -226,34 +220,34 @@ def send(
 ) -> SendResult:
     """Send a certified email: one communication per recipient, accepted once durable."""
     raw, recipients, sender = _build(sp, body)
+    identification = {"method": "api-key", "tenant": tenant.name}
+    request = SubmissionRequest(
+        tenant_id=tenant.id,
+        via="api",
+        mail_from=sender,
+        recipients=tuple(recipients),
+        raw=raw,
+        identification=identification,
+        details={"api": {"idempotency_key": idempotency_key}},
+        idempotency_key=idempotency_key,
+        request_sha256=hashlib.sha256(
+            json.dumps(body.model_dump(by_alias=True), sort_keys=True).encode()
+        ).hexdigest(),
+        sender_domains=sp.senders.sender_domains(tenant.id),
+    )
     try:
-        _sender_allowed(sp, tenant, sender)
-    except InvalidInput as exc:
+        accepted = sp.submissions.accept(request)
+    except SenderNotAllowed as exc:
         sp.submissions.reject(
             tenant_id=tenant.id,
             mail_from=sender,
             recipients=recipients,
-            identification={"method": "api-key", "tenant": tenant.name},
+            identification=identification,
             code="policy",
             text=exc.message,
             raw=raw,
         )
         raise
-    accepted = sp.submissions.accept(
-        SubmissionRequest(
-            tenant_id=tenant.id,
-            via="api",
-            mail_from=sender,
-            recipients=tuple(recipients),
-            raw=raw,
-            identification={"method": "api-key", "tenant": tenant.name},
-            details={"api": {"idempotency_key": idempotency_key}},
-            idempotency_key=idempotency_key,
-            request_sha256=hashlib.sha256(
-                json.dumps(body.model_dump(by_alias=True), sort_keys=True).encode()
-            ).hexdigest(),
-        )
-    )
     if accepted.replayed:
         response.status_code = 200
     return _result(sp, accepted)
@@ -387,7 +381,7 @@ def original(communication_id: str, sp: SealpostDep, tenant: TenantDep) -> Respo
     """The message exactly as submitted (its SHA-256 is the records' content.sha256)."""
     c = _owned(sp, tenant, communication_id)
     return Response(
-        sp.blobs.get(c.content_sha256),
+        sp.contents.get(c.content_sha256),
         media_type="message/rfc822",
         headers={"Content-Disposition": f'attachment; filename="{c.id}.eml"'},
     )

@@ -37,6 +37,7 @@ from sealpost.store.communications import (
     StoredCertificate,
     TimelineEntry,
 )
+from sealpost.store.contents import ContentStore
 from sealpost.store.tenants import TenantRepository
 
 log = get_logger(__name__)
@@ -99,6 +100,7 @@ class CertificateService:
         tenants: TenantRepository,
         ledger: LedgerReader,
         blobs: BlobStore,
+        contents: ContentStore,
         seal: SigningIdentity,
         timestamper: TimeStamper,
         trust_roots: Sequence[x509.Certificate],
@@ -109,6 +111,7 @@ class CertificateService:
         self.tenants = tenants
         self.ledger = ledger
         self.blobs = blobs
+        self.contents = contents
         self.seal = seal
         self.timestamper = timestamper
         self.trust_roots = list(trust_roots)
@@ -150,7 +153,7 @@ class CertificateService:
             )
         acceptance = next((e for e in timeline if e.event == "SubmissionAcceptance"), None)
         content = acceptance.record.get("content", {}) if acceptance else {}
-        eml = self.blobs.get(communication.content_sha256)
+        eml = self.contents.get(communication.content_sha256)
         now = datetime.now(UTC)
         data = CertificateData(
             communication_id=communication.id,

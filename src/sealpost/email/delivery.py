@@ -41,7 +41,6 @@ from sealpost.email.mime import describe_message, prepend_headers
 from sealpost.email.routing import MX, ROUTE, SMARTHOST, NextHop, Router, RoutingError
 from sealpost.ledger.records import EvidenceRecord, Party, Reason, Subject, new_record
 from sealpost.logging import get_logger
-from sealpost.store.blobs import BlobStore
 from sealpost.store.communications import (
     DELIVERED,
     FAILED,
@@ -51,6 +50,7 @@ from sealpost.store.communications import (
     Communication,
     CommunicationRepository,
 )
+from sealpost.store.contents import ContentStore
 from sealpost.store.senders import SenderRepository
 
 log = get_logger(__name__)
@@ -129,14 +129,14 @@ class DeliveryWorker:
         self,
         *,
         repository: CommunicationRepository,
-        blobs: BlobStore,
+        contents: ContentStore,
         senders: SenderRepository,
         settings: Settings,
         router: Router | None = None,
         wake: threading.Event | None = None,
     ) -> None:
         self.repository = repository
-        self.blobs = blobs
+        self.contents = contents
         self.senders = senders
         self.settings = settings
         self.router = router or Router(settings)
@@ -286,7 +286,7 @@ class DeliveryWorker:
         """One attempt; returns the new status.  Never raises: failures become evidence."""
         started = datetime.now(UTC)
         try:
-            raw = await asyncio.to_thread(self.blobs.get, c.content_sha256)
+            raw = await asyncio.to_thread(self.contents.get, c.content_sha256)
             data = await asyncio.to_thread(self.message_for_delivery, c, raw)
             result = await self._send(c, data)
         except Exception as exc:  # a bug or a local fault: retry later, keep the evidence

@@ -20,14 +20,19 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from sealpost.config import Settings
-from sealpost.email.addresses import domain_of
-from sealpost.email.submission import Accepted, SubmissionRequest, SubmissionService
+from sealpost.email.submission import (
+    Accepted,
+    SenderNotAllowed,
+    SubmissionRequest,
+    SubmissionService,
+)
 from sealpost.logging import get_logger
 from sealpost.store.senders import SenderRepository
 from sealpost.store.tenants import Tenant
@@ -171,6 +176,7 @@ class SubmissionHandler:
         identity = await asyncio.to_thread(self._identity, session)
         if identity is None:
             return AUTH_REQUIRED
+        session.sealpost_identity = identity  # type: ignore[attr-defined]  # for DATA
         envelope.mail_from = address
         envelope.mail_options.extend(options)
         return "250 2.1.0 Sender OK"
@@ -199,39 +205,13 @@ class SubmissionHandler:
             }
         }
 
-    def _policy_problem(self, identity: SmtpIdentity, raw: bytes) -> str | None:
-        """A tenant with registered domains may only send From those domains."""
-        domains = {d.domain for d in self.senders.tenant_domains(identity.tenant.id)}
-        if not domains:
-            return None
-        from sealpost.email.mime import describe_message
-
-        sender = describe_message(raw).from_address
-        if sender is None or domain_of(sender) not in domains:
-            return f"550 5.7.1 From must be an address of {', '.join(sorted(domains))}"
-        return None
-
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        identity = await asyncio.to_thread(self._identity, session)
+        identity: SmtpIdentity | None = getattr(session, "sealpost_identity", None)
         if identity is None:
             return AUTH_REQUIRED
         raw = envelope.original_content or b""
         mail_from = envelope.mail_from or ""
         details = self._session_details(server, session)
-        problem = await asyncio.to_thread(self._policy_problem, identity, raw)
-        if problem is not None:
-            await asyncio.to_thread(
-                self.service.reject,
-                tenant_id=identity.tenant.id,
-                mail_from=mail_from,
-                recipients=list(envelope.rcpt_tos),
-                identification=identity.identification,
-                code="policy",
-                text=problem,
-                raw=raw,
-                details=details,
-            )
-            return problem
         request = SubmissionRequest(
             tenant_id=identity.tenant.id,
             via="smtp",
@@ -240,10 +220,25 @@ class SubmissionHandler:
             raw=raw,
             identification=identity.identification,
             details=details,
+            sender_domains=self.senders.sender_domains(identity.tenant.id),
         )
         try:
             future = await asyncio.to_thread(self.service.submit, request)
             accepted = await asyncio.wrap_future(future)
+        except SenderNotAllowed as exc:
+            reply = f"550 5.7.1 {exc.message}"
+            await asyncio.to_thread(
+                self.service.reject,
+                tenant_id=identity.tenant.id,
+                mail_from=mail_from,
+                recipients=list(envelope.rcpt_tos),
+                identification=identity.identification,
+                code="policy",
+                text=reply,
+                raw=raw,
+                details=details,
+            )
+            return reply
         except Exception as exc:
             log.error("smtp.store_failed", error=repr(exc))
             return STORE_FAILED
@@ -289,6 +284,10 @@ class SmtpListeners:
 
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
+        # parsing and submitting run in threads: more than asyncio's default (cores + 4)
+        self.loop.set_default_executor(
+            ThreadPoolExecutor(max_workers=32, thread_name_prefix="sealpost-smtp-io")
+        )
         self._servers: list[asyncio.base_events.Server] = []
         self._thread = threading.Thread(
             target=self.loop.run_forever, name="sealpost-smtp", daemon=True
@@ -324,6 +323,7 @@ class SmtpListeners:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(10)
         self._servers.clear()
+        self.loop.run_until_complete(self.loop.shutdown_default_executor())
         if not self.loop.is_running() and not self.loop.is_closed():
             self.loop.close()
 

@@ -6,7 +6,8 @@ own evidence and its own certificate.  Nothing is acknowledged before the raw by
 fsync'ed under their SHA-256 and the rows and records are committed.
 
 Commits are *grouped*: concurrent submissions queue to one writer thread that stores a whole
-batch with one round of fsyncs and one transaction (the way databases and Postfix amortise
+batch in one transaction, the message bytes included (``store.contents``), so a batch costs
+one database sync however many messages it holds (the way databases and Postfix amortise
 their syncs).  Under load a batch holds many messages; alone, a message waits for nothing.
 If a batch fails, each submission is retried alone, so one bad submission cannot fail others.
 """
@@ -25,12 +26,13 @@ from typing import Any
 from sqlalchemy import Engine
 
 from sealpost.config import Settings
+from sealpost.email.addresses import AddressError, domain_of
 from sealpost.email.mime import MessageFacts, describe_message, new_message_id
-from sealpost.errors import Conflict
+from sealpost.errors import Conflict, InvalidInput
 from sealpost.ledger.records import EvidenceRecord, Party, Reason, Subject, new_record
 from sealpost.logging import get_logger
-from sealpost.store.blobs import BlobStore
 from sealpost.store.communications import QUEUED, CommunicationRepository
+from sealpost.store.contents import ContentStore
 from sealpost.store.db import write_transaction
 
 log = get_logger(__name__)
@@ -55,6 +57,12 @@ class SubmissionRequest:
     idempotency_key: str | None = None
     request_sha256: str | None = None
     """Fingerprint of the API request, so a retry with the same key is recognised as such."""
+    sender_domains: frozenset[str] = frozenset()
+    """The tenant's registered domains: when any, the From address must be in one of them."""
+
+
+class SenderNotAllowed(InvalidInput):
+    """The From address is not of the tenant's registered domains (SMTP 550, HTTP 422)."""
 
 
 @dataclass(frozen=True)
@@ -89,13 +97,13 @@ class SubmissionService:
     def __init__(
         self,
         engine: Engine,
-        blobs: BlobStore,
+        contents: ContentStore,
         settings: Settings,
         *,
         on_commit: Callable[[], None] | None = None,
     ) -> None:
         self.engine = engine
-        self.blobs = blobs
+        self.contents = contents
         self.settings = settings
         self.on_commit = on_commit
         self._queue: queue.SimpleQueue[_Prepared | None] = queue.SimpleQueue()
@@ -107,6 +115,10 @@ class SubmissionService:
     def prepare(self, request: SubmissionRequest) -> _Prepared:
         """Parse and build rows and records (CPU only; runs in the caller's thread)."""
         facts = describe_message(request.raw)
+        if request.sender_domains and not _from_allowed(facts, request.sender_domains):
+            raise SenderNotAllowed(
+                f"From must be an address of {', '.join(sorted(request.sender_domains))}"
+            )
         message_id = facts.message_id or new_message_id(self.settings.hostname)
         now = datetime.now(UTC)
         submission_id = str(uuid.uuid4())
@@ -241,9 +253,10 @@ class SubmissionService:
             self.on_commit()
 
     def _commit(self, batch: list[_Prepared]) -> list[Accepted | Exception]:
-        self.blobs.put_many([item.request.raw for item in batch])
+        self.contents.put_large([item.request.raw for item in batch])
         results: list[Accepted | Exception] = []
         with write_transaction(self.engine) as conn:
+            self.contents.put_in(conn, [item.request.raw for item in batch])
             for item in batch:
                 key = item.request.idempotency_key
                 if key is not None:
@@ -286,6 +299,15 @@ class SubmissionService:
         )
         CommunicationRepository(self.engine).append_records([record])
         return record
+
+
+def _from_allowed(facts: MessageFacts, domains: frozenset[str]) -> bool:
+    if facts.from_address is None:
+        return False
+    try:
+        return domain_of(facts.from_address) in domains
+    except AddressError:
+        return False
 
 
 def _replay(item: _Prepared, earlier: list[Any]) -> Accepted | Exception:

@@ -84,6 +84,7 @@ class SenderRepository:
         self._lock = threading.Lock()
         self._verified: dict[tuple[str, bytes], tuple[float, Tenant]] = {}
         self._networks: tuple[float, list[tuple[IpNetwork, Tenant]]] | None = None
+        self._domains: dict[str, tuple[float, frozenset[str]]] = {}
 
     # -- SMTP credentials -------------------------------------------------------------------
 
@@ -221,6 +222,7 @@ class SenderRepository:
                 )
         except IntegrityError:
             raise Conflict(f"the domain {domain} is already registered") from None
+        self._domains.pop(tenant_id, None)
         return self.domain(domain)
 
     def pin_key(self, domain: str, selector: str, record: str) -> None:
@@ -256,6 +258,18 @@ class SenderRepository:
             dkim_public_record=row.dkim_public_record,
             pinned_keys=json.loads(row.pinned_keys),
         )
+
+    def sender_domains(self, tenant_id: str) -> frozenset[str]:
+        """The tenant's registered domains (cached a few seconds: asked for every message)."""
+        now = time.monotonic()
+        cached = self._domains.get(tenant_id)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        query = select(tenant_domains.c.domain).where(tenant_domains.c.tenant_id == tenant_id)
+        with self.engine.connect() as conn:
+            names = frozenset(conn.execute(query).scalars())
+        self._domains[tenant_id] = (now + 5.0, names)
+        return names
 
     def tenant_domains(self, tenant_id: str) -> list[TenantDomain]:
         query = select(tenant_domains.c.domain).where(tenant_domains.c.tenant_id == tenant_id)

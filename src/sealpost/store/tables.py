@@ -213,6 +213,15 @@ tenant_domains = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
 
+contents = Table(
+    "contents",
+    metadata,
+    Column("sha256", String(64), primary_key=True),
+    Column("size", BigInteger, nullable=False),
+    Column("data", LargeBinary, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
 evidence_certificates = Table(
     "evidence_certificates",
     metadata,

@@ -1,5 +1,5 @@
 """Certified email: communications, delivery attempts, SMTP credentials and relay networks,
-tenant domains (DKIM), evidence certificates.
+tenant domains (DKIM), message contents, evidence certificates.
 
 Revision ID: 0002
 Revises: 0001
@@ -134,6 +134,13 @@ def upgrade() -> None:
     )
     op.create_index("ix_tenant_domains_tenant_id", "tenant_domains", ["tenant_id"])
     op.create_table(
+        "contents",
+        sa.Column("sha256", sa.String(64), primary_key=True),
+        sa.Column("size", sa.BigInteger, nullable=False),
+        sa.Column("data", sa.LargeBinary, nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    )
+    op.create_table(
         "evidence_certificates",
         sa.Column("id", sa.String(36), primary_key=True),
         _communication_fk("evidence_certificates"),
@@ -156,6 +163,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     for table in (
         "evidence_certificates",
+        "contents",
         "tenant_domains",
         "smtp_networks",
         "smtp_credentials",
