@@ -211,12 +211,14 @@ class Sealpost:
         )
         listeners = SmtpListeners()
         self._smtp = listeners
+        shared = s.smtp_processes > 1
         handler = SubmissionHandler(self.submissions, self.senders, s)
         ports = {
             "submission": listeners.listen(
                 submission_factory(handler, s, tls, implicit_tls=False),
                 s.smtp_host,
                 s.smtp_submission_port,
+                reuse_port=shared,
             )
         }
         if s.smtp_tls_port is not None:
@@ -225,13 +227,14 @@ class Sealpost:
                 s.smtp_host,
                 s.smtp_tls_port,
                 tls=tls,
+                reuse_port=shared,
             )
         if s.smtp_inbound_port is not None:
             inbound = InboundHandler(
                 self.submissions, self.senders, BounceProcessor(self.communications), s
             )
             ports["inbound"] = listeners.listen(
-                inbound_factory(inbound, s), s.smtp_host, s.smtp_inbound_port
+                inbound_factory(inbound, s), s.smtp_host, s.smtp_inbound_port, reuse_port=shared
             )
         self.smtp_ports = ports
         return ports

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -58,6 +60,7 @@ def serve(
             "unless SEALPOST_SEQUENCER_ENABLED=false."
         ),
     ] = "all",
+    acceptor: Annotated[bool, typer.Option(hidden=True)] = False,
 ) -> None:
     """Run Sealpost in the foreground: keys and schema on first start, then its roles."""
     import signal
@@ -71,6 +74,9 @@ def serve(
     if role not in ROLES:
         raise _fail(f"--role is one of {', '.join(ROLES)}", 2)
     settings = _settings()
+    if acceptor:  # one of several SMTP acceptor processes started by a parent `serve`
+        role = "smtp"
+        settings = settings.model_copy(update={"sequencer_enabled": False})
     if role != "all":
         settings = settings.model_copy(
             update={
@@ -84,9 +90,11 @@ def serve(
         sp.start_email()
     except OSError as exc:
         raise _fail(f"cannot start the SMTP listeners: {exc}") from None
-    if sp.smtp_ports:
+    children = []
+    if sp.smtp_ports and not acceptor:
         listening = ", ".join(f"{k} {settings.smtp_host}:{v}" for k, v in sp.smtp_ports.items())
-        out.print(f"SMTP: {listening}")
+        out.print(f"SMTP: {listening} ({settings.smtp_processes} acceptor processes)")
+        children = _start_acceptors(settings.smtp_processes - 1)
     if role in ("all", "api"):
         bind_host, bind_port = host or settings.api_host, port or settings.api_port
         out.print(
@@ -96,15 +104,37 @@ def serve(
         try:
             uvicorn.run(create_app(sp), host=bind_host, port=bind_port, log_level="warning")
         finally:
+            _stop_acceptors(children)
             sp.stop_background()
         return
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     sp.start_background()
-    out.print(f"Sealpost role {role} running; database {sp.engine.url.render_as_string()}")
-    stop.wait()
+    if not acceptor:
+        out.print(f"Sealpost role {role} running; database {sp.engine.url.render_as_string()}")
+    parent = os.getppid()
+    while not stop.wait(1.0):
+        if acceptor and os.getppid() != parent:
+            break  # the parent is gone: so are we
+    _stop_acceptors(children)
     sp.stop_background()
+
+
+def _start_acceptors(count: int) -> list[subprocess.Popen[bytes]]:
+    """More SMTP acceptor processes on the same ports (SO_REUSEPORT), one core each."""
+    command = [sys.executable, "-m", "sealpost", "serve", "--acceptor"]
+    return [subprocess.Popen(command) for _ in range(count)]
+
+
+def _stop_acceptors(children: list[subprocess.Popen[bytes]]) -> None:
+    for child in children:
+        child.terminate()
+    for child in children:
+        try:
+            child.wait(10)
+        except subprocess.TimeoutExpired:
+            child.kill()
 
 
 @keys_app.command("init")

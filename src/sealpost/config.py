@@ -97,6 +97,13 @@ class Settings(BaseSettings):
     smtp_inbound_port: int | None = Field(
         2525, description="Inbound: certify addresses and bounces; 25 in production; empty: off."
     )
+    smtp_processes: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="SMTP acceptor processes sharing the ports (SO_REUSEPORT): parsing and "
+        "TLS run on one core per process; set it to the number of cores on an SMTP replica.",
+    )
     smtp_max_message_bytes: int = Field(
         50 * 1024 * 1024, ge=1024, description="Largest message accepted (SIZE); larger gets 552."
     )

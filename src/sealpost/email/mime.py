@@ -149,14 +149,20 @@ def _addresses(msg: Message, name: str) -> list[tuple[str, str]]:
     """``[(display name, address), ...]`` from every ``name`` header, groups flattened."""
     out: list[tuple[str, str]] = []
     for value in header_texts(msg, name):
-        try:
-            parsed = default.header_factory(name.lower(), value)
-            pairs = [(a.display_name, a.addr_spec) for a in parsed.addresses]
-        except Exception:  # fall back to the classic, more forgiving parser
+        pairs: list[tuple[str, str]] = []
+        if "=?" not in value and '"' not in value and "(" not in value:
+            # the plain case (most mail): the classic parser, ten times cheaper
+            with contextlib.suppress(Exception):
+                pairs = [(n, a) for n, a in email.utils.getaddresses([value]) if "@" in a]
+        if not pairs:
             try:
-                pairs = [(decode_words(n), a) for n, a in email.utils.getaddresses([value])]
-            except Exception:
-                pairs = []
+                parsed = default.header_factory(name.lower(), value)
+                pairs = [(a.display_name, a.addr_spec) for a in parsed.addresses]
+            except Exception:  # fall back to the classic, more forgiving parser
+                try:
+                    pairs = [(decode_words(n), a) for n, a in email.utils.getaddresses([value])]
+                except Exception:
+                    pairs = []
         out.extend((str(n), str(a)) for n, a in pairs if a and a != "<>")
     return out
 
