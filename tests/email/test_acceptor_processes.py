@@ -61,7 +61,7 @@ def test_two_acceptor_processes_share_the_port_and_stop_with_their_parent(
     sealpost.run("tenant", "create", "Relay")
     sealpost.run("tenant", "smtp-network", "Relay", "127.0.0.1/32")
     try:
-        pid = _start_smtp_role(sealpost)
+        pid = sealpost.start(role="smtp")  # no API port needed
         deadline = time.monotonic() + 20
         while len(_children(pid)) < 1 and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -95,29 +95,3 @@ def test_two_acceptor_processes_share_the_port_and_stop_with_their_parent(
         assert not _alive(child)
     finally:
         sealpost.stop()
-
-
-def _start_smtp_role(sealpost: SealpostProcess) -> int:
-    """``serve --role smtp`` (no API port needed), waiting until the port answers."""
-    import subprocess
-
-    from tests.email.test_crash_recovery import _sealpost_command
-
-    log = (sealpost.workdir / "serve-1.log").open("wb")
-    sealpost.process = subprocess.Popen(
-        [*_sealpost_command(), "serve", "--role", "smtp"],
-        cwd=sealpost.workdir,
-        env=sealpost.env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    log.close()
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            with smtplib.SMTP("127.0.0.1", sealpost.submission_port, timeout=5) as probe:
-                if probe.noop()[0] == 250:
-                    return sealpost.process.pid
-        except (OSError, smtplib.SMTPException):
-            time.sleep(0.1)
-    raise AssertionError(sealpost.log_tail())

@@ -81,11 +81,11 @@ class SealpostProcess:
         assert done.returncode == 0, done.stdout.decode() + done.stderr.decode()
         return done.stdout.decode()
 
-    def start(self) -> int:
+    def start(self, role: str = "all") -> int:
         self.starts += 1
         log = (self.workdir / f"serve-{self.starts}.log").open("wb")
         self.process = subprocess.Popen(
-            [*_sealpost_command(), "serve", "--role", "all"],
+            [*_sealpost_command(), "serve", "--role", role],
             cwd=self.workdir,
             env=self.env,
             stdout=log,

@@ -185,3 +185,18 @@ def test_a_certify_address_without_a_valid_signature_is_refused_with_evidence(
             )
         ).scalar_one()
     assert refusals == 2
+
+
+def test_certify_in_bcc_certifies_the_message_for_its_to_and_cc(mail_env: MailEnv) -> None:
+    key = _tenant_signer(mail_env)
+    raw = make_message("bcc form", to=f"uma@{RECIPIENT_DOMAIN}").replace(
+        b"To: uma@recipient.test\r\n", b"To: uma@recipient.test\r\nCc: vic@recipient.test\r\n"
+    )
+    signed = sign_message(raw, domain="acme.test", selector="mail", private_key_pem=key) + raw
+    code, reply = send_inbound(
+        mail_env, "service@acme.test", "certify@certify.sealpost.test", signed
+    )
+    assert code == 250, reply
+    ids = [line.split()[1] for line in reply.decode().splitlines()[:-1]]
+    delivered = sorted(mail_env.wait_status(cid, "delivered").recipient for cid in ids)
+    assert delivered == [f"uma@{RECIPIENT_DOMAIN}", f"vic@{RECIPIENT_DOMAIN}"]

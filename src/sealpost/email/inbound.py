@@ -7,7 +7,8 @@ Two kinds of mail are accepted here, nothing else (no open relay):
   after an earlier ContentConsignment (the recipient's server accepted, then bounced); a
   "delayed" DSN is noted, not final.  A bounce with no usable VERP is matched by the returned
   message's Message-ID.
-* **certify addresses**: ``alice@example.com.<certify domain>`` from an ordinary mail client.
+* **certify addresses**: ``alice@example.com.<certify domain>`` from an ordinary mail client,
+  or ``certify@<certify domain>`` in Bcc, which certifies the message for its To and Cc.
   It is accepted only if it carries a valid DKIM signature (RFC 6376) of a domain a tenant
   registered; the signature is then the sender's identification in the evidence, and the
   message is submitted for ``alice@example.com``.  Anything else is refused, with
@@ -32,7 +33,7 @@ from sealpost.email.addresses import (
 )
 from sealpost.email.dkim import KeyLookup, dns_key_lookup, pinned_key_lookup, verify_message
 from sealpost.email.dsn import DeliveryReport, parse_dsn
-from sealpost.email.mime import describe_message
+from sealpost.email.mime import MessageFacts, describe_message
 from sealpost.email.smtp_server import SealpostSMTP, accepted_reply, client_ip, tls_details
 from sealpost.email.submission import SubmissionRequest, SubmissionService
 from sealpost.ledger.records import Party, Reason, Subject, new_record
@@ -163,11 +164,40 @@ class InboundHandler:
             return None
         return unwrap_certify_address(address, self.settings.certify_domain)
 
+    def _is_bcc_certify(self, address: str) -> bool:
+        """``certify@<certify domain>`` in Bcc: certify the message for its To and Cc."""
+        if not self.settings.certify_domain:
+            return False
+        try:
+            local, domain = split_address(address)
+        except AddressError:
+            return False
+        return local.lower() == "certify" and domain.lower() == self.settings.certify_domain
+
+    def _recipients(self, envelope: Envelope, facts: MessageFacts) -> list[str]:
+        """Unwrapped certify addresses, plus To and Cc when the Bcc form was used."""
+        found = [r for r in (self._unwrap(a) for a in envelope.rcpt_tos) if r]
+        if any(self._is_bcc_certify(a) for a in envelope.rcpt_tos):
+            for address in (*facts.to, *facts.cc):
+                unwrapped = self._unwrap(address)
+                if unwrapped is not None:
+                    found.append(unwrapped)
+                elif not self._is_bcc_certify(address):
+                    found.append(address)
+        unique: dict[str, str] = {}
+        for address in found:
+            unique.setdefault(address.lower(), address)
+        return list(unique.values())
+
     async def handle_RCPT(
         self, _server: SMTP, _session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
         kind = (
-            "bounce" if self._is_bounce(address) else "certify" if self._unwrap(address) else None
+            "bounce"
+            if self._is_bounce(address)
+            else "certify"
+            if self._unwrap(address) or self._is_bcc_certify(address)
+            else None
         )
         if kind is None:
             return NOT_HERE
@@ -217,7 +247,7 @@ class InboundHandler:
             },
             "dkim": {"valid": result.valid, "domain": result.domain, "reason": result.reason},
         }
-        recipients = [r for r in (self._unwrap(a) for a in envelope.rcpt_tos) if r]
+        recipients = self._recipients(envelope, facts)
         if registered is not None and not result.valid and result.temporary:
             return f"451 4.7.5 DKIM key lookup failed, try again later ({result.reason})"
         if registered is None or registered.domain not in result.valid_domains:
@@ -237,6 +267,8 @@ class InboundHandler:
                     details=details,
                 )
             return reply
+        if not recipients:
+            return "550 5.5.1 Nothing to certify: the message names no To or Cc recipient"
         request = SubmissionRequest(
             tenant_id=registered.tenant_id,
             via="rewrite",

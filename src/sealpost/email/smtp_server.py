@@ -20,8 +20,8 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from email._header_value_parser import get_addr_spec, get_angle_addr
 from email.errors import HeaderParseError
 from typing import Any
@@ -243,10 +243,14 @@ class SubmissionHandler:
             raw=raw,
             identification=identity.identification,
             details=details,
-            sender_domains=self.senders.sender_domains(identity.tenant.id),
         )
+
+        def submit() -> Future[Accepted]:  # in a thread: the domain lookup may hit the database
+            domains = self.senders.sender_domains(identity.tenant.id)
+            return self.service.submit(replace(request, sender_domains=domains))
+
         try:
-            future = await asyncio.to_thread(self.service.submit, request)
+            future = await asyncio.to_thread(submit)
             accepted = await asyncio.wrap_future(future)
         except SenderNotAllowed as exc:
             reply = f"550 5.7.1 {exc.message}"

@@ -30,34 +30,10 @@ class BlobStore:
 
     def put(self, data: bytes) -> str:
         """Store ``data``; returns its hex SHA-256.  Durable when this returns."""
-        digest = hashlib.sha256(data).hexdigest()
-        target = self.path(digest)
-        if target.exists():
-            return digest
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        dir_fd = os.open(target.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-        return digest
+        return self.put_many([data])[0]
 
     def put_many(self, items: list[bytes]) -> list[str]:
-        """Store several blobs with one round of fsyncs (group commit); durable on return.
-
-        Writing everything first and syncing after lets the filesystem fold the journal
-        commits of the whole batch into one, which is what makes acceptance scale.
-        """
+        """Store several blobs; durable on return (each file, then each new directory entry)."""
         digests: list[str] = []
         written: list[Path] = []
         for data in items:
