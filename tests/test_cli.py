@@ -51,6 +51,8 @@ def server(fresh_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
     port = free_port()
     fresh_env["SEALPOST_API_PORT"] = str(port)
     fresh_env["SEALPOST_BATCH_WINDOW_MS"] = "20"
+    for name in ("SUBMISSION", "TLS", "INBOUND"):  # not the defaults: they may be taken
+        fresh_env[f"SEALPOST_SMTP_{name}_PORT"] = str(free_port())
     proc = subprocess.Popen(
         [SEALPOST, "serve"],
         env=fresh_env,

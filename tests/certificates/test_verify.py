@@ -99,7 +99,7 @@ def test_a_byte_changed_inside_the_sealed_range_breaks_the_seal(
     start = pdf.index(b"stream\n", len(pdf) // 4) + 40  # inside a compressed stream
     pdf[start] ^= 0x01
     found = failures(bytes(pdf), root)
-    assert any("the document was altered" in f for f in found["seal"])
+    assert any("the document was altered" in f for f in found.get("seal", [])), found
 
 
 def test_bytes_appended_after_eof_are_not_covered(sealed: Sealed, root: x509.Certificate) -> None:

@@ -230,7 +230,11 @@ def _check_signatures(
                 _check_seal(report, sig, context, label)
         except Exception as exc:  # hostile input: any failure to validate is "not valid"
             report.add(
-                "seal", label, False, f"the signature cannot be validated ({_describe(exc)})"
+                "seal",
+                label,
+                False,
+                f"the document was altered or damaged: the signature cannot be validated "
+                f"({_describe(exc)})",
             )
         chunks.insert(0, report.checks[start:])
         del report.checks[start:]

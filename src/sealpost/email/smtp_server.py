@@ -351,13 +351,13 @@ class SmtpListeners:
                 server.close()
             for server in self._servers:
                 await server.wait_closed()
+            await self.loop.shutdown_default_executor()
 
         if self.loop.is_running():
             asyncio.run_coroutine_threadsafe(stop(), self.loop).result(10)
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(10)
         self._servers.clear()
-        self.loop.run_until_complete(self.loop.shutdown_default_executor())
         if not self.loop.is_running() and not self.loop.is_closed():
             self.loop.close()
 
