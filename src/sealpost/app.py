@@ -167,7 +167,7 @@ class Sealpost:
 
     @cached_property
     def trust_roots(self) -> list[x509.Certificate]:
-        """Roots certificates are validated against: the seal's, and the local CA's."""
+        """Root certificates evidence is validated against: the seal's, and the local CA's."""
         from cryptography import x509
 
         roots = [self.seal_identity.chain[-1]] if self.seal_identity.chain else []
