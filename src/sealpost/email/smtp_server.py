@@ -93,12 +93,49 @@ class AuthLimiter:
             self._failures.setdefault(ip, []).append(time.monotonic())
 
 
+@dataclass(frozen=True)
+class _DeferredAuth:
+    mechanism: str
+    data: Any
+
+
 class SealpostSMTP(SMTP):
     """aiosmtpd's server with clearer size refusals that also leave evidence.
 
-    ``_getaddr`` is aiosmtpd 1.4.6's own, minus the ``typing.Protocol`` class it defines on
-    every call (a metaclass construction per MAIL and RCPT: a few percent of the CPU under load).
+    Credentials are checked in a thread: aiosmtpd calls the authenticator synchronously on the
+    event loop, and a password hash (scrypt, tens of ms) there would stall every session, an
+    easy denial of service with wrong passwords from many addresses.  ``_getaddr`` is aiosmtpd
+    1.4.6's own, minus the ``typing.Protocol`` class it defines on every call (a metaclass
+    construction per MAIL and RCPT: a few percent of the CPU under load).
     """
+
+    def _authenticate(self, mechanism: str, auth_data: Any) -> AuthResult:
+        if self._authenticator is None:
+            return super()._authenticate(mechanism, auth_data)
+        return AuthResult(
+            success=False, handled=False, auth_data=_DeferredAuth(mechanism, auth_data)
+        )
+
+    async def _finish_auth(self, result: AuthResult) -> AuthResult:
+        deferred = result.auth_data
+        if not isinstance(deferred, _DeferredAuth) or self._authenticator is None:
+            return result
+        assert self.session is not None and self.envelope is not None
+        outcome: AuthResult = await asyncio.to_thread(
+            self._authenticator,
+            self,
+            self.session,
+            self.envelope,
+            deferred.mechanism,
+            deferred.data,
+        )
+        return outcome
+
+    async def auth_PLAIN(self, _: Any, args: list[str]) -> AuthResult:
+        return await self._finish_auth(await super().auth_PLAIN(_, args))
+
+    async def auth_LOGIN(self, _: Any, args: list[str]) -> AuthResult:
+        return await self._finish_auth(await super().auth_LOGIN(_, args))
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         if not arg:
