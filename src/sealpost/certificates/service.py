@@ -19,6 +19,7 @@ from typing import Any
 
 from cryptography import x509
 
+from sealpost.certificates.errors import SealError
 from sealpost.certificates.model import CertificateData, CertificateEvent
 from sealpost.certificates.render import render_certificate
 from sealpost.certificates.seal import seal_pdf
@@ -120,6 +121,10 @@ class CertificateService:
 
     def issue(self, communication: Communication) -> IssuedCertificate | None:
         """Issue the next version; None while some record still waits for its seal."""
+        fresh = self.repository.get(communication.id)  # the caller's copy may be stale
+        if fresh is None:
+            return None
+        communication = fresh
         timeline = [
             e
             for e in self.repository.timeline(communication.tenant_id, communication.id)
@@ -214,7 +219,13 @@ class CertificateService:
             record_id=issued.id,
             reason=f"{communication.status}: " + (events[-1].event if events else ""),
         )
-        if not self.repository.store_certificate(stored, issued, events_covered=covered):
+        if not self.repository.store_certificate(
+            stored,
+            issued,
+            events_covered=covered,
+            status=communication.status,
+            updated_at=communication.updated_at,
+        ):
             log.info("certificate.raced", communication=communication.id, version=version)
             return None
         log.info("certificate.issued", communication=communication.id, version=version)
@@ -237,7 +248,11 @@ class CertificateService:
             and communication.certificate_due
             and (communication.status in FINAL_STATUSES)
         ):
-            issued = self.issue(communication)
+            try:
+                issued = self.issue(communication)
+            except SealError as exc:  # TSA down: the latest sealed version still stands
+                log.warning("certificate.on_demand_failed", error=exc.message)
+                issued = None
             if issued is not None:
                 return issued.pdf
         stored = self.repository.certificates(communication.id)

@@ -388,11 +388,19 @@ class CommunicationRepository:
         *,
         only_if_status: Sequence[str] | None = None,
     ) -> bool:
-        """Move to a final status outside a delivery attempt (expiry, a later bounce)."""
+        """Move to a final status outside a delivery attempt (expiry, a later bounce).
+
+        Never while a worker holds a live lease: its attempt's outcome (perhaps a 250) must
+        not be overwritten; the caller tries again later.
+        """
         c = communications.c
         now = datetime.now(UTC)
         with write_transaction(self.engine) as conn:
-            query = update(communications).where(c.id == communication_id)
+            query = (
+                update(communications)
+                .where(c.id == communication_id)
+                .where(or_(c.lease_until.is_(None), c.lease_until < now))
+            )
             if only_if_status is not None:
                 query = query.where(c.status.in_(list(only_if_status)))
             moved = conn.execute(
@@ -440,8 +448,14 @@ class CommunicationRepository:
         record: EvidenceRecord,
         *,
         events_covered: int,
+        status: str,
+        updated_at: datetime,
     ) -> bool:
-        """Record a new version; clears the due flag only if no event arrived meanwhile."""
+        """Record a new version, if the communication is still as the certificate states it.
+
+        False (nothing written) when the status changed meanwhile: the caller issues again.
+        The due flag is cleared only if no event arrived meanwhile.
+        """
         c, r = communications.c, evidence_records.c
         with write_transaction(self.engine) as conn:
             moved = conn.execute(
@@ -449,6 +463,8 @@ class CommunicationRepository:
                 .where(
                     c.id == certificate.communication_id,
                     c.certificate_version == certificate.version - 1,
+                    c.status == status,
+                    c.updated_at == updated_at,
                 )
                 .values(certificate_version=certificate.version)
             ).rowcount
