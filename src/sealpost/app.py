@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from sealpost.email.delivery import DeliveryWorker
     from sealpost.email.smtp_server import SmtpListeners
     from sealpost.email.submission import SubmissionService
+    from sealpost.email.verp import BounceAddresses
     from sealpost.store.communications import CommunicationRepository
     from sealpost.store.contents import ContentStore
     from sealpost.store.senders import SenderRepository
@@ -162,8 +163,23 @@ class Sealpost:
             contents=self.contents,
             senders=self.senders,
             settings=self.settings,
+            return_paths=self.return_paths,
             wake=self.work_available,
         )
+
+    @cached_property
+    def return_paths(self) -> BounceAddresses:
+        """Signed VERP return paths; every replica derives the same secret from the seal key."""
+        from cryptography.hazmat.primitives import serialization
+
+        from sealpost.email.verp import BounceAddresses, derive_secret
+
+        key_der = self.seal_identity.private_key.private_bytes(
+            serialization.Encoding.DER,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        return BounceAddresses(derive_secret(key_der), self.settings.resolved_bounce_domain)
 
     @cached_property
     def trust_roots(self) -> list[x509.Certificate]:
@@ -231,7 +247,11 @@ class Sealpost:
             )
         if s.smtp_inbound_port is not None:
             inbound = InboundHandler(
-                self.submissions, self.senders, BounceProcessor(self.communications), s
+                self.submissions,
+                self.senders,
+                BounceProcessor(self.communications),
+                s,
+                self.return_paths,
             )
             ports["inbound"] = listeners.listen(
                 inbound_factory(inbound, s), s.smtp_host, s.smtp_inbound_port, reuse_port=shared

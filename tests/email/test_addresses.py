@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from sealpost.email.addresses import (
     AddressError,
     domain_of,
     idna_domain,
     is_certify_address,
-    parse_verp,
     split_address,
     unwrap_certify_address,
-    verp_address,
 )
 from sealpost.errors import InvalidInput
 
@@ -51,70 +45,6 @@ def test_domain_of_is_lower_case_idna() -> None:
 def test_domain_of_refuses_non_host_names(bad: str) -> None:
     with pytest.raises(AddressError):
         domain_of(bad)
-
-
-def test_verp_address() -> None:
-    assert verp_address(CID, "Bounces.Sealpost.Example") == (
-        f"bounces+{CID}@bounces.sealpost.example"
-    )
-    assert verp_address(CID.upper(), "b.example", local_prefix="rp") == f"rp+{CID}@b.example"
-
-
-@pytest.mark.parametrize("bad", ["42", "not-a-uuid", f"{CID}@x", f"{CID}+x", ""])
-def test_verp_address_wants_a_uuid(bad: str) -> None:
-    with pytest.raises(AddressError):
-        verp_address(bad, "bounces.example")
-
-
-def test_verp_address_refuses_an_unsafe_prefix() -> None:
-    with pytest.raises(AddressError):
-        verp_address(CID, "bounces.example", local_prefix="a+b")
-
-
-@pytest.mark.parametrize(
-    "address",
-    [
-        f"bounces+{CID}@bounces.example",
-        f"<bounces+{CID}@bounces.example>",
-        f"BOUNCES+{CID.upper()}@BOUNCES.EXAMPLE",
-        f"bounces+{CID}@bounces.example.",
-    ],
-)
-def test_parse_verp_accepts_case_and_brackets(address: str) -> None:
-    assert parse_verp(address, "bounces.example") == CID
-
-
-@pytest.mark.parametrize(
-    "address",
-    [
-        f"bounces+{CID}@other.example",
-        f"bounces+{CID}@sub.bounces.example",
-        f"returns+{CID}@bounces.example",
-        f"bounces-{CID}@bounces.example",
-        "bounces+not-a-uuid@bounces.example",
-        f"bounces+{CID}x@bounces.example",
-        f"bounces+{CID.replace('-', '')}@bounces.example",
-        f"bounces+{{{CID}}}@bounces.example",
-        "bounces@bounces.example",
-        "garbage",
-        "",
-    ],
-)
-def test_parse_verp_refuses_anything_else(address: str) -> None:
-    assert parse_verp(address, "bounces.example") is None
-
-
-DOMAINS = st.lists(
-    st.from_regex(r"[a-z0-9]([a-z0-9-]{0,20}[a-z0-9])?", fullmatch=True), min_size=1, max_size=4
-).map(lambda labels: ".".join([*labels, "example"]))
-
-
-@given(st.uuids(), DOMAINS, st.sampled_from(["bounces", "rp", "Bounce.Box", "b_1"]))
-def test_verp_round_trip(cid: uuid.UUID, domain: str, prefix: str) -> None:
-    address = verp_address(str(cid), domain, local_prefix=prefix)
-    assert parse_verp(address, domain, local_prefix=prefix) == str(cid)
-    assert parse_verp(address.upper(), domain.upper(), local_prefix=prefix) == str(cid)
-    assert parse_verp(address, "x" + domain, local_prefix=prefix) is None
 
 
 @pytest.mark.parametrize(

@@ -58,7 +58,8 @@ def test_starttls_auth_submission_is_delivered_with_evidence_and_a_valid_certifi
     (got,) = mail_env.peer.received
     assert got.data.endswith(raw)
     assert f"X-Sealpost-Communication: {communication_id}" in got.data.decode()
-    assert got.mail_from == f"bounces+{communication_id}@bounces.sealpost.test"
+    assert got.mail_from == mail_env.sp.return_paths.address(communication_id)
+    assert got.mail_from.startswith(f"bounces+{communication_id}.")  # signed VERP
 
     timeline = mail_env.sp.communications.timeline(mail_env.tenant_id, communication_id)
     assert [e.event for e in timeline][:2] == ["SubmissionAcceptance", "ContentConsignment"]

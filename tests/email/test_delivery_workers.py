@@ -54,6 +54,7 @@ class Env:
             contents=self.sp.contents,
             senders=self.sp.senders,
             settings=self.sp.settings,
+            return_paths=self.sp.return_paths,
         )
 
     def queue(self, count: int, start: int = 0) -> dict[str, str]:

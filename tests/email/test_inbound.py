@@ -7,6 +7,7 @@ import os
 import smtplib
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from sealpost.certificates.verify import verify_certificate_pdf
@@ -36,8 +37,12 @@ def dsn(recipient: str, message_id: str) -> bytes:
     ).encode()
 
 
-def send_inbound(env: MailEnv, mail_from: str, rcpt: str, raw: bytes) -> tuple[int, bytes]:
-    with smtplib.SMTP("127.0.0.1", env.sp.smtp_ports["inbound"], timeout=10) as client:
+def send_inbound(
+    env: MailEnv, mail_from: str, rcpt: str, raw: bytes, *, source: str = "127.0.0.1"
+) -> tuple[int, bytes]:
+    with smtplib.SMTP(
+        "127.0.0.1", env.sp.smtp_ports["inbound"], timeout=10, source_address=(source, 0)
+    ) as client:
         client.ehlo("mx.recipient.test")
         client.mail(mail_from)
         code, reply = client.rcpt(rcpt)
@@ -200,3 +205,62 @@ def test_certify_in_bcc_certifies_the_message_for_its_to_and_cc(mail_env: MailEn
     ids = [line.split()[1] for line in reply.decode().splitlines()[:-1]]
     delivered = sorted(mail_env.wait_status(cid, "delivered").recipient for cid in ids)
     assert delivered == [f"uma@{RECIPIENT_DOMAIN}", f"vic@{RECIPIENT_DOMAIN}"]
+
+
+def test_a_forged_bounce_cannot_undo_a_delivery(mail_env: MailEnv) -> None:
+    """The recipient sees the return path; a DSN not from the accepting server changes nothing."""
+    rcpt = f"debtor@{RECIPIENT_DOMAIN}"
+    _, reply = submit(mail_env, make_message("payment reminder"), [rcpt])
+    cid = reply.decode().split("queued as ")[1]
+    mail_env.wait_status(cid, "delivered")
+    verp = mail_env.peer.received[0].mail_from
+    forged = dsn(rcpt, "<payment-reminder@acme.test>")
+    code, _ = send_inbound(mail_env, "<>", verp, forged, source="127.0.0.2")
+    assert code == 250  # taken, so the sender learns nothing, but not believed
+    time.sleep(0.5)
+    assert mail_env.sp.communications.get(cid).status == "delivered"  # type: ignore[union-attr]
+    tag = verp.split("@")[0].split(".")[1]
+    guessed = verp.replace(tag, "0" * len(tag))  # a tag that does not match
+    code, _ = send_inbound(mail_env, "<>", guessed, forged)
+    assert code == 550
+
+
+def test_a_bounce_by_message_id_touches_only_the_failed_recipient(mail_env: MailEnv) -> None:
+    rcpts = [f"{name}@{RECIPIENT_DOMAIN}" for name in ("b", "c", "d")]
+    _, reply = submit(mail_env, make_message("shared id"), rcpts)
+    ids = [line.split()[1] for line in reply.decode().splitlines()[:-1]]
+    for cid in ids:
+        mail_env.wait_status(cid, "delivered")
+    plain = "bounces@bounces.sealpost.test"
+    code, _ = send_inbound(mail_env, "<>", plain, dsn(rcpts[0], "<shared-id@acme.test>"))
+    assert code == 250
+    mail_env.wait_status(ids[0], "failed")
+    statuses = [mail_env.sp.communications.get(cid).status for cid in ids]  # type: ignore[union-attr]
+    assert statuses == ["failed", "delivered", "delivered"]
+
+
+def test_a_bounce_by_message_id_shared_by_two_tenants_changes_nothing(mail_env: MailEnv) -> None:
+    from sealpost.email.submission import SubmissionRequest
+
+    rcpt = f"e@{RECIPIENT_DOMAIN}"
+    _, reply = submit(mail_env, make_message("two tenants"), [rcpt])
+    ours = reply.decode().split("queued as ")[1]
+    other = mail_env.sp.tenants.create("Other tenant")
+    theirs = mail_env.sp.submissions.accept(
+        SubmissionRequest(
+            tenant_id=other.id,
+            via="api",
+            mail_from="x@other.test",
+            recipients=(rcpt,),
+            raw=make_message("two tenants"),  # same Message-ID, chosen by the client
+            identification={"method": "api-key"},
+        )
+    ).communication_ids[0]
+    for cid in (ours, theirs):
+        mail_env.wait_status(cid, "delivered")
+    plain = "bounces@bounces.sealpost.test"
+    code, _ = send_inbound(mail_env, "<>", plain, dsn(rcpt, "<two-tenants@acme.test>"))
+    assert code == 250
+    time.sleep(0.5)
+    for cid in (ours, theirs):
+        assert mail_env.sp.communications.get(cid).status == "delivered"  # type: ignore[union-attr]

@@ -1,10 +1,7 @@
-"""Email addresses: splitting, IDNA domains, VERP bounce addresses, certify-domain rewriting.
+"""Email addresses: splitting, IDNA domains, certify-domain rewriting.
 
-Two address shapes carry meaning for Sealpost:
+Besides the signed VERP return path (``email.verp``), one address shape carries meaning:
 
-* the **VERP** return path ``bounces+<communication id>@<bounce domain>`` that each outbound
-  message is sent with, so that a bounce (RFC 3464 DSN or not) names the communication it is
-  about even when the remote server mangles or drops the original message;
 * the **rewritten recipient** ``alice@example.com.<certify domain>`` that lets any mail client
   send a certified message by appending the certify domain to the recipient's address.
 
@@ -26,15 +23,11 @@ __all__ = [
     "domain_of",
     "idna_domain",
     "is_certify_address",
-    "parse_verp",
     "split_address",
     "unwrap_certify_address",
-    "verp_address",
 ]
 
-_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.IGNORECASE)
 _LDH_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
-_PREFIX = re.compile(r"^[A-Za-z0-9._-]+$")
 _MAX_LOCAL = 64  # RFC 5321 §4.5.3.1.1
 _MAX_DOMAIN = 253  # RFC 1035 §2.3.4 (255 octets in wire form)
 
@@ -86,40 +79,6 @@ def idna_domain(domain: str) -> str:
 def domain_of(address: str) -> str:
     """The domain of ``address``, lower-cased and IDNA-encoded, ready for a DNS query."""
     return idna_domain(split_address(address)[1])
-
-
-def verp_address(communication_id: str, bounce_domain: str, local_prefix: str = "bounces") -> str:
-    """The VERP return path for one communication: ``bounces+<uuid>@<bounce domain>``.
-
-    VERP (variable envelope return path) puts the communication id in the envelope sender
-    (RFC 5321 §4.1.2 MAIL FROM) so that any bounce, even one that is not an RFC 3464 DSN,
-    comes back addressed to the communication it is about.  Only UUIDs are accepted, in their
-    canonical lower-case form, so that :func:`parse_verp` is its exact inverse.
-    """
-    if not _UUID.match(communication_id):
-        raise AddressError("a communication id must be a UUID", address=communication_id)
-    if not _PREFIX.match(local_prefix):
-        raise AddressError("unsafe VERP local prefix", address=local_prefix)
-    return f"{local_prefix}+{communication_id.lower()}@{idna_domain(bounce_domain)}"
-
-
-def parse_verp(address: str, bounce_domain: str, local_prefix: str = "bounces") -> str | None:
-    """The communication id in a VERP address made by :func:`verp_address`, else None.
-
-    Domains compare case-insensitively and in IDNA form; the prefix compares case-insensitively
-    too because some MTAs lower-case local parts.  Anything after the ``+`` that is not a UUID
-    gives None: a bounce address is attacker-reachable text.
-    """
-    try:
-        local, domain = split_address(address)
-        if idna_domain(domain) != idna_domain(bounce_domain):
-            return None
-    except AddressError:
-        return None
-    prefix, plus, tag = local.partition("+")
-    if not plus or prefix.lower() != local_prefix.lower() or not _UUID.match(tag):
-        return None
-    return tag.lower()
 
 
 def unwrap_certify_address(address: str, certify_domain: str) -> str | None:

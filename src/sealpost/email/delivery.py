@@ -35,10 +35,11 @@ from typing import Any
 import aiosmtplib
 
 from sealpost.config import Settings
-from sealpost.email.addresses import AddressError, domain_of, verp_address
+from sealpost.email.addresses import AddressError, domain_of
 from sealpost.email.dkim import sign_message
 from sealpost.email.mime import describe_message, prepend_headers
 from sealpost.email.routing import MX, ROUTE, SMARTHOST, NextHop, Router, RoutingError
+from sealpost.email.verp import BounceAddresses
 from sealpost.ledger.records import EvidenceRecord, Party, Reason, Subject, new_record
 from sealpost.logging import get_logger
 from sealpost.store.communications import (
@@ -132,9 +133,11 @@ class DeliveryWorker:
         contents: ContentStore,
         senders: SenderRepository,
         settings: Settings,
+        return_paths: BounceAddresses,
         router: Router | None = None,
         wake: threading.Event | None = None,
     ) -> None:
+        self.return_paths = return_paths
         self.repository = repository
         self.contents = contents
         self.senders = senders
@@ -329,7 +332,6 @@ class DeliveryWorker:
             start_tls=False,
             validate_certs=self.settings.delivery_verify_tls,
         )
-        bounce_domain = self.settings.resolved_bounce_domain
         try:
             await client.connect()
             result.connected = True
@@ -350,7 +352,7 @@ class DeliveryWorker:
             if not (c.recipient + c.sender).isascii() and client.supports_extension("smtputf8"):
                 options.append("SMTPUTF8")
             result.stage = "mail"
-            await client.mail(verp_address(c.id, bounce_domain), options=options)
+            await client.mail(self.return_paths.address(c.id), options=options)
             result.stage = "rcpt"
             await client.rcpt(c.recipient)
             result.stage = "data"
@@ -382,7 +384,7 @@ class DeliveryWorker:
             },
             "reply": result.reply,
             "stage": result.stage,
-            "envelope_from": verp_address(c.id, self.settings.resolved_bounce_domain),
+            "envelope_from": self.return_paths.address(c.id),
         }
         if result.tls:
             details["tls"] = result.tls

@@ -27,15 +27,15 @@ from sealpost.config import Settings
 from sealpost.email.addresses import (
     AddressError,
     domain_of,
-    parse_verp,
     split_address,
     unwrap_certify_address,
 )
 from sealpost.email.dkim import KeyLookup, dns_key_lookup, pinned_key_lookup, verify_message
-from sealpost.email.dsn import DeliveryReport, parse_dsn
+from sealpost.email.dsn import DeliveryReport, RecipientStatus, parse_dsn
 from sealpost.email.mime import MessageFacts, describe_message
 from sealpost.email.smtp_server import SealpostSMTP, accepted_reply, client_ip, tls_details
 from sealpost.email.submission import SubmissionRequest, SubmissionService
+from sealpost.email.verp import BounceAddresses
 from sealpost.ledger.records import Party, Reason, Subject, new_record
 from sealpost.logging import get_logger
 from sealpost.store.communications import (
@@ -54,33 +54,38 @@ NOT_HERE = "550 5.7.1 Relaying denied: this server only takes bounces and certif
 
 
 class BounceProcessor:
-    """Turns a DSN into NonDelivery evidence for the communication it is about."""
+    """Turns a DSN into NonDelivery evidence for the communication it is about.
+
+    Which communication: the signed VERP return path names it; without one (a bounce sent to
+    the plain bounce address) the returned Message-ID *and* the failed recipient must match,
+    within a single tenant, or nothing is changed.  A bounce after the recipient's server
+    accepted the message (ContentConsignment) contradicts that evidence, so it counts only
+    when it comes from the very server that accepted it: the recipient, who also sees the
+    return path, cannot forge a non-delivery from elsewhere.
+    """
 
     def __init__(self, repository: CommunicationRepository) -> None:
         self.repository = repository
 
-    def process(self, raw: bytes, verp_ids: list[str]) -> list[str]:
+    def process(self, raw: bytes, verp_ids: list[str], client_ip: str | None = None) -> list[str]:
         """Returns the ids of the communications that got NonDelivery evidence."""
         report = parse_dsn(raw)
         if report is None:
             log.info("bounce.not_a_dsn", verp=verp_ids)
             return []
-        targets = self._targets(report, verp_ids)
         failed: list[str] = []
-        for communication in targets:
-            statuses = [
-                r
-                for r in report.recipients
-                if r.action == "failed"
-                and (
-                    len(report.recipients) == 1
-                    or r.final_recipient.lower() == communication.recipient.lower()
-                    or (r.original_recipient or "").lower() == communication.recipient.lower()
-                )
-            ]
-            if not statuses:
+        for communication, status in self._targets(report, verp_ids):
+            if communication.status == FAILED:
                 continue
-            status = statuses[0]
+            if communication.status == DELIVERED and not self._from_consignee(
+                communication, client_ip
+            ):
+                log.warning(
+                    "bounce.unauthenticated_after_delivery",
+                    communication=communication.id,
+                    client_ip=client_ip,
+                )
+                continue
             text = status.diagnostic_code or f"DSN status {status.status}"
             record = new_record(
                 tenant_id=communication.tenant_id,
@@ -100,6 +105,7 @@ class BounceProcessor:
                         "diagnostic_code": status.diagnostic_code,
                         "remote_mta": status.remote_mta,
                     },
+                    "received_from": client_ip,
                     "after_status": communication.status,
                 },
             )
@@ -114,18 +120,44 @@ class BounceProcessor:
                 failed.append(communication.id)
         return failed
 
-    def _targets(self, report: DeliveryReport, verp_ids: list[str]) -> list[Communication]:
-        found = [c for c in (self.repository.get(i) for i in verp_ids) if c is not None]
-        if found:
-            return found
-        header_id = report.original_headers.get("X-Sealpost-Communication")
-        if header_id:
-            by_header = self.repository.get(header_id.strip())
-            if by_header is not None:
-                return [by_header]
-        if report.original_message_id:
-            return self.repository.find_by_message_id(report.original_message_id)
-        return []
+    def _from_consignee(self, communication: Communication, client_ip: str | None) -> bool:
+        accepted_by = {
+            a["remote_ip"]
+            for a in self.repository.attempts(communication.id)
+            if a["outcome"] == DELIVERED
+        }
+        return client_ip is not None and client_ip in accepted_by
+
+    def _targets(
+        self, report: DeliveryReport, verp_ids: list[str]
+    ) -> list[tuple[Communication, RecipientStatus]]:
+        failures = [r for r in report.recipients if r.action == "failed"]
+        if not failures:
+            return []
+        signed = [c for c in (self.repository.get(i) for i in verp_ids) if c is not None]
+        if signed:  # the return path names the communication; forwarding may rename the rcpt
+            return [(c, _status_for(c, failures) or failures[0]) for c in signed]
+        if not report.original_message_id:
+            return []
+        matched = [
+            (c, status)
+            for c in self.repository.find_by_message_id(report.original_message_id)
+            if (status := _status_for(c, failures)) is not None
+        ]
+        if len({c.tenant_id for c, _ in matched}) > 1:
+            log.warning("bounce.ambiguous", message_id=report.original_message_id)
+            return []
+        return matched
+
+
+def _status_for(
+    communication: Communication, failures: list[RecipientStatus]
+) -> RecipientStatus | None:
+    wanted = communication.recipient.lower()
+    for status in failures:
+        if wanted in (status.final_recipient.lower(), (status.original_recipient or "").lower()):
+            return status
+    return None
 
 
 class InboundHandler:
@@ -137,6 +169,7 @@ class InboundHandler:
         senders: SenderRepository,
         bounces: BounceProcessor,
         settings: Settings,
+        return_paths: BounceAddresses,
         *,
         key_lookup: KeyLookup | None = None,
     ) -> None:
@@ -144,20 +177,15 @@ class InboundHandler:
         self.senders = senders
         self.bounces = bounces
         self.settings = settings
+        self.return_paths = return_paths
         self.dns_lookup = key_lookup or dns_key_lookup()
 
     def _verp(self, address: str) -> str | None:
-        return parse_verp(address, self.settings.resolved_bounce_domain)
+        return self.return_paths.communication(address)
 
     def _is_bounce(self, address: str) -> bool:
-        """The VERP return path, or the plain bounce address (matched by Message-ID then)."""
-        if self._verp(address):
-            return True
-        try:
-            local, domain = split_address(address)
-        except AddressError:
-            return False
-        return local.lower() == "bounces" and domain.lower() == self.settings.resolved_bounce_domain
+        """A signed return path, or the plain bounce address (matched by Message-ID then)."""
+        return self._verp(address) is not None or self.return_paths.is_plain(address)
 
     def _unwrap(self, address: str) -> str | None:
         if not self.settings.certify_domain:
@@ -218,7 +246,7 @@ class InboundHandler:
         if envelope.rcpt_tos and self._kind(envelope.rcpt_tos[0]) == "bounce":
             ids = [i for i in (self._verp(a) for a in envelope.rcpt_tos) if i]
             try:
-                done = await asyncio.to_thread(self.bounces.process, raw, ids)
+                done = await asyncio.to_thread(self.bounces.process, raw, ids, client_ip(session))
             except Exception as exc:
                 log.error("bounce.failed", error=repr(exc))
                 return "451 4.3.0 The bounce could not be processed; try again later"
