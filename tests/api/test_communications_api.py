@@ -165,6 +165,18 @@ def test_another_tenant_sees_nothing(
         (message(to=[]), "at least one recipient"),
         (message(to=["not-an-address"]), "to:"),
         (message(text=None), "text or html is required"),
+        (message(to=["b@x.test>\r\nRCPT TO:<c@evil.test"]), "to:"),
+        (message(to=["victim@evil.test> NOTIFY=NEVER"]), "to:"),
+        (message(to=[("a" * 300) + "@x.test"]), "to:"),
+        (message(subject="hi\r\nBcc: someone@evil.test"), "line breaks"),
+        (
+            message(attachments=[{"filename": "a\r\nX-Evil: 1", "content": "eA=="}]),
+            "line breaks",
+        ),
+        (
+            message(attachments=[{"filename": "a", "content_type": "x\r\ny", "content": "eA=="}]),
+            "content_type",
+        ),
         (
             {
                 "raw": base64.b64encode(b"Subject: x\r\n\r\nno from").decode(),
@@ -180,3 +192,13 @@ def test_bad_sends_get_a_clear_422(
     response = client.post("/v1/communications", json=body, headers=key)
     assert response.status_code == 422
     assert words in response.json()["message"]
+
+
+def test_a_recipient_given_twice_is_one_communication(
+    client: TestClient, key: dict[str, str], mail_env: MailEnv
+) -> None:
+    headers = {**key, "Idempotency-Key": "twice"}
+    body = message(to=[f"ann@{RECIPIENT_DOMAIN}"], cc=[f"ANN@{RECIPIENT_DOMAIN}"])
+    response = client.post("/v1/communications", json=body, headers=headers)
+    assert response.status_code == 201, response.text
+    assert len(response.json()["communications"]) == 1

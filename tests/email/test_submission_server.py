@@ -104,6 +104,13 @@ def test_oversize_message_gets_552_and_rejection_evidence(mail_env: MailEnv) -> 
     (rejection,) = _rejections(mail_env)
     assert rejection["reasons"][0]["code"] == "message-too-big"
     assert rejection["sender"]["identification"]["username"] == mail_env.credential.username
+    # real clients announce the size at MAIL (SIZE=, RFC 1870): refused there, with evidence too
+    with smtplib.SMTP("127.0.0.1", mail_env.submission_port, timeout=10) as client:
+        client.starttls(context=_tls())
+        client.login(mail_env.credential.username, mail_env.credential.password)
+        code, reply = client.mail("service@acme.test", options=["SIZE=100000"])
+    assert code == 552 and b"limit is 4096 bytes" in reply
+    assert len(_rejections(mail_env)) == 2
 
 
 def test_malformed_mime_is_stored_byte_exact_and_delivered(mail_env: MailEnv) -> None:
@@ -162,6 +169,12 @@ def test_a_tenant_with_registered_domains_may_only_send_from_them(mail_env: Mail
     )
     code, reply = submit(mail_env, spoofed, [f"p@{RECIPIENT_DOMAIN}"])
     assert code == 550 and b"From must be an address of acme.test" in reply
+    two_froms = make_message("two").replace(
+        b"From: Acme Service <service@acme.test>",
+        b"From: service@acme.test, ceo@bank.example",
+    )
+    code, _ = submit(mail_env, two_froms, [f"p@{RECIPIENT_DOMAIN}"])
+    assert code == 550  # a second author could be anybody
     assert _rejections(mail_env)[0]["reasons"][0]["code"] == "policy"
     # mail From the registered domain goes out DKIM-signed by Sealpost for that domain
     _, reply = submit(mail_env, make_message("signed"), [f"s@{RECIPIENT_DOMAIN}"])

@@ -13,15 +13,15 @@ import binascii
 import hashlib
 import json
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from sealpost.api.auth import SealpostDep, TenantDep
 from sealpost.app import Sealpost
-from sealpost.email.addresses import AddressError, split_address
+from sealpost.email.addresses import AddressError, checked_address
 from sealpost.email.mime import build_message, describe_message, new_message_id
 from sealpost.email.submission import Accepted, SenderNotAllowed, SubmissionRequest
 from sealpost.errors import InvalidInput, NotFound
@@ -35,10 +35,20 @@ router = APIRouter(prefix="/v1", tags=["communications"])
 MAX_PAGE = 200
 
 
+def _no_controls(value: str | None) -> str | None:
+    if value is not None and any((ord(c) < 32 and c != "\t") or ord(c) == 127 for c in value):
+        raise ValueError("must not contain line breaks or control characters")
+    return value
+
+
 class Attachment(BaseModel):
     filename: str = Field(min_length=1, max_length=255)
-    content_type: str = "application/octet-stream"
+    content_type: str = Field(
+        "application/octet-stream", pattern=r"^[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+$"
+    )
     content: str = Field(description="Base64 of the file's bytes.")
+
+    _plain_filename = field_validator("filename")(_no_controls)
 
 
 class SendRequest(BaseModel):
@@ -59,6 +69,8 @@ class SendRequest(BaseModel):
     )
 
     model_config = {"populate_by_name": True}
+
+    _plain_headers = field_validator("from_", "subject")(_no_controls)
 
 
 class CommunicationRef(BaseModel):
@@ -149,10 +161,9 @@ def _b64(value: str, field: str) -> bytes:
 
 def _check_address(address: str, field: str) -> str:
     try:
-        split_address(address)
+        return checked_address(address)
     except AddressError as exc:
-        raise InvalidInput(f"{field}: {exc.message}") from None
-    return address.strip()
+        raise InvalidInput(f"{field}: {exc.message}: {address[:100]!r}") from None
 
 
 def _build(sp: Sealpost, body: SendRequest) -> tuple[bytes, list[str], str]:
@@ -161,6 +172,8 @@ def _build(sp: Sealpost, body: SendRequest) -> tuple[bytes, list[str], str]:
         raw = _b64(body.raw, "raw")
         if not raw.strip():
             raise InvalidInput("raw is empty")
+        if len(raw) > sp.settings.smtp_max_message_bytes:
+            raise InvalidInput(f"raw is over {sp.settings.smtp_max_message_bytes} bytes")
         facts = describe_message(raw)
         recipients = body.recipients or [*facts.to, *facts.cc]
         if not recipients:
@@ -190,6 +203,8 @@ def _build(sp: Sealpost, body: SendRequest) -> tuple[bytes, list[str], str]:
         ],
         message_id=new_message_id(sp.settings.hostname),
     )
+    if len(raw) > sp.settings.smtp_max_message_bytes:
+        raise InvalidInput(f"the message is over {sp.settings.smtp_max_message_bytes} bytes")
     for address in body.bcc:
         _check_address(address, "bcc")
     return raw, recipients, sender
@@ -292,8 +307,8 @@ def list_communications(
         tenant.id,
         status=status or (),
         recipient=recipient,
-        submitted_from=submitted_from,
-        submitted_to=submitted_to,
+        submitted_from=submitted_from.astimezone(UTC) if submitted_from else None,
+        submitted_to=submitted_to.astimezone(UTC) if submitted_to else None,
         after=_parse_cursor(cursor) if cursor else None,
         limit=limit + 1,
     )

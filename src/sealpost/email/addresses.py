@@ -20,6 +20,7 @@ from sealpost.errors import InvalidInput
 
 __all__ = [
     "AddressError",
+    "checked_address",
     "domain_of",
     "idna_domain",
     "is_certify_address",
@@ -110,3 +111,23 @@ def unwrap_certify_address(address: str, certify_domain: str) -> str | None:
 def is_certify_address(address: str, certify_domain: str) -> bool:
     """Whether ``address`` is a recipient rewritten under ``certify_domain``."""
     return unwrap_certify_address(address, certify_domain) is not None
+
+
+_MAILBOX = re.compile(r'^[^\s<>()\[\],;:"\\@]+@[^\s<>()\[\],;:"\\@]+$')
+_MAX_PATH = 254  # RFC 5321 §4.5.3.1.3 (256 with the angle brackets)
+
+
+def checked_address(address: str) -> str:
+    """A bare ``local@domain`` fit for an SMTP envelope, else :class:`AddressError`.
+
+    Stricter than RFC 5322 on purpose: no comments, quotes, routes, spaces or control
+    characters, so that nothing an API caller sends can smuggle a second command or a
+    parameter into ``RCPT TO`` or make the evidence name another address than the one used.
+    """
+    text = address.strip()
+    if len(text) > _MAX_PATH or any(ord(c) < 32 or ord(c) == 127 for c in text):
+        raise AddressError("not a usable address (too long or control characters)", address=text)
+    if not _MAILBOX.match(text):
+        raise AddressError("not a bare local@domain address", address=text)
+    split_address(text)
+    return text

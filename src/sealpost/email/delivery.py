@@ -26,7 +26,7 @@ import ssl
 import threading
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
@@ -114,7 +114,8 @@ class HopResult:
     tls: dict[str, Any] | None = None
     stage: str = "connect"
     connected: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
+    answered_at: datetime | None = None
+    """When the server answered DATA: the event time of its acceptance or refusal."""
 
     @property
     def accepted(self) -> bool:
@@ -291,7 +292,14 @@ class DeliveryWorker:
         try:
             raw = await asyncio.to_thread(self.contents.get, c.content_sha256)
             data = await asyncio.to_thread(self.message_for_delivery, c, raw)
-            result = await self._send(c, data)
+            # never outlive the lease: past it another worker may take the message over
+            limit = self.settings.delivery_lease_seconds * 0.8
+            result = await asyncio.wait_for(self._send(c, data), timeout=limit)
+        except TimeoutError:
+            log.warning("delivery.attempt_too_long", communication=c.id)
+            result = HopResult(
+                NextHop("(timeout)", 0, MX), None, "the attempt took longer than its lease"
+            )
         except Exception as exc:  # a bug or a local fault: retry later, keep the evidence
             log.error("delivery.error", communication=c.id, error=repr(exc))
             result = HopResult(NextHop("(local)", 0, MX), None, f"local error: {exc!r}")
@@ -357,8 +365,10 @@ class DeliveryWorker:
             await client.rcpt(c.recipient)
             result.stage = "data"
             response = await client.data(data)
+            result.answered_at = datetime.now(UTC)  # the moment of consignment, not QUIT's
             result.code, result.reply = response.code, f"{response.code} {response.message}"
         except aiosmtplib.SMTPResponseException as exc:
+            result.answered_at = datetime.now(UTC)
             result.code, result.reply = exc.code, f"{exc.code} {exc.message}"
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             result.code = None
@@ -413,7 +423,9 @@ class DeliveryWorker:
             details["temporary"] = True
             details["next_attempt_at"] = next_attempt.isoformat()
             event, status, outcome = "ContentConsignmentFailure", QUEUED, "deferred"
-        record = self._record(c, event, reasons=reasons, details=details, event_time=now)
+        record = self._record(
+            c, event, reasons=reasons, details=details, event_time=result.answered_at or now
+        )
         records = [record]
         if status == QUEUED and now >= c.expires_at:
             hours = self.settings.delivery_expire_after_seconds / 3600

@@ -33,7 +33,12 @@ from sealpost.email.addresses import (
 from sealpost.email.dkim import KeyLookup, dns_key_lookup, pinned_key_lookup, verify_message
 from sealpost.email.dsn import DeliveryReport, RecipientStatus, parse_dsn
 from sealpost.email.mime import MessageFacts, describe_message
-from sealpost.email.smtp_server import SealpostSMTP, accepted_reply, client_ip, tls_details
+from sealpost.email.smtp_server import (
+    SealpostSMTP,
+    accepted_reply,
+    client_ip,
+    tls_details,
+)
 from sealpost.email.submission import SubmissionRequest, SubmissionService
 from sealpost.email.verp import BounceAddresses
 from sealpost.ledger.records import Party, Reason, Subject, new_record

@@ -29,6 +29,7 @@ from typing import Any
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from sealpost.config import Settings
+from sealpost.email.addresses import AddressError, checked_address
 from sealpost.email.submission import (
     Accepted,
     SenderNotAllowed,
@@ -44,6 +45,7 @@ log = get_logger(__name__)
 AUTH_REQUIRED = "530 5.7.0 Authentication required"
 TOO_MANY_FAILURES = "454 4.7.0 Too many failed authentications from your address; try later"
 STORE_FAILED = "451 4.3.0 The message could not be stored; please try again later"
+TEMPORARY_FAILURE = "451 4.3.0 Temporary server failure; please try again later"
 
 
 @dataclass(frozen=True)
@@ -154,7 +156,18 @@ class SealpostSMTP(SMTP):
             return None, None
         return addr, str(rest)
 
+    async def handle_exception(self, error: Exception) -> str:
+        """A fault of ours (the database is down, say) is temporary for the client: 451, one
+        line, no internals; the client keeps the message and retries (RFC 5321 §4.2.5)."""
+        log.error("smtp.session_error", error=repr(error))
+        return TEMPORARY_FAILURE
+
     async def push(self, status: Any) -> None:
+        if isinstance(status, str) and status.startswith("552 Error: message size exceeds"):
+            status = f"552 5.3.4 Message too big: the limit is {self.data_size_limit} bytes"
+            notify = getattr(self.event_handler, "oversize", None)
+            if notify is not None and self.session is not None and self.envelope is not None:
+                await notify(self.session, self.envelope)
         if isinstance(status, str) and status.startswith("552 Error: Too much mail data"):
             status = f"552 5.3.4 Message too big: the limit is {self.data_size_limit} bytes"
             notify = getattr(self.event_handler, "oversize", None)
@@ -246,8 +259,12 @@ class SubmissionHandler:
     ) -> str:
         if len(envelope.rcpt_tos) >= self.settings.smtp_max_recipients:
             return f"452 4.5.3 Too many recipients (at most {self.settings.smtp_max_recipients})"
-        if "@" not in address or address.startswith("@") or address.endswith("@"):
-            return "553 5.1.3 A recipient needs a full address (local@domain)"
+        try:
+            address = checked_address(address)
+        except AddressError:
+            return "553 5.1.3 A recipient needs a bare local@domain address"
+        if address.lower() in (a.lower() for a in envelope.rcpt_tos):
+            return "250 2.1.5 Recipient OK (already given)"
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(options)
         return "250 2.1.5 Recipient OK"
@@ -309,7 +326,12 @@ class SubmissionHandler:
         return accepted_reply(accepted)
 
     async def oversize(self, session: Session, envelope: Envelope) -> None:
-        identity = await asyncio.to_thread(self._identity, session)
+        """Evidence of a size refusal (at DATA, or at MAIL when SIZE= announced it)."""
+        try:
+            identity = await asyncio.to_thread(self._identity, session)
+        except Exception as exc:  # the refusal stands; only its evidence is lost
+            log.error("smtp.oversize_evidence_failed", error=repr(exc))
+            return
         if identity is None:
             return
         limit = self.settings.smtp_max_message_bytes

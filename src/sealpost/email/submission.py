@@ -19,8 +19,11 @@ import threading
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from email.parser import BytesHeaderParser
+from email.policy import compat32
+from email.utils import getaddresses
 from typing import Any
 
 from sqlalchemy import Engine
@@ -115,7 +118,11 @@ class SubmissionService:
     def prepare(self, request: SubmissionRequest) -> _Prepared:
         """Parse and build rows and records (CPU only; runs in the caller's thread)."""
         facts = describe_message(request.raw)
-        if request.sender_domains and not _from_allowed(facts, request.sender_domains):
+        unique: dict[str, str] = {}
+        for address in request.recipients:
+            unique.setdefault(address.lower(), address)  # one communication per recipient
+        request = replace(request, recipients=tuple(unique.values()))
+        if request.sender_domains and not _from_allowed(request.raw, facts, request.sender_domains):
             raise SenderNotAllowed(
                 f"From must be an address of {', '.join(sorted(request.sender_domains))}"
             )
@@ -301,8 +308,16 @@ class SubmissionService:
         return record
 
 
-def _from_allowed(facts: MessageFacts, domains: frozenset[str]) -> bool:
+def _from_allowed(raw: bytes, facts: MessageFacts, domains: frozenset[str]) -> bool:
+    """Exactly one From mailbox, of one of ``domains`` (a second one could be anybody)."""
     if facts.from_address is None:
+        return False
+    try:
+        headers = BytesHeaderParser(policy=compat32).parsebytes(raw)
+        mailboxes = getaddresses([str(v) for v in headers.get_all("From") or []])
+    except Exception:
+        return False
+    if len([a for _, a in mailboxes if a]) != 1:
         return False
     try:
         return domain_of(facts.from_address) in domains

@@ -30,7 +30,7 @@ from sealpost.store.tenants import Tenant
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 _SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**14, 8, 1
-_CACHE_SECONDS = 300.0
+_CACHE_SECONDS = 30.0  # a revoked credential stops working everywhere within this
 
 
 def hash_password(password: str) -> str:
@@ -58,6 +58,9 @@ def check_password(password: str, stored: str) -> bool:
     except (ValueError, TypeError):
         return False
     return hmac.compare_digest(computed, base64.b64decode(digest))
+
+
+_DUMMY_HASH = hash_password(secrets.token_urlsafe(16))
 
 
 @dataclass(frozen=True)
@@ -137,8 +140,8 @@ class SenderRepository:
         )
         with self.engine.connect() as conn:
             row = conn.execute(query).first()
-        # hash even for unknown users, so timing does not tell which usernames exist
-        stored = row.password_hash if row is not None else hash_password("x")
+        # one hash either way, so timing does not tell which usernames exist
+        stored = row.password_hash if row is not None else _DUMMY_HASH
         if not check_password(password, stored) or row is None:
             return None
         tenant = Tenant(row.id, row.name)
