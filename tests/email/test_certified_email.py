@@ -5,8 +5,10 @@ from __future__ import annotations
 import smtplib
 import ssl
 import subprocess
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.policy import SMTP
+from email.utils import format_datetime
 
 import pytest
 
@@ -27,6 +29,7 @@ def make_message(subject: str = "Warranty notice 42", to: str = f"bob@{RECIPIENT
     msg["To"] = to
     msg["Subject"] = subject
     msg["Message-ID"] = f"<{subject.replace(' ', '-')}@acme.test>"
+    msg["Date"] = format_datetime(datetime.now(UTC))
     msg.set_content("Your warranty expires on 2027-01-31.\n")
     msg.add_attachment(b"%PDF-1.4 terms", maintype="application", subtype="pdf", filename="t.pdf")
     return msg.as_bytes(policy=SMTP)  # CRLF, as on the wire
@@ -126,3 +129,14 @@ def test_certificate_validates_in_pdfsig(mail_env: MailEnv, tmp_path: object) ->
     path.write_bytes(pdf)
     out = subprocess.run(["pdfsig", str(path)], capture_output=True, text=True, check=False)
     assert "Signature is Valid" in out.stdout, out.stdout + out.stderr
+
+
+def test_an_intermediary_relay_is_evidence_of_relay_not_of_consignment(mail_env: MailEnv) -> None:
+    routes = mail_env.sp.delivery.router.routes
+    routes[RECIPIENT_DOMAIN] = "relay:" + routes[RECIPIENT_DOMAIN]  # the operator's own MTA
+    _, reply = submit(mail_env, make_message("via relay"), [f"rita@{RECIPIENT_DOMAIN}"])
+    cid = reply.decode().split("queued as ")[1]
+    relayed = mail_env.wait_status(cid, "relayed")
+    events = [e.event for e in mail_env.sp.communications.timeline(mail_env.tenant_id, relayed.id)]
+    assert events[:2] == ["SubmissionAcceptance", "RelayAcceptance"]
+    assert "ContentConsignment" not in events

@@ -264,3 +264,26 @@ def test_a_bounce_by_message_id_shared_by_two_tenants_changes_nothing(mail_env: 
     time.sleep(0.5)
     for cid in (ours, theirs):
         assert mail_env.sp.communications.get(cid).status == "delivered"  # type: ignore[union-attr]
+
+
+def test_a_signed_message_replayed_elsewhere_is_not_certified(mail_env: MailEnv) -> None:
+    key = _tenant_signer(mail_env)
+    certify = f"@{RECIPIENT_DOMAIN}.certify.sealpost.test"
+    raw = make_message("newsletter", to=f"bob{certify}")
+    signed = sign_message(raw, domain="acme.test", selector="mail", private_key_pem=key) + raw
+    code, reply = send_inbound(mail_env, "service@acme.test", f"bob{certify}", signed)
+    assert code == 250, reply
+    # the same signed bytes again: already certified, nothing new is created
+    code, reply = send_inbound(mail_env, "service@acme.test", f"bob{certify}", signed)
+    assert code == 250 and b"Already certified" in reply
+    # ... or towards someone the signed headers do not name
+    code, reply = send_inbound(mail_env, "service@acme.test", f"victim{certify}", signed)
+    assert code == 550 and b"not among the signed To/Cc" in reply
+    assert len(mail_env.sp.communications.search(mail_env.tenant_id)) == 1
+    # an old message, even correctly signed, is not certified now
+    old = raw.replace(b"Date: ", b"X-Old-Date: ").replace(
+        b"Subject:", b"Date: Mon, 02 Jan 2023 10:00:00 +0000\r\nSubject:", 1
+    )
+    old_signed = sign_message(old, domain="acme.test", selector="mail", private_key_pem=key) + old
+    code, reply = send_inbound(mail_env, "service@acme.test", f"bob{certify}", old_signed)
+    assert code == 550 and b"not recent" in reply

@@ -158,7 +158,7 @@ class DeliveryWorker:
         return freed
 
     async def run(self, stop: threading.Event) -> None:
-        await asyncio.to_thread(self.recover)
+        """Deliver until ``stop``; database faults are logged and retried, never fatal."""
         running: set[asyncio.Task[str]] = set()
         limit = self.settings.delivery_concurrency
         while not stop.is_set():

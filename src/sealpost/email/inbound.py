@@ -18,7 +18,12 @@ Two kinds of mail are accepted here, nothing else (no open relay):
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from email.parser import BytesHeaderParser
+from email.policy import compat32
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
@@ -259,6 +264,31 @@ class InboundHandler:
             return "250 2.0.0 Bounce received"
         return await asyncio.to_thread(self._certify, server, session, envelope, raw)
 
+    def _replay_problem(
+        self, raw: bytes, facts: MessageFacts, envelope: Envelope, domain: str
+    ) -> str | None:
+        """Why this signed message may be a replay of one the tenant sent elsewhere, or None.
+
+        A valid signature proves the tenant's server sent *a* message, not that it sent it to
+        Sealpost: the signature must cover To, Cc and Date, a rewritten recipient must be in
+        the signed To or Cc, and the Date must be recent.
+        """
+        signed = _signed_headers(raw, domain)
+        needed = {"from", "to", "date"} | ({"cc"} if facts.cc else set())
+        if not needed <= signed:
+            return "550 5.7.20 The DKIM signature must cover " + ", ".join(sorted(needed))
+        written = {a.lower() for a in (*facts.to, *facts.cc)}
+        for address in envelope.rcpt_tos:
+            if self._unwrap(address) and address.lower() not in written:
+                return f"550 5.7.20 {address} is not among the signed To/Cc recipients"
+        try:
+            sent = parsedate_to_datetime(facts.date or "")
+        except (TypeError, ValueError):
+            return "550 5.7.20 The message needs a valid Date header"
+        if sent.tzinfo is None or abs(datetime.now(UTC) - sent) > MAX_SIGNATURE_AGE:
+            return "550 5.7.20 The signed Date is not recent: a replayed message is not certified"
+        return None
+
     def _certify(self, server: SMTP, session: Session, envelope: Envelope, raw: bytes) -> str:
         facts = describe_message(raw)
         from_domain = None
@@ -302,6 +332,27 @@ class InboundHandler:
             return reply
         if not recipients:
             return "550 5.5.1 Nothing to certify: the message names no To or Cc recipient"
+        replay = self._replay_problem(raw, facts, envelope, registered.domain)
+        if replay is not None:
+            self.service.reject(
+                tenant_id=registered.tenant_id,
+                mail_from=envelope.mail_from or "",
+                recipients=recipients,
+                identification={"method": "dkim", "domain": result.domain, "valid": True},
+                code="dkim-replay",
+                text=replay,
+                raw=raw,
+                details=details,
+            )
+            return replay
+        earlier = [
+            c
+            for c in self.bounces.repository.find_by_message_id(facts.message_id or "")
+            if c.tenant_id == registered.tenant_id
+            and c.recipient.lower() in {r.lower() for r in recipients}
+        ]
+        if earlier:  # the same signed message again: already certified, not twice
+            return f"250 2.0.0 Already certified: {' '.join(c.id for c in earlier)}"
         request = SubmissionRequest(
             tenant_id=registered.tenant_id,
             via="rewrite",
@@ -321,6 +372,26 @@ class InboundHandler:
             log.error("certify.store_failed", error=repr(exc))
             return "451 4.3.0 The message could not be stored; please try again later"
         return accepted_reply(accepted)
+
+
+MAX_SIGNATURE_AGE = timedelta(days=3)
+
+
+def _signed_headers(raw: bytes, domain: str) -> set[str]:
+    """Header names (lower case) covered by the message's DKIM signatures of ``domain``."""
+    signed: set[str] = set()
+    try:
+        headers = BytesHeaderParser(policy=compat32).parsebytes(raw)
+    except Exception:
+        return signed
+    for value in headers.get_all("DKIM-Signature") or []:
+        tags = {}
+        for item in re.sub(r"\s+", "", str(value)).split(";"):
+            name, _, text = item.partition("=")
+            tags[name.lower()] = text
+        if tags.get("d", "").lower().rstrip(".") == domain:
+            signed |= {h.lower() for h in tags.get("h", "").split(":") if h}
+    return signed
 
 
 def inbound_factory(handler: InboundHandler, settings: Settings) -> Callable[[], SMTP]:

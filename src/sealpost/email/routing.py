@@ -5,9 +5,9 @@ RFC 5321 §5.1: MX records in preference order; no MX means the domain's own add
 permanent failure.  A DNS timeout is temporary: the message is retried.
 
 Routes and the smarthost are for operators who relay through their own MTA and for tests
-(recipient servers on 127.0.0.1).  A per-domain *route* names the recipient domain's own
-server, so its 250 is ContentConsignment; a *smarthost* is an intermediary, so its 250 is
-only RelayAcceptance.
+(recipient servers on 127.0.0.1).  A per-domain *route* ``host:port`` names the recipient
+domain's own server, so its 250 is ContentConsignment; ``relay:host:port`` and the
+*smarthost* are intermediaries, so their 250 is only RelayAcceptance.
 """
 
 from __future__ import annotations
@@ -61,8 +61,12 @@ class Router:
     async def next_hops(self, domain: str) -> list[NextHop]:
         domain = domain.lower().rstrip(".")
         if domain in self.routes:
-            host, port = parse_host_port(self.routes[domain])
-            return [NextHop(host, port, ROUTE)]
+            target = self.routes[domain]
+            kind = ROUTE
+            if target.startswith("relay:"):  # an intermediary MTA, not the recipient's server
+                target, kind = target[len("relay:") :], SMARTHOST
+            host, port = parse_host_port(target)
+            return [NextHop(host, port, kind)]
         if self.smarthost:
             host, port = parse_host_port(self.smarthost, 587)
             return [NextHop(host, port, SMARTHOST)]

@@ -277,7 +277,7 @@ class CommunicationRepository:
         is retried at once instead of after the lease expires.
         """
         c = communications.c
-        with self.engine.begin() as conn:
+        with write_transaction(self.engine) as conn:  # SQLite: a read-then-write needs IMMEDIATE
             owners = conn.execute(
                 select(c.lease_owner)
                 .where(c.status == QUEUED, c.lease_owner.startswith(owner_prefix, autoescape=True))
