@@ -135,7 +135,7 @@ class Settings(BaseSettings):
     delivery_routes: dict[str, str] = Field(
         default_factory=dict,
         description='Per-domain next hop, JSON: {"example.com": "127.0.0.1:2526"} is the '
-        "recipient's own server (ContentConsignment); \"relay:host:port\" an intermediary "
+        'recipient\'s own server (ContentConsignment); "relay:host:port" an intermediary '
         "MTA (RelayAcceptance).",
     )
     delivery_require_tls: bool = Field(
