@@ -254,7 +254,10 @@ class Sealpost:
                 self.return_paths,
             )
             ports["inbound"] = listeners.listen(
-                inbound_factory(inbound, s), s.smtp_host, s.smtp_inbound_port, reuse_port=shared
+                inbound_factory(inbound, s, tls),
+                s.smtp_host,
+                s.smtp_inbound_port,
+                reuse_port=shared,
             )
         self.smtp_ports = ports
         return ports

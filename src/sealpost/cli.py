@@ -226,6 +226,18 @@ def tenant_smtp_credentials(
     print(f"password: {credential.password}")
 
 
+@tenant_app.command("smtp-revoke")
+def tenant_smtp_revoke(username: Annotated[str, typer.Argument(help="The SMTP username.")]) -> None:
+    """Revoke SMTP credentials (every process refuses them within 30 s)."""
+    from sealpost.app import build
+
+    try:
+        build(_settings()).senders.revoke_smtp_credential(username)
+    except SealpostError as exc:
+        raise _fail(exc.message) from None
+    out.print(f"revoked {username}")
+
+
 @tenant_app.command("smtp-network")
 def tenant_smtp_network(
     tenant: Annotated[str, typer.Argument(help="Tenant id or name.")],

@@ -122,6 +122,9 @@ def test_a_bounce_without_verp_is_matched_by_message_id(mail_env: MailEnv) -> No
 def test_the_inbound_port_is_no_open_relay(mail_env: MailEnv) -> None:
     code, reply = send_inbound(mail_env, "spam@evil.test", "victim@recipient.test", b"x")
     assert code == 550 and b"Relaying denied" in reply
+    with smtplib.SMTP("127.0.0.1", mail_env.sp.smtp_ports["inbound"], timeout=10) as client:
+        client.ehlo("mx.elsewhere.test")
+        assert client.has_extn("starttls")  # offered to MTAs, never required
 
 
 def _tenant_signer(env: MailEnv) -> bytes:

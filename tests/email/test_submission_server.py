@@ -208,3 +208,11 @@ def test_small_messages_live_in_the_database_and_large_ones_in_blob_files(
     assert [
         r.data.endswith(raw) for r, raw in zip(mail_env.peer.received, (small, large), strict=True)
     ] == [True, True]
+
+
+def test_a_revoked_credential_is_refused(mail_env: MailEnv) -> None:
+    _, reply = submit(mail_env, make_message("before revocation"), [f"r@{RECIPIENT_DOMAIN}"])
+    assert reply.startswith(b"2.0.0 Ok")
+    mail_env.sp.senders.revoke_smtp_credential(mail_env.credential.username)
+    with pytest.raises(smtplib.SMTPAuthenticationError):
+        submit(mail_env, make_message("after revocation"), [f"r@{RECIPIENT_DOMAIN}"])

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import ssl
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from email.parser import BytesHeaderParser
@@ -394,12 +395,19 @@ def _signed_headers(raw: bytes, domain: str) -> set[str]:
     return signed
 
 
-def inbound_factory(handler: InboundHandler, settings: Settings) -> Callable[[], SMTP]:
+def inbound_factory(
+    handler: InboundHandler, settings: Settings, tls: ssl.SSLContext | None = None
+) -> Callable[[], SMTP]:
+    """The inbound port offers STARTTLS (RFC 3207) so that mail from the internet can be
+    encrypted; it never requires it (a bounce from a plaintext MTA must still arrive)."""
+
     def make() -> SMTP:
         return SealpostSMTP(
             handler,
             hostname=settings.hostname,
             ident="Sealpost ESMTP",
+            tls_context=tls,
+            require_starttls=False,
             data_size_limit=settings.smtp_max_message_bytes,
             enable_SMTPUTF8=True,
             decode_data=False,

@@ -27,6 +27,7 @@ from email.utils import getaddresses
 from typing import Any
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError
 
 from sealpost.config import Settings
 from sealpost.email.addresses import AddressError, domain_of
@@ -240,13 +241,18 @@ class SubmissionService:
                 batch.append(item)
             self._commit_batch(batch)
 
-    def _commit_batch(self, batch: list[_Prepared]) -> None:
+    def _commit_batch(self, batch: list[_Prepared], *, retry: bool = False) -> None:
         try:
             results = self._commit(batch)
         except Exception as exc:
             if len(batch) == 1:
+                item = batch[0]
+                if isinstance(exc, IntegrityError) and item.request.idempotency_key and not retry:
+                    # another process committed the same key first: answer its result
+                    self._commit_batch(batch, retry=True)
+                    return
                 log.error("submission.commit_failed", error=repr(exc))
-                batch[0].future.set_exception(exc)
+                item.future.set_exception(exc)
                 return
             for item in batch:  # isolate the culprit: one at a time
                 self._commit_batch([item])

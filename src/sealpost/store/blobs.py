@@ -36,12 +36,14 @@ class BlobStore:
         """Store several blobs; durable on return (each file, then each new directory entry)."""
         digests: list[str] = []
         written: list[Path] = []
+        synced_dirs: set[Path] = set()
         for data in items:
             digest = hashlib.sha256(data).hexdigest()
             digests.append(digest)
             target = self.path(digest)
             if target.exists() or target in written:
                 continue
+            new_dirs = [d for d in (target.parent.parent, target.parent) if not d.exists()]
             target.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
             try:
@@ -54,7 +56,8 @@ class BlobStore:
                 Path(tmp).unlink(missing_ok=True)
                 raise
             written.append(target)
-        for directory in {p.parent for p in written}:
+            synced_dirs.update(d.parent for d in new_dirs)  # a new directory's own entry
+        for directory in {p.parent for p in written} | synced_dirs:
             dir_fd = os.open(directory, os.O_RDONLY)
             try:
                 os.fsync(dir_fd)
