@@ -8,7 +8,7 @@ from typing import Any
 
 from cryptography import x509
 
-from sealpost.ledger.verify import Check, VerificationReport
+from sealpost.ledger.verify import CheckList, VerificationReport
 
 
 def _name(cert: x509.Certificate | None) -> str:
@@ -19,12 +19,11 @@ def _time(moment: datetime | None) -> str:
     return moment.isoformat() if moment is not None else "an unknown time"
 
 
-@dataclass
-class CertificateReport:
+@dataclass(kw_only=True)
+class CertificateReport(CheckList):
     """Every check made on one certificate PDF, plus what was read from it."""
 
     pdf_sha256: str
-    checks: list[Check] = field(default_factory=list)
     manifest: dict[str, Any] | None = None
     version: int | None = None
     supersedes_sha256: str | None = None
@@ -40,18 +39,6 @@ class CertificateReport:
     attachments: dict[str, bytes] = field(default_factory=dict)
     evidence: dict[str, VerificationReport] = field(default_factory=dict)
     """Bundle verification reports, by attachment name."""
-
-    @property
-    def ok(self) -> bool:
-        return bool(self.checks) and all(c.ok for c in self.checks)
-
-    @property
-    def failures(self) -> list[Check]:
-        return [c for c in self.checks if not c.ok]
-
-    def add(self, name: str, field_name: str, ok: bool, detail: str) -> bool:
-        self.checks.append(Check(name, field_name, ok, detail))
-        return ok
 
     def statement(self) -> str:
         """What a valid certificate proves, in one paragraph a non-specialist can read."""

@@ -312,6 +312,20 @@ class InboundHandler:
             "dkim": {"valid": result.valid, "domain": result.domain, "reason": result.reason},
         }
         recipients = self._recipients(envelope, facts)
+
+        def refuse(tenant_id: str, code: str, reply: str, *, valid: bool) -> None:
+            """SubmissionRejection evidence: the From domain names the tenant."""
+            self.service.reject(
+                tenant_id=tenant_id,
+                mail_from=envelope.mail_from or "",
+                recipients=recipients,
+                identification={"method": "dkim", "domain": result.domain, "valid": valid},
+                code=code,
+                text=reply,
+                raw=raw,
+                details=details,
+            )
+
         if registered is not None and not result.valid and result.temporary:
             return f"451 4.7.5 DKIM key lookup failed, try again later ({result.reason})"
         if registered is None or registered.domain not in result.valid_domains:
@@ -320,31 +334,13 @@ class InboundHandler:
                 f"({result.reason})"
             )
             if registered is not None:
-                self.service.reject(
-                    tenant_id=registered.tenant_id,
-                    mail_from=envelope.mail_from or "",
-                    recipients=recipients,
-                    identification={"method": "dkim", "domain": result.domain, "valid": False},
-                    code="dkim",
-                    text=reply,
-                    raw=raw,
-                    details=details,
-                )
+                refuse(registered.tenant_id, "dkim", reply, valid=False)
             return reply
         if not recipients:
             return "550 5.5.1 Nothing to certify: the message names no To or Cc recipient"
         replay = self._replay_problem(raw, facts, envelope, registered.domain)
         if replay is not None:
-            self.service.reject(
-                tenant_id=registered.tenant_id,
-                mail_from=envelope.mail_from or "",
-                recipients=recipients,
-                identification={"method": "dkim", "domain": result.domain, "valid": True},
-                code="dkim-replay",
-                text=replay,
-                raw=raw,
-                details=details,
-            )
+            refuse(registered.tenant_id, "dkim-replay", replay, valid=True)
             return replay
         earlier = [
             c

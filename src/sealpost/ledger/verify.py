@@ -43,14 +43,10 @@ class Check:
 
 
 @dataclass
-class VerificationReport:
+class CheckList:
+    """Checks in the order they were made; valid only if there is at least one and all pass."""
+
     checks: list[Check] = field(default_factory=list)
-    record: EvidenceRecord | None = None
-    checkpoint: Checkpoint | None = None
-    timestamp: TimestampInfo | None = None
-    seal_certificate: x509.Certificate | None = None
-    root_pinned: bool = False
-    leaf_index: int | None = None
 
     @property
     def ok(self) -> bool:
@@ -63,6 +59,16 @@ class VerificationReport:
     def add(self, name: str, field_name: str, ok: bool, detail: str) -> bool:
         self.checks.append(Check(name, field_name, ok, detail))
         return ok
+
+
+@dataclass
+class VerificationReport(CheckList):
+    record: EvidenceRecord | None = None
+    checkpoint: Checkpoint | None = None
+    timestamp: TimestampInfo | None = None
+    seal_certificate: x509.Certificate | None = None
+    root_pinned: bool = False
+    leaf_index: int | None = None
 
     def statement(self) -> str:
         """What a valid bundle proves, in one paragraph a non-specialist can read."""
