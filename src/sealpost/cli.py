@@ -6,6 +6,8 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -43,6 +45,15 @@ def _settings() -> Settings:
 def _fail(message: str, code: int = 1) -> typer.Exit:
     err.print(f"[bold red]error:[/] {message}")
     return typer.Exit(code)
+
+
+@contextmanager
+def _reported() -> Iterator[None]:
+    """An expected failure (unknown tenant, taken name, ...) is one red line and exit 1."""
+    try:
+        yield
+    except SealpostError as exc:
+        raise _fail(exc.message) from None
 
 
 ROLES = ("all", "api", "smtp", "worker")
@@ -151,7 +162,7 @@ def keys_init(
     target = directory or _settings().resolved_keys_dir
     if key_type not in ("ec-p256", "rsa-3072"):
         raise _fail("--key-type is ec-p256 or rsa-3072", 2)
-    try:
+    with _reported():
         files = init_keys(
             target,
             organization=organization,
@@ -159,8 +170,6 @@ def keys_init(
             key_type=key_type,  # type: ignore[arg-type]
             force=force,
         )
-    except SealpostError as exc:
-        raise _fail(exc.message) from None
     out.print(f"keys written to {target} (private keys mode 0600); root CA: {files.root_ca_cert}")
 
 
@@ -182,10 +191,8 @@ def tenant_create(
     from sealpost.app import build
 
     sp = build(_settings())
-    try:
+    with _reported():
         tenant = sp.tenants.create(name)
-    except SealpostError as exc:
-        raise _fail(exc.message) from None
     key = sp.tenants.issue_api_key(tenant.id, label)
     out.print(f"tenant {tenant.name} created, id {tenant.id}")
     out.print("API key (shown once, keep it safe):")
@@ -201,10 +208,8 @@ def tenant_api_key(
     from sealpost.app import build
 
     sp = build(_settings())
-    try:
+    with _reported():
         found = sp.tenants.get(tenant)
-    except SealpostError as exc:
-        raise _fail(exc.message) from None
     print(sp.tenants.issue_api_key(found.id, label).secret)
 
 
@@ -217,10 +222,8 @@ def tenant_smtp_credentials(
     from sealpost.app import build
 
     sp = build(_settings())
-    try:
+    with _reported():
         credential = sp.senders.issue_smtp_credential(sp.tenants.get(tenant).id, username)
-    except SealpostError as exc:
-        raise _fail(exc.message) from None
     out.print("SMTP AUTH (PLAIN or LOGIN, after STARTTLS or on the implicit-TLS port):")
     print(f"username: {credential.username}")
     print(f"password: {credential.password}")
@@ -231,10 +234,8 @@ def tenant_smtp_revoke(username: Annotated[str, typer.Argument(help="The SMTP us
     """Revoke SMTP credentials (every process refuses them within 30 s)."""
     from sealpost.app import build
 
-    try:
+    with _reported():
         build(_settings()).senders.revoke_smtp_credential(username)
-    except SealpostError as exc:
-        raise _fail(exc.message) from None
     out.print(f"revoked {username}")
 
 
@@ -247,10 +248,8 @@ def tenant_smtp_network(
     from sealpost.app import build
 
     sp = build(_settings())
-    try:
+    with _reported():
         added = sp.senders.add_network(sp.tenants.get(tenant).id, network)
-    except SealpostError as exc:
-        raise _fail(exc.message) from None
     out.print(f"{added} may now submit for {tenant} without AUTH")
 
 
@@ -266,7 +265,7 @@ def tenant_domain(
 
     sp = build(_settings())
     private_key, record = generate_dkim_key()
-    try:
+    with _reported():
         found = sp.senders.add_domain(
             sp.tenants.get(tenant).id,
             domain,
@@ -274,8 +273,6 @@ def tenant_domain(
             private_key_pem=private_key,
             public_record=record,
         )
-    except SealpostError as exc:
-        raise _fail(exc.message) from None
     out.print("Publish this TXT record so recipients can check Sealpost's DKIM signatures:")
     print(f'{found.dkim_selector}._domainkey.{found.domain}. IN TXT "{record}"')
 
@@ -289,10 +286,8 @@ def tenant_pin_dkim(
     """Pin the DKIM key the tenant's own mail server signs with (certify addresses)."""
     from sealpost.app import build
 
-    try:
+    with _reported():
         build(_settings()).senders.pin_key(domain, selector, record)
-    except SealpostError as exc:
-        raise _fail(exc.message) from None
     out.print(f"pinned {selector}._domainkey.{domain}")
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 from sqlalchemy import create_engine, func, select
 
 from sealpost.store.tables import communications
-from tests.email.test_crash_recovery import SealpostProcess
 from tests.support.mail import RECIPIENT_DOMAIN
+from tests.support.serve import SealpostProcess, serve_env
 from tests.support.smtp_peer import free_port
 
 
@@ -45,18 +45,7 @@ def test_two_acceptor_processes_share_the_port_and_stop_with_their_parent(
     tmp_path: Path, keys_dir: Path
 ) -> None:
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SEALPOST_")}
-    env.update(
-        {
-            "SEALPOST_DATA_DIR": str(tmp_path / "data"),
-            "SEALPOST_KEYS_DIR": str(keys_dir),
-            "SEALPOST_SMTP_SUBMISSION_PORT": str(port),
-            "SEALPOST_SMTP_TLS_PORT": "",
-            "SEALPOST_SMTP_INBOUND_PORT": "",
-            "SEALPOST_SMTP_PROCESSES": "2",
-            "SEALPOST_LOG_LEVEL": "WARNING",
-        }
-    )
+    env = serve_env(tmp_path / "data", keys_dir, port, SEALPOST_SMTP_PROCESSES="2")
     sealpost = SealpostProcess(tmp_path, env, port)
     sealpost.run("tenant", "create", "Relay")
     sealpost.run("tenant", "smtp-network", "Relay", "127.0.0.1/32")

@@ -21,13 +21,8 @@ prints the figures (``pytest -s``).
 
 from __future__ import annotations
 
-import os
-import shutil
-import signal
 import smtplib
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter, deque
@@ -40,6 +35,7 @@ from sqlalchemy import create_engine, select
 from sealpost.store.tables import communications
 from tests.support.delivery_load import SlowRecipientServer, numbered_message, received_header
 from tests.support.mail import RECIPIENT_DOMAIN
+from tests.support.serve import SealpostProcess, serve_env
 from tests.support.smtp_peer import free_port
 
 MESSAGES = 1_000
@@ -47,85 +43,6 @@ SENDERS = 4
 KILL_AFTER_ACKNOWLEDGED = 300
 PEER_DELAY_SECONDS = 0.01
 DEADLINE_SECONDS = 180.0
-
-
-def _sealpost_command() -> list[str]:
-    script = Path(sys.executable).with_name("sealpost")
-    if script.exists():
-        return [str(script)]
-    found = shutil.which("sealpost")
-    if found:
-        return [found]
-    return [sys.executable, "-c", "from sealpost.cli import main; main()"]
-
-
-class SealpostProcess:
-    """``sealpost`` commands and one ``serve --role all`` subprocess, with one environment."""
-
-    def __init__(self, workdir: Path, env: dict[str, str], submission_port: int) -> None:
-        self.workdir = workdir
-        self.env = env
-        self.submission_port = submission_port
-        self.process: subprocess.Popen[bytes] | None = None
-        self.starts = 0
-
-    def run(self, *args: str) -> str:
-        done = subprocess.run(
-            [*_sealpost_command(), *args],
-            cwd=self.workdir,
-            env=self.env,
-            capture_output=True,
-            timeout=60,
-            check=False,
-        )
-        assert done.returncode == 0, done.stdout.decode() + done.stderr.decode()
-        return done.stdout.decode()
-
-    def start(self, role: str = "all") -> int:
-        self.starts += 1
-        log = (self.workdir / f"serve-{self.starts}.log").open("wb")
-        self.process = subprocess.Popen(
-            [*_sealpost_command(), "serve", "--role", role],
-            cwd=self.workdir,
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        log.close()
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"sealpost serve exited: {self.log_tail()}")
-            try:
-                with smtplib.SMTP("127.0.0.1", self.submission_port, timeout=5) as probe:
-                    if probe.noop()[0] == 250:
-                        return self.process.pid
-            except (OSError, smtplib.SMTPException):
-                time.sleep(0.05)
-        raise AssertionError(f"sealpost serve did not listen in 30 s: {self.log_tail()}")
-
-    def kill(self) -> int:
-        assert self.process is not None
-        pid = self.process.pid
-        os.kill(pid, signal.SIGKILL)
-        self.process.wait(10)
-        return pid
-
-    def stop(self) -> None:
-        """Always safe (finally blocks): SIGTERM, then SIGKILL if it lingers."""
-        process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
-
-    def log_tail(self) -> str:
-        logs = sorted(self.workdir.glob("serve-*.log"))
-        return "\n".join(p.read_text(errors="replace")[-3000:] for p in logs)
 
 
 @dataclass
@@ -223,29 +140,25 @@ def test_kill_9_under_load_loses_no_acknowledged_message(
 ) -> None:
     started = time.monotonic()
     data_dir = tmp_path / "data"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SEALPOST_")}
+    extra: dict[str, str] = {}
     if backend == "sqlite":  # the embedded default: <data_dir>/sealpost.db
         database_url = f"sqlite:///{data_dir / 'sealpost.db'}"
     else:
         database_url = request.getfixturevalue("postgres_schema_url")
-        env["SEALPOST_DATABASE_URL"] = database_url
+        extra["SEALPOST_DATABASE_URL"] = database_url
     submission_port = free_port()
     with SlowRecipientServer(delay=PEER_DELAY_SECONDS) as peer:
-        env.update(
-            {
-                "SEALPOST_DATA_DIR": str(data_dir),
-                "SEALPOST_KEYS_DIR": str(keys_dir),
-                "SEALPOST_API_PORT": str(free_port()),
-                "SEALPOST_SMTP_SUBMISSION_PORT": str(submission_port),
-                "SEALPOST_SMTP_TLS_PORT": "",  # empty: that listener is off
-                "SEALPOST_SMTP_INBOUND_PORT": "",
-                "SEALPOST_HOSTNAME": "sealpost.test",
-                "SEALPOST_DELIVERY_ROUTES": f'{{"{RECIPIENT_DOMAIN}": "127.0.0.1:{peer.port}"}}',
-                "SEALPOST_DELIVERY_RETRY_INITIAL_SECONDS": "0.5",
-                "SEALPOST_DELIVERY_RETRY_MAX_SECONDS": "2",
-                "SEALPOST_CERTIFICATES_ENABLED": "false",
-                "SEALPOST_LOG_LEVEL": "WARNING",
-            }
+        env = serve_env(
+            data_dir,
+            keys_dir,
+            submission_port,
+            SEALPOST_API_PORT=str(free_port()),
+            SEALPOST_HOSTNAME="sealpost.test",
+            SEALPOST_DELIVERY_ROUTES=f'{{"{RECIPIENT_DOMAIN}": "127.0.0.1:{peer.port}"}}',
+            SEALPOST_DELIVERY_RETRY_INITIAL_SECONDS="0.5",
+            SEALPOST_DELIVERY_RETRY_MAX_SECONDS="2",
+            SEALPOST_CERTIFICATES_ENABLED="false",
+            **extra,
         )
         server = SealpostProcess(tmp_path, env, submission_port)
         server.run("tenant", "create", "acme")

@@ -1,0 +1,109 @@
+"""``sealpost`` as a subprocess, the way an operator runs it: commands and one ``serve``."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import smtplib
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def serve_env(data_dir: Path, keys_dir: Path, submission_port: int, **extra: str) -> dict[str, str]:
+    """This environment minus inherited SEALPOST_* settings, plus a submission port alone
+    (implicit-TLS and inbound listeners off) and ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SEALPOST_")}
+    env.update(
+        {
+            "SEALPOST_DATA_DIR": str(data_dir),
+            "SEALPOST_KEYS_DIR": str(keys_dir),
+            "SEALPOST_SMTP_SUBMISSION_PORT": str(submission_port),
+            "SEALPOST_SMTP_TLS_PORT": "",  # empty: that listener is off
+            "SEALPOST_SMTP_INBOUND_PORT": "",
+            "SEALPOST_LOG_LEVEL": "WARNING",
+            **extra,
+        }
+    )
+    return env
+
+
+def _sealpost_command() -> list[str]:
+    script = Path(sys.executable).with_name("sealpost")
+    if script.exists():
+        return [str(script)]
+    found = shutil.which("sealpost")
+    if found:
+        return [found]
+    return [sys.executable, "-c", "from sealpost.cli import main; main()"]
+
+
+class SealpostProcess:
+    """``sealpost`` commands and one ``serve`` subprocess, with one environment."""
+
+    def __init__(self, workdir: Path, env: dict[str, str], submission_port: int) -> None:
+        self.workdir = workdir
+        self.env = env
+        self.submission_port = submission_port
+        self.process: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    def run(self, *args: str) -> str:
+        done = subprocess.run(
+            [*_sealpost_command(), *args],
+            cwd=self.workdir,
+            env=self.env,
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, done.stdout.decode() + done.stderr.decode()
+        return done.stdout.decode()
+
+    def start(self, role: str = "all") -> int:
+        self.starts += 1
+        log = (self.workdir / f"serve-{self.starts}.log").open("wb")
+        self.process = subprocess.Popen(
+            [*_sealpost_command(), "serve", "--role", role],
+            cwd=self.workdir,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"sealpost serve exited: {self.log_tail()}")
+            try:
+                with smtplib.SMTP("127.0.0.1", self.submission_port, timeout=5) as probe:
+                    if probe.noop()[0] == 250:
+                        return self.process.pid
+            except (OSError, smtplib.SMTPException):
+                time.sleep(0.05)
+        raise AssertionError(f"sealpost serve did not listen in 30 s: {self.log_tail()}")
+
+    def kill(self) -> int:
+        assert self.process is not None
+        pid = self.process.pid
+        os.kill(pid, signal.SIGKILL)
+        self.process.wait(10)
+        return pid
+
+    def stop(self) -> None:
+        """Always safe (finally blocks): SIGTERM, then SIGKILL if it lingers."""
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+
+    def log_tail(self) -> str:
+        logs = sorted(self.workdir.glob("serve-*.log"))
+        return "\n".join(p.read_text(errors="replace")[-3000:] for p in logs)
