@@ -2,49 +2,12 @@
 
 from __future__ import annotations
 
-import smtplib
-import ssl
 import subprocess
-from datetime import UTC, datetime
-from email.message import EmailMessage
-from email.policy import SMTP
-from email.utils import format_datetime
 
 import pytest
 
 from sealpost.certificates.verify import verify_certificate_pdf
-from tests.support.mail import RECIPIENT_DOMAIN, MailEnv
-
-
-def _client_tls() -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    return context
-
-
-def make_message(subject: str = "Warranty notice 42", to: str = f"bob@{RECIPIENT_DOMAIN}") -> bytes:
-    msg = EmailMessage()
-    msg["From"] = "Acme Service <service@acme.test>"
-    msg["To"] = to
-    msg["Subject"] = subject
-    msg["Message-ID"] = f"<{subject.replace(' ', '-')}@acme.test>"
-    msg["Date"] = format_datetime(datetime.now(UTC))
-    msg.set_content("Your warranty expires on 2027-01-31.\n")
-    msg.add_attachment(b"%PDF-1.4 terms", maintype="application", subtype="pdf", filename="t.pdf")
-    return msg.as_bytes(policy=SMTP)  # CRLF, as on the wire
-
-
-def submit(env: MailEnv, raw: bytes, rcpts: list[str]) -> tuple[int, bytes]:
-    with smtplib.SMTP("127.0.0.1", env.submission_port, timeout=10) as client:
-        client.ehlo("crm.acme.test")
-        client.starttls(context=_client_tls())
-        client.ehlo("crm.acme.test")
-        client.login(env.credential.username, env.credential.password)
-        client.mail("service@acme.test")
-        for rcpt in rcpts:
-            client.rcpt(rcpt)
-        return client.data(raw)
+from tests.support.mail import RECIPIENT_DOMAIN, MailEnv, make_message, submit
 
 
 def test_starttls_auth_submission_is_delivered_with_evidence_and_a_valid_certificate(

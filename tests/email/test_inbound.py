@@ -12,8 +12,7 @@ from pathlib import Path
 
 from sealpost.certificates.verify import verify_certificate_pdf
 from sealpost.email.dkim import generate_dkim_key, sign_message
-from tests.email.test_certified_email import make_message, submit
-from tests.support.mail import RECIPIENT_DOMAIN, MailEnv
+from tests.support.mail import RECIPIENT_DOMAIN, MailEnv, make_message, submit
 
 
 def dsn(recipient: str, message_id: str) -> bytes:

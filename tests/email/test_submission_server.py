@@ -9,8 +9,7 @@ import ssl
 import pytest
 
 from sealpost.store.communications import Communication
-from tests.email.test_certified_email import make_message, submit
-from tests.support.mail import RECIPIENT_DOMAIN, MailEnv
+from tests.support.mail import RECIPIENT_DOMAIN, MailEnv, make_message, submit
 
 
 def _tls() -> ssl.SSLContext:

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import smtplib
+import ssl
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import format_datetime
 
 import pytest
 
@@ -97,3 +103,34 @@ def mail_env(
         finally:
             sp.stop_background()
             sp.engine.dispose()
+
+
+def _client_tls() -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def make_message(subject: str = "Warranty notice 42", to: str = f"bob@{RECIPIENT_DOMAIN}") -> bytes:
+    msg = EmailMessage()
+    msg["From"] = "Acme Service <service@acme.test>"
+    msg["To"] = to
+    msg["Subject"] = subject
+    msg["Message-ID"] = f"<{subject.replace(' ', '-')}@acme.test>"
+    msg["Date"] = format_datetime(datetime.now(UTC))
+    msg.set_content("Your warranty expires on 2027-01-31.\n")
+    msg.add_attachment(b"%PDF-1.4 terms", maintype="application", subtype="pdf", filename="t.pdf")
+    return msg.as_bytes(policy=SMTP)  # CRLF, as on the wire
+
+
+def submit(env: MailEnv, raw: bytes, rcpts: list[str]) -> tuple[int, bytes]:
+    with smtplib.SMTP("127.0.0.1", env.submission_port, timeout=10) as client:
+        client.ehlo("crm.acme.test")
+        client.starttls(context=_client_tls())
+        client.ehlo("crm.acme.test")
+        client.login(env.credential.username, env.credential.password)
+        client.mail("service@acme.test")
+        for rcpt in rcpts:
+            client.rcpt(rcpt)
+        return client.data(raw)
