@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -34,11 +34,11 @@ from sealpost.ledger.merkle import NodeId
 from sealpost.ledger.records import EvidenceRecord
 from sealpost.ledger.storage import LogState, PendingLeaf, StoredRecord
 from sealpost.ledger.tree_head import Checkpoint, SignedTreeHead
+from sealpost.store import leases
 from sealpost.store.db import is_sqlite, write_transaction
 from sealpost.store.tables import (
     certificates,
     evidence_records,
-    ledger_leases,
     ledger_nodes,
     ledger_state,
     tree_heads,
@@ -255,37 +255,10 @@ class SqlLogStorage:
         return ids
 
     def acquire_lease(self, holder: str, ttl_seconds: float) -> bool:
-        now = datetime.now(UTC)
-        expires = now + timedelta(seconds=ttl_seconds)
-        with self.engine.begin() as conn:
-            taken = conn.execute(
-                update(ledger_leases)
-                .where(
-                    ledger_leases.c.name == SEQUENCER_LEASE,
-                    or_(ledger_leases.c.holder == holder, ledger_leases.c.expires_at < now),
-                )
-                .values(holder=holder, expires_at=expires)
-            ).rowcount
-        if taken:
-            return True
-        try:
-            with self.engine.begin() as conn:
-                conn.execute(
-                    insert(ledger_leases).values(
-                        name=SEQUENCER_LEASE, holder=holder, expires_at=expires
-                    )
-                )
-        except IntegrityError:
-            return False
-        return True
+        return leases.acquire(self.engine, SEQUENCER_LEASE, holder, ttl_seconds)
 
     def release_lease(self, holder: str) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(
-                update(ledger_leases)
-                .where(ledger_leases.c.name == SEQUENCER_LEASE, ledger_leases.c.holder == holder)
-                .values(expires_at=datetime(1970, 1, 1, tzinfo=UTC))
-            )
+        leases.release(self.engine, SEQUENCER_LEASE, holder)
 
     # -- readers --------------------------------------------------------------------------------
 
