@@ -3,10 +3,18 @@
 SQLite runs in WAL mode with a busy timeout so readers never block the writer, and with the
 pysqlite driver's own transaction handling switched off (SQLAlchemy's documented recipe) so
 that ``BEGIN IMMEDIATE`` can be asked for where a transaction reads then writes.
+
+SQLite has one writer at a time, and its busy handler makes a waiting writer *sleep* (1, 2,
+5 ... up to 100 ms between tries), so under load a writer can starve behind others that keep
+committing.  Writers of one process therefore queue on a lock of their own per database file
+(``write_transaction``): the next one starts the moment the previous commits.  Only writers
+of *other* processes still meet the busy handler.  (Re-entrant: a write transaction opened
+inside another on the same thread fails on SQLite's busy timeout instead of hanging.)
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -58,8 +66,27 @@ def make_test_engine(url: str) -> Engine:
     return make_engine(url, poolclass=NullPool)
 
 
+_SQLITE_WRITERS: dict[str, threading.RLock] = {}
+_SQLITE_WRITERS_GUARD = threading.Lock()
+
+
+def _writer_lock(engine: Engine) -> threading.RLock | None:
+    """The in-process writer lock of a SQLite database file (None for other databases)."""
+    if not is_sqlite(engine):
+        return None
+    key = str(engine.url.database)
+    with _SQLITE_WRITERS_GUARD:
+        return _SQLITE_WRITERS.setdefault(key, threading.RLock())
+
+
 @contextmanager
 def write_transaction(engine: Engine) -> Iterator[Connection]:
-    """A transaction that will write after reading: IMMEDIATE on SQLite, plain elsewhere."""
-    with engine.connect().execution_options(sqlite_begin="IMMEDIATE") as conn, conn.begin():
+    """A transaction that writes: IMMEDIATE on SQLite, behind the process's writer lock (held
+    until the commit is done); a plain transaction elsewhere."""
+    lock = _writer_lock(engine)
+    if lock is None:
+        with engine.begin() as conn:
+            yield conn
+        return
+    with lock, engine.connect().execution_options(sqlite_begin="IMMEDIATE") as conn, conn.begin():
         yield conn

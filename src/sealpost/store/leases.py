@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Connection, Engine, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from sealpost.store.db import is_sqlite
+from sealpost.store.db import is_sqlite, write_transaction
 from sealpost.store.tables import ledger_leases
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -25,7 +25,7 @@ def acquire(engine: Engine, name: str, holder: str, ttl_seconds: float) -> bool:
     now = datetime.now(UTC)
     expires = now + timedelta(seconds=ttl_seconds)
     c = ledger_leases.c
-    with engine.begin() as conn:
+    with write_transaction(engine) as conn:
         taken = conn.execute(
             update(ledger_leases)
             .where(c.name == name, or_(c.holder == holder, c.expires_at < now))
@@ -34,7 +34,7 @@ def acquire(engine: Engine, name: str, holder: str, ttl_seconds: float) -> bool:
     if taken:
         return True
     try:
-        with engine.begin() as conn:
+        with write_transaction(engine) as conn:
             conn.execute(insert(ledger_leases).values(name=name, holder=holder, expires_at=expires))
     except IntegrityError:
         return False
@@ -42,7 +42,7 @@ def acquire(engine: Engine, name: str, holder: str, ttl_seconds: float) -> bool:
 
 
 def release(engine: Engine, name: str, holder: str) -> None:
-    with engine.begin() as conn:
+    with write_transaction(engine) as conn:
         conn.execute(
             update(ledger_leases)
             .where(ledger_leases.c.name == name, ledger_leases.c.holder == holder)
