@@ -35,9 +35,14 @@ if TYPE_CHECKING:
     from sealpost.email.smtp_server import SmtpListeners
     from sealpost.email.submission import SubmissionService
     from sealpost.email.verp import BounceAddresses
+    from sealpost.events.dispatcher import EventDispatcher
+    from sealpost.events.webhooks import WebhookSender
     from sealpost.store.communications import CommunicationRepository
     from sealpost.store.contents import ContentStore
+    from sealpost.store.outbox import OutboxRepository
     from sealpost.store.senders import SenderRepository
+    from sealpost.store.webhook_deliveries import DeliveryRepository
+    from sealpost.store.webhooks import WebhookRepository
 
 log = get_logger(__name__)
 
@@ -62,6 +67,8 @@ class Sealpost:
     _threads: list[threading.Thread] = field(default_factory=list)
     work_available: threading.Event = field(default_factory=threading.Event)
     """Set when new submissions commit, so the delivery worker wakes at once."""
+    webhooks_due: threading.Event = field(default_factory=threading.Event)
+    """Set when the dispatcher fans events out, so the webhook sender wakes at once."""
     _smtp: SmtpListeners | None = None
     smtp_ports: dict[str, int] = field(default_factory=dict)
 
@@ -166,6 +173,48 @@ class Sealpost:
             return_paths=self.return_paths,
             wake=self.work_available,
         )
+
+    @cached_property
+    def outbox(self) -> OutboxRepository:
+        from sealpost.store.outbox import OutboxRepository
+
+        return OutboxRepository(self.engine)
+
+    @cached_property
+    def webhooks(self) -> WebhookRepository:
+        from sealpost.store.webhooks import WebhookRepository
+
+        return WebhookRepository(self.engine)
+
+    @cached_property
+    def webhook_deliveries(self) -> DeliveryRepository:
+        from sealpost.store.webhook_deliveries import DeliveryRepository
+
+        return DeliveryRepository(self.engine)
+
+    @cached_property
+    def dispatcher(self) -> EventDispatcher:
+        from sealpost.events.amqp import AmqpPublisher
+        from sealpost.events.dispatcher import EventDispatcher
+
+        s = self.settings
+        publisher = None
+        if s.amqp_url:
+            publisher = AmqpPublisher(
+                s.amqp_url,
+                exchange=s.amqp_exchange,
+                queue_prefix=s.amqp_queue_prefix,
+                queue_type=s.amqp_queue_type,
+            )
+        return EventDispatcher(
+            self.outbox, s, publisher=publisher, on_positioned=self.webhooks_due.set
+        )
+
+    @cached_property
+    def webhook_sender(self) -> WebhookSender:
+        from sealpost.events.webhooks import WebhookSender
+
+        return WebhookSender(self.webhook_deliveries, self.settings, wake=self.webhooks_due)
 
     @cached_property
     def return_paths(self) -> BounceAddresses:
@@ -287,6 +336,18 @@ class Sealpost:
 
             self._thread("sealpost-certificates", issue_loop)
 
+    def start_events(self) -> None:
+        """The events dispatcher (one active by lease) and the webhook sender, as enabled."""
+        import asyncio
+
+        s = self.settings
+        if s.events_dispatcher_enabled:
+            self._thread("sealpost-events", lambda: asyncio.run(self.dispatcher.run(self._stop)))
+        if s.webhooks_enabled:
+            self._thread(
+                "sealpost-webhooks", lambda: asyncio.run(self.webhook_sender.run(self._stop))
+            )
+
     def start_background(self) -> None:
         """Start the sequencer thread (when this process may sequence)."""
         if not self.settings.sequencer_enabled:
@@ -307,6 +368,7 @@ class Sealpost:
     def stop_background(self, timeout: float = 10.0) -> None:
         self._stop.set()
         self.work_available.set()
+        self.webhooks_due.set()
         if self._smtp is not None:
             self._smtp.close()
             self._smtp = None

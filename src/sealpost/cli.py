@@ -67,8 +67,8 @@ def serve(
         str,
         typer.Option(
             help="all (embedded default), or one role per replica at scale: api (REST + TSA), "
-            "smtp (listeners), worker (delivery + certificates). Each also seals records "
-            "unless SEALPOST_SEQUENCER_ENABLED=false."
+            "smtp (listeners), worker (delivery, certificates, events dispatcher, webhooks). "
+            "Each also seals records unless SEALPOST_SEQUENCER_ENABLED=false."
         ),
     ] = "all",
     acceptor: Annotated[bool, typer.Option(hidden=True)] = False,
@@ -94,6 +94,9 @@ def serve(
                 "smtp_enabled": settings.smtp_enabled and role == "smtp",
                 "delivery_enabled": settings.delivery_enabled and role == "worker",
                 "certificates_enabled": settings.certificates_enabled and role == "worker",
+                "events_dispatcher_enabled": settings.events_dispatcher_enabled
+                and role == "worker",
+                "webhooks_enabled": settings.webhooks_enabled and role == "worker",
             }
         )
     sp = build(settings)  # keys and schema on first start; the sequencer seals leftovers
@@ -101,6 +104,7 @@ def serve(
         sp.start_email()
     except OSError as exc:
         raise _fail(f"cannot start the SMTP listeners: {exc}") from None
+    sp.start_events()
     children = []
     if sp.smtp_ports and not acceptor:
         listening = ", ".join(f"{k} {settings.smtp_host}:{v}" for k, v in sp.smtp_ports.items())

@@ -168,6 +168,61 @@ class Settings(BaseSettings):
         True, description="Seal evidence certificates (PDF) in the background in `serve`."
     )
 
+    # -- events out ---------------------------------------------------------------------------
+    amqp_url: str | None = Field(
+        None,
+        description="RabbitMQ, e.g. amqp://user:pass@host:5672/vhost; without it events are "
+        "still recorded for webhooks and GET /v1/events.",
+    )
+    amqp_exchange: str = Field("sealpost.events", description="Durable topic exchange.")
+    amqp_queue_prefix: str = Field(
+        "sealpost.events.", description="Per-tenant FIFO queue: <prefix><tenant id>."
+    )
+    amqp_queue_type: Literal["quorum", "classic"] = Field(
+        "quorum",
+        description="quorum (replicated) or classic durable; both with single active consumer.",
+    )
+    events_dispatcher_enabled: bool = Field(
+        True, description="Run the events dispatcher (one active at a time, by lease) in `serve`."
+    )
+    events_poll_interval_ms: int = Field(
+        20, ge=1, le=5000, description="How often an idle dispatcher and webhook sender look."
+    )
+    events_lease_seconds: float = Field(
+        10.0, gt=0, description="How long a dispatcher holds its lease without renewing it."
+    )
+    webhooks_enabled: bool = Field(True, description="Run the webhook sender in `serve`.")
+    webhook_timeout_seconds: float = Field(
+        10.0, gt=0, description="Per request: connect, send and the first response byte."
+    )
+    webhook_concurrency: int = Field(50, ge=1, description="Parallel requests per sender.")
+    webhook_concurrency_per_endpoint: int = Field(
+        10, ge=1, description="Parallel requests to one endpoint (a slow one cannot starve others)."
+    )
+    webhook_retry_initial_seconds: float = Field(
+        5.0, gt=0, description="First retry delay; doubles each time, with jitter."
+    )
+    webhook_retry_max_seconds: float = Field(
+        7200.0, gt=0, description="Longest delay between two attempts of one delivery."
+    )
+    webhook_retry_window_seconds: float = Field(
+        24 * 3600.0,
+        gt=0,
+        description="A delivery is retried for this long (the last attempt at its end); an "
+        "endpoint failing for this long without one success is disabled.",
+    )
+    webhook_lease_seconds: float = Field(
+        120.0, gt=0, description="How long a claimed webhook delivery is reserved for its sender."
+    )
+    webhook_previous_secret_seconds: float = Field(
+        24 * 3600.0, ge=0, description="After a secret rotation, the old secret signs this long."
+    )
+    webhook_allow_private_networks: bool = Field(
+        False,
+        description="Allow endpoints on loopback/private/link-local addresses (off: no SSRF "
+        "into your own network); set it for a receiver on the same machine.",
+    )
+
     @cached_property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.data_dir / 'sealpost.db').resolve()}"

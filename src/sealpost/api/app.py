@@ -17,9 +17,9 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 import sealpost
-from sealpost.api import communications, ledger
+from sealpost.api import communications, events, ledger, webhooks
 from sealpost.api.auth import SealpostDep
-from sealpost.api.schemas import Health, LedgerHealth
+from sealpost.api.schemas import EventsHealth, Health, LedgerHealth
 from sealpost.app import Sealpost
 from sealpost.errors import SealpostError
 from sealpost.ledger.errors import NotSealedYet
@@ -78,7 +78,8 @@ def create_app(sp: Sealpost, *, start_background: bool = True) -> FastAPI:
 
     @app.get("/healthz", response_model=Health, tags=["operations"])
     def healthz(sealpost: SealpostDep, response: Response) -> Health:
-        """Liveness and readiness: the database answers and the ledger is sealing."""
+        """Liveness and readiness: the database answers, the ledger is sealing, and how far
+        behind the events dispatcher and the broker are."""
         try:
             with sealpost.engine.connect() as conn:
                 conn.execute(text("SELECT 1"))
@@ -89,11 +90,20 @@ def create_app(sp: Sealpost, *, start_background: bool = True) -> FastAPI:
                 pending_records=sealpost.log_storage.pending_count(),
                 last_head_age_seconds=None if age is None else round(age.total_seconds(), 3),
             )
+            backlog = sealpost.outbox.backlog()
+            events_health = EventsHealth(
+                unpositioned=backlog["unpositioned"],
+                last_position=backlog["last_position"],
+                amqp_lag=backlog["last_position"] - backlog["amqp_cursor"]
+                if sealpost.settings.amqp_url
+                else None,
+                webhook_deliveries=sealpost.webhook_deliveries.counts(),
+            )
         except Exception as exc:  # a health check reports, it does not crash
             log.error("healthz.database", error=str(exc))
             response.status_code = 503
             return Health(status="unavailable", database="unreachable", ledger=None)
-        return Health(status="ok", database="ok", ledger=ledger_health)
+        return Health(status="ok", database="ok", ledger=ledger_health, events=events_health)
 
     @app.post(
         "/tsa",
@@ -124,4 +134,6 @@ def create_app(sp: Sealpost, *, start_background: bool = True) -> FastAPI:
 
     app.include_router(ledger.router)
     app.include_router(communications.router)
+    app.include_router(events.router)
+    app.include_router(webhooks.router)
     return app

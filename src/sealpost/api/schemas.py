@@ -18,10 +18,18 @@ class LedgerHealth(BaseModel):
     last_head_age_seconds: float | None
 
 
+class EventsHealth(BaseModel):
+    unpositioned: int = Field(description="Committed events the dispatcher has not taken yet.")
+    last_position: int
+    amqp_lag: int | None = Field(description="Events not yet confirmed by RabbitMQ.")
+    webhook_deliveries: dict[str, int] = Field(description="Deliveries by state.")
+
+
 class Health(BaseModel):
     status: str
     database: str
     ledger: LedgerHealth | None
+    events: EventsHealth | None = None
 
 
 class TreeHead(BaseModel):

@@ -1,7 +1,8 @@
 """All SQL of certified email: communications, delivery attempts, evidence certificates.
 
-Every state change writes its evidence records in the same transaction (``append_in``), so a
-communication's status never disagrees with its evidence.  Delivery work is *claimed*: a lease
+Every state change writes its evidence records, and the events they imply, in the same
+transaction (``outbox.append_evidence``), so a communication's status never disagrees with its
+evidence and integrators hear of every change.  Delivery work is *claimed*: a lease
 (owner, until) set in one statement, ``FOR UPDATE SKIP LOCKED`` on PostgreSQL so N workers
 never take the same row, ``BEGIN IMMEDIATE`` on SQLite; finishing an attempt is fenced on the
 lease owner, so a worker whose lease was taken over (it stalled, or was presumed dead) cannot
@@ -20,7 +21,8 @@ from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, text
 
 from sealpost.ledger.records import EvidenceRecord
 from sealpost.store.db import is_sqlite, write_transaction
-from sealpost.store.ledger_storage import SqlLogStorage, as_utc
+from sealpost.store.ledger_storage import as_utc
+from sealpost.store.outbox import append_evidence
 from sealpost.store.tables import (
     communications,
     delivery_attempts,
@@ -126,7 +128,7 @@ class CommunicationRepository:
     ) -> None:
         if rows:
             conn.execute(insert(communications), list(rows))
-        SqlLogStorage.append_in(conn, records)
+        append_evidence(conn, records)
 
     @staticmethod
     def by_idempotency_key_in(conn: Connection, tenant_id: str, key: str) -> list[Communication]:
@@ -140,7 +142,7 @@ class CommunicationRepository:
 
     def append_records(self, records: Sequence[EvidenceRecord]) -> None:
         with self.engine.begin() as conn:
-            SqlLogStorage.append_in(conn, records)
+            append_evidence(conn, records)
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -343,7 +345,7 @@ class CommunicationRepository:
                     record_id=attempt_record_id,
                 )
             )
-            SqlLogStorage.append_in(conn, records)
+            append_evidence(conn, records)
         return True
 
     def due_for_warning(self, now: datetime, limit: int = 500) -> list[Communication]:
@@ -365,7 +367,7 @@ class CommunicationRepository:
                 .values(delay_warned=1, updated_at=datetime.now(UTC))
             ).rowcount
             if moved:
-                SqlLogStorage.append_in(conn, records)
+                append_evidence(conn, records)
         return bool(moved)
 
     def due_for_expiry(self, now: datetime, limit: int = 500) -> list[Communication]:
@@ -415,7 +417,7 @@ class CommunicationRepository:
                 )
             ).rowcount
             if moved:
-                SqlLogStorage.append_in(conn, records)
+                append_evidence(conn, records)
         return bool(moved)
 
     # -- certificates -----------------------------------------------------------------------
@@ -482,7 +484,7 @@ class CommunicationRepository:
                     reason=certificate.reason,
                 )
             )
-            SqlLogStorage.append_in(conn, [record])
+            append_evidence(conn, [record])
             now_count = conn.execute(
                 select(func.count()).where(
                     r.tenant_id == record.tenant_id,
