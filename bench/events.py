@@ -30,7 +30,9 @@ import argparse
 import asyncio
 import json
 import multiprocessing as mp
+import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -132,8 +134,9 @@ def system_under_test(
     out: mp.Queue,  # type: ignore[type-arg]
     done: mp.Event,  # type: ignore[type-arg]
 ) -> None:
-    """Child process: a Sealpost (sequencer, dispatcher, webhook sender) whose threads accept
-    ``total`` communications; reports commit times, then runs until ``done``."""
+    """Child process: a Sealpost (sequencer, dispatcher, webhook sender unless disabled in
+    ``settings``) whose threads accept ``total`` communications; reports commit times, then
+    runs until ``done``."""
     configure_logging("WARNING")
     sp = build(settings, prepare=False)
     sp.start_background()
@@ -191,7 +194,9 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * p))]
 
 
-def run(backend: str, rate: int, seconds: float, count: int, threads: int, drain: bool) -> None:
+def run(
+    backend: str, rate: int, seconds: float, count: int, threads: int, drain: bool, split: bool
+) -> None:
     work = Path(tempfile.mkdtemp(prefix="sealpost-events-bench-"))
     keys = work / "keys"
     init_keys(keys)
@@ -236,6 +241,12 @@ def run(backend: str, rate: int, seconds: float, count: int, threads: int, drain
     total = count if rate == 0 or drain else int(rate * seconds)
     spawn = mp.get_context("spawn")
     out, done = spawn.Queue(), spawn.Event()
+    worker = None
+    if split:  # the events machinery in its own process, as at scale: serve --role worker
+        worker = _worker(settings, work)
+        settings = settings.model_copy(
+            update={"events_dispatcher_enabled": False, "webhooks_enabled": False}
+        )
     sut = spawn.Process(
         target=system_under_test,
         args=(settings, tenant.id, total, rate, threads, drain, out, done),
@@ -251,6 +262,15 @@ def run(backend: str, rate: int, seconds: float, count: int, threads: int, drain
     cpu, rss = out.get(timeout=60)
     sut.join(30)
     stop.set()
+    worker_figures = ""
+    if worker is not None:
+        worker_cpu, worker_rss = _cpu_of(worker.pid), _peak_rss_mib(worker.pid)
+        worker.terminate()
+        worker.wait(20)
+        worker_figures = (
+            f"; worker process: peak RSS {worker_rss:.0f} MiB, "
+            f"CPU {worker_cpu / total * 1000:.2f} s per 1,000 events"
+        )
     if schema:
         with create_engine(POSTGRES).begin() as conn:
             conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
@@ -279,11 +299,41 @@ def run(backend: str, rate: int, seconds: float, count: int, threads: int, drain
             f"{statistics.median(latencies):>9.1f}{percentile(latencies, 0.99):>9.1f}"
             f"{max(latencies):>9.1f}"
         )
-    print(f"SUT: peak RSS {rss:.0f} MiB, CPU {cpu / total * 1000:.2f} s per 1,000 events")
+    print(
+        f"SUT: peak RSS {rss:.0f} MiB, CPU {cpu / total * 1000:.2f} s per 1,000 events"
+        + worker_figures
+    )
 
 
-def _peak_rss_mib() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
+def _worker(settings: Settings, work: Path) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SEALPOST_")}
+    env.update(
+        SEALPOST_DATABASE_URL=settings.resolved_database_url,
+        SEALPOST_DATA_DIR=str(settings.data_dir),
+        SEALPOST_KEYS_DIR=str(settings.resolved_keys_dir),
+        SEALPOST_AMQP_URL=settings.amqp_url or "",
+        SEALPOST_AMQP_EXCHANGE=settings.amqp_exchange,
+        SEALPOST_AMQP_QUEUE_PREFIX=settings.amqp_queue_prefix,
+        SEALPOST_DELIVERY_ENABLED="false",
+        SEALPOST_CERTIFICATES_ENABLED="false",
+        SEALPOST_SEQUENCER_ENABLED="false",
+        SEALPOST_WEBHOOK_ALLOW_PRIVATE_NETWORKS="true",
+        SEALPOST_LOG_LEVEL="WARNING",
+    )
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "sealpost", "serve", "--role", "worker"], env=env, cwd=work
+    )
+    time.sleep(2.0)  # started and holding the dispatcher lease
+    return worker
+
+
+def _cpu_of(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _peak_rss_mib(pid: int | str = "self") -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return 0.0
@@ -297,6 +347,11 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=10_000, help="with --drain")
     parser.add_argument("--threads", type=int, default=64, help="SMTP/API handler threads")
     parser.add_argument(
+        "--worker-process",
+        action="store_true",
+        help="run the dispatcher and webhook sender in `sealpost serve --role worker`",
+    )
+    parser.add_argument(
         "--drain",
         action="store_true",
         help="commit --count changes first, then start events: the pipeline's own rate",
@@ -304,7 +359,15 @@ def main() -> None:
     args = parser.parse_args()
     configure_logging("WARNING")
     for backend in ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]:
-        run(backend, args.rate, args.seconds, args.count, args.threads, args.drain)
+        run(
+            backend,
+            args.rate,
+            args.seconds,
+            args.count,
+            args.threads,
+            args.drain,
+            args.worker_process,
+        )
 
 
 if __name__ == "__main__":

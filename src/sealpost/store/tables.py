@@ -316,8 +316,23 @@ webhook_deliveries = Table(
     Column("last_error", Text),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
-    Index("ix_webhook_deliveries_due", "state", "next_attempt_at"),
-    Index("ix_webhook_deliveries_order", "endpoint_id", "subject", "position"),
+    # only pending deliveries are ever searched for work: partial indexes stay small however
+    # long the history of delivered ones grows
+    Index(
+        "ix_webhook_deliveries_due",
+        "next_attempt_at",
+        "position",
+        sqlite_where=text("state = 'pending'"),
+        postgresql_where=text("state = 'pending'"),
+    ),
+    Index(
+        "ix_webhook_deliveries_order",
+        "endpoint_id",
+        "subject",
+        "position",
+        sqlite_where=text("state = 'pending'"),
+        postgresql_where=text("state = 'pending'"),
+    ),
     Index("ix_webhook_deliveries_endpoint_created", "endpoint_id", "created_at"),
     Index("ix_webhook_deliveries_event", "event_id"),
 )

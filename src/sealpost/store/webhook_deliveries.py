@@ -200,9 +200,14 @@ class DeliveryRepository:
     def has_due(self) -> bool:
         """A cheap read, so that an idle sender never takes the write lock."""
         d = webhook_deliveries.c
-        query = select(d.id).where(d.state == PENDING, d.next_attempt_at <= datetime.now(UTC))
+        query = (
+            select(d.id)
+            .where(d.state == PENDING, d.next_attempt_at <= datetime.now(UTC))
+            .order_by(d.next_attempt_at)  # walks the partial index, stops at the first
+            .limit(1)
+        )
         with self.engine.connect() as conn:
-            return conn.execute(query.limit(1)).first() is not None
+            return conn.execute(query).first() is not None
 
     def claim_due(
         self, owner: str, *, limit: int, lease_seconds: float, now: datetime | None = None

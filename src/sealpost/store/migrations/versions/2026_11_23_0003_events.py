@@ -111,11 +111,20 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     )
-    op.create_index("ix_webhook_deliveries_due", "webhook_deliveries", ["state", "next_attempt_at"])
+    pending = sa.text("state = 'pending'")
+    op.create_index(
+        "ix_webhook_deliveries_due",
+        "webhook_deliveries",
+        ["next_attempt_at", "position"],
+        sqlite_where=pending,
+        postgresql_where=pending,
+    )
     op.create_index(
         "ix_webhook_deliveries_order",
         "webhook_deliveries",
         ["endpoint_id", "subject", "position"],
+        sqlite_where=pending,
+        postgresql_where=pending,
     )
     op.create_index(
         "ix_webhook_deliveries_endpoint_created",
