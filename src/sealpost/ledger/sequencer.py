@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -107,7 +108,8 @@ class Sequencer:
         return heads
 
     def run(self, stop: threading.Event, *, window_seconds: float, lease_seconds: float) -> None:
-        """Seal every ``window_seconds`` while holding the lease, until ``stop`` is set.
+        """Seal every ``window_seconds`` while holding the lease, until ``stop`` is set: one
+        batch per window, or back to back while a backlog of full batches waits.
 
         A failure (TSA or database down) is retried with exponential backoff up to 10 s, so an
         outage neither kills the loop nor floods the log; records wait, committed, meanwhile.
@@ -118,6 +120,7 @@ class Sequencer:
                 if not self.storage.acquire_lease(self.holder, lease_seconds):
                     stop.wait(min(lease_seconds / 2, 1.0))
                     continue
+                started = time.monotonic()
                 try:
                     head = self.seal_pending()
                     backoff = 0.0
@@ -128,8 +131,11 @@ class Sequencer:
                     backoff = min(max(backoff * 2, window_seconds), 10.0)
                     log.error("ledger.seal_failed", error=repr(exc), retry_in=backoff)
                     head = None
-                if head is None or self.storage.pending_count() == 0:
-                    stop.wait(backoff or window_seconds)
+                if head is not None and self.storage.pending_count() >= self.max_batch:
+                    continue  # a backlog: seal the next full batch at once
+                # one head per window under a steady stream: sealing again as soon as a few
+                # more records arrive would sign and timestamp many tiny batches
+                stop.wait(max((backoff or window_seconds) - (time.monotonic() - started), 0.0))
         finally:
             try:
                 self.storage.release_lease(self.holder)
