@@ -137,6 +137,8 @@ def system_under_test(
     """Child process: a Sealpost (sequencer, dispatcher, webhook sender unless disabled in
     ``settings``) whose threads accept ``total`` communications; reports commit times, then
     runs until ``done``."""
+    if os.environ.get("SWITCH_MS"):
+        sys.setswitchinterval(float(os.environ["SWITCH_MS"]) / 1000)
     configure_logging("WARNING")
     sp = build(settings, prepare=False)
     sp.start_background()

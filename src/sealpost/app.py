@@ -369,6 +369,10 @@ class Sealpost:
         self._stop.set()
         self.work_available.set()
         self.webhooks_due.set()
+        if "engine" in self.__dict__:  # the dispatcher waits on it: wake it to stop
+            from sealpost.store.outbox import committed_signal
+
+            committed_signal(self.engine).set()
         if self._smtp is not None:
             self._smtp.close()
             self._smtp = None

@@ -186,7 +186,17 @@ class Settings(BaseSettings):
         True, description="Run the events dispatcher (one active at a time, by lease) in `serve`."
     )
     events_poll_interval_ms: int = Field(
-        20, ge=1, le=5000, description="How often an idle dispatcher and webhook sender look."
+        20,
+        ge=1,
+        le=5000,
+        description="How often the dispatcher and the webhook sender look for work while busy.",
+    )
+    events_idle_poll_interval_ms: int = Field(
+        250,
+        ge=1,
+        le=60000,
+        description="How often they look after a second without work (changes committed in "
+        "the same process wake them at once; this bounds the wait for other processes').",
     )
     events_lease_seconds: float = Field(
         10.0, gt=0, description="How long a dispatcher holds its lease without renewing it."

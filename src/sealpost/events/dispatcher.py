@@ -40,6 +40,7 @@ from sealpost.store.outbox import (
     OutboxRepository,
     PositionedEvent,
     StoredEvent,
+    committed_signal,
 )
 from sealpost.store.webhook_deliveries import DeliveryRepository
 
@@ -145,6 +146,9 @@ class EventDispatcher:
         the lease, until ``stop``.  Never dies of an outage: database or broker faults are
         logged and retried."""
         poll = self.settings.events_poll_interval_ms / 1000
+        idle_poll = self.settings.events_idle_poll_interval_ms / 1000
+        committed = committed_signal(self.outbox.engine)
+        last_work = time.monotonic()
         backoff = 0.0
         publishing = None
         self._positioned = asyncio.Event()
@@ -160,9 +164,11 @@ class EventDispatcher:
                             stop.wait, min(self.settings.events_lease_seconds / 3, 1.0)
                         )
                         continue
+                    committed.clear()  # before looking: a commit after this wakes the wait
                     positioned = await asyncio.to_thread(self.position)
                     if positioned:
                         self._positioned.set()  # the publisher need not wait for its poll
+                        last_work = time.monotonic()
                     # a full batch: more is waiting; otherwise let the next batch gather (one
                     # transaction per poll interval at most, however busy: SQLite syncs each)
                     busy = positioned >= POSITION_BATCH
@@ -174,8 +180,13 @@ class EventDispatcher:
                     backoff = min(max(backoff * 2, 0.1), 5.0)
                     log.error("events.dispatch_failed", error=repr(exc), retry_in=backoff)
                     await asyncio.to_thread(stop.wait, backoff)
-                if not busy:
-                    await asyncio.sleep(poll)
+                if busy:
+                    continue
+                if time.monotonic() - last_work < poll:  # events keep coming: let a batch
+                    await asyncio.sleep(poll)  # gather (one transaction per poll at most)
+                else:  # a commit in this process wakes it at once; others', at the poll
+                    recent = time.monotonic() - last_work < 1.0
+                    await asyncio.to_thread(committed.wait, poll if recent else idle_poll)
         finally:
             self._leader = False
             if publishing is not None:
@@ -192,7 +203,7 @@ class EventDispatcher:
         batch by batch, in order, as confirms arrive; any failure closes the connection and
         starts again from the last confirmed position."""
         assert self.publisher is not None
-        poll = self.settings.events_poll_interval_ms / 1000
+        poll = self.settings.events_idle_poll_interval_ms / 1000  # positioning wakes it
         in_flight: deque[tuple[list[StoredEvent], asyncio.Task[int]]] = deque()
         confirmed = sent = -1  # unknown until this process leads
         try:

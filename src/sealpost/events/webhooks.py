@@ -262,7 +262,8 @@ class WebhookSender:
     async def run(self, stop: threading.Event) -> None:
         """Claim and send until ``stop``; never dies of a database outage."""
         s = self.settings
-        poll = s.events_poll_interval_ms / 1000
+        poll, idle_poll = s.events_poll_interval_ms / 1000, s.events_idle_poll_interval_ms / 1000
+        last_work = time.monotonic()
         outcomes: asyncio.Queue[Outcome | None] = asyncio.Queue()
         running: set[asyncio.Task[None]] = set()
         recorder = asyncio.create_task(self._recorder(outcomes))
@@ -286,9 +287,12 @@ class WebhookSender:
                         task = asyncio.create_task(attempt(session, delivery))
                         running.add(task)
                         task.add_done_callback(running.discard)
+                    if claimed or running:
+                        last_work = time.monotonic()
                     if len(claimed) < free or free <= 0:  # no backlog: wait for new work
                         self.wake.clear()
-                        await asyncio.to_thread(self.wake.wait, poll)
+                        recent = time.monotonic() - last_work < 1.0
+                        await asyncio.to_thread(self.wake.wait, poll if recent else idle_poll)
                 except Exception as exc:  # the database may be down: wait, never die
                     log.error("webhooks.loop_error", error=repr(exc))
                     await asyncio.sleep(1.0)

@@ -141,7 +141,7 @@ class CommunicationRepository:
         return [_communication(r) for r in conn.execute(query)]
 
     def append_records(self, records: Sequence[EvidenceRecord]) -> None:
-        with self.engine.begin() as conn:
+        with write_transaction(self.engine) as conn:
             append_evidence(conn, records)
 
     # -- reading ----------------------------------------------------------------------------

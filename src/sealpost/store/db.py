@@ -15,7 +15,7 @@ inside another on the same thread fails on SQLite's busy timeout instead of hang
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -82,11 +82,40 @@ def _writer_lock(engine: Engine) -> threading.RLock | None:
 @contextmanager
 def write_transaction(engine: Engine) -> Iterator[Connection]:
     """A transaction that writes: IMMEDIATE on SQLite, behind the process's writer lock (held
-    until the commit is done); a plain transaction elsewhere."""
+    until the commit is done); a plain transaction elsewhere.  Callbacks registered with
+    :func:`after_commit` run once it has committed (never after a rollback)."""
     lock = _writer_lock(engine)
+    callbacks: list[Callable[[], None]] = []
     if lock is None:
         with engine.begin() as conn:
-            yield conn
-        return
-    with lock, engine.connect().execution_options(sqlite_begin="IMMEDIATE") as conn, conn.begin():
-        yield conn
+            conn.info[_AFTER_COMMIT] = callbacks
+            try:
+                yield conn
+            finally:
+                conn.info.pop(_AFTER_COMMIT, None)
+    else:
+        with (
+            lock,
+            engine.connect().execution_options(sqlite_begin="IMMEDIATE") as conn,
+            conn.begin(),
+        ):
+            conn.info[_AFTER_COMMIT] = callbacks
+            try:
+                yield conn
+            finally:
+                conn.info.pop(_AFTER_COMMIT, None)
+    for callback in callbacks:
+        callback()
+
+
+_AFTER_COMMIT = "sealpost_after_commit"
+
+
+def after_commit(conn: Connection, callback: Callable[[], None]) -> None:
+    """Run ``callback`` once the ``write_transaction`` of ``conn`` has committed (at once when
+    ``conn`` is not one: its caller commits it, and nothing watches that commit)."""
+    callbacks = conn.info.get(_AFTER_COMMIT)
+    if callbacks is None:
+        callback()
+    elif callback not in callbacks:
+        callbacks.append(callback)

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import functools
 import json
+import threading
+import weakref
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -43,7 +45,7 @@ from sealpost.events.catalogue import (
 from sealpost.events.cloudevents import encode, envelope
 from sealpost.ledger.records import EvidenceRecord
 from sealpost.store import leases
-from sealpost.store.db import is_sqlite, write_transaction
+from sealpost.store.db import after_commit, is_sqlite, write_transaction
 from sealpost.store.ledger_storage import SqlLogStorage, as_utc
 from sealpost.store.tables import outbox_cursors, outbox_events
 
@@ -129,9 +131,24 @@ def append_evidence(
     add_events_in(conn, [*events_for_records(records), *events])
 
 
+_COMMITTED: weakref.WeakKeyDictionary[Engine, threading.Event] = weakref.WeakKeyDictionary()
+_COMMITTED_GUARD = threading.Lock()
+
+
+def committed_signal(engine: Engine) -> threading.Event:
+    """Set whenever a transaction of this process committed events to ``engine``: the
+    dispatcher of the same process wakes at once instead of waiting for its poll."""
+    with _COMMITTED_GUARD:
+        signal = _COMMITTED.get(engine)
+        if signal is None:
+            signal = _COMMITTED[engine] = threading.Event()
+        return signal
+
+
 def add_events_in(conn: Connection, events: Sequence[NewEvent]) -> None:
     if not events:
         return
+    after_commit(conn, committed_signal(conn.engine).set)
     sequences = _reserve_sequences(conn, events)
     conn.execute(
         insert(outbox_events),
