@@ -137,8 +137,6 @@ def system_under_test(
     """Child process: a Sealpost (sequencer, dispatcher, webhook sender unless disabled in
     ``settings``) whose threads accept ``total`` communications; reports commit times, then
     runs until ``done``."""
-    if os.environ.get("SWITCH_MS"):
-        sys.setswitchinterval(float(os.environ["SWITCH_MS"]) / 1000)
     configure_logging("WARNING")
     sp = build(settings, prepare=False)
     sp.start_background()
@@ -244,8 +242,10 @@ def run(
     spawn = mp.get_context("spawn")
     out, done = spawn.Queue(), spawn.Event()
     worker = None
+    worker_settings = settings
     if split:  # the events machinery in its own process, as at scale: serve --role worker
-        worker = _worker(settings, work)
+        if not drain:
+            worker = _worker(worker_settings, work)
         settings = settings.model_copy(
             update={"events_dispatcher_enabled": False, "webhooks_enabled": False}
         )
@@ -255,6 +255,9 @@ def run(
     )
     sut.start()
     committed, generated, started = out.get(timeout=900)
+    if split and drain:  # the backlog is there: now the worker
+        worker = _worker(worker_settings, work, settle=0.0)
+        started = time.monotonic()
     deadline = time.monotonic() + 300
     while (len(receipts_amqp.at) < total or len(receipts_http.at) < total) and (
         time.monotonic() < deadline
@@ -307,7 +310,7 @@ def run(
     )
 
 
-def _worker(settings: Settings, work: Path) -> subprocess.Popen[bytes]:
+def _worker(settings: Settings, work: Path, settle: float = 2.0) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SEALPOST_")}
     env.update(
         SEALPOST_DATABASE_URL=settings.resolved_database_url,
@@ -325,7 +328,7 @@ def _worker(settings: Settings, work: Path) -> subprocess.Popen[bytes]:
     worker = subprocess.Popen(
         [sys.executable, "-m", "sealpost", "serve", "--role", "worker"], env=env, cwd=work
     )
-    time.sleep(2.0)  # started and holding the dispatcher lease
+    time.sleep(settle)  # started and holding the dispatcher lease
     return worker
 
 
@@ -347,7 +350,7 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=1000, help="state changes per second")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--count", type=int, default=10_000, help="with --drain")
-    parser.add_argument("--threads", type=int, default=64, help="SMTP/API handler threads")
+    parser.add_argument("--threads", type=int, default=16, help="SMTP/API handler threads")
     parser.add_argument(
         "--worker-process",
         action="store_true",

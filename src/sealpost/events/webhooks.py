@@ -20,6 +20,7 @@ pool's bookkeeping, aiohttp ~0.2 ms.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import os
 import random
@@ -266,7 +267,12 @@ class WebhookSender:
         last_work = time.monotonic()
         outcomes: asyncio.Queue[Outcome | None] = asyncio.Queue()
         running: set[asyncio.Task[None]] = set()
+        slot_freed = asyncio.Event()
         recorder = asyncio.create_task(self._recorder(outcomes))
+
+        def finished(task: asyncio.Task[None]) -> None:
+            running.discard(task)
+            slot_freed.set()
 
         async def attempt(session: aiohttp.ClientSession, delivery: ClaimedDelivery) -> None:
             outcomes.put_nowait(await self.attempt(session, delivery))
@@ -286,10 +292,14 @@ class WebhookSender:
                     for delivery in claimed:
                         task = asyncio.create_task(attempt(session, delivery))
                         running.add(task)
-                        task.add_done_callback(running.discard)
+                        task.add_done_callback(finished)
                     if claimed or running:
                         last_work = time.monotonic()
-                    if len(claimed) < free or free <= 0:  # no backlog: wait for new work
+                    if free <= 0 or len(claimed) == free:  # a backlog: go on as slots free
+                        slot_freed.clear()
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(slot_freed.wait(), poll)
+                    else:  # no backlog: wait for new work
                         self.wake.clear()
                         recent = time.monotonic() - last_work < 1.0
                         await asyncio.to_thread(self.wake.wait, poll if recent else idle_poll)

@@ -1,0 +1,78 @@
+"""Claiming webhook deliveries (SQLite and the real PostgreSQL): one delivery per subject and
+endpoint at a time, in position order, while other subjects go on; claims are exclusive."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from sealpost.app import Sealpost
+from sealpost.events.catalogue import new_event
+from sealpost.events.dispatcher import EventDispatcher
+from sealpost.store.outbox import PositionedEvent
+from sealpost.store.webhook_deliveries import AttemptResult, Outcome
+from sealpost.store.webhooks import Endpoint
+
+WINDOW = timedelta(hours=24)
+
+
+def endpoint(sp: Sealpost, tenant_id: str) -> Endpoint:
+    return sp.webhooks.create(
+        tenant_id,
+        url="https://crm.example.com/hook",
+        description="",
+        event_types=[],
+        secret="whsec_" + "QUJD" * 8,
+    )
+
+
+def events(sp: Sealpost, tenant_id: str, subjects: list[str]) -> list[PositionedEvent]:
+    """Outbox rows (the claim joins them for the payload) and their positions."""
+    new = [
+        new_event(
+            tenant_id=tenant_id,
+            type="sealpost.communication.delayed",
+            subject_type="communication",
+            subject_id=s,
+            time=datetime.now(UTC),
+            data={},
+        )
+        for s in subjects
+    ]
+    sp.outbox.append(new)
+    dispatcher = EventDispatcher(sp.outbox, sp.settings)
+    assert dispatcher.hold_lease()
+    return sp.outbox.position_new(dispatcher.holder, limit=1000)
+
+
+def ok() -> AttemptResult:
+    return AttemptResult(datetime.now(UTC), 3, 204, "", None)
+
+
+def test_one_delivery_per_subject_at_a_time_in_position_order(
+    sealpost: Sealpost, tenant_id: str
+) -> None:
+    endpoint(sealpost, tenant_id)
+    a, b = str(uuid.uuid4()), str(uuid.uuid4())
+    positioned = events(sealpost, tenant_id, [a, a, b, a])
+    repo = sealpost.webhook_deliveries
+    assert repo.replay(positioned, endpoint_id=None, retry_window=WINDOW) == 4
+
+    first = repo.claim_due("w1", limit=10, lease_seconds=60)
+    assert sorted(c.event_id for c in first) == sorted([positioned[0].id, positioned[2].id])
+    assert repo.claim_due("w2", limit=10, lease_seconds=60) == []  # the rest wait their turn
+
+    a1 = next(c for c in first if c.event_id == positioned[0].id)
+    assert repo.finish("w1", [Outcome(a1, ok(), None)], retry_window=WINDOW) == 1
+    second = repo.claim_due("w2", limit=10, lease_seconds=60)
+    assert [c.event_id for c in second] == [positioned[1].id]  # a's next, not a's third
+
+    failed_once = AttemptResult(datetime.now(UTC), 3, 500, "no", "HTTP 500")
+    retry_at = datetime.now(UTC) + timedelta(hours=1)
+    repo.finish("w2", [Outcome(second[0], failed_once, retry_at)], retry_window=WINDOW)
+    assert repo.claim_due("w3", limit=10, lease_seconds=60) == []  # a2 retries later: a3 waits
+
+    # a finish by a worker whose lease was taken over is refused
+    stale = Outcome(next(c for c in first if c.event_id == positioned[2].id), ok(), None)
+    assert repo.finish("someone-else", [stale], retry_window=WINDOW) == 0
+    assert repo.finish("w1", [stale], retry_window=WINDOW) == 1
