@@ -112,9 +112,11 @@ def tenant_id(sealpost: Sealpost) -> str:
 
 
 from tests.support.mail import (  # noqa: E402  (fixtures for every package)
+    mail_client,
     mail_env,
+    mail_key,
     mail_overrides,
     replies,
 )
 
-__all__ = ["mail_env", "mail_overrides", "replies"]
+__all__ = ["mail_client", "mail_env", "mail_key", "mail_overrides", "replies"]

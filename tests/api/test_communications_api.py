@@ -5,28 +5,24 @@ from __future__ import annotations
 import base64
 import hashlib
 import time
-from collections.abc import Iterator
 from email import message_from_bytes
 
 import pytest
 from fastapi.testclient import TestClient
 
-from sealpost.api.app import create_app
 from sealpost.certificates.verify import verify_certificate_pdf
 from sealpost.ledger.verify import verify_bundle
 from tests.support.mail import RECIPIENT_DOMAIN, MailEnv
 
 
 @pytest.fixture
-def client(mail_env: MailEnv) -> Iterator[TestClient]:
-    with TestClient(create_app(mail_env.sp, start_background=False)) as test_client:
-        yield test_client
+def client(mail_client: TestClient) -> TestClient:
+    return mail_client
 
 
 @pytest.fixture
-def key(mail_env: MailEnv) -> dict[str, str]:
-    secret = mail_env.sp.tenants.issue_api_key(mail_env.tenant_id, "crm").secret
-    return {"Authorization": f"Bearer {secret}"}
+def key(mail_key: dict[str, str]) -> dict[str, str]:
+    return mail_key
 
 
 def message(**extra: object) -> dict[str, object]:

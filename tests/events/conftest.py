@@ -3,14 +3,10 @@ recipient mail server, and, where they need them, a real HTTP receiver and the r
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from fastapi.testclient import TestClient
 
-from sealpost.api.app import create_app
 from tests.support.amqp import amqp, rabbitmq_available
-from tests.support.mail import MailEnv
 
 __all__ = ["amqp", "rabbitmq_available"]
 
@@ -29,12 +25,10 @@ def mail_overrides() -> dict[str, object]:
 
 
 @pytest.fixture
-def client(mail_env: MailEnv) -> Iterator[TestClient]:
-    with TestClient(create_app(mail_env.sp, start_background=False)) as test_client:
-        yield test_client
+def client(mail_client: TestClient) -> TestClient:
+    return mail_client
 
 
 @pytest.fixture
-def key(mail_env: MailEnv) -> dict[str, str]:
-    secret = mail_env.sp.tenants.issue_api_key(mail_env.tenant_id, "crm").secret
-    return {"Authorization": f"Bearer {secret}"}
+def key(mail_key: dict[str, str]) -> dict[str, str]:
+    return mail_key

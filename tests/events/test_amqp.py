@@ -22,12 +22,11 @@ from sqlalchemy import create_engine, text
 
 from sealpost.app import Sealpost, build
 from sealpost.config import Settings
-from sealpost.email.submission import SubmissionRequest
 from sealpost.events.catalogue import events_for_records
 from sealpost.ledger.records import format_time, record_from_json
 from sealpost.store.outbox import AMQP_CURSOR
 from tests.support.amqp import QueueConsumer, Topology, ensure_broker_running, rabbitmqctl
-from tests.support.mail import RECIPIENT_DOMAIN, email_settings, make_message
+from tests.support.mail import accept_one, email_settings
 from tests.support.smtp_peer import RecipientHandler, RecipientServer
 
 
@@ -76,20 +75,6 @@ def running(settings: Settings, peer: RecipientServer, amqp: Topology) -> Sealpo
     return sp
 
 
-def submit(sp: Sealpost, tenant_id: str, local: str) -> str:
-    accepted = sp.submissions.accept(
-        SubmissionRequest(
-            tenant_id=tenant_id,
-            via="api",
-            mail_from="care@acme.test",
-            recipients=(f"{local}@{RECIPIENT_DOMAIN}",),
-            raw=make_message(f"Notice {local}"),
-            identification={"method": "test"},
-        )
-    )
-    return accepted.communication_ids[0]
-
-
 def local_part(i: int) -> str:
     return ("fail-" if i % 10 == 0 else "slow-" if i % 10 == 1 else "ok-") + str(i)
 
@@ -121,7 +106,7 @@ def test_a_thousand_state_changes_arrive_once_in_order_matching_the_evidence(
     tenant = sp.tenants.create(f"tenant-{uuid.uuid4().hex[:8]}")
     try:
         with QueueConsumer(amqp.queue(tenant.id)) as consumer:
-            ids = [submit(sp, tenant.id, local_part(i)) for i in range(500)]
+            ids = [accept_one(sp, tenant.id, local_part(i)) for i in range(500)]
             unique = consumer.wait_unique(1000, timeout=120)
             time.sleep(0.5)  # anything more would be a duplicate or an event too many
             received = consumer.events()
@@ -175,7 +160,7 @@ def test_broker_stopped_and_started_mid_stream_loses_nothing_and_keeps_order(
         for i in range(300):
             if stop_sending.is_set():
                 return
-            ids.append(submit(sp, tenant.id, f"ok-{i}"))
+            ids.append(accept_one(sp, tenant.id, f"ok-{i}"))
             time.sleep(0.01)
 
     try:
@@ -241,7 +226,7 @@ def test_dispatcher_killed_after_the_confirms_before_its_cursor_moves_publishes_
     )
     sp = build(settings)
     tenant = sp.tenants.create(f"tenant-{uuid.uuid4().hex[:8]}")
-    ids = [submit(sp, tenant.id, f"ok-{i}") for i in range(50)]
+    ids = [accept_one(sp, tenant.id, f"ok-{i}") for i in range(50)]
     assert sp.outbox.advance_cursor(AMQP_CURSOR, 0, 0)  # the row exists, at 0
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("SEALPOST_")}

@@ -19,10 +19,9 @@ from fastapi.testclient import TestClient
 from sealpost.api.app import create_app
 from sealpost.app import build
 from sealpost.config import Settings
-from sealpost.email.submission import SubmissionRequest
 from sealpost.events.catalogue import KINDS
 from tests.support.amqp import Topology, delete_queue
-from tests.support.mail import RECIPIENT_DOMAIN, make_message
+from tests.support.mail import accept_one
 from tests.support.smtp_peer import free_port
 
 DOCS = Path(__file__).parents[2] / "docs" / "events.md"
@@ -99,19 +98,7 @@ def sqlite_settings(tmp_path: Path, keys_dir: Path) -> Settings:
 
 
 def accept(sp, tenant_id: str, n: int) -> list[str]:  # type: ignore[no-untyped-def]
-    return [
-        sp.submissions.accept(
-            SubmissionRequest(
-                tenant_id=tenant_id,
-                via="api",
-                mail_from="care@acme.test",
-                recipients=(f"r{i}@{RECIPIENT_DOMAIN}",),
-                raw=make_message(f"Doc {i}"),
-                identification={"method": "test"},
-            )
-        ).communication_ids[0]
-        for i in range(n)
-    ]
+    return [accept_one(sp, tenant_id, f"r{i}") for i in range(n)]
 
 
 def test_the_documented_consumer_works_as_written(

@@ -14,9 +14,12 @@ from email.policy import SMTP
 from email.utils import format_datetime
 
 import pytest
+from fastapi.testclient import TestClient
 
+from sealpost.api.app import create_app
 from sealpost.app import Sealpost, build
 from sealpost.config import Settings
+from sealpost.email.submission import SubmissionRequest
 from sealpost.store.communications import Communication
 from sealpost.store.senders import SmtpCredential
 from tests.support.smtp_peer import RecipientServer
@@ -103,6 +106,36 @@ def mail_env(
         finally:
             sp.stop_background()
             sp.engine.dispose()
+
+
+@pytest.fixture
+def mail_client(mail_env: MailEnv) -> Iterator[TestClient]:
+    """The REST API of ``mail_env``'s Sealpost (its background work is the fixture's own)."""
+    with TestClient(create_app(mail_env.sp, start_background=False)) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def mail_key(mail_env: MailEnv) -> dict[str, str]:
+    """Headers with an API key of ``mail_env``'s tenant."""
+    secret = mail_env.sp.tenants.issue_api_key(mail_env.tenant_id, "crm").secret
+    return {"Authorization": f"Bearer {secret}"}
+
+
+def accept_one(sp: Sealpost, tenant_id: str, local: str) -> str:
+    """Accept one message for ``local@recipient.test`` the way SMTP and the API do
+    (``SubmissionService``, group commit), without a socket; returns its communication id."""
+    accepted = sp.submissions.accept(
+        SubmissionRequest(
+            tenant_id=tenant_id,
+            via="api",
+            mail_from="care@acme.test",
+            recipients=(f"{local}@{RECIPIENT_DOMAIN}",),
+            raw=make_message(f"Notice {local}"),
+            identification={"method": "test"},
+        )
+    )
+    return accepted.communication_ids[0]
 
 
 def _client_tls() -> ssl.SSLContext:

@@ -19,6 +19,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Response
 from pydantic import BaseModel, Field, field_validator
 
+from sealpost.api import cursors
 from sealpost.api.auth import SealpostDep, TenantDep
 from sealpost.app import Sealpost
 from sealpost.email.addresses import AddressError, checked_address
@@ -268,21 +269,6 @@ def send(
     return _result(sp, accepted)
 
 
-def _cursor(c: Communication) -> str:
-    text = f"{format_time(c.submitted_at)}|{c.id}"
-    return base64.urlsafe_b64encode(text.encode()).decode()
-
-
-def _parse_cursor(cursor: str) -> tuple[datetime, str]:
-    from sealpost.ledger.records import parse_time
-
-    try:
-        moment, _, cid = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
-        return parse_time(moment, field="cursor"), cid
-    except (ValueError, UnicodeDecodeError, binascii.Error):
-        raise InvalidInput("cursor is not one this API gave") from None
-
-
 @router.get("/communications", response_model=CommunicationPage)
 def list_communications(
     sp: SealpostDep,
@@ -309,13 +295,13 @@ def list_communications(
         recipient=recipient,
         submitted_from=submitted_from.astimezone(UTC) if submitted_from else None,
         submitted_to=submitted_to.astimezone(UTC) if submitted_to else None,
-        after=_parse_cursor(cursor) if cursor else None,
+        after=cursors.decode(cursor) if cursor else None,
         limit=limit + 1,
     )
     page, more = items[:limit], len(items) > limit
     return CommunicationPage(
         items=[CommunicationBody(**_body(c)) for c in page],
-        next_cursor=_cursor(page[-1]) if more else None,
+        next_cursor=cursors.encode(page[-1].submitted_at, page[-1].id) if more else None,
     )
 
 

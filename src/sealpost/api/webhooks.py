@@ -4,8 +4,6 @@ rotate the secret, send a test event, and read the delivery log.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import ipaddress
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -16,6 +14,7 @@ from fastapi import APIRouter, Query, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
+from sealpost.api import cursors
 from sealpost.api.auth import SealpostDep, TenantDep
 from sealpost.app import Sealpost
 from sealpost.errors import InvalidInput, NotFound
@@ -23,7 +22,7 @@ from sealpost.events.catalogue import KINDS, TEST_EVENT_TYPE, valid_pattern
 from sealpost.events.cloudevents import SPECVERSION, encode, source_of
 from sealpost.events.signing import new_secret
 from sealpost.events.webhooks import http_session, post_event
-from sealpost.ledger.records import format_time, parse_time
+from sealpost.ledger.records import format_time
 from sealpost.store.webhook_deliveries import DELIVERY_STATES, Delivery
 from sealpost.store.webhooks import Endpoint
 
@@ -283,18 +282,6 @@ async def test_endpoint(endpoint_id: str, sp: SealpostDep, tenant: TenantDep) ->
     )
 
 
-def _cursor(d: Delivery) -> str:
-    return base64.urlsafe_b64encode(f"{format_time(d.created_at)}|{d.id}".encode()).decode()
-
-
-def _parse_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        moment, _, did = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
-        return parse_time(moment, field="cursor"), did
-    except (ValueError, UnicodeDecodeError, binascii.Error):
-        raise InvalidInput("cursor is not one this API gave") from None
-
-
 @router.get("/webhooks/{endpoint_id}/deliveries", response_model=DeliveryPage)
 def list_deliveries(
     endpoint_id: str,
@@ -315,13 +302,13 @@ def list_deliveries(
         tenant.id,
         endpoint_id,
         states=state or (),
-        before=_parse_cursor(cursor) if cursor else None,
+        before=cursors.decode(cursor) if cursor else None,
         limit=limit + 1,
     )
     page, more = items[:limit], len(items) > limit
     return DeliveryPage(
         items=[DeliveryOut(**_delivery(d)) for d in page],
-        next_cursor=_cursor(page[-1]) if more else None,
+        next_cursor=cursors.encode(page[-1].created_at, page[-1].id) if more else None,
     )
 
 

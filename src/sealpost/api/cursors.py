@@ -1,0 +1,24 @@
+"""Keyset cursors for newest-first lists: the (time, id) of the last item seen, opaque to
+clients (URL-safe base64), so a page never repeats or skips an item however many are added."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import datetime
+
+from sealpost.errors import InvalidInput
+from sealpost.ledger.records import format_time, parse_time
+
+
+def encode(moment: datetime, item_id: str) -> str:
+    return base64.urlsafe_b64encode(f"{format_time(moment)}|{item_id}".encode()).decode()
+
+
+def decode(cursor: str) -> tuple[datetime, str]:
+    """The (time, id) a cursor names; a clear 422 for anything this API did not give."""
+    try:
+        moment, _, item_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
+        return parse_time(moment, field="cursor"), item_id
+    except (ValueError, UnicodeDecodeError, binascii.Error):
+        raise InvalidInput("cursor is not one this API gave") from None
