@@ -201,6 +201,13 @@ class Settings(BaseSettings):
     events_lease_seconds: float = Field(
         10.0, gt=0, description="How long a dispatcher holds its lease without renewing it."
     )
+    events_retention_days: int = Field(
+        30,
+        ge=1,
+        description="Events, and finished webhook deliveries with their attempts, are purged "
+        "this long after their time (never one RabbitMQ has not confirmed, nor one a webhook "
+        "still retries); the evidence records they came from are kept for good.",
+    )
     webhooks_enabled: bool = Field(True, description="Run the webhook sender in `serve`.")
     webhook_timeout_seconds: float = Field(
         10.0, gt=0, description="Per request: connect, send and the first response byte."

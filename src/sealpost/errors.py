@@ -9,6 +9,7 @@ with structured fields (see ``ledger/errors.py``, ``pki/errors.py``)::
     ├── Unauthorized (401)          missing or wrong credential; never says which
     ├── NotFound (404)              unknown id, or an id of another tenant
     ├── Conflict (409)              a state that forbids the action
+    ├── Gone (410)                  existed, but was purged (retention)
     └── ServiceUnavailable (503)    a dependency (TSA, database) is down; retry later
 """
 
@@ -39,6 +40,10 @@ class NotFound(SealpostError):
 
 class Conflict(SealpostError):
     status = 409
+
+
+class Gone(SealpostError):
+    status = 410
 
 
 class ServiceUnavailable(SealpostError):

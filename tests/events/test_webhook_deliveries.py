@@ -40,7 +40,7 @@ def events(sp: Sealpost, tenant_id: str, subjects: list[str]) -> list[Positioned
         for s in subjects
     ]
     sp.outbox.append(new)
-    dispatcher = EventDispatcher(sp.outbox, sp.settings)
+    dispatcher = EventDispatcher(sp.outbox, sp.settings, holder="test-dispatcher")
     assert dispatcher.hold_lease()
     return sp.outbox.position_new(dispatcher.holder, limit=1000)
 

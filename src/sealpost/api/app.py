@@ -31,6 +31,7 @@ _ERROR_NAMES = {
     401: "unauthorized",
     404: "not_found",
     409: "conflict",
+    410: "gone",
     415: "unsupported_media_type",
     422: "invalid_input",
 }

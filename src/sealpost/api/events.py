@@ -3,7 +3,8 @@
 Pull mode is for systems that cannot receive webhooks or consume AMQP: page through the
 tenant's events in position order with the cursor the previous page gave; ``wait`` long-polls
 until something arrives.  Positions are dense and only ever grow, so a cursor never skips an
-event.
+event.  A cursor older than the retention purge (``SEALPOST_EVENTS_RETENTION_DAYS``) answers
+410 instead of silently skipping what was purged.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from sealpost.api.auth import SealpostDep, TenantDep
-from sealpost.errors import InvalidInput, NotFound
+from sealpost.errors import Gone, InvalidInput, NotFound
 from sealpost.events.catalogue import EVENT_KINDS
-from sealpost.store.outbox import AMQP_CURSOR
+from sealpost.store.outbox import AMQP_CURSOR, PURGED_CURSOR
 
 router = APIRouter(prefix="/v1", tags=["events"])
 
@@ -88,6 +89,14 @@ async def list_events(
     """The tenant's events after the cursor, oldest first (pull mode)."""
     position = _position(after)
     types = _types(type)
+    if position:
+        purged = await run_in_threadpool(sp.outbox.cursor, PURGED_CURSOR)
+        if position < purged:
+            raise Gone(
+                f"events up to position {purged} were purged (kept "
+                f"{sp.settings.events_retention_days} days): this cursor may have missed some; "
+                "start again without 'after' and reconcile with GET /v1/communications"
+            )
     deadline = time.monotonic() + wait
     while True:
         found = await run_in_threadpool(

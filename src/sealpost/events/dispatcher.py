@@ -14,6 +14,10 @@ Two loops on one event loop:
    deduplicate on the event id.
 
 Positioning never waits for the broker, so webhooks and the pull API go on during an outage.
+
+The leader also applies retention, once an hour: events older than
+``SEALPOST_EVENTS_RETENTION_DAYS`` (but never one the broker has not confirmed, nor one a
+webhook still retries) and finished webhook deliveries as old.
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ log = get_logger(__name__)
 POSITION_BATCH = 2000
 PUBLISH_BATCH = 500
 PUBLISH_WINDOW = 4
+PURGE_INTERVAL = 3600.0  # seconds between two retention passes of the leader
 
 
 class EventDispatcher:
@@ -72,6 +77,7 @@ class EventDispatcher:
         self._amqp_down_logged = False
         self._leader = False
         self._positioned = asyncio.Event()
+        self._purge_at = 0.0  # the first pass soon after taking the lead
 
     # -- one round, in parts ------------------------------------------------------------------
 
@@ -101,6 +107,17 @@ class EventDispatcher:
         if positioned and self.on_positioned is not None:
             self.on_positioned()
         return len(positioned)
+
+    def purge_expired(self, now: datetime | None = None) -> tuple[int, int]:
+        """Retention: delete what is older than ``events_retention_days``; returns (events,
+        webhook deliveries) purged.  With a broker, only what it confirmed."""
+        cutoff = (now or datetime.now(UTC)) - timedelta(days=self.settings.events_retention_days)
+        published = None if self.publisher is None else self.outbox.cursor(AMQP_CURSOR)
+        events = self.outbox.purge_before(cutoff, published_up_to=published)
+        deliveries = DeliveryRepository(self.outbox.engine).purge_finished_before(cutoff)
+        if events or deliveries:
+            log.info("events.purged", events=events, webhook_deliveries=deliveries)
+        return events, deliveries
 
     async def publish(self) -> int:
         """Publish one batch after the AMQP cursor; returns how many were confirmed."""
@@ -173,6 +190,9 @@ class EventDispatcher:
                     # transaction per poll interval at most, however busy: SQLite syncs each)
                     busy = positioned >= POSITION_BATCH
                     backoff = 0.0
+                    if not busy and time.monotonic() >= self._purge_at:
+                        self._purge_at = time.monotonic() + PURGE_INTERVAL
+                        await asyncio.to_thread(self.purge_expired)
                 except LeaseLost as exc:
                     log.warning("events.lease_lost", reason=exc.message)
                     self._renewed_at, self._leader = float("-inf"), False

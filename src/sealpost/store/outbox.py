@@ -32,7 +32,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, TextClause, bindparam, func, insert, select, text, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    TextClause,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
 
 from sealpost.errors import SealpostError
 from sealpost.events.catalogue import (
@@ -47,10 +58,12 @@ from sealpost.ledger.records import EvidenceRecord
 from sealpost.store import leases
 from sealpost.store.db import after_commit, is_sqlite, write_transaction
 from sealpost.store.ledger_storage import SqlLogStorage, as_utc
-from sealpost.store.tables import outbox_cursors, outbox_events
+from sealpost.store.tables import outbox_cursors, outbox_events, webhook_deliveries
 
 DISPATCHER_LEASE = "events-dispatcher"
 AMQP_CURSOR = "amqp"
+PURGED_CURSOR = "purged"  # the highest position retention deleted: older pull cursors are gone
+PURGE_BATCH = 2000
 _CHUNK = 500
 
 
@@ -224,6 +237,16 @@ def _upsert_counters(rows: int) -> TextClause:
     )
 
 
+def _raise_cursor_in(conn: Connection, name: str, position: int) -> None:
+    """Move a cursor up to ``position`` (never down), creating it if needed."""
+    c = outbox_cursors.c
+    found = conn.execute(select(c.position).where(c.name == name)).first()
+    if found is None:
+        conn.execute(insert(outbox_cursors).values(name=name, position=position))
+    elif found.position < position:
+        conn.execute(update(outbox_cursors).where(c.name == name).values(position=position))
+
+
 # -- the dispatcher and the readers ----------------------------------------------------------
 
 
@@ -330,6 +353,54 @@ class OutboxRepository:
         query = select(*_COLUMNS).where(o.position > position).order_by(o.position).limit(limit)
         with self.engine.connect() as conn:
             return [_stored(r) for r in conn.execute(query)]
+
+    # -- retention ----------------------------------------------------------------------------
+
+    def purge_before(self, cutoff: datetime, *, published_up_to: int | None = None) -> int:
+        """Delete events whose time is before ``cutoff``, oldest position first, one batch per
+        transaction (SQLite writers wait for one batch, not for the whole purge).
+
+        Kept whatever their age: the newest event (positions continue from it), any after
+        ``published_up_to`` (RabbitMQ has not confirmed them yet), and any a webhook delivery
+        still retries.  The walk follows positions and stops at the first recent event, so an
+        hourly purge with nothing to do reads one row, not the table.
+        """
+        o, d = outbox_events.c, webhook_deliveries.c
+        purged, last = 0, 0
+        while True:
+            with write_transaction(self.engine) as conn:
+                top = conn.execute(select(func.max(o.position))).scalar()
+                if top is None:
+                    return purged
+                bound = top - 1 if published_up_to is None else min(top - 1, published_up_to)
+                rows = conn.execute(
+                    select(o.seq, o.id, o.position, o.time)
+                    .where(o.position > last, o.position <= bound)
+                    .order_by(o.position)
+                    .limit(PURGE_BATCH)
+                ).all()
+                old = []
+                for row in rows:
+                    if as_utc(row.time) >= cutoff:
+                        break
+                    old.append(row)
+                if not old:
+                    return purged
+                retried = set(  # events a webhook delivery still retries
+                    conn.execute(
+                        select(d.event_id).where(
+                            d.event_id.in_([r.id for r in old]), d.state == "pending"
+                        )
+                    ).scalars()
+                )
+                doomed = [r for r in old if r.id not in retried]
+                if doomed:
+                    conn.execute(delete(outbox_events).where(o.seq.in_([r.seq for r in doomed])))
+                    _raise_cursor_in(conn, PURGED_CURSOR, max(r.position for r in doomed))
+                purged += len(doomed)
+                last = old[-1].position
+            if len(old) < len(rows) or len(rows) < PURGE_BATCH:
+                return purged
 
     # -- the API's reads ---------------------------------------------------------------------
 

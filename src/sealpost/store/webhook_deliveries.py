@@ -457,6 +457,36 @@ class DeliveryRepository:
         conn.execute(delete(webhook_attempts).where(webhook_attempts.c.delivery_id.in_(ids)))
         conn.execute(delete(webhook_deliveries).where(d.endpoint_id == endpoint_id))
 
+    def purge_finished_before(self, cutoff: datetime, *, batch: int = 2000) -> int:
+        """Retention: delete deliveries created before ``cutoff`` that are over (delivered,
+        failed, cancelled), with their attempts; endpoint by endpoint through the
+        (endpoint, created) index, one batch per transaction.  Returns how many."""
+        d, a = webhook_deliveries.c, webhook_attempts.c
+        with self.engine.connect() as conn:
+            endpoints = list(conn.execute(select(webhook_endpoints.c.id)).scalars())
+        purged = 0
+        for endpoint_id in endpoints:
+            while True:
+                with write_transaction(self.engine) as conn:
+                    ids = list(
+                        conn.execute(
+                            select(d.id)
+                            .where(
+                                d.endpoint_id == endpoint_id,
+                                d.created_at < cutoff,
+                                d.state != PENDING,
+                            )
+                            .limit(batch)
+                        ).scalars()
+                    )
+                    if ids:
+                        conn.execute(delete(webhook_attempts).where(a.delivery_id.in_(ids)))
+                        conn.execute(delete(webhook_deliveries).where(d.id.in_(ids)))
+                purged += len(ids)
+                if len(ids) < batch:
+                    break
+        return purged
+
     def log_test(self, endpoint_id: str, event_id: str, result: AttemptResult) -> str:
         """A test send is one attempt of a delivery of its own, shown in the log."""
         now = datetime.now(UTC)
