@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from sealpost.email.verp import BounceAddresses
     from sealpost.events.dispatcher import EventDispatcher
     from sealpost.events.webhooks import WebhookSender
+    from sealpost.signing.service import SignatureService
     from sealpost.store.communications import CommunicationRepository
     from sealpost.store.contents import ContentStore
     from sealpost.store.outbox import OutboxRepository
@@ -217,6 +218,12 @@ class Sealpost:
         return WebhookSender(self.webhook_deliveries, self.settings, wake=self.webhooks_due)
 
     @cached_property
+    def signatures(self) -> SignatureService:
+        from sealpost.signing.service import SignatureService
+
+        return SignatureService(self)
+
+    @cached_property
     def return_paths(self) -> BounceAddresses:
         """Signed VERP return paths; every replica derives the same secret from the seal key."""
         from cryptography.hazmat.primitives import serialization
@@ -335,6 +342,21 @@ class Sealpost:
                         log.error("certificates.loop_error", error=repr(exc))
 
             self._thread("sealpost-certificates", issue_loop)
+
+    def start_signing(self) -> None:
+        """The signature worker: expiries, reminders, signatures waiting for the TSA,
+        finalisation.  Any number may run: each step is compare-and-set."""
+        if not self.settings.signing_worker_enabled:
+            return
+
+        def loop() -> None:
+            while not self._stop.wait(self.settings.signing_worker_interval_seconds):
+                try:
+                    self.signatures.run_due()
+                except Exception as exc:  # database down: try again next round
+                    log.error("signing.loop_error", error=repr(exc))
+
+        self._thread("sealpost-signing", loop)
 
     def start_events(self) -> None:
         """The events dispatcher (one active by lease) and the webhook sender, as enabled."""

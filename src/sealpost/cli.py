@@ -97,6 +97,7 @@ def serve(
                 "events_dispatcher_enabled": settings.events_dispatcher_enabled
                 and role == "worker",
                 "webhooks_enabled": settings.webhooks_enabled and role == "worker",
+                "signing_worker_enabled": settings.signing_worker_enabled and role == "worker",
             }
         )
     sp = build(settings)  # keys and schema on first start; the sequencer seals leftovers
@@ -105,6 +106,7 @@ def serve(
     except OSError as exc:
         raise _fail(f"cannot start the SMTP listeners: {exc}") from None
     sp.start_events()
+    sp.start_signing()
     children = []
     if sp.smtp_ports and not acceptor:
         listening = ", ".join(f"{k} {settings.smtp_host}:{v}" for k, v in sp.smtp_ports.items())

@@ -240,6 +240,37 @@ class Settings(BaseSettings):
         "into your own network); set it for a receiver on the same machine.",
     )
 
+    public_url: str | None = Field(
+        None,
+        description="How people reach this Sealpost (signing links in emails); default "
+        "http://<api_host>:<api_port>.",
+    )
+    signing_mail_from: str | None = Field(
+        None,
+        description="From address of signing invitations and codes; default signatures@<hostname>.",
+    )
+    signing_link_hours: float = Field(
+        72.0,
+        gt=0,
+        description="A signing link is single-use and valid this long (at most until the "
+        "process expires).",
+    )
+    signing_session_minutes: float = Field(
+        60.0, gt=0, description="How long an opened signing page stays usable."
+    )
+    signing_default_expiry_days: float = Field(
+        30.0, gt=0, description="A process without expires_at expires this long after creation."
+    )
+    signing_worker_enabled: bool = Field(
+        True, description="Run the signature worker (expiries, reminders, TSA retries) in `serve`."
+    )
+    signing_worker_interval_seconds: float = Field(
+        2.0, gt=0, description="How often the worker looks for expiries, reminders and retries."
+    )
+    signing_max_document_bytes: int = Field(
+        25 * 1024 * 1024, ge=1024, description="Largest PDF a signature process accepts."
+    )
+
     @cached_property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.data_dir / 'sealpost.db').resolve()}"
@@ -247,6 +278,14 @@ class Settings(BaseSettings):
     @cached_property
     def resolved_keys_dir(self) -> Path:
         return self.keys_dir or self.data_dir / "keys"
+
+    @cached_property
+    def resolved_public_url(self) -> str:
+        return (self.public_url or f"http://{self.api_host}:{self.api_port}").rstrip("/")
+
+    @cached_property
+    def resolved_signing_mail_from(self) -> str:
+        return self.signing_mail_from or f"signatures@{self.hostname}"
 
     @cached_property
     def resolved_bounce_domain(self) -> str:

@@ -202,5 +202,9 @@ def test_opening_events_are_first_by_construction() -> None:
     from sealpost.events.catalogue import KINDS, OPENED_SUBJECTS
 
     openers = {k.type for k in KINDS if k.opens_subject}
-    assert openers == {"sealpost.communication.accepted", "sealpost.submission.rejected"}
-    assert {"communication", "submission"} == OPENED_SUBJECTS
+    assert openers == {
+        "sealpost.communication.accepted",
+        "sealpost.submission.rejected",
+        "sealpost.signature.created",
+    }
+    assert {"communication", "submission", "signature_process"} == OPENED_SUBJECTS

@@ -44,7 +44,12 @@ def test_every_event_type_is_documented_with_its_payload() -> None:
         sample = json.loads(section.group(1))
         assert sample["type"] == kind.type
         assert sample["specversion"] == "1.0"
-        assert sample["subject"].split("/")[0] in ("communications", "submissions", "webhooks")
+        assert sample["subject"].split("/")[0] in (
+            "communications",
+            "submissions",
+            "webhooks",
+            "signatures",
+        )
         assert len(sample["sequence"]) == 20 and sample["sequence"].isdigit()
         assert f"| `{kind.type}` |" in text
 

@@ -14,16 +14,18 @@ from datetime import UTC, datetime
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 
 import sealpost
-from sealpost.api import communications, events, ledger, webhooks
+from sealpost.api import communications, events, ledger, signatures, webhooks
 from sealpost.api.auth import SealpostDep
 from sealpost.api.schemas import EventsHealth, Health, LedgerHealth
 from sealpost.app import Sealpost
 from sealpost.errors import SealpostError
 from sealpost.ledger.errors import NotSealedYet
 from sealpost.logging import get_logger
+from sealpost.web import signing as signing_page
 
 log = get_logger(__name__)
 
@@ -34,6 +36,8 @@ _ERROR_NAMES = {
     410: "gone",
     415: "unsupported_media_type",
     422: "invalid_input",
+    423: "locked",
+    429: "too_many_requests",
 }
 
 
@@ -137,4 +141,7 @@ def create_app(sp: Sealpost, *, start_background: bool = True) -> FastAPI:
     app.include_router(communications.router)
     app.include_router(events.router)
     app.include_router(webhooks.router)
+    app.include_router(signatures.router)
+    app.include_router(signing_page.router)
+    app.mount("/static", StaticFiles(directory=signing_page.STATIC_DIR), name="static")
     return app

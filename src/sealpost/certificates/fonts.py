@@ -10,7 +10,8 @@ and evidence files.
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Container
+import weakref
+from collections.abc import Container, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,12 +63,27 @@ def _find(name: str) -> Path | None:
     return None
 
 
+def close_fonts(pdf: FPDF) -> None:
+    """Close the font files fpdf2 left open: it closes those a page used when writing, not
+    the registered ones nothing used (a leaked file per render, and a ResourceWarning)."""
+    _close_all(pdf.fonts)
+
+
+def _close_all(fonts: Mapping[str, object]) -> None:
+    for font in list(fonts.values()):
+        close = getattr(font, "close", None)
+        if close is not None:
+            close()
+
+
 def register_fonts(pdf: FPDF) -> FontSet:
     """DejaVu Sans (+ Bold, + Mono) when installed, else Helvetica and Courier."""
     regular, bold = _find("DejaVuSans.ttf"), _find("DejaVuSans-Bold.ttf")
     mono = _find("DejaVuSansMono.ttf")
     if regular is None or bold is None or mono is None:
         return FontSet(text="helvetica", mono="courier", coverage=_LATIN_1, unicode=False)
+    # whatever happens to this render (an exception before output), its files get closed
+    weakref.finalize(pdf, _close_all, pdf.fonts)
     pdf.add_font("dejavu", "", regular)
     pdf.add_font("dejavu", "B", bold)
     pdf.add_font("dejavumono", "", mono)

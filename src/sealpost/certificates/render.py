@@ -16,7 +16,7 @@ from typing import Any
 
 from fpdf import FPDF
 
-from sealpost.certificates.fonts import register_fonts
+from sealpost.certificates.fonts import close_fonts, register_fonts
 from sealpost.certificates.manifest import (
     EML_NAME,
     MANIFEST_NAME,
@@ -248,7 +248,9 @@ def render_certificate(data: CertificateData) -> bytes:
             desc=_description(name),
             compress=True,
         )
-    return bytes(pdf.output())
+    rendered = bytes(pdf.output())
+    close_fonts(pdf)
+    return rendered
 
 
 def _description(name: str) -> str:

@@ -69,11 +69,13 @@ _CATALOGUE: tuple[EventType, ...] = (
     EventType("ProcessCreated", "S", False),
     EventType("SignerNotified", "S", False),
     EventType("SignerIdentified", "S", False),
+    EventType("SignerIdentificationFailed", "S", True),  # OTP attempts exhausted: locked out
     EventType("DocumentViewed", "S", False),
     EventType("DocumentSigned", "S", False),
     EventType("ProcessCompleted", "S", False),
     EventType("ProcessDeclined", "S", True),
     EventType("ProcessExpired", "S", True),
+    EventType("ProcessCancelled", "S", True),
     # Sealpost's own: archive and certificates
     EventType("Archived", "R", False),
     EventType("CertificateIssued", "R", False),

@@ -21,8 +21,10 @@ from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, text
 
 from sealpost.ledger.records import EvidenceRecord
 from sealpost.store.db import is_sqlite, write_transaction
-from sealpost.store.ledger_storage import as_utc
+from sealpost.store.ledger_storage import TimelineEntry, as_utc, timeline
 from sealpost.store.outbox import append_evidence
+
+__all__ = ["CommunicationRepository", "TimelineEntry"]
 from sealpost.store.tables import (
     communications,
     delivery_attempts,
@@ -107,15 +109,6 @@ class StoredCertificate:
     reason: str
 
 
-@dataclass(frozen=True)
-class TimelineEntry:
-    record_id: str
-    event: str
-    event_time: datetime
-    record: dict[str, Any]
-    sealed: bool
-
-
 class CommunicationRepository:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -191,24 +184,7 @@ class CommunicationRepository:
             return [_communication(r) for r in conn.execute(query)]
 
     def timeline(self, tenant_id: str, communication_id: str) -> list[TimelineEntry]:
-        r = evidence_records.c
-        query = (
-            select(r.id, r.event, r.event_time, r.canonical, r.leaf_index)
-            .where(r.tenant_id == tenant_id, r.subject_id == communication_id)
-            .where(r.subject_type == "communication")
-            .order_by(r.seq)
-        )
-        with self.engine.connect() as conn:
-            return [
-                TimelineEntry(
-                    row.id,
-                    row.event,
-                    as_utc(row.event_time),
-                    json.loads(bytes(row.canonical)),
-                    row.leaf_index is not None,
-                )
-                for row in conn.execute(query)
-            ]
+        return timeline(self.engine, tenant_id, "communication", communication_id)
 
     def attempts(self, communication_id: str) -> list[dict[str, Any]]:
         a = delivery_attempts.c

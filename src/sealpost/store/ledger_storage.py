@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -46,6 +47,41 @@ from sealpost.store.tables import (
 
 SEQUENCER_LEASE = "sequencer"
 _NODE_QUERY_CHUNK = 400
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    """One evidence record of a subject, as the API and certificates show it."""
+
+    record_id: str
+    event: str
+    event_time: datetime
+    record: dict[str, Any]
+    sealed: bool
+
+
+def timeline(
+    engine: Engine, tenant_id: str, subject_type: str, subject_id: str
+) -> list[TimelineEntry]:
+    """A subject's evidence records in commit order (a communication, a signature process)."""
+    r = evidence_records.c
+    query = (
+        select(r.id, r.event, r.event_time, r.canonical, r.leaf_index)
+        .where(r.tenant_id == tenant_id, r.subject_id == subject_id)
+        .where(r.subject_type == subject_type)
+        .order_by(r.seq)
+    )
+    with engine.connect() as conn:
+        return [
+            TimelineEntry(
+                row.id,
+                row.event,
+                as_utc(row.event_time),
+                json.loads(bytes(row.canonical)),
+                row.leaf_index is not None,
+            )
+            for row in conn.execute(query)
+        ]
 
 
 def as_utc(moment: datetime) -> datetime:

@@ -1,0 +1,372 @@
+"""Signature processes end to end through the REST API and the signing page's JSON API, on
+SQLite and the real PostgreSQL: invitations and codes are certified emails delivered to a real
+SMTP server on 127.0.0.1, signatures are validated by pyHanko and poppler's pdfsig."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+import rfc8785
+from fastapi.testclient import TestClient
+from fpdf import FPDF
+
+from sealpost.ledger.timestamps import TimeStamper, TimestampUnavailable
+from sealpost.signing.pades import check_signatures
+from sealpost.store.tables import outbox_events
+from tests.signing.flow import (
+    drawn_signature,
+    link_path,
+    open_page,
+    process_request,
+    signer,
+    wait_mail,
+)
+from tests.support.mail import MailEnv
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+@pytest.fixture
+def mail_overrides() -> dict[str, object]:
+    return {"certificates_enabled": False, "signing_worker_enabled": False}
+
+
+@pytest.fixture
+def client(mail_client: TestClient) -> TestClient:
+    return mail_client
+
+
+@pytest.fixture
+def key(mail_key: dict[str, str]) -> dict[str, str]:
+    return mail_key
+
+
+def _events(env: MailEnv, process_id: str) -> list[str]:
+    from sqlalchemy import select
+
+    o = outbox_events.c
+    with env.sp.engine.connect() as conn:
+        return list(
+            conn.execute(
+                select(o.type).where(o.subject_id == process_id).order_by(o.sequence)
+            ).scalars()
+        )
+
+
+def _pdfsig(pdf: bytes, tmp_path: Path) -> str:
+    path = tmp_path / "signed.pdf"
+    path.write_bytes(pdf)
+    return subprocess.run(["pdfsig", str(path)], capture_output=True, text=True, check=False).stdout
+
+
+def test_two_sequential_signers_sign_and_every_signature_validates(
+    mail_env: MailEnv, client: TestClient, key: dict[str, str], tmp_path: Path
+) -> None:
+    created = client.post(
+        "/v1/signatures",
+        json=process_request(
+            signer("Jane Customer", "jane", "1"), signer("Max Manager", "max", "2", order=2)
+        ),
+        headers=key,
+    )
+    assert created.status_code == 201, created.text
+    process = created.json()
+    pid = process["id"]
+    assert [s["status"] for s in process["signers"]] == ["notified", "waiting"]
+
+    # signer 1: the invitation is a certified email with a single-use link
+    invitation = wait_mail(mail_env, "jane", "asks you to sign")
+    for _ in range(3):  # a mail scanner fetching the link does not spend it
+        assert client.get(link_path(invitation)).status_code == 200
+    page = open_page(client, link_path(invitation))
+    assert page.config["status"] == "identify"
+    assert page.config["documents"][0]["pages"][0]["width"] == pytest.approx(595.28, abs=0.1)
+    assert client.get(link_path(invitation)).status_code == 410  # single use
+    spent = client.post("/sign/api/open", json={"link": link_path(invitation)[6:]})
+    assert spent.status_code == 410 and spent.json()["error"] == "link_used"
+    image = page.call("GET", "/documents/0/pages/2.png")
+    assert image.status_code == 200 and image.content.startswith(b"\x89PNG")
+    assert page.call("POST", "/view").status_code == 204
+    not_yet = page.sign(drawn_signature())
+    assert not_yet.status_code == 409 and "code" in not_yet.json()["message"]
+    page.identify(mail_env, "jane")
+    assert page.sign(drawn_signature()).json() == {"status": "signed"}
+
+    # signer 2 is invited only now (sequential)
+    invitation = wait_mail(mail_env, "max", "asks you to sign")
+    second = open_page(client, link_path(invitation))
+    second.identify(mail_env, "max")
+    assert second.sign(typed="Max Manager").json() == {"status": "signed"}
+
+    done = client.get(f"/v1/signatures/{pid}", headers=key).json()
+    assert done["status"] == "completed"
+    assert [e["event"] for e in done["timeline"]] == [
+        "ProcessCreated",
+        "SignerNotified",
+        "DocumentViewed",
+        "SignerIdentified",
+        "DocumentSigned",
+        "SignerNotified",
+        "SignerIdentified",
+        "DocumentSigned",
+        "ProcessCompleted",
+    ]
+    signed = client.get(f"/v1/signatures/{pid}/document.pdf", headers=key)
+    assert signed.status_code == 200
+    checks = check_signatures(signed.content, mail_env.sp.trust_roots)
+    people = [c for c in checks if not c.is_document_timestamp]
+    assert [c.signer_name for c in people] == ["Jane Customer", "Max Manager"]
+    assert all(c.intact and c.valid and c.timestamp_valid and c.docmdp_ok for c in checks)
+    assert any(c.is_document_timestamp for c in checks)  # B-LTA on completion
+    assert _pdfsig(signed.content, tmp_path).count("Signature is Valid") >= 2
+    # what each signature binds is kept whole in its DocumentSigned record: anyone can
+    # recompute the digest the signed attribute holds
+    records = [e for e in done["timeline"] if e["event"] == "DocumentSigned"]
+    for check, entry in zip(people, records, strict=True):
+        bound = entry["details"]["documents"][0]
+        assert check.evidence_sha256 == bound["bound_evidence_sha256"]
+        digest = hashlib.sha256(rfc8785.dumps(bound["bound_evidence"])).hexdigest()
+        assert digest == bound["bound_evidence_sha256"]
+        assert bound["bound_evidence"]["signer_name"] == check.signer_name
+
+    audit = client.get(f"/v1/signatures/{pid}/audit.pdf", headers=key)
+    assert audit.status_code == 200
+    assert "Signature is Valid" in _pdfsig(audit.content, tmp_path)
+    text = subprocess.run(
+        ["pdftotext", "-", "-"], input=audit.content, capture_output=True, check=True
+    ).stdout.decode()
+    for entry in done["timeline"]:
+        assert entry["record_id"] in text
+
+    assert _events(mail_env, pid) == [
+        "sealpost.signature.created",
+        "sealpost.signature.signer_notified",
+        "sealpost.signature.document_viewed",
+        "sealpost.signature.signer_identified",
+        "sealpost.signature.signed",
+        "sealpost.signature.signer_notified",
+        "sealpost.signature.signer_identified",
+        "sealpost.signature.signed",
+        "sealpost.signature.completed",
+    ]
+    copies = wait_mail(mail_env, "jane", "^Subject: Signed:")
+    assert "signed by everyone" in copies
+    evidence = client.get(f"/v1/signatures/{pid}/evidence?wait=10", headers=key).json()
+    assert len(evidence["bundles"]) == len(done["timeline"]) and evidence["pending"] == []
+
+
+def _encrypted_pdf() -> bytes:
+    pdf = FPDF()
+    pdf.set_encryption(owner_password="owner", user_password="")
+    pdf.add_page()
+    pdf.set_font("helvetica", size=12)
+    pdf.cell(0, 10, "secret")
+    return bytes(pdf.output())
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        (b"PK\x03\x04 this is a docx", "not a PDF"),
+        (b"%PDF-1.7\n1 0 obj << /Type /Catalog", "PDF"),
+        (None, "encrypted"),
+    ],
+)
+def test_a_document_that_is_not_a_signable_pdf_is_refused_clearly(
+    client: TestClient, key: dict[str, str], document: bytes | None, message: str
+) -> None:
+    body = process_request(
+        signer("Jane", "jane", None), document=document if document else _encrypted_pdf()
+    )
+    answer = client.post("/v1/signatures", json=body, headers=key)
+    assert answer.status_code == 422
+    assert message in answer.json()["message"]
+    assert client.get("/v1/signatures", headers=key).json()["items"] == []
+
+
+def test_refusals_name_the_problem(client: TestClient, key: dict[str, str]) -> None:
+    cases = [
+        (process_request(signer("Jane", "jane", "9")), "signature:9"),
+        (process_request(signer("Jane", "jane", identification="sms_otp")), "SMS"),
+        (process_request(signer("Jane", "jane", role="viewer")), "'signer' or 'approver'"),
+        (
+            {
+                **process_request(signer("Jane", "jane")),
+                "documents": [{"name": "a", "content": "%%"}],
+            },
+            "base64",
+        ),
+    ]
+    for body, message in cases:
+        answer = client.post("/v1/signatures", json=body, headers=key)
+        assert answer.status_code == 422, body
+        assert message in answer.json()["message"]
+
+
+def test_five_wrong_codes_lock_the_signer_until_a_new_link(
+    mail_env: MailEnv, client: TestClient, key: dict[str, str]
+) -> None:
+    pid = client.post(
+        "/v1/signatures", json=process_request(signer("Jane", "jane")), headers=key
+    ).json()["id"]
+    page = open_page(client, link_path(wait_mail(mail_env, "jane", "asks you to sign")))
+    assert page.call("POST", "/otp").status_code == 200
+    real = wait_mail(mail_env, "jane", "Your signing code")
+    wrong = "000000" if "000000" not in real else "111111"
+    lefts = [page.call("POST", "/otp/verify", json={"code": wrong}) for _ in range(4)]
+    assert [a.json()["attempts_left"] for a in lefts] == [4, 3, 2, 1]
+    locked = page.call("POST", "/otp/verify", json={"code": wrong})
+    assert locked.status_code == 423 and locked.json()["error"] == "locked"
+    assert page.call("GET", "/state").json()["status"] == "locked"
+    assert page.sign(typed="Jane").status_code == 423
+    assert "sealpost.signature.signer_locked" in _events(mail_env, pid)
+
+    detail = client.get(f"/v1/signatures/{pid}", headers=key).json()
+    assert detail["signers"][0]["status"] == "locked"
+    assert "SignerIdentificationFailed" in [e["event"] for e in detail["timeline"]]
+    sid = detail["signers"][0]["id"]
+    link = client.post(f"/v1/signatures/{pid}/signers/{sid}/link", headers=key).json()
+    assert link["url"].startswith(mail_env.sp.settings.resolved_public_url + "/sign/")
+    again = open_page(client, urlsplit(link["url"]).path)
+    again.identify(mail_env, "jane", count=2)
+    assert again.sign(typed="Jane").json() == {"status": "signed"}
+
+
+class _DownTimeStamper(TimeStamper):
+    def _transport(self, request_der: bytes) -> bytes:
+        raise TimestampUnavailable("connection refused (test)")
+
+
+def test_tsa_down_keeps_the_signature_pending_and_the_worker_applies_it(
+    mail_env: MailEnv, client: TestClient, key: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pid = client.post(
+        "/v1/signatures",
+        json=process_request(signer("Jane", "jane", identification="none")),
+        headers=key,
+    ).json()["id"]
+    page = open_page(client, link_path(wait_mail(mail_env, "jane", "asks you to sign")))
+    assert page.config["status"] == "ready"
+    working = mail_env.sp.timestamper
+    mail_env.sp.__dict__["timestamper"] = _DownTimeStamper()
+    answer = page.sign(drawn_signature())
+    assert answer.status_code == 202
+    assert answer.json()["status"] == "signing_pending"
+    assert "timestamp authority is unreachable" in answer.json()["message"]
+    assert mail_env.sp.signatures.run_due() == 0  # still down: nothing produced
+    detail = client.get(f"/v1/signatures/{pid}", headers=key).json()
+    assert detail["signers"][0]["status"] == "pending"
+    assert detail["documents"][0]["sha256_current"] != ""  # unchanged revision
+    assert "DocumentSigned" not in [e["event"] for e in detail["timeline"]]
+
+    mail_env.sp.__dict__["timestamper"] = working
+    assert mail_env.sp.signatures.run_due() >= 1
+    assert page.call("GET", "/state").json()["status"] == "signed"
+    done = client.get(f"/v1/signatures/{pid}", headers=key).json()
+    assert done["status"] == "completed"
+
+
+def test_decline_cancel_and_expiry_end_a_process_with_one_terminal_event(
+    mail_env: MailEnv, client: TestClient, key: dict[str, str]
+) -> None:
+    def start() -> str:
+        body = process_request(signer("Jane", "jane", identification="none"))
+        pid: str = client.post("/v1/signatures", json=body, headers=key).json()["id"]
+        return pid
+
+    declined = start()
+    page = open_page(client, link_path(wait_mail(mail_env, "jane", "asks you to sign")))
+    assert page.call("POST", "/decline", json={"reason": "  "}).status_code == 422
+    assert page.call("POST", "/decline", json={"reason": "Price too high"}).status_code == 200
+    assert page.sign(typed="Jane").status_code == 409
+    detail = client.get(f"/v1/signatures/{declined}", headers=key).json()
+    assert detail["status"] == "declined" and detail["ended_reason"] == "Price too high"
+
+    cancelled = start()
+    answer = client.post(
+        f"/v1/signatures/{cancelled}/cancel", json={"reason": "sent by mistake"}, headers=key
+    )
+    assert answer.json()["status"] == "cancelled"
+    assert client.post(f"/v1/signatures/{cancelled}/cancel", headers=key).status_code == 409
+    invitation = wait_mail(mail_env, "jane", "asks you to sign", count=2)
+    assert client.get(link_path(invitation)).status_code == 410
+
+    expired = start()
+    later = datetime.now(UTC) + timedelta(days=31)
+    mail_env.sp.signatures.run_due(now=later)
+    assert client.get(f"/v1/signatures/{expired}", headers=key).json()["status"] == "expired"
+    for pid, terminal in (
+        (declined, "sealpost.signature.declined"),
+        (cancelled, "sealpost.signature.cancelled"),
+        (expired, "sealpost.signature.expired"),
+    ):
+        events = _events(mail_env, pid)
+        assert events[-1] == terminal and events.count(terminal) == 1
+
+
+def test_parallel_signers_both_land_on_the_document(
+    mail_env: MailEnv, client: TestClient, key: dict[str, str]
+) -> None:
+    body = process_request(
+        signer("Jane", "jane", "1", identification="none"),
+        signer("Max", "max", "2", identification="none"),
+        signing_order="parallel",
+    )
+    pid = client.post("/v1/signatures", json=body, headers=key).json()["id"]
+    jane = open_page(client, link_path(wait_mail(mail_env, "jane", "asks you to sign")))
+    max_ = open_page(client, link_path(wait_mail(mail_env, "max", "asks you to sign")))
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda p: p.sign(drawn_signature()).json(), [jane, max_]))
+    assert results == [{"status": "signed"}, {"status": "signed"}]
+    signed = client.get(f"/v1/signatures/{pid}/document.pdf", headers=key).content
+    people = [
+        c for c in check_signatures(signed, mail_env.sp.trust_roots) if not c.is_document_timestamp
+    ]
+    assert sorted(c.signer_name or "" for c in people) == ["Jane", "Max"]
+    assert all(c.valid and c.intact for c in people)
+
+
+def test_idempotency_key_makes_a_retried_create_safe(
+    mail_env: MailEnv, client: TestClient, key: dict[str, str]
+) -> None:
+    body = process_request(signer("Jane", "jane"))
+    headers = {**key, "Idempotency-Key": "crm-quote-4711"}
+    first = client.post("/v1/signatures", json=body, headers=headers)
+    again = client.post("/v1/signatures", json=body, headers=headers)
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert first.json()["id"] == again.json()["id"]
+    other = client.post("/v1/signatures", json={**body, "title": "Another"}, headers=headers)
+    assert other.status_code == 409
+    assert len(client.get("/v1/signatures", headers=key).json()["items"]) == 1
+
+
+def test_embedding_headers_follow_the_tenant_setting(
+    mail_env: MailEnv, client: TestClient, key: dict[str, str]
+) -> None:
+    bad = client.put(
+        "/v1/settings/signing",
+        json={"frame_ancestors": ["https://crm.example.com/path"]},
+        headers=key,
+    )
+    assert bad.status_code == 422
+    ok = client.put(
+        "/v1/settings/signing",
+        json={"frame_ancestors": ["https://crm.example.com", "http://127.0.0.1:9000"]},
+        headers=key,
+    )
+    assert ok.status_code == 200
+    client.post("/v1/signatures", json=process_request(signer("Jane", "jane")), headers=key)
+    answer = client.get(link_path(wait_mail(mail_env, "jane", "asks you to sign")))
+    csp = answer.headers["content-security-policy"]
+    assert "frame-ancestors https://crm.example.com http://127.0.0.1:9000" in csp
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp
+    assert answer.headers["referrer-policy"] == "no-referrer"
+    config = answer.text
+    assert "https://crm.example.com" in config
