@@ -21,6 +21,7 @@ from sealpost.store.tables import outbox_events
 from tests.signing.flow import (
     drawn_signature,
     link_path,
+    mails_to,
     open_page,
     process_request,
     signer,
@@ -370,3 +371,36 @@ def test_embedding_headers_follow_the_tenant_setting(
     assert answer.headers["referrer-policy"] == "no-referrer"
     config = answer.text
     assert "https://crm.example.com" in config
+
+
+def test_reminders_follow_the_schedule_and_stop_once_signed(
+    mail_env: MailEnv, client: TestClient, key: dict[str, str]
+) -> None:
+    body = process_request(
+        signer("Jane", "jane", identification="none"),
+        signer("Max", "max", identification="none"),
+        signing_order="parallel",
+        reminder_hours=[24, 72],
+    )
+    pid = client.post("/v1/signatures", json=body, headers=key).json()["id"]
+    wait_mail(mail_env, "jane", "asks you to sign")
+    max_page = open_page(client, link_path(wait_mail(mail_env, "max", "asks you to sign")))
+    assert max_page.sign(typed="Max").json() == {"status": "signed"}  # Max needs no reminder
+    start = datetime.now(UTC)
+    service = mail_env.sp.signatures
+
+    assert service.run_due(now=start + timedelta(hours=23)) == 0
+    assert service.run_due(now=start + timedelta(hours=25)) == 1
+    reminder = wait_mail(mail_env, "jane", "^Subject: Reminder:")
+    assert service.run_due(now=start + timedelta(hours=26)) == 0  # once per step
+    assert service.run_due(now=start + timedelta(hours=73)) == 1
+    wait_mail(mail_env, "jane", "^Subject: Reminder:", count=2)
+    assert service.run_due(now=start + timedelta(hours=200)) == 0  # the schedule is over
+
+    # each reminder carries a fresh link, which works
+    page = open_page(client, link_path(reminder))
+    assert page.sign(typed="Jane").json() == {"status": "signed"}
+    timeline = client.get(f"/v1/signatures/{pid}", headers=key).json()["timeline"]
+    notified = [e["details"] for e in timeline if e["event"] == "SignerNotified"]
+    assert [n["reminder"] for n in notified] == [False, False, True, True]
+    assert not any(m.startswith("Subject: Reminder:") for m in mails_to(mail_env, "max"))
