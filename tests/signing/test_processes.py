@@ -404,3 +404,27 @@ def test_reminders_follow_the_schedule_and_stop_once_signed(
     notified = [e["details"] for e in timeline if e["event"] == "SignerNotified"]
     assert [n["reminder"] for n in notified] == [False, False, True, True]
     assert not any(m.startswith("Subject: Reminder:") for m in mails_to(mail_env, "max"))
+
+
+def test_a_pending_signature_is_never_applied_to_a_cancelled_process(
+    mail_env: MailEnv, client: TestClient, key: dict[str, str]
+) -> None:
+    pid = client.post(
+        "/v1/signatures",
+        json=process_request(signer("Jane", "jane", identification="none")),
+        headers=key,
+    ).json()["id"]
+    page = open_page(client, link_path(wait_mail(mail_env, "jane", "asks you to sign")))
+    working = mail_env.sp.timestamper
+    mail_env.sp.__dict__["timestamper"] = _DownTimeStamper()
+    assert page.sign(drawn_signature()).status_code == 202
+    assert client.post(f"/v1/signatures/{pid}/cancel", headers=key).status_code == 200
+    mail_env.sp.__dict__["timestamper"] = working
+    assert mail_env.sp.signatures.run_due() == 0
+    detail = client.get(f"/v1/signatures/{pid}", headers=key).json()
+    assert detail["status"] == "cancelled"
+    assert "DocumentSigned" not in [e["event"] for e in detail["timeline"]]
+    assert detail["documents"][0]["sha256_current"] != ""
+    revision = client.get(f"/v1/signatures/{pid}/document.pdf", headers=key).content
+    assert check_signatures(revision, mail_env.sp.trust_roots) == []
+    assert page.call("GET", "/state").json()["status"] == "closed"

@@ -859,7 +859,12 @@ class SignatureService:
                 next_reminder_at=None,
             ):
                 raise Conflict("the signer's state changed: reload the page")
-        return "signed" if self._apply(process.id, signer.id) else "signing_pending"
+        if self._apply(process.id, signer.id):
+            return "signed"
+        now_process = self._get(process.id)
+        if now_process.status != IN_PROGRESS:  # ended (cancelled, expired) meanwhile
+            raise Conflict(self._ended_message(now_process))
+        return "signing_pending"
 
     def _apply(self, process_id: str, signer_id: str) -> bool:
         """Apply a pending signature; False (kept pending) while the TSA is unreachable."""
@@ -868,6 +873,8 @@ class SignatureService:
             signer = process.signer(signer_id)
             if signer is None or signer.status != PENDING or signer.pending_signature is None:
                 return signer is not None and signer.status == SIGNED
+            if process.status != IN_PROGRESS:  # cancelled or expired meanwhile: never apply
+                return False
             intent = signer.pending_signature
             signed_at = datetime.fromisoformat(intent["signed_at"])
             image = base64.b64decode(intent["image_png"]) if intent.get("image_png") else None
@@ -996,6 +1003,8 @@ class SignatureService:
                         now=now,
                     ):
                         raise _Moved
+                if not self.repo.set_process_in(conn, process.id, updated_at=now):
+                    raise _Moved  # the process ended meanwhile
                 if not self.repo.set_signer_in(
                     conn,
                     signer.id,

@@ -350,7 +350,11 @@ class SignatureRepository:
             ids |= set(
                 conn.execute(
                     select(s.process_id)
-                    .where(or_(s.next_reminder_at <= now, s.status == PENDING))
+                    .join(signature_processes, p.id == s.process_id)
+                    .where(
+                        p.status == IN_PROGRESS,
+                        or_(s.next_reminder_at <= now, s.status == PENDING),
+                    )
                     .limit(limit)
                 ).scalars()
             )
