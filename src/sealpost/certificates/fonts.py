@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import unicodedata
 import weakref
-from collections.abc import Container, Mapping
+from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,12 +76,27 @@ def _close_all(fonts: Mapping[str, object]) -> None:
             close()
 
 
+CORE_FONTS = FontSet(text="helvetica", mono="courier", coverage=_LATIN_1, unicode=False)
+"""PDF core fonts: nothing to parse or embed, Latin-1 only."""
+
+
+def fonts_for_text(pdf: FPDF, texts: Iterable[str]) -> FontSet:
+    """Core fonts when every character of ``texts`` is Latin-1, else :func:`register_fonts`.
+
+    Parsing the DejaVu files costs ~30 ms per render (fontTools decompiles their glyph and
+    metric tables each time); a small drawing such as a signature's appearance, which usually
+    holds a Latin name and a date, need not pay it."""
+    if all(ord(c) in _LATIN_1 or c in "\n\t" for text in texts for c in text):
+        return CORE_FONTS
+    return register_fonts(pdf)
+
+
 def register_fonts(pdf: FPDF) -> FontSet:
     """DejaVu Sans (+ Bold, + Mono) when installed, else Helvetica and Courier."""
     regular, bold = _find("DejaVuSans.ttf"), _find("DejaVuSans-Bold.ttf")
     mono = _find("DejaVuSansMono.ttf")
     if regular is None or bold is None or mono is None:
-        return FontSet(text="helvetica", mono="courier", coverage=_LATIN_1, unicode=False)
+        return CORE_FONTS
     # whatever happens to this render (an exception before output), its files get closed
     weakref.finalize(pdf, _close_all, pdf.fonts)
     pdf.add_font("dejavu", "", regular)

@@ -97,7 +97,7 @@ from pyhanko_certvalidator.errors import PathBuildingError, PathValidationError
 from pyhanko_certvalidator.path import ValidationPath
 
 from sealpost.certificates import _asn1_fix
-from sealpost.certificates.fonts import FontSet, close_fonts, register_fonts
+from sealpost.certificates.fonts import FontSet, close_fonts, fonts_for_text
 from sealpost.certificates.seal import IdentitySigner, validation_context
 from sealpost.certificates.timestamper import LedgerTimeStamper
 from sealpost.errors import Conflict, InvalidInput, SealpostError, ServiceUnavailable
@@ -436,7 +436,9 @@ def render_appearance(appearance: SignerAppearance, width: float, height: float)
     pdf.c_margin = 0
     pdf.set_auto_page_break(False)
     pdf.add_page()
-    fonts = register_fonts(pdf)
+    fonts = fonts_for_text(
+        pdf, (appearance.name, appearance.identification, appearance.typed or "")
+    )
     pad = min(4.0, width * 0.04, height * 0.04)
     size = max(1.0, min(7.5, height / 10))
     line = size * 1.25
@@ -622,14 +624,16 @@ def _draw_typed(
 ) -> None:
     text = " ".join(typed.split())
     family, style = fonts.text, ""
-    for path in _SCRIPT_FONTS:
+    if not fonts.unicode:  # Latin-1 only: Times italic, no font file to parse
+        family, style = "times", "I"
+    for path in _SCRIPT_FONTS if fonts.unicode else ():
         if path.is_file():
             pdf.add_font("sealpostscript", "", str(path))
             cmap = pdf.fonts["sealpostscript"].cmap  # type: ignore[union-attr]
             if all(ord(c) in cmap for c in text):
                 family = "sealpostscript"
             break
-    if family == fonts.text:
+    if family != "sealpostscript":
         text = fonts.clean(text)
     x, y, w, h = area
     if w <= 0 or h <= 0 or not text:
@@ -648,7 +652,8 @@ def _fit_line(pdf: FPDF, family: str, style: str, text: str, size: float, width:
     natural = pdf.get_string_width(text)
     if natural > width > 0:
         pdf.set_font(family, style, max(size / 2, size * width / natural * 0.98))
-    ellipsis = "…" if ord("…") in (pdf.current_font.cmap or {}) else "..."  # type: ignore[union-attr]
+    cmap = getattr(pdf.current_font, "cmap", None) or {}
+    ellipsis = "…" if ord("…") in cmap else "..."
     shortened = text
     while shortened and pdf.get_string_width(shortened) > width:
         shortened = shortened[:-1]
