@@ -19,6 +19,9 @@ from sealpost.ledger.timestamps import TimeStamper, TimestampUnavailable
 from sealpost.signing.pades import check_signatures
 from sealpost.store.tables import outbox_events
 from tests.signing.flow import (
+    b64,
+    code_in,
+    contract_pdf,
     drawn_signature,
     link_path,
     mails_to,
@@ -428,3 +431,72 @@ def test_a_pending_signature_is_never_applied_to_a_cancelled_process(
     revision = client.get(f"/v1/signatures/{pid}/document.pdf", headers=key).content
     assert check_signatures(revision, mail_env.sp.trust_roots) == []
     assert page.call("GET", "/state").json()["status"] == "closed"
+
+
+def test_roles_and_two_documents(
+    mail_env: MailEnv, client: TestClient, key: dict[str, str], tmp_path: Path
+) -> None:
+    """A signer (visible field on the quote, invisible on the terms), an approver after them,
+    a viewer who only reads, a cc who gets the result: two PDFs, each with both signatures."""
+    terms = contract_pdf("General terms", anchors=())
+    body = process_request(
+        signer("Jane Customer", "jane", "1", identification="none"),
+        signer("Max Manager", "max", None, role="approver", order=2, identification="none"),
+        signer("Vera Viewer", "vera", None, role="viewer", order=1, identification="none"),
+        signer("Archive", "archive", None, role="cc"),
+    )
+    body["documents"].append({"name": "terms.pdf", "content": b64(terms)})
+    created = client.post("/v1/signatures", json=body, headers=key).json()
+    pid = created["id"]
+    assert [s["status"] for s in created["signers"]] == [
+        "notified",
+        "waiting",
+        "notified",
+        "waiting",
+    ]
+    vera = open_page(client, link_path(wait_mail(mail_env, "vera", "asks you to review")))
+    assert vera.sign(typed="Vera").status_code == 409  # a viewer does not sign
+    assert vera.call("POST", "/view").status_code == 204
+    jane = open_page(client, link_path(wait_mail(mail_env, "jane", "asks you to sign")))
+    assert jane.sign(drawn_signature()).json() == {"status": "signed"}
+    max_ = open_page(client, link_path(wait_mail(mail_env, "max", "asks you to approve")))
+    assert max_.sign().json() == {"status": "signed"}  # approving needs no drawing
+
+    done = client.get(f"/v1/signatures/{pid}", headers=key).json()
+    assert done["status"] == "completed"
+    assert [s["status"] for s in done["signers"]] == ["signed", "signed", "done", "done"]
+    for number in (0, 1):
+        pdf = client.get(
+            f"/v1/signatures/{pid}/document.pdf?document={number}", headers=key
+        ).content
+        checks = check_signatures(pdf, mail_env.sp.trust_roots)
+        people = [c for c in checks if not c.is_document_timestamp]
+        assert [c.signer_name for c in people] == ["Jane Customer", "Max Manager"]
+        assert all(c.ok for c in checks), checks
+    copy = wait_mail(mail_env, "archive", "^Subject: Signed:")
+    assert "signed by everyone" in copy
+    archive_mail = next(r for r in mail_env.peer.received if "archive@recipient.test" in r.rcpt_tos)
+    assert archive_mail.data.count(b"application/pdf") == 2
+
+
+def test_an_expired_code_is_refused_with_its_own_message(
+    mail_env: MailEnv, client: TestClient, key: dict[str, str]
+) -> None:
+    from sqlalchemy import update
+
+    from sealpost.store.tables import signature_signers
+
+    client.post("/v1/signatures", json=process_request(signer("Jane", "jane")), headers=key)
+    page = open_page(client, link_path(wait_mail(mail_env, "jane", "asks you to sign")))
+    assert page.call("POST", "/otp").status_code == 200
+    code = code_in(wait_mail(mail_env, "jane", "Your signing code"))
+    with mail_env.sp.engine.begin() as conn:  # eleven minutes later
+        conn.execute(
+            update(signature_signers)
+            .where(signature_signers.c.id == page.config["signer_id"])
+            .values(otp_expires_at=datetime.now(UTC) - timedelta(minutes=1))
+        )
+    late = page.call("POST", "/otp/verify", json={"code": code})
+    assert late.status_code == 422 and "expired" in late.json()["message"]
+    assert "attempts_left" not in late.json()
+    page.identify(mail_env, "jane", count=2)  # a new code works
