@@ -12,13 +12,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 
 from sealpost.app import Sealpost, build
 from sealpost.config import Settings
+from sealpost.ledger.timestamps import EmbeddedTimeStamper, TimeStamper
 from sealpost.logging import configure_logging
-from sealpost.pki.keys import init_keys
+from sealpost.pki.keys import LocalIdentities, init_keys, load_local_identities
+from sealpost.pki.tsa import EmbeddedTSA
 
 configure_logging("WARNING")
 
@@ -82,6 +85,23 @@ def keys_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("keys") / "keys"
     init_keys(directory)
     return directory
+
+
+@pytest.fixture(scope="session")
+def identities(keys_dir: Path) -> LocalIdentities:
+    """The local PKI of ``keys_dir``: seal, TSA and their root."""
+    return load_local_identities(keys_dir)
+
+
+@pytest.fixture(scope="session")
+def root(identities: LocalIdentities) -> x509.Certificate:
+    return identities.root
+
+
+@pytest.fixture(scope="session")
+def timestamper(identities: LocalIdentities) -> TimeStamper:
+    """The embedded TSA, called in-process (no HTTP)."""
+    return EmbeddedTimeStamper(EmbeddedTSA(identities.tsa))
 
 
 @pytest.fixture

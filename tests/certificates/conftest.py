@@ -11,14 +11,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cryptography import x509
 
 from sealpost.app import Sealpost, build
 from sealpost.certificates import render_certificate, seal_pdf
 from sealpost.config import Settings
-from sealpost.ledger.timestamps import EmbeddedTimeStamper, TimeStamper
-from sealpost.pki.keys import LocalIdentities, load_local_identities
-from sealpost.pki.tsa import EmbeddedTSA
+from sealpost.ledger.timestamps import TimeStamper
+from sealpost.pki.keys import LocalIdentities
 from tests.certificates.support import ORIGIN, Scenario, Sealed, make_certificate_data
 
 
@@ -44,21 +42,6 @@ def ledger(tmp_path_factory: pytest.TempPathFactory, keys_dir: Path) -> Iterator
 @pytest.fixture(scope="module")
 def tenant(ledger: Sealpost) -> str:
     return ledger.tenants.create(f"tenant-{uuid.uuid4().hex[:8]}").id
-
-
-@pytest.fixture(scope="module")
-def identities(keys_dir: Path) -> LocalIdentities:
-    return load_local_identities(keys_dir)
-
-
-@pytest.fixture(scope="module")
-def root(identities: LocalIdentities) -> x509.Certificate:
-    return identities.root
-
-
-@pytest.fixture(scope="module")
-def timestamper(identities: LocalIdentities) -> TimeStamper:
-    return EmbeddedTimeStamper(EmbeddedTSA(identities.tsa))
 
 
 @pytest.fixture(scope="module")

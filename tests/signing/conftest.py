@@ -7,33 +7,12 @@ and read-only, so it is shared per module or per session.
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
 import pytest
-from cryptography import x509
 from fpdf import FPDF
 from PIL import Image, ImageDraw
 
-from sealpost.ledger.timestamps import EmbeddedTimeStamper, TimeStamper
-from sealpost.pki.keys import LocalIdentities, load_local_identities
-from sealpost.pki.tsa import EmbeddedTSA
-
 SAMPLE_PAGES = 3
-
-
-@pytest.fixture(scope="module")
-def identities(keys_dir: Path) -> LocalIdentities:
-    return load_local_identities(keys_dir)
-
-
-@pytest.fixture(scope="module")
-def root(identities: LocalIdentities) -> x509.Certificate:
-    return identities.root
-
-
-@pytest.fixture(scope="module")
-def timestamper(identities: LocalIdentities) -> TimeStamper:
-    return EmbeddedTimeStamper(EmbeddedTSA(identities.tsa))
 
 
 @pytest.fixture(scope="session")

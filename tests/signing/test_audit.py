@@ -12,9 +12,8 @@ import pytest
 from pyhanko.pdf_utils.reader import PdfFileReader
 
 from sealpost.certificates import fonts, seal_pdf
-from sealpost.ledger.timestamps import EmbeddedTimeStamper, TimeStamper
-from sealpost.pki.keys import LocalIdentities, load_local_identities
-from sealpost.pki.tsa import EmbeddedTSA
+from sealpost.ledger.timestamps import TimeStamper
+from sealpost.pki.keys import LocalIdentities
 from sealpost.signing.audit import (
     AuditDocument,
     AuditEntry,
@@ -116,16 +115,6 @@ def _text(pdf: bytes, tmp_path: Path, *args: str) -> str:
 
 def _pages(pdf: bytes) -> int:
     return int(PdfFileReader(io.BytesIO(pdf)).root["/Pages"]["/Count"])
-
-
-@pytest.fixture(scope="module")
-def identities(keys_dir: Path) -> LocalIdentities:
-    return load_local_identities(keys_dir)
-
-
-@pytest.fixture(scope="module")
-def timestamper(identities: LocalIdentities) -> TimeStamper:
-    return EmbeddedTimeStamper(EmbeddedTSA(identities.tsa))
 
 
 def test_the_pages_show_the_process_its_signers_documents_entries_and_consent(

@@ -27,7 +27,7 @@ from sealpost.certificates.manifest import (
 from sealpost.certificates.model import CertificateData, CertificateEvent
 
 TITLE = "Evidence certificate — certified email"
-_LABEL_WIDTH = 42.0
+LABEL_WIDTH = 42.0
 _DETAIL_LIMIT = 300
 _RELATIONSHIP = {EML_NAME: "Source", MANIFEST_NAME: "Data"}
 
@@ -50,12 +50,13 @@ def _flatten(details: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str
         yield name, text
 
 
-class _Document(FPDF):
-    """A4 pages whose footer names the communication, the version and the page."""
+class SealpostPages(FPDF):
+    """A4 pages in the certificates' style, whose footer names the document and the page (the
+    evidence certificate, the signature audit trail)."""
 
-    def __init__(self, data: CertificateData) -> None:
+    def __init__(self, footer_line: str) -> None:
         super().__init__(orientation="portrait", unit="mm", format="A4")
-        self.data = data
+        self.footer_line = footer_line
         self.fontset = register_fonts(self)
         self.set_margins(18, 18, 18)
         self.set_auto_page_break(auto=True, margin=18)
@@ -64,10 +65,7 @@ class _Document(FPDF):
         self.set_y(-12)
         self.set_font(self.fontset.text, size=7)
         self.set_text_color(110)
-        line = (
-            f"Sealpost evidence certificate — communication {self.data.communication_id} — "
-            f"version {self.data.version} — page {self.page_no()}/{{nb}}"
-        )
+        line = f"{self.footer_line} — page {self.page_no()}/{{nb}}"
         self.cell(0, 5, self.fontset.clean(line), align="C")
         self.set_text_color(0)
 
@@ -89,7 +87,7 @@ class _Document(FPDF):
         """A label in bold and its value wrapped beside it; hashes in the mono font."""
         self.set_x(self.l_margin + indent)
         self.set_font(self.fontset.text, "B", 9)
-        self.cell(_LABEL_WIDTH - indent, 4.8, self.fontset.clean(label))
+        self.cell(LABEL_WIDTH - indent, 4.8, self.fontset.clean(label))
         if mono:
             self.set_font(self.fontset.mono, size=8.5)
         else:
@@ -103,7 +101,7 @@ class _Document(FPDF):
         self.ln(1.5)
 
 
-def _message(pdf: _Document, d: CertificateData) -> None:
+def _message(pdf: SealpostPages, d: CertificateData) -> None:
     pdf.heading("The message")
     pdf.field("From", d.sender)
     pdf.field("Sender identified by", d.sender_identification)
@@ -132,7 +130,7 @@ def _message(pdf: _Document, d: CertificateData) -> None:
             pdf.field("SHA-256", sha256, mono=True, indent=6)
 
 
-def _event(pdf: _Document, event: CertificateEvent, n: int, name: str | None) -> None:
+def _event(pdf: SealpostPages, event: CertificateEvent, n: int, name: str | None) -> None:
     pdf.set_font(pdf.fontset.text, "B", 10)
     title = f"{n}. {event.event} — {_when(event.event_time)}"
     pdf.multi_cell(0, 5.5, pdf.fontset.clean(title), new_x="LMARGIN", new_y="NEXT")
@@ -156,7 +154,7 @@ def _event(pdf: _Document, event: CertificateEvent, n: int, name: str | None) ->
     pdf.rule()
 
 
-def _versions(pdf: _Document, d: CertificateData) -> None:
+def _versions(pdf: SealpostPages, d: CertificateData) -> None:
     pdf.heading("Version")
     if d.supersedes_sha256:
         pdf.paragraph(
@@ -168,7 +166,7 @@ def _versions(pdf: _Document, d: CertificateData) -> None:
         pdf.paragraph(f"This is version {d.version} of the certificate; it supersedes none.")
 
 
-def _how_to_verify(pdf: _Document, d: CertificateData, files: Mapping[str, bytes]) -> None:
+def _how_to_verify(pdf: SealpostPages, d: CertificateData, files: Mapping[str, bytes]) -> None:
     pdf.heading("How to verify")
     pdf.paragraph(
         "This PDF is sealed with a PAdES electronic seal and a timestamp: any change to it after "
@@ -201,7 +199,10 @@ def _how_to_verify(pdf: _Document, d: CertificateData, files: Mapping[str, bytes
 
 def render_certificate(data: CertificateData) -> bytes:
     """The unsigned certificate PDF; :func:`sealpost.certificates.seal.seal_pdf` seals it."""
-    pdf = _Document(data)
+    pdf = SealpostPages(
+        f"Sealpost evidence certificate — communication {data.communication_id} — "
+        f"version {data.version}"
+    )
     pdf.set_title(TITLE)
     pdf.set_subject(f"Evidence for communication {data.communication_id}")
     pdf.set_author(data.tenant_name)

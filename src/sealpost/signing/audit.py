@@ -17,15 +17,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from fpdf import FPDF
 from fpdf.fonts import FontFace
 
-from sealpost.certificates.fonts import close_fonts, register_fonts
-from sealpost.certificates.render import _LABEL_WIDTH, _Document
+from sealpost.certificates.fonts import close_fonts
+from sealpost.certificates.render import LABEL_WIDTH, SealpostPages
 
 TITLE = "Audit trail — signature process"
 VERIFY_COMMAND = "sealpost verify evidence.json --trust root-ca.pem"
-_LINE = 4.8  # the certificate's line height for labelled fields (render._Document.field)
+_LINE = 4.8  # the certificate's line height for labelled fields (render.SealpostPages.field)
 _NOT_RECORDED = "— (not recorded)"
 
 
@@ -115,28 +114,13 @@ def _or_none(value: str | None) -> str:
     return _NOT_RECORDED if value is None or not value.strip() else value
 
 
-class _AuditPdf(_Document):
+class _AuditPdf(SealpostPages):
     """The evidence certificate's pages (fonts, margins, headings, labelled fields), with a
     footer naming the process."""
 
     def __init__(self, trail: AuditTrail) -> None:
-        # _Document.__init__ wants a CertificateData, for its footer only; this is the rest of it.
-        FPDF.__init__(self, orientation="portrait", unit="mm", format="A4")
+        super().__init__(f"Sealpost audit trail — signature process {trail.process_id}")
         self.trail = trail
-        self.fontset = register_fonts(self)
-        self.set_margins(18, 18, 18)
-        self.set_auto_page_break(auto=True, margin=18)
-
-    def footer(self) -> None:
-        self.set_y(-12)
-        self.set_font(self.fontset.text, size=7)
-        self.set_text_color(110)
-        line = (
-            f"Sealpost audit trail — signature process {self.trail.process_id} — "
-            f"page {self.page_no()}/{{nb}}"
-        )
-        self.cell(0, 5, self.fontset.clean(line), align="C")
-        self.set_text_color(0)
 
     def lines_height(
         self, text: str, *, width: float, line: float, font: str, style: str = "", size: float
@@ -254,7 +238,7 @@ def _entries(pdf: _AuditPdf, t: AuditTrail) -> None:
     pdf.section(f"Events ({len(t.entries)} entries, times in UTC)", then=8 * _LINE)
     if not t.entries:
         pdf.paragraph("No event has been recorded yet.")
-    value_width = pdf.epw - _LABEL_WIDTH
+    value_width = pdf.epw - LABEL_WIDTH
     for n, entry in enumerate(t.entries, start=1):
         title = f"{n}. {_utc(entry.time)} — {entry.event}"
         rows = _entry_rows(entry)

@@ -104,6 +104,19 @@ def _party(signer: Signer) -> Party:
     return Party(signer.email or signer.phone or signer.name, display_name=signer.name)
 
 
+def _identified(signer: Signer, method: str) -> Party:
+    """The signer as identified: the method, where the code went, the email that carried it."""
+    return Party(
+        signer.email or signer.name,
+        display_name=signer.name,
+        identification={
+            "method": method,
+            "sent_to": signer.otp_sent_to,
+            "communication_id": signer.otp_communication_id,
+        },
+    )
+
+
 def _visitor(visitor: Visitor | None) -> dict[str, Any]:
     if visitor is None:
         return {}
@@ -734,15 +747,7 @@ class SignatureService:
                 event="SignerIdentified",
                 subject=_subject(process.id),
                 event_time=now,
-                recipient=Party(
-                    signer.email or signer.name,
-                    display_name=signer.name,
-                    identification={
-                        "method": "email_otp",
-                        "sent_to": signer.otp_sent_to,
-                        "communication_id": signer.otp_communication_id,
-                    },
-                ),
+                recipient=_identified(signer, "email_otp"),
                 details={
                     "signer_id": signer.id,
                     "attempts": signer.otp_attempts + 1,
@@ -958,15 +963,7 @@ class SignatureService:
             event="DocumentSigned",
             subject=_subject(process.id),
             event_time=now,
-            recipient=Party(
-                signer.email or signer.name,
-                display_name=signer.name,
-                identification={
-                    "method": signer.identification,
-                    "sent_to": signer.otp_sent_to,
-                    "communication_id": signer.otp_communication_id,
-                },
-            ),
+            recipient=_identified(signer, signer.identification),
             details={
                 "signer_id": signer.id,
                 "role": signer.role,
