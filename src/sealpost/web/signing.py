@@ -215,7 +215,7 @@ def _state(sp: Any, process: Process, signer: Signer) -> dict[str, Any]:
     elif status == "waiting":
         message = "It is not your turn yet: you will get an email when it is."
     elif status == "closed":
-        message = sp.signatures._ended_message(process)
+        message = sp.signatures.ended_message(process)
     return {"status": status, "otp": otp_state, "message": message}
 
 
