@@ -500,3 +500,143 @@ def test_an_expired_code_is_refused_with_its_own_message(
     assert late.status_code == 422 and "expired" in late.json()["message"]
     assert "attempts_left" not in late.json()
     page.identify(mail_env, "jane", count=2)  # a new code works
+
+
+def test_the_lockout_holds_until_the_sender_vouches(
+    mail_env: MailEnv, client: TestClient, key: dict[str, str]
+) -> None:
+    """A new code does not reset the attempts; the signer's own 'new link' does not unlock;
+    only the tenant's API does, and it closes the pages opened with older links."""
+    pid = client.post(
+        "/v1/signatures", json=process_request(signer("Jane", "jane")), headers=key
+    ).json()["id"]
+    invitation = link_path(wait_mail(mail_env, "jane", "asks you to sign"))
+    page = open_page(client, invitation)
+    page.call("POST", "/otp")
+    real = code_in(wait_mail(mail_env, "jane", "Your signing code"))
+    wrong = "000000" if real != "000000" else "111111"
+    for _ in range(3):
+        page.call("POST", "/otp/verify", json={"code": wrong})
+    page.call("POST", "/otp")  # a fresh code keeps the count
+    left = [page.call("POST", "/otp/verify", json={"code": wrong}) for _ in range(2)]
+    assert [a.status_code for a in left] == [422, 423]
+    renewed = client.post(f"{invitation}/renew")
+    assert renewed.status_code == 423 and "ask the sender" in renewed.text
+    assert page.call("GET", "/state").json()["status"] == "locked"
+
+    detail = client.get(f"/v1/signatures/{pid}", headers=key).json()
+    sid = detail["signers"][0]["id"]
+    link = client.post(f"/v1/signatures/{pid}/signers/{sid}/link", headers=key).json()
+    assert page.call("GET", "/state").status_code == 401  # the old page is closed
+    fresh = open_page(client, urlsplit(link["url"]).path)
+    assert fresh.call("GET", "/state").json()["status"] == "identify"
+
+
+def test_parallel_guesses_check_at_most_five_codes(
+    mail_env: MailEnv, client: TestClient, key: dict[str, str]
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    client.post("/v1/signatures", json=process_request(signer("Jane", "jane")), headers=key)
+    page = open_page(client, link_path(wait_mail(mail_env, "jane", "asks you to sign")))
+    page.call("POST", "/otp")
+    real = code_in(wait_mail(mail_env, "jane", "Your signing code"))
+    guesses = [f"{n:06d}" for n in range(40) if f"{n:06d}" != real]
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(
+            pool.map(lambda g: page.call("POST", "/otp/verify", json={"code": g}), guesses)
+        )
+    assert sum(a.status_code == 422 for a in answers) == 4  # the fifth locks
+    assert all(a.status_code in (422, 423) for a in answers)
+    assert page.call("POST", "/otp/verify", json={"code": real}).status_code == 423
+
+
+def test_a_bad_drawing_is_refused_and_the_signer_can_sign_again(
+    mail_env: MailEnv, client: TestClient, key: dict[str, str]
+) -> None:
+    import io
+
+    from PIL import Image
+
+    client.post(
+        "/v1/signatures",
+        json=process_request(signer("Jane", "jane", identification="none")),
+        headers=key,
+    )
+    page = open_page(client, link_path(wait_mail(mail_env, "jane", "asks you to sign")))
+    huge = io.BytesIO()
+    Image.new("1", (30_000, 30_000)).save(huge, "PNG")
+    for bad in (b"\x89PNG\r\n\x1a\n" + b"junk" * 10, drawn_signature()[:60], huge.getvalue()):
+        answer = page.sign(bad)
+        assert answer.status_code == 422, answer.text
+        assert page.call("GET", "/state").json()["status"] == "ready"
+    assert page.sign(drawn_signature()).json() == {"status": "signed"}
+
+
+def test_who_may_decline_and_what_bad_input_answers(
+    mail_env: MailEnv, client: TestClient, key: dict[str, str]
+) -> None:
+    body = process_request(
+        signer("Jane", "jane"), signer("Vera", "vera", None, role="viewer", identification="none")
+    )
+    pid = client.post("/v1/signatures", json=body, headers=key).json()["id"]
+    jane = open_page(client, link_path(wait_mail(mail_env, "jane", "asks you to sign")))
+    refused = jane.call("POST", "/decline", json={"reason": "no"})
+    assert refused.status_code == 409 and "code" in refused.json()["message"]
+    vera = open_page(client, link_path(wait_mail(mail_env, "vera", "asks you to review")))
+    assert vera.call("POST", "/decline", json={"reason": "no"}).status_code == 409
+    assert client.get(f"/v1/signatures/{pid}", headers=key).json()["status"] == "in_progress"
+
+    for hours in ([1e9], [0], [-1]):
+        body = process_request(signer("Jane", "jane"), reminder_hours=hours)
+        assert client.post("/v1/signatures", json=body, headers=key).status_code == 422
+    for origin in ("https://a.example:99999", "https://a.example:abc", "https://*.example"):
+        answer = client.put("/v1/settings/signing", json={"frame_ancestors": [origin]}, headers=key)
+        assert answer.status_code == 422, origin
+    ipv6 = client.put(
+        "/v1/settings/signing", json={"frame_ancestors": ["http://[::1]:8443"]}, headers=key
+    )
+    assert ipv6.json()["frame_ancestors"] == ["http://[::1]:8443"]
+
+    named = process_request(signer("Jane", "jane2"))
+    named["documents"][0]["name"] = "契約書.pdf"
+    pid = client.post("/v1/signatures", json=named, headers=key).json()["id"]
+    download = client.get(f"/v1/signatures/{pid}/document.pdf", headers=key)
+    assert download.status_code == 200
+    assert "filename*=UTF-8''%E5%A5%91" in download.headers["content-disposition"]
+
+
+def test_signed_in_time_completes_even_if_the_tsa_returns_after_the_expiry(
+    mail_env: MailEnv, client: TestClient, key: dict[str, str]
+) -> None:
+    pid = client.post(
+        "/v1/signatures",
+        json=process_request(signer("Jane", "jane", identification="none")),
+        headers=key,
+    ).json()["id"]
+    page = open_page(client, link_path(wait_mail(mail_env, "jane", "asks you to sign")))
+    working = mail_env.sp.timestamper
+    mail_env.sp.__dict__["timestamper"] = _DownTimeStamper()
+    assert page.sign(drawn_signature()).status_code == 202
+    mail_env.sp.__dict__["timestamper"] = working
+    mail_env.sp.signatures.run_due(now=datetime.now(UTC) + timedelta(days=31))
+    assert client.get(f"/v1/signatures/{pid}", headers=key).json()["status"] == "completed"
+
+
+def test_one_viewing_record_and_one_reminder_whatever_runs_at_once(
+    mail_env: MailEnv, client: TestClient, key: dict[str, str]
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    body = process_request(signer("Jane", "jane", identification="none"), reminder_hours=[1])
+    pid = client.post("/v1/signatures", json=body, headers=key).json()["id"]
+    page = open_page(client, link_path(wait_mail(mail_env, "jane", "asks you to sign")))
+    later = datetime.now(UTC) + timedelta(hours=2)
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda _: page.call("POST", "/view"), range(4)))
+        list(pool.map(lambda _: mail_env.sp.signatures.run_due(now=later), range(4)))
+    events = [
+        e["event"] for e in client.get(f"/v1/signatures/{pid}", headers=key).json()["timeline"]
+    ]
+    assert events.count("DocumentViewed") == 1
+    assert events.count("SignerNotified") == 2  # the invitation and one reminder

@@ -14,7 +14,7 @@ import json
 import time
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from fastapi import APIRouter, Header, Query, Response
 from pydantic import BaseModel, Field
@@ -257,7 +257,7 @@ def signing_link(process_id: str, signer_id: str, sp: SealpostDep, tenant: Tenan
     signer = process.signer(signer_id)
     if signer is None:
         raise NotFound(f"no signer {signer_id} in this process")
-    token, expires_at = sp.signatures.new_link(process, signer)
+    token, expires_at = sp.signatures.new_link(process, signer, unlock=True, end_sessions=True)
     return LinkOut(url=sp.signatures.link_url(token), expires_at=expires_at)
 
 
@@ -281,7 +281,7 @@ def document_pdf(
         data,
         media_type="application/pdf",
         headers={
-            "Content-Disposition": f'attachment; filename="{_safe(name)}"',
+            "Content-Disposition": _disposition(name),
             "X-Sealpost-SHA256": found.current_sha256,
         },
     )
@@ -338,7 +338,15 @@ def put_settings(body: SigningSettings, sp: SealpostDep, tenant: TenantDep) -> S
 
 
 def _origin(value: str) -> str:
+    """An exact origin (no wildcard: CSP would accept one, postMessage cannot target it)."""
+    problem = InvalidInput(
+        f"{value!r} is not an origin: give scheme://host[:port], e.g. https://crm.example.com"
+    )
     parts = urlsplit(value.strip())
+    try:
+        port = parts.port
+    except ValueError:
+        raise problem from None
     if (
         parts.scheme not in ("https", "http")
         or not parts.hostname
@@ -346,14 +354,16 @@ def _origin(value: str) -> str:
         or parts.query
         or parts.fragment
         or parts.username
-        or any(c in value for c in " ;,'\"")
+        or any(c in value for c in " ;,'\"*")
     ):
-        raise InvalidInput(
-            f"{value!r} is not an origin: give scheme://host[:port], e.g. https://crm.example.com"
-        )
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{parts.hostname}{port}"
+        raise problem
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return f"{parts.scheme}://{host}{f':{port}' if port else ''}"
 
 
-def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_. " else "_" for c in name)[:150]
+def _disposition(name: str) -> str:
+    """attachment; an ASCII filename for every client, the exact one in RFC 5987 form."""
+    ascii_name = "".join(c if c.isascii() and (c.isalnum() or c in "-_. ") else "_" for c in name)[
+        :150
+    ]
+    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name[:150], safe='')}"

@@ -33,6 +33,7 @@ from sealpost.store.signatures import (
     COMPLETED,
     DECLINED_BY,
     DONE,
+    IDENTIFIED,
     IN_PROGRESS,
     PENDING,
     SIGNED,
@@ -84,6 +85,17 @@ class SignatureApplying(ProcessBase):
             except SignatureUnavailable as exc:
                 log.warning("signing.tsa_unavailable", process_id=process.id, error=exc.message)
                 return False
+            except SealpostError as exc:  # not retryable: give the signer their turn back
+                log.error("signing.signature_failed", process_id=process.id, error=exc.message)
+                with self.repo.transaction() as conn:
+                    self.repo.set_signer_in(
+                        conn,
+                        signer.id,
+                        expect_status=(PENDING,),
+                        status=intent.get("prior_status", IDENTIFIED),
+                        pending_signature=None,
+                    )
+                raise
             if self._commit_signature(process, signer, intent, outputs):
                 self._after_signature(process.id)
                 return True

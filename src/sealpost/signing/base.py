@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from sealpost.errors import Conflict, NotFound
 from sealpost.signing import otp
+from sealpost.signing.model import Locked
 from sealpost.signing.steps import (
     process_record,
     signer_party,
@@ -132,14 +133,25 @@ class ProcessBase:
         return accepted.communication_ids[0]
 
     def new_link(
-        self, process: Process, signer: Signer, now: datetime | None = None
+        self,
+        process: Process,
+        signer: Signer,
+        now: datetime | None = None,
+        *,
+        unlock: bool = False,
+        end_sessions: bool = False,
     ) -> tuple[str, datetime]:
-        """A fresh single-use link (token, expiry) for ``signer``."""
+        """A fresh single-use link (token, expiry) for ``signer``.  ``unlock`` (the tenant's
+        API only: the tenant vouches for the person) gives a locked signer 5 new code
+        attempts; ``end_sessions`` closes the signer's open pages (whoever held an older link
+        loses it)."""
         now = now or utc_now()
         if process.status != IN_PROGRESS:
             raise Conflict(f"the process is {process.status}")
         if signer.role == "cc":
             raise Conflict("a cc gets the signed documents at the end, not a signing link")
+        if signer.status == LOCKED and not unlock:
+            raise Locked("Too many wrong codes: ask the sender for a new link.")
         token = secrets.token_urlsafe(32)
         expires_at = min(
             process.expires_at, now + timedelta(hours=self.settings.signing_link_hours)
@@ -148,7 +160,9 @@ class ProcessBase:
             self.repo.add_link_in(
                 conn, token=token, kind=LINK, signer_id=signer.id, now=now, expires_at=expires_at
             )
-            if signer.status == LOCKED:  # the tenant vouches for a new try
+            if end_sessions:
+                self.repo.end_sessions_in(conn, signer.id, now)
+            if signer.status == LOCKED:  # unlock: the tenant vouches for a new try
                 self.repo.set_signer_in(
                     conn,
                     signer.id,
@@ -163,10 +177,18 @@ class ProcessBase:
     def link_url(self, token: str) -> str:
         return f"{self.settings.resolved_public_url}/sign/{token}"
 
-    def send_link(self, process: Process, signer: Signer, *, reminder: bool) -> None:
+    def send_link(
+        self, process: Process, signer: Signer, *, reminder: bool, end_sessions: bool = False
+    ) -> None:
         """Email ``signer`` a fresh link (a certified email: the invitation has evidence)."""
         now = utc_now()
-        token, expires_at = self.new_link(process, signer, now)
+        if signer.status == WAITING:  # their turn: claim it, so two callers invite once
+            with self.repo.transaction() as conn:
+                if not self.repo.set_signer_in(
+                    conn, signer.id, expect_status=(WAITING,), status=NOTIFIED
+                ):
+                    return
+        token, expires_at = self.new_link(process, signer, now, end_sessions=end_sessions)
         tenant = self.sp.tenants.get(process.tenant_id)
         verb = {"approver": "approve", "viewer": "review"}.get(signer.role, "sign")
         subject = (
@@ -215,8 +237,6 @@ class ProcessBase:
                 "next_reminder_at": next_reminder,
                 "reminders_sent": sent,
             }
-            if signer.status == WAITING:
-                values["status"] = NOTIFIED
             if signer.notified_at is None:
                 values["notified_at"] = now
             self.repo.set_signer_in(conn, signer.id, **values)

@@ -604,16 +604,22 @@ class _ImportedAppearance(content.PdfContent):
 # --- appearance internals ----------------------------------------------------------------
 
 
-def _draw_image(pdf: FPDF, png: bytes, area: tuple[float, float, float, float]) -> None:
+def check_signature_image(png: bytes) -> None:
+    """Refuse (InvalidInput) what is not a readable PNG of a sensible size: checked before a
+    signer's intent is kept, so a bad drawing never reaches the signing step."""
     try:
         with Image.open(io.BytesIO(png)) as img:
             if img.format != "PNG":
-                raise InvalidInput(f"the drawn signature is {img.format}, not a PNG image")
+                raise InvalidInput("the drawn signature is not a PNG image")
             if img.width * img.height > _MAX_IMAGE_PIXELS:
                 raise InvalidInput(f"the drawn signature is too large ({img.width}x{img.height})")
             img.load()
     except _BAD_IMAGE as exc:
         raise InvalidInput(f"the drawn signature is not a readable PNG image: {exc}") from None
+
+
+def _draw_image(pdf: FPDF, png: bytes, area: tuple[float, float, float, float]) -> None:
+    check_signature_image(png)
     x, y, w, h = area
     if w > 0 and h > 0:
         pdf.image(io.BytesIO(png), x=x, y=y, w=w, h=h, keep_aspect_ratio=True)

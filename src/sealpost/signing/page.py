@@ -23,6 +23,7 @@ from sealpost.signing.model import (
     Visitor,
     WrongCode,
 )
+from sealpost.signing.pades import check_signature_image
 from sealpost.signing.steps import (
     identified_party,
     process_record,
@@ -47,6 +48,9 @@ from sealpost.store.signatures import (
     Process,
     Signer,
 )
+
+RENEWALS_PER_HOUR = 3
+"""New links a signer may ask for themselves in an hour (each is a certified email)."""
 
 
 class SigningPage(SignatureApplying):
@@ -125,7 +129,17 @@ class SigningPage(SignatureApplying):
         assert signer is not None
         if process.status != IN_PROGRESS or signer.status in (SIGNED, DECLINED_BY, DONE):
             raise Conflict("there is nothing left to sign with this link")
-        self.send_link(process, signer, reminder=False)
+        if signer.status == LOCKED:  # only the sender can give new code attempts
+            raise Locked("Too many wrong codes: ask the sender for a new link.")
+        now = utc_now()
+        with self.repo.transaction() as conn:
+            recent = self.repo.links_since_in(conn, signer.id, now - timedelta(hours=1))
+        if recent >= RENEWALS_PER_HOUR:
+            raise TooManyRequests(
+                "Several links were sent to you in the last hour: use the latest one, or "
+                "try again later."
+            )
+        self.send_link(process, signer, reminder=False, end_sessions=True)
 
     def session(self, token: str | None) -> tuple[Process, Signer]:
         if not token:
@@ -179,12 +193,13 @@ class SigningPage(SignatureApplying):
         self._require_open(process, signer)
         if signer.identification != "email_otp":
             raise Conflict("no code is needed for this signer")
-        if signer.otp_sends >= otp.MAX_SENDS:
-            raise TooManyRequests(
-                f"{otp.MAX_SENDS} codes were already sent: use the latest, or ask the sender "
-                "for a new link"
-            )
         assert signer.email is not None
+        with self.repo.transaction() as conn:  # counted before sending: parallel clicks too
+            if not self.repo.take_otp_send_in(conn, signer.id, otp.MAX_SENDS):
+                raise TooManyRequests(
+                    f"{otp.MAX_SENDS} codes were already sent: use the latest, or ask the "
+                    "sender for a new link"
+                )
         code = otp.new_code()
         now = utc_now()
         expires_at = now + timedelta(seconds=otp.VALID_SECONDS)
@@ -203,8 +218,6 @@ class SigningPage(SignatureApplying):
                 signer.id,
                 otp_hash=otp.digest(self._otp_key, signer.id, code),
                 otp_expires_at=expires_at,
-                otp_attempts=0,
-                otp_sends=signer.otp_sends + 1,
                 otp_sent_to=signer.email,
                 otp_communication_id=communication_id,
             )
@@ -220,17 +233,17 @@ class SigningPage(SignatureApplying):
             raise InvalidInput("Ask for a code first.")
         if signer.otp_expires_at <= now:
             raise InvalidInput("This code has expired: ask for a new one.")
+        with self.repo.transaction() as conn:  # every check counts, right or wrong, atomically
+            attempts = self.repo.take_otp_attempt_in(conn, signer.id, otp.MAX_ATTEMPTS)
+        if attempts is None:
+            raise Locked("Too many wrong codes: ask the sender for a new link.")
         if otp.matches(self._otp_key, signer.id, code, signer.otp_hash):
             record = process_record(
                 process,
                 "SignerIdentified",
                 now,
                 recipient=identified_party(signer, "email_otp"),
-                details={
-                    "signer_id": signer.id,
-                    "attempts": signer.otp_attempts + 1,
-                    **visitor_details(visitor),
-                },
+                details={"signer_id": signer.id, "attempts": attempts, **visitor_details(visitor)},
             )
             with self.repo.transaction() as conn:
                 if not self.repo.set_signer_in(
@@ -243,33 +256,21 @@ class SigningPage(SignatureApplying):
                 ):
                     raise Conflict("the signer's state changed: reload the page")
                 self.repo.add_evidence_in(conn, [record])
-            return otp.MAX_ATTEMPTS - signer.otp_attempts - 1
-        attempts = signer.otp_attempts + 1
-        with self.repo.transaction() as conn:
-            if attempts >= otp.MAX_ATTEMPTS:
-                self.repo.set_signer_in(
-                    conn, signer.id, status=LOCKED, otp_attempts=attempts, otp_hash=None
-                )
-                self.repo.add_evidence_in(
-                    conn,
-                    [
-                        process_record(
-                            process,
-                            "SignerIdentificationFailed",
-                            now,
-                            recipient=signer_party(signer),
-                            reasons=[Reason("otp_locked", f"{attempts} wrong codes")],
-                            details={
-                                "signer_id": signer.id,
-                                "method": "email_otp",
-                                **visitor_details(visitor),
-                            },
-                        )
-                    ],
-                )
-            else:
-                self.repo.set_signer_in(conn, signer.id, otp_attempts=attempts)
+            return otp.MAX_ATTEMPTS - attempts
         if attempts >= otp.MAX_ATTEMPTS:
+            record = process_record(
+                process,
+                "SignerIdentificationFailed",
+                now,
+                recipient=signer_party(signer),
+                reasons=[Reason("otp_locked", f"{attempts} wrong codes")],
+                details={"signer_id": signer.id, "method": "email_otp", **visitor_details(visitor)},
+            )
+            with self.repo.transaction() as conn:
+                if self.repo.set_signer_in(
+                    conn, signer.id, expect_status=(NOTIFIED,), status=LOCKED, otp_hash=None
+                ):
+                    self.repo.add_evidence_in(conn, [record])
             raise Locked("Too many wrong codes: ask the sender for a new link.")
         left = otp.MAX_ATTEMPTS - attempts
         raise WrongCode(f"Wrong code: {left} attempt{'s' if left > 1 else ''} left.", left)
@@ -296,8 +297,8 @@ class SigningPage(SignatureApplying):
             values: dict[str, Any] = {"viewed_at": now}
             if signer.role == "viewer":
                 values["status"] = DONE
-            self.repo.set_signer_in(conn, signer.id, **values)
-            self.repo.add_evidence_in(conn, [record])
+            if self.repo.mark_viewed_in(conn, signer.id, **values):  # once, however many tabs
+                self.repo.add_evidence_in(conn, [record])
 
     # -- signing -------------------------------------------------------------------------------
 
@@ -314,8 +315,7 @@ class SigningPage(SignatureApplying):
         if given.image_png is not None:
             if len(given.image_png) > MAX_IMAGE_BYTES:
                 raise InvalidInput("the drawn signature is too large")
-            if not given.image_png.startswith(b"\x89PNG\r\n\x1a\n"):
-                raise InvalidInput("the drawn signature is not a PNG image")
+            check_signature_image(given.image_png)
         typed = (given.typed or "").strip() or None
         if given.image_png is None and typed is None:
             if signer.role == "approver":
@@ -328,6 +328,7 @@ class SigningPage(SignatureApplying):
             "image_png": base64.b64encode(given.image_png).decode() if given.image_png else None,
             "typed": typed,
             "consent_sha256": process.consent_sha256,
+            "prior_status": signer.status,
             **visitor_details(visitor),
         }
         with self.repo.transaction() as conn:
@@ -350,7 +351,13 @@ class SigningPage(SignatureApplying):
     # -- ending --------------------------------------------------------------------------------
 
     def decline(self, process: Process, signer: Signer, reason: str, visitor: Visitor) -> None:
+        """Ends the process for everyone: only a signer or approver, identified as for
+        signing, may do it (not whoever holds a forwarded link)."""
         self._require_open(process, signer)
+        if signer.role not in SIGNING_ROLES:
+            raise Conflict(f"a {signer.role} cannot decline: only signers and approvers can")
+        if signer.identification != "none" and signer.status != IDENTIFIED:
+            raise Conflict("Enter the code we sent you first.")
         reason = reason.strip()
         if not reason:
             raise InvalidInput("Say why you decline.")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -67,6 +68,9 @@ if TYPE_CHECKING:
     from sealpost.store.tenants import Tenant
 
 log = get_logger(__name__)
+
+
+MAX_REMINDER_HOURS = 24 * 366
 
 
 class SignatureService(SigningPage):
@@ -247,8 +251,10 @@ class SignatureService(SigningPage):
                 raise InvalidInput("expires_at needs a time zone, e.g. 2026-12-31T18:00:00Z")
             if request.expires_at <= now + timedelta(minutes=10):
                 raise InvalidInput("expires_at must be at least 10 minutes from now")
-        if any(h <= 0 for h in request.reminder_hours):
-            raise InvalidInput("reminder hours must be positive")
+        if any(
+            not math.isfinite(h) or not 0 < h <= MAX_REMINDER_HOURS for h in request.reminder_hours
+        ):
+            raise InvalidInput(f"reminder hours must be between 0 and {MAX_REMINDER_HOURS}")
         for i, s in enumerate(request.signers):
             where = f"signers[{i}]"
             if not s.name.strip():
@@ -391,7 +397,8 @@ class SignatureService(SigningPage):
         process = self._get(process_id)
         if process.status != IN_PROGRESS:
             return 0
-        if process.expires_at <= now:
+        owed = process.finalize_due or any(s.status == PENDING for s in process.signers)
+        if process.expires_at <= now and not owed:  # signed in time: finish, do not expire
             self._expire(process, now)
             return 1
         done = 0
@@ -409,12 +416,7 @@ class SignatureService(SigningPage):
                 and signer.status in (NOTIFIED, IDENTIFIED)
             ):
                 with self.repo.transaction() as conn:  # claim it: one reminder, one worker
-                    claimed = self.repo.set_signer_in(
-                        conn,
-                        signer.id,
-                        expect_status=(NOTIFIED, IDENTIFIED),
-                        next_reminder_at=None,
-                    )
+                    claimed = self.repo.claim_reminder_in(conn, signer.id, signer.next_reminder_at)
                 if claimed:
                     self.send_link(process, signer, reminder=True)
                     done += 1

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, insert, or_, select, update
+from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from sealpost.errors import Conflict
@@ -423,6 +423,60 @@ class SignatureRepository:
     def add_evidence_in(conn: Connection, records: Sequence[EvidenceRecord]) -> None:
         append_evidence(conn, records)
 
+    @staticmethod
+    def claim_reminder_in(conn: Connection, signer_id: str, due: datetime) -> bool:
+        """Take a due reminder: only the caller that saw it due, still due, sends it."""
+        s = signature_signers.c
+        return bool(
+            conn.execute(
+                update(signature_signers)
+                .where(
+                    s.id == signer_id,
+                    s.next_reminder_at == due,
+                    s.status.in_([NOTIFIED, IDENTIFIED]),
+                )
+                .values(next_reminder_at=None)
+            ).rowcount
+        )
+
+    @staticmethod
+    def mark_viewed_in(conn: Connection, signer_id: str, **values: Any) -> bool:
+        """First viewing only: False when another request recorded it already."""
+        s = signature_signers.c
+        return bool(
+            conn.execute(
+                update(signature_signers)
+                .where(s.id == signer_id, s.viewed_at.is_(None))
+                .values(**values)
+            ).rowcount
+        )
+
+    @staticmethod
+    def take_otp_send_in(conn: Connection, signer_id: str, limit: int) -> bool:
+        """Count a code about to be sent, atomically, unless ``limit`` were sent already."""
+        s = signature_signers.c
+        return bool(
+            conn.execute(
+                update(signature_signers)
+                .where(s.id == signer_id, s.otp_sends < limit)
+                .values(otp_sends=s.otp_sends + 1)
+            ).rowcount
+        )
+
+    @staticmethod
+    def take_otp_attempt_in(conn: Connection, signer_id: str, limit: int) -> int | None:
+        """Count one code check, atomically, for a signer still to identify: the attempts
+        made so far including this one, or None when none is left (or not identifying)."""
+        s = signature_signers.c
+        taken = conn.execute(
+            update(signature_signers)
+            .where(s.id == signer_id, s.otp_attempts < limit, s.status == NOTIFIED)
+            .values(otp_attempts=s.otp_attempts + 1)
+        ).rowcount
+        if not taken:
+            return None
+        return int(conn.execute(select(s.otp_attempts).where(s.id == signer_id)).scalar_one())
+
     # -- links and sessions --------------------------------------------------------------------
 
     @staticmethod
@@ -447,6 +501,27 @@ class SignatureRepository:
                 ip=ip,
                 user_agent=user_agent,
             )
+        )
+
+    @staticmethod
+    def end_sessions_in(conn: Connection, signer_id: str, now: datetime) -> None:
+        """A new link ends the signer's open pages: whoever held an older one loses it."""
+        lk = signing_links.c
+        conn.execute(
+            update(signing_links)
+            .where(lk.signer_id == signer_id, lk.kind == SESSION, lk.expires_at > now)
+            .values(expires_at=now)
+        )
+
+    @staticmethod
+    def links_since_in(conn: Connection, signer_id: str, since: datetime) -> int:
+        lk = signing_links.c
+        return int(
+            conn.execute(
+                select(func.count()).where(
+                    lk.signer_id == signer_id, lk.kind == LINK, lk.created_at >= since
+                )
+            ).scalar_one()
         )
 
     def link(self, token: str, kind: str) -> LinkUse | None:
