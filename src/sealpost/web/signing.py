@@ -24,7 +24,9 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import BaseModel, Field
 
 from sealpost.api.auth import SealpostDep
+from sealpost.app import Sealpost
 from sealpost.errors import SealpostError
+from sealpost.signing import otp
 from sealpost.signing.model import (
     LinkUnusable,
     SignInput,
@@ -32,6 +34,7 @@ from sealpost.signing.model import (
     WrongCode,
     decode_png,
 )
+from sealpost.signing.service import SignatureService
 from sealpost.store.signatures import Process, Signer
 
 HERE = Path(__file__).parent
@@ -89,7 +92,7 @@ class OpenIn(BaseModel):
     link: str = Field(max_length=200)
 
 
-def _error_page(service: Any, token: str, exc: LinkUnusable) -> HTMLResponse:
+def _error_page(service: SignatureService, token: str, exc: LinkUnusable) -> HTMLResponse:
     origins: list[str] = []
     if exc.process_id:
         found = service.repo.get(exc.process_id)
@@ -190,14 +193,11 @@ def renew(token: str, sp: SealpostDep) -> HTMLResponse:
 SessionHeader = Annotated[str | None, Header(alias="X-Signing-Session")]
 
 
-def _session(sp: Any, token: str | None) -> tuple[Process, Signer]:
-    result: tuple[Process, Signer] = sp.signatures.session(token)
-    return result
+def _session(sp: Sealpost, token: str | None) -> tuple[Process, Signer]:
+    return sp.signatures.session(token)
 
 
-def _state(sp: Any, process: Process, signer: Signer) -> dict[str, Any]:
-    from sealpost.signing import otp
-
+def _state(sp: Sealpost, process: Process, signer: Signer) -> dict[str, Any]:
     otp_state = None
     if signer.otp_expires_at is not None and signer.otp_sent_to:
         otp_state = {
