@@ -19,6 +19,7 @@ from sealpost.ledger.timestamps import TimeStamper, TimestampUnavailable
 from sealpost.signing.pades import check_signatures
 from sealpost.store.tables import outbox_events
 from tests.signing.flow import (
+    PageSession,
     b64,
     code_in,
     contract_pdf,
@@ -26,6 +27,7 @@ from tests.signing.flow import (
     link_path,
     mails_to,
     open_page,
+    page_config,
     process_request,
     signer,
     wait_mail,
@@ -246,29 +248,39 @@ class _DownTimeStamper(TimeStamper):
         raise TimestampUnavailable("connection refused (test)")
 
 
-def test_tsa_down_keeps_the_signature_pending_and_the_worker_applies_it(
-    mail_env: MailEnv, client: TestClient, key: dict[str, str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    pid = client.post(
+def _signed_while_the_tsa_is_down(
+    env: MailEnv, client: TestClient, key: dict[str, str]
+) -> tuple[str, PageSession]:
+    """A one-signer process whose signer signed while the TSA was unreachable (it still is:
+    pop ``timestamper`` from ``env.sp.__dict__`` to bring it back)."""
+    pid: str = client.post(
         "/v1/signatures",
         json=process_request(signer("Jane", "jane", identification="none")),
         headers=key,
     ).json()["id"]
-    page = open_page(client, link_path(wait_mail(mail_env, "jane", "asks you to sign")))
-    assert page.config["status"] == "ready"
-    working = mail_env.sp.timestamper
-    mail_env.sp.__dict__["timestamper"] = _DownTimeStamper()
+    page = open_page(client, link_path(wait_mail(env, "jane", "asks you to sign")))
+    env.sp.__dict__["timestamper"] = _DownTimeStamper()
     answer = page.sign(drawn_signature())
-    assert answer.status_code == 202
+    assert answer.status_code == 202, answer.text
     assert answer.json()["status"] == "signing_pending"
-    assert "timestamp authority is unreachable" in answer.json()["message"]
+    return pid, page
+
+
+def test_tsa_down_keeps_the_signature_pending_and_the_worker_applies_it(
+    mail_env: MailEnv, client: TestClient, key: dict[str, str]
+) -> None:
+    pid, page = _signed_while_the_tsa_is_down(mail_env, client, key)
+    state = page.call("GET", "/state").json()
+    assert state["status"] == "signing_pending"
+    assert "timestamp authority is unreachable" in state["message"]
     assert mail_env.sp.signatures.run_due() == 0  # still down: nothing produced
     detail = client.get(f"/v1/signatures/{pid}", headers=key).json()
     assert detail["signers"][0]["status"] == "pending"
-    assert detail["documents"][0]["sha256_current"] != ""  # unchanged revision
     assert "DocumentSigned" not in [e["event"] for e in detail["timeline"]]
+    unsigned = client.get(f"/v1/signatures/{pid}/document.pdf", headers=key).content
+    assert check_signatures(unsigned, mail_env.sp.trust_roots) == []  # no signature without TSA
 
-    mail_env.sp.__dict__["timestamper"] = working
+    mail_env.sp.__dict__.pop("timestamper")  # the TSA is back
     assert mail_env.sp.signatures.run_due() >= 1
     assert page.call("GET", "/state").json()["status"] == "signed"
     done = client.get(f"/v1/signatures/{pid}", headers=key).json()
@@ -372,8 +384,8 @@ def test_embedding_headers_follow_the_tenant_setting(
     assert "frame-ancestors https://crm.example.com http://127.0.0.1:9000" in csp
     assert "script-src 'self'" in csp and "unsafe-inline" not in csp
     assert answer.headers["referrer-policy"] == "no-referrer"
-    config = answer.text
-    assert "https://crm.example.com" in config
+    origins = page_config(answer.text)["post_message_origins"]
+    assert origins == ["https://crm.example.com", "http://127.0.0.1:9000"]
 
 
 def test_reminders_follow_the_schedule_and_stop_once_signed(
@@ -412,22 +424,13 @@ def test_reminders_follow_the_schedule_and_stop_once_signed(
 def test_a_pending_signature_is_never_applied_to_a_cancelled_process(
     mail_env: MailEnv, client: TestClient, key: dict[str, str]
 ) -> None:
-    pid = client.post(
-        "/v1/signatures",
-        json=process_request(signer("Jane", "jane", identification="none")),
-        headers=key,
-    ).json()["id"]
-    page = open_page(client, link_path(wait_mail(mail_env, "jane", "asks you to sign")))
-    working = mail_env.sp.timestamper
-    mail_env.sp.__dict__["timestamper"] = _DownTimeStamper()
-    assert page.sign(drawn_signature()).status_code == 202
+    pid, page = _signed_while_the_tsa_is_down(mail_env, client, key)
     assert client.post(f"/v1/signatures/{pid}/cancel", headers=key).status_code == 200
-    mail_env.sp.__dict__["timestamper"] = working
+    mail_env.sp.__dict__.pop("timestamper")  # the TSA is back
     assert mail_env.sp.signatures.run_due() == 0
     detail = client.get(f"/v1/signatures/{pid}", headers=key).json()
     assert detail["status"] == "cancelled"
     assert "DocumentSigned" not in [e["event"] for e in detail["timeline"]]
-    assert detail["documents"][0]["sha256_current"] != ""
     revision = client.get(f"/v1/signatures/{pid}/document.pdf", headers=key).content
     assert check_signatures(revision, mail_env.sp.trust_roots) == []
     assert page.call("GET", "/state").json()["status"] == "closed"
@@ -609,16 +612,8 @@ def test_who_may_decline_and_what_bad_input_answers(
 def test_signed_in_time_completes_even_if_the_tsa_returns_after_the_expiry(
     mail_env: MailEnv, client: TestClient, key: dict[str, str]
 ) -> None:
-    pid = client.post(
-        "/v1/signatures",
-        json=process_request(signer("Jane", "jane", identification="none")),
-        headers=key,
-    ).json()["id"]
-    page = open_page(client, link_path(wait_mail(mail_env, "jane", "asks you to sign")))
-    working = mail_env.sp.timestamper
-    mail_env.sp.__dict__["timestamper"] = _DownTimeStamper()
-    assert page.sign(drawn_signature()).status_code == 202
-    mail_env.sp.__dict__["timestamper"] = working
+    pid, _page = _signed_while_the_tsa_is_down(mail_env, client, key)
+    mail_env.sp.__dict__.pop("timestamper")  # the TSA is back
     mail_env.sp.signatures.run_due(now=datetime.now(UTC) + timedelta(days=31))
     assert client.get(f"/v1/signatures/{pid}", headers=key).json()["status"] == "completed"
 

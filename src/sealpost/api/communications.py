@@ -12,7 +12,6 @@ import base64
 import binascii
 import hashlib
 import json
-import time
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -21,12 +20,12 @@ from pydantic import BaseModel, Field, field_validator
 
 from sealpost.api import cursors
 from sealpost.api.auth import SealpostDep, TenantDep
+from sealpost.api.ledger import bundles_of
 from sealpost.app import Sealpost
 from sealpost.email.addresses import AddressError, checked_address
 from sealpost.email.mime import build_message, describe_message, new_message_id
 from sealpost.email.submission import Accepted, SenderNotAllowed, SubmissionRequest
 from sealpost.errors import InvalidInput, NotFound
-from sealpost.ledger.errors import NotSealedYet
 from sealpost.ledger.records import format_time
 from sealpost.store.communications import STATUSES, Communication
 from sealpost.store.tenants import Tenant
@@ -397,14 +396,6 @@ def evidence(
 ) -> dict[str, Any]:
     """Every record's evidence bundle; records not sealed yet are listed as pending."""
     c = _owned(sp, tenant, communication_id)
-    deadline = time.monotonic() + wait
-    while True:
-        bundles, pending = [], []
-        for entry in sp.communications.timeline(tenant.id, c.id):
-            try:
-                bundles.append(sp.ledger.bundle(entry.record_id, tenant.id))
-            except NotSealedYet:
-                pending.append(entry.record_id)
-        if not pending or time.monotonic() >= deadline:
-            return {"communication_id": c.id, "bundles": bundles, "pending": pending}
-        time.sleep(0.05)
+    entries = sp.communications.timeline(tenant.id, c.id)
+    bundles, pending = bundles_of(sp, tenant.id, [e.record_id for e in entries], wait)
+    return {"communication_id": c.id, "bundles": bundles, "pending": pending}

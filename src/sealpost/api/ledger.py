@@ -4,18 +4,42 @@ from __future__ import annotations
 
 import base64
 import time
-from typing import Annotated
+from collections.abc import Sequence
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
 from sealpost.api.auth import SealpostDep, TenantDep
 from sealpost.api.schemas import Bundle, ConsistencyProof, InclusionProof, TreeHead
+from sealpost.app import Sealpost
 from sealpost.errors import NotFound
 from sealpost.ledger.errors import NotSealedYet
 from sealpost.ledger.records import format_time
 from sealpost.ledger.tree_head import SignedTreeHead
 
 router = APIRouter(prefix="/v1", tags=["ledger"])
+
+
+def bundles_of(
+    sp: Sealpost, tenant_id: str, record_ids: Sequence[str], wait: float
+) -> tuple[list[Any], list[str]]:
+    """The evidence bundles of ``record_ids`` (a communication's or a process's timeline), in
+    order, and those not sealed yet; waits up to ``wait`` s for the seal, fetching only what
+    is still missing."""
+    deadline = time.monotonic() + wait
+    found: dict[str, Any] = {}
+    while True:
+        pending = []
+        for record_id in record_ids:
+            if record_id in found:
+                continue
+            try:
+                found[record_id] = sp.ledger.bundle(record_id, tenant_id)
+            except NotSealedYet:
+                pending.append(record_id)
+        if not pending or time.monotonic() >= deadline:
+            return [found[r] for r in record_ids if r in found], pending
+        time.sleep(0.05)
 
 
 def _b64(data: bytes) -> str:

@@ -11,7 +11,6 @@ import base64
 import binascii
 import hashlib
 import json
-import time
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import quote, urlsplit
@@ -21,9 +20,10 @@ from pydantic import BaseModel, Field
 
 from sealpost.api import cursors
 from sealpost.api.auth import SealpostDep, TenantDep
+from sealpost.api.ledger import bundles_of
 from sealpost.app import Sealpost
 from sealpost.errors import InvalidInput, NotFound
-from sealpost.ledger.errors import NotSealedYet
+from sealpost.ledger.records import format_time
 from sealpost.signing.model import (
     DocumentRequest,
     FieldRequest,
@@ -99,7 +99,7 @@ class SigningSettings(BaseModel):
 
 
 def _time(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.isoformat().replace("+00:00", "Z")
+    return None if moment is None else format_time(moment)
 
 
 def _decode(value: str, where: str) -> bytes:
@@ -311,17 +311,9 @@ def evidence(
 ) -> dict[str, Any]:
     """Every record's evidence bundle; records not sealed yet are listed as pending."""
     process = sp.signatures.get(tenant.id, process_id)
-    deadline = time.monotonic() + wait
-    while True:
-        bundles, pending = [], []
-        for entry in sp.signatures.repo.timeline(tenant.id, process.id):
-            try:
-                bundles.append(sp.ledger.bundle(entry.record_id, tenant.id))
-            except NotSealedYet:
-                pending.append(entry.record_id)
-        if not pending or time.monotonic() >= deadline:
-            return {"signature_process_id": process.id, "bundles": bundles, "pending": pending}
-        time.sleep(0.05)
+    entries = sp.signatures.repo.timeline(tenant.id, process.id)
+    bundles, pending = bundles_of(sp, tenant.id, [e.record_id for e in entries], wait)
+    return {"signature_process_id": process.id, "bundles": bundles, "pending": pending}
 
 
 @router.get("/settings/signing", response_model=SigningSettings)

@@ -165,13 +165,7 @@ class SigningPage(SignatureApplying):
             return "signed"
         if signer.status == DECLINED_BY:
             return "declined"
-        turn = self._turn(process)
-        if signer.status == WAITING or (
-            process.signing_order == "sequential"
-            and signer.role in SIGNING_ROLES
-            and turn is not None
-            and turn < signer.sign_order
-        ):
+        if signer.status == WAITING or self._before_turn(process, signer):
             return "waiting"
         if signer.identification == "none" or signer.status == IDENTIFIED:
             return "ready"
@@ -184,10 +178,15 @@ class SigningPage(SignatureApplying):
             raise Locked("Too many wrong codes: ask the sender for a new link.")
         if signer.status in (SIGNED, DECLINED_BY, DONE, PENDING):
             raise Conflict("You have already answered this request.")
-        if process.signing_order == "sequential" and signer.role in SIGNING_ROLES:
-            turn = self._turn(process)
-            if turn is not None and signer.sign_order > turn:
-                raise Conflict("It is not your turn yet: you will get an email when it is.")
+        if self._before_turn(process, signer):
+            raise Conflict("It is not your turn yet: you will get an email when it is.")
+
+    def _before_turn(self, process: Process, signer: Signer) -> bool:
+        """A signer of a sequential process whose order has not come yet."""
+        if process.signing_order != "sequential" or signer.role not in SIGNING_ROLES:
+            return False
+        turn = self._turn(process)
+        return turn is not None and signer.sign_order > turn
 
     def send_otp(self, process: Process, signer: Signer, visitor: Visitor) -> tuple[str, datetime]:
         self._require_open(process, signer)
