@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 
 import pytest
+from fastapi.testclient import TestClient
 from fpdf import FPDF
 from PIL import Image, ImageDraw
 
@@ -46,3 +47,14 @@ def drawn_png() -> bytes:
     out = io.BytesIO()
     img.save(out, "PNG")
     return out.getvalue()
+
+
+@pytest.fixture
+def client(mail_client: TestClient) -> TestClient:
+    """The REST API (and the signing page) of the test's Sealpost."""
+    return mail_client
+
+
+@pytest.fixture
+def key(mail_key: dict[str, str]) -> dict[str, str]:
+    return mail_key

@@ -42,16 +42,6 @@ def mail_overrides() -> dict[str, object]:
     return {"certificates_enabled": False, "signing_worker_enabled": False}
 
 
-@pytest.fixture
-def client(mail_client: TestClient) -> TestClient:
-    return mail_client
-
-
-@pytest.fixture
-def key(mail_key: dict[str, str]) -> dict[str, str]:
-    return mail_key
-
-
 def _events(env: MailEnv, process_id: str) -> list[str]:
     from sqlalchemy import select
 

@@ -51,16 +51,6 @@ def live(mail_env: MailEnv, live_port: int) -> Any:
         yield server
 
 
-@pytest.fixture
-def key(mail_key: dict[str, str]) -> dict[str, str]:
-    return mail_key
-
-
-@pytest.fixture
-def client(mail_client: TestClient) -> TestClient:
-    return mail_client
-
-
 def _draw(page: Any) -> None:
     pad = page.get_by_test_id("signature-pad")
     box = pad.bounding_box()

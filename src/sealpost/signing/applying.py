@@ -10,6 +10,8 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import Connection
+
 from sealpost.errors import Conflict, SealpostError
 from sealpost.logging import get_logger
 from sealpost.signing import otp
@@ -174,17 +176,7 @@ class SignatureApplying(ProcessBase):
         )
         try:
             with self.repo.transaction() as conn:
-                for document, data, sha in outputs:
-                    self.sp.contents.put_in(conn, [data])
-                    if not self.repo.advance_document_in(
-                        conn,
-                        document,
-                        new_sha256=sha,
-                        kind=signer.role,
-                        signer_id=signer.id,
-                        now=now,
-                    ):
-                        raise Moved
+                self._advance_in(conn, outputs, kind=signer.role, signer_id=signer.id, now=now)
                 if not self.repo.set_process_in(conn, process.id, updated_at=now):
                     raise Moved  # the process ended meanwhile
                 if not self.repo.set_signer_in(
@@ -200,6 +192,24 @@ class SignatureApplying(ProcessBase):
         except Moved:  # rolled back: another signer (or worker) got there first
             return False
         return True
+
+    def _advance_in(
+        self,
+        conn: Connection,
+        outputs: Sequence[tuple[Document, bytes, str]],
+        *,
+        kind: str,
+        signer_id: str | None,
+        now: datetime,
+    ) -> None:
+        """Store each new revision and move its document to it, compare-and-set on the
+        revision it was made from; raises :class:`Moved` (rolling all back) if one moved."""
+        for document, data, sha in outputs:
+            self.sp.contents.put_in(conn, [data])
+            if not self.repo.advance_document_in(
+                conn, document, new_sha256=sha, kind=kind, signer_id=signer_id, now=now
+            ):
+                raise Moved
 
     def _after_signature(self, process_id: str) -> None:
         process = self._get(process_id)
@@ -245,17 +255,7 @@ class SignatureApplying(ProcessBase):
         )
         try:
             with self.repo.transaction() as conn:
-                for document, data, sha in outputs:
-                    self.sp.contents.put_in(conn, [data])
-                    if not self.repo.advance_document_in(
-                        conn,
-                        document,
-                        new_sha256=sha,
-                        kind="timestamp",
-                        signer_id=None,
-                        now=now,
-                    ):
-                        raise Moved
+                self._advance_in(conn, outputs, kind="timestamp", signer_id=None, now=now)
                 if not self.repo.set_process_in(
                     conn,
                     process.id,
