@@ -15,7 +15,7 @@ import rfc8785
 from fastapi.testclient import TestClient
 from fpdf import FPDF
 
-from sealpost.ledger.timestamps import TimeStamper, TimestampUnavailable
+from sealpost.ledger.timestamps import HttpTimeStamper
 from sealpost.signing.pades import check_signatures
 from sealpost.store.tables import outbox_events
 from tests.signing.flow import (
@@ -33,6 +33,7 @@ from tests.signing.flow import (
     wait_mail,
 )
 from tests.support.mail import MailEnv
+from tests.support.smtp_peer import free_port
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -233,9 +234,9 @@ def test_five_wrong_codes_lock_the_signer_until_a_new_link(
     assert again.sign(typed="Jane").json() == {"status": "signed"}
 
 
-class _DownTimeStamper(TimeStamper):
-    def _transport(self, request_der: bytes) -> bytes:
-        raise TimestampUnavailable("connection refused (test)")
+def _unreachable_tsa() -> HttpTimeStamper:
+    """A TSA URL (SEALPOST_TSA_URL) on a loopback port nothing listens on: connection refused."""
+    return HttpTimeStamper(f"http://127.0.0.1:{free_port()}/tsa", timeout=2.0)
 
 
 def _signed_while_the_tsa_is_down(
@@ -249,7 +250,7 @@ def _signed_while_the_tsa_is_down(
         headers=key,
     ).json()["id"]
     page = open_page(client, link_path(wait_mail(env, "jane", "asks you to sign")))
-    env.sp.__dict__["timestamper"] = _DownTimeStamper()
+    env.sp.__dict__["timestamper"] = _unreachable_tsa()
     answer = page.sign(drawn_signature())
     assert answer.status_code == 202, answer.text
     assert answer.json()["status"] == "signing_pending"
