@@ -47,8 +47,8 @@ from standardwebhooks.webhooks import Webhook
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sealpost.app import build
+from sealpost.communications.email.submission import SubmissionRequest
 from sealpost.config import Settings
-from sealpost.email.submission import SubmissionRequest
 from sealpost.logging import configure_logging
 from sealpost.pki.keys import init_keys
 

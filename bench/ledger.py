@@ -43,10 +43,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sealpost.app import build
 from sealpost.config import Settings
 from sealpost.ledger import merkle
+from sealpost.ledger.tables import evidence_records, tree_heads
 from sealpost.ledger.verify import verify_bundle
 from sealpost.logging import configure_logging
 from sealpost.pki.keys import init_keys
-from sealpost.store.tables import evidence_records, tree_heads
 from tests.support.records import submission
 
 POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"

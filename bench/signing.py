@@ -39,7 +39,7 @@ from sealpost.app import build
 from sealpost.config import Settings
 from sealpost.logging import configure_logging
 from sealpost.pki.keys import init_keys
-from sealpost.signing.model import (
+from sealpost.signatures.model import (
     DocumentRequest,
     FieldRequest,
     ProcessRequest,

@@ -1,13 +1,15 @@
 """Composition root: builds Sealpost's parts from settings, once per process.
 
-Every entry point (``sealpost serve``, the CLI commands, the tests) gets its parts here, so a
-part is wired the same way everywhere.  Nothing here does work at import time.
+Every entry point (``sealpost serve``, the CLI commands, the HTTP app, the tests) gets its
+parts here, so a part is wired the same way everywhere.  Each part receives what it uses and
+nothing else; no domain ever sees this object.  Background loops come from each domain's
+``tasks.py`` and all start one way (:class:`sealpost.loops.Supervisor`).  Nothing here does
+work at import time.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING
@@ -15,35 +17,39 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Engine
 
 from sealpost.config import Settings
+from sealpost.db import migrate
+from sealpost.db.blobs import BlobStore
+from sealpost.db.engine import make_engine
 from sealpost.ledger.proofs import LedgerReader
+from sealpost.ledger.repository import SqlLogStorage
 from sealpost.ledger.sequencer import HeadSealer, Sequencer
 from sealpost.ledger.timestamps import EmbeddedTimeStamper, HttpTimeStamper, TimeStamper
 from sealpost.logging import get_logger
+from sealpost.loops import Loop, Supervisor
 from sealpost.pki.keys import SigningIdentity, init_keys, load_identity, load_pkcs12
 from sealpost.pki.tsa import EmbeddedTSA
-from sealpost.store import migrate
-from sealpost.store.blobs import BlobStore
-from sealpost.store.db import make_engine
-from sealpost.store.ledger_storage import SqlLogStorage
-from sealpost.store.tenants import TenantRepository
+from sealpost.tenants.repository import TenantRepository
 
 if TYPE_CHECKING:
     from cryptography import x509
 
-    from sealpost.certificates.service import CertificateService
-    from sealpost.email.delivery import DeliveryWorker
-    from sealpost.email.smtp_server import SmtpListeners
-    from sealpost.email.submission import SubmissionService
-    from sealpost.email.verp import BounceAddresses
+    from sealpost.communications.certificates import CertificateService
+    from sealpost.communications.contents import ContentStore
+    from sealpost.communications.email.delivery import DeliveryWorker
+    from sealpost.communications.email.smtp_server import SmtpListeners
+    from sealpost.communications.email.submission import SubmissionService
+    from sealpost.communications.email.verp import BounceAddresses
+    from sealpost.communications.endpoints import CommunicationsParts
+    from sealpost.communications.repository import CommunicationRepository
     from sealpost.events.dispatcher import EventDispatcher
-    from sealpost.events.webhooks import WebhookSender
-    from sealpost.signing.service import SignatureService
-    from sealpost.store.communications import CommunicationRepository
-    from sealpost.store.contents import ContentStore
-    from sealpost.store.outbox import OutboxRepository
-    from sealpost.store.senders import SenderRepository
-    from sealpost.store.webhook_deliveries import DeliveryRepository
-    from sealpost.store.webhooks import WebhookRepository
+    from sealpost.events.endpoints import EventsParts
+    from sealpost.events.outbox import OutboxRepository
+    from sealpost.events.webhooks.deliveries import DeliveryRepository
+    from sealpost.events.webhooks.repository import WebhookRepository
+    from sealpost.events.webhooks.sender import WebhookSender
+    from sealpost.signatures.endpoints import SignaturesParts
+    from sealpost.signatures.service import SignatureService
+    from sealpost.tenants.senders import SenderRepository
 
 log = get_logger(__name__)
 
@@ -64,8 +70,7 @@ class Sealpost:
     """The parts of one Sealpost process."""
 
     settings: Settings
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _threads: list[threading.Thread] = field(default_factory=list)
+    supervisor: Supervisor = field(default_factory=Supervisor)
     work_available: threading.Event = field(default_factory=threading.Event)
     """Set when new submissions commit, so the delivery worker wakes at once."""
     webhooks_due: threading.Event = field(default_factory=threading.Event)
@@ -136,7 +141,7 @@ class Sealpost:
 
     @cached_property
     def contents(self) -> ContentStore:
-        from sealpost.store.contents import ContentStore
+        from sealpost.communications.contents import ContentStore
 
         return ContentStore(
             self.engine, self.blobs, inline_max_bytes=self.settings.content_inline_max_bytes
@@ -144,19 +149,19 @@ class Sealpost:
 
     @cached_property
     def communications(self) -> CommunicationRepository:
-        from sealpost.store.communications import CommunicationRepository
+        from sealpost.communications.repository import CommunicationRepository
 
         return CommunicationRepository(self.engine)
 
     @cached_property
     def senders(self) -> SenderRepository:
-        from sealpost.store.senders import SenderRepository
+        from sealpost.tenants.senders import SenderRepository
 
         return SenderRepository(self.engine)
 
     @cached_property
     def submissions(self) -> SubmissionService:
-        from sealpost.email.submission import SubmissionService
+        from sealpost.communications.email.submission import SubmissionService
 
         return SubmissionService(
             self.engine, self.contents, self.settings, on_commit=self.work_available.set
@@ -164,7 +169,7 @@ class Sealpost:
 
     @cached_property
     def delivery(self) -> DeliveryWorker:
-        from sealpost.email.delivery import DeliveryWorker
+        from sealpost.communications.email.delivery import DeliveryWorker
 
         return DeliveryWorker(
             repository=self.communications,
@@ -177,19 +182,19 @@ class Sealpost:
 
     @cached_property
     def outbox(self) -> OutboxRepository:
-        from sealpost.store.outbox import OutboxRepository
+        from sealpost.events.outbox import OutboxRepository
 
         return OutboxRepository(self.engine)
 
     @cached_property
     def webhooks(self) -> WebhookRepository:
-        from sealpost.store.webhooks import WebhookRepository
+        from sealpost.events.webhooks.repository import WebhookRepository
 
         return WebhookRepository(self.engine)
 
     @cached_property
     def webhook_deliveries(self) -> DeliveryRepository:
-        from sealpost.store.webhook_deliveries import DeliveryRepository
+        from sealpost.events.webhooks.deliveries import DeliveryRepository
 
         return DeliveryRepository(self.engine)
 
@@ -213,13 +218,13 @@ class Sealpost:
 
     @cached_property
     def webhook_sender(self) -> WebhookSender:
-        from sealpost.events.webhooks import WebhookSender
+        from sealpost.events.webhooks.sender import WebhookSender
 
         return WebhookSender(self.webhook_deliveries, self.settings, wake=self.webhooks_due)
 
     @cached_property
     def signatures(self) -> SignatureService:
-        from sealpost.signing.service import SignatureService
+        from sealpost.signatures.service import SignatureService
 
         return SignatureService(self)
 
@@ -228,7 +233,7 @@ class Sealpost:
         """Signed VERP return paths; every replica derives the same secret from the seal key."""
         from cryptography.hazmat.primitives import serialization
 
-        from sealpost.email.verp import BounceAddresses, derive_secret
+        from sealpost.communications.email.verp import BounceAddresses, derive_secret
 
         key_der = self.seal_identity.private_key.private_bytes(
             serialization.Encoding.DER,
@@ -250,7 +255,7 @@ class Sealpost:
 
     @cached_property
     def certificates(self) -> CertificateService:
-        from sealpost.certificates.service import CertificateService
+        from sealpost.communications.certificates import CertificateService
 
         return CertificateService(
             repository=self.communications,
@@ -267,8 +272,12 @@ class Sealpost:
 
     def start_smtp(self) -> dict[str, int]:
         """Bind the SMTP listeners (submission, implicit TLS, inbound); returns their ports."""
-        from sealpost.email.inbound import BounceProcessor, InboundHandler, inbound_factory
-        from sealpost.email.smtp_server import (
+        from sealpost.communications.email.inbound import (
+            BounceProcessor,
+            InboundHandler,
+            inbound_factory,
+        )
+        from sealpost.communications.email.smtp_server import (
             SmtpListeners,
             SubmissionHandler,
             server_tls_context,
@@ -318,81 +327,101 @@ class Sealpost:
         self.smtp_ports = ports
         return ports
 
-    def _thread(self, name: str, target: Callable[[], None]) -> None:
-        thread = threading.Thread(target=target, name=name, daemon=True)
-        thread.start()
-        self._threads.append(thread)
+    # -- the parts each domain's endpoints use (its FastAPI dependency reads them) -----------
+
+    @cached_property
+    def communications_parts(self) -> CommunicationsParts:
+        from sealpost.communications.endpoints import CommunicationsParts
+
+        return CommunicationsParts(
+            communications=self.communications,
+            contents=self.contents,
+            senders=self.senders,
+            submissions=self.submissions,
+            certificates=self.certificates,
+            ledger=self.ledger,
+            settings=self.settings,
+        )
+
+    @cached_property
+    def events_parts(self) -> EventsParts:
+        from sealpost.events.endpoints import EventsParts
+
+        return EventsParts(
+            outbox=self.outbox,
+            webhooks=self.webhooks,
+            webhook_deliveries=self.webhook_deliveries,
+            settings=self.settings,
+            webhooks_due=self.webhooks_due,
+        )
+
+    @cached_property
+    def signatures_parts(self) -> SignaturesParts:
+        from sealpost.signatures.endpoints import SignaturesParts
+
+        return SignaturesParts(signatures=self.signatures, ledger=self.ledger)
+
+    # -- background loops: each domain's tasks.py says which, the supervisor runs them -------
+
+    def ledger_loops(self) -> list[Loop]:
+        from sealpost.ledger import tasks
+
+        return tasks.loops(self.sequencer, self.settings)
+
+    def communications_loops(self) -> list[Loop]:
+        from sealpost.communications import tasks
+
+        s = self.settings
+        if not (s.delivery_enabled or s.certificates_enabled):
+            return []
+        return tasks.loops(self.delivery, self.certificates, s)
+
+    def events_loops(self) -> list[Loop]:
+        from sealpost.events import tasks
+
+        s = self.settings
+        if not (s.events_dispatcher_enabled or s.webhooks_enabled):
+            return []
+        return tasks.loops(self.dispatcher, self.webhook_sender, s)
+
+    def signatures_loops(self) -> list[Loop]:
+        from sealpost.signatures import tasks
+
+        if not self.settings.signing_worker_enabled:
+            return []
+        return tasks.loops(self.signatures, self.settings)
 
     def start_email(self) -> None:
         """SMTP listeners, delivery worker and certificate issuer, as settings enable them."""
-        import asyncio
-
-        s = self.settings
-        if s.smtp_enabled:
+        if self.settings.smtp_enabled:
             self.start_smtp()
-        if s.delivery_enabled:
-            self._thread("sealpost-delivery", lambda: asyncio.run(self.delivery.run(self._stop)))
-        if s.certificates_enabled:
-
-            def issue_loop() -> None:
-                while not self._stop.wait(1.0):
-                    try:
-                        self.certificates.issue_due()
-                    except Exception as exc:  # database down: try again next round
-                        log.error("certificates.loop_error", error=repr(exc))
-
-            self._thread("sealpost-certificates", issue_loop)
+        self.supervisor.start(self.communications_loops())
 
     def start_signing(self) -> None:
-        """The signature worker: expiries, reminders, signatures waiting for the TSA,
-        finalisation.  Any number may run: each step is compare-and-set."""
-        if not self.settings.signing_worker_enabled:
-            return
-
-        def loop() -> None:
-            while not self._stop.wait(self.settings.signing_worker_interval_seconds):
-                try:
-                    self.signatures.run_due()
-                except Exception as exc:  # database down: try again next round
-                    log.error("signing.loop_error", error=repr(exc))
-
-        self._thread("sealpost-signing", loop)
+        """The signature worker (any number may run: each step is compare-and-set)."""
+        self.supervisor.start(self.signatures_loops())
 
     def start_events(self) -> None:
         """The events dispatcher (one active by lease) and the webhook sender, as enabled."""
-        import asyncio
-
-        s = self.settings
-        if s.events_dispatcher_enabled:
-            self._thread("sealpost-events", lambda: asyncio.run(self.dispatcher.run(self._stop)))
-        if s.webhooks_enabled:
-            self._thread(
-                "sealpost-webhooks", lambda: asyncio.run(self.webhook_sender.run(self._stop))
-            )
+        self.supervisor.start(self.events_loops())
 
     def start_background(self) -> None:
-        """Start the sequencer thread (when this process may sequence)."""
-        if not self.settings.sequencer_enabled:
-            return
-        thread = threading.Thread(
-            target=self.sequencer.run,
-            args=(self._stop,),
-            kwargs={
-                "window_seconds": self.settings.batch_window_ms / 1000,
-                "lease_seconds": self.settings.sequencer_lease_seconds,
-            },
-            name="sealpost-sequencer",
-            daemon=True,
-        )
-        thread.start()
-        self._threads.append(thread)
+        """The sequencer (when this process may sequence)."""
+        self.supervisor.start(self.ledger_loops())
+
+    def start_all(self) -> None:
+        """Every loop the settings enable, and the SMTP listeners: ``sealpost serve``."""
+        self.start_background()
+        self.start_email()
+        self.start_events()
+        self.start_signing()
 
     def stop_background(self, timeout: float = 10.0) -> None:
-        self._stop.set()
+        self.supervisor.stopping.set()
         self.work_available.set()
         self.webhooks_due.set()
         if "engine" in self.__dict__:  # the dispatcher waits on it: wake it to stop
-            from sealpost.store.outbox import committed_signal
+            from sealpost.events.outbox import committed_signal
 
             committed_signal(self.engine).set()
         if self._smtp is not None:
@@ -400,10 +429,7 @@ class Sealpost:
             self._smtp = None
         if "submissions" in self.__dict__:
             self.submissions.close()
-        for thread in self._threads:
-            thread.join(timeout)
-        self._threads.clear()
-        self._stop = threading.Event()
+        self.supervisor.stop(timeout)
 
 
 def build(settings: Settings | None = None, *, prepare: bool = True) -> Sealpost:

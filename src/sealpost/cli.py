@@ -267,7 +267,7 @@ def tenant_domain(
 ) -> None:
     """Register a sender domain: Sealpost DKIM-signs its mail and only lets it send From it."""
     from sealpost.app import build
-    from sealpost.email.dkim import generate_dkim_key
+    from sealpost.communications.email.dkim import generate_dkim_key
 
     sp = build(_settings())
     private_key, record = generate_dkim_key()

@@ -22,9 +22,9 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from sealpost.app import Sealpost, build
 from sealpost.certificates.verify import verify_certificate_pdf
+from sealpost.communications.repository import Communication
 from sealpost.config import Settings
 from sealpost.errors import NotFound
-from sealpost.store.communications import Communication
 
 DEMO_DOMAIN = "customer.example"
 

@@ -1,8 +1,11 @@
 """The one base error of Sealpost.
 
 Every expected failure is a :class:`SealpostError` with an HTTP-like ``status`` so that the
-API turns it into a 4xx with a clear message instead of a 500.  Each domain subclasses it
-with structured fields (see ``ledger/errors.py``, ``pki/errors.py``)::
+API turns it into a 4xx with a clear message instead of a 500, as an RFC 9457 problem
+(``application/problem+json``, ``api/errors.py``): ``type`` is ``urn:sealpost:problem:<code>``,
+and the structured fields an error carries (``field``, ``attempts_left``...) become members of
+the problem.  Each domain subclasses it with structured fields (see ``ledger/errors.py``,
+``pki/errors.py``, ``signatures/model.py``)::
 
     SealpostError (status 500)
     ├── InvalidInput (422)          malformed request, bundle, PDF, ...
@@ -10,41 +13,92 @@ with structured fields (see ``ledger/errors.py``, ``pki/errors.py``)::
     ├── NotFound (404)              unknown id, or an id of another tenant
     ├── Conflict (409)              a state that forbids the action
     ├── Gone (410)                  existed, but was purged (retention)
+    ├── Locked (423)                too many wrong codes; a new link unlocks
+    ├── TooManyRequests (429)       slow down; ``retry_after`` seconds
     └── ServiceUnavailable (503)    a dependency (TSA, database) is down; retry later
 """
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
+PROBLEM_TYPE_PREFIX = "urn:sealpost:problem:"
+
 
 class SealpostError(Exception):
     """Base of every error Sealpost raises on purpose."""
 
-    status: int = 500
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "error"
+    """Stable, machine-readable kind: the problem's ``type`` is its URN."""
+    title: ClassVar[str] = "Internal error"
+    """The same short summary for every occurrence of this kind (RFC 9457 §3.1.3)."""
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
 
+    @property
+    def problem_type(self) -> str:
+        return PROBLEM_TYPE_PREFIX + self.code
+
+    def extensions(self) -> dict[str, Any]:
+        """The structured fields this error carries (its public attributes but ``message``),
+        as JSON values; they become members of the problem document."""
+        out: dict[str, Any] = {}
+        for key, value in vars(self).items():
+            if key == "message" or key.startswith("_"):
+                continue
+            if value is None or isinstance(value, str | int | float | bool):
+                out[key] = value
+            elif isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
+                out[key] = list(value)
+        return out
+
 
 class InvalidInput(SealpostError):
     status = 422
+    code = "invalid_input"
+    title = "The request cannot be processed as sent"
 
 
 class Unauthorized(SealpostError):
     status = 401
+    code = "unauthorized"
+    title = "Missing or invalid credentials"
 
 
 class NotFound(SealpostError):
     status = 404
+    code = "not_found"
+    title = "No such resource"
 
 
 class Conflict(SealpostError):
     status = 409
+    code = "conflict"
+    title = "The resource's state does not allow this"
 
 
 class Gone(SealpostError):
     status = 410
+    code = "gone"
+    title = "No longer available"
+
+
+class Locked(SealpostError):
+    status = 423
+    code = "locked"
+    title = "Locked"
+
+
+class TooManyRequests(SealpostError):
+    status = 429
+    code = "too_many_requests"
+    title = "Too many requests"
 
 
 class ServiceUnavailable(SealpostError):
     status = 503
+    code = "unavailable"
+    title = "A dependency is unavailable; retry later"

@@ -60,7 +60,15 @@ def test_missing_or_wrong_keys_get_the_same_401(
 ) -> None:
     response = client.get("/v1/ledger/heads/latest", headers=headers)
     assert response.status_code == 401
-    assert response.json() == {"error": "unauthorized", "message": "missing or invalid API key"}
+    assert response.json() == {
+        "type": "urn:sealpost:problem:unauthorized",
+        "title": "Missing or invalid credentials",
+        "status": 401,
+        "detail": "missing or invalid API key",
+        "error": "unauthorized",
+        "message": "missing or invalid API key",
+    }
+    assert response.headers["content-type"] == "application/problem+json"
     assert response.headers["www-authenticate"] == "Bearer"
 
 

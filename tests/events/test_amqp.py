@@ -22,9 +22,9 @@ from sqlalchemy import create_engine, text
 
 from sealpost.app import Sealpost, build
 from sealpost.config import Settings
-from sealpost.events.catalogue import events_for_records
+from sealpost.events.outbox import AMQP_CURSOR
+from sealpost.events.registry import events_for_records
 from sealpost.ledger.records import format_time, record_from_json
-from sealpost.store.outbox import AMQP_CURSOR
 from tests.support.amqp import QueueConsumer, Topology, ensure_broker_running, rabbitmqctl
 from tests.support.mail import accept_one, email_settings
 from tests.support.smtp_peer import RecipientHandler, RecipientServer

@@ -9,15 +9,15 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from sealpost.events.catalogue import (
-    EVENT_KINDS,
+from sealpost.events.cloudevents import encode, envelope
+from sealpost.events.registry import (
+    REGISTRY,
     events_for_records,
     matches,
     new_event,
     valid_pattern,
 )
-from sealpost.events.cloudevents import encode, envelope
-from sealpost.events.webhooks import next_attempt_at
+from sealpost.events.webhooks.sender import next_attempt_at
 from sealpost.ledger.records import ContentInfo, Party, Reason, Subject, new_record
 
 CID = "0b6e6d2c-5c5e-4a8f-9a57-4f7b8f2f8b11"
@@ -156,7 +156,7 @@ def test_filters() -> None:
             time=T0,
             data={},
         )
-    assert all(k.startswith("sealpost.") for k in EVENT_KINDS)
+    assert all(k.startswith("sealpost.") for k in (k.type for k in REGISTRY.kinds))
 
 
 def test_retry_schedule_covers_the_window_and_ends_at_its_end() -> None:
@@ -187,7 +187,7 @@ def test_retry_schedule_covers_the_window_and_ends_at_its_end() -> None:
 def test_event_ids_are_time_ordered_uuid7() -> None:
     import uuid
 
-    from sealpost.events.catalogue import new_event_id
+    from sealpost.events.registry import new_event_id
 
     ids = [new_event_id() for _ in range(2000)]
     assert len(set(ids)) == 2000
@@ -199,12 +199,12 @@ def test_event_ids_are_time_ordered_uuid7() -> None:
 
 
 def test_opening_events_are_first_by_construction() -> None:
-    from sealpost.events.catalogue import KINDS, OPENED_SUBJECTS
+    from sealpost.events.registry import REGISTRY
 
-    openers = {k.type for k in KINDS if k.opens_subject}
+    openers = {k.type for k in REGISTRY.kinds if k.opens_subject}
     assert openers == {
         "sealpost.communication.accepted",
         "sealpost.submission.rejected",
         "sealpost.signature.created",
     }
-    assert {"communication", "submission", "signature_process"} == OPENED_SUBJECTS
+    assert {"communication", "submission", "signature_process"} == REGISTRY.opened_subjects

@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 from sealpost.api.app import create_app
 from sealpost.app import build
 from sealpost.config import Settings
-from sealpost.events.catalogue import KINDS
+from sealpost.events.registry import REGISTRY
 from tests.support.amqp import Topology, delete_queue
 from tests.support.mail import accept_one
 from tests.support.smtp_peer import free_port
@@ -36,7 +36,7 @@ def program(name: str) -> str:
 
 def test_every_event_type_is_documented_with_its_payload() -> None:
     text = DOCS.read_text()
-    for kind in KINDS:
+    for kind in REGISTRY.kinds:
         section = re.search(
             rf"#### `{re.escape(kind.type)}`\n.*?```json\n(.*?)```", text, re.DOTALL
         )

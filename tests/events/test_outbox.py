@@ -13,11 +13,12 @@ import pytest
 from sqlalchemy import func, select
 
 from sealpost.app import Sealpost
+from sealpost.db.engine import write_transaction
 from sealpost.events.dispatcher import EventDispatcher
+from sealpost.events.outbox import LeaseLost, append_evidence
+from sealpost.events.tables import outbox_events
 from sealpost.ledger.records import Party, Reason, Subject, new_record
-from sealpost.store.db import write_transaction
-from sealpost.store.outbox import LeaseLost, append_evidence
-from sealpost.store.tables import evidence_records, outbox_events
+from sealpost.ledger.tables import evidence_records
 
 
 def _record(tenant_id: str, subject_id: str, event: str = "DelayWarning"):  # type: ignore[no-untyped-def]

@@ -14,9 +14,9 @@ from sqlalchemy import func, select
 from sealpost.api.app import create_app
 from sealpost.app import Sealpost
 from sealpost.events.dispatcher import EventDispatcher
-from sealpost.store.outbox import AMQP_CURSOR
-from sealpost.store.tables import webhook_attempts, webhook_deliveries
-from sealpost.store.webhook_deliveries import AttemptResult, Outcome
+from sealpost.events.outbox import AMQP_CURSOR
+from sealpost.events.tables import webhook_attempts, webhook_deliveries
+from sealpost.events.webhooks.deliveries import AttemptResult, Outcome
 from tests.events.test_webhook_deliveries import WINDOW, endpoint, events
 
 AFTER_RETENTION = timedelta(days=31)  # the default retention is 30 days

@@ -7,11 +7,11 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from sealpost.app import Sealpost
-from sealpost.events.catalogue import new_event
 from sealpost.events.dispatcher import EventDispatcher
-from sealpost.store.outbox import PositionedEvent
-from sealpost.store.webhook_deliveries import AttemptResult, Outcome
-from sealpost.store.webhooks import Endpoint
+from sealpost.events.outbox import PositionedEvent
+from sealpost.events.registry import new_event
+from sealpost.events.webhooks.deliveries import AttemptResult, Outcome
+from sealpost.events.webhooks.repository import Endpoint
 
 WINDOW = timedelta(hours=24)
 

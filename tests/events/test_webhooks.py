@@ -270,7 +270,7 @@ def test_private_destinations_are_refused_before_any_connection(host: str) -> No
     import asyncio
 
     from sealpost.config import Settings
-    from sealpost.events.webhooks import http_session, post_event
+    from sealpost.events.webhooks.sender import http_session, post_event
 
     settings = Settings(_env_file=None)  # type: ignore[call-arg]
     assert settings.webhook_allow_private_networks is False

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sealpost.app import Sealpost
 from sealpost.config import Settings
 from sealpost.ledger import merkle
-from sealpost.store.tables import evidence_records
+from sealpost.ledger.tables import evidence_records
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -102,7 +102,7 @@ def test_killed_mid_stream_then_restarted_every_record_is_sealed_exactly_once(
 
 
 def _head_sizes(sealpost: Sealpost) -> list[int]:
-    from sealpost.store.tables import tree_heads
+    from sealpost.ledger.tables import tree_heads
 
     with sealpost.engine.connect() as conn:
         return list(

@@ -18,10 +18,10 @@ from fastapi.testclient import TestClient
 
 from sealpost.api.app import create_app
 from sealpost.app import Sealpost, build
+from sealpost.communications.email.submission import SubmissionRequest
+from sealpost.communications.repository import Communication
 from sealpost.config import Settings
-from sealpost.email.submission import SubmissionRequest
-from sealpost.store.communications import Communication
-from sealpost.store.senders import SmtpCredential
+from sealpost.tenants.senders import SmtpCredential
 from tests.support.smtp_peer import RecipientServer
 
 RECIPIENT_DOMAIN = "recipient.test"

@@ -1,8 +1,10 @@
-"""The FastAPI application factory.
+"""The FastAPI application factory: the HTTP entry point over the composed parts.
 
-``create_app`` takes a built :class:`Sealpost`; the lifespan starts and stops its background
-work (the sequencer) when ``start_background`` is true.  Expected failures
-(:class:`SealpostError`) become JSON errors with their status, never a 500.
+``create_app`` takes a built :class:`Sealpost` (the composition root) and hands each domain's
+router the parts it uses through ``app.state`` (one entry per domain; each domain's
+``endpoints.py`` declares the FastAPI dependency that reads it).  The lifespan starts and
+stops the sequencer when ``start_background`` is true.  Every error is an RFC 9457 problem
+(``api/errors.py``), an expected failure a 4xx, never a 500.
 """
 
 from __future__ import annotations
@@ -12,38 +14,33 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
 from fastapi import FastAPI, Request, Response
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 
 import sealpost
-from sealpost.api import communications, events, ledger, signatures, webhooks
-from sealpost.api.auth import SealpostDep
+from sealpost.api import errors
+from sealpost.api.errors import problem
 from sealpost.api.schemas import EventsHealth, Health, LedgerHealth
 from sealpost.app import Sealpost
-from sealpost.errors import SealpostError
-from sealpost.ledger.errors import NotSealedYet
+from sealpost.communications import endpoints as communications
+from sealpost.events import endpoints as events
+from sealpost.events.webhooks import endpoints as webhooks
+from sealpost.evidence import endpoints as evidence
 from sealpost.logging import get_logger
-from sealpost.web import signing as signing_page
+from sealpost.signatures import endpoints as signatures
+from sealpost.signatures import page_endpoints as signing_page
 
 log = get_logger(__name__)
 
-_ERROR_NAMES = {
-    401: "unauthorized",
-    404: "not_found",
-    409: "conflict",
-    410: "gone",
-    415: "unsupported_media_type",
-    422: "invalid_input",
-    423: "locked",
-    429: "too_many_requests",
-}
-
-
-def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    kind = _ERROR_NAMES.get(status, "unavailable" if status == 503 else "error")
-    return JSONResponse({"error": kind, "message": message}, status, headers=headers)
+ROUTERS = (
+    evidence.router,
+    communications.router,
+    events.router,
+    webhooks.router,
+    signatures.router,
+    signing_page.router,
+)
+"""Every domain's router, in the order the OpenAPI document lists them."""
 
 
 def create_app(sp: Sealpost, *, start_background: bool = True) -> FastAPI:
@@ -63,28 +60,19 @@ def create_app(sp: Sealpost, *, start_background: bool = True) -> FastAPI:
         description="Certified communications: sealed, timestamped evidence of every step.",
         lifespan=lifespan,
     )
-    app.state.sealpost = sp
-
-    @app.exception_handler(SealpostError)
-    async def sealpost_error(_request: Request, exc: SealpostError) -> JSONResponse:
-        headers = {"Retry-After": "1"} if isinstance(exc, NotSealedYet) else None
-        if exc.status == 401:
-            headers = {"WWW-Authenticate": "Bearer"}
-        if exc.status >= 500:
-            log.error("api.error", error=exc.message)
-        return _error(exc.status, exc.message, headers)
-
-    @app.exception_handler(RequestValidationError)
-    async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        details = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
-        )
-        return _error(422, details or "invalid request")
+    app.state.sealpost = sp  # the health and TSA routes below, only
+    app.state.tenants = sp.tenants
+    app.state.ledger = sp.ledger
+    app.state.communications = sp.communications_parts
+    app.state.events = sp.events_parts
+    app.state.signatures = sp.signatures_parts
+    errors.install(app)
 
     @app.get("/healthz", response_model=Health, tags=["operations"])
-    def healthz(sealpost: SealpostDep, response: Response) -> Health:
+    def healthz(response: Response) -> Health:
         """Liveness and readiness: the database answers, the ledger is sealing, and how far
         behind the events dispatcher and the broker are."""
+        sealpost = sp
         try:
             with sealpost.engine.connect() as conn:
                 conn.execute(text("SELECT 1"))
@@ -133,15 +121,11 @@ def create_app(sp: Sealpost, *, start_background: bool = True) -> FastAPI:
         """
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type != "application/timestamp-query":
-            return _error(415, "send a DER TimeStampReq as application/timestamp-query")
+            return problem(415, "send a DER TimeStampReq as application/timestamp-query")
         reply = sp.embedded_tsa.respond(await request.body())
         return Response(reply, media_type="application/timestamp-reply")
 
-    app.include_router(ledger.router)
-    app.include_router(communications.router)
-    app.include_router(events.router)
-    app.include_router(webhooks.router)
-    app.include_router(signatures.router)
-    app.include_router(signing_page.router)
+    for router in ROUTERS:
+        app.include_router(router)
     app.mount("/static", StaticFiles(directory=signing_page.STATIC_DIR), name="static")
     return app

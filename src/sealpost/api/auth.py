@@ -10,17 +10,17 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Request
 
-from sealpost.app import Sealpost
-from sealpost.store.tenants import Tenant
+from sealpost.tenants.repository import Tenant, TenantRepository
 
 
-def get_sealpost(request: Request) -> Sealpost:
-    sealpost: Sealpost = request.app.state.sealpost
-    return sealpost
+def tenant_repository(request: Request) -> TenantRepository:
+    """Set by the composition root (``app.state.tenants``)."""
+    tenants: TenantRepository = request.app.state.tenants
+    return tenants
 
 
 def current_tenant(
-    sealpost: Annotated[Sealpost, Depends(get_sealpost)],
+    tenants: Annotated[TenantRepository, Depends(tenant_repository)],
     authorization: Annotated[str | None, Header()] = None,
     x_api_key: Annotated[str | None, Header()] = None,
 ) -> Tenant:
@@ -28,8 +28,7 @@ def current_tenant(
     if authorization:
         scheme, _, credential = authorization.partition(" ")
         presented = credential.strip() if scheme.lower() == "bearer" else None
-    return sealpost.tenants.authenticate(presented)
+    return tenants.authenticate(presented)
 
 
 TenantDep = Annotated[Tenant, Depends(current_tenant)]
-SealpostDep = Annotated[Sealpost, Depends(get_sealpost)]

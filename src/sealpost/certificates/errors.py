@@ -18,15 +18,24 @@ from sealpost.errors import InvalidInput, SealpostError, ServiceUnavailable
 class NotACertificate(InvalidInput):
     """Input that is not a PDF at all (wrong file, truncated upload)."""
 
+    code = "not_a_certificate"
+    title = "Not an evidence certificate"
+
 
 class SealError(SealpostError):
     """Sealing failed (key, certificate or TSA problem); no PDF was produced."""
+
+    code = "seal_failed"
+    title = "Sealing failed"
 
     retryable: bool = False
 
 
 class SealUnavailable(SealError, ServiceUnavailable):
     """The timestamping authority is down or timed out: a transient outage, retry later."""
+
+    code = "seal_unavailable"
+    title = "The timestamping authority is unavailable; retry later"
 
     status = 503
     retryable = True

@@ -25,8 +25,8 @@ from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
 from pamqp.common import FieldTable
 
 from sealpost.events.cloudevents import CONTENT_TYPE
+from sealpost.events.outbox import StoredEvent
 from sealpost.logging import get_logger
-from sealpost.store.outbox import StoredEvent
 
 log = get_logger(__name__)
 

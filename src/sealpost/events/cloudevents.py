@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sealpost.events.catalogue import NewEvent
+from sealpost.events.registry import NewEvent
 from sealpost.ledger.records import format_time
 
 SPECVERSION = "1.0"

@@ -34,10 +34,9 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Connection
 
 from sealpost.config import Settings
+from sealpost.db import leases
 from sealpost.events.amqp import AmqpPublisher
-from sealpost.logging import get_logger
-from sealpost.store import leases
-from sealpost.store.outbox import (
+from sealpost.events.outbox import (
     AMQP_CURSOR,
     DISPATCHER_LEASE,
     LeaseLost,
@@ -46,7 +45,8 @@ from sealpost.store.outbox import (
     StoredEvent,
     committed_signal,
 )
-from sealpost.store.webhook_deliveries import DeliveryRepository
+from sealpost.events.webhooks.deliveries import DeliveryRepository
+from sealpost.logging import get_logger
 
 log = get_logger(__name__)
 

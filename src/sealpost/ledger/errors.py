@@ -18,6 +18,9 @@ from sealpost.errors import Conflict, InvalidInput
 class RecordError(InvalidInput):
     """A record that cannot be evidence; ``field`` names the offending field."""
 
+    code = "invalid_record"
+    title = "Not a valid evidence record"
+
     def __init__(self, message: str, *, field: str) -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
@@ -25,6 +28,9 @@ class RecordError(InvalidInput):
 
 class BundleFormatError(InvalidInput):
     """A bundle that cannot even be read; ``field`` names where reading stopped."""
+
+    code = "invalid_bundle"
+    title = "Not a readable evidence bundle"
 
     def __init__(self, message: str, *, field: str = "bundle") -> None:
         super().__init__(f"{field}: {message}")
@@ -34,6 +40,12 @@ class BundleFormatError(InvalidInput):
 class SequencerError(Conflict):
     """The sequencer refused to integrate a batch; nothing was written."""
 
+    code = "sequencer_refused"
+    title = "The sequencer refused the batch"
+
 
 class NotSealedYet(Conflict):
     """The record is committed but not yet in a signed tree head; retry shortly."""
+
+    code = "not_sealed_yet"
+    title = "Not sealed yet; retry in a second"

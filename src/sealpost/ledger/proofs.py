@@ -6,6 +6,9 @@ each proof hash is the fold of the complete subtrees the storage holds, fetched 
 
 from __future__ import annotations
 
+import time
+from collections.abc import Sequence
+
 from sealpost.errors import InvalidInput, NotFound
 from sealpost.ledger import merkle
 from sealpost.ledger.bundle import build_bundle
@@ -62,3 +65,28 @@ class LedgerReader:
         assert record.leaf_index is not None
         proof = self.inclusion_proof(record.leaf_index, head.tree_size)
         return build_bundle(record, head, proof)
+
+    def bundles(
+        self, record_ids: Sequence[str], tenant_id: str, wait: float = 0.0
+    ) -> tuple[list[dict[str, object]], list[str]]:
+        """The bundles of ``record_ids`` (a communication's or a process's timeline), in order,
+        and the ids not sealed yet; waits up to ``wait`` s for the seal, fetching only what is
+        still missing."""
+        deadline = time.monotonic() + wait
+        found: dict[str, dict[str, object]] = {}
+        while True:
+            pending = []
+            for record_id in record_ids:
+                if record_id in found:
+                    continue
+                try:
+                    found[record_id] = self.bundle(record_id, tenant_id)
+                except NotSealedYet:
+                    pending.append(record_id)
+            if not pending or time.monotonic() >= deadline:
+                return [found[r] for r in record_ids if r in found], pending
+            time.sleep(0.05)
+
+    def head(self, tree_size: int | None = None) -> SignedTreeHead | None:
+        """The signed tree head of that size, or the latest (None before the first batch)."""
+        return self.storage.head(tree_size)

@@ -48,6 +48,9 @@ class TimestampError(InvalidInput):
     signing-certificate, untrusted-chain, cert-validity, http-status.
     """
 
+    code = "invalid_timestamp"
+    title = "Not a valid RFC 3161 timestamp"
+
     def __init__(self, message: str, *, reason: str) -> None:
         super().__init__(message)
         self.reason = reason

@@ -16,12 +16,18 @@ from sealpost.errors import SealpostError
 class PkiError(SealpostError):
     """Base of every PKI failure."""
 
+    code = "pki_error"
+    title = "Key or certificate problem"
+
 
 class KeyMaterialError(PkiError):
     """A key or certificate file cannot be used; ``path`` names the file to fix.
 
     Status 500: the operator's configuration is wrong, not the request.
     """
+
+    code = "key_material"
+    title = "A key or certificate file cannot be used"
 
     status = 500
 
@@ -32,6 +38,9 @@ class KeyMaterialError(PkiError):
 
 class TimestampRejected(PkiError):
     """The embedded TSA answered ``rejection``; ``fail_info`` holds the PKIFailureInfo bit names."""
+
+    code = "timestamp_rejected"
+    title = "The timestamping authority rejected the request"
 
     status = 422
 

@@ -1,0 +1,111 @@
+"""Errors as RFC 9457 problem details (``application/problem+json``).
+
+Every error answer of the API has ``type`` (``urn:sealpost:problem:<code>``), ``title`` (the
+same for every occurrence of a kind), ``status``, ``detail`` (this occurrence, in words a
+developer can act on), and the structured fields the error carries (``field``, ``reason``,
+``attempts_left``, ``errors`` for a request that fails validation...).  ``error`` (the code)
+and ``message`` (the detail) are kept as members for clients written against Sealpost 0.1.
+``docs/api.md`` lists the codes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from sealpost.errors import PROBLEM_TYPE_PREFIX, SealpostError
+from sealpost.logging import get_logger
+
+log = get_logger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+
+_HTTP_CODES = {
+    400: ("bad_request", "The request is malformed"),
+    401: ("unauthorized", "Missing or invalid credentials"),
+    404: ("not_found", "No such resource"),
+    405: ("method_not_allowed", "Method not allowed on this resource"),
+    409: ("conflict", "The resource's state does not allow this"),
+    410: ("gone", "No longer available"),
+    413: ("too_large", "The request body is too large"),
+    415: ("unsupported_media_type", "Unsupported media type"),
+    422: ("invalid_input", "The request cannot be processed as sent"),
+    423: ("locked", "Locked"),
+    429: ("too_many_requests", "Too many requests"),
+    503: ("unavailable", "A dependency is unavailable; retry later"),
+}
+
+
+def problem(
+    status: int,
+    detail: str,
+    *,
+    code: str | None = None,
+    title: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extensions: Any,
+) -> JSONResponse:
+    """One problem document; ``code``/``title`` default to the status's generic ones."""
+    generic_code, generic_title = _HTTP_CODES.get(status, ("error", "Error"))
+    code = code or generic_code
+    body: dict[str, Any] = {
+        "type": PROBLEM_TYPE_PREFIX + code,
+        "title": title or generic_title,
+        "status": status,
+        "detail": detail,
+        **extensions,
+        "error": code,
+        "message": detail,
+    }
+    return JSONResponse(body, status, headers=headers, media_type=PROBLEM_JSON)
+
+
+def _location(loc: tuple[Any, ...] | list[Any]) -> str:
+    parts = [str(p) for p in loc]
+    if parts and parts[0] in ("body", "query", "path", "header"):
+        parts = parts[1:] or parts
+    return ".".join(parts)
+
+
+def install(app: FastAPI) -> None:
+    """Answer every error of ``app`` as a problem document."""
+
+    @app.exception_handler(SealpostError)
+    async def sealpost_error(_request: Request, exc: SealpostError) -> JSONResponse:
+        headers = None
+        if exc.status == 401:
+            headers = {"WWW-Authenticate": "Bearer"}
+        retry_after = getattr(exc, "retry_after", None)
+        if exc.status in (429, 503) or exc.code == "not_sealed_yet":
+            headers = {"Retry-After": str(int(retry_after or 1))}
+        if exc.status >= 500:
+            log.error("api.error", error=exc.message, code=exc.code)
+        return problem(
+            exc.status,
+            exc.message,
+            code=exc.code,
+            title=exc.title,
+            headers=headers,
+            **exc.extensions(),
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"field": _location(e.get("loc", ())), "reason": str(e.get("msg", "invalid"))}
+            for e in exc.errors()
+        ]
+        malformed = any(e.get("type") == "json_invalid" for e in exc.errors())
+        detail = "; ".join(f"{e['field']}: {e['reason']}" for e in errors) or "invalid request"
+        if malformed:
+            return problem(400, f"the body is not valid JSON ({detail})", errors=errors)
+        return problem(422, detail, errors=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        detail = exc.detail if isinstance(exc.detail, str) else "error"
+        return problem(exc.status_code, detail, headers=dict(exc.headers or {}) or None)

@@ -1,0 +1,280 @@
+"""Issuing evidence certificates: gather the timeline, render, seal, store, record.
+
+A certificate is issued once a communication reaches a final status (delivered, relayed,
+failed) and every record of its timeline is sealed in the ledger, so that every event has its
+bundle embedded.  A later event (a bounce after a delivery) makes it due again: version 2 is
+issued, names the SHA-256 of version 1 (``supersedes_sha256``) and carries the
+CertificateIssued record of version 1 among its events.  Each version is itself an evidence
+record (CertificateIssued: version, SHA-256, what it supersedes), so the chain of versions is
+in the ledger too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from cryptography import x509
+
+from sealpost.certificates.errors import SealError
+from sealpost.certificates.model import CertificateData, CertificateEvent
+from sealpost.certificates.render import render_certificate
+from sealpost.certificates.seal import seal_pdf
+from sealpost.communications.contents import ContentStore
+from sealpost.communications.repository import (
+    FINAL_STATUSES,
+    Communication,
+    CommunicationRepository,
+    StoredCertificate,
+    TimelineEntry,
+)
+from sealpost.db.blobs import BlobStore
+from sealpost.errors import Conflict, NotFound
+from sealpost.ledger.errors import NotSealedYet
+from sealpost.ledger.proofs import LedgerReader
+from sealpost.ledger.records import Subject, new_record
+from sealpost.ledger.timestamps import TimeStamper
+from sealpost.logging import get_logger
+from sealpost.pki.keys import SigningIdentity
+from sealpost.tenants.repository import TenantRepository
+
+log = get_logger(__name__)
+
+
+def summarize(entry: TimelineEntry) -> str:
+    """One human line for an event, from its record."""
+    record = entry.record
+    details = record.get("details", {})
+    reasons = record.get("reasons", [])
+    name = entry.event
+    if name == "SubmissionAcceptance":
+        how = details.get("via", "?")
+        ident = record.get("sender", {}).get("identification", {})
+        who = ident.get("username") or ident.get("domain") or ident.get("client_ip") or ""
+        return f"Accepted for delivery (via {how}{', ' + who if who else ''})"
+    if name in ("ContentConsignment", "RelayAcceptance"):
+        remote = details.get("remote", {})
+        tls = details.get("tls", {}).get("version") if details.get("tls") else "no TLS"
+        verb = "Delivered to" if name == "ContentConsignment" else "Relayed to"
+        return f"{verb} {remote.get('host')} [{remote.get('ip')}] ({tls}): {details.get('reply')}"
+    if name == "CertificateIssued":
+        return (
+            f"Evidence certificate version {details.get('version')} issued "
+            f"(SHA-256 {details.get('sha256')})"
+        )
+    if reasons:
+        return "; ".join(r.get("text", "") for r in reasons)
+    return name
+
+
+def sender_identification(entry: TimelineEntry | None) -> str:
+    if entry is None:
+        return "unknown"
+    ident = entry.record.get("sender", {}).get("identification", {})
+    method = ident.get("method")
+    tls = ident.get("tls", {}).get("version") if isinstance(ident.get("tls"), dict) else None
+    if method == "smtp-auth":
+        return f"SMTP AUTH user {ident.get('username')}" + (f" over {tls}" if tls else "")
+    if method == "relay-network":
+        return f"trusted relay network, client {ident.get('client_ip')}"
+    if method == "dkim":
+        return f"valid DKIM signature of {ident.get('domain')} (selector {ident.get('selector')})"
+    if method == "api-key":
+        return f"API key {ident.get('key_label') or ident.get('tenant')}"
+    return str(method or "unknown")
+
+
+@dataclass(frozen=True)
+class IssuedCertificate:
+    stored: StoredCertificate
+    pdf: bytes
+
+
+class CertificateService:
+    def __init__(
+        self,
+        *,
+        repository: CommunicationRepository,
+        tenants: TenantRepository,
+        ledger: LedgerReader,
+        blobs: BlobStore,
+        contents: ContentStore,
+        seal: SigningIdentity,
+        timestamper: TimeStamper,
+        trust_roots: Sequence[x509.Certificate],
+        ledger_origin: str,
+        hostname: str,
+    ) -> None:
+        self.repository = repository
+        self.tenants = tenants
+        self.ledger = ledger
+        self.blobs = blobs
+        self.contents = contents
+        self.seal = seal
+        self.timestamper = timestamper
+        self.trust_roots = list(trust_roots)
+        self.ledger_origin = ledger_origin
+        self.hostname = hostname
+
+    def issue(self, communication: Communication) -> IssuedCertificate | None:
+        """Issue the next version; None while some record still waits for its seal."""
+        fresh = self.repository.get(communication.id)  # the caller's copy may be stale
+        if fresh is None:
+            return None
+        communication = fresh
+        timeline = [
+            e
+            for e in self.repository.timeline(communication.tenant_id, communication.id)
+            if e.event != "CertificateIssued" or e.sealed
+        ]
+        if not all(e.sealed for e in timeline):
+            return None
+        covered = sum(1 for e in timeline if e.event != "CertificateIssued")
+        previous = self.repository.certificates(communication.id)
+        version = communication.certificate_version + 1
+        events = []
+        for entry in timeline:
+            try:
+                bundle: dict[str, Any] | None = self.ledger.bundle(
+                    entry.record_id, communication.tenant_id
+                )
+            except NotSealedYet:
+                return None
+            record = entry.record
+            events.append(
+                CertificateEvent(
+                    record_id=entry.record_id,
+                    event=entry.event,
+                    event_uri=record["event"]["uri"],
+                    event_time=entry.event_time,
+                    summary=summarize(entry),
+                    details=record.get("details", {}),
+                    reasons=tuple((r["code"], r["text"]) for r in record.get("reasons", [])),
+                    bundle=bundle,
+                )
+            )
+        acceptance = next((e for e in timeline if e.event == "SubmissionAcceptance"), None)
+        content = acceptance.record.get("content", {}) if acceptance else {}
+        eml = self.contents.get(communication.content_sha256)
+        now = datetime.now(UTC)
+        data = CertificateData(
+            communication_id=communication.id,
+            tenant_name=self.tenants.get(communication.tenant_id).name,
+            version=version,
+            issued_at=now,
+            status=communication.status,
+            sender=communication.sender,
+            sender_identification=sender_identification(acceptance),
+            recipient=communication.recipient,
+            subject=communication.subject,
+            message_id=communication.message_id,
+            submitted_at=communication.submitted_at,
+            content_sha256=communication.content_sha256,
+            content_size=communication.content_size,
+            parts=tuple(
+                (p["content_type"], p.get("filename"), p["sha256"], p["size"])
+                for p in content.get("parts", [])
+            ),
+            events=tuple(events),
+            eml=eml,
+            supersedes_sha256=previous[-1].sha256 if previous else None,
+            ledger_origin=self.ledger_origin,
+            verify_hint="sealpost verify certificate.pdf --trust root-ca.pem",
+        )
+        reason = f"Evidence of certified email {communication.id}: {communication.status}" + (
+            f" (version {version}, supersedes {previous[-1].sha256[:16]}...)" if previous else ""
+        )
+        pdf = seal_pdf(
+            render_certificate(data),
+            seal=self.seal,
+            timestamper=self.timestamper,
+            trust_roots=self.trust_roots,
+            reason=reason,
+            location=self.hostname,
+        )
+        digest = self.blobs.put(pdf)
+        issued = new_record(
+            tenant_id=communication.tenant_id,
+            event="CertificateIssued",
+            subject=Subject("communication", communication.id),
+            application_identifier=communication.message_id,
+            details={
+                "version": version,
+                "sha256": digest,
+                "size": len(pdf),
+                "supersedes_sha256": data.supersedes_sha256,
+                "status": communication.status,
+                "events": [e.record_id for e in events],
+            },
+        )
+        stored = StoredCertificate(
+            communication_id=communication.id,
+            version=version,
+            sha256=digest,
+            size=len(pdf),
+            created_at=now,
+            record_id=issued.id,
+            reason=f"{communication.status}: " + (events[-1].event if events else ""),
+        )
+        if not self.repository.store_certificate(
+            stored,
+            issued,
+            events_covered=covered,
+            status=communication.status,
+            updated_at=communication.updated_at,
+        ):
+            log.info("certificate.raced", communication=communication.id, version=version)
+            return None
+        log.info("certificate.issued", communication=communication.id, version=version)
+        return IssuedCertificate(stored, pdf)
+
+    def issue_due(self, limit: int = 20) -> int:
+        """Issue what is due (the background loop's step); returns how many were issued."""
+        issued = 0
+        for communication in self.repository.certificate_candidates(limit):
+            try:
+                issued += self.issue(communication) is not None
+            except Exception as exc:  # the TSA may be down: try again next round
+                log.warning("certificate.failed", communication=communication.id, error=repr(exc))
+        return issued
+
+    def latest(self, communication: Communication, version: int | None = None) -> bytes:
+        """The PDF of ``version`` (default the latest), issuing it first if it is due."""
+        if (
+            version is None
+            and communication.certificate_due
+            and (communication.status in FINAL_STATUSES)
+        ):
+            try:
+                issued = self.issue(communication)
+            except SealError as exc:  # TSA down: the latest sealed version still stands
+                log.warning("certificate.on_demand_failed", error=exc.message)
+                issued = None
+            if issued is not None:
+                return issued.pdf
+        stored = self.repository.certificates(communication.id)
+        if version is not None:
+            stored = [c for c in stored if c.version == version]
+            if not stored:
+                raise NotFound(f"no certificate version {version} for {communication.id}")
+        if not stored:
+            raise Conflict(
+                f"no certificate yet: communication {communication.id} is {communication.status}"
+                "; one is issued when delivery succeeds or finally fails"
+            )
+        return self.blobs.get(stored[-1].sha256)
+
+    def supersession(self, pdf_sha256: str) -> tuple[StoredCertificate, StoredCertificate] | None:
+        """(this, latest) when the certificate with this digest has a newer version."""
+        this = self.repository.certificate_by_sha256(pdf_sha256)
+        if this is None:
+            return None
+        latest = self.repository.certificates(this.communication_id)[-1]
+        return (this, latest) if latest.version > this.version else None
+
+
+def pdf_digest(pdf: bytes) -> str:
+    return hashlib.sha256(pdf).hexdigest()

@@ -1,0 +1,546 @@
+"""MIME facts for evidence: what a message says, and the digest of every part's bytes.
+
+Evidence is about bytes.  The digest of the whole message is always the SHA-256 of the exact
+bytes received (never of a re-serialisation), and describing a message never fails: a
+malformed message is still a message that was sent, so its defects are recorded next to the
+facts instead of raising.  Parts are digested as ETSI EN 319 522-2 UserContentInfo wants, one
+per leaf MIME part (RFC 2045/2046), over the transfer-decoded payload, so a certificate can
+prove which attachment was sent without revealing the others.
+
+The parser is the standard library's with the ``compat32`` policy: it is the most tolerant one
+(it records defects rather than raising) and keeps header values as received; the modern header
+parser is only used, under a guard, to decode RFC 2047 encoded words and address lists.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import email.utils
+import hashlib
+import io
+import re
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email import errors as email_errors
+from email.generator import BytesGenerator
+from email.header import decode_header, make_header
+from email.headerregistry import Address
+from email.message import EmailMessage, Message
+from email.parser import BytesParser
+from email.policy import SMTP, SMTPUTF8, Compat32, compat32, default
+from typing import TypeVar
+
+from sealpost.communications.email.addresses import AddressError, idna_domain, split_address
+from sealpost.errors import InvalidInput
+from sealpost.ledger.records import ContentInfo, ContentPart
+
+__all__ = [
+    "HeaderError",
+    "MessageFacts",
+    "build_message",
+    "describe_message",
+    "ensure_message_id",
+    "line_ending",
+    "new_message_id",
+    "prepend_headers",
+]
+
+_FOLD_AT = 78  # RFC 5322 §2.1.1: lines SHOULD be at most 78 characters
+_HEADER_NAME = re.compile(r"^[\x21-\x39\x3b-\x7e]+$")  # RFC 5322 §2.2 ftext
+_MSG_ID = re.compile(r"<[^<>]*>")
+_T = TypeVar("_T")
+
+
+class HeaderError(InvalidInput):
+    """A header that cannot be written safely (bad name, line break in the value)."""
+
+    code = "invalid_header"
+    title = "A header cannot be used"
+
+
+@dataclass(frozen=True)
+class MessageFacts:
+    """What a message says about itself, plus the digests of its bytes (never raises to build).
+
+    Header-derived fields are best effort and None (or empty) when absent or unreadable; only
+    ``content`` is always exact.
+    """
+
+    message_id: str | None
+    """RFC 5322 §3.6.4 msg-id as written, whitespace removed, in ``<...>`` form."""
+    subject: str | None
+    """Decoded (RFC 2047 encoded words, raw UTF-8 of RFC 6532), unfolded."""
+    from_address: str | None
+    from_display: str | None
+    to: tuple[str, ...]
+    cc: tuple[str, ...]
+    date: str | None
+    """The Date header as written (unfolded); parsing it is the reader's business."""
+    in_reply_to: str | None
+    references: tuple[str, ...]
+    content: ContentInfo
+    """SHA-256 and size of the exact raw bytes, and one entry per leaf MIME part."""
+    defects: tuple[str, ...]
+    """The parser's complaints, in words, for the evidence record."""
+
+
+# -- parsing helpers (also used by dsn.py) -------------------------------------------------
+
+
+def parse_message(raw: bytes) -> Message | None:
+    """Parse with the tolerant ``compat32`` policy; None only if the parser itself breaks."""
+    try:
+        return BytesParser(policy=compat32).parsebytes(raw)
+    except Exception:  # evidence must survive any input, RecursionError included
+        return None
+
+
+def header_text(msg: Message, name: str) -> str | None:
+    """The first ``name`` header, unfolded and stripped, 8-bit bytes read as UTF-8 (RFC 6532).
+
+    No RFC 2047 decoding: this is the field as written, for ids, dates and structured fields.
+    """
+    values = header_texts(msg, name)
+    return values[0] if values else None
+
+
+def header_texts(msg: Message, name: str) -> list[str]:
+    """Every ``name`` header, as :func:`header_text` gives the first."""
+    wanted = name.lower()
+    out = []
+    for key, value in msg.raw_items():
+        if isinstance(key, str) and key.lower() == wanted:
+            out.append(_unfold(_as_text(value)))
+    return out
+
+
+def _as_text(value: object) -> str:
+    """A raw header value (``str`` with surrogate escapes for 8-bit bytes) as real text."""
+    text = str(value)
+    try:
+        data = text.encode("ascii", "surrogateescape")
+    except UnicodeEncodeError:
+        return text
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")  # the classic guess for unlabelled 8-bit headers
+
+
+def _unfold(text: str) -> str:
+    """RFC 5322 §2.2.3 unfolding: remove the CRLF before folding whitespace."""
+    return re.sub(r"\r?\n(?=[ \t])", "", text).replace("\r", "").replace("\n", "").strip()
+
+
+def decode_words(text: str) -> str:
+    """Decode RFC 2047 encoded words, best effort; text without them is returned unchanged."""
+    if "=?" not in text:
+        return text
+    decoders: tuple[Callable[[str], object], ...] = (
+        lambda t: default.header_factory("subject", t),  # modern; has raised on odd input
+        lambda t: make_header(decode_header(t)),  # classic fallback
+    )
+    for decode in decoders:
+        with contextlib.suppress(Exception):  # any decoding failure: try the next decoder
+            return str(decode(text))
+    return text
+
+
+def _addresses(msg: Message, name: str) -> list[tuple[str, str]]:
+    """``[(display name, address), ...]`` from every ``name`` header, groups flattened."""
+    out: list[tuple[str, str]] = []
+    for value in header_texts(msg, name):
+        pairs: list[tuple[str, str]] = []
+        if "=?" not in value and '"' not in value and "(" not in value:
+            # the plain case (most mail): the classic parser, ten times cheaper
+            with contextlib.suppress(Exception):
+                pairs = [(n, a) for n, a in email.utils.getaddresses([value]) if "@" in a]
+        if not pairs:
+            try:
+                parsed = default.header_factory(name.lower(), value)
+                pairs = [(a.display_name, a.addr_spec) for a in parsed.addresses]
+            except Exception:  # fall back to the classic, more forgiving parser
+                try:
+                    pairs = [(decode_words(n), a) for n, a in email.utils.getaddresses([value])]
+                except Exception:
+                    pairs = []
+        out.extend((str(n), str(a)) for n, a in pairs if a and a != "<>")
+    return out
+
+
+def normalize_msg_id(text: str | None) -> str | None:
+    """First ``<...>`` of a Message-ID-like field, whitespace removed (RFC 5322 §3.6.4)."""
+    if text is None:
+        return None
+    ids = msg_ids(text)
+    return ids[0] if ids else None
+
+
+def msg_ids(text: str) -> list[str]:
+    """Every msg-id in a References-like field; bare tokens are wrapped in angle brackets."""
+    found = [re.sub(r"\s+", "", m) for m in _MSG_ID.findall(text)]
+    found = [m for m in found if m != "<>"]
+    if found:
+        return found
+    return [f"<{token.strip('<>')}>" for token in text.split() if token.strip("<>")]
+
+
+# -- parts ---------------------------------------------------------------------------------
+
+
+def _walk(msg: Message) -> Iterator[tuple[str, Message, bool]]:
+    """Every part in document order as ``(section, part, is_leaf)``.
+
+    Sections are IMAP-style numbers (RFC 3501 §6.4.5: ``1``, ``2.1``...).  ``message/rfc822``
+    and other ``message/*`` parts are leaves: an attached email is one attachment, digested
+    whole.  The walk is iterative so that deep nesting cannot overflow the stack.
+    """
+    stack: list[tuple[str, Message]] = [("", msg)]
+    while stack:
+        section, part = stack.pop()
+        children = part.get_payload() if part.is_multipart() else None
+        if isinstance(children, list) and part.get_content_maintype() != "message":
+            yield section, part, False
+            prefix = f"{section}." if section else ""
+            stack.extend(
+                (f"{prefix}{i}", child)
+                for i, child in reversed(list(enumerate(children, start=1)))
+                if isinstance(child, Message)
+            )
+        else:
+            yield section or "1", part, True
+
+
+class _Verbatim(Compat32):
+    """compat32, but header fields are written back as parsed instead of re-encoded.
+
+    compat32 re-encodes header values through ``email.header.Header``, which refolds them and
+    refuses values that look like an embedded header; for re-serialising received bytes, the
+    parsed value (folding included) is the faithful answer.
+    """
+
+    def fold_binary(self, name: str, value: str) -> bytes:
+        return f"{name}: {value}{self.linesep}".encode("utf-8", "surrogateescape")
+
+
+def generated_body(part: Message, linesep: str) -> tuple[bytes, bool]:
+    """The body of a parsed ``message/*`` part, re-serialised, and whether it is exact.
+
+    The standard parser keeps no raw bytes for these parts; writing the parsed fields and
+    payloads back verbatim reproduces well-formed input byte for byte.  Where the standard
+    generator gives up on damaged input, a simpler deterministic serialisation is used and
+    the flag is False.
+    """
+    buf = io.BytesIO()
+    policy = _Verbatim().clone(linesep=linesep)
+    exact = True
+    try:
+        BytesGenerator(buf, mangle_from_=False, maxheaderlen=0, policy=policy).flatten(part)
+        data = buf.getvalue()
+    except Exception:  # e.g. a multipart without parts inside a delivery-status block
+        data, exact = _plain_flatten(part, policy), False
+    nl = linesep.encode()
+    if not part.keys():  # e.g. a message/rfc822 by default in a multipart/digest
+        return data.removeprefix(nl), exact
+    _head, found, body = data.partition(nl * 2)
+    return (body if found else b""), exact
+
+
+def _plain_flatten(part: Message, policy: _Verbatim) -> bytes:
+    """Fields as parsed, a blank line, then the raw payload or the sub-parts one after another."""
+    out = [policy.fold_binary(str(k), str(v)) for k, v in part.raw_items()]
+    out.append(policy.linesep.encode())
+    payload = getattr(part, "_payload", None)
+    if isinstance(payload, list):
+        out.extend(_plain_flatten(p, policy) for p in payload if isinstance(p, Message))
+    else:
+        out.append(_raw_payload(part))
+    return b"".join(out)
+
+
+def _raw_payload(part: Message) -> bytes:
+    """The payload exactly as received, still transfer-encoded."""
+    payload = getattr(part, "_payload", b"")  # get_payload() re-decodes 8-bit text lossily
+    if isinstance(payload, bytes):
+        return payload
+    if isinstance(payload, str):
+        return payload.encode("utf-8", "surrogateescape")
+    return b""
+
+
+def _payload_bytes(part: Message, linesep: str) -> tuple[bytes, str | None]:
+    """Transfer-decoded payload of a leaf, and a note when the raw bytes had to be used."""
+    if part.is_multipart():
+        body, exact = generated_body(part, linesep)
+        return body, None if exact else "damaged message part; digest is of a re-serialisation"
+    before = len(part.defects)
+    try:
+        decoded = part.get_payload(decode=True)
+    except Exception as exc:
+        return _raw_payload(part), f"undecodable payload ({exc}); digest is of the raw payload"
+    if not isinstance(decoded, bytes):
+        return _raw_payload(part), "no payload bytes; digest is of the raw payload"
+    if any(isinstance(d, email_errors.InvalidBase64LengthDefect) for d in part.defects[before:]):
+        return _raw_payload(part), "undecodable base64; digest is of the raw payload"
+    return decoded, None
+
+
+def _filename(part: Message) -> str | None:
+    """The part's file name: RFC 2231 parameters, then RFC 2047 words (common in practice)."""
+    try:
+        name = part.get_filename()
+    except Exception:
+        return None
+    if not name:
+        return None
+    return decode_words(_as_text(name)).strip() or None
+
+
+def _content_type(part: Message) -> str:
+    try:
+        return part.get_content_type()
+    except Exception:
+        return "application/octet-stream"
+
+
+def _defect_text(where: str, defect: object) -> str:
+    doc = (type(defect).__doc__ or "").strip().splitlines()
+    detail = str(defect)
+    words = detail if detail else (doc[0] if doc else "")
+    return f"{where}: {type(defect).__name__}" + (f": {words}" if words else "")
+
+
+# -- describe ------------------------------------------------------------------------------
+
+
+def describe_message(raw: bytes) -> MessageFacts:
+    """The facts of ``raw`` for evidence; never raises on malformed MIME.
+
+    ``content.sha256`` is the digest of ``raw`` itself.  Each leaf part gets the digest of its
+    transfer-decoded payload (RFC 2045 §6); when a payload cannot be decoded, the digest is of
+    its raw bytes and a defect says so.
+    """
+    content_digest = hashlib.sha256(raw).hexdigest()
+    msg = parse_message(raw)
+    if msg is None:
+        return MessageFacts(
+            message_id=None,
+            subject=None,
+            from_address=None,
+            from_display=None,
+            to=(),
+            cc=(),
+            date=None,
+            in_reply_to=None,
+            references=(),
+            content=ContentInfo(content_digest, len(raw)),
+            defects=("message: the MIME parser could not read this message",),
+        )
+    linesep = line_ending(raw).decode()
+    parts: list[ContentPart] = []
+    defects: list[str] = []
+    try:
+        for section, part, leaf in _walk(msg):
+            where = "message" if part is msg else f"part {section}"
+            note = None
+            if leaf:  # before the defects, so that decoding defects are collected too
+                data, note = _payload_bytes(part, linesep)
+                parts.append(
+                    ContentPart(
+                        content_type=_content_type(part),
+                        sha256=hashlib.sha256(data).hexdigest(),
+                        size=len(data),
+                        filename=_filename(part),
+                    )
+                )
+            defects.extend(_defect_text(where, d) for d in part.defects)
+            if note:
+                defects.append(f"{where}: {note}")
+    except Exception as exc:  # keep what was described so far
+        defects.append(f"message: parts could not all be described ({type(exc).__name__})")
+
+    def header(name: str) -> str | None:
+        return _safe(lambda: header_text(msg, name), None)
+
+    def addresses(name: str) -> list[tuple[str, str]]:
+        return _safe(lambda: _addresses(msg, name), [])
+
+    subject = header("Subject")
+    from_pairs = addresses("From")
+    return MessageFacts(
+        message_id=_safe(lambda: normalize_msg_id(header("Message-ID")), None),
+        subject=_safe(lambda: decode_words(subject), subject) if subject is not None else None,
+        from_address=from_pairs[0][1] if from_pairs else None,
+        from_display=(from_pairs[0][0] or None) if from_pairs else None,
+        to=tuple(a for _, a in addresses("To")),
+        cc=tuple(a for _, a in addresses("Cc")),
+        date=header("Date"),
+        in_reply_to=_safe(lambda: normalize_msg_id(header("In-Reply-To")), None),
+        references=tuple(_safe(lambda: msg_ids(header("References") or ""), [])),
+        content=ContentInfo(content_digest, len(raw), tuple(parts)),
+        defects=tuple(defects),
+    )
+
+
+def _safe(fn: Callable[[], _T], fallback: _T) -> _T:
+    """``fn()``, or ``fallback`` if reading a header went wrong in any way."""
+    try:
+        return fn()
+    except Exception:  # one unreadable header must not hide the others
+        return fallback
+
+
+# -- writing -------------------------------------------------------------------------------
+
+
+def line_ending(raw: bytes) -> bytes:
+    """CRLF if the first line of ``raw`` ends with CRLF (or there is no line), else LF."""
+    end = raw.find(b"\n")
+    if end <= 0:
+        return b"\r\n" if end != 0 else b"\n"
+    return b"\r\n" if raw[end - 1 : end] == b"\r" else b"\n"
+
+
+def _fold(name: str, value: str, linesep: str) -> str:
+    """``name: value`` folded at existing whitespace to about 78 columns (RFC 5322 §2.2.3).
+
+    Folding only inserts a line break before whitespace already in the value, so unfolding
+    gives the value back exactly; a token longer than the limit stays on its own long line.
+    """
+    tokens = re.split(r"(?<=\S)(?=[ \t])", value)  # each break: whitespace run + text
+    lines: list[str] = []
+    current = f"{name}:"
+    if tokens and tokens[0] and not tokens[0][0].isspace():
+        tokens[0] = " " + tokens[0]
+    for token in tokens:
+        if not token:
+            continue
+        if len(current) + len(token) > _FOLD_AT and current.strip() not in (f"{name}:", ""):
+            lines.append(current)
+            current = token
+        else:
+            current += token
+    lines.append(current)
+    return linesep.join(lines) + linesep
+
+
+def prepend_headers(raw: bytes, headers: Sequence[tuple[str, str]]) -> bytes:
+    """``raw`` with ``headers`` added on top, in the given order; ``raw`` follows unchanged.
+
+    This is how trace fields (RFC 5321 §4.4 Received), a missing Message-ID and a
+    DKIM-Signature are added without touching the bytes that were digested.  Lines end like
+    the message's own (CRLF on the SMTP wire).  Values must be single lines: a CR or LF in a
+    value would be header injection.  Non-ASCII values are written as UTF-8 (RFC 6532).
+    """
+    linesep = line_ending(raw).decode()
+    out = []
+    for name, value in headers:
+        if not _HEADER_NAME.match(name):
+            raise HeaderError(f"invalid header name {name!r}")
+        if "\r" in value or "\n" in value or "\0" in value:
+            raise HeaderError(f"line break or NUL in the value of {name}")
+        out.append(_fold(name, value.strip(), linesep))
+    return "".join(out).encode("utf-8") + raw
+
+
+def new_message_id(domain: str) -> str:
+    """A fresh ``<random@domain>`` msg-id (RFC 5322 §3.6.4), 122 random bits, no host details."""
+    return f"<{uuid.uuid4().hex}@{idna_domain(domain)}>"
+
+
+def ensure_message_id(raw: bytes, domain: str) -> tuple[bytes, str]:
+    """``raw`` with a Message-ID prepended if it had none, and the message's Message-ID.
+
+    RFC 5321 §6.3 lets a submission server add a missing Message-ID; evidence needs one as
+    the application-layer identifier.
+    """
+    existing = describe_message(raw).message_id
+    if existing is not None:
+        return raw, existing
+    message_id = new_message_id(domain)
+    return prepend_headers(raw, [("Message-ID", message_id)]), message_id
+
+
+def build_message(
+    *,
+    sender: str,
+    to: Sequence[str],
+    subject: str,
+    text: str | None,
+    html: str | None,
+    attachments: Sequence[tuple[str, str, bytes]],
+    message_id: str,
+    date: datetime | None = None,
+    cc: Sequence[str] = (),
+    reply_to: str | None = None,
+    in_reply_to: str | None = None,
+    references: Sequence[str] = (),
+) -> bytes:
+    """The RFC 5322 bytes (CRLF line ends) of a message sent through the REST API.
+
+    Addresses are ``local@domain`` or ``Name <local@domain>``; domains are written in A-label
+    form.  ``attachments`` are ``(filename, content_type, data)``.  A non-ASCII local part
+    makes a message that needs SMTPUTF8 (RFC 6531, headers in raw UTF-8); otherwise non-ASCII
+    text goes in RFC 2047 encoded words and the message is plain 7-bit-clean SMTP.
+    """
+    if text is None and html is None and not attachments:
+        raise InvalidInput("a message needs a text or html body, or an attachment")
+    if not to:
+        raise InvalidInput("a message needs at least one recipient")
+    sender_addr = _address_field(sender, "sender")
+    to_addrs = tuple(_address_field(a, "to") for a in to)
+    cc_addrs = tuple(_address_field(a, "cc") for a in cc)
+    reply = _address_field(reply_to, "reply_to") if reply_to else None
+    every = [sender_addr, *to_addrs, *cc_addrs, *([reply] if reply else [])]
+    needs_utf8 = any(not a.username.isascii() for a in every)
+    for name, value in (("subject", subject), ("message_id", message_id)):
+        if "\r" in value or "\n" in value:
+            raise HeaderError(f"line break in {name}")
+    msg = EmailMessage(policy=SMTPUTF8 if needs_utf8 else SMTP)
+    msg["From"] = sender_addr
+    msg["To"] = to_addrs
+    if cc_addrs:
+        msg["Cc"] = cc_addrs
+    if reply:
+        msg["Reply-To"] = reply
+    msg["Subject"] = subject
+    msg["Date"] = email.utils.format_datetime(date or datetime.now(UTC))
+    msg["Message-ID"] = normalize_msg_id(message_id) or message_id
+    if in_reply_to:
+        msg["In-Reply-To"] = normalize_msg_id(in_reply_to) or in_reply_to
+    if references:
+        msg["References"] = " ".join(msg_ids(" ".join(references)))
+    if text is not None:
+        msg.set_content(text)
+        if html is not None:
+            msg.add_alternative(html, subtype="html")
+    elif html is not None:
+        msg.set_content(html, subtype="html")
+    for filename, content_type, data in attachments:
+        maintype, _, subtype = content_type.partition("/")
+        if not maintype or not subtype or "/" in subtype:
+            raise InvalidInput(f"attachment {filename!r}: content type must be type/subtype")
+        msg.add_attachment(data, maintype=maintype, subtype=subtype, filename=filename)
+    for part in msg.walk():  # the stdlib stamps MIME-Version on every part it creates
+        if part is not msg:
+            del part["MIME-Version"]
+    if "MIME-Version" not in msg:
+        msg["MIME-Version"] = "1.0"
+    return msg.as_bytes()
+
+
+def _address_field(value: str, field: str) -> Address:
+    """``Name <local@domain>`` or ``local@domain`` as an Address, domain in A-label form."""
+    if "\r" in value or "\n" in value:
+        raise HeaderError(f"line break in {field}")
+    name, addr = email.utils.parseaddr(value)
+    if not addr or addr not in value:  # parseaddr silently "repairs" some inputs
+        raise InvalidInput(f"{field}: not an address: {value!r}")
+    try:
+        local, domain = split_address(addr)
+        ascii_domain = idna_domain(domain)
+    except AddressError as exc:
+        raise InvalidInput(f"{field}: {exc.message}") from None
+    return Address(display_name=name, username=local, domain=ascii_domain)

@@ -1,0 +1,444 @@
+"""The SMTP submission server (RFC 6409 on 587 with STARTTLS, RFC 8314 implicit TLS on 465).
+
+aiosmtpd speaks the protocol; this module decides who may send and what a reply means:
+
+* AUTH PLAIN/LOGIN only inside TLS (aiosmtpd answers 538 otherwise), per-tenant credentials,
+  and an IP that fails too often is locked out for a while (454, RFC 4954 §6);
+* a company's relay may instead be trusted by IP network (``sealpost tenant smtp-network``);
+* ``250`` is sent only once :class:`SubmissionService` has the bytes fsync'ed and the
+  SubmissionAcceptance records committed (a ``451`` otherwise: the client keeps the message);
+* refusals with an identified sender (size, policy) leave SubmissionRejection evidence.
+
+The hooks run on the server's event loop, so every blocking step (parsing, the database, the
+disk) runs in a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from email._header_value_parser import get_addr_spec, get_angle_addr
+from email.errors import HeaderParseError
+from typing import Any
+
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+
+from sealpost.communications.email.addresses import AddressError, checked_address
+from sealpost.communications.email.submission import (
+    Accepted,
+    SenderNotAllowed,
+    SubmissionRequest,
+    SubmissionService,
+)
+from sealpost.config import Settings
+from sealpost.logging import get_logger
+from sealpost.tenants.repository import Tenant
+from sealpost.tenants.senders import SenderRepository
+
+log = get_logger(__name__)
+
+AUTH_REQUIRED = "530 5.7.0 Authentication required"
+TOO_MANY_FAILURES = "454 4.7.0 Too many failed authentications from your address; try later"
+STORE_FAILED = "451 4.3.0 The message could not be stored; please try again later"
+TEMPORARY_FAILURE = "451 4.3.0 Temporary server failure; please try again later"
+
+
+@dataclass(frozen=True)
+class SmtpIdentity:
+    """Who a session speaks for, kept in ``session.auth_data``."""
+
+    tenant: Tenant
+    identification: dict[str, Any]
+
+
+def client_ip(session: Session) -> str:
+    peer = session.peer
+    return str(peer[0]) if isinstance(peer, tuple) else str(peer or "")
+
+
+def tls_details(server: SMTP) -> dict[str, Any] | None:
+    """TLS version and cipher of the session, for the evidence (None: plaintext)."""
+    ssl_object = None
+    if server.session is not None and server.session.ssl:
+        ssl_object = server.session.ssl.get("ssl_object")
+    if ssl_object is None and server.transport is not None:
+        ssl_object = server.transport.get_extra_info("ssl_object")
+    if ssl_object is None:
+        return None
+    cipher = ssl_object.cipher()
+    return {"version": ssl_object.version(), "cipher": cipher[0] if cipher else None}
+
+
+class AuthLimiter:
+    """Counts failed AUTH per client IP; too many within the window locks the IP out."""
+
+    def __init__(self, max_failures: int, lockout_seconds: float) -> None:
+        self.max_failures = max_failures
+        self.lockout_seconds = lockout_seconds
+        self._failures: dict[str, list[float]] = {}
+        self._lock = threading.Lock()
+
+    def locked(self, ip: str) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            recent = [t for t in self._failures.get(ip, []) if now - t < self.lockout_seconds]
+            self._failures[ip] = recent
+            return len(recent) >= self.max_failures
+
+    def failed(self, ip: str) -> None:
+        with self._lock:
+            self._failures.setdefault(ip, []).append(time.monotonic())
+
+
+@dataclass(frozen=True)
+class _DeferredAuth:
+    mechanism: str
+    data: Any
+
+
+class SealpostSMTP(SMTP):
+    """aiosmtpd's server with clearer size refusals that also leave evidence.
+
+    Credentials are checked in a thread: aiosmtpd calls the authenticator synchronously on the
+    event loop, and a password hash (scrypt, tens of ms) there would stall every session, an
+    easy denial of service with wrong passwords from many addresses.  ``_getaddr`` is aiosmtpd
+    1.4.6's own, minus the ``typing.Protocol`` class it defines on every call (a metaclass
+    construction per MAIL and RCPT: a few percent of the CPU under load).
+    """
+
+    def _authenticate(self, mechanism: str, auth_data: Any) -> AuthResult:
+        if self._authenticator is None:
+            return super()._authenticate(mechanism, auth_data)
+        return AuthResult(
+            success=False, handled=False, auth_data=_DeferredAuth(mechanism, auth_data)
+        )
+
+    async def _finish_auth(self, result: AuthResult) -> AuthResult:
+        deferred = result.auth_data
+        if not isinstance(deferred, _DeferredAuth) or self._authenticator is None:
+            return result
+        assert self.session is not None and self.envelope is not None
+        outcome: AuthResult = await asyncio.to_thread(
+            self._authenticator,
+            self,
+            self.session,
+            self.envelope,
+            deferred.mechanism,
+            deferred.data,
+        )
+        return outcome
+
+    async def auth_PLAIN(self, _: Any, args: list[str]) -> AuthResult:
+        return await self._finish_auth(await super().auth_PLAIN(_, args))
+
+    async def auth_LOGIN(self, _: Any, args: list[str]) -> AuthResult:
+        return await self._finish_auth(await super().auth_LOGIN(_, args))
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        if not arg:
+            return "", ""
+        address: Any
+        try:
+            if arg.lstrip().startswith("<"):
+                address, rest = get_angle_addr(arg)
+            else:
+                address, rest = get_addr_spec(arg)
+        except HeaderParseError:
+            return None, None
+        addr = str(address.addr_spec)
+        localpart = addr.rpartition("@")[0]
+        if self.local_part_limit and len(localpart) > self.local_part_limit:
+            return None, None
+        return addr, str(rest)
+
+    async def handle_exception(self, error: Exception) -> str:
+        """A fault of ours (the database is down, say) is temporary for the client: 451, one
+        line, no internals; the client keeps the message and retries (RFC 5321 §4.2.5)."""
+        log.error("smtp.session_error", error=repr(error))
+        return TEMPORARY_FAILURE
+
+    async def push(self, status: Any) -> None:
+        if isinstance(status, str) and status.startswith("552 Error: message size exceeds"):
+            status = f"552 5.3.4 Message too big: the limit is {self.data_size_limit} bytes"
+            notify = getattr(self.event_handler, "oversize", None)
+            if notify is not None and self.session is not None and self.envelope is not None:
+                await notify(self.session, self.envelope)
+        if isinstance(status, str) and status.startswith("552 Error: Too much mail data"):
+            status = f"552 5.3.4 Message too big: the limit is {self.data_size_limit} bytes"
+            notify = getattr(self.event_handler, "oversize", None)
+            if notify is not None and self.session is not None and self.envelope is not None:
+                await notify(self.session, self.envelope)
+        await super().push(status)
+
+
+class SubmissionHandler:
+    """aiosmtpd handler of the submission ports."""
+
+    def __init__(
+        self, service: SubmissionService, senders: SenderRepository, settings: Settings
+    ) -> None:
+        self.service = service
+        self.senders = senders
+        self.settings = settings
+        self.limiter = AuthLimiter(
+            settings.smtp_auth_max_failures, settings.smtp_auth_lockout_seconds
+        )
+
+    # -- AUTH -------------------------------------------------------------------------------
+
+    def authenticator(
+        self, server: SMTP, session: Session, _envelope: Envelope, mechanism: str, auth_data: Any
+    ) -> AuthResult:
+        ip = client_ip(session)
+        if self.limiter.locked(ip):
+            log.warning("smtp.auth_locked_out", client_ip=ip)
+            return AuthResult(success=False, handled=False, message=TOO_MANY_FAILURES)
+        if not isinstance(auth_data, LoginPassword):
+            return AuthResult(success=False, handled=False)
+        username = auth_data.login.decode("utf-8", "replace")
+        password = auth_data.password.decode("utf-8", "replace")
+        tenant = self.senders.authenticate_smtp(username, password)
+        if tenant is None:
+            self.limiter.failed(ip)
+            log.info("smtp.auth_failed", client_ip=ip, username=username)
+            return AuthResult(success=False, handled=False)
+        tls = tls_details(server)
+        identity = SmtpIdentity(
+            tenant,
+            {
+                "method": "smtp-auth",
+                "mechanism": mechanism,
+                "username": username,
+                **({"tls": tls} if tls else {}),
+            },
+        )
+        return AuthResult(success=True, auth_data=identity)
+
+    # -- envelope ---------------------------------------------------------------------------
+
+    async def handle_EHLO(
+        self,
+        _server: SMTP,
+        session: Session,
+        _envelope: Envelope,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        session.host_name = hostname
+        return [*responses[:-1], "250-PIPELINING", responses[-1]]
+
+    def _identity(self, session: Session) -> SmtpIdentity | None:
+        if session.authenticated and isinstance(session.auth_data, SmtpIdentity):
+            return session.auth_data
+        ip = client_ip(session)
+        tenant = self.senders.tenant_for_client(ip)
+        if tenant is None:
+            return None
+        return SmtpIdentity(tenant, {"method": "relay-network", "client_ip": ip})
+
+    async def handle_MAIL(
+        self, _server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        if self.limiter.locked(client_ip(session)) and not session.authenticated:
+            return TOO_MANY_FAILURES
+        identity = await asyncio.to_thread(self._identity, session)
+        if identity is None:
+            return AUTH_REQUIRED
+        session.sealpost_identity = identity  # type: ignore[attr-defined]  # for DATA
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 2.1.0 Sender OK"
+
+    async def handle_RCPT(
+        self, _server: SMTP, _session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        if len(envelope.rcpt_tos) >= self.settings.smtp_max_recipients:
+            return f"452 4.5.3 Too many recipients (at most {self.settings.smtp_max_recipients})"
+        try:
+            address = checked_address(address)
+        except AddressError:
+            return "553 5.1.3 A recipient needs a bare local@domain address"
+        if address.lower() in (a.lower() for a in envelope.rcpt_tos):
+            return "250 2.1.5 Recipient OK (already given)"
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(options)
+        return "250 2.1.5 Recipient OK"
+
+    # -- DATA -------------------------------------------------------------------------------
+
+    def _session_details(self, server: SMTP, session: Session) -> dict[str, Any]:
+        tls = tls_details(server)
+        return {
+            "smtp": {
+                "client_ip": client_ip(session),
+                "helo": session.host_name,
+                "server": self.settings.hostname,
+                **({"tls": tls} if tls else {}),
+            }
+        }
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        identity: SmtpIdentity | None = getattr(session, "sealpost_identity", None)
+        if identity is None:
+            return AUTH_REQUIRED
+        raw = envelope.original_content or b""
+        mail_from = envelope.mail_from or ""
+        details = self._session_details(server, session)
+        request = SubmissionRequest(
+            tenant_id=identity.tenant.id,
+            via="smtp",
+            mail_from=mail_from,
+            recipients=tuple(envelope.rcpt_tos),
+            raw=raw,
+            identification=identity.identification,
+            details=details,
+        )
+
+        def submit() -> Future[Accepted]:  # in a thread: the domain lookup may hit the database
+            domains = self.senders.sender_domains(identity.tenant.id)
+            return self.service.submit(replace(request, sender_domains=domains))
+
+        try:
+            future = await asyncio.to_thread(submit)
+            accepted = await asyncio.wrap_future(future)
+        except SenderNotAllowed as exc:
+            reply = f"550 5.7.1 {exc.message}"
+            await asyncio.to_thread(
+                self.service.reject,
+                tenant_id=identity.tenant.id,
+                mail_from=mail_from,
+                recipients=list(envelope.rcpt_tos),
+                identification=identity.identification,
+                code="policy",
+                text=reply,
+                raw=raw,
+                details=details,
+            )
+            return reply
+        except Exception as exc:
+            log.error("smtp.store_failed", error=repr(exc))
+            return STORE_FAILED
+        return accepted_reply(accepted)
+
+    async def oversize(self, session: Session, envelope: Envelope) -> None:
+        """Evidence of a size refusal (at DATA, or at MAIL when SIZE= announced it)."""
+        try:
+            identity = await asyncio.to_thread(self._identity, session)
+        except Exception as exc:  # the refusal stands; only its evidence is lost
+            log.error("smtp.oversize_evidence_failed", error=repr(exc))
+            return
+        if identity is None:
+            return
+        limit = self.settings.smtp_max_message_bytes
+        await asyncio.to_thread(
+            self.service.reject,
+            tenant_id=identity.tenant.id,
+            mail_from=envelope.mail_from or "",
+            recipients=list(envelope.rcpt_tos),
+            identification=identity.identification,
+            code="message-too-big",
+            text=f"552 5.3.4 Message too big: the limit is {limit} bytes",
+            details={"smtp": {"client_ip": client_ip(session), "helo": session.host_name}},
+        )
+
+
+def accepted_reply(accepted: Accepted) -> str:
+    """250 naming each communication (multi-line when several, RFC 5321 §4.2.1)."""
+    if len(accepted.communication_ids) == 1:
+        return f"250 2.0.0 Ok: queued as {accepted.communication_ids[0]}"
+    lines = [
+        f"250-2.0.0 {cid} <{rcpt}>"
+        for cid, rcpt in zip(accepted.communication_ids, accepted.recipients, strict=True)
+    ]
+    return "\r\n".join([*lines, f"250 2.0.0 Ok: submission {accepted.submission_id}"])
+
+
+def server_tls_context(certificate: str, key: str) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(certificate, key)
+    return context
+
+
+class SmtpListeners:
+    """Runs the SMTP listeners on one event loop in a thread of the ``serve`` process."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        # parsing and submitting run in threads: more than asyncio's default (cores + 4)
+        self.loop.set_default_executor(
+            ThreadPoolExecutor(max_workers=32, thread_name_prefix="sealpost-smtp-io")
+        )
+        self._servers: list[asyncio.base_events.Server] = []
+        self._thread = threading.Thread(
+            target=self.loop.run_forever, name="sealpost-smtp", daemon=True
+        )
+        self._thread.start()
+
+    def listen(
+        self,
+        factory: Callable[[], SMTP],
+        host: str,
+        port: int,
+        *,
+        tls: ssl.SSLContext | None = None,
+        reuse_port: bool = False,
+    ) -> int:
+        """Bind and serve; returns the port (useful with port 0).
+
+        ``reuse_port`` lets several acceptor processes share the port (SO_REUSEPORT): the
+        kernel spreads connections among them.
+        """
+
+        async def start() -> asyncio.base_events.Server:
+            return await self.loop.create_server(
+                factory, host, port, ssl=tls, reuse_port=reuse_port or None
+            )
+
+        server = asyncio.run_coroutine_threadsafe(start(), self.loop).result(10)
+        self._servers.append(server)
+        return int(server.sockets[0].getsockname()[1])
+
+    def close(self) -> None:
+        async def stop() -> None:
+            for server in self._servers:
+                server.close()
+            for server in self._servers:
+                await server.wait_closed()
+            await self.loop.shutdown_default_executor()
+
+        if self.loop.is_running():
+            asyncio.run_coroutine_threadsafe(stop(), self.loop).result(10)
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(10)
+        self._servers.clear()
+        if not self.loop.is_running() and not self.loop.is_closed():
+            self.loop.close()
+
+
+def submission_factory(
+    handler: SubmissionHandler, settings: Settings, tls: ssl.SSLContext, *, implicit_tls: bool
+) -> Callable[[], SMTP]:
+    def make() -> SMTP:
+        return SealpostSMTP(
+            handler,
+            hostname=settings.hostname,
+            ident="Sealpost ESMTP certified mail",
+            data_size_limit=settings.smtp_max_message_bytes,
+            enable_SMTPUTF8=True,
+            decode_data=False,
+            require_starttls=False,  # AUTH needs TLS; trusted relay networks may not use it
+            tls_context=None if implicit_tls else tls,
+            auth_required=False,  # MAIL checks: AUTH or a trusted relay network
+            # aiosmtpd only knows STARTTLS; on the implicit-TLS port the whole session is TLS
+            auth_require_tls=not implicit_tls,
+            authenticator=handler.authenticator,
+            timeout=300,
+        )
+
+    return make

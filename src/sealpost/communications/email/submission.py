@@ -1,0 +1,350 @@
+"""Accepting a message: the bytes and the SubmissionAcceptance evidence, durably, then 250.
+
+A submission (one SMTP transaction, one API call, one rewritten message) becomes one
+*communication* per recipient, each with its own SubmissionAcceptance record, so each has its
+own evidence and its own certificate.  Nothing is acknowledged before the raw bytes are
+fsync'ed under their SHA-256 and the rows and records are committed.
+
+Commits are *grouped*: concurrent submissions queue to one writer thread that stores a whole
+batch in one transaction, the message bytes included (``store.contents``), so a batch costs
+one database sync however many messages it holds (the way databases and Postfix amortise
+their syncs).  Under load a batch holds many messages; alone, a message waits for nothing.
+If a batch fails, each submission is retried alone, so one bad submission cannot fail others.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from email.parser import BytesHeaderParser
+from email.policy import compat32
+from email.utils import getaddresses
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError
+
+from sealpost.communications.contents import ContentStore
+from sealpost.communications.email.addresses import AddressError, domain_of
+from sealpost.communications.email.mime import MessageFacts, describe_message, new_message_id
+from sealpost.communications.repository import QUEUED, CommunicationRepository
+from sealpost.config import Settings
+from sealpost.db.engine import write_transaction
+from sealpost.errors import Conflict, InvalidInput
+from sealpost.ledger.records import EvidenceRecord, Party, Reason, Subject, new_record
+from sealpost.logging import get_logger
+
+log = get_logger(__name__)
+
+MAX_BATCH = 256
+
+
+@dataclass(frozen=True)
+class SubmissionRequest:
+    """A message handed to Sealpost, before anything is stored."""
+
+    tenant_id: str
+    via: str
+    """How it came in: "smtp", "api" or "rewrite"."""
+    mail_from: str
+    recipients: tuple[str, ...]
+    raw: bytes
+    identification: Mapping[str, Any]
+    """How the sender was identified: {"method": "smtp-auth", "username": ...}, ..."""
+    details: Mapping[str, Any] = field(default_factory=dict)
+    """Channel details for the evidence: client IP, HELO, TLS, ..."""
+    idempotency_key: str | None = None
+    request_sha256: str | None = None
+    """Fingerprint of the API request, so a retry with the same key is recognised as such."""
+    sender_domains: frozenset[str] = frozenset()
+    """The tenant's registered domains: when any, the From address must be in one of them."""
+
+
+class SenderNotAllowed(InvalidInput):
+    """The From address is not of the tenant's registered domains (SMTP 550, HTTP 422)."""
+
+    code = "sender_not_allowed"
+    title = "This sender may not send for the tenant"
+
+
+@dataclass(frozen=True)
+class Accepted:
+    submission_id: str
+    communication_ids: tuple[str, ...]
+    recipients: tuple[str, ...]
+    message_id: str
+    record_ids: tuple[str, ...]
+    replayed: bool = False
+    """True when an Idempotency-Key matched an earlier submission: nothing new was stored."""
+
+
+@dataclass
+class _Prepared:
+    request: SubmissionRequest
+    facts: MessageFacts
+    accepted: Accepted
+    rows: list[dict[str, Any]]
+    records: list[EvidenceRecord]
+    future: Future[Accepted] = field(default_factory=Future)
+
+
+def _sender_party(request: SubmissionRequest, facts: MessageFacts) -> Party:
+    identification = {**request.identification, "envelope_from": request.mail_from}
+    return Party(facts.from_address or request.mail_from, facts.from_display, identification)
+
+
+class SubmissionService:
+    """Turns submissions into communications; owns the group-commit writer thread."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        contents: ContentStore,
+        settings: Settings,
+        *,
+        on_commit: Callable[[], None] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.contents = contents
+        self.settings = settings
+        self.on_commit = on_commit
+        self._queue: queue.SimpleQueue[_Prepared | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    # -- building ---------------------------------------------------------------------------
+
+    def prepare(self, request: SubmissionRequest) -> _Prepared:
+        """Parse and build rows and records (CPU only; runs in the caller's thread)."""
+        facts = describe_message(request.raw)
+        unique: dict[str, str] = {}
+        for address in request.recipients:
+            unique.setdefault(address.lower(), address)  # one communication per recipient
+        request = replace(request, recipients=tuple(unique.values()))
+        if request.sender_domains and not _from_allowed(request.raw, facts, request.sender_domains):
+            raise SenderNotAllowed(
+                f"From must be an address of {', '.join(sorted(request.sender_domains))}"
+            )
+        message_id = facts.message_id or new_message_id(self.settings.hostname)
+        now = datetime.now(UTC)
+        submission_id = str(uuid.uuid4())
+        sender = _sender_party(request, facts)
+        message_details: dict[str, Any] = {"subject": facts.subject}
+        if facts.message_id is None:
+            message_details["message_id_added"] = True
+        if facts.defects:
+            message_details["mime_defects"] = list(facts.defects)
+        rows, records, ids = [], [], []
+        for recipient in request.recipients:
+            communication_id = str(uuid.uuid4())
+            record = new_record(
+                tenant_id=request.tenant_id,
+                event="SubmissionAcceptance",
+                subject=Subject("communication", communication_id),
+                event_time=now,
+                submission_time=now,
+                sender=sender,
+                recipient=Party(recipient),
+                application_identifier=message_id,
+                content=facts.content,
+                details={
+                    "via": request.via,
+                    "submission_id": submission_id,
+                    "recipients": len(request.recipients),
+                    **dict(request.details),
+                    "message": message_details,
+                },
+            )
+            rows.append(
+                {
+                    "id": communication_id,
+                    "tenant_id": request.tenant_id,
+                    "submission_id": submission_id,
+                    "channel": "email",
+                    "via": request.via,
+                    "status": QUEUED,
+                    "sender": sender.address[:320],
+                    "recipient": recipient[:320],
+                    "subject": facts.subject,
+                    "message_id": message_id,
+                    "content_sha256": facts.content.sha256,
+                    "content_size": facts.content.size,
+                    "submitted_at": now,
+                    "updated_at": now,
+                    "next_attempt_at": now,
+                    "attempts": 0,
+                    "warn_at": now + timedelta(seconds=self.settings.delivery_warn_after_seconds),
+                    "expires_at": now
+                    + timedelta(seconds=self.settings.delivery_expire_after_seconds),
+                    "delay_warned": 0,
+                    "idempotency_key": request.idempotency_key,
+                    "request_sha256": request.request_sha256,
+                    "certificate_version": 0,
+                    "certificate_due": 0,
+                }
+            )
+            records.append(record)
+            ids.append(communication_id)
+        accepted = Accepted(
+            submission_id=submission_id,
+            communication_ids=tuple(ids),
+            recipients=request.recipients,
+            message_id=message_id,
+            record_ids=tuple(r.id for r in records),
+        )
+        return _Prepared(request, facts, accepted, rows, records)
+
+    # -- committing -------------------------------------------------------------------------
+
+    def submit(self, request: SubmissionRequest) -> Future[Accepted]:
+        """Queue for the next group commit; the future resolves once durable."""
+        prepared = self.prepare(request)
+        self._ensure_writer()
+        self._queue.put(prepared)
+        return prepared.future
+
+    def accept(self, request: SubmissionRequest, timeout: float = 60.0) -> Accepted:
+        """Submit and wait (the REST API's path)."""
+        return self.submit(request).result(timeout)
+
+    def _ensure_writer(self) -> None:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._run, name="sealpost-submission-writer", daemon=True
+                )
+                self._thread.start()
+
+    def close(self) -> None:
+        with self._lock:
+            thread, self._thread = self._thread, None
+        if thread is not None:
+            self._queue.put(None)
+            thread.join(10)
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            while len(batch) < MAX_BATCH:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    self._queue.put(None)
+                    break
+                batch.append(item)
+            self._commit_batch(batch)
+
+    def _commit_batch(self, batch: list[_Prepared], *, retry: bool = False) -> None:
+        try:
+            results = self._commit(batch)
+        except Exception as exc:
+            if len(batch) == 1:
+                item = batch[0]
+                if isinstance(exc, IntegrityError) and item.request.idempotency_key and not retry:
+                    # another process committed the same key first: answer its result
+                    self._commit_batch(batch, retry=True)
+                    return
+                log.error("submission.commit_failed", error=repr(exc))
+                item.future.set_exception(exc)
+                return
+            for item in batch:  # isolate the culprit: one at a time
+                self._commit_batch([item])
+            return
+        for item, result in zip(batch, results, strict=True):
+            if isinstance(result, Exception):
+                item.future.set_exception(result)
+            else:
+                item.future.set_result(result)
+        if self.on_commit is not None:
+            self.on_commit()
+
+    def _commit(self, batch: list[_Prepared]) -> list[Accepted | Exception]:
+        self.contents.put_large([item.request.raw for item in batch])
+        results: list[Accepted | Exception] = []
+        with write_transaction(self.engine) as conn:
+            self.contents.put_in(conn, [item.request.raw for item in batch])
+            for item in batch:
+                key = item.request.idempotency_key
+                if key is not None:
+                    earlier = CommunicationRepository.by_idempotency_key_in(
+                        conn, item.request.tenant_id, key
+                    )
+                    if earlier:
+                        results.append(_replay(item, earlier))
+                        continue
+                CommunicationRepository.insert_in(conn, item.rows, item.records)
+                results.append(item.accepted)
+        return results
+
+    # -- refusals ---------------------------------------------------------------------------
+
+    def reject(
+        self,
+        *,
+        tenant_id: str,
+        mail_from: str,
+        recipients: Sequence[str],
+        identification: Mapping[str, Any],
+        code: str,
+        text: str,
+        raw: bytes | None = None,
+        details: Mapping[str, Any] | None = None,
+    ) -> EvidenceRecord:
+        """SubmissionRejection evidence, for a refusal where the sender was identified."""
+        facts = describe_message(raw) if raw is not None else None
+        record = new_record(
+            tenant_id=tenant_id,
+            event="SubmissionRejection",
+            subject=Subject("submission", str(uuid.uuid4())),
+            sender=Party(mail_from or "<>", None, dict(identification)),
+            recipient=Party(recipients[0]) if len(recipients) == 1 else None,
+            application_identifier=facts.message_id if facts else None,
+            content=facts.content if facts else None,
+            reasons=(Reason(code, text),),
+            details={"recipients": list(recipients), **dict(details or {})},
+        )
+        CommunicationRepository(self.engine).append_records([record])
+        return record
+
+
+def _from_allowed(raw: bytes, facts: MessageFacts, domains: frozenset[str]) -> bool:
+    """Exactly one From mailbox, of one of ``domains`` (a second one could be anybody)."""
+    if facts.from_address is None:
+        return False
+    try:
+        headers = BytesHeaderParser(policy=compat32).parsebytes(raw)
+        mailboxes = getaddresses([str(v) for v in headers.get_all("From") or []])
+    except Exception:
+        return False
+    if len([a for _, a in mailboxes if a]) != 1:
+        return False
+    try:
+        return domain_of(facts.from_address) in domains
+    except AddressError:
+        return False
+
+
+def _replay(item: _Prepared, earlier: list[Any]) -> Accepted | Exception:
+    fingerprint = item.request.request_sha256 or item.facts.content.sha256
+    if any((c.request_sha256 or c.content_sha256) != fingerprint for c in earlier):
+        return Conflict(
+            "this Idempotency-Key was used for a different message; use a new key per message"
+        )
+    return Accepted(
+        submission_id=earlier[0].submission_id,
+        communication_ids=tuple(c.id for c in earlier),
+        recipients=tuple(c.recipient for c in earlier),
+        message_id=earlier[0].message_id,
+        record_ids=(),
+        replayed=True,
+    )

@@ -1,0 +1,431 @@
+"""Certified email over REST: send, list, status and timeline, certificate, original, evidence.
+
+``POST /v1/communications`` produces the same records as an SMTP submission: one
+communication per recipient, each with its SubmissionAcceptance, committed before the 201.
+An ``Idempotency-Key`` makes a retried POST return the first answer (200) instead of sending
+twice; the same key with another message is a 409.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from pydantic import BaseModel, Field, field_validator
+
+from sealpost.api import cursors
+from sealpost.api.auth import TenantDep
+from sealpost.communications.certificates import CertificateService
+from sealpost.communications.contents import ContentStore
+from sealpost.communications.email.addresses import AddressError, checked_address
+from sealpost.communications.email.mime import build_message, describe_message, new_message_id
+from sealpost.communications.email.submission import (
+    Accepted,
+    SenderNotAllowed,
+    SubmissionRequest,
+    SubmissionService,
+)
+from sealpost.communications.repository import STATUSES, Communication, CommunicationRepository
+from sealpost.config import Settings
+from sealpost.errors import InvalidInput, NotFound
+from sealpost.ledger.proofs import LedgerReader
+from sealpost.ledger.records import format_time
+from sealpost.tenants.repository import Tenant
+from sealpost.tenants.senders import SenderRepository
+
+router = APIRouter(prefix="/v1", tags=["communications"])
+
+
+@dataclass(frozen=True)
+class CommunicationsParts:
+    """What the communications endpoints use; built by the composition root."""
+
+    communications: CommunicationRepository
+    contents: ContentStore
+    senders: SenderRepository
+    submissions: SubmissionService
+    certificates: CertificateService
+    ledger: LedgerReader
+    settings: Settings
+
+
+def communications_parts(request: Request) -> CommunicationsParts:
+    parts: CommunicationsParts = request.app.state.communications
+    return parts
+
+
+CommunicationsDep = Annotated[CommunicationsParts, Depends(communications_parts)]
+
+MAX_PAGE = 200
+
+
+def _no_controls(value: str | None) -> str | None:
+    if value is not None and any((ord(c) < 32 and c != "\t") or ord(c) == 127 for c in value):
+        raise ValueError("must not contain line breaks or control characters")
+    return value
+
+
+class Attachment(BaseModel):
+    filename: str = Field(min_length=1, max_length=255)
+    content_type: str = Field(
+        "application/octet-stream", pattern=r"^[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+$"
+    )
+    content: str = Field(description="Base64 of the file's bytes.")
+
+    _plain_filename = field_validator("filename")(_no_controls)
+
+
+class SendRequest(BaseModel):
+    """Either the parts of a message (Sealpost builds it) or a raw RFC 5322 message."""
+
+    from_: str | None = Field(None, alias="from", description="Sender address (parts form).")
+    to: list[str] = Field(default_factory=list)
+    cc: list[str] = Field(default_factory=list)
+    bcc: list[str] = Field(default_factory=list, description="Recipients not shown in headers.")
+    subject: str | None = None
+    text: str | None = None
+    html: str | None = None
+    attachments: list[Attachment] = Field(default_factory=list)
+    raw: str | None = Field(None, description="Base64 of a complete RFC 5322 message.")
+    recipients: list[str] = Field(
+        default_factory=list,
+        description="With raw: the envelope recipients (default: the To and Cc headers).",
+    )
+
+    model_config = {"populate_by_name": True}
+
+    _plain_headers = field_validator("from_", "subject")(_no_controls)
+
+
+class CommunicationRef(BaseModel):
+    id: str
+    recipient: str
+    status: str
+
+
+class SendResult(BaseModel):
+    submission_id: str
+    message_id: str
+    communications: list[CommunicationRef]
+    replayed: bool = Field(description="True when an Idempotency-Key matched an earlier send.")
+
+
+class CommunicationBody(BaseModel):
+    id: str
+    submission_id: str
+    status: str
+    via: str
+    sender: str
+    recipient: str
+    subject: str | None
+    message_id: str
+    content_sha256: str
+    content_size: int
+    submitted_at: str
+    updated_at: str
+    delivered_at: str | None
+    attempts: int
+    next_attempt_at: str | None
+    last_reply: str | None
+    certificate_version: int
+
+
+class CommunicationPage(BaseModel):
+    items: list[CommunicationBody]
+    next_cursor: str | None = Field(description="Pass as ?cursor= for the next page.")
+
+
+class TimelineEvent(BaseModel):
+    record_id: str
+    event: str
+    event_time: str
+    sealed: bool
+    record: dict[str, Any]
+    evidence: str = Field(description="Path of the record's evidence bundle.")
+
+
+class CommunicationDetail(CommunicationBody):
+    timeline: list[TimelineEvent]
+    attempts_log: list[dict[str, Any]]
+    certificates: list[dict[str, Any]]
+
+
+def _time(moment: datetime | None) -> str | None:
+    return None if moment is None else format_time(moment)
+
+
+def _body(c: Communication) -> dict[str, Any]:
+    return {
+        "id": c.id,
+        "submission_id": c.submission_id,
+        "status": c.status,
+        "via": c.via,
+        "sender": c.sender,
+        "recipient": c.recipient,
+        "subject": c.subject,
+        "message_id": c.message_id,
+        "content_sha256": c.content_sha256,
+        "content_size": c.content_size,
+        "submitted_at": format_time(c.submitted_at),
+        "updated_at": format_time(c.updated_at),
+        "delivered_at": _time(c.delivered_at),
+        "attempts": c.attempts,
+        "next_attempt_at": _time(c.next_attempt_at) if c.status == "queued" else None,
+        "last_reply": c.last_reply,
+        "certificate_version": c.certificate_version,
+    }
+
+
+def _b64(value: str, field: str) -> bytes:
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidInput(f"{field} is not valid base64") from None
+
+
+def _check_address(address: str, field: str) -> str:
+    try:
+        return checked_address(address)
+    except AddressError as exc:
+        raise InvalidInput(f"{field}: {exc.message}: {address[:100]!r}") from None
+
+
+def _build(parts: CommunicationsParts, body: SendRequest) -> tuple[bytes, list[str], str]:
+    """(raw message, envelope recipients, envelope sender) from either form."""
+    if body.raw is not None:
+        raw = _b64(body.raw, "raw")
+        if not raw.strip():
+            raise InvalidInput("raw is empty")
+        if len(raw) > parts.settings.smtp_max_message_bytes:
+            raise InvalidInput(f"raw is over {parts.settings.smtp_max_message_bytes} bytes")
+        facts = describe_message(raw)
+        recipients = body.recipients or [*facts.to, *facts.cc]
+        if not recipients:
+            raise InvalidInput("raw has no To or Cc header: give the recipients")
+        if facts.from_address is None:
+            raise InvalidInput("raw has no From header")
+        sender = facts.from_address
+        return raw, [_check_address(r, "recipients") for r in recipients], sender
+    if not body.from_:
+        raise InvalidInput("from is required (or send a raw message)")
+    recipients = [*body.to, *body.cc, *body.bcc]
+    if not recipients:
+        raise InvalidInput("at least one recipient (to, cc or bcc) is required")
+    if body.text is None and body.html is None:
+        raise InvalidInput("text or html is required")
+    sender = _check_address(body.from_, "from")
+    raw = build_message(
+        sender=sender,
+        to=[_check_address(a, "to") for a in body.to],
+        cc=[_check_address(a, "cc") for a in body.cc],
+        subject=body.subject or "",
+        text=body.text,
+        html=body.html,
+        attachments=[
+            (a.filename, a.content_type, _b64(a.content, f"attachments[{i}].content"))
+            for i, a in enumerate(body.attachments)
+        ],
+        message_id=new_message_id(parts.settings.hostname),
+    )
+    if len(raw) > parts.settings.smtp_max_message_bytes:
+        raise InvalidInput(f"the message is over {parts.settings.smtp_max_message_bytes} bytes")
+    for address in body.bcc:
+        _check_address(address, "bcc")
+    return raw, recipients, sender
+
+
+def _result(parts: CommunicationsParts, accepted: Accepted) -> SendResult:
+    refs = []
+    for cid, rcpt in zip(accepted.communication_ids, accepted.recipients, strict=True):
+        found = parts.communications.get(cid)
+        refs.append(CommunicationRef(id=cid, recipient=rcpt, status=found.status if found else ""))
+    return SendResult(
+        submission_id=accepted.submission_id,
+        message_id=accepted.message_id,
+        communications=refs,
+        replayed=accepted.replayed,
+    )
+
+
+@router.post("/communications", status_code=201, response_model=SendResult)
+def send(
+    body: SendRequest,
+    parts: CommunicationsDep,
+    tenant: TenantDep,
+    response: Response,
+    idempotency_key: Annotated[
+        str | None, Header(max_length=200, description="Retry-safe sends: same key, same answer.")
+    ] = None,
+) -> SendResult:
+    """Send a certified email: one communication per recipient, accepted once durable."""
+    raw, recipients, sender = _build(parts, body)
+    identification = {"method": "api-key", "tenant": tenant.name}
+    request = SubmissionRequest(
+        tenant_id=tenant.id,
+        via="api",
+        mail_from=sender,
+        recipients=tuple(recipients),
+        raw=raw,
+        identification=identification,
+        details={"api": {"idempotency_key": idempotency_key}},
+        idempotency_key=idempotency_key,
+        request_sha256=hashlib.sha256(
+            json.dumps(body.model_dump(by_alias=True), sort_keys=True).encode()
+        ).hexdigest(),
+        sender_domains=parts.senders.sender_domains(tenant.id),
+    )
+    try:
+        accepted = parts.submissions.accept(request)
+    except SenderNotAllowed as exc:
+        parts.submissions.reject(
+            tenant_id=tenant.id,
+            mail_from=sender,
+            recipients=recipients,
+            identification=identification,
+            code="policy",
+            text=exc.message,
+            raw=raw,
+        )
+        raise
+    if accepted.replayed:
+        response.status_code = 200
+    return _result(parts, accepted)
+
+
+@router.get("/communications", response_model=CommunicationPage)
+def list_communications(
+    parts: CommunicationsDep,
+    tenant: TenantDep,
+    status: Annotated[
+        list[str] | None, Query(description=f"Any of {', '.join(STATUSES)}; repeatable.")
+    ] = None,
+    recipient: str | None = None,
+    submitted_from: Annotated[datetime | None, Query(alias="from")] = None,
+    submitted_to: Annotated[datetime | None, Query(alias="to")] = None,
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+) -> CommunicationPage:
+    """Newest first; failed or pending ones with ``?status=failed`` / ``?status=queued``."""
+    for value in status or []:
+        if value not in STATUSES:
+            raise InvalidInput(f"status {value!r} is not one of {', '.join(STATUSES)}")
+    for moment, name in ((submitted_from, "from"), (submitted_to, "to")):
+        if moment is not None and moment.tzinfo is None:
+            raise InvalidInput(f"{name} needs a time zone, e.g. 2026-11-23T10:00:00Z")
+    items = parts.communications.search(
+        tenant.id,
+        status=status or (),
+        recipient=recipient,
+        submitted_from=submitted_from.astimezone(UTC) if submitted_from else None,
+        submitted_to=submitted_to.astimezone(UTC) if submitted_to else None,
+        after=cursors.decode(cursor) if cursor else None,
+        limit=limit + 1,
+    )
+    page, more = items[:limit], len(items) > limit
+    return CommunicationPage(
+        items=[CommunicationBody(**_body(c)) for c in page],
+        next_cursor=cursors.encode(page[-1].submitted_at, page[-1].id) if more else None,
+    )
+
+
+def _owned(parts: CommunicationsParts, tenant: Tenant, communication_id: str) -> Communication:
+    found = parts.communications.get(communication_id, tenant.id)
+    if found is None:
+        raise NotFound(f"no communication {communication_id}")
+    return found
+
+
+@router.get("/communications/{communication_id}", response_model=CommunicationDetail)
+def get_communication(
+    communication_id: str, parts: CommunicationsDep, tenant: TenantDep
+) -> CommunicationDetail:
+    """Status, every evidence event in order, the delivery attempts and certificate versions."""
+    c = _owned(parts, tenant, communication_id)
+    timeline = [
+        TimelineEvent(
+            record_id=e.record_id,
+            event=e.event,
+            event_time=format_time(e.event_time),
+            sealed=e.sealed,
+            record=e.record,
+            evidence=f"/v1/evidence/{e.record_id}",
+        )
+        for e in parts.communications.timeline(tenant.id, c.id)
+    ]
+    attempts = [
+        {
+            **a,
+            "started_at": format_time(a["started_at"]),
+            "finished_at": format_time(a["finished_at"]),
+        }
+        for a in parts.communications.attempts(c.id)
+    ]
+    certificates = [
+        {
+            "version": cert.version,
+            "sha256": cert.sha256,
+            "size": cert.size,
+            "issued_at": format_time(cert.created_at),
+            "record_id": cert.record_id,
+        }
+        for cert in parts.communications.certificates(c.id)
+    ]
+    return CommunicationDetail(
+        **_body(c), timeline=timeline, attempts_log=attempts, certificates=certificates
+    )
+
+
+@router.get(
+    "/communications/{communication_id}/certificate.pdf",
+    response_class=Response,
+    responses={200: {"content": {"application/pdf": {}}}},
+)
+def certificate(
+    communication_id: str,
+    parts: CommunicationsDep,
+    tenant: TenantDep,
+    version: Annotated[int | None, Query(ge=1, description="Default: the latest.")] = None,
+) -> Response:
+    """The sealed evidence certificate (PAdES); 409 while delivery is still under way."""
+    c = _owned(parts, tenant, communication_id)
+    pdf = parts.certificates.latest(c, version)
+    return Response(
+        pdf,
+        media_type="application/pdf",
+        headers={"Content-Disposition": f'attachment; filename="certificate-{c.id}.pdf"'},
+    )
+
+
+@router.get(
+    "/communications/{communication_id}/original.eml",
+    response_class=Response,
+    responses={200: {"content": {"message/rfc822": {}}}},
+)
+def original(communication_id: str, parts: CommunicationsDep, tenant: TenantDep) -> Response:
+    """The message exactly as submitted (its SHA-256 is the records' content.sha256)."""
+    c = _owned(parts, tenant, communication_id)
+    return Response(
+        parts.contents.get(c.content_sha256),
+        media_type="message/rfc822",
+        headers={"Content-Disposition": f'attachment; filename="{c.id}.eml"'},
+    )
+
+
+@router.get("/communications/{communication_id}/evidence")
+def evidence(
+    communication_id: str,
+    parts: CommunicationsDep,
+    tenant: TenantDep,
+    wait: Annotated[float, Query(ge=0, le=10, description="Seconds to wait for seals.")] = 0,
+) -> dict[str, Any]:
+    """Every record's evidence bundle; records not sealed yet are listed as pending."""
+    c = _owned(parts, tenant, communication_id)
+    entries = parts.communications.timeline(tenant.id, c.id)
+    bundles, pending = parts.ledger.bundles([e.record_id for e in entries], tenant.id, wait)
+    return {"communication_id": c.id, "bundles": bundles, "pending": pending}

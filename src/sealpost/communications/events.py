@@ -1,0 +1,197 @@
+"""The events communications emit, and which of their evidence records imply them.
+
+Integrators asked for *one* terminal event per outcome, not one per retry: a temporary delivery
+failure (ContentConsignmentFailure) is evidence but no event; they get a single ``delayed``
+event when the delay warning fires and a single ``failed`` or ``expired`` at the end.
+Registered in :data:`sealpost.events.registry.REGISTRY` when the package is imported.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sealpost.events.registry import (
+    REGISTRY,
+    EventKind,
+    NewEvent,
+    SubjectType,
+    new_event,
+    record_reference,
+)
+from sealpost.ledger.records import EvidenceRecord
+
+KINDS: tuple[EventKind, ...] = (
+    EventKind(
+        "sealpost.communication.accepted",
+        "communication",
+        "Sealpost durably stored the message for this recipient (SubmissionAcceptance).",
+        opens_subject=True,
+    ),
+    EventKind(
+        "sealpost.communication.delivered",
+        "communication",
+        "The recipient's mail server accepted the message (ContentConsignment).",
+        terminal=True,
+    ),
+    EventKind(
+        "sealpost.communication.relayed",
+        "communication",
+        "The configured relay (smarthost) accepted the message (RelayAcceptance).",
+        terminal=True,
+    ),
+    EventKind(
+        "sealpost.communication.delayed",
+        "communication",
+        "Still not delivered after the delay-warning time (12 h by default); sent once.",
+    ),
+    EventKind(
+        "sealpost.communication.failed",
+        "communication",
+        "Final non-delivery: a 5xx reply, or a bounce (DSN), possibly after a delivery.",
+        terminal=True,
+    ),
+    EventKind(
+        "sealpost.communication.expired",
+        "communication",
+        "Final non-delivery: not delivered before the expiry time (24 h by default).",
+        terminal=True,
+    ),
+    EventKind(
+        "sealpost.communication.certificate_issued",
+        "communication",
+        "A sealed evidence certificate (PDF) version is ready to download.",
+    ),
+    EventKind(
+        "sealpost.submission.rejected",
+        "submission",
+        "Sealpost refused a submission of an identified sender (SubmissionRejection).",
+        terminal=True,
+        opens_subject=True,
+    ),
+)
+
+_STATUS_AFTER = {
+    "SubmissionAcceptance": "queued",
+    "DelayWarning": "queued",
+    "ContentConsignment": "delivered",
+    "RelayAcceptance": "relayed",
+    "NonDelivery": "failed",
+}
+
+
+def _communication_type(record: EvidenceRecord) -> str | None:
+    name = record.event.name
+    if name == "NonDelivery":
+        expired = any(r.code == "expired" for r in record.reasons)
+        return "sealpost.communication.expired" if expired else "sealpost.communication.failed"
+    return {
+        "SubmissionAcceptance": "sealpost.communication.accepted",
+        "ContentConsignment": "sealpost.communication.delivered",
+        "RelayAcceptance": "sealpost.communication.relayed",
+        "DelayWarning": "sealpost.communication.delayed",
+        "CertificateIssued": "sealpost.communication.certificate_issued",
+    }.get(name)
+
+
+def _parties(record: EvidenceRecord) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if record.sender is not None:
+        out["sender"] = record.sender.address
+    if record.recipient is not None:
+        out["recipient"] = record.recipient.address
+    if record.application_identifier is not None:
+        out["message_id"] = record.application_identifier
+    return out
+
+
+def _communication_data(record: EvidenceRecord, type_: str) -> dict[str, Any]:
+    details = record.details
+    cid = record.subject.id
+    status = _STATUS_AFTER.get(record.event.name) or details.get("status")
+    data: dict[str, Any] = {
+        "communication_id": cid,
+        "status": status,
+        **record_reference(record),
+        **_parties(record),
+    }
+    if record.reasons:
+        data["reasons"] = [r.to_json() for r in record.reasons]
+    if type_ == "sealpost.communication.accepted":
+        message = details.get("message", {})
+        data.update(
+            submission_id=details.get("submission_id"),
+            via=details.get("via"),
+            subject=message.get("subject") if isinstance(message, dict) else None,
+        )
+        if record.content is not None:
+            data["content"] = {"sha256": record.content.sha256, "size": record.content.size}
+    elif type_ == "sealpost.communication.certificate_issued":
+        version = details.get("version")
+        data["certificate"] = {
+            "version": version,
+            "sha256": details.get("sha256"),
+            "size": details.get("size"),
+            "supersedes_sha256": details.get("supersedes_sha256"),
+            "url": f"/v1/communications/{cid}/certificate.pdf?version={version}",
+        }
+    else:
+        remote = details.get("remote")
+        if isinstance(remote, dict):
+            data["remote"] = {k: remote.get(k) for k in ("host", "ip", "port")}
+        for key in ("reply", "attempt", "queue_id", "after_status"):
+            if details.get(key) is not None:
+                data[key] = details[key]
+        if isinstance(details.get("tls"), dict):
+            data["tls_version"] = details["tls"].get("version")
+        if isinstance(details.get("dsn"), dict):
+            data["dsn"] = dict(details["dsn"])
+    return data
+
+
+def _submission_data(record: EvidenceRecord) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "submission_id": record.subject.id,
+        **record_reference(record),
+        **_parties(record),
+        "recipients": list(record.details.get("recipients", [])),
+        "reasons": [r.to_json() for r in record.reasons],
+    }
+    return data
+
+
+def _from_communication(record: EvidenceRecord) -> NewEvent | None:
+    type_ = _communication_type(record)
+    if type_ is None:
+        return None
+    return new_event(
+        tenant_id=record.tenant_id,
+        type=type_,
+        subject_type="communication",
+        subject_id=record.subject.id,
+        time=record.event_time,
+        data=_communication_data(record, type_),
+        record_id=record.id,
+    )
+
+
+def _from_submission(record: EvidenceRecord) -> NewEvent | None:
+    if record.event.name != "SubmissionRejection":
+        return None
+    return new_event(
+        tenant_id=record.tenant_id,
+        type="sealpost.submission.rejected",
+        subject_type="submission",
+        subject_id=record.subject.id,
+        time=record.event_time,
+        data=_submission_data(record),
+        record_id=record.id,
+    )
+
+
+REGISTRY.register(
+    KINDS,
+    (
+        SubjectType("communication", "communications", _from_communication),
+        SubjectType("submission", "submissions", _from_submission),
+    ),
+)

@@ -1,0 +1,108 @@
+"""Tables of communications: one row per recipient, delivery attempts, message contents
+and evidence certificates.
+
+Collected with the other domains' tables in ``sealpost.schema``; Alembic migrations
+create them (``sealpost/db/migrations``)."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Table,
+    Text,
+)
+
+from sealpost.db.metadata import metadata
+
+communications = Table(
+    "communications",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("tenant_id", String(36), ForeignKey("tenants.id"), nullable=False),
+    Column("submission_id", String(36), nullable=False, index=True),
+    Column("channel", String(16), nullable=False),
+    Column("via", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("sender", String(320), nullable=False),
+    Column("recipient", String(320), nullable=False),
+    Column("subject", Text),
+    Column("message_id", Text, nullable=False),
+    Column("content_sha256", String(64), nullable=False),
+    Column("content_size", BigInteger, nullable=False),
+    Column("submitted_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("delivered_at", DateTime(timezone=True)),
+    Column("next_attempt_at", DateTime(timezone=True)),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("last_reply", Text),
+    Column("lease_owner", String(200)),
+    Column("lease_until", DateTime(timezone=True)),
+    Column("warn_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("delay_warned", Integer, nullable=False, server_default="0"),
+    Column("idempotency_key", String(200)),
+    Column("request_sha256", String(64)),
+    Column("certificate_version", Integer, nullable=False, server_default="0"),
+    Column("certificate_due", Integer, nullable=False, server_default="0"),
+    Index("ix_communications_tenant_status", "tenant_id", "status"),
+    Index("ix_communications_tenant_submitted", "tenant_id", "submitted_at", "id"),
+    Index("ix_communications_due", "status", "next_attempt_at"),
+    Index("ix_communications_message_id", "message_id"),
+    Index(
+        "ix_communications_idempotency", "tenant_id", "idempotency_key", "recipient", unique=True
+    ),
+)
+
+
+delivery_attempts = Table(
+    "delivery_attempts",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("communication_id", String(36), ForeignKey("communications.id"), nullable=False),
+    Column("number", Integer, nullable=False),
+    Column("worker", String(200), nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True), nullable=False),
+    Column("outcome", String(16), nullable=False),
+    Column("reply_code", Integer),
+    Column("reply_text", Text, nullable=False),
+    Column("remote_host", String(255), nullable=False),
+    Column("remote_ip", String(64)),
+    Column("details", Text, nullable=False),
+    Column("record_id", String(36), nullable=False),
+    Index("ix_delivery_attempts_communication", "communication_id", "number"),
+)
+
+
+contents = Table(
+    "contents",
+    metadata,
+    Column("sha256", String(64), primary_key=True),
+    Column("size", BigInteger, nullable=False),
+    Column("data", LargeBinary, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+
+evidence_certificates = Table(
+    "evidence_certificates",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("communication_id", String(36), ForeignKey("communications.id"), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("sha256", String(64), nullable=False, unique=True),
+    Column("size", BigInteger, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("record_id", String(36), nullable=False),
+    Column("reason", Text, nullable=False),
+    Index("ix_evidence_certificates_version", "communication_id", "version", unique=True),
+)
+
+# -- events out (outbox, webhooks) -----------------------------------------------------------

@@ -1,0 +1,383 @@
+"""The SQL backend of the ledger (``ledger.storage.LogStorage``), for SQLite and PostgreSQL.
+
+All the ledger's SQL lives here.  ``integrate`` is the single-writer transaction: it locks the
+state row (``FOR UPDATE`` on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite), checks the tree did
+not move, then writes leaves, nodes and head at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Row,
+    and_,
+    bindparam,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.exc import IntegrityError
+
+from sealpost.db import leases
+from sealpost.db.engine import is_sqlite, write_transaction
+from sealpost.ledger import merkle
+from sealpost.ledger.errors import SequencerError
+from sealpost.ledger.merkle import NodeId
+from sealpost.ledger.records import EvidenceRecord
+from sealpost.ledger.storage import LogState, PendingLeaf, StoredRecord
+from sealpost.ledger.tables import (
+    certificates,
+    evidence_records,
+    ledger_nodes,
+    ledger_state,
+    tree_heads,
+)
+from sealpost.ledger.tree_head import Checkpoint, SignedTreeHead
+
+SEQUENCER_LEASE = "sequencer"
+_NODE_QUERY_CHUNK = 400
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    """One evidence record of a subject, as the API and certificates show it."""
+
+    record_id: str
+    event: str
+    event_time: datetime
+    record: dict[str, Any]
+    sealed: bool
+
+
+def timeline(
+    engine: Engine, tenant_id: str, subject_type: str, subject_id: str
+) -> list[TimelineEntry]:
+    """A subject's evidence records in commit order (a communication, a signature process)."""
+    r = evidence_records.c
+    query = (
+        select(r.id, r.event, r.event_time, r.canonical, r.leaf_index)
+        .where(r.tenant_id == tenant_id, r.subject_id == subject_id)
+        .where(r.subject_type == subject_type)
+        .order_by(r.seq)
+    )
+    with engine.connect() as conn:
+        return [
+            TimelineEntry(
+                row.id,
+                row.event,
+                as_utc(row.event_time),
+                json.loads(bytes(row.canonical)),
+                row.leaf_index is not None,
+            )
+            for row in conn.execute(query)
+        ]
+
+
+def as_utc(moment: datetime) -> datetime:
+    """SQLite hands back naive datetimes; every time Sealpost handles is UTC-aware."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def record_row(record: EvidenceRecord, now: datetime) -> dict[str, object]:
+    canonical = record.canonical()
+    return {
+        "id": record.id,
+        "tenant_id": record.tenant_id,
+        "subject_type": record.subject.type,
+        "subject_id": record.subject.id,
+        "event": record.event.name,
+        "event_time": record.event_time,
+        "canonical": canonical,
+        "leaf_hash": merkle.leaf_hash(canonical),
+        "created_at": now,
+    }
+
+
+class SqlLogStorage:
+    """``LogStorage`` over a SQLAlchemy engine."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    # -- appenders ---------------------------------------------------------------------------
+
+    def append(self, records: Sequence[EvidenceRecord]) -> None:
+        if not records:
+            return
+        with self.engine.begin() as conn:
+            self.append_in(conn, records)
+
+    @staticmethod
+    def append_in(conn: Connection, records: Sequence[EvidenceRecord]) -> None:
+        """Append inside the caller's transaction, so evidence commits with the state change."""
+        if records:
+            now = datetime.now(UTC)
+            conn.execute(insert(evidence_records), [record_row(r, now) for r in records])
+
+    # -- sequencer -----------------------------------------------------------------------------
+
+    def state(self) -> LogState:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(ledger_state).where(ledger_state.c.id == 1)).first()
+        if row is None:
+            return LogState(0, merkle.EMPTY_ROOT, (), None)
+        frontier = bytes(row.frontier)
+        return LogState(
+            tree_size=row.tree_size,
+            root_hash=bytes(row.root_hash),
+            frontier=tuple(frontier[i : i + 32] for i in range(0, len(frontier), 32)),
+            head_time=as_utc(row.head_time) if row.head_time else None,
+        )
+
+    def pending(self, limit: int) -> list[PendingLeaf]:
+        query = (
+            select(evidence_records.c.seq, evidence_records.c.id, evidence_records.c.leaf_hash)
+            .where(evidence_records.c.leaf_index.is_(None))
+            .order_by(evidence_records.c.seq)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return [PendingLeaf(r.seq, r.id, bytes(r.leaf_hash)) for r in conn.execute(query)]
+
+    def pending_count(self) -> int:
+        query = select(func.count()).where(evidence_records.c.leaf_index.is_(None))
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    def integrate(
+        self,
+        *,
+        expected_size: int,
+        leaves: Sequence[PendingLeaf],
+        nodes: Sequence[tuple[int, int, bytes]],
+        frontier: Sequence[bytes],
+        head: SignedTreeHead,
+    ) -> None:
+        new_size = expected_size + len(leaves)
+        if head.tree_size != new_size:
+            raise SequencerError(f"head of size {head.tree_size} for a tree of size {new_size}")
+        try:
+            self._integrate(expected_size, leaves, nodes, frontier, head)
+        except IntegrityError as exc:
+            raise SequencerError(
+                f"another sequencer wrote the same positions: {exc.orig}"
+            ) from None
+
+    def _integrate(
+        self,
+        expected_size: int,
+        leaves: Sequence[PendingLeaf],
+        nodes: Sequence[tuple[int, int, bytes]],
+        frontier: Sequence[bytes],
+        head: SignedTreeHead,
+    ) -> None:
+        new_size = expected_size + len(leaves)
+        with write_transaction(self.engine) as conn:
+            state_query = select(ledger_state.c.tree_size).where(ledger_state.c.id == 1)
+            if not is_sqlite(conn):
+                state_query = state_query.with_for_update()
+            current = conn.execute(state_query).scalar_one_or_none() or 0
+            if current != expected_size:
+                raise SequencerError(
+                    f"the tree moved from size {expected_size} to {current} meanwhile"
+                )
+            if is_sqlite(conn):
+                assigned = self._assign_leaves_executemany(conn, expected_size, leaves)
+            else:
+                assigned = self._assign_leaves_unnest(conn, expected_size, leaves)
+            if assigned != len(leaves):
+                raise SequencerError("a pending record was integrated by someone else")
+            if nodes and is_sqlite(conn):
+                conn.execute(
+                    insert(ledger_nodes),
+                    [{"level": lv, "idx": ix, "hash": h} for lv, ix, h in nodes],
+                )
+            elif nodes:
+                conn.execute(
+                    text(
+                        "INSERT INTO ledger_nodes (level, idx, hash) SELECT * FROM unnest("
+                        "CAST(:levels AS smallint[]), CAST(:idxs AS bigint[]), "
+                        "CAST(:hashes AS bytea[]))"
+                    ),
+                    {
+                        "levels": [n[0] for n in nodes],
+                        "idxs": [n[1] for n in nodes],
+                        "hashes": [n[2] for n in nodes],
+                    },
+                )
+            chain_ids = self._store_chain(conn, head.seal_chain_pem)
+            conn.execute(
+                insert(tree_heads).values(
+                    tree_size=new_size,
+                    root_hash=head.root_hash,
+                    head_time=head.checkpoint.time,
+                    checkpoint=head.checkpoint.to_text(),
+                    signature_algorithm=head.signature_algorithm,
+                    signature=head.signature,
+                    timestamp_token=head.timestamp_token,
+                    seal_chain=json.dumps(chain_ids),
+                )
+            )
+            values = {
+                "tree_size": new_size,
+                "root_hash": head.root_hash,
+                "frontier": b"".join(frontier),
+                "head_time": head.checkpoint.time,
+            }
+            moved = conn.execute(
+                update(ledger_state).where(ledger_state.c.id == 1).values(**values)
+            ).rowcount
+            if not moved:
+                conn.execute(insert(ledger_state).values(id=1, **values))
+
+    @staticmethod
+    def _assign_leaves_executemany(
+        conn: Connection, first_index: int, leaves: Sequence[PendingLeaf]
+    ) -> int:
+        result = conn.execute(
+            update(evidence_records)
+            .where(
+                and_(
+                    evidence_records.c.seq == bindparam("b_seq"),
+                    evidence_records.c.leaf_index.is_(None),
+                )
+            )
+            .values(leaf_index=bindparam("b_index")),
+            [{"b_seq": leaf.seq, "b_index": first_index + i} for i, leaf in enumerate(leaves)],
+        )
+        return int(result.rowcount)
+
+    @staticmethod
+    def _assign_leaves_unnest(
+        conn: Connection, first_index: int, leaves: Sequence[PendingLeaf]
+    ) -> int:
+        """PostgreSQL: one statement over arrays instead of one per row (~3x faster)."""
+        result = conn.execute(
+            text(
+                "UPDATE evidence_records AS r SET leaf_index = v.idx FROM unnest("
+                "CAST(:seqs AS bigint[]), CAST(:idxs AS bigint[])) AS v(seq, idx) "
+                "WHERE r.seq = v.seq AND r.leaf_index IS NULL"
+            ),
+            {
+                "seqs": [leaf.seq for leaf in leaves],
+                "idxs": list(range(first_index, first_index + len(leaves))),
+            },
+        )
+        return int(result.rowcount)
+
+    def _store_chain(self, conn: Connection, chain_pem: Sequence[str]) -> list[str]:
+        ids = [hashlib.sha256(pem.encode()).hexdigest() for pem in chain_pem]
+        known = set(
+            conn.execute(select(certificates.c.sha256).where(certificates.c.sha256.in_(ids)))
+            .scalars()
+            .all()
+        )
+        new = [
+            {"sha256": i, "pem": p} for i, p in zip(ids, chain_pem, strict=True) if i not in known
+        ]
+        if new:
+            conn.execute(insert(certificates), new)
+        return ids
+
+    def acquire_lease(self, holder: str, ttl_seconds: float) -> bool:
+        return leases.acquire(self.engine, SEQUENCER_LEASE, holder, ttl_seconds)
+
+    def release_lease(self, holder: str) -> None:
+        leases.release(self.engine, SEQUENCER_LEASE, holder)
+
+    # -- readers --------------------------------------------------------------------------------
+
+    def _head_from_row(self, conn: Connection, row: Row[Any]) -> SignedTreeHead:
+        ids = json.loads(row.seal_chain)
+        pems = dict(
+            conn.execute(
+                select(certificates.c.sha256, certificates.c.pem).where(
+                    certificates.c.sha256.in_(ids)
+                )
+            ).all()
+        )
+        return SignedTreeHead(
+            checkpoint=Checkpoint.parse(row.checkpoint),
+            signature=bytes(row.signature),
+            signature_algorithm=row.signature_algorithm,
+            timestamp_token=bytes(row.timestamp_token),
+            seal_chain_pem=tuple(pems[i] for i in ids),
+        )
+
+    def head(self, tree_size: int | None = None) -> SignedTreeHead | None:
+        query = select(tree_heads)
+        query = (
+            query.order_by(tree_heads.c.tree_size.desc()).limit(1)
+            if tree_size is None
+            else query.where(tree_heads.c.tree_size == tree_size)
+        )
+        with self.engine.connect() as conn:
+            row = conn.execute(query).first()
+            return None if row is None else self._head_from_row(conn, row)
+
+    def head_covering(self, leaf_index: int) -> SignedTreeHead | None:
+        query = (
+            select(tree_heads)
+            .where(tree_heads.c.tree_size > leaf_index)
+            .order_by(tree_heads.c.tree_size)
+            .limit(1)
+        )
+        with self.engine.connect() as conn:
+            row = conn.execute(query).first()
+            return None if row is None else self._head_from_row(conn, row)
+
+    def record(self, record_id: str) -> StoredRecord | None:
+        query = select(
+            evidence_records.c.id,
+            evidence_records.c.tenant_id,
+            evidence_records.c.canonical,
+            evidence_records.c.leaf_hash,
+            evidence_records.c.leaf_index,
+        ).where(evidence_records.c.id == record_id)
+        with self.engine.connect() as conn:
+            row = conn.execute(query).first()
+        if row is None:
+            return None
+        return StoredRecord(
+            row.id, row.tenant_id, bytes(row.canonical), bytes(row.leaf_hash), row.leaf_index
+        )
+
+    def nodes(self, ids: Iterable[NodeId]) -> dict[NodeId, bytes]:
+        wanted = list(ids)
+        leaves = [idx for level, idx in wanted if level == 0]
+        inner = [(level, idx) for level, idx in wanted if level > 0]
+        found: dict[NodeId, bytes] = {}
+        with self.engine.connect() as conn:
+            for i in range(0, len(leaves), _NODE_QUERY_CHUNK):
+                chunk = leaves[i : i + _NODE_QUERY_CHUNK]
+                rows = conn.execute(
+                    select(evidence_records.c.leaf_index, evidence_records.c.leaf_hash).where(
+                        evidence_records.c.leaf_index.in_(chunk)
+                    )
+                )
+                found.update({(0, r.leaf_index): bytes(r.leaf_hash) for r in rows})
+            by_level: dict[int, list[int]] = {}
+            for level, idx in inner:
+                by_level.setdefault(level, []).append(idx)
+            if by_level:
+                # one (level = ? AND idx IN (...)) term per level: each uses the primary key
+                condition = or_(
+                    *(
+                        and_(ledger_nodes.c.level == level, ledger_nodes.c.idx.in_(indexes))
+                        for level, indexes in by_level.items()
+                    )
+                )
+                rows = conn.execute(select(ledger_nodes).where(condition))
+                found.update({(r.level, r.idx): bytes(r.hash) for r in rows})
+        return found

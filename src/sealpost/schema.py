@@ -1,0 +1,27 @@
+"""Where every domain's tables are collected: one line per domain.
+
+``metadata`` here knows every table (foreign keys between domains resolve); the migrations
+under ``sealpost/db/migrations`` create the same schema, and ``tests/db/test_migrations.py``
+checks that the two agree.
+"""
+
+from __future__ import annotations
+
+from sealpost.communications import tables as communications_tables
+from sealpost.db import tables as db_tables
+from sealpost.db.metadata import metadata
+from sealpost.events import tables as events_tables
+from sealpost.ledger import tables as ledger_tables
+from sealpost.signatures import tables as signatures_tables
+from sealpost.tenants import tables as tenants_tables
+
+DOMAIN_TABLES = (
+    db_tables,
+    ledger_tables,
+    tenants_tables,
+    events_tables,
+    communications_tables,
+    signatures_tables,
+)
+
+__all__ = ["DOMAIN_TABLES", "metadata"]

@@ -1,0 +1,72 @@
+"""Small pieces every part of a signature process uses: the evidence record of a step, the
+signer as a party of it, the clock."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+from typing import Any
+
+from sealpost.ledger.records import EvidenceRecord, Party, Subject, new_record
+from sealpost.signatures.model import (
+    SignerRequest,
+    Visitor,
+)
+from sealpost.signatures.repository import (
+    Process,
+    Signer,
+)
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def process_subject(process_id: str) -> Subject:
+    return Subject("signature_process", process_id)
+
+
+def signer_party(signer: Signer) -> Party:
+    return Party(signer.email or signer.phone or signer.name, display_name=signer.name)
+
+
+def process_record(process: Process, event: str, now: datetime, **fields: Any) -> EvidenceRecord:
+    """An evidence record about ``process`` (its subject), at ``now``."""
+    return new_record(
+        tenant_id=process.tenant_id,
+        event=event,
+        subject=process_subject(process.id),
+        event_time=now,
+        **fields,
+    )
+
+
+def identified_party(signer: Signer, method: str) -> Party:
+    """The signer as identified: the method, where the code went, the email that carried it."""
+    return Party(
+        signer.email or signer.name,
+        display_name=signer.name,
+        identification={
+            "method": method,
+            "sent_to": signer.otp_sent_to,
+            "communication_id": signer.otp_communication_id,
+        },
+    )
+
+
+def visitor_details(visitor: Visitor | None) -> dict[str, Any]:
+    if visitor is None:
+        return {}
+    return {"ip": visitor.ip, "user_agent": visitor.user_agent}
+
+
+def signature_field_name(signer: Signer | SignerRequest, number: int) -> str:
+    return f"Signer{number + 1}"
+
+
+class Moved(Exception):
+    """Rolls a transaction back: what it started from changed."""

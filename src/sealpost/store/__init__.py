@@ -1,1 +1,0 @@
-"""Persistence: tables, repositories, migrations and the content blob store."""

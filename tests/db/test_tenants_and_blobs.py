@@ -1,0 +1,60 @@
+"""Tenants, hashed API keys and the content-addressed blob store."""
+
+from __future__ import annotations
+
+import hashlib
+import stat
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from sealpost.app import Sealpost
+from sealpost.db.blobs import BlobStore
+from sealpost.errors import Conflict, InvalidInput, NotFound, Unauthorized
+from sealpost.tenants.tables import api_keys
+
+
+def test_api_keys_are_stored_hashed_and_authenticate_their_tenant(sealpost: Sealpost) -> None:
+    tenant = sealpost.tenants.create("Acme Utilities")
+    issued = sealpost.tenants.issue_api_key(tenant.id, "crm")
+    assert issued.secret.startswith("sp_")
+    with sealpost.engine.connect() as conn:
+        stored = conn.execute(select(api_keys)).all()
+    assert len(stored) == 1
+    assert issued.secret.encode() not in repr(stored[0]).encode()
+    assert bytes(stored[0].secret_sha256) == hashlib.sha256(issued.secret.encode()).digest()
+    assert sealpost.tenants.authenticate(issued.secret) == tenant
+    for wrong in (issued.secret[:-1] + "x", "", None, "sp_x", issued.secret + "x"):
+        with pytest.raises(Unauthorized):
+            sealpost.tenants.authenticate(wrong)
+
+
+def test_tenant_names_are_unique_and_found_by_name_or_id(sealpost: Sealpost) -> None:
+    tenant = sealpost.tenants.create("Acme")
+    with pytest.raises(Conflict):
+        sealpost.tenants.create("Acme")
+    with pytest.raises(InvalidInput):
+        sealpost.tenants.create("   ")
+    assert sealpost.tenants.get("Acme") == sealpost.tenants.get(tenant.id) == tenant
+    with pytest.raises(NotFound):
+        sealpost.tenants.get("nobody")
+
+
+def test_blobs_are_named_by_their_digest_and_checked_on_read(tmp_path: Path) -> None:
+    store = BlobStore(tmp_path / "blobs")
+    data = b"From: a@example.com\r\n\r\nbody\r\n"
+    digest = store.put(data)
+    assert digest == hashlib.sha256(data).hexdigest()
+    assert store.put(data) == digest  # idempotent
+    assert store.get(digest) == data
+    path = store.path(digest)
+    path.chmod(stat.S_IWUSR | stat.S_IRUSR)
+    path.write_bytes(b"tampered")
+    with pytest.raises(InvalidInput, match="corrupted"):
+        store.get(digest)
+    with pytest.raises(NotFound):
+        store.get("0" * 64)
+    with pytest.raises(InvalidInput):
+        store.get("../../etc/passwd")
+    assert not list((tmp_path / "blobs").rglob(".tmp-*"))
