@@ -22,7 +22,7 @@ from typing import Protocol
 
 from sealpost.errors import InvalidInput, NotFound
 
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
 class BlobStorage(Protocol):
@@ -63,7 +63,7 @@ class BlobStore(BlobStorage):
         self.root = root
 
     def path(self, sha256: str) -> Path:
-        if not _HEX64.match(sha256):
+        if not _HEX64.fullmatch(sha256):
             raise InvalidInput(f"not a SHA-256 digest: {sha256!r}")
         return self.root / sha256[:2] / sha256[2:4] / sha256
 
