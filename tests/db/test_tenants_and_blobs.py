@@ -1,16 +1,13 @@
-"""Tenants, hashed API keys and the content-addressed blob store."""
+"""Tenants and hashed API keys (the blob store has its own suite: test_blob_conformance.py)."""
 
 from __future__ import annotations
 
 import hashlib
-import stat
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
 from sealpost.app import Sealpost
-from sealpost.db.blobs import BlobStore
 from sealpost.errors import Conflict, InvalidInput, NotFound, Unauthorized
 from sealpost.tenants.tables import api_keys
 
@@ -39,22 +36,3 @@ def test_tenant_names_are_unique_and_found_by_name_or_id(sealpost: Sealpost) -> 
     assert sealpost.tenants.get("Acme") == sealpost.tenants.get(tenant.id) == tenant
     with pytest.raises(NotFound):
         sealpost.tenants.get("nobody")
-
-
-def test_blobs_are_named_by_their_digest_and_checked_on_read(tmp_path: Path) -> None:
-    store = BlobStore(tmp_path / "blobs")
-    data = b"From: a@example.com\r\n\r\nbody\r\n"
-    digest = store.put(data)
-    assert digest == hashlib.sha256(data).hexdigest()
-    assert store.put(data) == digest  # idempotent
-    assert store.get(digest) == data
-    path = store.path(digest)
-    path.chmod(stat.S_IWUSR | stat.S_IRUSR)
-    path.write_bytes(b"tampered")
-    with pytest.raises(InvalidInput, match="corrupted"):
-        store.get(digest)
-    with pytest.raises(NotFound):
-        store.get("0" * 64)
-    with pytest.raises(InvalidInput):
-        store.get("../../etc/passwd")
-    assert not list((tmp_path / "blobs").rglob(".tmp-*"))

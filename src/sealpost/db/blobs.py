@@ -4,6 +4,10 @@ Evidence is about bytes: a message is stored exactly as received, under the hex 
 those bytes, so the digest in a record is also the blob's name.  Writes go to a temporary
 file, are fsync'ed, then renamed into place (and the directory fsync'ed): a blob that exists
 is complete, and writing the same content twice is harmless.
+
+:class:`BlobStorage` is the contract every blob backend keeps (the filesystem one here, an
+S3-compatible one later); ``tests/store/test_blob_conformance.py`` is the suite every backend
+must pass.
 """
 
 from __future__ import annotations
@@ -12,19 +16,54 @@ import hashlib
 import os
 import re
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Protocol
 
 from sealpost.errors import InvalidInput, NotFound
 
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
-class BlobStore:
+class BlobStorage(Protocol):
+    """Content blobs named by the lowercase hex SHA-256 of their exact bytes.
+
+    A digest is exactly 64 lowercase hex digits; anything else (uppercase, another length,
+    a path such as ``../../etc/passwd``) is refused with ``InvalidInput`` by every method that
+    takes one, before the backend is touched.
+    """
+
+    def put(self, data: bytes) -> str:
+        """Store ``data`` (any bytes, empty included); returns its hex SHA-256.  Durable when
+        this returns.  Idempotent: storing the same bytes again, even from several threads at
+        once, returns the same digest and leaves one intact blob.
+        """
+
+    def put_many(self, items: Sequence[bytes]) -> list[str]:
+        """``put`` for each item, durable on return: the digests in the items' order (the same
+        content twice gives the same digest twice); an empty sequence stores nothing.
+        """
+
+    def get(self, sha256: str) -> bytes:
+        """The exact bytes stored under ``sha256``.  ``NotFound`` when no such blob exists;
+        ``InvalidInput`` for a malformed digest, and when the stored bytes no longer hash to
+        ``sha256`` (corruption is detected, never returned).
+        """
+
+    def exists(self, sha256: str) -> bool:
+        """Whether a blob is stored under ``sha256`` (its content is not checked);
+        ``InvalidInput`` for a malformed digest.
+        """
+
+
+class BlobStore(BlobStorage):
+    """``BlobStorage`` on the local filesystem, under ``root/ab/cd/abcd...``."""
+
     def __init__(self, root: Path) -> None:
         self.root = root
 
     def path(self, sha256: str) -> Path:
-        if not _HEX64.match(sha256):
+        if not _HEX64.fullmatch(sha256):
             raise InvalidInput(f"not a SHA-256 digest: {sha256!r}")
         return self.root / sha256[:2] / sha256[2:4] / sha256
 
@@ -32,7 +71,7 @@ class BlobStore:
         """Store ``data``; returns its hex SHA-256.  Durable when this returns."""
         return self.put_many([data])[0]
 
-    def put_many(self, items: list[bytes]) -> list[str]:
+    def put_many(self, items: Sequence[bytes]) -> list[str]:
         """Store several blobs; durable on return (each file, then each new directory entry)."""
         digests: list[str] = []
         written: list[Path] = []

@@ -1,7 +1,7 @@
 """The ledger's storage contract.
 
 Modelled on Trillian: the Merkle maths and the sequencer live in ``ledger``; a backend only
-stores rows and keeps its promises, listed on each method.  ``store.ledger_storage`` is the
+stores rows and keeps its promises, listed on each method.  ``ledger.repository`` is the
 SQL backend (SQLite and PostgreSQL); ``tests/ledger/test_storage_conformance.py`` is the suite
 every backend must pass.
 """
@@ -49,16 +49,23 @@ class StoredRecord:
 
 class LogStorage(Protocol):
     def append(self, records: Sequence[EvidenceRecord]) -> None:
-        """Store records as pending, in one transaction; durable once this returns."""
+        """Store records as pending, in their order, in one transaction: all of them or none
+        (a record whose id is already stored fails the whole call).  Durable once this
+        returns: any other connection or process sees them.  An empty sequence is a no-op.
+        """
 
     def state(self) -> LogState:
-        """The integrated tree's state (size 0 and the empty root before the first batch)."""
+        """The integrated tree's state.  Before the first batch: size 0, the empty root
+        ``SHA-256("")`` (RFC 9162 §2.1.1), an empty frontier and no head time.
+        """
 
     def pending(self, limit: int) -> list[PendingLeaf]:
-        """Up to ``limit`` records not yet integrated, oldest first."""
+        """Up to ``limit`` records not yet integrated, oldest (first appended) first; ``seq``
+        increases with arrival order.  ``leaf_hash`` is the record's RFC 9162 leaf hash.
+        """
 
     def pending_count(self) -> int:
-        """How many committed records wait for a tree head."""
+        """How many appended records are not yet integrated (``pending`` without a limit)."""
 
     def integrate(
         self,
@@ -69,27 +76,45 @@ class LogStorage(Protocol):
         frontier: Sequence[bytes],
         head: SignedTreeHead,
     ) -> None:
-        """Atomically give ``leaves`` the indices ``expected_size..``, store ``nodes`` (levels
-        >= 1; leaves are read from the records), the head and the new state.
+        """Atomically give ``leaves`` the indices ``expected_size..`` in their order, store
+        ``nodes`` (levels >= 1; leaves are read from the records), the head and the new state
+        (size ``expected_size + len(leaves)``, the head's root and time, ``frontier``).
 
-        Raises ``SequencerError`` and writes nothing when the tree is no longer of
-        ``expected_size`` or a leaf was already integrated: another sequencer won the race.
+        Raises ``SequencerError`` and writes nothing (no index, node, head or state) when the
+        tree is no longer of ``expected_size``, when a leaf was already integrated (or comes
+        twice): another sequencer won the race; or when ``head.tree_size`` is not
+        ``expected_size + len(leaves)``.
         """
 
     def acquire_lease(self, holder: str, ttl_seconds: float) -> bool:
-        """Take or renew the sequencer lease; False while another holder's lease is live."""
+        """Take or renew the sequencer lease for ``ttl_seconds`` from now: True when it was
+        free, expired, released or already ``holder``'s (a renewal extends it); False, and no
+        change, while another holder's lease is live.
+        """
 
     def release_lease(self, holder: str) -> None:
-        """Give the lease up so another process can take over at once."""
+        """Give the lease up so another process can take over at once; no effect unless
+        ``holder`` holds it.
+        """
 
     def head(self, tree_size: int | None = None) -> SignedTreeHead | None:
-        """The head of that size, or the latest one when ``tree_size`` is None."""
+        """The head of that size (equal to the one integrated), or the latest one when
+        ``tree_size`` is None; None when no head of that size was stored (or none at all).
+        """
 
     def head_covering(self, leaf_index: int) -> SignedTreeHead | None:
-        """The first head whose tree contains ``leaf_index`` (the one that sealed it)."""
+        """The first head whose tree contains ``leaf_index`` (the smallest size above it: the
+        head that sealed it); None while no head contains it.
+        """
 
     def record(self, record_id: str) -> StoredRecord | None:
-        """A stored record by id, integrated or not."""
+        """A stored record by id, integrated (``leaf_index`` set) or not (``leaf_index``
+        None); None for an unknown id.
+        """
 
     def nodes(self, ids: Iterable[NodeId]) -> dict[NodeId, bytes]:
-        """Hashes of complete subtrees (level 0 = leaf hashes) of the integrated tree."""
+        """Hashes of complete subtrees (level 0 = leaf hashes) of the integrated tree, any
+        number of ids in one call: ``(level, index)`` covers leaves
+        ``[index * 2**level, (index + 1) * 2**level)``.  An id the integrated tree does not
+        hold complete (beyond its size, or over pending records) is left out of the result.
+        """
