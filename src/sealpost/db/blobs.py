@@ -6,7 +6,7 @@ file, are fsync'ed, then renamed into place (and the directory fsync'ed): a blob
 is complete, and writing the same content twice is harmless.
 
 :class:`BlobStorage` is the contract every blob backend keeps (the filesystem one here, an
-S3-compatible one later); ``tests/store/test_blob_conformance.py`` is the suite every backend
+S3-compatible one later); ``tests/db/test_blob_conformance.py`` is the suite every backend
 must pass.
 """
 

@@ -7,7 +7,7 @@ a ``4xx`` or a connection failure is ContentConsignmentFailure and the message i
 with exponential backoff; a ``5xx`` is NonDelivery.  Undelivered messages get a DelayWarning
 at 12 h and NonDelivery at 24 h (the Italian PEC rules, configurable).
 
-Work is claimed (see ``store.communications``): N workers never deliver the same attempt, and
+Work is claimed (see ``communications.repository``): N workers never deliver the same attempt, and
 a worker killed mid-delivery leaves a lease that expires — or, on the same host, is freed at
 the next start — so the message is retried, never lost.  SMTP gives no exactly-once: a
 message whose DATA was accepted just before a kill is delivered again, with the same

@@ -6,7 +6,7 @@ own evidence and its own certificate.  Nothing is acknowledged before the raw by
 fsync'ed under their SHA-256 and the rows and records are committed.
 
 Commits are *grouped*: concurrent submissions queue to one writer thread that stores a whole
-batch in one transaction, the message bytes included (``store.contents``), so a batch costs
+batch in one transaction, the message bytes included (``communications.contents``), so a batch costs
 one database sync however many messages it holds (the way databases and Postfix amortise
 their syncs).  Under load a batch holds many messages; alone, a message waits for nothing.
 If a batch fails, each submission is retried alone, so one bad submission cannot fail others.

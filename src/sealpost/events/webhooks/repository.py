@@ -1,6 +1,6 @@
 """All SQL of webhook endpoints: a tenant's receivers, their filters and signing secrets.
 
-Deliveries and their attempts are ``store.webhook_deliveries``.  The current secret signs every
+Deliveries and their attempts are ``events.webhooks.deliveries``.  The current secret signs every
 request; after a rotation the previous one signs alongside it until ``previous_secret_until``,
 so a receiver can switch at leisure.
 """
