@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from sealpost.events.dispatcher import EventDispatcher
     from sealpost.events.endpoints import EventsParts
     from sealpost.events.outbox import OutboxRepository
-    from sealpost.events.webhooks.deliveries import DeliveryRepository
+    from sealpost.events.webhooks.deliveries import WebhookDeliveryRepository
     from sealpost.events.webhooks.repository import WebhookRepository
     from sealpost.events.webhooks.sender import WebhookSender
     from sealpost.signatures.endpoints import SignaturesParts
@@ -193,10 +193,10 @@ class Sealpost:
         return WebhookRepository(self.engine)
 
     @cached_property
-    def webhook_deliveries(self) -> DeliveryRepository:
-        from sealpost.events.webhooks.deliveries import DeliveryRepository
+    def webhook_deliveries(self) -> WebhookDeliveryRepository:
+        from sealpost.events.webhooks.deliveries import WebhookDeliveryRepository
 
-        return DeliveryRepository(self.engine)
+        return WebhookDeliveryRepository(self.engine)
 
     @cached_property
     def dispatcher(self) -> EventDispatcher:

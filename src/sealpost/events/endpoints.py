@@ -25,7 +25,7 @@ from sealpost.config import Settings
 from sealpost.errors import Gone, InvalidInput, NotFound
 from sealpost.events.outbox import AMQP_CURSOR, PURGED_CURSOR, OutboxRepository
 from sealpost.events.registry import REGISTRY
-from sealpost.events.webhooks.deliveries import DeliveryRepository
+from sealpost.events.webhooks.deliveries import WebhookDeliveryRepository
 from sealpost.events.webhooks.repository import WebhookRepository
 
 router = APIRouter(prefix="/v1", tags=["events"])
@@ -37,7 +37,7 @@ class EventsParts:
 
     outbox: OutboxRepository
     webhooks: WebhookRepository
-    webhook_deliveries: DeliveryRepository
+    webhook_deliveries: WebhookDeliveryRepository
     settings: Settings
     webhooks_due: threading.Event
     """Set after a replay so the webhook sender wakes at once."""

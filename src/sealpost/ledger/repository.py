@@ -37,11 +37,11 @@ from sealpost.ledger.merkle import NodeId
 from sealpost.ledger.records import EvidenceRecord
 from sealpost.ledger.storage import LogState, PendingLeaf, StoredRecord
 from sealpost.ledger.tables import (
-    certificates,
     evidence_records,
     ledger_nodes,
     ledger_state,
     tree_heads,
+    x509_certificates,
 )
 from sealpost.ledger.tree_head import Checkpoint, SignedTreeHead
 
@@ -279,7 +279,9 @@ class SqlLogStorage:
     def _store_chain(self, conn: Connection, chain_pem: Sequence[str]) -> list[str]:
         ids = [hashlib.sha256(pem.encode()).hexdigest() for pem in chain_pem]
         known = set(
-            conn.execute(select(certificates.c.sha256).where(certificates.c.sha256.in_(ids)))
+            conn.execute(
+                select(x509_certificates.c.sha256).where(x509_certificates.c.sha256.in_(ids))
+            )
             .scalars()
             .all()
         )
@@ -287,7 +289,7 @@ class SqlLogStorage:
             {"sha256": i, "pem": p} for i, p in zip(ids, chain_pem, strict=True) if i not in known
         ]
         if new:
-            conn.execute(insert(certificates), new)
+            conn.execute(insert(x509_certificates), new)
         return ids
 
     def acquire_lease(self, holder: str, ttl_seconds: float) -> bool:
@@ -302,8 +304,8 @@ class SqlLogStorage:
         ids = json.loads(row.seal_chain)
         pems = dict(
             conn.execute(
-                select(certificates.c.sha256, certificates.c.pem).where(
-                    certificates.c.sha256.in_(ids)
+                select(x509_certificates.c.sha256, x509_certificates.c.pem).where(
+                    x509_certificates.c.sha256.in_(ids)
                 )
             ).all()
         )

@@ -80,8 +80,8 @@ tree_heads = Table(
 )
 
 
-certificates = Table(
-    "certificates",
+x509_certificates = Table(
+    "x509_certificates",
     metadata,
     Column("sha256", String(64), primary_key=True),
     Column("pem", Text, nullable=False),

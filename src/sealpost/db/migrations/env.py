@@ -1,16 +1,17 @@
 """Alembic environment: migrations run on the connection handed in by ``db.migrate``.
 
-Running migrations needs no table definitions (each revision spells out its own DDL);
-autogenerate does, and gets ``sealpost.schema.metadata`` through the config's attributes so
-that ``db`` never imports the domains above it.
+``target_metadata`` is the one ``MetaData`` every domain's tables are defined on: its naming
+convention names the constraints that revisions create (``pk_<table>``...).  Autogenerate also
+needs every table in it: import ``sealpost.schema`` first (``db`` never imports the domains).
 """
 
 from __future__ import annotations
 
 from alembic import context
 
+from sealpost.db.metadata import metadata
+
 connection = context.config.attributes["connection"]
-target_metadata = context.config.attributes.get("target_metadata")
-context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
+context.configure(connection=connection, target_metadata=metadata, render_as_batch=True)
 with context.begin_transaction():
     context.run_migrations()

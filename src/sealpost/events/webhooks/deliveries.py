@@ -51,7 +51,7 @@ EVENT, REPLAY, TEST = "event", "replay", "test"
 
 
 @dataclass(frozen=True)
-class ClaimedDelivery:
+class ClaimedWebhookDelivery:
     """A delivery reserved for one worker, with everything needed to send it."""
 
     id: str
@@ -84,13 +84,13 @@ class AttemptResult:
 class Outcome:
     """What one attempt gave, and when to try again (None: never; ignored on success)."""
 
-    delivery: ClaimedDelivery
+    delivery: ClaimedWebhookDelivery
     result: AttemptResult
     next_attempt_at: datetime | None
 
 
 @dataclass(frozen=True)
-class Delivery:
+class WebhookDelivery:
     id: str
     endpoint_id: str
     event_id: str
@@ -131,7 +131,7 @@ _FINISH = (
 """One statement for a whole batch of outcomes (executemany), compiled once."""
 
 
-class DeliveryRepository:
+class WebhookDeliveryRepository:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
@@ -218,7 +218,7 @@ class DeliveryRepository:
 
     def claim_due(
         self, owner: str, *, limit: int, lease_seconds: float, now: datetime | None = None
-    ) -> list[ClaimedDelivery]:
+    ) -> list[ClaimedWebhookDelivery]:
         """Reserve up to ``limit`` due deliveries, never one whose subject has an earlier
         delivery to the same endpoint still pending.
 
@@ -289,7 +289,7 @@ class DeliveryRepository:
                 .order_by(d.position)
             ).all()
         return [
-            ClaimedDelivery(
+            ClaimedWebhookDelivery(
                 id=r.id,
                 endpoint_id=r.endpoint_id,
                 tenant_id=r.tenant_id,
@@ -389,7 +389,7 @@ class DeliveryRepository:
     @staticmethod
     def _disable_if_persistent(
         conn: Connection,
-        delivery: ClaimedDelivery,
+        delivery: ClaimedWebhookDelivery,
         result: AttemptResult,
         retry_window: timedelta,
         now: datetime,
@@ -525,7 +525,7 @@ class DeliveryRepository:
         states: Sequence[str] = (),
         before: tuple[datetime, str] | None = None,
         limit: int = 50,
-    ) -> list[Delivery]:
+    ) -> list[WebhookDelivery]:
         """Newest first; ``before`` is the (created_at, id) of the last one already seen."""
         d = webhook_deliveries.c
         query = _with_type(tenant_id).where(d.endpoint_id == endpoint_id)
@@ -540,7 +540,9 @@ class DeliveryRepository:
         with self.engine.connect() as conn:
             return [_delivery(r) for r in conn.execute(query)]
 
-    def delivery(self, tenant_id: str, endpoint_id: str, delivery_id: str) -> Delivery | None:
+    def delivery(
+        self, tenant_id: str, endpoint_id: str, delivery_id: str
+    ) -> WebhookDelivery | None:
         d = webhook_deliveries.c
         query = _with_type(tenant_id).where(d.endpoint_id == endpoint_id, d.id == delivery_id)
         with self.engine.connect() as conn:
@@ -598,8 +600,8 @@ def _with_type(tenant_id: str) -> Select[Any]:
     )
 
 
-def _delivery(r: Any) -> Delivery:
-    return Delivery(
+def _delivery(r: Any) -> WebhookDelivery:
+    return WebhookDelivery(
         id=r.id,
         endpoint_id=r.endpoint_id,
         event_id=r.event_id,

@@ -21,7 +21,7 @@ from sealpost.errors import InvalidInput, NotFound
 from sealpost.events.cloudevents import SPECVERSION, encode, source_of
 from sealpost.events.endpoints import EventsDep
 from sealpost.events.registry import REGISTRY, TEST_EVENT_TYPE, valid_pattern
-from sealpost.events.webhooks.deliveries import DELIVERY_STATES, Delivery
+from sealpost.events.webhooks.deliveries import DELIVERY_STATES, WebhookDelivery
 from sealpost.events.webhooks.headers import new_secret
 from sealpost.events.webhooks.repository import Endpoint
 from sealpost.events.webhooks.sender import http_session, post_event
@@ -130,7 +130,7 @@ def _out(e: Endpoint) -> dict[str, Any]:
     }
 
 
-def _delivery(d: Delivery) -> dict[str, Any]:
+def _delivery(d: WebhookDelivery) -> dict[str, Any]:
     return {
         "id": d.id,
         "event_id": d.event_id,

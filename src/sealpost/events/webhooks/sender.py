@@ -5,8 +5,9 @@ Each request is ``POST <endpoint url>`` with the CloudEvent as body
 (``events.signing``).  A 2xx answer within the timeout delivers; anything else (another status,
 a timeout, a refused connection) is retried with exponential backoff and jitter until the
 retry window (24 h by default) is over, the last attempt at its very end.  Redirects are not
-followed.  Deliveries to one endpoint keep per-subject order (``events.webhooks.repository``); several
-subjects go in parallel, at most ``webhook_concurrency_per_endpoint`` at a time per endpoint.
+followed.  Deliveries to one endpoint keep per-subject order
+(``events.webhooks.deliveries``); several subjects go in parallel, at most
+``webhook_concurrency_per_endpoint`` at a time per endpoint.
 
 Endpoints resolving to loopback, private or link-local addresses are refused unless
 ``SEALPOST_WEBHOOK_ALLOW_PRIVATE_NETWORKS`` is set: a tenant must not reach into the operator's
@@ -40,9 +41,9 @@ from sealpost.config import Settings
 from sealpost.events.cloudevents import CONTENT_TYPE
 from sealpost.events.webhooks.deliveries import (
     AttemptResult,
-    ClaimedDelivery,
-    DeliveryRepository,
+    ClaimedWebhookDelivery,
     Outcome,
+    WebhookDeliveryRepository,
 )
 from sealpost.events.webhooks.headers import webhook_headers
 from sealpost.logging import get_logger
@@ -177,7 +178,7 @@ def _is_ip(host: str) -> bool:
 class WebhookSender:
     def __init__(
         self,
-        repository: DeliveryRepository,
+        repository: WebhookDeliveryRepository,
         settings: Settings,
         *,
         wake: threading.Event | None = None,
@@ -191,7 +192,9 @@ class WebhookSender:
             lambda: asyncio.Semaphore(self.settings.webhook_concurrency_per_endpoint)
         )
 
-    async def attempt(self, session: aiohttp.ClientSession, delivery: ClaimedDelivery) -> Outcome:
+    async def attempt(
+        self, session: aiohttp.ClientSession, delivery: ClaimedWebhookDelivery
+    ) -> Outcome:
         """One attempt of one delivery (not yet recorded: see :meth:`record`)."""
         async with self._per_endpoint[delivery.endpoint_id]:
             result = await post_event(
@@ -274,7 +277,7 @@ class WebhookSender:
             running.discard(task)
             slot_freed.set()
 
-        async def attempt(session: aiohttp.ClientSession, delivery: ClaimedDelivery) -> None:
+        async def attempt(session: aiohttp.ClientSession, delivery: ClaimedWebhookDelivery) -> None:
             outcomes.put_nowait(await self.attempt(session, delivery))
 
         async with http_session(self.settings) as session:
