@@ -55,6 +55,12 @@ class Settings(BaseSettings):
     sequencer_lease_seconds: float = Field(
         10.0, gt=0, description="How long a sequencer holds the lease without renewing it."
     )
+    health_max_unsealed_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="/healthz answers 503 once a committed record has waited this long for a "
+        "tree head (sealing stopped: no sequencer, TSA or database down).",
+    )
 
     keys_dir: Path | None = Field(None, description="Local keys; default <data_dir>/keys.")
     seal_certificate: Path | None = Field(None, description="Operator's seal certificate (PEM).")

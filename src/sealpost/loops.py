@@ -21,6 +21,8 @@ from sealpost.logging import get_logger
 log = get_logger(__name__)
 
 MAX_BACKOFF_SECONDS = 30.0
+SETTLE_SECONDS = 10.0
+"""A restarted loop counts as recovered once it has run this long without failing again."""
 
 
 @dataclass(frozen=True)
@@ -63,21 +65,27 @@ class LoopHealth:
     last_error: str | None = None
     last_failure_at: float | None = None
     """``time.monotonic()`` of its last failure."""
+    running_since: float | None = None
+    """``time.monotonic()`` of its last (re)start."""
 
-    def failing(self, within_seconds: float = 2 * MAX_BACKOFF_SECONDS) -> bool:
-        """Whether it is waiting to restart, or failed again within ``within_seconds``."""
+    def failing(self, settle_seconds: float = SETTLE_SECONDS) -> bool:
+        """Whether it waits to restart, or was restarted less than ``settle_seconds`` ago
+        (a loop that fails at every try flaps between the two: it stays failing)."""
         if self.state == "restarting":
             return True
-        recent = self.last_failure_at
-        return recent is not None and time.monotonic() - recent < within_seconds
+        if self.last_failure_at is None or self.running_since is None:
+            return False
+        return time.monotonic() - self.running_since < settle_seconds
 
 
-def supervise(loop: Loop, stop: threading.Event, health: LoopHealth) -> None:
+def supervise(
+    loop: Loop, stop: threading.Event, health: LoopHealth, *, first_backoff: float = 1.0
+) -> None:
     """Run ``loop`` until ``stop``; restart it after a failure, with backoff."""
-    backoff = 1.0
+    backoff = first_backoff
     while not stop.is_set():
         health.state = "running"
-        started = time.monotonic()
+        started = health.running_since = time.monotonic()
         try:
             loop.run(stop)
         except Exception as exc:
@@ -87,7 +95,7 @@ def supervise(loop: Loop, stop: threading.Event, health: LoopHealth) -> None:
                 break
             error = "returned before being stopped"
         if time.monotonic() - started > 60:  # it ran well for a while: start backoff afresh
-            backoff = 1.0
+            backoff = first_backoff
         health.state = "restarting"
         health.restarts += 1
         health.last_error = error
@@ -102,7 +110,8 @@ def supervise(loop: Loop, stop: threading.Event, health: LoopHealth) -> None:
 class Supervisor:
     """Starts loops in threads, one way for all; stops and joins them."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, first_backoff: float = 1.0) -> None:
+        self.first_backoff = first_backoff
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.health: dict[str, LoopHealth] = {}
@@ -115,6 +124,7 @@ class Supervisor:
             thread = threading.Thread(
                 target=supervise,
                 args=(loop, self._stop, health),
+                kwargs={"first_backoff": self.first_backoff},
                 name=f"sealpost-{loop.name}",
                 daemon=True,
             )

@@ -230,6 +230,9 @@ def test_pending_is_oldest_first_and_limited(backend: LogBackend, batches: Batch
     assert [p.record_id for p in storage.pending(100)] == ids
     assert storage.pending(0) == []
     assert storage.pending_count() == 6
+    oldest = storage.oldest_pending_time()
+    assert oldest is not None and oldest.tzinfo is not None
+    assert abs((datetime.now(UTC) - oldest).total_seconds()) < 60
 
     batches.seal(storage, 4)
     assert [p.record_id for p in storage.pending(100)] == ids[4:]
@@ -240,6 +243,7 @@ def test_pending_is_oldest_first_and_limited(backend: LogBackend, batches: Batch
     batches.seal(storage, 3)
     assert storage.pending(100) == []
     assert storage.pending_count() == 0
+    assert storage.oldest_pending_time() is None
 
 
 # -- integrate ----------------------------------------------------------------------------------

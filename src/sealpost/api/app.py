@@ -20,7 +20,7 @@ from sqlalchemy import text
 import sealpost
 from sealpost.api import errors
 from sealpost.api.errors import problem
-from sealpost.api.schemas import EventsHealth, Health, LedgerHealth
+from sealpost.api.schemas import EventsHealth, Health, LedgerHealth, LoopHealthOut
 from sealpost.app import Sealpost
 from sealpost.communications import endpoints as communications
 from sealpost.events import endpoints as events
@@ -70,18 +70,24 @@ def create_app(sp: Sealpost, *, start_background: bool = True) -> FastAPI:
 
     @app.get("/healthz", response_model=Health, tags=["operations"])
     def healthz(response: Response) -> Health:
-        """Liveness and readiness: the database answers, the ledger is sealing, and how far
-        behind the events dispatcher and the broker are."""
+        """Liveness and readiness: the database answers, the ledger is sealing, every
+        background loop of this process runs, and how far behind the events dispatcher and
+        the broker are.  503 when the database is unreachable, a loop keeps failing, or a
+        record has waited longer than ``SEALPOST_HEALTH_MAX_UNSEALED_SECONDS`` for its seal."""
         sealpost = sp
         try:
             with sealpost.engine.connect() as conn:
                 conn.execute(text("SELECT 1"))
+            now = datetime.now(UTC)
             head = sealpost.log_storage.head()
-            age = None if head is None else (datetime.now(UTC) - head.checkpoint.time)
+            age = None if head is None else (now - head.checkpoint.time)
+            oldest = sealpost.log_storage.oldest_pending_time()
+            waiting = None if oldest is None else (now - oldest).total_seconds()
             ledger_health = LedgerHealth(
                 tree_size=0 if head is None else head.tree_size,
                 pending_records=sealpost.log_storage.pending_count(),
                 last_head_age_seconds=None if age is None else round(age.total_seconds(), 3),
+                oldest_pending_age_seconds=None if waiting is None else round(waiting, 3),
             )
             backlog = sealpost.outbox.backlog()
             events_health = EventsHealth(
@@ -96,7 +102,30 @@ def create_app(sp: Sealpost, *, start_background: bool = True) -> FastAPI:
             log.error("healthz.database", error=str(exc))
             response.status_code = 503
             return Health(status="unavailable", database="unreachable", ledger=None)
-        return Health(status="ok", database="ok", ledger=ledger_health, events=events_health)
+        problems = []
+        bound = sealpost.settings.health_max_unsealed_seconds
+        if waiting is not None and waiting > bound:
+            problems.append(
+                f"a record has waited {waiting:.0f} s for its seal (bound {bound:.0f} s): "
+                "sealing has stopped"
+            )
+        loops = {}
+        for name, loop in sorted(sealpost.supervisor.health.items()):
+            loops[name] = LoopHealthOut(
+                state=loop.state, restarts=loop.restarts, last_error=loop.last_error
+            )
+            if loop.failing():
+                problems.append(f"the {name} loop is failing: {loop.last_error}")
+        if problems:
+            response.status_code = 503
+        return Health(
+            status="unhealthy" if problems else "ok",
+            database="ok",
+            ledger=ledger_health,
+            events=events_health,
+            loops=loops,
+            problems=problems,
+        )
 
     @app.post(
         "/tsa",

@@ -16,6 +16,15 @@ class LedgerHealth(BaseModel):
     tree_size: int
     pending_records: int
     last_head_age_seconds: float | None
+    oldest_pending_age_seconds: float | None = Field(
+        None, description="How long the oldest record not yet sealed has waited."
+    )
+
+
+class LoopHealthOut(BaseModel):
+    state: str = Field(description="running, restarting (failed; waiting to restart), stopped.")
+    restarts: int
+    last_error: str | None
 
 
 class EventsHealth(BaseModel):
@@ -26,10 +35,16 @@ class EventsHealth(BaseModel):
 
 
 class Health(BaseModel):
-    status: str
+    status: str = Field(description="ok, or unhealthy (answered with 503) or unavailable.")
     database: str
     ledger: LedgerHealth | None
     events: EventsHealth | None = None
+    loops: dict[str, LoopHealthOut] = Field(
+        default_factory=dict, description="This process's background loops."
+    )
+    problems: list[str] = Field(
+        default_factory=list, description="Why the status is not ok, in words."
+    )
 
 
 class TreeHead(BaseModel):

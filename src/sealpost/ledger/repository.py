@@ -155,6 +155,13 @@ class SqlLogStorage:
         with self.engine.connect() as conn:
             return int(conn.execute(query).scalar_one())
 
+    def oldest_pending_time(self) -> datetime | None:
+        r = evidence_records.c
+        query = select(r.created_at).where(r.leaf_index.is_(None)).order_by(r.seq).limit(1)
+        with self.engine.connect() as conn:
+            found = conn.execute(query).scalar_one_or_none()
+        return None if found is None else as_utc(found)
+
     def integrate(
         self,
         *,

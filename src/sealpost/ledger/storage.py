@@ -67,6 +67,10 @@ class LogStorage(Protocol):
     def pending_count(self) -> int:
         """How many appended records are not yet integrated (``pending`` without a limit)."""
 
+    def oldest_pending_time(self) -> datetime | None:
+        """When the oldest record not yet integrated was appended (None when none waits):
+        health compares it with a bound, so sealing that stops cannot go unnoticed."""
+
     def integrate(
         self,
         *,

@@ -1,0 +1,125 @@
+"""Background loops are supervised: a loop that fails is restarted with backoff, its failure
+shows in health, and a periodic loop survives a failing round (issue: sealing must never stop
+silently)."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+
+from fastapi.testclient import TestClient
+
+from sealpost.api.app import create_app
+from sealpost.app import Sealpost
+from sealpost.loops import Loop, LoopHealth, Supervisor, periodic, supervise
+from tests.support.records import submission
+
+
+def _wait(condition: object, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if callable(condition) and condition():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_a_loop_that_raises_is_restarted_with_backoff_until_it_runs() -> None:
+    starts: list[float] = []
+
+    def flaky(stop: threading.Event) -> None:
+        starts.append(time.monotonic())
+        if len(starts) <= 3:
+            raise ConnectionError("database restarting")
+        stop.wait()
+
+    stop = threading.Event()
+    health = LoopHealth("flaky")
+    thread = threading.Thread(
+        target=supervise, args=(Loop("flaky", flaky), stop, health), kwargs={"first_backoff": 0.1}
+    )
+    thread.start()
+    try:
+        assert _wait(lambda: len(starts) == 4)
+        assert health.restarts == 3
+        assert health.last_error == "ConnectionError('database restarting')"
+        assert _wait(lambda: health.state == "running")
+        gaps = [b - a for a, b in itertools.pairwise(starts)]
+        assert gaps[1] > gaps[0] * 1.5 and gaps[2] > gaps[1] * 1.5  # exponential backoff
+        assert health.failing()  # restarted a moment ago: not settled yet
+        assert not health.failing(settle_seconds=0.0)
+    finally:
+        stop.set()
+        thread.join(5)
+    assert health.state == "stopped"
+
+
+def test_a_loop_that_returns_on_its_own_is_restarted_too() -> None:
+    runs = []
+    stop = threading.Event()
+    health = LoopHealth("quitter")
+    loop = Loop("quitter", lambda _stop: runs.append(1))
+    thread = threading.Thread(
+        target=supervise, args=(loop, stop, health), kwargs={"first_backoff": 0.05}
+    )
+    thread.start()
+    assert _wait(lambda: len(runs) >= 2)
+    stop.set()
+    thread.join(5)
+    assert health.last_error == "returned before being stopped"
+
+
+def test_a_periodic_loop_goes_on_after_a_failing_round() -> None:
+    rounds: list[int] = []
+
+    def step() -> None:
+        rounds.append(1)
+        if len(rounds) == 1:
+            raise TimeoutError("TSA down")
+
+    supervisor = Supervisor()
+    supervisor.start([periodic("issuer", 0.02, step)])
+    try:
+        assert _wait(lambda: len(rounds) >= 3)
+        assert supervisor.health["issuer"].restarts == 0  # the round failed, not the loop
+    finally:
+        supervisor.stop()
+    assert supervisor.health["issuer"].state == "stopped"
+
+
+def test_health_is_503_while_a_loop_fails_and_names_it(sealpost: Sealpost) -> None:
+    def broken(_stop: threading.Event) -> None:
+        raise RuntimeError("lease table unreachable")
+
+    with TestClient(create_app(sealpost, start_background=False)) as client:
+        assert client.get("/healthz").status_code == 200
+        sealpost.supervisor.start([Loop("sequencer", broken)])
+        assert _wait(lambda: sealpost.supervisor.health["sequencer"].restarts >= 1)
+        response = client.get("/healthz")
+        assert response.status_code == 503
+        body = response.json()
+        assert body["status"] == "unhealthy"
+        assert body["loops"]["sequencer"]["state"] in ("restarting", "running")
+        assert body["loops"]["sequencer"]["restarts"] >= 1
+        assert any("sequencer" in p and "lease table unreachable" in p for p in body["problems"])
+
+
+def test_health_is_503_once_a_record_waits_too_long_for_its_seal(
+    sealpost: Sealpost, tenant_id: str
+) -> None:
+    sealpost.settings.health_max_unsealed_seconds = 0.2
+    with TestClient(create_app(sealpost, start_background=False)) as client:
+        sealpost.log_storage.append([submission(tenant_id, 0)])  # no sequencer runs
+        assert client.get("/healthz").status_code == 200  # it has not waited long yet
+        time.sleep(0.3)
+        response = client.get("/healthz")
+        assert response.status_code == 503
+        body = response.json()
+        assert body["ledger"]["pending_records"] == 1
+        assert body["ledger"]["oldest_pending_age_seconds"] >= 0.2
+        assert any("sealing has stopped" in p for p in body["problems"])
+        sealpost.sequencer.seal_all()
+        healthy = client.get("/healthz")
+        assert healthy.status_code == 200, healthy.json()
+        assert healthy.json()["ledger"]["oldest_pending_age_seconds"] is None
