@@ -409,13 +409,6 @@ class Sealpost:
         """The sequencer (when this process may sequence)."""
         self.supervisor.start(self.ledger_loops())
 
-    def start_all(self) -> None:
-        """Every loop the settings enable, and the SMTP listeners: ``sealpost serve``."""
-        self.start_background()
-        self.start_email()
-        self.start_events()
-        self.start_signing()
-
     def stop_background(self, timeout: float = 10.0) -> None:
         self.supervisor.stopping.set()
         self.work_available.set()
