@@ -44,7 +44,9 @@ if TYPE_CHECKING:
     from sealpost.events.dispatcher import EventDispatcher
     from sealpost.events.endpoints import EventsParts
     from sealpost.events.outbox import OutboxRepository
-    from sealpost.events.webhooks.deliveries import WebhookDeliveryRepository
+    from sealpost.events.webhooks.deliveries import WebhookDeliveryLog
+    from sealpost.events.webhooks.fanout import WebhookReplay
+    from sealpost.events.webhooks.queue import WebhookQueue
     from sealpost.events.webhooks.repository import WebhookRepository
     from sealpost.events.webhooks.sender import WebhookSender
     from sealpost.signatures.endpoints import SignaturesParts
@@ -193,10 +195,22 @@ class Sealpost:
         return WebhookRepository(self.engine)
 
     @cached_property
-    def webhook_deliveries(self) -> WebhookDeliveryRepository:
-        from sealpost.events.webhooks.deliveries import WebhookDeliveryRepository
+    def webhook_queue(self) -> WebhookQueue:
+        from sealpost.events.webhooks.queue import WebhookQueue
 
-        return WebhookDeliveryRepository(self.engine)
+        return WebhookQueue(self.engine)
+
+    @cached_property
+    def webhook_log(self) -> WebhookDeliveryLog:
+        from sealpost.events.webhooks.deliveries import WebhookDeliveryLog
+
+        return WebhookDeliveryLog(self.engine)
+
+    @cached_property
+    def webhook_replay(self) -> WebhookReplay:
+        from sealpost.events.webhooks.fanout import WebhookReplay
+
+        return WebhookReplay(self.engine)
 
     @cached_property
     def dispatcher(self) -> EventDispatcher:
@@ -220,7 +234,7 @@ class Sealpost:
     def webhook_sender(self) -> WebhookSender:
         from sealpost.events.webhooks.sender import WebhookSender
 
-        return WebhookSender(self.webhook_deliveries, self.settings, wake=self.webhooks_due)
+        return WebhookSender(self.webhook_queue, self.settings, wake=self.webhooks_due)
 
     @cached_property
     def signatures(self) -> SignatureService:
@@ -350,7 +364,8 @@ class Sealpost:
         return EventsParts(
             outbox=self.outbox,
             webhooks=self.webhooks,
-            webhook_deliveries=self.webhook_deliveries,
+            webhook_log=self.webhook_log,
+            webhook_replay=self.webhook_replay,
             settings=self.settings,
             webhooks_due=self.webhooks_due,
         )

@@ -33,13 +33,13 @@ def test_purge_keeps_what_is_still_owed_and_positions_go_on(
     endpoint(sealpost, tenant_id)
     subjects = [str(uuid.uuid4()) for _ in range(6)]
     positioned = events(sealpost, tenant_id, subjects)
-    repo = sealpost.webhook_deliveries
-    repo.replay(positioned, endpoint_id=None, retry_window=WINDOW)
-    claimed = repo.claim_due("w", limit=10, lease_seconds=60)
+    queue = sealpost.webhook_queue
+    sealpost.webhook_replay.replay(positioned, endpoint_id=None, retry_window=WINDOW)
+    claimed = queue.claim_due("w", limit=10, lease_seconds=60)
     assert len(claimed) == 6
     done = AttemptResult(datetime.now(UTC), 3, 204, "", None)
     still_retried = next(c for c in claimed if c.event_id == positioned[1].id)
-    repo.finish(
+    queue.finish(
         "w",
         [Outcome(c, done, None) for c in claimed if c is not still_retried]
         + [Outcome(still_retried, dataclasses.replace(done, status_code=500), datetime.now(UTC))],

@@ -55,24 +55,24 @@ def test_one_delivery_per_subject_at_a_time_in_position_order(
     endpoint(sealpost, tenant_id)
     a, b = str(uuid.uuid4()), str(uuid.uuid4())
     positioned = events(sealpost, tenant_id, [a, a, b, a])
-    repo = sealpost.webhook_deliveries
-    assert repo.replay(positioned, endpoint_id=None, retry_window=WINDOW) == 4
+    queue = sealpost.webhook_queue
+    assert sealpost.webhook_replay.replay(positioned, endpoint_id=None, retry_window=WINDOW) == 4
 
-    first = repo.claim_due("w1", limit=10, lease_seconds=60)
+    first = queue.claim_due("w1", limit=10, lease_seconds=60)
     assert sorted(c.event_id for c in first) == sorted([positioned[0].id, positioned[2].id])
-    assert repo.claim_due("w2", limit=10, lease_seconds=60) == []  # the rest wait their turn
+    assert queue.claim_due("w2", limit=10, lease_seconds=60) == []  # the rest wait their turn
 
     a1 = next(c for c in first if c.event_id == positioned[0].id)
-    assert repo.finish("w1", [Outcome(a1, ok(), None)], retry_window=WINDOW) == 1
-    second = repo.claim_due("w2", limit=10, lease_seconds=60)
+    assert queue.finish("w1", [Outcome(a1, ok(), None)], retry_window=WINDOW) == 1
+    second = queue.claim_due("w2", limit=10, lease_seconds=60)
     assert [c.event_id for c in second] == [positioned[1].id]  # a's next, not a's third
 
     failed_once = AttemptResult(datetime.now(UTC), 3, 500, "no", "HTTP 500")
     retry_at = datetime.now(UTC) + timedelta(hours=1)
-    repo.finish("w2", [Outcome(second[0], failed_once, retry_at)], retry_window=WINDOW)
-    assert repo.claim_due("w3", limit=10, lease_seconds=60) == []  # a2 retries later: a3 waits
+    queue.finish("w2", [Outcome(second[0], failed_once, retry_at)], retry_window=WINDOW)
+    assert queue.claim_due("w3", limit=10, lease_seconds=60) == []  # a2 retries later: a3 waits
 
     # a finish by a worker whose lease was taken over is refused
     stale = Outcome(next(c for c in first if c.event_id == positioned[2].id), ok(), None)
-    assert repo.finish("someone-else", [stale], retry_window=WINDOW) == 0
-    assert repo.finish("w1", [stale], retry_window=WINDOW) == 1
+    assert queue.finish("someone-else", [stale], retry_window=WINDOW) == 0
+    assert queue.finish("w1", [stale], retry_window=WINDOW) == 1

@@ -96,7 +96,7 @@ def create_app(sp: Sealpost, *, start_background: bool = True) -> FastAPI:
                 amqp_lag=backlog["last_position"] - backlog["amqp_cursor"]
                 if sealpost.settings.amqp_url
                 else None,
-                webhook_deliveries=sealpost.webhook_deliveries.counts(),
+                webhook_deliveries=sealpost.webhook_log.counts(),
             )
         except Exception as exc:  # a health check reports, it does not crash
             log.error("healthz.database", error=str(exc))

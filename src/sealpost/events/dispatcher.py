@@ -45,7 +45,8 @@ from sealpost.events.outbox import (
     StoredEvent,
     committed_signal,
 )
-from sealpost.events.webhooks.deliveries import WebhookDeliveryRepository
+from sealpost.events.webhooks.fanout import fan_out_in
+from sealpost.events.webhooks.queue import WebhookQueue
 from sealpost.logging import get_logger
 
 log = get_logger(__name__)
@@ -99,9 +100,7 @@ class EventDispatcher:
         window = timedelta(seconds=self.settings.webhook_retry_window_seconds)
 
         def fan_out(conn: Connection, events: list[PositionedEvent]) -> None:
-            WebhookDeliveryRepository.fan_out_in(
-                conn, events, now=datetime.now(UTC), retry_window=window
-            )
+            fan_out_in(conn, events, now=datetime.now(UTC), retry_window=window)
 
         positioned = self.outbox.position_new(
             self.holder, limit=POSITION_BATCH, on_positioned=fan_out
@@ -116,7 +115,7 @@ class EventDispatcher:
         cutoff = (now or datetime.now(UTC)) - timedelta(days=self.settings.events_retention_days)
         published = None if self.publisher is None else self.outbox.cursor(AMQP_CURSOR)
         events = self.outbox.purge_before(cutoff, published_up_to=published)
-        deliveries = WebhookDeliveryRepository(self.outbox.engine).purge_finished_before(cutoff)
+        deliveries = WebhookQueue(self.outbox.engine).purge_finished_before(cutoff)
         if events or deliveries:
             log.info("events.purged", events=events, webhook_deliveries=deliveries)
         return events, deliveries

@@ -25,7 +25,8 @@ from sealpost.config import Settings
 from sealpost.errors import Gone, InvalidInput, NotFound
 from sealpost.events.outbox import AMQP_CURSOR, PURGED_CURSOR, OutboxRepository
 from sealpost.events.registry import REGISTRY
-from sealpost.events.webhooks.deliveries import WebhookDeliveryRepository
+from sealpost.events.webhooks.deliveries import WebhookDeliveryLog
+from sealpost.events.webhooks.fanout import WebhookReplay
 from sealpost.events.webhooks.repository import WebhookRepository
 
 router = APIRouter(prefix="/v1", tags=["events"])
@@ -37,7 +38,8 @@ class EventsParts:
 
     outbox: OutboxRepository
     webhooks: WebhookRepository
-    webhook_deliveries: WebhookDeliveryRepository
+    webhook_log: WebhookDeliveryLog
+    webhook_replay: WebhookReplay
     settings: Settings
     webhooks_due: threading.Event
     """Set after a replay so the webhook sender wakes at once."""
@@ -150,7 +152,7 @@ def get_event(event_id: str, parts: EventsDep, tenant: TenantDep) -> EventDetail
         published = found.position is not None and found.position <= cursor
     deliveries = [
         {"endpoint_id": endpoint, "state": state, "attempts": attempts}
-        for endpoint, state, attempts in parts.webhook_deliveries.delivery_states(event_id)
+        for endpoint, state, attempts in parts.webhook_log.delivery_states(event_id)
     ]
     return EventDetail(
         event=found.cloudevent(),
@@ -181,7 +183,7 @@ def replay(body: ReplayRequest, parts: EventsDep, tenant: TenantDep) -> ReplayRe
     )
     if len(events) > MAX_REPLAY:
         raise InvalidInput(f"more than {MAX_REPLAY} events match: narrow the range")
-    deliveries = parts.webhook_deliveries.replay(
+    deliveries = parts.webhook_replay.replay(
         events,
         endpoint_id=body.endpoint_id,
         retry_window=timedelta(seconds=parts.settings.webhook_retry_window_seconds),

@@ -269,9 +269,7 @@ async def test_endpoint(endpoint_id: str, parts: EventsDep, tenant: TenantDep) -
             secrets.valid(now),
             allow_private=parts.settings.webhook_allow_private_networks,
         )
-    delivery_id = await run_in_threadpool(
-        parts.webhook_deliveries.log_test, endpoint.id, event_id, result
-    )
+    delivery_id = await run_in_threadpool(parts.webhook_log.log_test, endpoint.id, event_id, result)
     return TestResult(
         delivery_id=delivery_id,
         event_id=event_id,
@@ -299,7 +297,7 @@ def list_deliveries(
         if value not in DELIVERY_STATES:
             raise InvalidInput(f"state {value!r} is not one of {', '.join(DELIVERY_STATES)}")
     parts.webhooks.get(tenant.id, endpoint_id)  # 404 for another tenant's endpoint
-    items = parts.webhook_deliveries.deliveries(
+    items = parts.webhook_log.deliveries(
         tenant.id,
         endpoint_id,
         states=state or (),
@@ -318,11 +316,11 @@ def get_delivery(
     endpoint_id: str, delivery_id: str, parts: EventsDep, tenant: TenantDep
 ) -> DeliveryDetail:
     """One delivery and each of its attempts: time, duration, status, response, error."""
-    found = parts.webhook_deliveries.delivery(tenant.id, endpoint_id, delivery_id)
+    found = parts.webhook_log.delivery(tenant.id, endpoint_id, delivery_id)
     if found is None:
         raise NotFound(f"no delivery {delivery_id} for endpoint {endpoint_id}")
     attempts = [
         {**a, "started_at": format_time(a["started_at"])}
-        for a in parts.webhook_deliveries.attempts(delivery_id)
+        for a in parts.webhook_log.attempts(delivery_id)
     ]
     return DeliveryDetail(**_delivery(found), attempts_log=attempts)

@@ -1,6 +1,7 @@
 """All SQL of webhook endpoints: a tenant's receivers, their filters and signing secrets.
 
-Deliveries and their attempts are ``events.webhooks.deliveries``.  The current secret signs every
+Deliveries and their attempts are ``events.webhooks.deliveries``; an endpoint's backlog changes
+with it, in its transaction (``events.webhooks.fanout``).  The current secret signs every
 request; after a rotation the previous one signs alongside it until ``previous_secret_until``,
 so a receiver can switch at leisure.
 """
@@ -19,7 +20,8 @@ from sqlalchemy import Engine, delete, insert, select, update
 from sealpost.db.engine import write_transaction
 from sealpost.errors import NotFound
 from sealpost.events.tables import webhook_endpoints
-from sealpost.events.webhooks.deliveries import WebhookDeliveryRepository, secrets_of
+from sealpost.events.webhooks import fanout
+from sealpost.events.webhooks.deliveries import secrets_of
 from sealpost.events.webhooks.headers import SigningSecrets
 from sealpost.ledger.repository import as_utc
 
@@ -136,9 +138,7 @@ class WebhookRepository:
         with write_transaction(self.engine) as conn:
             if enabled is True and not current.enabled:
                 values.update(enabled=1, disabled_at=None, disabled_reason=None, failing_since=None)
-                WebhookDeliveryRepository.resume_in(
-                    conn, endpoint_id, now=now, retry_window=retry_window
-                )
+                fanout.resume_in(conn, endpoint_id, now=now, retry_window=retry_window)
             elif enabled is False and current.enabled:
                 values.update(enabled=0, disabled_at=now, disabled_reason="disabled by the API")
             conn.execute(
@@ -152,7 +152,7 @@ class WebhookRepository:
         """The endpoint, its backlog and its log: nothing more is sent to it."""
         self.get(tenant_id, endpoint_id)
         with write_transaction(self.engine) as conn:
-            WebhookDeliveryRepository.purge_in(conn, endpoint_id)
+            fanout.purge_in(conn, endpoint_id)
             conn.execute(delete(webhook_endpoints).where(webhook_endpoints.c.id == endpoint_id))
 
     def rotate_secret(

@@ -6,7 +6,7 @@ Each request is ``POST <endpoint url>`` with the CloudEvent as body
 a timeout, a refused connection) is retried with exponential backoff and jitter until the
 retry window (24 h by default) is over, the last attempt at its very end.  Redirects are not
 followed.  Deliveries to one endpoint keep per-subject order
-(``events.webhooks.deliveries``); several subjects go in parallel, at most
+(``events.webhooks.queue``); several subjects go in parallel, at most
 ``webhook_concurrency_per_endpoint`` at a time per endpoint.
 
 Endpoints resolving to loopback, private or link-local addresses are refused unless
@@ -43,9 +43,9 @@ from sealpost.events.webhooks.deliveries import (
     AttemptResult,
     ClaimedWebhookDelivery,
     Outcome,
-    WebhookDeliveryRepository,
 )
 from sealpost.events.webhooks.headers import webhook_headers
+from sealpost.events.webhooks.queue import WebhookQueue
 from sealpost.logging import get_logger
 
 log = get_logger(__name__)
@@ -178,13 +178,13 @@ def _is_ip(host: str) -> bool:
 class WebhookSender:
     def __init__(
         self,
-        repository: WebhookDeliveryRepository,
+        queue: WebhookQueue,
         settings: Settings,
         *,
         wake: threading.Event | None = None,
         owner: str | None = None,
     ) -> None:
-        self.repository = repository
+        self.queue = queue
         self.settings = settings
         self.wake = wake or threading.Event()
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
@@ -219,7 +219,7 @@ class WebhookSender:
     async def record(self, outcomes: list[Outcome]) -> int:
         """Commit a batch of outcomes in one transaction; returns how many were kept."""
         kept = await asyncio.to_thread(
-            self.repository.finish,
+            self.queue.finish,
             self.owner,
             outcomes,
             retry_window=timedelta(seconds=self.settings.webhook_retry_window_seconds),
@@ -285,9 +285,9 @@ class WebhookSender:
                 try:
                     free = s.webhook_concurrency - len(running)
                     claimed = []
-                    if free > 0 and await asyncio.to_thread(self.repository.has_due):
+                    if free > 0 and await asyncio.to_thread(self.queue.has_due):
                         claimed = await asyncio.to_thread(
-                            self.repository.claim_due,
+                            self.queue.claim_due,
                             self.owner,
                             limit=free,
                             lease_seconds=s.webhook_lease_seconds,
@@ -320,7 +320,7 @@ class WebhookSender:
         async with http_session(self.settings) as session:
             for _ in range(max_rounds):
                 claimed = await asyncio.to_thread(
-                    self.repository.claim_due,
+                    self.queue.claim_due,
                     self.owner,
                     limit=self.settings.webhook_concurrency,
                     lease_seconds=self.settings.webhook_lease_seconds,
