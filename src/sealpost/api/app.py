@@ -7,13 +7,18 @@ work (the sequencer) when ``start_background`` is true.  Expected failures
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from importlib.resources import files
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 
@@ -46,6 +51,38 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
     return JSONResponse({"error": kind, "message": message}, status, headers=headers)
 
 
+def _add_api_docs(app: FastAPI) -> None:
+    """Swagger UI at ``/docs`` with its script and style served from here (the fastapi-offline
+    package ships them), not from a CDN: the API docs work on a closed network.  The page uses
+    relative URLs (right under any root path), and its CSP allows this origin only, plus
+    Swagger UI's one inline script by its hash."""
+    app.mount("/docs/assets", StaticFiles(directory=str(files("fastapi_offline") / "static")))
+    page = get_swagger_ui_html(
+        openapi_url="openapi.json",
+        title=f"{app.title} API",
+        swagger_js_url="docs/assets/swagger-ui-bundle.js",
+        swagger_css_url="docs/assets/swagger-ui.css",
+        swagger_favicon_url="docs/assets/favicon.png",
+    ).body
+    inline = re.findall(rb"<script>(.*?)</script>", bytes(page), re.DOTALL)
+    hashes = "".join(
+        f" 'sha256-{base64.b64encode(hashlib.sha256(s).digest()).decode()}'" for s in inline
+    )
+    headers = {
+        "Content-Security-Policy": (
+            f"default-src 'none'; script-src 'self'{hashes}; style-src 'self'; "
+            "img-src 'self' data:; connect-src 'self'; "
+            "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+        ),
+        "Referrer-Policy": "no-referrer",
+        "X-Content-Type-Options": "nosniff",
+    }
+
+    @app.get("/docs", include_in_schema=False)
+    def swagger_ui() -> HTMLResponse:
+        return HTMLResponse(page, headers=headers)
+
+
 def create_app(sp: Sealpost, *, start_background: bool = True) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -62,8 +99,11 @@ def create_app(sp: Sealpost, *, start_background: bool = True) -> FastAPI:
         version=sealpost.__version__,
         description="Certified communications: sealed, timestamped evidence of every step.",
         lifespan=lifespan,
+        docs_url=None,  # _add_api_docs serves it without a CDN
+        redoc_url=None,  # ReDoc would still fetch its logo from its CDN
     )
     app.state.sealpost = sp
+    _add_api_docs(app)
 
     @app.exception_handler(SealpostError)
     async def sealpost_error(_request: Request, exc: SealpostError) -> JSONResponse:
