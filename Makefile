@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test check lint bench clean
+.PHONY: run test check lint bench clean system-deps-run system-deps-test
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,18 +17,23 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(VENV)/.installed $@
 
+# The Debian packages each needs (a venv, fonts; the tests' tools), checked every time: cheap when
+# present, installed as root (or with passwordless sudo), else named with the command to run.
+system-deps-run system-deps-test:
+	PYTHON=$(PYTHON) scripts/system-deps $(@:system-deps-%=%)
+
 ## run: Sealpost on its embedded default (SQLite, local keys and TSA) in the foreground
-run: $(VENV)/.installed
+run: system-deps-run $(VENV)/.installed
 	$(BIN)/sealpost serve
 
 ## test: the whole suite (SQLite, and PostgreSQL/RabbitMQ where they answer)
-test: $(VENV)/.installed-test
+test: system-deps-test $(VENV)/.installed-test
 	$(BIN)/pytest
 
 ## check: lint, format, types and tests
 check: lint test
 
-lint: $(VENV)/.installed-test
+lint: system-deps-run $(VENV)/.installed-test
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy

@@ -9,11 +9,17 @@ stops the sequencer when ``start_background`` is true.  Every error is an RFC 94
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from importlib.resources import files
 
 from fastapi import FastAPI, Request, Response
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 
@@ -43,6 +49,38 @@ ROUTERS = (
 """Every domain's router, in the order the OpenAPI document lists them."""
 
 
+def _add_api_docs(app: FastAPI) -> None:
+    """Swagger UI at ``/docs`` with its script and style served from here (the fastapi-offline
+    package ships them), not from a CDN: the API docs work on a closed network.  The page uses
+    relative URLs (right under any root path), and its CSP allows this origin only, plus
+    Swagger UI's one inline script by its hash."""
+    app.mount("/docs/assets", StaticFiles(directory=str(files("fastapi_offline") / "static")))
+    page = get_swagger_ui_html(
+        openapi_url="openapi.json",
+        title=f"{app.title} API",
+        swagger_js_url="docs/assets/swagger-ui-bundle.js",
+        swagger_css_url="docs/assets/swagger-ui.css",
+        swagger_favicon_url="docs/assets/favicon.png",
+    ).body
+    inline = re.findall(rb"<script>(.*?)</script>", bytes(page), re.DOTALL)
+    hashes = "".join(
+        f" 'sha256-{base64.b64encode(hashlib.sha256(s).digest()).decode()}'" for s in inline
+    )
+    headers = {
+        "Content-Security-Policy": (
+            f"default-src 'none'; script-src 'self'{hashes}; style-src 'self'; "
+            "img-src 'self' data:; connect-src 'self'; "
+            "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+        ),
+        "Referrer-Policy": "no-referrer",
+        "X-Content-Type-Options": "nosniff",
+    }
+
+    @app.get("/docs", include_in_schema=False)
+    def swagger_ui() -> HTMLResponse:
+        return HTMLResponse(page, headers=headers)
+
+
 def create_app(sp: Sealpost, *, start_background: bool = True) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -59,6 +97,8 @@ def create_app(sp: Sealpost, *, start_background: bool = True) -> FastAPI:
         version=sealpost.__version__,
         description="Certified communications: sealed, timestamped evidence of every step.",
         lifespan=lifespan,
+        docs_url=None,  # _add_api_docs serves it without a CDN
+        redoc_url=None,  # ReDoc would still fetch its logo from its CDN
     )
     app.state.sealpost = sp  # the health and TSA routes below, only
     app.state.tenants = sp.tenants
@@ -67,6 +107,7 @@ def create_app(sp: Sealpost, *, start_background: bool = True) -> FastAPI:
     app.state.events = sp.events_parts
     app.state.signatures = sp.signatures_parts
     errors.install(app)
+    _add_api_docs(app)
 
     @app.get("/healthz", response_model=Health, tags=["operations"])
     def healthz(response: Response) -> Health:

@@ -27,6 +27,7 @@ embed those too (not wired to settings yet).
 from __future__ import annotations
 
 import io
+import logging
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -55,6 +56,23 @@ SEAL_FIELD = "SealpostSeal"
 ARCHIVE_TIMESTAMP_FIELD = "SealpostArchiveTimestamp"
 
 _asn1_fix.apply()  # before any CMS is built or parsed; see _asn1_fix
+
+
+class _OfflineSealingNotice(logging.Filter):
+    """Drops pyHanko's "Validation/revocation info will be embedded, but fetching is not
+    allowed" warning, logged on every seal and signature.  Sealing offline is this module's
+    design (see its docstring: the local CA publishes no CRL/OCSP to fetch, and sealing must not
+    wait on a network), so the line only worries whoever reads the log; pyHanko offers no flag
+    to say so, and allowing fetching would let it reach the network.  Every other pyHanko
+    message passes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(
+            "Validation/revocation info will be embedded, but fetching is not allowed"
+        )
+
+
+logging.getLogger("pyhanko.sign.signers.pdf_signer").addFilter(_OfflineSealingNotice())
 
 
 def asn1_certificate(cert: x509.Certificate) -> asn1_x509.Certificate:
