@@ -42,7 +42,6 @@ from pyhanko_certvalidator import ValidationContext
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 from pyhanko_certvalidator.util import get_pyca_cryptography_hash
 
-from sealpost.certificates import _asn1_fix
 from sealpost.certificates.errors import SealError, SealUnavailable
 from sealpost.certificates.pades.errors import pyhanko_errors
 from sealpost.certificates.timestamper import LedgerTimeStamper
@@ -51,8 +50,6 @@ from sealpost.pki.keys import SigningIdentity
 
 SEAL_FIELD = "SealpostSeal"
 ARCHIVE_TIMESTAMP_FIELD = "SealpostArchiveTimestamp"
-
-_asn1_fix.apply()  # before any CMS is built or parsed; see _asn1_fix
 
 
 def asn1_certificate(cert: x509.Certificate) -> asn1_x509.Certificate:

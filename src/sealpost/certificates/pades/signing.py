@@ -43,7 +43,6 @@ from pyhanko.stamp import StaticStampStyle
 from pyhanko_certvalidator import ValidationContext
 from pyhanko_certvalidator.path import ValidationPath
 
-from sealpost.certificates import _asn1_fix
 from sealpost.certificates.pades.appearance import SignerAppearance, render_appearance, stamp_style
 from sealpost.certificates.pades.errors import SignatureError, pyhanko_errors
 from sealpost.certificates.pades.evidence import EvidenceAttrSpec, evidence_digest
@@ -70,8 +69,6 @@ __all__ = ["ARCHIVE_TIMESTAMP_FIELD", "finalize_document", "sign_for_signer"]
 
 ARCHIVE_TIMESTAMP_FIELD = "SealpostDocumentTimestamp"
 """The document timestamp's field; a later renewal gets a numbered one."""
-
-_asn1_fix.apply()  # before any CMS is built or parsed; see _asn1_fix
 
 
 def sign_for_signer(
