@@ -20,10 +20,18 @@ from sealpost.app import Sealpost, build
 from sealpost.config import Settings
 from sealpost.ledger.timestamps import EmbeddedTimeStamper, TimeStamper
 from sealpost.logging import configure_logging
+from sealpost.pki import asn1
 from sealpost.pki.keys import LocalIdentities, init_keys, load_local_identities
 from sealpost.pki.tsa import EmbeddedTSA
 
 configure_logging("WARNING")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The test suite is an entry point too: the process-wide start-up of ``sealpost.cli.main``
+    and ``sealpost.app.build`` (tests call pyHanko and the TSA directly, without either)."""
+    asn1.install()
+
 
 POSTGRES_URL = os.environ.get(
     "SEALPOST_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"

@@ -26,6 +26,7 @@ from sealpost.ledger.sequencer import HeadSealer, Sequencer
 from sealpost.ledger.timestamps import EmbeddedTimeStamper, HttpTimeStamper, TimeStamper
 from sealpost.logging import get_logger
 from sealpost.loops import Loop, Supervisor
+from sealpost.pki import asn1
 from sealpost.pki.keys import SigningIdentity, init_keys, load_identity, load_pkcs12
 from sealpost.pki.tsa import EmbeddedTSA
 from sealpost.tenants.repository import TenantRepository
@@ -441,7 +442,11 @@ class Sealpost:
 
 
 def build(settings: Settings | None = None, *, prepare: bool = True) -> Sealpost:
-    """A Sealpost whose keys exist and whose schema is current (``prepare=False`` skips both)."""
+    """A Sealpost whose keys exist and whose schema is current (``prepare=False`` skips both).
+
+    Installs the process-wide asn1crypto fix first (:func:`sealpost.pki.asn1.install`,
+    idempotent), so that every embedding of Sealpost signs and seals with it."""
+    asn1.install()
     sealpost = Sealpost(settings or Settings())
     if prepare:
         ensure_local_keys(sealpost.settings)

@@ -19,6 +19,7 @@ from rich.table import Table
 from sealpost.config import Settings
 from sealpost.errors import SealpostError
 from sealpost.logging import configure_logging
+from sealpost.pki import asn1
 
 app = typer.Typer(
     help="Sealpost: certified communications with verifiable evidence.", no_args_is_help=True
@@ -478,4 +479,6 @@ def demo(
 
 
 def main() -> None:
+    """The ``sealpost`` command: process-wide start-up (the asn1crypto fix), then typer."""
+    asn1.install()
     app()

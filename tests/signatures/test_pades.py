@@ -30,21 +30,20 @@ from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign import fields as pdf_fields
 from pyhanko.sign.validation.dss import DocumentSecurityStore
 
-from sealpost.certificates.pades import (
-    ARCHIVE_TIMESTAMP_FIELD,
+from sealpost.certificates.pades.appearance import SignerAppearance, render_appearance
+from sealpost.certificates.pades.errors import SignatureError, SignatureUnavailable
+from sealpost.certificates.pades.evidence import (
     EVIDENCE_ATTRIBUTE_OID,
-    FieldSpec,
-    SignatureError,
-    SignatureUnavailable,
-    SignerAppearance,
     bound_evidence_sha256,
-    check_signatures,
     evidence_digest,
+)
+from sealpost.certificates.pades.fields import FieldSpec, prepare_document
+from sealpost.certificates.pades.signing import (
+    ARCHIVE_TIMESTAMP_FIELD,
     finalize_document,
-    prepare_document,
-    render_appearance,
     sign_for_signer,
 )
+from sealpost.certificates.pades.validation import check_signatures
 from sealpost.errors import Conflict, InvalidInput, ServiceUnavailable
 from sealpost.ledger.timestamps import TimeStamper, TimestampUnavailable
 from sealpost.pki.keys import LocalIdentities

@@ -15,7 +15,7 @@ import rfc8785
 from fastapi.testclient import TestClient
 from fpdf import FPDF
 
-from sealpost.certificates.pades import check_signatures
+from sealpost.certificates.pades.validation import check_signatures
 from sealpost.events.tables import outbox_events
 from sealpost.ledger.timestamps import HttpTimeStamper
 from tests.signatures.flow import (

@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from playwright.sync_api import expect
 
 from sealpost.api.app import create_app
-from sealpost.certificates.pades import check_signatures
+from sealpost.certificates.pades.validation import check_signatures
 from tests.signatures.flow import code_in, process_request, signer, wait_mail
 from tests.support.browser import LiveServer, StaticSite, browser_page, chromium
 from tests.support.mail import MailEnv

@@ -36,26 +36,21 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
-from pyhanko.pdf_utils.misc import PdfError
 from pyhanko.sign import fields, signers
 from pyhanko.sign.general import SigningError
 from pyhanko.sign.signers.pdf_signer import DSSContentSettings, SigDSSPlacementPreference
-from pyhanko.sign.timestamps import TimestampRequestError
 from pyhanko_certvalidator import ValidationContext
-from pyhanko_certvalidator.errors import PathBuildingError, PathValidationError
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 from pyhanko_certvalidator.util import get_pyca_cryptography_hash
 
-from sealpost.certificates import _asn1_fix
 from sealpost.certificates.errors import SealError, SealUnavailable
+from sealpost.certificates.pades.errors import pyhanko_errors
 from sealpost.certificates.timestamper import LedgerTimeStamper
-from sealpost.ledger.timestamps import TimeStamper, TimestampError, TimestampUnavailable
+from sealpost.ledger.timestamps import TimeStamper
 from sealpost.pki.keys import SigningIdentity
 
 SEAL_FIELD = "SealpostSeal"
 ARCHIVE_TIMESTAMP_FIELD = "SealpostArchiveTimestamp"
-
-_asn1_fix.apply()  # before any CMS is built or parsed; see _asn1_fix
 
 
 class _OfflineSealingNotice(logging.Filter):
@@ -140,7 +135,10 @@ def seal_pdf(
     location: str | None = None,
     document_timestamp: bool = True,
 ) -> bytes:
-    """Seal ``pdf`` to PAdES B-LTA; raises :class:`SealError` and returns nothing on failure.
+    """Seal ``pdf`` to PAdES B-LTA; raises :class:`SealError` and returns nothing on failure
+    (:class:`SealUnavailable`, 503, when the TSA is unreachable: retry later).  The errors are
+    mapped as for every PAdES operation, by
+    :func:`~sealpost.certificates.pades.errors.pyhanko_errors`.
 
     ``trust_roots`` must include the roots of the seal and of the TSA certificates: the paths
     are validated before signing, so a misconfigured key fails here rather than in a reader.
@@ -161,25 +159,12 @@ def seal_pdf(
             placement=SigDSSPlacementPreference.TOGETHER_WITH_SIGNATURE, include_vri=False
         ),
     )
-    try:
+    with pyhanko_errors(
+        "the certificate was not sealed", failed=SealError, unavailable=SealUnavailable
+    ):
         writer = IncrementalPdfFileWriter(io.BytesIO(pdf), strict=False)
         out = signers.sign_pdf(
             writer, meta, signer=IdentitySigner(seal), timestamper=LedgerTimeStamper(timestamper)
         )
-    except TimestampUnavailable as exc:
-        raise SealUnavailable(f"cannot seal the certificate: {exc.message}") from exc
-    except TimestampError as exc:
-        raise SealError(f"cannot seal the certificate: {exc.message}") from exc
-    except TimestampRequestError as exc:
-        raise SealError(f"cannot seal the certificate: the TSA refused: {exc}") from exc
-    except (PathBuildingError, PathValidationError, AssertionError) as exc:
-        # pyhanko-certvalidator 0.33 asserts (rather than skips) when a root with the same name
-        # but another key type is tried as the issuer: that is a path that does not validate.
-        raise SealError(
-            f"cannot seal the certificate: the seal or TSA certificate does not validate "
-            f"against the configured roots ({exc})"
-        ) from exc
-    except (SigningError, PdfError) as exc:
-        raise SealError(f"cannot seal the certificate: {exc}") from exc
     result: bytes = out.getvalue()
     return result

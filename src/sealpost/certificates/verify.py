@@ -33,7 +33,6 @@ from pyhanko.sign.validation import (
 from pyhanko.sign.validation.dss import DocumentSecurityStore
 from pyhanko.sign.validation.errors import NoDSSFoundError
 
-from sealpost.certificates import _asn1_fix
 from sealpost.certificates.contents import (
     check_evidence,
     check_files,
@@ -50,8 +49,6 @@ from sealpost.ledger.verify import Check
 from sealpost.pki.keys import issued_by
 
 _ALLOWED_AFTER_SEAL = (ModificationLevel.NONE, ModificationLevel.LTA_UPDATES)
-
-_asn1_fix.apply()  # before any CMS is built or parsed; see _asn1_fix
 
 
 def _crypto(cert: Any) -> x509.Certificate:

@@ -13,13 +13,10 @@ from typing import Any
 from sqlalchemy import Connection
 
 from sealpost.access import codes as otp
-from sealpost.certificates.pades import (
-    SignatureUnavailable,
-    SignerAppearance,
-    evidence_digest,
-    finalize_document,
-    sign_for_signer,
-)
+from sealpost.certificates.pades.appearance import SignerAppearance
+from sealpost.certificates.pades.errors import SignatureUnavailable
+from sealpost.certificates.pades.evidence import evidence_digest
+from sealpost.certificates.pades.signing import finalize_document, sign_for_signer
 from sealpost.errors import Conflict, SealpostError
 from sealpost.logging import get_logger
 from sealpost.signatures.base import ProcessBase

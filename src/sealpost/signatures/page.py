@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sealpost.access import codes as otp
-from sealpost.certificates.pades import check_signature_image
+from sealpost.certificates.pades.appearance import check_signature_image
 from sealpost.errors import (
     Conflict,
     InvalidInput,

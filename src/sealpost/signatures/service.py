@@ -25,10 +25,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sealpost.certificates.pades import (
-    FieldSpec,
-    prepare_document,
-)
+from sealpost.certificates.pades.fields import FieldSpec, prepare_document
 from sealpost.errors import Conflict, InvalidInput, NotFound, SealpostError
 from sealpost.ledger.records import Party, Reason, new_record
 from sealpost.logging import get_logger

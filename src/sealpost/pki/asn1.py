@@ -11,7 +11,16 @@ TSA keys) stalled the worker that long.
 The fix: before the original ``dump()``, a header whose innermost length is definite is
 dropped, so asn1crypto rebuilds the same header from the cached contents instead of
 re-encoding them.  DER input dumps to identical bytes; a genuinely indefinite header is left
-alone.  :func:`apply` is idempotent and patches the five ``dump`` methods that hold the check.
+alone.  :func:`install` is idempotent and patches the five ``dump`` methods that hold the check.
+
+Where and when: it is a process-wide patch of a library, so it is installed once at start-up
+by every entry point, never as an import side effect: ``sealpost.cli.main`` (every command,
+``serve`` in each role, the SMTP acceptor processes), the composition root
+``sealpost.app.build`` (the HTTP app, the benchmarks, anything embedding Sealpost) and the test
+suite's ``conftest``.  It lives in :mod:`sealpost.pki` because that is the lowest layer that
+encodes CMS with asn1crypto (the embedded TSA's tokens, RFC 3161 / RFC 5652); the ledger's
+timestamp client and pyHanko in :mod:`sealpost.certificates` build on it.
+:func:`installed` says whether it is in place, for tests and for a caller that wants to check.
 """
 
 from __future__ import annotations
@@ -54,9 +63,18 @@ def _fixed(dump: Callable[..., bytes]) -> Callable[..., bytes]:
     return wrapper
 
 
-def apply() -> None:
-    """Patch asn1crypto's ``dump`` methods once per process."""
-    for cls in (core.Asn1Value, core.Choice, core.Primitive, core.Sequence, core.SequenceOf):
+_CLASSES = (core.Asn1Value, core.Choice, core.Primitive, core.Sequence, core.SequenceOf)
+"""The classes whose own ``dump`` holds the ``_header[-1:] == b"\\x80"`` check."""
+
+
+def install() -> None:
+    """Patch asn1crypto's ``dump`` methods, once per process (a second call does nothing)."""
+    for cls in _CLASSES:
         method = cls.__dict__["dump"]
         if not getattr(method, _PATCHED, False):
             cls.dump = _fixed(method)
+
+
+def installed() -> bool:
+    """Whether :func:`install` has patched every ``dump`` method of this process."""
+    return all(getattr(cls.__dict__["dump"], _PATCHED, False) for cls in _CLASSES)
