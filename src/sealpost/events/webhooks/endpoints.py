@@ -5,6 +5,7 @@ rotate the secret, send a test event, and read the delivery log.
 from __future__ import annotations
 
 import ipaddress
+import socket
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
@@ -148,8 +149,12 @@ def _delivery(d: WebhookDelivery) -> dict[str, Any]:
 
 
 def checked_url(settings: Settings, url: str) -> str:
-    """An absolute http(s) URL without credentials; a literal private address only when
-    the operator allows private networks (names are checked again at each send)."""
+    """An absolute http(s) URL without credentials whose host is public, checked the way the
+    sender checks it (on the resolved addresses), so that an endpoint that would be refused at
+    every send is refused at registration instead: numeric forms of loopback (``2130706433``,
+    ``0x7f000001``, ``0177.0.0.1``, ``127.1``, ``0``), a trailing dot, and names of the hosts
+    file all resolve to what they are.  A name that does not resolve now is accepted (DNS may
+    be down); every send checks it again."""
     split = urlsplit(url.strip())
     if split.scheme not in ("http", "https") or not split.hostname:
         raise InvalidInput("url must be an absolute http:// or https:// URL")
@@ -157,18 +162,34 @@ def checked_url(settings: Settings, url: str) -> str:
         raise InvalidInput("url must not carry credentials; authenticate with the signature")
     if any(ord(c) < 33 or ord(c) == 127 for c in url.strip()):
         raise InvalidInput("url must not contain spaces or control characters")
-    try:
-        address = ipaddress.ip_address(split.hostname)
-    except ValueError:
-        address = None
-    local_name = split.hostname == "localhost" or split.hostname.endswith(".localhost")
-    private = local_name or (address is not None and not address.is_global)
-    if private and not settings.webhook_allow_private_networks:
-        raise InvalidInput(
-            f"{split.hostname} is not a public address (the operator can allow private networks "
-            "with SEALPOST_WEBHOOK_ALLOW_PRIVATE_NETWORKS)"
-        )
+    if not settings.webhook_allow_private_networks:
+        host = split.hostname.rstrip(".")
+        private = _private_addresses(host)
+        if private:
+            raise InvalidInput(
+                f"{split.hostname} is not a public address ({', '.join(private)}; the operator "
+                "can allow private networks with SEALPOST_WEBHOOK_ALLOW_PRIVATE_NETWORKS)"
+            )
     return url.strip()
+
+
+def _private_addresses(host: str) -> list[str]:
+    """The non-public addresses ``host`` stands for: itself if it is a literal, else what the
+    system resolver (hosts file, DNS) answers; ``localhost`` names are local by definition."""
+    if not host or host == "localhost" or host.endswith(".localhost"):
+        return [host or "empty host"]
+    try:
+        literal = ipaddress.ip_address(host)
+    except ValueError:
+        literal = None
+    if literal is not None:
+        return [] if literal.is_global else [str(literal)]
+    try:
+        found = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        return []  # not resolvable now: the send-time check decides
+    addresses = {str(info[4][0]) for info in found}
+    return sorted(a for a in addresses if not ipaddress.ip_address(a.split("%")[0]).is_global)
 
 
 def checked_types(patterns: list[str]) -> list[str]:
