@@ -5,8 +5,9 @@ Each request is ``POST <endpoint url>`` with the CloudEvent as body
 (``events.signing``).  A 2xx answer within the timeout delivers; anything else (another status,
 a timeout, a refused connection) is retried with exponential backoff and jitter until the
 retry window (24 h by default) is over, the last attempt at its very end.  Redirects are not
-followed.  Deliveries to one endpoint keep per-subject order (``events.webhooks.repository``); several
-subjects go in parallel, at most ``webhook_concurrency_per_endpoint`` at a time per endpoint.
+followed.  Deliveries to one endpoint keep per-subject order (``events.webhooks.repository``);
+several subjects go in parallel, at most ``webhook_concurrency_per_endpoint`` at a time per
+endpoint.
 
 Endpoints resolving to loopback, private or link-local addresses are refused unless
 ``SEALPOST_WEBHOOK_ALLOW_PRIVATE_NETWORKS`` is set: a tenant must not reach into the operator's
