@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from cryptography import x509
 from sqlalchemy import Connection
 
 from sealpost.access import codes as otp
@@ -21,8 +22,12 @@ from sealpost.certificates.pades import (
     sign_for_signer,
 )
 from sealpost.errors import Conflict, SealpostError
+from sealpost.ledger.timestamps import TimeStamper
 from sealpost.logging import get_logger
-from sealpost.signatures.base import ProcessBase
+from sealpost.pki.keys import SigningIdentity
+from sealpost.signatures.model import SigningConfig
+from sealpost.signatures.notices import SignerNotices
+from sealpost.signatures.ports import Contents
 from sealpost.signatures.repository import (
     COMPLETED,
     DECLINED_BY,
@@ -33,25 +38,53 @@ from sealpost.signatures.repository import (
     SIGNED,
     Document,
     Process,
+    SignatureRepository,
     Signer,
 )
 from sealpost.signatures.steps import (
     Moved,
     identified_party,
+    load_process,
     process_record,
     sha256_hex,
     signature_field_name,
+    turn,
     utc_now,
 )
+from sealpost.tenants.repository import TenantRepository
 
 log = get_logger(__name__)
 
 
-class SignatureApplying(ProcessBase):
-    def _apply(self, process_id: str, signer_id: str) -> bool:
+class SignatureApplier:
+    """Produces what a process signs with the seal and the TSA: signatures, document
+    timestamps and the audit trail; commits each compare-and-set."""
+
+    def __init__(
+        self,
+        repo: SignatureRepository,
+        contents: Contents,
+        notices: SignerNotices,
+        tenants: TenantRepository,
+        *,
+        seal: SigningIdentity,
+        timestamper: TimeStamper,
+        trust_roots: Sequence[x509.Certificate],
+        config: SigningConfig,
+    ) -> None:
+        self.repo = repo
+        self.contents = contents
+        self.notices = notices
+        self.tenants = tenants
+        self.seal = seal
+        self.timestamper = timestamper
+        self.trust_roots = list(trust_roots)
+        self.config = config
+
+    def apply(self, process_id: str, signer_id: str) -> bool:
         """Apply a pending signature; False (kept pending) while the TSA is unreachable."""
         for _ in range(5):  # a parallel signer may move a document under us: sign again
-            process = self._get(process_id)
+            process = load_process(self.repo, process_id)
             signer = process.signer(signer_id)
             if signer is None or signer.status != PENDING or signer.pending_signature is None:
                 return signer is not None and signer.status == SIGNED
@@ -63,7 +96,7 @@ class SignatureApplying(ProcessBase):
             outputs: list[tuple[Document, bytes, str]] = []
             try:
                 for document in process.documents:
-                    before = self.sp.contents.get(document.current_sha256)
+                    before = self.contents.get(document.current_sha256)
                     field = self._field_for(signer, document)
                     evidence = self._bound_evidence(process, signer, intent, document)
                     after = sign_for_signer(
@@ -79,9 +112,9 @@ class SignatureApplying(ProcessBase):
                         reason=("Approved" if signer.role == "approver" else "Signed")
                         + f" by {signer.name}",
                         evidence=evidence,
-                        seal=self.sp.seal_identity,
-                        timestamper=self.sp.timestamper,
-                        trust_roots=self.sp.trust_roots,
+                        seal=self.seal,
+                        timestamper=self.timestamper,
+                        trust_roots=self.trust_roots,
                     )
                     outputs.append((document, after, sha256_hex(after)))
             except SignatureUnavailable as exc:
@@ -99,7 +132,7 @@ class SignatureApplying(ProcessBase):
                     )
                 raise
             if self._commit_signature(process, signer, intent, outputs):
-                self._after_signature(process.id)
+                self.after_signature(process.id)
                 return True
         raise Conflict("the documents kept changing while signing: try again")
 
@@ -205,36 +238,37 @@ class SignatureApplying(ProcessBase):
         """Store each new revision and move its document to it, compare-and-set on the
         revision it was made from; raises :class:`Moved` (rolling all back) if one moved."""
         for document, data, sha in outputs:
-            self.sp.contents.put_in(conn, [data])
+            self.contents.put_in(conn, [data])
             if not self.repo.advance_document_in(
                 conn, document, new_sha256=sha, kind=kind, signer_id=signer_id, now=now
             ):
                 raise Moved
 
-    def _after_signature(self, process_id: str) -> None:
-        process = self._get(process_id)
+    def after_signature(self, process_id: str) -> None:
+        """Whose turn next: invite them, or finalise once everyone signed."""
+        process = load_process(self.repo, process_id)
         if process.status != IN_PROGRESS:
             return
-        if self._turn(process) is None:
+        if turn(process) is None:
             with self.repo.transaction() as conn:
                 self.repo.set_process_in(conn, process.id, finalize_due=1, updated_at=utc_now())
-            self._finalize(process.id)
+            self.finalize(process.id)
         else:
-            self._notify_turn(process)
+            self.notices.notify_turn(process)
 
-    def _finalize(self, process_id: str) -> bool:
+    def finalize(self, process_id: str) -> bool:
         """Every signer has signed: document timestamps (B-LTA), ProcessCompleted, the sealed
         audit trail, copies to cc.  False (retried by the worker) while the TSA is down."""
-        process = self._get(process_id)
+        process = load_process(self.repo, process_id)
         if process.status != IN_PROGRESS or not process.finalize_due:
             return process.status == COMPLETED
         outputs = []
         try:
             for document in process.documents:
                 data = finalize_document(
-                    self.sp.contents.get(document.current_sha256),
-                    timestamper=self.sp.timestamper,
-                    trust_roots=self.sp.trust_roots,
+                    self.contents.get(document.current_sha256),
+                    timestamper=self.timestamper,
+                    trust_roots=self.trust_roots,
                 )
                 outputs.append((document, data, sha256_hex(data)))
         except SignatureUnavailable as exc:
@@ -268,11 +302,11 @@ class SignatureApplying(ProcessBase):
                 self.repo.add_evidence_in(conn, [record])
         except Moved:  # another worker finalised it, or it was cancelled meanwhile
             return False
-        completed = self._get(process.id)
+        completed = load_process(self.repo, process.id)
         try:
             audit = self.audit_pdf(completed)
             with self.repo.transaction() as conn:
-                self.sp.contents.put_in(conn, [audit])
+                self.contents.put_in(conn, [audit])
                 self.repo.set_process_in(
                     conn, process.id, expect_status=COMPLETED, audit_sha256=sha256_hex(audit)
                 )
@@ -287,7 +321,7 @@ class SignatureApplying(ProcessBase):
             (
                 d.name if d.name.lower().endswith(".pdf") else f"{d.name}.pdf",
                 "application/pdf",
-                self.sp.contents.get(d.current_sha256),
+                self.contents.get(d.current_sha256),
             )
             for d in process.documents
         ]
@@ -295,7 +329,7 @@ class SignatureApplying(ProcessBase):
             if not signer.email or signer.status == DECLINED_BY:
                 continue
             try:
-                self._mail(
+                self.notices.mail(
                     process,
                     signer,
                     f"Signed: {process.title}",
@@ -316,23 +350,23 @@ class SignatureApplying(ProcessBase):
     def audit_pdf(self, process: Process) -> bytes:
         """The sealed audit trail: stored once the process completed, else made now."""
         if process.audit_sha256:
-            return self.sp.contents.get(process.audit_sha256)
+            return self.contents.get(process.audit_sha256)
         from sealpost.certificates.seal import seal_pdf
         from sealpost.signatures.audit import render_audit_trail
         from sealpost.signatures.trail import audit_trail
 
         trail = audit_trail(
             process,
-            tenant_name=self.sp.tenants.get(process.tenant_id).name,
-            ledger_origin=self.settings.ledger_origin,
+            tenant_name=self.tenants.get(process.tenant_id).name,
+            ledger_origin=self.config.ledger_origin,
             repo=self.repo,
         )
         pdf = render_audit_trail(trail)
         return seal_pdf(
             pdf,
-            seal=self.sp.seal_identity,
-            timestamper=self.sp.timestamper,
-            trust_roots=self.sp.trust_roots,
+            seal=self.seal,
+            timestamper=self.timestamper,
+            trust_roots=self.trust_roots,
             reason=f"Audit trail of signature process {process.id}",
-            location=self.settings.hostname,
+            location=self.config.hostname,
         )

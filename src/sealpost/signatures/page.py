@@ -21,14 +21,16 @@ from sealpost.errors import (
     Unauthorized,
 )
 from sealpost.ledger.records import Reason
-from sealpost.signatures.applying import SignatureApplying
+from sealpost.signatures.applying import SignatureApplier
 from sealpost.signatures.model import (
     MAX_IMAGE_BYTES,
     LinkUnusable,
+    SigningConfig,
     SignInput,
     Visitor,
     WrongCode,
 )
+from sealpost.signatures.notices import SignerNotices
 from sealpost.signatures.repository import (
     DECLINED,
     DECLINED_BY,
@@ -44,12 +46,16 @@ from sealpost.signatures.repository import (
     SIGNING_ROLES,
     WAITING,
     Process,
+    SignatureRepository,
     Signer,
 )
 from sealpost.signatures.steps import (
+    ended_message,
     identified_party,
+    load_process,
     process_record,
     signer_party,
+    turn,
     utc_now,
     visitor_details,
 )
@@ -58,8 +64,24 @@ RENEWALS_PER_HOUR = 3
 """New links a signer may ask for themselves in an hour (each is a certified email)."""
 
 
-class SigningPage(SignatureApplying):
-    # -- the signing page ----------------------------------------------------------------------
+class SigningPage:
+    """The steps of one signer on the page; each checks the process is open and their turn."""
+
+    def __init__(
+        self,
+        repo: SignatureRepository,
+        notices: SignerNotices,
+        applier: SignatureApplier,
+        *,
+        otp_key: bytes,
+        config: SigningConfig,
+    ) -> None:
+        self.repo = repo
+        self.notices = notices
+        self.applier = applier
+        self._otp_key = otp_key
+        """HMAC key of the stored codes (derived from the seal key: the same on every replica)."""
+        self.config = config
 
     def check_link(self, token: str, now: datetime | None = None) -> tuple[Process, Signer]:
         """The process and signer a link opens, if it may still be opened; raises
@@ -68,12 +90,12 @@ class SigningPage(SignatureApplying):
         found = self.repo.link(token, LINK)
         if found is None:
             raise LinkUnusable("This link is not valid.", kind="link_invalid", renewable=False)
-        process = self._get(found.process_id)
+        process = load_process(self.repo, found.process_id)
         signer = process.signer(found.signer_id)
         assert signer is not None
         ids = {"process_id": process.id, "signer_id": signer.id}
         if process.status != IN_PROGRESS:
-            raise LinkUnusable(self.ended_message(process), kind="closed", renewable=False, **ids)
+            raise LinkUnusable(ended_message(process), kind="closed", renewable=False, **ids)
         if signer.status in (SIGNED, DECLINED_BY, DONE):
             raise LinkUnusable(
                 "You have already answered this request.",
@@ -116,7 +138,7 @@ class SigningPage(SignatureApplying):
                 now=now,
                 expires_at=min(
                     process.expires_at,
-                    now + timedelta(minutes=self.settings.signing_session_minutes),
+                    now + timedelta(minutes=self.config.session_minutes),
                 ),
                 ip=visitor.ip,
                 user_agent=visitor.user_agent,
@@ -129,7 +151,7 @@ class SigningPage(SignatureApplying):
         found = self.repo.link(token, LINK)
         if found is None:
             raise NotFound("this link is not valid")
-        process = self._get(found.process_id)
+        process = load_process(self.repo, found.process_id)
         signer = process.signer(found.signer_id)
         assert signer is not None
         if process.status != IN_PROGRESS or signer.status in (SIGNED, DECLINED_BY, DONE):
@@ -144,7 +166,7 @@ class SigningPage(SignatureApplying):
                 "Several links were sent to you in the last hour: use the latest one, or "
                 "try again later."
             )
-        self.send_link(process, signer, reminder=False, end_sessions=True)
+        self.notices.send_link(process, signer, reminder=False, end_sessions=True)
 
     def session(self, token: str | None) -> tuple[Process, Signer]:
         if not token:
@@ -152,7 +174,7 @@ class SigningPage(SignatureApplying):
         found = self.repo.link(token, SESSION)
         if found is None or found.expires_at <= utc_now():
             raise Unauthorized("this signing session has expired: open your link again")
-        process = self._get(found.process_id)
+        process = load_process(self.repo, found.process_id)
         signer = process.signer(found.signer_id)
         assert signer is not None
         return process, signer
@@ -178,7 +200,7 @@ class SigningPage(SignatureApplying):
 
     def _require_open(self, process: Process, signer: Signer) -> None:
         if process.status != IN_PROGRESS:
-            raise Conflict(self.ended_message(process))
+            raise Conflict(ended_message(process))
         if signer.status == LOCKED:
             raise Locked("Too many wrong codes: ask the sender for a new link.")
         if signer.status in (SIGNED, DECLINED_BY, DONE, PENDING):
@@ -190,8 +212,8 @@ class SigningPage(SignatureApplying):
         """A signer of a sequential process whose order has not come yet."""
         if process.signing_order != "sequential" or signer.role not in SIGNING_ROLES:
             return False
-        turn = self._turn(process)
-        return turn is not None and signer.sign_order > turn
+        current = turn(process)
+        return current is not None and signer.sign_order > current
 
     def send_otp(self, process: Process, signer: Signer, visitor: Visitor) -> tuple[str, datetime]:
         self._require_open(process, signer)
@@ -207,7 +229,7 @@ class SigningPage(SignatureApplying):
         code = otp.new_code()
         now = utc_now()
         expires_at = now + timedelta(seconds=otp.VALID_SECONDS)
-        communication_id = self._mail(
+        communication_id = self.notices.mail(
             process,
             signer,
             f"Your signing code: {code}",
@@ -345,11 +367,11 @@ class SigningPage(SignatureApplying):
                 next_reminder_at=None,
             ):
                 raise Conflict("the signer's state changed: reload the page")
-        if self._apply(process.id, signer.id):
+        if self.applier.apply(process.id, signer.id):
             return "signed"
-        now_process = self._get(process.id)
+        now_process = load_process(self.repo, process.id)
         if now_process.status != IN_PROGRESS:  # ended (cancelled, expired) meanwhile
-            raise Conflict(self.ended_message(now_process))
+            raise Conflict(ended_message(now_process))
         return "signing_pending"
 
     # -- ending --------------------------------------------------------------------------------
@@ -383,6 +405,6 @@ class SigningPage(SignatureApplying):
                 ended_reason=reason[:2000],
                 updated_at=now,
             ):
-                raise Conflict(self.ended_message(process))
+                raise Conflict(ended_message(process))
             self.repo.set_signer_in(conn, signer.id, status=DECLINED_BY)
             self.repo.add_evidence_in(conn, [record])

@@ -1,5 +1,5 @@
-"""Small pieces every part of a signature process uses: the evidence record of a step, the
-signer as a party of it, the clock."""
+"""Small pieces every part of a signature process uses: reading a process, whose turn it is,
+the evidence record of a step, the signer as a party of it, the clock."""
 
 from __future__ import annotations
 
@@ -7,13 +7,21 @@ import hashlib
 from datetime import UTC, datetime
 from typing import Any
 
+from sealpost.errors import NotFound
 from sealpost.ledger.records import EvidenceRecord, Party, Subject, new_record
 from sealpost.signatures.model import (
     SignerRequest,
     Visitor,
 )
 from sealpost.signatures.repository import (
+    CANCELLED,
+    COMPLETED,
+    DECLINED,
+    EXPIRED,
+    SIGNED,
+    SIGNING_ROLES,
     Process,
+    SignatureRepository,
     Signer,
 )
 
@@ -24,6 +32,34 @@ def sha256_hex(data: bytes) -> str:
 
 def utc_now() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
+
+
+def load_process(
+    repo: SignatureRepository, process_id: str, tenant_id: str | None = None
+) -> Process:
+    """The process (of ``tenant_id`` when given), or ``NotFound``."""
+    found = repo.get(process_id, tenant_id)
+    if found is None:
+        raise NotFound(f"no signature process {process_id}")
+    return found
+
+
+def turn(process: Process) -> int | None:
+    """The order number whose signers sign now (sequential); None when all have."""
+    open_orders = [
+        s.sign_order for s in process.signers if s.role in SIGNING_ROLES and s.status != SIGNED
+    ]
+    return min(open_orders) if open_orders else None
+
+
+def ended_message(process: Process) -> str:
+    """What the page says about a process that is over."""
+    return {
+        COMPLETED: "This document has been signed by everyone.",
+        DECLINED: "This signature request was declined.",
+        EXPIRED: "This signature request has expired.",
+        CANCELLED: "This signature request was cancelled by the sender.",
+    }.get(process.status, "This signature request is closed.")
 
 
 def process_subject(process_id: str) -> Subject:
