@@ -7,6 +7,7 @@ an integration would; the real one is communications' certified email, wired in
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -61,15 +62,20 @@ def engine(database_url: str) -> Iterator[Engine]:
         engine.dispose()
 
 
-def test_a_service_built_from_real_parts_runs_a_process_to_completion(
-    engine: Engine, identities: LocalIdentities, timestamper: TimeStamper, tmp_path: Path
-) -> None:
-    tenants = TenantRepository(engine)
-    mail = KeptMail()
-    service = SignatureService(
+def build_service(
+    engine: Engine,
+    identities: LocalIdentities,
+    timestamper: TimeStamper,
+    blobs: Path,
+    mail: KeptMail,
+    *,
+    inline_max_bytes: int = 1 << 20,
+) -> SignatureService:
+    """Every part the service uses, and nothing else."""
+    return SignatureService(
         repo=SignatureRepository(engine),
-        tenants=tenants,
-        contents=ContentStore(engine, BlobStore(tmp_path / "blobs"), inline_max_bytes=1 << 20),
+        tenants=TenantRepository(engine),
+        contents=ContentStore(engine, BlobStore(blobs), inline_max_bytes=inline_max_bytes),
         mailer=mail,
         seal=identities.seal,
         timestamper=timestamper,
@@ -85,25 +91,33 @@ def test_a_service_built_from_real_parts_runs_a_process_to_completion(
             max_document_bytes=10 << 20,
         ),
     )
-    tenant = tenants.create("Acme Repairs")
-    process, created = service.create(
-        tenant,
-        ProcessRequest(
-            title="Repair quote 4711",
-            documents=(DocumentRequest("quote.pdf", contract_pdf()),),
-            signers=(
-                SignerRequest(
-                    name="Jane Customer",
-                    email="jane@example.net",
-                    phone=None,
-                    role="signer",
-                    order=1,
-                    identification="email_otp",
-                    fields=(FieldRequest(0, anchor="1"),),
-                ),
+
+
+def one_signer(identification: str = "email_otp") -> ProcessRequest:
+    return ProcessRequest(
+        title="Repair quote 4711",
+        documents=(DocumentRequest("quote.pdf", contract_pdf()),),
+        signers=(
+            SignerRequest(
+                name="Jane Customer",
+                email="jane@example.net",
+                phone=None,
+                role="signer",
+                order=1,
+                identification=identification,
+                fields=(FieldRequest(0, anchor="1"),),
             ),
         ),
     )
+
+
+def test_a_service_built_from_real_parts_runs_a_process_to_completion(
+    engine: Engine, identities: LocalIdentities, timestamper: TimeStamper, tmp_path: Path
+) -> None:
+    mail = KeptMail()
+    service = build_service(engine, identities, timestamper, tmp_path / "blobs", mail)
+    tenant = TenantRepository(engine).create("Acme Repairs")
+    process, created = service.create(tenant, one_signer())
     assert created
     invitation = mail.sent[-1]
     assert invitation.to == "jane@example.net" and invitation.tenant_id == tenant.id
@@ -131,4 +145,29 @@ def test_a_service_built_from_real_parts_runs_a_process_to_completion(
     assert [c.signer_name for c in checks if not c.is_document_timestamp] == ["Jane Customer"]
     assert all(c.ok for c in checks)
     assert mail.sent[-1].details["purpose"] == "copy" and mail.sent[-1].attachments
+    assert service.audit_pdf(done).startswith(b"%PDF")
+
+
+def test_documents_above_the_inline_size_are_kept_as_blob_files(
+    engine: Engine, identities: LocalIdentities, timestamper: TimeStamper, tmp_path: Path
+) -> None:
+    """Contents above ``content_inline_max_bytes`` live as blob files: a process stores its
+    documents, their signed revisions and its audit trail there too, before committing."""
+    mail = KeptMail()
+    service = build_service(
+        engine, identities, timestamper, tmp_path / "blobs", mail, inline_max_bytes=0
+    )
+    tenant = TenantRepository(engine).create("Acme Repairs")
+    process, _created = service.create(tenant, one_signer("none"))
+    document, pdf = service.document_pdf(process, 0)
+    assert hashlib.sha256(pdf).hexdigest() == document.current_sha256
+    assert service.page_png(process, 0, 1).startswith(b"\x89PNG")
+    token = re.search(r"/sign/(\S+)", mail.sent[-1].text)
+    assert token
+    _session, process, signer = service.open_link(token.group(1), VISITOR)
+    assert service.sign(process, signer, SignInput(True, None, "Jane"), VISITOR) == "signed"
+    done = service.get(tenant.id, process.id)
+    assert done.status == "completed" and done.audit_sha256 is not None
+    document, pdf = service.document_pdf(done, 0)
+    assert hashlib.sha256(pdf).hexdigest() == document.current_sha256
     assert service.audit_pdf(done).startswith(b"%PDF")

@@ -207,6 +207,7 @@ class SignatureApplier:
                 ],
             },
         )
+        self.contents.put_large([data for _, data, _ in outputs])  # durable before the commit
         try:
             with self.repo.transaction() as conn:
                 self._advance_in(conn, outputs, kind=signer.role, signer_id=signer.id, now=now)
@@ -236,7 +237,8 @@ class SignatureApplier:
         now: datetime,
     ) -> None:
         """Store each new revision and move its document to it, compare-and-set on the
-        revision it was made from; raises :class:`Moved` (rolling all back) if one moved."""
+        revision it was made from; raises :class:`Moved` (rolling all back) if one moved.
+        Revisions too large for the database must already be blob files (``put_large``)."""
         for document, data, sha in outputs:
             self.contents.put_in(conn, [data])
             if not self.repo.advance_document_in(
@@ -287,6 +289,7 @@ class SignatureApplier:
                 "signers": [s.id for s in process.signers if s.status == SIGNED],
             },
         )
+        self.contents.put_large([data for _, data, _ in outputs])
         try:
             with self.repo.transaction() as conn:
                 self._advance_in(conn, outputs, kind="timestamp", signer_id=None, now=now)
@@ -305,6 +308,7 @@ class SignatureApplier:
         completed = load_process(self.repo, process.id)
         try:
             audit = self.audit_pdf(completed)
+            self.contents.put_large([audit])
             with self.repo.transaction() as conn:
                 self.contents.put_in(conn, [audit])
                 self.repo.set_process_in(

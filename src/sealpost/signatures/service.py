@@ -267,6 +267,7 @@ class SignatureService:
                 ],
             },
         )
+        self.contents.put_large(contents)  # large PDFs as blob files, durable before the commit
         with self.repo.transaction() as conn:
             self.contents.put_in(conn, contents)
             self.repo.create_in(
