@@ -33,6 +33,7 @@ from sealpost.tenants.repository import TenantRepository
 if TYPE_CHECKING:
     from cryptography import x509
 
+    from sealpost.access.service import AccessService
     from sealpost.communications.certificates import CertificateService
     from sealpost.communications.contents import ContentStore
     from sealpost.communications.email.delivery import DeliveryWorker
@@ -245,6 +246,17 @@ class Sealpost:
         return WebhookSender(self.webhook_deliveries, self.settings, wake=self.webhooks_due)
 
     @cached_property
+    def access(self) -> AccessService:
+        """Links, page sessions and one-time codes of every page a person opens."""
+        from sealpost.access import codes
+        from sealpost.access.repository import AccessRepository
+        from sealpost.access.service import AccessService
+
+        return AccessService(
+            AccessRepository(self.engine), code_key=codes.key_for(self.seal_identity)
+        )
+
+    @cached_property
     def certified_mailer(self) -> CertifiedMailer:
         """Sealpost's own certified emails (signing invitations, codes), as any tenant's."""
         from sealpost.communications.email.outgoing import CertifiedMailer
@@ -259,6 +271,7 @@ class Sealpost:
 
         return SignatureService(
             repo=SignatureRepository(self.engine),
+            access=self.access,
             tenants=self.tenants,
             contents=self.contents,
             mailer=SignatureMail(self.certified_mailer),

@@ -487,7 +487,7 @@ def test_an_expired_code_is_refused_with_its_own_message(
 ) -> None:
     from sqlalchemy import update
 
-    from sealpost.signatures.tables import signature_signers
+    from sealpost.access.tables import access_challenges
 
     client.post("/v1/signatures", json=process_request(signer("Jane", "jane")), headers=key)
     page = open_page(client, link_path(wait_mail(mail_env, "jane", "asks you to sign")))
@@ -495,9 +495,9 @@ def test_an_expired_code_is_refused_with_its_own_message(
     code = code_in(wait_mail(mail_env, "jane", "Your signing code"))
     with mail_env.sp.engine.begin() as conn:  # eleven minutes later
         conn.execute(
-            update(signature_signers)
-            .where(signature_signers.c.id == page.config["signer_id"])
-            .values(otp_expires_at=datetime.now(UTC) - timedelta(minutes=1))
+            update(access_challenges)
+            .where(access_challenges.c.party_id == page.config["signer_id"])
+            .values(expires_at=datetime.now(UTC) - timedelta(minutes=1))
         )
     late = page.call("POST", "/otp/verify", json={"code": code})
     assert late.status_code == 422 and "expired" in late.json()["message"]

@@ -1,8 +1,8 @@
 """The signature service built from its parts alone: no ``Sealpost`` object, no HTTP.
 
-What it receives is all it uses: the repositories, the content store, the seal, a timestamper,
-the trust roots, a slice of the settings, and a ``Mailer`` (here one that keeps the mails, as
-an integration would; the real one is communications' certified email, wired in
+What it receives is all it uses: the repositories, the access kit, the content store, the seal,
+a timestamper, the trust roots, a slice of the settings, and a ``Mailer`` (here one that keeps
+the mails, as an integration would; the real one is communications' certified email, wired in
 ``sealpost.app``)."""
 
 from __future__ import annotations
@@ -15,6 +15,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
+from sealpost.access import codes
+from sealpost.access.repository import AccessRepository
+from sealpost.access.service import AccessService
 from sealpost.certificates.pades import check_signatures
 from sealpost.communications.contents import ContentStore
 from sealpost.db import migrate
@@ -74,6 +77,7 @@ def build_service(
     """Every part the service uses, and nothing else."""
     return SignatureService(
         repo=SignatureRepository(engine),
+        access=AccessService(AccessRepository(engine), code_key=codes.key_for(identities.seal)),
         tenants=TenantRepository(engine),
         contents=ContentStore(engine, BlobStore(blobs), inline_max_bytes=inline_max_bytes),
         mailer=mail,

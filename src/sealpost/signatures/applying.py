@@ -13,7 +13,8 @@ from typing import Any
 from cryptography import x509
 from sqlalchemy import Connection
 
-from sealpost.access import codes as otp
+from sealpost.access.model import Challenge, mask
+from sealpost.access.service import AccessService
 from sealpost.certificates.pades import (
     SignatureUnavailable,
     SignerAppearance,
@@ -48,6 +49,7 @@ from sealpost.signatures.steps import (
     process_record,
     sha256_hex,
     signature_field_name,
+    signer_holder,
     turn,
     utc_now,
 )
@@ -63,6 +65,7 @@ class SignatureApplier:
     def __init__(
         self,
         repo: SignatureRepository,
+        access: AccessService,
         contents: Contents,
         notices: SignerNotices,
         tenants: TenantRepository,
@@ -73,6 +76,7 @@ class SignatureApplier:
         config: SigningConfig,
     ) -> None:
         self.repo = repo
+        self.access = access
         self.contents = contents
         self.notices = notices
         self.tenants = tenants
@@ -91,6 +95,7 @@ class SignatureApplier:
             if process.status != IN_PROGRESS:  # cancelled or expired meanwhile: never apply
                 return False
             intent = signer.pending_signature
+            challenge = self.access.challenge(signer_holder(process, signer))
             signed_at = datetime.fromisoformat(intent["signed_at"])
             image = base64.b64decode(intent["image_png"]) if intent.get("image_png") else None
             outputs: list[tuple[Document, bytes, str]] = []
@@ -98,7 +103,7 @@ class SignatureApplier:
                 for document in process.documents:
                     before = self.contents.get(document.current_sha256)
                     field = self._field_for(signer, document)
-                    evidence = self._bound_evidence(process, signer, intent, document)
+                    evidence = self._bound_evidence(process, signer, challenge, intent, document)
                     after = sign_for_signer(
                         before,
                         field=field,
@@ -107,7 +112,7 @@ class SignatureApplier:
                             signed_at=signed_at,
                             image_png=image,
                             typed=intent.get("typed"),
-                            identification=self._identification_line(signer),
+                            identification=self._identification_line(signer, challenge),
                         ),
                         reason=("Approved" if signer.role == "approver" else "Signed")
                         + f" by {signer.name}",
@@ -131,14 +136,18 @@ class SignatureApplier:
                         pending_signature=None,
                     )
                 raise
-            if self._commit_signature(process, signer, intent, outputs):
+            if self._commit_signature(process, signer, challenge, intent, outputs):
                 self.after_signature(process.id)
                 return True
         raise Conflict("the documents kept changing while signing: try again")
 
     @staticmethod
     def _bound_evidence(
-        process: Process, signer: Signer, intent: Mapping[str, Any], document: Document
+        process: Process,
+        signer: Signer,
+        challenge: Challenge | None,
+        intent: Mapping[str, Any],
+        document: Document,
     ) -> dict[str, str]:
         """What the signature binds (a signed attribute holds its canonical SHA-256) and the
         DocumentSigned record keeps whole, so anyone can recompute the digest."""
@@ -150,7 +159,7 @@ class SignatureApplier:
             "signer_email": signer.email or "",
             "role": signer.role,
             "identification": signer.identification,
-            "otp_communication_id": signer.otp_communication_id or "",
+            "otp_communication_id": (challenge.communication_id if challenge else None) or "",
             "ip": intent.get("ip") or "",
             "user_agent": intent.get("user_agent") or "",
             "consent_sha256": intent["consent_sha256"],
@@ -166,15 +175,16 @@ class SignatureApplier:
         return f"Signer{signer.number + 1}Invisible"
 
     @staticmethod
-    def _identification_line(signer: Signer) -> str:
-        if signer.identification == "email_otp" and signer.otp_sent_to:
-            return f"Identified by email code ({otp.mask_email(signer.otp_sent_to)})"
+    def _identification_line(signer: Signer, challenge: Challenge | None) -> str:
+        if signer.identification == "email_otp" and challenge and challenge.sent_to:
+            return f"Identified by email code ({mask(challenge.sent_to, challenge.channel)})"
         return "Identified by the sender (simple signature)"
 
     def _commit_signature(
         self,
         process: Process,
         signer: Signer,
+        challenge: Challenge | None,
         intent: Mapping[str, Any],
         outputs: Sequence[tuple[Document, bytes, str]],
     ) -> bool:
@@ -183,7 +193,7 @@ class SignatureApplier:
             process,
             "DocumentSigned",
             now,
-            recipient=identified_party(signer, signer.identification),
+            recipient=identified_party(signer, signer.identification, challenge),
             details={
                 "signer_id": signer.id,
                 "role": signer.role,
@@ -199,7 +209,7 @@ class SignatureApplier:
                         "sha256_after": sha,
                         "field": self._field_for(signer, d),
                         "bound_evidence": (
-                            bound := self._bound_evidence(process, signer, intent, d)
+                            bound := self._bound_evidence(process, signer, challenge, intent, d)
                         ),
                         "bound_evidence_sha256": evidence_digest(bound).hex(),
                     }

@@ -7,17 +7,16 @@ record written here.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from sealpost.access.service import AccessService
 from sealpost.errors import Conflict, Locked
 from sealpost.signatures.model import SigningConfig
 from sealpost.signatures.ports import Mailer, OutgoingMail
 from sealpost.signatures.repository import (
     IN_PROGRESS,
-    LINK,
     LOCKED,
     NOTIFIED,
     WAITING,
@@ -25,7 +24,13 @@ from sealpost.signatures.repository import (
     SignatureRepository,
     Signer,
 )
-from sealpost.signatures.steps import process_record, signer_party, turn, utc_now
+from sealpost.signatures.steps import (
+    process_record,
+    signer_holder,
+    signer_party,
+    turn,
+    utc_now,
+)
 from sealpost.tenants.repository import TenantRepository
 
 
@@ -35,11 +40,13 @@ class SignerNotices:
     def __init__(
         self,
         repo: SignatureRepository,
+        access: AccessService,
         tenants: TenantRepository,
         mailer: Mailer,
         config: SigningConfig,
     ) -> None:
         self.repo = repo
+        self.access = access
         self.tenants = tenants
         self.mailer = mailer
         self.config = config
@@ -105,24 +112,15 @@ class SignerNotices:
             raise Conflict("a cc gets the signed documents at the end, not a signing link")
         if signer.status == LOCKED and not unlock:
             raise Locked("Too many wrong codes: ask the sender for a new link.")
-        token = secrets.token_urlsafe(32)
+        holder = signer_holder(process, signer)
         expires_at = min(process.expires_at, now + timedelta(hours=self.config.link_hours))
         with self.repo.transaction() as conn:
-            self.repo.add_link_in(
-                conn, token=token, kind=LINK, signer_id=signer.id, now=now, expires_at=expires_at
-            )
+            token = self.access.issue_link_in(conn, holder, now=now, expires_at=expires_at)
             if end_sessions:
-                self.repo.end_sessions_in(conn, signer.id, now)
+                self.access.end_sessions_in(conn, holder, now)
             if signer.status == LOCKED:  # unlock: the tenant vouches for a new try
-                self.repo.set_signer_in(
-                    conn,
-                    signer.id,
-                    expect_status=(LOCKED,),
-                    status=NOTIFIED,
-                    otp_attempts=0,
-                    otp_hash=None,
-                    otp_sends=0,
-                )
+                self.repo.set_signer_in(conn, signer.id, expect_status=(LOCKED,), status=NOTIFIED)
+                self.access.reset_codes_in(conn, holder)
         return token, expires_at
 
     def link_url(self, token: str) -> str:

@@ -32,9 +32,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
-from sealpost.access import codes as otp
+from sealpost.access.model import Challenge
+from sealpost.access.service import AccessService
 from sealpost.certificates.pades import (
     FieldSpec,
     prepare_document,
@@ -93,17 +93,6 @@ log = get_logger(__name__)
 MAX_REMINDER_HOURS = 24 * 366
 
 
-def otp_key(seal: SigningIdentity) -> bytes:
-    """The HMAC key of stored codes: derived from the seal key, so every replica has it and
-    a database dump alone reveals no code."""
-    der = seal.private_key.private_bytes(
-        serialization.Encoding.DER,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    return otp.derive_key(der)
-
-
 class SignatureService:
     """Signature processes: creation, reads, cancellation, expiry and the worker's pass; the
     signing page's steps (``page``), applying signatures (``applying``) and notifying
@@ -113,6 +102,7 @@ class SignatureService:
         self,
         *,
         repo: SignatureRepository,
+        access: AccessService,
         tenants: TenantRepository,
         contents: Contents,
         mailer: Mailer,
@@ -124,9 +114,10 @@ class SignatureService:
         self.repo = repo
         self.contents = contents
         self.config = config
-        self.notices = SignerNotices(repo, tenants, mailer, config)
+        self.notices = SignerNotices(repo, access, tenants, mailer, config)
         self.applier = SignatureApplier(
             repo,
+            access,
             contents,
             self.notices,
             tenants,
@@ -135,9 +126,7 @@ class SignatureService:
             trust_roots=trust_roots,
             config=config,
         )
-        self.page = SigningPage(
-            repo, self.notices, self.applier, otp_key=otp_key(seal), config=config
-        )
+        self.page = SigningPage(repo, access, self.notices, self.applier, config=config)
         self._page_png = functools.lru_cache(maxsize=256)(self._render_page)
         """Page images by (document digest, page): a digest names its bytes forever."""
 
@@ -523,6 +512,9 @@ class SignatureService:
 
     def page_status(self, process: Process, signer: Signer) -> str:
         return self.page.page_status(process, signer)
+
+    def challenge(self, process: Process, signer: Signer) -> Challenge | None:
+        return self.page.challenge(process, signer)
 
     def send_otp(self, process: Process, signer: Signer, visitor: Visitor) -> tuple[str, datetime]:
         return self.page.send_otp(process, signer, visitor)

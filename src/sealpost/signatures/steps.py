@@ -7,6 +7,7 @@ import hashlib
 from datetime import UTC, datetime
 from typing import Any
 
+from sealpost.access.model import Challenge, Holder
 from sealpost.errors import NotFound
 from sealpost.ledger.records import EvidenceRecord, Party, Subject, new_record
 from sealpost.signatures.model import (
@@ -62,8 +63,17 @@ def ended_message(process: Process) -> str:
     }.get(process.status, "This signature request is closed.")
 
 
+SUBJECT_TYPE = "signature_process"
+"""The subject type of a process, in evidence records and in the access kit."""
+
+
 def process_subject(process_id: str) -> Subject:
-    return Subject("signature_process", process_id)
+    return Subject(SUBJECT_TYPE, process_id)
+
+
+def signer_holder(process: Process, signer: Signer) -> Holder:
+    """The signer as the access kit knows them: links, page sessions and codes are theirs."""
+    return Holder(process.tenant_id, SUBJECT_TYPE, process.id, signer.id)
 
 
 def signer_party(signer: Signer) -> Party:
@@ -81,15 +91,15 @@ def process_record(process: Process, event: str, now: datetime, **fields: Any) -
     )
 
 
-def identified_party(signer: Signer, method: str) -> Party:
+def identified_party(signer: Signer, method: str, challenge: Challenge | None) -> Party:
     """The signer as identified: the method, where the code went, the email that carried it."""
     return Party(
         signer.email or signer.name,
         display_name=signer.name,
         identification={
             "method": method,
-            "sent_to": signer.otp_sent_to,
-            "communication_id": signer.otp_communication_id,
+            "sent_to": challenge.sent_to if challenge else None,
+            "communication_id": challenge.communication_id if challenge else None,
         },
     )
 
