@@ -156,3 +156,31 @@ def test_a_code_is_bound_to_its_holder_and_expires(access: AccessService, holder
     later = NOW + timedelta(minutes=11)
     with access.transaction() as conn, pytest.raises(InvalidInput, match="expired"):
         access.check_code_in(conn, holder, codes_sent[0], later)
+
+
+def test_a_new_link_brings_new_code_sends_but_not_new_checks(
+    access: AccessService, holder: Holder
+) -> None:
+    """At most 5 codes per link (docs/signatures.md); a holder who used them all is not stuck
+    once a new link comes, but a new link never undoes a lockout."""
+    sent: list[str] = []
+
+    def deliver(code: str) -> str:
+        sent.append(code)
+        return "m"
+
+    def send() -> None:
+        access.send_code(holder, channel=EMAIL, to="jane@example.test", deliver=deliver, now=NOW)
+
+    for _ in range(MAX_SENDS):
+        send()
+    with pytest.raises(TooManyRequests):
+        send()
+    wrong = "000000" if sent[-1] != "000000" else "111111"
+    for _ in range(MAX_ATTEMPTS):
+        with access.transaction() as conn:
+            access.check_code_in(conn, holder, wrong, NOW)
+    _link(access, holder)
+    send()  # the new link's budget
+    with access.transaction() as conn, pytest.raises(Locked):
+        access.check_code_in(conn, holder, sent[-1], NOW)

@@ -26,8 +26,8 @@ VALID_SECONDS = 600
 MAX_ATTEMPTS = 5
 """Code checks per holder: the 5th wrong one locks, until whoever issues links vouches again."""
 MAX_SENDS = 5
-"""Codes sent to one holder until whoever issues links vouches again: more is someone
-hammering the button (or a bot); each code is a message with a cost."""
+"""Codes sent to one holder per link: more is someone hammering the button (or a bot); each
+code is a message with a cost."""
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,9 @@ A page a person opens from a certified message goes through three steps, each he
    holder's open pages (:meth:`end_sessions_in`).
 3. **The one-time code** (6 digits, 10 minutes) goes by a channel the caller picks and words
    (:class:`CodeDelivery`: a certified email now, an SMS later); it is stored as an HMAC bound
-   to the holder, checks are counted atomically, the 5th wrong one locks the holder out, and at
-   most 5 codes are sent, until whoever issues links vouches again (:meth:`reset_codes_in`).
+   to the holder, checks are counted atomically, the 5th wrong one locks the holder out until
+   whoever issues links vouches again (:meth:`reset_codes_in`), and at most 5 codes are sent
+   per link.
 
 The kit decides nothing about the subject (is the process open? is it this person's turn?):
 its caller checks that, and records the evidence.  Methods named ``*_in`` run inside the
@@ -65,9 +66,12 @@ class AccessService:
     def issue_link_in(
         self, conn: Connection, holder: Holder, *, now: datetime, expires_at: datetime
     ) -> str:
-        """A fresh single-use link token for ``holder`` (to put in a message)."""
+        """A fresh single-use link token for ``holder`` (to put in a message).  It brings 5 new
+        code sends (each send is a message with a cost: the budget is per link, and links are
+        rate-limited by their issuer), never new code checks: only a reset gives those."""
         token = secrets.token_urlsafe(32)
         self.repo.add_link_in(conn, holder, token=token, kind=LINK, now=now, expires_at=expires_at)
+        self.repo.set_challenge_in(conn, holder, sends=0)
         return token
 
     def link(self, token: str, subject_type: str) -> Grant | None:
