@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from sealpost.communications.email.dsn import DeliveryReport, parse_dsn
 
-DATA = Path(__file__).parent.parent / "testdata" / "email"
+DATA = Path(__file__).parents[2] / "testdata" / "email"
 
 
 def sample(name: str) -> bytes:
