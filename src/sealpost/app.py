@@ -34,9 +34,11 @@ from sealpost.tenants.repository import TenantRepository
 if TYPE_CHECKING:
     from cryptography import x509
 
+    from sealpost.access.service import AccessService
     from sealpost.communications.certificates import CertificateService
     from sealpost.communications.contents import ContentStore
     from sealpost.communications.email.delivery import DeliveryWorker
+    from sealpost.communications.email.outgoing import CertifiedMailer
     from sealpost.communications.email.smtp_server import SmtpListeners
     from sealpost.communications.email.submission import SubmissionService
     from sealpost.communications.email.verp import BounceAddresses
@@ -51,6 +53,7 @@ if TYPE_CHECKING:
     from sealpost.events.webhooks.repository import WebhookRepository
     from sealpost.events.webhooks.sender import WebhookSender
     from sealpost.signatures.endpoints import SignaturesParts
+    from sealpost.signatures.ports import OutgoingMail
     from sealpost.signatures.service import SignatureService
     from sealpost.tenants.senders import SenderRepository
 
@@ -66,6 +69,26 @@ def ensure_local_keys(settings: Settings) -> None:
     if not (keys_dir / "seal.pem").exists():
         init_keys(keys_dir)
         log.info("keys.created", directory=str(keys_dir))
+
+
+@dataclass(frozen=True)
+class SignatureMail:
+    """Signatures' ``Mailer`` port over communications: the invitations, reminders, codes
+    and copies of a process are certified emails like any other."""
+
+    mailer: CertifiedMailer
+
+    def send(self, mail: OutgoingMail) -> str:
+        return self.mailer.send(
+            tenant_id=mail.tenant_id,
+            sender=mail.sender,
+            to=mail.to,
+            subject=mail.subject,
+            text=mail.text,
+            attachments=mail.attachments,
+            identification=mail.identification,
+            details=mail.details,
+        )
 
 
 @dataclass
@@ -238,10 +261,40 @@ class Sealpost:
         return WebhookSender(self.webhook_queue, self.settings, wake=self.webhooks_due)
 
     @cached_property
+    def access(self) -> AccessService:
+        """Links, page sessions and one-time codes of every page a person opens."""
+        from sealpost.access import codes
+        from sealpost.access.repository import AccessRepository
+        from sealpost.access.service import AccessService
+
+        return AccessService(
+            AccessRepository(self.engine), code_key=codes.key_for(self.seal_identity)
+        )
+
+    @cached_property
+    def certified_mailer(self) -> CertifiedMailer:
+        """Sealpost's own certified emails (signing invitations, codes), as any tenant's."""
+        from sealpost.communications.email.outgoing import CertifiedMailer
+
+        return CertifiedMailer(self.submissions, hostname=self.settings.hostname)
+
+    @cached_property
     def signatures(self) -> SignatureService:
+        from sealpost.signatures.model import SigningConfig
+        from sealpost.signatures.repository import SignatureRepository
         from sealpost.signatures.service import SignatureService
 
-        return SignatureService(self)
+        return SignatureService(
+            repo=SignatureRepository(self.engine),
+            access=self.access,
+            tenants=self.tenants,
+            contents=self.contents,
+            mailer=SignatureMail(self.certified_mailer),
+            seal=self.seal_identity,
+            timestamper=self.timestamper,
+            trust_roots=self.trust_roots,
+            config=SigningConfig.from_settings(self.settings),
+        )
 
     @cached_property
     def return_paths(self) -> BounceAddresses:

@@ -7,6 +7,7 @@ checks that the two agree.
 
 from __future__ import annotations
 
+from sealpost.access import tables as access_tables
 from sealpost.communications import tables as communications_tables
 from sealpost.db import tables as db_tables
 from sealpost.db.metadata import metadata
@@ -20,6 +21,7 @@ DOMAIN_TABLES = (
     ledger_tables,
     tenants_tables,
     events_tables,
+    access_tables,
     communications_tables,
     signatures_tables,
 )

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import Engine, inspect, text
 
 from sealpost.db import migrate
 from sealpost.db.engine import make_test_engine
@@ -26,10 +28,120 @@ def test_upgrade_matches_the_tables_and_downgrade_undoes_it(database_url: str) -
     engine.dispose()
 
 
-def _downgrade(engine: object) -> None:
+def _downgrade(engine: Engine, revision: str = "base") -> None:
     from alembic import command
 
     config = migrate.alembic_config()
-    with engine.begin() as conn:  # type: ignore[attr-defined]
+    with engine.begin() as conn:
         config.attributes["connection"] = conn
-        command.downgrade(config, "base")
+        command.downgrade(config, revision)
+
+
+NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
+LATER = NOW + timedelta(hours=72)
+
+
+def _rows(engine: Engine, query: str) -> list[dict[str, object]]:
+    with engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(text(query))]
+
+
+def _when(value: object) -> datetime:
+    moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def test_0006_moves_links_sessions_and_code_state_to_the_access_tables_and_back(
+    database_url: str,
+) -> None:
+    """Links already emailed, pages already open and code counters survive the upgrade (and
+    the downgrade): a locked signer stays locked, a spent link stays spent."""
+    engine = make_test_engine(database_url)
+    migrate.upgrade(engine, "0004")
+    with engine.begin() as conn:
+        conn.execute(
+            text("INSERT INTO tenants (id, name, created_at) VALUES ('t1', 'Acme', :now)"),
+            {"now": NOW},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO signature_processes (id, tenant_id, title, status, signing_order,"
+                " consent_text, consent_sha256, created_at, updated_at, expires_at)"
+                " VALUES ('p1', 't1', 'Quote', 'in_progress', 'parallel', 'ok', 'c', :now,"
+                " :now, :later)"
+            ),
+            {"now": NOW, "later": LATER},
+        )
+        for signer, status, otp in (
+            ("s1", "locked", {"hash": "h" * 64, "attempts": 5, "sends": 2, "to": "j@x.test"}),
+            ("s2", "notified", None),
+        ):
+            conn.execute(
+                text(
+                    "INSERT INTO signature_signers (id, process_id, number, name, email, role,"
+                    " sign_order, identification, status, otp_hash, otp_expires_at,"
+                    " otp_attempts, otp_sends, otp_sent_to, otp_communication_id)"
+                    " VALUES (:id, 'p1', :number, 'Jane', 'j@x.test', 'signer', 1, 'email_otp',"
+                    " :status, :hash, :expires, :attempts, :sends, :to, :comm)"
+                ),
+                {
+                    "id": signer,
+                    "number": int(signer[1]),
+                    "status": status,
+                    "hash": otp and otp["hash"],
+                    "expires": otp and NOW,
+                    "attempts": otp["attempts"] if otp else 0,
+                    "sends": otp["sends"] if otp else 0,
+                    "to": otp and otp["to"],
+                    "comm": otp and "c1",
+                },
+            )
+        for token, kind, signer, used in (
+            ("a" * 64, "link", "s1", NOW),
+            ("b" * 64, "session", "s1", None),
+            ("c" * 64, "link", "s2", None),
+        ):
+            conn.execute(
+                text(
+                    "INSERT INTO signing_links (token_sha256, kind, signer_id, created_at,"
+                    " expires_at, used_at, ip) VALUES (:t, :k, :s, :now, :later, :used, '::1')"
+                ),
+                {"t": token, "k": kind, "s": signer, "now": NOW, "later": LATER, "used": used},
+            )
+
+    migrate.upgrade(engine)
+    links = _rows(engine, "SELECT * FROM access_links ORDER BY token_sha256")
+    assert [(r["kind"], r["party_id"], r["used_at"] is not None) for r in links] == [
+        ("link", "s1", True),
+        ("session", "s1", False),
+        ("link", "s2", False),
+    ]
+    assert {(r["tenant_id"], r["subject_type"], r["subject_id"], r["ip"]) for r in links} == {
+        ("t1", "signature_process", "p1", "::1")
+    }
+    assert all(_when(r["expires_at"]) == LATER for r in links)
+    challenges = _rows(engine, "SELECT * FROM access_challenges")
+    assert len(challenges) == 1  # s2 never had a code
+    moved = challenges[0]
+    assert (moved["party_id"], moved["channel"], moved["code_hash"]) == ("s1", "email", "h" * 64)
+    assert (moved["attempts"], moved["sends"], moved["sent_to"]) == (5, 2, "j@x.test")
+    assert moved["communication_id"] == "c1" and _when(moved["expires_at"]) == NOW
+    columns = {c["name"] for c in inspect(engine).get_columns("signature_signers")}
+    assert not any(c.startswith("otp_") for c in columns)
+    assert "signing_links" not in inspect(engine).get_table_names()
+
+    _downgrade(engine, "0004")
+    back = _rows(engine, "SELECT * FROM signing_links ORDER BY token_sha256")
+    assert [(r["kind"], r["signer_id"], r["used_at"] is not None) for r in back] == [
+        ("link", "s1", True),
+        ("session", "s1", False),
+        ("link", "s2", False),
+    ]
+    signers = _rows(engine, "SELECT * FROM signature_signers ORDER BY id")
+    assert [(s["otp_attempts"], s["otp_sends"], s["otp_sent_to"]) for s in signers] == [
+        (5, 2, "j@x.test"),
+        (0, 0, None),
+    ]
+    assert signers[0]["otp_hash"] == "h" * 64 and signers[0]["status"] == "locked"
+    assert "access_links" not in inspect(engine).get_table_names()
+    engine.dispose()

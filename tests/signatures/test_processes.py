@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import subprocess
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -17,7 +18,8 @@ from fpdf import FPDF
 
 from sealpost.certificates.pades.validation import check_signatures
 from sealpost.events.tables import outbox_events
-from sealpost.ledger.timestamps import HttpTimeStamper
+from sealpost.pki.keys import LocalIdentities
+from sealpost.pki.tsa import EmbeddedTSA
 from tests.signatures.flow import (
     PageSession,
     b64,
@@ -33,14 +35,26 @@ from tests.signatures.flow import (
     wait_mail,
 )
 from tests.support.mail import MailEnv
-from tests.support.smtp_peer import free_port
+from tests.support.tsa import SwitchableTsa
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
 @pytest.fixture
-def mail_overrides() -> dict[str, object]:
-    return {"certificates_enabled": False, "signing_worker_enabled": False}
+def tsa(identities: LocalIdentities) -> Iterator[SwitchableTsa]:
+    """The TSA Sealpost uses here, over HTTP on 127.0.0.1: a test takes it down and back."""
+    with SwitchableTsa(EmbeddedTSA(identities.tsa)) as server:
+        yield server
+
+
+@pytest.fixture
+def mail_overrides(tsa: SwitchableTsa) -> dict[str, object]:
+    return {
+        "certificates_enabled": False,
+        "signing_worker_enabled": False,
+        "tsa_url": tsa.url,
+        "tsa_timeout_seconds": 2.0,
+    }
 
 
 def _events(env: MailEnv, process_id: str) -> list[str]:
@@ -234,23 +248,18 @@ def test_five_wrong_codes_lock_the_signer_until_a_new_link(
     assert again.sign(typed="Jane").json() == {"status": "signed"}
 
 
-def _unreachable_tsa() -> HttpTimeStamper:
-    """A TSA URL (SEALPOST_TSA_URL) on a loopback port nothing listens on: connection refused."""
-    return HttpTimeStamper(f"http://127.0.0.1:{free_port()}/tsa", timeout=2.0)
-
-
 def _signed_while_the_tsa_is_down(
-    env: MailEnv, client: TestClient, key: dict[str, str]
+    env: MailEnv, client: TestClient, key: dict[str, str], tsa: SwitchableTsa
 ) -> tuple[str, PageSession]:
-    """A one-signer process whose signer signed while the TSA was unreachable (it still is:
-    pop ``timestamper`` from ``env.sp.__dict__`` to bring it back)."""
+    """A one-signer process whose signer signed while the TSA was unreachable (connection
+    refused; it still is: ``tsa.up()`` brings it back)."""
     pid: str = client.post(
         "/v1/signatures",
         json=process_request(signer("Jane", "jane", identification="none")),
         headers=key,
     ).json()["id"]
     page = open_page(client, link_path(wait_mail(env, "jane", "asks you to sign")))
-    env.sp.__dict__["timestamper"] = _unreachable_tsa()
+    tsa.down()
     answer = page.sign(drawn_signature())
     assert answer.status_code == 202, answer.text
     assert answer.json()["status"] == "signing_pending"
@@ -258,9 +267,9 @@ def _signed_while_the_tsa_is_down(
 
 
 def test_tsa_down_keeps_the_signature_pending_and_the_worker_applies_it(
-    mail_env: MailEnv, client: TestClient, key: dict[str, str]
+    mail_env: MailEnv, client: TestClient, key: dict[str, str], tsa: SwitchableTsa
 ) -> None:
-    pid, page = _signed_while_the_tsa_is_down(mail_env, client, key)
+    pid, page = _signed_while_the_tsa_is_down(mail_env, client, key, tsa)
     state = page.call("GET", "/state").json()
     assert state["status"] == "signing_pending"
     assert "timestamp authority is unreachable" in state["message"]
@@ -271,7 +280,7 @@ def test_tsa_down_keeps_the_signature_pending_and_the_worker_applies_it(
     unsigned = client.get(f"/v1/signatures/{pid}/document.pdf", headers=key).content
     assert check_signatures(unsigned, mail_env.sp.trust_roots) == []  # no signature without TSA
 
-    mail_env.sp.__dict__.pop("timestamper")  # the TSA is back
+    tsa.up()  # the TSA is back
     assert mail_env.sp.signatures.run_due() >= 1
     assert page.call("GET", "/state").json()["status"] == "signed"
     done = client.get(f"/v1/signatures/{pid}", headers=key).json()
@@ -413,11 +422,11 @@ def test_reminders_follow_the_schedule_and_stop_once_signed(
 
 
 def test_a_pending_signature_is_never_applied_to_a_cancelled_process(
-    mail_env: MailEnv, client: TestClient, key: dict[str, str]
+    mail_env: MailEnv, client: TestClient, key: dict[str, str], tsa: SwitchableTsa
 ) -> None:
-    pid, page = _signed_while_the_tsa_is_down(mail_env, client, key)
+    pid, page = _signed_while_the_tsa_is_down(mail_env, client, key, tsa)
     assert client.post(f"/v1/signatures/{pid}/cancel", headers=key).status_code == 200
-    mail_env.sp.__dict__.pop("timestamper")  # the TSA is back
+    tsa.up()  # the TSA is back
     assert mail_env.sp.signatures.run_due() == 0
     detail = client.get(f"/v1/signatures/{pid}", headers=key).json()
     assert detail["status"] == "cancelled"
@@ -478,7 +487,7 @@ def test_an_expired_code_is_refused_with_its_own_message(
 ) -> None:
     from sqlalchemy import update
 
-    from sealpost.signatures.tables import signature_signers
+    from sealpost.access.tables import access_challenges
 
     client.post("/v1/signatures", json=process_request(signer("Jane", "jane")), headers=key)
     page = open_page(client, link_path(wait_mail(mail_env, "jane", "asks you to sign")))
@@ -486,9 +495,9 @@ def test_an_expired_code_is_refused_with_its_own_message(
     code = code_in(wait_mail(mail_env, "jane", "Your signing code"))
     with mail_env.sp.engine.begin() as conn:  # eleven minutes later
         conn.execute(
-            update(signature_signers)
-            .where(signature_signers.c.id == page.config["signer_id"])
-            .values(otp_expires_at=datetime.now(UTC) - timedelta(minutes=1))
+            update(access_challenges)
+            .where(access_challenges.c.party_id == page.config["signer_id"])
+            .values(expires_at=datetime.now(UTC) - timedelta(minutes=1))
         )
     late = page.call("POST", "/otp/verify", json={"code": code})
     assert late.status_code == 422 and "expired" in late.json()["message"]
@@ -601,10 +610,10 @@ def test_who_may_decline_and_what_bad_input_answers(
 
 
 def test_signed_in_time_completes_even_if_the_tsa_returns_after_the_expiry(
-    mail_env: MailEnv, client: TestClient, key: dict[str, str]
+    mail_env: MailEnv, client: TestClient, key: dict[str, str], tsa: SwitchableTsa
 ) -> None:
-    pid, _page = _signed_while_the_tsa_is_down(mail_env, client, key)
-    mail_env.sp.__dict__.pop("timestamper")  # the TSA is back
+    pid, _page = _signed_while_the_tsa_is_down(mail_env, client, key, tsa)
+    tsa.up()  # the TSA is back
     mail_env.sp.signatures.run_due(now=datetime.now(UTC) + timedelta(days=31))
     assert client.get(f"/v1/signatures/{pid}", headers=key).json()["status"] == "completed"
 

@@ -24,6 +24,7 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 
 import sealpost
+from sealpost import access
 from sealpost.api import errors
 from sealpost.api.errors import problem
 from sealpost.api.schemas import EventsHealth, Health, LedgerHealth, LoopHealthOut
@@ -197,5 +198,7 @@ def create_app(sp: Sealpost, *, start_background: bool = True) -> FastAPI:
 
     for router in ROUTERS:
         app.include_router(router)
+    # the more specific mount first: /static/access is the access kit's shared page modules
+    app.mount(access.STATIC_PATH, StaticFiles(directory=access.STATIC_DIR), name="access-static")
     app.mount("/static", StaticFiles(directory=signing_page.STATIC_DIR), name="static")
     return app

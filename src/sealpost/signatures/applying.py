@@ -10,16 +10,22 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from cryptography import x509
 from sqlalchemy import Connection
 
-from sealpost.access import codes as otp
+from sealpost.access.model import Challenge, mask
+from sealpost.access.service import AccessService
 from sealpost.certificates.pades.appearance import SignerAppearance
 from sealpost.certificates.pades.errors import SignatureUnavailable
 from sealpost.certificates.pades.evidence import evidence_digest
 from sealpost.certificates.pades.signing import finalize_document, sign_for_signer
 from sealpost.errors import Conflict, SealpostError
+from sealpost.ledger.timestamps import TimeStamper
 from sealpost.logging import get_logger
-from sealpost.signatures.base import ProcessBase
+from sealpost.pki.keys import SigningIdentity
+from sealpost.signatures.model import SigningConfig
+from sealpost.signatures.notices import SignerNotices
+from sealpost.signatures.ports import Contents
 from sealpost.signatures.repository import (
     COMPLETED,
     DECLINED_BY,
@@ -30,39 +36,71 @@ from sealpost.signatures.repository import (
     SIGNED,
     Document,
     Process,
+    SignatureRepository,
     Signer,
 )
 from sealpost.signatures.steps import (
     Moved,
     identified_party,
+    load_process,
     process_record,
     sha256_hex,
     signature_field_name,
+    signer_holder,
+    turn,
     utc_now,
 )
+from sealpost.tenants.repository import TenantRepository
 
 log = get_logger(__name__)
 
 
-class SignatureApplying(ProcessBase):
-    def _apply(self, process_id: str, signer_id: str) -> bool:
+class SignatureApplier:
+    """Produces what a process signs with the seal and the TSA: signatures, document
+    timestamps and the audit trail; commits each compare-and-set."""
+
+    def __init__(
+        self,
+        repo: SignatureRepository,
+        access: AccessService,
+        contents: Contents,
+        notices: SignerNotices,
+        tenants: TenantRepository,
+        *,
+        seal: SigningIdentity,
+        timestamper: TimeStamper,
+        trust_roots: Sequence[x509.Certificate],
+        config: SigningConfig,
+    ) -> None:
+        self.repo = repo
+        self.access = access
+        self.contents = contents
+        self.notices = notices
+        self.tenants = tenants
+        self.seal = seal
+        self.timestamper = timestamper
+        self.trust_roots = list(trust_roots)
+        self.config = config
+
+    def apply(self, process_id: str, signer_id: str) -> bool:
         """Apply a pending signature; False (kept pending) while the TSA is unreachable."""
         for _ in range(5):  # a parallel signer may move a document under us: sign again
-            process = self._get(process_id)
+            process = load_process(self.repo, process_id)
             signer = process.signer(signer_id)
             if signer is None or signer.status != PENDING or signer.pending_signature is None:
                 return signer is not None and signer.status == SIGNED
             if process.status != IN_PROGRESS:  # cancelled or expired meanwhile: never apply
                 return False
             intent = signer.pending_signature
+            challenge = self.access.challenge(signer_holder(process, signer))
             signed_at = datetime.fromisoformat(intent["signed_at"])
             image = base64.b64decode(intent["image_png"]) if intent.get("image_png") else None
             outputs: list[tuple[Document, bytes, str]] = []
             try:
                 for document in process.documents:
-                    before = self.sp.contents.get(document.current_sha256)
+                    before = self.contents.get(document.current_sha256)
                     field = self._field_for(signer, document)
-                    evidence = self._bound_evidence(process, signer, intent, document)
+                    evidence = self._bound_evidence(process, signer, challenge, intent, document)
                     after = sign_for_signer(
                         before,
                         field=field,
@@ -71,14 +109,14 @@ class SignatureApplying(ProcessBase):
                             signed_at=signed_at,
                             image_png=image,
                             typed=intent.get("typed"),
-                            identification=self._identification_line(signer),
+                            identification=self._identification_line(signer, challenge),
                         ),
                         reason=("Approved" if signer.role == "approver" else "Signed")
                         + f" by {signer.name}",
                         evidence=evidence,
-                        seal=self.sp.seal_identity,
-                        timestamper=self.sp.timestamper,
-                        trust_roots=self.sp.trust_roots,
+                        seal=self.seal,
+                        timestamper=self.timestamper,
+                        trust_roots=self.trust_roots,
                     )
                     outputs.append((document, after, sha256_hex(after)))
             except SignatureUnavailable as exc:
@@ -95,14 +133,18 @@ class SignatureApplying(ProcessBase):
                         pending_signature=None,
                     )
                 raise
-            if self._commit_signature(process, signer, intent, outputs):
-                self._after_signature(process.id)
+            if self._commit_signature(process, signer, challenge, intent, outputs):
+                self.after_signature(process.id)
                 return True
         raise Conflict("the documents kept changing while signing: try again")
 
     @staticmethod
     def _bound_evidence(
-        process: Process, signer: Signer, intent: Mapping[str, Any], document: Document
+        process: Process,
+        signer: Signer,
+        challenge: Challenge | None,
+        intent: Mapping[str, Any],
+        document: Document,
     ) -> dict[str, str]:
         """What the signature binds (a signed attribute holds its canonical SHA-256) and the
         DocumentSigned record keeps whole, so anyone can recompute the digest."""
@@ -114,7 +156,7 @@ class SignatureApplying(ProcessBase):
             "signer_email": signer.email or "",
             "role": signer.role,
             "identification": signer.identification,
-            "otp_communication_id": signer.otp_communication_id or "",
+            "otp_communication_id": (challenge.communication_id if challenge else None) or "",
             "ip": intent.get("ip") or "",
             "user_agent": intent.get("user_agent") or "",
             "consent_sha256": intent["consent_sha256"],
@@ -130,15 +172,16 @@ class SignatureApplying(ProcessBase):
         return f"Signer{signer.number + 1}Invisible"
 
     @staticmethod
-    def _identification_line(signer: Signer) -> str:
-        if signer.identification == "email_otp" and signer.otp_sent_to:
-            return f"Identified by email code ({otp.mask_email(signer.otp_sent_to)})"
+    def _identification_line(signer: Signer, challenge: Challenge | None) -> str:
+        if signer.identification == "email_otp" and challenge and challenge.sent_to:
+            return f"Identified by email code ({mask(challenge.sent_to, challenge.channel)})"
         return "Identified by the sender (simple signature)"
 
     def _commit_signature(
         self,
         process: Process,
         signer: Signer,
+        challenge: Challenge | None,
         intent: Mapping[str, Any],
         outputs: Sequence[tuple[Document, bytes, str]],
     ) -> bool:
@@ -147,7 +190,7 @@ class SignatureApplying(ProcessBase):
             process,
             "DocumentSigned",
             now,
-            recipient=identified_party(signer, signer.identification),
+            recipient=identified_party(signer, signer.identification, challenge),
             details={
                 "signer_id": signer.id,
                 "role": signer.role,
@@ -163,7 +206,7 @@ class SignatureApplying(ProcessBase):
                         "sha256_after": sha,
                         "field": self._field_for(signer, d),
                         "bound_evidence": (
-                            bound := self._bound_evidence(process, signer, intent, d)
+                            bound := self._bound_evidence(process, signer, challenge, intent, d)
                         ),
                         "bound_evidence_sha256": evidence_digest(bound).hex(),
                     }
@@ -171,6 +214,7 @@ class SignatureApplying(ProcessBase):
                 ],
             },
         )
+        self.contents.put_large([data for _, data, _ in outputs])  # durable before the commit
         try:
             with self.repo.transaction() as conn:
                 self._advance_in(conn, outputs, kind=signer.role, signer_id=signer.id, now=now)
@@ -200,38 +244,40 @@ class SignatureApplying(ProcessBase):
         now: datetime,
     ) -> None:
         """Store each new revision and move its document to it, compare-and-set on the
-        revision it was made from; raises :class:`Moved` (rolling all back) if one moved."""
+        revision it was made from; raises :class:`Moved` (rolling all back) if one moved.
+        Revisions too large for the database must already be blob files (``put_large``)."""
         for document, data, sha in outputs:
-            self.sp.contents.put_in(conn, [data])
+            self.contents.put_in(conn, [data])
             if not self.repo.advance_document_in(
                 conn, document, new_sha256=sha, kind=kind, signer_id=signer_id, now=now
             ):
                 raise Moved
 
-    def _after_signature(self, process_id: str) -> None:
-        process = self._get(process_id)
+    def after_signature(self, process_id: str) -> None:
+        """Whose turn next: invite them, or finalise once everyone signed."""
+        process = load_process(self.repo, process_id)
         if process.status != IN_PROGRESS:
             return
-        if self._turn(process) is None:
+        if turn(process) is None:
             with self.repo.transaction() as conn:
                 self.repo.set_process_in(conn, process.id, finalize_due=1, updated_at=utc_now())
-            self._finalize(process.id)
+            self.finalize(process.id)
         else:
-            self._notify_turn(process)
+            self.notices.notify_turn(process)
 
-    def _finalize(self, process_id: str) -> bool:
+    def finalize(self, process_id: str) -> bool:
         """Every signer has signed: document timestamps (B-LTA), ProcessCompleted, the sealed
         audit trail, copies to cc.  False (retried by the worker) while the TSA is down."""
-        process = self._get(process_id)
+        process = load_process(self.repo, process_id)
         if process.status != IN_PROGRESS or not process.finalize_due:
             return process.status == COMPLETED
         outputs = []
         try:
             for document in process.documents:
                 data = finalize_document(
-                    self.sp.contents.get(document.current_sha256),
-                    timestamper=self.sp.timestamper,
-                    trust_roots=self.sp.trust_roots,
+                    self.contents.get(document.current_sha256),
+                    timestamper=self.timestamper,
+                    trust_roots=self.trust_roots,
                 )
                 outputs.append((document, data, sha256_hex(data)))
         except SignatureUnavailable as exc:
@@ -250,6 +296,7 @@ class SignatureApplying(ProcessBase):
                 "signers": [s.id for s in process.signers if s.status == SIGNED],
             },
         )
+        self.contents.put_large([data for _, data, _ in outputs])
         try:
             with self.repo.transaction() as conn:
                 self._advance_in(conn, outputs, kind="timestamp", signer_id=None, now=now)
@@ -265,11 +312,12 @@ class SignatureApplying(ProcessBase):
                 self.repo.add_evidence_in(conn, [record])
         except Moved:  # another worker finalised it, or it was cancelled meanwhile
             return False
-        completed = self._get(process.id)
+        completed = load_process(self.repo, process.id)
         try:
             audit = self.audit_pdf(completed)
+            self.contents.put_large([audit])
             with self.repo.transaction() as conn:
-                self.sp.contents.put_in(conn, [audit])
+                self.contents.put_in(conn, [audit])
                 self.repo.set_process_in(
                     conn, process.id, expect_status=COMPLETED, audit_sha256=sha256_hex(audit)
                 )
@@ -284,7 +332,7 @@ class SignatureApplying(ProcessBase):
             (
                 d.name if d.name.lower().endswith(".pdf") else f"{d.name}.pdf",
                 "application/pdf",
-                self.sp.contents.get(d.current_sha256),
+                self.contents.get(d.current_sha256),
             )
             for d in process.documents
         ]
@@ -292,7 +340,7 @@ class SignatureApplying(ProcessBase):
             if not signer.email or signer.status == DECLINED_BY:
                 continue
             try:
-                self._mail(
+                self.notices.mail(
                     process,
                     signer,
                     f"Signed: {process.title}",
@@ -313,23 +361,23 @@ class SignatureApplying(ProcessBase):
     def audit_pdf(self, process: Process) -> bytes:
         """The sealed audit trail: stored once the process completed, else made now."""
         if process.audit_sha256:
-            return self.sp.contents.get(process.audit_sha256)
+            return self.contents.get(process.audit_sha256)
         from sealpost.certificates.seal import seal_pdf
         from sealpost.signatures.audit import render_audit_trail
         from sealpost.signatures.trail import audit_trail
 
         trail = audit_trail(
             process,
-            tenant_name=self.sp.tenants.get(process.tenant_id).name,
-            ledger_origin=self.settings.ledger_origin,
+            tenant_name=self.tenants.get(process.tenant_id).name,
+            ledger_origin=self.config.ledger_origin,
             repo=self.repo,
         )
         pdf = render_audit_trail(trail)
         return seal_pdf(
             pdf,
-            seal=self.sp.seal_identity,
-            timestamper=self.sp.timestamper,
-            trust_roots=self.sp.trust_roots,
+            seal=self.seal,
+            timestamper=self.timestamper,
+            trust_roots=self.trust_roots,
             reason=f"Audit trail of signature process {process.id}",
-            location=self.settings.hostname,
+            location=self.config.hostname,
         )

@@ -8,6 +8,7 @@ import binascii
 from dataclasses import dataclass
 from datetime import datetime
 
+from sealpost.config import Settings
 from sealpost.errors import InvalidInput, SealpostError
 
 IDENTIFICATIONS = ("email_otp", "sms_otp", "none")
@@ -19,6 +20,41 @@ MAX_SIGNERS = 50
 MAX_DOCUMENTS = 20
 MAX_IMAGE_BYTES = 512 * 1024
 SIGNATURE_BOX = (180.0, 54.0)
+
+
+@dataclass(frozen=True)
+class SigningConfig:
+    """The slice of the settings signature processes read (``SEALPOST_*``, see config.py)."""
+
+    public_url: str
+    """How people reach this Sealpost: the base of signing links."""
+    mail_from: str
+    """From address of invitations, reminders, codes and copies."""
+    hostname: str
+    """Location of the audit trail's seal."""
+    ledger_origin: str
+    """The log the audit trail's evidence bundles name."""
+    link_hours: float
+    """A link is single-use and valid this long, at most until the process expires."""
+    session_minutes: float
+    """How long an opened signing page stays usable."""
+    default_expiry_days: float
+    """A process without ``expires_at`` expires this long after creation."""
+    max_document_bytes: int
+    """Largest PDF a process accepts."""
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SigningConfig:
+        return cls(
+            public_url=settings.resolved_public_url,
+            mail_from=settings.resolved_signing_mail_from,
+            hostname=settings.hostname,
+            ledger_origin=settings.ledger_origin,
+            link_hours=settings.signing_link_hours,
+            session_minutes=settings.signing_session_minutes,
+            default_expiry_days=settings.signing_default_expiry_days,
+            max_document_bytes=settings.signing_max_document_bytes,
+        )
 
 
 class LinkUnusable(SealpostError):

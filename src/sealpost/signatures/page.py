@@ -1,16 +1,17 @@
 """What the signing page does: spend a link for a session, identify the signer (email code),
 record the viewing, sign or decline.  Every method checks the process is open and that it is
-the signer's turn."""
+the signer's turn.  Links, sessions, codes and the lockout are the access kit's
+(``sealpost.access``): this module decides when they may be used and records the evidence."""
 
 from __future__ import annotations
 
 import base64
 import json
-import secrets
 from datetime import datetime, timedelta
 from typing import Any
 
-from sealpost.access import codes as otp
+from sealpost.access.model import EMAIL, MAX_ATTEMPTS, VALID_SECONDS, Challenge, Grant, mask
+from sealpost.access.service import LOCKED_MESSAGE, AccessService
 from sealpost.certificates.pades.appearance import check_signature_image
 from sealpost.errors import (
     Conflict,
@@ -21,35 +22,41 @@ from sealpost.errors import (
     Unauthorized,
 )
 from sealpost.ledger.records import Reason
-from sealpost.signatures.applying import SignatureApplying
+from sealpost.signatures.applying import SignatureApplier
 from sealpost.signatures.model import (
     MAX_IMAGE_BYTES,
     LinkUnusable,
+    SigningConfig,
     SignInput,
     Visitor,
     WrongCode,
 )
+from sealpost.signatures.notices import SignerNotices
 from sealpost.signatures.repository import (
     DECLINED,
     DECLINED_BY,
     DONE,
     IDENTIFIED,
     IN_PROGRESS,
-    LINK,
     LOCKED,
     NOTIFIED,
     PENDING,
-    SESSION,
     SIGNED,
     SIGNING_ROLES,
     WAITING,
     Process,
+    SignatureRepository,
     Signer,
 )
 from sealpost.signatures.steps import (
+    SUBJECT_TYPE,
+    ended_message,
     identified_party,
+    load_process,
     process_record,
+    signer_holder,
     signer_party,
+    turn,
     utc_now,
     visitor_details,
 )
@@ -58,22 +65,44 @@ RENEWALS_PER_HOUR = 3
 """New links a signer may ask for themselves in an hour (each is a certified email)."""
 
 
-class SigningPage(SignatureApplying):
-    # -- the signing page ----------------------------------------------------------------------
+class SigningPage:
+    """The steps of one signer on the page; each checks the process is open and their turn."""
+
+    def __init__(
+        self,
+        repo: SignatureRepository,
+        access: AccessService,
+        notices: SignerNotices,
+        applier: SignatureApplier,
+        *,
+        config: SigningConfig,
+    ) -> None:
+        self.repo = repo
+        self.access = access
+        self.notices = notices
+        self.applier = applier
+        self.config = config
+
+    def _opened(self, found: Grant) -> tuple[Process, Signer]:
+        process = load_process(self.repo, found.holder.subject_id, found.holder.tenant_id)
+        signer = process.signer(found.holder.party_id)
+        assert signer is not None
+        return process, signer
 
     def check_link(self, token: str, now: datetime | None = None) -> tuple[Process, Signer]:
         """The process and signer a link opens, if it may still be opened; raises
         :class:`LinkUnusable` saying why not.  Does not spend it."""
-        now = now or utc_now()
-        found = self.repo.link(token, LINK)
+        _found, process, signer = self._check_link(token, now or utc_now())
+        return process, signer
+
+    def _check_link(self, token: str, now: datetime) -> tuple[Grant, Process, Signer]:
+        found = self.access.link(token, SUBJECT_TYPE)
         if found is None:
             raise LinkUnusable("This link is not valid.", kind="link_invalid", renewable=False)
-        process = self._get(found.process_id)
-        signer = process.signer(found.signer_id)
-        assert signer is not None
+        process, signer = self._opened(found)
         ids = {"process_id": process.id, "signer_id": signer.id}
         if process.status != IN_PROGRESS:
-            raise LinkUnusable(self.ended_message(process), kind="closed", renewable=False, **ids)
+            raise LinkUnusable(ended_message(process), kind="closed", renewable=False, **ids)
         if signer.status in (SIGNED, DECLINED_BY, DONE):
             raise LinkUnusable(
                 "You have already answered this request.",
@@ -90,72 +119,68 @@ class SigningPage(SignatureApplying):
             )
         if found.expires_at <= now:
             raise LinkUnusable("This link has expired.", kind="link_expired", renewable=True, **ids)
-        return process, signer
+        return found, process, signer
 
     def open_link(self, token: str, visitor: Visitor) -> tuple[str, Process, Signer]:
         """Spend a single-use link for a signing session (its token lives only in the page,
         never in a URL).  The page does this from script, not on the GET of the link: mail
         scanners that fetch every link of a message must not spend it."""
         now = utc_now()
-        process, signer = self.check_link(token, now)
-        session = secrets.token_urlsafe(32)
+        found, process, signer = self._check_link(token, now)
         with self.repo.transaction() as conn:
-            if not self.repo.use_link_in(conn, token, now):
-                raise LinkUnusable(
-                    "This link was already used.",
-                    kind="link_used",
-                    renewable=True,
-                    process_id=process.id,
-                    signer_id=signer.id,
-                )
-            self.repo.add_link_in(
+            session = self.access.open_session_in(
                 conn,
-                token=session,
-                kind=SESSION,
-                signer_id=signer.id,
+                token,
+                found,
                 now=now,
                 expires_at=min(
                     process.expires_at,
-                    now + timedelta(minutes=self.settings.signing_session_minutes),
+                    now + timedelta(minutes=self.config.session_minutes),
                 ),
                 ip=visitor.ip,
                 user_agent=visitor.user_agent,
+            )
+        if session is None:
+            raise LinkUnusable(
+                "This link was already used.",
+                kind="link_used",
+                renewable=True,
+                process_id=process.id,
+                signer_id=signer.id,
             )
         return session, process, signer
 
     def renew_link(self, token: str) -> None:
         """The signer of a used or expired link asks for a new one: it goes to their email
         address only, so holding an old link gives nothing."""
-        found = self.repo.link(token, LINK)
+        found = self.access.link(token, SUBJECT_TYPE)
         if found is None:
             raise NotFound("this link is not valid")
-        process = self._get(found.process_id)
-        signer = process.signer(found.signer_id)
-        assert signer is not None
+        process, signer = self._opened(found)
         if process.status != IN_PROGRESS or signer.status in (SIGNED, DECLINED_BY, DONE):
             raise Conflict("there is nothing left to sign with this link")
         if signer.status == LOCKED:  # only the sender can give new code attempts
-            raise Locked("Too many wrong codes: ask the sender for a new link.")
+            raise Locked(LOCKED_MESSAGE)
         now = utc_now()
-        with self.repo.transaction() as conn:
-            recent = self.repo.links_since_in(conn, signer.id, now - timedelta(hours=1))
+        recent = self.access.links_since(found.holder, now - timedelta(hours=1))
         if recent >= RENEWALS_PER_HOUR:
             raise TooManyRequests(
                 "Several links were sent to you in the last hour: use the latest one, or "
                 "try again later."
             )
-        self.send_link(process, signer, reminder=False, end_sessions=True)
+        self.notices.send_link(process, signer, reminder=False, end_sessions=True)
 
     def session(self, token: str | None) -> tuple[Process, Signer]:
         if not token:
             raise Unauthorized("no signing session")
-        found = self.repo.link(token, SESSION)
-        if found is None or found.expires_at <= utc_now():
+        found = self.access.session(token, SUBJECT_TYPE, utc_now())
+        if found is None:
             raise Unauthorized("this signing session has expired: open your link again")
-        process = self._get(found.process_id)
-        signer = process.signer(found.signer_id)
-        assert signer is not None
-        return process, signer
+        return self._opened(found)
+
+    def challenge(self, process: Process, signer: Signer) -> Challenge | None:
+        """The signer's code state (where the last code went, attempts left)."""
+        return self.access.challenge(signer_holder(process, signer))
 
     def page_status(self, process: Process, signer: Signer) -> str:
         if process.status != IN_PROGRESS:
@@ -178,9 +203,9 @@ class SigningPage(SignatureApplying):
 
     def _require_open(self, process: Process, signer: Signer) -> None:
         if process.status != IN_PROGRESS:
-            raise Conflict(self.ended_message(process))
+            raise Conflict(ended_message(process))
         if signer.status == LOCKED:
-            raise Locked("Too many wrong codes: ask the sender for a new link.")
+            raise Locked(LOCKED_MESSAGE)
         if signer.status in (SIGNED, DECLINED_BY, DONE, PENDING):
             raise Conflict("You have already answered this request.")
         if self._before_turn(process, signer):
@@ -190,93 +215,91 @@ class SigningPage(SignatureApplying):
         """A signer of a sequential process whose order has not come yet."""
         if process.signing_order != "sequential" or signer.role not in SIGNING_ROLES:
             return False
-        turn = self._turn(process)
-        return turn is not None and signer.sign_order > turn
+        current = turn(process)
+        return current is not None and signer.sign_order > current
 
     def send_otp(self, process: Process, signer: Signer, visitor: Visitor) -> tuple[str, datetime]:
+        """Email the signer a code (a certified email: where it went is evidence)."""
         self._require_open(process, signer)
         if signer.identification != "email_otp":
             raise Conflict("no code is needed for this signer")
         assert signer.email is not None
-        with self.repo.transaction() as conn:  # counted before sending: parallel clicks too
-            if not self.repo.take_otp_send_in(conn, signer.id, otp.MAX_SENDS):
-                raise TooManyRequests(
-                    f"{otp.MAX_SENDS} codes were already sent: use the latest, or ask the "
-                    "sender for a new link"
-                )
-        code = otp.new_code()
-        now = utc_now()
-        expires_at = now + timedelta(seconds=otp.VALID_SECONDS)
-        communication_id = self._mail(
-            process,
-            signer,
-            f"Your signing code: {code}",
-            f'Hello {signer.name},\n\nYour code to sign "{process.title}" is {code}.\n'
-            f"It is valid for {otp.VALID_SECONDS // 60} minutes. Never share it: nobody from "
-            "the sender or from Sealpost will ask you for it.\n",
-            purpose="otp",
-        )
-        with self.repo.transaction() as conn:
-            self.repo.set_signer_in(
-                conn,
-                signer.id,
-                otp_hash=otp.digest(self._otp_key, signer.id, code),
-                otp_expires_at=expires_at,
-                otp_sent_to=signer.email,
-                otp_communication_id=communication_id,
+
+        def deliver(code: str) -> str:
+            return self.notices.mail(
+                process,
+                signer,
+                f"Your signing code: {code}",
+                f'Hello {signer.name},\n\nYour code to sign "{process.title}" is {code}.\n'
+                f"It is valid for {VALID_SECONDS // 60} minutes. Never share it: nobody from "
+                "the sender or from Sealpost will ask you for it.\n",
+                purpose="otp",
             )
-        return otp.mask_email(signer.email), expires_at
+
+        sent = self.access.send_code(
+            signer_holder(process, signer),
+            channel=EMAIL,
+            to=signer.email,
+            deliver=deliver,
+            now=utc_now(),
+        )
+        assert sent.sent_to is not None and sent.expires_at is not None
+        return mask(sent.sent_to, sent.channel), sent.expires_at
 
     def verify_otp(self, process: Process, signer: Signer, code: str, visitor: Visitor) -> int:
-        """Returns the attempts left (the signer is identified when no exception is raised)."""
+        """Returns the attempts left (the signer is identified when no exception is raised).
+        The check, the signer's new state and its evidence commit together."""
         self._require_open(process, signer)
+        holder = signer_holder(process, signer)
         if signer.status == IDENTIFIED:
-            return otp.MAX_ATTEMPTS - signer.otp_attempts
+            found = self.access.challenge(holder)
+            return found.attempts_left if found else MAX_ATTEMPTS
         now = utc_now()
-        if signer.otp_hash is None or signer.otp_expires_at is None:
-            raise InvalidInput("Ask for a code first.")
-        if signer.otp_expires_at <= now:
-            raise InvalidInput("This code has expired: ask for a new one.")
         with self.repo.transaction() as conn:  # every check counts, right or wrong, atomically
-            attempts = self.repo.take_otp_attempt_in(conn, signer.id, otp.MAX_ATTEMPTS)
-        if attempts is None:
-            raise Locked("Too many wrong codes: ask the sender for a new link.")
-        if otp.matches(self._otp_key, signer.id, code, signer.otp_hash):
-            record = process_record(
-                process,
-                "SignerIdentified",
-                now,
-                recipient=identified_party(signer, "email_otp"),
-                details={"signer_id": signer.id, "attempts": attempts, **visitor_details(visitor)},
-            )
-            with self.repo.transaction() as conn:
+            check = self.access.check_code_in(conn, holder, code, now)
+            if check.matched:
+                record = process_record(
+                    process,
+                    "SignerIdentified",
+                    now,
+                    recipient=identified_party(signer, "email_otp", check.challenge),
+                    details={
+                        "signer_id": signer.id,
+                        "attempts": check.attempts,
+                        **visitor_details(visitor),
+                    },
+                )
                 if not self.repo.set_signer_in(
                     conn,
                     signer.id,
                     expect_status=(NOTIFIED,),
                     status=IDENTIFIED,
                     identified_at=now,
-                    otp_hash=None,
                 ):
                     raise Conflict("the signer's state changed: reload the page")
                 self.repo.add_evidence_in(conn, [record])
-            return otp.MAX_ATTEMPTS - attempts
-        if attempts >= otp.MAX_ATTEMPTS:
-            record = process_record(
-                process,
-                "SignerIdentificationFailed",
-                now,
-                recipient=signer_party(signer),
-                reasons=[Reason("otp_locked", f"{attempts} wrong codes")],
-                details={"signer_id": signer.id, "method": "email_otp", **visitor_details(visitor)},
-            )
-            with self.repo.transaction() as conn:
+            elif check.locked:
+                record = process_record(
+                    process,
+                    "SignerIdentificationFailed",
+                    now,
+                    recipient=signer_party(signer),
+                    reasons=[Reason("otp_locked", f"{check.attempts} wrong codes")],
+                    details={
+                        "signer_id": signer.id,
+                        "method": "email_otp",
+                        **visitor_details(visitor),
+                    },
+                )
                 if self.repo.set_signer_in(
-                    conn, signer.id, expect_status=(NOTIFIED,), status=LOCKED, otp_hash=None
+                    conn, signer.id, expect_status=(NOTIFIED,), status=LOCKED
                 ):
                     self.repo.add_evidence_in(conn, [record])
-            raise Locked("Too many wrong codes: ask the sender for a new link.")
-        left = otp.MAX_ATTEMPTS - attempts
+        if check.matched:
+            return check.attempts_left
+        if check.locked:
+            raise Locked(LOCKED_MESSAGE)
+        left = check.attempts_left
         raise WrongCode(f"Wrong code: {left} attempt{'s' if left > 1 else ''} left.", left)
 
     def viewed(self, process: Process, signer: Signer, visitor: Visitor) -> None:
@@ -345,11 +368,11 @@ class SigningPage(SignatureApplying):
                 next_reminder_at=None,
             ):
                 raise Conflict("the signer's state changed: reload the page")
-        if self._apply(process.id, signer.id):
+        if self.applier.apply(process.id, signer.id):
             return "signed"
-        now_process = self._get(process.id)
+        now_process = load_process(self.repo, process.id)
         if now_process.status != IN_PROGRESS:  # ended (cancelled, expired) meanwhile
-            raise Conflict(self.ended_message(now_process))
+            raise Conflict(ended_message(now_process))
         return "signing_pending"
 
     # -- ending --------------------------------------------------------------------------------
@@ -383,6 +406,6 @@ class SigningPage(SignatureApplying):
                 ended_reason=reason[:2000],
                 updated_at=now,
             ):
-                raise Conflict(self.ended_message(process))
+                raise Conflict(ended_message(process))
             self.repo.set_signer_in(conn, signer.id, status=DECLINED_BY)
             self.repo.add_evidence_in(conn, [record])

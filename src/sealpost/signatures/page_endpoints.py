@@ -23,7 +23,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import BaseModel, Field
 
-from sealpost.access import codes as otp
+from sealpost.access.model import mask
 from sealpost.errors import SealpostError
 from sealpost.signatures.endpoints import SignaturesDep, SignaturesParts
 from sealpost.signatures.model import (
@@ -198,11 +198,12 @@ def _session(parts: SignaturesParts, token: str | None) -> tuple[Process, Signer
 
 def _state(parts: SignaturesParts, process: Process, signer: Signer) -> dict[str, Any]:
     otp_state = None
-    if signer.otp_expires_at is not None and signer.otp_sent_to:
+    code = parts.signatures.challenge(process, signer)
+    if code is not None and code.expires_at is not None and code.sent_to:
         otp_state = {
-            "sent_to": otp.mask_email(signer.otp_sent_to),
-            "expires_at": signer.otp_expires_at.isoformat(),
-            "attempts_left": max(otp.MAX_ATTEMPTS - signer.otp_attempts, 0),
+            "sent_to": mask(code.sent_to, code.channel),
+            "expires_at": code.expires_at.isoformat(),
+            "attempts_left": code.attempts_left,
         }
     status = parts.signatures.page_status(process, signer)
     message = None

@@ -1,4 +1,5 @@
-"""All SQL of signature processes: processes, documents and their revisions, signers, links.
+"""All SQL of signature processes: processes, documents and their revisions, signers.
+(Links, page sessions and codes are the access kit's: ``sealpost.access``.)
 
 Like communications, every state change writes its evidence records (and so its events) in
 the same transaction (``outbox.append_evidence``).  Changes that race (two parallel signers,
@@ -8,7 +9,6 @@ the loser sees ``False`` and re-reads, nothing is applied twice.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, update
+from sqlalchemy import Connection, Engine, and_, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from sealpost.db.engine import write_transaction
@@ -30,7 +30,6 @@ from sealpost.signatures.tables import (
     signature_processes,
     signature_revisions,
     signature_signers,
-    signing_links,
     tenant_signing_settings,
 )
 
@@ -51,18 +50,11 @@ WAITING, NOTIFIED, IDENTIFIED, PENDING, SIGNED, DECLINED_BY, LOCKED, DONE = (
     "pending",  # signed, waiting for the TSA to apply it
     "signed",  # signed or approved
     "declined",
-    "locked",  # OTP attempts exhausted
+    "locked",  # code attempts exhausted (the access kit counts them)
     "done",  # a viewer who acknowledged, a cc who got the result
 )
 ROLES = ("signer", "approver", "viewer", "cc")
 SIGNING_ROLES = ("signer", "approver")
-
-LINK, SESSION = "link", "session"
-
-
-def token_digest(token: str) -> str:
-    """Links and sessions are stored as the SHA-256 of their 256-bit random token only."""
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -106,12 +98,6 @@ class Signer:
     identified_at: datetime | None
     viewed_at: datetime | None
     signed_at: datetime | None
-    otp_hash: str | None
-    otp_expires_at: datetime | None
-    otp_attempts: int
-    otp_sends: int
-    otp_sent_to: str | None
-    otp_communication_id: str | None
     pending_signature: dict[str, Any] | None
 
 
@@ -138,17 +124,6 @@ class Process:
 
     def signer(self, signer_id: str) -> Signer | None:
         return next((s for s in self.signers if s.id == signer_id), None)
-
-
-@dataclass(frozen=True)
-class LinkUse:
-    """What a link or session token opens: its signer, and whether it is still good."""
-
-    signer_id: str
-    process_id: str
-    kind: str
-    expires_at: datetime
-    used_at: datetime | None
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -209,12 +184,6 @@ def _signer(row: Any) -> Signer:
         identified_at=_utc(row.identified_at),
         viewed_at=_utc(row.viewed_at),
         signed_at=_utc(row.signed_at),
-        otp_hash=row.otp_hash,
-        otp_expires_at=_utc(row.otp_expires_at),
-        otp_attempts=row.otp_attempts,
-        otp_sends=row.otp_sends,
-        otp_sent_to=row.otp_sent_to,
-        otp_communication_id=row.otp_communication_id,
         pending_signature=json.loads(row.pending_signature) if row.pending_signature else None,
     )
 
@@ -448,109 +417,6 @@ class SignatureRepository:
                 update(signature_signers)
                 .where(s.id == signer_id, s.viewed_at.is_(None))
                 .values(**values)
-            ).rowcount
-        )
-
-    @staticmethod
-    def take_otp_send_in(conn: Connection, signer_id: str, limit: int) -> bool:
-        """Count a code about to be sent, atomically, unless ``limit`` were sent already."""
-        s = signature_signers.c
-        return bool(
-            conn.execute(
-                update(signature_signers)
-                .where(s.id == signer_id, s.otp_sends < limit)
-                .values(otp_sends=s.otp_sends + 1)
-            ).rowcount
-        )
-
-    @staticmethod
-    def take_otp_attempt_in(conn: Connection, signer_id: str, limit: int) -> int | None:
-        """Count one code check, atomically, for a signer still to identify: the attempts
-        made so far including this one, or None when none is left (or not identifying)."""
-        s = signature_signers.c
-        taken = conn.execute(
-            update(signature_signers)
-            .where(s.id == signer_id, s.otp_attempts < limit, s.status == NOTIFIED)
-            .values(otp_attempts=s.otp_attempts + 1)
-        ).rowcount
-        if not taken:
-            return None
-        return int(conn.execute(select(s.otp_attempts).where(s.id == signer_id)).scalar_one())
-
-    # -- links and sessions --------------------------------------------------------------------
-
-    @staticmethod
-    def add_link_in(
-        conn: Connection,
-        *,
-        token: str,
-        kind: str,
-        signer_id: str,
-        now: datetime,
-        expires_at: datetime,
-        ip: str | None = None,
-        user_agent: str | None = None,
-    ) -> None:
-        conn.execute(
-            insert(signing_links).values(
-                token_sha256=token_digest(token),
-                kind=kind,
-                signer_id=signer_id,
-                created_at=now,
-                expires_at=expires_at,
-                ip=ip,
-                user_agent=user_agent,
-            )
-        )
-
-    @staticmethod
-    def end_sessions_in(conn: Connection, signer_id: str, now: datetime) -> None:
-        """A new link ends the signer's open pages: whoever held an older one loses it."""
-        lk = signing_links.c
-        conn.execute(
-            update(signing_links)
-            .where(lk.signer_id == signer_id, lk.kind == SESSION, lk.expires_at > now)
-            .values(expires_at=now)
-        )
-
-    @staticmethod
-    def links_since_in(conn: Connection, signer_id: str, since: datetime) -> int:
-        lk = signing_links.c
-        return int(
-            conn.execute(
-                select(func.count()).where(
-                    lk.signer_id == signer_id, lk.kind == LINK, lk.created_at >= since
-                )
-            ).scalar_one()
-        )
-
-    def link(self, token: str, kind: str) -> LinkUse | None:
-        with self.engine.connect() as conn:
-            return self.link_in(conn, token, kind)
-
-    @staticmethod
-    def link_in(conn: Connection, token: str, kind: str) -> LinkUse | None:
-        lk, s = signing_links.c, signature_signers.c
-        row = conn.execute(
-            select(lk.signer_id, s.process_id, lk.kind, lk.expires_at, lk.used_at)
-            .join(signature_signers, s.id == lk.signer_id)
-            .where(lk.token_sha256 == token_digest(token), lk.kind == kind)
-        ).first()
-        if row is None:
-            return None
-        return LinkUse(
-            row.signer_id, row.process_id, row.kind, as_utc(row.expires_at), _utc(row.used_at)
-        )
-
-    @staticmethod
-    def use_link_in(conn: Connection, token: str, now: datetime) -> bool:
-        """Single use: only the first opening of a link succeeds."""
-        lk = signing_links.c
-        return bool(
-            conn.execute(
-                update(signing_links)
-                .where(lk.token_sha256 == token_digest(token), lk.used_at.is_(None))
-                .values(used_at=now)
             ).rowcount
         )
 

@@ -13,6 +13,12 @@ produced is committed compare-and-set on the revision it started from, so two pa
 never lose a signature (the second signs the new revision again).  When the TSA is down a
 signature is *not* produced without its timestamp: the signer's intent is kept (``pending``),
 the page says so, and the worker applies it as soon as the TSA answers.
+
+:class:`SignatureService` is the facade the endpoints, the page and the worker call.  It is
+composed, not inherited: notifying (``notices``), applying signatures (``applying``) and the
+page's steps (``page``) are collaborators that each receive only what they use, and the
+service itself receives its parts explicitly (the composition root, ``sealpost.app``, builds
+it; so can a test, from real parts alone).
 """
 
 from __future__ import annotations
@@ -23,12 +29,19 @@ import math
 import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from cryptography import x509
+
+from sealpost.access.model import Challenge
+from sealpost.access.service import AccessService
 from sealpost.certificates.pades.fields import FieldSpec, prepare_document
 from sealpost.errors import Conflict, InvalidInput, NotFound, SealpostError
 from sealpost.ledger.records import Party, Reason, new_record
+from sealpost.ledger.timestamps import TimeStamper
 from sealpost.logging import get_logger
+from sealpost.pki.keys import SigningIdentity
+from sealpost.signatures.applying import SignatureApplier
 from sealpost.signatures.documents import field_box_for, find_anchors, inspect_pdf, render_page_png
 from sealpost.signatures.model import (
     DEFAULT_CONSENT,
@@ -37,8 +50,13 @@ from sealpost.signatures.model import (
     MAX_SIGNERS,
     SIGNATURE_BOX,
     ProcessRequest,
+    SigningConfig,
+    SignInput,
+    Visitor,
 )
+from sealpost.signatures.notices import SignerNotices
 from sealpost.signatures.page import SigningPage
+from sealpost.signatures.ports import Contents, Mailer
 from sealpost.signatures.repository import (
     CANCELLED,
     EXPIRED,
@@ -52,17 +70,19 @@ from sealpost.signatures.repository import (
     WAITING,
     Document,
     Process,
+    SignatureRepository,
+    Signer,
 )
 from sealpost.signatures.steps import (
+    ended_message,
+    load_process,
     process_record,
     process_subject,
     sha256_hex,
     signature_field_name,
     utc_now,
 )
-
-if TYPE_CHECKING:
-    from sealpost.tenants.repository import Tenant
+from sealpost.tenants.repository import Tenant, TenantRepository
 
 log = get_logger(__name__)
 
@@ -70,10 +90,47 @@ log = get_logger(__name__)
 MAX_REMINDER_HOURS = 24 * 366
 
 
-class SignatureService(SigningPage):
+class SignatureService:
     """Signature processes: creation, reads, cancellation, expiry and the worker's pass; the
-    page's steps (``signing.page``), applying signatures (``signing.applying``) and
-    notifications (``signing.base``) are its bases."""
+    signing page's steps (``page``), applying signatures (``applying``) and notifying
+    signers (``notices``) are collaborators it delegates to."""
+
+    def __init__(
+        self,
+        *,
+        repo: SignatureRepository,
+        access: AccessService,
+        tenants: TenantRepository,
+        contents: Contents,
+        mailer: Mailer,
+        seal: SigningIdentity,
+        timestamper: TimeStamper,
+        trust_roots: Sequence[x509.Certificate],
+        config: SigningConfig,
+    ) -> None:
+        self.repo = repo
+        self.contents = contents
+        self.config = config
+        self.notices = SignerNotices(repo, access, tenants, mailer, config)
+        self.applier = SignatureApplier(
+            repo,
+            access,
+            contents,
+            self.notices,
+            tenants,
+            seal=seal,
+            timestamper=timestamper,
+            trust_roots=trust_roots,
+            config=config,
+        )
+        self.page = SigningPage(repo, access, self.notices, self.applier, config=config)
+        self._page_png = functools.lru_cache(maxsize=256)(self._render_page)
+        """Page images by (document digest, page): a digest names its bytes forever."""
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    def get(self, tenant_id: str, process_id: str) -> Process:
+        return load_process(self.repo, process_id, tenant_id)
 
     # -- creation ------------------------------------------------------------------------------
 
@@ -93,10 +150,9 @@ class SignatureService(SigningPage):
         self._check(request, now)
         infos = [inspect_pdf(d.content, name=d.name) for d in request.documents]
         for doc, info in zip(request.documents, infos, strict=True):
-            if info.size > self.settings.signing_max_document_bytes:
+            if info.size > self.config.max_document_bytes:
                 raise InvalidInput(
-                    f"document {doc.name!r} is over "
-                    f"{self.settings.signing_max_document_bytes} bytes"
+                    f"document {doc.name!r} is over {self.config.max_document_bytes} bytes"
                 )
         placements = self._placements(request, infos)
         process_id = str(uuid.uuid4())
@@ -110,9 +166,7 @@ class SignatureService(SigningPage):
             ]
             prepared.append(prepare_document(doc.content, specs) if specs else doc.content)
         consent = request.consent_text or DEFAULT_CONSENT
-        expires_at = request.expires_at or now + timedelta(
-            days=self.settings.signing_default_expiry_days
-        )
+        expires_at = request.expires_at or now + timedelta(days=self.config.default_expiry_days)
         documents, revisions = [], []
         contents = [d.content for d in request.documents] + prepared
         signer_rows = []
@@ -170,7 +224,7 @@ class SignatureService(SigningPage):
             event="ProcessCreated",
             subject=process_subject(process_id),
             event_time=now,
-            sender=Party(self.settings.resolved_signing_mail_from, display_name=tenant.name),
+            sender=Party(self.config.mail_from, display_name=tenant.name),
             details={
                 "title": request.title,
                 "signing_order": request.signing_order,
@@ -199,8 +253,9 @@ class SignatureService(SigningPage):
                 ],
             },
         )
+        self.contents.put_large(contents)  # large PDFs as blob files, durable before the commit
         with self.repo.transaction() as conn:
-            self.sp.contents.put_in(conn, contents)
+            self.contents.put_in(conn, contents)
             self.repo.create_in(
                 conn,
                 {
@@ -224,9 +279,8 @@ class SignatureService(SigningPage):
                 revisions,
                 [record],
             )
-        process = self._get(process_id)
-        self._notify_turn(process, tenant)
-        return self._get(process_id), True
+        self.notices.notify_turn(load_process(self.repo, process_id))
+        return load_process(self.repo, process_id), True
 
     def _check(self, request: ProcessRequest, now: datetime) -> None:
         if not request.title.strip():
@@ -315,11 +369,10 @@ class SignatureService(SigningPage):
         if not 0 <= number < len(process.documents):
             raise NotFound(f"no document {number} in this process")
         document = process.documents[number]
-        return document, self.sp.contents.get(document.current_sha256)
+        return document, self.contents.get(document.current_sha256)
 
-    @functools.lru_cache(maxsize=256)  # noqa: B019 - one service per process, keys are hashes
-    def _page(self, sha256: str, page: int) -> bytes:
-        return render_page_png(self.sp.contents.get(sha256), page)
+    def _render_page(self, sha256: str, page: int) -> bytes:
+        return render_page_png(self.contents.get(sha256), page)
 
     def page_png(self, process: Process, number: int, page: int) -> bytes:
         if not 0 <= number < len(process.documents):
@@ -327,10 +380,10 @@ class SignatureService(SigningPage):
         document = process.documents[number]
         if not 1 <= page <= len(document.page_sizes):
             raise NotFound(f"no page {page} in document {number}")
-        return self._page(document.current_sha256, page)
+        return self._page_png(document.current_sha256, page)
 
     def cancel(self, tenant_id: str, process_id: str, reason: str | None) -> Process:
-        process = self._get(process_id, tenant_id)
+        process = load_process(self.repo, process_id, tenant_id)
         now = utc_now()
         text = (reason or "cancelled by the sender").strip()[:2000]
         record = new_record(
@@ -352,7 +405,7 @@ class SignatureService(SigningPage):
             ):
                 raise Conflict(f"the process is already {process.status}")
             self.repo.add_evidence_in(conn, [record])
-        return self._get(process.id)
+        return load_process(self.repo, process.id)
 
     def _expire(self, process: Process, now: datetime) -> None:
         record = process_record(
@@ -391,7 +444,7 @@ class SignatureService(SigningPage):
         return done
 
     def _run_one(self, process_id: str, now: datetime) -> int:
-        process = self._get(process_id)
+        process = load_process(self.repo, process_id)
         if process.status != IN_PROGRESS:
             return 0
         owed = process.finalize_due or any(s.status == PENDING for s in process.signers)
@@ -400,12 +453,12 @@ class SignatureService(SigningPage):
             return 1
         done = 0
         for signer in process.signers:
-            if signer.status == PENDING and self._apply(process.id, signer.id):
+            if signer.status == PENDING and self.applier.apply(process.id, signer.id):
                 done += 1
         if done:
             return done
         if process.finalize_due:
-            return int(self._finalize(process.id))
+            return int(self.applier.finalize(process.id))
         for signer in process.signers:
             if (
                 signer.next_reminder_at is not None
@@ -415,6 +468,62 @@ class SignatureService(SigningPage):
                 with self.repo.transaction() as conn:  # claim it: one reminder, one worker
                     claimed = self.repo.claim_reminder_in(conn, signer.id, signer.next_reminder_at)
                 if claimed:
-                    self.send_link(process, signer, reminder=True)
+                    self.notices.send_link(process, signer, reminder=True)
                     done += 1
         return done
+
+    # -- links, the signing page, the audit trail: delegated -----------------------------------
+
+    def new_link(
+        self,
+        process: Process,
+        signer: Signer,
+        now: datetime | None = None,
+        *,
+        unlock: bool = False,
+        end_sessions: bool = False,
+    ) -> tuple[str, datetime]:
+        return self.notices.new_link(process, signer, now, unlock=unlock, end_sessions=end_sessions)
+
+    def link_url(self, token: str) -> str:
+        return self.notices.link_url(token)
+
+    def audit_pdf(self, process: Process) -> bytes:
+        return self.applier.audit_pdf(process)
+
+    @staticmethod
+    def ended_message(process: Process) -> str:
+        return ended_message(process)
+
+    def check_link(self, token: str, now: datetime | None = None) -> tuple[Process, Signer]:
+        return self.page.check_link(token, now)
+
+    def open_link(self, token: str, visitor: Visitor) -> tuple[str, Process, Signer]:
+        return self.page.open_link(token, visitor)
+
+    def renew_link(self, token: str) -> None:
+        self.page.renew_link(token)
+
+    def session(self, token: str | None) -> tuple[Process, Signer]:
+        return self.page.session(token)
+
+    def page_status(self, process: Process, signer: Signer) -> str:
+        return self.page.page_status(process, signer)
+
+    def challenge(self, process: Process, signer: Signer) -> Challenge | None:
+        return self.page.challenge(process, signer)
+
+    def send_otp(self, process: Process, signer: Signer, visitor: Visitor) -> tuple[str, datetime]:
+        return self.page.send_otp(process, signer, visitor)
+
+    def verify_otp(self, process: Process, signer: Signer, code: str, visitor: Visitor) -> int:
+        return self.page.verify_otp(process, signer, code, visitor)
+
+    def viewed(self, process: Process, signer: Signer, visitor: Visitor) -> None:
+        self.page.viewed(process, signer, visitor)
+
+    def sign(self, process: Process, signer: Signer, given: SignInput, visitor: Visitor) -> str:
+        return self.page.sign(process, signer, given, visitor)
+
+    def decline(self, process: Process, signer: Signer, reason: str, visitor: Visitor) -> None:
+        self.page.decline(process, signer, reason, visitor)

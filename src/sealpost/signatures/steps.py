@@ -1,5 +1,5 @@
-"""Small pieces every part of a signature process uses: the evidence record of a step, the
-signer as a party of it, the clock."""
+"""Small pieces every part of a signature process uses: reading a process, whose turn it is,
+the evidence record of a step, the signer as a party of it, the clock."""
 
 from __future__ import annotations
 
@@ -7,13 +7,22 @@ import hashlib
 from datetime import UTC, datetime
 from typing import Any
 
+from sealpost.access.model import Challenge, Holder
+from sealpost.errors import NotFound
 from sealpost.ledger.records import EvidenceRecord, Party, Subject, new_record
 from sealpost.signatures.model import (
     SignerRequest,
     Visitor,
 )
 from sealpost.signatures.repository import (
+    CANCELLED,
+    COMPLETED,
+    DECLINED,
+    EXPIRED,
+    SIGNED,
+    SIGNING_ROLES,
     Process,
+    SignatureRepository,
     Signer,
 )
 
@@ -26,8 +35,45 @@ def utc_now() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
 
 
+def load_process(
+    repo: SignatureRepository, process_id: str, tenant_id: str | None = None
+) -> Process:
+    """The process (of ``tenant_id`` when given), or ``NotFound``."""
+    found = repo.get(process_id, tenant_id)
+    if found is None:
+        raise NotFound(f"no signature process {process_id}")
+    return found
+
+
+def turn(process: Process) -> int | None:
+    """The order number whose signers sign now (sequential); None when all have."""
+    open_orders = [
+        s.sign_order for s in process.signers if s.role in SIGNING_ROLES and s.status != SIGNED
+    ]
+    return min(open_orders) if open_orders else None
+
+
+def ended_message(process: Process) -> str:
+    """What the page says about a process that is over."""
+    return {
+        COMPLETED: "This document has been signed by everyone.",
+        DECLINED: "This signature request was declined.",
+        EXPIRED: "This signature request has expired.",
+        CANCELLED: "This signature request was cancelled by the sender.",
+    }.get(process.status, "This signature request is closed.")
+
+
+SUBJECT_TYPE = "signature_process"
+"""The subject type of a process, in evidence records and in the access kit."""
+
+
 def process_subject(process_id: str) -> Subject:
-    return Subject("signature_process", process_id)
+    return Subject(SUBJECT_TYPE, process_id)
+
+
+def signer_holder(process: Process, signer: Signer) -> Holder:
+    """The signer as the access kit knows them: links, page sessions and codes are theirs."""
+    return Holder(process.tenant_id, SUBJECT_TYPE, process.id, signer.id)
 
 
 def signer_party(signer: Signer) -> Party:
@@ -45,15 +91,15 @@ def process_record(process: Process, event: str, now: datetime, **fields: Any) -
     )
 
 
-def identified_party(signer: Signer, method: str) -> Party:
+def identified_party(signer: Signer, method: str, challenge: Challenge | None) -> Party:
     """The signer as identified: the method, where the code went, the email that carried it."""
     return Party(
         signer.email or signer.name,
         display_name=signer.name,
         identification={
             "method": method,
-            "sent_to": signer.otp_sent_to,
-            "communication_id": signer.otp_communication_id,
+            "sent_to": challenge.sent_to if challenge else None,
+            "communication_id": challenge.communication_id if challenge else None,
         },
     )
 

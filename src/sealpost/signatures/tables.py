@@ -1,4 +1,6 @@
-"""Tables of signature processes: documents, revisions, signers, links, tenant signing settings.
+"""Tables of signature processes: documents, revisions, signers, tenant signing settings.
+
+Links, page sessions and code state are the access kit's (``sealpost.access.tables``).
 
 Collected with the other domains' tables in ``sealpost.schema``; Alembic migrations
 create them (``sealpost/db/migrations``)."""
@@ -94,30 +96,9 @@ signature_signers = Table(
     Column("identified_at", DateTime(timezone=True)),
     Column("viewed_at", DateTime(timezone=True)),
     Column("signed_at", DateTime(timezone=True)),
-    Column("otp_hash", String(64)),
-    Column("otp_expires_at", DateTime(timezone=True)),
-    Column("otp_attempts", Integer, nullable=False, server_default="0"),
-    Column("otp_sends", Integer, nullable=False, server_default="0"),
-    Column("otp_sent_to", String(320)),
-    Column("otp_communication_id", String(36)),
     Column("pending_signature", Text),
     Index("ix_signature_signers_process", "process_id", "number", unique=True),
     Index("ix_signature_signers_reminder", "next_reminder_at"),
-)
-
-
-signing_links = Table(
-    "signing_links",
-    metadata,
-    Column("token_sha256", String(64), primary_key=True),
-    Column("kind", String(8), nullable=False),
-    Column("signer_id", String(36), ForeignKey("signature_signers.id"), nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("expires_at", DateTime(timezone=True), nullable=False),
-    Column("used_at", DateTime(timezone=True)),
-    Column("ip", String(64)),
-    Column("user_agent", Text),
-    Index("ix_signing_links_signer", "signer_id"),
 )
 
 

@@ -1,27 +1,24 @@
-"""The common ground of a signature process's parts: reading a process, whose turn it is, and
-notifying signers (certified emails with single-use links)."""
+"""Notifying signers: single-use links, invitations and reminders, the emails of a process.
+
+Every email of a process is a certified email (sent through the :class:`Mailer` port), so
+the invitation, each reminder and each code has its own evidence besides the SignerNotified
+record written here.
+"""
 
 from __future__ import annotations
 
-import functools
-import secrets
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from sealpost.access import codes as otp
-from sealpost.errors import Conflict, Locked, NotFound
+from sealpost.access.service import AccessService
+from sealpost.errors import Conflict, Locked
+from sealpost.signatures.model import SigningConfig
+from sealpost.signatures.ports import Mailer, OutgoingMail
 from sealpost.signatures.repository import (
-    CANCELLED,
-    COMPLETED,
-    DECLINED,
-    EXPIRED,
     IN_PROGRESS,
-    LINK,
     LOCKED,
     NOTIFIED,
-    SIGNED,
-    SIGNING_ROLES,
     WAITING,
     Process,
     SignatureRepository,
@@ -29,68 +26,44 @@ from sealpost.signatures.repository import (
 )
 from sealpost.signatures.steps import (
     process_record,
+    signer_holder,
     signer_party,
+    turn,
     utc_now,
 )
-
-if TYPE_CHECKING:
-    from sealpost.app import Sealpost
-    from sealpost.tenants.repository import Tenant
+from sealpost.tenants.repository import TenantRepository
 
 
-class ProcessBase:
-    """What every part needs: the store, reading a process, whose turn it is, notifying."""
+class SignerNotices:
+    """Links and the emails that carry them; mails anything else a process sends."""
 
-    def __init__(self, sp: Sealpost) -> None:
-        self.sp = sp
-        self.repo = SignatureRepository(sp.engine)
-        self.settings = sp.settings
+    def __init__(
+        self,
+        repo: SignatureRepository,
+        access: AccessService,
+        tenants: TenantRepository,
+        mailer: Mailer,
+        config: SigningConfig,
+    ) -> None:
+        self.repo = repo
+        self.access = access
+        self.tenants = tenants
+        self.mailer = mailer
+        self.config = config
 
-    @functools.cached_property
-    def _otp_key(self) -> bytes:
-        from cryptography.hazmat.primitives import serialization
-
-        der = self.sp.seal_identity.private_key.private_bytes(
-            serialization.Encoding.DER,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-        return otp.derive_key(der)
-
-    # -- reads ---------------------------------------------------------------------------------
-
-    def _get(self, process_id: str, tenant_id: str | None = None) -> Process:
-        found = self.repo.get(process_id, tenant_id)
-        if found is None:
-            raise NotFound(f"no signature process {process_id}")
-        return found
-
-    def get(self, tenant_id: str, process_id: str) -> Process:
-        return self._get(process_id, tenant_id)
-
-    # -- notifications -------------------------------------------------------------------------
-
-    def _turn(self, process: Process) -> int | None:
-        """The order number whose signers sign now (sequential); None when all have."""
-        open_orders = [
-            s.sign_order
-            for s in process.signers
-            if s.role in SIGNING_ROLES and s.status not in (SIGNED,)
-        ]
-        return min(open_orders) if open_orders else None
-
-    def _notify_turn(self, process: Process, tenant: Tenant | None = None) -> None:
+    def notify_turn(self, process: Process) -> None:
+        """Invite the signers whose turn it is (all of them, in a parallel process)."""
         if process.status != IN_PROGRESS:
             return
-        turn = self._turn(process)
+        current = turn(process)
         for signer in process.signers:
             if signer.status != WAITING or signer.role == "cc":
                 continue
-            if process.signing_order == "sequential" and signer.sign_order != turn:
+            if process.signing_order == "sequential" and signer.sign_order != current:
                 continue
             self.send_link(process, signer, reminder=False)
 
-    def _mail(
+    def mail(
         self,
         process: Process,
         signer: Signer,
@@ -99,28 +72,17 @@ class ProcessBase:
         attachments: Sequence[tuple[str, str, bytes]] = (),
         purpose: str = "invitation",
     ) -> str:
-        from sealpost.communications.email.mime import build_message, new_message_id
-        from sealpost.communications.email.submission import SubmissionRequest
-
+        """Send ``signer`` a certified email about ``process``; returns its communication id."""
         assert signer.email is not None
-        tenant = self.sp.tenants.get(process.tenant_id)
-        sender = self.settings.resolved_signing_mail_from
-        raw = build_message(
-            sender=sender,
-            to=[signer.email],
-            subject=subject,
-            text=text,
-            html=None,
-            attachments=attachments,
-            message_id=new_message_id(self.settings.hostname),
-        )
-        accepted = self.sp.submissions.accept(
-            SubmissionRequest(
+        tenant = self.tenants.get(process.tenant_id)
+        return self.mailer.send(
+            OutgoingMail(
                 tenant_id=process.tenant_id,
-                via="api",
-                mail_from=sender,
-                recipients=(signer.email,),
-                raw=raw,
+                sender=self.config.mail_from,
+                to=signer.email,
+                subject=subject,
+                text=text,
+                attachments=tuple(attachments),
                 identification={"method": "signature-process", "tenant": tenant.name},
                 details={
                     "signature_process_id": process.id,
@@ -129,7 +91,6 @@ class ProcessBase:
                 },
             )
         )
-        return accepted.communication_ids[0]
 
     def new_link(
         self,
@@ -151,30 +112,19 @@ class ProcessBase:
             raise Conflict("a cc gets the signed documents at the end, not a signing link")
         if signer.status == LOCKED and not unlock:
             raise Locked("Too many wrong codes: ask the sender for a new link.")
-        token = secrets.token_urlsafe(32)
-        expires_at = min(
-            process.expires_at, now + timedelta(hours=self.settings.signing_link_hours)
-        )
+        holder = signer_holder(process, signer)
+        expires_at = min(process.expires_at, now + timedelta(hours=self.config.link_hours))
         with self.repo.transaction() as conn:
-            self.repo.add_link_in(
-                conn, token=token, kind=LINK, signer_id=signer.id, now=now, expires_at=expires_at
-            )
+            token = self.access.issue_link_in(conn, holder, now=now, expires_at=expires_at)
             if end_sessions:
-                self.repo.end_sessions_in(conn, signer.id, now)
+                self.access.end_sessions_in(conn, holder, now)
             if signer.status == LOCKED:  # unlock: the tenant vouches for a new try
-                self.repo.set_signer_in(
-                    conn,
-                    signer.id,
-                    expect_status=(LOCKED,),
-                    status=NOTIFIED,
-                    otp_attempts=0,
-                    otp_hash=None,
-                    otp_sends=0,
-                )
+                self.repo.set_signer_in(conn, signer.id, expect_status=(LOCKED,), status=NOTIFIED)
+                self.access.reset_codes_in(conn, holder)
         return token, expires_at
 
     def link_url(self, token: str) -> str:
-        return f"{self.settings.resolved_public_url}/sign/{token}"
+        return f"{self.config.public_url}/sign/{token}"
 
     def send_link(
         self, process: Process, signer: Signer, *, reminder: bool, end_sessions: bool = False
@@ -188,7 +138,7 @@ class ProcessBase:
                 ):
                     return
         token, expires_at = self.new_link(process, signer, now, end_sessions=end_sessions)
-        tenant = self.sp.tenants.get(process.tenant_id)
+        tenant = self.tenants.get(process.tenant_id)
         verb = {"approver": "approve", "viewer": "review"}.get(signer.role, "sign")
         subject = (
             f"{'Reminder: ' if reminder else ''}{tenant.name} asks you to {verb}: {process.title}"
@@ -210,7 +160,7 @@ class ProcessBase:
             "Sent by Sealpost for " + tenant.name + ". Every step of this signature is recorded "
             "as sealed evidence.",
         ]
-        communication_id = self._mail(process, signer, subject, "\n".join(lines))
+        communication_id = self.mail(process, signer, subject, "\n".join(lines))
         next_reminder = None
         hours = process.reminder_hours
         first = signer.notified_at or now
@@ -240,12 +190,3 @@ class ProcessBase:
                 values["notified_at"] = now
             self.repo.set_signer_in(conn, signer.id, **values)
             self.repo.add_evidence_in(conn, [record])
-
-    @staticmethod
-    def ended_message(process: Process) -> str:
-        return {
-            COMPLETED: "This document has been signed by everyone.",
-            DECLINED: "This signature request was declined.",
-            EXPIRED: "This signature request has expired.",
-            CANCELLED: "This signature request was cancelled by the sender.",
-        }.get(process.status, "This signature request is closed.")

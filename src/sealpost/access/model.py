@@ -1,0 +1,110 @@
+"""Who a link, a page session or a one-time code is for, and what the kit tells its callers.
+
+Every page a person opens from a certified message (the signing page today; registered pickup,
+the console later) needs the same pieces: a single-use link that a mail scanner cannot burn, a
+page session that needs no cookie, a one-time code sent by a channel (email now, SMS later),
+counted attempts and a lockout.  They are keyed by a :class:`Holder` — (tenant, subject type,
+subject id, party id), e.g. ("t1", "signature_process", <process id>, <signer id>) — never by
+one domain's ids, so each domain keeps its own rows and states and this kit keeps the access.
+No I/O here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+LINK, SESSION = "link", "session"
+"""The two kinds of token: a link (in a message; single use) and a page session (in the page)."""
+
+EMAIL, SMS = "email", "sms"
+"""Channels a one-time code goes by (the evidence names it: ``otp_channel``)."""
+
+DIGITS = 6
+VALID_SECONDS = 600
+MAX_ATTEMPTS = 5
+"""Code checks per holder: the 5th wrong one locks, until whoever issues links vouches again."""
+MAX_SENDS = 5
+"""Codes sent to one holder per link: more is someone hammering the button (or a bot); each
+code is a message with a cost."""
+
+
+@dataclass(frozen=True)
+class Holder:
+    """Whom access is granted to: one party of one subject of one tenant."""
+
+    tenant_id: str
+    subject_type: str
+    """The domain's subject, as in evidence records: "signature_process", ..."""
+    subject_id: str
+    party_id: str
+    """The person within the subject (a signer, a recipient); a UUID."""
+
+
+@dataclass(frozen=True)
+class Grant:
+    """What a link or session token opens, and whether it is still good."""
+
+    holder: Holder
+    kind: str
+    expires_at: datetime
+    used_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Challenge:
+    """A holder's one-time code state: the code (as an HMAC), where it went, the counters."""
+
+    holder: Holder
+    channel: str | None
+    code_hash: str | None
+    expires_at: datetime | None
+    attempts: int
+    sends: int
+    sent_to: str | None
+    """The address or number the last code went to."""
+    communication_id: str | None
+    """The certified message that carried it: evidence of where the code went."""
+
+    @property
+    def locked(self) -> bool:
+        return self.attempts >= MAX_ATTEMPTS
+
+    @property
+    def attempts_left(self) -> int:
+        return max(MAX_ATTEMPTS - self.attempts, 0)
+
+
+@dataclass(frozen=True)
+class CodeCheck:
+    """The outcome of one counted code check."""
+
+    matched: bool
+    attempts: int
+    """Checks made so far, this one included."""
+    locked: bool
+    """This wrong check was the last one allowed: the holder is locked out now."""
+    challenge: Challenge
+    """The state the check was made against (where the code went: for the evidence)."""
+
+    @property
+    def attempts_left(self) -> int:
+        return max(MAX_ATTEMPTS - self.attempts, 0)
+
+
+class CodeDelivery(Protocol):
+    """Sends ``code`` to the holder by the challenge's channel; the caller words the message
+    (a signing code, a pickup code) and picks the transport (a certified email, an SMS)."""
+
+    def __call__(self, code: str) -> str:
+        """Deliver ``code``; returns the id of the communication that carries it."""
+        ...
+
+
+def mask(sent_to: str, channel: str | None) -> str:
+    """``j***@example.com`` or ``•••• 42``: enough for the person to recognise, not to harvest."""
+    if channel == SMS:
+        return f"•••• {sent_to[-2:]}"
+    local, _, domain = sent_to.partition("@")
+    return f"{local[:1]}***@{domain}"

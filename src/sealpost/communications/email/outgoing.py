@@ -1,0 +1,59 @@
+"""Sealpost's own certified emails: what another domain sends through communications.
+
+Invitations to sign, reminders and one-time codes are certified emails like any a tenant
+sends: built here (``mime.build_message``) and accepted by the same submission service, so
+each gets its SubmissionAcceptance and delivery evidence (ETSI EN 319 522-3) in the tenant's
+name.  Other domains do not import this module: they declare a port (e.g. signatures'
+``Mailer``) and the composition root adapts it to :class:`CertifiedMailer`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from sealpost.communications.email.mime import build_message, new_message_id
+from sealpost.communications.email.submission import SubmissionRequest, SubmissionService
+
+
+class CertifiedMailer:
+    """Builds a plain-text email and accepts it as an API submission of ``tenant_id``."""
+
+    def __init__(self, submissions: SubmissionService, *, hostname: str) -> None:
+        self.submissions = submissions
+        self.hostname = hostname
+        """The right-hand side of the Message-IDs it makes (RFC 5322 §3.6.4)."""
+
+    def send(
+        self,
+        *,
+        tenant_id: str,
+        sender: str,
+        to: str,
+        subject: str,
+        text: str,
+        attachments: Sequence[tuple[str, str, bytes]] = (),
+        identification: Mapping[str, str],
+        details: Mapping[str, str],
+    ) -> str:
+        """Accept the email durably (with its evidence); returns its communication id."""
+        raw = build_message(
+            sender=sender,
+            to=[to],
+            subject=subject,
+            text=text,
+            html=None,
+            attachments=attachments,
+            message_id=new_message_id(self.hostname),
+        )
+        accepted = self.submissions.accept(
+            SubmissionRequest(
+                tenant_id=tenant_id,
+                via="api",
+                mail_from=sender,
+                recipients=(to,),
+                raw=raw,
+                identification=dict(identification),
+                details=dict(details),
+            )
+        )
+        return accepted.communication_ids[0]
