@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 
+import sealpost.communications
+import sealpost.signatures
 from sealpost.config import Settings
 from sealpost.db import migrate
 from sealpost.db.blobs import BlobStore
@@ -58,6 +60,10 @@ if TYPE_CHECKING:
     from sealpost.tenants.senders import SenderRepository
 
 log = get_logger(__name__)
+
+DOMAINS = (sealpost.communications, sealpost.signatures)
+"""The domains composed here; importing each registers its event kinds, so every process
+built here derives every domain's events, whatever part of it runs."""
 
 
 def ensure_local_keys(settings: Settings) -> None:

@@ -23,6 +23,10 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 PROBLEM_TYPE_PREFIX = "urn:sealpost:problem:"
+RESERVED_MEMBERS = frozenset(
+    {"type", "title", "status", "detail", "instance", "error", "message", "headers", "code"}
+)
+"""Members of a problem document that an error's own fields may not take."""
 
 
 class SealpostError(Exception):
@@ -33,6 +37,15 @@ class SealpostError(Exception):
     """Stable, machine-readable kind: the problem's ``type`` is its URN."""
     title: ClassVar[str] = "Internal error"
     """The same short summary for every occurrence of this kind (RFC 9457 §3.1.3)."""
+    problem_fields: ClassVar[tuple[str, ...]] = ()
+    """The instance attributes a client may see, as members of the problem document; an
+    allow-list, so that a field added for logs or internal use never leaks by default."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        clash = set(cls.problem_fields) & RESERVED_MEMBERS
+        if clash:
+            raise TypeError(f"{cls.__name__}.problem_fields uses reserved members {clash}")
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -43,12 +56,11 @@ class SealpostError(Exception):
         return PROBLEM_TYPE_PREFIX + self.code
 
     def extensions(self) -> dict[str, Any]:
-        """The structured fields this error carries (its public attributes but ``message``),
-        as JSON values; they become members of the problem document."""
+        """The structured fields this error carries (``problem_fields``), as JSON values;
+        they become members of the problem document."""
         out: dict[str, Any] = {}
-        for key, value in vars(self).items():
-            if key == "message" or key.startswith("_"):
-                continue
+        for key in self.problem_fields:
+            value = getattr(self, key, None)
             if value is None or isinstance(value, str | int | float | bool):
                 out[key] = value
             elif isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):

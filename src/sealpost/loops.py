@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sealpost.logging import get_logger
@@ -23,6 +24,8 @@ log = get_logger(__name__)
 MAX_BACKOFF_SECONDS = 30.0
 SETTLE_SECONDS = 10.0
 """A restarted loop counts as recovered once it has run this long without failing again."""
+FAILED_ROUNDS = 3
+"""Rounds failed in a row after which a loop that survives its own errors counts as failing."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,9 @@ def periodic(name: str, interval_seconds: float, step: Callable[[], object]) -> 
                 step()
             except Exception as exc:  # the database is down: try again next round
                 log.error("loop.round_failed", loop=name, error=repr(exc))
+                round_failed(exc)
+            else:
+                round_ok()
 
     return Loop(name, run)
 
@@ -56,55 +62,96 @@ def in_event_loop(
 
 @dataclass
 class LoopHealth:
-    """How one supervised loop is doing, as ``/healthz`` shows it."""
+    """How one supervised loop is doing, as ``/healthz`` shows it.
+
+    Errors are kept by their type only: ``/healthz`` answers anyone, and an exception's text
+    can carry a database host, an SQL statement or a TSA URL with its token (the whole text is
+    in the log)."""
 
     name: str
     state: str = "starting"
-    """``running``, ``restarting`` (it failed; waiting for the backoff) or ``stopped``."""
+    """``running``, ``restarting`` (it failed; waiting for the backoff), ``stopped``, or
+    ``dead`` (its thread ended without being stopped: nothing will restart it)."""
     restarts: int = 0
     last_error: str | None = None
+    """The type of the last failure (a failed round or a restart), e.g. ``OperationalError``."""
     last_failure_at: float | None = None
     """``time.monotonic()`` of its last failure."""
     running_since: float | None = None
     """``time.monotonic()`` of its last (re)start."""
+    failed_rounds: int = 0
+    """Rounds failed in a row inside a loop that survives its own errors (reset by a good one)."""
+    relapses: deque[float] = field(default_factory=lambda: deque(maxlen=8))
+    """When it failed again after having run ``SETTLE_SECONDS`` or more (recovered, then not)."""
 
     def failing(self, settle_seconds: float = SETTLE_SECONDS) -> bool:
-        """Whether it waits to restart, or was restarted less than ``settle_seconds`` ago
-        (a loop that fails at every try flaps between the two: it stays failing)."""
-        if self.state == "restarting":
+        """Whether it is not doing its job: dead, waiting to restart, restarted less than
+        ``settle_seconds`` ago, relapsing twice within twice the longest backoff (it flaps
+        between working and failing), or failing round after round (``FAILED_ROUNDS``)."""
+        if self.state in ("restarting", "dead"):
             return True
-        if self.last_failure_at is None or self.running_since is None:
-            return False
-        return time.monotonic() - self.running_since < settle_seconds
+        if self.failed_rounds >= FAILED_ROUNDS:
+            return True
+        now = time.monotonic()
+        running = self.running_since
+        if running is not None and self.restarts and now - running < settle_seconds:
+            return True
+        return sum(1 for t in self.relapses if now - t < 2 * MAX_BACKOFF_SECONDS) >= 2
+
+
+_current = threading.local()
+
+
+def round_failed(exc: BaseException) -> None:
+    """Called by a loop that survives its own errors when one round failed (the database is
+    down, the TSA does not answer): health sees it although the loop never raises."""
+    health: LoopHealth | None = getattr(_current, "health", None)
+    if health is not None:
+        health.failed_rounds += 1
+        health.last_error = type(exc).__name__
+        health.last_failure_at = time.monotonic()
+
+
+def round_ok() -> None:
+    """Called by such a loop after a round that worked."""
+    health: LoopHealth | None = getattr(_current, "health", None)
+    if health is not None and health.failed_rounds:
+        health.failed_rounds = 0
 
 
 def supervise(
     loop: Loop, stop: threading.Event, health: LoopHealth, *, first_backoff: float = 1.0
 ) -> None:
     """Run ``loop`` until ``stop``; restart it after a failure, with backoff."""
+    _current.health = health
     backoff = first_backoff
-    while not stop.is_set():
-        health.state = "running"
-        started = health.running_since = time.monotonic()
-        try:
-            loop.run(stop)
-        except Exception as exc:
-            error = repr(exc)
-        else:
-            if stop.is_set():
+    try:
+        while not stop.is_set():
+            health.state = "running"
+            started = health.running_since = time.monotonic()
+            try:
+                loop.run(stop)
+            except (Exception, asyncio.CancelledError) as exc:
+                error, detail = type(exc).__name__, repr(exc)
+            else:
+                if stop.is_set():
+                    break
+                error = detail = "returned before being stopped"
+            if time.monotonic() - started > 60:  # it ran well for a while: start afresh
+                backoff = first_backoff
+            health.state = "restarting"
+            health.restarts += 1
+            health.last_error = error
+            health.last_failure_at = time.monotonic()
+            if health.last_failure_at - started >= SETTLE_SECONDS:
+                health.relapses.append(health.last_failure_at)
+            log.error("loop.failed", loop=loop.name, error=detail, restart_in=backoff)
+            if stop.wait(backoff):
                 break
-            error = "returned before being stopped"
-        if time.monotonic() - started > 60:  # it ran well for a while: start backoff afresh
-            backoff = first_backoff
-        health.state = "restarting"
-        health.restarts += 1
-        health.last_error = error
-        health.last_failure_at = time.monotonic()
-        log.error("loop.failed", loop=loop.name, error=error, restart_in=backoff)
-        if stop.wait(backoff):
-            break
-        backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
-    health.state = "stopped"
+            backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+    finally:
+        health.state = "stopped" if stop.is_set() else "dead"
+        _current.health = None
 
 
 class Supervisor:
@@ -113,13 +160,15 @@ class Supervisor:
     def __init__(self, *, first_backoff: float = 1.0) -> None:
         self.first_backoff = first_backoff
         self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
+        self._threads: dict[str, threading.Thread] = {}
         self.health: dict[str, LoopHealth] = {}
 
     def start(self, loops: list[Loop]) -> None:
+        """Start each loop not already running in this process (one thread per name)."""
         for loop in loops:
-            if loop.name in self.health and self.health[loop.name].state != "stopped":
-                continue  # already running in this process
+            running = self._threads.get(loop.name)
+            if running is not None and running.is_alive():
+                continue
             health = self.health[loop.name] = LoopHealth(loop.name)
             thread = threading.Thread(
                 target=supervise,
@@ -129,14 +178,17 @@ class Supervisor:
                 daemon=True,
             )
             thread.start()
-            self._threads.append(thread)
+            self._threads[loop.name] = thread
 
     def stop(self, timeout: float = 10.0) -> None:
+        """Stop every loop and wait up to ``timeout`` s for each; one still finishing its
+        in-flight work stays known, so a later ``start`` does not run it twice."""
         self._stop.set()
-        for thread in self._threads:
+        for thread in self._threads.values():
             thread.join(timeout)
-        self._threads.clear()
-        self._stop = threading.Event()
+        self._threads = {n: t for n, t in self._threads.items() if t.is_alive()}
+        if not self._threads:
+            self._stop = threading.Event()
 
     @property
     def stopping(self) -> threading.Event:

@@ -3,14 +3,18 @@ on: a stable ``type``, the ``detail`` in words, and the structured fields the er
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy.exc import OperationalError
 
 from sealpost.api.app import create_app
 from sealpost.app import Sealpost
-from sealpost.errors import InvalidInput
+from sealpost.errors import InvalidInput, SealpostError
 from sealpost.ledger.errors import RecordError
 from tests.support.records import submission
 
@@ -90,3 +94,55 @@ def test_structured_fields_of_an_error_become_members() -> None:
     assert error.code == "invalid_record"
     assert error.extensions() == {"field": "content.sha256"}
     assert InvalidInput("x").extensions() == {}
+
+
+def _all_error_classes() -> list[type[SealpostError]]:
+    import sealpost
+
+    for module in pkgutil.walk_packages(sealpost.__path__, "sealpost."):
+        if not module.name.endswith("__main__"):  # that one runs the CLI
+            importlib.import_module(module.name)
+    found: list[type[SealpostError]] = []
+    todo: list[type[SealpostError]] = [SealpostError]
+    while todo:
+        cls = todo.pop()
+        found.append(cls)
+        todo.extend(cls.__subclasses__())
+    return found
+
+
+def test_every_error_kind_has_a_consistent_documented_code() -> None:
+    docs = (Path(__file__).parents[2] / "docs" / "api.md").read_text()
+    for cls in _all_error_classes():
+        if cls is SealpostError:
+            continue
+        assert f"`{cls.code}`" in docs, f"{cls.__name__}.code {cls.code!r} is not in docs/api.md"
+        for parent in cls.__mro__[1:]:
+            if (
+                isinstance(parent, type)
+                and issubclass(parent, SealpostError)
+                and parent.status != cls.status
+            ):
+                assert parent.code != cls.code, (
+                    f"{cls.__name__} ({cls.status}) answers the code of {parent.__name__} "
+                    f"({parent.status}): a client would take one for the other"
+                )
+
+
+def test_an_unexpected_error_is_a_500_problem_without_its_text(sealpost: Sealpost) -> None:
+    app = create_app(sealpost, start_background=False)
+
+    @app.get("/boom")
+    def boom() -> None:
+        raise RuntimeError("secret path /etc/sealpost/keys/seal.key")
+
+    @app.get("/database-gone")
+    def database_gone() -> None:
+        raise OperationalError("SELECT 1", {}, ConnectionError("server closed the connection"))
+
+    with TestClient(app, raise_server_exceptions=False) as client:
+        body = _problem(client.get("/boom"), 500, "internal_error")
+        assert "secret" not in str(body) and "incident" in str(body["detail"])
+        gone = client.get("/database-gone")
+        _problem(gone, 503, "unavailable")
+        assert gone.headers["retry-after"] == "1"

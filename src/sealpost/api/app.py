@@ -114,8 +114,11 @@ def create_app(sp: Sealpost, *, start_background: bool = True) -> FastAPI:
     def healthz(response: Response) -> Health:
         """Liveness and readiness: the database answers, the ledger is sealing, every
         background loop of this process runs, and how far behind the events dispatcher and
-        the broker are.  503 when the database is unreachable, a loop keeps failing, or a
-        record has waited longer than ``SEALPOST_HEALTH_MAX_UNSEALED_SECONDS`` for its seal."""
+        the broker are.  503 when the database is unreachable, a loop of this process keeps
+        failing, or (on a process that may seal) a record has waited longer than
+        ``SEALPOST_HEALTH_MAX_UNSEALED_SECONDS`` for its seal; an API-only replica reports
+        that lag as ``degraded`` with 200, since it still accepts.  Errors show by type only:
+        this answers anyone."""
         sealpost = sp
         try:
             with sealpost.engine.connect() as conn:
@@ -144,24 +147,28 @@ def create_app(sp: Sealpost, *, start_background: bool = True) -> FastAPI:
             log.error("healthz.database", error=str(exc))
             response.status_code = 503
             return Health(status="unavailable", database="unreachable", ledger=None)
-        problems = []
+        problems, unready = [], False
         bound = sealpost.settings.health_max_unsealed_seconds
         if waiting is not None and waiting > bound:
             problems.append(
                 f"a record has waited {waiting:.0f} s for its seal (bound {bound:.0f} s): "
                 "sealing has stopped"
             )
+            # a process that may seal is not doing its job; an API-only replica still accepts
+            # (records wait, committed): it reports the lag without leaving the pool
+            unready = sealpost.settings.sequencer_enabled
         loops = {}
-        for name, loop in sorted(sealpost.supervisor.health.items()):
+        for name, loop in sorted(dict(sealpost.supervisor.health).items()):
             loops[name] = LoopHealthOut(
                 state=loop.state, restarts=loop.restarts, last_error=loop.last_error
             )
             if loop.failing():
-                problems.append(f"the {name} loop is failing: {loop.last_error}")
-        if problems:
+                problems.append(f"the {name} loop is failing ({loop.last_error})")
+                unready = True
+        if unready:
             response.status_code = 503
         return Health(
-            status="unhealthy" if problems else "ok",
+            status="unhealthy" if unready else ("degraded" if problems else "ok"),
             database="ok",
             ledger=ledger_health,
             events=events_health,

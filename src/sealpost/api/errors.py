@@ -10,11 +10,13 @@ and ``message`` (the detail) are kept as members for clients written against Sea
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sealpost.errors import PROBLEM_TYPE_PREFIX, SealpostError
@@ -64,6 +66,15 @@ def problem(
     return JSONResponse(body, status, headers=headers, media_type=PROBLEM_JSON)
 
 
+def _internal(incident: str) -> JSONResponse:
+    return problem(
+        500,
+        f"an internal error occurred; incident {incident} is in the server's log",
+        code="internal_error",
+        title="Internal error",
+    )
+
+
 def _location(loc: tuple[Any, ...] | list[Any]) -> str:
     parts = [str(p) for p in loc]
     if parts and parts[0] in ("body", "query", "path", "header"):
@@ -82,16 +93,39 @@ def install(app: FastAPI) -> None:
         retry_after = getattr(exc, "retry_after", None)
         if exc.status in (429, 503) or exc.code == "not_sealed_yet":
             headers = {"Retry-After": str(int(retry_after or 1))}
+        detail = exc.message
         if exc.status >= 500:
-            log.error("api.error", error=exc.message, code=exc.code)
+            incident = uuid.uuid4().hex[:12]
+            log.error("api.error", error=exc.message, code=exc.code, incident=incident)
+            if exc.status != 503:  # a server fault's text (paths, library errors) stays in logs
+                detail = f"{exc.title}; incident {incident} is in the server's log"
         return problem(
             exc.status,
-            exc.message,
+            detail,
             code=exc.code,
             title=exc.title,
             headers=headers,
             **exc.extensions(),
         )
+
+    @app.exception_handler(DBAPIError)
+    async def database_error(_request: Request, exc: DBAPIError) -> JSONResponse:
+        """The database went away mid-request (restart, failover): retry, nothing was kept."""
+        incident = uuid.uuid4().hex[:12]
+        log.error("api.database_error", error=repr(exc.orig), incident=incident)
+        if exc.connection_invalidated or isinstance(exc, OperationalError):
+            return problem(
+                503,
+                f"the database is unavailable; retry shortly (incident {incident})",
+                headers={"Retry-After": "1"},
+            )
+        return _internal(incident)
+
+    @app.exception_handler(Exception)
+    async def unexpected_error(_request: Request, exc: Exception) -> JSONResponse:
+        incident = uuid.uuid4().hex[:12]
+        log.error("api.unexpected_error", error=repr(exc), incident=incident, exc_info=exc)
+        return _internal(incident)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:

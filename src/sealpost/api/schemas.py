@@ -24,7 +24,7 @@ class LedgerHealth(BaseModel):
 class LoopHealthOut(BaseModel):
     state: str = Field(description="running, restarting (failed; waiting to restart), stopped.")
     restarts: int
-    last_error: str | None
+    last_error: str | None = Field(description="The type of its last failure (details: logs).")
 
 
 class EventsHealth(BaseModel):
@@ -35,7 +35,10 @@ class EventsHealth(BaseModel):
 
 
 class Health(BaseModel):
-    status: str = Field(description="ok, or unhealthy (answered with 503) or unavailable.")
+    status: str = Field(
+        description="ok; degraded (200: a problem elsewhere, e.g. sealing late on an API-only "
+        "replica); unhealthy or unavailable (503)."
+    )
     database: str
     ledger: LedgerHealth | None
     events: EventsHealth | None = None

@@ -71,6 +71,16 @@ class AmqpPublisher:
     def queue_name(self, tenant_id: str) -> str:
         return self.queue_prefix + tenant_id
 
+    def attach(self) -> None:
+        """Start afresh on the running event loop: a connection and a lock belong to the
+        event loop that made them, and a supervisor restarts a failed loop on a new one (the
+        old connection, if any, died with its loop)."""
+        self._connection = None
+        self._channel = self._exchange = None
+        self._declared.clear()
+        self._sending = asyncio.Lock()
+        self._broken = False
+
     def reset(self) -> None:
         """Allow a new connection after a failure, once the caller has given up every
         publish in flight (see :meth:`publish`)."""

@@ -48,6 +48,7 @@ from sealpost.events.outbox import (
 from sealpost.events.webhooks.fanout import fan_out_in
 from sealpost.events.webhooks.queue import WebhookQueue
 from sealpost.logging import get_logger
+from sealpost.loops import round_failed, round_ok
 
 log = get_logger(__name__)
 
@@ -171,6 +172,7 @@ class EventDispatcher:
         publishing = None
         self._positioned = asyncio.Event()
         if self.publisher is not None:
+            self.publisher.attach()  # this run's event loop may be a restarted one
             publishing = asyncio.create_task(self._publish_loop(stop))
         try:
             while not stop.is_set():
@@ -200,6 +202,9 @@ class EventDispatcher:
                 except Exception as exc:  # the database may be down: wait, never die
                     backoff = min(max(backoff * 2, 0.1), 5.0)
                     log.error("events.dispatch_failed", error=repr(exc), retry_in=backoff)
+                    round_failed(exc)
+                else:
+                    round_ok()
                     await asyncio.to_thread(stop.wait, backoff)
                 if busy:
                     continue

@@ -1,7 +1,7 @@
 """The transactional outbox: the events of a state change, committed with the change itself.
 
 ``append_evidence`` is how every repository writes evidence: the records *and* the events they
-imply (``events.catalogue``), in the caller's transaction.  A change therefore never commits
+imply (``events.registry``), in the caller's transaction.  A change therefore never commits
 without its event, and an event never exists for a change that rolled back: nothing is lost
 between "the database says delivered" and "the integrator heard it", whatever crashes when.
 

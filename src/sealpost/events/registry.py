@@ -93,15 +93,21 @@ class EventRegistry:
         return frozenset(k.subject_type for k in self._kinds.values() if k.opens_subject)
 
     def collection(self, subject_type: str) -> str:
+        """``KeyError`` for a subject type no domain registered: a wrong ``subject`` in an
+        event (and in the webhooks' per-subject order) must never be written silently."""
         subject = self._subjects.get(subject_type)
-        return subject.collection if subject is not None else subject_type
+        if subject is None:
+            raise KeyError(f"no domain registered the subject type {subject_type!r}")
+        return subject.collection
 
     def events_for_records(self, records: Sequence[EvidenceRecord]) -> list[NewEvent]:
         """The events these records imply, in record order (records without one are skipped)."""
         events = []
         for record in records:
             subject = self._subjects.get(record.subject.type)
-            event = subject.derive(record) if subject and subject.derive else None
+            if subject is None:  # its domain is not imported: its events would be lost
+                raise KeyError(f"no domain registered the subject type {record.subject.type!r}")
+            event = subject.derive(record) if subject.derive else None
             if event is not None:
                 events.append(event)
         return events

@@ -20,6 +20,7 @@ class RecordError(InvalidInput):
 
     code = "invalid_record"
     title = "Not a valid evidence record"
+    problem_fields = ("field",)
 
     def __init__(self, message: str, *, field: str) -> None:
         super().__init__(f"{field}: {message}")
@@ -31,6 +32,7 @@ class BundleFormatError(InvalidInput):
 
     code = "invalid_bundle"
     title = "Not a readable evidence bundle"
+    problem_fields = ("field",)
 
     def __init__(self, message: str, *, field: str = "bundle") -> None:
         super().__init__(f"{field}: {message}")

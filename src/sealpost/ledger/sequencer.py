@@ -29,6 +29,7 @@ from sealpost.ledger.storage import LogStorage
 from sealpost.ledger.timestamps import TimeStamper
 from sealpost.ledger.tree_head import Checkpoint, SignedTreeHead
 from sealpost.logging import get_logger
+from sealpost.loops import round_failed, round_ok
 from sealpost.pki.keys import SigningIdentity
 
 log = get_logger(__name__)
@@ -124,12 +125,14 @@ class Sequencer:
                 try:
                     head = self.seal_pending()
                     backoff = 0.0
+                    round_ok()
                 except SequencerError as exc:
                     log.warning("ledger.seal_refused", reason=exc.message)
                     head, backoff = None, min(max(backoff * 2, window_seconds), 10.0)
                 except Exception as exc:  # a TSA or database outage must not kill the loop
                     backoff = min(max(backoff * 2, window_seconds), 10.0)
                     log.error("ledger.seal_failed", error=repr(exc), retry_in=backoff)
+                    round_failed(exc)
                     head = None
                 if head is not None and self.storage.pending_count() >= self.max_batch:
                     continue  # a backlog: seal the next full batch at once

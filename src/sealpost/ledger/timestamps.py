@@ -50,6 +50,7 @@ class TimestampError(InvalidInput):
 
     code = "invalid_timestamp"
     title = "Not a valid RFC 3161 timestamp"
+    problem_fields = ("reason",)
 
     def __init__(self, message: str, *, reason: str) -> None:
         super().__init__(message)
@@ -60,6 +61,8 @@ class TimestampUnavailable(TimestampError, ServiceUnavailable):
     """The TSA could not be reached or timed out: a transient outage, not a bad token."""
 
     status = 503
+    code = "timestamp_unavailable"
+    title = "The timestamping authority is unavailable; retry later"
 
     def __init__(self, message: str, *, reason: str = "unavailable") -> None:
         super().__init__(message, reason=reason)

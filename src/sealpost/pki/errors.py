@@ -41,6 +41,7 @@ class TimestampRejected(PkiError):
 
     code = "timestamp_rejected"
     title = "The timestamping authority rejected the request"
+    problem_fields = ("fail_info",)
 
     status = 422
 

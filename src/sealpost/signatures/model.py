@@ -81,10 +81,8 @@ class LinkUnusable(SealpostError):
 
     code = "link_unusable"
     title = "This link cannot be used"
-
-    def extensions(self) -> dict[str, object]:
-        """What the page and its embedder act on (never the process's or signer's ids)."""
-        return {"kind": self.kind, "renewable": self.renewable}
+    problem_fields = ("kind", "renewable")
+    """What the page and its embedder act on (never the process's or signer's ids)."""
 
 
 @dataclass(frozen=True)
@@ -144,6 +142,7 @@ class SignInput:
 class WrongCode(InvalidInput):
     code = "wrong_code"
     title = "Wrong code"
+    problem_fields = ("attempts_left",)
 
     def __init__(self, message: str, attempts_left: int) -> None:
         super().__init__(message)

@@ -52,6 +52,8 @@ class SignatureUnavailable(SignatureError, ServiceUnavailable):
     timestamp, so the caller retries the whole signature later."""
 
     status = 503
+    code = "signature_unavailable"
+    title = "The timestamp authority is unreachable; the signature will be retried"
     retryable = True
 
 

@@ -38,6 +38,7 @@ class AddressError(InvalidInput):
 
     code = "invalid_address"
     title = "Not a valid address"
+    problem_fields = ("address",)
 
     def __init__(self, message: str, *, address: str) -> None:
         super().__init__(f"{message}: {address!r}")

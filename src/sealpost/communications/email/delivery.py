@@ -59,6 +59,7 @@ from sealpost.communications.repository import (
 from sealpost.config import Settings
 from sealpost.ledger.records import EvidenceRecord, Party, Reason, Subject, new_record
 from sealpost.logging import get_logger
+from sealpost.loops import round_failed, round_ok
 from sealpost.tenants.senders import SenderRepository
 
 log = get_logger(__name__)
@@ -184,11 +185,13 @@ class DeliveryWorker:
                     task = asyncio.create_task(self.deliver(job))
                     running.add(task)
                     task.add_done_callback(running.discard)
+                round_ok()
                 if not jobs:
                     self.wake.clear()
                     await asyncio.to_thread(self.wake.wait, 0.25)
             except Exception as exc:  # the database may be down: wait, never die
                 log.error("delivery.loop_error", error=repr(exc))
+                round_failed(exc)
                 await asyncio.sleep(1.0)
         if running:
             await asyncio.wait(running, timeout=30)

@@ -86,7 +86,7 @@ class TestResult(BaseModel):
     response_body: str | None
 
 
-class DeliveryOut(BaseModel):
+class WebhookDeliveryOut(BaseModel):
     id: str
     event_id: str
     event_type: str | None
@@ -101,12 +101,12 @@ class DeliveryOut(BaseModel):
     updated_at: str
 
 
-class DeliveryDetail(DeliveryOut):
+class WebhookDeliveryDetail(WebhookDeliveryOut):
     attempts_log: list[dict[str, Any]]
 
 
-class DeliveryPage(BaseModel):
-    items: list[DeliveryOut]
+class WebhookDeliveryPage(BaseModel):
+    items: list[WebhookDeliveryOut]
     next_cursor: str | None
 
 
@@ -302,7 +302,7 @@ async def test_endpoint(endpoint_id: str, parts: EventsDep, tenant: TenantDep) -
     )
 
 
-@router.get("/webhooks/{endpoint_id}/deliveries", response_model=DeliveryPage)
+@router.get("/webhooks/{endpoint_id}/deliveries", response_model=WebhookDeliveryPage)
 def list_deliveries(
     endpoint_id: str,
     parts: EventsDep,
@@ -312,7 +312,7 @@ def list_deliveries(
     ] = None,
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-) -> DeliveryPage:
+) -> WebhookDeliveryPage:
     """The delivery log, newest first; ``?state=failed`` lists what never arrived."""
     for value in state or []:
         if value not in DELIVERY_STATES:
@@ -326,16 +326,18 @@ def list_deliveries(
         limit=limit + 1,
     )
     page, more = items[:limit], len(items) > limit
-    return DeliveryPage(
-        items=[DeliveryOut(**_delivery(d)) for d in page],
+    return WebhookDeliveryPage(
+        items=[WebhookDeliveryOut(**_delivery(d)) for d in page],
         next_cursor=cursors.encode(page[-1].created_at, page[-1].id) if more else None,
     )
 
 
-@router.get("/webhooks/{endpoint_id}/deliveries/{delivery_id}", response_model=DeliveryDetail)
+@router.get(
+    "/webhooks/{endpoint_id}/deliveries/{delivery_id}", response_model=WebhookDeliveryDetail
+)
 def get_delivery(
     endpoint_id: str, delivery_id: str, parts: EventsDep, tenant: TenantDep
-) -> DeliveryDetail:
+) -> WebhookDeliveryDetail:
     """One delivery and each of its attempts: time, duration, status, response, error."""
     found = parts.webhook_log.delivery(tenant.id, endpoint_id, delivery_id)
     if found is None:
@@ -344,4 +346,4 @@ def get_delivery(
         {**a, "started_at": format_time(a["started_at"])}
         for a in parts.webhook_log.attempts(delivery_id)
     ]
-    return DeliveryDetail(**_delivery(found), attempts_log=attempts)
+    return WebhookDeliveryDetail(**_delivery(found), attempts_log=attempts)

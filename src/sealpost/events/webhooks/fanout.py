@@ -1,6 +1,6 @@
 """Fan-out: the webhook deliveries an event owes, created and removed in the caller's transaction.
 
-A *delivery* is created when the dispatcher positions an event (``fan_out_in``, in the same
+A *webhook delivery* is created when the dispatcher positions an event (``fan_out_in``, in the same
 transaction), for every endpoint of the tenant whose filter matches, enabled or not: a
 disabled endpoint keeps its backlog and gets it, in order, once enabled again (``resume_in``,
 in the transaction that enables it).  Deleting an endpoint takes its backlog and its log with

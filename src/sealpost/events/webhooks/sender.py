@@ -47,6 +47,7 @@ from sealpost.events.webhooks.deliveries import (
 from sealpost.events.webhooks.headers import webhook_headers
 from sealpost.events.webhooks.queue import WebhookQueue
 from sealpost.logging import get_logger
+from sealpost.loops import round_failed, round_ok
 
 log = get_logger(__name__)
 
@@ -265,6 +266,7 @@ class WebhookSender:
 
     async def run(self, stop: threading.Event) -> None:
         """Claim and send until ``stop``; never dies of a database outage."""
+        self._per_endpoint.clear()  # semaphores of an earlier (restarted) event loop
         s = self.settings
         poll, idle_poll = s.events_poll_interval_ms / 1000, s.events_idle_poll_interval_ms / 1000
         last_work = time.monotonic()
@@ -308,7 +310,10 @@ class WebhookSender:
                         await asyncio.to_thread(self.wake.wait, poll if recent else idle_poll)
                 except Exception as exc:  # the database may be down: wait, never die
                     log.error("webhooks.loop_error", error=repr(exc))
+                    round_failed(exc)
                     await asyncio.sleep(1.0)
+                else:
+                    round_ok()
             if running:
                 await asyncio.wait(running, timeout=s.webhook_timeout_seconds + 5)
         outcomes.put_nowait(None)  # what finished is recorded before stopping
