@@ -35,7 +35,7 @@ from sealpost.signatures.repository import (
     PENDING,
     SIGNED,
     Document,
-    Process,
+    SignatureProcess,
     SignatureRepository,
     Signer,
 )
@@ -140,7 +140,7 @@ class SignatureApplier:
 
     @staticmethod
     def _bound_evidence(
-        process: Process,
+        process: SignatureProcess,
         signer: Signer,
         challenge: Challenge | None,
         intent: Mapping[str, Any],
@@ -179,7 +179,7 @@ class SignatureApplier:
 
     def _commit_signature(
         self,
-        process: Process,
+        process: SignatureProcess,
         signer: Signer,
         challenge: Challenge | None,
         intent: Mapping[str, Any],
@@ -326,7 +326,7 @@ class SignatureApplier:
         self._send_copies(completed)
         return True
 
-    def _send_copies(self, process: Process) -> None:
+    def _send_copies(self, process: SignatureProcess) -> None:
         """cc (and every signer) get the signed documents, as a certified email."""
         attachments = [
             (
@@ -358,7 +358,7 @@ class SignatureApplier:
 
     # -- the audit trail -----------------------------------------------------------------------
 
-    def audit_pdf(self, process: Process) -> bytes:
+    def audit_pdf(self, process: SignatureProcess) -> bytes:
         """The sealed audit trail: stored once the process completed, else made now."""
         if process.audit_sha256:
             return self.contents.get(process.audit_sha256)

@@ -30,7 +30,7 @@ from sealpost.signatures.model import (
     ProcessRequest,
     SignerRequest,
 )
-from sealpost.signatures.repository import PROCESS_STATUSES, Process
+from sealpost.signatures.repository import PROCESS_STATUSES, SignatureProcess
 from sealpost.signatures.service import SignatureService
 
 router = APIRouter(prefix="/v1", tags=["signatures"])
@@ -127,7 +127,7 @@ def _decode(value: str, where: str) -> bytes:
 
 
 def process_body(
-    parts: SignaturesParts, process: Process, *, timeline: bool = False
+    parts: SignaturesParts, process: SignatureProcess, *, timeline: bool = False
 ) -> dict[str, Any]:
     base = f"/v1/signatures/{process.id}"
     body: dict[str, Any] = {

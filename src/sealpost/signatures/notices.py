@@ -20,7 +20,7 @@ from sealpost.signatures.repository import (
     LOCKED,
     NOTIFIED,
     WAITING,
-    Process,
+    SignatureProcess,
     SignatureRepository,
     Signer,
 )
@@ -51,7 +51,7 @@ class SignerNotices:
         self.mailer = mailer
         self.config = config
 
-    def notify_turn(self, process: Process) -> None:
+    def notify_turn(self, process: SignatureProcess) -> None:
         """Invite the signers whose turn it is (all of them, in a parallel process)."""
         if process.status != IN_PROGRESS:
             return
@@ -65,7 +65,7 @@ class SignerNotices:
 
     def mail(
         self,
-        process: Process,
+        process: SignatureProcess,
         signer: Signer,
         subject: str,
         text: str,
@@ -94,7 +94,7 @@ class SignerNotices:
 
     def new_link(
         self,
-        process: Process,
+        process: SignatureProcess,
         signer: Signer,
         now: datetime | None = None,
         *,
@@ -127,7 +127,12 @@ class SignerNotices:
         return f"{self.config.public_url}/sign/{token}"
 
     def send_link(
-        self, process: Process, signer: Signer, *, reminder: bool, end_sessions: bool = False
+        self,
+        process: SignatureProcess,
+        signer: Signer,
+        *,
+        reminder: bool,
+        end_sessions: bool = False,
     ) -> None:
         """Email ``signer`` a fresh link (a certified email: the invitation has evidence)."""
         now = utc_now()

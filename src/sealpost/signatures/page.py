@@ -44,7 +44,7 @@ from sealpost.signatures.repository import (
     SIGNED,
     SIGNING_ROLES,
     WAITING,
-    Process,
+    SignatureProcess,
     SignatureRepository,
     Signer,
 )
@@ -83,19 +83,21 @@ class SigningPage:
         self.applier = applier
         self.config = config
 
-    def _opened(self, found: Grant) -> tuple[Process, Signer]:
+    def _opened(self, found: Grant) -> tuple[SignatureProcess, Signer]:
         process = load_process(self.repo, found.holder.subject_id, found.holder.tenant_id)
         signer = process.signer(found.holder.party_id)
         assert signer is not None
         return process, signer
 
-    def check_link(self, token: str, now: datetime | None = None) -> tuple[Process, Signer]:
+    def check_link(
+        self, token: str, now: datetime | None = None
+    ) -> tuple[SignatureProcess, Signer]:
         """The process and signer a link opens, if it may still be opened; raises
         :class:`LinkUnusable` saying why not.  Does not spend it."""
         _found, process, signer = self._check_link(token, now or utc_now())
         return process, signer
 
-    def _check_link(self, token: str, now: datetime) -> tuple[Grant, Process, Signer]:
+    def _check_link(self, token: str, now: datetime) -> tuple[Grant, SignatureProcess, Signer]:
         found = self.access.link(token, SUBJECT_TYPE)
         if found is None:
             raise LinkUnusable("This link is not valid.", kind="link_invalid", renewable=False)
@@ -121,7 +123,7 @@ class SigningPage:
             raise LinkUnusable("This link has expired.", kind="link_expired", renewable=True, **ids)
         return found, process, signer
 
-    def open_link(self, token: str, visitor: Visitor) -> tuple[str, Process, Signer]:
+    def open_link(self, token: str, visitor: Visitor) -> tuple[str, SignatureProcess, Signer]:
         """Spend a single-use link for a signing session (its token lives only in the page,
         never in a URL).  The page does this from script, not on the GET of the link: mail
         scanners that fetch every link of a message must not spend it."""
@@ -170,7 +172,7 @@ class SigningPage:
             )
         self.notices.send_link(process, signer, reminder=False, end_sessions=True)
 
-    def session(self, token: str | None) -> tuple[Process, Signer]:
+    def session(self, token: str | None) -> tuple[SignatureProcess, Signer]:
         if not token:
             raise Unauthorized("no signing session")
         found = self.access.session(token, SUBJECT_TYPE, utc_now())
@@ -178,11 +180,11 @@ class SigningPage:
             raise Unauthorized("this signing session has expired: open your link again")
         return self._opened(found)
 
-    def challenge(self, process: Process, signer: Signer) -> Challenge | None:
+    def challenge(self, process: SignatureProcess, signer: Signer) -> Challenge | None:
         """The signer's code state (where the last code went, attempts left)."""
         return self.access.challenge(signer_holder(process, signer))
 
-    def page_status(self, process: Process, signer: Signer) -> str:
+    def page_status(self, process: SignatureProcess, signer: Signer) -> str:
         if process.status != IN_PROGRESS:
             if signer.status == SIGNED:
                 return "signed"
@@ -201,7 +203,7 @@ class SigningPage:
             return "ready"
         return "identify"
 
-    def _require_open(self, process: Process, signer: Signer) -> None:
+    def _require_open(self, process: SignatureProcess, signer: Signer) -> None:
         if process.status != IN_PROGRESS:
             raise Conflict(ended_message(process))
         if signer.status == LOCKED:
@@ -211,14 +213,16 @@ class SigningPage:
         if self._before_turn(process, signer):
             raise Conflict("It is not your turn yet: you will get an email when it is.")
 
-    def _before_turn(self, process: Process, signer: Signer) -> bool:
+    def _before_turn(self, process: SignatureProcess, signer: Signer) -> bool:
         """A signer of a sequential process whose order has not come yet."""
         if process.signing_order != "sequential" or signer.role not in SIGNING_ROLES:
             return False
         current = turn(process)
         return current is not None and signer.sign_order > current
 
-    def send_otp(self, process: Process, signer: Signer, visitor: Visitor) -> tuple[str, datetime]:
+    def send_otp(
+        self, process: SignatureProcess, signer: Signer, visitor: Visitor
+    ) -> tuple[str, datetime]:
         """Email the signer a code (a certified email: where it went is evidence)."""
         self._require_open(process, signer)
         if signer.identification != "email_otp":
@@ -246,7 +250,9 @@ class SigningPage:
         assert sent.sent_to is not None and sent.expires_at is not None
         return mask(sent.sent_to, sent.channel), sent.expires_at
 
-    def verify_otp(self, process: Process, signer: Signer, code: str, visitor: Visitor) -> int:
+    def verify_otp(
+        self, process: SignatureProcess, signer: Signer, code: str, visitor: Visitor
+    ) -> int:
         """Returns the attempts left (the signer is identified when no exception is raised).
         The check, the signer's new state and its evidence commit together."""
         self._require_open(process, signer)
@@ -302,7 +308,7 @@ class SigningPage:
         left = check.attempts_left
         raise WrongCode(f"Wrong code: {left} attempt{'s' if left > 1 else ''} left.", left)
 
-    def viewed(self, process: Process, signer: Signer, visitor: Visitor) -> None:
+    def viewed(self, process: SignatureProcess, signer: Signer, visitor: Visitor) -> None:
         """DocumentViewed, once per signer (the first time the pages were shown)."""
         if signer.viewed_at is not None or process.status != IN_PROGRESS:
             return
@@ -329,7 +335,9 @@ class SigningPage:
 
     # -- signing -------------------------------------------------------------------------------
 
-    def sign(self, process: Process, signer: Signer, given: SignInput, visitor: Visitor) -> str:
+    def sign(
+        self, process: SignatureProcess, signer: Signer, given: SignInput, visitor: Visitor
+    ) -> str:
         """Apply the signer's signature to every document: "signed", or "signing_pending"
         when the TSA is unreachable (kept, applied by the worker when it is back)."""
         self._require_open(process, signer)
@@ -377,7 +385,9 @@ class SigningPage:
 
     # -- ending --------------------------------------------------------------------------------
 
-    def decline(self, process: Process, signer: Signer, reason: str, visitor: Visitor) -> None:
+    def decline(
+        self, process: SignatureProcess, signer: Signer, reason: str, visitor: Visitor
+    ) -> None:
         """Ends the process for everyone: only a signer or approver, identified as for
         signing, may do it (not whoever holds a forwarded link)."""
         self._require_open(process, signer)

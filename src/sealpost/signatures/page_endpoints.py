@@ -33,7 +33,7 @@ from sealpost.signatures.model import (
     WrongCode,
     decode_png,
 )
-from sealpost.signatures.repository import Process, Signer
+from sealpost.signatures.repository import SignatureProcess, Signer
 from sealpost.signatures.service import SignatureService
 
 HERE = Path(__file__).parent
@@ -192,11 +192,11 @@ def renew(token: str, parts: SignaturesDep) -> HTMLResponse:
 SessionHeader = Annotated[str | None, Header(alias="X-Signing-Session")]
 
 
-def _session(parts: SignaturesParts, token: str | None) -> tuple[Process, Signer]:
+def _session(parts: SignaturesParts, token: str | None) -> tuple[SignatureProcess, Signer]:
     return parts.signatures.session(token)
 
 
-def _state(parts: SignaturesParts, process: Process, signer: Signer) -> dict[str, Any]:
+def _state(parts: SignaturesParts, process: SignatureProcess, signer: Signer) -> dict[str, Any]:
     otp_state = None
     code = parts.signatures.challenge(process, signer)
     if code is not None and code.expires_at is not None and code.sent_to:

@@ -102,7 +102,7 @@ class Signer:
 
 
 @dataclass(frozen=True)
-class Process:
+class SignatureProcess:
     id: str
     tenant_id: str
     title: str
@@ -130,8 +130,8 @@ def _utc(value: datetime | None) -> datetime | None:
     return None if value is None else as_utc(value)
 
 
-def _process(row: Any, documents: list[Document], signers: list[Signer]) -> Process:
-    return Process(
+def _process(row: Any, documents: list[Document], signers: list[Signer]) -> SignatureProcess:
+    return SignatureProcess(
         id=row.id,
         tenant_id=row.tenant_id,
         title=row.title,
@@ -229,13 +229,13 @@ class SignatureRepository:
 
     # -- reads ---------------------------------------------------------------------------------
 
-    def get(self, process_id: str, tenant_id: str | None = None) -> Process | None:
+    def get(self, process_id: str, tenant_id: str | None = None) -> SignatureProcess | None:
         with self.engine.connect() as conn:
             return self.get_in(conn, process_id, tenant_id)
 
     def get_in(
         self, conn: Connection, process_id: str, tenant_id: str | None = None
-    ) -> Process | None:
+    ) -> SignatureProcess | None:
         p, d, s = signature_processes.c, signature_documents.c, signature_signers.c
         query = select(signature_processes).where(p.id == process_id)
         if tenant_id is not None:
@@ -264,7 +264,7 @@ class SignatureRepository:
         status: str | None,
         before: tuple[datetime, str] | None,
         limit: int,
-    ) -> list[Process]:
+    ) -> list[SignatureProcess]:
         """Newest first, keyset-paged on (created_at, id)."""
         p = signature_processes.c
         query = select(p.id).where(p.tenant_id == tenant_id)

@@ -69,7 +69,7 @@ from sealpost.signatures.repository import (
     SIGNING_ROLES,
     WAITING,
     Document,
-    Process,
+    SignatureProcess,
     SignatureRepository,
     Signer,
 )
@@ -129,12 +129,12 @@ class SignatureService:
 
     # -- reads ---------------------------------------------------------------------------------
 
-    def get(self, tenant_id: str, process_id: str) -> Process:
+    def get(self, tenant_id: str, process_id: str) -> SignatureProcess:
         return load_process(self.repo, process_id, tenant_id)
 
     # -- creation ------------------------------------------------------------------------------
 
-    def create(self, tenant: Tenant, request: ProcessRequest) -> tuple[Process, bool]:
+    def create(self, tenant: Tenant, request: ProcessRequest) -> tuple[SignatureProcess, bool]:
         """Validate, prepare the documents (signature fields), store, notify the first
         signers.  Returns (process, created); a retried request with the same Idempotency-Key
         returns the first process and ``False``."""
@@ -365,7 +365,7 @@ class SignatureService:
                     out.setdefault(i, []).append((f.document, f.page, f.box))
         return out
 
-    def document_pdf(self, process: Process, number: int) -> tuple[Document, bytes]:
+    def document_pdf(self, process: SignatureProcess, number: int) -> tuple[Document, bytes]:
         if not 0 <= number < len(process.documents):
             raise NotFound(f"no document {number} in this process")
         document = process.documents[number]
@@ -374,7 +374,7 @@ class SignatureService:
     def _render_page(self, sha256: str, page: int) -> bytes:
         return render_page_png(self.contents.get(sha256), page)
 
-    def page_png(self, process: Process, number: int, page: int) -> bytes:
+    def page_png(self, process: SignatureProcess, number: int, page: int) -> bytes:
         if not 0 <= number < len(process.documents):
             raise NotFound(f"no document {number} in this process")
         document = process.documents[number]
@@ -382,7 +382,7 @@ class SignatureService:
             raise NotFound(f"no page {page} in document {number}")
         return self._page_png(document.current_sha256, page)
 
-    def cancel(self, tenant_id: str, process_id: str, reason: str | None) -> Process:
+    def cancel(self, tenant_id: str, process_id: str, reason: str | None) -> SignatureProcess:
         process = load_process(self.repo, process_id, tenant_id)
         now = utc_now()
         text = (reason or "cancelled by the sender").strip()[:2000]
@@ -407,7 +407,7 @@ class SignatureService:
             self.repo.add_evidence_in(conn, [record])
         return load_process(self.repo, process.id)
 
-    def _expire(self, process: Process, now: datetime) -> None:
+    def _expire(self, process: SignatureProcess, now: datetime) -> None:
         record = process_record(
             process,
             "ProcessExpired",
@@ -476,7 +476,7 @@ class SignatureService:
 
     def new_link(
         self,
-        process: Process,
+        process: SignatureProcess,
         signer: Signer,
         now: datetime | None = None,
         *,
@@ -488,42 +488,52 @@ class SignatureService:
     def link_url(self, token: str) -> str:
         return self.notices.link_url(token)
 
-    def audit_pdf(self, process: Process) -> bytes:
+    def audit_pdf(self, process: SignatureProcess) -> bytes:
         return self.applier.audit_pdf(process)
 
     @staticmethod
-    def ended_message(process: Process) -> str:
+    def ended_message(process: SignatureProcess) -> str:
         return ended_message(process)
 
-    def check_link(self, token: str, now: datetime | None = None) -> tuple[Process, Signer]:
+    def check_link(
+        self, token: str, now: datetime | None = None
+    ) -> tuple[SignatureProcess, Signer]:
         return self.page.check_link(token, now)
 
-    def open_link(self, token: str, visitor: Visitor) -> tuple[str, Process, Signer]:
+    def open_link(self, token: str, visitor: Visitor) -> tuple[str, SignatureProcess, Signer]:
         return self.page.open_link(token, visitor)
 
     def renew_link(self, token: str) -> None:
         self.page.renew_link(token)
 
-    def session(self, token: str | None) -> tuple[Process, Signer]:
+    def session(self, token: str | None) -> tuple[SignatureProcess, Signer]:
         return self.page.session(token)
 
-    def page_status(self, process: Process, signer: Signer) -> str:
+    def page_status(self, process: SignatureProcess, signer: Signer) -> str:
         return self.page.page_status(process, signer)
 
-    def challenge(self, process: Process, signer: Signer) -> Challenge | None:
+    def challenge(self, process: SignatureProcess, signer: Signer) -> Challenge | None:
         return self.page.challenge(process, signer)
 
-    def send_otp(self, process: Process, signer: Signer, visitor: Visitor) -> tuple[str, datetime]:
+    def send_otp(
+        self, process: SignatureProcess, signer: Signer, visitor: Visitor
+    ) -> tuple[str, datetime]:
         return self.page.send_otp(process, signer, visitor)
 
-    def verify_otp(self, process: Process, signer: Signer, code: str, visitor: Visitor) -> int:
+    def verify_otp(
+        self, process: SignatureProcess, signer: Signer, code: str, visitor: Visitor
+    ) -> int:
         return self.page.verify_otp(process, signer, code, visitor)
 
-    def viewed(self, process: Process, signer: Signer, visitor: Visitor) -> None:
+    def viewed(self, process: SignatureProcess, signer: Signer, visitor: Visitor) -> None:
         self.page.viewed(process, signer, visitor)
 
-    def sign(self, process: Process, signer: Signer, given: SignInput, visitor: Visitor) -> str:
+    def sign(
+        self, process: SignatureProcess, signer: Signer, given: SignInput, visitor: Visitor
+    ) -> str:
         return self.page.sign(process, signer, given, visitor)
 
-    def decline(self, process: Process, signer: Signer, reason: str, visitor: Visitor) -> None:
+    def decline(
+        self, process: SignatureProcess, signer: Signer, reason: str, visitor: Visitor
+    ) -> None:
         self.page.decline(process, signer, reason, visitor)

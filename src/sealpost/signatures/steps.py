@@ -21,7 +21,7 @@ from sealpost.signatures.repository import (
     EXPIRED,
     SIGNED,
     SIGNING_ROLES,
-    Process,
+    SignatureProcess,
     SignatureRepository,
     Signer,
 )
@@ -37,7 +37,7 @@ def utc_now() -> datetime:
 
 def load_process(
     repo: SignatureRepository, process_id: str, tenant_id: str | None = None
-) -> Process:
+) -> SignatureProcess:
     """The process (of ``tenant_id`` when given), or ``NotFound``."""
     found = repo.get(process_id, tenant_id)
     if found is None:
@@ -45,7 +45,7 @@ def load_process(
     return found
 
 
-def turn(process: Process) -> int | None:
+def turn(process: SignatureProcess) -> int | None:
     """The order number whose signers sign now (sequential); None when all have."""
     open_orders = [
         s.sign_order for s in process.signers if s.role in SIGNING_ROLES and s.status != SIGNED
@@ -53,7 +53,7 @@ def turn(process: Process) -> int | None:
     return min(open_orders) if open_orders else None
 
 
-def ended_message(process: Process) -> str:
+def ended_message(process: SignatureProcess) -> str:
     """What the page says about a process that is over."""
     return {
         COMPLETED: "This document has been signed by everyone.",
@@ -71,7 +71,7 @@ def process_subject(process_id: str) -> Subject:
     return Subject(SUBJECT_TYPE, process_id)
 
 
-def signer_holder(process: Process, signer: Signer) -> Holder:
+def signer_holder(process: SignatureProcess, signer: Signer) -> Holder:
     """The signer as the access kit knows them: links, page sessions and codes are theirs."""
     return Holder(process.tenant_id, SUBJECT_TYPE, process.id, signer.id)
 
@@ -80,7 +80,9 @@ def signer_party(signer: Signer) -> Party:
     return Party(signer.email or signer.phone or signer.name, display_name=signer.name)
 
 
-def process_record(process: Process, event: str, now: datetime, **fields: Any) -> EvidenceRecord:
+def process_record(
+    process: SignatureProcess, event: str, now: datetime, **fields: Any
+) -> EvidenceRecord:
     """An evidence record about ``process`` (its subject), at ``now``."""
     return new_record(
         tenant_id=process.tenant_id,

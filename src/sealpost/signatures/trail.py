@@ -13,11 +13,11 @@ from sealpost.signatures.audit import (
     AuditSigner,
     AuditTrail,
 )
-from sealpost.signatures.repository import COMPLETED, Process, SignatureRepository
+from sealpost.signatures.repository import COMPLETED, SignatureProcess, SignatureRepository
 
 
 def audit_trail(
-    process: Process, *, tenant_name: str, ledger_origin: str, repo: SignatureRepository
+    process: SignatureProcess, *, tenant_name: str, ledger_origin: str, repo: SignatureRepository
 ) -> AuditTrail:
     """The audit trail of ``process``: its evidence records, in order, and each document's
     revisions (hash before and after each signature)."""
