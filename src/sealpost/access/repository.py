@@ -19,16 +19,12 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sealpost.access.model import LINK, SESSION, Challenge, Grant, Holder
 from sealpost.access.tables import access_challenges, access_links
 from sealpost.db.engine import is_sqlite
-from sealpost.ledger.repository import as_utc
+from sealpost.ledger.repository import as_utc, as_utc_or_none
 
 
 def token_digest(token: str) -> str:
     """Links and sessions are stored as the SHA-256 of their token only."""
     return hashlib.sha256(token.encode()).hexdigest()
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    return None if value is None else as_utc(value)
 
 
 def _holder_of(row: Any) -> Holder:
@@ -96,7 +92,7 @@ class AccessRepository:
         ).first()
         if row is None:
             return None
-        return Grant(_holder_of(row), row.kind, as_utc(row.expires_at), _utc(row.used_at))
+        return Grant(_holder_of(row), row.kind, as_utc(row.expires_at), as_utc_or_none(row.used_at))
 
     @staticmethod
     def use_link_in(conn: Connection, token: str, now: datetime) -> bool:
@@ -147,7 +143,7 @@ class AccessRepository:
             holder=holder,
             channel=row.channel,
             code_hash=row.code_hash,
-            expires_at=_utc(row.expires_at),
+            expires_at=as_utc_or_none(row.expires_at),
             attempts=row.attempts,
             sends=row.sends,
             sent_to=row.sent_to,

@@ -35,7 +35,7 @@ from sealpost.communications.repository import STATUSES, Communication, Communic
 from sealpost.config import Settings
 from sealpost.errors import InvalidInput, NotFound
 from sealpost.ledger.proofs import LedgerReader
-from sealpost.ledger.records import format_time
+from sealpost.ledger.records import format_optional_time, format_time
 from sealpost.tenants.repository import Tenant
 from sealpost.tenants.senders import SenderRepository
 
@@ -156,10 +156,6 @@ class CommunicationDetail(CommunicationBody):
     certificates: list[dict[str, Any]]
 
 
-def _time(moment: datetime | None) -> str | None:
-    return None if moment is None else format_time(moment)
-
-
 def _body(c: Communication) -> dict[str, Any]:
     return {
         "id": c.id,
@@ -174,9 +170,11 @@ def _body(c: Communication) -> dict[str, Any]:
         "content_size": c.content_size,
         "submitted_at": format_time(c.submitted_at),
         "updated_at": format_time(c.updated_at),
-        "delivered_at": _time(c.delivered_at),
+        "delivered_at": format_optional_time(c.delivered_at),
         "attempts": c.attempts,
-        "next_attempt_at": _time(c.next_attempt_at) if c.status == "queued" else None,
+        "next_attempt_at": format_optional_time(c.next_attempt_at)
+        if c.status == "queued"
+        else None,
         "last_reply": c.last_reply,
         "certificate_version": c.certificate_version,
     }

@@ -34,6 +34,11 @@ def format_time(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def format_optional_time(moment: datetime | None) -> str | None:
+    """:func:`format_time`, or None for a time that is not there (yet)."""
+    return None if moment is None else format_time(moment)
+
+
 def parse_time(text: str, *, field: str) -> datetime:
     if not isinstance(text, str) or not text.endswith("Z"):
         raise RecordError("expected an RFC 3339 UTC time ending in Z", field=field)

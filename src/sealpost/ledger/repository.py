@@ -89,6 +89,11 @@ def as_utc(moment: datetime) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
+def as_utc_or_none(moment: datetime | None) -> datetime | None:
+    """:func:`as_utc` for a nullable column."""
+    return None if moment is None else as_utc(moment)
+
+
 def record_row(record: EvidenceRecord, now: datetime) -> dict[str, object]:
     canonical = record.canonical()
     return {

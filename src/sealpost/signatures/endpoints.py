@@ -23,7 +23,7 @@ from sealpost.api import cursors
 from sealpost.api.auth import TenantDep
 from sealpost.errors import InvalidInput, NotFound
 from sealpost.ledger.proofs import LedgerReader
-from sealpost.ledger.records import format_time
+from sealpost.ledger.records import format_optional_time
 from sealpost.signatures.model import (
     DocumentRequest,
     FieldRequest,
@@ -115,10 +115,6 @@ class SigningSettings(BaseModel):
     )
 
 
-def _time(moment: datetime | None) -> str | None:
-    return None if moment is None else format_time(moment)
-
-
 def _decode(value: str, where: str) -> bytes:
     try:
         return base64.b64decode(value, validate=True)
@@ -136,9 +132,9 @@ def process_body(
         "message": process.message,
         "status": process.status,
         "signing_order": process.signing_order,
-        "created_at": _time(process.created_at),
-        "expires_at": _time(process.expires_at),
-        "ended_at": _time(process.ended_at),
+        "created_at": format_optional_time(process.created_at),
+        "expires_at": format_optional_time(process.expires_at),
+        "ended_at": format_optional_time(process.ended_at),
         "ended_reason": process.ended_reason,
         "documents": [
             {
@@ -160,10 +156,10 @@ def process_body(
                 "order": s.sign_order,
                 "identification": s.identification,
                 "status": s.status,
-                "notified_at": _time(s.notified_at),
-                "viewed_at": _time(s.viewed_at),
-                "identified_at": _time(s.identified_at),
-                "signed_at": _time(s.signed_at),
+                "notified_at": format_optional_time(s.notified_at),
+                "viewed_at": format_optional_time(s.viewed_at),
+                "identified_at": format_optional_time(s.identified_at),
+                "signed_at": format_optional_time(s.signed_at),
             }
             for s in process.signers
         ],
@@ -175,7 +171,7 @@ def process_body(
             {
                 "record_id": e.record_id,
                 "event": e.event,
-                "time": _time(e.event_time),
+                "time": format_optional_time(e.event_time),
                 "sealed": e.sealed,
                 "details": e.record.get("details", {}),
                 "reasons": e.record.get("reasons", []),

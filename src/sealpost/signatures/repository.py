@@ -24,7 +24,7 @@ from sealpost.db.engine import write_transaction
 from sealpost.errors import Conflict
 from sealpost.events.outbox import append_evidence
 from sealpost.ledger.records import EvidenceRecord
-from sealpost.ledger.repository import TimelineEntry, as_utc, timeline
+from sealpost.ledger.repository import TimelineEntry, as_utc, as_utc_or_none, timeline
 from sealpost.signatures.tables import (
     signature_documents,
     signature_processes,
@@ -126,10 +126,6 @@ class SignatureProcess:
         return next((s for s in self.signers if s.id == signer_id), None)
 
 
-def _utc(value: datetime | None) -> datetime | None:
-    return None if value is None else as_utc(value)
-
-
 def _process(row: Any, documents: list[Document], signers: list[Signer]) -> SignatureProcess:
     return SignatureProcess(
         id=row.id,
@@ -144,7 +140,7 @@ def _process(row: Any, documents: list[Document], signers: list[Signer]) -> Sign
         created_at=as_utc(row.created_at),
         updated_at=as_utc(row.updated_at),
         expires_at=as_utc(row.expires_at),
-        ended_at=_utc(row.ended_at),
+        ended_at=as_utc_or_none(row.ended_at),
         ended_reason=row.ended_reason,
         finalize_due=bool(row.finalize_due),
         audit_sha256=row.audit_sha256,
@@ -178,12 +174,12 @@ def _signer(row: Any) -> Signer:
         identification=row.identification,
         fields=json.loads(row.fields),
         status=row.status,
-        notified_at=_utc(row.notified_at),
-        next_reminder_at=_utc(row.next_reminder_at),
+        notified_at=as_utc_or_none(row.notified_at),
+        next_reminder_at=as_utc_or_none(row.next_reminder_at),
         reminders_sent=row.reminders_sent,
-        identified_at=_utc(row.identified_at),
-        viewed_at=_utc(row.viewed_at),
-        signed_at=_utc(row.signed_at),
+        identified_at=as_utc_or_none(row.identified_at),
+        viewed_at=as_utc_or_none(row.viewed_at),
+        signed_at=as_utc_or_none(row.signed_at),
         pending_signature=json.loads(row.pending_signature) if row.pending_signature else None,
     )
 

@@ -26,7 +26,7 @@ from sealpost.events.webhooks.deliveries import DELIVERY_STATES, WebhookDelivery
 from sealpost.events.webhooks.headers import new_secret
 from sealpost.events.webhooks.repository import Endpoint
 from sealpost.events.webhooks.sender import http_session, post_event
-from sealpost.ledger.records import format_time
+from sealpost.ledger.records import format_optional_time, format_time
 
 router = APIRouter(prefix="/v1", tags=["webhooks"])
 
@@ -110,10 +110,6 @@ class WebhookDeliveryPage(BaseModel):
     next_cursor: str | None
 
 
-def _time(moment: datetime | None) -> str | None:
-    return None if moment is None else format_time(moment)
-
-
 def _out(e: Endpoint) -> dict[str, Any]:
     return {
         "id": e.id,
@@ -122,10 +118,10 @@ def _out(e: Endpoint) -> dict[str, Any]:
         "event_types": list(e.event_types),
         "enabled": e.enabled,
         "disabled_reason": e.disabled_reason,
-        "disabled_at": _time(e.disabled_at),
-        "failing_since": _time(e.failing_since),
-        "last_success_at": _time(e.last_success_at),
-        "previous_secret_valid_until": _time(e.previous_secret_until),
+        "disabled_at": format_optional_time(e.disabled_at),
+        "failing_since": format_optional_time(e.failing_since),
+        "last_success_at": format_optional_time(e.last_success_at),
+        "previous_secret_valid_until": format_optional_time(e.previous_secret_until),
         "created_at": format_time(e.created_at),
         "updated_at": format_time(e.updated_at),
     }
@@ -140,7 +136,7 @@ def _delivery(d: WebhookDelivery) -> dict[str, Any]:
         "kind": d.kind,
         "state": d.state,
         "attempts": d.attempts,
-        "next_attempt_at": _time(d.next_attempt_at),
+        "next_attempt_at": format_optional_time(d.next_attempt_at),
         "last_status": d.last_status,
         "last_error": d.last_error,
         "created_at": format_time(d.created_at),
@@ -257,7 +253,8 @@ def rotate_secret(endpoint_id: str, parts: EventsDep, tenant: TenantDep) -> Secr
     grace = timedelta(seconds=parts.settings.webhook_previous_secret_seconds)
     endpoint = parts.webhooks.rotate_secret(tenant.id, endpoint_id, secret, grace)
     return SecretRotated(
-        secret=secret, previous_secret_valid_until=_time(endpoint.previous_secret_until)
+        secret=secret,
+        previous_secret_valid_until=format_optional_time(endpoint.previous_secret_until),
     )
 
 
