@@ -1,0 +1,130 @@
+"""One tenant never reaches another's objects, on every route that names one.
+
+The walk is driven by the OpenAPI document, so a new route with a path parameter fails here
+until this test knows how to give it another tenant's object (docs/security.md, "tenant
+crossing").  Every attempt must answer 404 problem+json that names nothing of the owner, and
+the owner's objects must be unchanged afterwards (a refused PATCH, DELETE, cancel or
+secret rotation did nothing).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.signatures.flow import process_request, signer
+from tests.support.mail import RECIPIENT_DOMAIN, MailEnv
+from tests.support.webhook_receiver import WebhookReceiver
+
+# the ledger's tree heads are one public log shared by every tenant: not an object of one
+SHARED = {"/v1/ledger/heads/{tree_size}"}
+
+BODIES: dict[tuple[str, str], dict[str, Any]] = {
+    ("patch", "/v1/webhooks/{endpoint_id}"): {"description": "taken over", "enabled": False},
+    ("post", "/v1/signatures/{process_id}/cancel"): {"reason": "taken over"},
+}
+
+
+@pytest.fixture
+def mail_overrides() -> dict[str, object]:
+    return {"webhook_allow_private_networks": True, "webhook_timeout_seconds": 1.0}
+
+
+def _owned_objects(client: TestClient, key: dict[str, str], env: MailEnv) -> dict[str, str]:
+    """One object of each kind, owned by ``key``'s tenant, by path parameter name."""
+    sent = client.post(
+        "/v1/communications",
+        json={
+            "from": "care@acme.test",
+            "to": [f"ann@{RECIPIENT_DOMAIN}"],
+            "subject": "Owner-only subject",
+            "text": "Owner-only body.",
+        },
+        headers=key,
+    )
+    assert sent.status_code == 201, sent.text
+    communication_id = sent.json()["communications"][0]["id"]
+    env.wait_status(communication_id, "delivered")
+    detail = client.get(f"/v1/communications/{communication_id}", headers=key).json()
+    record_id = detail["timeline"][0]["record"]["id"]
+
+    with WebhookReceiver() as hook:
+        endpoint = client.post(
+            "/v1/webhooks", json={"url": hook.url, "description": "owner hook"}, headers=key
+        )
+        assert endpoint.status_code == 201, endpoint.text
+        endpoint_id = endpoint.json()["id"]
+        assert client.post(f"/v1/webhooks/{endpoint_id}/test", headers=key).status_code == 200
+    deliveries = client.get(f"/v1/webhooks/{endpoint_id}/deliveries", headers=key).json()
+    delivery_id = deliveries["items"][0]["id"]
+
+    process = client.post(
+        "/v1/signatures", json=process_request(signer("Ann Owner", "ann")), headers=key
+    )
+    assert process.status_code == 201, process.text
+    env.sp.start_events()  # positions the events, so that the pull API lists them
+    deadline = time.monotonic() + 20
+    while not (events := client.get("/v1/events", headers=key).json()["events"]):
+        assert time.monotonic() < deadline, "no event was positioned"
+        time.sleep(0.05)
+    return {
+        "communication_id": communication_id,
+        "record_id": record_id,
+        "endpoint_id": endpoint_id,
+        "delivery_id": delivery_id,
+        "process_id": process.json()["id"],
+        "signer_id": process.json()["signers"][0]["id"],
+        "event_id": events[0]["id"],
+    }
+
+
+def _fill(path: str, ids: dict[str, str]) -> str:
+    for name, value in ids.items():
+        path = path.replace("{" + name + "}", value)
+    assert "{" not in path, f"this test does not know how to fill {path}"
+    return path
+
+
+def test_no_route_reaches_another_tenants_object(
+    mail_client: TestClient, mail_key: dict[str, str], mail_env: MailEnv
+) -> None:
+    client, owner = mail_client, mail_key
+    ids = _owned_objects(client, owner, mail_env)
+    intruder_tenant = mail_env.sp.tenants.create("intruder")
+    intruder = {
+        "Authorization": "Bearer "
+        + mail_env.sp.tenants.issue_api_key(intruder_tenant.id, "crm").secret
+    }
+
+    paths = client.get("/openapi.json").json()["paths"]
+    walked = []
+    for template, operations in paths.items():
+        if "{" not in template or template in SHARED:
+            continue
+        url = _fill(template, ids)
+        for method in operations:
+            body = BODIES.get((method, template))
+            response = client.request(method.upper(), url, json=body, headers=intruder)
+            walked.append(f"{method.upper()} {template}")
+            assert response.status_code == 404, f"{method} {url}: {response.status_code}"
+            assert response.headers["content-type"].startswith("application/problem+json")
+            for secret in ("Owner-only", "owner hook", "Ann Owner", mail_env.tenant_id):
+                assert secret not in response.text, f"{method} {url} leaks {secret!r}"
+    assert len(walked) >= 18, walked  # every object route of the API, not a few
+
+    # the owner still reaches everything, unchanged by the refused writes
+    for template in ("/v1/communications/{communication_id}", "/v1/evidence/{record_id}"):
+        assert client.get(_fill(template, ids), headers=owner).status_code == 200
+    hook = client.get(_fill("/v1/webhooks/{endpoint_id}", ids), headers=owner).json()
+    assert (hook["description"], hook["enabled"]) == ("owner hook", True)
+    process = client.get(_fill("/v1/signatures/{process_id}", ids), headers=owner).json()
+    assert process["status"] != "cancelled"
+    event = client.get(_fill("/v1/events/{event_id}", ids), headers=owner)
+    assert event.status_code == 200
+    delivery = client.get(
+        _fill("/v1/webhooks/{endpoint_id}/deliveries/{delivery_id}", ids), headers=owner
+    )
+    assert delivery.status_code == 200
