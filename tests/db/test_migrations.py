@@ -145,3 +145,35 @@ def test_0006_moves_links_sessions_and_code_state_to_the_access_tables_and_back(
     assert signers[0]["otp_hash"] == "h" * 64 and signers[0]["status"] == "locked"
     assert "access_links" not in inspect(engine).get_table_names()
     engine.dispose()
+
+
+def test_0010_adds_the_active_content_permission_off_for_existing_tenants(
+    database_url: str,
+) -> None:
+    """A tenant's signing settings survive; active content is refused for them until they
+    allow it; the downgrade drops the permission and keeps the origins."""
+    engine = make_test_engine(database_url)
+    migrate.upgrade(engine, "0006")
+    with engine.begin() as conn:
+        conn.execute(
+            text("INSERT INTO tenants (id, name, created_at) VALUES ('t1', 'Acme', :now)"),
+            {"now": NOW},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO tenant_signing_settings (tenant_id, frame_ancestors, updated_at)"
+                """ VALUES ('t1', '["https://crm.example.com"]', :now)"""
+            ),
+            {"now": NOW},
+        )
+    migrate.upgrade(engine)
+    (row,) = _rows(engine, "SELECT * FROM tenant_signing_settings")
+    assert (row["frame_ancestors"], row["allow_active_content"]) == (
+        '["https://crm.example.com"]',
+        0,
+    )
+    _downgrade(engine, "0006")
+    (row,) = _rows(engine, "SELECT * FROM tenant_signing_settings")
+    assert "allow_active_content" not in row
+    assert row["frame_ancestors"] == '["https://crm.example.com"]'
+    engine.dispose()

@@ -233,3 +233,20 @@ def test_the_sealed_audit_trail_validates_in_pdfsig(
     assert "Signature Field Name: SealpostSeal" in seal
     assert "Signature is Valid" in seal
     assert "Total document signed" in result.stdout
+
+
+def test_each_document_says_what_the_active_content_check_found(tmp_path: Path) -> None:
+    allowed = (
+        "found and accepted because the sender allows active content: the document runs "
+        "JavaScript when it is opened; page 2 opens a program or a file when the page is opened"
+    )
+    documents = (
+        replace(DOCUMENTS[0], active_content="no active content found"),
+        replace(DOCUMENTS[1], active_content=allowed),
+        AuditDocument("Before the check.pdf", 1, "5" * 64, None, ()),
+    )
+    text = " ".join(_text(render_audit_trail(_trail(documents=documents)), tmp_path).split())
+    assert "Active content no active content found" in text
+    assert f"Active content {allowed}" in text
+    assert "Active content not checked (the process predates Sealpost" in text
+    assert text.count("Active content ") == 3

@@ -26,6 +26,7 @@ TITLE = "Audit trail — signature process"
 VERIFY_COMMAND = "sealpost verify evidence.json --trust root-ca.pem"
 _LINE = 4.8  # the certificate's line height for labelled fields (render.SealpostPages.field)
 _NOT_RECORDED = "— (not recorded)"
+_UNCHECKED = "not checked (the process predates Sealpost's check for active content)"
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,9 @@ class AuditDocument:
     sha256_final: str | None
     """None while signatures are missing."""
     revisions: tuple[AuditRevision, ...]
+    active_content: str | None = None
+    """What intake's active-content check found, in words ("no active content found", or
+    the findings a tenant allowed); None for a process created before the check existed."""
 
 
 @dataclass(frozen=True)
@@ -201,15 +205,22 @@ def _documents(pdf: _AuditPdf, t: AuditTrail) -> None:
         "each signed revision. The SHA-256 digests below identify the original file, the file as "
         "it was once each signature had been applied, and the final signed file."
     )
+    pdf.paragraph(
+        "Each document was checked on arrival for active content (scripts, actions that open "
+        "programs, files or web addresses on their own, interactive media, executable "
+        "attachments), which could make a PDF reader show something else than what was signed; "
+        "what was found is listed with it."
+    )
     if not t.documents:
         pdf.paragraph("The process has no document.")
     for n, document in enumerate(t.documents, start=1):
-        pdf.keep_together(5.5 + 4 * _LINE)  # the name, the original and the first signature
+        pdf.keep_together(5.5 + 5 * _LINE)  # name, original, active content, first signature
         pdf.set_font(pdf.fontset.text, "B", 10)
         pages = f"{document.pages} page{'s' if document.pages != 1 else ''}"
         title = f"{n}. {document.name} ({pages})"
         pdf.multi_cell(0, 5.5, pdf.fontset.clean(title), new_x="LMARGIN", new_y="NEXT")
         pdf.field("Original SHA-256", document.sha256_original, mono=True, indent=4)
+        pdf.field("Active content", document.active_content or _UNCHECKED, indent=4)
         for k, revision in enumerate(document.revisions, start=1):
             pdf.keep_together(3 * _LINE)
             pdf.field(f"Signature {k}", f"by {revision.signer}, {_utc(revision.time)}", indent=4)

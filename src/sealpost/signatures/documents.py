@@ -32,6 +32,7 @@ from pyhanko.sign.fields import MDPPerm, enumerate_sig_fields
 from pyhanko.sign.validation import read_certification_data
 
 from sealpost.errors import InvalidInput
+from sealpost.signatures.active_content import Finding, find_active_content, refusal
 
 MAX_DOCUMENT_BYTES = 25 * 1024 * 1024
 ANCHOR_PATTERN = re.compile(r"\{\{signature:(\d+)\}\}")
@@ -70,6 +71,8 @@ class PdfInfo:
     has_signatures: bool
     """True when a signature field already holds a signature (or document timestamp): new
     signatures are appended without touching them, but the sender should know they exist."""
+    active_content: tuple[Finding, ...] = ()
+    """What :mod:`sealpost.signatures.active_content` found (accepted only when allowed)."""
 
 
 @dataclass(frozen=True)
@@ -194,15 +197,18 @@ def _box(value: Any) -> tuple[float, float] | None:
     return abs(x2 - x1), abs(y2 - y1)
 
 
-def _declared_sizes(root: generic.DictionaryObject) -> list[tuple[float, float] | None]:
+def _declared_sizes(
+    root: generic.DictionaryObject,
+) -> tuple[list[tuple[float, float] | None], list[generic.IndirectObject]]:
     """(width, height) of each page's declared media and crop box, the smaller of the two, or
-    None when neither is declared (readers then assume US Letter).
+    None when neither is declared (readers then assume US Letter); and each page's reference.
 
     Walks the tree the way pyHanko finds a page by index (kids are indirect, /Count of each
     node says how many pages lie below it), once and in order, so that every page a signature
     field may be placed on is reachable; a node seen twice is refused rather than followed.
     """
     sizes: list[tuple[float, float] | None] = []
+    pages: list[generic.IndirectObject] = []
     seen: set[generic.Reference] = set()
 
     def walk(ref: Any, media: Any, crop: Any, depth: int) -> int:
@@ -222,6 +228,7 @@ def _declared_sizes(root: generic.DictionaryObject) -> list[tuple[float, float] 
         if node_type == "/Page":
             boxes = [b for b in (_box(media), _box(crop)) if b is not None]
             sizes.append((min(w for w, _ in boxes), min(h for _, h in boxes)) if boxes else None)
+            pages.append(ref)
             return 1
         if node_type != "/Pages":
             return 0  # pyHanko's lookup skips nodes of another type too
@@ -232,11 +239,14 @@ def _declared_sizes(root: generic.DictionaryObject) -> list[tuple[float, float] 
         return below
 
     walk(root.raw_get("/Pages"), None, None, 0)
-    return sizes
+    return sizes, pages
 
 
-def _read_with_pyhanko(data: bytes, label: str) -> tuple[list[tuple[float, float] | None], bool]:
-    """Declared page sizes and whether a signature exists; refusals as :class:`InvalidInput`.
+def _read_with_pyhanko(
+    data: bytes, label: str
+) -> tuple[list[tuple[float, float] | None], bool, tuple[Finding, ...]]:
+    """Declared page sizes, whether a signature exists, and the active content found;
+    refusals as :class:`InvalidInput`.
 
     Any exception of the parser is a refusal: on untrusted bytes pyHanko fails in many ways
     (its own errors, but also KeyError, TypeError, AssertionError, RecursionError).
@@ -256,9 +266,10 @@ def _read_with_pyhanko(data: bytes, label: str) -> tuple[list[tuple[float, float
     else:
         raise _encrypted(label)
     try:
-        sizes = _declared_sizes(reader.root)
+        sizes, pages = _declared_sizes(reader.root)
         has_signatures = next(enumerate_sig_fields(reader, filled_status=True), None) is not None
         certification = read_certification_data(reader)
+        active = find_active_content(reader.root, reader.trailer.raw_get("/Root"), pages)
     except _PageTreeError as exc:
         raise _damaged(label, data, "pyHanko", f"page tree: {exc}") from None
     except Exception as exc:
@@ -269,7 +280,7 @@ def _read_with_pyhanko(data: bytes, label: str) -> tuple[list[tuple[float, float
             "P=1): any signature added to it would break that certification. Upload the "
             "document as it was before it was certified"
         )
-    return sizes, has_signatures
+    return sizes, has_signatures, active
 
 
 # --- PDFium's reading -------------------------------------------------------------------------
@@ -292,7 +303,10 @@ def _pdfium_document(data: bytes, label: str) -> Iterator[Any]:
             document.close()
 
 
-def _pdfium_sizes(data: bytes, label: str) -> list[PageSize]:
+def _pdfium_sizes(data: bytes, label: str) -> tuple[list[PageSize], int]:
+    """Each page's size as PDFium shows it, and how many document-level JavaScript actions
+    PDFium finds: a second opinion on the name tree, should the two parsers read the file
+    differently."""
     with _pdfium_document(data, label) as document:
         sizes = []
         try:
@@ -302,21 +316,26 @@ def _pdfium_sizes(data: bytes, label: str) -> list[PageSize]:
                     sizes.append(PageSize(float(page.get_width()), float(page.get_height())))
                 finally:
                     page.close()
+            scripts = int(pdfium_c.FPDFDoc_GetJavaScriptActionCount(document.raw))
         except Exception as exc:
             raise _damaged(label, data, "PDFium", exc) from None
-        return sizes
+        return sizes, scripts
 
 
 # --- the public functions ---------------------------------------------------------------------
 
 
-def inspect_pdf(data: bytes, *, name: str = "document") -> PdfInfo:
+def inspect_pdf(
+    data: bytes, *, name: str = "document", allow_active_content: bool = False
+) -> PdfInfo:
     """Describe a document to be signed, or refuse it with :class:`InvalidInput`.
 
     ``name`` is how refusals call the document (its file name, for instance).  Refused: empty,
     over :data:`MAX_DOCUMENT_BYTES`, not a PDF, damaged (either engine fails to read it, or they
     disagree on its pages), encrypted in any way, certified against any change, without pages,
-    or with a page of no width or height.  Never raises anything else for any bytes.
+    with a page of no width or height, or, unless ``allow_active_content``, holding active
+    content (:class:`~sealpost.signatures.active_content.ActiveContentRefused`, which names
+    each finding).  Never raises anything else for any bytes.
     """
     label = _quoted(name)
     if not data:
@@ -330,10 +349,10 @@ def inspect_pdf(data: bytes, *, name: str = "document") -> PdfInfo:
     data = bytes(data)
     if not data.startswith(_HEADER):
         raise InvalidInput(f"{label} is not a PDF: {_looks_like(data)}")
-    declared, has_signatures = _read_with_pyhanko(data, label)
+    declared, has_signatures, active = _read_with_pyhanko(data, label)
     if not declared:  # before PDFium, which refuses to open a document without pages at all
         raise InvalidInput(f"{label} has no pages: a document to sign needs at least one page")
-    shown = _pdfium_sizes(data, label)
+    shown, scripts = _pdfium_sizes(data, label)
     if len(declared) != len(shown):
         raise _damaged(
             label, data, "page tree", f"pyHanko finds {len(declared)} pages, PDFium {len(shown)}"
@@ -345,11 +364,20 @@ def inspect_pdf(data: bytes, *, name: str = "document") -> PdfInfo:
                 f"{label} has a page of size 0 (page {number} is {width:g} × {height:g} points): "
                 "every page needs a width and a height; re-export the document"
             )
+    if scripts > 0 and not any(f.kind == "javascript" for f in active):
+        plural = "s" if scripts != 1 else ""
+        text = (
+            f"JavaScript in the document name tree, as PDFium reads it ({scripts} script{plural})"
+        )
+        active += (Finding("javascript", text),)
+    if active and not allow_active_content:
+        raise refusal(label, name, active)
     return PdfInfo(
         sha256=hashlib.sha256(data).hexdigest(),
         size=len(data),
         pages=tuple(shown),
         has_signatures=has_signatures,
+        active_content=active,
     )
 
 

@@ -113,6 +113,13 @@ class SigningSettings(BaseModel):
         description="Origins allowed to embed the signing page (iframe) and to receive its "
         "postMessage events, e.g. https://crm.example.com.",
     )
+    allow_active_content: bool = Field(
+        False,
+        description="Accept PDFs with active content (JavaScript, actions that open programs, "
+        "files or web addresses on their own, XFA forms, executable attachments...; "
+        "docs/signatures.md) instead of refusing them with 422 active_content; what was found "
+        "is recorded in the evidence and the audit trail. A PUT without it sets it to false.",
+    )
 
 
 def _decode(value: str, where: str) -> bytes:
@@ -335,15 +342,25 @@ def evidence(
 
 @router.get("/settings/signing", response_model=SigningSettings)
 def get_settings(parts: SignaturesDep, tenant: TenantDep) -> SigningSettings:
-    return SigningSettings(frame_ancestors=parts.signatures.repo.frame_ancestors(tenant.id))
+    repo = parts.signatures.repo
+    return SigningSettings(
+        frame_ancestors=repo.frame_ancestors(tenant.id),
+        allow_active_content=repo.allow_active_content(tenant.id),
+    )
 
 
 @router.put("/settings/signing", response_model=SigningSettings)
 def put_settings(body: SigningSettings, parts: SignaturesDep, tenant: TenantDep) -> SigningSettings:
-    """Which sites may embed the signing page: exact origins (scheme://host[:port])."""
+    """Which sites may embed the signing page: exact origins (scheme://host[:port]); whether
+    documents with active content are accepted.  The whole object is replaced."""
     origins = [_origin(o) for o in body.frame_ancestors]
-    parts.signatures.repo.set_frame_ancestors(tenant.id, origins, datetime.now(UTC))
-    return SigningSettings(frame_ancestors=origins)
+    parts.signatures.repo.set_signing_settings(
+        tenant.id,
+        frame_ancestors=origins,
+        allow_active_content=body.allow_active_content,
+        now=datetime.now(UTC),
+    )
+    return SigningSettings(frame_ancestors=origins, allow_active_content=body.allow_active_content)
 
 
 def _origin(value: str) -> str:

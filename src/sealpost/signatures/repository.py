@@ -210,7 +210,8 @@ class SignatureRepository:
             raise Conflict("a signature process with this Idempotency-Key exists") from None
         conn.execute(insert(signature_documents), [dict(d) for d in documents])
         conn.execute(insert(signature_signers), [dict(s) for s in signers])
-        conn.execute(insert(signature_revisions), [dict(r) for r in revisions])
+        if revisions:  # none when no signer has a visible field: an empty executemany fails
+            conn.execute(insert(signature_revisions), [dict(r) for r in revisions])
         append_evidence(conn, records)
 
     def by_idempotency_key(self, tenant_id: str, key: str) -> tuple[str, str | None] | None:
@@ -424,18 +425,32 @@ class SignatureRepository:
             found = conn.execute(select(t.frame_ancestors).where(t.tenant_id == tenant_id)).scalar()
         return list(json.loads(found)) if found else []
 
-    def set_frame_ancestors(self, tenant_id: str, origins: Sequence[str], now: datetime) -> None:
+    def allow_active_content(self, tenant_id: str) -> bool:
+        """Whether the tenant accepts PDFs with active content (recorded, not refused)."""
         t = tenant_signing_settings.c
-        value = json.dumps(list(origins))
+        with self.engine.connect() as conn:
+            found = conn.execute(
+                select(t.allow_active_content).where(t.tenant_id == tenant_id)
+            ).scalar()
+        return bool(found)
+
+    def set_signing_settings(
+        self,
+        tenant_id: str,
+        *,
+        frame_ancestors: Sequence[str],
+        allow_active_content: bool,
+        now: datetime,
+    ) -> None:
+        t = tenant_signing_settings.c
+        values = {
+            "frame_ancestors": json.dumps(list(frame_ancestors)),
+            "allow_active_content": int(allow_active_content),
+            "updated_at": now,
+        }
         with write_transaction(self.engine) as conn:
             updated = conn.execute(
-                update(tenant_signing_settings)
-                .where(t.tenant_id == tenant_id)
-                .values(frame_ancestors=value, updated_at=now)
+                update(tenant_signing_settings).where(t.tenant_id == tenant_id).values(**values)
             ).rowcount
             if not updated:
-                conn.execute(
-                    insert(tenant_signing_settings).values(
-                        tenant_id=tenant_id, frame_ancestors=value, updated_at=now
-                    )
-                )
+                conn.execute(insert(tenant_signing_settings).values(tenant_id=tenant_id, **values))

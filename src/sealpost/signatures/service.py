@@ -148,7 +148,11 @@ class SignatureService:
                 return existing, False
         now = utc_now()
         self._check(request, now)
-        infos = [inspect_pdf(d.content, name=d.name) for d in request.documents]
+        allowed = self.repo.allow_active_content(tenant.id)
+        infos = [
+            inspect_pdf(d.content, name=d.name, allow_active_content=allowed)
+            for d in request.documents
+        ]
         for doc, info in zip(request.documents, infos, strict=True):
             if info.size > self.config.max_document_bytes:
                 raise InvalidInput(
@@ -236,6 +240,10 @@ class SignatureService:
                         "sha256": d["original_sha256"],
                         "pages": len(i.pages),
                         "prepared_sha256": d["current_sha256"],
+                        "active_content": {
+                            "findings": [f.as_json() for f in i.active_content],
+                            "allow_active_content": allowed,
+                        },
                     }
                     for d, i in zip(documents, infos, strict=True)
                 ],

@@ -108,4 +108,5 @@ tenant_signing_settings = Table(
     Column("tenant_id", String(36), ForeignKey("tenants.id"), primary_key=True),
     Column("frame_ancestors", Text, nullable=False, server_default="[]"),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("allow_active_content", Integer, nullable=False, server_default="0"),
 )

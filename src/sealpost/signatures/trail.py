@@ -23,9 +23,12 @@ def audit_trail(
     revisions (hash before and after each signature)."""
     names = {s.id: s.name for s in process.signers}
     entries = []
+    checked: list[Any] = []
     for entry in repo.timeline(process.tenant_id, process.id):
         record = entry.record
         details = record.get("details", {})
+        if entry.event == "ProcessCreated":
+            checked = [d.get("active_content") for d in details.get("documents", [])]
         recipient = record.get("recipient") or {}
         identification = recipient.get("identification") or {}
         actor = names.get(details.get("signer_id", ""), tenant_name)
@@ -62,6 +65,9 @@ def audit_trail(
                 sha256_original=d.original_sha256,
                 sha256_final=d.current_sha256 if process.status == COMPLETED else None,
                 revisions=revisions,
+                active_content=active_content_text(
+                    checked[d.number] if d.number < len(checked) else None
+                ),
             )
         )
     return AuditTrail(
@@ -92,11 +98,38 @@ def audit_trail(
     )
 
 
+def active_content_text(checked: Any) -> str | None:
+    """What the ProcessCreated record says of a document's active content, in words; None
+    when it says nothing (a process created before the check existed)."""
+    if not isinstance(checked, Mapping):
+        return None
+    findings = [str(f.get("text")) for f in checked.get("findings", []) if isinstance(f, Mapping)]
+    if not findings:
+        return "no active content found"
+    accepted = (
+        "accepted because the sender allows active content"
+        if checked.get("allow_active_content")
+        else "accepted"
+    )
+    return f"found and {accepted}: " + "; ".join(findings)
+
+
 def _describe(event: str, details: Mapping[str, Any], record: Mapping[str, Any]) -> str:
     """One line of the audit trail for a record."""
     reasons = "; ".join(r.get("text", "") for r in record.get("reasons", []))
     if event == "ProcessCreated":
-        return f"Created: {details.get('title')} ({len(details.get('signers', []))} signers)"
+        created = f"Created: {details.get('title')} ({len(details.get('signers', []))} signers)"
+        documents = [d for d in details.get("documents", []) if isinstance(d, Mapping)]
+        if not any("active_content" in d for d in documents):
+            return created
+        found = [
+            str(d.get("name"))
+            for d in documents
+            if isinstance(d.get("active_content"), Mapping) and d["active_content"].get("findings")
+        ]
+        if found:
+            return f"{created}; active content found and allowed in {', '.join(found)}"
+        return f"{created}; documents checked, no active content found"
     if event == "SignerNotified":
         kind = "reminder" if details.get("reminder") else "invitation"
         return f"Email {kind} sent (certified communication {details.get('communication_id')})"
