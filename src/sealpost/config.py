@@ -355,9 +355,10 @@ class Settings(BaseSettings):
         "exempt; empty: off.",
     )
     rate_limit_smtp_commands_per_ip: RateSetting | None = Field(
-        Rate.parse("1200/minute"),
-        description="SMTP commands per client IP before a session authenticates (421 and "
-        "close beyond); trusted relay networks exempt; empty: off.",
+        Rate.parse("30000/minute"),
+        description="SMTP commands (QUIT apart) per client IP in sessions not authenticated "
+        "(421 and close beyond): five per connection at the connection rate; trusted relay "
+        "networks exempt; empty: off.",
     )
 
     @cached_property

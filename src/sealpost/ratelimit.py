@@ -108,7 +108,8 @@ class RateLimiter:
                 self._buckets.popitem(last=False)
         return wait
 
-    def __len__(self) -> int:
+    def remembered(self) -> int:
+        """How many keys this limiter holds a bucket for."""
         return len(self._buckets)
 
 
