@@ -31,6 +31,7 @@ from sealpost.loops import Loop, Supervisor
 from sealpost.pki import asn1
 from sealpost.pki.keys import SigningIdentity, init_keys, load_identity, load_pkcs12
 from sealpost.pki.tsa import EmbeddedTSA
+from sealpost.ratelimit import limiter
 from sealpost.tenants.repository import TenantRepository
 
 if TYPE_CHECKING:
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
     from sealpost.access.service import AccessService
     from sealpost.communications.certificates import CertificateService
     from sealpost.communications.contents import ContentStore
+    from sealpost.communications.email.client_limits import SmtpClientLimits
     from sealpost.communications.email.delivery import DeliveryWorker
     from sealpost.communications.email.outgoing import CertifiedMailer
     from sealpost.communications.email.smtp_server import SmtpListeners
@@ -109,6 +111,8 @@ class Sealpost:
     """Set when the dispatcher fans events out, so the webhook sender wakes at once."""
     _smtp: SmtpListeners | None = None
     smtp_ports: dict[str, int] = field(default_factory=dict)
+    smtp_client_limits: SmtpClientLimits | None = None
+    """The SMTP listeners' per-IP limits, once started."""
 
     @cached_property
     def engine(self) -> Engine:
@@ -274,7 +278,9 @@ class Sealpost:
         from sealpost.access.service import AccessService
 
         return AccessService(
-            AccessRepository(self.engine), code_key=codes.key_for(self.seal_identity)
+            AccessRepository(self.engine),
+            code_key=codes.key_for(self.seal_identity),
+            codes_per_ip=limiter(self.settings.rate_limit_codes_per_ip),
         )
 
     @cached_property
@@ -346,6 +352,7 @@ class Sealpost:
 
     def start_smtp(self) -> dict[str, int]:
         """Bind the SMTP listeners (submission, implicit TLS, inbound); returns their ports."""
+        from sealpost.communications.email.client_limits import SmtpClientLimits
         from sealpost.communications.email.inbound import (
             BounceProcessor,
             InboundHandler,
@@ -368,9 +375,14 @@ class Sealpost:
         self._smtp = listeners
         shared = s.smtp_processes > 1
         handler = SubmissionHandler(self.submissions, self.senders, s)
+        senders = self.senders
+        limits = SmtpClientLimits.from_settings(
+            s, exempt=lambda ip: senders.tenant_for_client(ip) is not None
+        )
+        self.smtp_client_limits = limits
         ports = {
             "submission": listeners.listen(
-                submission_factory(handler, s, tls, implicit_tls=False),
+                submission_factory(handler, s, tls, implicit_tls=False, client_limits=limits),
                 s.smtp_host,
                 s.smtp_submission_port,
                 reuse_port=shared,
@@ -378,7 +390,7 @@ class Sealpost:
         }
         if s.smtp_tls_port is not None:
             ports["tls"] = listeners.listen(
-                submission_factory(handler, s, tls, implicit_tls=True),
+                submission_factory(handler, s, tls, implicit_tls=True, client_limits=limits),
                 s.smtp_host,
                 s.smtp_tls_port,
                 tls=tls,
@@ -393,7 +405,7 @@ class Sealpost:
                 self.return_paths,
             )
             ports["inbound"] = listeners.listen(
-                inbound_factory(inbound, s, tls),
+                inbound_factory(inbound, s, tls, client_limits=limits),
                 s.smtp_host,
                 s.smtp_inbound_port,
                 reuse_port=shared,

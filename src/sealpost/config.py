@@ -8,10 +8,28 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import BeforeValidator, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from sealpost.ratelimit import Rate
+
+MIB = 1024 * 1024
+
+
+def _rate(value: object) -> object:
+    return Rate.parse(value) if isinstance(value, str) else value
+
+
+RateSetting = Annotated[Rate, BeforeValidator(_rate)]
+"""A rate written ``COUNT/PERIOD`` (``600/minute``, ``5/15m``); an empty value turns it off."""
+
+
+def _base64_room(raw_bytes: int) -> int:
+    """A JSON body carrying ``raw_bytes`` as base64 (4 characters per 3 bytes), plus 1 MiB
+    for everything around it."""
+    return -(-raw_bytes // 3) * 4 + MIB
 
 
 class Settings(BaseSettings):
@@ -276,6 +294,82 @@ class Settings(BaseSettings):
     signing_max_document_bytes: int = Field(
         25 * 1024 * 1024, ge=1024, description="Largest PDF a signature process accepts."
     )
+
+    # -- limits of what one client may ask (docs/operations.md, "Limits") --------------------
+    api_max_body_bytes: int = Field(
+        MIB,
+        ge=1024,
+        description="Largest request body of an API route that carries no document (webhooks, "
+        "replays, settings...); larger answers 413 before the rest is read.",
+    )
+    api_max_communication_body_bytes: int | None = Field(
+        None,
+        ge=1024,
+        description="Largest body of POST /v1/communications; default: room for a message of "
+        "SMTP_MAX_MESSAGE_BYTES in base64, plus 1 MiB.",
+    )
+    api_max_signature_body_bytes: int | None = Field(
+        None,
+        ge=1024,
+        description="Largest body of POST /v1/signatures; default: room for two documents of "
+        "SIGNING_MAX_DOCUMENT_BYTES in base64, plus 1 MiB.",
+    )
+    api_max_tsa_body_bytes: int = Field(
+        16 * 1024,
+        ge=1024,
+        description="Largest body of POST /tsa (an RFC 3161 TimeStampReq is a few hundred bytes).",
+    )
+    api_max_signing_page_body_bytes: int = Field(
+        MIB,
+        ge=1024,
+        description="Largest body of the signing page's calls (a drawn signature is at most "
+        "800 kB).",
+    )
+    rate_limit_api_per_tenant: RateSetting | None = Field(
+        Rate.parse("6000/minute"),
+        description="API requests per tenant (429 with Retry-After beyond); empty: off.",
+    )
+    rate_limit_api_per_ip: RateSetting | None = Field(
+        Rate.parse("6000/minute"),
+        description="HTTP requests per client IP (IPv6: per /64), keyed or not, signing page "
+        "and /healthz apart; empty: off.",
+    )
+    rate_limit_signing_page_per_ip: RateSetting | None = Field(
+        Rate.parse("600/minute"),
+        description="Signing page requests (/sign/...) per client IP; empty: off.",
+    )
+    rate_limit_codes_per_ip: RateSetting | None = Field(
+        Rate.parse("60/hour"),
+        description="One-time codes sent and checked per client IP, across links (each link "
+        "also allows 5 sends and 5 checks); empty: off.",
+    )
+    smtp_max_connections_per_ip: int | None = Field(
+        100,
+        ge=1,
+        description="Open SMTP connections per client IP (421 beyond); a tenant's trusted "
+        "relay networks are exempt; empty: off.",
+    )
+    rate_limit_smtp_connections_per_ip: RateSetting | None = Field(
+        Rate.parse("6000/minute"),
+        description="New SMTP connections per client IP (421 beyond); trusted relay networks "
+        "exempt; empty: off.",
+    )
+    rate_limit_smtp_commands_per_ip: RateSetting | None = Field(
+        Rate.parse("30000/minute"),
+        description="SMTP commands (QUIT apart) per client IP in sessions not authenticated "
+        "(421 and close beyond): five per connection at the connection rate; trusted relay "
+        "networks exempt; empty: off.",
+    )
+
+    @cached_property
+    def resolved_api_max_communication_body_bytes(self) -> int:
+        return self.api_max_communication_body_bytes or _base64_room(self.smtp_max_message_bytes)
+
+    @cached_property
+    def resolved_api_max_signature_body_bytes(self) -> int:
+        return self.api_max_signature_body_bytes or _base64_room(
+            2 * self.signing_max_document_bytes
+        )
 
     @cached_property
     def resolved_database_url(self) -> str:

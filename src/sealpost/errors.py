@@ -13,8 +13,10 @@ the problem.  Each domain subclasses it with structured fields (see ``ledger/err
     ├── NotFound (404)              unknown id, or an id of another tenant
     ├── Conflict (409)              a state that forbids the action
     ├── Gone (410)                  existed, but was purged (retention)
+    ├── ContentTooLarge (413)       a request body over its route's limit; ``max_bytes``
     ├── Locked (423)                too many wrong codes; a new link unlocks
-    ├── TooManyRequests (429)       slow down; ``retry_after`` seconds
+    ├── TooManyRequests (429)       slow down
+    │   └── RateLimited             over a rate limit; ``retry_after`` seconds
     └── ServiceUnavailable (503)    a dependency (TSA, database) is down; retry later
 """
 
@@ -114,3 +116,30 @@ class ServiceUnavailable(SealpostError):
     status = 503
     code = "unavailable"
     title = "A dependency is unavailable; retry later"
+
+
+class ContentTooLarge(SealpostError):
+    """A request body over its route's limit (RFC 9110 §15.5.14), refused before the rest of
+    it is read."""
+
+    status = 413
+    code = "too_large"
+    title = "The request body is too large"
+    problem_fields = ("max_bytes",)
+
+    def __init__(self, message: str, max_bytes: int) -> None:
+        super().__init__(message)
+        self.max_bytes = max_bytes
+
+
+class RateLimited(TooManyRequests):
+    """Over a rate limit (per tenant or per client address): retry after ``retry_after``
+    seconds, also sent as ``Retry-After`` (RFC 6585 §4)."""
+
+    code = "rate_limited"
+    title = "Rate limit exceeded; slow down"
+    problem_fields = ("retry_after",)
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

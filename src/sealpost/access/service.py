@@ -14,7 +14,9 @@ A page a person opens from a certified message goes through three steps, each he
    (:class:`CodeDelivery`: a certified email now, an SMS later); it is stored as an HMAC bound
    to the holder, checks are counted atomically, the 5th wrong one locks the holder out until
    whoever issues links vouches again (:meth:`reset_codes_in`), and at most 5 codes are sent
-   per link.
+   per link.  Sends and checks are also counted per client address, across links
+   (``codes_per_ip``): one address holding many links (or guessing for many holders) is
+   slowed down before it gets far.
 
 The kit decides nothing about the subject (is the process open? is it this person's turn?):
 its caller checks that, and records the evidence.  Methods named ``*_in`` run inside the
@@ -45,16 +47,37 @@ from sealpost.access.model import (
 )
 from sealpost.access.repository import AccessRepository
 from sealpost.db.engine import write_transaction
-from sealpost.errors import InvalidInput, Locked, TooManyRequests
+from sealpost.errors import InvalidInput, Locked, RateLimited, TooManyRequests
+from sealpost.ratelimit import RateLimiter, client_key, retry_after
 
 LOCKED_MESSAGE = "Too many wrong codes: ask the sender for a new link."
 
 
 class AccessService:
-    def __init__(self, repo: AccessRepository, *, code_key: bytes) -> None:
+    def __init__(
+        self,
+        repo: AccessRepository,
+        *,
+        code_key: bytes,
+        codes_per_ip: RateLimiter | None = None,
+    ) -> None:
         self.repo = repo
         self._code_key = code_key
         """HMAC key of stored codes (every replica derives it from the seal key)."""
+        self.codes_per_ip = codes_per_ip
+        """Code sends and checks per client address (None: no such limit)."""
+
+    def _code_rate(self, ip: str | None) -> None:
+        """RateLimited when ``ip`` sent or checked too many codes lately; counted before the
+        holder's own counters, so a refused try costs the holder nothing."""
+        if self.codes_per_ip is None or ip is None:
+            return
+        wait = self.codes_per_ip.take(client_key(ip))
+        if wait:
+            raise RateLimited(
+                "Too many codes asked for or tried from your address: wait a moment.",
+                retry_after=retry_after(wait),
+            )
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
@@ -136,9 +159,12 @@ class AccessService:
         to: str,
         deliver: CodeDelivery,
         now: datetime,
+        ip: str | None = None,
     ) -> Challenge:
         """Send a new code to ``to`` by ``channel`` (``deliver`` words and sends it); it
-        replaces the previous one, and does not reset the attempts."""
+        replaces the previous one, and does not reset the attempts.  ``ip``: the client
+        asking, for the per-address rate."""
+        self._code_rate(ip)
         with self.transaction() as conn:  # counted before sending: parallel clicks too
             if not self.repo.take_send_in(conn, holder, MAX_SENDS):
                 raise TooManyRequests(
@@ -162,12 +188,14 @@ class AccessService:
         return found
 
     def check_code_in(
-        self, conn: Connection, holder: Holder, code: str, now: datetime
+        self, conn: Connection, holder: Holder, code: str, now: datetime, ip: str | None = None
     ) -> CodeCheck:
         """Check ``code``, counting the check whatever its outcome (atomically: parallel
         guesses get at most :data:`MAX_ATTEMPTS` checks).  A matching code is used up.
         Raises ``Locked`` when no check is left, ``InvalidInput`` when no code is pending or
-        it expired (neither counts)."""
+        it expired (neither counts), ``RateLimited`` when ``ip`` tried too many codes lately
+        (not counted for the holder)."""
+        self._code_rate(ip)
         found = self.repo.challenge_in(conn, holder)
         if found is not None and found.locked:
             raise Locked(LOCKED_MESSAGE)

@@ -25,7 +25,7 @@ from sqlalchemy import text
 
 import sealpost
 from sealpost import access
-from sealpost.api import errors
+from sealpost.api import errors, limits
 from sealpost.api.errors import problem
 from sealpost.api.schemas import EventsHealth, Health, LedgerHealth, LoopHealthOut
 from sealpost.app import Sealpost
@@ -108,6 +108,8 @@ def create_app(sp: Sealpost, *, start_background: bool = True) -> FastAPI:
     app.state.events = sp.events_parts
     app.state.signatures = sp.signatures_parts
     errors.install(app)
+    app.state.rate_limits = limits.install(app, sp.settings, sp.tenants)
+    app.state.tenant_rate_limiter = app.state.rate_limits.per_tenant
     _add_api_docs(app)
 
     @app.get("/healthz", response_model=Health, tags=["operations"])

@@ -82,44 +82,56 @@ def _location(loc: tuple[Any, ...] | list[Any]) -> str:
     return ".".join(parts)
 
 
+def error_response(exc: SealpostError, headers: dict[str, str] | None = None) -> JSONResponse:
+    """The problem document of ``exc`` (also for answers made before the app runs: the
+    request guard's 401, 413 and 429), with ``headers`` added."""
+    extra: dict[str, str] = {}
+    if exc.status == 401:
+        extra["WWW-Authenticate"] = "Bearer"
+    retry_after = getattr(exc, "retry_after", None)
+    if exc.status in (429, 503) or exc.code == "not_sealed_yet":
+        extra["Retry-After"] = str(int(retry_after or 1))
+    detail = exc.message
+    if exc.status >= 500:
+        incident = uuid.uuid4().hex[:12]
+        log.error("api.error", error=exc.message, code=exc.code, incident=incident)
+        if exc.status != 503:  # a server fault's text (paths, library errors) stays in logs
+            detail = f"{exc.title}; incident {incident} is in the server's log"
+    return problem(
+        exc.status,
+        detail,
+        code=exc.code,
+        title=exc.title,
+        headers={**extra, **(headers or {})} or None,
+        **exc.extensions(),
+    )
+
+
+def database_error_response(exc: DBAPIError, headers: dict[str, str] | None = None) -> JSONResponse:
+    """The database went away mid-request (restart, failover): retry, nothing was kept."""
+    incident = uuid.uuid4().hex[:12]
+    log.error("api.database_error", error=repr(exc.orig), incident=incident)
+    if exc.connection_invalidated or isinstance(exc, OperationalError):
+        return problem(
+            503,
+            f"the database is unavailable; retry shortly (incident {incident})",
+            headers={"Retry-After": "1", **(headers or {})},
+        )
+    response = _internal(incident)
+    response.headers.update(headers or {})
+    return response
+
+
 def install(app: FastAPI) -> None:
     """Answer every error of ``app`` as a problem document."""
 
     @app.exception_handler(SealpostError)
     async def sealpost_error(_request: Request, exc: SealpostError) -> JSONResponse:
-        headers = None
-        if exc.status == 401:
-            headers = {"WWW-Authenticate": "Bearer"}
-        retry_after = getattr(exc, "retry_after", None)
-        if exc.status in (429, 503) or exc.code == "not_sealed_yet":
-            headers = {"Retry-After": str(int(retry_after or 1))}
-        detail = exc.message
-        if exc.status >= 500:
-            incident = uuid.uuid4().hex[:12]
-            log.error("api.error", error=exc.message, code=exc.code, incident=incident)
-            if exc.status != 503:  # a server fault's text (paths, library errors) stays in logs
-                detail = f"{exc.title}; incident {incident} is in the server's log"
-        return problem(
-            exc.status,
-            detail,
-            code=exc.code,
-            title=exc.title,
-            headers=headers,
-            **exc.extensions(),
-        )
+        return error_response(exc)
 
     @app.exception_handler(DBAPIError)
     async def database_error(_request: Request, exc: DBAPIError) -> JSONResponse:
-        """The database went away mid-request (restart, failover): retry, nothing was kept."""
-        incident = uuid.uuid4().hex[:12]
-        log.error("api.database_error", error=repr(exc.orig), incident=incident)
-        if exc.connection_invalidated or isinstance(exc, OperationalError):
-            return problem(
-                503,
-                f"the database is unavailable; retry shortly (incident {incident})",
-                headers={"Retry-After": "1"},
-            )
-        return _internal(incident)
+        return database_error_response(exc)
 
     @app.exception_handler(Exception)
     async def unexpected_error(_request: Request, exc: Exception) -> JSONResponse:

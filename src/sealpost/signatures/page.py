@@ -246,6 +246,7 @@ class SigningPage:
             to=signer.email,
             deliver=deliver,
             now=utc_now(),
+            ip=visitor.ip,
         )
         assert sent.sent_to is not None and sent.expires_at is not None
         return mask(sent.sent_to, sent.channel), sent.expires_at
@@ -262,7 +263,7 @@ class SigningPage:
             return found.attempts_left if found else MAX_ATTEMPTS
         now = utc_now()
         with self.repo.transaction() as conn:  # every check counts, right or wrong, atomically
-            check = self.access.check_code_in(conn, holder, code, now)
+            check = self.access.check_code_in(conn, holder, code, now, ip=visitor.ip)
             if check.matched:
                 record = process_record(
                     process,

@@ -35,6 +35,7 @@ from sealpost.communications.email.addresses import (
     split_address,
     unwrap_certify_address,
 )
+from sealpost.communications.email.client_limits import SmtpClientLimits
 from sealpost.communications.email.dkim import (
     KeyLookup,
     dns_key_lookup,
@@ -397,7 +398,10 @@ def _signed_headers(raw: bytes, domain: str) -> set[str]:
 
 
 def inbound_factory(
-    handler: InboundHandler, settings: Settings, tls: ssl.SSLContext | None = None
+    handler: InboundHandler,
+    settings: Settings,
+    tls: ssl.SSLContext | None = None,
+    client_limits: SmtpClientLimits | None = None,
 ) -> Callable[[], SMTP]:
     """The inbound port offers STARTTLS (RFC 3207) so that mail from the internet can be
     encrypted; it never requires it (a bounce from a plaintext MTA must still arrive)."""
@@ -405,6 +409,7 @@ def inbound_factory(
     def make() -> SMTP:
         return SealpostSMTP(
             handler,
+            client_limits=client_limits,
             hostname=settings.hostname,
             ident="Sealpost ESMTP",
             tls_context=tls,

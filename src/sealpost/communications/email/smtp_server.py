@@ -4,6 +4,8 @@ aiosmtpd speaks the protocol; this module decides who may send and what a reply 
 
 * AUTH PLAIN/LOGIN only inside TLS (aiosmtpd answers 538 otherwise), per-tenant credentials,
   and an IP that fails too often is locked out for a while (454, RFC 4954 §6);
+* an IP with too many connections, or too many commands before it authenticates, gets 421
+  and is disconnected (``client_limits.py``);
 * a company's relay may instead be trusted by IP network (``sealpost tenant smtp-network``);
 * ``250`` is sent only once :class:`SubmissionService` has the bytes fsync'ed and the
   SubmissionAcceptance records committed (a ``451`` otherwise: the client keeps the message);
@@ -16,6 +18,7 @@ disk) runs in a thread.
 from __future__ import annotations
 
 import asyncio
+import functools
 import ssl
 import threading
 import time
@@ -29,6 +32,7 @@ from typing import Any
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from sealpost.communications.email.addresses import AddressError, checked_address
+from sealpost.communications.email.client_limits import SmtpClientLimits
 from sealpost.communications.email.submission import (
     Accepted,
     SenderNotAllowed,
@@ -126,8 +130,66 @@ class SealpostSMTP(SMTP):
     construction per MAIL and RCPT: a few percent of the CPU under load).
     """
 
+    def __init__(
+        self, handler: Any, *, client_limits: SmtpClientLimits | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(handler, **kwargs)
+        self.client_limits = client_limits
+        self._counted_ip: str | None = None
+        """The client IP this connection is counted for (None: exempt, or not admitted)."""
+        if client_limits is not None:
+            self._smtp_methods = {
+                name: method if name == "QUIT" else self._rated(method)
+                for name, method in self._smtp_methods.items()
+            }
+
     def _create_session(self) -> Session:
         return _Session(self.loop)
+
+    async def _handle_client(self) -> None:
+        """The per-IP connection limits, before the greeting: 421 instead of 220 (RFC 5321
+        §3.8), then the connection is closed."""
+        limits = self.client_limits
+        if limits is not None and self.session is not None and self.transport is not None:
+            ip = client_ip(self.session)
+            if not await asyncio.to_thread(limits.exempt, ip):
+                refusal = limits.open(ip)
+                if refusal is not None:
+                    log.warning("smtp.client_limited", client_ip=ip, reply=refusal)
+                    await self.push(refusal)
+                    self.transport.close()
+                    return
+                self._counted_ip = ip
+        await super()._handle_client()
+
+    def connection_lost(self, error: Exception | None) -> None:
+        ip, self._counted_ip = self._counted_ip, None
+        if ip is not None and self.client_limits is not None:
+            self.client_limits.close(ip)
+        super().connection_lost(error)
+
+    def _rated(self, method: Any) -> Any:
+        """``method`` (an ``smtp_<COMMAND>`` other than QUIT), counted per IP until the
+        session authenticates: over the rate, 421 and the connection is closed."""
+
+        @functools.wraps(method)
+        async def rated(arg: str | None) -> None:
+            ip = self._counted_ip
+            if (
+                ip is not None
+                and self.client_limits is not None
+                and not (self.session is not None and self.session.authenticated)
+            ):
+                refusal = self.client_limits.command(ip)
+                if refusal is not None:
+                    log.warning("smtp.client_limited", client_ip=ip, reply=refusal)
+                    await self.push(refusal)
+                    if self.transport is not None:
+                        self.transport.close()
+                    return
+            await method(arg)
+
+        return rated
 
     def _authenticate(self, mechanism: str, auth_data: Any) -> AuthResult:
         if self._authenticator is None:
@@ -440,11 +502,17 @@ class SmtpListeners:
 
 
 def submission_factory(
-    handler: SubmissionHandler, settings: Settings, tls: ssl.SSLContext, *, implicit_tls: bool
+    handler: SubmissionHandler,
+    settings: Settings,
+    tls: ssl.SSLContext,
+    *,
+    implicit_tls: bool,
+    client_limits: SmtpClientLimits | None = None,
 ) -> Callable[[], SMTP]:
     def make() -> SMTP:
         return SealpostSMTP(
             handler,
+            client_limits=client_limits,
             hostname=settings.hostname,
             ident="Sealpost ESMTP certified mail",
             data_size_limit=settings.smtp_max_message_bytes,
