@@ -22,6 +22,7 @@ from sealpost.config import Settings
 from sealpost.db import migrate
 from sealpost.db.blobs import BlobStore
 from sealpost.db.engine import make_engine
+from sealpost.events.webhooks.deliveries import Clock, utc_now
 from sealpost.ledger.proofs import LedgerReader
 from sealpost.ledger.repository import SqlLogStorage
 from sealpost.ledger.sequencer import HeadSealer, Sequencer
@@ -107,6 +108,9 @@ class Sealpost:
     """Set when new submissions commit, so the delivery worker wakes at once."""
     webhooks_due: threading.Event = field(default_factory=threading.Event)
     """Set when the dispatcher fans events out, so the webhook sender wakes at once."""
+    clock: Clock = utc_now
+    """The wall clock of webhook scheduling (fan-out, claims, retries), read by the parts built
+    after it is set: a test drives an hour of retries through it."""
     _smtp: SmtpListeners | None = None
     smtp_ports: dict[str, int] = field(default_factory=dict)
 
@@ -228,7 +232,7 @@ class Sealpost:
     def webhook_queue(self) -> WebhookQueue:
         from sealpost.events.webhooks.queue import WebhookQueue
 
-        return WebhookQueue(self.engine)
+        return WebhookQueue(self.engine, clock=self.clock)
 
     @cached_property
     def webhook_log(self) -> WebhookDeliveryLog:
@@ -257,14 +261,20 @@ class Sealpost:
                 queue_type=s.amqp_queue_type,
             )
         return EventDispatcher(
-            self.outbox, s, publisher=publisher, on_positioned=self.webhooks_due.set
+            self.outbox,
+            s,
+            publisher=publisher,
+            on_positioned=self.webhooks_due.set,
+            clock=self.clock,
         )
 
     @cached_property
     def webhook_sender(self) -> WebhookSender:
         from sealpost.events.webhooks.sender import WebhookSender
 
-        return WebhookSender(self.webhook_queue, self.settings, wake=self.webhooks_due)
+        return WebhookSender(
+            self.webhook_queue, self.settings, wake=self.webhooks_due, clock=self.clock
+        )
 
     @cached_property
     def access(self) -> AccessService:

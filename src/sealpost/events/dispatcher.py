@@ -45,6 +45,7 @@ from sealpost.events.outbox import (
     StoredEvent,
     committed_signal,
 )
+from sealpost.events.webhooks.deliveries import Clock, utc_now
 from sealpost.events.webhooks.fanout import fan_out_in
 from sealpost.events.webhooks.queue import WebhookQueue
 from sealpost.logging import get_logger
@@ -67,9 +68,12 @@ class EventDispatcher:
         publisher: AmqpPublisher | None = None,
         on_positioned: Callable[[], None] | None = None,
         holder: str | None = None,
+        clock: Clock = utc_now,
     ) -> None:
         self.outbox = outbox
         self.settings = settings
+        self.clock = clock
+        """When webhook deliveries fan out (their first attempt is due then)."""
         self.publisher = publisher
         self.on_positioned = on_positioned
         self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
@@ -101,7 +105,7 @@ class EventDispatcher:
         window = timedelta(seconds=self.settings.webhook_retry_window_seconds)
 
         def fan_out(conn: Connection, events: list[PositionedEvent]) -> None:
-            fan_out_in(conn, events, now=datetime.now(UTC), retry_window=window)
+            fan_out_in(conn, events, now=self.clock(), retry_window=window)
 
         positioned = self.outbox.position_new(
             self.holder, limit=POSITION_BATCH, on_positioned=fan_out
