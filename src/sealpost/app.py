@@ -268,6 +268,12 @@ class Sealpost:
             clock=self.clock,
         )
 
+    def amqp_unreachable_seconds(self) -> float | None:
+        """How long this process's dispatcher has been failing to publish to RabbitMQ; None
+        when it publishes, or does not run here (``/healthz``)."""
+        dispatcher: EventDispatcher | None = self.__dict__.get("dispatcher")
+        return None if dispatcher is None else dispatcher.amqp_unreachable_seconds()
+
     @cached_property
     def webhook_sender(self) -> WebhookSender:
         from sealpost.events.webhooks.sender import WebhookSender

@@ -181,6 +181,12 @@ def create_app(sp: Sealpost, *, start_background: bool = True) -> FastAPI:
             if loop.failing():
                 problems.append(f"the {name} loop is failing ({loop.last_error})")
                 unready = True
+        broker_down = sealpost.amqp_unreachable_seconds()
+        if broker_down is not None:  # nothing is lost (the outbox keeps them): degraded only
+            problems.append(
+                f"RabbitMQ has not confirmed events for {broker_down:.0f} s: "
+                f"{events_health.amqp_lag} wait in the outbox, published in order once it is back"
+            )
         if sealpost.settings.health_min_free_bytes:
             disk_problems, full = free_space_problems(
                 _storage_directories(sealpost), sealpost.settings.health_min_free_bytes

@@ -81,6 +81,7 @@ class EventDispatcher:
         self._amqp_retry_at = 0.0
         self._amqp_backoff = 0.0
         self._amqp_down_logged = False
+        self._amqp_down_since: float | None = None
         self._leader = False
         self._positioned = asyncio.Event()
         self._purge_at = 0.0  # the first pass soon after taking the lead
@@ -153,6 +154,8 @@ class EventDispatcher:
     def _amqp_failed(self, exc: BaseException) -> None:
         self._amqp_backoff = min(max(self._amqp_backoff * 2, 0.25), 5.0)
         self._amqp_retry_at = time.monotonic() + self._amqp_backoff
+        if self._amqp_down_since is None:
+            self._amqp_down_since = time.monotonic()
         if not self._amqp_down_logged:
             log.error("events.amqp_unavailable", error=repr(exc), retry_in=self._amqp_backoff)
             self._amqp_down_logged = True
@@ -161,6 +164,15 @@ class EventDispatcher:
         if self._amqp_down_logged:
             log.info("events.amqp_back")
         self._amqp_backoff, self._amqp_down_logged = 0.0, False
+        self._amqp_down_since = None
+
+    def amqp_unreachable_seconds(self) -> float | None:
+        """How long this dispatcher, while it leads, has had events for RabbitMQ that the
+        broker would not confirm (down, restarting, unreachable); None while it confirms."""
+        since = self._amqp_down_since
+        if since is None or not self._leader:
+            return None
+        return time.monotonic() - since
 
     # -- the loops ------------------------------------------------------------------------------
 
