@@ -100,9 +100,9 @@ def test_while_the_tsa_is_down_records_wait_and_are_sealed_once_it_is_back(
 
 MINUTE = 2.0
 """The test's stand-in for the 60 s health bound: an outage longer than it is "a minute"."""
-RECOVERY_BOUND_SECONDS = 15.0
+RECOVERY_BOUND_SECONDS = 25.0
 """docs/operations.md: sealing resumes within the sequencer's retry backoff (10 s at most)
-plus one window of the TSA coming back."""
+plus one window of the TSA coming back; the rest is room for a busy machine."""
 
 
 @pytest.fixture
