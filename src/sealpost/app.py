@@ -22,6 +22,7 @@ from sealpost.config import Settings
 from sealpost.db import migrate
 from sealpost.db.blobs import BlobStore
 from sealpost.db.engine import make_engine
+from sealpost.events.webhooks.deliveries import Clock, utc_now
 from sealpost.ledger.proofs import LedgerReader
 from sealpost.ledger.repository import SqlLogStorage
 from sealpost.ledger.sequencer import HeadSealer, Sequencer
@@ -109,6 +110,9 @@ class Sealpost:
     """Set when new submissions commit, so the delivery worker wakes at once."""
     webhooks_due: threading.Event = field(default_factory=threading.Event)
     """Set when the dispatcher fans events out, so the webhook sender wakes at once."""
+    clock: Clock = utc_now
+    """The wall clock of webhook scheduling (fan-out, claims, retries), read by the parts built
+    after it is set: a test drives an hour of retries through it."""
     _smtp: SmtpListeners | None = None
     smtp_ports: dict[str, int] = field(default_factory=dict)
     smtp_client_limits: SmtpClientLimits | None = None
@@ -232,7 +236,7 @@ class Sealpost:
     def webhook_queue(self) -> WebhookQueue:
         from sealpost.events.webhooks.queue import WebhookQueue
 
-        return WebhookQueue(self.engine)
+        return WebhookQueue(self.engine, clock=self.clock)
 
     @cached_property
     def webhook_log(self) -> WebhookDeliveryLog:
@@ -261,14 +265,26 @@ class Sealpost:
                 queue_type=s.amqp_queue_type,
             )
         return EventDispatcher(
-            self.outbox, s, publisher=publisher, on_positioned=self.webhooks_due.set
+            self.outbox,
+            s,
+            publisher=publisher,
+            on_positioned=self.webhooks_due.set,
+            clock=self.clock,
         )
+
+    def amqp_unreachable_seconds(self) -> float | None:
+        """How long this process's dispatcher has been failing to publish to RabbitMQ; None
+        when it publishes, or does not run here (``/healthz``)."""
+        dispatcher: EventDispatcher | None = self.__dict__.get("dispatcher")
+        return None if dispatcher is None else dispatcher.amqp_unreachable_seconds()
 
     @cached_property
     def webhook_sender(self) -> WebhookSender:
         from sealpost.events.webhooks.sender import WebhookSender
 
-        return WebhookSender(self.webhook_queue, self.settings, wake=self.webhooks_due)
+        return WebhookSender(
+            self.webhook_queue, self.settings, wake=self.webhooks_due, clock=self.clock
+        )
 
     @cached_property
     def access(self) -> AccessService:

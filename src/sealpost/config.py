@@ -79,6 +79,13 @@ class Settings(BaseSettings):
         description="/healthz answers 503 once a committed record has waited this long for a "
         "tree head (sealing stopped: no sequencer, TSA or database down).",
     )
+    health_min_free_bytes: int = Field(
+        64 * 1024 * 1024,
+        ge=0,
+        description="/healthz reports `degraded` once the filesystem of the data directory, the "
+        "blobs or the SQLite database has less free space than this, and 503 under 1 MiB "
+        "(storage full: writes fail); 0 turns the check off.",
+    )
 
     keys_dir: Path | None = Field(None, description="Local keys; default <data_dir>/keys.")
     seal_certificate: Path | None = Field(None, description="Operator's seal certificate (PEM).")

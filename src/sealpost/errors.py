@@ -17,7 +17,8 @@ the problem.  Each domain subclasses it with structured fields (see ``ledger/err
     ├── Locked (423)                too many wrong codes; a new link unlocks
     ├── TooManyRequests (429)       slow down
     │   └── RateLimited             over a rate limit; ``retry_after`` seconds
-    └── ServiceUnavailable (503)    a dependency (TSA, database) is down; retry later
+    ├── ServiceUnavailable (503)    a dependency (TSA, database) is down; retry later
+    └── StorageFull (507)           the disk is full (``db/full.py``); retry later
 """
 
 from __future__ import annotations

@@ -7,8 +7,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.support.amqp import amqp, rabbitmq_available
+from tests.support.private_rabbitmq import private_rabbitmq
 
-__all__ = ["amqp", "rabbitmq_available"]
+__all__ = ["amqp", "private_rabbitmq", "rabbitmq_available"]
 
 FAST_RETRIES: dict[str, object] = {
     "webhook_allow_private_networks": True,  # the receiver is on 127.0.0.1

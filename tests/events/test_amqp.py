@@ -1,6 +1,7 @@
 """Events on the real RabbitMQ: every state change reaches the tenant's FIFO queue, in order per
-subject, matching the evidence; nothing is lost when the broker stops mid-stream or when the
-dispatcher is killed between the broker's confirm and its own bookkeeping."""
+subject, matching the evidence; nothing is lost when the broker restarts mid-stream (a private
+node: the shared one serves other tests) or when the dispatcher is killed between the broker's
+confirm and its own bookkeeping."""
 
 from __future__ import annotations
 
@@ -15,18 +16,23 @@ import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
+from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 
+from sealpost.api.app import create_app
 from sealpost.app import Sealpost, build
 from sealpost.config import Settings
 from sealpost.events.outbox import AMQP_CURSOR
 from sealpost.events.registry import events_for_records
 from sealpost.ledger.records import format_time, record_from_json
-from tests.support.amqp import QueueConsumer, Topology, ensure_broker_running, rabbitmqctl
+from tests.support.amqp import QueueConsumer, Topology
+from tests.support.ledger_checks import assert_ledger_whole
 from tests.support.mail import accept_one, email_settings
+from tests.support.private_rabbitmq import PrivateRabbitMQ
 from tests.support.smtp_peer import RecipientHandler, RecipientServer
 
 
@@ -148,38 +154,66 @@ def test_a_thousand_state_changes_arrive_once_in_order_matching_the_evidence(
         sp.engine.dispose()
 
 
-def test_broker_stopped_and_started_mid_stream_loses_nothing_and_keeps_order(
-    settings: Settings, peer: RecipientServer, amqp: Topology
+def test_broker_restarted_mid_stream_loses_nothing_keeps_order_and_health_says_so(
+    settings: Settings, peer: RecipientServer, private_rabbitmq: PrivateRabbitMQ
 ) -> None:
+    """A real restart of a broker of the test's own (the shared one serves other tests):
+    its process stops, every connection drops, a new one recovers the queues from disk.
+    Acceptance goes on meanwhile; the events wait in the outbox (``/healthz`` says so,
+    ``degraded``, 200: nothing is lost) and flow in order once the broker is back."""
+    tag = uuid.uuid4().hex[:10]
+    amqp = Topology(private_rabbitmq.url, f"test.{tag}.events", f"test.{tag}.events.")
     sp = running(settings, peer, amqp)
     tenant = sp.tenants.create(f"tenant-{uuid.uuid4().hex[:8]}")
     ids: list[str] = []
     stop_sending = threading.Event()
+    broker_stopped = threading.Event()
 
     def stream() -> None:
         for i in range(300):
+            if i == 150:  # the second half while the broker is away
+                broker_stopped.wait(120)
             if stop_sending.is_set():
                 return
             ids.append(accept_one(sp, tenant.id, f"ok-{i}"))
             time.sleep(0.01)
 
+    def health() -> dict[str, Any]:
+        answer = client.get("/healthz")
+        assert answer.status_code == 200, answer.text  # the broker is not Sealpost: no 503
+        body: dict[str, Any] = answer.json()
+        return body
+
+    def broker_problem() -> bool:
+        return any(p.startswith("RabbitMQ has not confirmed") for p in health()["problems"])
+
     try:
-        with QueueConsumer(amqp.queue(tenant.id)) as consumer:
+        with (
+            TestClient(create_app(sp, start_background=False)) as client,
+            QueueConsumer(amqp.queue(tenant.id), url=amqp.url) as consumer,
+        ):
             sender = threading.Thread(target=stream)
             sender.start()
             consumer.wait_unique(100, timeout=60)
-            try:
-                rabbitmqctl("stop_app")
-                time.sleep(2.0)  # state changes go on; their events wait in the outbox
-                backlog = sp.outbox.backlog()
-                assert backlog["last_position"] > sp.outbox.cursor(AMQP_CURSOR)
-            finally:
-                rabbitmqctl("start_app")
+            private_rabbitmq.stop()  # every connection drops; the node is gone
+            broker_stopped.set()
+            deadline = time.monotonic() + 30
+            while not broker_problem() or len(ids) < 200:  # acceptance goes on meanwhile
+                assert time.monotonic() < deadline, (len(ids), health())
+                time.sleep(0.1)
+            assert health()["status"] == "degraded"
+            backlog = sp.outbox.backlog()
+            assert backlog["last_position"] > sp.outbox.cursor(AMQP_CURSOR)
+            restarted_in = private_rabbitmq.start()
             sender.join(120)
             assert not sender.is_alive()
             unique = consumer.wait_unique(2 * len(ids), timeout=120)
             time.sleep(0.5)
             received = consumer.events()
+            deadline = time.monotonic() + 30
+            while broker_problem() or health()["status"] != "ok":
+                assert time.monotonic() < deadline, health()
+                time.sleep(0.1)
         assert len(ids) == 300
         assert len(unique) == 600  # 0 lost
         by_subject = assert_in_order_per_subject(consumer)
@@ -188,11 +222,19 @@ def test_broker_stopped_and_started_mid_stream_loses_nothing_and_keeps_order(
             == ["sealpost.communication.accepted", "sealpost.communication.delivered"]
             for events in by_subject.values()
         )
+        assert sp.outbox.cursor(AMQP_CURSOR) == sp.outbox.backlog()["last_position"]
+        deadline = time.monotonic() + 15
+        while sp.log_storage.pending_count() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert_ledger_whole(sp)
         duplicates = len(received) - len(unique)
-        print(f"broker restart: {len(received)} received, {duplicates} duplicates")
+        print(
+            f"broker restart: back in {restarted_in:.1f} s; {len(received)} received, "
+            f"{duplicates} duplicates"
+        )
     finally:
         stop_sending.set()
-        ensure_broker_running()
+        broker_stopped.set()
         sp.stop_background()
         sp.engine.dispose()
 

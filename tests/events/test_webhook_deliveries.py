@@ -10,8 +10,10 @@ from sealpost.app import Sealpost
 from sealpost.events.dispatcher import EventDispatcher
 from sealpost.events.outbox import PositionedEvent
 from sealpost.events.registry import new_event
-from sealpost.events.webhooks.deliveries import AttemptResult, Outcome
+from sealpost.events.webhooks.deliveries import AttemptResult, ClaimedWebhookDelivery, Outcome
+from sealpost.events.webhooks.queue import WebhookQueue
 from sealpost.events.webhooks.repository import Endpoint
+from tests.support.clock import ManualClock
 
 WINDOW = timedelta(hours=24)
 
@@ -46,7 +48,11 @@ def events(sp: Sealpost, tenant_id: str, subjects: list[str]) -> list[Positioned
 
 
 def ok() -> AttemptResult:
-    return AttemptResult(datetime.now(UTC), 3, 204, "", None)
+    return ok_at(datetime.now(UTC))
+
+
+def ok_at(moment: datetime) -> AttemptResult:
+    return AttemptResult(moment, 3, 204, "", None)
 
 
 def test_one_delivery_per_subject_at_a_time_in_position_order(
@@ -76,3 +82,49 @@ def test_one_delivery_per_subject_at_a_time_in_position_order(
     stale = Outcome(next(c for c in first if c.event_id == positioned[2].id), ok(), None)
     assert queue.finish("someone-else", [stale], retry_window=WINDOW) == 0
     assert queue.finish("w1", [stale], retry_window=WINDOW) == 1
+
+
+def test_an_endpoint_back_after_an_outage_has_its_backlog_due_at_once_a_short_spell_not(
+    sealpost: Sealpost, tenant_id: str
+) -> None:
+    """After a minute or more without a 2xx, a success makes every waiting delivery of the
+    endpoint due now (a receiver back after an hour does not wait 20-40 minutes for each
+    retry); one failing spell shorter than that keeps the others' backoff (no retry storm)."""
+    endpoint(sealpost, tenant_id)
+    a, b, c = (str(uuid.uuid4()) for _ in range(3))
+    positioned = events(sealpost, tenant_id, [a, b, c])
+    sealpost.webhook_replay.replay(positioned, endpoint_id=None, retry_window=WINDOW)
+    clock = ManualClock()
+    queue = WebhookQueue(sealpost.engine, clock=clock)
+
+    def claim() -> list[ClaimedWebhookDelivery]:
+        return queue.claim_due("w", limit=10, lease_seconds=60)
+
+    def fail(delivery: ClaimedWebhookDelivery, retry_in: timedelta) -> Outcome:
+        result = AttemptResult(clock(), 3, None, None, "ClientConnectorError: refused")
+        return Outcome(delivery, result, clock() + retry_in)
+
+    def succeed(delivery: ClaimedWebhookDelivery) -> Outcome:
+        return Outcome(delivery, ok_at(clock()), None)
+
+    first = claim()
+    assert [d.event_id for d in first] == [e.id for e in positioned]
+    retry_in = [timedelta(seconds=10), timedelta(minutes=40), timedelta(minutes=90)]
+    failed = [fail(d, t) for d, t in zip(first, retry_in, strict=True)]
+    queue.finish("w", failed, retry_window=WINDOW)
+
+    clock.advance(30)  # a short spell: a's retry succeeds, b and c keep their backoff
+    retried = claim()
+    assert [d.event_id for d in retried] == [positioned[0].id]
+    queue.finish("w", [succeed(retried[0])], retry_window=WINDOW)
+    assert claim() == []
+
+    clock.advance(41 * 60)  # b fails again; then the endpoint answers nothing for 50 min
+    retried = claim()
+    assert [d.event_id for d in retried] == [positioned[1].id]
+    queue.finish("w", [fail(retried[0], timedelta(hours=3))], retry_window=WINDOW)
+    clock.advance(50 * 60)
+    retried = claim()
+    assert [d.event_id for d in retried] == [positioned[2].id]
+    queue.finish("w", [succeed(retried[0])], retry_window=WINDOW)  # it is back: b is due now
+    assert [d.event_id for d in claim()] == [positioned[1].id]

@@ -106,8 +106,9 @@ class Delivered:
 class QueueConsumer:
     """Consumes one queue in a thread of its own; survives a broker restart (reconnects)."""
 
-    def __init__(self, queue: str) -> None:
+    def __init__(self, queue: str, url: str = AMQP_URL) -> None:
         self.queue = queue
+        self.url = url
         self.received: list[Delivered] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -135,7 +136,7 @@ class QueueConsumer:
         prefetched messages, which then come back out of order.)"""
         while not self._stop.is_set():
             try:
-                connection = await aio_pika.connect(AMQP_URL, timeout=5)
+                connection = await aio_pika.connect(self.url, timeout=5)
             except Exception:
                 await asyncio.sleep(0.2)
                 continue

@@ -45,7 +45,8 @@ class Script:
 
 
 class WebhookReceiver:
-    """``with WebhookReceiver([500, "timeout"]) as hook: ... hook.url, hook.requests``."""
+    """``with WebhookReceiver([500, "timeout"]) as hook: ... hook.url, hook.requests``;
+    ``hook.down()`` / ``hook.up()`` take it off the network and back, on the same port."""
 
     def __init__(self, behaviours: Iterable[int | str] = (), **kwargs: Any) -> None:
         self.script = Script(list(behaviours), **kwargs)
@@ -78,13 +79,33 @@ class WebhookReceiver:
             def log_message(self, *_args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._handler = Handler
+        self.server: ThreadingHTTPServer | None = None
+        self.port = 0
+        self._listen()
+
+    def _listen(self) -> None:
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), self._handler)
         self.server.daemon_threads = True
+        self.port = int(self.server.server_address[1])
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/hooks/sealpost"
+        return f"http://127.0.0.1:{self.port}/hooks/sealpost"
+
+    def down(self) -> None:
+        """Stop listening: every POST gets "connection refused" until :meth:`up`."""
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+            self.server = None
+
+    def up(self) -> None:
+        """Listen again on the same port."""
+        if self.server is None:
+            self._listen()
+            self.thread.start()
 
     @property
     def requests(self) -> list[Request]:
@@ -108,5 +129,4 @@ class WebhookReceiver:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.down()

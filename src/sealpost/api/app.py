@@ -16,12 +16,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from importlib.resources import files
+from pathlib import Path
 
 from fastapi import FastAPI, Request, Response
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
 import sealpost
 from sealpost import access
@@ -30,6 +32,7 @@ from sealpost.api.errors import problem
 from sealpost.api.schemas import EventsHealth, Health, LedgerHealth, LoopHealthOut
 from sealpost.app import Sealpost
 from sealpost.communications import endpoints as communications
+from sealpost.db.full import free_space_problems
 from sealpost.events import endpoints as events
 from sealpost.events.webhooks import endpoints as webhooks
 from sealpost.evidence import endpoints as evidence
@@ -82,6 +85,18 @@ def _add_api_docs(app: FastAPI) -> None:
         return HTMLResponse(page, headers=headers)
 
 
+def _storage_directories(sp: Sealpost) -> dict[str, Path]:
+    """Where this process writes: the data directory, the blobs, an SQLite database's own."""
+    directories = {
+        "data directory": sp.settings.data_dir,
+        "blob directory": sp.settings.resolved_blob_dir,
+    }
+    database = make_url(sp.settings.resolved_database_url)
+    if database.get_backend_name() == "sqlite" and database.database not in (None, ":memory:"):
+        directories["database directory"] = Path(str(database.database)).parent
+    return directories
+
+
 def create_app(sp: Sealpost, *, start_background: bool = True) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -115,9 +130,10 @@ def create_app(sp: Sealpost, *, start_background: bool = True) -> FastAPI:
     @app.get("/healthz", response_model=Health, tags=["operations"])
     def healthz(response: Response) -> Health:
         """Liveness and readiness: the database answers, the ledger is sealing, every
-        background loop of this process runs, and how far behind the events dispatcher and
-        the broker are.  503 when the database is unreachable, a loop of this process keeps
-        failing, or (on a process that may seal) a record has waited longer than
+        background loop of this process runs, its storage has room, and how far behind the
+        events dispatcher and the broker are.  503 when the database is unreachable, a loop of
+        this process keeps failing, its storage is full, or (on a process that may seal) a
+        record has waited longer than
         ``SEALPOST_HEALTH_MAX_UNSEALED_SECONDS`` for its seal; an API-only replica reports
         that lag as ``degraded`` with 200, since it still accepts.  Errors show by type only:
         this answers anyone."""
@@ -167,6 +183,18 @@ def create_app(sp: Sealpost, *, start_background: bool = True) -> FastAPI:
             if loop.failing():
                 problems.append(f"the {name} loop is failing ({loop.last_error})")
                 unready = True
+        broker_down = sealpost.amqp_unreachable_seconds()
+        if broker_down is not None:  # nothing is lost (the outbox keeps them): degraded only
+            problems.append(
+                f"RabbitMQ has not confirmed events for {broker_down:.0f} s: "
+                f"{events_health.amqp_lag} wait in the outbox, published in order once it is back"
+            )
+        if sealpost.settings.health_min_free_bytes:
+            disk_problems, full = free_space_problems(
+                _storage_directories(sealpost), sealpost.settings.health_min_free_bytes
+            )
+            problems += disk_problems
+            unready = unready or full
         if unready:
             response.status_code = 503
         return Health(

@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from sealpost.db.full import StorageFull, is_storage_full
 from sealpost.errors import PROBLEM_TYPE_PREFIX, SealpostError
 from sealpost.logging import get_logger
 
@@ -89,13 +90,13 @@ def error_response(exc: SealpostError, headers: dict[str, str] | None = None) ->
     if exc.status == 401:
         extra["WWW-Authenticate"] = "Bearer"
     retry_after = getattr(exc, "retry_after", None)
-    if exc.status in (429, 503) or exc.code == "not_sealed_yet":
+    if exc.status in (429, 503, 507) or exc.code == "not_sealed_yet":
         extra["Retry-After"] = str(int(retry_after or 1))
     detail = exc.message
     if exc.status >= 500:
         incident = uuid.uuid4().hex[:12]
         log.error("api.error", error=exc.message, code=exc.code, incident=incident)
-        if exc.status != 503:  # a server fault's text (paths, library errors) stays in logs
+        if exc.status not in (503, 507):  # a fault's text (paths, library errors) stays in logs
             detail = f"{exc.title}; incident {incident} is in the server's log"
     return problem(
         exc.status,
@@ -107,9 +108,23 @@ def error_response(exc: SealpostError, headers: dict[str, str] | None = None) ->
     )
 
 
+def _storage_full(incident: str, headers: dict[str, str] | None) -> JSONResponse:
+    return problem(
+        507,
+        f"storage is full: nothing of this request was kept; retry later (incident {incident})",
+        code=StorageFull.code,
+        title=StorageFull.title,
+        headers={"Retry-After": str(StorageFull.retry_after), **(headers or {})},
+    )
+
+
 def database_error_response(exc: DBAPIError, headers: dict[str, str] | None = None) -> JSONResponse:
-    """The database went away mid-request (restart, failover): retry, nothing was kept."""
+    """The database went away mid-request (restart, failover): retry, nothing was kept.
+    Or its disk is full (``db/full.py``): 507, not a database outage."""
     incident = uuid.uuid4().hex[:12]
+    if is_storage_full(exc):
+        log.error("api.storage_full", error=repr(exc.orig), incident=incident)
+        return _storage_full(incident, headers)
     log.error("api.database_error", error=repr(exc.orig), incident=incident)
     if exc.connection_invalidated or isinstance(exc, OperationalError):
         return problem(
@@ -136,6 +151,9 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def unexpected_error(_request: Request, exc: Exception) -> JSONResponse:
         incident = uuid.uuid4().hex[:12]
+        if is_storage_full(exc):  # ENOSPC writing a file: the operator frees space
+            log.error("api.storage_full", error=repr(exc), incident=incident)
+            return _storage_full(incident, None)
         log.error("api.unexpected_error", error=repr(exc), incident=incident, exc_info=exc)
         return _internal(incident)
 

@@ -45,6 +45,7 @@ from sealpost.events.outbox import (
     StoredEvent,
     committed_signal,
 )
+from sealpost.events.webhooks.deliveries import Clock, utc_now
 from sealpost.events.webhooks.fanout import fan_out_in
 from sealpost.events.webhooks.queue import WebhookQueue
 from sealpost.logging import get_logger
@@ -67,9 +68,12 @@ class EventDispatcher:
         publisher: AmqpPublisher | None = None,
         on_positioned: Callable[[], None] | None = None,
         holder: str | None = None,
+        clock: Clock = utc_now,
     ) -> None:
         self.outbox = outbox
         self.settings = settings
+        self.clock = clock
+        """When webhook deliveries fan out (their first attempt is due then)."""
         self.publisher = publisher
         self.on_positioned = on_positioned
         self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
@@ -77,6 +81,7 @@ class EventDispatcher:
         self._amqp_retry_at = 0.0
         self._amqp_backoff = 0.0
         self._amqp_down_logged = False
+        self._amqp_down_since: float | None = None
         self._leader = False
         self._positioned = asyncio.Event()
         self._purge_at = 0.0  # the first pass soon after taking the lead
@@ -101,7 +106,7 @@ class EventDispatcher:
         window = timedelta(seconds=self.settings.webhook_retry_window_seconds)
 
         def fan_out(conn: Connection, events: list[PositionedEvent]) -> None:
-            fan_out_in(conn, events, now=datetime.now(UTC), retry_window=window)
+            fan_out_in(conn, events, now=self.clock(), retry_window=window)
 
         positioned = self.outbox.position_new(
             self.holder, limit=POSITION_BATCH, on_positioned=fan_out
@@ -149,6 +154,8 @@ class EventDispatcher:
     def _amqp_failed(self, exc: BaseException) -> None:
         self._amqp_backoff = min(max(self._amqp_backoff * 2, 0.25), 5.0)
         self._amqp_retry_at = time.monotonic() + self._amqp_backoff
+        if self._amqp_down_since is None:
+            self._amqp_down_since = time.monotonic()
         if not self._amqp_down_logged:
             log.error("events.amqp_unavailable", error=repr(exc), retry_in=self._amqp_backoff)
             self._amqp_down_logged = True
@@ -157,6 +164,15 @@ class EventDispatcher:
         if self._amqp_down_logged:
             log.info("events.amqp_back")
         self._amqp_backoff, self._amqp_down_logged = 0.0, False
+        self._amqp_down_since = None
+
+    def amqp_unreachable_seconds(self) -> float | None:
+        """How long this dispatcher, while it leads, has had events for RabbitMQ that the
+        broker would not confirm (down, restarting, unreachable); None while it confirms."""
+        since = self._amqp_down_since
+        if since is None or not self._leader:
+            return None
+        return time.monotonic() - since
 
     # -- the loops ------------------------------------------------------------------------------
 

@@ -45,6 +45,7 @@ from sealpost.communications.email.dkim import (
 from sealpost.communications.email.dsn import DeliveryReport, RecipientStatus, parse_dsn
 from sealpost.communications.email.mime import MessageFacts, describe_message
 from sealpost.communications.email.smtp_server import (
+    STORAGE_FULL,
     SealpostSMTP,
     accepted_reply,
     client_ip,
@@ -61,6 +62,7 @@ from sealpost.communications.repository import (
     CommunicationRepository,
 )
 from sealpost.config import Settings
+from sealpost.db.full import StorageFull, is_storage_full
 from sealpost.ledger.records import Party, Reason, Subject, new_record
 from sealpost.logging import get_logger
 from sealpost.tenants.senders import SenderRepository
@@ -266,6 +268,8 @@ class InboundHandler:
                 done = await asyncio.to_thread(self.bounces.process, raw, ids, client_ip(session))
             except Exception as exc:
                 log.error("bounce.failed", error=repr(exc))
+                if is_storage_full(exc):
+                    return STORAGE_FULL
                 return "451 4.3.0 The bounce could not be processed; try again later"
             log.info("bounce.processed", verp=ids, non_delivery=done)
             return "250 2.0.0 Bounce received"
@@ -371,6 +375,8 @@ class InboundHandler:
         )
         try:
             accepted = self.service.accept(request)
+        except StorageFull:
+            return STORAGE_FULL
         except Exception as exc:
             log.error("certify.store_failed", error=repr(exc))
             return "451 4.3.0 The message could not be stored; please try again later"

@@ -8,7 +8,8 @@ aiosmtpd speaks the protocol; this module decides who may send and what a reply 
   and is disconnected (``client_limits.py``);
 * a company's relay may instead be trusted by IP network (``sealpost tenant smtp-network``);
 * ``250`` is sent only once :class:`SubmissionService` has the bytes fsync'ed and the
-  SubmissionAcceptance records committed (a ``451`` otherwise: the client keeps the message);
+  SubmissionAcceptance records committed (a ``451`` otherwise, ``452 4.3.1`` when the storage
+  is full: the client keeps the message);
 * refusals with an identified sender (size, policy) leave SubmissionRejection evidence.
 
 The hooks run on the server's event loop, so every blocking step (parsing, the database, the
@@ -40,6 +41,7 @@ from sealpost.communications.email.submission import (
     SubmissionService,
 )
 from sealpost.config import Settings
+from sealpost.db.full import StorageFull
 from sealpost.logging import get_logger
 from sealpost.tenants.repository import Tenant
 from sealpost.tenants.senders import SenderRepository
@@ -50,6 +52,9 @@ AUTH_REQUIRED = "530 5.7.0 Authentication required"
 TOO_MANY_FAILURES = "454 4.7.0 Too many failed authentications from your address; try later"
 STORE_FAILED = "451 4.3.0 The message could not be stored; please try again later"
 TEMPORARY_FAILURE = "451 4.3.0 Temporary server failure; please try again later"
+STORAGE_FULL = "452 4.3.1 Insufficient system storage; please try again later"
+"""RFC 5321 §4.2.3 (452) with RFC 3463's X.3.1 "mail system full": the client keeps the
+message and retries; nothing of it was kept here."""
 
 
 @dataclass(frozen=True)
@@ -400,6 +405,8 @@ class SubmissionHandler:
                 details=details,
             )
             return reply
+        except StorageFull:
+            return STORAGE_FULL
         except Exception as exc:
             log.error("smtp.store_failed", error=repr(exc))
             return STORE_FAILED

@@ -3,7 +3,8 @@
 A submission (one SMTP transaction, one API call, one rewritten message) becomes one
 *communication* per recipient, each with its own SubmissionAcceptance record, so each has its
 own evidence and its own certificate.  Nothing is acknowledged before the raw bytes are
-fsync'ed under their SHA-256 and the rows and records are committed.
+fsync'ed under their SHA-256 and the rows and records are committed; a full disk fails the
+submission with :class:`~sealpost.db.full.StorageFull`, nothing of it kept.
 
 Commits are *grouped*: concurrent submissions queue to one writer thread that stores a whole
 batch in one transaction, the message bytes included (``communications.contents``), so a batch costs
@@ -35,6 +36,7 @@ from sealpost.communications.email.mime import MessageFacts, describe_message, n
 from sealpost.communications.repository import QUEUED, CommunicationRepository
 from sealpost.config import Settings
 from sealpost.db.engine import write_transaction
+from sealpost.db.full import StorageFull, is_storage_full
 from sealpost.errors import Conflict, InvalidInput
 from sealpost.ledger.records import EvidenceRecord, Party, Reason, Subject, new_record
 from sealpost.logging import get_logger
@@ -253,6 +255,11 @@ class SubmissionService:
                 if isinstance(exc, IntegrityError) and item.request.idempotency_key and not retry:
                     # another process committed the same key first: answer its result
                     self._commit_batch(batch, retry=True)
+                    return
+                if is_storage_full(exc):  # the operator must free space: say so, plainly
+                    log.error("submission.storage_full", error=repr(exc))
+                    full = StorageFull("the message could not be stored: storage is full")
+                    item.future.set_exception(full)
                     return
                 log.error("submission.commit_failed", error=repr(exc))
                 item.future.set_exception(exc)

@@ -13,7 +13,7 @@ delivery of its own, already finished, so that it shows in the log but never in 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -29,6 +29,17 @@ from sealpost.events.tables import (
 )
 from sealpost.events.webhooks.headers import SigningSecrets
 from sealpost.ledger.repository import as_utc
+
+Clock = Callable[[], datetime]
+"""The wall clock webhook scheduling reads (claims, attempt times, retries): the fan-out, the
+claim queue and the sender each take one, so that a test can run an hour of retries without
+waiting an hour.  The Standard Webhooks ``webhook-timestamp`` header keeps the real time:
+receivers compare it with theirs."""
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
 
 PENDING, DELIVERED, FAILED, CANCELLED = "pending", "delivered", "failed", "cancelled"
 DELIVERY_STATES = (PENDING, DELIVERED, FAILED, CANCELLED)

@@ -6,13 +6,15 @@ of the same subject to the same endpoint is still pending, so ``communications/X
 accepted → delivered → certificate_issued even across retries.  A disabled endpoint's
 deliveries are not claimed: they wait, in order, until it is enabled again.  Finishing is
 fenced on the lease owner, so a worker whose lease ran out cannot overwrite what its successor
-recorded.  Finished deliveries are purged with their attempts once past retention.
+recorded.  An endpoint that answers again after an outage (a minute or more without a 2xx)
+has its whole backlog due at once, still in order per subject.  Finished deliveries are
+purged with their attempts once past retention.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -43,13 +45,18 @@ from sealpost.events.webhooks.deliveries import (
     PENDING,
     AttemptResult,
     ClaimedWebhookDelivery,
+    Clock,
     Outcome,
     attempt_row,
     secrets_of,
+    utc_now,
 )
 from sealpost.ledger.repository import as_utc
 
 _CANDIDATES_PER_SLOT = 4
+OUTAGE = timedelta(minutes=1)
+"""How long an endpoint must have failed, without one 2xx, for its recovery to make its whole
+backlog due at once."""
 """Due deliveries looked at per free slot: some wait behind an earlier one of their subject."""
 
 
@@ -77,15 +84,16 @@ _FINISH = (
 class WebhookQueue:
     """What the webhook sender claims its work from and records its attempts into."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, clock: Clock = utc_now) -> None:
         self.engine = engine
+        self.clock = clock
 
     def has_due(self) -> bool:
         """A cheap read, so that an idle sender never takes the write lock."""
         d = webhook_deliveries.c
         query = (
             select(d.id)
-            .where(d.state == PENDING, d.next_attempt_at <= datetime.now(UTC))
+            .where(d.state == PENDING, d.next_attempt_at <= self.clock())
             .order_by(d.next_attempt_at)  # walks the partial index, stops at the first
             .limit(1)
         )
@@ -103,7 +111,7 @@ class WebhookQueue:
         (time, position) order, then keep those that are the earliest pending delivery of
         their (endpoint, subject).
         """
-        now = now or datetime.now(UTC)
+        now = now or self.clock()
         d, e = webhook_deliveries.c, webhook_endpoints.c
         due = (
             select(d.id, d.endpoint_id, d.subject, d.position)
@@ -199,7 +207,7 @@ class WebhookQueue:
         """
         if not outcomes:
             return 0
-        now = datetime.now(UTC)
+        now = self.clock()
         d, e = webhook_deliveries.c, webhook_endpoints.c
         with write_transaction(self.engine) as conn:
             owned = select(d.id).where(
@@ -241,6 +249,7 @@ class WebhookQueue:
             )
             succeeded = {o.delivery.endpoint_id for o in kept if o.result.success}
             if succeeded:
+                self._resume_recovered(conn, succeeded, now)
                 conn.execute(
                     update(webhook_endpoints)
                     .where(e.id.in_(succeeded))
@@ -261,6 +270,30 @@ class WebhookQueue:
                 if not o.result.success and o.next_attempt_at is None:
                     self._disable_if_persistent(conn, o.delivery, o.result, retry_window, now)
         return len(kept)
+
+    @staticmethod
+    def _resume_recovered(conn: Connection, succeeded: set[str], now: datetime) -> None:
+        """An endpoint that answered nothing with a 2xx for ``OUTAGE`` or more answers again:
+        its backlog is due now, not each delivery at its own backoff (after an hour down the
+        next retries are 20 to 40 minutes apart).  Per-subject order still holds: the claim
+        takes each subject's earliest pending delivery only.  (A shorter failing spell, such
+        as one event the endpoint keeps refusing amid successes, keeps its backoff.)"""
+        d, e = webhook_deliveries.c, webhook_endpoints.c
+        recovered = list(
+            conn.execute(
+                select(e.id).where(e.id.in_(succeeded), e.failing_since <= now - OUTAGE)
+            ).scalars()
+        )
+        if recovered:
+            conn.execute(
+                update(webhook_deliveries)
+                .where(
+                    d.endpoint_id.in_(recovered),
+                    d.state == PENDING,
+                    d.next_attempt_at > now,
+                )
+                .values(next_attempt_at=now, updated_at=now)
+            )
 
     @staticmethod
     def _disable_if_persistent(

@@ -42,7 +42,9 @@ from sealpost.events.cloudevents import CONTENT_TYPE
 from sealpost.events.webhooks.deliveries import (
     AttemptResult,
     ClaimedWebhookDelivery,
+    Clock,
     Outcome,
+    utc_now,
 )
 from sealpost.events.webhooks.headers import webhook_headers
 from sealpost.events.webhooks.queue import WebhookQueue
@@ -132,10 +134,12 @@ async def post_event(
     secrets: list[str],
     *,
     allow_private: bool,
+    clock: Clock = utc_now,
 ) -> AttemptResult:
-    """One signed POST; never raises: every outcome is an :class:`AttemptResult`."""
-    started = datetime.now(UTC)
-    clock = time.monotonic()
+    """One signed POST; never raises: every outcome is an :class:`AttemptResult` (started at
+    ``clock()``)."""
+    started = clock()
+    timer = time.monotonic()
     status: int | None = None
     body: str | None = None
     error: str | None = None
@@ -164,7 +168,7 @@ async def post_event(
         error = f"refused: {exc.os_error}" if refused else f"{type(exc).__name__}: {exc}"
     except aiohttp.ClientError as exc:
         error = f"{type(exc).__name__}: {exc}"
-    duration = int((time.monotonic() - clock) * 1000)
+    duration = int((time.monotonic() - timer) * 1000)
     return AttemptResult(started, duration, status, body, error)
 
 
@@ -184,9 +188,12 @@ class WebhookSender:
         *,
         wake: threading.Event | None = None,
         owner: str | None = None,
+        clock: Clock = utc_now,
     ) -> None:
         self.queue = queue
         self.settings = settings
+        self.clock = clock
+        """When attempts start and retries fall due (the queue's own clock, in practice)."""
         self.wake = wake or threading.Event()
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self._per_endpoint: defaultdict[str, asyncio.Semaphore] = defaultdict(
@@ -205,12 +212,13 @@ class WebhookSender:
                 delivery.payload,
                 delivery.secrets.valid(datetime.now(UTC)),
                 allow_private=self.settings.webhook_allow_private_networks,
+                clock=self.clock,
             )
         retry = None
         if not result.success:
             retry = next_attempt_at(
                 delivery.attempts + 1,
-                datetime.now(UTC),
+                self.clock(),
                 delivery.deadline_at,
                 initial_seconds=self.settings.webhook_retry_initial_seconds,
                 max_seconds=self.settings.webhook_retry_max_seconds,
