@@ -147,7 +147,7 @@ def test_0006_moves_links_sessions_and_code_state_to_the_access_tables_and_back(
     engine.dispose()
 
 
-def test_0010_adds_the_active_content_permission_off_for_existing_tenants(
+def test_0007_adds_the_active_content_permission_off_for_existing_tenants(
     database_url: str,
 ) -> None:
     """A tenant's signing settings survive; active content is refused for them until they

@@ -4,7 +4,7 @@
 0 for every existing tenant: documents with JavaScript, launch actions and the like are
 refused from now on unless the tenant says otherwise (``PUT /v1/settings/signing``).
 
-Revision ID: 0010_pdf_active_content
+Revision ID: 0007
 Revises: 0006
 Create Date: 2026-12-06
 """
@@ -14,7 +14,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0010_pdf_active_content"
+revision = "0007"
 down_revision = "0006"
 branch_labels = None
 depends_on = None
