@@ -57,6 +57,8 @@ class Scenario:
     unsealed_last: bool = False
     version: int = 1
     supersedes_sha256: str | None = None
+    consignment: dict[str, object] | None = None
+    """Extra details of the ContentConsignment record (the delivered copy's digests...)."""
 
 
 def make_certificate_data(sp: Sealpost, tenant_id: str, scenario: Scenario) -> CertificateData:
@@ -105,7 +107,8 @@ def make_certificate_data(sp: Sealpost, tenant_id: str, scenario: Scenario) -> C
                     "remote_ip": "192.0.2.1",
                     "reply": "250 2.0.0 Ok: queued as 4FzX",
                     "tls": {"version": "TLSv1.3", "cipher": "TLS_AES_256_GCM_SHA384"},
-                }
+                },
+                **(scenario.consignment or {}),
             },
         )
     )

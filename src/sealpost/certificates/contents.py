@@ -168,3 +168,50 @@ def check_evidence(
                 True,
                 f"{event.get('event')} record verifies, sealed in the ledger by {when}",
             )
+
+
+def check_delivered(report: CertificateReport, manifest: dict[str, Any]) -> None:
+    """Each delivered copy the certificate states is the one its sealed record states.
+
+    The pages and ``message.delivered[]`` name the digest of each copy transmitted; the record
+    of that delivery (verified by :func:`check_evidence`) must name the same digest, and the
+    same received message when it names one.
+    """
+    delivered = manifest["message"].get("delivered", [])
+    if not isinstance(delivered, list):
+        report.add("delivered digest", "manifest", False, "message.delivered is not a list")
+        return
+    files = {e.get("record_id"): e.get("file") for e in manifest["events"]}
+    for entry in delivered:
+        if not isinstance(entry, dict):
+            report.add("delivered digest", "manifest", False, "an entry is not an object")
+            continue
+        label = f"event {entry.get('n')} ({entry.get('event')})"
+        name = files.get(entry.get("record_id"))
+        bundle = report.evidence.get(name) if isinstance(name, str) else None
+        record = bundle.record if bundle is not None and bundle.ok else None
+        if record is None:
+            report.add(
+                "delivered digest",
+                label,
+                name is None and entry.get("record_id") in files,
+                "no verified evidence file: this copy is stated by the certificate only",
+            )
+            continue
+        problems = []
+        if record.details.get("delivered_sha256") != entry.get("sha256"):
+            problems.append(
+                f"the certificate states SHA-256 {entry.get('sha256')}, the record "
+                f"{record.details.get('delivered_sha256')}"
+            )
+        received = record.details.get("received_sha256")
+        if received is not None and received != manifest["message"]["sha256"]:
+            problems.append(f"the record is of another received message (SHA-256 {received})")
+        report.add(
+            "delivered digest",
+            label,
+            not problems,
+            "; ".join(problems)
+            if problems
+            else f"SHA-256 {entry.get('sha256')} of the copy delivered is the record's",
+        )

@@ -10,7 +10,9 @@ checks the PDF holds exactly that), so the two can never disagree on a file name
      "status": "delivered", "supersedes_sha256": "hex" | null, "ledger_origin": "...",
      "message": {"sender": ..., "recipient": ..., "subject": ..., "message_id": ...,
                  "submitted_at": "...Z", "sha256": "hex", "size": n, "file": "original.eml",
-                 "parts": [{"content_type", "filename", "sha256", "size"}, ...]},
+                 "parts": [{"content_type", "filename", "sha256", "size"}, ...],
+                 "delivered": [{"n", "record_id", "event", "remote_host", "sha256",
+                                "size"}, ...]},
      "events": [{"n": 1, "record_id": ..., "event": ..., "event_uri": ..., "event_time": ...,
                  "summary": ..., "file": "evidence-01-....json" | null}, ...],
      "files": {"<name>": {"sha256": "hex", "size": n, "mime_type": ...}, ...}}
@@ -25,6 +27,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from sealpost.certificates.copies import delivered_copies, manifest_entry
 from sealpost.certificates.model import CertificateData, CertificateEvent
 
 MANIFEST_FORMAT = "sealpost-evidence-certificate"
@@ -100,6 +103,7 @@ def build_manifest(data: CertificateData, files: Mapping[str, tuple[bytes, str]]
                 {"content_type": ct, "filename": fn, "sha256": digest, "size": size}
                 for ct, fn, digest, size in data.parts
             ],
+            "delivered": [manifest_entry(copy) for copy in delivered_copies(data.events)],
         },
         "events": [
             {

@@ -16,6 +16,7 @@ from typing import Any
 
 from fpdf import FPDF
 
+from sealpost.certificates.copies import changes_in_words, delivered_copies
 from sealpost.certificates.fonts import close_fonts, register_fonts
 from sealpost.certificates.manifest import (
     EML_NAME,
@@ -118,16 +119,71 @@ def _message(pdf: SealpostPages, d: CertificateData) -> None:
             f"code point); the exact text is in {EML_NAME} and in the evidence files.",
             size=8.5,
         )
+    _copies(pdf, d)
     if d.parts:
         pdf.heading("Message parts")
         pdf.paragraph(
-            "Each MIME part has its own digest, so one attachment can be proven without "
-            "revealing the others."
+            "Each MIME part of the message received has its own digest (of its decoded "
+            "content), so one attachment can be proven without revealing the others."
         )
         for i, (content_type, filename, sha256, size) in enumerate(d.parts, start=1):
             name = f" “{filename}”" if filename else ""
             pdf.field(f"Part {i}", f"{content_type}{name}, {size} bytes")
             pdf.field("SHA-256", sha256, mono=True, indent=6)
+
+
+def _copies(pdf: SealpostPages, d: CertificateData) -> None:
+    """Both digests in plain words, when a delivery record names the copy it transmitted."""
+    copies = delivered_copies(d.events)
+    if not copies:
+        return
+    pdf.heading("What was received and what was delivered")
+    differ = any(c.sha256 != d.content_sha256 for c in copies)
+    if differ:
+        pdf.paragraph(
+            "The copy transmitted to the recipient's server is not byte for byte the message "
+            "Sealpost received, so each has its own SHA-256 digest: the received one is of "
+            f"{EML_NAME}, attached; compare the copy a recipient holds with the delivered one."
+        )
+    pdf.field("Received SHA-256", d.content_sha256, mono=True)
+    pdf.paragraph(
+        f"Received: the message as submitted to Sealpost, {d.content_size} bytes, "
+        f"embedded as {EML_NAME}.",
+        size=8.5,
+    )
+    for copy in copies:
+        pdf.field("Delivered SHA-256", copy.sha256, mono=True)
+        host = copy.remote_host or "the next hop"
+        size = f", {copy.size} bytes" if copy.size is not None else ""
+        pdf.paragraph(
+            f"Delivered: the copy as transmitted to {host}{size}, which {host} accepted on "
+            f"{_when(copy.event.event_time)} (event {copy.n}, {copy.event.event}).",
+            size=8.5,
+        )
+        if copy.sha256 == d.content_sha256:
+            pdf.paragraph("This copy is byte for byte the message received.", size=8.5)
+            continue
+        if copy.received_sha256 not in (None, d.content_sha256):
+            pdf.paragraph(
+                f"The record of event {copy.n} names another received message "
+                f"(SHA-256 {copy.received_sha256}).",
+                size=8.5,
+            )
+        clauses = changes_in_words(copy.changes) if copy.changes is not None else []
+        if clauses:
+            pdf.paragraph(
+                f"How this copy differs from the message received, as the record of event "
+                f"{copy.n} states it: " + "; ".join(clauses) + ". A recipient's own server "
+                "usually adds header fields above these (Received, Return-Path...): remove "
+                "them before comparing.",
+                size=8.5,
+            )
+        else:
+            pdf.paragraph(
+                f"The record of event {copy.n} does not state how this copy differs from the "
+                "message received.",
+                size=8.5,
+            )
 
 
 def _event(pdf: SealpostPages, event: CertificateEvent, n: int, name: str | None) -> None:

@@ -34,6 +34,7 @@ from pyhanko.sign.validation.dss import DocumentSecurityStore
 from pyhanko.sign.validation.errors import NoDSSFoundError
 
 from sealpost.certificates.contents import (
+    check_delivered,
     check_evidence,
     check_files,
     check_message,
@@ -279,4 +280,5 @@ def verify_certificate_pdf(
     check_files(report, manifest)
     digest = check_message(report, manifest)
     check_evidence(report, manifest, digest, trust_roots)
+    check_delivered(report, manifest)
     return report

@@ -27,7 +27,6 @@ from sealpost.communications.email.addresses import AddressError, checked_addres
 from sealpost.communications.email.mime import build_message, describe_message, new_message_id
 from sealpost.communications.email.submission import (
     Accepted,
-    SenderNotAllowed,
     SubmissionRequest,
     SubmissionService,
 )
@@ -66,8 +65,14 @@ MAX_PAGE = 200
 
 
 def _no_controls(value: str | None) -> str | None:
-    if value is not None and any((ord(c) < 32 and c != "\t") or ord(c) == 127 for c in value):
-        raise ValueError("must not contain line breaks or control characters")
+    """No control characters, nor the Unicode line and paragraph separators: in a header
+    field Sealpost writes, any line break would end the field (RFC 5322 §2.2)."""
+    if value is not None and any(
+        (ord(c) < 32 and c != "\t") or 127 <= ord(c) < 160 or c in "\u2028\u2029" for c in value
+    ):
+        raise ValueError(
+            "must not contain line breaks (U+2028, U+2029, U+0085 included) or control characters"
+        )
     return value
 
 
@@ -95,7 +100,8 @@ class SendRequest(BaseModel):
     raw: str | None = Field(None, description="Base64 of a complete RFC 5322 message.")
     recipients: list[str] = Field(
         default_factory=list,
-        description="With raw: the envelope recipients (default: the To and Cc headers).",
+        description="With raw: the envelope recipients (default: the To, Cc and Bcc headers; "
+        "Bcc is removed from every delivered copy).",
     )
 
     model_config = {"populate_by_name": True}
@@ -203,9 +209,9 @@ def _build(parts: CommunicationsParts, body: SendRequest) -> tuple[bytes, list[s
         if len(raw) > parts.settings.smtp_max_message_bytes:
             raise InvalidInput(f"raw is over {parts.settings.smtp_max_message_bytes} bytes")
         facts = describe_message(raw)
-        recipients = body.recipients or [*facts.to, *facts.cc]
+        recipients = body.recipients or [*facts.to, *facts.cc, *facts.bcc]
         if not recipients:
-            raise InvalidInput("raw has no To or Cc header: give the recipients")
+            raise InvalidInput("raw has no To, Cc or Bcc header: give the recipients")
         if facts.from_address is None:
             raise InvalidInput("raw has no From header")
         sender = facts.from_address
@@ -278,19 +284,7 @@ def send(
         ).hexdigest(),
         sender_domains=parts.senders.sender_domains(tenant.id),
     )
-    try:
-        accepted = parts.submissions.accept(request)
-    except SenderNotAllowed as exc:
-        parts.submissions.reject(
-            tenant_id=tenant.id,
-            mail_from=sender,
-            recipients=recipients,
-            identification=identification,
-            code="policy",
-            text=exc.message,
-            raw=raw,
-        )
-        raise
+    accepted = parts.submissions.accept(request)  # a refusal raises (422) after its evidence
     if accepted.replayed:
         response.status_code = 200
     return _result(parts, accepted)

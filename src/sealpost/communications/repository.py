@@ -33,6 +33,15 @@ STATUSES = (QUEUED, DELIVERED, RELAYED, FAILED)
 FINAL_STATUSES = (DELIVERED, RELAYED, FAILED)
 
 
+def _column_text(value: str) -> str:
+    """Text from a remote party (an SMTP reply, a bounce's diagnostic) for a text column.
+
+    PostgreSQL refuses NUL in text, so a NUL is written U+FFFD here; the evidence record keeps
+    the exact text (canonical JSON escapes it as ``\\u0000``).
+    """
+    return value.replace("\0", "\ufffd")
+
+
 @dataclass(frozen=True)
 class Communication:
     """One message to one recipient, and where its delivery stands."""
@@ -144,6 +153,8 @@ class CommunicationRepository:
         return None if row is None else _communication(row)
 
     def find_by_message_id(self, message_id: str) -> list[Communication]:
+        if "\0" in message_id:  # a hostile bounce's; no stored Message-ID holds one
+            return []
         query = select(*_COLUMNS).where(communications.c.message_id == message_id)
         with self.engine.connect() as conn:
             return [_communication(r) for r in conn.execute(query)]
@@ -284,7 +295,7 @@ class CommunicationRepository:
             "status": attempt.status,
             "updated_at": attempt.finished_at,
             "next_attempt_at": attempt.next_attempt_at,
-            "last_reply": attempt.reply_text,
+            "last_reply": _column_text(attempt.reply_text),
             "lease_owner": None,
             "lease_until": None,
         }
@@ -310,7 +321,7 @@ class CommunicationRepository:
                     finished_at=attempt.finished_at,
                     outcome=attempt.outcome,
                     reply_code=attempt.reply_code,
-                    reply_text=attempt.reply_text,
+                    reply_text=_column_text(attempt.reply_text),
                     remote_host=attempt.remote_host,
                     remote_ip=attempt.remote_ip,
                     details=json.dumps(attempt.details, sort_keys=True, default=str),
@@ -381,7 +392,7 @@ class CommunicationRepository:
                 query.values(
                     status=status,
                     updated_at=now,
-                    last_reply=reply,
+                    last_reply=_column_text(reply),
                     next_attempt_at=None,
                     lease_owner=None,
                     lease_until=None,

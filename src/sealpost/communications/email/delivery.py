@@ -25,7 +25,7 @@ import socket
 import ssl
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -36,8 +36,9 @@ import aiosmtplib
 
 from sealpost.communications.contents import ContentStore
 from sealpost.communications.email.addresses import AddressError, domain_of
+from sealpost.communications.email.copies import DeliveryCopy, delivery_copy
 from sealpost.communications.email.dkim import sign_message
-from sealpost.communications.email.mime import describe_message, prepend_headers
+from sealpost.communications.email.mime import describe_message
 from sealpost.communications.email.routing import (
     MX,
     ROUTE,
@@ -268,9 +269,10 @@ class DeliveryWorker:
             details=details or {},
         )
 
-    def message_for_delivery(self, c: Communication, raw: bytes) -> bytes:
-        """The stored bytes, with trace headers and the tenant's DKIM signature on top."""
-        headers = [
+    def delivery_copy(self, c: Communication, raw: bytes) -> DeliveryCopy:
+        """The stored bytes as transmitted (CRLF, no Bcc), with trace fields and the tenant's
+        DKIM signature on top (see :mod:`sealpost.communications.email.copies`)."""
+        fields = [
             (
                 "Received",
                 f"by {self.settings.hostname} (Sealpost) with ESMTP id {c.id} "
@@ -279,32 +281,39 @@ class DeliveryWorker:
             ("X-Sealpost-Communication", c.id),
         ]
         if describe_message(raw).message_id is None:
-            headers.append(("Message-ID", c.message_id))
-        message = prepend_headers(raw, headers)
+            fields.append(("Message-ID", c.message_id))
+        return delivery_copy(raw, fields, self._signer(c))
+
+    def _signer(self, c: Communication) -> Callable[[bytes], bytes] | None:
+        """DKIM signing with the key of the sender's domain, when the tenant registered it."""
         try:
             sender_domain = domain_of(c.sender)
         except AddressError:
-            return message
+            return None
         domain = self.senders.find_domain(sender_domain)
         if domain is None or domain.tenant_id != c.tenant_id:
-            return message
-        signature = sign_message(
-            message,
-            domain=domain.domain,
-            selector=domain.dkim_selector,
-            private_key_pem=domain.dkim_private_key,
-        )
-        return signature + message
+            return None
+
+        def sign(message: bytes) -> bytes:
+            return sign_message(
+                message,
+                domain=domain.domain,
+                selector=domain.dkim_selector,
+                private_key_pem=domain.dkim_private_key,
+            )
+
+        return sign
 
     async def deliver(self, c: Communication) -> str:
         """One attempt; returns the new status.  Never raises: failures become evidence."""
         started = datetime.now(UTC)
+        copy: DeliveryCopy | None = None
         try:
             raw = await asyncio.to_thread(self.contents.get, c.content_sha256)
-            data = await asyncio.to_thread(self.message_for_delivery, c, raw)
+            copy = await asyncio.to_thread(self.delivery_copy, c, raw)
             # never outlive the lease: past it another worker may take the message over
             limit = self.settings.delivery_lease_seconds * 0.8
-            result = await asyncio.wait_for(self._send(c, data), timeout=limit)
+            result = await asyncio.wait_for(self._send(c, copy.data), timeout=limit)
         except TimeoutError:
             log.warning("delivery.attempt_too_long", communication=c.id)
             result = HopResult(
@@ -313,8 +322,8 @@ class DeliveryWorker:
         except Exception as exc:  # a bug or a local fault: retry later, keep the evidence
             log.error("delivery.error", communication=c.id, error=repr(exc))
             result = HopResult(NextHop("(local)", 0, MX), None, f"local error: {exc!r}")
-            data = b""
-        return await asyncio.to_thread(self._conclude, c, result, started, data)
+            copy = None
+        return await asyncio.to_thread(self._conclude, c, result, started, copy)
 
     async def _send(self, c: Communication, data: bytes) -> HopResult:
         try:
@@ -376,10 +385,10 @@ class DeliveryWorker:
             result.stage = "data"
             response = await client.data(data)
             result.answered_at = datetime.now(UTC)  # the moment of consignment, not QUIT's
-            result.code, result.reply = response.code, f"{response.code} {response.message}"
+            result.code, result.reply = response.code, _reply(response.code, response.message)
         except aiosmtplib.SMTPResponseException as exc:
             result.answered_at = datetime.now(UTC)
-            result.code, result.reply = exc.code, f"{exc.code} {exc.message}"
+            result.code, result.reply = exc.code, _reply(exc.code, exc.message)
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             result.code = None
             result.reply = f"{type(exc).__name__} at {result.stage}: {exc}"
@@ -391,7 +400,9 @@ class DeliveryWorker:
                 client.close()
         return result
 
-    def _conclude(self, c: Communication, result: HopResult, started: datetime, data: bytes) -> str:
+    def _conclude(
+        self, c: Communication, result: HopResult, started: datetime, copy: DeliveryCopy | None
+    ) -> str:
         now = datetime.now(UTC)
         hop = result.hop
         details: dict[str, Any] = {
@@ -408,8 +419,8 @@ class DeliveryWorker:
         }
         if result.tls:
             details["tls"] = result.tls
-        if data:
-            details["delivered_sha256"] = hashlib.sha256(data).hexdigest()
+        if copy is not None and result.stage == "data":  # the copy was offered in DATA
+            details.update(copy.evidence(c.content_sha256))
         reasons: list[Reason] = []
         next_attempt: datetime | None = None
         if result.accepted:
@@ -475,6 +486,20 @@ class DeliveryWorker:
             host=hop.host,
         )
         return status
+
+
+def _reply(code: int, message: str) -> str:
+    """The server's reply as text any record or column can hold: aiosmtplib keeps bytes that
+    are not UTF-8 as lone surrogates, written here as ``\\xNN`` (the bytes stay readable)."""
+    text = f"{code} {message}"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        try:
+            return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        except UnicodeEncodeError:
+            return text.encode("utf-8", "replace").decode("utf-8")
+    return text
 
 
 def _tls_info(client: aiosmtplib.SMTP) -> dict[str, Any] | None:

@@ -44,6 +44,11 @@ from sealpost.communications.email.dkim import (
 )
 from sealpost.communications.email.dsn import DeliveryReport, RecipientStatus, parse_dsn
 from sealpost.communications.email.mime import MessageFacts, describe_message
+from sealpost.communications.email.refusals import (
+    ContentRefused,
+    SubmissionRefused,
+    check_content,
+)
 from sealpost.communications.email.smtp_server import (
     STORAGE_FULL,
     SealpostSMTP,
@@ -352,6 +357,11 @@ class InboundHandler:
         if replay is not None:
             refuse(registered.tenant_id, "dkim-replay", replay, valid=True)
             return replay
+        try:  # before the Message-ID is looked up: it may be unfit for the database
+            check_content(raw, facts)
+        except ContentRefused as exc:
+            refuse(registered.tenant_id, exc.reason_code, exc.smtp_reply(), valid=True)
+            return exc.smtp_reply()
         earlier = [
             c
             for c in self.bounces.repository.find_by_message_id(facts.message_id or "")
@@ -375,6 +385,8 @@ class InboundHandler:
         )
         try:
             accepted = self.service.accept(request)
+        except SubmissionRefused as exc:  # permanent; its evidence is committed
+            return exc.smtp_reply()
         except StorageFull:
             return STORAGE_FULL
         except Exception as exc:

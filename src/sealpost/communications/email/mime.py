@@ -42,15 +42,29 @@ __all__ = [
     "build_message",
     "describe_message",
     "ensure_message_id",
+    "has_bare_line_ends",
+    "header_section",
     "line_ending",
     "new_message_id",
     "prepend_headers",
+    "to_crlf",
 ]
 
 _FOLD_AT = 78  # RFC 5322 §2.1.1: lines SHOULD be at most 78 characters
 _HEADER_NAME = re.compile(r"^[\x21-\x39\x3b-\x7e]+$")  # RFC 5322 §2.2 ftext
 _MSG_ID = re.compile(r"<[^<>]*>")
+_LINE_END = rb"(?:\r\n|\n|\r(?!\n))"  # CRLF, or a bare LF or CR (as SMTP clients read them)
+_LINE_ENDS = re.compile(_LINE_END)
+_BLANK_LINE = re.compile(rb"(?:\A|" + _LINE_END + rb")" + _LINE_END)
 _T = TypeVar("_T")
+_LINE_BREAKS = frozenset("\r\n\v\f\x1c\x1d\x1e\x85\u2028\u2029")
+"""What ``str.splitlines`` (and so the standard library's header folding) takes for a line
+break: in a header value Sealpost writes, any of them would end the field."""
+
+
+def _breaks_line(value: str) -> bool:
+    """True when ``value`` holds a line break of any kind or a NUL (unfit for a header)."""
+    return "\0" in value or any(c in _LINE_BREAKS for c in value)
 
 
 class HeaderError(InvalidInput):
@@ -84,6 +98,8 @@ class MessageFacts:
     """SHA-256 and size of the exact raw bytes, and one entry per leaf MIME part."""
     defects: tuple[str, ...]
     """The parser's complaints, in words, for the evidence record."""
+    bcc: tuple[str, ...] = ()
+    """Addresses of the Bcc fields (RFC 5322 §3.6.3): recipients no delivered copy shows."""
 
 
 # -- parsing helpers (also used by dsn.py) -------------------------------------------------
@@ -381,6 +397,7 @@ def describe_message(raw: bytes) -> MessageFacts:
         references=tuple(_safe(lambda: msg_ids(header("References") or ""), [])),
         content=ContentInfo(content_digest, len(raw), tuple(parts)),
         defects=tuple(defects),
+        bcc=tuple(a for _, a in addresses("Bcc")),
     )
 
 
@@ -401,6 +418,31 @@ def line_ending(raw: bytes) -> bytes:
     if end <= 0:
         return b"\r\n" if end != 0 else b"\n"
     return b"\r\n" if raw[end - 1 : end] == b"\r" else b"\n"
+
+
+def to_crlf(data: bytes) -> bytes:
+    """``data`` as SMTP transmits it: every bare LF or CR made CRLF, ending with CRLF.
+
+    RFC 5321 §2.3.8 allows no other line end on the wire, and SMTP clients (aiosmtplib,
+    smtplib) convert them this way in DATA; computing the same bytes here lets evidence state
+    the digest of exactly what the recipient's server received.
+    """
+    if has_bare_line_ends(data):
+        data = _LINE_ENDS.sub(b"\r\n", data)
+    return data if data.endswith(b"\r\n") else data + b"\r\n"
+
+
+def has_bare_line_ends(data: bytes) -> bool:
+    """True when ``data`` has a line end other than CRLF (a bare LF or CR)."""
+    rest = data.replace(b"\r\n", b"")
+    return b"\n" in rest or b"\r" in rest
+
+
+def header_section(raw: bytes) -> bytes:
+    """The header section of ``raw``: up to and including the first empty line (RFC 5322
+    §2.1), or all of ``raw`` when it has none.  Lines may end with CRLF, LF or CR."""
+    blank = _BLANK_LINE.search(raw)
+    return raw if blank is None else raw[: blank.end()]
 
 
 def _fold(name: str, value: str, linesep: str) -> str:
@@ -439,7 +481,7 @@ def prepend_headers(raw: bytes, headers: Sequence[tuple[str, str]]) -> bytes:
     for name, value in headers:
         if not _HEADER_NAME.match(name):
             raise HeaderError(f"invalid header name {name!r}")
-        if "\r" in value or "\n" in value or "\0" in value:
+        if _breaks_line(value):
             raise HeaderError(f"line break or NUL in the value of {name}")
         out.append(_fold(name, value.strip(), linesep))
     return "".join(out).encode("utf-8") + raw
@@ -496,8 +538,8 @@ def build_message(
     every = [sender_addr, *to_addrs, *cc_addrs, *([reply] if reply else [])]
     needs_utf8 = any(not a.username.isascii() for a in every)
     for name, value in (("subject", subject), ("message_id", message_id)):
-        if "\r" in value or "\n" in value:
-            raise HeaderError(f"line break in {name}")
+        if _breaks_line(value):
+            raise HeaderError(f"line break (U+2028, U+2029, U+0085 included) or NUL in {name}")
     msg = EmailMessage(policy=SMTPUTF8 if needs_utf8 else SMTP)
     msg["From"] = sender_addr
     msg["To"] = to_addrs
@@ -519,6 +561,8 @@ def build_message(
     elif html is not None:
         msg.set_content(html, subtype="html")
     for filename, content_type, data in attachments:
+        if _breaks_line(filename):
+            raise HeaderError(f"line break or NUL in the attachment file name {filename!r}")
         maintype, _, subtype = content_type.partition("/")
         if not maintype or not subtype or "/" in subtype:
             raise InvalidInput(f"attachment {filename!r}: content type must be type/subtype")
@@ -533,8 +577,8 @@ def build_message(
 
 def _address_field(value: str, field: str) -> Address:
     """``Name <local@domain>`` or ``local@domain`` as an Address, domain in A-label form."""
-    if "\r" in value or "\n" in value:
-        raise HeaderError(f"line break in {field}")
+    if _breaks_line(value):
+        raise HeaderError(f"line break (U+2028, U+2029, U+0085 included) or NUL in {field}")
     name, addr = email.utils.parseaddr(value)
     if not addr or addr not in value:  # parseaddr silently "repairs" some inputs
         raise InvalidInput(f"{field}: not an address: {value!r}")

@@ -10,7 +10,9 @@ aiosmtpd speaks the protocol; this module decides who may send and what a reply 
 * ``250`` is sent only once :class:`SubmissionService` has the bytes fsync'ed and the
   SubmissionAcceptance records committed (a ``451`` otherwise, ``452 4.3.1`` when the storage
   is full: the client keeps the message);
-* refusals with an identified sender (size, policy) leave SubmissionRejection evidence.
+* refusals with an identified sender (size, policy, content) are permanent (5xx with an
+  RFC 3463 enhanced code) and leave SubmissionRejection evidence; only a fault of Sealpost's
+  own (the database is down, the disk is full) answers ``4xx``.
 
 The hooks run on the server's event loop, so every blocking step (parsing, the database, the
 disk) runs in a thread.
@@ -34,9 +36,9 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from sealpost.communications.email.addresses import AddressError, checked_address
 from sealpost.communications.email.client_limits import SmtpClientLimits
+from sealpost.communications.email.refusals import SubmissionRefused
 from sealpost.communications.email.submission import (
     Accepted,
-    SenderNotAllowed,
     SubmissionRequest,
     SubmissionService,
 )
@@ -132,7 +134,8 @@ class SealpostSMTP(SMTP):
     event loop, and a password hash (scrypt, tens of ms) there would stall every session, an
     easy denial of service with wrong passwords from many addresses.  ``_getaddr`` is aiosmtpd
     1.4.6's own, minus the ``typing.Protocol`` class it defines on every call (a metaclass
-    construction per MAIL and RCPT: a few percent of the CPU under load).
+    construction per MAIL and RCPT: a few percent of the CPU under load), and refusing control
+    characters (a NUL in MAIL FROM would otherwise reach the database).
     """
 
     def __init__(
@@ -236,6 +239,8 @@ class SealpostSMTP(SMTP):
         except HeaderParseError:
             return None, None
         addr = str(address.addr_spec)
+        if any(ord(c) < 32 or ord(c) == 127 for c in addr):
+            return None, None  # a NUL or control character is no address (RFC 5321 §4.1.2)
         localpart = addr.rpartition("@")[0]
         if self.local_part_limit and len(localpart) > self.local_part_limit:
             return None, None
@@ -391,20 +396,8 @@ class SubmissionHandler:
         try:
             future = await asyncio.to_thread(submit)
             accepted = await asyncio.wrap_future(future)
-        except SenderNotAllowed as exc:
-            reply = f"550 5.7.1 {exc.message}"
-            await asyncio.to_thread(
-                self.service.reject,
-                tenant_id=identity.tenant.id,
-                mail_from=mail_from,
-                recipients=list(envelope.rcpt_tos),
-                identification=identity.identification,
-                code="policy",
-                text=reply,
-                raw=raw,
-                details=details,
-            )
-            return reply
+        except SubmissionRefused as exc:  # permanent; its evidence is committed
+            return exc.smtp_reply()
         except StorageFull:
             return STORAGE_FULL
         except Exception as exc:

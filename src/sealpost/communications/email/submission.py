@@ -32,12 +32,14 @@ from sqlalchemy.exc import IntegrityError
 
 from sealpost.communications.contents import ContentStore
 from sealpost.communications.email.addresses import AddressError, domain_of
+from sealpost.communications.email.copies import acceptance_note
 from sealpost.communications.email.mime import MessageFacts, describe_message, new_message_id
+from sealpost.communications.email.refusals import SubmissionRefused, check_content
 from sealpost.communications.repository import QUEUED, CommunicationRepository
 from sealpost.config import Settings
 from sealpost.db.engine import write_transaction
 from sealpost.db.full import StorageFull, is_storage_full
-from sealpost.errors import Conflict, InvalidInput
+from sealpost.errors import Conflict
 from sealpost.ledger.records import EvidenceRecord, Party, Reason, Subject, new_record
 from sealpost.logging import get_logger
 
@@ -67,11 +69,13 @@ class SubmissionRequest:
     """The tenant's registered domains: when any, the From address must be in one of them."""
 
 
-class SenderNotAllowed(InvalidInput):
+class SenderNotAllowed(SubmissionRefused):
     """The From address is not of the tenant's registered domains (SMTP 550, HTTP 422)."""
 
     code = "sender_not_allowed"
     title = "This sender may not send for the tenant"
+    reason_code = "policy"
+    smtp_status = "550 5.7.1"  # RFC 3463 X.7.1: delivery not authorized
 
 
 @dataclass(frozen=True)
@@ -124,6 +128,7 @@ class SubmissionService:
     def prepare(self, request: SubmissionRequest) -> _Prepared:
         """Parse and build rows and records (CPU only; runs in the caller's thread)."""
         facts = describe_message(request.raw)
+        check_content(request.raw, facts)
         unique: dict[str, str] = {}
         for address in request.recipients:
             unique.setdefault(address.lower(), address)  # one communication per recipient
@@ -141,6 +146,9 @@ class SubmissionService:
             message_details["message_id_added"] = True
         if facts.defects:
             message_details["mime_defects"] = list(facts.defects)
+        copies = acceptance_note(request.raw)
+        if copies is not None:
+            message_details["delivered_copies"] = copies
         rows, records, ids = [], [], []
         for recipient in request.recipients:
             communication_id = str(uuid.uuid4())
@@ -204,8 +212,26 @@ class SubmissionService:
     # -- committing -------------------------------------------------------------------------
 
     def submit(self, request: SubmissionRequest) -> Future[Accepted]:
-        """Queue for the next group commit; the future resolves once durable."""
-        prepared = self.prepare(request)
+        """Queue for the next group commit; the future resolves once durable.
+
+        A refusal (:class:`SubmissionRefused`) raises here, after its SubmissionRejection
+        record is committed: if that commit fails, the database error raises instead, and the
+        client is told to retry (451 / 503) rather than refused without evidence.
+        """
+        try:
+            prepared = self.prepare(request)
+        except SubmissionRefused as exc:
+            self.reject(
+                tenant_id=request.tenant_id,
+                mail_from=request.mail_from,
+                recipients=request.recipients,
+                identification=request.identification,
+                code=exc.reason_code,
+                text=exc.smtp_reply() if request.via != "api" else exc.message,
+                raw=request.raw,
+                details=request.details,
+            )
+            raise
         self._ensure_writer()
         self._queue.put(prepared)
         return prepared.future
