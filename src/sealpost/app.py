@@ -288,7 +288,7 @@ class Sealpost:
     @cached_property
     def pdf_intake(self) -> PdfIntake:
         """The worker processes that read uploaded PDFs under limits (started when first
-        used; ``serve`` starts them at once for the API)."""
+        used; ``serve`` starts them as the API starts)."""
         from sealpost.signatures.intake import PdfIntake
 
         return PdfIntake.from_settings(self.settings)
