@@ -58,6 +58,7 @@ if TYPE_CHECKING:
     from sealpost.events.webhooks.repository import WebhookRepository
     from sealpost.events.webhooks.sender import WebhookSender
     from sealpost.signatures.endpoints import SignaturesParts
+    from sealpost.signatures.intake import PdfIntake
     from sealpost.signatures.ports import OutgoingMail
     from sealpost.signatures.service import SignatureService
     from sealpost.tenants.senders import SenderRepository
@@ -307,6 +308,14 @@ class Sealpost:
         return CertifiedMailer(self.submissions, hostname=self.settings.hostname)
 
     @cached_property
+    def pdf_intake(self) -> PdfIntake:
+        """The worker processes that read uploaded PDFs under limits (started when first
+        used; ``serve`` starts them as the API starts)."""
+        from sealpost.signatures.intake import PdfIntake
+
+        return PdfIntake.from_settings(self.settings)
+
+    @cached_property
     def signatures(self) -> SignatureService:
         from sealpost.signatures.model import SigningConfig
         from sealpost.signatures.repository import SignatureRepository
@@ -322,6 +331,7 @@ class Sealpost:
             timestamper=self.timestamper,
             trust_roots=self.trust_roots,
             config=SigningConfig.from_settings(self.settings),
+            intake=self.pdf_intake,
         )
 
     @cached_property
@@ -525,6 +535,8 @@ class Sealpost:
             self._smtp = None
         if "submissions" in self.__dict__:
             self.submissions.close()
+        if "pdf_intake" in self.__dict__:
+            self.pdf_intake.close()
         self.supervisor.stop(timeout)
 
 

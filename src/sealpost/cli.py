@@ -114,6 +114,8 @@ def serve(
         out.print(f"SMTP: {listening} ({settings.smtp_processes} acceptor processes)")
         children = _start_acceptors(settings.smtp_processes - 1)
     if role in ("all", "api"):
+        # the fork server imports the PDF readers (seconds) while the API starts listening
+        threading.Thread(target=sp.pdf_intake.start, name="pdf-intake-start", daemon=True).start()
         bind_host, bind_port = host or settings.api_host, port or settings.api_port
         out.print(
             f"Sealpost {settings.ledger_origin}: API on http://{bind_host}:{bind_port} "

@@ -301,6 +301,27 @@ class Settings(BaseSettings):
     signing_max_document_bytes: int = Field(
         25 * 1024 * 1024, ge=1024, description="Largest PDF a signature process accepts."
     )
+    pdf_intake_timeout_seconds: float = Field(
+        30.0,
+        gt=0,
+        le=600,
+        description="Longest the reading of one uploaded PDF may take (its check at POST "
+        "/v1/signatures, its anchors, or one page image of the signing page), in a worker "
+        "process; beyond, 422 document_too_complex. The CPU time limit is this, rounded up, "
+        "plus 1 s; a request waits at most this long for a free worker (then 503 intake_busy).",
+    )
+    pdf_intake_memory_mb: int = Field(
+        1024,
+        ge=256,
+        description="Address space (RLIMIT_AS) of each PDF intake worker process, in MiB; a "
+        "document that needs more is refused with 422 document_too_complex.",
+    )
+    pdf_intake_workers: int = Field(
+        2,
+        ge=1,
+        le=64,
+        description="PDF intake worker processes per API process: documents read at once.",
+    )
 
     # -- limits of what one client may ask (docs/operations.md, "Limits") --------------------
     api_max_body_bytes: int = Field(

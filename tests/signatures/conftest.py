@@ -7,11 +7,15 @@ and read-only, so it is shared per module or per session.
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
 from fpdf import FPDF
 from PIL import Image, ImageDraw
+
+from sealpost.signatures.intake import PdfIntake
+from sealpost.signatures.workers import Limits
 
 SAMPLE_PAGES = 3
 
@@ -58,3 +62,13 @@ def client(mail_client: TestClient) -> TestClient:
 @pytest.fixture
 def key(mail_key: dict[str, str]) -> dict[str, str]:
     return mail_key
+
+
+@pytest.fixture(scope="session")
+def pdf_intake() -> Iterator[PdfIntake]:
+    """PDF intake's worker processes, with the default limits, for services built by hand."""
+    intake = PdfIntake(Limits(timeout_seconds=30.0, memory_mb=1024, workers=2))
+    try:
+        yield intake
+    finally:
+        intake.close()

@@ -416,3 +416,76 @@ def clean_interactive_pdf() -> bytes:
         mime_type="text/xml",
     )
     return bytes(pdf.output())
+
+
+# --- documents that cost more to read than they weigh (issue 12: resource exhaustion) ---------
+
+
+def many_annotations(count: int) -> bytes:
+    """One page whose dictionary holds ``count`` direct link annotations (31 bytes each):
+    pyHanko parses such a dictionary at about 0.25 ms per annotation, so 300,000 of them (9 MB)
+    cost over a minute of CPU before any check starts."""
+    annotations = b"<</Subtype/Link/Rect[0 0 1 1]>>" * count
+    return raw_pdf(
+        [
+            CATALOG,
+            b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Annots [%s] >>" % annotations,
+        ]
+    )
+
+
+def inflating(size: int, chunk: int = 1 << 20) -> bytes:
+    """zlib data (RFC 1950) that inflates to ``size`` spaces (a multiple of ``chunk``), built
+    in milliseconds: a fully flushed deflate block of one chunk repeated, and the Adler-32 of
+    the whole computed in closed form, so nothing of the ``size`` bytes is ever produced."""
+    count = size // chunk
+    block = b" " * chunk
+    deflate = zlib.compressobj(9)
+    first = deflate.compress(block) + deflate.flush(zlib.Z_FULL_FLUSH)
+    again = deflate.compress(block) + deflate.flush(zlib.Z_FULL_FLUSH)
+    end = deflate.flush()[:-4]  # the last (empty) block; its Adler-32 follows
+    length = count * chunk
+    a = (1 + 32 * length) % 65521
+    b = (length + 32 * length * (length + 1) // 2) % 65521
+    return first + again * (count - 1) + end + ((b << 16) | a).to_bytes(4, "big")
+
+
+def _bomb(page_entries: bytes, *objects: bytes) -> bytes:
+    return raw_pdf(
+        [
+            CATALOG,
+            b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] %s >>" % page_entries,
+            *objects,
+        ]
+    )
+
+
+def content_bomb(size: int) -> bytes:
+    """One page whose content stream inflates to ``size`` bytes (1 GiB: a 1 MB file): PDFium
+    inflates a page's content when it loads the page, as intake does for each page's size."""
+    data = inflating(size)
+    stream = b"<< /Length %d /Filter /FlateDecode >>\nstream\n%s\nendstream" % (len(data), data)
+    return _bomb(b"/Contents 4 0 R", stream)
+
+
+def image_bomb(side: int, images: int = 1) -> bytes:
+    """One page covered by ``images`` images, each ``side`` x ``side`` RGB pixels of
+    Flate-compressed spaces (26,000: 2 GB of pixels in a 2 MB stream; PDFium skips an image of
+    more than 2**31 bytes).  Intake never decodes images, so it accepts the document; drawing
+    the page decodes every pixel (PDFium streams and scales them down: seconds of CPU per image
+    rather than memory)."""
+    data = inflating(side * side * 3)
+    names = b"".join(b"/Im%d %d 0 R " % (i, 5 + i) for i in range(images))
+    content = b"".join(b"q 595 0 0 842 0 0 cm /Im%d Do Q " % i for i in range(images))
+    image = (
+        b"<< /Type /XObject /Subtype /Image /Width %d /Height %d /ColorSpace /DeviceRGB "
+        b"/BitsPerComponent 8 /Filter /FlateDecode /Length %d >>\nstream\n%s\nendstream"
+        % (side, side, len(data), data)
+    )
+    return _bomb(
+        b"/Resources << /XObject << %s>> >> /Contents 4 0 R" % names,
+        b"<< /Length %d >>\nstream\n%s\nendstream" % (len(content), content),
+        *[image] * images,
+    )

@@ -1,7 +1,8 @@
 """The signature service built from its parts alone: no ``Sealpost`` object, no HTTP.
 
 What it receives is all it uses: the repositories, the access kit, the content store, the seal,
-a timestamper, the trust roots, a slice of the settings, and a ``Mailer`` (here one that keeps
+a timestamper, the trust roots, a slice of the settings, the PDF intake (its worker processes),
+and a ``Mailer`` (here one that keeps
 the mails, as an integration would; the real one is communications' certified email, wired in
 ``sealpost.app``)."""
 
@@ -25,6 +26,7 @@ from sealpost.db.blobs import BlobStore
 from sealpost.db.engine import make_engine
 from sealpost.ledger.timestamps import TimeStamper
 from sealpost.pki.keys import LocalIdentities
+from sealpost.signatures.intake import PdfIntake
 from sealpost.signatures.model import (
     DocumentRequest,
     FieldRequest,
@@ -71,6 +73,7 @@ def build_service(
     timestamper: TimeStamper,
     blobs: Path,
     mail: KeptMail,
+    intake: PdfIntake,
     *,
     inline_max_bytes: int = 1 << 20,
 ) -> SignatureService:
@@ -94,6 +97,7 @@ def build_service(
             default_expiry_days=30,
             max_document_bytes=10 << 20,
         ),
+        intake=intake,
     )
 
 
@@ -116,10 +120,14 @@ def one_signer(identification: str = "email_otp") -> ProcessRequest:
 
 
 def test_a_service_built_from_real_parts_runs_a_process_to_completion(
-    engine: Engine, identities: LocalIdentities, timestamper: TimeStamper, tmp_path: Path
+    engine: Engine,
+    identities: LocalIdentities,
+    timestamper: TimeStamper,
+    tmp_path: Path,
+    pdf_intake: PdfIntake,
 ) -> None:
     mail = KeptMail()
-    service = build_service(engine, identities, timestamper, tmp_path / "blobs", mail)
+    service = build_service(engine, identities, timestamper, tmp_path / "blobs", mail, pdf_intake)
     tenant = TenantRepository(engine).create("Acme Repairs")
     process, created = service.create(tenant, one_signer())
     assert created
@@ -153,13 +161,17 @@ def test_a_service_built_from_real_parts_runs_a_process_to_completion(
 
 
 def test_documents_above_the_inline_size_are_kept_as_blob_files(
-    engine: Engine, identities: LocalIdentities, timestamper: TimeStamper, tmp_path: Path
+    engine: Engine,
+    identities: LocalIdentities,
+    timestamper: TimeStamper,
+    tmp_path: Path,
+    pdf_intake: PdfIntake,
 ) -> None:
     """Contents above ``content_inline_max_bytes`` live as blob files: a process stores its
     documents, their signed revisions and its audit trail there too, before committing."""
     mail = KeptMail()
     service = build_service(
-        engine, identities, timestamper, tmp_path / "blobs", mail, inline_max_bytes=0
+        engine, identities, timestamper, tmp_path / "blobs", mail, pdf_intake, inline_max_bytes=0
     )
     tenant = TenantRepository(engine).create("Acme Repairs")
     process, _created = service.create(tenant, one_signer("none"))

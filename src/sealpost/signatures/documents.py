@@ -6,9 +6,17 @@ which renders the pages the signer reviews and finds the text anchors that place
 fields.  Refusing at upload costs the sender one clear error; accepting a document one of them
 cannot read would fail later, in front of a signer, or produce a signature no reader validates.
 
-PDFium is not thread-safe (pypdfium2 says so: no two calls may run at once in a process), and the
-API serves requests from a thread pool, so every PDFium call here holds :data:`PDFIUM_LOCK`.  Any
-other module calling pypdfium2 must hold it too.
+A document that needs more memory than a reader may use is not "damaged": every broad
+``except`` below lets MemoryError through, so that the worker process running the intake
+(:mod:`sealpost.signatures.workers`) can tell the two apart.
+
+The server never runs these functions itself on uploaded bytes: :mod:`sealpost.signatures.intake`
+runs them in worker processes under a time and a memory limit, since a document can cost
+minutes or gigabytes to read.  They stay plain functions (tests call them directly).
+
+PDFium is not thread-safe (pypdfium2 says so: no two calls may run at once in a process), and a
+process may call these from several threads, so every PDFium call here holds
+:data:`PDFIUM_LOCK`.  Any other module calling pypdfium2 must hold it too.
 """
 
 from __future__ import annotations
@@ -91,8 +99,9 @@ class Anchor:
 # --- refusals ---------------------------------------------------------------------------------
 
 
-def _quoted(name: str) -> str:
-    """The document's name for a message: control characters dropped, long names shortened."""
+def document_label(name: str) -> str:
+    """The document's name for a message, quoted: control characters dropped, long names
+    shortened."""
     text = "".join(" " if unicodedata.category(c).startswith("C") else c for c in name).strip()
     if len(text) > 80:
         text = text[:79] + "…"
@@ -253,6 +262,8 @@ def _read_with_pyhanko(
     """
     try:
         reader = PdfFileReader(io.BytesIO(data), strict=False)
+    except MemoryError:
+        raise
     except Exception as exc:
         if re.search(rb"/Encrypt\b", data):
             raise _encrypted(label) from None
@@ -261,6 +272,8 @@ def _read_with_pyhanko(
         reader.trailer.raw_get("/Encrypt")
     except KeyError:
         pass
+    except MemoryError:
+        raise
     except Exception as exc:
         raise _damaged(label, data, "pyHanko", exc) from None
     else:
@@ -272,6 +285,8 @@ def _read_with_pyhanko(
         active = find_active_content(reader.root, reader.trailer.raw_get("/Root"), pages)
     except _PageTreeError as exc:
         raise _damaged(label, data, "pyHanko", f"page tree: {exc}") from None
+    except MemoryError:
+        raise
     except Exception as exc:
         raise _damaged(label, data, "pyHanko", exc) from None
     if certification is not None and certification.permission == MDPPerm.NO_CHANGES:
@@ -293,6 +308,8 @@ def _pdfium_document(data: bytes, label: str) -> Iterator[Any]:
     with PDFIUM_LOCK:
         try:
             document = pdfium.PdfDocument(data)
+        except MemoryError:
+            raise
         except Exception as exc:
             if "password" in str(exc).lower():
                 raise _encrypted(label) from None
@@ -317,6 +334,8 @@ def _pdfium_sizes(data: bytes, label: str) -> tuple[list[PageSize], int]:
                 finally:
                     page.close()
             scripts = int(pdfium_c.FPDFDoc_GetJavaScriptActionCount(document.raw))
+        except MemoryError:
+            raise
         except Exception as exc:
             raise _damaged(label, data, "PDFium", exc) from None
         return sizes, scripts
@@ -335,9 +354,10 @@ def inspect_pdf(
     disagree on its pages), encrypted in any way, certified against any change, without pages,
     with a page of no width or height, or, unless ``allow_active_content``, holding active
     content (:class:`~sealpost.signatures.active_content.ActiveContentRefused`, which names
-    each finding).  Never raises anything else for any bytes.
+    each finding).  Never raises anything else for any bytes, but MemoryError when the process
+    may not use the memory reading them takes.
     """
-    label = _quoted(name)
+    label = document_label(name)
     if not data:
         raise InvalidInput(f"{label} is empty (0 bytes): upload the PDF file's content")
     if len(data) > MAX_DOCUMENT_BYTES:
@@ -414,7 +434,7 @@ def find_anchors(data: bytes) -> list[Anchor]:
     Senders write these (often in white or tiny type) where a signer's signature goes, so that
     a template places its own fields.  An anchor broken across two lines is not found.
     """
-    label = _quoted("document")
+    label = document_label("document")
     anchors = []
     with _pdfium_document(bytes(data), label) as document:
         try:
@@ -430,6 +450,8 @@ def find_anchors(data: bytes) -> list[Anchor]:
                 finally:
                     textpage.close()
                     page.close()
+        except MemoryError:
+            raise
         except Exception as exc:
             raise _damaged(label, data, "PDFium", exc) from None
     return anchors
@@ -459,7 +481,7 @@ def render_page_png(data: bytes, page: int, *, width_px: int = 1000) -> bytes:
     """
     if not 1 <= width_px <= MAX_RENDER_PX:
         raise InvalidInput(f"width_px must be between 1 and {MAX_RENDER_PX}, not {width_px}")
-    label = _quoted("document")
+    label = document_label("document")
     with _pdfium_document(bytes(data), label) as document:
         count = len(document)
         if not 1 <= page <= count:
@@ -482,6 +504,8 @@ def render_page_png(data: bytes, page: int, *, width_px: int = 1000) -> bytes:
                     bitmap.close()
             finally:
                 pdf_page.close()
+        except MemoryError:
+            raise
         except Exception as exc:
             raise _damaged(label, data, "PDFium", exc) from None
     return out.getvalue()

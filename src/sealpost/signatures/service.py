@@ -42,7 +42,8 @@ from sealpost.ledger.timestamps import TimeStamper
 from sealpost.logging import get_logger
 from sealpost.pki.keys import SigningIdentity
 from sealpost.signatures.applying import SignatureApplier
-from sealpost.signatures.documents import field_box_for, find_anchors, inspect_pdf, render_page_png
+from sealpost.signatures.documents import field_box_for
+from sealpost.signatures.intake import DocumentTooComplex, PdfIntake, too_complex
 from sealpost.signatures.model import (
     DEFAULT_CONSENT,
     IDENTIFICATIONS,
@@ -107,10 +108,14 @@ class SignatureService:
         timestamper: TimeStamper,
         trust_roots: Sequence[x509.Certificate],
         config: SigningConfig,
+        intake: PdfIntake,
     ) -> None:
         self.repo = repo
         self.contents = contents
         self.config = config
+        self.intake = intake
+        """Reads the uploaded PDFs (intake, anchors, page images) in worker processes under
+        limits: a hostile document costs a worker, never this process."""
         self.notices = SignerNotices(repo, access, tenants, mailer, config)
         self.applier = SignatureApplier(
             repo,
@@ -125,7 +130,9 @@ class SignatureService:
         )
         self.page = SigningPage(repo, access, self.notices, self.applier, config=config)
         self._page_png = functools.lru_cache(maxsize=256)(self._render_page)
-        """Page images by (document digest, page): a digest names its bytes forever."""
+        """Page images by (document digest, page): a digest names its bytes forever.  A page
+        that hit a limit is kept too (as the limit's name), so that asking again costs
+        nothing."""
 
     # -- reads ---------------------------------------------------------------------------------
 
@@ -150,7 +157,7 @@ class SignatureService:
         self._check(request, now)
         allowed = self.repo.allow_active_content(tenant.id)
         infos = [
-            inspect_pdf(d.content, name=d.name, allow_active_content=allowed)
+            self.intake.inspect(d.content, name=d.name, allow_active_content=allowed)
             for d in request.documents
         ]
         for doc, info in zip(request.documents, infos, strict=True):
@@ -357,7 +364,10 @@ class SignatureService:
                 seen.add(f.document)
                 if f.anchor is not None:
                     if f.document not in anchors:
-                        anchors[f.document] = find_anchors(request.documents[f.document].content)
+                        document = request.documents[f.document]
+                        anchors[f.document] = self.intake.anchors(
+                            document.content, name=document.name
+                        )
                     found = [a for a in anchors[f.document] if a.label == f.anchor]
                     if not found:
                         raise InvalidInput(
@@ -379,8 +389,13 @@ class SignatureService:
         document = process.documents[number]
         return document, self.contents.get(document.current_sha256)
 
-    def _render_page(self, sha256: str, page: int) -> bytes:
-        return render_page_png(self.contents.get(sha256), page)
+    def _render_page(self, sha256: str, page: int) -> bytes | str:
+        """The page's PNG, or the limit that stopped drawing it (no document name: the same
+        bytes may be another tenant's document under another name)."""
+        try:
+            return self.intake.page_png(self.contents.get(sha256), page, name="document")
+        except DocumentTooComplex as exc:
+            return exc.limit
 
     def page_png(self, process: SignatureProcess, number: int, page: int) -> bytes:
         if not 0 <= number < len(process.documents):
@@ -388,7 +403,10 @@ class SignatureService:
         document = process.documents[number]
         if not 1 <= page <= len(document.page_sizes):
             raise NotFound(f"no page {page} in document {number}")
-        return self._page_png(document.current_sha256, page)
+        png = self._page_png(document.current_sha256, page)
+        if isinstance(png, str):
+            raise too_complex(document.name, png, self.intake.limits, page=page)
+        return png
 
     def cancel(self, tenant_id: str, process_id: str, reason: str | None) -> SignatureProcess:
         process = load_process(self.repo, process_id, tenant_id)
