@@ -64,6 +64,8 @@ class Load:
     """Message-IDs whose DATA got no reply (connection lost): maybe stored, maybe not."""
     refusals: Counter[int] = field(default_factory=Counter)
     """Replies other than 250 to MAIL, RCPT or DATA, by code (the client tries again)."""
+    replies: list[tuple[float, int]] = field(default_factory=list)
+    """(``time.time()``, code) of every final reply to a message: 250 or a refusal."""
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def acknowledged_count(self) -> int:
@@ -93,16 +95,19 @@ class Load:
                     assert found, reply
                     with self.lock:
                         self.acknowledged[message_id] = found.group(1)
+                        self.replies.append((time.time(), code))
                     pending.popleft()
                     time.sleep(self.interval)
                 else:
                     with self.lock:
                         self.refusals[code] += 1
+                        self.replies.append((time.time(), code))
                     client.rset()
                     time.sleep(0.05)
             except smtplib.SMTPDataError as exc:  # a 4xx/5xx to DATA: a reply, not lost
                 with self.lock:
                     self.refusals[exc.smtp_code] += 1
+                    self.replies.append((time.time(), exc.smtp_code))
                 time.sleep(0.05)
             except (OSError, smtplib.SMTPException):
                 if in_data:
