@@ -3,7 +3,7 @@
 ``sealpost serve --role smtp`` and ``--role worker`` run as real subprocesses on the real
 PostgreSQL; SMTP clients submit 400 distinct messages to a real (slow) recipient server.
 Both processes are killed with SIGKILL at 30 % of the 250s, then the worker alone at 60 %;
-each is started again at once (``bench/crash.py kill`` also kills the SMTP process alone).
+each is started again at once (``bench/crash.py`` also kills the SMTP process alone).
 Then:
 
 * every message answered 250 reached the recipient, and each 250 named a stored communication;
@@ -13,7 +13,7 @@ Then:
 * every record is sealed exactly once, every head is a prefix of the one log (consistency
   proofs across the kills), and each head is signed and timestamped.
 
-``bench/crash.py kill`` runs the same with 5,000 messages and prints the figures.
+``bench/crash.py`` runs the same with 5,000 messages and prints the figures.
 """
 
 from __future__ import annotations
