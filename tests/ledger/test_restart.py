@@ -44,13 +44,15 @@ def _run_and_kill(settings: Settings, tenant_id: str, window_ms: int, after: flo
         stderr=subprocess.PIPE,
         text=True,
     )
+    assert child.stdout is not None
+    first = child.stdout.readline()  # started (imports take seconds on a busy machine)
     time.sleep(after)
     child.send_signal(signal.SIGKILL)
     stdout, stderr = child.communicate(timeout=30)
     assert child.returncode == -signal.SIGKILL, stderr
     committed = {
         rid
-        for line in stdout.splitlines()
+        for line in [first, *stdout.splitlines()]
         if line.startswith("committed ")
         for rid in line.split()[1:]
     }

@@ -9,6 +9,8 @@ import smtplib
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 
@@ -63,6 +65,9 @@ class SealpostProcess:
         return done.stdout.decode()
 
     def start(self, role: str = "all") -> int:
+        """Start ``serve --role role``; ready once it answers SMTP (``api``: HTTP on
+        SEALPOST_API_PORT; ``worker``, which listens to nothing: once it says it runs).
+        Returns its pid."""
         self.starts += 1
         log = (self.workdir / f"serve-{self.starts}.log").open("wb")
         self.process = subprocess.Popen(
@@ -77,6 +82,16 @@ class SealpostProcess:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise AssertionError(f"sealpost serve exited: {self.log_tail()}")
+            if role == "worker":
+                if f"role {role} running" in self._log(self.starts):
+                    return self.process.pid
+                time.sleep(0.05)
+                continue
+            if role == "api":
+                if self._answers_http():
+                    return self.process.pid
+                time.sleep(0.05)
+                continue
             try:
                 with smtplib.SMTP("127.0.0.1", self.submission_port, timeout=5) as probe:
                     if probe.noop()[0] == 250:
@@ -103,6 +118,19 @@ class SealpostProcess:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(10)
+
+    def _answers_http(self) -> bool:
+        url = f"http://127.0.0.1:{self.env['SEALPOST_API_PORT']}/healthz"
+        try:
+            with urllib.request.urlopen(url, timeout=5):
+                return True
+        except urllib.error.HTTPError:
+            return True  # it answers (503 while a loop settles)
+        except OSError:
+            return False
+
+    def _log(self, start: int) -> str:
+        return (self.workdir / f"serve-{start}.log").read_text(errors="replace")
 
     def log_tail(self) -> str:
         logs = sorted(self.workdir.glob("serve-*.log"))

@@ -92,7 +92,7 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
             try:
                 yield conn
             finally:
-                conn.info.pop(_AFTER_COMMIT, None)
+                _forget_callbacks(conn)
     else:
         with (
             lock,
@@ -103,12 +103,23 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
             try:
                 yield conn
             finally:
-                conn.info.pop(_AFTER_COMMIT, None)
+                _forget_callbacks(conn)
     for callback in callbacks:
         callback()
 
 
 _AFTER_COMMIT = "sealpost_after_commit"
+
+
+def _forget_callbacks(conn: Connection) -> None:
+    """Take the callbacks off the pooled connection's ``info`` (it outlives the checkout).
+
+    Not on a connection the database dropped (a restart, a failover): reading ``info`` there
+    raises ``PendingRollbackError``, which would replace the database's own error (a 503 with
+    Retry-After at the API, a 451 in SMTP) by an unexpected one (a 500); and the pool clears
+    ``info`` when it reconnects anyway."""
+    if not conn.invalidated:
+        conn.info.pop(_AFTER_COMMIT, None)
 
 
 def after_commit(conn: Connection, callback: Callable[[], None]) -> None:

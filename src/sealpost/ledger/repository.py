@@ -47,6 +47,15 @@ from sealpost.ledger.tree_head import Checkpoint, SignedTreeHead
 
 SEQUENCER_LEASE = "sequencer"
 _NODE_QUERY_CHUNK = 400
+INTEGRATE_IDLE_TIMEOUT_MS = 2_000
+"""How long PostgreSQL lets an integrating transaction sit idle before it ends its session.
+
+The transaction holds the state row (``FOR UPDATE``) and every statement in it is computed
+beforehand, so it is never idle for long unless its process is: a sequencer paused there (a
+VM or GC pause, SIGSTOP) or cut off by a partition would hold the row, and stall every
+other sequencer behind it, for as long as the pause, or the hours TCP takes to notice.  The
+lease passes on; this bound makes the row pass on too: the session ends, its transaction
+rolls back (nothing half-written), and another sequencer seals."""
 
 
 @dataclass(frozen=True)
@@ -198,6 +207,12 @@ class SqlLogStorage:
         with write_transaction(self.engine) as conn:
             state_query = select(ledger_state.c.tree_size).where(ledger_state.c.id == 1)
             if not is_sqlite(conn):
+                conn.execute(
+                    text(
+                        "SET LOCAL idle_in_transaction_session_timeout = "
+                        f"{INTEGRATE_IDLE_TIMEOUT_MS}"
+                    )
+                )
                 state_query = state_query.with_for_update()
             current = conn.execute(state_query).scalar_one_or_none() or 0
             if current != expected_size:

@@ -30,9 +30,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosmtplib
+from sqlalchemy.exc import DBAPIError
 
 from sealpost.communications.contents import ContentStore
 from sealpost.communications.email.addresses import AddressError, domain_of
@@ -65,6 +66,7 @@ from sealpost.tenants.senders import SenderRepository
 
 log = get_logger(__name__)
 
+_T = TypeVar("_T")
 _QUEUE_ID = re.compile(r"(?:queued as|id=|queued with id|\bid\b)\s*<?([A-Za-z0-9._-]{4,})", re.I)
 
 
@@ -305,15 +307,21 @@ class DeliveryWorker:
         return sign
 
     async def deliver(self, c: Communication) -> str:
-        """One attempt; returns the new status.  Never raises: failures become evidence."""
+        """One attempt; returns the new status.  Never raises: failures become evidence.
+
+        A database outage is no attempt and loses no outcome: reading the message waits it
+        out (no evidence may say the recipient was tried), and so does writing what the
+        recipient answered (a fact; forgotten, the message would stay leased to this live
+        process for minutes, then be delivered again), each while the lease lasts."""
         started = datetime.now(UTC)
+        give_up = started + timedelta(seconds=self.settings.delivery_lease_seconds)
         copy: DeliveryCopy | None = None
         try:
-            raw = await asyncio.to_thread(self.contents.get, c.content_sha256)
-            copy = await asyncio.to_thread(self.delivery_copy, c, raw)
+            raw = await self._through_outages(c, give_up, self.contents.get, c.content_sha256)
+            copy = await self._through_outages(c, give_up, self.delivery_copy, c, raw)
             # never outlive the lease: past it another worker may take the message over
-            limit = self.settings.delivery_lease_seconds * 0.8
-            result = await asyncio.wait_for(self._send(c, copy.data), timeout=limit)
+            limit = (give_up - datetime.now(UTC)).total_seconds() * 0.8
+            result = await asyncio.wait_for(self._send(c, copy.data), timeout=max(limit, 0.0))
         except TimeoutError:
             log.warning("delivery.attempt_too_long", communication=c.id)
             result = HopResult(
@@ -323,7 +331,37 @@ class DeliveryWorker:
             log.error("delivery.error", communication=c.id, error=repr(exc))
             result = HopResult(NextHop("(local)", 0, MX), None, f"local error: {exc!r}")
             copy = None
-        return await asyncio.to_thread(self._conclude, c, result, started, copy)
+        finished = datetime.now(UTC)
+        try:
+            return await self._through_outages(
+                c, give_up, self._conclude, c, result, started, copy, finished
+            )
+        except DBAPIError as exc:  # down for the whole lease: the next worker tries again
+            log.error("delivery.outcome_lost", communication=c.id, error=repr(exc))
+            return QUEUED
+
+    async def _through_outages(
+        self, c: Communication, give_up: datetime, call: Callable[..., _T], *args: Any
+    ) -> _T:
+        """``call(*args)`` in a thread, again while the database is unreachable and the lease
+        lasts (every 0.25 s doubling to 5 s), then its error.  Safe to repeat: reads, and
+        ``finish_attempt``, fenced on the lease (after a commit whose reply was lost the
+        next try writes nothing; past the lease another worker may have taken over)."""
+        delay = 0.25
+        while True:
+            try:
+                return await asyncio.to_thread(call, *args)
+            except DBAPIError as exc:
+                if datetime.now(UTC) + timedelta(seconds=delay) >= give_up:
+                    raise
+                log.warning(
+                    "delivery.database_unavailable",
+                    communication=c.id,
+                    error=repr(exc),
+                    retry_in=delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     async def _send(self, c: Communication, data: bytes) -> HopResult:
         try:
@@ -401,9 +439,14 @@ class DeliveryWorker:
         return result
 
     def _conclude(
-        self, c: Communication, result: HopResult, started: datetime, copy: DeliveryCopy | None
+        self,
+        c: Communication,
+        result: HopResult,
+        started: datetime,
+        copy: DeliveryCopy | None,
+        finished: datetime | None = None,
     ) -> str:
-        now = datetime.now(UTC)
+        now = finished or datetime.now(UTC)
         hop = result.hop
         details: dict[str, Any] = {
             "attempt": c.attempts,
