@@ -203,7 +203,6 @@ def test_each_hostile_value_in_each_field_is_a_422_naming_it(
         (f"/v1/communications/{quote(NUL)}/evidence", "communication_id"),
         (f"/v1/signatures/{quote(NUL)}", "process_id"),
         (f"/v1/webhooks/{quote(NUL)}", "endpoint_id"),
-        (f"/v1/events/{quote(NUL)}", "event_id"),
         (f"/v1/evidence/{quote(NUL)}", "record_id"),
         (f"/v1/communications?recipient={quote(NUL)}", "recipient"),
     ],
@@ -212,6 +211,11 @@ def test_a_nul_in_a_path_or_query_is_a_422_naming_it(
     client: TestClient, key: dict[str, str], path: str, field: str
 ) -> None:
     _problem_naming(client.get(path, headers=key), field)
+
+
+def test_an_event_id_is_a_uuid_or_no_route(client: TestClient, key: dict[str, str]) -> None:
+    response = client.get(f"/v1/events/{quote(NUL)}", headers=key)
+    assert response.status_code == 404 and response.headers["content-type"] == PROBLEM
 
 
 def test_a_cursor_hiding_a_nul_is_refused(client: TestClient, key: dict[str, str]) -> None:

@@ -96,15 +96,19 @@ def _reason(error: dict[str, Any]) -> str:
     return str(error.get("msg", "invalid"))
 
 
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
 def _allowed_methods(request: Request) -> str:
     """Every method some route answers at this path: ``Allow`` of a 405 (RFC 9110 §15.5.6).
     Starlette names only the first route whose path matched; a path that two routes match
-    (``/v1/events/replay``: POST, and GET of ``/v1/events/{event_id}``) then told only half."""
-    methods: set[str] = set()
-    for route in request.app.router.routes:
-        for method in getattr(route, "methods", None) or ():
-            if route.matches({**request.scope, "method": method})[0] == Match.FULL:
-                methods.add(method)
+    (``/v1/events/replay``: POST, and GET of ``/v1/events/{event_id}``) then told only half.
+    Asked of the router itself, method by method, so included routers answer too."""
+    methods = set()
+    for method in _METHODS:
+        scope = {**request.scope, "method": method}
+        if any(route.matches(scope)[0] == Match.FULL for route in request.app.router.routes):
+            methods.add(method)
     return ", ".join(sorted(methods))
 
 

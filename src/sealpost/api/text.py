@@ -24,10 +24,17 @@ import ipaddress
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import Path
-from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
+from pydantic import (
+    BeforeValidator,
+    Field,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
+    WithJsonSchema,
+)
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, core_schema
 
@@ -210,6 +217,32 @@ class OriginRule:
 
 Origin = Annotated[str, OriginRule()]
 """A web origin a page may be embedded by (``frame-ancestors``) and post messages to."""
+
+RFC3339_PATTERN = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?"
+    r"(?:[Zz]|[+-][0-9]{2}:[0-9]{2})$"
+)
+
+
+def _rfc3339(value: Any) -> Any:
+    if isinstance(value, str) and re.fullmatch(RFC3339_PATTERN, value):
+        return value
+    raise ValueError("must be an RFC 3339 date-time with its zone, e.g. 2026-11-23T10:00:00Z")
+
+
+Moment = Annotated[datetime, BeforeValidator(_rfc3339)]
+"""A point in time as JSON Schema's ``date-time`` says (RFC 3339 §5.6): a string, with its
+zone; not a number (pydantic would read one as a Unix time), not a local time."""
+
+EmailAddress = Annotated[
+    str,
+    PlainText(),
+    Field(min_length=3, max_length=320),
+    WithJsonSchema({"type": "string", "format": "email", "minLength": 3, "maxLength": 320}),
+]
+"""An email address (``local@domain``, RFC 5321 §4.1.2; the domain checked where it is used).
+Its schema says ``format: email`` only: that already excludes every control character, and
+a pattern beside it makes generators search long for a value that fits both."""
 
 MAX_BIGINT = 2**63 - 1
 """The largest position or size a database column holds (PostgreSQL ``bigint``)."""

@@ -13,7 +13,7 @@ import binascii
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
@@ -23,7 +23,16 @@ from sealpost.api import cursors
 from sealpost.api.auth import TenantDep
 from sealpost.api.cursors import Cursor
 from sealpost.api.errors import problem_responses
-from sealpost.api.text import MAX_INTEGER, Base64, Choice, Identifier, MultiLine, SingleLine
+from sealpost.api.text import (
+    MAX_INTEGER,
+    Base64,
+    Choice,
+    EmailAddress,
+    Identifier,
+    Moment,
+    MultiLine,
+    SingleLine,
+)
 from sealpost.communications.certificates import CertificateService
 from sealpost.communications.contents import ContentStore
 from sealpost.communications.email.addresses import AddressError, checked_address
@@ -85,12 +94,6 @@ MAX_PAGE = 200
 MAX_RECIPIENTS = 100
 
 
-Address = Annotated[
-    SingleLine, Field(min_length=3, max_length=320, json_schema_extra={"format": "email"})
-]
-"""An email address (``local@domain``, RFC 5321 §4.1.2), checked when the message is built."""
-
-
 class Attachment(BaseModel):
     filename: SingleLine = Field(min_length=1, max_length=255)
     content_type: str = Field(
@@ -102,10 +105,12 @@ class Attachment(BaseModel):
 class SendRequest(BaseModel):
     """Either the parts of a message (Sealpost builds it) or a raw RFC 5322 message."""
 
-    from_: Address | None = Field(None, alias="from", description="Sender address (parts form).")
-    to: list[Address] = Field(default_factory=list, max_length=MAX_RECIPIENTS)
-    cc: list[Address] = Field(default_factory=list, max_length=MAX_RECIPIENTS)
-    bcc: list[Address] = Field(
+    from_: EmailAddress | None = Field(
+        None, alias="from", description="Sender address (parts form)."
+    )
+    to: list[EmailAddress] = Field(default_factory=list, max_length=MAX_RECIPIENTS)
+    cc: list[EmailAddress] = Field(default_factory=list, max_length=MAX_RECIPIENTS)
+    bcc: list[EmailAddress] = Field(
         default_factory=list,
         max_length=MAX_RECIPIENTS,
         description="Recipients not shown in headers.",
@@ -117,7 +122,7 @@ class SendRequest(BaseModel):
     raw: Base64 | None = Field(
         None, min_length=4, description="A complete RFC 5322 message, base64."
     )
-    recipients: list[Address] = Field(
+    recipients: list[EmailAddress] = Field(
         default_factory=list,
         max_length=MAX_RECIPIENTS,
         description="With raw: the envelope recipients (default: the To and Cc headers).",
@@ -353,15 +358,12 @@ def list_communications(
     recipient: Annotated[
         SingleLine | None, Query(max_length=320, description="Exactly this address; empty: any.")
     ] = None,
-    submitted_from: Annotated[datetime | None, Query(alias="from")] = None,
-    submitted_to: Annotated[datetime | None, Query(alias="to")] = None,
+    submitted_from: Annotated[Moment | None, Query(alias="from")] = None,
+    submitted_to: Annotated[Moment | None, Query(alias="to")] = None,
     cursor: Cursor = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
 ) -> CommunicationPage:
     """Newest first; failed or pending ones with ``?status=failed`` / ``?status=queued``."""
-    for moment, name in ((submitted_from, "from"), (submitted_to, "to")):
-        if moment is not None and moment.tzinfo is None:
-            raise InvalidInput(f"{name} needs a time zone, e.g. 2026-11-23T10:00:00Z")
     items = parts.communications.search(
         tenant.id,
         status=[s for s in status or () if s],

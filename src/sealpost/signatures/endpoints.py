@@ -17,13 +17,23 @@ from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, Strict, StrictInt
 
 from sealpost.api import cursors
 from sealpost.api.auth import TenantDep
 from sealpost.api.cursors import Cursor
 from sealpost.api.errors import problem_responses
-from sealpost.api.text import MAX_INTEGER, Base64, Choice, Identifier, MultiLine, Origin, SingleLine
+from sealpost.api.text import (
+    MAX_INTEGER,
+    Base64,
+    Choice,
+    EmailAddress,
+    Identifier,
+    Moment,
+    MultiLine,
+    Origin,
+    SingleLine,
+)
 from sealpost.errors import (
     Conflict,
     InvalidInput,
@@ -66,12 +76,23 @@ def signatures_parts(request: Request) -> SignaturesParts:
 SignaturesDep = Annotated[SignaturesParts, Depends(signatures_parts)]
 
 MAX_PAGE = 100
-Finite = Annotated[float, Field(allow_inf_nan=False)]
+BLANK_PAGE_PDF = (
+    "JVBERi0xLjcKJeLjz9MKMSAwIG9iago8PCAvVHlwZSAvQ2F0YWxvZyAvUGFnZXMgMiAwIFIgPj4KZW5kb2JqCjIgMCBv"
+    "YmoKPDwgL1R5cGUgL1BhZ2VzIC9LaWRzIFszIDAgUl0gL0NvdW50IDEgPj4KZW5kb2JqCjMgMCBvYmoKPDwgL1R5cGUg"
+    "L1BhZ2UgL1BhcmVudCAyIDAgUiAvTWVkaWFCb3ggWzAgMCA1OTUgODQyXSA+PgplbmRvYmoKeHJlZgowIDQKMDAwMDAw"
+    "MDAwMCA2NTUzNSBmIAowMDAwMDAwMDE1IDAwMDAwIG4gCjAwMDAwMDAwNjQgMDAwMDAgbiAKMDAwMDAwMDEyMSAwMDAw"
+    "MCBuIAp0cmFpbGVyCjw8IC9TaXplIDQgL1Jvb3QgMSAwIFIgPj4Kc3RhcnR4cmVmCjE5MgolJUVPRgo="
+)
+"""A blank A4 page: the example document of the OpenAPI document (it can be sent as is)."""
+Finite = Annotated[float, Strict(), Field(allow_inf_nan=False)]
+"""A JSON number, finite (JSON has no NaN; Python's parser would still read one)."""
 
 
 class FieldIn(BaseModel):
-    document: int = Field(0, ge=0, description="Index in `documents`.")
-    page: int | None = Field(None, ge=1, description="1-based page (with `box`).")
+    document: StrictInt = Field(0, ge=0, le=MAX_INTEGER, description="Index in `documents`.")
+    page: StrictInt | None = Field(
+        None, ge=1, le=MAX_INTEGER, description="1-based page (with `box`)."
+    )
     box: tuple[Finite, Finite, Finite, Finite] | None = Field(
         None, description="x1, y1, x2, y2 in PDF points from the page's bottom-left corner."
     )
@@ -85,17 +106,17 @@ class FieldIn(BaseModel):
 
 class SignerIn(BaseModel):
     name: SingleLine = Field(min_length=1, max_length=200)
-    email: SingleLine | None = Field(
-        None, min_length=3, max_length=320, json_schema_extra={"format": "email"}
+    email: EmailAddress = Field(
+        description="Where the invitation (a certified email) and the codes go."
     )
     phone: str | None = Field(
         None,
         max_length=32,
         pattern=r"^\+?[0-9 ().-]{3,31}$",
-        description="E.164, e.g. +4930123456.",
+        description="For SMS codes (not available yet), e.g. +49 30 123456.",
     )
     role: Literal["signer", "approver", "viewer", "cc"] = "signer"
-    order: int = Field(1, ge=1, le=100, description="Sequential: lower orders sign first.")
+    order: StrictInt = Field(1, ge=1, le=100, description="Sequential: lower orders sign first.")
     identification: Literal["email_otp", "sms_otp", "none"] = "email_otp"
     fields: list[FieldIn] = Field(default_factory=list, max_length=20)
 
@@ -111,13 +132,32 @@ class ProcessIn(BaseModel):
     documents: list[DocumentIn] = Field(min_length=1, max_length=20)
     signers: list[SignerIn] = Field(min_length=1, max_length=50)
     signing_order: Literal["sequential", "parallel"] = "sequential"
-    expires_at: datetime | None = None
+    expires_at: Moment | None = None
     reminder_hours: list[Finite] = Field(
         default_factory=list,
         max_length=10,
         description="Hours after the invitation at which to remind, e.g. [24, 72].",
     )
     consent_text: MultiLine | None = Field(None, max_length=5000)
+
+    model_config = {
+        "json_schema_extra": {
+            "examples": [
+                {
+                    "title": "Repair quote 4711",
+                    "message": "Please sign the repair quote.",
+                    "documents": [{"name": "quote.pdf", "content": BLANK_PAGE_PDF}],
+                    "signers": [
+                        {
+                            "name": "Jane Customer",
+                            "email": "jane@customer.example",
+                            "fields": [{"document": 0, "page": 1, "box": [50, 50, 250, 110]}],
+                        }
+                    ],
+                }
+            ]
+        }
+    }
 
 
 class CancelIn(BaseModel):
@@ -136,6 +176,10 @@ class SigningSettings(BaseModel):
         description="Origins allowed to embed the signing page (iframe) and to receive its "
         "postMessage events, e.g. https://crm.example.com.",
     )
+
+    model_config = {
+        "json_schema_extra": {"examples": [{"frame_ancestors": ["https://crm.example.com"]}]}
+    }
 
 
 def _decode(value: str, where: str) -> bytes:

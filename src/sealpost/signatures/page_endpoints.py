@@ -21,7 +21,7 @@ from fastapi import APIRouter, Header, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool
 
 from sealpost.access.model import mask
 from sealpost.api.text import Base64, MultiLine, SingleLine, origin
@@ -57,7 +57,7 @@ class CodeIn(BaseModel):
 
 
 class SignIn(BaseModel):
-    consent: bool = False
+    consent: StrictBool = False
     image_png: Base64 | None = Field(None, max_length=800_000)
     typed: SingleLine | None = Field(None, max_length=200)
 

@@ -210,7 +210,8 @@ class SignatureRepository:
             raise Conflict("a signature process with this Idempotency-Key exists") from None
         conn.execute(insert(signature_documents), [dict(d) for d in documents])
         conn.execute(insert(signature_signers), [dict(s) for s in signers])
-        conn.execute(insert(signature_revisions), [dict(r) for r in revisions])
+        if revisions:  # none when no document needed preparing (no fields placed)
+            conn.execute(insert(signature_revisions), [dict(r) for r in revisions])
         append_evidence(conn, records)
 
     def by_idempotency_key(self, tenant_id: str, key: str) -> tuple[str, str | None] | None:

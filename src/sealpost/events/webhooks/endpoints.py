@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Query, Response
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool
 
 from sealpost.api import cursors
 from sealpost.api.auth import TenantDep
@@ -46,12 +46,17 @@ router = APIRouter(
 MAX_URL = 2000
 
 
+_PCHAR = r"(?:[A-Za-z0-9._~!$&'()*+,;=:@/-]|%[0-9A-Fa-f]{2})"
+_HOST = r"(?:(?:[A-Za-z0-9._~!$&'()*+,;=-]|%[0-9A-Fa-f]{2})+|\[[0-9A-Fa-f:.]+\])"
+URL_PATTERN = rf"^https?://{_HOST}(?::[0-9]{{0,5}})?(?:/{_PCHAR}*)?(?:\?(?:{_PCHAR}|\?)*)?(?:#(?:{_PCHAR}|\?)*)?$"
+"""An absolute http(s) URI (RFC 3986 §3, ASCII: a host in IDNA A-labels) without user
+information (§3.2.1): the signature authenticates the sender, not a password in the URL."""
 Url = Annotated[
     str,
     Matches(
-        r"^https?://[^\u0000-\u0020\u007f-\u009f/?#@\\]+(?:[/?#][^\u0000-\u0020\u007f-\u009f]*)?$",
-        "must be an absolute http:// or https:// URL, without credentials, spaces or control "
-        "characters",
+        URL_PATTERN,
+        "must be an absolute http:// or https:// URL (RFC 3986: ASCII, percent-encoded), "
+        "without credentials",
     ),
     Field(
         min_length=len("http://a"),
@@ -73,7 +78,7 @@ class EndpointIn(BaseModel):
         max_length=100,
         description="Types to receive; empty: all. A family: 'sealpost.communication.*'.",
     )
-    enabled: bool = True
+    enabled: StrictBool = True
 
     model_config = {
         "json_schema_extra": {
@@ -92,7 +97,7 @@ class EndpointPatch(BaseModel):
     url: Url | None = None
     description: SingleLine | None = Field(None, max_length=500)
     event_types: list[EventPattern] | None = Field(None, max_length=100)
-    enabled: bool | None = Field(
+    enabled: StrictBool | None = Field(
         None, description="true re-enables a disabled endpoint: its paused backlog flows again."
     )
 
@@ -196,7 +201,10 @@ def checked_url(settings: Settings, url: str) -> str:
     ``0x7f000001``, ``0177.0.0.1``, ``127.1``, ``0``), a trailing dot, and names of the hosts
     file all resolve to what they are.  A name that does not resolve now is accepted (DNS may
     be down); every send checks it again."""
-    split = urlsplit(url.strip())
+    try:
+        split = urlsplit(url.strip())
+    except ValueError:  # e.g. a bracketed host that is no IPv6 address: "http://[7]/"
+        raise InvalidInput("url must be an absolute http:// or https:// URL") from None
     if split.scheme not in ("http", "https") or not split.hostname:
         raise InvalidInput("url must be an absolute http:// or https:// URL")
     if split.username or split.password:
