@@ -28,6 +28,7 @@ import pytest
 import schemathesis
 from schemathesis.engine import Status, events
 from schemathesis.engine import from_schema as engine_for
+from schemathesis.engine.run import PhaseName
 
 from sealpost.api.app import create_app
 from sealpost.app import build
@@ -97,12 +98,15 @@ def _is_base64(value: str) -> bool:
 class Outcome:
     statuses: dict[str, Counter[int]] = field(default_factory=lambda: defaultdict(Counter))
     """Per operation, how many answers of each status."""
+    generated: dict[str, Counter[int]] = field(default_factory=lambda: defaultdict(Counter))
+    """The same, for the requests the fuzzing phase generated (not the schema's examples)."""
     failures: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
     def created(self, label: str) -> int:
-        return sum(n for status, n in self.statuses[label].items() if 200 <= status < 300)
+        """How many generated requests to the operation were answered 2xx."""
+        return sum(n for status, n in self.generated[label].items() if 200 <= status < 300)
 
 
 def _campaign(settings: Settings) -> Outcome:
@@ -149,6 +153,8 @@ def _record(outcome: Outcome, event: events.ScenarioFinished) -> None:
             continue
         label = recorder.cases[case_id].value.operation.label
         outcome.statuses[label][interaction.response.status_code] += 1
+        if event.phase == PhaseName.FUZZING:
+            outcome.generated[label][interaction.response.status_code] += 1
     for case_id, checks in recorder.checks.items():
         for check in checks:
             if check.status == Status.FAILURE and check.failure_info is not None:
@@ -184,6 +190,8 @@ def test_every_answer_is_the_documented_one(
     print(f"{answered} requests in {outcome.seconds:.0f} s")
     for label, statuses in sorted(outcome.statuses.items()):
         print(f"  {label}: {dict(sorted(statuses.items()))}")
+    for label in CREATE_OPERATIONS:
+        print(f"  generated, {label}: {dict(sorted(outcome.generated[label].items()))}")
     assert outcome.errors == [], "\n".join(outcome.errors)
     assert outcome.failures == [], "\n".join(sorted(set(outcome.failures))[:30])
     server_errors = {
@@ -192,6 +200,6 @@ def test_every_answer_is_the_documented_one(
         if any(s >= 500 for s in statuses)
     }
     assert server_errors == {}
-    for label in CREATE_OPERATIONS:
-        assert outcome.created(label) >= 1, f"{label}: no 2xx in {dict(outcome.statuses[label])}"
+    for label in CREATE_OPERATIONS:  # generated requests, not only the examples, get through
+        assert outcome.created(label) >= 1, f"{label}: no 2xx in {dict(outcome.generated[label])}"
     assert answered > 500  # it really ran

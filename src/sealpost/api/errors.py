@@ -15,7 +15,6 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -246,17 +245,12 @@ def document(app: FastAPI) -> None:
     validation handler sends; each operation with a path parameter documents 404, and each
     with a request body 400 and 413 (see :data:`BODY_STATUSES`)."""
 
+    generate = app.openapi  # FastAPI's, which caches its result in app.openapi_schema
+
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            schema = get_openapi(
-                title=app.title,
-                version=app.version,
-                description=app.description,
-                routes=app.routes,
-            )
-            _problems_only(schema)
-            app.openapi_schema = schema
-        return app.openapi_schema
+            _problems_only(generate())
+        return app.openapi_schema or generate()
 
     app.openapi = openapi  # type: ignore[method-assign]
 

@@ -309,7 +309,8 @@ def send(
     tenant: TenantDep,
     response: Response,
     idempotency_key: Annotated[
-        str | None, Header(max_length=200, description="Retry-safe sends: same key, same answer.")
+        SingleLine | None,
+        Header(max_length=200, description="Retry-safe sends: same key, same answer."),
     ] = None,
 ) -> SendResult:
     """Send a certified email: one communication per recipient, accepted once durable."""

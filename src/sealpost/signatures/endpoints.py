@@ -261,7 +261,10 @@ def create(
     parts: SignaturesDep,
     tenant: TenantDep,
     response: Response,
-    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+    idempotency_key: Annotated[
+        SingleLine | None,
+        Header(max_length=200, description="Retry-safe creation: same key, same answer."),
+    ] = None,
 ) -> dict[str, Any]:
     """Start a signature process; the first signers get their invitation at once."""
     request = ProcessRequest(
