@@ -157,17 +157,17 @@ def test_another_tenant_sees_nothing(
 @pytest.mark.parametrize(
     ("body", "words"),
     [
-        ({"raw": "%%% not base64"}, "raw is not valid base64"),
+        ({"raw": "%%% not base64"}, "raw: not valid base64"),
         (message(to=[]), "at least one recipient"),
         (message(to=["not-an-address"]), "to:"),
         (message(text=None), "text or html is required"),
-        (message(to=["b@x.test>\r\nRCPT TO:<c@evil.test"]), "to:"),
+        (message(to=["b@x.test>\r\nRCPT TO:<c@evil.test"]), "to.0: must not contain a line break"),
         (message(to=["victim@evil.test> NOTIFY=NEVER"]), "to:"),
         (message(to=[("a" * 300) + "@x.test"]), "to:"),
-        (message(subject="hi\r\nBcc: someone@evil.test"), "line breaks"),
+        (message(subject="hi\r\nBcc: someone@evil.test"), "subject: must not contain a line break"),
         (
             message(attachments=[{"filename": "a\r\nX-Evil: 1", "content": "eA=="}]),
-            "line breaks",
+            "attachments.0.filename: must not contain a line break",
         ),
         (
             message(attachments=[{"filename": "a", "content_type": "x\r\ny", "content": "eA=="}]),

@@ -67,6 +67,7 @@ def test_malformed_json_is_a_400_problem_not_a_bare_detail(
     body = _problem(response, 400, "bad_request")
     assert "not valid JSON" in str(body["detail"])
     assert "detail" in body and not isinstance(body["detail"], list)
+    assert [e["field"] for e in body["errors"]] == ["body"]  # type: ignore[union-attr]
 
 
 def test_unknown_routes_and_methods_are_problems(client: TestClient, key: dict[str, str]) -> None:
@@ -146,3 +147,84 @@ def test_an_unexpected_error_is_a_500_problem_without_its_text(sealpost: Sealpos
         gone = client.get("/database-gone")
         _problem(gone, 503, "unavailable")
         assert gone.headers["retry-after"] == "1"
+
+
+def test_a_method_a_path_does_not_answer_is_a_405_naming_every_one_it_does(
+    client: TestClient, key: dict[str, str]
+) -> None:
+    """OPTIONS is answered nowhere (no CORS: the API is for servers), and Allow lists what
+    the path answers (for /v1/events/replay, Starlette named GET: /v1/events/{event_id} took
+    "replay" for an id; an event id is a UUID now, in the route too)."""
+    for method, path, allowed in [
+        ("OPTIONS", "/v1/events/replay", "POST"),
+        ("PUT", "/v1/events/replay", "POST"),
+        ("GET", "/v1/events/replay", "POST"),
+        ("OPTIONS", "/v1/webhooks", "GET, POST"),
+        ("DELETE", "/v1/communications", "GET, POST"),
+        ("POST", "/v1/settings/signing", "GET, PUT"),
+        ("HEAD", "/v1/signatures", "GET, POST"),
+    ]:
+        response = client.request(method, path, headers=key)
+        assert response.headers["allow"] == allowed, (method, path)
+        if method != "HEAD":
+            body = _problem(response, 405, "method_not_allowed")
+            assert f"allowed: {allowed}" in str(body["detail"])
+
+
+def test_an_empty_filter_is_no_filter(client: TestClient, key: dict[str, str]) -> None:
+    for path in (
+        "/v1/communications?status=",
+        "/v1/communications?status=&status=failed",
+        "/v1/communications?recipient=",
+        "/v1/signatures?status=",
+        "/v1/events?after=",
+        "/v1/communications?cursor=",
+    ):
+        response = client.get(path, headers=key)
+        assert response.status_code == 200, (path, response.text)
+    refused = client.get("/v1/communications?status=lost", headers=key)
+    body = _problem(refused, 422, "invalid_input")
+    assert "status.0: must be one of queued, delivered, relayed, failed" in str(body["detail"])
+
+
+def test_what_the_schema_allows_is_what_the_api_takes(
+    client: TestClient, key: dict[str, str]
+) -> None:
+    """The schema states the real constraints: an empty URL breaks minLength (a 422 naming
+    url, as the schema says), a time without a zone or given as a number is refused, a
+    string is not a boolean."""
+    spec = client.get("/openapi.json").json()
+    url = spec["components"]["schemas"]["EndpointIn"]["properties"]["url"]
+    assert url["minLength"] >= 8 and url["pattern"].startswith("^https?://")
+    body = _problem(
+        client.post("/v1/webhooks", json={"url": ""}, headers=key), 422, "invalid_input"
+    )
+    assert [e["field"] for e in body["errors"]] == ["url"]  # type: ignore[union-attr]
+    for moment in ("2026-11-23T10:00:00", "1700000000", "0.5"):
+        response = client.get("/v1/communications", params={"from": moment}, headers=key)
+        _problem(response, 422, "invalid_input")
+    bracketed = {"url": "http://[7]/hook"}  # not an IPv6 address: urlsplit raised, a 500
+    _problem(client.post("/v1/webhooks", json=bracketed, headers=key), 422, "invalid_input")
+    enabled = {"url": "https://93.184.215.14/hook", "enabled": "true"}
+    _problem(client.post("/v1/webhooks", json=enabled, headers=key), 422, "invalid_input")
+
+
+def test_the_openapi_document_lists_problems_and_only_problems(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    assert "HTTPValidationError" not in str(spec) and "ValidationError" not in spec["components"]
+    problem = {"$ref": "#/components/schemas/Problem"}
+    assert set(spec["components"]["securitySchemes"]) == {"bearer", "apiKey"}
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            responses = operation["responses"]
+            where = f"{method.upper()} {path}"
+            for status, response in responses.items():
+                if int(status) >= 400 and not (path == "/healthz" and status == "503"):
+                    assert response["content"] == {PROBLEM: {"schema": problem}}, where
+            if path.startswith("/v1/"):
+                assert {"401", "429", "503"} <= set(responses), where
+                assert operation["security"] == [{"bearer": []}, {"apiKey": []}], where
+            if "{" in path:
+                assert "404" in responses, where
+            if "application/json" in operation.get("requestBody", {}).get("content", {}):
+                assert {"400", "413", "422"} <= set(responses), where

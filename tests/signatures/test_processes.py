@@ -99,7 +99,9 @@ def test_two_sequential_signers_sign_and_every_signature_validates(
     assert page.config["documents"][0]["pages"][0]["width"] == pytest.approx(595.28, abs=0.1)
     assert client.get(link_path(invitation)).status_code == 410  # single use
     spent = client.post("/sign/api/open", json={"link": link_path(invitation)[6:]})
-    assert spent.status_code == 410 and spent.json()["error"] == "link_used"
+    assert spent.status_code == 410 and spent.headers["content-type"] == "application/problem+json"
+    assert spent.json()["type"] == "urn:sealpost:problem:link_unusable"
+    assert spent.json()["kind"] == "link_used"
     image = page.call("GET", "/documents/0/pages/2.png")
     assert image.status_code == 200 and image.content.startswith(b"\x89PNG")
     assert page.call("POST", "/view").status_code == 204

@@ -125,9 +125,15 @@ def create_app(sp: Sealpost, *, start_background: bool = True) -> FastAPI:
     errors.install(app)
     app.state.rate_limits = limits.install(app, sp.settings, sp.tenants)
     app.state.tenant_rate_limiter = app.state.rate_limits.per_tenant
+    errors.document(app)
     _add_api_docs(app)
 
-    @app.get("/healthz", response_model=Health, tags=["operations"])
+    @app.get(
+        "/healthz",
+        response_model=Health,
+        tags=["operations"],
+        responses={503: {"model": Health, "description": "Unhealthy or unavailable (status)."}},
+    )
     def healthz(response: Response) -> Health:
         """Liveness and readiness: the database answers, the ledger is sealing, every
         background loop of this process runs, its storage has room, and how far behind the
@@ -220,7 +226,10 @@ def create_app(sp: Sealpost, *, start_background: bool = True) -> FastAPI:
                 },
             }
         },
-        responses={200: {"content": {"application/timestamp-reply": {}}}},
+        responses={
+            200: {"content": {"application/timestamp-reply": {}}},
+            **errors.problem_responses(415),
+        },
     )
     async def timestamp_authority(request: Request) -> Response:
         """The embedded RFC 3161 TSA over HTTP (RFC 3161 §3.4): DER query in, DER reply out.

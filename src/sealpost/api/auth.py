@@ -3,14 +3,17 @@
 Every failure is the same 401 with the same words: a caller learns nothing about which keys
 or tenants exist.  A request with a body is authenticated by the request guard
 (``api/limits.py``) before its body is read, with :func:`admit`; the endpoint's dependency
-then finds that tenant in the request's state instead of checking the key again.
+then finds that tenant in the request's state instead of checking the key again.  Both ways
+of presenting a key are declared as OpenAPI security schemes (RFC 6750 bearer, an API key
+header), so that the document says what a request needs and Swagger UI can send it.
 """
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from sealpost.errors import RateLimited
 from sealpost.ratelimit import RateLimiter, retry_after
@@ -18,6 +21,13 @@ from sealpost.tenants.repository import Tenant, TenantRepository
 
 ADMITTED = "sealpost_tenant"
 """Key of the request state under which the guard leaves the tenant it admitted."""
+
+bearer = HTTPBearer(
+    auto_error=False, scheme_name="bearer", description="Authorization: Bearer <API key>"
+)
+api_key_header = APIKeyHeader(
+    name="X-API-Key", auto_error=False, scheme_name="apiKey", description="The API key."
+)
 
 
 def tenant_repository(request: Request) -> TenantRepository:
@@ -27,7 +37,9 @@ def tenant_repository(request: Request) -> TenantRepository:
 
 
 def presented_key(authorization: str | None, x_api_key: str | None) -> str | None:
-    """The key a request presents: a Bearer credential, else ``X-API-Key``."""
+    """The key a request presents: a Bearer credential, else ``X-API-Key``; an
+    ``Authorization`` header that is not a bearer token counts as no key (even beside an
+    ``X-API-Key``)."""
     presented = x_api_key
     if authorization:
         scheme, _, credential = authorization.partition(" ")
@@ -50,14 +62,15 @@ def admit(tenants: TenantRepository, limiter: RateLimiter | None, presented: str
 def current_tenant(
     request: Request,
     tenants: Annotated[TenantRepository, Depends(tenant_repository)],
-    authorization: Annotated[str | None, Header()] = None,
-    x_api_key: Annotated[str | None, Header()] = None,
+    _bearer: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
+    x_api_key: Annotated[str | None, Security(api_key_header)],
 ) -> Tenant:
+    """The tenant the request guard admitted, else the tenant of the key presented."""
     admitted = request.scope.get("state", {}).get(ADMITTED)
     if isinstance(admitted, Tenant):
         return admitted
     limiter: RateLimiter | None = getattr(request.app.state, "tenant_rate_limiter", None)
-    return admit(tenants, limiter, presented_key(authorization, x_api_key))
+    return admit(tenants, limiter, presented_key(request.headers.get("authorization"), x_api_key))
 
 
 TenantDep = Annotated[Tenant, Depends(current_tenant)]

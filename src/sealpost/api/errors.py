@@ -16,11 +16,13 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from sealpost.db.full import StorageFull, is_storage_full
-from sealpost.errors import PROBLEM_TYPE_PREFIX, SealpostError
+from sealpost.errors import PROBLEM_TYPE_PREFIX, InvalidInput, NotFound, SealpostError
 from sealpost.logging import get_logger
 
 log = get_logger(__name__)
@@ -76,7 +78,10 @@ def _internal(incident: str) -> JSONResponse:
     )
 
 
-def _location(loc: tuple[Any, ...] | list[Any]) -> str:
+def _location(error: dict[str, Any]) -> str:
+    loc = error.get("loc", ())
+    if error.get("type") == "json_invalid":
+        return "body"  # its loc is ("body", the offset of the error)
     parts = [str(p) for p in loc]
     if parts and parts[0] in ("body", "query", "path", "header"):
         parts = parts[1:] or parts
@@ -137,6 +142,30 @@ def database_error_response(exc: DBAPIError, headers: dict[str, str] | None = No
     return response
 
 
+def _reason(error: dict[str, Any]) -> str:
+    """Pydantic's message, without its "Value error, " prefix for our own validators."""
+    cause = (error.get("ctx") or {}).get("error")
+    if error.get("type") == "value_error" and isinstance(cause, ValueError):
+        return str(cause)
+    return str(error.get("msg", "invalid"))
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method some route answers at this path: ``Allow`` of a 405 (RFC 9110 §15.5.6).
+    Starlette names only the first route whose path matched; a path that two routes match
+    (``/v1/events/replay``: POST, and GET of ``/v1/events/{event_id}``) then told only half.
+    Asked of the router itself, method by method, so included routers answer too."""
+    methods = set()
+    for method in _METHODS:
+        scope = {**request.scope, "method": method}
+        if any(route.matches(scope)[0] == Match.FULL for route in request.app.router.routes):
+            methods.add(method)
+    return ", ".join(sorted(methods))
+
+
 def install(app: FastAPI) -> None:
     """Answer every error of ``app`` as a problem document."""
 
@@ -159,10 +188,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [
-            {"field": _location(e.get("loc", ())), "reason": str(e.get("msg", "invalid"))}
-            for e in exc.errors()
-        ]
+        errors = [{"field": _location(e), "reason": _reason(e)} for e in exc.errors()]
         malformed = any(e.get("type") == "json_invalid" for e in exc.errors())
         detail = "; ".join(f"{e['field']}: {e['reason']}" for e in errors) or "invalid request"
         if malformed:
@@ -170,6 +196,115 @@ def install(app: FastAPI) -> None:
         return problem(422, detail, errors=errors)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         detail = exc.detail if isinstance(exc.detail, str) else "error"
-        return problem(exc.status_code, detail, headers=dict(exc.headers or {}) or None)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = _allowed_methods(request)
+            detail = f"{request.method} is not allowed here; allowed: {headers['Allow']}"
+        return problem(exc.status_code, detail, headers=headers or None)
+
+
+# -- the problems in the OpenAPI document --------------------------------------------------------
+
+
+class FieldProblem(BaseModel):
+    field: str = Field(description="Where, e.g. `signers.0.name` or `status`.")
+    reason: str
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem document: every error answer of the API."""
+
+    model_config = ConfigDict(extra="allow", title="Problem")
+
+    type: str = Field(
+        pattern=r"^urn:sealpost:problem:[a-z0-9_]+$",
+        description="`urn:sealpost:problem:<code>`: the kind, stable (docs/api.md lists them).",
+    )
+    title: str = Field(description="The same short summary for every occurrence of the kind.")
+    status: int = Field(ge=400, le=599)
+    detail: str = Field(description="This occurrence, in words a developer can act on.")
+    error: str = Field(description="The code again, for clients written against Sealpost 0.1.")
+    message: str = Field(description="The detail again, for clients written against 0.1.")
+    errors: list[FieldProblem] | None = Field(
+        None, description="A request that breaks the schema: each field and why."
+    )
+
+
+_PROBLEM_CONTENT = {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+_HEADERS = {
+    401: {"WWW-Authenticate": "Bearer"},
+    429: {"Retry-After": "Seconds to wait before trying again."},
+    503: {"Retry-After": "Seconds to wait before trying again."},
+    507: {"Retry-After": "Seconds to wait before trying again."},
+}
+BODY_STATUSES = (400, 413)
+"""What an operation with a request body may answer before it reads a field: a JSON body
+that is not JSON (400), a body larger than its limit (413)."""
+
+
+def problem_responses(*kinds: type[SealpostError] | int) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI ``responses`` of an operation (or a router) that may raise these errors:
+    each status once, as a problem under ``application/problem+json``, its description the
+    titles and codes of the kinds that answer it.  A bare status stands for an answer no
+    :class:`SealpostError` gives (400, a body that is not JSON; 413 and 429 of the limits)."""
+    texts: dict[int, list[str]] = {}
+    for kind in kinds:
+        if isinstance(kind, int):
+            status, (code, title) = kind, _HTTP_CODES.get(kind, ("error", "Error"))
+        else:
+            status, code, title = kind.status, kind.code, kind.title
+        line = f"{title} (`{code}`)"
+        if line not in texts.setdefault(status, []):
+            texts[status].append(line)
+    out: dict[int | str, dict[str, Any]] = {}
+    for status, lines in sorted(texts.items()):
+        response: dict[str, Any] = {"description": "; ".join(lines), "content": _PROBLEM_CONTENT}
+        if status in _HEADERS:
+            response["headers"] = {
+                name: {"description": text, "required": True, "schema": {"type": "string"}}
+                for name, text in _HEADERS[status].items()
+            }
+        out[status] = response
+    return out
+
+
+def document(app: FastAPI) -> None:
+    """Make ``app``'s OpenAPI document say what the API answers: FastAPI's own 422 (an
+    ``HTTPValidationError`` list that the API never sends) becomes the problem the
+    validation handler sends; each operation with a path parameter documents 404, and each
+    with a request body 400 and 413 (see :data:`BODY_STATUSES`)."""
+
+    generate = app.openapi  # FastAPI's, which caches its result in app.openapi_schema
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            _problems_only(generate())
+        return app.openapi_schema or generate()
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _problems_only(schema: dict[str, Any]) -> None:
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    for name in ("HTTPValidationError", "ValidationError"):
+        components.pop(name, None)
+    problem_schema = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+    components.update(problem_schema.pop("$defs", {}))
+    components["Problem"] = problem_schema
+    validation = problem_responses(InvalidInput)[422]
+    body = problem_responses(*BODY_STATUSES)
+    unknown = problem_responses(NotFound)[404]
+    for item in schema.get("paths", {}).values():
+        for operation in item.values():
+            responses = operation.get("responses", {})
+            documented = responses.get("422", {}).get("content", {})
+            if any("HTTPValidationError" in str(c) for c in documented.values()):
+                responses["422"] = validation
+            if any(p.get("in") == "path" for p in operation.get("parameters", [])):
+                responses.setdefault("404", unknown)  # an id it does not know, or another's
+            content = operation.get("requestBody", {}).get("content", {})
+            for status, response in body.items():
+                if content and (status != 400 or "application/json" in content):
+                    responses.setdefault(str(status), response)

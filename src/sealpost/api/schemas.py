@@ -7,11 +7,6 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 
-class ErrorBody(BaseModel):
-    error: str = Field(description="Machine-readable error kind, e.g. 'unauthorized'.")
-    message: str = Field(description="What went wrong, in words a developer can act on.")
-
-
 class LedgerHealth(BaseModel):
     tree_size: int
     pending_records: int

@@ -13,32 +13,63 @@ import binascii
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field
 
 from sealpost.api import cursors
 from sealpost.api.auth import TenantDep
+from sealpost.api.cursors import Cursor
+from sealpost.api.errors import problem_responses
+from sealpost.api.text import (
+    MAX_INTEGER,
+    Base64,
+    Choice,
+    EmailAddress,
+    Identifier,
+    Moment,
+    MultiLine,
+    SingleLine,
+)
 from sealpost.communications.certificates import CertificateService
 from sealpost.communications.contents import ContentStore
 from sealpost.communications.email.addresses import AddressError, checked_address
-from sealpost.communications.email.mime import build_message, describe_message, new_message_id
+from sealpost.communications.email.mime import (
+    HeaderError,
+    build_message,
+    describe_message,
+    new_message_id,
+)
+from sealpost.communications.email.refusals import ContentRefused
 from sealpost.communications.email.submission import (
     Accepted,
+    SenderNotAllowed,
     SubmissionRequest,
     SubmissionService,
 )
 from sealpost.communications.repository import STATUSES, Communication, CommunicationRepository
 from sealpost.config import Settings
-from sealpost.errors import InvalidInput, NotFound
+from sealpost.db.full import StorageFull
+from sealpost.errors import (
+    Conflict,
+    InvalidInput,
+    NotFound,
+    ServiceUnavailable,
+    TooManyRequests,
+    Unauthorized,
+)
 from sealpost.ledger.proofs import LedgerReader
 from sealpost.ledger.records import format_optional_time, format_time
 from sealpost.tenants.repository import Tenant
 from sealpost.tenants.senders import SenderRepository
 
-router = APIRouter(prefix="/v1", tags=["communications"])
+router = APIRouter(
+    prefix="/v1",
+    tags=["communications"],
+    responses=problem_responses(Unauthorized, TooManyRequests, ServiceUnavailable, StorageFull),
+)
 
 
 @dataclass(frozen=True)
@@ -62,51 +93,57 @@ def communications_parts(request: Request) -> CommunicationsParts:
 CommunicationsDep = Annotated[CommunicationsParts, Depends(communications_parts)]
 
 MAX_PAGE = 200
-
-
-def _no_controls(value: str | None) -> str | None:
-    """No control characters, nor the Unicode line and paragraph separators: in a header
-    field Sealpost writes, any line break would end the field (RFC 5322 §2.2)."""
-    if value is not None and any(
-        (ord(c) < 32 and c != "\t") or 127 <= ord(c) < 160 or c in "\u2028\u2029" for c in value
-    ):
-        raise ValueError(
-            "must not contain line breaks (U+2028, U+2029, U+0085 included) or control characters"
-        )
-    return value
+MAX_RECIPIENTS = 100
 
 
 class Attachment(BaseModel):
-    filename: str = Field(min_length=1, max_length=255)
+    filename: SingleLine = Field(min_length=1, max_length=255)
     content_type: str = Field(
         "application/octet-stream", pattern=r"^[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+$"
     )
-    content: str = Field(description="Base64 of the file's bytes.")
-
-    _plain_filename = field_validator("filename")(_no_controls)
+    content: Base64 = Field(description="The file's bytes.")
 
 
 class SendRequest(BaseModel):
     """Either the parts of a message (Sealpost builds it) or a raw RFC 5322 message."""
 
-    from_: str | None = Field(None, alias="from", description="Sender address (parts form).")
-    to: list[str] = Field(default_factory=list)
-    cc: list[str] = Field(default_factory=list)
-    bcc: list[str] = Field(default_factory=list, description="Recipients not shown in headers.")
-    subject: str | None = None
-    text: str | None = None
-    html: str | None = None
-    attachments: list[Attachment] = Field(default_factory=list)
-    raw: str | None = Field(None, description="Base64 of a complete RFC 5322 message.")
-    recipients: list[str] = Field(
+    from_: EmailAddress | None = Field(
+        None, alias="from", description="Sender address (parts form)."
+    )
+    to: list[EmailAddress] = Field(default_factory=list, max_length=MAX_RECIPIENTS)
+    cc: list[EmailAddress] = Field(default_factory=list, max_length=MAX_RECIPIENTS)
+    bcc: list[EmailAddress] = Field(
         default_factory=list,
+        max_length=MAX_RECIPIENTS,
+        description="Recipients not shown in headers.",
+    )
+    subject: SingleLine | None = None
+    text: MultiLine | None = None
+    html: MultiLine | None = None
+    attachments: list[Attachment] = Field(default_factory=list)
+    raw: Base64 | None = Field(
+        None, min_length=4, description="A complete RFC 5322 message, base64."
+    )
+    recipients: list[EmailAddress] = Field(
+        default_factory=list,
+        max_length=MAX_RECIPIENTS,
         description="With raw: the envelope recipients (default: the To, Cc and Bcc headers; "
         "Bcc is removed from every delivered copy).",
     )
 
-    model_config = {"populate_by_name": True}
-
-    _plain_headers = field_validator("from_", "subject")(_no_controls)
+    model_config = {
+        "populate_by_name": True,
+        "json_schema_extra": {
+            "examples": [
+                {
+                    "from": "care@acme.example",
+                    "to": ["jane@customer.example"],
+                    "subject": "Your claim",
+                    "text": "We have decided on your claim.",
+                }
+            ]
+        },
+    }
 
 
 class CommunicationRef(BaseModel):
@@ -257,14 +294,28 @@ def _result(parts: CommunicationsParts, accepted: Accepted) -> SendResult:
     )
 
 
-@router.post("/communications", status_code=201, response_model=SendResult)
+@router.post(
+    "/communications",
+    status_code=201,
+    response_model=SendResult,
+    responses={
+        200: {
+            "model": SendResult,
+            "description": "An Idempotency-Key matched an earlier send: its first answer.",
+        },
+        **problem_responses(
+            Conflict, InvalidInput, AddressError, HeaderError, SenderNotAllowed, ContentRefused
+        ),
+    },
+)
 def send(
     body: SendRequest,
     parts: CommunicationsDep,
     tenant: TenantDep,
     response: Response,
     idempotency_key: Annotated[
-        str | None, Header(max_length=200, description="Retry-safe sends: same key, same answer.")
+        SingleLine | None,
+        Header(max_length=200, description="Retry-safe sends: same key, same answer."),
     ] = None,
 ) -> SendResult:
     """Send a certified email: one communication per recipient, accepted once durable."""
@@ -295,25 +346,22 @@ def list_communications(
     parts: CommunicationsDep,
     tenant: TenantDep,
     status: Annotated[
-        list[str] | None, Query(description=f"Any of {', '.join(STATUSES)}; repeatable.")
+        list[Annotated[str, Choice(STATUSES, empty=True)]] | None,
+        Query(description=f"Any of {', '.join(STATUSES)}; repeatable; empty: any."),
     ] = None,
-    recipient: str | None = None,
-    submitted_from: Annotated[datetime | None, Query(alias="from")] = None,
-    submitted_to: Annotated[datetime | None, Query(alias="to")] = None,
-    cursor: str | None = None,
+    recipient: Annotated[
+        SingleLine | None, Query(max_length=320, description="Exactly this address; empty: any.")
+    ] = None,
+    submitted_from: Annotated[Moment | None, Query(alias="from")] = None,
+    submitted_to: Annotated[Moment | None, Query(alias="to")] = None,
+    cursor: Cursor = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
 ) -> CommunicationPage:
     """Newest first; failed or pending ones with ``?status=failed`` / ``?status=queued``."""
-    for value in status or []:
-        if value not in STATUSES:
-            raise InvalidInput(f"status {value!r} is not one of {', '.join(STATUSES)}")
-    for moment, name in ((submitted_from, "from"), (submitted_to, "to")):
-        if moment is not None and moment.tzinfo is None:
-            raise InvalidInput(f"{name} needs a time zone, e.g. 2026-11-23T10:00:00Z")
     items = parts.communications.search(
         tenant.id,
-        status=status or (),
-        recipient=recipient,
+        status=[s for s in status or () if s],
+        recipient=recipient or None,
         submitted_from=submitted_from.astimezone(UTC) if submitted_from else None,
         submitted_to=submitted_to.astimezone(UTC) if submitted_to else None,
         after=cursors.decode(cursor) if cursor else None,
@@ -335,7 +383,7 @@ def _owned(parts: CommunicationsParts, tenant: Tenant, communication_id: str) ->
 
 @router.get("/communications/{communication_id}", response_model=CommunicationDetail)
 def get_communication(
-    communication_id: str, parts: CommunicationsDep, tenant: TenantDep
+    communication_id: Identifier, parts: CommunicationsDep, tenant: TenantDep
 ) -> CommunicationDetail:
     """Status, every evidence event in order, the delivery attempts and certificate versions."""
     c = _owned(parts, tenant, communication_id)
@@ -376,13 +424,15 @@ def get_communication(
 @router.get(
     "/communications/{communication_id}/certificate.pdf",
     response_class=Response,
-    responses={200: {"content": {"application/pdf": {}}}},
+    responses={200: {"content": {"application/pdf": {}}}, **problem_responses(Conflict)},
 )
 def certificate(
-    communication_id: str,
+    communication_id: Identifier,
     parts: CommunicationsDep,
     tenant: TenantDep,
-    version: Annotated[int | None, Query(ge=1, description="Default: the latest.")] = None,
+    version: Annotated[
+        int | None, Query(ge=1, le=MAX_INTEGER, description="Default: the latest.")
+    ] = None,
 ) -> Response:
     """The sealed evidence certificate (PAdES); 409 while delivery is still under way."""
     c = _owned(parts, tenant, communication_id)
@@ -399,7 +449,7 @@ def certificate(
     response_class=Response,
     responses={200: {"content": {"message/rfc822": {}}}},
 )
-def original(communication_id: str, parts: CommunicationsDep, tenant: TenantDep) -> Response:
+def original(communication_id: Identifier, parts: CommunicationsDep, tenant: TenantDep) -> Response:
     """The message exactly as submitted (its SHA-256 is the records' content.sha256)."""
     c = _owned(parts, tenant, communication_id)
     return Response(
@@ -411,7 +461,7 @@ def original(communication_id: str, parts: CommunicationsDep, tenant: TenantDep)
 
 @router.get("/communications/{communication_id}/evidence")
 def evidence(
-    communication_id: str,
+    communication_id: Identifier,
     parts: CommunicationsDep,
     tenant: TenantDep,
     wait: Annotated[float, Query(ge=0, le=10, description="Seconds to wait for seals.")] = 0,

@@ -12,24 +12,43 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from sealpost.api.auth import TenantDep
+from sealpost.api.errors import problem_responses
+from sealpost.api.text import Choice, Matches, Moment, SingleLine
 from sealpost.config import Settings
-from sealpost.errors import Gone, InvalidInput, NotFound
+from sealpost.db.full import StorageFull
+from sealpost.errors import (
+    Gone,
+    InvalidInput,
+    NotFound,
+    ServiceUnavailable,
+    TooManyRequests,
+    Unauthorized,
+)
 from sealpost.events.outbox import AMQP_CURSOR, PURGED_CURSOR, OutboxRepository
-from sealpost.events.registry import REGISTRY
+from sealpost.events.registry import REGISTRY, types
 from sealpost.events.webhooks.deliveries import WebhookDeliveryLog
 from sealpost.events.webhooks.fanout import WebhookReplay
 from sealpost.events.webhooks.repository import WebhookRepository
 
-router = APIRouter(prefix="/v1", tags=["events"])
+EventId = Annotated[uuid.UUID, Path(alias="event_id")]
+"""An event's id: a UUID, also in the route (``{event_id:uuid}``), so that no other path of
+``/v1/events/`` (``replay``) is taken for one: a 405 there names POST only."""
+
+router = APIRouter(
+    prefix="/v1",
+    tags=["events"],
+    responses=problem_responses(Unauthorized, TooManyRequests, ServiceUnavailable, StorageFull),
+)
 
 
 @dataclass(frozen=True)
@@ -70,13 +89,20 @@ class EventDetail(BaseModel):
     webhook_deliveries: list[dict[str, Any]]
 
 
+EventType = Annotated[str, Choice(types)]
+"""A known event type (``GET /v1/events?type=``, a replay's ``types``)."""
+
+
 class ReplayRequest(BaseModel):
-    event_ids: list[str] = Field(default_factory=list, max_length=MAX_REPLAY)
-    from_: datetime | None = Field(None, alias="from", description="Event time, inclusive.")
-    to: datetime | None = Field(None, description="Event time, exclusive; default now.")
-    types: list[str] = Field(default_factory=list)
-    endpoint_id: str | None = Field(
+    event_ids: list[Annotated[SingleLine, Field(max_length=100)]] = Field(
+        default_factory=list, max_length=MAX_REPLAY
+    )
+    from_: Moment | None = Field(None, alias="from", description="Event time, inclusive.")
+    to: Moment | None = Field(None, description="Event time, exclusive; default now.")
+    types: list[EventType] = Field(default_factory=list, max_length=100)
+    endpoint_id: SingleLine | None = Field(
         None,
+        max_length=100,
         description="Only this endpoint (whatever its filter); default every endpoint of the "
         "tenant whose filter matches.",
     )
@@ -92,7 +118,7 @@ class ReplayResult(BaseModel):
 def _position(cursor: str | None) -> int:
     if not cursor:
         return 0
-    if not cursor.isdigit() or len(cursor) > 19:
+    if not cursor.isdigit() or len(cursor) > 18:
         raise InvalidInput("cursor is not one this API gave")
     return int(cursor)
 
@@ -104,13 +130,18 @@ def _types(types: list[str] | None) -> list[str]:
     return list(types or [])
 
 
-@router.get("/events", response_model=EventPage)
+@router.get("/events", response_model=EventPage, responses=problem_responses(Gone))
 async def list_events(
     parts: EventsDep,
     tenant: TenantDep,
-    after: Annotated[str | None, Query(description="The cursor of the previous page.")] = None,
+    after: Annotated[
+        Annotated[str, Matches(r"^[0-9]{0,18}$", "must be a next_cursor this API gave")] | None,
+        Query(description="The next_cursor of the previous page; empty: the first."),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
-    type: Annotated[list[str] | None, Query(description="Event types; repeatable.")] = None,
+    type: Annotated[
+        list[EventType] | None, Query(description="Event types; repeatable; none: all.")
+    ] = None,
     wait: Annotated[float, Query(ge=0, le=30, description="Long-poll up to N s.")] = 0,
 ) -> EventPage:
     """The tenant's events after the cursor, oldest first (pull mode)."""
@@ -140,9 +171,10 @@ async def list_events(
     return EventPage(events=[e.cloudevent() for e in found], next_cursor=str(last))
 
 
-@router.get("/events/{event_id}", response_model=EventDetail)
-def get_event(event_id: str, parts: EventsDep, tenant: TenantDep) -> EventDetail:
+@router.get("/events/{event_id:uuid}", response_model=EventDetail)
+def get_event(event_uuid: EventId, parts: EventsDep, tenant: TenantDep) -> EventDetail:
     """One event, whether RabbitMQ confirmed it, and its webhook deliveries."""
+    event_id = str(event_uuid)
     found = parts.outbox.get(tenant.id, event_id)
     if found is None:
         raise NotFound(f"no event {event_id}")
@@ -162,15 +194,17 @@ def get_event(event_id: str, parts: EventsDep, tenant: TenantDep) -> EventDetail
     )
 
 
-@router.post("/events/replay", status_code=202, response_model=ReplayResult)
+@router.post(
+    "/events/replay",
+    status_code=202,
+    response_model=ReplayResult,
+    responses=problem_responses(NotFound),
+)
 def replay(body: ReplayRequest, parts: EventsDep, tenant: TenantDep) -> ReplayResult:
     """Send events again to webhooks: by id, or every event in a time range.  Each replayed
     delivery keeps its event's ``webhook-id``, so receivers deduplicating on it stay correct."""
     if not body.event_ids and body.from_ is None:
         raise InvalidInput("give event_ids, or a time range with from (and to)")
-    for moment, name in ((body.from_, "from"), (body.to, "to")):
-        if moment is not None and moment.tzinfo is None:
-            raise InvalidInput(f"{name} needs a time zone, e.g. 2026-11-23T10:00:00Z")
     if body.endpoint_id is not None:
         parts.webhooks.get(tenant.id, body.endpoint_id)
     events = parts.outbox.positioned(

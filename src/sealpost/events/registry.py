@@ -199,6 +199,22 @@ def matches(patterns: Sequence[str], event_type: str) -> bool:
     return False
 
 
+def patterns() -> list[str]:
+    """Every filter :func:`valid_pattern` accepts: ``*``, each family (``prefix.*`` for each
+    dotted prefix of a known type), each known type; what the API's schema lists."""
+    families = {
+        ".".join(parts[:n]) + ".*"
+        for parts in (k.type.split(".") for k in REGISTRY.kinds)
+        for n in range(1, len(parts))
+    }
+    return ["*", *sorted(families), *sorted(k.type for k in REGISTRY.kinds)]
+
+
+def types() -> list[str]:
+    """Every known event type (no family)."""
+    return sorted(k.type for k in REGISTRY.kinds)
+
+
 def valid_pattern(pattern: str) -> bool:
     """A filter names a known type, a family of them (``prefix.*``), or ``*``."""
     if pattern == "*" or REGISTRY.kind(pattern) is not None:

@@ -8,17 +8,24 @@ from __future__ import annotations
 import base64
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 
 from sealpost.api.auth import TenantDep
+from sealpost.api.errors import problem_responses
 from sealpost.api.schemas import Bundle, ConsistencyProof, InclusionProof, TreeHead
-from sealpost.errors import NotFound
+from sealpost.api.text import MAX_BIGINT, Identifier
+from sealpost.db.full import StorageFull
+from sealpost.errors import NotFound, ServiceUnavailable, TooManyRequests, Unauthorized
 from sealpost.ledger.errors import NotSealedYet
 from sealpost.ledger.proofs import LedgerReader
 from sealpost.ledger.records import format_time
 from sealpost.ledger.tree_head import SignedTreeHead
 
-router = APIRouter(prefix="/v1", tags=["ledger"])
+router = APIRouter(
+    prefix="/v1",
+    tags=["ledger"],
+    responses=problem_responses(Unauthorized, TooManyRequests, ServiceUnavailable, StorageFull),
+)
 
 
 def ledger_reader(request: Request) -> LedgerReader:
@@ -46,7 +53,7 @@ def _head_body(head: SignedTreeHead) -> TreeHead:
     )
 
 
-@router.get("/ledger/heads/latest", response_model=TreeHead)
+@router.get("/ledger/heads/latest", response_model=TreeHead, responses=problem_responses(NotFound))
 def latest_head(ledger: LedgerDep, _tenant: TenantDep) -> TreeHead:
     """The newest signed tree head."""
     head = ledger.head()
@@ -56,7 +63,9 @@ def latest_head(ledger: LedgerDep, _tenant: TenantDep) -> TreeHead:
 
 
 @router.get("/ledger/heads/{tree_size}", response_model=TreeHead)
-def head_by_size(tree_size: int, ledger: LedgerDep, _tenant: TenantDep) -> TreeHead:
+def head_by_size(
+    tree_size: Annotated[int, Path(ge=0, le=MAX_BIGINT)], ledger: LedgerDep, _tenant: TenantDep
+) -> TreeHead:
     """The signed tree head of exactly that size (one per sealed batch)."""
     head = ledger.head(tree_size)
     if head is None:
@@ -64,12 +73,18 @@ def head_by_size(tree_size: int, ledger: LedgerDep, _tenant: TenantDep) -> TreeH
     return _head_body(head)
 
 
-@router.get("/ledger/proofs/inclusion/{record_id}", response_model=InclusionProof)
+@router.get(
+    "/ledger/proofs/inclusion/{record_id}",
+    response_model=InclusionProof,
+    responses=problem_responses(NotSealedYet),
+)
 def inclusion_proof(
-    record_id: str,
+    record_id: Identifier,
     ledger: LedgerDep,
     tenant: TenantDep,
-    tree_size: Annotated[int | None, Query(description="Default: the head that sealed it.")] = None,
+    tree_size: Annotated[
+        int | None, Query(ge=1, le=MAX_BIGINT, description="Default: the head that sealed it.")
+    ] = None,
 ) -> InclusionProof:
     """Where the tenant's record sits in the tree, and the hashes that lead to the root."""
     record, head = ledger.sealed_record(record_id, tenant.id)
@@ -89,17 +104,17 @@ def inclusion_proof(
 def consistency_proof(
     ledger: LedgerDep,
     _tenant: TenantDep,
-    from_size: Annotated[int, Query(alias="from", ge=1)],
-    to_size: Annotated[int, Query(alias="to", ge=1)],
+    from_size: Annotated[int, Query(alias="from", ge=1, le=MAX_BIGINT)],
+    to_size: Annotated[int, Query(alias="to", ge=1, le=MAX_BIGINT)],
 ) -> ConsistencyProof:
     """RFC 9162 proof that the tree of size ``to`` extends the tree of size ``from``."""
     proof = ledger.consistency_proof(from_size, to_size)
     return ConsistencyProof(from_size=from_size, to_size=to_size, hashes=[_b64(h) for h in proof])
 
 
-@router.get("/evidence/{record_id}")
+@router.get("/evidence/{record_id}", responses=problem_responses(NotSealedYet))
 def evidence_bundle(
-    record_id: str,
+    record_id: Identifier,
     ledger: LedgerDep,
     tenant: TenantDep,
     wait: Annotated[

@@ -14,14 +14,35 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, Strict, StrictInt
 
 from sealpost.api import cursors
 from sealpost.api.auth import TenantDep
-from sealpost.errors import InvalidInput, NotFound
+from sealpost.api.cursors import Cursor
+from sealpost.api.errors import problem_responses
+from sealpost.api.text import (
+    MAX_INTEGER,
+    Base64,
+    Choice,
+    EmailAddress,
+    Identifier,
+    Moment,
+    MultiLine,
+    Origin,
+    SingleLine,
+)
+from sealpost.db.full import StorageFull
+from sealpost.errors import (
+    Conflict,
+    InvalidInput,
+    NotFound,
+    ServiceUnavailable,
+    TooManyRequests,
+    Unauthorized,
+)
 from sealpost.ledger.proofs import LedgerReader
 from sealpost.ledger.records import format_optional_time
 from sealpost.signatures.model import (
@@ -33,7 +54,11 @@ from sealpost.signatures.model import (
 from sealpost.signatures.repository import PROCESS_STATUSES, SignatureProcess
 from sealpost.signatures.service import SignatureService
 
-router = APIRouter(prefix="/v1", tags=["signatures"])
+router = APIRouter(
+    prefix="/v1",
+    tags=["signatures"],
+    responses=problem_responses(Unauthorized, TooManyRequests, ServiceUnavailable, StorageFull),
+)
 
 
 @dataclass(frozen=True)
@@ -52,53 +77,92 @@ def signatures_parts(request: Request) -> SignaturesParts:
 SignaturesDep = Annotated[SignaturesParts, Depends(signatures_parts)]
 
 MAX_PAGE = 100
+BLANK_PAGE_PDF = (
+    "JVBERi0xLjcKJeLjz9MKMSAwIG9iago8PCAvVHlwZSAvQ2F0YWxvZyAvUGFnZXMgMiAwIFIgPj4KZW5kb2JqCjIgMCBv"
+    "YmoKPDwgL1R5cGUgL1BhZ2VzIC9LaWRzIFszIDAgUl0gL0NvdW50IDEgPj4KZW5kb2JqCjMgMCBvYmoKPDwgL1R5cGUg"
+    "L1BhZ2UgL1BhcmVudCAyIDAgUiAvTWVkaWFCb3ggWzAgMCA1OTUgODQyXSA+PgplbmRvYmoKeHJlZgowIDQKMDAwMDAw"
+    "MDAwMCA2NTUzNSBmIAowMDAwMDAwMDE1IDAwMDAwIG4gCjAwMDAwMDAwNjQgMDAwMDAgbiAKMDAwMDAwMDEyMSAwMDAw"
+    "MCBuIAp0cmFpbGVyCjw8IC9TaXplIDQgL1Jvb3QgMSAwIFIgPj4Kc3RhcnR4cmVmCjE5MgolJUVPRgo="
+)
+"""A blank A4 page: the example document of the OpenAPI document (it can be sent as is)."""
+Finite = Annotated[float, Strict(), Field(allow_inf_nan=False)]
+"""A JSON number, finite (JSON has no NaN; Python's parser would still read one)."""
 
 
 class FieldIn(BaseModel):
-    document: int = Field(0, ge=0, description="Index in `documents`.")
-    page: int | None = Field(None, ge=1, description="1-based page (with `box`).")
-    box: tuple[float, float, float, float] | None = Field(
+    document: StrictInt = Field(0, ge=0, le=MAX_INTEGER, description="Index in `documents`.")
+    page: StrictInt | None = Field(
+        None, ge=1, le=MAX_INTEGER, description="1-based page (with `box`)."
+    )
+    box: tuple[Finite, Finite, Finite, Finite] | None = Field(
         None, description="x1, y1, x2, y2 in PDF points from the page's bottom-left corner."
     )
-    anchor: str | None = Field(
+    anchor: SingleLine | None = Field(
         None,
+        min_length=1,
         max_length=20,
         description="Label N of a `{{signature:N}}` text in the PDF: the field goes there.",
     )
 
 
 class SignerIn(BaseModel):
-    name: str = Field(min_length=1, max_length=200)
-    email: str | None = Field(None, max_length=320)
-    phone: str | None = Field(None, max_length=32)
+    name: SingleLine = Field(min_length=1, max_length=200)
+    email: EmailAddress = Field(
+        description="Where the invitation (a certified email) and the codes go."
+    )
+    phone: str | None = Field(
+        None,
+        max_length=32,
+        pattern=r"^\+?[0-9 ().-]{3,31}$",
+        description="For SMS codes (not available yet), e.g. +49 30 123456.",
+    )
     role: Literal["signer", "approver", "viewer", "cc"] = "signer"
-    order: int = Field(1, ge=1, le=100, description="Sequential: lower orders sign first.")
+    order: StrictInt = Field(1, ge=1, le=100, description="Sequential: lower orders sign first.")
     identification: Literal["email_otp", "sms_otp", "none"] = "email_otp"
     fields: list[FieldIn] = Field(default_factory=list, max_length=20)
 
 
 class DocumentIn(BaseModel):
-    name: str = Field(min_length=1, max_length=200)
-    content: str = Field(description="The PDF, base64.")
+    name: SingleLine = Field(min_length=1, max_length=200)
+    content: Base64 = Field(description="The PDF, base64.")
 
 
 class ProcessIn(BaseModel):
-    title: str = Field(min_length=1, max_length=300)
-    message: str = Field("", max_length=5000)
+    title: SingleLine = Field(min_length=1, max_length=300)
+    message: MultiLine = Field("", max_length=5000)
     documents: list[DocumentIn] = Field(min_length=1, max_length=20)
     signers: list[SignerIn] = Field(min_length=1, max_length=50)
     signing_order: Literal["sequential", "parallel"] = "sequential"
-    expires_at: datetime | None = None
-    reminder_hours: list[float] = Field(
+    expires_at: Moment | None = None
+    reminder_hours: list[Finite] = Field(
         default_factory=list,
         max_length=10,
         description="Hours after the invitation at which to remind, e.g. [24, 72].",
     )
-    consent_text: str | None = Field(None, max_length=5000)
+    consent_text: MultiLine | None = Field(None, max_length=5000)
+
+    model_config = {
+        "json_schema_extra": {
+            "examples": [
+                {
+                    "title": "Repair quote 4711",
+                    "message": "Please sign the repair quote.",
+                    "documents": [{"name": "quote.pdf", "content": BLANK_PAGE_PDF}],
+                    "signers": [
+                        {
+                            "name": "Jane Customer",
+                            "email": "jane@customer.example",
+                            "fields": [{"document": 0, "page": 1, "box": [50, 50, 250, 110]}],
+                        }
+                    ],
+                }
+            ]
+        }
+    }
 
 
 class CancelIn(BaseModel):
-    reason: str | None = Field(None, max_length=2000)
+    reason: MultiLine | None = Field(None, max_length=2000)
 
 
 class LinkOut(BaseModel):
@@ -107,7 +171,7 @@ class LinkOut(BaseModel):
 
 
 class SigningSettings(BaseModel):
-    frame_ancestors: list[str] = Field(
+    frame_ancestors: list[Origin] = Field(
         default_factory=list,
         max_length=20,
         description="Origins allowed to embed the signing page (iframe) and to receive its "
@@ -120,6 +184,10 @@ class SigningSettings(BaseModel):
         "docs/signatures.md) instead of refusing them with 422 active_content; what was found "
         "is recorded in the evidence and the audit trail. A PUT without it sets it to false.",
     )
+
+    model_config = {
+        "json_schema_extra": {"examples": [{"frame_ancestors": ["https://crm.example.com"]}]}
+    }
 
 
 def _decode(value: str, where: str) -> bytes:
@@ -188,13 +256,23 @@ def process_body(
     return body
 
 
-@router.post("/signatures", status_code=201)
+@router.post(
+    "/signatures",
+    status_code=201,
+    responses={
+        200: {"description": "An Idempotency-Key matched an earlier request: its process."},
+        **problem_responses(Conflict),
+    },
+)
 def create(
     body: ProcessIn,
     parts: SignaturesDep,
     tenant: TenantDep,
     response: Response,
-    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+    idempotency_key: Annotated[
+        SingleLine | None,
+        Header(max_length=200, description="Retry-safe creation: same key, same answer."),
+    ] = None,
 ) -> dict[str, Any]:
     """Start a signature process; the first signers get their invitation at once."""
     request = ProcessRequest(
@@ -237,16 +315,17 @@ def create(
 def list_processes(
     parts: SignaturesDep,
     tenant: TenantDep,
-    status: Annotated[str | None, Query(description=", ".join(PROCESS_STATUSES))] = None,
-    cursor: str | None = None,
+    status: Annotated[
+        Annotated[str, Choice(PROCESS_STATUSES, empty=True)] | None,
+        Query(description=f"One of {', '.join(PROCESS_STATUSES)}; empty: any."),
+    ] = None,
+    cursor: Cursor = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
 ) -> dict[str, Any]:
     """Newest first."""
-    if status is not None and status not in PROCESS_STATUSES:
-        raise InvalidInput(f"status is one of {', '.join(PROCESS_STATUSES)}")
     found = parts.signatures.repo.page(
         tenant.id,
-        status=status,
+        status=status or None,
         before=cursors.decode(cursor) if cursor else None,
         limit=limit + 1,
     )
@@ -258,22 +337,29 @@ def list_processes(
 
 
 @router.get("/signatures/{process_id}")
-def get_process(process_id: str, parts: SignaturesDep, tenant: TenantDep) -> dict[str, Any]:
+def get_process(process_id: Identifier, parts: SignaturesDep, tenant: TenantDep) -> dict[str, Any]:
     """Status, signers, documents and the timeline of evidence."""
     return process_body(parts, parts.signatures.get(tenant.id, process_id), timeline=True)
 
 
-@router.post("/signatures/{process_id}/cancel")
+@router.post("/signatures/{process_id}/cancel", responses=problem_responses(Conflict))
 def cancel(
-    process_id: str, parts: SignaturesDep, tenant: TenantDep, body: CancelIn | None = None
+    process_id: Identifier,
+    parts: SignaturesDep,
+    tenant: TenantDep,
+    body: CancelIn | None = None,
 ) -> dict[str, Any]:
     process = parts.signatures.cancel(tenant.id, process_id, body.reason if body else None)
     return process_body(parts, process)
 
 
-@router.post("/signatures/{process_id}/signers/{signer_id}/link", response_model=LinkOut)
+@router.post(
+    "/signatures/{process_id}/signers/{signer_id}/link",
+    response_model=LinkOut,
+    responses=problem_responses(Conflict),
+)
 def signing_link(
-    process_id: str, signer_id: str, parts: SignaturesDep, tenant: TenantDep
+    process_id: Identifier, signer_id: Identifier, parts: SignaturesDep, tenant: TenantDep
 ) -> LinkOut:
     """A fresh single-use link for embedding the signing page (a locked signer gets new
     code attempts: the tenant vouches for them)."""
@@ -291,10 +377,10 @@ def signing_link(
     responses={200: {"content": {"application/pdf": {}}}},
 )
 def document_pdf(
-    process_id: str,
+    process_id: Identifier,
     parts: SignaturesDep,
     tenant: TenantDep,
-    document: Annotated[int, Query(ge=0)] = 0,
+    document: Annotated[int, Query(ge=0, le=MAX_INTEGER)] = 0,
 ) -> Response:
     """The document's current revision: every signature so far (and, once completed, the
     document timestamp)."""
@@ -314,9 +400,9 @@ def document_pdf(
 @router.get(
     "/signatures/{process_id}/audit.pdf",
     response_class=Response,
-    responses={200: {"content": {"application/pdf": {}}}},
+    responses={200: {"content": {"application/pdf": {}}}, **problem_responses(Conflict)},
 )
-def audit_pdf(process_id: str, parts: SignaturesDep, tenant: TenantDep) -> Response:
+def audit_pdf(process_id: Identifier, parts: SignaturesDep, tenant: TenantDep) -> Response:
     """The sealed audit trail (kept once completed; made on request before)."""
     process = parts.signatures.get(tenant.id, process_id)
     return Response(
@@ -328,7 +414,7 @@ def audit_pdf(process_id: str, parts: SignaturesDep, tenant: TenantDep) -> Respo
 
 @router.get("/signatures/{process_id}/evidence")
 def evidence(
-    process_id: str,
+    process_id: Identifier,
     parts: SignaturesDep,
     tenant: TenantDep,
     wait: Annotated[float, Query(ge=0, le=10)] = 0,
@@ -353,7 +439,7 @@ def get_settings(parts: SignaturesDep, tenant: TenantDep) -> SigningSettings:
 def put_settings(body: SigningSettings, parts: SignaturesDep, tenant: TenantDep) -> SigningSettings:
     """Which sites may embed the signing page: exact origins (scheme://host[:port]); whether
     documents with active content are accepted.  The whole object is replaced."""
-    origins = [_origin(o) for o in body.frame_ancestors]
+    origins = list(dict.fromkeys(body.frame_ancestors))
     parts.signatures.repo.set_signing_settings(
         tenant.id,
         frame_ancestors=origins,
@@ -361,30 +447,6 @@ def put_settings(body: SigningSettings, parts: SignaturesDep, tenant: TenantDep)
         now=datetime.now(UTC),
     )
     return SigningSettings(frame_ancestors=origins, allow_active_content=body.allow_active_content)
-
-
-def _origin(value: str) -> str:
-    """An exact origin (no wildcard: CSP would accept one, postMessage cannot target it)."""
-    problem = InvalidInput(
-        f"{value!r} is not an origin: give scheme://host[:port], e.g. https://crm.example.com"
-    )
-    parts = urlsplit(value.strip())
-    try:
-        port = parts.port
-    except ValueError:
-        raise problem from None
-    if (
-        parts.scheme not in ("https", "http")
-        or not parts.hostname
-        or parts.path not in ("", "/")
-        or parts.query
-        or parts.fragment
-        or parts.username
-        or any(c in value for c in " ;,'\"*")
-    ):
-        raise problem
-    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
-    return f"{parts.scheme}://{host}{f':{port}' if port else ''}"
 
 
 def _disposition(name: str) -> str:

@@ -21,20 +21,23 @@ from fastapi import APIRouter, Header, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool
 
 from sealpost.access.model import mask
+from sealpost.api.text import Base64, MultiLine, SingleLine, origin
 from sealpost.errors import SealpostError
+from sealpost.logging import get_logger
 from sealpost.signatures.endpoints import SignaturesDep, SignaturesParts
 from sealpost.signatures.model import (
     LinkUnusable,
     SignInput,
     Visitor,
-    WrongCode,
     decode_png,
 )
 from sealpost.signatures.repository import SignatureProcess, Signer
 from sealpost.signatures.service import SignatureService
+
+log = get_logger(__name__)
 
 HERE = Path(__file__).parent
 STATIC_DIR = HERE / "static"
@@ -50,22 +53,35 @@ router = APIRouter(tags=["signing page"], include_in_schema=False)
 
 
 class CodeIn(BaseModel):
-    code: str = Field(max_length=12)
+    code: SingleLine = Field(max_length=12)
 
 
 class SignIn(BaseModel):
-    consent: bool = False
-    image_png: str | None = Field(None, max_length=800_000)
-    typed: str | None = Field(None, max_length=200)
+    consent: StrictBool = False
+    image_png: Base64 | None = Field(None, max_length=800_000)
+    typed: SingleLine | None = Field(None, max_length=200)
 
 
 class DeclineIn(BaseModel):
-    reason: str = Field(max_length=2000)
+    reason: MultiLine = Field(max_length=2000)
 
 
 def _visitor(request: Request) -> Visitor:
     agent = request.headers.get("user-agent")
     return Visitor(request.client.host if request.client else None, agent[:1000] if agent else None)
+
+
+def _valid_origins(stored: list[str]) -> list[str]:
+    """The stored origins that are origins: one stored before the API checked them (with a
+    control character, a path) would otherwise break every page of the tenant (a header
+    cannot carry it) or widen the policy; it is dropped, the others still apply."""
+    kept = []
+    for value in stored:
+        try:
+            kept.append(origin(value))
+        except ValueError:
+            log.warning("signing_page.invalid_frame_ancestor", value=repr(value)[:100])
+    return kept
 
 
 def _headers(frame_ancestors: list[str]) -> dict[str, str]:
@@ -88,14 +104,14 @@ def _config_json(data: dict[str, Any]) -> str:
 
 
 class OpenIn(BaseModel):
-    link: str = Field(max_length=200)
+    link: SingleLine = Field(max_length=200)
 
 
 def _error_page(service: SignatureService, token: str, exc: LinkUnusable) -> HTMLResponse:
     origins: list[str] = []
     if exc.process_id:
         found = service.repo.get(exc.process_id)
-        origins = service.repo.frame_ancestors(found.tenant_id) if found else []
+        origins = _valid_origins(service.repo.frame_ancestors(found.tenant_id)) if found else []
     html = _templates.get_template("sign_error.html").render(
         title="This link cannot be used",
         message=exc.message,
@@ -120,7 +136,7 @@ def signing_page(token: str, parts: SignaturesDep) -> HTMLResponse:
         process, signer = service.check_link(token)
     except LinkUnusable as exc:
         return _error_page(service, token, exc)
-    origins = service.repo.frame_ancestors(process.tenant_id)
+    origins = _valid_origins(service.repo.frame_ancestors(process.tenant_id))
     config = {
         "open_url": f"{API_BASE}/open",
         "link": token,
@@ -156,11 +172,9 @@ def signing_page(token: str, parts: SignaturesDep) -> HTMLResponse:
 
 @router.post(f"{API_BASE}/open")
 def open_link(body: OpenIn, request: Request, parts: SignaturesDep) -> JSONResponse:
-    """Spend the link for a session: the page's first call."""
-    try:
-        session, process, signer = parts.signatures.open_link(body.link, _visitor(request))
-    except LinkUnusable as exc:
-        return JSONResponse({"error": exc.kind, "message": exc.message}, status_code=410)
+    """Spend the link for a session: the page's first call.  A link that cannot be used is a
+    410 problem (``link_unusable``, with ``kind`` and ``renewable``), as everywhere else."""
+    session, process, signer = parts.signatures.open_link(body.link, _visitor(request))
     return JSONResponse(
         {"session_token": session, "status": parts.signatures.page_status(process, signer)}
     )
@@ -247,14 +261,9 @@ def send_code(
 def verify_code(
     body: CodeIn, request: Request, parts: SignaturesDep, session: SessionHeader = None
 ) -> JSONResponse:
+    """A wrong code is a 422 problem (``wrong_code``, with ``attempts_left``)."""
     process, signer = _session(parts, session)
-    try:
-        parts.signatures.verify_otp(process, signer, body.code, _visitor(request))
-    except WrongCode as exc:
-        return JSONResponse(
-            {"error": "invalid_input", "message": exc.message, "attempts_left": exc.attempts_left},
-            status_code=422,
-        )
+    parts.signatures.verify_otp(process, signer, body.code, _visitor(request))
     return JSONResponse({"status": "ready"})
 
 

@@ -23,6 +23,21 @@ export class ApiError extends Error {
 
 export const NETWORK_MESSAGE = "We could not reach the server. Check your connection and try again.";
 
+const PROBLEM_TYPE_PREFIX = "urn:sealpost:problem:";
+
+/**
+ * An error answer is an RFC 9457 problem (application/problem+json): its kind is the code of
+ * its `type` (or, for a link that cannot be used, the more precise `kind`: link_used,
+ * link_expired...), its words the `detail`.
+ */
+export function problemError(status, data, fallback) {
+  const type = typeof data.type === "string" ? data.type : "";
+  const code = type.startsWith(PROBLEM_TYPE_PREFIX) ? type.slice(PROBLEM_TYPE_PREFIX.length) : "http";
+  const kind = typeof data.kind === "string" ? data.kind : code;
+  const message = typeof data.detail === "string" && data.detail ? data.detail : fallback;
+  return new ApiError(status, kind, message, data);
+}
+
 export function makeApi(config, sessionHeader) {
   const base = config.api_base.replace(/\/$/, "");
 
@@ -49,7 +64,7 @@ export function makeApi(config, sessionHeader) {
     if (!response.ok) {
       const data = await readJson(response);
       const fallback = "Something went wrong (HTTP " + response.status + "). Please try again.";
-      throw new ApiError(response.status, data.error || "http", data.message || fallback, data);
+      throw problemError(response.status, data, fallback);
     }
     if (expect === "blob") return response.blob();
     return response.status === 204 ? null : readJson(response);
@@ -96,7 +111,7 @@ export async function openSession(config) {
     return null;
   }
   if (!response.ok || !data.session_token) {
-    throw new ApiError(response.status, data.error || "http", data.message || NETWORK_MESSAGE);
+    throw problemError(response.status, data, NETWORK_MESSAGE);
   }
   return data;
 }

@@ -13,41 +13,92 @@ from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Query, Response
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool
 
 from sealpost.api import cursors
 from sealpost.api.auth import TenantDep
+from sealpost.api.cursors import Cursor
+from sealpost.api.errors import problem_responses
+from sealpost.api.text import Choice, Identifier, Matches, SingleLine
 from sealpost.config import Settings
-from sealpost.errors import InvalidInput, NotFound
+from sealpost.db.full import StorageFull
+from sealpost.errors import (
+    InvalidInput,
+    NotFound,
+    ServiceUnavailable,
+    TooManyRequests,
+    Unauthorized,
+)
 from sealpost.events.cloudevents import SPECVERSION, encode, source_of
 from sealpost.events.endpoints import EventsDep
-from sealpost.events.registry import REGISTRY, TEST_EVENT_TYPE, valid_pattern
+from sealpost.events.registry import REGISTRY, TEST_EVENT_TYPE, patterns, valid_pattern
 from sealpost.events.webhooks.deliveries import DELIVERY_STATES, WebhookDelivery
 from sealpost.events.webhooks.headers import new_secret
 from sealpost.events.webhooks.repository import Endpoint
 from sealpost.events.webhooks.sender import http_session, post_event
 from sealpost.ledger.records import format_optional_time, format_time
 
-router = APIRouter(prefix="/v1", tags=["webhooks"])
+router = APIRouter(
+    prefix="/v1",
+    tags=["webhooks"],
+    responses=problem_responses(Unauthorized, TooManyRequests, ServiceUnavailable, StorageFull),
+)
 
 MAX_URL = 2000
 
 
+_PCHAR = r"(?:[A-Za-z0-9._~!$&'()*+,;=:@/-]|%[0-9A-Fa-f]{2})"
+_HOST = r"(?:(?:[A-Za-z0-9._~!$&'()*+,;=-]|%[0-9A-Fa-f]{2})+|\[[0-9A-Fa-f:.]+\])"
+URL_PATTERN = rf"^https?://{_HOST}(?::[0-9]{{0,5}})?(?:/{_PCHAR}*)?(?:\?(?:{_PCHAR}|\?)*)?(?:#(?:{_PCHAR}|\?)*)?$"
+"""An absolute http(s) URI (RFC 3986 §3, ASCII: a host in IDNA A-labels) without user
+information (§3.2.1): the signature authenticates the sender, not a password in the URL."""
+Url = Annotated[
+    str,
+    Matches(
+        URL_PATTERN,
+        "must be an absolute http:// or https:// URL (RFC 3986: ASCII, percent-encoded), "
+        "without credentials",
+    ),
+    Field(
+        min_length=len("http://a"),
+        max_length=MAX_URL,
+        json_schema_extra={"format": "uri"},
+        description="The absolute http(s) URL that receives POSTs; its host must be public "
+        "(unless the operator allows private networks).",
+    ),
+]
+EventPattern = Annotated[str, Choice(patterns)]
+"""A known event type, a family of them (``sealpost.communication.*``), or ``*``."""
+
+
 class EndpointIn(BaseModel):
-    url: str = Field(max_length=MAX_URL, description="http(s) URL that receives POSTs.")
-    description: str = Field("", max_length=500)
-    event_types: list[str] = Field(
+    url: Url
+    description: SingleLine = Field("", max_length=500)
+    event_types: list[EventPattern] = Field(
         default_factory=list,
+        max_length=100,
         description="Types to receive; empty: all. A family: 'sealpost.communication.*'.",
     )
-    enabled: bool = True
+    enabled: StrictBool = True
+
+    model_config = {
+        "json_schema_extra": {
+            "examples": [
+                {
+                    "url": "https://crm.example.com/hooks/sealpost",
+                    "description": "CRM",
+                    "event_types": ["sealpost.communication.*"],
+                }
+            ]
+        }
+    }
 
 
 class EndpointPatch(BaseModel):
-    url: str | None = Field(None, max_length=MAX_URL)
-    description: str | None = Field(None, max_length=500)
-    event_types: list[str] | None = None
-    enabled: bool | None = Field(
+    url: Url | None = None
+    description: SingleLine | None = Field(None, max_length=500)
+    event_types: list[EventPattern] | None = Field(None, max_length=100)
+    enabled: StrictBool | None = Field(
         None, description="true re-enables a disabled endpoint: its paused backlog flows again."
     )
 
@@ -151,7 +202,10 @@ def checked_url(settings: Settings, url: str) -> str:
     ``0x7f000001``, ``0177.0.0.1``, ``127.1``, ``0``), a trailing dot, and names of the hosts
     file all resolve to what they are.  A name that does not resolve now is accepted (DNS may
     be down); every send checks it again."""
-    split = urlsplit(url.strip())
+    try:
+        split = urlsplit(url.strip())
+    except ValueError:  # e.g. a bracketed host that is no IPv6 address: "http://[7]/"
+        raise InvalidInput("url must be an absolute http:// or https:// URL") from None
     if split.scheme not in ("http", "https") or not split.hostname:
         raise InvalidInput("url must be an absolute http:// or https:// URL")
     if split.username or split.password:
@@ -217,13 +271,13 @@ def list_endpoints(parts: EventsDep, tenant: TenantDep) -> dict[str, list[Endpoi
 
 
 @router.get("/webhooks/{endpoint_id}", response_model=EndpointOut)
-def get_endpoint(endpoint_id: str, parts: EventsDep, tenant: TenantDep) -> EndpointOut:
+def get_endpoint(endpoint_id: Identifier, parts: EventsDep, tenant: TenantDep) -> EndpointOut:
     return EndpointOut(**_out(parts.webhooks.get(tenant.id, endpoint_id)))
 
 
 @router.patch("/webhooks/{endpoint_id}", response_model=EndpointOut)
 def update_endpoint(
-    endpoint_id: str, body: EndpointPatch, parts: EventsDep, tenant: TenantDep
+    endpoint_id: Identifier, body: EndpointPatch, parts: EventsDep, tenant: TenantDep
 ) -> EndpointOut:
     """Change the URL, filter or description; enable or disable it."""
     endpoint = parts.webhooks.update(
@@ -239,14 +293,14 @@ def update_endpoint(
 
 
 @router.delete("/webhooks/{endpoint_id}", status_code=204, response_class=Response)
-def delete_endpoint(endpoint_id: str, parts: EventsDep, tenant: TenantDep) -> Response:
+def delete_endpoint(endpoint_id: Identifier, parts: EventsDep, tenant: TenantDep) -> Response:
     """The endpoint, its pending deliveries and its log."""
     parts.webhooks.delete(tenant.id, endpoint_id)
     return Response(status_code=204)
 
 
 @router.post("/webhooks/{endpoint_id}/rotate-secret", response_model=SecretRotated)
-def rotate_secret(endpoint_id: str, parts: EventsDep, tenant: TenantDep) -> SecretRotated:
+def rotate_secret(endpoint_id: Identifier, parts: EventsDep, tenant: TenantDep) -> SecretRotated:
     """A new secret from now on; the previous one also signs for
     ``SEALPOST_WEBHOOK_PREVIOUS_SECRET_SECONDS`` (24 h), so receivers can switch at leisure."""
     secret = new_secret()
@@ -259,7 +313,7 @@ def rotate_secret(endpoint_id: str, parts: EventsDep, tenant: TenantDep) -> Secr
 
 
 @router.post("/webhooks/{endpoint_id}/test", response_model=TestResult)
-async def test_endpoint(endpoint_id: str, parts: EventsDep, tenant: TenantDep) -> TestResult:
+async def test_endpoint(endpoint_id: Identifier, parts: EventsDep, tenant: TenantDep) -> TestResult:
     """Send a ``sealpost.webhook.test`` event now, signed like any other, and report the
     answer (one attempt, no retry; it is in the delivery log too)."""
     endpoint = await run_in_threadpool(parts.webhooks.get, tenant.id, endpoint_id)
@@ -301,24 +355,22 @@ async def test_endpoint(endpoint_id: str, parts: EventsDep, tenant: TenantDep) -
 
 @router.get("/webhooks/{endpoint_id}/deliveries", response_model=WebhookDeliveryPage)
 def list_deliveries(
-    endpoint_id: str,
+    endpoint_id: Identifier,
     parts: EventsDep,
     tenant: TenantDep,
     state: Annotated[
-        list[str] | None, Query(description=f"Any of {', '.join(DELIVERY_STATES)}; repeatable.")
+        list[Annotated[str, Choice(DELIVERY_STATES, empty=True)]] | None,
+        Query(description=f"Any of {', '.join(DELIVERY_STATES)}; repeatable; empty: any."),
     ] = None,
-    cursor: str | None = None,
+    cursor: Cursor = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> WebhookDeliveryPage:
     """The delivery log, newest first; ``?state=failed`` lists what never arrived."""
-    for value in state or []:
-        if value not in DELIVERY_STATES:
-            raise InvalidInput(f"state {value!r} is not one of {', '.join(DELIVERY_STATES)}")
     parts.webhooks.get(tenant.id, endpoint_id)  # 404 for another tenant's endpoint
     items = parts.webhook_log.deliveries(
         tenant.id,
         endpoint_id,
-        states=state or (),
+        states=[s for s in state or () if s],
         before=cursors.decode(cursor) if cursor else None,
         limit=limit + 1,
     )
@@ -333,7 +385,7 @@ def list_deliveries(
     "/webhooks/{endpoint_id}/deliveries/{delivery_id}", response_model=WebhookDeliveryDetail
 )
 def get_delivery(
-    endpoint_id: str, delivery_id: str, parts: EventsDep, tenant: TenantDep
+    endpoint_id: Identifier, delivery_id: Identifier, parts: EventsDep, tenant: TenantDep
 ) -> WebhookDeliveryDetail:
     """One delivery and each of its attempts: time, duration, status, response, error."""
     found = parts.webhook_log.delivery(tenant.id, endpoint_id, delivery_id)

@@ -94,7 +94,7 @@ async function loadPage(ctx, slot) {
     if (err.status === 401 || err.status === 403) {
       slot.className = "page is-blocked";
       note.textContent =
-        err.body.message || "You will see this page once you have confirmed it's you.";
+        err.body.detail || "You will see this page once you have confirmed it's you.";
       ctx.blockedPages.add(slot);
       return;
     }
