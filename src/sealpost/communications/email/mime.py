@@ -117,16 +117,35 @@ def header_texts(msg: Message, name: str) -> list[str]:
 
 
 def _as_text(value: object) -> str:
-    """A raw header value (``str`` with surrogate escapes for 8-bit bytes) as real text."""
+    """A raw header value (``str`` with surrogate escapes for 8-bit bytes) as real text.
+
+    Every text of :class:`MessageFacts` passes here, because evidence is RFC 8785 JSON, which
+    must be valid Unicode: no surrogate may come out.  Escaped bytes alone are read as UTF-8
+    (RFC 6532), else as Latin-1.  Escapes among decoded characters (the stdlib decodes an RFC
+    2047 word in a charset it does not know, ``=?x-unknown?q?=C3=A9?=``, to escapes) are read
+    as UTF-8 where they are, and become U+FFFD where they are not.
+    """
     text = str(value)
     try:
         data = text.encode("ascii", "surrogateescape")
     except UnicodeEncodeError:
-        return text
+        return _valid_unicode(text)
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
         return data.decode("latin-1")  # the classic guess for unlabelled 8-bit headers
+
+
+_STRAY_SURROGATE = re.compile("[\ud800-\udc7f\udd00-\udfff]")  # not a surrogateescape byte
+
+
+def _valid_unicode(text: str) -> str:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        data = _STRAY_SURROGATE.sub("\ufffd", text).encode("utf-8", "surrogateescape")
+        return data.decode("utf-8", "replace")
+    return text
 
 
 def _unfold(text: str) -> str:
@@ -144,7 +163,7 @@ def decode_words(text: str) -> str:
     )
     for decode in decoders:
         with contextlib.suppress(Exception):  # any decoding failure: try the next decoder
-            return str(decode(text))
+            return _as_text(decode(text))
     return text
 
 
@@ -166,7 +185,7 @@ def _addresses(msg: Message, name: str) -> list[tuple[str, str]]:
                     pairs = [(decode_words(n), a) for n, a in email.utils.getaddresses([value])]
                 except Exception:
                     pairs = []
-        out.extend((str(n), str(a)) for n, a in pairs if a and a != "<>")
+        out.extend((_as_text(n), _as_text(a)) for n, a in pairs if a and a != "<>")
     return out
 
 
@@ -300,7 +319,7 @@ def _filename(part: Message) -> str | None:
 
 def _content_type(part: Message) -> str:
     try:
-        return part.get_content_type()
+        return _as_text(part.get_content_type())
     except Exception:
         return "application/octet-stream"
 
@@ -309,7 +328,7 @@ def _defect_text(where: str, defect: object) -> str:
     doc = (type(defect).__doc__ or "").strip().splitlines()
     detail = str(defect)
     words = detail if detail else (doc[0] if doc else "")
-    return f"{where}: {type(defect).__name__}" + (f": {words}" if words else "")
+    return f"{where}: {type(defect).__name__}" + (f": {_as_text(words)}" if words else "")
 
 
 # -- describe ------------------------------------------------------------------------------

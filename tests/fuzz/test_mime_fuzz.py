@@ -1,0 +1,217 @@
+"""Fuzzing MIME ingestion: any bytes are described, submitted or refused, quickly and exactly.
+
+What a user relies on: whatever a client or an MTA sends, Sealpost answers with a 250 after
+storing exactly the bytes received, or with a permanent refusal; never a crash, never a
+"try again later" (451) for a message that can only fail again, never a hang.  The seeds are
+real messages (``samples.py``); the mutations are structure-aware (``mutations.py``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import re
+import time
+
+from hypothesis import example, given
+from hypothesis import strategies as st
+
+from sealpost.communications.email.addresses import (
+    AddressError,
+    checked_address,
+    domain_of,
+    idna_domain,
+    split_address,
+    unwrap_certify_address,
+)
+from sealpost.communications.email.dkim import sign_message
+from sealpost.communications.email.mime import describe_message
+from sealpost.communications.email.submission import SenderNotAllowed, SubmissionRequest
+from sealpost.ledger.records import record_from_json
+from tests.fuzz.conftest import CERTIFY_DOMAIN, SENDER_DOMAIN, FuzzMail
+from tests.fuzz.mutations import fuzz_settings, hostile_bytes, mutated, time_bound
+from tests.fuzz.samples import MIME_TOKENS, dsn_seeds, mime_seeds
+
+SEEDS = mime_seeds() + dsn_seeds()
+MESSAGES = hostile_bytes(SEEDS, MIME_TOKENS)
+HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+SURROGATE_DISPLAY_NAME = b'From: "=?utf-8?q?=ED=A0=80?=" <alice@acme.test>\r\n\r\nbody\r\n'
+"""Found by this file: an RFC 2047 word whose bytes are not UTF-8 decoded to a lone surrogate,
+which no evidence record can hold (RFC 8785 needs valid Unicode)."""
+SURROGATE_SUBJECT = b"From: alice@acme.test\r\nSubject: =?utf-8?b?7aCA?=\r\n\r\nbody\r\n"
+SURROGATE_FILENAME = (
+    b"From: alice@acme.test\r\nContent-Type: text/plain\r\n"
+    b"Content-Disposition: attachment; filename*=utf-8''%ED%A0%80\r\n\r\nbody\r\n"
+)
+
+
+def _is_text(value: object) -> bool:
+    """Text an evidence record can hold: a str that is valid Unicode (no lone surrogate)."""
+    if not isinstance(value, str):
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+@fuzz_settings(400, deadline_ms=3000)
+@given(MESSAGES)
+@example(SURROGATE_DISPLAY_NAME)
+@example(SURROGATE_SUBJECT)
+@example(SURROGATE_FILENAME)
+def test_any_bytes_are_described_exactly_and_quickly(raw: bytes) -> None:
+    with time_bound(20):
+        facts = describe_message(raw)
+    assert facts.content.sha256 == hashlib.sha256(raw).hexdigest()
+    assert facts.content.size == len(raw)
+    for part in facts.content.parts:
+        assert HEX64.match(part.sha256) and part.size >= 0
+        assert part.filename is None or _is_text(part.filename)
+        assert _is_text(part.content_type)
+    texts = [facts.message_id, facts.subject, facts.from_address, facts.from_display, facts.date]
+    texts += [facts.in_reply_to, *facts.to, *facts.cc, *facts.references, *facts.defects]
+    assert all(t is None or _is_text(t) for t in texts), texts
+
+
+@fuzz_settings(250, deadline_ms=3000)
+@given(MESSAGES, st.booleans())
+@example(SURROGATE_DISPLAY_NAME, False)
+@example(SURROGATE_SUBJECT, False)
+@example(SURROGATE_FILENAME, True)
+def test_any_message_becomes_valid_evidence_or_a_defined_refusal(
+    fuzz_mail: FuzzMail, raw: bytes, restrict_sender: bool
+) -> None:
+    """What submission would commit is valid evidence: each SubmissionAcceptance record has
+    canonical bytes (RFC 8785) and reads back to the same bytes, as a verifier will read it."""
+    request = SubmissionRequest(
+        tenant_id=fuzz_mail.tenant_id,
+        via="smtp",
+        mail_from="service@acme.test",
+        recipients=("bob@recipient.test", "Bob@recipient.test", "carol@recipient.test"),
+        raw=raw,
+        identification={"method": "smtp-auth", "username": "fuzz"},
+        sender_domains=frozenset({SENDER_DOMAIN}) if restrict_sender else frozenset(),
+    )
+    try:
+        with time_bound(20):
+            prepared = fuzz_mail.sp.submissions.prepare(request)
+    except SenderNotAllowed:  # 550 on SMTP, 422 on the API, with SubmissionRejection evidence
+        assert restrict_sender
+        return
+    assert len(prepared.records) == 2  # one communication per recipient, case-insensitively
+    for record in prepared.records:
+        canonical = record.canonical()
+        assert record_from_json(json.loads(canonical)).canonical() == canonical
+
+
+def _wire(raw: bytes) -> bytes:
+    """``raw`` as SMTP carries it: DATA is lines ending in CRLF (RFC 5321 §4.1.1.4)."""
+    return raw if raw.endswith(b"\r\n") else raw + b"\r\n"
+
+
+def _stored(fuzz_mail: FuzzMail, reply: str) -> bytes:
+    (communication_id,) = re.findall(r"queued as (\S+)", reply)
+    found = fuzz_mail.sp.communications.get(communication_id)
+    assert found is not None and found.tenant_id == fuzz_mail.tenant_id
+    return fuzz_mail.sp.contents.get(found.content_sha256)
+
+
+@fuzz_settings(40, deadline_ms=10000)
+@given(MESSAGES.map(_wire))
+@example(_wire(SURROGATE_DISPLAY_NAME))
+@example(b".\r\n..\r\n.x\r\n\r\n.\r\n")  # dot-stuffing in both directions
+def test_a_message_sent_over_smtp_is_stored_byte_for_byte_or_refused(
+    fuzz_mail: FuzzMail, raw: bytes
+) -> None:
+    """The submission port (STARTTLS + AUTH, the tenant restricted to acme.test senders)."""
+    with time_bound(30):
+        code, reply = fuzz_mail.submission.send("service@acme.test", "bob@recipient.test", raw)
+    if code == 250:
+        assert _stored(fuzz_mail, reply) == raw
+    else:  # line too long, or a From outside acme.test (with SubmissionRejection evidence)
+        assert code in (500, 550), (code, reply)
+
+
+def _certify_seeds(fuzz_mail: FuzzMail) -> list[bytes]:
+    """Certify messages signed by the tenant's own server (valid as seeds, before mutation)."""
+    signed = []
+    for seed in mime_seeds():
+        if b"certify" not in seed:
+            continue
+        signature = sign_message(
+            seed, domain=SENDER_DOMAIN, selector="mail", private_key_pem=fuzz_mail.dkim_key
+        )
+        signed.append(signature + seed)
+    return signed
+
+
+@fuzz_settings(30, deadline_ms=10000)
+@given(st.data())
+def test_certify_mail_is_certified_byte_for_byte_or_refused_for_good(
+    fuzz_mail: FuzzMail, data: st.DataObject
+) -> None:
+    """The inbound port's certify address: DKIM-signed mail, mutated.  A refusal is 5xx: the
+    sender's server must not keep retrying a message that can never pass."""
+    seeds = _certify_seeds(fuzz_mail)
+    raw = _wire(data.draw(mutated(seeds, MIME_TOKENS) | MESSAGES, label="raw"))
+    rcpt = f"zoe@recipient.test.{CERTIFY_DOMAIN}"
+    with time_bound(30):
+        code, reply = fuzz_mail.inbound.send("service@acme.test", rcpt, raw)
+    if code == 250 and "queued as" in reply:
+        assert _stored(fuzz_mail, reply) == raw
+    else:
+        assert code in (250, 500, 550), (code, reply)  # 250: already certified earlier
+
+
+def _bounce_seeds(fuzz_mail: FuzzMail) -> tuple[str, list[bytes]]:
+    """A communication accepted just now, its signed return path, and DSNs to send there."""
+    accepted = fuzz_mail.sp.submissions.accept(
+        SubmissionRequest(
+            tenant_id=fuzz_mail.tenant_id,
+            via="api",
+            mail_from="service@acme.test",
+            recipients=("gone@recipient.test",),
+            raw=mime_seeds()[0],
+            identification={"method": "test"},
+        )
+    )
+    address = fuzz_mail.sp.return_paths.address(accepted.communication_ids[0])
+    seeds = dsn_seeds()  # the signed return path names the communication
+    return address, seeds
+
+
+@fuzz_settings(30, deadline_ms=10000)
+@given(st.data())
+def test_a_bounce_is_taken_whatever_it_holds(fuzz_mail: FuzzMail, data: st.DataObject) -> None:
+    """Mutated DSNs to a genuine VERP return path: 250 (turned into NonDelivery evidence or
+    ignored), never a 451 that makes the reporting MTA retry a bounce forever."""
+    address, seeds = _bounce_seeds(fuzz_mail)
+    raw = _wire(data.draw(mutated(seeds, MIME_TOKENS), label="raw"))
+    with time_bound(30):
+        code, reply = fuzz_mail.inbound.send("<>", address, raw)
+    assert code in (250, 500), (code, reply)
+
+
+ADDRESS_TOKENS = st.sampled_from(
+    ["@", ".", "<", ">", "xn--", "..", "-", " ", "\x00", "é", "ß", "[192.0.2.1]", CERTIFY_DOMAIN]
+)
+
+
+@fuzz_settings(400, deadline_ms=1000)
+@given(st.lists(ADDRESS_TOKENS | st.text(max_size=12), max_size=12).map("".join))
+@example("a@" + "a" * 64 + ".example")
+@example("a@xn--.example")
+@example("a@\u200d.example")
+def test_any_address_is_parsed_or_refused_with_an_address_error(text: str) -> None:
+    """The parsers behind RCPT TO, From and the certify rewriting: a value or AddressError."""
+    start = time.monotonic()
+    for parse in (split_address, idna_domain, domain_of, checked_address):
+        with contextlib.suppress(AddressError):  # 422 at the API, 553 at RCPT TO
+            parse(text)
+    unwrapped = unwrap_certify_address(text, CERTIFY_DOMAIN)
+    assert unwrapped is None or "@" in unwrapped
+    assert time.monotonic() - start < 1
