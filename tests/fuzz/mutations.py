@@ -17,6 +17,7 @@ import copy
 import signal
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import timedelta
 from types import FrameType
 from typing import Any
@@ -87,72 +88,84 @@ def time_bound(seconds: float) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
-# -- bytes ---------------------------------------------------------------------------------
-
-_BYTE_OPS = (
-    "flip",
-    "byte",
-    "insert",
-    "token",
-    "delete",
-    "repeat",
-    "truncate",
-    "splice",
-    "line_endings",
-)
+# -- bytes: havoc programs -----------------------------------------------------------------
 
 
-def _mutate(
-    draw: st.DrawFn,
-    data: bytearray,
-    seeds: Sequence[bytes],
-    tokens: Sequence[bytes],
-    max_size: int,
-) -> bytearray:
-    """One havoc step on ``data`` (in place when possible); the result fits ``max_size``."""
-    op = draw(st.sampled_from(_BYTE_OPS))
-    pos = draw(st.integers(0, len(data)))
-    if op == "flip" and pos < len(data):
-        data[pos] ^= 1 << draw(st.integers(0, 7))
-    elif op == "byte" and pos < len(data):
-        data[pos] = draw(st.integers(0, 255))
-    elif op == "insert":
-        data[pos:pos] = draw(st.binary(min_size=1, max_size=32))
-    elif op == "token":
-        data[pos:pos] = draw(st.sampled_from((*tokens, *GENERIC_TOKENS)))
-    elif op == "delete":
-        del data[pos : pos + draw(st.integers(1, 256))]
-    elif op == "repeat" and pos < len(data):
-        piece = bytes(data[pos : pos + draw(st.integers(1, 64))])
-        times = draw(st.integers(2, max(2, (max_size - len(data)) // len(piece))))
-        data[pos:pos] = piece * (times - 1)
-    elif op == "truncate":
-        del data[pos:]
-    elif op == "splice":
-        other = draw(st.sampled_from(seeds))
-        data[pos:] = other[draw(st.integers(0, len(other))) :]
-    elif op == "line_endings":
-        swapped = bytes(data).replace(b"\r\n", b"\n") if b"\r\n" in data else data
-        if swapped is data:
-            swapped = bytes(data).replace(b"\n", b"\r\n")
-        data = bytearray(swapped)
-    return data[:max_size]
+@dataclass(frozen=True)
+class Havoc:
+    """One byte-level step; ``pos`` is taken modulo the current length plus one, so a program
+    applies to any input and an explicit example can be written by hand."""
+
+    op: str
+    pos: int = 0
+    arg: Any = None
 
 
-@st.composite
-def mutated(
-    draw: st.DrawFn,
-    seeds: Sequence[bytes],
-    tokens: Sequence[bytes] = (),
-    *,
-    max_steps: int = 6,
-    max_size: int = MAX_SIZE,
+def havoc_steps(tokens: Sequence[bytes] = (), seeds: int = 1) -> st.SearchStrategy[Havoc]:
+    position = st.integers(0, MAX_SIZE)
+    return st.one_of(
+        st.builds(Havoc, st.just("flip"), position, st.integers(0, 7)),
+        st.builds(Havoc, st.just("byte"), position, st.integers(0, 255)),
+        st.builds(Havoc, st.just("insert"), position, st.binary(min_size=1, max_size=32)),
+        st.builds(Havoc, st.just("token"), position, st.sampled_from((*tokens, *GENERIC_TOKENS))),
+        st.builds(Havoc, st.just("delete"), position, st.integers(1, 256)),
+        st.builds(
+            Havoc, st.just("repeat"), position, st.tuples(st.integers(1, 64), st.integers(2, 8192))
+        ),
+        st.builds(Havoc, st.just("truncate"), position),
+        st.builds(
+            Havoc,
+            st.just("splice"),
+            position,
+            st.tuples(st.integers(0, seeds - 1), st.integers(0, MAX_SIZE)),
+        ),
+        st.builds(Havoc, st.just("line_endings")),
+    )
+
+
+def apply_havoc(
+    data: bytes, steps: Sequence[Havoc], seeds: Sequence[bytes] = (), max_size: int = MAX_SIZE
 ) -> bytes:
-    """A seed with 0 to ``max_steps`` havoc steps (0: the genuine input must pass too)."""
-    data = bytearray(draw(st.sampled_from(seeds)))
-    for _ in range(draw(st.integers(0, max_steps))):
-        data = _mutate(draw, data, seeds, tokens, max_size)
-    return bytes(data)
+    """``data`` after ``steps`` (AFL's havoc stage, made deterministic), cut to ``max_size``."""
+    out = bytearray(data)
+    for step in steps:
+        pos = step.pos % (len(out) + 1)
+        if step.op == "flip" and pos < len(out):
+            out[pos] ^= 1 << step.arg
+        elif step.op == "byte" and pos < len(out):
+            out[pos] = step.arg
+        elif step.op in ("insert", "token"):
+            out[pos:pos] = step.arg
+        elif step.op == "delete":
+            del out[pos : pos + step.arg]
+        elif step.op == "repeat" and pos < len(out):
+            length, times = step.arg
+            piece = bytes(out[pos : pos + length])
+            times = min(times, max(1, (max_size - len(out)) // len(piece) + 1))
+            out[pos:pos] = piece * (times - 1)
+        elif step.op == "truncate":
+            del out[pos:]
+        elif step.op == "splice" and seeds:
+            which, start = step.arg
+            other = seeds[which % len(seeds)]
+            out[pos:] = other[start % (len(other) + 1) :]
+        elif step.op == "line_endings":
+            text = bytes(out)
+            swapped = text.replace(b"\r\n", b"\n")
+            out = bytearray(swapped if swapped != text else text.replace(b"\n", b"\r\n"))
+        del out[max_size:]
+    return bytes(out)
+
+
+def mutated(
+    seeds: Sequence[bytes], tokens: Sequence[bytes] = (), *, max_steps: int = 6
+) -> st.SearchStrategy[bytes]:
+    """A seed after 0 to ``max_steps`` havoc steps (0: the genuine input must pass too)."""
+    programs = st.tuples(
+        st.integers(0, len(seeds) - 1),
+        st.lists(havoc_steps(tokens, len(seeds)), max_size=max_steps),
+    )
+    return programs.map(lambda p: apply_havoc(seeds[p[0]], p[1], seeds))
 
 
 def hostile_bytes(seeds: Sequence[bytes], tokens: Sequence[bytes] = ()) -> st.SearchStrategy[bytes]:
@@ -166,7 +179,7 @@ def hostile_bytes(seeds: Sequence[bytes], tokens: Sequence[bytes] = ()) -> st.Se
     )
 
 
-# -- JSON documents ------------------------------------------------------------------------
+# -- JSON documents: edit programs ---------------------------------------------------------
 
 JSON_SCALARS = st.one_of(
     st.none(),
@@ -183,64 +196,110 @@ JSON_VALUES = st.recursive(
     max_leaves=12,
 )
 
-_NUMERIC_LINES = ("²", "١٢", "0012", "-1", "1" * 5000, "", " 12", "12 ", "NaN")
+TEXT_LINES = ("²", "١٢", "0012", "-1", "1" * 5000, "", " 12", "12 ", "NaN", "\ud800")
 """Replacements for a line of signed text: Unicode digits (``str.isdigit`` is true for some that
-``int`` refuses), leading zeros, a number past Python's 4300-digit conversion limit."""
+``int`` refuses), leading zeros, a number past Python's 4300-digit conversion limit, a lone
+surrogate (JSON's ``\\ud800`` escape gives one)."""
 
-Path = tuple[str | int, ...]
-
-
-def _paths(node: Any, prefix: Path = ()) -> Iterator[Path]:
-    yield prefix
-    if isinstance(node, dict):
-        for key, value in node.items():
-            yield from _paths(value, (*prefix, key))
-    elif isinstance(node, list):
-        for i, value in enumerate(node):
-            yield from _paths(value, (*prefix, i))
+JsonPath = tuple[str | int, ...]
 
 
-def _get(node: Any, path: Path) -> Any:
-    for step in path:
-        node = node[step]
-    return node
+@dataclass(frozen=True)
+class Edit:
+    """One change to a JSON document, at node ``at``: a path, or an index into every node's
+    path in document order (taken modulo their number).  ``arg`` is what the change needs."""
+
+    at: int | JsonPath
+    op: str
+    arg: Any = None
 
 
-def _set(root: Any, path: Path, value: Any) -> Any:
-    if not path:
-        return value
-    _get(root, path[:-1])[path[-1]] = value
-    return root
+_TEXT_EDITS = st.one_of(
+    st.tuples(st.just("line"), st.integers(0, 8), st.sampled_from(TEXT_LINES) | st.text()),
+    st.tuples(st.just("insert"), st.integers(0, 4096), st.text(min_size=1, max_size=8)),
+    st.tuples(st.just("replace"), st.integers(0, 4096), st.characters()),
+    st.tuples(st.just("delete"), st.integers(0, 4096), st.integers(1, 8)),
+    st.tuples(st.just("truncate"), st.integers(0, 4096), st.none()),
+    st.tuples(st.just("case"), st.integers(0, 4096), st.none()),
+)
 
 
-def _at(root: Any, path: Path) -> Any:
-    """The node at ``path`` of ``root``, or a sentinel when ``root`` has no such node."""
-    try:
-        return _get(root, path)
-    except (KeyError, IndexError, TypeError):
-        return _MISSING
+def edits(max_steps: int = 3) -> st.SearchStrategy[list[Edit]]:
+    """Programs of 1 to ``max_steps`` edits: a node replaced, deleted, taken from a donor
+    document (swapped proofs and heads), a key added, a list re-ordered or extended, text edited
+    (line by line for multi-line text), a number moved, or the bytes inside a base64 or PEM
+    value damaged by havoc steps and re-encoded, or a node nested thousands of levels deep."""
+    at = st.integers(0, 10_000)
+    step = st.one_of(
+        st.builds(Edit, at, st.just("replace"), JSON_VALUES),
+        st.builds(Edit, at, st.just("delete")),
+        st.builds(Edit, at, st.just("donor"), st.integers(0, 16)),
+        st.builds(Edit, at, st.just("add_key"), st.tuples(st.text(max_size=12), JSON_VALUES)),
+        st.builds(Edit, at, st.just("reorder"), st.lists(st.integers(), min_size=2, max_size=64)),
+        st.builds(Edit, at, st.just("duplicate"), st.integers(0, 64)),
+        st.builds(Edit, at, st.just("text"), _TEXT_EDITS),
+        st.builds(
+            Edit, at, st.just("number"), st.sampled_from(["inc", "dec", "neg", 0, 2**64, True, 1.0])
+        ),
+        st.builds(Edit, at, st.just("bytes"), st.lists(havoc_steps(), min_size=1, max_size=4)),
+        st.builds(Edit, at, st.just("nest"), st.sampled_from([2, 100, 5_000, 100_000])),
+    )
+    return st.lists(step, min_size=1, max_size=max_steps)
+
+
+def _paths(root: Any, max_depth: int = 32) -> list[JsonPath]:
+    """Every node's path in document order, down to ``max_depth`` (iterative: a "nest" edit
+    makes documents far deeper than Python's recursion limit)."""
+    out: list[JsonPath] = []
+    stack: list[tuple[JsonPath, Any]] = [((), root)]
+    while stack:
+        path, node = stack.pop()
+        out.append(path)
+        if len(path) >= max_depth:
+            continue
+        items = (
+            node.items()
+            if isinstance(node, dict)
+            else enumerate(node)
+            if isinstance(node, list)
+            else ()
+        )
+        stack.extend(((*path, k), v) for k, v in reversed(list(items)))
+    return out
 
 
 _MISSING = object()
 
 
-def _mutate_text(draw: st.DrawFn, text: str) -> str:
-    if "\n" in text and draw(st.booleans()):  # a line-structured text such as a checkpoint
+def _get(node: Any, path: JsonPath) -> Any:
+    """The node at ``path``, or ``_MISSING`` when there is none."""
+    for step in path:
+        try:
+            node = node[step]
+        except (KeyError, IndexError, TypeError):
+            return _MISSING
+    return node
+
+
+def _edit_text(text: str, arg: tuple[str, int, Any]) -> str:
+    kind, pos, value = arg
+    if kind == "line":
         lines = text.split("\n")
-        i = draw(st.integers(0, len(lines) - 1))
-        lines[i] = draw(st.sampled_from(_NUMERIC_LINES) | st.text(max_size=20))
+        lines[pos % len(lines)] = value
         return "\n".join(lines)
-    pos = draw(st.integers(0, len(text)))
-    kind = draw(st.sampled_from(["insert", "replace", "delete", "truncate", "case"]))
+    pos %= len(text) + 1
     if kind == "insert":
-        return text[:pos] + draw(st.text(min_size=1, max_size=8)) + text[pos:]
+        return text[:pos] + value + text[pos:]
     if kind == "replace":
-        return text[:pos] + draw(st.characters()) + text[pos + 1 :]
+        return text[:pos] + value + text[pos + 1 :]
     if kind == "delete":
-        return text[:pos] + text[pos + 1 :]
+        return text[:pos] + text[pos + value :]
     if kind == "truncate":
         return text[:pos]
     return text[:pos] + text[pos:].swapcase()
+
+
+_PEM_HEAD, _PEM_TAIL = "-----BEGIN CERTIFICATE-----\n", "-----END CERTIFICATE-----\n"
 
 
 def _b64_bytes(text: str) -> bytes | None:
@@ -250,77 +309,73 @@ def _b64_bytes(text: str) -> bytes | None:
         return None
 
 
-_PEM_HEAD, _PEM_TAIL = "-----BEGIN CERTIFICATE-----\n", "-----END CERTIFICATE-----\n"
+def _edit_inner_bytes(text: str, steps: Sequence[Havoc]) -> str:
+    """Havoc on the bytes a base64 string or a PEM certificate holds, encoded back the same way."""
+    if text.startswith(_PEM_HEAD):
+        der = _b64_bytes("".join(text.strip().splitlines()[1:-1]))
+        if der is not None:
+            body = base64.b64encode(apply_havoc(der, steps, [der])).decode()
+            lines = "".join(body[i : i + 64] + "\n" for i in range(0, len(body), 64))
+            return _PEM_HEAD + lines + _PEM_TAIL
+    raw = _b64_bytes(text)
+    if raw is None:  # not base64: damage the UTF-8 bytes of the text itself
+        return apply_havoc(text.encode(), steps).decode("utf-8", "replace")
+    return base64.b64encode(apply_havoc(raw, steps, [raw])).decode()
 
 
-def _pem_der(text: str) -> bytes | None:
-    if not text.startswith(_PEM_HEAD):
-        return None
-    return _b64_bytes("".join(text.strip().splitlines()[1:-1]))
+def _apply_edit(doc: Any, edit: Edit, donors: Sequence[Any]) -> Any:
+    """``doc`` after ``edit``; an edit that does not fit its node changes nothing."""
+    if isinstance(edit.at, tuple):
+        path = edit.at
+    else:
+        every = _paths(doc)
+        path = every[edit.at % len(every)]
+    node = _get(doc, path)
+    if node is _MISSING:
+        return doc
+    parent = _get(doc, path[:-1]) if path else None
 
+    def put(value: Any) -> Any:
+        if not path:
+            return value
+        parent[path[-1]] = value
+        return doc
 
-def _to_pem(der: bytes) -> str:
-    body = base64.b64encode(der).decode()
-    return _PEM_HEAD + "".join(body[i : i + 64] + "\n" for i in range(0, len(body), 64)) + _PEM_TAIL
-
-
-def _mutate_node(draw: st.DrawFn, root: Any, path: Path, donors: Sequence[Any]) -> Any:
-    node = _get(root, path)
-    parent = _get(root, path[:-1]) if path else None
-    ops = ["replace", "donor"]
-    if isinstance(node, str):
-        ops += ["text", "bytes"]
-    if isinstance(node, int) and not isinstance(node, bool):
-        ops += ["number"]
-    if isinstance(node, list) and len(node) > 1:
-        ops += ["reorder", "duplicate"]
-    if isinstance(node, dict):
-        ops += ["add_key"]
-    if isinstance(parent, dict | list):
-        ops += ["delete"]
-    op = draw(st.sampled_from(ops))
+    op, arg = edit.op, edit.arg
+    if op == "nest":  # ``arg`` levels of lists: deep nesting, the recursion attack
+        deep: list[Any] = []
+        for _ in range(arg):
+            deep = [deep]
+        return put(deep)
     if op == "replace":
-        return _set(root, path, draw(JSON_VALUES))
-    if op == "donor":  # the same field from another genuine document: swapped proofs & co
-        donor = _at(draw(st.sampled_from(donors)), path) if donors else _MISSING
-        return _set(root, path, copy.deepcopy(donor)) if donor is not _MISSING else root
-    if op == "text":
-        return _set(root, path, _mutate_text(draw, node))
-    if op == "bytes":  # the bytes inside base64 or a PEM certificate, re-encoded
-        der = _pem_der(node)
-        raw = der if der is not None else _b64_bytes(node)
-        if raw is None:
-            return _set(root, path, _mutate_text(draw, node))
-        changed = bytes(_mutate(draw, bytearray(raw), [raw], (), MAX_SIZE))
-        encoded = _to_pem(changed) if der is not None else base64.b64encode(changed).decode()
-        return _set(root, path, encoded)
-    if op == "number":
-        return _set(
-            root, path, draw(st.sampled_from([node + 1, node - 1, -node, 0, 2**64, True, 1.0]))
-        )
-    if op == "reorder":
-        return _set(root, path, draw(st.permutations(node)))
-    if op == "duplicate":
-        node.append(copy.deepcopy(node[draw(st.integers(0, len(node) - 1))]))
-        return root
-    if op == "add_key":
-        node[draw(st.text(max_size=12))] = draw(JSON_VALUES)
-        return root
-    assert isinstance(parent, dict | list)
-    del parent[path[-1]]  # "delete"
-    return root
+        return put(copy.deepcopy(arg))
+    if op == "delete" and isinstance(parent, dict | list):
+        del parent[path[-1]]
+    elif op == "donor" and donors:
+        found = _get(donors[arg % len(donors)], path)
+        if found is not _MISSING:
+            return put(copy.deepcopy(found))
+    elif op == "add_key" and isinstance(node, dict):
+        node[arg[0]] = copy.deepcopy(arg[1])
+    elif op == "reorder" and isinstance(node, list):
+        keys = [arg[i % len(arg)] + i for i in range(len(node))]
+        return put([v for _, v in sorted(zip(keys, node, strict=True), key=lambda kv: kv[0])])
+    elif op == "duplicate" and isinstance(node, list) and node:
+        node.append(copy.deepcopy(node[arg % len(node)]))
+    elif op == "text" and isinstance(node, str):
+        return put(_edit_text(node, arg))
+    elif op == "number" and isinstance(node, int) and not isinstance(node, bool):
+        shifts = {"inc": node + 1, "dec": node - 1, "neg": -node}
+        return put(shifts[arg] if isinstance(arg, str) else arg)
+    elif op == "bytes" and isinstance(node, str):
+        return put(_edit_inner_bytes(node, arg))
+    return doc
 
 
-@st.composite
-def mutated_json(
-    draw: st.DrawFn, original: Any, donors: Sequence[Any] = (), *, max_steps: int = 3
-) -> Any:
-    """A deep copy of ``original`` with 1 to ``max_steps`` changes, each at a node chosen
-    anywhere in the tree: replaced, deleted, taken from a donor document, a key added, a list
-    re-ordered or extended, text edited (line by line for multi-line text), a number moved,
-    or the bytes inside a base64 or PEM value damaged and re-encoded."""
+def apply_edits(original: Any, program: Sequence[Edit], donors: Sequence[Any] = ()) -> Any:
+    """A deep copy of ``original`` changed by ``program``; ``original`` is left as it was."""
     doc = copy.deepcopy(original)
-    for _ in range(draw(st.integers(1, max_steps))):
-        path = draw(st.sampled_from(list(_paths(doc))))
-        doc = _mutate_node(draw, doc, path, donors)
+    last = [e for e in program if e.op == "nest"]  # after the others, which deep-copy nodes
+    for edit in [*(e for e in program if e.op != "nest"), *last]:
+        doc = _apply_edit(doc, edit, donors)
     return doc
