@@ -20,6 +20,7 @@ from sealpost.app import Sealpost, build
 from sealpost.communications.email.dkim import generate_dkim_key
 from sealpost.communications.email.inbound import BounceProcessor, InboundHandler, inbound_factory
 from sealpost.config import Settings
+from tests.fuzz.bundles import Bundle, genuine_bundles
 
 CERTIFY_DOMAIN = "certify.sealpost.test"
 BOUNCE_DOMAIN = "bounces.sealpost.test"
@@ -42,6 +43,16 @@ def fuzz_settings_for(directory: Path, keys_dir: Path, **overrides: object) -> S
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+@pytest.fixture(scope="module")
+def bundles(tmp_path_factory: pytest.TempPathFactory, keys_dir: Path) -> Iterator[list[Bundle]]:
+    """Genuine bundles of a ledger on SQLite (:func:`tests.fuzz.bundles.genuine_bundles`)."""
+    sp = build(fuzz_settings_for(tmp_path_factory.mktemp("fuzz-ledger"), keys_dir))
+    try:
+        yield genuine_bundles(sp, sp.tenants.create("fuzz-ledger").id)
+    finally:
+        sp.engine.dispose()
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """Fuzzing the evidence bundle verifier: a changed bundle never verifies, and nothing crashes it.
 
-The bundles are real (a ledger on SQLite, sealed and timestamped by the local PKI).  Each
+The bundles are real (``tests/fuzz/bundles.py``: a ledger on SQLite, sealed and timestamped
+by the local PKI).  Each
 example changes one with an edit program (``mutations.edits``: fields replaced, deleted or
 swapped with another genuine bundle's, proofs re-ordered, base64 and PEM contents damaged...)
 or damages the bytes of its JSON text.  The verifier must then answer in one of two ways only:
@@ -19,23 +20,16 @@ bundle that verifies: that is the property.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from asn1crypto import cms
 from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from sealpost.app import build
-from sealpost.ledger.bundle import parse_bundle
-from sealpost.ledger.canonical import CanonicalizationError, canonical_json
 from sealpost.ledger.errors import BundleFormatError
 from sealpost.ledger.verify import VerificationReport, verify_bundle
-from tests.fuzz.conftest import fuzz_settings_for
+from tests.fuzz.bundles import Bundle, claims, everything
 from tests.fuzz.mutations import (
     Edit,
     Havoc,
@@ -46,87 +40,11 @@ from tests.fuzz.mutations import (
     havoc_steps,
     time_bound,
 )
-from tests.support.records import non_delivery, submission
 
 # a failing example of 64 KiB is printed all the same; the warning would fail the run
 pytestmark = pytest.mark.filterwarnings("ignore:Generating overly large repr")
 
-Bundle = dict[str, Any]
 CHECKPOINT: tuple[str, ...] = ("tree_head", "checkpoint")
-
-
-@pytest.fixture(scope="module")
-def bundles(tmp_path_factory: pytest.TempPathFactory, keys_dir: Path) -> Iterator[list[Bundle]]:
-    """Five genuine bundles: three records of one tree head, then two of a larger one (one of
-    them a negative event with its reasons), so that donors have other proofs and heads."""
-    sp = build(fuzz_settings_for(tmp_path_factory.mktemp("fuzz-ledger"), keys_dir))
-    try:
-        tenant = sp.tenants.create("fuzz-ledger").id
-        first = [submission(tenant, i) for i in range(12)]
-        sp.log_storage.append(first)
-        sp.sequencer.seal_pending()
-        out = [sp.ledger.bundle(first[i].id, tenant) for i in (0, 5, 11)]
-        later = [submission(tenant, i) for i in range(12, 16)] + [non_delivery(tenant, "c-1")]
-        sp.log_storage.append(later)
-        sp.sequencer.seal_pending()
-        out += [sp.ledger.bundle(r.id, tenant) for r in (first[5], later[-1])]
-        yield out
-    finally:
-        sp.engine.dispose()
-
-
-def _signed_token(token: bytes) -> tuple[bytes, ...] | bytes:
-    """The parts of an RFC 3161 token its signature covers (RFC 5652 §5.4): the TSTInfo and
-    each signer's signed attributes, signature and identifiers.  Its ``certificates`` (and
-    unsigned attributes) are not signed: path-building aids, like the bundle's lists."""
-    try:
-        signed_data = cms.ContentInfo.load(token)["content"]
-        parts = [signed_data["encap_content_info"].dump()]
-        for info in signed_data["signer_infos"]:
-            parts += [info[k].dump() for k in ("sid", "digest_algorithm", "signed_attrs")]
-            parts += [info[k].dump() for k in ("signature_algorithm", "signature")]
-    except Exception:  # unreadable: its bytes are all there is to compare
-        return token
-    return tuple(parts)
-
-
-def claims(bundle: Any) -> tuple[Any, ...] | None:
-    """What a bundle asserts, decoded; None when it does not even parse."""
-    try:
-        p = parse_bundle(bundle)
-    except BundleFormatError:
-        return None
-    try:
-        record: bytes | None = canonical_json(p.record)
-    except CanonicalizationError:
-        record = None
-    doc = json.loads(bundle) if isinstance(bundle, bytes | str) else bundle
-    return (
-        repr(doc["format"]),  # repr: True == 1 in Python, not in JSON
-        repr(doc["version"]),
-        record,
-        p.leaf_index,
-        p.tree_size,
-        p.leaf_hash,
-        tuple(p.proof),
-        p.checkpoint_text,
-        p.signature_algorithm,
-        p.signature,
-        _signed_token(p.timestamp_token),
-        p.seal_chain[0].public_bytes(Encoding.DER),
-    )
-
-
-def everything(bundle: Any) -> tuple[Any, ...] | None:
-    """:func:`claims` plus both certificate lists: equal means the change was neutral."""
-    found = claims(bundle)
-    if found is None:
-        return None
-    p = parse_bundle(bundle)
-    chains = tuple(
-        tuple(c.public_bytes(Encoding.DER) for c in chain) for chain in (p.seal_chain, p.tsa_chain)
-    )
-    return (*found, p.timestamp_token, chains)
 
 
 def verify(data: Any, roots: list[x509.Certificate]) -> VerificationReport | None:
@@ -173,7 +91,7 @@ def test_the_genuine_bundles_verify(bundles: list[Bundle], root: x509.Certificat
 
 
 @fuzz_settings(300, deadline_ms=3000)
-@given(st.integers(0, 4), edits())
+@given(st.integers(0, 5), edits())
 @example(0, [Edit(CHECKPOINT, "text", ("line", 1, "²"))])
 @example(0, [Edit(CHECKPOINT, "text", ("line", 1, "1" * 5000))])
 @example(1, [Edit(CHECKPOINT, "text", ("line", 0, "\ud800"))])
@@ -218,7 +136,7 @@ JSON_TOKENS = (
 
 
 @fuzz_settings(200, deadline_ms=3000)
-@given(st.integers(0, 4), st.booleans(), st.lists(havoc_steps(JSON_TOKENS, 5), max_size=6))
+@given(st.integers(0, 5), st.booleans(), st.lists(havoc_steps(JSON_TOKENS, 5), max_size=6))
 @example(0, False, [Havoc("truncate", 10_000)])
 @example(0, False, [Havoc("truncate", 0), Havoc("insert", 0, b"[" * 60_000)])
 @example(1, True, [Havoc("token", 1, b" \t\n ")])
