@@ -5,7 +5,9 @@ Each verification validates PAdES signatures with pyHanko (about a second here),
 properties are the smallest of the fuzz set; ``--hypothesis-profile=fuzz`` runs 50 times more.
 Three ways in:
 
-* the bytes of a genuine certificate, damaged (havoc): never valid, unless the bytes are equal;
+* the bytes of a genuine certificate, damaged (havoc, or in place so that the xref still
+  holds): never valid, unless the change is neutral (:func:`_neutral`: only the padding of the last
+  signature's ``/Contents`` placeholder, or the case of its hex digits);
 * an incremental update after sealing that swaps an attachment for a mutated one (the manifest,
   the message, an evidence bundle): never valid, whatever was attached;
 * a certificate *sealed* over mutated attachments, as anyone with their own CA can make one
@@ -23,11 +25,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from asn1crypto import parser as asn1_parser
 from cryptography import x509
 from hypothesis import example, given
 from hypothesis import strategies as st
 from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+from pyhanko.pdf_utils.reader import PdfFileReader
 
 from sealpost.app import Sealpost, build
 from sealpost.certificates import render_certificate, seal_pdf, verify_certificate_pdf
@@ -45,6 +49,7 @@ from tests.fuzz.mutations import (
     edits,
     fuzz_settings,
     havoc_steps,
+    in_place_steps,
     time_bound,
 )
 
@@ -129,8 +134,11 @@ def verify(pdf: bytes, roots: list[x509.Certificate]) -> CertificateReport | Non
     return report
 
 
-@fuzz_settings(40, deadline_ms=20_000)
-@given(st.lists(havoc_steps(PDF_TOKENS), min_size=1, max_size=4))
+@fuzz_settings(60, deadline_ms=20_000)
+@given(
+    st.lists(in_place_steps(), min_size=1, max_size=3)
+    | st.lists(havoc_steps(PDF_TOKENS), min_size=1, max_size=4)
+)
 @example([Havoc("truncate", 3 * 10**4)])
 @example([Havoc("insert", 0, b"junk before the header ")])
 @example([Havoc("flip", 10**9, 0)])  # the last byte
@@ -140,7 +148,67 @@ def test_damaged_certificate_bytes_never_verify(
     pdf = apply_havoc(genuine.sealed, steps, [genuine.sealed], max_size=len(genuine.sealed) * 2)
     report = verify(pdf, [root])
     if report is not None and report.ok:
-        assert pdf == genuine.sealed
+        assert _neutral(pdf, genuine.sealed), [s for s in steps]
+
+
+_HEX = frozenset(b"0123456789abcdefABCDEF")
+
+
+class _Signatures:
+    """Where a sealed PDF's signatures are: each ``/Contents`` hex string (``start``, the end
+    of its DER object ``der_end``, ``end``) and the byte ranges they sign."""
+
+    def __init__(self, pdf: bytes) -> None:
+        self.contents: list[tuple[int, int, int]] = []
+        self.signed: list[range] = []
+        for sig in PdfFileReader(io.BytesIO(pdf)).embedded_signatures:
+            a, b, c, d = sig.byte_range
+            start, end = a + b + 1, c - 1  # inside the < >
+            _, _, _, header, body, _ = asn1_parser.parse(bytes.fromhex(pdf[start:end].decode()))
+            self.contents.append((start, start + 2 * (len(header) + len(body)), end))
+            self.signed += [range(a, a + b), range(c, c + d)]
+
+    def unsigned(self, i: int) -> bool:
+        """No signature covers byte ``i``: a later signature (the document timestamp) covers
+        the ``/Contents`` of the earlier ones (ISO 32000-1 §12.8.1)."""
+        return not any(i in r for r in self.signed)
+
+
+def _neutral(changed: bytes, pdf: bytes) -> bool:
+    """The precise neutral changes of a sealed PDF, in a ``/Contents`` that no signature
+    covers: a byte of the placeholder's padding after the DER (any value: nothing reads it),
+    or the case of a hex digit of the DER (the same bytes)."""
+    if len(changed) != len(pdf):
+        return False
+    where = _Signatures(pdf)
+    for i in (i for i in range(len(pdf)) if changed[i] != pdf[i]):
+        case_only = changed[i] in _HEX and bytes([changed[i]]).lower() == bytes([pdf[i]]).lower()
+        if not where.unsigned(i) or not any(
+            der_end <= i < end or (start <= i < der_end and case_only)
+            for start, der_end, end in where.contents
+        ):
+            return False
+    return True
+
+
+def test_only_the_padding_of_the_last_signature_placeholder_is_neutral(
+    genuine: Genuine, root: x509.Certificate
+) -> None:
+    """What the oracle above calls neutral, pinned: pyHanko reads a signature's DER and
+    ignores the placeholder's padding after it, but only the last signature's placeholder is
+    outside every signed range; one hex digit of a DER is never padding."""
+    where = _Signatures(genuine.sealed)
+    assert len(where.contents) == 2  # the seal, then the document timestamp (PAdES B-LTA)
+    assert [where.unsigned(start) for start, _, _ in where.contents] == [False, True]
+    for start, der_end, end in where.contents:
+        assert genuine.sealed[der_end:end].strip(b"0") == b"" and start < der_end
+        for pos in ((der_end + end) // 2, der_end - 1):
+            changed = bytearray(genuine.sealed)
+            changed[pos] = ord("f") if changed[pos] != ord("f") else ord("1")
+            report = verify(bytes(changed), [root])
+            neutral = where.unsigned(pos) and pos >= der_end
+            assert report is not None and report.ok is neutral, (pos, where.contents, report)
+            assert _neutral(bytes(changed), genuine.sealed) is neutral
 
 
 def _attach(writer: IncrementalPdfFileWriter, name: str, content: bytes | None) -> None:
@@ -229,7 +297,7 @@ def _json_bytes(doc: Any) -> bytes:
         return b"[" * 100_000 + b"]" * 100_000
 
 
-@fuzz_settings(10, deadline_ms=20_000)
+@fuzz_settings(16, deadline_ms=20_000)
 @given(ATTACHMENT_CHANGES)
 @example(("manifest", [Edit(("events",), "nest", 100_000)]))
 @example(("manifest_text", [Havoc("token", 1, b'"certificate_version": ' + b"1" * 5000 + b",")]))
