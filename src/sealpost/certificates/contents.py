@@ -25,7 +25,10 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-_TEXT, _MAYBE_TEXT, _NUMBER = (str,), (str, type(None)), (int,)
+_Types = tuple[type, ...]
+_TEXT: _Types = (str,)
+_MAYBE_TEXT: _Types = (str, type(None))
+_NUMBER: _Types = (int,)
 _TOP_FIELDS = {
     "communication_id": _TEXT,
     "certificate_version": _NUMBER,
@@ -50,7 +53,7 @@ _EVENT_FIELDS = {
 }
 
 
-def _typed(obj: Any, fields: dict[str, tuple[type, ...]]) -> bool:
+def _typed(obj: Any, fields: dict[str, _Types]) -> bool:
     """``obj`` is an object whose ``fields`` have these JSON types (a bool is not a number)."""
     return isinstance(obj, dict) and all(
         isinstance(obj.get(name), kinds) and not isinstance(obj.get(name), bool)

@@ -22,8 +22,12 @@ def shown(value: object, limit: int = 60) -> str:
     not belong in a message."""
     if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
         return "a number out of range"
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "a list"
     if not (value is None or isinstance(value, str | int | float)):
-        return {dict: "an object", list: "a list"}.get(type(value), type(value).__name__)
+        return type(value).__name__
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
