@@ -18,6 +18,7 @@ import contextlib
 import email.utils
 import hashlib
 import io
+import itertools
 import re
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -30,7 +31,7 @@ from email.headerregistry import Address
 from email.message import EmailMessage, Message
 from email.parser import BytesParser
 from email.policy import SMTP, SMTPUTF8, Compat32, compat32, default
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sealpost.communications.email.addresses import AddressError, idna_domain, split_address
 from sealpost.errors import InvalidInput
@@ -48,6 +49,36 @@ __all__ = [
 ]
 
 _FOLD_AT = 78  # RFC 5322 §2.1.1: lines SHOULD be at most 78 characters
+_MAX_FIELD = 64 * 1024
+"""Characters of one header field (all its occurrences together) read for the facts.  RFC 5322
+§2.1.1 caps a line at 998 characters; a longer field is abuse, and the stdlib's decoders cost
+more than linear time on some (see :data:`_MAX_MODERN`), so the rest is left unread (the
+whole-message digest still covers it) and a defect says so."""
+_MAX_MODERN = 8 * 1024
+"""Longest value given to the modern header parser (``email.headerregistry``), which is
+quadratic on groups, comments and runs of encoded words (a To of 256 KiB of ``g:`` took 22 s,
+1 MiB minutes); longer values go to the classic parser, slower only per character."""
+_MAX_PARAMS = 8 * 1024
+"""Characters of Content-Type and Content-Disposition read for their parameters (boundary,
+charset, file name): the stdlib parses parameters in quadratic time (``_parseparam`` slices
+the rest of the value at each ``;``), and its parser reads the boundary of every multipart
+itself: 1 MiB of ``; a="x"`` took 10 s, 4 MiB minutes.  An RFC 2231 file name of 255
+characters takes under 1 KiB."""
+_PARAM_FIELDS = frozenset({"content-type", "content-disposition"})
+_MAX_PARTS = 1000
+"""Leaf parts described (one ContentPart each in every record of the message).  Far more than
+mail has; the message digest covers the rest, and a defect says they were not described."""
+_DELIVERY_STATUS = re.compile(rb"delivery-status", re.IGNORECASE)
+_MULTIPART = re.compile(rb"multipart/", re.IGNORECASE)
+_MAX_MULTIPARTS = 500
+"""Mentions of ``multipart/`` above which the body is not parsed: the stdlib parses a nested
+multipart in a generator nested in its parent's, in time quadratic in the depth (eleven chains
+900 deep, 540 KiB, took 15 s).  Mail nests a handful; a digest of 200 messages, a few hundred."""
+_MAX_DELIMITERS = 10 * _MAX_PARTS
+"""Lines starting ``--`` (candidate boundary delimiters, RFC 2046 §5.1.1) above which the body
+is not MIME-parsed at all: the stdlib builds an object per part, and 5 MiB of empty parts
+made 500,000 of them (330 MB, 14 s); 50 MiB would take gigabytes."""
+_READ_FIELDS = ("From", "To", "Cc", "Subject", "Date", "Message-ID", "In-Reply-To", "References")
 _HEADER_NAME = re.compile(r"^[\x21-\x39\x3b-\x7e]+$")  # RFC 5322 §2.2 ftext
 _MSG_ID = re.compile(r"<[^<>]*>")
 _T = TypeVar("_T")
@@ -89,12 +120,42 @@ class MessageFacts:
 # -- parsing helpers (also used by dsn.py) -------------------------------------------------
 
 
+class _BoundedMessage(Message):
+    """compat32's message, whose parameter fields are read up to :data:`_MAX_PARAMS` only;
+    ``raw_items`` (the facts, re-serialisation) still give every field whole."""
+
+    def get(self, name: str, failobj: Any = None) -> Any:
+        value = super().get(name, failobj)
+        if isinstance(value, str) and len(value) > _MAX_PARAMS and name.lower() in _PARAM_FIELDS:
+            return value[:_MAX_PARAMS]
+        return value
+
+
 def parse_message(raw: bytes) -> Message | None:
-    """Parse with the tolerant ``compat32`` policy; None only if the parser itself breaks."""
+    """Parse with the tolerant ``compat32`` policy; None only if the parser itself breaks.
+
+    A body with more than :data:`_MAX_DELIMITERS` delimiter-like lines is left unparsed (the
+    header only: :func:`too_many_parts`)."""
     try:
-        return BytesParser(policy=compat32).parsebytes(raw)
+        return BytesParser(_BoundedMessage, policy=compat32).parsebytes(
+            raw, headersonly=too_many_parts(raw)
+        )
     except Exception:  # evidence must survive any input, RecursionError included
         return None
+
+
+def too_many_parts(raw: bytes) -> bool:
+    """More lines that could delimit parts than a message describes (:data:`_MAX_DELIMITERS`),
+    more multiparts than mail nests (:data:`_MAX_MULTIPARTS`), or as many blank lines in a
+    message that may hold a ``message/delivery-status`` part: the stdlib parses each of its
+    blocks as a message nested in the previous one's generator, in quadratic time (5 MiB of
+    blocks took 40 s)."""
+    if raw.count(b"\n--") > _MAX_DELIMITERS:
+        return True
+    if next(itertools.islice(_MULTIPART.finditer(raw), _MAX_MULTIPARTS, None), None):
+        return True
+    blank_lines = raw.count(b"\n\n") + raw.count(b"\n\r\n")
+    return blank_lines > _MAX_DELIMITERS and _DELIVERY_STATUS.search(raw) is not None
 
 
 def header_text(msg: Message, name: str) -> str | None:
@@ -107,13 +168,22 @@ def header_text(msg: Message, name: str) -> str | None:
 
 
 def header_texts(msg: Message, name: str) -> list[str]:
-    """Every ``name`` header, as :func:`header_text` gives the first."""
+    """Every ``name`` header, as :func:`header_text` gives the first, up to :data:`_MAX_FIELD`
+    characters in all."""
     wanted = name.lower()
-    out = []
+    out: list[str] = []
+    budget = _MAX_FIELD
     for key, value in msg.raw_items():
-        if isinstance(key, str) and key.lower() == wanted:
-            out.append(_unfold(_as_text(value)))
+        if budget > 0 and isinstance(key, str) and key.lower() == wanted:
+            text = _unfold(_as_text(str(value)[: 2 * budget]))[:budget]
+            budget -= max(1, len(text))
+            out.append(text)
     return out
+
+
+def _field_length(msg: Message, name: str) -> int:
+    wanted = name.lower()
+    return sum(len(str(v)) for k, v in msg.raw_items() if str(k).lower() == wanted)
 
 
 def _as_text(value: object) -> str:
@@ -158,8 +228,8 @@ def decode_words(text: str) -> str:
     if "=?" not in text:
         return text
     decoders: tuple[Callable[[str], object], ...] = (
-        lambda t: default.header_factory("subject", t),  # modern; has raised on odd input
-        lambda t: make_header(decode_header(t)),  # classic fallback
+        *((lambda t: default.header_factory("subject", t),) if len(text) <= _MAX_MODERN else ()),
+        lambda t: make_header(decode_header(t)),  # classic: the fallback (and for long text)
     )
     for decode in decoders:
         with contextlib.suppress(Exception):  # any decoding failure: try the next decoder
@@ -178,6 +248,8 @@ def _addresses(msg: Message, name: str) -> list[tuple[str, str]]:
                 pairs = [(n, a) for n, a in email.utils.getaddresses([value]) if "@" in a]
         if not pairs:
             try:
+                if len(value) > _MAX_MODERN:  # too long for the modern parser: see there
+                    raise ValueError(value[:20])
                 parsed = default.header_factory(name.lower(), value)
                 pairs = [(a.display_name, a.addr_spec) for a in parsed.addresses]
             except Exception:  # fall back to the classic, more forgiving parser
@@ -360,10 +432,15 @@ def describe_message(raw: bytes) -> MessageFacts:
     linesep = line_ending(raw).decode()
     parts: list[ContentPart] = []
     defects: list[str] = []
+    if too_many_parts(raw):
+        defects.append("message: too many parts, multiparts or blank lines; parts not described")
     try:
-        for section, part, leaf in _walk(msg):
+        for section, part, leaf in () if too_many_parts(raw) else _walk(msg):
             where = "message" if part is msg else f"part {section}"
             note = None
+            if leaf and len(parts) == _MAX_PARTS:
+                defects.append(f"message: more than {_MAX_PARTS} parts; the rest not described")
+                break
             if leaf:  # before the defects, so that decoding defects are collected too
                 data, note = _payload_bytes(part, linesep)
                 parts.append(
@@ -379,6 +456,11 @@ def describe_message(raw: bytes) -> MessageFacts:
                 defects.append(f"{where}: {note}")
     except Exception as exc:  # keep what was described so far
         defects.append(f"message: parts could not all be described ({type(exc).__name__})")
+    defects.extend(
+        f"message: {name} is longer than {_MAX_FIELD} characters; only the first were read"
+        for name in _READ_FIELDS
+        if _field_length(msg, name) > _MAX_FIELD
+    )
 
     def header(name: str) -> str | None:
         return _safe(lambda: header_text(msg, name), None)
