@@ -269,6 +269,54 @@ def test_hostile_structure_is_described_in_bounded_time(raw: bytes) -> None:
     assert len(facts.content.parts) <= 1000
 
 
+AMPLIFIED_AFTER = (
+    b"To: ",
+    b"Subject: ",
+    b"Content-Type: text/plain",
+    b"Content-Type: multipart/mixed; boundary=X\r\n\r\n",
+    b"Content-Type: multipart/report; report-type=delivery-status; boundary=X\r\n\r\n--X\r\n"
+    b"Content-Type: message/delivery-status\r\n\r\n",
+)
+GRAMMAR = (  # the pieces of header values and MIME structure (RFC 5322 §3.2-3.4, RFC 2045-2047)
+    b"g:",
+    b" ",
+    b";",
+    b",",
+    b'"',
+    b"(",
+    b"<",
+    b"a@b.example",
+    b"=?utf-8?q?=C3=A9?=",
+    b'a="x"',
+    b"name*0*=utf-8''%41",
+    b"--X\r\n",
+    b"\r\n",
+    b"A: b",
+    b"Content-Type: multipart/mixed; boundary=B\r\n\r\n--B\r\n",
+)
+
+
+@fuzz_settings(30, deadline_ms=30_000)
+@given(
+    st.sampled_from(AMPLIFIED_AFTER),
+    st.lists(st.sampled_from(GRAMMAR), min_size=1, max_size=3),
+    st.sampled_from([2**18, 2**20]),
+)
+def test_any_structure_repeated_to_a_mebibyte_is_described_in_bounded_time(
+    head: bytes, unit: list[bytes], size: int
+) -> None:
+    """The amplification fuzz: a piece of header or MIME grammar repeated until the message
+    is 256 KiB or 1 MiB, the shape of every super-linear case above; linear time is the bound."""
+    piece = b"".join(unit)
+    raw = head + piece * (size // len(piece)) + b"\r\n\r\nbody\r\n"
+    start = time.monotonic()
+    with time_bound(60):
+        facts = describe_message(raw)
+        parse_dsn(raw)
+    assert time.monotonic() - start < 3 + 6 * size / 2**20
+    assert facts.content.size == len(raw) and len(facts.content.parts) <= 1000
+
+
 def test_only_the_first_dkim_signatures_are_verified() -> None:
     """400 signatures over a 1 MiB body took 11 s (a lookup and a body hash each): a cheap
     amplification on the inbound port, which verifies before anything else."""
