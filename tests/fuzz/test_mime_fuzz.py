@@ -28,8 +28,9 @@ from sealpost.communications.email.addresses import (
 )
 from sealpost.communications.email.dkim import MAX_SIGNATURES, sign_message, verify_message
 from sealpost.communications.email.dsn import parse_dsn
-from sealpost.communications.email.mime import describe_message
+from sealpost.communications.email.mime import build_message, describe_message
 from sealpost.communications.email.submission import SenderNotAllowed, SubmissionRequest
+from sealpost.errors import InvalidInput
 from sealpost.ledger.records import record_from_json
 from tests.fuzz.conftest import CERTIFY_DOMAIN, SENDER_DOMAIN, FuzzMail
 from tests.fuzz.mutations import fuzz_settings, hostile_bytes, mutated, time_bound
@@ -334,3 +335,53 @@ def test_only_the_first_dkim_signatures_are_verified() -> None:
     result = verify_message(raw, key_lookup=lookup)
     assert not result.valid and len(result.checks) == MAX_SIGNATURES == len(lookups)
     assert time.monotonic() - start < 10
+
+
+API_TEXT = st.text(
+    alphabet=st.characters() | st.characters(categories=["Cs"]) | st.sampled_from("\r\n\x00\x85"),
+    max_size=30,
+) | st.sampled_from(["a@b.example", "Zoë <z@bücher.example>", '"q" <a@b.example>', "x" * 1000])
+"""What a JSON body can hold: any text, lone surrogates (JSON's ``\\ud800``) and line breaks."""
+API_ADDRESS = st.sampled_from(["a@b.example", "Zoë <z@bücher.example>", '"Q, R" <q@b.example>'])
+
+
+@fuzz_settings(300, deadline_ms=3000)
+@given(
+    API_ADDRESS | API_TEXT,
+    st.lists(API_ADDRESS | API_TEXT, min_size=1, max_size=3),
+    API_TEXT,
+    st.none() | API_TEXT,
+    st.none() | API_TEXT,
+    st.lists(
+        st.tuples(API_TEXT, API_TEXT | st.just("text/plain"), st.binary(max_size=8)), max_size=2
+    ),
+)
+@example("a@b.example", ["a@b.example"], "\x0c0", None, "", [])  # found: ValueError, a 500
+@example("a@b.example", ["a@b.example"], "a\u2028b", "t", None, [])
+@example("a@b.example", ["a@b.example"], "s", "\ud800", None, [])
+@example("a@b.example", ["a@b.example"], "s", "t", None, [("\ud800", "text/plain", b"")])
+def test_a_message_built_from_any_api_fields_is_bytes_or_invalid_input(
+    sender: str,
+    to: list[str],
+    subject: str,
+    text: str | None,
+    html: str | None,
+    attachments: list[tuple[str, str, bytes]],
+) -> None:
+    """``POST /v1/communications`` builds the message from its JSON fields: a field that
+    cannot be written is a 422, never a 500; what is built is a message that says so."""
+    try:
+        raw = build_message(
+            sender=sender,
+            to=to,
+            subject=subject,
+            text=text,
+            html=html,
+            attachments=attachments,
+            message_id="<fuzz@acme.test>",
+        )
+    except InvalidInput:  # 422, with the field's name
+        return
+    facts = describe_message(raw)
+    assert facts.message_id == "<fuzz@acme.test>" and facts.from_address is not None
+    assert facts.subject == subject.strip() or not subject.strip()

@@ -596,46 +596,78 @@ def build_message(
     reply = _address_field(reply_to, "reply_to") if reply_to else None
     every = [sender_addr, *to_addrs, *cc_addrs, *([reply] if reply else [])]
     needs_utf8 = any(not a.username.isascii() for a in every)
-    for name, value in (("subject", subject), ("message_id", message_id)):
-        if "\r" in value or "\n" in value:
-            raise HeaderError(f"line break in {name}")
-    msg = EmailMessage(policy=SMTPUTF8 if needs_utf8 else SMTP)
-    msg["From"] = sender_addr
-    msg["To"] = to_addrs
-    if cc_addrs:
-        msg["Cc"] = cc_addrs
-    if reply:
-        msg["Reply-To"] = reply
-    msg["Subject"] = subject
-    msg["Date"] = email.utils.format_datetime(date or datetime.now(UTC))
-    msg["Message-ID"] = normalize_msg_id(message_id) or message_id
-    if in_reply_to:
-        msg["In-Reply-To"] = normalize_msg_id(in_reply_to) or in_reply_to
-    if references:
-        msg["References"] = " ".join(msg_ids(" ".join(references)))
-    if text is not None:
-        msg.set_content(text)
-        if html is not None:
-            msg.add_alternative(html, subtype="html")
-    elif html is not None:
-        msg.set_content(html, subtype="html")
-    for filename, content_type, data in attachments:
-        maintype, _, subtype = content_type.partition("/")
-        if not maintype or not subtype or "/" in subtype:
-            raise InvalidInput(f"attachment {filename!r}: content type must be type/subtype")
-        msg.add_attachment(data, maintype=maintype, subtype=subtype, filename=filename)
-    for part in msg.walk():  # the stdlib stamps MIME-Version on every part it creates
-        if part is not msg:
-            del part["MIME-Version"]
-    if "MIME-Version" not in msg:
-        msg["MIME-Version"] = "1.0"
-    return msg.as_bytes()
+    _check_field("subject", subject)
+    for name, value in (("message_id", message_id), ("in_reply_to", in_reply_to or "")):
+        _check_field(name, value, ascii_only=True)
+    for i, reference in enumerate(references):
+        _check_field(f"references[{i}]", reference, ascii_only=True)
+    for name, body in (("text", text), ("html", html)):
+        if body is not None and not _is_unicode(body):
+            raise InvalidInput(f"{name} is not valid Unicode text (a lone surrogate)")
+    for i, (filename, content_type, _data) in enumerate(attachments):
+        _check_field(f"attachments[{i}].filename", filename)
+        _check_field(f"attachments[{i}].content_type", content_type, ascii_only=True)
+    try:
+        msg = EmailMessage(policy=SMTPUTF8 if needs_utf8 else SMTP)
+        msg["From"] = sender_addr
+        msg["To"] = to_addrs
+        if cc_addrs:
+            msg["Cc"] = cc_addrs
+        if reply:
+            msg["Reply-To"] = reply
+        msg["Subject"] = subject
+        msg["Date"] = email.utils.format_datetime(date or datetime.now(UTC))
+        msg["Message-ID"] = normalize_msg_id(message_id) or message_id
+        if in_reply_to:
+            msg["In-Reply-To"] = normalize_msg_id(in_reply_to) or in_reply_to
+        if references:
+            msg["References"] = " ".join(msg_ids(" ".join(references)))
+        if text is not None:
+            msg.set_content(text)
+            if html is not None:
+                msg.add_alternative(html, subtype="html")
+        elif html is not None:
+            msg.set_content(html, subtype="html")
+        for filename, content_type, data in attachments:
+            maintype, _, subtype = content_type.partition("/")
+            if not maintype or not subtype or "/" in subtype:
+                raise InvalidInput(f"attachment {filename!r}: content type must be type/subtype")
+            msg.add_attachment(data, maintype=maintype, subtype=subtype, filename=filename)
+        for part in msg.walk():  # the stdlib stamps MIME-Version on every part it creates
+            if part is not msg:
+                del part["MIME-Version"]
+        if "MIME-Version" not in msg:
+            msg["MIME-Version"] = "1.0"
+        return msg.as_bytes()
+    except (ValueError, UnicodeError) as exc:  # what the checks above did not foresee
+        raise InvalidInput(f"the message cannot be built from these fields: {exc}") from None
+
+
+_LINE_BREAKS = re.compile("[\r\n\x0b\x0c\x1c-\x1e\x85\u2028\u2029\x00]")
+"""Every character ``str.splitlines`` breaks at (the stdlib refuses them in header values),
+and NUL."""
+
+
+def _is_unicode(value: str) -> bool:
+    """No lone surrogate (a JSON ``\\ud800`` escape gives one): the text can be UTF-8."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _check_field(field: str, value: str, *, ascii_only: bool = False) -> None:
+    """A value fit for a header field, else :class:`HeaderError` naming ``field``."""
+    if _LINE_BREAKS.search(value):
+        raise HeaderError(f"line break or NUL in {field}")
+    if not _is_unicode(value) or (ascii_only and not value.isascii()):
+        raise HeaderError(f"{field} must be {'ASCII' if ascii_only else 'valid Unicode'} text")
 
 
 def _address_field(value: str, field: str) -> Address:
     """``Name <local@domain>`` or ``local@domain`` as an Address, domain in A-label form."""
-    if "\r" in value or "\n" in value:
-        raise HeaderError(f"line break in {field}")
+    _check_field(field, value)
     name, addr = email.utils.parseaddr(value)
     if not addr or addr not in value:  # parseaddr silently "repairs" some inputs
         raise InvalidInput(f"{field}: not an address: {value!r}")
@@ -644,4 +676,7 @@ def _address_field(value: str, field: str) -> Address:
         ascii_domain = idna_domain(domain)
     except AddressError as exc:
         raise InvalidInput(f"{field}: {exc.message}") from None
-    return Address(display_name=name, username=local, domain=ascii_domain)
+    try:
+        return Address(display_name=name, username=local, domain=ascii_domain)
+    except (ValueError, IndexError) as exc:  # the stdlib's own checks of the parts
+        raise InvalidInput(f"{field}: not an address: {exc}") from None
