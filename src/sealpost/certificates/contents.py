@@ -41,7 +41,7 @@ _MESSAGE_FIELDS = {
     "submitted_at": _TEXT,
     "sha256": _TEXT,
     "size": _NUMBER,
-    "file": _TEXT,
+    "file": _MAYBE_TEXT,  # absent: original.eml
 }
 _EVENT_FIELDS = {
     "n": _NUMBER,
@@ -125,7 +125,7 @@ def check_files(report: CertificateReport, manifest: dict[str, Any]) -> None:
 def check_message(report: CertificateReport, manifest: dict[str, Any]) -> str | None:
     """The attached message's SHA-256 against the manifest's; returns the digest found."""
     message = manifest["message"]
-    name = message["file"]
+    name = message.get("file") or "original.eml"
     eml = report.attachments.get(name)
     if eml is None:
         report.add("message digest", name, False, "the original message is not attached")

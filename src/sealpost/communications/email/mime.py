@@ -135,16 +135,16 @@ def parse_message(raw: bytes) -> Message | None:
     """Parse with the tolerant ``compat32`` policy; None only if the parser itself breaks.
 
     A body with more than :data:`_MAX_DELIMITERS` delimiter-like lines is left unparsed (the
-    header only: :func:`too_many_parts`)."""
+    header only: :func:`_too_many_parts`)."""
     try:
         return BytesParser(_BoundedMessage, policy=compat32).parsebytes(
-            raw, headersonly=too_many_parts(raw)
+            raw, headersonly=_too_many_parts(raw)
         )
     except Exception:  # evidence must survive any input, RecursionError included
         return None
 
 
-def too_many_parts(raw: bytes) -> bool:
+def _too_many_parts(raw: bytes) -> bool:
     """More lines that could delimit parts than a message describes (:data:`_MAX_DELIMITERS`),
     more multiparts than mail nests (:data:`_MAX_MULTIPARTS`), or as many blank lines in a
     message that may hold a ``message/delivery-status`` part: the stdlib parses each of its
@@ -432,10 +432,11 @@ def describe_message(raw: bytes) -> MessageFacts:
     linesep = line_ending(raw).decode()
     parts: list[ContentPart] = []
     defects: list[str] = []
-    if too_many_parts(raw):
+    unparsed = _too_many_parts(raw)  # then parse_message read the header only
+    if unparsed:
         defects.append("message: too many parts, multiparts or blank lines; parts not described")
     try:
-        for section, part, leaf in () if too_many_parts(raw) else _walk(msg):
+        for section, part, leaf in () if unparsed else _walk(msg):
             where = "message" if part is msg else f"part {section}"
             note = None
             if leaf and len(parts) == _MAX_PARTS:
