@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 
@@ -25,6 +26,14 @@ from sealpost.pki.keys import LocalIdentities, init_keys, load_local_identities
 from sealpost.pki.tsa import EmbeddedTSA
 
 configure_logging("WARNING")
+
+# Property tests (hypothesis): ``ci``, the default, draws the same examples on every run (a red
+# CI is reproducible, a green one is not luck) and keeps no example database; ``fuzz`` is for
+# long local runs: random, 50 times the examples of every tests/fuzz property, failures saved
+# in .hypothesis/.  Select with ``pytest --hypothesis-profile=fuzz`` or SEALPOST_HYPOTHESIS.
+hypothesis_settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+hypothesis_settings.register_profile("fuzz", max_examples=5000, print_blob=True)
+hypothesis_settings.load_profile(os.environ.get("SEALPOST_HYPOTHESIS", "ci"))
 
 
 def pytest_configure(config: pytest.Config) -> None:

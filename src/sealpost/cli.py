@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ from typing import Annotated, Any
 import typer
 from cryptography import x509
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from sealpost.config import Settings
@@ -43,8 +45,18 @@ def _settings() -> Settings:
     return settings
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def _shown(text: object) -> str:
+    """Text that may come from a file being verified, safe for the console: rich markup is
+    escaped (``[/x]`` crashed the command, ``[link=...]`` forged a link) and control characters
+    are written out as ``\\x1b`` (an ESC sequence could restyle or retitle the terminal)."""
+    return escape(_CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(text)))
+
+
 def _fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}")
+    err.print(f"[bold red]error:[/] {_shown(message)}")
     return typer.Exit(code)
 
 
@@ -337,7 +349,7 @@ def _print_checks(checks: list[Any]) -> None:
     table = Table("check", "field", "result")
     for check in checks:
         mark = "[green]ok[/]" if check.ok else "[bold red]FAILED[/]"
-        table.add_row(check.name, check.field, f"{mark} {check.detail}")
+        table.add_row(_shown(check.name), _shown(check.field), f"{mark} {_shown(check.detail)}")
     out.print(table)
 
 
@@ -397,14 +409,14 @@ def _verify_pdf(data: bytes, roots: list[x509.Certificate], as_json: bool) -> No
         raise typer.Exit(0 if report.ok else 1)
     _print_checks(report.checks)
     verdict = "[bold green]VALID[/]" if report.ok else "[bold red]NOT VALID[/]"
-    out.print(f"{verdict}: {report.statement()}")
+    out.print(f"{verdict}: {_shown(report.statement())}")
     if superseded:
         newer = superseded["superseded_by"]
         out.print(
             f"[bold yellow]SUPERSEDED[/]: this is version {superseded['version']}; version "
             f"{newer['version']} (SHA-256 {newer['sha256']}, issued {newer['issued_at']}, "
-            f"{newer['reason']}) replaces it. This version remains valid evidence of what was "
-            "known when it was issued."
+            f"{_shown(newer['reason'])}) replaces it. This version remains valid evidence of "
+            "what was known when it was issued."
         )
     raise typer.Exit(0 if report.ok else 1)
 
@@ -453,7 +465,7 @@ def verify(
         raise typer.Exit(0 if report.ok else 1)
     _print_checks(report.checks)
     verdict = "[bold green]VALID[/]" if report.ok else "[bold red]NOT VALID[/]"
-    out.print(f"{verdict}: {report.statement()}")
+    out.print(f"{verdict}: {_shown(report.statement())}")
     raise typer.Exit(0 if report.ok else 1)
 
 

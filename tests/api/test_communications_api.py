@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import time
 from email import message_from_bytes
 
@@ -187,6 +188,29 @@ def test_bad_sends_get_a_clear_422(
 ) -> None:
     response = client.post("/v1/communications", json=body, headers=key)
     assert response.status_code == 422
+    assert words in response.json()["message"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "words"),
+    [
+        ({"subject": "hi\u2028Bcc: someone@evil.test"}, "line break"),
+        ({"subject": "\ud800"}, "subject must be valid Unicode"),
+        ({"text": "\ud800"}, "text is not valid Unicode"),
+        ({"attachments": [{"filename": "\ud800.pdf", "content": "eA=="}]}, "filename"),
+    ],
+)
+def test_fields_that_cannot_be_written_get_a_422_not_a_500(
+    client: TestClient, key: dict[str, str], extra: dict[str, object], words: str
+) -> None:
+    """Found by fuzzing build_message: a Unicode line separator passed the control-character
+    check and the stdlib refused it (ValueError), a lone surrogate (JSON's \\ud800) could
+    not be encoded (UnicodeEncodeError): both were 500s."""
+    body = json.dumps(message(**extra))  # ASCII JSON: the surrogate travels as \\ud800
+    response = client.post(
+        "/v1/communications", content=body, headers={**key, "Content-Type": "application/json"}
+    )
+    assert response.status_code == 422, response.text
     assert words in response.json()["message"]
 
 

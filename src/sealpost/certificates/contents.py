@@ -25,6 +25,57 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+_Types = tuple[type, ...]
+_TEXT: _Types = (str,)
+_MAYBE_TEXT: _Types = (str, type(None))
+_NUMBER: _Types = (int,)
+_TOP_FIELDS = {
+    "communication_id": _TEXT,
+    "certificate_version": _NUMBER,
+    "supersedes_sha256": _MAYBE_TEXT,
+    "ledger_origin": _TEXT,
+}
+_MESSAGE_FIELDS = {
+    "sender": _TEXT,
+    "recipient": _TEXT,
+    "submitted_at": _TEXT,
+    "sha256": _TEXT,
+    "size": _NUMBER,
+    "file": _MAYBE_TEXT,  # absent: original.eml
+}
+_EVENT_FIELDS = {
+    "n": _NUMBER,
+    "record_id": _TEXT,
+    "event": _TEXT,
+    "event_time": _TEXT,
+    "summary": _TEXT,
+    "file": _MAYBE_TEXT,
+}
+
+
+def _typed(obj: Any, fields: dict[str, _Types]) -> bool:
+    """``obj`` is an object whose ``fields`` have these JSON types (a bool is not a number)."""
+    return isinstance(obj, dict) and all(
+        isinstance(obj.get(name), kinds) and not isinstance(obj.get(name), bool)
+        for name, kinds in fields.items()
+    )
+
+
+def _well_formed(manifest: Any) -> bool:
+    """Every field the checks read or the statement shows has its type: a hostile manifest
+    (the seal may be anyone's own, without ``--trust``) holds lists where names belong."""
+    return (
+        _typed(manifest, _TOP_FIELDS)
+        and manifest.get("format") == MANIFEST_FORMAT
+        and manifest.get("version") == MANIFEST_VERSION
+        and not isinstance(manifest.get("version"), bool)
+        and _typed(manifest.get("message"), _MESSAGE_FIELDS)
+        and isinstance(manifest.get("events"), list)
+        and all(_typed(e, _EVENT_FIELDS) for e in manifest["events"])
+        and isinstance(manifest.get("files"), dict)
+    )
+
+
 def read_manifest(report: CertificateReport) -> dict[str, Any] | None:
     """Parse and shape-check ``manifest.json``; None (with a failed check) when unusable."""
     raw = report.attachments.get(MANIFEST_NAME)
@@ -33,17 +84,8 @@ def read_manifest(report: CertificateReport) -> dict[str, Any] | None:
         return None
     try:
         manifest = json.loads(raw)
-        ok = (
-            isinstance(manifest, dict)
-            and manifest.get("format") == MANIFEST_FORMAT
-            and manifest.get("version") == MANIFEST_VERSION
-            and isinstance(manifest.get("message"), dict)
-            and isinstance(manifest.get("events"), list)
-            and isinstance(manifest.get("files"), dict)
-            and isinstance(manifest["message"].get("sha256"), str)
-            and all(isinstance(e, dict) for e in manifest["events"])
-        )
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        ok = _well_formed(manifest)
+    except (ValueError, RecursionError):  # not JSON or UTF-8, 4,300+ digits, nested too deep
         ok = False
     if not ok:
         report.add(
@@ -83,7 +125,7 @@ def check_files(report: CertificateReport, manifest: dict[str, Any]) -> None:
 def check_message(report: CertificateReport, manifest: dict[str, Any]) -> str | None:
     """The attached message's SHA-256 against the manifest's; returns the digest found."""
     message = manifest["message"]
-    name = message.get("file", "original.eml")
+    name = message.get("file") or "original.eml"
     eml = report.attachments.get(name)
     if eml is None:
         report.add("message digest", name, False, "the original message is not attached")

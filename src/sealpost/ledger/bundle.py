@@ -15,7 +15,6 @@ Format ``sealpost-evidence-bundle`` version 1, documented field by field in
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +23,7 @@ from asn1crypto import cms
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from sealpost.ledger.errors import BundleFormatError
+from sealpost.ledger.errors import BundleFormatError, shown
 from sealpost.ledger.storage import StoredRecord
 from sealpost.ledger.tree_head import SignedTreeHead
 
@@ -97,10 +96,21 @@ def _get(obj: Any, key: str, kind: type, field: str) -> Any:
     return value
 
 
+def _text(obj: Any, key: str, field: str) -> str:
+    """A string that is valid Unicode: the seal signs its UTF-8 bytes (JSON's ``\\ud800``
+    escape gives a lone surrogate, which has none)."""
+    value: str = _get(obj, key, str, field)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BundleFormatError("is not valid Unicode text", field=field) from None
+    return value
+
+
 def _b64_field(obj: Any, key: str, field: str) -> bytes:
     try:
         return base64.b64decode(_get(obj, key, str, field), validate=True)
-    except binascii.Error:
+    except ValueError:  # binascii.Error, or a non-ASCII character (a plain ValueError)
         raise BundleFormatError("is not valid base64", field=field) from None
 
 
@@ -121,17 +131,20 @@ def parse_bundle(data: bytes | str | dict[str, Any]) -> ParsedBundle:
     if isinstance(data, bytes | str):
         try:
             obj = json.loads(data)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        except ValueError as exc:  # not JSON, not UTF-8, or a number past 4,300 digits
             raise BundleFormatError(f"not JSON ({exc})") from None
+        except RecursionError:  # a bundle is a few levels deep; thousands is an attack
+            raise BundleFormatError("not JSON (nested too deeply)") from None
     else:
         obj = data
     if not isinstance(obj, dict):
         raise BundleFormatError("must be a JSON object")
     if obj.get("format") != BUNDLE_FORMAT:
-        raise BundleFormatError(f"unknown format {obj.get('format')!r}", field="format")
-    if obj.get("version") != BUNDLE_VERSION:
+        raise BundleFormatError(f"unknown format {shown(obj.get('format'))}", field="format")
+    version = obj.get("version")
+    if isinstance(version, bool) or not isinstance(version, int) or version != BUNDLE_VERSION:
         raise BundleFormatError(
-            f"unsupported version {obj.get('version')!r} (this verifier reads {BUNDLE_VERSION})",
+            f"unsupported version {shown(version)} (this verifier reads {BUNDLE_VERSION})",
             field="version",
         )
     record = _get(obj, "record", dict, "record")
@@ -148,7 +161,7 @@ def parse_bundle(data: bytes | str | dict[str, Any]) -> ParsedBundle:
         tree_size=_get(proof, "tree_size", int, "inclusion_proof.tree_size"),
         leaf_hash=_b64_field(proof, "leaf_hash", "inclusion_proof.leaf_hash"),
         proof=decoded_hashes,
-        checkpoint_text=_get(head, "checkpoint", str, "tree_head.checkpoint"),
+        checkpoint_text=_text(head, "checkpoint", "tree_head.checkpoint"),
         signature_algorithm=_get(head, "signature_algorithm", str, "tree_head.signature_algorithm"),
         signature=_b64_field(head, "signature", "tree_head.signature"),
         timestamp_token=_b64_field(head, "timestamp_token", "tree_head.timestamp_token"),

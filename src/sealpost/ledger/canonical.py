@@ -48,7 +48,11 @@ def _fast_path_ok(value: Any) -> bool:
 
 def canonical_json(value: Any) -> bytes:
     """The RFC 8785 serialization of ``value`` (UTF-8 bytes)."""
-    if _fast_path_ok(value):
+    try:
+        fast = _fast_path_ok(value)
+    except RecursionError:  # a record is a few levels deep; a bundle nesting thousands is not
+        raise CanonicalizationError("the value is nested too deeply") from None
+    if fast:
         try:
             return json.dumps(
                 value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
@@ -57,5 +61,5 @@ def canonical_json(value: Any) -> bytes:
             raise CanonicalizationError(f"string is not valid Unicode: {exc}") from None
     try:
         return rfc8785.dumps(value)
-    except (rfc8785.CanonicalizationError, TypeError, ValueError) as exc:
+    except (rfc8785.CanonicalizationError, TypeError, ValueError, RecursionError) as exc:
         raise CanonicalizationError(str(exc)) from None

@@ -15,6 +15,23 @@ from __future__ import annotations
 from sealpost.errors import Conflict, InvalidInput
 
 
+def shown(value: object, limit: int = 60) -> str:
+    """An untrusted JSON value for an error message: a scalar's repr, cut at ``limit``
+    characters, else only its kind.  ``repr`` raises on a list nested 5,000 deep
+    (RecursionError) and on an integer of 5,000 digits (ValueError), and a 1 MB string does
+    not belong in a message."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        return "a number out of range"
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "a list"
+    if not (value is None or isinstance(value, str | int | float)):
+        return type(value).__name__
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 class RecordError(InvalidInput):
     """A record that cannot be evidence; ``field`` names the offending field."""
 

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sealpost.ledger.canonical import CanonicalizationError, canonical_json
-from sealpost.ledger.errors import RecordError
+from sealpost.ledger.errors import RecordError, shown
 from sealpost.ledger.events import EVENT_TYPES, EventType, event_type
 from sealpost.ledger.merkle import leaf_hash
 
@@ -45,7 +45,7 @@ def parse_time(text: str, *, field: str) -> datetime:
     try:
         return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
     except ValueError:
-        raise RecordError(f"not a time: {text!r}", field=field) from None
+        raise RecordError(f"not a time: {shown(text)}", field=field) from None
 
 
 @dataclass(frozen=True)
@@ -239,12 +239,14 @@ def record_from_json(obj: Any) -> EvidenceRecord:
     if not isinstance(obj, dict):
         raise RecordError("expected a JSON object", field="record")
     if obj.get("version") != RECORD_VERSION:
-        raise RecordError(f"unsupported record version {obj.get('version')!r}", field="version")
+        raise RecordError(
+            f"unsupported record version {shown(obj.get('version'))}", field="version"
+        )
     try:
         ev = obj["event"]
         etype = EVENT_TYPES.get(ev["name"])
         if etype is None:
-            raise RecordError(f"unknown event {ev['name']!r}", field="event.name")
+            raise RecordError(f"unknown event {shown(ev['name'])}", field="event.name")
         if ev.get("uri") != etype.uri:
             raise RecordError("event URI does not match the event name", field="event.uri")
         content = obj.get("content")

@@ -17,7 +17,6 @@ convention: it proves the signature, and so the root, existed at the token's tim
 from __future__ import annotations
 
 import base64
-import binascii
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -53,11 +52,17 @@ class Checkpoint:
         if len(lines) != 4 or not lines[3].startswith("time "):
             raise BundleFormatError("expected origin, size, root and time lines", field=field)
         origin, size_text, root_text, time_line = lines
-        if not origin or not size_text.isdigit() or (size_text != "0" and size_text[0] == "0"):
+        # ASCII digits only ("²".isdigit() is true and int() refuses it), at most 20 of them:
+        # a tree size is a uint64 (C2SP tlog-checkpoint), and int() refuses past 4300 digits
+        if (
+            not origin
+            or not (size_text.isascii() and size_text.isdigit() and len(size_text) <= 20)
+            or (size_text != "0" and size_text[0] == "0")
+        ):
             raise BundleFormatError("bad origin or tree size line", field=field)
         try:
             root = base64.b64decode(root_text, validate=True)
-        except binascii.Error:
+        except ValueError:  # binascii.Error, or a non-ASCII character (a plain ValueError)
             raise BundleFormatError("root hash is not base64", field=field) from None
         if len(root) != 32:
             raise BundleFormatError("root hash is not 32 bytes", field=field)

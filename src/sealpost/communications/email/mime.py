@@ -18,6 +18,7 @@ import contextlib
 import email.utils
 import hashlib
 import io
+import itertools
 import re
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -30,7 +31,7 @@ from email.headerregistry import Address
 from email.message import EmailMessage, Message
 from email.parser import BytesParser
 from email.policy import SMTP, SMTPUTF8, Compat32, compat32, default
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sealpost.communications.email.addresses import AddressError, idna_domain, split_address
 from sealpost.errors import InvalidInput
@@ -51,20 +52,42 @@ __all__ = [
 ]
 
 _FOLD_AT = 78  # RFC 5322 §2.1.1: lines SHOULD be at most 78 characters
+_MAX_FIELD = 64 * 1024
+"""Characters of one header field (all its occurrences together) read for the facts.  RFC 5322
+§2.1.1 caps a line at 998 characters; a longer field is abuse, and the stdlib's decoders cost
+more than linear time on some (see :data:`_MAX_MODERN`), so the rest is left unread (the
+whole-message digest still covers it) and a defect says so."""
+_MAX_MODERN = 8 * 1024
+"""Longest value given to the modern header parser (``email.headerregistry``), which is
+quadratic on groups, comments and runs of encoded words (a To of 256 KiB of ``g:`` took 22 s,
+1 MiB minutes); longer values go to the classic parser, slower only per character."""
+_MAX_PARAMS = 8 * 1024
+"""Characters of Content-Type and Content-Disposition read for their parameters (boundary,
+charset, file name): the stdlib parses parameters in quadratic time (``_parseparam`` slices
+the rest of the value at each ``;``), and its parser reads the boundary of every multipart
+itself: 1 MiB of ``; a="x"`` took 10 s, 4 MiB minutes.  An RFC 2231 file name of 255
+characters takes under 1 KiB."""
+_PARAM_FIELDS = frozenset({"content-type", "content-disposition"})
+_MAX_PARTS = 1000
+"""Leaf parts described (one ContentPart each in every record of the message).  Far more than
+mail has; the message digest covers the rest, and a defect says they were not described."""
+_DELIVERY_STATUS = re.compile(rb"delivery-status", re.IGNORECASE)
+_MULTIPART = re.compile(rb"multipart/", re.IGNORECASE)
+_MAX_MULTIPARTS = 500
+"""Mentions of ``multipart/`` above which the body is not parsed: the stdlib parses a nested
+multipart in a generator nested in its parent's, in time quadratic in the depth (eleven chains
+900 deep, 540 KiB, took 15 s).  Mail nests a handful; a digest of 200 messages, a few hundred."""
+_MAX_DELIMITERS = 10 * _MAX_PARTS
+"""Lines starting ``--`` (candidate boundary delimiters, RFC 2046 §5.1.1) above which the body
+is not MIME-parsed at all: the stdlib builds an object per part, and 5 MiB of empty parts
+made 500,000 of them (330 MB, 14 s); 50 MiB would take gigabytes."""
+_READ_FIELDS = ("From", "To", "Cc", "Subject", "Date", "Message-ID", "In-Reply-To", "References")
 _HEADER_NAME = re.compile(r"^[\x21-\x39\x3b-\x7e]+$")  # RFC 5322 §2.2 ftext
 _MSG_ID = re.compile(r"<[^<>]*>")
 _LINE_END = rb"(?:\r\n|\n|\r(?!\n))"  # CRLF, or a bare LF or CR (as SMTP clients read them)
 _LINE_ENDS = re.compile(_LINE_END)
 _BLANK_LINE = re.compile(rb"(?:\A|" + _LINE_END + rb")" + _LINE_END)
 _T = TypeVar("_T")
-_LINE_BREAKS = frozenset("\r\n\v\f\x1c\x1d\x1e\x85\u2028\u2029")
-"""What ``str.splitlines`` (and so the standard library's header folding) takes for a line
-break: in a header value Sealpost writes, any of them would end the field."""
-
-
-def _breaks_line(value: str) -> bool:
-    """True when ``value`` holds a line break of any kind or a NUL (unfit for a header)."""
-    return "\0" in value or any(c in _LINE_BREAKS for c in value)
 
 
 class HeaderError(InvalidInput):
@@ -105,12 +128,42 @@ class MessageFacts:
 # -- parsing helpers (also used by dsn.py) -------------------------------------------------
 
 
+class _BoundedMessage(Message):
+    """compat32's message, whose parameter fields are read up to :data:`_MAX_PARAMS` only;
+    ``raw_items`` (the facts, re-serialisation) still give every field whole."""
+
+    def get(self, name: str, failobj: Any = None) -> Any:
+        value = super().get(name, failobj)
+        if isinstance(value, str) and len(value) > _MAX_PARAMS and name.lower() in _PARAM_FIELDS:
+            return value[:_MAX_PARAMS]
+        return value
+
+
 def parse_message(raw: bytes) -> Message | None:
-    """Parse with the tolerant ``compat32`` policy; None only if the parser itself breaks."""
+    """Parse with the tolerant ``compat32`` policy; None only if the parser itself breaks.
+
+    A body with more than :data:`_MAX_DELIMITERS` delimiter-like lines is left unparsed (the
+    header only: :func:`_too_many_parts`)."""
     try:
-        return BytesParser(policy=compat32).parsebytes(raw)
+        return BytesParser(_BoundedMessage, policy=compat32).parsebytes(
+            raw, headersonly=_too_many_parts(raw)
+        )
     except Exception:  # evidence must survive any input, RecursionError included
         return None
+
+
+def _too_many_parts(raw: bytes) -> bool:
+    """More lines that could delimit parts than a message describes (:data:`_MAX_DELIMITERS`),
+    more multiparts than mail nests (:data:`_MAX_MULTIPARTS`), or as many blank lines in a
+    message that may hold a ``message/delivery-status`` part: the stdlib parses each of its
+    blocks as a message nested in the previous one's generator, in quadratic time (5 MiB of
+    blocks took 40 s)."""
+    if raw.count(b"\n--") > _MAX_DELIMITERS:
+        return True
+    if next(itertools.islice(_MULTIPART.finditer(raw), _MAX_MULTIPARTS, None), None):
+        return True
+    blank_lines = raw.count(b"\n\n") + raw.count(b"\n\r\n")
+    return blank_lines > _MAX_DELIMITERS and _DELIVERY_STATUS.search(raw) is not None
 
 
 def header_text(msg: Message, name: str) -> str | None:
@@ -123,26 +176,54 @@ def header_text(msg: Message, name: str) -> str | None:
 
 
 def header_texts(msg: Message, name: str) -> list[str]:
-    """Every ``name`` header, as :func:`header_text` gives the first."""
+    """Every ``name`` header, as :func:`header_text` gives the first, up to :data:`_MAX_FIELD`
+    characters in all."""
     wanted = name.lower()
-    out = []
+    out: list[str] = []
+    budget = _MAX_FIELD
     for key, value in msg.raw_items():
-        if isinstance(key, str) and key.lower() == wanted:
-            out.append(_unfold(_as_text(value)))
+        if budget > 0 and isinstance(key, str) and key.lower() == wanted:
+            text = _unfold(_as_text(str(value)[: 2 * budget]))[:budget]
+            budget -= max(1, len(text))
+            out.append(text)
     return out
 
 
+def _field_length(msg: Message, name: str) -> int:
+    wanted = name.lower()
+    return sum(len(str(v)) for k, v in msg.raw_items() if str(k).lower() == wanted)
+
+
 def _as_text(value: object) -> str:
-    """A raw header value (``str`` with surrogate escapes for 8-bit bytes) as real text."""
+    """A raw header value (``str`` with surrogate escapes for 8-bit bytes) as real text.
+
+    Every text of :class:`MessageFacts` passes here, because evidence is RFC 8785 JSON, which
+    must be valid Unicode: no surrogate may come out.  Escaped bytes alone are read as UTF-8
+    (RFC 6532), else as Latin-1.  Escapes among decoded characters (the stdlib decodes an RFC
+    2047 word in a charset it does not know, ``=?x-unknown?q?=C3=A9?=``, to escapes) are read
+    as UTF-8 where they are, and become U+FFFD where they are not.
+    """
     text = str(value)
     try:
         data = text.encode("ascii", "surrogateescape")
     except UnicodeEncodeError:
-        return text
+        return _valid_unicode(text)
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
         return data.decode("latin-1")  # the classic guess for unlabelled 8-bit headers
+
+
+_STRAY_SURROGATE = re.compile("[\ud800-\udc7f\udd00-\udfff]")  # not a surrogateescape byte
+
+
+def _valid_unicode(text: str) -> str:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        data = _STRAY_SURROGATE.sub("\ufffd", text).encode("utf-8", "surrogateescape")
+        return data.decode("utf-8", "replace")
+    return text
 
 
 def _unfold(text: str) -> str:
@@ -155,12 +236,12 @@ def decode_words(text: str) -> str:
     if "=?" not in text:
         return text
     decoders: tuple[Callable[[str], object], ...] = (
-        lambda t: default.header_factory("subject", t),  # modern; has raised on odd input
-        lambda t: make_header(decode_header(t)),  # classic fallback
+        *((lambda t: default.header_factory("subject", t),) if len(text) <= _MAX_MODERN else ()),
+        lambda t: make_header(decode_header(t)),  # classic: the fallback (and for long text)
     )
     for decode in decoders:
         with contextlib.suppress(Exception):  # any decoding failure: try the next decoder
-            return str(decode(text))
+            return _as_text(decode(text))
     return text
 
 
@@ -175,6 +256,8 @@ def _addresses(msg: Message, name: str) -> list[tuple[str, str]]:
                 pairs = [(n, a) for n, a in email.utils.getaddresses([value]) if "@" in a]
         if not pairs:
             try:
+                if len(value) > _MAX_MODERN:  # too long for the modern parser: see there
+                    raise ValueError(value[:20])
                 parsed = default.header_factory(name.lower(), value)
                 pairs = [(a.display_name, a.addr_spec) for a in parsed.addresses]
             except Exception:  # fall back to the classic, more forgiving parser
@@ -182,7 +265,7 @@ def _addresses(msg: Message, name: str) -> list[tuple[str, str]]:
                     pairs = [(decode_words(n), a) for n, a in email.utils.getaddresses([value])]
                 except Exception:
                     pairs = []
-        out.extend((str(n), str(a)) for n, a in pairs if a and a != "<>")
+        out.extend((_as_text(n), _as_text(a)) for n, a in pairs if a and a != "<>")
     return out
 
 
@@ -316,7 +399,7 @@ def _filename(part: Message) -> str | None:
 
 def _content_type(part: Message) -> str:
     try:
-        return part.get_content_type()
+        return _as_text(part.get_content_type())
     except Exception:
         return "application/octet-stream"
 
@@ -325,7 +408,7 @@ def _defect_text(where: str, defect: object) -> str:
     doc = (type(defect).__doc__ or "").strip().splitlines()
     detail = str(defect)
     words = detail if detail else (doc[0] if doc else "")
-    return f"{where}: {type(defect).__name__}" + (f": {words}" if words else "")
+    return f"{where}: {type(defect).__name__}" + (f": {_as_text(words)}" if words else "")
 
 
 # -- describe ------------------------------------------------------------------------------
@@ -357,10 +440,16 @@ def describe_message(raw: bytes) -> MessageFacts:
     linesep = line_ending(raw).decode()
     parts: list[ContentPart] = []
     defects: list[str] = []
+    unparsed = _too_many_parts(raw)  # then parse_message read the header only
+    if unparsed:
+        defects.append("message: too many parts, multiparts or blank lines; parts not described")
     try:
-        for section, part, leaf in _walk(msg):
+        for section, part, leaf in () if unparsed else _walk(msg):
             where = "message" if part is msg else f"part {section}"
             note = None
+            if leaf and len(parts) == _MAX_PARTS:
+                defects.append(f"message: more than {_MAX_PARTS} parts; the rest not described")
+                break
             if leaf:  # before the defects, so that decoding defects are collected too
                 data, note = _payload_bytes(part, linesep)
                 parts.append(
@@ -376,6 +465,11 @@ def describe_message(raw: bytes) -> MessageFacts:
                 defects.append(f"{where}: {note}")
     except Exception as exc:  # keep what was described so far
         defects.append(f"message: parts could not all be described ({type(exc).__name__})")
+    defects.extend(
+        f"message: {name} is longer than {_MAX_FIELD} characters; only the first were read"
+        for name in _READ_FIELDS
+        if _field_length(msg, name) > _MAX_FIELD
+    )
 
     def header(name: str) -> str | None:
         return _safe(lambda: header_text(msg, name), None)
@@ -481,7 +575,7 @@ def prepend_headers(raw: bytes, headers: Sequence[tuple[str, str]]) -> bytes:
     for name, value in headers:
         if not _HEADER_NAME.match(name):
             raise HeaderError(f"invalid header name {name!r}")
-        if _breaks_line(value):
+        if _LINE_BREAKS.search(value):
             raise HeaderError(f"line break or NUL in the value of {name}")
         out.append(_fold(name, value.strip(), linesep))
     return "".join(out).encode("utf-8") + raw
@@ -537,48 +631,78 @@ def build_message(
     reply = _address_field(reply_to, "reply_to") if reply_to else None
     every = [sender_addr, *to_addrs, *cc_addrs, *([reply] if reply else [])]
     needs_utf8 = any(not a.username.isascii() for a in every)
-    for name, value in (("subject", subject), ("message_id", message_id)):
-        if _breaks_line(value):
-            raise HeaderError(f"line break (U+2028, U+2029, U+0085 included) or NUL in {name}")
-    msg = EmailMessage(policy=SMTPUTF8 if needs_utf8 else SMTP)
-    msg["From"] = sender_addr
-    msg["To"] = to_addrs
-    if cc_addrs:
-        msg["Cc"] = cc_addrs
-    if reply:
-        msg["Reply-To"] = reply
-    msg["Subject"] = subject
-    msg["Date"] = email.utils.format_datetime(date or datetime.now(UTC))
-    msg["Message-ID"] = normalize_msg_id(message_id) or message_id
-    if in_reply_to:
-        msg["In-Reply-To"] = normalize_msg_id(in_reply_to) or in_reply_to
-    if references:
-        msg["References"] = " ".join(msg_ids(" ".join(references)))
-    if text is not None:
-        msg.set_content(text)
-        if html is not None:
-            msg.add_alternative(html, subtype="html")
-    elif html is not None:
-        msg.set_content(html, subtype="html")
-    for filename, content_type, data in attachments:
-        if _breaks_line(filename):
-            raise HeaderError(f"line break or NUL in the attachment file name {filename!r}")
-        maintype, _, subtype = content_type.partition("/")
-        if not maintype or not subtype or "/" in subtype:
-            raise InvalidInput(f"attachment {filename!r}: content type must be type/subtype")
-        msg.add_attachment(data, maintype=maintype, subtype=subtype, filename=filename)
-    for part in msg.walk():  # the stdlib stamps MIME-Version on every part it creates
-        if part is not msg:
-            del part["MIME-Version"]
-    if "MIME-Version" not in msg:
-        msg["MIME-Version"] = "1.0"
-    return msg.as_bytes()
+    _check_field("subject", subject)
+    for name, value in (("message_id", message_id), ("in_reply_to", in_reply_to or "")):
+        _check_field(name, value, ascii_only=True)
+    for i, reference in enumerate(references):
+        _check_field(f"references[{i}]", reference, ascii_only=True)
+    for name, body in (("text", text), ("html", html)):
+        if body is not None and not _is_unicode(body):
+            raise InvalidInput(f"{name} is not valid Unicode text (a lone surrogate)")
+    for i, (filename, content_type, _data) in enumerate(attachments):
+        _check_field(f"attachments[{i}].filename", filename)
+        _check_field(f"attachments[{i}].content_type", content_type, ascii_only=True)
+    try:
+        msg = EmailMessage(policy=SMTPUTF8 if needs_utf8 else SMTP)
+        msg["From"] = sender_addr
+        msg["To"] = to_addrs
+        if cc_addrs:
+            msg["Cc"] = cc_addrs
+        if reply:
+            msg["Reply-To"] = reply
+        msg["Subject"] = subject
+        msg["Date"] = email.utils.format_datetime(date or datetime.now(UTC))
+        msg["Message-ID"] = normalize_msg_id(message_id) or message_id
+        if in_reply_to:
+            msg["In-Reply-To"] = normalize_msg_id(in_reply_to) or in_reply_to
+        if references:
+            msg["References"] = " ".join(msg_ids(" ".join(references)))
+        if text is not None:
+            msg.set_content(text)
+            if html is not None:
+                msg.add_alternative(html, subtype="html")
+        elif html is not None:
+            msg.set_content(html, subtype="html")
+        for filename, content_type, data in attachments:
+            maintype, _, subtype = content_type.partition("/")
+            if not maintype or not subtype or "/" in subtype:
+                raise InvalidInput(f"attachment {filename!r}: content type must be type/subtype")
+            msg.add_attachment(data, maintype=maintype, subtype=subtype, filename=filename)
+        for part in msg.walk():  # the stdlib stamps MIME-Version on every part it creates
+            if part is not msg:
+                del part["MIME-Version"]
+        if "MIME-Version" not in msg:
+            msg["MIME-Version"] = "1.0"
+        return msg.as_bytes()
+    except (ValueError, UnicodeError) as exc:  # what the checks above did not foresee
+        raise InvalidInput(f"the message cannot be built from these fields: {exc}") from None
+
+
+_LINE_BREAKS = re.compile("[\r\n\x0b\x0c\x1c-\x1e\x85\u2028\u2029\x00]")
+"""Every character ``str.splitlines`` breaks at (the stdlib refuses them in header values),
+and NUL."""
+
+
+def _is_unicode(value: str) -> bool:
+    """No lone surrogate (a JSON ``\\ud800`` escape gives one): the text can be UTF-8."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _check_field(field: str, value: str, *, ascii_only: bool = False) -> None:
+    """A value fit for a header field, else :class:`HeaderError` naming ``field``."""
+    if _LINE_BREAKS.search(value):
+        raise HeaderError(f"line break or NUL in {field}")
+    if not _is_unicode(value) or (ascii_only and not value.isascii()):
+        raise HeaderError(f"{field} must be {'ASCII' if ascii_only else 'valid Unicode'} text")
 
 
 def _address_field(value: str, field: str) -> Address:
     """``Name <local@domain>`` or ``local@domain`` as an Address, domain in A-label form."""
-    if _breaks_line(value):
-        raise HeaderError(f"line break (U+2028, U+2029, U+0085 included) or NUL in {field}")
+    _check_field(field, value)
     name, addr = email.utils.parseaddr(value)
     if not addr or addr not in value:  # parseaddr silently "repairs" some inputs
         raise InvalidInput(f"{field}: not an address: {value!r}")
@@ -587,4 +711,7 @@ def _address_field(value: str, field: str) -> Address:
         ascii_domain = idna_domain(domain)
     except AddressError as exc:
         raise InvalidInput(f"{field}: {exc.message}") from None
-    return Address(display_name=name, username=local, domain=ascii_domain)
+    try:
+        return Address(display_name=name, username=local, domain=ascii_domain)
+    except (ValueError, IndexError) as exc:  # the stdlib's own checks of the parts
+        raise InvalidInput(f"{field}: not an address: {exc}") from None
