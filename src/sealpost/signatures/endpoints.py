@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
-from pydantic import BaseModel, Field, Strict, StrictInt
+from pydantic import BaseModel, Field, Strict, StrictBool, StrictInt
 
 from sealpost.api import cursors
 from sealpost.api.auth import TenantDep
@@ -177,7 +177,7 @@ class SigningSettings(BaseModel):
         description="Origins allowed to embed the signing page (iframe) and to receive its "
         "postMessage events, e.g. https://crm.example.com.",
     )
-    allow_active_content: bool = Field(
+    allow_active_content: StrictBool = Field(
         False,
         description="Accept PDFs with active content (JavaScript, actions that open programs, "
         "files or web addresses on their own, XFA forms, executable attachments...; "
