@@ -441,7 +441,7 @@ def verify(
     try:
         data = sys.stdin.buffer.read() if str(file) == "-" else file.read_bytes()
         roots = [x509.load_pem_x509_certificate(p.read_bytes()) for p in trust or []]
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, x509.InvalidVersion) as exc:
         raise _fail(str(exc), 2) from None
     if data.lstrip()[:5] == b"%PDF-" or file.suffix.lower() == ".pdf":
         _verify_pdf(data, roots, as_json)

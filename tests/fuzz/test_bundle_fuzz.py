@@ -19,11 +19,13 @@ bundle that verifies: that is the property.
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 from hypothesis import example, given
 from hypothesis import strategies as st
 
@@ -160,3 +162,38 @@ def test_the_bytes_of_a_bundle_file_never_crash_the_verifier(
             assert verify(data, roots) is None
     else:  # the verifier reads the JSON value: the text's changes are the value's
         check_outcome(data, bundles[which], bundles, root)
+
+
+P256 = bytes.fromhex("2a8648ce3d030107")  # the OID of the curve in an EC key (RFC 5480)
+
+
+def _off_curve(der: bytes) -> bytes:
+    at = der.index(b"\x03\x42\x00\x04") + 4  # the uncompressed point 04 || X || Y
+    return der[:at] + bytes([der[at] ^ 0x01]) + der[at + 1 :]
+
+
+DAMAGED_DER = {
+    "an unknown curve": lambda der: der.replace(P256, P256[:-1] + b"\x08", 1),
+    "a point off the curve": _off_curve,
+    "version 5": lambda der: der.replace(b"\xa0\x03\x02\x01\x02", b"\xa0\x03\x02\x01\x05", 1),
+}
+
+
+@pytest.mark.parametrize("which", [0, -1], ids=["seal certificate", "root"])
+@pytest.mark.parametrize("damage", DAMAGED_DER.values(), ids=DAMAGED_DER.keys())
+def test_a_damaged_certificate_key_is_a_failed_check_not_a_crash(
+    bundles: list[Bundle], root: x509.Certificate, which: int, damage: Any
+) -> None:
+    """Found by the fuzz profile (flips in the PEM of a seal certificate): cryptography reads a
+    key when it is first used and raised ValueError ("Invalid key") or UnsupportedAlgorithm
+    (a curve OID it does not know) out of the verifier; version 5 raised InvalidVersion."""
+    bundle = json.loads(json.dumps(bundles[0]))
+    chain = bundle["certificates"]["seal"]
+    der = x509.load_pem_x509_certificate(chain[which].encode()).public_bytes(Encoding.DER)
+    damaged = damage(der)
+    assert damaged != der
+    chain[which] = "-----BEGIN CERTIFICATE-----\n" + base64.encodebytes(damaged).decode()
+    chain[which] += "-----END CERTIFICATE-----\n"
+    for roots in ([root], []):
+        report = verify(bundle, roots)
+        assert report is None or not report.ok

@@ -121,7 +121,7 @@ def _certs(values: Any, field: str) -> list[x509.Certificate]:
     for i, pem in enumerate(values):
         try:
             out.append(x509.load_pem_x509_certificate(pem.encode("ascii")))
-        except (ValueError, AttributeError, UnicodeEncodeError):
+        except (ValueError, AttributeError, UnicodeEncodeError, x509.InvalidVersion):
             raise BundleFormatError("is not a PEM certificate", field=f"{field}[{i}]") from None
     return out
 

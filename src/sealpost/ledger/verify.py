@@ -17,9 +17,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.utils import CryptographyDeprecationWarning
 
 from sealpost.ledger import merkle
 from sealpost.ledger.bundle import ParsedBundle, parse_bundle
@@ -102,6 +103,27 @@ class VerificationReport(CheckList):
         )
 
 
+_DAMAGED = (
+    ValueError,
+    TypeError,
+    InvalidSignature,
+    UnsupportedAlgorithm,
+    x509.ExtensionNotFound,
+    x509.DuplicateExtension,
+    CryptographyDeprecationWarning,
+)
+"""What a damaged certificate raises when its key, extensions or signature are first read
+(cryptography parses them lazily): "Invalid key" for a point off the curve, UnsupportedAlgorithm
+for a changed curve OID, and a deprecation warning where warnings are errors."""
+
+
+def _who(cert: x509.Certificate) -> str:
+    try:
+        return cert.subject.rfc4514_string()
+    except _DAMAGED:
+        return "a certificate with an unreadable name"
+
+
 def _chain_problem(
     chain: Sequence[x509.Certificate], at: datetime, trust_roots: Sequence[x509.Certificate]
 ) -> str | None:
@@ -111,28 +133,28 @@ def _chain_problem(
             child.verify_directly_issued_by(issuer)
             constraints = issuer.extensions.get_extension_for_class(x509.BasicConstraints)
             if not constraints.value.ca:
-                return f"{issuer.subject.rfc4514_string()} is not a CA"
+                return f"{_who(issuer)} is not a CA"
         chain[-1].verify_directly_issued_by(chain[-1])
-    except (ValueError, TypeError, InvalidSignature, x509.ExtensionNotFound) as exc:
+    except _DAMAGED as exc:
         return f"the certificate chain does not verify ({exc or type(exc).__name__})"
     for cert in chain:
         if not cert.not_valid_before_utc - CLOCK_TOLERANCE <= at <= cert.not_valid_after_utc:
-            return f"{cert.subject.rfc4514_string()} was not valid at {at.isoformat()}"
+            return f"{_who(cert)} was not valid at {at.isoformat()}"
     if trust_roots and chain[-1] not in trust_roots:
         return "the chain does not end at a trusted root"
     return None
 
 
 def _signature_ok(cert: x509.Certificate, algorithm: str, signature: bytes, data: bytes) -> bool:
-    key = cert.public_key()
     try:
+        key = cert.public_key()
         if isinstance(key, ec.EllipticCurvePublicKey) and algorithm == "ecdsa-with-SHA256":
             key.verify(signature, data, ec.ECDSA(hashes.SHA256()))
         elif isinstance(key, rsa.RSAPublicKey) and algorithm == "sha256WithRSAEncryption":
             key.verify(signature, data, padding.PKCS1v15(), hashes.SHA256())
         else:
             return False
-    except InvalidSignature:
+    except _DAMAGED:  # a damaged key verifies nothing; InvalidSignature included
         return False
     return True
 
