@@ -161,9 +161,24 @@ class Matches:
         return found
 
 
+_BASE64_TEXT = re.compile(r"[A-Za-z0-9+/]*={0,2}")
+
+
+@dataclass(frozen=True)
+class Base64Text(Matches):
+    """:data:`BASE64_PATTERN` in the schema; checked here in linear time and constant memory.
+    Python's ``re`` pushes a backtracking frame per repetition of the pattern's group: about
+    30 bytes of memory per byte checked (a 32 MiB document cost 960 MiB) with the GIL held."""
+
+    def check(self, value: str) -> str:
+        if len(value) % 4 or _BASE64_TEXT.fullmatch(value) is None:
+            raise ValueError(self.message)
+        return value
+
+
 Base64 = Annotated[
     str,
-    Matches(BASE64_PATTERN, "not valid base64 (RFC 4648 §4: A-Z a-z 0-9 + /, = padding)"),
+    Base64Text(BASE64_PATTERN, "not valid base64 (RFC 4648 §4: A-Z a-z 0-9 + /, = padding)"),
 ]
 """Bytes as base64 text (attachments, raw messages, PDFs)."""
 
