@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from sealpost.communications.email.smtp_server import AuthLimiter
 from sealpost.config import Settings
 from sealpost.ratelimit import Rate, RateLimiter, client_key, retry_after
 
@@ -89,7 +90,20 @@ def test_client_keys_group_an_ipv6_host_by_its_64() -> None:
     assert client_key("2001:db8:1:2:aaaa::1") == client_key("2001:db8:1:2:ffff::9")
     assert client_key("2001:db8:1:2::1") != client_key("2001:db8:1:3::1")
     assert client_key("::ffff:192.0.2.7") == "192.0.2.7"
-    assert client_key("testclient") == "testclient"
+    named = client_key("testclient")  # a name a proxy header gave: a digest, never its size
+    assert named.startswith("name:") and named == client_key("testclient")
+    assert len(client_key("x" * 16384)) == len(named) and client_key("other") != named
+
+
+def test_auth_failures_lock_an_ipv6_host_out_by_its_64_and_forget_clean_clients() -> None:
+    limiter = AuthLimiter(max_failures=3, lockout_seconds=60)
+    for host in ("2001:db8:1:2::1", "2001:db8:1:2::2", "2001:db8:1:2:ffff::3"):
+        assert not limiter.locked(host)
+        limiter.failed(host)  # a new address of the same /64 for every guess
+    assert limiter.locked("2001:db8:1:2::99") and not limiter.locked("2001:db8:1:3::1")
+    for n in range(1000):  # asking about clients that never failed remembers nothing
+        assert not limiter.locked(f"198.51.100.{n % 250}")
+    assert len(limiter._failures) == 1
 
 
 def test_retry_after_is_whole_seconds_never_zero() -> None:

@@ -11,6 +11,7 @@ Pure: no I/O, no settings; the foundation layer under ``config``.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import math
 import re
@@ -60,11 +61,12 @@ class Rate:
 
 def client_key(address: str) -> str:
     """The key of a client address: an IPv4 address, or the /64 of an IPv6 one (a host is
-    usually given a whole /64, RFC 6177: per-address limits would not hold it)."""
+    usually given a whole /64, RFC 6177: per-address limits would not hold it).  Anything
+    else (a name a proxy header gave) is keyed by its digest: never a key of any size."""
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
-        return address
+        return "name:" + hashlib.sha256(address.encode("utf-8", "replace")).hexdigest()[:32]
     if isinstance(ip, ipaddress.IPv6Address):
         if ip.ipv4_mapped is not None:
             return str(ip.ipv4_mapped)

@@ -45,6 +45,7 @@ from sealpost.communications.email.submission import (
 from sealpost.config import Settings
 from sealpost.db.full import StorageFull
 from sealpost.logging import get_logger
+from sealpost.ratelimit import client_key
 from sealpost.tenants.repository import Tenant
 from sealpost.tenants.senders import SenderRepository
 
@@ -86,7 +87,11 @@ def tls_details(server: SMTP) -> dict[str, Any] | None:
 
 
 class AuthLimiter:
-    """Counts failed AUTH per client IP; too many within the window locks the IP out."""
+    """Counts failed AUTH per client (an IPv4 address or an IPv6 /64, as the rate limits
+    count them); too many within the window locks the client out.  Only clients with recent
+    failures are remembered, at most :data:`MAX_CLIENTS` of them (the oldest go first)."""
+
+    MAX_CLIENTS = 100_000
 
     def __init__(self, max_failures: int, lockout_seconds: float) -> None:
         self.max_failures = max_failures
@@ -94,16 +99,26 @@ class AuthLimiter:
         self._failures: dict[str, list[float]] = {}
         self._lock = threading.Lock()
 
+    def _recent(self, key: str, now: float) -> list[float]:
+        recent = [t for t in self._failures.get(key, []) if now - t < self.lockout_seconds]
+        if recent:
+            self._failures[key] = recent
+        else:
+            self._failures.pop(key, None)
+        return recent
+
     def locked(self, ip: str) -> bool:
-        now = time.monotonic()
         with self._lock:
-            recent = [t for t in self._failures.get(ip, []) if now - t < self.lockout_seconds]
-            self._failures[ip] = recent
-            return len(recent) >= self.max_failures
+            return len(self._recent(client_key(ip), time.monotonic())) >= self.max_failures
 
     def failed(self, ip: str) -> None:
+        key, now = client_key(ip), time.monotonic()
         with self._lock:
-            self._failures.setdefault(ip, []).append(time.monotonic())
+            recent = self._recent(key, now)
+            self._failures.pop(key, None)  # re-inserted last: the dict stays oldest first
+            self._failures[key] = [*recent, now]
+            while len(self._failures) > self.MAX_CLIENTS:
+                del self._failures[next(iter(self._failures))]
 
 
 @dataclass(frozen=True)
