@@ -14,6 +14,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
+from sqlalchemy.exc import OperationalError
 
 from sealpost.communications.email.client_limits import SmtpClientLimits
 from sealpost.ratelimit import Rate
@@ -151,3 +152,20 @@ def _refused_after_four(env: MailEnv) -> str:
         with _connect(env, ELSEWHERE) as client:
             client.noop()
     return _refused(env, ELSEWHERE)
+
+
+def test_a_client_is_greeted_while_the_exemption_cannot_be_read(
+    mail_env: MailEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The trusted networks live in the database: while it is away, a new client is counted
+    like any other and greeted (its MAIL then gets a 4xx), never left in silence."""
+
+    def database_away(client_ip: str) -> None:
+        raise OperationalError("SELECT network", {}, ConnectionRefusedError("database away"))
+
+    monkeypatch.setattr(mail_env.sp.senders, "tenant_for_client", database_away)
+    client = _connect(mail_env)
+    try:
+        assert client.ehlo("crm.acme.test")[0] == 250
+    finally:
+        client.close()

@@ -175,7 +175,12 @@ class SealpostSMTP(SMTP):
         limits = self.client_limits
         if limits is not None and self.session is not None and self.transport is not None:
             ip = client_ip(self.session)
-            if not await asyncio.to_thread(limits.exempt, ip):
+            try:
+                exempt = await asyncio.to_thread(limits.exempt, ip)
+            except Exception as exc:  # the database is away: count the client, greet it anyway
+                log.warning("smtp.exempt_check_failed", client_ip=ip, error=repr(exc))
+                exempt = False
+            if not exempt:
                 refusal = limits.open(ip)
                 if refusal is not None:
                     log.warning("smtp.client_limited", client_ip=ip, reply=refusal)
