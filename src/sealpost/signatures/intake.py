@@ -20,6 +20,7 @@ travel back as JSON and rebuild the same values and errors.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from typing import Any
 
@@ -132,9 +133,9 @@ class PdfIntake:
     def inspect(self, data: bytes, *, name: str, allow_active_content: bool = False) -> PdfInfo:
         """:func:`~sealpost.signatures.documents.inspect_pdf`, under the limits."""
         value, _ = self._run(name, None, _inspect, bytes(data), name, allow_active_content)
-        return PdfInfo(
-            sha256=value["sha256"],
-            size=value["size"],
+        return PdfInfo(  # the digest and size the evidence states: the server's, not a worker's
+            sha256=hashlib.sha256(data).hexdigest(),
+            size=len(data),
             pages=tuple(PageSize(float(w), float(h)) for w, h in value["pages"]),
             has_signatures=bool(value["has_signatures"]),
             active_content=tuple(Finding(f["kind"], f["text"]) for f in value["active_content"]),

@@ -285,8 +285,13 @@ class LimitedWorkers:
         if "ok" in header:
             return header["ok"], payload
         if "refused" in header:
-            refused = header["refused"]
-            raise Refused(str(refused["code"]), str(refused["message"]), dict(refused["members"]))
+            try:
+                refused = header["refused"]
+                code, message = str(refused["code"]), str(refused["message"])
+                members = dict(refused["members"])
+            except (KeyError, TypeError, ValueError):
+                raise Fault("the worker's refusal is malformed") from None
+            raise Refused(code, message, members)
         if "limit" in header:
             raise LimitExceeded("memory", "the task ran out of memory")
         raise Fault(str(header.get("fault", "the worker answered something unknown")))
@@ -348,7 +353,10 @@ class LimitedWorkers:
             if worker.conn in ready or worker.conn.poll():
                 message = worker.conn.recv_bytes(MAX_REPLY_BYTES)
                 size = int.from_bytes(message[:4], "big")
-                header = json.loads(message[4 : 4 + size])
+                try:
+                    header = json.loads(message[4 : 4 + size])
+                except ValueError:
+                    raise Fault("the worker's answer is not JSON") from None
                 if not isinstance(header, dict):
                     raise Fault("the worker's answer is not a JSON object")
                 return header, message[4 + size :]
