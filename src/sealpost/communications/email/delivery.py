@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import aiosmtplib
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from sealpost.communications.contents import ContentStore
 from sealpost.communications.email.addresses import AddressError, domain_of
@@ -344,7 +344,8 @@ class DeliveryWorker:
         self, c: Communication, give_up: datetime, call: Callable[..., _T], *args: Any
     ) -> _T:
         """``call(*args)`` in a thread, again while the database is unreachable and the lease
-        lasts (every 0.25 s doubling to 5 s), then its error.  Safe to repeat: reads, and
+        lasts (every 0.25 s doubling to 5 s), then its error; any other database error (a
+        refused statement) at once.  Safe to repeat: reads, and
         ``finish_attempt``, fenced on the lease (after a commit whose reply was lost the
         next try writes nothing; past the lease another worker may have taken over)."""
         delay = 0.25
@@ -352,8 +353,11 @@ class DeliveryWorker:
             try:
                 return await asyncio.to_thread(call, *args)
             except DBAPIError as exc:
-                if datetime.now(UTC) + timedelta(seconds=delay) >= give_up:
-                    raise
+                outage = exc.connection_invalidated or isinstance(
+                    exc, OperationalError | InterfaceError
+                )
+                if not outage or datetime.now(UTC) + timedelta(seconds=delay) >= give_up:
+                    raise  # a refused statement is no outage: waiting would not change it
                 log.warning(
                     "delivery.database_unavailable",
                     communication=c.id,
