@@ -68,6 +68,20 @@ def test_a_record_that_does_not_state_its_changes_is_not_explained(
     assert "converted" not in text and "added the header" not in text
 
 
+def test_an_unsealed_delivery_is_stated_not_claimed_as_proven(
+    ledger: Sealpost, tenant: str, tmp_path: Path
+) -> None:
+    data = _data(ledger, tenant, {"delivered_sha256": DELIVERED})
+    sealed_text = _text(render_certificate(data), tmp_path)
+    assert "stated, not yet proven" not in sealed_text
+    unsealed = dataclasses.replace(data.events[-1], bundle=None)
+    data = dataclasses.replace(data, events=(*data.events[:-1], unsealed))
+    text = _text(render_certificate(data), tmp_path)
+    assert f"Delivered SHA-256 {DELIVERED}" in text
+    assert "was not sealed in the ledger when this version was issued" in text
+    assert "stated, not yet proven" in text
+
+
 def test_without_a_delivered_digest_there_is_nothing_to_compare(
     ledger: Sealpost, tenant: str, tmp_path: Path
 ) -> None:

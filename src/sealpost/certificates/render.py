@@ -160,6 +160,13 @@ def _copies(pdf: SealpostPages, d: CertificateData) -> None:
             f"{_when(copy.event.event_time)} (event {copy.n}, {copy.event.event}).",
             size=8.5,
         )
+        if copy.event.bundle is None:
+            pdf.paragraph(
+                f"The record of event {copy.n} was not sealed in the ledger when this version "
+                "was issued: this copy's digest and its delivery are stated, not yet proven; "
+                "a later version of the certificate will carry its evidence.",
+                size=8.5,
+            )
         if copy.sha256 == d.content_sha256:
             pdf.paragraph("This copy is byte for byte the message received.", size=8.5)
             continue
