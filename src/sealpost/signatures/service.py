@@ -23,7 +23,6 @@ it; so can a test, from real parts alone).
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import uuid
@@ -57,6 +56,7 @@ from sealpost.signatures.model import (
 )
 from sealpost.signatures.notices import SignerNotices
 from sealpost.signatures.page import SigningPage
+from sealpost.signatures.page_images import PageImages
 from sealpost.signatures.ports import Contents, Mailer
 from sealpost.signatures.repository import (
     CANCELLED,
@@ -86,6 +86,9 @@ from sealpost.signatures.steps import (
 from sealpost.tenants.repository import Tenant, TenantRepository
 
 log = get_logger(__name__)
+
+PAGE_IMAGES_MAX_BYTES = 64 * 1024 * 1024
+"""Memory for page images of the signing pages (per process); least recently seen go first."""
 
 
 MAX_REMINDER_HOURS = 24 * 366
@@ -129,10 +132,9 @@ class SignatureService:
             config=config,
         )
         self.page = SigningPage(repo, access, self.notices, self.applier, config=config)
-        self._page_png = functools.lru_cache(maxsize=256)(self._render_page)
-        """Page images by (document digest, page): a digest names its bytes forever.  A page
-        that hit a limit is kept too (as the limit's name), so that asking again costs
-        nothing."""
+        self._page_images = PageImages(self._render_page, PAGE_IMAGES_MAX_BYTES)
+        """Page images by (document digest, page).  A page that hit a limit is kept too (as
+        the limit's name), so that asking again costs nothing."""
 
     # -- reads ---------------------------------------------------------------------------------
 
@@ -403,7 +405,7 @@ class SignatureService:
         document = process.documents[number]
         if not 1 <= page <= len(document.page_sizes):
             raise NotFound(f"no page {page} in document {number}")
-        png = self._page_png(document.current_sha256, page)
+        png = self._page_images.get(document.current_sha256, page)
         if isinstance(png, str):
             raise too_complex(document.name, png, self.intake.limits, page=page)
         return png
