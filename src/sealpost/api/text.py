@@ -59,8 +59,33 @@ def refused_character(value: str, *, multiline: bool = False) -> tuple[int, str]
     return None
 
 
+class Checked:
+    """Pydantic metadata: :meth:`check` runs after the type's own validation (raising
+    ``ValueError`` with words a developer can act on; it may normalise), :meth:`describe`
+    says the same in the JSON schema, so that the OpenAPI document states the rule the API
+    applies."""
+
+    def check(self, value: str) -> str:
+        raise NotImplementedError
+
+    def describe(self, target: JsonSchemaValue) -> None:
+        raise NotImplementedError
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> CoreSchema:
+        return core_schema.no_info_after_validator_function(self.check, handler(source))
+
+    def __get_pydantic_json_schema__(
+        self, schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        found = handler(schema)
+        self.describe(handler.resolve_ref_schema(found))
+        return found
+
+
 @dataclass(frozen=True)
-class PlainText:
+class PlainText(Checked):
     """Pydantic metadata: refuse the control characters (and, unless ``multiline``, the line
     breaks) of :func:`refused_character`, and say so in the JSON schema."""
 
@@ -77,19 +102,9 @@ class PlainText:
             )
         return value
 
-    def __get_pydantic_core_schema__(
-        self, source: Any, handler: GetCoreSchemaHandler
-    ) -> CoreSchema:
-        return core_schema.no_info_after_validator_function(self.check, handler(source))
-
-    def __get_pydantic_json_schema__(
-        self, schema: CoreSchema, handler: GetJsonSchemaHandler
-    ) -> JsonSchemaValue:
-        found = handler(schema)
-        target = handler.resolve_ref_schema(found)
+    def describe(self, target: JsonSchemaValue) -> None:
         if target.get("type") == "string":
             target["pattern"] = MULTILINE_PATTERN if self.multiline else SINGLE_LINE_PATTERN
-        return found
 
 
 SingleLine = Annotated[str, PlainText()]
@@ -99,7 +114,7 @@ MultiLine = Annotated[str, PlainText(multiline=True)]
 
 
 @dataclass(frozen=True)
-class Choice:
+class Choice(Checked):
     """Pydantic metadata: one of ``values`` (or of what it returns, read when a request is
     checked and when the schema is drawn: registries fill up as domains import); with
     ``empty``, also ``""``, which a filter reads as "any" (``?status=`` is what a form or a
@@ -118,25 +133,15 @@ class Choice:
             raise ValueError(f"must be one of {', '.join(v for v in allowed if v)}")
         return value
 
-    def __get_pydantic_core_schema__(
-        self, source: Any, handler: GetCoreSchemaHandler
-    ) -> CoreSchema:
-        return core_schema.no_info_after_validator_function(self.check, handler(source))
-
-    def __get_pydantic_json_schema__(
-        self, schema: CoreSchema, handler: GetJsonSchemaHandler
-    ) -> JsonSchemaValue:
-        found = handler(schema)
-        target = handler.resolve_ref_schema(found)
+    def describe(self, target: JsonSchemaValue) -> None:
         target["enum"] = self.allowed()
-        return found
 
 
 BASE64_PATTERN = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
 
 
 @dataclass(frozen=True)
-class Matches:
+class Matches(Checked):
     """Pydantic metadata: the whole value matches ``pattern`` (an ECMA-262 pattern that
     Python reads alike; it goes into the schema), else ``message`` names what is wrong."""
 
@@ -148,17 +153,8 @@ class Matches:
             raise ValueError(self.message)
         return value
 
-    def __get_pydantic_core_schema__(
-        self, source: Any, handler: GetCoreSchemaHandler
-    ) -> CoreSchema:
-        return core_schema.no_info_after_validator_function(self.check, handler(source))
-
-    def __get_pydantic_json_schema__(
-        self, schema: CoreSchema, handler: GetJsonSchemaHandler
-    ) -> JsonSchemaValue:
-        found = handler(schema)
-        handler.resolve_ref_schema(found)["pattern"] = self.pattern
-        return found
+    def describe(self, target: JsonSchemaValue) -> None:
+        target["pattern"] = self.pattern
 
 
 _BASE64_TEXT = re.compile(r"[A-Za-z0-9+/]*={0,2}")
@@ -213,21 +209,14 @@ def origin(value: str) -> str:
 
 
 @dataclass(frozen=True)
-class OriginRule:
+class OriginRule(Checked):
     """Pydantic metadata: :func:`origin`, normalising, with its pattern in the schema."""
 
-    def __get_pydantic_core_schema__(
-        self, source: Any, handler: GetCoreSchemaHandler
-    ) -> CoreSchema:
-        return core_schema.no_info_after_validator_function(origin, handler(source))
+    def check(self, value: str) -> str:
+        return origin(value)
 
-    def __get_pydantic_json_schema__(
-        self, schema: CoreSchema, handler: GetJsonSchemaHandler
-    ) -> JsonSchemaValue:
-        found = handler(schema)
-        target = handler.resolve_ref_schema(found)
+    def describe(self, target: JsonSchemaValue) -> None:
         target.update(pattern=ORIGIN_PATTERN, maxLength=300)
-        return found
 
 
 Origin = Annotated[str, OriginRule()]
