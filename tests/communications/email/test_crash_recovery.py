@@ -21,12 +21,10 @@ prints the figures (``pytest -s``).
 
 from __future__ import annotations
 
-import smtplib
 import socket
 import threading
 import time
-from collections import Counter, deque
-from dataclasses import dataclass, field
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -35,6 +33,7 @@ from sqlalchemy import create_engine, select
 from sealpost.communications.tables import communications
 from tests.support.delivery_load import SlowRecipientServer, numbered_message, received_header
 from tests.support.mail import RECIPIENT_DOMAIN
+from tests.support.role_kills import Load
 from tests.support.serve import SealpostProcess, serve_env
 from tests.support.smtp_peer import free_port
 
@@ -43,67 +42,6 @@ SENDERS = 4
 KILL_AFTER_ACKNOWLEDGED = 300
 PEER_DELAY_SECONDS = 0.01
 DEADLINE_SECONDS = 180.0
-
-
-@dataclass
-class Load:
-    """What the SMTP clients sent and what they were told."""
-
-    port: int
-    deadline: float
-    acknowledged: dict[str, str] = field(default_factory=dict)
-    """Message-ID → the 250 reply (it names the communication)."""
-    unanswered_data: Counter[str] = field(default_factory=Counter)
-    """Message-IDs whose DATA got no reply (connection lost): maybe stored, maybe not."""
-    errors: list[str] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def acknowledged_count(self) -> int:
-        with self.lock:
-            return len(self.acknowledged)
-
-    def send_all(self, messages: list[tuple[str, bytes]]) -> None:
-        """One SMTP client: sends each message until it gets a 250 (as an MTA would)."""
-        pending = deque(messages)
-        client: smtplib.SMTP | None = None
-        while pending and time.monotonic() < self.deadline:
-            message_id, raw = pending[0]
-            in_data = False
-            try:
-                if client is None:
-                    client = smtplib.SMTP("127.0.0.1", self.port, timeout=30)
-                    client.ehlo("crm.acme.test")
-                code, reply = client.mail("service@acme.test")
-                if code == 250:
-                    code, reply = client.rcpt(f"bob@{RECIPIENT_DOMAIN}")
-                if code == 250:
-                    in_data = True
-                    code, reply = client.data(raw)
-                    in_data = False
-                if code == 250:
-                    with self.lock:
-                        self.acknowledged[message_id] = reply.decode()
-                    pending.popleft()
-                else:
-                    client.rset()
-                    time.sleep(0.05)
-            except smtplib.SMTPDataError as exc:  # a 4xx/5xx to DATA: a reply, not lost
-                with self.lock:
-                    self.errors.append(f"{message_id}: {exc.smtp_code} {exc.smtp_error!r}")
-                time.sleep(0.05)
-            except (OSError, smtplib.SMTPException):
-                if in_data:
-                    with self.lock:
-                        self.unanswered_data[message_id] += 1
-                if client is not None:
-                    client.close()
-                client = None
-                time.sleep(0.05)
-        if client is not None:
-            try:
-                client.quit()
-            except (OSError, smtplib.SMTPException):
-                client.close()
 
 
 def _in_flight(database_url: str, pid: int) -> dict[str, str]:
@@ -187,7 +125,7 @@ def test_kill_9_under_load_loses_no_acknowledged_message(
             for sender in senders:
                 sender.join(max(0.0, load.deadline - time.monotonic()))
             assert not any(s.is_alive() for s in senders), "the clients could not finish"
-            assert load.acknowledged_count() == MESSAGES, load.errors[:5]
+            assert load.acknowledged_count() == MESSAGES, dict(load.refusals)
 
             # wait (bounded) until every acknowledged message reached the recipient and
             # Sealpost has nothing left to deliver, so late duplicates are counted too
