@@ -1,0 +1,115 @@
+"""What an SMS operator adapter is: the one interface the SMPP client and the HTTP gateway
+both implement, so the domain never knows which operator carries a message.
+
+Evidence semantics (ETSI EN 319 522-3 Table 2, group F: the operator is not a registered
+delivery service): a submit response only says the operator took a segment (its message id is
+kept per segment); only a final delivery receipt per segment says what happened on the handset
+side.  Adapters therefore report two things: :class:`Submitted` (synchronously, per message)
+and :class:`DeliveryReport` (later, per segment, possibly duplicated or out of order) into a
+:class:`ReportSink`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal, Protocol
+
+Encoding = Literal["gsm7", "ucs2"]
+
+FinalState = Literal["delivered", "undelivered", "expired", "rejected", "deleted", "unknown"]
+"""SMPP 3.4 §5.2.28 message_state finals (DELIVRD, UNDELIV, EXPIRED, REJECTD, DELETED,
+UNKNOWN) and their HTTP-gateway equivalents; "delivered" is the only good one."""
+
+ReportState = Literal["accepted", "enroute"] | FinalState
+"""Intermediate states a report may carry (not final: they decide nothing)."""
+
+
+@dataclass(frozen=True)
+class OutboundSms:
+    """One message as the adapter sends it: already validated (E.164) and encoded."""
+
+    sms_id: str
+    """Sealpost's id for the message: adapters pass it where the operator echoes it back."""
+    sender: str
+    """The originator (an alphanumeric sender id or an E.164 number)."""
+    to: str
+    """E.164, e.g. ``+34600123456``."""
+    text: str
+    encoding: Encoding
+    segments: Sequence[str]
+    """The text already split into the segments the operator will bill (concatenated SMS,
+    3GPP TS 23.040 §9.2.3.24.1): one operator message id comes back per segment."""
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """The operator took every segment: ``message_ids[i]`` is segment ``i``'s operator id."""
+
+    message_ids: Sequence[str]
+    provider: str
+    """Which adapter carried it ("smpp", "http"): kept in the evidence."""
+    details: dict[str, str] = field(default_factory=dict)
+    """Operator facts worth keeping (SMSC system id, HTTP status...)."""
+
+
+class TemporaryFailure(Exception):
+    """The operator could not take it now (unreachable, throttled, unbound): retry later.
+    Nothing was taken: adapters raise it only when no segment was accepted."""
+
+    def __init__(self, reason: str, *, status: str = "", retry_after: float | None = None):
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+        """The operator's own code (e.g. ``ESME_RTHROTTLED`` / ``0x58``, an HTTP status)."""
+        self.retry_after = retry_after
+
+
+class PermanentFailure(Exception):
+    """The operator refused it for good (invalid destination, barred...): NonDelivery with
+    the operator's status as the EventReason."""
+
+    def __init__(self, reason: str, *, status: str = ""):
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+
+
+@dataclass(frozen=True)
+class DeliveryReport:
+    """A delivery receipt for one segment, as the operator sent it."""
+
+    provider: str
+    message_id: str
+    """The operator's message id of the segment (as in :class:`Submitted`)."""
+    state: ReportState
+    at: datetime
+    """When the operator says it happened (``done date``), else when it arrived."""
+    status: str = ""
+    """The operator's error/status code, verbatim."""
+    raw: bytes = b""
+    """The report exactly as received (the PDU body, the HTTP request body): stored, and its
+    SHA-256 goes in the evidence."""
+
+    @property
+    def final(self) -> bool:
+        return self.state not in ("accepted", "enroute")
+
+
+class ReportSink(Protocol):
+    """Where adapters hand delivery reports: idempotent (a duplicate changes nothing) and
+    durable before it returns (the adapter acknowledges the operator only afterwards)."""
+
+    def report(self, report: DeliveryReport) -> None: ...
+
+
+class SmsProvider(Protocol):
+    """An operator adapter.  ``submit`` is synchronous from the caller's side: it returns once
+    the operator answered every segment, or raises."""
+
+    name: str
+
+    def submit(self, sms: OutboundSms) -> Submitted: ...
+
+    def close(self) -> None: ...
