@@ -323,6 +323,61 @@ class Settings(BaseSettings):
         description="PDF intake worker processes per API process: documents read at once.",
     )
 
+    # -- SMS over an HTTP gateway (docs/sms.md, "HTTP gateway") ------------------------------
+    sms_http_url: str | None = Field(
+        None,
+        description="The gateway's submit URL (a template over {to}, {from}, {text}, {sms_id}, "
+        "{segment}...); Twilio: https://api.twilio.com/2010-04-01/Accounts/<AccountSid>/"
+        "Messages.json; empty: no HTTP gateway.",
+    )
+    sms_http_preset: Literal["twilio", "json"] = Field(
+        "json",
+        description="twilio: form To/From/Body, basic auth with the account SID and auth "
+        "token, the answer's sid; json: a JSON body, optional bearer token, the answer's id.",
+    )
+    sms_http_method: str | None = Field(None, description="Overrides the preset's (POST).")
+    sms_http_headers: dict[str, str] = Field(
+        default_factory=dict, description='Extra headers, JSON: {"X-Route": "{segments}"}.'
+    )
+    sms_http_body_template: str | None = Field(
+        None,
+        description="Overrides the preset's body, as JSON: an object of form fields (twilio "
+        "preset) or the JSON body whose strings are templates (json preset).",
+    )
+    sms_http_per: Literal["message", "segment"] | None = Field(
+        None, description="One request per message (presets) or per segment."
+    )
+    sms_http_response: Literal["json", "form", "text"] | None = Field(
+        None, description="How the answer carries the operator's id (presets: json)."
+    )
+    sms_http_id_path: str | None = Field(
+        None,
+        description="JSON pointer of the operator's id (* maps over an array: "
+        "/messages/*/message-id), or the form key; presets: /sid (twilio), /id (json).",
+    )
+    sms_http_auth: Literal["none", "basic", "bearer"] | None = Field(
+        None, description="Request authentication; presets: basic (twilio), bearer if a token."
+    )
+    sms_http_username: str | None = Field(None, description="Basic auth user (Twilio: AccountSid).")
+    sms_http_password: SecretStr | None = Field(
+        None, description="Basic auth password (Twilio: the auth token)."
+    )
+    sms_http_token: SecretStr | None = Field(None, description="Bearer token.")
+    sms_http_timeout_seconds: float = Field(
+        10.0, gt=0, description="Per request; a timeout is a temporary failure (retried)."
+    )
+    sms_http_callback_secret: SecretStr | None = Field(
+        None,
+        description="Checks delivery-report callbacks: Twilio's auth token (X-Twilio-Signature; "
+        "default: SMS_HTTP_PASSWORD with the twilio preset) or a whsec_ secret (Standard "
+        "Webhooks) for the JSON reports; without it every callback is refused.",
+    )
+    sms_http_callback_url: str | None = Field(
+        None,
+        description="The public base URL the gateway calls the callbacks at (Twilio signs the "
+        "full URL); default PUBLIC_URL.",
+    )
+
     # -- limits of what one client may ask (docs/operations.md, "Limits") --------------------
     api_max_body_bytes: int = Field(
         MIB,
