@@ -12,8 +12,8 @@ digits:
 - anything else: taken.
 
 After taking a Twilio message that names a ``StatusCallback``, the peer posts ``sent`` then
-``delivered`` there (a 127.0.0.1 URL only), signed as Twilio documents ``X-Twilio-Signature`` (computed here with
-``hmac`` directly, not with the code under test).
+``delivered`` there (a 127.0.0.1 URL only), signed as Twilio documents ``X-Twilio-Signature``
+(computed here with ``hmac`` directly, not with the code under test).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import aiohttp
 from aiohttp import web
 
 ACCOUNT_SID = "ACtest0000000000000000000000000000"
-AUTH_TOKEN = "test-auth-token-0123456789abcdef"  # noqa: S105 - a test peer's token
+AUTH_TOKEN = "test-auth-token-0123456789abcdef"
 
 
 def documented_twilio_signature(token: str, url: str, params: dict[str, str]) -> str:
@@ -144,7 +144,8 @@ class GatewayPeer:
                     "From": sent["From"], "MessageSid": sid, "MessageStatus": status,
                     "SmsSid": sid, "SmsStatus": status, "To": sent["To"],
                 }  # fmt: skip
-                headers = {"X-Twilio-Signature": documented_twilio_signature(AUTH_TOKEN, url, params)}
+                signature = documented_twilio_signature(AUTH_TOKEN, url, params)
+                headers = {"X-Twilio-Signature": signature}
                 async with session.post(url, data=params, headers=headers) as response:
                     self.callbacks_sent.append((status, response.status))
 

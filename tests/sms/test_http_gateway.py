@@ -25,7 +25,6 @@ from sealpost.sms.http_gateway import (
 from sealpost.sms.providers import OutboundSms, PermanentFailure, TemporaryFailure
 from tests.sms.http_peer import ACCOUNT_SID, AUTH_TOKEN, GatewayPeer
 
-
 OPEN: list[HttpGatewayProvider] = []
 
 
@@ -55,7 +54,9 @@ def sms(to: str, segments: tuple[str, ...] = ("Your code is 123456",)) -> Outbou
     )  # fmt: skip
 
 
-def twilio(peer: GatewayPeer, *, timeout: float = 5.0, token: str = AUTH_TOKEN) -> HttpGatewayProvider:
+def twilio(
+    peer: GatewayPeer, *, timeout: float = 5.0, token: str = AUTH_TOKEN
+) -> HttpGatewayProvider:
     template = twilio_preset(
         peer.twilio_url, ACCOUNT_SID, token, status_callback="https://sms.example.com/cb"
     )
