@@ -342,7 +342,7 @@ class Settings(BaseSettings):
     sms_http_body_template: str | None = Field(
         None,
         description="Overrides the preset's body, as JSON: an object of form fields (twilio "
-        "preset) or the JSON body whose strings are templates (json preset).",
+        "preset) or the JSON body whose strings are templates (json preset); null: no body.",
     )
     sms_http_per: Literal["message", "segment"] | None = Field(
         None, description="One request per message (presets) or per segment."

@@ -17,6 +17,7 @@ from sealpost.sms.http_gateway import (
     PartialSubmission,
     RequestTemplate,
     TemplateError,
+    json_preset,
     read_pointer,
     retry_after,
     template_from_settings,
@@ -260,3 +261,37 @@ def test_settings_override_the_json_preset() -> None:
     assert request.headers["Authorization"] == "Bearer t0k"
     with pytest.raises(TemplateError):
         template_from_settings(settings.model_copy(update={"sms_http_headers": {"X": "{nope}"}}))
+
+
+def test_the_documented_get_gateway_example() -> None:
+    """docs/sms.md's example: one GET per segment, the id in a form answer."""
+    settings = Settings(
+        sms_http_url="https://gw.example.net/send?dst={to_digits}&msg={text}&ref={sms_id}-{segment}",
+        sms_http_method="GET", sms_http_body_template="null", sms_http_per="segment",
+        sms_http_response="form", sms_http_id_path="id",
+    )  # fmt: skip
+    template = template_from_settings(settings)
+    request = template.build(sms("+34600123456", ("hola ", "qué tal")), 1)
+    assert request.method == "GET"
+    assert request.read() == b""
+    assert dict(request.url.params) == {
+        "dst": "34600123456",
+        "msg": "qué tal",
+        "ref": "sms_01TEST-1",
+    }
+    answer = httpx.Response(200, text="status=0&id=gw-77")
+    assert template.message_ids(answer) == ["gw-77"]
+
+
+def test_the_json_preset_posts_json_with_bearer_and_idempotency_key(peer: GatewayPeer) -> None:
+    provider = opened(HttpGatewayProvider(json_preset(peer.json_url, token="t0k")))
+    submitted = provider.submit(sms("+34600123456", ("¿qué tal? ", "ñ")))
+    (request,) = peer.received
+    assert request.json == {
+        "to": "+34600123456", "from": "+15005550006", "text": "¿qué tal? ñ",
+        "reference": "sms_01TEST",
+    }  # fmt: skip
+    assert request.headers["Authorization"] == "Bearer t0k"
+    assert request.headers["Idempotency-Key"] == "sms_01TEST"
+    (operator_id,) = submitted.message_ids
+    assert operator_id.startswith("gw-")

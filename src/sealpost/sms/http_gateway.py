@@ -441,7 +441,9 @@ def template_from_settings(settings: Settings) -> RequestTemplate:
         changes["headers"] = {**base.headers, **settings.sms_http_headers}
     if settings.sms_http_body_template:
         body = json.loads(settings.sms_http_body_template)
-        if base.body == "form":
+        if body is None:  # "null": no body (a GET gateway)
+            changes["body"] = "none"
+        elif base.body == "form":
             if not isinstance(body, dict) or not all(isinstance(v, str) for v in body.values()):
                 raise TemplateError("a form body template is a JSON object of strings")
             changes["form"] = body
