@@ -187,7 +187,8 @@ def parse_json_report(
     try:
         Webhook(secret).verify(body, lowered, json_parse=False)
     except (WebhookVerificationError, ValueError) as exc:
-        raise Unauthorized(f"the webhook signature does not verify ({exc})") from exc
+        log.warning("sms.report_signature", reason=str(exc))  # stale, forged, malformed...
+        raise Unauthorized("the webhook signature does not verify") from exc
     try:
         document: Any = json.loads(body)
     except ValueError as exc:
@@ -247,7 +248,7 @@ def router(
 
     async def deliver(report: DeliveryReport) -> Response:
         await run_in_threadpool(sink.report, report)
-        log.info("sms.report", message_id=report.message_id, state=report.state)
+        log.debug("sms.report", message_id=report.message_id, state=report.state)
         return Response(status_code=200)
 
     @api.post(TWILIO_CALLBACK_PATH, include_in_schema=False)
