@@ -23,25 +23,15 @@ from sealpost.ledger.events import (
 )
 from sealpost.ledger.records import Subject, new_record, record_from_json
 from sealpost.ledger.verify import verify_bundle
+from tests.support.etsi_names import TABLE_2, check_uri, emitted
 
 TESTDATA = Path(__file__).parent.parent / "testdata" / "ledger"
-
-# The 22 names exactly as issue 13 quotes ETSI EN 319 522-3 Table 2 (copied, not imported).
-TABLE_2_AS_THE_ISSUE_LISTS_IT = (
-    "SubmissionAcceptance, SubmissionRejection, RelayAcceptance, RelayRejection, RelayFailure, "
-    "NotificationForAcceptance, NotificationForAcceptanceFailure, ConsignmentAcceptance, "
-    "ConsignmentRejection, AcceptanceRejectionExpiry, NotificationDelivered, ContentConsignment, "
-    "ContentConsignmentFailure, ConsignmentNotification, ConsignmentNotificationFailure, "
-    "NotificationAccessTracking, ContentAccessTracking, ContentHandover, ContentHandoverFailure, "
-    "RelayToNonERDS, RelayToNonERDSFailure, ReceivedFromNonERDS"
-)
-TABLE_2 = [n.strip() for n in TABLE_2_AS_THE_ISSUE_LISTS_IT.split(",")]
 
 
 def test_the_etsi_uri_events_are_exactly_the_22_of_table_2() -> None:
     assert len(TABLE_2) == len(set(TABLE_2)) == 22
     under_etsi = [e.name for e in EVENT_TYPES.values() if e.uri.startswith(ETSI_EVENT_BASE)]
-    assert under_etsi == TABLE_2  # and in the standard's order
+    assert under_etsi == list(TABLE_2)  # and in the standard's order
     for e in EVENT_TYPES.values():
         assert e.uri == (ETSI_EVENT_BASE if e.name in TABLE_2 else "urn:sealpost:event:") + e.name
     assert "AcceptanceByRecipient" not in EVENT_TYPES
@@ -123,3 +113,18 @@ def test_a_record_sealed_under_catalogue_1_still_verifies(
     assert report.ok, report.failures
     assert report.record is not None and report.record.version == 1
     assert body["event"]["name"] in report.statement()
+
+
+def test_the_suite_guard_refuses_a_name_outside_table_2() -> None:
+    with pytest.raises(AssertionError, match="not an ETSI EN 319 522-3 event"):
+        check_uri("http://uri.etsi.org/19522/Event/AcceptanceByRecipient", 2)
+    check_uri("http://uri.etsi.org/19522/Event/AcceptanceByRecipient", 1)  # an old record
+    check_uri("urn:sealpost:event:NonDelivery", 2)
+
+
+def test_the_suite_guard_sees_what_the_ledger_stores(sealpost: Sealpost, tenant_id: str) -> None:
+    record = new_record(
+        tenant_id=tenant_id, event="ReceivedFromNonERDS", subject=Subject("communication", "c3")
+    )
+    sealpost.log_storage.append([record])
+    assert record.event.uri in emitted
