@@ -24,6 +24,7 @@ from sealpost.logging import configure_logging
 from sealpost.pki import asn1
 from sealpost.pki.keys import LocalIdentities, init_keys, load_local_identities
 from sealpost.pki.tsa import EmbeddedTSA
+from tests.support.etsi_names import guard_appended_records
 
 configure_logging("WARNING")
 
@@ -34,6 +35,14 @@ configure_logging("WARNING")
 hypothesis_settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
 hypothesis_settings.register_profile("fuzz", max_examples=5000, print_blob=True)
 hypothesis_settings.load_profile(os.environ.get("SEALPOST_HYPOTHESIS", "ci"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _only_table_2_events_under_the_etsi_uri() -> Iterator[None]:
+    """Issue 13: every event URI the suite emits under the ETSI base is one of the 22 of
+    ETSI EN 319 522-3 Table 2 (checked on every record the ledger stores)."""
+    with guard_appended_records():
+        yield
 
 
 def pytest_configure(config: pytest.Config) -> None:

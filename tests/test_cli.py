@@ -140,3 +140,19 @@ def test_verify_says_valid_names_what_was_altered_and_refuses_garbage(
     path.write_bytes(b"%PDF-1.7 damaged")  # a certificate that cannot be read proves nothing
     damaged = run(["verify", str(path)], fresh_env)
     assert damaged.returncode == 1 and "damaged" in damaged.stdout
+
+
+def test_verify_accepts_a_record_sealed_under_the_first_event_catalogue(
+    sealpost: Sealpost, tenant_id: str, tmp_path: Path, keys_dir: Path, fresh_env: dict[str, str]
+) -> None:
+    from sealpost.ledger.records import record_from_json
+
+    text = Path(__file__).parent / "testdata" / "ledger" / "record-v1-acceptance-by-recipient.json"
+    old = record_from_json(json.loads(text.read_text().replace("TENANT", tenant_id)))
+    sealpost.log_storage.append([old])
+    sealpost.sequencer.seal_pending()
+    path = tmp_path / "evidence.json"
+    path.write_text(json.dumps(sealpost.ledger.bundle(old.id, tenant_id), indent=2))
+    good = run(["verify", str(path), "--trust", str(keys_dir / "root-ca.pem")], fresh_env)
+    assert good.returncode == 0, good.stdout + good.stderr
+    assert "VALID" in good.stdout and "AcceptanceByRecipient" in good.stdout

@@ -166,8 +166,8 @@ class Settings(BaseSettings):
     delivery_routes: dict[str, str] = Field(
         default_factory=dict,
         description='Per-domain next hop, JSON: {"example.com": "127.0.0.1:2526"} is the '
-        'recipient\'s own server (ContentConsignment); "relay:host:port" an intermediary '
-        "MTA (RelayAcceptance).",
+        'recipient\'s own server (status "delivered"); "relay:host:port" an intermediary '
+        'MTA (status "relayed"). Either 250 is RelayToNonERDS evidence.',
     )
     delivery_require_tls: bool = Field(
         False, description="Refuse to deliver without STARTTLS (default: opportunistic)."

@@ -73,7 +73,7 @@ def test_send_gives_one_communication_per_recipient_with_full_evidence(
     assert detail["status"] == "delivered" and detail["via"] == "api"
     assert [e["event"] for e in detail["timeline"]][:2] == [
         "SubmissionAcceptance",
-        "ContentConsignment",
+        "RelayToNonERDS",
     ]
     acceptance = detail["timeline"][0]["record"]
     assert acceptance["sender"]["identification"]["method"] == "api-key"

@@ -58,7 +58,7 @@ class Scenario:
     version: int = 1
     supersedes_sha256: str | None = None
     consignment: dict[str, object] | None = None
-    """Extra details of the ContentConsignment record (the delivered copy's digests...)."""
+    """Extra details of the RelayToNonERDS record (the delivered copy's digests...)."""
 
 
 def make_certificate_data(sp: Sealpost, tenant_id: str, scenario: Scenario) -> CertificateData:
@@ -99,7 +99,7 @@ def make_certificate_data(sp: Sealpost, tenant_id: str, scenario: Scenario) -> C
     ]
     records.append(
         record(
-            event="ContentConsignment",
+            event="RelayToNonERDS",
             content=content,
             details={
                 "smtp": {
@@ -158,7 +158,7 @@ def make_certificate_data(sp: Sealpost, tenant_id: str, scenario: Scenario) -> C
 
 def _summary(event: str, details: dict[str, object]) -> str:
     smtp = details.get("smtp")
-    if event == "ContentConsignment" and isinstance(smtp, dict):
+    if event == "RelayToNonERDS" and isinstance(smtp, dict):
         return f"Accepted by {smtp['remote_host']} [{smtp['remote_ip']}]: {smtp['reply']}"
     if event == "SubmissionAcceptance":
         return "Submitted by alice@example.com over SMTP (TLSv1.3)"

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import jsonschema
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -26,6 +27,7 @@ from sealpost.certificates import (
     verify_certificate_pdf,
 )
 from sealpost.errors import InvalidInput
+from sealpost.ledger.etsi_view import schema as etsi_view_schema
 from sealpost.ledger.timestamps import TimeStamper
 from sealpost.pki.keys import (
     LocalIdentities,
@@ -324,3 +326,26 @@ def test_the_document_timestamp_keeps_the_seal_valid_after_its_certificate_expir
     assert report.ok, report.failures
     found = failures(pdfs[False], root)
     assert "seal certificate" in found  # B-LT alone: the expired seal no longer validates now
+
+
+def test_each_bundle_has_its_etsi_view_beside_it(sealed: Sealed, root: x509.Certificate) -> None:
+    report = verify_certificate_pdf(sealed.pdf, trust_roots=[root])
+    assert report.ok, report.failures
+    validator = jsonschema.Draft202012Validator(etsi_view_schema())
+    for n, event in enumerate(sealed.data.events, start=1):
+        view = json.loads(report.attachments[f"etsi-{n:02d}-{event.event}-{event.record_id}.json"])
+        validator.validate(view)
+        assert view["evidenceIdentifier"] == event.record_id
+        assert view["erdsEventId"] == event.event_uri
+    views = [c for c in report.checks if c.name == "etsi view"]
+    assert len(views) == len(sealed.data.events) and all(c.ok for c in views)
+
+
+def test_an_altered_etsi_view_is_named(sealed: Sealed, root: x509.Certificate) -> None:
+    event = sealed.data.events[0]
+    name = f"etsi-01-{event.event}-{event.record_id}.json"
+    view = json.loads(verify_certificate_pdf(sealed.pdf, trust_roots=[root]).attachments[name])
+    view["eventTime"] = "2020-01-01T00:00:00.000000Z"
+    forged = _update(sealed.pdf, _replace_attachment(name, json.dumps(view).encode()))
+    found = failures(forged, root)
+    assert any(name in f and "not the view of its evidence bundle" in f for f in found["etsi view"])

@@ -255,7 +255,7 @@ def test_postgresql_restart_under_load_refuses_cleanly_then_everything_resumes(
                 name: _first_after(engine, up, event)
                 for name, event in (
                     ("SMTP 250", "SubmissionAcceptance"),
-                    ("delivery", "ContentConsignment"),
+                    ("delivery", "RelayToNonERDS"),
                     ("tree head", "tree head"),
                     ("certificate", "CertificateIssued"),
                 )
@@ -331,8 +331,8 @@ def test_postgresql_restart_under_load_refuses_cleanly_then_everything_resumes(
     assert smtp_stored <= len(load.acknowledged) + sum(load.unanswered_data.values())
     # everything accepted delivered once (evidence), sealed once, certified
     for communication_id in stored:
-        assert events[communication_id][:2] == ["SubmissionAcceptance", "ContentConsignment"]
-        assert events[communication_id].count("ContentConsignment") == 1
+        assert events[communication_id][:2] == ["SubmissionAcceptance", "RelayToNonERDS"]
+        assert events[communication_id].count("RelayToNonERDS") == 1
         assert "CertificateIssued" in events[communication_id]
         assert received[communication_id] >= 1
     # and all of it resumed by itself within the documented bound

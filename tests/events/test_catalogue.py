@@ -18,8 +18,17 @@ from sealpost.events.registry import (
     valid_pattern,
 )
 from sealpost.events.webhooks.sender import next_attempt_at
-from sealpost.ledger.records import ContentInfo, Party, Reason, Subject, new_record
+from sealpost.ledger.records import (
+    ContentInfo,
+    EvidenceRecord,
+    Party,
+    Reason,
+    Subject,
+    new_record,
+    record_from_json,
+)
 
+ETSI = "http://uri.etsi.org/19522/Event/"
 CID = "0b6e6d2c-5c5e-4a8f-9a57-4f7b8f2f8b11"
 T0 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 
@@ -43,16 +52,16 @@ def test_each_outcome_is_one_event_and_a_retry_is_none() -> None:
     records = [
         record("SubmissionAcceptance", via="smtp", submission_id="s1", message={"subject": "X"}),
         record(
-            "ContentConsignmentFailure",
+            "RelayToNonERDSFailure",
             reasons=(Reason("smtp-451", "451 later"),),
             reply="451 later",
         ),
         record(
-            "ContentConsignmentFailure",
+            "RelayToNonERDSFailure",
             reasons=(Reason("connection", "refused"),),
             reply="refused",
         ),
-        record("ContentConsignment", reply="250 ok queued as Q1", attempt=3, queue_id="Q1"),
+        record("RelayToNonERDS", reply="250 ok queued as Q1", attempt=3, queue_id="Q1"),
     ]
     events = events_for_records(records)
     assert [e.type for e in events] == [
@@ -67,7 +76,7 @@ def test_each_outcome_is_one_event_and_a_retry_is_none() -> None:
         "communication_id": CID,
         "status": "delivered",
         "record_id": records[3].id,
-        "evidence_event": "ContentConsignment",
+        "evidence_event": "RelayToNonERDS",
         "evidence": f"/v1/evidence/{records[3].id}",
         "sender": "care@acme.example",
         "recipient": "jane@customer.example",
@@ -78,6 +87,39 @@ def test_each_outcome_is_one_event_and_a_retry_is_none() -> None:
     }
     assert delivered.record_id == records[3].id
     assert delivered.subject == f"communications/{CID}"
+
+
+def _legacy(event: str, code: str, group: str, kind: str) -> EvidenceRecord:
+    """A delivery record as catalogue 1 wrote it (record version 1), read back from its JSON."""
+    return record_from_json(
+        {
+            "version": 1,
+            "id": "7d1f0a52-3c9e-4b1a-8e2f-6a5b4c3d2e10",
+            "tenant": "t1",
+            "event": {"name": event, "uri": ETSI + event, "group": group, "code": code},
+            "event_time": "2026-11-23T10:00:00.000000Z",
+            "subject": {"type": "communication", "id": CID},
+            "details": {"remote": {"host": "mx.customer.example", "kind": kind}},
+        }
+    )
+
+
+def test_delivered_and_relayed_read_the_same_from_either_catalogue() -> None:
+    smarthost = record("RelayToNonERDS", remote={"host": "relay.acme.example", "kind": "smarthost"})
+    mx = record("RelayToNonERDS", remote={"host": "mx.customer.example", "kind": "mx"})
+    old_mx = _legacy("ContentConsignment", "D.1", "D", "mx")
+    old_relay = _legacy("RelayAcceptance", "B.1", "B", "smarthost")
+    got = [
+        (e.type, e.data["status"]) for e in events_for_records([mx, smarthost, old_mx, old_relay])
+    ]
+    assert got == [
+        ("sealpost.communication.delivered", "delivered"),
+        ("sealpost.communication.relayed", "relayed"),
+        ("sealpost.communication.delivered", "delivered"),
+        ("sealpost.communication.relayed", "relayed"),
+    ]
+    # in catalogue 2, ContentConsignment keeps the standard's meaning: not a mail server's 250
+    assert events_for_records([record("ContentConsignment")]) == []
 
 
 def test_expiry_and_bounce_are_told_apart() -> None:

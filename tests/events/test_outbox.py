@@ -57,7 +57,7 @@ def test_an_event_commits_with_its_evidence_or_not_at_all(
             conn,
             [
                 _record(tenant_id, subject, "SubmissionAcceptance"),
-                _record(tenant_id, subject, "ContentConsignment"),
+                _record(tenant_id, subject, "RelayToNonERDS"),
             ],
         )
     assert _count(sealpost, evidence_records) == 2

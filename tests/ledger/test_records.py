@@ -13,16 +13,15 @@ from sealpost.ledger.records import Subject, new_record, record_from_json
 from tests.support.records import non_delivery, submission
 
 
-def test_etsi_events_carry_the_etsi_uri_and_code() -> None:
+def test_etsi_events_carry_the_etsi_uri_and_group() -> None:
     record = submission("t1").to_json()
+    assert record["version"] == 2
     assert record["event"] == {
         "name": "SubmissionAcceptance",
         "uri": "http://uri.etsi.org/19522/Event/SubmissionAcceptance",
         "group": "A",
-        "code": "A.1",
     }
-    consignment = EVENT_TYPES["ContentConsignment"]
-    assert (consignment.group, consignment.code) == ("D", "D.1")
+    assert EVENT_TYPES["RelayToNonERDS"].group == "F"
     assert EVENT_TYPES["NonDelivery"].uri == "urn:sealpost:event:NonDelivery"
     assert {e.group for e in EVENT_TYPES.values() if e.etsi} == set("ABCDEF")
 

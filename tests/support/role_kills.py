@@ -210,7 +210,7 @@ class Outcome:
         assert set(self.statuses) == {"delivered"}, self.statuses
         # each communication's evidence says once what happened, however often SMTP did it
         for communication_id, events in self.evidence.items():
-            assert events == ["SubmissionAcceptance", "ContentConsignment"], (
+            assert events == ["SubmissionAcceptance", "RelayToNonERDS"], (
                 communication_id,
                 events,
             )
@@ -260,7 +260,7 @@ def _first_after(engine: Engine, moment: float) -> dict[str, float]:
     r = evidence_records.c
     found: dict[str, float] = {}
     with engine.connect() as conn:
-        for name, event in (("250", "SubmissionAcceptance"), ("delivery", "ContentConsignment")):
+        for name, event in (("250", "SubmissionAcceptance"), ("delivery", "RelayToNonERDS")):
             first = conn.execute(
                 select(func.min(r.created_at)).where(r.event == event, r.created_at > since)
             ).scalar_one_or_none()

@@ -18,6 +18,7 @@ from cryptography import x509
 from sealpost.certificates.manifest import MANIFEST_FORMAT, MANIFEST_NAME, MANIFEST_VERSION
 from sealpost.certificates.report import CertificateReport
 from sealpost.errors import InvalidInput
+from sealpost.ledger.etsi_view import view_of_bundle
 from sealpost.ledger.verify import VerificationReport, verify_bundle
 
 
@@ -210,6 +211,30 @@ def check_evidence(
                 True,
                 f"{event.get('event')} record verifies, sealed in the ledger by {when}",
             )
+            _check_etsi_view(report, event.get("etsi_file"), raw)
+
+
+def _check_etsi_view(report: CertificateReport, name: Any, bundle_raw: bytes) -> None:
+    """The ETSI view beside a verified bundle is the one its record and seal give (certificates
+    issued before the view existed have none: nothing to check)."""
+    if name is None:
+        return
+    raw = report.attachments.get(name) if isinstance(name, str) else None
+    if raw is None:
+        report.add("etsi view", str(name), False, "the ETSI view file is missing")
+        return
+    try:
+        same = json.loads(raw) == view_of_bundle(json.loads(bundle_raw))
+    except (ValueError, KeyError, TypeError):
+        same = False
+    report.add(
+        "etsi view",
+        name,
+        same,
+        "derived from its verified evidence bundle"
+        if same
+        else "altered: it is not the view of its evidence bundle's record",
+    )
 
 
 def check_delivered(report: CertificateReport, manifest: dict[str, Any]) -> None:

@@ -17,8 +17,10 @@ from typing import Any
 
 from sealpost.certificates.model import CertificateEvent
 
-DELIVERY_EVENTS = ("ContentConsignment", "RelayAcceptance")
-"""Events whose record states a copy the next hop accepted (ETSI EN 319 522-3 D.1, B.1)."""
+DELIVERY_EVENTS = ("RelayToNonERDS", "ContentConsignment", "RelayAcceptance")
+"""Events whose record states a copy the next hop accepted: ETSI EN 319 522-3 RelayToNonERDS
+(group F: the mail server is not a registered delivery service); ContentConsignment and
+RelayAcceptance in records sealed under catalogue 1, which keep their bytes."""
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,8 @@ checks the PDF holds exactly that), so the two can never disagree on a file name
                  "delivered": [{"n", "record_id", "event", "remote_host", "sha256",
                                 "size"}, ...]},
      "events": [{"n": 1, "record_id": ..., "event": ..., "event_uri": ..., "event_time": ...,
-                 "summary": ..., "file": "evidence-01-....json" | null}, ...],
+                 "summary": ..., "file": "evidence-01-....json" | null,
+                 "etsi_file": "etsi-01-....json" | null}, ...],
      "files": {"<name>": {"sha256": "hex", "size": n, "mime_type": ...}, ...}}
 """
 
@@ -29,6 +30,7 @@ from typing import Any
 
 from sealpost.certificates.copies import delivered_copies, manifest_entry
 from sealpost.certificates.model import CertificateData, CertificateEvent
+from sealpost.ledger.etsi_view import view_of_bundle
 
 MANIFEST_FORMAT = "sealpost-evidence-certificate"
 MANIFEST_VERSION = 1
@@ -55,6 +57,11 @@ def evidence_file_name(n: int, event: CertificateEvent, width: int = 2) -> str:
     return f"evidence-{n:0{width}d}-{_UNSAFE.sub('_', event.event)}-{safe_id}.json"
 
 
+def etsi_file_name(evidence_name: str) -> str:
+    """The ETSI view's name beside its bundle: ``etsi-<n>-<EventName>-<record_id>.json``."""
+    return "etsi-" + evidence_name.removeprefix("evidence-")
+
+
 def evidence_files(data: CertificateData) -> list[tuple[CertificateEvent, int, str | None]]:
     """(event, 1-based number, attachment name or None when not sealed yet), in order."""
     width = max(2, len(str(len(data.events))))
@@ -70,6 +77,7 @@ def attachments(data: CertificateData) -> dict[str, tuple[bytes, str]]:
     for event, _, name in evidence_files(data):
         if name is not None and event.bundle is not None:
             files[name] = (bundle_json(event.bundle), JSON_MIME)
+            files[etsi_file_name(name)] = (bundle_json(view_of_bundle(event.bundle)), JSON_MIME)
     manifest = build_manifest(data, files)
     files[MANIFEST_NAME] = (
         (json.dumps(manifest, sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode(),
@@ -114,6 +122,7 @@ def build_manifest(data: CertificateData, files: Mapping[str, tuple[bytes, str]]
                 "event_time": utc_text(event.event_time),
                 "summary": event.summary,
                 "file": name,
+                "etsi_file": etsi_file_name(name) if name is not None else None,
             }
             for event, n, name in evidence_files(data)
         ],

@@ -18,7 +18,7 @@ class CertificateEvent:
 
     record_id: str
     event: str
-    """ETSI event name, e.g. "ContentConsignment"."""
+    """Event name, e.g. "RelayToNonERDS"."""
     event_uri: str
     event_time: datetime
     """UTC, timezone-aware."""

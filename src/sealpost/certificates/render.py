@@ -246,6 +246,9 @@ def _how_to_verify(pdf: SealpostPages, d: CertificateData, files: Mapping[str, b
         f"in the Merkle log “{d.ledger_origin}” (RFC 9162), the log's signed tree head, the "
         "seal signature over it and an RFC 3161 timestamp token. Each bundle verifies on its "
         "own, offline, with standard tools (openssl), as docs/evidence-format.md explains. "
+        "Beside each, etsi-*.json renders the same record as the ETSI EN 319 522-3 "
+        "EvidenceType in JSON; it is derived from the bundle's record and seal certificate, so "
+        "the bundle is what proves it. "
         f"{MANIFEST_NAME} lists every event and file in machine-readable form."
     )
     pdf.paragraph("Sealpost checks all of it in one command:")
@@ -322,4 +325,6 @@ def _description(name: str) -> str:
         return "The exact original message (RFC 5322)"
     if name == MANIFEST_NAME:
         return "Machine-readable summary of this certificate"
+    if name.startswith("etsi-"):
+        return "The record as an ETSI EN 319 522-3 EvidenceType (JSON), derived from its bundle"
     return "Evidence bundle: record, inclusion proof, sealed tree head, timestamp"

@@ -20,10 +20,12 @@ from typing import Any
 from cryptography import x509
 
 from sealpost.certificates.errors import SealError
+from sealpost.certificates.manifest import utc_text
 from sealpost.certificates.model import CertificateData, CertificateEvent
 from sealpost.certificates.render import render_certificate
 from sealpost.certificates.seal import seal_pdf
 from sealpost.communications.contents import ContentStore
+from sealpost.communications.outcomes import DELIVERED, accepted_by
 from sealpost.communications.repository import (
     FINAL_STATUSES,
     Communication,
@@ -55,11 +57,19 @@ def summarize(entry: TimelineEntry) -> str:
         ident = record.get("sender", {}).get("identification", {})
         who = ident.get("username") or ident.get("domain") or ident.get("client_ip") or ""
         return f"Accepted for delivery (via {how}{', ' + who if who else ''})"
-    if name in ("ContentConsignment", "RelayAcceptance"):
+    accepted = accepted_by(name, details, record.get("version", 1))
+    if accepted is not None:
         remote = details.get("remote", {})
         tls = details.get("tls", {}).get("version") if details.get("tls") else "no TLS"
-        verb = "Delivered to" if name == "ContentConsignment" else "Relayed to"
-        return f"{verb} {remote.get('host')} [{remote.get('ip')}] ({tls}): {details.get('reply')}"
+        server = (
+            "The recipient's mail server"
+            if accepted == DELIVERED
+            else "The relay (smarthost, not the recipient's server)"
+        )
+        return (
+            f"{server} {remote.get('host')} [{remote.get('ip')}] accepted it at "
+            f"{_when(entry.event_time)} ({tls}): {details.get('reply')}"
+        )
     if name == "CertificateIssued":
         return (
             f"Evidence certificate version {details.get('version')} issued "
@@ -68,6 +78,10 @@ def summarize(entry: TimelineEntry) -> str:
     if reasons:
         return "; ".join(r.get("text", "") for r in reasons)
     return name
+
+
+def _when(moment: datetime) -> str:
+    return utc_text(moment).replace("T", " ").replace("Z", " UTC")
 
 
 def sender_identification(entry: TimelineEntry | None) -> str:

@@ -1,7 +1,7 @@
 """The events communications emit, and which of their evidence records imply them.
 
 Integrators asked for *one* terminal event per outcome, not one per retry: a temporary delivery
-failure (ContentConsignmentFailure) is evidence but no event; they get a single ``delayed``
+failure (RelayToNonERDSFailure) is evidence but no event; they get a single ``delayed``
 event when the delay warning fires and a single ``failed`` or ``expired`` at the end.
 Registered in :data:`sealpost.events.registry.REGISTRY` when the package is imported.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sealpost.communications.outcomes import accepted_by
 from sealpost.events.registry import (
     REGISTRY,
     EventKind,
@@ -30,13 +31,15 @@ KINDS: tuple[EventKind, ...] = (
     EventKind(
         "sealpost.communication.delivered",
         "communication",
-        "The recipient's mail server accepted the message (ContentConsignment).",
+        "The recipient's mail server accepted the message (RelayToNonERDS from its MX or "
+        "route; ContentConsignment in records before catalogue 2).",
         terminal=True,
     ),
     EventKind(
         "sealpost.communication.relayed",
         "communication",
-        "The configured relay (smarthost) accepted the message (RelayAcceptance).",
+        "The configured relay (smarthost) accepted the message (RelayToNonERDS from a "
+        "smarthost; RelayAcceptance in records before catalogue 2).",
         terminal=True,
     ),
     EventKind(
@@ -73,9 +76,11 @@ KINDS: tuple[EventKind, ...] = (
 _STATUS_AFTER = {
     "SubmissionAcceptance": "queued",
     "DelayWarning": "queued",
-    "ContentConsignment": "delivered",
-    "RelayAcceptance": "relayed",
     "NonDelivery": "failed",
+}
+_ACCEPTED_TYPE = {
+    "delivered": "sealpost.communication.delivered",
+    "relayed": "sealpost.communication.relayed",
 }
 
 
@@ -84,10 +89,11 @@ def _communication_type(record: EvidenceRecord) -> str | None:
     if name == "NonDelivery":
         expired = any(r.code == "expired" for r in record.reasons)
         return "sealpost.communication.expired" if expired else "sealpost.communication.failed"
+    accepted = accepted_by(name, record.details, record.version)
+    if accepted is not None:
+        return _ACCEPTED_TYPE[accepted]
     return {
         "SubmissionAcceptance": "sealpost.communication.accepted",
-        "ContentConsignment": "sealpost.communication.delivered",
-        "RelayAcceptance": "sealpost.communication.relayed",
         "DelayWarning": "sealpost.communication.delayed",
         "CertificateIssued": "sealpost.communication.certificate_issued",
     }.get(name)
@@ -107,7 +113,11 @@ def _parties(record: EvidenceRecord) -> dict[str, Any]:
 def _communication_data(record: EvidenceRecord, type_: str) -> dict[str, Any]:
     details = record.details
     cid = record.subject.id
-    status = _STATUS_AFTER.get(record.event.name) or details.get("status")
+    status = (
+        _STATUS_AFTER.get(record.event.name)
+        or accepted_by(record.event.name, details, record.version)
+        or details.get("status")
+    )
     data: dict[str, Any] = {
         "communication_id": cid,
         "status": status,

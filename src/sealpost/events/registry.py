@@ -4,7 +4,7 @@ An *event* tells an integrator that something it cares about changed: a communic
 accepted, delivered, finally failed.  It is derived from the evidence record of that change, in
 the same transaction (``events.outbox.append_evidence``), so an event never exists without its
 evidence and a change is never committed without its event.  Not every record is an event:
-a temporary delivery failure (ContentConsignmentFailure) is evidence, but integrators asked for
+a temporary delivery failure (RelayToNonERDSFailure) is evidence, but integrators asked for
 *one* terminal event per outcome, not one per retry.
 
 ``events`` never imports a domain: a domain's ``events.py`` calls :meth:`EventRegistry.register`

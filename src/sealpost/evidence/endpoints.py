@@ -6,7 +6,7 @@ dependency, set by the composition root."""
 from __future__ import annotations
 
 import base64
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 
@@ -17,6 +17,7 @@ from sealpost.api.text import MAX_BIGINT, Identifier
 from sealpost.db.full import StorageFull
 from sealpost.errors import NotFound, ServiceUnavailable, TooManyRequests, Unauthorized
 from sealpost.ledger.errors import NotSealedYet
+from sealpost.ledger.etsi_view import view_of_bundle
 from sealpost.ledger.proofs import LedgerReader
 from sealpost.ledger.records import format_time
 from sealpost.ledger.tree_head import SignedTreeHead
@@ -120,9 +121,19 @@ def evidence_bundle(
     wait: Annotated[
         float, Query(ge=0, le=10, description="Seconds to wait for sealing if not sealed yet.")
     ] = 0,
-) -> Bundle:
-    """The record's evidence bundle, verifiable offline with ``sealpost verify``."""
+    format: Annotated[
+        Literal["bundle", "etsi"],
+        Query(
+            description='"bundle" (default): the evidence bundle; "etsi": the record as the '
+            "ETSI EN 319 522-3 EvidenceType in JSON, derived from the sealed record and the "
+            "seal certificate (docs/evidence-format.md), verifiable through the bundle."
+        ),
+    ] = "bundle",
+) -> dict[str, Any]:
+    """The record's evidence bundle, verifiable offline with ``sealpost verify``, or its
+    ETSI view (``format=etsi``)."""
     found, _pending = ledger.bundles([record_id], tenant.id, wait)
     if not found:
         raise NotSealedYet(f"evidence record {record_id} is not sealed yet; retry in a second")
-    return found[0]
+    bundle: Bundle = found[0]
+    return view_of_bundle(bundle) if format == "etsi" else bundle

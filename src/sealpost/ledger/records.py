@@ -20,10 +20,13 @@ from typing import Any
 
 from sealpost.ledger.canonical import CanonicalizationError, canonical_json
 from sealpost.ledger.errors import RecordError, shown
-from sealpost.ledger.events import EVENT_TYPES, EventType, event_type
+from sealpost.ledger.events import CATALOGUE_VERSION, CATALOGUES, EventType
 from sealpost.ledger.merkle import leaf_hash
 
-RECORD_VERSION = 1
+RECORD_VERSION = CATALOGUE_VERSION
+"""The version new records are written in; it names the event catalogue they follow."""
+RECORD_VERSIONS = frozenset(CATALOGUES)
+"""Every version a sealed record may have (1: catalogue 1, before issue 13; 2: Table 2)."""
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -137,8 +140,18 @@ class EvidenceRecord:
     content: ContentInfo | None = None
     reasons: tuple[Reason, ...] = ()
     details: Mapping[str, Any] = field(default_factory=dict)
+    version: int = RECORD_VERSION
+    """Record format version = the event catalogue the record follows."""
 
     def __post_init__(self) -> None:
+        catalogue = CATALOGUES.get(self.version)
+        if catalogue is None:
+            raise RecordError(f"unsupported record version {shown(self.version)}", field="version")
+        if catalogue.get(self.event.name) != self.event:
+            raise RecordError(
+                f"{self.event.name} is not an event of catalogue {self.version}",
+                field="event.name",
+            )
         if self.event.negative and not self.reasons:
             raise RecordError(
                 f"{self.event.name} is a negative event and needs at least one reason",
@@ -153,7 +166,7 @@ class EvidenceRecord:
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
-            "version": RECORD_VERSION,
+            "version": self.version,
             "id": self.id,
             "tenant": self.tenant_id,
             "event": {
@@ -205,11 +218,24 @@ def new_record(
     reasons: Sequence[Reason] = (),
     details: Mapping[str, Any] | None = None,
 ) -> EvidenceRecord:
-    """A new record with a fresh id; the event time defaults to now (UTC)."""
+    """A new record with a fresh id; the event time defaults to now (UTC).
+
+    New records follow the current catalogue only: a name that only catalogue 1 had (such as
+    ``AcceptanceByRecipient``, not a name of ETSI EN 319 522-3) is refused here.
+    """
+    etype = CATALOGUES[RECORD_VERSION].get(event)
+    if etype is None:
+        legacy = any(event in c for c in CATALOGUES.values())
+        raise RecordError(
+            f"{shown(event)} is no longer written (not an event of ETSI EN 319 522-3 Table 2)"
+            if legacy
+            else f"unknown evidence event type {shown(event)}",
+            field="event.name",
+        )
     return EvidenceRecord(
         id=str(uuid.uuid4()),
         tenant_id=tenant_id,
-        event=event_type(event),
+        event=etype,
         event_time=event_time or datetime.now(UTC),
         subject=subject,
         submission_time=submission_time,
@@ -238,15 +264,17 @@ def record_from_json(obj: Any) -> EvidenceRecord:
     """
     if not isinstance(obj, dict):
         raise RecordError("expected a JSON object", field="record")
-    if obj.get("version") != RECORD_VERSION:
-        raise RecordError(
-            f"unsupported record version {shown(obj.get('version'))}", field="version"
-        )
+    version = obj.get("version")
+    if not isinstance(version, int) or isinstance(version, bool) or version not in RECORD_VERSIONS:
+        raise RecordError(f"unsupported record version {shown(version)}", field="version")
     try:
         ev = obj["event"]
-        etype = EVENT_TYPES.get(ev["name"])
+        etype = CATALOGUES[version].get(ev["name"])
         if etype is None:
-            raise RecordError(f"unknown event {shown(ev['name'])}", field="event.name")
+            raise RecordError(
+                f"unknown event {shown(ev['name'])} in a version {version} record",
+                field="event.name",
+            )
         if ev.get("uri") != etype.uri:
             raise RecordError("event URI does not match the event name", field="event.uri")
         content = obj.get("content")
@@ -278,6 +306,7 @@ def record_from_json(obj: Any) -> EvidenceRecord:
             ),
             reasons=tuple(Reason(r["code"], r["text"]) for r in obj.get("reasons", [])),
             details=obj.get("details", {}),
+            version=version,
         )
     except (KeyError, TypeError) as exc:
         raise RecordError(f"missing or malformed field {exc}", field="record") from None

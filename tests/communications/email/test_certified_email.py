@@ -28,7 +28,7 @@ def test_starttls_auth_submission_is_delivered_with_evidence_and_a_valid_certifi
     assert got.mail_from.startswith(f"bounces+{communication_id}.")  # signed VERP
 
     timeline = mail_env.sp.communications.timeline(mail_env.tenant_id, communication_id)
-    assert [e.event for e in timeline][:2] == ["SubmissionAcceptance", "ContentConsignment"]
+    assert [e.event for e in timeline][:2] == ["SubmissionAcceptance", "RelayToNonERDS"]
     accepted, consigned = timeline[0].record, timeline[1].record
     assert accepted["sender"]["identification"]["method"] == "smtp-auth"
     assert accepted["sender"]["identification"]["tls"]["version"].startswith("TLSv1.")
@@ -60,9 +60,9 @@ def test_temporary_failures_are_retried_then_delivered(mail_env: MailEnv) -> Non
     ]
     assert events[:4] == [
         "SubmissionAcceptance",
-        "ContentConsignmentFailure",
-        "ContentConsignmentFailure",
-        "ContentConsignment",
+        "RelayToNonERDSFailure",
+        "RelayToNonERDSFailure",
+        "RelayToNonERDS",
     ]
     assert len(mail_env.peer.received) == 1
 
@@ -94,12 +94,14 @@ def test_certificate_validates_in_pdfsig(mail_env: MailEnv, tmp_path: object) ->
     assert "Signature is Valid" in out.stdout, out.stdout + out.stderr
 
 
-def test_an_intermediary_relay_is_evidence_of_relay_not_of_consignment(mail_env: MailEnv) -> None:
+def test_an_intermediary_relay_is_evidence_of_relay_not_of_delivery(mail_env: MailEnv) -> None:
     routes = mail_env.sp.delivery.router.routes
     routes[RECIPIENT_DOMAIN] = "relay:" + routes[RECIPIENT_DOMAIN]  # the operator's own MTA
     _, reply = submit(mail_env, make_message("via relay"), [f"rita@{RECIPIENT_DOMAIN}"])
     cid = reply.decode().split("queued as ")[1]
     relayed = mail_env.wait_status(cid, "relayed")
     events = [e.event for e in mail_env.sp.communications.timeline(mail_env.tenant_id, relayed.id)]
-    assert events[:2] == ["SubmissionAcceptance", "RelayAcceptance"]
-    assert "ContentConsignment" not in events
+    timeline = mail_env.sp.communications.timeline(mail_env.tenant_id, relayed.id)
+    assert events[:2] == ["SubmissionAcceptance", "RelayToNonERDS"]
+    assert timeline[1].record["details"]["remote"]["kind"] == "smarthost"
+    assert relayed.status == "relayed"  # not "delivered": the smarthost is not the recipient's

@@ -91,7 +91,7 @@ def test_smtp_bcc_is_removed_from_every_delivered_copy_and_kept_in_the_original(
         note = records["SubmissionAcceptance"]["details"]["message"]["delivered_copies"]
         assert note["bcc_fields_removed"] == 1 and "line_ends_converted" not in note
         assert "Bcc field included" in note["digests"] and "without the Bcc" in note["digests"]
-        details = records["ContentConsignment"]["details"]
+        details = records["RelayToNonERDS"]["details"]
         assert details["received_sha256"] == hashlib.sha256(raw).hexdigest()
         assert details["delivered_sha256"] == hashlib.sha256(copies[c.recipient].data).hexdigest()
         assert details["delivered_size"] == len(copies[c.recipient].data)
@@ -144,7 +144,7 @@ def test_a_bare_lf_message_is_certified_with_both_digests_in_plain_words(
     assert records["SubmissionAcceptance"]["content"]["sha256"] == received
     note = records["SubmissionAcceptance"]["details"]["message"]["delivered_copies"]
     assert note["line_ends_converted"] is True
-    details = records["ContentConsignment"]["details"]
+    details = records["RelayToNonERDS"]["details"]
     assert (details["received_sha256"], details["delivered_sha256"]) == (received, delivered)
     assert details["delivered_changes"]["line_ends_converted"] is True
 
@@ -176,7 +176,7 @@ def test_a_crlf_message_is_transmitted_as_stored_under_the_added_fields(
     assert got.data.endswith(raw)  # nothing changed below the fields Sealpost adds
     records = _records(mail_env, cid)
     assert "delivered_copies" not in records["SubmissionAcceptance"]["details"]["message"]
-    changes = records["ContentConsignment"]["details"]["delivered_changes"]
+    changes = records["RelayToNonERDS"]["details"]["delivered_changes"]
     assert changes == {"fields_added": ["Received", "X-Sealpost-Communication"]}
 
 
@@ -200,7 +200,7 @@ def test_a_raw_message_without_a_last_line_end_is_delivered_with_one_and_says_so
         "delivery record's delivered_sha256 is of the copy transmitted to the recipient's "
         "server, Sealpost's fields on top, CRLF line ends",
     }
-    details = records["ContentConsignment"]["details"]
+    details = records["RelayToNonERDS"]["details"]
     assert details["delivered_changes"] == {
         "fields_added": ["Received", "X-Sealpost-Communication"],
         "final_crlf_added": True,

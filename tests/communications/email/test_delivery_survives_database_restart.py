@@ -5,7 +5,7 @@ down, writing the outcome failed, and the worker forgot it.  Its lease (held by 
 process, so never freed as a dead one's) kept the message from every worker for
 ``SEALPOST_DELIVERY_LEASE_SECONDS`` (300 s), after which it was delivered a second time.
 Now the worker keeps the outcome and writes it as soon as the database answers again: one
-copy, one attempt, one ContentConsignment, within seconds of the restart.
+copy, one attempt, one RelayToNonERDS, within seconds of the restart.
 """
 
 from __future__ import annotations
@@ -117,7 +117,7 @@ def test_outcome_of_a_delivery_in_flight_during_a_database_restart_is_recorded_o
                     "delivered"
                 ]
                 events = [e.event for e in sp.communications.timeline(tenant.id, communication_id)]
-                assert events == ["SubmissionAcceptance", "ContentConsignment"]
+                assert events == ["SubmissionAcceptance", "RelayToNonERDS"]
                 assert sp.communications.claim_due("x", limit=1, lease_seconds=1) == []
                 assert len(peer.received) == 1  # delivered once: nothing left to deliver again
                 print(f"\noutcome recorded {recorded_after:.1f} s after the database came back")

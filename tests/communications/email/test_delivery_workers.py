@@ -160,7 +160,7 @@ def test_two_workers_deliver_200_messages_exactly_once(env: Env) -> None:
         assert communication is not None and communication.attempts == 1
         attempts = env.sp.communications.attempts(communication_id)
         assert [a["outcome"] for a in attempts] == ["delivered"]
-        assert env.events(communication_id) == ["SubmissionAcceptance", "ContentConsignment"]
+        assert env.events(communication_id) == ["SubmissionAcceptance", "RelayToNonERDS"]
 
 
 # -- crash recovery --------------------------------------------------------------------------
@@ -186,7 +186,7 @@ def test_work_claimed_by_a_dead_local_process_is_recovered_and_delivered(env: En
         attempts = env.sp.communications.attempts(communication_id)
         # the dead process's attempt never finished: one attempt on record, the second try
         assert [(a["number"], a["outcome"]) for a in attempts] == [(2, "delivered")]
-        assert env.events(communication_id) == ["SubmissionAcceptance", "ContentConsignment"]
+        assert env.events(communication_id) == ["SubmissionAcceptance", "RelayToNonERDS"]
 
 
 def test_leases_of_live_or_remote_owners_are_kept_until_they_expire(env: Env) -> None:
@@ -240,7 +240,7 @@ def test_a_worker_whose_lease_was_taken_over_writes_nothing(env: Env) -> None:
 
     # the same fence, asked directly: False, and nothing written
     now = datetime.now(UTC)
-    record = stalled._record(first, "ContentConsignmentFailure", reasons=[Reason("x", "late")])
+    record = stalled._record(first, "RelayToNonERDSFailure", reasons=[Reason("x", "late")])
     outcome = AttemptOutcome(
         number=first.attempts,
         started_at=now,
@@ -272,7 +272,7 @@ def test_a_worker_whose_lease_was_taken_over_writes_nothing(env: Env) -> None:
     assert [(a["number"], a["outcome"]) for a in repository.attempts(communication_id)] == [
         (2, "delivered")
     ]
-    assert env.events(communication_id) == ["SubmissionAcceptance", "ContentConsignment"]
+    assert env.events(communication_id) == ["SubmissionAcceptance", "RelayToNonERDS"]
     assert [received_header(r, "Message-ID") for r in env.peer.received] == [message_id] * 2
 
 
@@ -293,8 +293,8 @@ def test_undeliverable_message_gets_a_delay_warning_then_non_delivery(
     assert attempt["outcome"] == "deferred" and attempt["reply_code"] is None
     timeline = env.sp.communications.timeline(env.tenant_id, communication_id)
     failure = timeline[1].record
-    assert failure["event"]["name"] == "ContentConsignmentFailure"
-    assert failure["event"]["uri"] == ETSI + "ContentConsignmentFailure"
+    assert failure["event"]["name"] == "RelayToNonERDSFailure"
+    assert failure["event"]["uri"] == ETSI + "RelayToNonERDSFailure"
     assert [r["code"] for r in failure["reasons"]] == ["connection"]
     assert failure["details"]["temporary"] is True
 
@@ -313,7 +313,7 @@ def test_undeliverable_message_gets_a_delay_warning_then_non_delivery(
     timeline = env.sp.communications.timeline(env.tenant_id, communication_id)
     assert [(e.event, e.record["event"]["uri"]) for e in timeline] == [
         ("SubmissionAcceptance", ETSI + "SubmissionAcceptance"),
-        ("ContentConsignmentFailure", ETSI + "ContentConsignmentFailure"),
+        ("RelayToNonERDSFailure", ETSI + "RelayToNonERDSFailure"),
         ("DelayWarning", SEALPOST + "DelayWarning"),
         ("NonDelivery", SEALPOST + "NonDelivery"),
     ]

@@ -77,7 +77,7 @@ def test_a_bounce_after_delivery_supersedes_the_first_certificate(
     failed = mail_env.wait_status(cid, "failed")
     assert failed.last_reply == "550 5.1.1 <mailbox unavailable>: user unknown"
     events = [e.event for e in mail_env.sp.communications.timeline(mail_env.tenant_id, cid)]
-    assert events.index("NonDelivery") > events.index("ContentConsignment")
+    assert events.index("NonDelivery") > events.index("RelayToNonERDS")
 
     second = mail_env.wait_certificate(cid, 2)
     v2 = mail_env.sp.certificates.latest(second)

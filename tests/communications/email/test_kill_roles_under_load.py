@@ -9,7 +9,7 @@ Then:
 * every message answered 250 reached the recipient, and each 250 named a stored communication;
 * extra copies only for deliveries in flight at a worker's kill (redelivery) or for a DATA
   whose reply the kill swallowed (resubmission), counted and printed (``pytest -s``);
-* each communication's evidence is SubmissionAcceptance then ContentConsignment, once;
+* each communication's evidence is SubmissionAcceptance then RelayToNonERDS, once;
 * every record is sealed exactly once, every head is a prefix of the one log (consistency
   proofs across the kills), and each head is signed and timestamped.
 

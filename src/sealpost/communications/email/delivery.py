@@ -1,10 +1,13 @@
 """The delivery worker: takes due communications and hands them to the recipient's server.
 
-Each attempt is evidence.  The recipient server's ``250`` after DATA is ContentConsignment
-(RelayAcceptance through a smarthost), recorded with the remote host, IP, the full reply, the
-remote queue id when it gives one, and the TLS version, cipher and peer certificate SHA-256;
-a ``4xx`` or a connection failure is ContentConsignmentFailure and the message is retried
-with exponential backoff; a ``5xx`` is NonDelivery.  Undelivered messages get a DelayWarning
+Each attempt is evidence.  A plain mail server is not a registered delivery service, so its
+``250`` after DATA is ETSI EN 319 522-3 group F, RelayToNonERDS, whether it is the
+recipient's MX (or a configured route to it) or a smarthost (``details.remote.kind`` says
+which; see ``docs/evidence-format.md`` for the reasoning), recorded with the remote host, IP,
+the full reply, the remote queue id when it gives one, and the TLS version, cipher and peer
+certificate SHA-256; a ``4xx`` or a connection failure is RelayToNonERDSFailure (with
+``details.temporary``) and the message is retried with exponential backoff; a ``5xx`` is
+NonDelivery, Sealpost's final verdict.  Undelivered messages get a DelayWarning
 at 12 h and NonDelivery at 24 h (the Italian PEC rules, configurable).
 
 Work is claimed (see ``communications.repository``): N workers never deliver the same attempt, and
@@ -474,7 +477,7 @@ class DeliveryWorker:
             queue_id = _QUEUE_ID.search(result.reply)
             if queue_id:
                 details["queue_id"] = queue_id.group(1)
-            event = "RelayAcceptance" if hop.kind == SMARTHOST else "ContentConsignment"
+            event = "RelayToNonERDS"
             status = RELAYED if hop.kind == SMARTHOST else DELIVERED
             outcome = status
         elif result.permanent:
@@ -490,7 +493,7 @@ class DeliveryWorker:
             reasons.append(Reason(code, result.reply or "no answer"))
             details["temporary"] = True
             details["next_attempt_at"] = next_attempt.isoformat()
-            event, status, outcome = "ContentConsignmentFailure", QUEUED, "deferred"
+            event, status, outcome = "RelayToNonERDSFailure", QUEUED, "deferred"
         record = self._record(
             c, event, reasons=reasons, details=details, event_time=result.answered_at or now
         )

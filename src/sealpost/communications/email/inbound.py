@@ -4,7 +4,7 @@ Two kinds of mail are accepted here, nothing else (no open relay):
 
 * **bounces** to the VERP return path ``bounces+<communication id>@<bounce domain>``: an RFC
   3464 DSN whose recipient failed becomes NonDelivery evidence for that communication, even
-  after an earlier ContentConsignment (the recipient's server accepted, then bounced); a
+  after an earlier RelayToNonERDS (the recipient's server accepted, then bounced); a
   "delayed" DSN is noted, not final.  A bounce with no usable VERP is matched by the returned
   message's Message-ID.
 * **certify addresses**: ``alice@example.com.<certify domain>`` from an ordinary mail client,
@@ -83,7 +83,7 @@ class BounceProcessor:
     Which communication: the signed VERP return path names it; without one (a bounce sent to
     the plain bounce address) the returned Message-ID *and* the failed recipient must match,
     within a single tenant, or nothing is changed.  A bounce after the recipient's server
-    accepted the message (ContentConsignment) contradicts that evidence, so it counts only
+    accepted the message (RelayToNonERDS) contradicts that evidence, so it counts only
     when it comes from the very server that accepted it: the recipient, who also sees the
     return path, cannot forge a non-delivery from elsewhere.
     """

@@ -6,8 +6,9 @@ permanent failure.  A DNS timeout is temporary: the message is retried.
 
 Routes and the smarthost are for operators who relay through their own MTA and for tests
 (recipient servers on 127.0.0.1).  A per-domain *route* ``host:port`` names the recipient
-domain's own server, so its 250 is ContentConsignment; ``relay:host:port`` and the
-*smarthost* are intermediaries, so their 250 is only RelayAcceptance.
+domain's own server (status "delivered"); ``relay:host:port`` and the *smarthost* are
+intermediaries (status "relayed").  Either 250 is RelayToNonERDS evidence: none of these
+servers is a registered delivery service.
 """
 
 from __future__ import annotations
