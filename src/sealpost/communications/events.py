@@ -61,6 +61,61 @@ KINDS: tuple[EventKind, ...] = (
         "communication",
         "A sealed evidence certificate (PDF) version is ready to download.",
     ),
+    # registered pickup (the pickup domain writes the records; they are the communication's)
+    EventKind(
+        "sealpost.communication.notice_sent",
+        "communication",
+        "Pickup: the notice (or a reminder) went to the recipient (ConsignmentNotification).",
+    ),
+    EventKind(
+        "sealpost.communication.notice_failed",
+        "communication",
+        "Pickup: the notice could not be sent or delivered (ConsignmentNotificationFailure).",
+    ),
+    EventKind(
+        "sealpost.communication.notice_delivered",
+        "communication",
+        "Pickup: the recipient's server accepted the notice (NotificationDelivered).",
+    ),
+    EventKind(
+        "sealpost.communication.notice_opened",
+        "communication",
+        "Pickup: the notice's link was opened in a browser (NotificationAccessTracking).",
+    ),
+    EventKind(
+        "sealpost.communication.offered",
+        "communication",
+        "Pickup: the identified recipient is asked to accept or reject "
+        "(NotificationForAcceptance).",
+    ),
+    EventKind(
+        "sealpost.communication.accepted_by_recipient",
+        "communication",
+        "Pickup: the recipient accepted the message (ConsignmentAcceptance).",
+        terminal=True,
+    ),
+    EventKind(
+        "sealpost.communication.rejected_by_recipient",
+        "communication",
+        "Pickup: the recipient rejected the message (ConsignmentRejection).",
+        terminal=True,
+    ),
+    EventKind(
+        "sealpost.communication.handed_over",
+        "communication",
+        "Pickup: the content was handed over to the identified recipient (ContentHandover).",
+    ),
+    EventKind(
+        "sealpost.communication.content_downloaded",
+        "communication",
+        "Pickup: the recipient downloaded the message or an attachment (ContentAccessTracking).",
+    ),
+    EventKind(
+        "sealpost.communication.unclaimed",
+        "communication",
+        "Pickup: the window closed without acceptance or rejection (AcceptanceRejectionExpiry).",
+        terminal=True,
+    ),
     EventKind(
         "sealpost.submission.rejected",
         "submission",
@@ -76,6 +131,22 @@ _STATUS_AFTER = {
     "ContentConsignment": "delivered",
     "RelayAcceptance": "relayed",
     "NonDelivery": "failed",
+    "ConsignmentAcceptance": "accepted",
+    "ConsignmentRejection": "rejected",
+    "AcceptanceRejectionExpiry": "unclaimed",
+}
+
+_PICKUP_TYPES = {
+    "ConsignmentNotification": "sealpost.communication.notice_sent",
+    "ConsignmentNotificationFailure": "sealpost.communication.notice_failed",
+    "NotificationDelivered": "sealpost.communication.notice_delivered",
+    "NotificationAccessTracking": "sealpost.communication.notice_opened",
+    "NotificationForAcceptance": "sealpost.communication.offered",
+    "ConsignmentAcceptance": "sealpost.communication.accepted_by_recipient",
+    "ConsignmentRejection": "sealpost.communication.rejected_by_recipient",
+    "ContentHandover": "sealpost.communication.handed_over",
+    "ContentAccessTracking": "sealpost.communication.content_downloaded",
+    "AcceptanceRejectionExpiry": "sealpost.communication.unclaimed",
 }
 
 
@@ -84,6 +155,8 @@ def _communication_type(record: EvidenceRecord) -> str | None:
     if name == "NonDelivery":
         expired = any(r.code == "expired" for r in record.reasons)
         return "sealpost.communication.expired" if expired else "sealpost.communication.failed"
+    if name in _PICKUP_TYPES:
+        return _PICKUP_TYPES[name]
     return {
         "SubmissionAcceptance": "sealpost.communication.accepted",
         "ContentConsignment": "sealpost.communication.delivered",
@@ -134,6 +207,13 @@ def _communication_data(record: EvidenceRecord, type_: str) -> dict[str, Any]:
             "supersedes_sha256": details.get("supersedes_sha256"),
             "url": f"/v1/communications/{cid}/certificate.pdf?version={version}",
         }
+    elif record.event.name in _PICKUP_TYPES:
+        for key in ("notice_communication_id", "reminder", "identification", "download"):
+            if details.get(key) is not None:
+                data[key] = details[key]
+        visitor = details.get("visitor")
+        if isinstance(visitor, dict):
+            data["ip"] = visitor.get("ip")
     else:
         remote = details.get("remote")
         if isinstance(remote, dict):

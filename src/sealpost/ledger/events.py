@@ -51,12 +51,19 @@ _CATALOGUE: tuple[EventType, ...] = (
     EventType("AcceptanceByRecipient", "C", False, "C.3"),
     EventType("RejectionByRecipient", "C", True, "C.4"),
     EventType("AcceptanceRejectionExpiry", "C", True, "C.5"),
+    EventType("ConsignmentAcceptance", "C", False, "C.3"),  # the standard's name (pickup)
+    EventType("ConsignmentRejection", "C", True, "C.4"),  # the standard's name (pickup)
     # D: consignment (the recipient's server has the content)
     EventType("ContentConsignment", "D", False, "D.1"),
     EventType("ContentConsignmentFailure", "D", True, "D.2"),
+    EventType("ConsignmentNotification", "D", False, "D.3"),  # pickup notice sent
+    EventType("ConsignmentNotificationFailure", "D", True, "D.4"),
+    EventType("NotificationDelivered", "D", False, "D.5"),  # the notice's own delivery
     # E: handover (the recipient has opened it)
     EventType("ContentHandover", "E", False, "E.1"),
     EventType("ContentHandoverFailure", "E", True, "E.2"),
+    EventType("NotificationAccessTracking", "E", False, "E.3"),  # the notice's link opened
+    EventType("ContentAccessTracking", "E", False, "E.4"),  # one download of the content
     # F: gateways to non-ERDS systems (plain email, SMS)
     EventType("RelayToNonERDS", "F", False, "F.1"),
     EventType("RelayToNonERDSFailure", "F", True, "F.2"),
