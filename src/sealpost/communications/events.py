@@ -181,6 +181,10 @@ def _communication_data(record: EvidenceRecord, type_: str) -> dict[str, Any]:
     details = record.details
     cid = record.subject.id
     status = _STATUS_AFTER.get(record.event.name) or details.get("status")
+    if status is None and record.event.name in _PICKUP_TYPES:
+        handed = record.event.name in ("ContentHandover", "ContentAccessTracking")
+        basic = str(details.get("consignment", "")).endswith("/basic")
+        status = ("handed_over" if basic else "accepted") if handed else "pickup"
     data: dict[str, Any] = {
         "communication_id": cid,
         "status": status,

@@ -18,8 +18,10 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 
 from sealpost.api.auth import TenantDep
+from sealpost.api.errors import problem_responses
 from sealpost.api.text import Choice, MultiLine, SingleLine
-from sealpost.errors import SealpostError
+from sealpost.db.full import StorageFull
+from sealpost.errors import SealpostError, ServiceUnavailable, TooManyRequests, Unauthorized
 from sealpost.pickup import page
 from sealpost.pickup.model import CONSIGNMENT_MODES, IDENTIFICATIONS, POLICIES, Visitor
 from sealpost.pickup.recipient import PickupPage
@@ -43,7 +45,11 @@ def pickup_parts(request: Request) -> PickupParts:
 PickupDep = Annotated[PickupParts, Depends(pickup_parts)]
 SessionDep = Annotated[str | None, Header(alias=SESSION_HEADER, max_length=100)]
 
-router = APIRouter(prefix="/v1", tags=["pickup"])
+router = APIRouter(
+    prefix="/v1",
+    tags=["pickup"],
+    responses=problem_responses(Unauthorized, TooManyRequests, ServiceUnavailable, StorageFull),
+)
 page_router = APIRouter(tags=["pickup page"], include_in_schema=False)
 
 
