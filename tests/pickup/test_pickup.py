@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import smtplib
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from sealpost.events.tables import outbox_events
 from sealpost.pickup.tables import pickups
+from tests.certificates.support import poppler
 from tests.pickup.flow import (
     ATTACHMENT,
     SECRET_TEXT,
@@ -297,3 +300,23 @@ def test_fr_window_counts_fifteen_days_from_the_day_after_the_notice() -> None:
     assert policy("fr").hide_sender and not policy("es").hide_sender
     assert policy("es").expires_at(notice, 15) == notice + timedelta(days=10)
     assert policy("default").expires_at(notice, 7) == notice + timedelta(days=7)
+
+
+@pytest.mark.parametrize("mail_overrides", [{"pickup_worker_enabled": False}])
+def test_the_certificate_tells_the_pickup_story_in_plain_words(
+    mail_env: MailEnv, client: TestClient, key: dict[str, str], tmp_path: Path
+) -> None:
+    cid, recipient, _ = _opened(mail_env, client, key, "kim")
+    _identify_by_email(mail_env, recipient, "kim")
+    recipient.call("POST", "/accept")
+    recipient.call("GET", "/content")
+    mail_env.wait_certificate(cid, 1)
+    pdf = client.get(f"/v1/communications/{cid}/certificate.pdf", headers=key).content
+    path = tmp_path / "certificate.pdf"
+    path.write_bytes(pdf)
+    text = " ".join(poppler("pdftotext", path, "-").stdout.split())
+    assert "the identified recipient accepted the message" in text
+    assert "A notice was sent to the recipient (without the content)" in text
+    assert "The link in the notice was opened in a browser" in text
+    assert "The recipient accepted the message (identified by email_otp" in text
+    assert SECRET_TEXT not in text
