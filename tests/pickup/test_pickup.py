@@ -4,6 +4,7 @@ is the ETSI EN 319 522-3 record it should be, and final states exclude each othe
 
 from __future__ import annotations
 
+import re
 import smtplib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,6 +14,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from sealpost.events.tables import outbox_events
+from sealpost.pickup.ports import OutgoingSms
 from sealpost.pickup.tables import pickups
 from tests.certificates.support import poppler
 from tests.pickup.flow import (
@@ -320,3 +322,40 @@ def test_the_certificate_tells_the_pickup_story_in_plain_words(
     assert "The link in the notice was opened in a browser" in text
     assert "The recipient accepted the message (identified by email_otp" in text
     assert SECRET_TEXT not in text
+
+
+class RecordingSms:
+    """The ``SmsSender`` port as the sms domain will offer it (built in parallel): here it
+    only keeps what it was asked to send, so the pickup side of ``sms_otp`` is exercised."""
+
+    def __init__(self) -> None:
+        self.sent: list[OutgoingSms] = []
+
+    def send(self, sms: OutgoingSms) -> str:
+        self.sent.append(sms)
+        return f"sms-{len(self.sent)}"
+
+
+def test_sms_otp_goes_through_the_sms_sender_when_one_is_configured(
+    mail_env: MailEnv, client: TestClient, key: dict[str, str]
+) -> None:
+    sms = RecordingSms()
+    mail_env.sp.pickup.sms = sms  # what app.py wires once the sms domain is merged
+    cid, recipient, view = _opened(
+        mail_env, client, key, "lea", identification="sms_otp", phone="+34600111222"
+    )
+    assert view["identification"] == "sms_otp"
+    sent = recipient.call("POST", "/code").json()
+    assert sent["sent_to"] == "•••• 22"
+    (message,) = sms.sent
+    assert message.to == "+34600111222" and message.details["pickup_of"] == cid
+    code = re.search(r"(\d{6})", message.text)
+    assert code is not None
+    assert recipient.call("POST", "/identify", {"answer": code.group(1)}).status_code == 200
+    offered = records_of(mail_env, cid, "NotificationForAcceptance")[0]
+    assert offered["details"]["identification"] == {
+        "method": "sms_otp",
+        "channel": "sms",
+        "level": "low",
+    }
+    assert not any("Su código" in m for m in mails_to(mail_env, "lea"))
