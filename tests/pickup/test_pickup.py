@@ -359,3 +359,22 @@ def test_sms_otp_goes_through_the_sms_sender_when_one_is_configured(
         "level": "low",
     }
     assert not any("Su código" in m for m in mails_to(mail_env, "lea"))
+
+
+@pytest.mark.parametrize("replies", [["550 5.1.1 No such user here"]])
+def test_a_notice_that_bounces_is_a_consignment_notification_failure(
+    mail_env: MailEnv, client: TestClient, key: dict[str, str]
+) -> None:
+    cid = send_pickup(client, key, "nobody")
+    notify(mail_env)
+    sent = records_of(mail_env, cid, "ConsignmentNotification")[0]
+    mail_env.wait_status(sent["details"]["notice_communication_id"], "failed")
+    notify(mail_env)
+    notify(mail_env)  # once only
+    failures = records_of(mail_env, cid, "ConsignmentNotificationFailure")
+    assert len(failures) == 1
+    assert failures[0]["reasons"][0]["code"] == "notice_not_delivered"
+    assert "NotificationDelivered" not in events_of(mail_env, cid)
+    detail = client.get(f"/v1/communications/{cid}", headers=key).json()
+    assert detail["pickup"]["notice"]["status"] == "failed"
+    assert detail["pickup"]["state"] == "notified"  # the window still runs: a reminder may reach
