@@ -135,7 +135,9 @@ class PickupPage:
     # -- identification --------------------------------------------------------------------
 
     def _open_for_identification(self, p: Pickup) -> None:
-        if p.state not in (NOTIFIED, ACCEPTED) or (p.state == ACCEPTED and p.consent != CONSENT):
+        """A recipient may identify while the pickup is open, and again (a later link) once
+        the message is theirs; never after a rejection or the expiry."""
+        if p.state not in (NOTIFIED, ACCEPTED, HANDED_OVER):
             raise Conflict(f"This message is no longer available ({p.state}).")
 
     def send_code(self, p: Pickup, visitor: Visitor) -> dict[str, Any]:

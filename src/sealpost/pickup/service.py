@@ -39,6 +39,7 @@ from sealpost.pickup.model import (
     CONSIGNMENT_MODES,
     CONSIGNMENT_URIS,
     EXPIRED,
+    HANDED_OVER,
     IDENTIFICATIONS,
     NEW,
     NOTIFIED,
@@ -217,7 +218,7 @@ class PickupService:
                 ("opened", p.opened_at),
                 ("identified", p.identified_at),
                 ("offered", p.offered_at),
-                (p.state if p.state != EXPIRED else "expired", p.decided_at),
+                (p.state, p.decided_at if p.state != HANDED_OVER else None),
                 ("handed_over", p.handed_over_at),
             )
             if moment is not None

@@ -88,7 +88,8 @@ function render(state) {
   const sender = state.sender;
   show("sender", Boolean(sender) && !state.handed_over);
   if (sender) $("sender").textContent = t("waiting_from") + sender;
-  const open = state.state === "notified" || (state.state === "accepted" && !state.identified);
+  const theirs = state.state === "accepted" || state.state === "handed_over";
+  const open = state.state === "notified" || (theirs && !state.identified);
   const needsId = open && !state.identified;
   show("identify", needsId);
   if (needsId) {
