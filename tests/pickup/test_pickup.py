@@ -291,6 +291,21 @@ def test_smtp_header_and_tenant_default_choose_pickup(
     assert sent["communications"][0]["status"] == "pickup"
     direct = client.post("/v1/communications", json={**body, "delivery": "direct"}, headers=key)
     assert direct.json()["communications"][0]["status"] == "queued"
+    notify(mail_env)  # the notices themselves go direct, whatever the tenant's default
+    notice = records_of(mail_env, sent["communications"][0]["id"], "ConsignmentNotification")
+    notice_id = notice[0]["details"]["notice_communication_id"]
+    assert mail_env.wait_status(notice_id, "delivered").status == "delivered"
+    assert "certified message is waiting" in wait_mail(mail_env, "joe", NOTICE)
+
+
+def test_the_page_language_follows_accept_language() -> None:
+    from sealpost.pickup.page import language
+
+    assert language("fr-FR,fr;q=0.9,es;q=0.8,en;q=0.5") == "es"
+    assert language("es-ES") == "es"
+    assert language("de-DE, en-GB;q=0.7") == "en"
+    assert language(None) == "en"
+    assert language("es;q=0.2, en;q=0.9") == "en"
 
 
 def test_fr_window_counts_fifteen_days_from_the_day_after_the_notice() -> None:
