@@ -33,7 +33,12 @@ from sqlalchemy.exc import IntegrityError
 from sealpost.communications.contents import ContentStore
 from sealpost.communications.email.addresses import AddressError, domain_of
 from sealpost.communications.email.copies import acceptance_note
-from sealpost.communications.email.mime import MessageFacts, describe_message, new_message_id
+from sealpost.communications.email.mime import (
+    MessageFacts,
+    describe_message,
+    header_section,
+    new_message_id,
+)
 from sealpost.communications.email.refusals import SubmissionRefused, check_content
 from sealpost.communications.ports import (
     DELIVERY_MODES,
@@ -113,8 +118,11 @@ section is kept with the message, and the answer must be stored only as a hash (
 
 def _delivery_from_headers(raw: bytes) -> tuple[str | None, PickupRequest]:
     """``Sealpost-Delivery`` and ``Sealpost-Pickup-*`` headers, as a mail client sets them."""
+    section = header_section(raw)
+    if b"sealpost-" not in section.lower():  # the common case: no header of ours, no parse
+        return None, PickupRequest()
     try:
-        headers = BytesHeaderParser(policy=compat32).parsebytes(raw)
+        headers = BytesHeaderParser(policy=compat32).parsebytes(section)
     except Exception:
         return None, PickupRequest()
     delivery = headers.get("Sealpost-Delivery")
