@@ -13,6 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from sealpost.errors import ServiceUnavailable
 from sealpost.events.tables import outbox_events
 from sealpost.pickup.ports import OutgoingSms
 from sealpost.pickup.tables import pickups
@@ -393,3 +394,29 @@ def test_a_notice_that_bounces_is_a_consignment_notification_failure(
     detail = client.get(f"/v1/communications/{cid}", headers=key).json()
     assert detail["pickup"]["notice"]["status"] == "failed"
     assert detail["pickup"]["state"] == "notified"  # the window still runs: a reminder may reach
+
+
+class RefusingMailer:
+    """A mail path that cannot take the notice now (the database away, say)."""
+
+    def send(self, mail: object) -> str:
+        raise ServiceUnavailable("the database is not answering")
+
+
+def test_a_notice_that_cannot_be_sent_is_recorded_and_retried(
+    mail_env: MailEnv, client: TestClient, key: dict[str, str]
+) -> None:
+    sp = mail_env.sp
+    cid = send_pickup(client, key, "otto")
+    working, sp.pickup.mailer = sp.pickup.mailer, RefusingMailer()
+    now = datetime.now(UTC)
+    notify(mail_env, now)
+    failure = records_of(mail_env, cid, "ConsignmentNotificationFailure")
+    assert [r["reasons"][0]["code"] for r in failure] == ["notice_not_accepted"]
+    assert sp.pickup.repo.get(cid).state == "new"  # type: ignore[union-attr]
+    sp.pickup.mailer = working
+    notify(mail_env, now + timedelta(seconds=30))  # not yet: retried after 60 s
+    assert "ConsignmentNotification" not in events_of(mail_env, cid)
+    notify(mail_env, now + timedelta(seconds=61))
+    assert events_of(mail_env, cid).count("ConsignmentNotification") == 1
+    assert "/pickup/" in wait_mail(mail_env, "otto", NOTICE)
