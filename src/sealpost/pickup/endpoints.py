@@ -9,7 +9,6 @@ that travels only in the ``X-Pickup-Session`` header.  Strict CSP, no referrer, 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -70,7 +69,7 @@ def get_settings(parts: PickupDep, tenant: TenantDep) -> PickupSettings:
 @router.put("/settings/pickup", response_model=PickupSettings)
 def put_settings(body: PickupSettings, parts: PickupDep, tenant: TenantDep) -> PickupSettings:
     """The whole object is replaced."""
-    parts.service.repo.put_settings(tenant.id, body.model_dump(), datetime.now(UTC))
+    parts.service.put_settings(tenant.id, body.model_dump())
     return body
 
 

@@ -18,6 +18,7 @@ beyond the short transactions it opens for each step.
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -56,6 +57,7 @@ log = get_logger(__name__)
 
 E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
 NOTICE_RETRY_SECONDS = 60.0
+DEFAULTS_TTL_SECONDS = 5.0
 NOTICE_CLAIM_SECONDS = 300.0
 """A worker that claimed a notice and died: another sends it after this long."""
 
@@ -106,12 +108,29 @@ class PickupService:
         self.sms = sms
         """The sms domain's sender; None: ``sms_otp`` is refused (422)."""
         self.clock = clock
+        self._defaults: dict[str, tuple[str, float]] = {}
+        """Tenant -> (default delivery, monotonic time it is good until)."""
 
     # -- the desk: what communications' submission asks ------------------------------------
 
     def default_delivery(self, tenant_id: str) -> str:
+        """Asked for every submission (SMTP's hot path): read at most every
+        :data:`DEFAULTS_TTL_SECONDS` per tenant and process (a change made through this process
+        applies at once, through another replica within that time)."""
+        now = time.monotonic()
+        cached = self._defaults.get(tenant_id)
+        if cached is not None and cached[1] > now:
+            return cached[0]
         found = self.repo.settings(tenant_id)
-        return found["delivery"] if found else "direct"
+        delivery = found["delivery"] if found else "direct"
+        if len(self._defaults) > 10_000:
+            self._defaults.clear()
+        self._defaults[tenant_id] = (delivery, now + DEFAULTS_TTL_SECONDS)
+        return delivery
+
+    def put_settings(self, tenant_id: str, values: dict[str, str]) -> None:
+        self.repo.put_settings(tenant_id, values, self.clock())
+        self._defaults.pop(tenant_id, None)
 
     def resolve(self, tenant_id: str, options: PickupOptions | None) -> dict[str, Any]:
         """Fill in the tenant's defaults and check the choices; the challenge answer leaves
