@@ -10,11 +10,13 @@ work at import time.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 import sealpost.communications
 import sealpost.signatures
@@ -48,6 +50,7 @@ if TYPE_CHECKING:
     from sealpost.communications.email.submission import SubmissionService
     from sealpost.communications.email.verp import BounceAddresses
     from sealpost.communications.endpoints import CommunicationsParts
+    from sealpost.communications.ports import NewPickup, PickupRequest
     from sealpost.communications.repository import CommunicationRepository
     from sealpost.events.dispatcher import EventDispatcher
     from sealpost.events.endpoints import EventsParts
@@ -57,6 +60,10 @@ if TYPE_CHECKING:
     from sealpost.events.webhooks.queue import WebhookQueue
     from sealpost.events.webhooks.repository import WebhookRepository
     from sealpost.events.webhooks.sender import WebhookSender
+    from sealpost.pickup.endpoints import PickupParts
+    from sealpost.pickup.ports import OutgoingMail as PickupOutgoingMail
+    from sealpost.pickup.ports import SmsSender
+    from sealpost.pickup.service import PickupService
     from sealpost.signatures.endpoints import SignaturesParts
     from sealpost.signatures.intake import PdfIntake
     from sealpost.signatures.ports import OutgoingMail
@@ -101,6 +108,87 @@ class SignatureMail:
         )
 
 
+@dataclass(frozen=True)
+class PickupMail:
+    """Pickup's ``Mailer`` port over communications: notices, reminders and codes are
+    certified emails like any other (each with its own evidence)."""
+
+    mailer: CertifiedMailer
+
+    def send(self, mail: PickupOutgoingMail) -> str:
+        return self.mailer.send(
+            tenant_id=mail.tenant_id,
+            sender=mail.sender,
+            to=mail.to,
+            subject=mail.subject,
+            text=mail.text,
+            identification=mail.identification,
+            details=mail.details,
+        )
+
+
+@dataclass(frozen=True)
+class PickupStates:
+    """Pickup's ``CommunicationStates`` port over the communications repository."""
+
+    communications: CommunicationRepository
+
+    def finish_in(
+        self, conn: Connection, communication_id: str, status: str, now: datetime
+    ) -> None:
+        self.communications.finish_pickup_in(conn, communication_id, status, now)
+
+    def touch_in(self, conn: Connection, communication_id: str, now: datetime) -> None:
+        self.communications.touch_in(conn, communication_id, now)
+
+    def status(self, communication_id: str) -> str | None:
+        found = self.communications.get(communication_id)
+        return None if found is None else found.status
+
+
+@dataclass(frozen=True)
+class PickupDeskAdapter:
+    """Communications' ``PickupDesk`` port over the pickup service (built on first use: the
+    service mails through the submissions that hold this desk)."""
+
+    service: Callable[[], PickupService]
+
+    def default_delivery(self, tenant_id: str) -> str:
+        return self.service().default_delivery(tenant_id)
+
+    def resolve(self, tenant_id: str, request: PickupRequest) -> Mapping[str, Any]:
+        from sealpost.pickup.model import PickupOptions
+
+        return self.service().resolve(
+            tenant_id,
+            PickupOptions(
+                identification=request.identification,
+                consent=request.consent,
+                policy=request.policy,
+                phone=request.phone,
+                challenge_question=request.challenge_question,
+                challenge_answer=request.challenge_answer,
+            ),
+        )
+
+    def open_in(self, conn: Connection, pickup: NewPickup) -> None:
+        self.service().open_in(
+            conn,
+            tenant_id=pickup.tenant_id,
+            communication_id=pickup.communication_id,
+            recipient=pickup.recipient,
+            sender=pickup.sender,
+            sender_name=pickup.sender_name,
+            subject=pickup.subject,
+            content_sha256=pickup.content_sha256,
+            options=pickup.options,
+            now=pickup.now,
+        )
+
+    def describe(self, tenant_id: str, communication_id: str) -> dict[str, Any] | None:
+        return self.service().describe(tenant_id, communication_id)
+
+
 @dataclass
 class Sealpost:
     """The parts of one Sealpost process."""
@@ -118,6 +206,8 @@ class Sealpost:
     smtp_ports: dict[str, int] = field(default_factory=dict)
     smtp_client_limits: SmtpClientLimits | None = None
     """The SMTP listeners' per-IP limits, once started."""
+    sms_sender: SmsSender | None = None
+    """The sms domain's sender, for ``sms_otp`` pickup codes (None: refused with a 422)."""
 
     @cached_property
     def engine(self) -> Engine:
@@ -205,7 +295,11 @@ class Sealpost:
         from sealpost.communications.email.submission import SubmissionService
 
         return SubmissionService(
-            self.engine, self.contents, self.settings, on_commit=self.work_available.set
+            self.engine,
+            self.contents,
+            self.settings,
+            on_commit=self.work_available.set,
+            pickup=PickupDeskAdapter(lambda: self.pickup),
         )
 
     @cached_property
@@ -335,6 +429,29 @@ class Sealpost:
         )
 
     @cached_property
+    def pickup(self) -> PickupService:
+        """Registered pickup: notices, the recipient's page, expiries."""
+        from sealpost.pickup.repository import PickupRepository
+        from sealpost.pickup.service import PickupConfig, PickupService
+
+        return PickupService(
+            PickupRepository(self.engine),
+            self.access,
+            PickupMail(self.certified_mailer),
+            PickupStates(self.communications),
+            PickupConfig.from_settings(self.settings),
+            sms=self.sms_sender,
+            clock=lambda: self.clock(),
+        )
+
+    @cached_property
+    def pickup_parts(self) -> PickupParts:
+        from sealpost.pickup.endpoints import PickupParts
+        from sealpost.pickup.recipient import PickupPage
+
+        return PickupParts(service=self.pickup, page=PickupPage(self.pickup, self.contents))
+
+    @cached_property
     def return_paths(self) -> BounceAddresses:
         """Signed VERP return paths; every replica derives the same secret from the seal key."""
         from cryptography.hazmat.primitives import serialization
@@ -453,6 +570,7 @@ class Sealpost:
             certificates=self.certificates,
             ledger=self.ledger,
             settings=self.settings,
+            pickup=self.submissions.pickup,
         )
 
     @cached_property
@@ -504,11 +622,18 @@ class Sealpost:
             return []
         return tasks.loops(self.signatures, self.settings)
 
+    def pickup_loops(self) -> list[Loop]:
+        from sealpost.pickup import tasks
+
+        return tasks.loops(self.pickup, self.settings)
+
     def start_email(self) -> None:
-        """SMTP listeners, delivery worker and certificate issuer, as settings enable them."""
+        """SMTP listeners, delivery worker, certificate issuer and pickup worker, as settings
+        enable them."""
         if self.settings.smtp_enabled:
             self.start_smtp()
         self.supervisor.start(self.communications_loops())
+        self.supervisor.start(self.pickup_loops())
 
     def start_signing(self) -> None:
         """The signature worker (any number may run: each step is compare-and-set)."""

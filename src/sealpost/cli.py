@@ -80,7 +80,8 @@ def serve(
         str,
         typer.Option(
             help="all (embedded default), or one role per replica at scale: api (REST + TSA), "
-            "smtp (listeners), worker (delivery, certificates, events dispatcher, webhooks). "
+            "smtp (listeners), worker (delivery, certificates, events dispatcher, webhooks, "
+            "pickup notices and expiries). "
             "Each also seals records unless SEALPOST_SEQUENCER_ENABLED=false."
         ),
     ] = "all",
@@ -111,6 +112,7 @@ def serve(
                 and role == "worker",
                 "webhooks_enabled": settings.webhooks_enabled and role == "worker",
                 "signing_worker_enabled": settings.signing_worker_enabled and role == "worker",
+                "pickup_worker_enabled": settings.pickup_worker_enabled and role == "worker",
             }
         )
     sp = build(settings)  # keys and schema on first start; the sequencer seals leftovers

@@ -301,6 +301,34 @@ class Settings(BaseSettings):
     signing_max_document_bytes: int = Field(
         25 * 1024 * 1024, ge=1024, description="Largest PDF a signature process accepts."
     )
+    pickup_mail_from: str | None = Field(
+        None, description="From address of pickup notices and codes; default pickup@<hostname>."
+    )
+    pickup_default_days: float = Field(
+        15.0,
+        gt=0,
+        description="Pickup window of the 'default' policy, from the notice (es: 10 natural "
+        "days; fr: 15 days from the day after the notice).",
+    )
+    pickup_hide_sender: bool = Field(
+        False,
+        description="The 'default' policy's notice does not name the sender (fr always hides "
+        "it until acceptance).",
+    )
+    pickup_reminder_days: list[float] = Field(
+        default_factory=lambda: [3.0],
+        description="Days before the pickup window closes when a reminder notice goes to a "
+        "recipient who has not identified yet; [] for none.",
+    )
+    pickup_session_minutes: float = Field(
+        30.0, gt=0, description="How long an opened pickup page stays usable."
+    )
+    pickup_worker_enabled: bool = Field(
+        True, description="Run the pickup worker (notices, reminders, expiries) in `serve`."
+    )
+    pickup_worker_interval_seconds: float = Field(
+        2.0, gt=0, description="How often the pickup worker looks for due work."
+    )
     pdf_intake_timeout_seconds: float = Field(
         30.0,
         gt=0,
@@ -469,6 +497,10 @@ class Settings(BaseSettings):
     @cached_property
     def resolved_signing_mail_from(self) -> str:
         return self.signing_mail_from or f"signatures@{self.hostname}"
+
+    @property
+    def resolved_pickup_mail_from(self) -> str:
+        return self.pickup_mail_from or f"pickup@{self.hostname}"
 
     @cached_property
     def resolved_bounce_domain(self) -> str:

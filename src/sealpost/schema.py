@@ -13,6 +13,7 @@ from sealpost.db import tables as db_tables
 from sealpost.db.metadata import metadata
 from sealpost.events import tables as events_tables
 from sealpost.ledger import tables as ledger_tables
+from sealpost.pickup import tables as pickup_tables
 from sealpost.signatures import tables as signatures_tables
 from sealpost.tenants import tables as tenants_tables
 
@@ -24,6 +25,7 @@ DOMAIN_TABLES = (
     access_tables,
     communications_tables,
     signatures_tables,
+    pickup_tables,
 )
 
 __all__ = ["DOMAIN_TABLES", "metadata"]

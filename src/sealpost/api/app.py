@@ -27,6 +27,7 @@ from sqlalchemy.engine import make_url
 
 import sealpost
 from sealpost import access
+from sealpost import pickup as pickup_static
 from sealpost.api import errors, limits
 from sealpost.api.errors import problem
 from sealpost.api.schemas import EventsHealth, Health, LedgerHealth, LoopHealthOut
@@ -37,6 +38,7 @@ from sealpost.events import endpoints as events
 from sealpost.events.webhooks import endpoints as webhooks
 from sealpost.evidence import endpoints as evidence
 from sealpost.logging import get_logger
+from sealpost.pickup import endpoints as pickup
 from sealpost.signatures import endpoints as signatures
 from sealpost.signatures import page_endpoints as signing_page
 
@@ -49,6 +51,8 @@ ROUTERS = (
     webhooks.router,
     signatures.router,
     signing_page.router,
+    pickup.router,
+    pickup.page_router,
 )
 """Every domain's router, in the order the OpenAPI document lists them."""
 
@@ -122,6 +126,7 @@ def create_app(sp: Sealpost, *, start_background: bool = True) -> FastAPI:
     app.state.communications = sp.communications_parts
     app.state.events = sp.events_parts
     app.state.signatures = sp.signatures_parts
+    app.state.pickup = sp.pickup_parts
     errors.install(app)
     app.state.rate_limits = limits.install(app, sp.settings, sp.tenants)
     app.state.tenant_rate_limiter = app.state.rate_limits.per_tenant
@@ -246,5 +251,6 @@ def create_app(sp: Sealpost, *, start_background: bool = True) -> FastAPI:
         app.include_router(router)
     # the more specific mount first: /static/access is the access kit's shared page modules
     app.mount(access.STATIC_PATH, StaticFiles(directory=access.STATIC_DIR), name="access-static")
+    app.mount(pickup_static.STATIC_PATH, StaticFiles(directory=pickup_static.STATIC_DIR))
     app.mount("/static", StaticFiles(directory=signing_page.STATIC_DIR), name="static")
     return app

@@ -102,6 +102,16 @@ class SealpostPages(FPDF):
         self.ln(1.5)
 
 
+_STATUS_WORDS = {
+    "pickup": " (registered pickup: the content waits for the recipient to identify)",
+    "accepted": " (registered pickup: the identified recipient accepted the message)",
+    "rejected": " (registered pickup: the identified recipient rejected the message)",
+    "handed_over": " (registered pickup: the message was shown to the identified recipient)",
+    "unclaimed": " (registered pickup: neither accepted nor rejected within the window)",
+}
+"""Registered pickup's statuses in plain words (the events below say how and when)."""
+
+
 def _message(pdf: SealpostPages, d: CertificateData) -> None:
     pdf.heading("The message")
     pdf.field("From", d.sender)
@@ -283,7 +293,7 @@ def render_certificate(data: CertificateData) -> bytes:
     pdf.paragraph(
         f"Issued on {_when(data.issued_at)} by Sealpost for {data.tenant_name}. "
         f"Communication {data.communication_id}, certificate version {data.version}. "
-        f"Status: {data.status}.",
+        f"Status: {data.status}{_STATUS_WORDS.get(data.status, '')}.",
         size=10,
     )
     pdf.paragraph(

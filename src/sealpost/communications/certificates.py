@@ -70,6 +70,9 @@ def summarize(entry: TimelineEntry) -> str:
             f"{server} {remote.get('host')} [{remote.get('ip')}] accepted it at "
             f"{_when(entry.event_time)} ({tls}): {details.get('reply')}"
         )
+    pickup = _pickup_words(name, details, reasons)
+    if pickup is not None:
+        return pickup
     if name == "CertificateIssued":
         return (
             f"Evidence certificate version {details.get('version')} issued "
@@ -82,6 +85,58 @@ def summarize(entry: TimelineEntry) -> str:
 
 def _when(moment: datetime) -> str:
     return utc_text(moment).replace("T", " ").replace("Z", " UTC")
+
+
+def _visitor(details: dict[str, Any]) -> str:
+    visitor = details.get("visitor") or {}
+    ident = details.get("identification") or {}
+    parts = []
+    if ident.get("method"):
+        parts.append(f"identified by {ident['method']} (level {ident.get('level', '?')})")
+    if visitor.get("ip"):
+        parts.append(f"from {visitor['ip']}")
+    if visitor.get("user_agent"):
+        parts.append(f"with {str(visitor['user_agent'])[:80]}")
+    return f" ({', '.join(parts)})" if parts else ""
+
+
+def _pickup_words(name: str, details: dict[str, Any], reasons: list[Any]) -> str | None:
+    """Registered pickup in plain words: what each record shows, and no more (a notice
+    delivered is the recipient's server taking the notice, not the person reading it)."""
+    seen = _visitor(details)
+    if name == "ConsignmentNotification":
+        what = "A reminder of the notice" if details.get("reminder") else "A notice"
+        hidden = "" if details.get("sender_shown", True) else ", without the sender's name"
+        return (
+            f"{what} was sent to the recipient (without the content{hidden}); the message "
+            f"stays available for pickup until {details.get('available_until')}"
+        )
+    if name == "NotificationDelivered":
+        return "The recipient's mail server accepted the notice email"
+    if name == "ConsignmentNotificationFailure":
+        text = "; ".join(r.get("text", "") for r in reasons)
+        return f"The notice could not be sent or delivered: {text}"
+    if name == "NotificationAccessTracking":
+        return f"The link in the notice was opened in a browser{seen}"
+    if name == "NotificationForAcceptance":
+        return f"The recipient identified and was asked to accept or reject the message{seen}"
+    if name == "ConsignmentAcceptance":
+        return f"The recipient accepted the message{seen}"
+    if name == "ConsignmentRejection":
+        text = "; ".join(r.get("text", "") for r in reasons)
+        return f"The recipient rejected the message{seen}: {text}"
+    if name == "ContentHandover":
+        return f"The message was shown to the identified recipient{seen}"
+    if name == "ContentAccessTracking":
+        download = details.get("download") or {}
+        return (
+            f"The recipient downloaded {download.get('filename')} "
+            f"(SHA-256 {download.get('sha256')}){seen}"
+        )
+    if name == "AcceptanceRejectionExpiry":
+        text = "; ".join(r.get("text", "") for r in reasons)
+        return f"The recipient neither accepted nor rejected the message in time: {text}"
+    return None
 
 
 def sender_identification(entry: TimelineEntry | None) -> str:

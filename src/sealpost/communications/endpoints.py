@@ -45,10 +45,12 @@ from sealpost.communications.email.mime import (
 from sealpost.communications.email.refusals import ContentRefused
 from sealpost.communications.email.submission import (
     Accepted,
+    PickupRefused,
     SenderNotAllowed,
     SubmissionRequest,
     SubmissionService,
 )
+from sealpost.communications.ports import DELIVERY_MODES, PickupDesk, PickupRequest
 from sealpost.communications.repository import STATUSES, Communication, CommunicationRepository
 from sealpost.config import Settings
 from sealpost.db.full import StorageFull
@@ -83,6 +85,7 @@ class CommunicationsParts:
     certificates: CertificateService
     ledger: LedgerReader
     settings: Settings
+    pickup: PickupDesk | None = None
 
 
 def communications_parts(request: Request) -> CommunicationsParts:
@@ -102,6 +105,26 @@ class Attachment(BaseModel):
         "application/octet-stream", pattern=r"^[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+$"
     )
     content: Base64 = Field(description="The file's bytes.")
+
+
+class PickupBody(BaseModel):
+    """Registered pickup choices (``delivery: pickup``); unset ones take the tenant's
+    defaults (``PUT /v1/settings/pickup``)."""
+
+    identification: Annotated[str, Choice(("email_otp", "sms_otp", "challenge"))] | None = Field(
+        None, description="email_otp (default), sms_otp (needs phone), challenge."
+    )
+    consent: Annotated[str, Choice(("consent", "basic"))] | None = Field(
+        None, description="consent (default): accept or reject before handover; basic: none."
+    )
+    policy: Annotated[str, Choice(("default", "es", "fr"))] | None = Field(
+        None, description="The window: es (10 natural days), fr (15 days, sender hidden)."
+    )
+    phone: SingleLine | None = Field(None, max_length=20, description="E.164, for sms_otp.")
+    challenge_question: SingleLine | None = Field(None, max_length=300)
+    challenge_answer: SingleLine | None = Field(
+        None, max_length=300, description="Stored only as a hash; case and spacing ignored."
+    )
 
 
 class SendRequest(BaseModel):
@@ -130,6 +153,12 @@ class SendRequest(BaseModel):
         description="With raw: the envelope recipients (default: the To, Cc and Bcc headers; "
         "Bcc is removed from every delivered copy).",
     )
+    delivery: Annotated[str, Choice(DELIVERY_MODES)] | None = Field(
+        None,
+        description="direct (relay to the recipient's server) or pickup (a notice; the content "
+        "is handed over on the pickup page after identification); default: the tenant's.",
+    )
+    pickup: PickupBody | None = None
 
     model_config = {
         "populate_by_name": True,
@@ -194,6 +223,9 @@ class TimelineEvent(BaseModel):
 
 
 class CommunicationDetail(CommunicationBody):
+    pickup: dict[str, Any] | None = Field(
+        None, description="Registered pickup: state, notice, window and steps (else null)."
+    )
     timeline: list[TimelineEvent]
     attempts_log: list[dict[str, Any]]
     certificates: list[dict[str, Any]]
@@ -304,7 +336,13 @@ def _result(parts: CommunicationsParts, accepted: Accepted) -> SendResult:
             "description": "An Idempotency-Key matched an earlier send: its first answer.",
         },
         **problem_responses(
-            Conflict, InvalidInput, AddressError, HeaderError, SenderNotAllowed, ContentRefused
+            Conflict,
+            InvalidInput,
+            AddressError,
+            HeaderError,
+            SenderNotAllowed,
+            ContentRefused,
+            PickupRefused,
         ),
     },
 )
@@ -334,7 +372,11 @@ def send(
             json.dumps(body.model_dump(by_alias=True), sort_keys=True).encode()
         ).hexdigest(),
         sender_domains=parts.senders.sender_domains(tenant.id),
+        delivery=body.delivery,
+        pickup=PickupRequest(**body.pickup.model_dump()) if body.pickup else None,
     )
+    if body.pickup is not None and body.delivery == "direct":
+        raise InvalidInput("pickup: options for a pickup, but delivery is direct")
     accepted = parts.submissions.accept(request)  # a refusal raises (422) after its evidence
     if accepted.replayed:
         response.status_code = 200
@@ -416,8 +458,13 @@ def get_communication(
         }
         for cert in parts.communications.certificates(c.id)
     ]
+    pickup = parts.pickup.describe(tenant.id, c.id) if parts.pickup is not None else None
     return CommunicationDetail(
-        **_body(c), timeline=timeline, attempts_log=attempts, certificates=certificates
+        **_body(c),
+        pickup=pickup,
+        timeline=timeline,
+        attempts_log=attempts,
+        certificates=certificates,
     )
 
 

@@ -64,6 +64,61 @@ KINDS: tuple[EventKind, ...] = (
         "communication",
         "A sealed evidence certificate (PDF) version is ready to download.",
     ),
+    # registered pickup (the pickup domain writes the records; they are the communication's)
+    EventKind(
+        "sealpost.communication.notice_sent",
+        "communication",
+        "Pickup: the notice (or a reminder) went to the recipient (ConsignmentNotification).",
+    ),
+    EventKind(
+        "sealpost.communication.notice_failed",
+        "communication",
+        "Pickup: the notice could not be sent or delivered (ConsignmentNotificationFailure).",
+    ),
+    EventKind(
+        "sealpost.communication.notice_delivered",
+        "communication",
+        "Pickup: the recipient's server accepted the notice (NotificationDelivered).",
+    ),
+    EventKind(
+        "sealpost.communication.notice_opened",
+        "communication",
+        "Pickup: the notice's link was opened in a browser (NotificationAccessTracking).",
+    ),
+    EventKind(
+        "sealpost.communication.offered",
+        "communication",
+        "Pickup: the identified recipient is asked to accept or reject "
+        "(NotificationForAcceptance).",
+    ),
+    EventKind(
+        "sealpost.communication.accepted_by_recipient",
+        "communication",
+        "Pickup: the recipient accepted the message (ConsignmentAcceptance).",
+        terminal=True,
+    ),
+    EventKind(
+        "sealpost.communication.rejected_by_recipient",
+        "communication",
+        "Pickup: the recipient rejected the message (ConsignmentRejection).",
+        terminal=True,
+    ),
+    EventKind(
+        "sealpost.communication.handed_over",
+        "communication",
+        "Pickup: the content was handed over to the identified recipient (ContentHandover).",
+    ),
+    EventKind(
+        "sealpost.communication.content_downloaded",
+        "communication",
+        "Pickup: the recipient downloaded the message or an attachment (ContentAccessTracking).",
+    ),
+    EventKind(
+        "sealpost.communication.unclaimed",
+        "communication",
+        "Pickup: the window closed without acceptance or rejection (AcceptanceRejectionExpiry).",
+        terminal=True,
+    ),
     EventKind(
         "sealpost.submission.rejected",
         "submission",
@@ -77,6 +132,22 @@ _STATUS_AFTER = {
     "SubmissionAcceptance": "queued",
     "DelayWarning": "queued",
     "NonDelivery": "failed",
+    "ConsignmentAcceptance": "accepted",
+    "ConsignmentRejection": "rejected",
+    "AcceptanceRejectionExpiry": "unclaimed",
+}
+
+_PICKUP_TYPES = {
+    "ConsignmentNotification": "sealpost.communication.notice_sent",
+    "ConsignmentNotificationFailure": "sealpost.communication.notice_failed",
+    "NotificationDelivered": "sealpost.communication.notice_delivered",
+    "NotificationAccessTracking": "sealpost.communication.notice_opened",
+    "NotificationForAcceptance": "sealpost.communication.offered",
+    "ConsignmentAcceptance": "sealpost.communication.accepted_by_recipient",
+    "ConsignmentRejection": "sealpost.communication.rejected_by_recipient",
+    "ContentHandover": "sealpost.communication.handed_over",
+    "ContentAccessTracking": "sealpost.communication.content_downloaded",
+    "AcceptanceRejectionExpiry": "sealpost.communication.unclaimed",
 }
 _ACCEPTED_TYPE = {
     "delivered": "sealpost.communication.delivered",
@@ -92,6 +163,8 @@ def _communication_type(record: EvidenceRecord) -> str | None:
     accepted = accepted_by(name, record.details, record.version)
     if accepted is not None:
         return _ACCEPTED_TYPE[accepted]
+    if name in _PICKUP_TYPES:
+        return _PICKUP_TYPES[name]
     return {
         "SubmissionAcceptance": "sealpost.communication.accepted",
         "DelayWarning": "sealpost.communication.delayed",
@@ -118,6 +191,10 @@ def _communication_data(record: EvidenceRecord, type_: str) -> dict[str, Any]:
         or accepted_by(record.event.name, details, record.version)
         or details.get("status")
     )
+    if status is None and record.event.name in _PICKUP_TYPES:
+        handed = record.event.name in ("ContentHandover", "ContentAccessTracking")
+        basic = str(details.get("consignment", "")).endswith("/basic")
+        status = ("handed_over" if basic else "accepted") if handed else "pickup"
     data: dict[str, Any] = {
         "communication_id": cid,
         "status": status,
@@ -144,6 +221,13 @@ def _communication_data(record: EvidenceRecord, type_: str) -> dict[str, Any]:
             "supersedes_sha256": details.get("supersedes_sha256"),
             "url": f"/v1/communications/{cid}/certificate.pdf?version={version}",
         }
+    elif record.event.name in _PICKUP_TYPES:
+        for key in ("notice_communication_id", "reminder", "identification", "download"):
+            if details.get(key) is not None:
+                data[key] = details[key]
+        visitor = details.get("visitor")
+        if isinstance(visitor, dict):
+            data["ip"] = visitor.get("ip")
     else:
         remote = details.get("remote")
         if isinstance(remote, dict):

@@ -29,8 +29,12 @@ from sealpost.communications.tables import communications, delivery_attempts, ev
 from sealpost.ledger.tables import evidence_records
 
 QUEUED, DELIVERED, RELAYED, FAILED = "queued", "delivered", "relayed", "failed"
-STATUSES = (QUEUED, DELIVERED, RELAYED, FAILED)
-FINAL_STATUSES = (DELIVERED, RELAYED, FAILED)
+PICKUP = "pickup"
+"""Delivery by registered pickup: the content waits in Sealpost (never claimed for relay)."""
+ACCEPTED, REJECTED, HANDED_OVER, UNCLAIMED = "accepted", "rejected", "handed_over", "unclaimed"
+PICKUP_FINAL_STATUSES = (ACCEPTED, REJECTED, HANDED_OVER, UNCLAIMED)
+STATUSES = (QUEUED, DELIVERED, RELAYED, FAILED, PICKUP, *PICKUP_FINAL_STATUSES)
+FINAL_STATUSES = (DELIVERED, RELAYED, FAILED, *PICKUP_FINAL_STATUSES)
 
 
 def _column_text(value: str) -> str:
@@ -404,6 +408,31 @@ class CommunicationRepository:
         return bool(moved)
 
     # -- certificates -----------------------------------------------------------------------
+
+    @staticmethod
+    def finish_pickup_in(
+        conn: Connection, communication_id: str, status: str, now: datetime
+    ) -> bool:
+        """A pickup ended (``status`` one of :data:`PICKUP_FINAL_STATUSES`): final, and its
+        certificate due; only from ``pickup``, so it happens once."""
+        c = communications.c
+        return bool(
+            conn.execute(
+                update(communications)
+                .where(c.id == communication_id, c.status == PICKUP)
+                .values(status=status, updated_at=now, certificate_due=1)
+            ).rowcount
+        )
+
+    @staticmethod
+    def touch_in(conn: Connection, communication_id: str, now: datetime) -> None:
+        """New evidence after a final pickup state: a new certificate version is due."""
+        c = communications.c
+        conn.execute(
+            update(communications)
+            .where(c.id == communication_id, c.status.in_(list(PICKUP_FINAL_STATUSES)))
+            .values(updated_at=now, certificate_due=1)
+        )
 
     def certificate_candidates(self, limit: int = 20) -> list[Communication]:
         c = communications.c

@@ -54,6 +54,7 @@ class CertifiedMailer:
                 raw=raw,
                 identification=dict(identification),
                 details=dict(details),
+                delivery="direct",  # a notice, a code, an invitation: never a pickup itself
             )
         )
         return accepted.communication_ids[0]

@@ -33,13 +33,26 @@ from sqlalchemy.exc import IntegrityError
 from sealpost.communications.contents import ContentStore
 from sealpost.communications.email.addresses import AddressError, domain_of
 from sealpost.communications.email.copies import acceptance_note
-from sealpost.communications.email.mime import MessageFacts, describe_message, new_message_id
+from sealpost.communications.email.mime import (
+    MessageFacts,
+    describe_message,
+    header_section,
+    new_message_id,
+)
 from sealpost.communications.email.refusals import SubmissionRefused, check_content
+from sealpost.communications.ports import (
+    DELIVERY_MODES,
+    PICKUP,
+    NewPickup,
+    PickupDesk,
+    PickupRequest,
+)
+from sealpost.communications.repository import PICKUP as PICKUP_STATUS
 from sealpost.communications.repository import QUEUED, CommunicationRepository
 from sealpost.config import Settings
 from sealpost.db.engine import write_transaction
 from sealpost.db.full import StorageFull, is_storage_full
-from sealpost.errors import Conflict
+from sealpost.errors import Conflict, InvalidInput
 from sealpost.ledger.records import EvidenceRecord, Party, Reason, Subject, new_record
 from sealpost.logging import get_logger
 
@@ -67,6 +80,11 @@ class SubmissionRequest:
     """Fingerprint of the API request, so a retry with the same key is recognised as such."""
     sender_domains: frozenset[str] = frozenset()
     """The tenant's registered domains: when any, the From address must be in one of them."""
+    delivery: str | None = None
+    """``direct`` or ``pickup``; None: the ``Sealpost-Delivery`` header, else the tenant's
+    default."""
+    pickup: PickupRequest | None = None
+    """The pickup choices (API body); None: the ``Sealpost-Pickup-*`` headers, or defaults."""
 
 
 class SenderNotAllowed(SubmissionRefused):
@@ -76,6 +94,45 @@ class SenderNotAllowed(SubmissionRefused):
     title = "This sender may not send for the tenant"
     reason_code = "policy"
     smtp_status = "550 5.7.1"  # RFC 3463 X.7.1: delivery not authorized
+
+
+class PickupRefused(SubmissionRefused):
+    """A pickup choice that cannot be served: an unknown mode, ``sms_otp`` without an SMS
+    sender or a phone number, ``challenge`` without an answer (SMTP 550, HTTP 422)."""
+
+    code = "pickup_refused"
+    title = "The pickup options cannot be served"
+    reason_code = "pickup"
+    smtp_status = "550 5.7.0"
+
+
+_PICKUP_HEADERS = {
+    "identification": "Sealpost-Pickup-Identification",
+    "consent": "Sealpost-Pickup-Consent",
+    "policy": "Sealpost-Pickup-Policy",
+    "phone": "Sealpost-Pickup-Phone",
+}
+"""Pickup choices over SMTP.  A challenge answer never travels in a header: the header
+section is kept with the message, and the answer must be stored only as a hash (API only)."""
+
+
+def _delivery_from_headers(raw: bytes) -> tuple[str | None, PickupRequest]:
+    """``Sealpost-Delivery`` and ``Sealpost-Pickup-*`` headers, as a mail client sets them."""
+    section = header_section(raw)
+    if b"sealpost-" not in section.lower():  # the common case: no header of ours, no parse
+        return None, PickupRequest()
+    try:
+        headers = BytesHeaderParser(policy=compat32).parsebytes(section)
+    except Exception:
+        return None, PickupRequest()
+    delivery = headers.get("Sealpost-Delivery")
+    values = {
+        key: " ".join(str(headers[name]).split()) or None
+        for key, name in _PICKUP_HEADERS.items()
+        if headers.get(name) is not None
+    }
+    mode = " ".join(str(delivery).split()).lower() if delivery is not None else None
+    return mode, PickupRequest(**values)
 
 
 @dataclass(frozen=True)
@@ -97,6 +154,7 @@ class _Prepared:
     rows: list[dict[str, Any]]
     records: list[EvidenceRecord]
     future: Future[Accepted] = field(default_factory=Future)
+    pickups: list[NewPickup] = field(default_factory=list)
 
 
 def _sender_party(request: SubmissionRequest, facts: MessageFacts) -> Party:
@@ -114,7 +172,10 @@ class SubmissionService:
         settings: Settings,
         *,
         on_commit: Callable[[], None] | None = None,
+        pickup: PickupDesk | None = None,
     ) -> None:
+        self.pickup = pickup
+        """Registered pickup (set by the composition root); None: every message is direct."""
         self.engine = engine
         self.contents = contents
         self.settings = settings
@@ -138,6 +199,7 @@ class SubmissionService:
                 f"From must be an address of {', '.join(sorted(request.sender_domains))}"
             )
         message_id = facts.message_id or new_message_id(self.settings.hostname)
+        pickup_options = self._pickup_options(request)
         now = datetime.now(UTC)
         submission_id = str(uuid.uuid4())
         sender = _sender_party(request, facts)
@@ -149,6 +211,9 @@ class SubmissionService:
         copies = acceptance_note(request.raw)
         if copies is not None:
             message_details["delivered_copies"] = copies
+        delivery: dict[str, Any] = {}
+        if pickup_options is not None:
+            delivery = {"delivery": {"mode": PICKUP, **pickup_options.get("evidence", {})}}
         rows, records, ids = [], [], []
         for recipient in request.recipients:
             communication_id = str(uuid.uuid4())
@@ -168,6 +233,7 @@ class SubmissionService:
                     "recipients": len(request.recipients),
                     **dict(request.details),
                     "message": message_details,
+                    **delivery,
                 },
             )
             rows.append(
@@ -177,7 +243,7 @@ class SubmissionService:
                     "submission_id": submission_id,
                     "channel": "email",
                     "via": request.via,
-                    "status": QUEUED,
+                    "status": QUEUED if pickup_options is None else PICKUP_STATUS,
                     "sender": sender.address[:320],
                     "recipient": recipient[:320],
                     "subject": facts.subject,
@@ -186,7 +252,7 @@ class SubmissionService:
                     "content_size": facts.content.size,
                     "submitted_at": now,
                     "updated_at": now,
-                    "next_attempt_at": now,
+                    "next_attempt_at": now if pickup_options is None else None,
                     "attempts": 0,
                     "warn_at": now + timedelta(seconds=self.settings.delivery_warn_after_seconds),
                     "expires_at": now
@@ -207,7 +273,43 @@ class SubmissionService:
             message_id=message_id,
             record_ids=tuple(r.id for r in records),
         )
-        return _Prepared(request, facts, accepted, rows, records)
+        prepared = _Prepared(request, facts, accepted, rows, records)
+        if pickup_options is not None:
+            prepared.pickups = [
+                NewPickup(
+                    tenant_id=request.tenant_id,
+                    communication_id=communication_id,
+                    recipient=recipient[:320],
+                    sender=sender.address[:320],
+                    sender_name=facts.from_display,
+                    subject=facts.subject,
+                    content_sha256=facts.content.sha256,
+                    options=pickup_options,
+                    now=now,
+                )
+                for communication_id, recipient in zip(ids, request.recipients, strict=True)
+            ]
+        return prepared
+
+    def _pickup_options(self, request: SubmissionRequest) -> dict[str, Any] | None:
+        """The resolved pickup options, or None for a direct delivery; :class:`PickupRefused`
+        for a choice that cannot be served (before anything is stored)."""
+        mode, from_headers = _delivery_from_headers(request.raw)
+        mode = request.delivery or mode
+        if mode is not None and mode not in DELIVERY_MODES:
+            raise PickupRefused(f"delivery must be direct or pickup, not {mode[:40]!r}")
+        if mode is None and self.pickup is not None:
+            mode = self.pickup.default_delivery(request.tenant_id)
+        if mode != PICKUP:
+            return None
+        if self.pickup is None:
+            raise PickupRefused("delivery: pickup is not available on this Sealpost")
+        try:
+            return dict(self.pickup.resolve(request.tenant_id, request.pickup or from_headers))
+        except SubmissionRefused:
+            raise
+        except InvalidInput as exc:
+            raise PickupRefused(exc.message) from None
 
     # -- committing -------------------------------------------------------------------------
 
@@ -316,6 +418,10 @@ class SubmissionService:
                         results.append(_replay(item, earlier))
                         continue
                 CommunicationRepository.insert_in(conn, item.rows, item.records)
+                if item.pickups:
+                    assert self.pickup is not None
+                    for pickup in item.pickups:
+                        self.pickup.open_in(conn, pickup)
                 results.append(item.accepted)
         return results
 

@@ -1,0 +1,145 @@
+"""What a pickup is, where it stands, and how long its window lasts.  No I/O here.
+
+States (one row per communication, ``pickups.state``)::
+
+    new --notice sent--> notified --+--accept--> accepted      (consent mode)
+                                    +--reject--> rejected      (consent mode)
+                                    +--handover-> handed_over  (basic mode)
+                                    +--window over--> expired  (AcceptanceRejectionExpiry)
+
+``accepted``, ``rejected``, ``handed_over`` and ``expired`` are final and mutually exclusive:
+each is set by one compare-and-set from an open state, in the same transaction as its evidence
+record (ETSI EN 319 522-3 group C: an acceptance, a rejection or an expiry, never two).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+NEW, NOTIFIED = "new", "notified"
+ACCEPTED, REJECTED, HANDED_OVER, EXPIRED = "accepted", "rejected", "handed_over", "expired"
+OPEN_STATES = (NEW, NOTIFIED)
+FINAL_STATES = (ACCEPTED, REJECTED, HANDED_OVER, EXPIRED)
+
+EMAIL_OTP, SMS_OTP, CHALLENGE = "email_otp", "sms_otp", "challenge"
+IDENTIFICATIONS = (EMAIL_OTP, SMS_OTP, CHALLENGE)
+"""Identification levels the sender may choose (an eID hook comes later)."""
+
+CONSENT, BASIC = "consent", "basic"
+CONSIGNMENT_MODES = (CONSENT, BASIC)
+CONSIGNMENT_URIS = {
+    CONSENT: "http://uri.etsi.org/19522/v1#/consignment/consent",
+    BASIC: "http://uri.etsi.org/19522/v1#/consignment/basic",
+}
+"""ETSI EN 319 522-3 consignment modes: consent = accept or reject before handover."""
+
+POLICIES = ("default", "es", "fr")
+MAX_ATTEMPTS = 5
+"""Challenge answers per recipient before the lockout (codes: the access kit counts them)."""
+
+_PARIS = ZoneInfo("Europe/Paris")
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A jurisdiction's pickup window."""
+
+    name: str
+    hide_sender: bool
+    """The notice (and the page, until acceptance) does not name the sender."""
+    legal_basis: str
+    """Said in the evidence and on the certificate."""
+
+    def expires_at(self, available_at: datetime, default_days: float) -> datetime:
+        """When the window closes, counted from the notice (the content's availability)."""
+        if self.name == "es":
+            # Ley 39/2015 art. 43.2: rejected after ten natural days from availability
+            return available_at + timedelta(days=10)
+        if self.name == "fr":
+            # CPCE art. L.100 / R.53-3 (LRE): fifteen days from the day after the notice
+            local = available_at.astimezone(_PARIS).date()
+            start = datetime.combine(local + timedelta(days=1), time(0), _PARIS)
+            return start + timedelta(days=15)
+        return available_at + timedelta(days=default_days)
+
+
+def policy(name: str, *, default_hide_sender: bool = False) -> Policy:
+    if name == "es":
+        return Policy("es", False, "Ley 39/2015, art. 43.2 (10 natural days)")
+    if name == "fr":
+        return Policy("fr", True, "CPCE art. L.100 and R.53-3 (LRE, 15 days)")
+    return Policy("default", default_hide_sender, "Sealpost default window")
+
+
+@dataclass(frozen=True)
+class PickupOptions:
+    """What the sender chose for one communication (API body, SMTP headers, defaults)."""
+
+    identification: str | None = None
+    """None: the tenant's default, else ``email_otp``."""
+    consent: str | None = None
+    policy: str | None = None
+    phone: str | None = None
+    """E.164 number for ``sms_otp``."""
+    challenge_question: str | None = None
+    challenge_answer: str | None = None
+    """Only in transit: stored as a salted scrypt hash."""
+
+
+@dataclass(frozen=True)
+class Pickup:
+    """One communication waiting in Sealpost for its recipient."""
+
+    communication_id: str
+    tenant_id: str
+    party_id: str
+    state: str
+    recipient: str
+    sender: str
+    sender_name: str | None
+    subject: str | None
+    content_sha256: str
+    identification: str
+    consent: str
+    policy: str
+    hide_sender: bool
+    phone: str | None
+    challenge_question: str | None
+    challenge_hash: str | None
+    attempts: int
+    notice_communication_id: str | None
+    notice_status: str | None
+    notices_sent: int
+    notice_due_at: datetime | None
+    created_at: datetime
+    notified_at: datetime | None
+    expires_at: datetime | None
+    next_reminder_at: datetime | None
+    opened_at: datetime | None
+    identified_at: datetime | None
+    identified_session: str | None
+    """SHA-256 of the page session in which the recipient identified: identification holds
+    for that page only (a later link, a reminder's, asks again)."""
+    offered_at: datetime | None
+    decided_at: datetime | None
+    handed_over_at: datetime | None
+    reason: str | None
+
+    @property
+    def final(self) -> bool:
+        return self.state in FINAL_STATES
+
+    @property
+    def sender_visible(self) -> bool:
+        """The sender is named once the recipient accepted, or when the policy allows."""
+        return not self.hide_sender or self.state in (ACCEPTED, HANDED_OVER)
+
+
+@dataclass(frozen=True)
+class Visitor:
+    """Who opened the page: for the evidence."""
+
+    ip: str | None
+    user_agent: str | None

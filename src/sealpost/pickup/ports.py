@@ -1,0 +1,82 @@
+"""What registered pickup needs from outside its domain, declared here as ports.
+
+The notice, its reminders and the email codes are Sealpost's own *certified* emails (each a
+communication with its own evidence), sent through :class:`Mailer`; SMS codes go through
+:class:`SmsSender` (the sms domain; optional: without it ``sms_otp`` is refused).  The content
+waiting for the recipient is read by SHA-256 (:class:`Contents`), and the communication's own
+status follows the pickup through :class:`CommunicationStates`.  The composition root
+(``sealpost.app``) provides the adapters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from sqlalchemy import Connection
+
+
+@dataclass(frozen=True)
+class OutgoingMail:
+    """One certified email of a pickup (the notice, a reminder, a code)."""
+
+    tenant_id: str
+    sender: str
+    to: str
+    subject: str
+    text: str
+    identification: Mapping[str, str] = field(default_factory=dict)
+    details: Mapping[str, str] = field(default_factory=dict)
+
+
+class Mailer(Protocol):
+    def send(self, mail: OutgoingMail) -> str:
+        """Accept ``mail`` durably (with its SubmissionAcceptance evidence) and return its
+        communication id; raises a ``SealpostError`` when it cannot be accepted."""
+        ...
+
+
+@dataclass(frozen=True)
+class OutgoingSms:
+    tenant_id: str
+    to: str
+    """E.164."""
+    text: str
+    details: Mapping[str, str] = field(default_factory=dict)
+    """Kept in the evidence."""
+
+
+class SmsSender(Protocol):
+    def send(self, sms: OutgoingSms) -> str:
+        """Accept durably (SubmissionAcceptance evidence) and return the SMS id; raises
+        InvalidInput for a number that is not one."""
+        ...
+
+
+class Contents(Protocol):
+    def get(self, sha256: str) -> bytes:
+        """The exact bytes stored under ``sha256``; ``NotFound`` when there are none."""
+        ...
+
+
+class CommunicationStates(Protocol):
+    """The communication a pickup belongs to, and the notices it sent."""
+
+    def finish_in(
+        self, conn: Connection, communication_id: str, status: str, now: datetime
+    ) -> None:
+        """Move the communication to its final pickup ``status`` (``accepted``,
+        ``rejected``, ``handed_over``, ``unclaimed``) in the caller's transaction, so its
+        certificate is issued."""
+        ...
+
+    def touch_in(self, conn: Connection, communication_id: str, now: datetime) -> None:
+        """New evidence after the final state (a handover, a download): a new certificate
+        version is due."""
+        ...
+
+    def status(self, communication_id: str) -> str | None:
+        """A notice's delivery status: ``queued``, ``delivered``, ``relayed``, ``failed``."""
+        ...

@@ -1,0 +1,460 @@
+"""Registered pickup, the sender's side: opening a pickup, the notice and its reminders, the
+notice's own delivery, and the end of the window.
+
+* :meth:`PickupService.open_in` runs inside the submission's transaction: the communication
+  and its pickup exist together or not at all.
+* :meth:`PickupService.run_due` (the pickup worker, ``tasks.py``) sends each notice — a
+  certified email of its own, without the content and, where the policy hides the sender,
+  without the sender's name (ConsignmentNotification, or ConsignmentNotificationFailure when it
+  cannot be accepted) —, records NotificationDelivered (or the failure) once the notice's own
+  delivery is known, sends reminders before the window closes, and records
+  AcceptanceRejectionExpiry when it closed (ETSI EN 319 522-3 C.5; Ley 39/2015 art. 43.2:
+  "deemed rejected").  Every step is compare-and-set: any number of workers may run.
+
+The recipient's steps (the page) are in ``recipient.py``.  Nothing here commits on its own
+beyond the short transactions it opens for each step.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection
+
+from sealpost.access.model import Holder
+from sealpost.access.service import AccessService
+from sealpost.config import Settings
+from sealpost.errors import InvalidInput, SealpostError
+from sealpost.ledger.records import Reason
+from sealpost.logging import get_logger
+from sealpost.pickup import steps
+from sealpost.pickup.model import (
+    CHALLENGE,
+    CONSENT,
+    CONSIGNMENT_MODES,
+    CONSIGNMENT_URIS,
+    EXPIRED,
+    HANDED_OVER,
+    IDENTIFICATIONS,
+    NEW,
+    NOTIFIED,
+    POLICIES,
+    SMS_OTP,
+    Pickup,
+    PickupOptions,
+    policy,
+)
+from sealpost.pickup.ports import CommunicationStates, Mailer, OutgoingMail, SmsSender
+from sealpost.pickup.repository import PickupRepository
+
+log = get_logger(__name__)
+
+E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
+NOTICE_RETRY_SECONDS = 60.0
+DEFAULTS_TTL_SECONDS = 5.0
+NOTICE_CLAIM_SECONDS = 300.0
+"""A worker that claimed a notice and died: another sends it after this long."""
+
+
+@dataclass(frozen=True)
+class PickupConfig:
+    public_url: str
+    mail_from: str
+    default_days: float
+    default_hide_sender: bool
+    reminder_days: tuple[float, ...]
+    session_minutes: float
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PickupConfig:
+        return cls(
+            public_url=settings.resolved_public_url,
+            mail_from=settings.resolved_pickup_mail_from,
+            default_days=settings.pickup_default_days,
+            default_hide_sender=settings.pickup_hide_sender,
+            reminder_days=tuple(sorted(settings.pickup_reminder_days, reverse=True)),
+            session_minutes=settings.pickup_session_minutes,
+        )
+
+
+def holder(pickup: Pickup) -> Holder:
+    """The access kit's key for the recipient of ``pickup``."""
+    return Holder(pickup.tenant_id, steps.SUBJECT_TYPE, pickup.communication_id, pickup.party_id)
+
+
+class PickupService:
+    def __init__(
+        self,
+        repo: PickupRepository,
+        access: AccessService,
+        mailer: Mailer,
+        states: CommunicationStates,
+        config: PickupConfig,
+        *,
+        sms: SmsSender | None = None,
+        clock: Callable[[], datetime] = steps.utc_now,
+    ) -> None:
+        self.repo = repo
+        self.access = access
+        self.mailer = mailer
+        self.states = states
+        self.config = config
+        self.sms = sms
+        """The sms domain's sender; None: ``sms_otp`` is refused (422)."""
+        self.clock = clock
+        self._defaults: dict[str, tuple[str, float]] = {}
+        """Tenant -> (default delivery, monotonic time it is good until)."""
+
+    # -- the desk: what communications' submission asks ------------------------------------
+
+    def default_delivery(self, tenant_id: str) -> str:
+        """Asked for every submission (SMTP's hot path): read at most every
+        :data:`DEFAULTS_TTL_SECONDS` per tenant and process (a change made through this process
+        applies at once, through another replica within that time)."""
+        now = time.monotonic()
+        cached = self._defaults.get(tenant_id)
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        found = self.repo.settings(tenant_id)
+        delivery = found["delivery"] if found else "direct"
+        if len(self._defaults) > 10_000:
+            self._defaults.clear()
+        self._defaults[tenant_id] = (delivery, now + DEFAULTS_TTL_SECONDS)
+        return delivery
+
+    def put_settings(self, tenant_id: str, values: dict[str, str]) -> None:
+        self.repo.put_settings(tenant_id, values, self.clock())
+        self._defaults.pop(tenant_id, None)
+
+    def resolve(self, tenant_id: str, options: PickupOptions | None) -> dict[str, Any]:
+        """Fill in the tenant's defaults and check the choices; the challenge answer leaves
+        here only as a hash.  ``InvalidInput`` names the field."""
+        chosen = options or PickupOptions()
+        defaults = self.repo.settings(tenant_id) or {}
+        identification = chosen.identification or defaults.get("identification", "email_otp")
+        consent = chosen.consent or defaults.get("consent", CONSENT)
+        policy_name = chosen.policy or defaults.get("policy", "default")
+        if identification not in IDENTIFICATIONS:
+            raise InvalidInput(f"pickup.identification must be one of {', '.join(IDENTIFICATIONS)}")
+        if consent not in CONSIGNMENT_MODES:
+            raise InvalidInput("pickup.consent must be consent or basic")
+        if policy_name not in POLICIES:
+            raise InvalidInput(f"pickup.policy must be one of {', '.join(POLICIES)}")
+        phone, question, answer_hash = None, None, None
+        if identification == SMS_OTP:
+            if self.sms is None:
+                raise InvalidInput(
+                    "pickup.identification: sms_otp needs an SMS sender, and none is "
+                    "configured on this Sealpost"
+                )
+            if not chosen.phone or not E164.match(chosen.phone):
+                raise InvalidInput("pickup.phone: sms_otp needs an E.164 number (+34600111222)")
+            phone = chosen.phone
+        if identification == CHALLENGE:
+            if not chosen.challenge_question or not (chosen.challenge_answer or "").strip():
+                raise InvalidInput(
+                    "pickup.challenge_question and pickup.challenge_answer are required for "
+                    "challenge"
+                )
+            question = chosen.challenge_question
+            answer_hash = steps.hash_answer(chosen.challenge_answer or "")
+        window = policy(policy_name, default_hide_sender=self.config.default_hide_sender)
+        return {
+            "identification": identification,
+            "consent": consent,
+            "policy": policy_name,
+            "hide_sender": window.hide_sender,
+            "phone": phone,
+            "challenge_question": question,
+            "challenge_hash": answer_hash,
+            "evidence": {
+                "consignment": CONSIGNMENT_URIS[consent],
+                "identification": identification,
+                "policy": policy_name,
+                "legal_basis": window.legal_basis,
+            },
+        }
+
+    def open_in(
+        self,
+        conn: Connection,
+        *,
+        tenant_id: str,
+        communication_id: str,
+        recipient: str,
+        sender: str,
+        sender_name: str | None,
+        subject: str | None,
+        content_sha256: str,
+        options: Mapping[str, Any],
+        now: datetime,
+    ) -> None:
+        """The pickup of a communication just accepted, in the submission's transaction; its
+        notice goes at the worker's next round."""
+        self.repo.insert_in(
+            conn,
+            {
+                "communication_id": communication_id,
+                "tenant_id": tenant_id,
+                "party_id": str(uuid.uuid4()),
+                "state": NEW,
+                "recipient": recipient,
+                "sender": sender,
+                "sender_name": sender_name,
+                "subject": subject,
+                "content_sha256": content_sha256,
+                "identification": options["identification"],
+                "consent": options["consent"],
+                "policy": options["policy"],
+                "hide_sender": int(bool(options["hide_sender"])),
+                "phone": options.get("phone"),
+                "challenge_question": options.get("challenge_question"),
+                "challenge_hash": options.get("challenge_hash"),
+                "notice_due_at": now,
+                "created_at": now,
+            },
+        )
+
+    def describe(self, tenant_id: str, communication_id: str) -> dict[str, Any] | None:
+        """The pickup's state and each step's time, for ``GET /v1/communications/{id}``."""
+        p = self.repo.get(communication_id, tenant_id)
+        if p is None:
+            return None
+
+        def at(moment: datetime | None) -> str | None:
+            return None if moment is None else moment.isoformat().replace("+00:00", "Z")
+
+        steps_done = [
+            (name, moment)
+            for name, moment in (
+                ("notified", p.notified_at),
+                ("opened", p.opened_at),
+                ("identified", p.identified_at),
+                ("offered", p.offered_at),
+                (p.state, p.decided_at if p.state != HANDED_OVER else None),
+                ("handed_over", p.handed_over_at),
+            )
+            if moment is not None
+        ]
+        return {
+            "state": p.state,
+            "identification": p.identification,
+            "consent": p.consent,
+            "consignment": CONSIGNMENT_URIS[p.consent],
+            "policy": p.policy,
+            "hide_sender": p.hide_sender,
+            "challenge_question": p.challenge_question,
+            "notice": {
+                "communication_id": p.notice_communication_id,
+                "status": p.notice_status,
+                "sent": p.notices_sent,
+            },
+            "expires_at": at(p.expires_at),
+            "reason": p.reason,
+            "steps": [{"step": name, "at": at(moment)} for name, moment in steps_done],
+        }
+
+    # -- the worker ------------------------------------------------------------------------
+
+    def run_due(self, now: datetime | None = None) -> int:
+        """One round of the pickup worker; returns how many steps it took."""
+        now = now or self.clock()
+        done = 0
+        for p in self.repo.due_notices(now):
+            done += self.send_notice(p, now, reminder=False)
+        for p in self.repo.notices_in_flight():
+            done += self.confirm_notice(p, now)
+        for p in self.repo.due_reminders(now):
+            done += self.send_notice(p, now, reminder=True)
+        for p in self.repo.due_expiry(now):
+            done += self.expire(p, now)
+        return done
+
+    def _notice_text(self, p: Pickup, url: str, expires_at: datetime, reminder: bool) -> str:
+        sender = None if p.hide_sender else (p.sender_name or p.sender)
+        until = f"{expires_at:%Y-%m-%d %H:%M} UTC"
+        en = [
+            ("Reminder: a" if reminder else "A")
+            + " certified message is waiting for you"
+            + (f" from {sender}." if sender else "."),
+            "Open it here (you will be asked to identify yourself): " + url,
+            f"You can pick it up until {until}. After that, it counts as not accepted.",
+        ]
+        es = [
+            ("Recordatorio: tiene" if reminder else "Tiene")
+            + " una comunicación certificada pendiente"
+            + (f" de {sender}." if sender else "."),
+            "Acceda aquí (se le pedirá que se identifique): " + url,
+            f"Puede recogerla hasta el {until}. Después se tendrá por no aceptada.",
+        ]
+        footer = "Sealpost records every step of this delivery as sealed evidence."
+        return "\n".join([*en, "", *es, "", footer])
+
+    def send_notice(self, p: Pickup, now: datetime, *, reminder: bool) -> int:
+        """The notice (or a reminder): a fresh single-use link by a certified email that
+        holds neither the content nor, where the policy hides it, the sender."""
+        claim_until = now + timedelta(seconds=NOTICE_CLAIM_SECONDS)
+        window = policy(p.policy, default_hide_sender=self.config.default_hide_sender)
+        expires_at = p.expires_at or window.expires_at(now, self.config.default_days)
+        with self.repo.transaction() as conn:
+            if reminder:
+                claimed = self.repo.set_in(
+                    conn,
+                    p.communication_id,
+                    expect_states=(NOTIFIED,),
+                    where_equal={"next_reminder_at": p.next_reminder_at},
+                    next_reminder_at=self._next_reminder(expires_at, now),
+                )
+            else:
+                claimed = self.repo.set_in(
+                    conn,
+                    p.communication_id,
+                    expect_states=(NEW,),
+                    where_equal={"notice_due_at": p.notice_due_at},
+                    notice_due_at=claim_until,
+                )
+            if not claimed:
+                return 0
+            token = self.access.issue_link_in(conn, holder(p), now=now, expires_at=expires_at)
+        url = f"{self.config.public_url}/pickup/{token}"
+        subject = (
+            "Reminder: " if reminder else ""
+        ) + "A certified message is waiting for you / Comunicación certificada pendiente"
+        try:
+            notice_id = self.mailer.send(
+                OutgoingMail(
+                    tenant_id=p.tenant_id,
+                    sender=self.config.mail_from,
+                    to=p.recipient,
+                    subject=subject,
+                    text=self._notice_text(p, url, expires_at, reminder),
+                    identification={"method": "registered-pickup"},
+                    details={
+                        "pickup_of": p.communication_id,
+                        "purpose": "reminder" if reminder else "notice",
+                    },
+                )
+            )
+        except SealpostError as exc:
+            log.warning("pickup.notice_refused", communication_id=p.communication_id)
+            failure = steps.record(
+                p,
+                "ConsignmentNotificationFailure",
+                now,
+                reasons=[Reason("notice_not_accepted", exc.message)],
+                details={"reminder": reminder},
+            )
+            with self.repo.transaction() as conn:
+                if not reminder:
+                    self.repo.set_in(
+                        conn,
+                        p.communication_id,
+                        expect_states=(NEW,),
+                        notice_due_at=now + timedelta(seconds=NOTICE_RETRY_SECONDS),
+                    )
+                self.repo.add_evidence_in(conn, [failure])
+            return 1
+        notice = steps.record(
+            p,
+            "ConsignmentNotification",
+            now,
+            details={
+                "notice_communication_id": notice_id,
+                "channel": "email",
+                "reminder": reminder,
+                "sender_shown": not p.hide_sender,
+                "available_until": expires_at.isoformat(),
+            },
+        )
+        values: dict[str, Any] = {
+            "notice_communication_id": notice_id,
+            "notice_status": "sent",
+            "notices_sent": p.notices_sent + 1,
+        }
+        if not reminder:
+            values.update(
+                state=NOTIFIED,
+                notified_at=now,
+                expires_at=expires_at,
+                notice_due_at=None,
+                next_reminder_at=self._next_reminder(expires_at, now),
+            )
+        with self.repo.transaction() as conn:
+            self.repo.set_in(conn, p.communication_id, **values)
+            self.repo.add_evidence_in(conn, [notice])
+        return 1
+
+    def _next_reminder(self, expires_at: datetime, now: datetime) -> datetime | None:
+        """The next reminder time after ``now`` (None: no more reminders)."""
+        for days in self.config.reminder_days:  # largest first
+            moment = expires_at - timedelta(days=days)
+            if moment > now:
+                return moment
+        return None
+
+    def confirm_notice(self, p: Pickup, now: datetime) -> int:
+        """NotificationDelivered once the notice's own delivery is recorded (the recipient's
+        server took it), ConsignmentNotificationFailure when it could not be delivered."""
+        if p.notice_communication_id is None:
+            return 0
+        status = self.states.status(p.notice_communication_id)
+        if status in ("delivered", "relayed"):
+            event, reasons, new = "NotificationDelivered", [], "delivered"
+        elif status == "failed":
+            reason = Reason("notice_not_delivered", "The notice email could not be delivered.")
+            event, reasons, new = "ConsignmentNotificationFailure", [reason], "failed"
+        else:
+            return 0
+        evidence = steps.record(
+            p,
+            event,
+            now,
+            reasons=reasons,
+            details={"notice_communication_id": p.notice_communication_id, "notice_status": status},
+        )
+        with self.repo.transaction() as conn:
+            if not self.repo.set_in(
+                conn,
+                p.communication_id,
+                where_equal={
+                    "notice_status": "sent",
+                    "notice_communication_id": p.notice_communication_id,
+                },
+                notice_status=new,
+            ):
+                return 0
+            self.repo.add_evidence_in(conn, [evidence])
+        return 1
+
+    def expire(self, p: Pickup, now: datetime) -> int:
+        """The window closed without acceptance or rejection: AcceptanceRejectionExpiry, the
+        communication ``unclaimed``.  Loses to an acceptance or rejection made first."""
+        window = policy(p.policy, default_hide_sender=self.config.default_hide_sender)
+        deemed = " (deemed rejected)" if p.policy == "es" else ""
+        text = f"Not accepted or rejected before {p.expires_at}; {window.legal_basis}{deemed}."
+        evidence = steps.record(
+            p,
+            "AcceptanceRejectionExpiry",
+            now,
+            reasons=[Reason("expired", text)],
+            details={"expired_at": p.expires_at.isoformat() if p.expires_at else None},
+        )
+        with self.repo.transaction() as conn:
+            if not self.repo.set_in(
+                conn,
+                p.communication_id,
+                expect_states=(NOTIFIED,),
+                state=EXPIRED,
+                decided_at=now,
+                reason="expired",
+            ):
+                return 0
+            self.repo.add_evidence_in(conn, [evidence])
+            self.states.finish_in(conn, p.communication_id, "unclaimed", now)
+        return 1
