@@ -18,6 +18,7 @@ from sqlalchemy import Engine
 
 import sealpost.communications
 import sealpost.signatures
+import sealpost.sms
 from sealpost.config import Settings
 from sealpost.db import migrate
 from sealpost.db.blobs import BlobStore
@@ -61,11 +62,16 @@ if TYPE_CHECKING:
     from sealpost.signatures.intake import PdfIntake
     from sealpost.signatures.ports import OutgoingMail
     from sealpost.signatures.service import SignatureService
+    from sealpost.sms.endpoints import SmsParts
+    from sealpost.sms.providers import SmsProvider
+    from sealpost.sms.repository import SmsRepository
+    from sealpost.sms.service import SmsService
+    from sealpost.sms.tasks import SmsSender
     from sealpost.tenants.senders import SenderRepository
 
 log = get_logger(__name__)
 
-DOMAINS = (sealpost.communications, sealpost.signatures)
+DOMAINS = (sealpost.communications, sealpost.signatures, sealpost.sms)
 """The domains composed here; importing each registers its event kinds, so every process
 built here derives every domain's events, whatever part of it runs."""
 
@@ -335,6 +341,65 @@ class Sealpost:
         )
 
     @cached_property
+    def sms_repository(self) -> SmsRepository:
+        from sealpost.sms.repository import SmsRepository
+
+        return SmsRepository(self.engine)
+
+    @cached_property
+    def sms(self) -> SmsService:
+        """Certified SMS; also the receipt sink of the operator adapters and the ``send``
+        that other domains' ``SmsSender`` ports are adapted to."""
+        from sealpost.sms.service import SmsService, SmsSettings
+
+        s = self.settings
+        return SmsService(
+            self.sms_repository,
+            SmsSettings(
+                default_sender=s.sms_default_sender,
+                unconfirmed_after_seconds=s.sms_unconfirmed_after_seconds,
+                retry_initial_seconds=s.sms_retry_initial_seconds,
+                retry_max_seconds=s.sms_retry_max_seconds,
+            ),
+        )
+
+    @cached_property
+    def sms_provider(self) -> SmsProvider | None:
+        """The operator adapter SMS_PROVIDER names (None: accepted SMS wait, queued)."""
+        s = self.settings
+        if s.sms_provider == "smpp":
+            from sealpost.sms.smpp import SmppConfig, SmppProvider
+
+            return SmppProvider(
+                SmppConfig(
+                    host=s.smpp_host,
+                    port=s.smpp_port,
+                    system_id=s.smpp_system_id,
+                    password=s.smpp_password.get_secret_value(),
+                    system_type=s.smpp_system_type,
+                    source_address=s.smpp_source_address or s.sms_default_sender,
+                    timeout_seconds=s.smpp_timeout_seconds,
+                    enquire_link_seconds=s.smpp_enquire_link_seconds,
+                ),
+                sink=self.sms,
+            )
+        if s.sms_provider == "http":
+            raise ValueError("SMS_PROVIDER=http: the HTTP gateway adapter is not wired here yet")
+        return None
+
+    @cached_property
+    def sms_sender(self) -> SmsSender | None:
+        from sealpost.sms.tasks import SmsSender
+
+        provider = self.sms_provider
+        if provider is None:
+            return None
+        s = self.settings
+        return SmsSender(
+            self.sms, provider, concurrency=s.sms_concurrency, lease_seconds=s.sms_lease_seconds
+        )
+
+    @cached_property
     def return_paths(self) -> BounceAddresses:
         """Signed VERP return paths; every replica derives the same secret from the seal key."""
         from cryptography.hazmat.primitives import serialization
@@ -469,6 +534,12 @@ class Sealpost:
         )
 
     @cached_property
+    def sms_parts(self) -> SmsParts:
+        from sealpost.sms.endpoints import SmsParts
+
+        return SmsParts(service=self.sms, repository=self.sms_repository)
+
+    @cached_property
     def signatures_parts(self) -> SignaturesParts:
         from sealpost.signatures.endpoints import SignaturesParts
 
@@ -504,6 +575,20 @@ class Sealpost:
             return []
         return tasks.loops(self.signatures, self.settings)
 
+    def sms_loops(self) -> list[Loop]:
+        from sealpost.sms import tasks
+
+        s = self.settings
+        if not s.sms_sender_enabled:
+            return []
+        return tasks.loops(
+            self.sms_sender, self.sms, confirm_interval_seconds=s.sms_confirm_interval_seconds
+        )
+
+    def start_sms(self) -> None:
+        """The SMS sender (with the operator adapter SMS_PROVIDER names) and receipt clock."""
+        self.supervisor.start(self.sms_loops())
+
     def start_email(self) -> None:
         """SMTP listeners, delivery worker and certificate issuer, as settings enable them."""
         if self.settings.smtp_enabled:
@@ -538,6 +623,9 @@ class Sealpost:
         if "pdf_intake" in self.__dict__:
             self.pdf_intake.close()
         self.supervisor.stop(timeout)
+        provider = self.__dict__.get("sms_provider")
+        if provider is not None:  # after the sender stopped: nothing is submitting now
+            provider.close()
 
 
 def build(settings: Settings | None = None, *, prepare: bool = True) -> Sealpost:

@@ -111,6 +111,7 @@ def serve(
                 and role == "worker",
                 "webhooks_enabled": settings.webhooks_enabled and role == "worker",
                 "signing_worker_enabled": settings.signing_worker_enabled and role == "worker",
+                "sms_sender_enabled": settings.sms_sender_enabled and role == "worker",
             }
         )
     sp = build(settings)  # keys and schema on first start; the sequencer seals leftovers
@@ -120,6 +121,7 @@ def serve(
         raise _fail(f"cannot start the SMTP listeners: {exc}") from None
     sp.start_events()
     sp.start_signing()
+    sp.start_sms()
     children = []
     if sp.smtp_ports and not acceptor:
         listening = ", ".join(f"{k} {settings.smtp_host}:{v}" for k, v in sp.smtp_ports.items())

@@ -14,6 +14,7 @@ from sealpost.db.metadata import metadata
 from sealpost.events import tables as events_tables
 from sealpost.ledger import tables as ledger_tables
 from sealpost.signatures import tables as signatures_tables
+from sealpost.sms import tables as sms_tables
 from sealpost.tenants import tables as tenants_tables
 
 DOMAIN_TABLES = (
@@ -24,6 +25,7 @@ DOMAIN_TABLES = (
     access_tables,
     communications_tables,
     signatures_tables,
+    sms_tables,
 )
 
 __all__ = ["DOMAIN_TABLES", "metadata"]

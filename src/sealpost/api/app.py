@@ -39,6 +39,7 @@ from sealpost.evidence import endpoints as evidence
 from sealpost.logging import get_logger
 from sealpost.signatures import endpoints as signatures
 from sealpost.signatures import page_endpoints as signing_page
+from sealpost.sms import endpoints as sms
 
 log = get_logger(__name__)
 
@@ -49,6 +50,7 @@ ROUTERS = (
     webhooks.router,
     signatures.router,
     signing_page.router,
+    sms.router,
 )
 """Every domain's router, in the order the OpenAPI document lists them."""
 
@@ -122,6 +124,7 @@ def create_app(sp: Sealpost, *, start_background: bool = True) -> FastAPI:
     app.state.communications = sp.communications_parts
     app.state.events = sp.events_parts
     app.state.signatures = sp.signatures_parts
+    app.state.sms = sp.sms_parts
     errors.install(app)
     app.state.rate_limits = limits.install(app, sp.settings, sp.tenants)
     app.state.tenant_rate_limiter = app.state.rate_limits.per_tenant

@@ -65,6 +65,11 @@ _CATALOGUE: tuple[EventType, ...] = (
     EventType("DelayWarning", "X", True),
     EventType("NonDelivery", "X", True),
     EventType("Expiry", "X", True),
+    # Sealpost's own: what a non-ERDS operator (an SMS centre) reported after RelayToNonERDS.
+    # Table 2 has no event for it: ContentConsignment would claim that a registered delivery
+    # service consigned the content, while here only the operator says it reached the handset.
+    EventType("DeliveryReported", "X", False),
+    EventType("DeliveryUnconfirmed", "X", True),  # no final receipt in time: never "delivered"
     # Sealpost's own: signature processes
     EventType("ProcessCreated", "S", False),
     EventType("SignerNotified", "S", False),

@@ -1,0 +1,356 @@
+"""All SQL of certified SMS: messages, segments, delivery reports.
+
+Every change of state writes its evidence records, and the events they imply, in the same
+transaction (``outbox.append_evidence``).  Sending is *claimed* like email delivery: a lease
+set in one statement, ``FOR UPDATE SKIP LOCKED`` on PostgreSQL (``BEGIN IMMEDIATE`` on
+SQLite), and finishing is fenced on the lease owner, so two workers never both record a
+submission.  Reports are stored by the SHA-256 of their raw bytes (a duplicate is a no-op)
+and applied to a segment only while the segment has no final state (out of order is harmless).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Engine, and_, insert, or_, select, update
+
+from sealpost.db.engine import is_sqlite, write_transaction
+from sealpost.events.outbox import append_evidence
+from sealpost.ledger.records import EvidenceRecord
+from sealpost.ledger.repository import TimelineEntry, as_utc, as_utc_or_none, timeline
+from sealpost.sms.model import (
+    FINAL_STATUSES,
+    QUEUED,
+    SEGMENT_ACCEPTED,
+    SEGMENT_PENDING,
+    SUBMITTED,
+    Segment,
+    Sms,
+)
+from sealpost.sms.tables import sms_messages, sms_reports, sms_segments
+
+_FIELDS = [f.name for f in fields(Sms)]
+_COLUMNS = [sms_messages.c[name] for name in _FIELDS]
+_TIMES = ("submitted_at", "updated_at", "relayed_at", "confirm_by", "final_at", "next_attempt_at")
+
+
+def _sms(row: Any) -> Sms:
+    values = {name: getattr(row, name) for name in _FIELDS}
+    for key in _TIMES:
+        values[key] = as_utc_or_none(values[key])
+    values["details"] = json.loads(values["details"])
+    return Sms(**values)
+
+
+def _segment(row: Any) -> Segment:
+    return Segment(
+        number=row.number,
+        state=row.state,
+        provider=row.provider,
+        message_id=row.message_id,
+        status=row.status,
+        reported_at=as_utc_or_none(row.reported_at),
+        report_sha256=row.report_sha256,
+    )
+
+
+@dataclass(frozen=True)
+class StoredReport:
+    """A delivery report as stored (``raw`` exactly as received)."""
+
+    sha256: str
+    provider: str
+    message_id: str
+    state: str
+    status: str
+    reported_at: datetime
+    raw: bytes
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the service decided for a message from its segments: new status and evidence."""
+
+    status: str
+    records: Sequence[EvidenceRecord]
+
+
+Decide = Callable[[Sms, list[Segment], StoredReport], Decision | None]
+
+
+@dataclass(frozen=True)
+class SendOutcome:
+    """How one claimed message's submission ended."""
+
+    sms_id: str
+    kind: str
+    """``submitted``, ``retry`` or ``failed``."""
+    at: datetime
+    records: Sequence[EvidenceRecord] = ()
+    provider: str | None = None
+    message_ids: Sequence[str] = ()
+    confirm_by: datetime | None = None
+    next_attempt_at: datetime | None = None
+    error: str | None = None
+
+
+class SmsRepository:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    # -- acceptance -------------------------------------------------------------------------
+
+    def insert(
+        self, row: dict[str, Any], record: EvidenceRecord, *, replay: Callable[[Sms], Any]
+    ) -> Any:
+        """Store a new message, its segments and its SubmissionAcceptance in one transaction;
+        with an idempotency key already used, store nothing and return ``replay(earlier)``."""
+        with write_transaction(self.engine) as conn:
+            key = row.get("idempotency_key")
+            if key is not None:
+                earlier = conn.execute(
+                    select(*_COLUMNS).where(
+                        sms_messages.c.tenant_id == row["tenant_id"],
+                        sms_messages.c.idempotency_key == key,
+                    )
+                ).first()
+                if earlier is not None:
+                    return replay(_sms(earlier))
+            conn.execute(insert(sms_messages).values(**row))
+            conn.execute(
+                insert(sms_segments),
+                [
+                    {"sms_id": row["id"], "number": i, "state": SEGMENT_PENDING}
+                    for i in range(row["segment_count"])
+                ],
+            )
+            append_evidence(conn, [record])
+        return None
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def get(self, sms_id: str, tenant_id: str | None = None) -> Sms | None:
+        query = select(*_COLUMNS).where(sms_messages.c.id == sms_id)
+        if tenant_id is not None:
+            query = query.where(sms_messages.c.tenant_id == tenant_id)
+        with self.engine.connect() as conn:
+            row = conn.execute(query).first()
+        return None if row is None else _sms(row)
+
+    def segments(self, sms_id: str) -> list[Segment]:
+        with self.engine.connect() as conn:
+            return _segments_in(conn, sms_id)
+
+    def timeline(self, tenant_id: str, sms_id: str) -> list[TimelineEntry]:
+        return timeline(self.engine, tenant_id, "sms", sms_id)
+
+    def reports(self, provider: str, message_id: str) -> list[StoredReport]:
+        r = sms_reports.c
+        query = select(sms_reports).where(r.provider == provider, r.message_id == message_id)
+        with self.engine.connect() as conn:
+            return [_report(row) for row in conn.execute(query.order_by(r.received_at))]
+
+    # -- sending ----------------------------------------------------------------------------
+
+    def claim_due(
+        self, owner: str, *, limit: int, lease_seconds: float, now: datetime
+    ) -> list[Sms]:
+        """Reserve up to ``limit`` queued messages whose time has come (attempts counted)."""
+        c = sms_messages.c
+        due = (
+            select(c.id)
+            .where(c.status == QUEUED, c.next_attempt_at <= now)
+            .where(or_(c.lease_until.is_(None), c.lease_until < now))
+            .order_by(c.next_attempt_at)
+            .limit(limit)
+        )
+        with write_transaction(self.engine) as conn:
+            if not is_sqlite(conn):
+                due = due.with_for_update(skip_locked=True)
+            ids = list(conn.execute(due).scalars())
+            if not ids:
+                return []
+            conn.execute(
+                update(sms_messages)
+                .where(c.id.in_(ids))
+                .values(
+                    lease_owner=owner,
+                    lease_until=now + timedelta(seconds=lease_seconds),
+                    attempts=c.attempts + 1,
+                )
+            )
+            rows = conn.execute(select(*_COLUMNS).where(c.id.in_(ids))).all()
+        return sorted((_sms(r) for r in rows), key=lambda s: (s.next_attempt_at, s.id))
+
+    def finish(self, owner: str, outcomes: Sequence[SendOutcome], decide: Decide) -> int:
+        """Record how each claimed message's submission ended, in one transaction; returns how
+        many were recorded (one whose lease was lost is skipped: its new owner decides).
+
+        A submitted message's segments get their operator ids, and reports that arrived
+        before the ids were known (the operator can be that quick) are applied at once.
+        """
+        c = sms_messages.c
+        done = 0
+        with write_transaction(self.engine) as conn:
+            for o in outcomes:
+                values: dict[str, Any] = {
+                    "updated_at": o.at,
+                    "lease_owner": None,
+                    "lease_until": None,
+                    "last_error": o.error,
+                }
+                if o.kind == "submitted":
+                    values.update(
+                        status=SUBMITTED,
+                        provider=o.provider,
+                        relayed_at=o.at,
+                        confirm_by=o.confirm_by,
+                        next_attempt_at=None,
+                    )
+                elif o.kind == "failed":
+                    values.update(status="failed", final_at=o.at, next_attempt_at=None)
+                else:
+                    values.update(next_attempt_at=o.next_attempt_at)
+                moved = conn.execute(
+                    update(sms_messages)
+                    .where(c.id == o.sms_id, c.lease_owner == owner, c.status == QUEUED)
+                    .values(**values)
+                ).rowcount
+                if not moved:
+                    continue
+                done += 1
+                append_evidence(conn, list(o.records))
+                if o.kind != "submitted":
+                    continue
+                s = sms_segments.c
+                for number, message_id in enumerate(o.message_ids):
+                    conn.execute(
+                        update(sms_segments)
+                        .where(s.sms_id == o.sms_id, s.number == number)
+                        .values(provider=o.provider, message_id=message_id, state=SEGMENT_ACCEPTED)
+                    )
+                r = sms_reports.c
+                early = conn.execute(
+                    select(sms_reports)
+                    .where(r.provider == o.provider, r.message_id.in_(list(o.message_ids)))
+                    .where(r.applied == 0)
+                    .order_by(r.received_at)
+                ).all()
+                for row in early:
+                    _apply_in(conn, _report(row), decide)
+        return done
+
+    # -- receipts ---------------------------------------------------------------------------
+
+    def store_report(self, report: StoredReport, received_at: datetime, decide: Decide) -> bool:
+        """Store a raw report (idempotent by its SHA-256) and apply it; False for a duplicate."""
+        with write_transaction(self.engine) as conn:
+            seen = conn.execute(
+                select(sms_reports.c.sha256).where(sms_reports.c.sha256 == report.sha256)
+            ).first()
+            if seen is not None:
+                return False
+            conn.execute(
+                insert(sms_reports).values(
+                    sha256=report.sha256,
+                    provider=report.provider,
+                    message_id=report.message_id,
+                    state=report.state,
+                    status=report.status,
+                    reported_at=report.reported_at,
+                    received_at=received_at,
+                    raw=report.raw,
+                    applied=0,
+                )
+            )
+            _apply_in(conn, report, decide)
+        return True
+
+    # -- the clock --------------------------------------------------------------------------
+
+    def due_unconfirmed(self, now: datetime, limit: int = 500) -> list[Sms]:
+        c = sms_messages.c
+        query = select(*_COLUMNS).where(c.status == SUBMITTED, c.confirm_by <= now).limit(limit)
+        with self.engine.connect() as conn:
+            return [_sms(r) for r in conn.execute(query)]
+
+    def mark_final(
+        self, sms: Sms, status: str, at: datetime, records: Sequence[EvidenceRecord]
+    ) -> bool:
+        """Move a submitted message to a final status; False if something else decided first."""
+        c = sms_messages.c
+        with write_transaction(self.engine) as conn:
+            moved = conn.execute(
+                update(sms_messages)
+                .where(c.id == sms.id, c.status == SUBMITTED)
+                .values(status=status, final_at=at, updated_at=at)
+            ).rowcount
+            if moved:
+                append_evidence(conn, list(records))
+        return bool(moved)
+
+
+def _report(row: Any) -> StoredReport:
+    return StoredReport(
+        sha256=row.sha256,
+        provider=row.provider,
+        message_id=row.message_id,
+        state=row.state,
+        status=row.status,
+        reported_at=as_utc(row.reported_at),
+        raw=bytes(row.raw),
+    )
+
+
+def _segments_in(conn: Connection, sms_id: str) -> list[Segment]:
+    s = sms_segments.c
+    rows = conn.execute(select(sms_segments).where(s.sms_id == sms_id).order_by(s.number))
+    return [_segment(r) for r in rows]
+
+
+def _apply_in(conn: Connection, report: StoredReport, decide: Decide) -> None:
+    """Apply a stored report to its segment, if that segment is known and not final yet."""
+    s = sms_segments.c
+    found = conn.execute(
+        select(s.sms_id, s.number, s.state).where(
+            s.provider == report.provider, s.message_id == report.message_id
+        )
+    ).first()
+    if found is None:
+        return  # the submission is not recorded yet: applied when it is (finish)
+    conn.execute(update(sms_reports).where(sms_reports.c.sha256 == report.sha256).values(applied=1))
+    if report.state in ("accepted", "enroute") or found.state not in (
+        SEGMENT_PENDING,
+        SEGMENT_ACCEPTED,
+    ):
+        return  # an intermediate state, or the segment already has its final receipt
+    conn.execute(
+        update(sms_segments)
+        .where(and_(s.sms_id == found.sms_id, s.number == found.number))
+        .values(
+            state=report.state,
+            status=report.status,
+            reported_at=report.reported_at,
+            report_sha256=report.sha256,
+        )
+    )
+    m = sms_messages.c
+    row = conn.execute(select(*_COLUMNS).where(m.id == found.sms_id)).first()
+    if row is None:
+        return
+    sms = _sms(row)
+    if sms.status in FINAL_STATUSES or sms.status != SUBMITTED:
+        return  # kept on the segment; the message's evidence was already decided
+    decision = decide(sms, _segments_in(conn, sms.id), report)
+    if decision is None:
+        return
+    conn.execute(
+        update(sms_messages)
+        .where(m.id == sms.id, m.status == SUBMITTED)
+        .values(status=decision.status, final_at=report.reported_at, updated_at=report.reported_at)
+    )
+    append_evidence(conn, list(decision.records))
