@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import SecretStr
 
 from sealpost.api.app import create_app
 from sealpost.app import Sealpost, build
@@ -71,7 +72,7 @@ def sms_settings(settings: Settings, smsc: SmscPeer, **overrides: object) -> Set
         "smpp_host": "127.0.0.1",
         "smpp_port": smsc.port,
         "smpp_system_id": smsc.system_id,
-        "smpp_password": smsc.password,
+        "smpp_password": SecretStr(smsc.password),
         "smpp_timeout_seconds": 2.0,
         "sms_retry_initial_seconds": 0.2,
         "sms_retry_max_seconds": 1.0,

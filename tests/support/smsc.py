@@ -94,10 +94,11 @@ class SmscPeer:
         ready = threading.Event()
 
         def run() -> None:
-            self._loop = asyncio.new_event_loop()
-            self._loop.run_until_complete(self._listen())
+            loop = self._loop = asyncio.new_event_loop()
+            loop.run_until_complete(self._listen())
             ready.set()
-            self._loop.run_forever()
+            loop.run_forever()
+            loop.close()
 
         self._thread = threading.Thread(target=run, name="smsc-peer", daemon=True)
         self._thread.start()
@@ -131,10 +132,10 @@ class SmscPeer:
         if self._loop is None:
             return
         self._call(self._down())
-        self._loop.call_soon_threadsafe(self._loop.stop)
+        loop, self._loop = self._loop, None
+        loop.call_soon_threadsafe(loop.stop)
         if self._thread is not None:
             self._thread.join(5)
-        self._loop = None
 
     # -- sessions ---------------------------------------------------------------------------
 

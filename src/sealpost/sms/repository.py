@@ -17,13 +17,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
 
 from sealpost.db.engine import is_sqlite, write_transaction
 from sealpost.events.outbox import append_evidence
 from sealpost.ledger.records import EvidenceRecord
 from sealpost.ledger.repository import TimelineEntry, as_utc, as_utc_or_none, timeline
 from sealpost.sms.model import (
-    FINAL_STATUSES,
     QUEUED,
     SEGMENT_ACCEPTED,
     SEGMENT_PENDING,
@@ -248,6 +248,12 @@ class SmsRepository:
 
     def store_report(self, report: StoredReport, received_at: datetime, decide: Decide) -> bool:
         """Store a raw report (idempotent by its SHA-256) and apply it; False for a duplicate."""
+        try:
+            return self._store_report(report, received_at, decide)
+        except IntegrityError:  # the same report stored at the same moment by another process
+            return False
+
+    def _store_report(self, report: StoredReport, received_at: datetime, decide: Decide) -> bool:
         with write_transaction(self.engine) as conn:
             seen = conn.execute(
                 select(sms_reports.c.sha256).where(sms_reports.c.sha256 == report.sha256)
@@ -269,6 +275,24 @@ class SmsRepository:
             )
             _apply_in(conn, report, decide)
         return True
+
+    def apply_leftover_reports(self, decide: Decide, limit: int = 500) -> int:
+        """Apply reports stored while their segment's submission was not committed yet (a
+        receipt can overtake the transaction that records the operator's ids)."""
+        r, s = sms_reports.c, sms_segments.c
+        query = (
+            select(sms_reports)
+            .join(sms_segments, and_(s.provider == r.provider, s.message_id == r.message_id))
+            .where(r.applied == 0)
+            .order_by(r.received_at)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            leftovers = [_report(row) for row in conn.execute(query)]
+        for report in leftovers:
+            with write_transaction(self.engine) as conn:
+                _apply_in(conn, report, decide)
+        return len(leftovers)
 
     # -- the clock --------------------------------------------------------------------------
 
@@ -313,44 +337,46 @@ def _segments_in(conn: Connection, sms_id: str) -> list[Segment]:
 
 
 def _apply_in(conn: Connection, report: StoredReport, decide: Decide) -> None:
-    """Apply a stored report to its segment, if that segment is known and not final yet."""
+    """Apply a stored report to its segment, if that segment is known and not final yet.
+
+    The message row is locked first (``FOR UPDATE`` on PostgreSQL; SQLite's write
+    transactions are serial), so receipts of two segments applied at once cannot each miss
+    the other's state, and a decision is written once."""
     s = sms_segments.c
     found = conn.execute(
-        select(s.sms_id, s.number, s.state).where(
+        select(s.sms_id, s.number).where(
             s.provider == report.provider, s.message_id == report.message_id
         )
     ).first()
     if found is None:
-        return  # the submission is not recorded yet: applied when it is (finish)
+        return  # the submission is not recorded yet: applied when it is (finish, or the sweep)
+    m = sms_messages.c
+    lock = select(*_COLUMNS).where(m.id == found.sms_id)
+    row = conn.execute(lock if is_sqlite(conn) else lock.with_for_update()).first()
     conn.execute(update(sms_reports).where(sms_reports.c.sha256 == report.sha256).values(applied=1))
-    if report.state in ("accepted", "enroute") or found.state not in (
-        SEGMENT_PENDING,
-        SEGMENT_ACCEPTED,
-    ):
-        return  # an intermediate state, or the segment already has its final receipt
-    conn.execute(
+    if row is None or report.state in ("accepted", "enroute"):
+        return  # an intermediate state decides nothing
+    moved = conn.execute(
         update(sms_segments)
         .where(and_(s.sms_id == found.sms_id, s.number == found.number))
+        .where(s.state.in_([SEGMENT_PENDING, SEGMENT_ACCEPTED]))
         .values(
             state=report.state,
             status=report.status,
             reported_at=report.reported_at,
             report_sha256=report.sha256,
         )
-    )
-    m = sms_messages.c
-    row = conn.execute(select(*_COLUMNS).where(m.id == found.sms_id)).first()
-    if row is None:
-        return
+    ).rowcount
     sms = _sms(row)
-    if sms.status in FINAL_STATUSES or sms.status != SUBMITTED:
-        return  # kept on the segment; the message's evidence was already decided
+    if not moved or sms.status != SUBMITTED:
+        return  # the segment had its final receipt, or the message was decided already
     decision = decide(sms, _segments_in(conn, sms.id), report)
     if decision is None:
         return
-    conn.execute(
+    decided = conn.execute(
         update(sms_messages)
         .where(m.id == sms.id, m.status == SUBMITTED)
         .values(status=decision.status, final_at=report.reported_at, updated_at=report.reported_at)
-    )
-    append_evidence(conn, list(decision.records))
+    ).rowcount
+    if decided:
+        append_evidence(conn, list(decision.records))

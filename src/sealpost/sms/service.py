@@ -327,6 +327,12 @@ class SmsService:
             return Decision(DELIVERED, [record])
         return None
 
+    def tick(self) -> int:
+        """The receipt clock's round: apply receipts that overtook their submission's commit,
+        then mark overdue messages unconfirmed."""
+        self.repo.apply_leftover_reports(self.decide)
+        return self.confirm_overdue()
+
     def confirm_overdue(self) -> int:
         """Messages still without a final receipt for every segment at their deadline become
         ``unconfirmed`` (DeliveryUnconfirmed): a missing receipt is never a delivery."""

@@ -233,6 +233,7 @@ class SmppProvider:
                 log.warning("smpp.link_lost", error=repr(exc))
         finally:
             link.fail_all()
+            client.state = consts.SMPP_CLIENT_STATE_OPEN  # unbound: no "bound state" warning
             with contextlib.suppress(Exception):  # already gone
                 client.disconnect()
 

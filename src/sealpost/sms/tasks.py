@@ -104,7 +104,7 @@ def loops(
     sender: SmsSender | None, service: SmsService, *, confirm_interval_seconds: float
 ) -> list[Loop]:
     """The sender (when a provider is configured) and the confirmation clock."""
-    found = [periodic("sms-confirmations", confirm_interval_seconds, service.confirm_overdue)]
+    found = [periodic("sms-confirmations", confirm_interval_seconds, service.tick)]
     if sender is not None:
         found.insert(0, Loop("sms-sender", sender.run))
     return found
