@@ -18,7 +18,15 @@ from fastapi import APIRouter, Depends, Header, Request, Response
 from sealpost.api.auth import TenantDep
 from sealpost.api.errors import problem_responses
 from sealpost.api.text import Identifier, SingleLine
-from sealpost.errors import Conflict, InvalidInput, NotFound, TooManyRequests, Unauthorized
+from sealpost.db.full import StorageFull
+from sealpost.errors import (
+    Conflict,
+    InvalidInput,
+    NotFound,
+    ServiceUnavailable,
+    TooManyRequests,
+    Unauthorized,
+)
 from sealpost.ledger.records import format_optional_time, format_time
 from sealpost.sms.model import InvalidPhoneNumber, Sms
 from sealpost.sms.repository import SmsRepository
@@ -35,7 +43,7 @@ from sealpost.sms.service import SmsService
 router = APIRouter(
     prefix="/v1",
     tags=["sms"],
-    responses=problem_responses(Unauthorized, TooManyRequests),
+    responses=problem_responses(Unauthorized, TooManyRequests, ServiceUnavailable, StorageFull),
 )
 
 
