@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -17,7 +18,7 @@ from fastapi import APIRouter, Depends, Header, Request, Response
 
 from sealpost.api.auth import TenantDep
 from sealpost.api.errors import problem_responses
-from sealpost.api.text import Identifier, SingleLine
+from sealpost.api.text import SingleLine
 from sealpost.db.full import StorageFull
 from sealpost.errors import (
     Conflict,
@@ -131,10 +132,12 @@ def preview_sms(body: PreviewRequest, parts: SmsDep, tenant: TenantDep) -> Previ
     )
 
 
-@router.get("/sms/{sms_id}", response_model=SmsDetail, responses=problem_responses(NotFound))
-def get_sms(sms_id: Identifier, parts: SmsDep, tenant: TenantDep) -> SmsDetail:
-    """Status, each segment with its operator id and receipt, and the evidence in order."""
-    sms = parts.repository.get(sms_id, tenant.id)
+@router.get("/sms/{sms_id:uuid}", response_model=SmsDetail, responses=problem_responses(NotFound))
+def get_sms(sms_id: uuid.UUID, parts: SmsDep, tenant: TenantDep) -> SmsDetail:
+    """Status, each segment with its operator id and receipt, and the evidence in order.
+
+    The id is a UUID in the route itself, so ``/v1/sms/preview`` is never taken for one."""
+    sms = parts.repository.get(str(sms_id), tenant.id)
     if sms is None:
         raise NotFound(f"no SMS {sms_id}")
     segments = [
