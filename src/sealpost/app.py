@@ -626,6 +626,8 @@ class Sealpost:
         provider = self.__dict__.get("sms_provider")
         if provider is not None:  # after the sender stopped: nothing is submitting now
             provider.close()
+        if "sms" in self.__dict__:  # after the adapter: no receipt is on its way in
+            self.sms.close()
 
 
 def build(settings: Settings | None = None, *, prepare: bool = True) -> Sealpost:

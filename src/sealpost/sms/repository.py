@@ -17,7 +17,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, insert, or_, select, update
-from sqlalchemy.exc import IntegrityError
 
 from sealpost.db.engine import is_sqlite, write_transaction
 from sealpost.events.outbox import append_evidence
@@ -104,31 +103,29 @@ class SmsRepository:
 
     # -- acceptance -------------------------------------------------------------------------
 
-    def insert(
-        self, row: dict[str, Any], record: EvidenceRecord, *, replay: Callable[[Sms], Any]
-    ) -> Any:
-        """Store a new message, its segments and its SubmissionAcceptance in one transaction;
-        with an idempotency key already used, store nothing and return ``replay(earlier)``."""
-        with write_transaction(self.engine) as conn:
-            key = row.get("idempotency_key")
-            if key is not None:
-                earlier = conn.execute(
-                    select(*_COLUMNS).where(
-                        sms_messages.c.tenant_id == row["tenant_id"],
-                        sms_messages.c.idempotency_key == key,
-                    )
-                ).first()
-                if earlier is not None:
-                    return replay(_sms(earlier))
-            conn.execute(insert(sms_messages).values(**row))
-            conn.execute(
-                insert(sms_segments),
-                [
-                    {"sms_id": row["id"], "number": i, "state": SEGMENT_PENDING}
-                    for i in range(row["segment_count"])
-                ],
-            )
-            append_evidence(conn, [record])
+    @staticmethod
+    def insert_in(conn: Connection, row: dict[str, Any], record: EvidenceRecord) -> Sms | None:
+        """Store a new message, its segments and its SubmissionAcceptance; with an
+        idempotency key already used, store nothing and return the earlier message."""
+        key = row.get("idempotency_key")
+        if key is not None:
+            earlier = conn.execute(
+                select(*_COLUMNS).where(
+                    sms_messages.c.tenant_id == row["tenant_id"],
+                    sms_messages.c.idempotency_key == key,
+                )
+            ).first()
+            if earlier is not None:
+                return _sms(earlier)
+        conn.execute(insert(sms_messages).values(**row))
+        conn.execute(
+            insert(sms_segments),
+            [
+                {"sms_id": row["id"], "number": i, "state": SEGMENT_PENDING}
+                for i in range(row["segment_count"])
+            ],
+        )
+        append_evidence(conn, [record])
         return None
 
     # -- reading ----------------------------------------------------------------------------
@@ -241,42 +238,38 @@ class SmsRepository:
                     .order_by(r.received_at)
                 ).all()
                 for row in early:
-                    _apply_in(conn, _report(row), decide)
+                    _apply_in(conn, _report(row), decide, o.at)
         return done
 
     # -- receipts ---------------------------------------------------------------------------
 
-    def store_report(self, report: StoredReport, received_at: datetime, decide: Decide) -> bool:
+    @staticmethod
+    def store_report_in(
+        conn: Connection, report: StoredReport, received_at: datetime, decide: Decide
+    ) -> bool:
         """Store a raw report (idempotent by its SHA-256) and apply it; False for a duplicate."""
-        try:
-            return self._store_report(report, received_at, decide)
-        except IntegrityError:  # the same report stored at the same moment by another process
+        seen = conn.execute(
+            select(sms_reports.c.sha256).where(sms_reports.c.sha256 == report.sha256)
+        ).first()
+        if seen is not None:
             return False
-
-    def _store_report(self, report: StoredReport, received_at: datetime, decide: Decide) -> bool:
-        with write_transaction(self.engine) as conn:
-            seen = conn.execute(
-                select(sms_reports.c.sha256).where(sms_reports.c.sha256 == report.sha256)
-            ).first()
-            if seen is not None:
-                return False
-            conn.execute(
-                insert(sms_reports).values(
-                    sha256=report.sha256,
-                    provider=report.provider,
-                    message_id=report.message_id,
-                    state=report.state,
-                    status=report.status,
-                    reported_at=report.reported_at,
-                    received_at=received_at,
-                    raw=report.raw,
-                    applied=0,
-                )
+        conn.execute(
+            insert(sms_reports).values(
+                sha256=report.sha256,
+                provider=report.provider,
+                message_id=report.message_id,
+                state=report.state,
+                status=report.status,
+                reported_at=report.reported_at,
+                received_at=received_at,
+                raw=report.raw,
+                applied=0,
             )
-            _apply_in(conn, report, decide)
+        )
+        _apply_in(conn, report, decide, received_at)
         return True
 
-    def apply_leftover_reports(self, decide: Decide, limit: int = 500) -> int:
+    def apply_leftover_reports(self, decide: Decide, now: datetime, limit: int = 500) -> int:
         """Apply reports stored while their segment's submission was not committed yet (a
         receipt can overtake the transaction that records the operator's ids)."""
         r, s = sms_reports.c, sms_segments.c
@@ -291,7 +284,7 @@ class SmsRepository:
             leftovers = [_report(row) for row in conn.execute(query)]
         for report in leftovers:
             with write_transaction(self.engine) as conn:
-                _apply_in(conn, report, decide)
+                _apply_in(conn, report, decide, now)
         return len(leftovers)
 
     # -- the clock --------------------------------------------------------------------------
@@ -336,7 +329,7 @@ def _segments_in(conn: Connection, sms_id: str) -> list[Segment]:
     return [_segment(r) for r in rows]
 
 
-def _apply_in(conn: Connection, report: StoredReport, decide: Decide) -> None:
+def _apply_in(conn: Connection, report: StoredReport, decide: Decide, now: datetime) -> None:
     """Apply a stored report to its segment, if that segment is known and not final yet.
 
     The message row is locked first (``FOR UPDATE`` on PostgreSQL; SQLite's write
@@ -376,7 +369,7 @@ def _apply_in(conn: Connection, report: StoredReport, decide: Decide) -> None:
     decided = conn.execute(
         update(sms_messages)
         .where(m.id == sms.id, m.status == SUBMITTED)
-        .values(status=decision.status, final_at=report.reported_at, updated_at=report.reported_at)
+        .values(status=decision.status, final_at=report.reported_at, updated_at=now)
     ).rowcount
     if decided:
         append_evidence(conn, list(decision.records))

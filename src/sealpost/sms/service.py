@@ -35,6 +35,7 @@ from sealpost.ledger.records import (
     Subject,
     new_record,
 )
+from sealpost.sms.batching import GroupCommit
 from sealpost.sms.model import (
     DELIVERED,
     FAILED,
@@ -125,6 +126,13 @@ def _segment_facts(segments: list[Segment]) -> list[dict[str, Any]]:
     ]
 
 
+def _row_sms(row: Mapping[str, Any]) -> Sms:
+    """The message as just stored (what the 201 shows)."""
+    values: dict[str, Any] = {k: row.get(k) for k in Sms.__dataclass_fields__}
+    values["details"] = json.loads(row["details"])
+    return Sms(**values)
+
+
 class SmsService:
     """Accepts SMS, records their submission and decides their delivery from receipts.
 
@@ -134,6 +142,19 @@ class SmsService:
         self.repo = repo
         self.settings = settings
         self.clock = clock
+        self._accepts: GroupCommit[tuple[dict[str, Any], EvidenceRecord], Sms | None] = GroupCommit(
+            repo.engine, lambda conn, item: repo.insert_in(conn, *item), "sms-accept"
+        )
+        self._reports: GroupCommit[tuple[StoredReport, datetime], bool] = GroupCommit(
+            repo.engine,
+            lambda conn, item: repo.store_report_in(conn, *item, self.decide),
+            "sms-receipts",
+        )
+
+    def close(self) -> None:
+        """Stop the group-commit writers (after the adapters and the API stopped)."""
+        self._accepts.close()
+        self._reports.close()
 
     # -- accepting --------------------------------------------------------------------------
 
@@ -195,19 +216,14 @@ class SmsService:
             "request_sha256": request_sha256,
         }
 
-        def replay(earlier: Sms) -> Accepted:
+        earlier = self._accepts.submit((row, record))
+        if earlier is not None:
             if earlier.request_sha256 != request_sha256:
                 raise Conflict(
                     "this Idempotency-Key was used for a different SMS; use a new key per SMS"
                 )
             return Accepted(earlier, True)
-
-        replayed = self.repo.insert(row, record, replay=replay)
-        if isinstance(replayed, Accepted):
-            return replayed
-        stored = self.repo.get(sms_id)
-        assert stored is not None
-        return Accepted(stored, False)
+        return Accepted(_row_sms(row), False)
 
     def send(
         self, tenant_id: str, to: str, text: str, details: Mapping[str, str] | None = None
@@ -291,7 +307,7 @@ class SmsService:
             reported_at=report.at,
             raw=report.raw,
         )
-        self.repo.store_report(stored, self.clock(), self.decide)
+        self._reports.submit((stored, self.clock()))
 
     def decide(self, sms: Sms, segments: list[Segment], report: StoredReport) -> Decision | None:
         """The message's evidence once its segments decide it (the worst of them)."""
@@ -330,7 +346,7 @@ class SmsService:
     def tick(self) -> int:
         """The receipt clock's round: apply receipts that overtook their submission's commit,
         then mark overdue messages unconfirmed."""
-        self.repo.apply_leftover_reports(self.decide)
+        self.repo.apply_leftover_reports(self.decide, self.clock())
         return self.confirm_overdue()
 
     def confirm_overdue(self) -> int:

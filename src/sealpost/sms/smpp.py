@@ -25,7 +25,7 @@ import socket
 import struct
 import threading
 import time
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -168,6 +168,7 @@ class SmppProvider:
         self._link: _Link | None = None
         self._closed = threading.Event()
         self._ref = 0
+        self._receipt_pool = ThreadPoolExecutor(64, thread_name_prefix="sealpost-smpp-receipt")
         self._keeper = threading.Thread(target=self._keep, name="sealpost-smpp-keeper", daemon=True)
         self._keeper.start()
 
@@ -243,11 +244,8 @@ class SmppProvider:
             future = link.waiting.pop(pdu.sequence, None)
             if future is not None and not future.done():
                 future.set_result(pdu)
-        elif pdu.command == "deliver_sm":
-            status = self._receipt(pdu)
-            resp = smpp.make_pdu("deliver_sm_resp", client=client, status=status)
-            resp.sequence = pdu.sequence
-            client.send_pdu(resp)
+        elif pdu.command == "deliver_sm":  # stored by the sink's group commit, many at once
+            self._receipt_pool.submit(self._answer_receipt, link, pdu)
         elif pdu.command == "enquire_link":
             resp = smpp.make_pdu("enquire_link_resp", client=client)
             resp.sequence = pdu.sequence
@@ -261,6 +259,16 @@ class SmppProvider:
             future = link.waiting.pop(pdu.sequence, None)
             if future is not None and not future.done():
                 future.set_result(pdu)
+
+    def _answer_receipt(self, link: _Link, pdu: Any) -> None:
+        status = self._receipt(pdu)
+        client = link.client
+        try:
+            resp = smpp.make_pdu("deliver_sm_resp", client=client, status=status)
+            resp.sequence = pdu.sequence
+            client.send_pdu(resp)
+        except (exceptions.ConnectionError, exceptions.PDUError, OSError):
+            pass  # the link is gone: the SMSC sends the receipt again, a stored one is a no-op
 
     def _receipt(self, pdu: Any) -> int:
         """Hand a receipt to the sink; the status to answer the SMSC with."""
@@ -378,3 +386,4 @@ class SmppProvider:
             with contextlib.suppress(Exception):  # the reader ends on its socket's close
                 link.client._socket.shutdown(socket.SHUT_RDWR)
         self._keeper.join(5)
+        self._receipt_pool.shutdown(wait=True)
