@@ -115,8 +115,14 @@ class SmscPeer:
 
     def restart(self, down_seconds: float = 0.5) -> None:
         """Stop listening, unbind every session (as an SMSC going down does), come back."""
-        self._call(self._down())
+        self.down()
         time.sleep(down_seconds)
+        self.up()
+
+    def down(self) -> None:
+        self._call(self._down())
+
+    def up(self) -> None:
         self._call(self._listen())
 
     async def _down(self) -> None:
@@ -146,10 +152,12 @@ class SmscPeer:
     async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         bound = False
         try:
-            while True:
+            while not writer.is_closing():  # a closed session takes nothing it cannot answer
                 header = await reader.readexactly(16)
                 length, command, status, sequence = struct.unpack(">LLLL", header)
                 body = await reader.readexactly(length - 16)
+                if writer.is_closing():
+                    break
                 if command == BIND_TRANSCEIVER:
                     system_id, at = _cstr(body, 0)
                     password, at = _cstr(body, at)

@@ -27,10 +27,15 @@ MAX_BATCH = 256
 
 
 class GroupCommit(Generic[T, R]):
-    """``submit(item)`` runs ``apply(conn, item)`` in a shared transaction and returns its
-    result once committed (or raises what ``apply`` or the commit raised for that item)."""
+    """``submit(item)`` runs ``apply(conn, items)`` over a batch in a shared transaction and
+    returns the item's result once committed (or raises what the batch of it alone raised).
 
-    def __init__(self, engine: Engine, apply: Callable[[Connection, T], R], name: str) -> None:
+    ``apply`` takes the whole batch so that it can write it with one statement per table
+    (``executemany``) rather than one per item."""
+
+    def __init__(
+        self, engine: Engine, apply: Callable[[Connection, list[T]], list[R]], name: str
+    ) -> None:
         self.engine = engine
         self.apply = apply
         self.name = name
@@ -74,7 +79,7 @@ class GroupCommit(Generic[T, R]):
     def _commit(self, batch: list[tuple[T, Future[R]]]) -> None:
         try:
             with write_transaction(self.engine) as conn:
-                results = [self.apply(conn, item) for item, _ in batch]
+                results = self.apply(conn, [item for item, _ in batch])
         except Exception as exc:
             if len(batch) == 1:
                 batch[0][1].set_exception(exc)

@@ -104,29 +104,47 @@ class SmsRepository:
     # -- acceptance -------------------------------------------------------------------------
 
     @staticmethod
-    def insert_in(conn: Connection, row: dict[str, Any], record: EvidenceRecord) -> Sms | None:
-        """Store a new message, its segments and its SubmissionAcceptance; with an
-        idempotency key already used, store nothing and return the earlier message."""
-        key = row.get("idempotency_key")
-        if key is not None:
-            earlier = conn.execute(
-                select(*_COLUMNS).where(
-                    sms_messages.c.tenant_id == row["tenant_id"],
-                    sms_messages.c.idempotency_key == key,
+    def insert_many_in(
+        conn: Connection, items: Sequence[tuple[dict[str, Any], EvidenceRecord]]
+    ) -> list[Sms | None]:
+        """Store new messages, their segments and their SubmissionAcceptance records, one
+        statement per table; each item's result is the earlier message its idempotency key
+        names (nothing stored for it), or None."""
+        results: list[Sms | None] = []
+        fresh: list[tuple[dict[str, Any], EvidenceRecord]] = []
+        keyed: dict[tuple[str, str], dict[str, Any]] = {}
+        for row, record in items:
+            key = row.get("idempotency_key")
+            if key is not None:
+                same = keyed.get((row["tenant_id"], key))
+                earlier = (
+                    row_sms(same)
+                    if same is not None
+                    else conn.execute(
+                        select(*_COLUMNS).where(
+                            sms_messages.c.tenant_id == row["tenant_id"],
+                            sms_messages.c.idempotency_key == key,
+                        )
+                    ).first()
                 )
-            ).first()
-            if earlier is not None:
-                return _sms(earlier)
-        conn.execute(insert(sms_messages).values(**row))
-        conn.execute(
-            insert(sms_segments),
-            [
-                {"sms_id": row["id"], "number": i, "state": SEGMENT_PENDING}
-                for i in range(row["segment_count"])
-            ],
-        )
-        append_evidence(conn, [record])
-        return None
+                if earlier is not None:
+                    results.append(earlier if isinstance(earlier, Sms) else _sms(earlier))
+                    continue
+                keyed[(row["tenant_id"], key)] = row
+            fresh.append((row, record))
+            results.append(None)
+        if fresh:
+            conn.execute(insert(sms_messages), [row for row, _ in fresh])
+            conn.execute(
+                insert(sms_segments),
+                [
+                    {"sms_id": row["id"], "number": i, "state": SEGMENT_PENDING}
+                    for row, _ in fresh
+                    for i in range(row["segment_count"])
+                ],
+            )
+            append_evidence(conn, [record for _, record in fresh])
+        return results
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -192,6 +210,7 @@ class SmsRepository:
         """
         c = sms_messages.c
         done = 0
+        records: list[EvidenceRecord] = []
         with write_transaction(self.engine) as conn:
             for o in outcomes:
                 values: dict[str, Any] = {
@@ -220,7 +239,7 @@ class SmsRepository:
                 if not moved:
                     continue
                 done += 1
-                append_evidence(conn, list(o.records))
+                records.extend(o.records)
                 if o.kind != "submitted":
                     continue
                 s = sms_segments.c
@@ -238,36 +257,44 @@ class SmsRepository:
                     .order_by(r.received_at)
                 ).all()
                 for row in early:
-                    _apply_in(conn, _report(row), decide, o.at)
+                    _apply_in(conn, _report(row), decide, o.at, records)
+            append_evidence(conn, records)  # one statement per table for the whole batch
         return done
 
     # -- receipts ---------------------------------------------------------------------------
 
     @staticmethod
-    def store_report_in(
-        conn: Connection, report: StoredReport, received_at: datetime, decide: Decide
-    ) -> bool:
-        """Store a raw report (idempotent by its SHA-256) and apply it; False for a duplicate."""
-        seen = conn.execute(
-            select(sms_reports.c.sha256).where(sms_reports.c.sha256 == report.sha256)
-        ).first()
-        if seen is not None:
-            return False
-        conn.execute(
-            insert(sms_reports).values(
-                sha256=report.sha256,
-                provider=report.provider,
-                message_id=report.message_id,
-                state=report.state,
-                status=report.status,
-                reported_at=report.reported_at,
-                received_at=received_at,
-                raw=report.raw,
-                applied=0,
+    def store_reports_in(
+        conn: Connection, items: Sequence[tuple[StoredReport, datetime]], decide: Decide
+    ) -> list[bool]:
+        """Store raw reports (idempotent by their SHA-256) and apply them, with the evidence
+        they decide appended once for the batch; per report, False for a duplicate."""
+        stored: list[bool] = []
+        records: list[EvidenceRecord] = []
+        r = sms_reports.c
+        for report, received_at in items:
+            seen = conn.execute(select(r.sha256).where(r.sha256 == report.sha256)).first()
+            if seen is not None:
+                stored.append(False)
+                continue
+            conn.execute(
+                insert(sms_reports),
+                {
+                    "sha256": report.sha256,
+                    "provider": report.provider,
+                    "message_id": report.message_id,
+                    "state": report.state,
+                    "status": report.status,
+                    "reported_at": report.reported_at,
+                    "received_at": received_at,
+                    "raw": report.raw,
+                    "applied": 0,
+                },
             )
-        )
-        _apply_in(conn, report, decide, received_at)
-        return True
+            _apply_in(conn, report, decide, received_at, records)
+            stored.append(True)
+        append_evidence(conn, records)
+        return stored
 
     def apply_leftover_reports(self, decide: Decide, now: datetime, limit: int = 500) -> int:
         """Apply reports stored while their segment's submission was not committed yet (a
@@ -284,7 +311,9 @@ class SmsRepository:
             leftovers = [_report(row) for row in conn.execute(query)]
         for report in leftovers:
             with write_transaction(self.engine) as conn:
-                _apply_in(conn, report, decide, now)
+                records: list[EvidenceRecord] = []
+                _apply_in(conn, report, decide, now, records)
+                append_evidence(conn, records)
         return len(leftovers)
 
     # -- the clock --------------------------------------------------------------------------
@@ -311,6 +340,13 @@ class SmsRepository:
         return bool(moved)
 
 
+def row_sms(row: dict[str, Any]) -> Sms:
+    """A message as its row is about to be stored."""
+    values: dict[str, Any] = {k: row.get(k) for k in _FIELDS}
+    values["details"] = json.loads(row["details"])
+    return Sms(**values)
+
+
 def _report(row: Any) -> StoredReport:
     return StoredReport(
         sha256=row.sha256,
@@ -329,7 +365,13 @@ def _segments_in(conn: Connection, sms_id: str) -> list[Segment]:
     return [_segment(r) for r in rows]
 
 
-def _apply_in(conn: Connection, report: StoredReport, decide: Decide, now: datetime) -> None:
+def _apply_in(
+    conn: Connection,
+    report: StoredReport,
+    decide: Decide,
+    now: datetime,
+    out: list[EvidenceRecord],
+) -> None:
     """Apply a stored report to its segment, if that segment is known and not final yet.
 
     The message row is locked first (``FOR UPDATE`` on PostgreSQL; SQLite's write
@@ -372,4 +414,4 @@ def _apply_in(conn: Connection, report: StoredReport, decide: Decide, now: datet
         .values(status=decision.status, final_at=report.reported_at, updated_at=now)
     ).rowcount
     if decided:
-        append_evidence(conn, list(decision.records))
+        out.extend(decision.records)  # appended with the rest of the batch, in this order

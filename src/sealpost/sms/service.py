@@ -56,7 +56,13 @@ from sealpost.sms.providers import (
     Submitted,
     TemporaryFailure,
 )
-from sealpost.sms.repository import Decision, SendOutcome, SmsRepository, StoredReport
+from sealpost.sms.repository import (
+    Decision,
+    SendOutcome,
+    SmsRepository,
+    StoredReport,
+    row_sms,
+)
 
 Clock = Callable[[], datetime]
 
@@ -126,13 +132,6 @@ def _segment_facts(segments: list[Segment]) -> list[dict[str, Any]]:
     ]
 
 
-def _row_sms(row: Mapping[str, Any]) -> Sms:
-    """The message as just stored (what the 201 shows)."""
-    values: dict[str, Any] = {k: row.get(k) for k in Sms.__dataclass_fields__}
-    values["details"] = json.loads(row["details"])
-    return Sms(**values)
-
-
 class SmsService:
     """Accepts SMS, records their submission and decides their delivery from receipts.
 
@@ -143,11 +142,11 @@ class SmsService:
         self.settings = settings
         self.clock = clock
         self._accepts: GroupCommit[tuple[dict[str, Any], EvidenceRecord], Sms | None] = GroupCommit(
-            repo.engine, lambda conn, item: repo.insert_in(conn, *item), "sms-accept"
+            repo.engine, repo.insert_many_in, "sms-accept"
         )
         self._reports: GroupCommit[tuple[StoredReport, datetime], bool] = GroupCommit(
             repo.engine,
-            lambda conn, item: repo.store_report_in(conn, *item, self.decide),
+            lambda conn, items: repo.store_reports_in(conn, items, self.decide),
             "sms-receipts",
         )
 
@@ -223,7 +222,7 @@ class SmsService:
                     "this Idempotency-Key was used for a different SMS; use a new key per SMS"
                 )
             return Accepted(earlier, True)
-        return Accepted(_row_sms(row), False)
+        return Accepted(row_sms(row), False)
 
     def send(
         self, tenant_id: str, to: str, text: str, details: Mapping[str, str] | None = None

@@ -186,6 +186,7 @@ class SmppProvider:
                 interface_version=0x34,
             )
         except (exceptions.ConnectionError, exceptions.PDUError, OSError) as exc:
+            client.state = consts.SMPP_CLIENT_STATE_OPEN  # not bound: no "bound state" warning
             client.disconnect()
             raise TemporaryFailure(f"SMSC unreachable: {exc!r}", status="unbound") from None
         client._socket.settimeout(c.enquire_link_seconds)
