@@ -87,7 +87,6 @@ def main() -> None:
         )
         with lock:
             accepted_at[sms_id] = datetime.now(UTC)
-        sp.sms_sender.wake.set() if sp.sms_sender else None
 
     started = time.monotonic()
     first = datetime.now(UTC)

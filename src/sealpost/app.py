@@ -116,6 +116,8 @@ class Sealpost:
     work_available: threading.Event = field(default_factory=threading.Event)
     """Set when new submissions commit, so the delivery worker wakes at once."""
     webhooks_due: threading.Event = field(default_factory=threading.Event)
+    sms_due: threading.Event = field(default_factory=threading.Event)
+    """Set when an SMS is accepted, so the SMS sender wakes at once."""
     """Set when the dispatcher fans events out, so the webhook sender wakes at once."""
     clock: Clock = utc_now
     """The wall clock of webhook scheduling (fan-out, claims, retries), read by the parts built
@@ -361,6 +363,7 @@ class Sealpost:
                 retry_initial_seconds=s.sms_retry_initial_seconds,
                 retry_max_seconds=s.sms_retry_max_seconds,
             ),
+            on_accept=self.sms_due.set,
         )
 
     @cached_property
@@ -396,7 +399,11 @@ class Sealpost:
             return None
         s = self.settings
         return SmsSender(
-            self.sms, provider, concurrency=s.sms_concurrency, lease_seconds=s.sms_lease_seconds
+            self.sms,
+            provider,
+            concurrency=s.sms_concurrency,
+            lease_seconds=s.sms_lease_seconds,
+            wake=self.sms_due,
         )
 
     @cached_property
@@ -611,6 +618,7 @@ class Sealpost:
         self.supervisor.stopping.set()
         self.work_available.set()
         self.webhooks_due.set()
+        self.sms_due.set()
         if "engine" in self.__dict__:  # the dispatcher waits on it: wake it to stop
             from sealpost.events.outbox import committed_signal
 

@@ -137,10 +137,19 @@ class SmsService:
 
     It is also the :class:`~sealpost.sms.providers.ReportSink` the adapters report into."""
 
-    def __init__(self, repo: SmsRepository, settings: SmsSettings, clock: Clock = utc_now):
+    def __init__(
+        self,
+        repo: SmsRepository,
+        settings: SmsSettings,
+        clock: Clock = utc_now,
+        *,
+        on_accept: Callable[[], object] | None = None,
+    ):
         self.repo = repo
         self.settings = settings
         self.clock = clock
+        self.on_accept = on_accept
+        """Called after an SMS is committed (wakes the sender at once)."""
         self._accepts: GroupCommit[tuple[dict[str, Any], EvidenceRecord], Sms | None] = GroupCommit(
             repo.engine, repo.insert_many_in, "sms-accept"
         )
@@ -222,6 +231,8 @@ class SmsService:
                     "this Idempotency-Key was used for a different SMS; use a new key per SMS"
                 )
             return Accepted(earlier, True)
+        if self.on_accept is not None:
+            self.on_accept()
         return Accepted(row_sms(row), False)
 
     def send(
