@@ -51,7 +51,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--messages", type=int, default=5_000)
     parser.add_argument("--clients", type=int, default=8, help="threads accepting SMS")
-    parser.add_argument("--concurrency", type=int, default=32, help="SEALPOST_SMS_CONCURRENCY")
+    parser.add_argument("--concurrency", type=int, default=16, help="SEALPOST_SMS_CONCURRENCY")
+    parser.add_argument("--senders", type=int, default=4, help="SEALPOST_SMS_SENDERS")
     parser.add_argument("--database", default=None, help="SQLAlchemy URL (default SQLite)")
     parser.add_argument("--deadline", type=float, default=600.0, help="seconds, in all")
     args = parser.parse_args()
@@ -71,6 +72,7 @@ def main() -> None:
         smpp_system_id=smsc.system_id,
         smpp_password=SecretStr(smsc.password),
         sms_concurrency=args.concurrency,
+        sms_senders=args.senders,
         sms_confirm_interval_seconds=0.5,
         smtp_enabled=False,
         delivery_enabled=False,
@@ -116,7 +118,7 @@ def main() -> None:
     taken = len(smsc.submissions)
     print(
         f"database: {sp.engine.url.get_backend_name()}; {args.messages} SMS, {args.clients} "
-        f"accepting threads, sender concurrency {args.concurrency}"
+        f"accepting threads, {args.senders} senders x {args.concurrency}"
     )
     print(f"accepted: {args.messages / accept_seconds:.0f} SMS/s ({accept_seconds:.1f} s)")
     print(

@@ -391,20 +391,26 @@ class Sealpost:
         return None
 
     @cached_property
-    def sms_sender(self) -> SmsSender | None:
+    def sms_senders(self) -> list[SmsSender]:
+        """SMS_SENDERS claim loops sharing the one operator adapter (none without one)."""
         from sealpost.sms.tasks import SmsSender
 
         provider = self.sms_provider
         if provider is None:
-            return None
+            return []
         s = self.settings
-        return SmsSender(
-            self.sms,
-            provider,
-            concurrency=s.sms_concurrency,
-            lease_seconds=s.sms_lease_seconds,
-            wake=self.sms_due,
-        )
+        return [
+            SmsSender(
+                self.sms,
+                provider,
+                concurrency=s.sms_concurrency,
+                batch=s.sms_batch,
+                lease_seconds=s.sms_lease_seconds,
+                wake=self.sms_due,
+                name=f"sms-sender-{i}",
+            )
+            for i in range(s.sms_senders)
+        ]
 
     @cached_property
     def return_paths(self) -> BounceAddresses:
@@ -589,7 +595,7 @@ class Sealpost:
         if not s.sms_sender_enabled:
             return []
         return tasks.loops(
-            self.sms_sender, self.sms, confirm_interval_seconds=s.sms_confirm_interval_seconds
+            self.sms_senders, self.sms, confirm_interval_seconds=s.sms_confirm_interval_seconds
         )
 
     def start_sms(self) -> None:

@@ -348,6 +348,10 @@ class Settings(BaseSettings):
         5.0, gt=0, description="How often the receipt clock looks for overdue SMS."
     )
     sms_concurrency: int = Field(16, ge=1, description="SMS submitted at once per sender.")
+    sms_senders: int = Field(
+        4, ge=1, le=64, description="Sender loops per process (each claims its own batches)."
+    )
+    sms_batch: int = Field(50, ge=1, le=1000, description="SMS one sender claims at a time.")
     sms_lease_seconds: float = Field(
         120.0, gt=0, description="How long a claimed SMS is reserved for its sender."
     )

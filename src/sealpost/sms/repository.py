@@ -309,10 +309,11 @@ class SmsRepository:
         )
         with self.engine.connect() as conn:
             leftovers = [_report(row) for row in conn.execute(query)]
-        for report in leftovers:
+        if leftovers:
             with write_transaction(self.engine) as conn:
                 records: list[EvidenceRecord] = []
-                _apply_in(conn, report, decide, now, records)
+                for report in leftovers:
+                    _apply_in(conn, report, decide, now, records)
                 append_evidence(conn, records)
         return len(leftovers)
 

@@ -78,4 +78,5 @@ sms_reports = Table(
     Column("raw", LargeBinary, nullable=False),
     Column("applied", Integer, nullable=False, server_default="0"),
     Index("ix_sms_reports_operator_id", "provider", "message_id"),
+    Index("ix_sms_reports_pending", "applied", "received_at"),
 )

@@ -39,6 +39,7 @@ class SmsSender:
         lease_seconds: float = 120.0,
         poll_seconds: float = 0.2,
         wake: threading.Event | None = None,
+        name: str = "sms-sender",
     ) -> None:
         self.service = service
         self.provider = provider
@@ -47,7 +48,8 @@ class SmsSender:
         self.lease_seconds = lease_seconds
         self.poll_seconds = poll_seconds
         self.wake = wake or threading.Event()
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:sms:{id(self):x}"
+        self.name = name
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{name}:{id(self):x}"
         self._pool: ThreadPoolExecutor | None = None
 
     def run_once(self) -> int:
@@ -101,10 +103,9 @@ class SmsSender:
 
 
 def loops(
-    sender: SmsSender | None, service: SmsService, *, confirm_interval_seconds: float
+    senders: list[SmsSender], service: SmsService, *, confirm_interval_seconds: float
 ) -> list[Loop]:
-    """The sender (when a provider is configured) and the confirmation clock."""
-    found = [periodic("sms-confirmations", confirm_interval_seconds, service.tick)]
-    if sender is not None:
-        found.insert(0, Loop("sms-sender", sender.run))
-    return found
+    """The senders (when a provider is configured; several overlap one's database round
+    trips with another's submissions) and the confirmation clock."""
+    found = [Loop(sender.name, sender.run) for sender in senders]
+    return [*found, periodic("sms-confirmations", confirm_interval_seconds, service.tick)]

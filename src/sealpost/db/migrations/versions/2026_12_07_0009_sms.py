@@ -89,9 +89,11 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("sha256", name=op.f("pk_sms_reports")),
     )
     op.create_index("ix_sms_reports_operator_id", "sms_reports", ["provider", "message_id"])
+    op.create_index("ix_sms_reports_pending", "sms_reports", ["applied", "received_at"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_sms_reports_pending", table_name="sms_reports")
     op.drop_index("ix_sms_reports_operator_id", table_name="sms_reports")
     op.drop_table("sms_reports")
     op.drop_index("ix_sms_segments_operator_id", table_name="sms_segments")
