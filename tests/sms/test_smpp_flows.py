@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from collections import Counter
 
 import pytest
@@ -171,3 +172,16 @@ def test_smsc_restarted_mid_stream_nothing_lost_nothing_duplicated(sms_env: SmsE
             "RelayToNonERDS",
             "DeliveryReported",
         ]
+
+
+@pytest.mark.parametrize("sms_overrides", [{"smpp_enquire_link_seconds": 0.2}])
+def test_an_idle_bind_is_kept_with_enquire_link(sms_env: SmsEnv) -> None:
+    deadline = time.monotonic() + 10
+    while sms_env.smsc.binds < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    before = sms_env.smsc.enquire_links
+    time.sleep(1.0)
+    assert sms_env.smsc.enquire_links - before >= 3  # about one per 0.2 s of silence
+    assert sms_env.smsc.binds == 1  # the same bind, kept alive
+    sms_id = sms_env.send(DELIVERED_TO, "sigue vivo")
+    sms_env.wait_status(sms_id, "delivered")

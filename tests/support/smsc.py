@@ -77,6 +77,7 @@ class SmscPeer:
     pending: dict[str, bytes] = field(default_factory=dict)
     """Receipt text by receipt key, until acknowledged."""
     binds: int = 0
+    enquire_links: int = 0
     port: int = 0
     _loop: asyncio.AbstractEventLoop | None = None
     _server: asyncio.Server | None = None
@@ -172,6 +173,7 @@ class SmscPeer:
                         for key in list(self.pending):
                             self._send_receipt(writer, key)
                 elif command == ENQUIRE_LINK:
+                    self.enquire_links += 1
                     writer.write(_pdu(ENQUIRE_LINK_RESP, 0, sequence))
                 elif command == UNBIND:
                     writer.write(_pdu(UNBIND_RESP, 0, sequence))
