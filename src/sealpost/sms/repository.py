@@ -13,10 +13,10 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, insert, or_, select, update
+from sqlalchemy import Connection, Engine, and_, bindparam, insert, or_, select, update
 
 from sealpost.db.engine import is_sqlite, write_transaction
 from sealpost.events.outbox import append_evidence
@@ -211,6 +211,9 @@ class SmsRepository:
         c = sms_messages.c
         done = 0
         records: list[EvidenceRecord] = []
+        segments: list[dict[str, Any]] = []
+        submitted: dict[str, list[str]] = {}
+        at = max((o.at for o in outcomes), default=datetime.now(UTC))
         with write_transaction(self.engine) as conn:
             for o in outcomes:
                 values: dict[str, Any] = {
@@ -242,22 +245,36 @@ class SmsRepository:
                 records.extend(o.records)
                 if o.kind != "submitted":
                     continue
-                s = sms_segments.c
-                for number, message_id in enumerate(o.message_ids):
-                    conn.execute(
-                        update(sms_segments)
-                        .where(s.sms_id == o.sms_id, s.number == number)
-                        .values(provider=o.provider, message_id=message_id, state=SEGMENT_ACCEPTED)
-                    )
-                r = sms_reports.c
-                early = conn.execute(
+                segments.extend(
+                    {
+                        "b_sms": o.sms_id,
+                        "b_number": number,
+                        "provider": o.provider,
+                        "message_id": message_id,
+                        "state": SEGMENT_ACCEPTED,
+                    }
+                    for number, message_id in enumerate(o.message_ids)
+                )
+                submitted.setdefault(o.provider or "", []).extend(o.message_ids)
+            s = sms_segments.c
+            if segments:
+                conn.execute(
+                    update(sms_segments).where(
+                        s.sms_id == bindparam("b_sms"), s.number == bindparam("b_number")
+                    ),
+                    segments,
+                )
+            r = sms_reports.c
+            early: list[tuple[StoredReport, datetime]] = []
+            for provider, ids in submitted.items():  # receipts that overtook this commit
+                rows = conn.execute(
                     select(sms_reports)
-                    .where(r.provider == o.provider, r.message_id.in_(list(o.message_ids)))
-                    .where(r.applied == 0)
+                    .where(r.provider == provider, r.message_id.in_(ids), r.applied == 0)
                     .order_by(r.received_at)
                 ).all()
-                for row in early:
-                    _apply_in(conn, _report(row), decide, o.at, records)
+                early.extend((_report(row), at) for row in rows)
+            if early:
+                _apply_batch_in(conn, early, decide, records)
             append_evidence(conn, records)  # one statement per table for the whole batch
         return done
 
@@ -268,17 +285,26 @@ class SmsRepository:
         conn: Connection, items: Sequence[tuple[StoredReport, datetime]], decide: Decide
     ) -> list[bool]:
         """Store raw reports (idempotent by their SHA-256) and apply them, with the evidence
-        they decide appended once for the batch; per report, False for a duplicate."""
-        stored: list[bool] = []
-        records: list[EvidenceRecord] = []
+        they decide appended once for the batch; per report, False for a duplicate.
+
+        Lookups and inserts are one statement for the batch; then each report locks its
+        message, in message order (two batches never wait on each other in a cycle)."""
         r = sms_reports.c
+        shas = list({report.sha256 for report, _ in items})
+        seen = set(conn.execute(select(r.sha256).where(r.sha256.in_(shas))).scalars())
+        stored: list[bool] = []
+        new: list[tuple[StoredReport, datetime]] = []
         for report, received_at in items:
-            seen = conn.execute(select(r.sha256).where(r.sha256 == report.sha256)).first()
-            if seen is not None:
-                stored.append(False)
-                continue
-            conn.execute(
-                insert(sms_reports),
+            fresh = report.sha256 not in seen
+            stored.append(fresh)
+            if fresh:
+                seen.add(report.sha256)
+                new.append((report, received_at))
+        if not new:
+            return stored
+        conn.execute(
+            insert(sms_reports),
+            [
                 {
                     "sha256": report.sha256,
                     "provider": report.provider,
@@ -289,10 +315,12 @@ class SmsRepository:
                     "received_at": received_at,
                     "raw": report.raw,
                     "applied": 0,
-                },
-            )
-            _apply_in(conn, report, decide, received_at, records)
-            stored.append(True)
+                }
+                for report, received_at in new
+            ],
+        )
+        records: list[EvidenceRecord] = []
+        _apply_batch_in(conn, new, decide, records)
         append_evidence(conn, records)
         return stored
 
@@ -366,6 +394,40 @@ def _segments_in(conn: Connection, sms_id: str) -> list[Segment]:
     return [_segment(r) for r in rows]
 
 
+def _apply_batch_in(
+    conn: Connection,
+    new: Sequence[tuple[StoredReport, datetime]],
+    decide: Decide,
+    records: list[EvidenceRecord],
+) -> None:
+    """Apply stored reports whose segments are known: one lookup and one ``applied`` update
+    for the batch, then each report in message order (locks are always taken in the same
+    order, so two batches never wait on each other in a cycle), arrival order within one."""
+    r, s = sms_reports.c, sms_segments.c
+    known: dict[tuple[str, str], tuple[str, int]] = {}
+    for provider in {report.provider for report, _ in new}:
+        ids = [report.message_id for report, _ in new if report.provider == provider]
+        for row in conn.execute(
+            select(s.sms_id, s.number, s.message_id).where(
+                s.provider == provider, s.message_id.in_(ids)
+            )
+        ):
+            known[(provider, row.message_id)] = (row.sms_id, row.number)
+    found = [
+        (known[(report.provider, report.message_id)], i, report, received_at)
+        for i, (report, received_at) in enumerate(new)
+        if (report.provider, report.message_id) in known
+    ]
+    if found:
+        conn.execute(
+            update(sms_reports)
+            .where(r.sha256.in_([report.sha256 for _, _, report, _ in found]))
+            .values(applied=1)
+        )
+    for (sms_id, number), _, report, received_at in sorted(found, key=lambda f: (f[0], f[1])):
+        _apply_known_in(conn, report, sms_id, number, decide, received_at, records)
+
+
 def _apply_in(
     conn: Connection,
     report: StoredReport,
@@ -386,15 +448,29 @@ def _apply_in(
     ).first()
     if found is None:
         return  # the submission is not recorded yet: applied when it is (finish, or the sweep)
-    m = sms_messages.c
-    lock = select(*_COLUMNS).where(m.id == found.sms_id)
-    row = conn.execute(lock if is_sqlite(conn) else lock.with_for_update()).first()
     conn.execute(update(sms_reports).where(sms_reports.c.sha256 == report.sha256).values(applied=1))
+    _apply_known_in(conn, report, found.sms_id, found.number, decide, now, out)
+
+
+def _apply_known_in(
+    conn: Connection,
+    report: StoredReport,
+    sms_id: str,
+    number: int,
+    decide: Decide,
+    now: datetime,
+    out: list[EvidenceRecord],
+) -> None:
+    """:func:`_apply_in` for a report whose segment was looked up (and marked applied)."""
+    s, m = sms_segments.c, sms_messages.c
+    found = (sms_id, number)
+    lock = select(*_COLUMNS).where(m.id == sms_id)
+    row = conn.execute(lock if is_sqlite(conn) else lock.with_for_update()).first()
     if row is None or report.state in ("accepted", "enroute"):
         return  # an intermediate state decides nothing
     moved = conn.execute(
         update(sms_segments)
-        .where(and_(s.sms_id == found.sms_id, s.number == found.number))
+        .where(and_(s.sms_id == found[0], s.number == found[1]))
         .where(s.state.in_([SEGMENT_PENDING, SEGMENT_ACCEPTED]))
         .values(
             state=report.state,
