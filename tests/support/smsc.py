@@ -78,6 +78,7 @@ class SmscPeer:
     """Receipt text by receipt key, until acknowledged."""
     binds: int = 0
     enquire_links: int = 0
+    refused_receipts: int = 0
     port: int = 0
     _loop: asyncio.AbstractEventLoop | None = None
     _server: asyncio.Server | None = None
@@ -184,6 +185,10 @@ class SmscPeer:
                     key = self._acks.pop(sequence, None)
                     if key is not None and status == 0:
                         self.pending.pop(key, None)
+                    elif key is not None:  # the ESME could not take it: send it again soon
+                        self.refused_receipts += 1
+                        assert self._loop is not None
+                        self._loop.call_later(0.1, self._resend, writer, key)
                 elif command in (ENQUIRE_LINK_RESP, UNBIND_RESP):
                     pass
                 else:
@@ -250,6 +255,10 @@ class SmscPeer:
             self._destinations[key] = destination
             for writer in list(self._sessions)[:1]:
                 self._send_receipt(writer, key)
+
+    def _resend(self, writer: asyncio.StreamWriter, key: str) -> None:
+        if key in self.pending and not writer.is_closing():
+            self._send_receipt(writer, key)
 
     def _send_receipt(self, writer: asyncio.StreamWriter, key: str) -> None:
         text = self.pending[key]
