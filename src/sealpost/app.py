@@ -548,9 +548,21 @@ class Sealpost:
 
     @cached_property
     def sms_parts(self) -> SmsParts:
+        from sealpost.sms.certificates import SmsCertificates
         from sealpost.sms.endpoints import SmsParts
 
-        return SmsParts(service=self.sms, repository=self.sms_repository)
+        tenants = self.tenants
+        certificates = SmsCertificates(
+            repository=self.sms_repository,
+            tenant_name=lambda tenant_id: tenants.get(tenant_id).name,
+            ledger=self.ledger,
+            seal=self.seal_identity,
+            timestamper=self.timestamper,
+            trust_roots=self.trust_roots,
+            ledger_origin=self.settings.ledger_origin,
+            hostname=self.settings.hostname,
+        )
+        return SmsParts(service=self.sms, repository=self.sms_repository, certificates=certificates)
 
     @cached_property
     def signatures_parts(self) -> SignaturesParts:

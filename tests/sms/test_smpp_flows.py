@@ -185,3 +185,39 @@ def test_an_idle_bind_is_kept_with_enquire_link(sms_env: SmsEnv) -> None:
     assert sms_env.smsc.binds == 1  # the same bind, kept alive
     sms_id = sms_env.send(DELIVERED_TO, "sigue vivo")
     sms_env.wait_status(sms_id, "delivered")
+
+
+def test_the_certificate_says_the_operator_reported_delivery_and_verifies(
+    sms_env: SmsEnv,
+) -> None:
+    import pypdfium2 as pdfium
+
+    from sealpost.certificates.verify import verify_certificate_pdf
+
+    sms_env.sp.start_background()  # the sequencer seals the records
+    text = "Su expediente 1234 está resuelto. " * 5  # UCS-2, 3 segments
+    sms_id = sms_env.send(DELIVERED_TO, text)
+    early = sms_env.client.get(f"/v1/sms/{sms_id}/certificate.pdf", headers=sms_env.auth)
+    sms_env.wait_status(sms_id, "delivered")
+    assert early.status_code == 409  # before its outcome, there is nothing to certify
+    deadline = time.monotonic() + 20
+    while True:
+        answer = sms_env.client.get(f"/v1/sms/{sms_id}/certificate.pdf", headers=sms_env.auth)
+        if answer.status_code == 200 or time.monotonic() > deadline:
+            break
+        assert answer.status_code == 409, answer.text  # sealing under way
+        time.sleep(0.2)
+    assert answer.status_code == 200, answer.text
+    report = verify_certificate_pdf(answer.content, trust_roots=sms_env.sp.trust_roots)
+    assert report.ok, report.failures
+    assert report.attachments["original.txt"] == text.encode()
+    document = pdfium.PdfDocument(answer.content)
+    words = (
+        " ".join(document[i].get_textpage().get_text_range() for i in range(len(document)))
+        .replace("\r\n", " ")
+        .replace("\n", " ")
+    )
+    document.close()
+    assert "certified SMS" in words
+    assert "The operator reported delivery to the handset at 20" in words
+    assert "took every segment" in words and "only that the operator took it" in words

@@ -29,6 +29,7 @@ from sealpost.errors import (
     Unauthorized,
 )
 from sealpost.ledger.records import format_optional_time, format_time
+from sealpost.sms.certificates import SmsCertificates
 from sealpost.sms.model import InvalidPhoneNumber, Sms
 from sealpost.sms.repository import SmsRepository
 from sealpost.sms.schemas import (
@@ -54,6 +55,7 @@ class SmsParts:
 
     service: SmsService
     repository: SmsRepository
+    certificates: SmsCertificates
 
 
 def sms_parts(request: Request) -> SmsParts:
@@ -168,4 +170,22 @@ def get_sms(sms_id: uuid.UUID, parts: SmsDep, tenant: TenantDep) -> SmsDetail:
         details=sms.details,
         segments=segments,
         evidence=evidence,
+    )
+
+
+@router.get(
+    "/sms/{sms_id:uuid}/certificate.pdf",
+    response_class=Response,
+    responses={200: {"content": {"application/pdf": {}}}, **problem_responses(NotFound, Conflict)},
+)
+def sms_certificate(sms_id: uuid.UUID, parts: SmsDep, tenant: TenantDep) -> Response:
+    """The sealed evidence certificate (PAdES); 409 while the SMS is not final yet, or its
+    last records wait for their seal (retry)."""
+    sms = parts.repository.get(str(sms_id), tenant.id)
+    if sms is None:
+        raise NotFound(f"no SMS {sms_id}")
+    return Response(
+        parts.certificates.issue(sms),
+        media_type="application/pdf",
+        headers={"Content-Disposition": f'attachment; filename="certificate-sms-{sms.id}.pdf"'},
     )
