@@ -20,6 +20,7 @@ from sqlalchemy import Connection, Engine
 
 import sealpost.communications
 import sealpost.signatures
+import sealpost.sms
 from sealpost.config import Settings
 from sealpost.db import migrate
 from sealpost.db.blobs import BlobStore
@@ -62,17 +63,22 @@ if TYPE_CHECKING:
     from sealpost.events.webhooks.sender import WebhookSender
     from sealpost.pickup.endpoints import PickupParts
     from sealpost.pickup.ports import OutgoingMail as PickupOutgoingMail
-    from sealpost.pickup.ports import SmsSender
+    from sealpost.pickup.ports import OutgoingSms as PickupOutgoingSms
     from sealpost.pickup.service import PickupService
     from sealpost.signatures.endpoints import SignaturesParts
     from sealpost.signatures.intake import PdfIntake
     from sealpost.signatures.ports import OutgoingMail
     from sealpost.signatures.service import SignatureService
+    from sealpost.sms.endpoints import SmsParts
+    from sealpost.sms.providers import SmsProvider
+    from sealpost.sms.repository import SmsRepository
+    from sealpost.sms.service import SmsService
+    from sealpost.sms.tasks import SmsSender
     from sealpost.tenants.senders import SenderRepository
 
 log = get_logger(__name__)
 
-DOMAINS = (sealpost.communications, sealpost.signatures)
+DOMAINS = (sealpost.communications, sealpost.signatures, sealpost.sms)
 """The domains composed here; importing each registers its event kinds, so every process
 built here derives every domain's events, whatever part of it runs."""
 
@@ -125,6 +131,17 @@ class PickupMail:
             identification=mail.identification,
             details=mail.details,
         )
+
+
+@dataclass(frozen=True)
+class PickupSms:
+    """Pickup's ``SmsSender`` port over the sms domain: a code by SMS is a certified SMS like
+    any other (its own SubmissionAcceptance, operator and receipt evidence)."""
+
+    sms: SmsService
+
+    def send(self, sms: PickupOutgoingSms) -> str:
+        return self.sms.send(sms.tenant_id, sms.to, sms.text, dict(sms.details))
 
 
 @dataclass(frozen=True)
@@ -199,6 +216,8 @@ class Sealpost:
     """Set when new submissions commit, so the delivery worker wakes at once."""
     webhooks_due: threading.Event = field(default_factory=threading.Event)
     """Set when the dispatcher fans events out, so the webhook sender wakes at once."""
+    sms_due: threading.Event = field(default_factory=threading.Event)
+    """Set when an SMS is accepted, so the SMS sender wakes at once."""
     clock: Clock = utc_now
     """The wall clock of webhook scheduling (fan-out, claims, retries), read by the parts built
     after it is set: a test drives an hour of retries through it."""
@@ -206,8 +225,6 @@ class Sealpost:
     smtp_ports: dict[str, int] = field(default_factory=dict)
     smtp_client_limits: SmtpClientLimits | None = None
     """The SMTP listeners' per-IP limits, once started."""
-    sms_sender: SmsSender | None = None
-    """The sms domain's sender, for ``sms_otp`` pickup codes (None: refused with a 422)."""
 
     @cached_property
     def engine(self) -> Engine:
@@ -440,7 +457,7 @@ class Sealpost:
             PickupMail(self.certified_mailer),
             PickupStates(self.communications),
             PickupConfig.from_settings(self.settings),
-            sms=self.sms_sender,
+            sms=self.pickup_sms,
             clock=lambda: self.clock(),
         )
 
@@ -450,6 +467,84 @@ class Sealpost:
         from sealpost.pickup.recipient import PickupPage
 
         return PickupParts(service=self.pickup, page=PickupPage(self.pickup, self.contents))
+
+    @cached_property
+    def sms_repository(self) -> SmsRepository:
+        from sealpost.sms.repository import SmsRepository
+
+        return SmsRepository(self.engine)
+
+    @cached_property
+    def sms(self) -> SmsService:
+        """Certified SMS; also the receipt sink of the operator adapters and the ``send``
+        that other domains' ``SmsSender`` ports are adapted to."""
+        from sealpost.sms.service import SmsService, SmsSettings
+
+        s = self.settings
+        return SmsService(
+            self.sms_repository,
+            SmsSettings(
+                default_sender=s.sms_default_sender,
+                unconfirmed_after_seconds=s.sms_unconfirmed_after_seconds,
+                retry_initial_seconds=s.sms_retry_initial_seconds,
+                retry_max_seconds=s.sms_retry_max_seconds,
+            ),
+            on_accept=self.sms_due.set,
+        )
+
+    @cached_property
+    def sms_provider(self) -> SmsProvider | None:
+        """The operator adapter SMS_PROVIDER names (None: accepted SMS wait, queued)."""
+        s = self.settings
+        if s.sms_provider == "smpp":
+            from sealpost.sms.smpp import SmppConfig, SmppProvider
+
+            return SmppProvider(
+                SmppConfig(
+                    host=s.smpp_host,
+                    port=s.smpp_port,
+                    system_id=s.smpp_system_id,
+                    password=s.smpp_password.get_secret_value(),
+                    system_type=s.smpp_system_type,
+                    source_address=s.smpp_source_address or s.sms_default_sender,
+                    timeout_seconds=s.smpp_timeout_seconds,
+                    enquire_link_seconds=s.smpp_enquire_link_seconds,
+                ),
+                sink=self.sms,
+            )
+        if s.sms_provider == "http":
+            from sealpost.sms.http_gateway import provider_from_settings
+
+            return provider_from_settings(s)
+        return None
+
+    @cached_property
+    def pickup_sms(self) -> PickupSms | None:
+        """SMS codes for pickup recipients, when an operator is configured (else ``sms_otp``
+        is refused with a 422 rather than accepted into a queue nothing sends)."""
+        return PickupSms(self.sms) if self.settings.sms_provider != "none" else None
+
+    @cached_property
+    def sms_senders(self) -> list[SmsSender]:
+        """SMS_SENDERS claim loops sharing the one operator adapter (none without one)."""
+        from sealpost.sms.tasks import SmsSender
+
+        provider = self.sms_provider
+        if provider is None:
+            return []
+        s = self.settings
+        return [
+            SmsSender(
+                self.sms,
+                provider,
+                concurrency=s.sms_concurrency,
+                batch=s.sms_batch,
+                lease_seconds=s.sms_lease_seconds,
+                wake=self.sms_due,
+                name=f"sms-sender-{i}",
+            )
+            for i in range(s.sms_senders)
+        ]
 
     @cached_property
     def return_paths(self) -> BounceAddresses:
@@ -587,6 +682,24 @@ class Sealpost:
         )
 
     @cached_property
+    def sms_parts(self) -> SmsParts:
+        from sealpost.sms.certificates import SmsCertificates
+        from sealpost.sms.endpoints import SmsParts
+
+        tenants = self.tenants
+        certificates = SmsCertificates(
+            repository=self.sms_repository,
+            tenant_name=lambda tenant_id: tenants.get(tenant_id).name,
+            ledger=self.ledger,
+            seal=self.seal_identity,
+            timestamper=self.timestamper,
+            trust_roots=self.trust_roots,
+            ledger_origin=self.settings.ledger_origin,
+            hostname=self.settings.hostname,
+        )
+        return SmsParts(service=self.sms, repository=self.sms_repository, certificates=certificates)
+
+    @cached_property
     def signatures_parts(self) -> SignaturesParts:
         from sealpost.signatures.endpoints import SignaturesParts
 
@@ -627,6 +740,20 @@ class Sealpost:
 
         return tasks.loops(self.pickup, self.settings)
 
+    def sms_loops(self) -> list[Loop]:
+        from sealpost.sms import tasks
+
+        s = self.settings
+        if not s.sms_sender_enabled:
+            return []
+        return tasks.loops(
+            self.sms_senders, self.sms, confirm_interval_seconds=s.sms_confirm_interval_seconds
+        )
+
+    def start_sms(self) -> None:
+        """The SMS sender (with the operator adapter SMS_PROVIDER names) and receipt clock."""
+        self.supervisor.start(self.sms_loops())
+
     def start_email(self) -> None:
         """SMTP listeners, delivery worker, certificate issuer and pickup worker, as settings
         enable them."""
@@ -651,6 +778,7 @@ class Sealpost:
         self.supervisor.stopping.set()
         self.work_available.set()
         self.webhooks_due.set()
+        self.sms_due.set()
         if "engine" in self.__dict__:  # the dispatcher waits on it: wake it to stop
             from sealpost.events.outbox import committed_signal
 
@@ -663,6 +791,11 @@ class Sealpost:
         if "pdf_intake" in self.__dict__:
             self.pdf_intake.close()
         self.supervisor.stop(timeout)
+        provider = self.__dict__.get("sms_provider")
+        if provider is not None:  # after the sender stopped: nothing is submitting now
+            provider.close()
+        if "sms" in self.__dict__:  # after the adapter: no receipt is on its way in
+            self.sms.close()
 
 
 def build(settings: Settings | None = None, *, prepare: bool = True) -> Sealpost:

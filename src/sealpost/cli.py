@@ -113,6 +113,7 @@ def serve(
                 "webhooks_enabled": settings.webhooks_enabled and role == "worker",
                 "signing_worker_enabled": settings.signing_worker_enabled and role == "worker",
                 "pickup_worker_enabled": settings.pickup_worker_enabled and role == "worker",
+                "sms_sender_enabled": settings.sms_sender_enabled and role == "worker",
             }
         )
     sp = build(settings)  # keys and schema on first start; the sequencer seals leftovers
@@ -122,6 +123,7 @@ def serve(
         raise _fail(f"cannot start the SMTP listeners: {exc}") from None
     sp.start_events()
     sp.start_signing()
+    sp.start_sms()
     children = []
     if sp.smtp_ports and not acceptor:
         listening = ", ".join(f"{k} {settings.smtp_host}:{v}" for k, v in sp.smtp_ports.items())

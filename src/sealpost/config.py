@@ -405,6 +405,60 @@ class Settings(BaseSettings):
         description="The public base URL the gateway calls the callbacks at (Twilio signs the "
         "full URL); default PUBLIC_URL.",
     )
+    # -- certified SMS (docs/sms.md) -------------------------------------------------------
+    sms_provider: Literal["none", "smpp", "http"] = Field(
+        "none",
+        description="Which operator adapter sends SMS: none (accepted SMS wait, queued), smpp "
+        "(SMPP 3.4, the SMPP_* settings) or http (an HTTP gateway).",
+    )
+    sms_sender_enabled: bool = Field(
+        True, description="Run the SMS sender and the receipt clock in `serve`."
+    )
+    sms_default_sender: str = Field(
+        "Sealpost",
+        max_length=16,
+        description="Originator when a request names none: alphanumeric (at most 11 "
+        "characters on most networks) or an E.164 number.",
+    )
+    sms_unconfirmed_after_seconds: float = Field(
+        48 * 3600.0,
+        gt=0,
+        description="An SMS without a final delivery receipt for every segment this long after "
+        "the operator took it becomes `unconfirmed` (never `delivered`).",
+    )
+    sms_confirm_interval_seconds: float = Field(
+        5.0, gt=0, description="How often the receipt clock looks for overdue SMS."
+    )
+    sms_concurrency: int = Field(16, ge=1, description="SMS submitted at once per sender.")
+    sms_senders: int = Field(
+        4, ge=1, le=64, description="Sender loops per process (each claims its own batches)."
+    )
+    sms_batch: int = Field(50, ge=1, le=1000, description="SMS one sender claims at a time.")
+    sms_lease_seconds: float = Field(
+        120.0, gt=0, description="How long a claimed SMS is reserved for its sender."
+    )
+    sms_retry_initial_seconds: float = Field(
+        5.0, gt=0, description="First retry delay after a temporary failure; doubles."
+    )
+    sms_retry_max_seconds: float = Field(
+        600.0, gt=0, description="Longest delay between two submission attempts of one SMS."
+    )
+    smpp_host: str = Field("127.0.0.1", description="The SMSC's host (SMPP 3.4).")
+    smpp_port: int = Field(2775, ge=1, le=65535, description="The SMSC's port.")
+    smpp_system_id: str = Field("", max_length=15, description="bind_transceiver system_id.")
+    smpp_password: SecretStr = Field(
+        SecretStr(""), description="bind_transceiver password (at most 8 characters)."
+    )
+    smpp_system_type: str = Field("", max_length=12, description="bind system_type, if any.")
+    smpp_source_address: str | None = Field(
+        None, description="Originator sent to the SMSC; default SMS_DEFAULT_SENDER."
+    )
+    smpp_timeout_seconds: float = Field(
+        10.0, gt=0, description="How long a submit_sm waits for its response."
+    )
+    smpp_enquire_link_seconds: float = Field(
+        30.0, gt=0, description="An idle link sends enquire_link this often (keepalive)."
+    )
 
     # -- limits of what one client may ask (docs/operations.md, "Limits") --------------------
     api_max_body_bytes: int = Field(

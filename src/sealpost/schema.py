@@ -15,6 +15,7 @@ from sealpost.events import tables as events_tables
 from sealpost.ledger import tables as ledger_tables
 from sealpost.pickup import tables as pickup_tables
 from sealpost.signatures import tables as signatures_tables
+from sealpost.sms import tables as sms_tables
 from sealpost.tenants import tables as tenants_tables
 
 DOMAIN_TABLES = (
@@ -26,6 +27,7 @@ DOMAIN_TABLES = (
     communications_tables,
     signatures_tables,
     pickup_tables,
+    sms_tables,
 )
 
 __all__ = ["DOMAIN_TABLES", "metadata"]

@@ -70,7 +70,10 @@ def _owned_objects(client: TestClient, key: dict[str, str], env: MailEnv) -> dic
     while not (events := client.get("/v1/events", headers=key).json()["events"]):
         assert time.monotonic() < deadline, "no event was positioned"
         time.sleep(0.05)
+    sms = client.post("/v1/sms", json={"to": "+34612345678", "text": "Owner-only"}, headers=key)
+    assert sms.status_code == 201, sms.text
     return {
+        "sms_id": sms.json()["id"],
         "communication_id": communication_id,
         "record_id": record_id,
         "endpoint_id": endpoint_id,

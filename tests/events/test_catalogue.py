@@ -248,5 +248,6 @@ def test_opening_events_are_first_by_construction() -> None:
         "sealpost.communication.accepted",
         "sealpost.submission.rejected",
         "sealpost.signature.created",
+        "sealpost.sms.accepted",
     }
-    assert {"communication", "submission", "signature_process"} == REGISTRY.opened_subjects
+    assert {"communication", "submission", "signature_process", "sms"} == REGISTRY.opened_subjects

@@ -41,6 +41,8 @@ from sealpost.logging import get_logger
 from sealpost.pickup import endpoints as pickup
 from sealpost.signatures import endpoints as signatures
 from sealpost.signatures import page_endpoints as signing_page
+from sealpost.sms import callbacks as sms_callbacks
+from sealpost.sms import endpoints as sms
 
 log = get_logger(__name__)
 
@@ -53,6 +55,7 @@ ROUTERS = (
     signing_page.router,
     pickup.router,
     pickup.page_router,
+    sms.router,
 )
 """Every domain's router, in the order the OpenAPI document lists them."""
 
@@ -127,6 +130,7 @@ def create_app(sp: Sealpost, *, start_background: bool = True) -> FastAPI:
     app.state.events = sp.events_parts
     app.state.signatures = sp.signatures_parts
     app.state.pickup = sp.pickup_parts
+    app.state.sms = sp.sms_parts
     errors.install(app)
     app.state.rate_limits = limits.install(app, sp.settings, sp.tenants)
     app.state.tenant_rate_limiter = app.state.rate_limits.per_tenant
@@ -249,6 +253,8 @@ def create_app(sp: Sealpost, *, start_background: bool = True) -> FastAPI:
 
     for router in ROUTERS:
         app.include_router(router)
+    if sp.settings.sms_provider == "http":  # the gateway's delivery reports, signed
+        app.include_router(sms_callbacks.router(sp.sms, sp.settings))
     # the more specific mount first: /static/access is the access kit's shared page modules
     app.mount(access.STATIC_PATH, StaticFiles(directory=access.STATIC_DIR), name="access-static")
     app.mount(pickup_static.STATIC_PATH, StaticFiles(directory=pickup_static.STATIC_DIR))

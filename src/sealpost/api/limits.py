@@ -39,8 +39,9 @@ log = get_logger(__name__)
 
 SIGNING_PAGE = "/sign/"
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
-UNLIMITED = ("/healthz", "/static/", "/docs/assets/")
-"""Paths no per-IP rate applies to: health probes and static files."""
+UNLIMITED = ("/healthz", "/static/", "/docs/assets/", "/sms/callbacks/")
+"""Paths no per-IP rate applies to: health probes, static files, and the SMS operator's signed
+delivery reports (a gateway posts thousands from a few addresses; a refused one is only late)."""
 
 
 @dataclass(frozen=True)

@@ -146,7 +146,11 @@ def check_message(report: CertificateReport, manifest: dict[str, Any]) -> str | 
 
 
 def _bundle_problems(
-    bundle: VerificationReport, event: dict[str, Any], communication_id: Any, eml_digest: str | None
+    bundle: VerificationReport,
+    event: dict[str, Any],
+    communication_id: Any,
+    eml_digest: str | None,
+    subject_type: Any = "communication",
 ) -> list[str]:
     record = bundle.record
     if record is None:
@@ -156,7 +160,7 @@ def _bundle_problems(
         problems.append(f"it is record {record.id}, the manifest lists {event.get('record_id')}")
     if record.event.name != event.get("event"):
         problems.append(f"it records {record.event.name}, the manifest says {event.get('event')}")
-    if (record.subject.type, record.subject.id) != ("communication", communication_id):
+    if (record.subject.type, record.subject.id) != (subject_type, communication_id):
         problems.append(
             f"it is about {record.subject.type} {record.subject.id}, not this communication"
         )
@@ -200,7 +204,13 @@ def check_evidence(
             details = "; ".join(f"{c.field}: {c.detail}" for c in bundle.failures)
             report.add("evidence", name, False, f"the bundle does not verify: {details}")
             continue
-        problems = _bundle_problems(bundle, event, manifest.get("communication_id"), eml_digest)
+        problems = _bundle_problems(
+            bundle,
+            event,
+            manifest.get("communication_id"),
+            eml_digest,
+            manifest.get("subject_type", "communication"),
+        )
         if problems:
             report.add("evidence", name, False, "; ".join(problems))
         else:

@@ -37,6 +37,15 @@ MANIFEST_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 EML_NAME = "original.eml"
 EML_MIME = "message/rfc822"
+SMS_NAME = "original.txt"
+SMS_MIME = "text/plain; charset=utf-8"
+
+
+def original_file(data: CertificateData) -> tuple[str, str]:
+    """(name, MIME type) of the embedded original: the .eml, or an SMS's text."""
+    return (SMS_NAME, SMS_MIME) if data.channel == "sms" else (EML_NAME, EML_MIME)
+
+
 JSON_MIME = "application/json"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -73,7 +82,8 @@ def evidence_files(data: CertificateData) -> list[tuple[CertificateEvent, int, s
 
 def attachments(data: CertificateData) -> dict[str, tuple[bytes, str]]:
     """Every file the certificate embeds: name -> (bytes, MIME type), manifest included."""
-    files: dict[str, tuple[bytes, str]] = {EML_NAME: (data.eml, EML_MIME)}
+    original, mime = original_file(data)
+    files: dict[str, tuple[bytes, str]] = {original: (data.eml, mime)}
     for event, _, name in evidence_files(data):
         if name is not None and event.bundle is not None:
             files[name] = (bundle_json(event.bundle), JSON_MIME)
@@ -97,6 +107,7 @@ def build_manifest(data: CertificateData, files: Mapping[str, tuple[bytes, str]]
         "status": data.status,
         "supersedes_sha256": data.supersedes_sha256,
         "ledger_origin": data.ledger_origin,
+        **({"subject_type": "sms"} if data.channel == "sms" else {}),
         "message": {
             "sender": data.sender,
             "sender_identification": data.sender_identification,
@@ -106,7 +117,7 @@ def build_manifest(data: CertificateData, files: Mapping[str, tuple[bytes, str]]
             "submitted_at": utc_text(data.submitted_at),
             "sha256": data.content_sha256,
             "size": data.content_size,
-            "file": EML_NAME,
+            "file": original_file(data)[0],
             "parts": [
                 {"content_type": ct, "filename": fn, "sha256": digest, "size": size}
                 for ct, fn, digest, size in data.parts

@@ -64,3 +64,6 @@ class CertificateData:
     ledger_origin: str
     verify_hint: str
     """The command a reader runs, e.g. "sealpost verify certificate.pdf --trust root-ca.pem"."""
+    channel: str = "email"
+    """"email" or "sms": the wording, the original's file name (``original.eml`` or
+    ``original.txt``, the SMS text in UTF-8) and the records' subject type."""

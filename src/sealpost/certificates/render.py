@@ -21,6 +21,7 @@ from sealpost.certificates.fonts import close_fonts, register_fonts
 from sealpost.certificates.manifest import (
     EML_NAME,
     MANIFEST_NAME,
+    SMS_NAME,
     attachments,
     evidence_files,
     utc_text,
@@ -28,9 +29,10 @@ from sealpost.certificates.manifest import (
 from sealpost.certificates.model import CertificateData, CertificateEvent
 
 TITLE = "Evidence certificate — certified email"
+SMS_TITLE = "Evidence certificate — certified SMS"
 LABEL_WIDTH = 42.0
 _DETAIL_LIMIT = 300
-_RELATIONSHIP = {EML_NAME: "Source", MANIFEST_NAME: "Data"}
+_RELATIONSHIP = {EML_NAME: "Source", SMS_NAME: "Source", MANIFEST_NAME: "Data"}
 
 
 def _when(moment: datetime) -> str:
@@ -112,7 +114,30 @@ _STATUS_WORDS = {
 """Registered pickup's statuses in plain words (the events below say how and when)."""
 
 
+def _sms(pdf: SealpostPages, d: CertificateData) -> None:
+    pdf.heading("The SMS")
+    pdf.field("From (sender id)", d.sender)
+    pdf.field("Sender identified by", d.sender_identification)
+    pdf.field("To", d.recipient)
+    pdf.field("Submitted at", _when(d.submitted_at))
+    pdf.field("Text SHA-256", d.content_sha256, mono=True)
+    pdf.field("Size", f"{d.content_size} bytes (UTF-8), embedded as {SMS_NAME}")
+    pdf.field("Text", d.eml.decode("utf-8", "replace"))
+    if d.parts:
+        pdf.heading("Segments")
+        pdf.paragraph(
+            "The operator bills and delivers an SMS in segments; each has its own digest (of its "
+            "text in UTF-8) and its own delivery receipt."
+        )
+        for i, (_, _, sha256, size) in enumerate(d.parts, start=1):
+            pdf.field(f"Segment {i}", f"{size} bytes")
+            pdf.field("SHA-256", sha256, mono=True, indent=6)
+
+
 def _message(pdf: SealpostPages, d: CertificateData) -> None:
+    if d.channel == "sms":
+        _sms(pdf, d)
+        return
     pdf.heading("The message")
     pdf.field("From", d.sender)
     pdf.field("Sender identified by", d.sender_identification)
@@ -249,8 +274,9 @@ def _how_to_verify(pdf: SealpostPages, d: CertificateData, files: Mapping[str, b
         "certificate expires (PAdES B-LTA); pdfsig lists it as not verified because it does not "
         "implement document timestamps."
     )
+    original = SMS_NAME if d.channel == "sms" else EML_NAME
     pdf.paragraph(
-        f"The attached files are the evidence itself. {EML_NAME} is the exact message: its "
+        f"The attached files are the evidence itself. {original} is the exact message: its "
         "SHA-256 must equal the digest above and the one in every evidence file. Each "
         "evidence-*.json is an evidence bundle: the record of one event, its inclusion proof "
         f"in the Merkle log “{d.ledger_origin}” (RFC 9162), the log's signed tree head, the "
@@ -279,7 +305,8 @@ def render_certificate(data: CertificateData) -> bytes:
         f"Sealpost evidence certificate — communication {data.communication_id} — "
         f"version {data.version}"
     )
-    pdf.set_title(TITLE)
+    title = SMS_TITLE if data.channel == "sms" else TITLE
+    pdf.set_title(title)
     pdf.set_subject(f"Evidence for communication {data.communication_id}")
     pdf.set_author(data.tenant_name)
     pdf.set_creator("Sealpost")
@@ -288,16 +315,17 @@ def render_certificate(data: CertificateData) -> bytes:
     pdf.add_page()
 
     pdf.set_font(pdf.fontset.text, "B", 17)
-    pdf.multi_cell(0, 9, pdf.fontset.clean(TITLE), new_x="LMARGIN", new_y="NEXT")
+    pdf.multi_cell(0, 9, pdf.fontset.clean(title), new_x="LMARGIN", new_y="NEXT")
     pdf.ln(1)
     pdf.paragraph(
         f"Issued on {_when(data.issued_at)} by Sealpost for {data.tenant_name}. "
         f"Communication {data.communication_id}, certificate version {data.version}. "
-        f"Status: {data.status}{_STATUS_WORDS.get(data.status, '')}.",
+        f"Status: {data.status}{'' if data.channel == 'sms' else _STATUS_WORDS.get(data.status, '')}.",
         size=10,
     )
     pdf.paragraph(
-        "This document is an account of every event recorded for one certified email. Each "
+        "This document is an account of every event recorded for one certified "
+        f"{'SMS' if data.channel == 'sms' else 'email'}. Each "
         "event is an entry of a tamper-evident Merkle log, sealed with the service's seal and an "
         "RFC 3161 timestamp; the attached evidence files let anyone check each entry offline."
     )
@@ -333,6 +361,8 @@ def render_certificate(data: CertificateData) -> bytes:
 def _description(name: str) -> str:
     if name == EML_NAME:
         return "The exact original message (RFC 5322)"
+    if name == SMS_NAME:
+        return "The exact text of the SMS (UTF-8)"
     if name == MANIFEST_NAME:
         return "Machine-readable summary of this certificate"
     if name.startswith("etsi-"):

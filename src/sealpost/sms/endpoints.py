@@ -1,0 +1,191 @@
+"""Certified SMS over REST: send, preview, status with segments, receipts and evidence.
+
+``POST /v1/sms`` answers 201 only once the message and its SubmissionAcceptance are committed;
+an ``Idempotency-Key`` makes a retried POST return the first answer (200) instead of sending
+twice, and the same key with another request is a 409.  ``POST /v1/sms/preview`` tells the
+encoding and segments (what the operator will bill) without sending anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Request, Response
+
+from sealpost.api.auth import TenantDep
+from sealpost.api.errors import problem_responses
+from sealpost.api.text import SingleLine
+from sealpost.db.full import StorageFull
+from sealpost.errors import (
+    Conflict,
+    InvalidInput,
+    NotFound,
+    ServiceUnavailable,
+    TooManyRequests,
+    Unauthorized,
+)
+from sealpost.ledger.records import format_optional_time, format_time
+from sealpost.sms.certificates import SmsCertificates
+from sealpost.sms.model import InvalidPhoneNumber, Sms
+from sealpost.sms.repository import SmsRepository
+from sealpost.sms.schemas import (
+    Preview,
+    PreviewRequest,
+    SegmentOut,
+    SmsDetail,
+    SmsOut,
+    SmsRequest,
+)
+from sealpost.sms.service import SmsService
+
+router = APIRouter(
+    prefix="/v1",
+    tags=["sms"],
+    responses=problem_responses(Unauthorized, TooManyRequests, ServiceUnavailable, StorageFull),
+)
+
+
+@dataclass(frozen=True)
+class SmsParts:
+    """What the SMS endpoints use; built by the composition root."""
+
+    service: SmsService
+    repository: SmsRepository
+    certificates: SmsCertificates
+
+
+def sms_parts(request: Request) -> SmsParts:
+    parts: SmsParts = request.app.state.sms
+    return parts
+
+
+SmsDep = Annotated[SmsParts, Depends(sms_parts)]
+
+
+def _out(sms: Sms, replayed: bool = False) -> dict[str, object]:
+    return {
+        "id": sms.id,
+        "status": sms.status,
+        "to": sms.recipient,
+        "sender": sms.sender,
+        "encoding": sms.encoding,
+        "segment_count": sms.segment_count,
+        "text_sha256": sms.text_sha256,
+        "submitted_at": format_time(sms.submitted_at),
+        "updated_at": format_time(sms.updated_at),
+        "relayed_at": format_optional_time(sms.relayed_at),
+        "final_at": format_optional_time(sms.final_at),
+        "attempts": sms.attempts,
+        "next_attempt_at": format_optional_time(sms.next_attempt_at)
+        if sms.status == "queued"
+        else None,
+        "last_error": sms.last_error,
+        "replayed": replayed,
+    }
+
+
+@router.post(
+    "/sms",
+    status_code=201,
+    response_model=SmsOut,
+    responses={
+        200: {"model": SmsOut, "description": "An Idempotency-Key matched an earlier send."},
+        **problem_responses(Conflict, InvalidInput, InvalidPhoneNumber),
+    },
+)
+def send_sms(
+    body: SmsRequest,
+    parts: SmsDep,
+    tenant: TenantDep,
+    response: Response,
+    idempotency_key: Annotated[
+        SingleLine | None,
+        Header(max_length=200, description="Retry-safe sends: same key, same answer."),
+    ] = None,
+) -> SmsOut:
+    """Send a certified SMS: accepted once durable, then submitted to the operator."""
+    accepted = parts.service.accept(
+        tenant_id=tenant.id,
+        to=body.to,
+        text=body.text,
+        sender=body.sender,
+        details=body.details,
+        identification={"method": "api-key", "tenant": tenant.name},
+        idempotency_key=idempotency_key,
+        request_sha256=hashlib.sha256(
+            json.dumps(body.model_dump(), sort_keys=True).encode()
+        ).hexdigest(),
+    )
+    if accepted.replayed:
+        response.status_code = 200
+    return SmsOut(**_out(accepted.sms, accepted.replayed))
+
+
+@router.post("/sms/preview", response_model=Preview)
+def preview_sms(body: PreviewRequest, parts: SmsDep, tenant: TenantDep) -> Preview:
+    """Encoding (GSM-7 or UCS-2), size and segments of a text, without sending it."""
+    split = parts.service.preview(body.text)
+    return Preview(
+        encoding=split.encoding, units=split.units, segments=split.segments, parts=list(split.parts)
+    )
+
+
+@router.get("/sms/{sms_id:uuid}", response_model=SmsDetail, responses=problem_responses(NotFound))
+def get_sms(sms_id: uuid.UUID, parts: SmsDep, tenant: TenantDep) -> SmsDetail:
+    """Status, each segment with its operator id and receipt, and the evidence in order.
+
+    The id is a UUID in the route itself, so ``/v1/sms/preview`` is never taken for one."""
+    sms = parts.repository.get(str(sms_id), tenant.id)
+    if sms is None:
+        raise NotFound(f"no SMS {sms_id}")
+    segments = [
+        SegmentOut(
+            number=s.number + 1,
+            state=s.state,
+            operator_message_id=s.message_id,
+            operator_status=s.status,
+            reported_at=format_optional_time(s.reported_at),
+            report_sha256=s.report_sha256,
+        )
+        for s in parts.repository.segments(sms.id)
+    ]
+    evidence = [
+        {
+            "record_id": e.record_id,
+            "event": e.event,
+            "event_time": format_time(e.event_time),
+            "sealed": e.sealed,
+            "evidence": f"/v1/evidence/{e.record_id}",
+            "reasons": e.record.get("reasons", []),
+        }
+        for e in parts.repository.timeline(tenant.id, sms.id)
+    ]
+    return SmsDetail(
+        **_out(sms),
+        text=sms.text,
+        details=sms.details,
+        segments=segments,
+        evidence=evidence,
+    )
+
+
+@router.get(
+    "/sms/{sms_id:uuid}/certificate.pdf",
+    response_class=Response,
+    responses={200: {"content": {"application/pdf": {}}}, **problem_responses(NotFound, Conflict)},
+)
+def sms_certificate(sms_id: uuid.UUID, parts: SmsDep, tenant: TenantDep) -> Response:
+    """The sealed evidence certificate (PAdES); 409 while the SMS is not final yet, or its
+    last records wait for their seal (retry)."""
+    sms = parts.repository.get(str(sms_id), tenant.id)
+    if sms is None:
+        raise NotFound(f"no SMS {sms_id}")
+    return Response(
+        parts.certificates.issue(sms),
+        media_type="application/pdf",
+        headers={"Content-Disposition": f'attachment; filename="certificate-sms-{sms.id}.pdf"'},
+    )

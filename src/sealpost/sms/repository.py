@@ -1,0 +1,494 @@
+"""All SQL of certified SMS: messages, segments, delivery reports.
+
+Every change of state writes its evidence records, and the events they imply, in the same
+transaction (``outbox.append_evidence``).  Sending is *claimed* like email delivery: a lease
+set in one statement, ``FOR UPDATE SKIP LOCKED`` on PostgreSQL (``BEGIN IMMEDIATE`` on
+SQLite), and finishing is fenced on the lease owner, so two workers never both record a
+submission.  Reports are stored by the SHA-256 of their raw bytes (a duplicate is a no-op)
+and applied to a segment only while the segment has no final state (out of order is harmless).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Engine, and_, bindparam, insert, or_, select, update
+
+from sealpost.db.engine import is_sqlite, write_transaction
+from sealpost.events.outbox import append_evidence
+from sealpost.ledger.records import EvidenceRecord
+from sealpost.ledger.repository import TimelineEntry, as_utc, as_utc_or_none, timeline
+from sealpost.sms.model import (
+    QUEUED,
+    SEGMENT_ACCEPTED,
+    SEGMENT_PENDING,
+    SUBMITTED,
+    Segment,
+    Sms,
+)
+from sealpost.sms.tables import sms_messages, sms_reports, sms_segments
+
+_FIELDS = [f.name for f in fields(Sms)]
+_COLUMNS = [sms_messages.c[name] for name in _FIELDS]
+_TIMES = ("submitted_at", "updated_at", "relayed_at", "confirm_by", "final_at", "next_attempt_at")
+
+
+def _sms(row: Any) -> Sms:
+    values = {name: getattr(row, name) for name in _FIELDS}
+    for key in _TIMES:
+        values[key] = as_utc_or_none(values[key])
+    values["details"] = json.loads(values["details"])
+    return Sms(**values)
+
+
+def _segment(row: Any) -> Segment:
+    return Segment(
+        number=row.number,
+        state=row.state,
+        provider=row.provider,
+        message_id=row.message_id,
+        status=row.status,
+        reported_at=as_utc_or_none(row.reported_at),
+        report_sha256=row.report_sha256,
+    )
+
+
+@dataclass(frozen=True)
+class StoredReport:
+    """A delivery report as stored (``raw`` exactly as received)."""
+
+    sha256: str
+    provider: str
+    message_id: str
+    state: str
+    status: str
+    reported_at: datetime
+    raw: bytes
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the service decided for a message from its segments: new status and evidence."""
+
+    status: str
+    records: Sequence[EvidenceRecord]
+
+
+Decide = Callable[[Sms, list[Segment], StoredReport], Decision | None]
+
+
+@dataclass(frozen=True)
+class SendOutcome:
+    """How one claimed message's submission ended."""
+
+    sms_id: str
+    kind: str
+    """``submitted``, ``retry`` or ``failed``."""
+    at: datetime
+    records: Sequence[EvidenceRecord] = ()
+    provider: str | None = None
+    message_ids: Sequence[str] = ()
+    confirm_by: datetime | None = None
+    next_attempt_at: datetime | None = None
+    error: str | None = None
+
+
+class SmsRepository:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    # -- acceptance -------------------------------------------------------------------------
+
+    @staticmethod
+    def insert_many_in(
+        conn: Connection, items: Sequence[tuple[dict[str, Any], EvidenceRecord]]
+    ) -> list[Sms | None]:
+        """Store new messages, their segments and their SubmissionAcceptance records, one
+        statement per table; each item's result is the earlier message its idempotency key
+        names (nothing stored for it), or None."""
+        results: list[Sms | None] = []
+        fresh: list[tuple[dict[str, Any], EvidenceRecord]] = []
+        keyed: dict[tuple[str, str], dict[str, Any]] = {}
+        for row, record in items:
+            key = row.get("idempotency_key")
+            if key is not None:
+                same = keyed.get((row["tenant_id"], key))
+                earlier = (
+                    row_sms(same)
+                    if same is not None
+                    else conn.execute(
+                        select(*_COLUMNS).where(
+                            sms_messages.c.tenant_id == row["tenant_id"],
+                            sms_messages.c.idempotency_key == key,
+                        )
+                    ).first()
+                )
+                if earlier is not None:
+                    results.append(earlier if isinstance(earlier, Sms) else _sms(earlier))
+                    continue
+                keyed[(row["tenant_id"], key)] = row
+            fresh.append((row, record))
+            results.append(None)
+        if fresh:
+            conn.execute(insert(sms_messages), [row for row, _ in fresh])
+            conn.execute(
+                insert(sms_segments),
+                [
+                    {"sms_id": row["id"], "number": i, "state": SEGMENT_PENDING}
+                    for row, _ in fresh
+                    for i in range(row["segment_count"])
+                ],
+            )
+            append_evidence(conn, [record for _, record in fresh])
+        return results
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def get(self, sms_id: str, tenant_id: str | None = None) -> Sms | None:
+        query = select(*_COLUMNS).where(sms_messages.c.id == sms_id)
+        if tenant_id is not None:
+            query = query.where(sms_messages.c.tenant_id == tenant_id)
+        with self.engine.connect() as conn:
+            row = conn.execute(query).first()
+        return None if row is None else _sms(row)
+
+    def segments(self, sms_id: str) -> list[Segment]:
+        with self.engine.connect() as conn:
+            return _segments_in(conn, sms_id)
+
+    def timeline(self, tenant_id: str, sms_id: str) -> list[TimelineEntry]:
+        return timeline(self.engine, tenant_id, "sms", sms_id)
+
+    def reports(self, provider: str, message_id: str) -> list[StoredReport]:
+        r = sms_reports.c
+        query = select(sms_reports).where(r.provider == provider, r.message_id == message_id)
+        with self.engine.connect() as conn:
+            return [_report(row) for row in conn.execute(query.order_by(r.received_at))]
+
+    # -- sending ----------------------------------------------------------------------------
+
+    def claim_due(
+        self, owner: str, *, limit: int, lease_seconds: float, now: datetime
+    ) -> list[Sms]:
+        """Reserve up to ``limit`` queued messages whose time has come (attempts counted)."""
+        c = sms_messages.c
+        due = (
+            select(c.id)
+            .where(c.status == QUEUED, c.next_attempt_at <= now)
+            .where(or_(c.lease_until.is_(None), c.lease_until < now))
+            .order_by(c.next_attempt_at)
+            .limit(limit)
+        )
+        with write_transaction(self.engine) as conn:
+            if not is_sqlite(conn):
+                due = due.with_for_update(skip_locked=True)
+            ids = list(conn.execute(due).scalars())
+            if not ids:
+                return []
+            conn.execute(
+                update(sms_messages)
+                .where(c.id.in_(ids))
+                .values(
+                    lease_owner=owner,
+                    lease_until=now + timedelta(seconds=lease_seconds),
+                    attempts=c.attempts + 1,
+                )
+            )
+            rows = conn.execute(select(*_COLUMNS).where(c.id.in_(ids))).all()
+        return sorted((_sms(r) for r in rows), key=lambda s: (s.next_attempt_at, s.id))
+
+    def finish(self, owner: str, outcomes: Sequence[SendOutcome], decide: Decide) -> int:
+        """Record how each claimed message's submission ended, in one transaction; returns how
+        many were recorded (one whose lease was lost is skipped: its new owner decides).
+
+        A submitted message's segments get their operator ids, and reports that arrived
+        before the ids were known (the operator can be that quick) are applied at once.
+        """
+        c = sms_messages.c
+        done = 0
+        records: list[EvidenceRecord] = []
+        segments: list[dict[str, Any]] = []
+        submitted: dict[str, list[str]] = {}
+        at = max((o.at for o in outcomes), default=datetime.now(UTC))
+        with write_transaction(self.engine) as conn:
+            for o in outcomes:
+                values: dict[str, Any] = {
+                    "updated_at": o.at,
+                    "lease_owner": None,
+                    "lease_until": None,
+                    "last_error": o.error,
+                }
+                if o.kind == "submitted":
+                    values.update(
+                        status=SUBMITTED,
+                        provider=o.provider,
+                        relayed_at=o.at,
+                        confirm_by=o.confirm_by,
+                        next_attempt_at=None,
+                    )
+                elif o.kind == "failed":
+                    values.update(status="failed", final_at=o.at, next_attempt_at=None)
+                else:
+                    values.update(next_attempt_at=o.next_attempt_at)
+                moved = conn.execute(
+                    update(sms_messages)
+                    .where(c.id == o.sms_id, c.lease_owner == owner, c.status == QUEUED)
+                    .values(**values)
+                ).rowcount
+                if not moved:
+                    continue
+                done += 1
+                records.extend(o.records)
+                if o.kind != "submitted":
+                    continue
+                segments.extend(
+                    {
+                        "b_sms": o.sms_id,
+                        "b_number": number,
+                        "provider": o.provider,
+                        "message_id": message_id,
+                        "state": SEGMENT_ACCEPTED,
+                    }
+                    for number, message_id in enumerate(o.message_ids)
+                )
+                submitted.setdefault(o.provider or "", []).extend(o.message_ids)
+            s = sms_segments.c
+            if segments:
+                conn.execute(
+                    update(sms_segments).where(
+                        s.sms_id == bindparam("b_sms"), s.number == bindparam("b_number")
+                    ),
+                    segments,
+                )
+            r = sms_reports.c
+            early: list[tuple[StoredReport, datetime]] = []
+            for provider, ids in submitted.items():  # receipts that overtook this commit
+                rows = conn.execute(
+                    select(sms_reports)
+                    .where(r.provider == provider, r.message_id.in_(ids), r.applied == 0)
+                    .order_by(r.received_at)
+                ).all()
+                early.extend((_report(row), at) for row in rows)
+            if early:
+                _apply_batch_in(conn, early, decide, records)
+            append_evidence(conn, records)  # one statement per table for the whole batch
+        return done
+
+    # -- receipts ---------------------------------------------------------------------------
+
+    @staticmethod
+    def store_reports_in(
+        conn: Connection, items: Sequence[tuple[StoredReport, datetime]], decide: Decide
+    ) -> list[bool]:
+        """Store raw reports (idempotent by their SHA-256) and apply them, with the evidence
+        they decide appended once for the batch; per report, False for a duplicate.
+
+        Lookups and inserts are one statement for the batch; then each report locks its
+        message, in message order (two batches never wait on each other in a cycle)."""
+        r = sms_reports.c
+        shas = list({report.sha256 for report, _ in items})
+        seen = set(conn.execute(select(r.sha256).where(r.sha256.in_(shas))).scalars())
+        stored: list[bool] = []
+        new: list[tuple[StoredReport, datetime]] = []
+        for report, received_at in items:
+            fresh = report.sha256 not in seen
+            stored.append(fresh)
+            if fresh:
+                seen.add(report.sha256)
+                new.append((report, received_at))
+        if not new:
+            return stored
+        conn.execute(
+            insert(sms_reports),
+            [
+                {
+                    "sha256": report.sha256,
+                    "provider": report.provider,
+                    "message_id": report.message_id,
+                    "state": report.state,
+                    "status": report.status,
+                    "reported_at": report.reported_at,
+                    "received_at": received_at,
+                    "raw": report.raw,
+                    "applied": 0,
+                }
+                for report, received_at in new
+            ],
+        )
+        records: list[EvidenceRecord] = []
+        _apply_batch_in(conn, new, decide, records)
+        append_evidence(conn, records)
+        return stored
+
+    def apply_leftover_reports(self, decide: Decide, now: datetime, limit: int = 500) -> int:
+        """Apply reports stored while their segment's submission was not committed yet (a
+        receipt can overtake the transaction that records the operator's ids)."""
+        r, s = sms_reports.c, sms_segments.c
+        query = (
+            select(sms_reports)
+            .join(sms_segments, and_(s.provider == r.provider, s.message_id == r.message_id))
+            .where(r.applied == 0)
+            .order_by(r.received_at)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            leftovers = [_report(row) for row in conn.execute(query)]
+        if leftovers:
+            with write_transaction(self.engine) as conn:
+                records: list[EvidenceRecord] = []
+                for report in leftovers:
+                    _apply_in(conn, report, decide, now, records)
+                append_evidence(conn, records)
+        return len(leftovers)
+
+    # -- the clock --------------------------------------------------------------------------
+
+    def due_unconfirmed(self, now: datetime, limit: int = 500) -> list[Sms]:
+        c = sms_messages.c
+        query = select(*_COLUMNS).where(c.status == SUBMITTED, c.confirm_by <= now).limit(limit)
+        with self.engine.connect() as conn:
+            return [_sms(r) for r in conn.execute(query)]
+
+    def mark_final(
+        self, sms: Sms, status: str, at: datetime, records: Sequence[EvidenceRecord]
+    ) -> bool:
+        """Move a submitted message to a final status; False if something else decided first."""
+        c = sms_messages.c
+        with write_transaction(self.engine) as conn:
+            moved = conn.execute(
+                update(sms_messages)
+                .where(c.id == sms.id, c.status == SUBMITTED)
+                .values(status=status, final_at=at, updated_at=at)
+            ).rowcount
+            if moved:
+                append_evidence(conn, list(records))
+        return bool(moved)
+
+
+def row_sms(row: dict[str, Any]) -> Sms:
+    """A message as its row is about to be stored."""
+    values: dict[str, Any] = {k: row.get(k) for k in _FIELDS}
+    values["details"] = json.loads(row["details"])
+    return Sms(**values)
+
+
+def _report(row: Any) -> StoredReport:
+    return StoredReport(
+        sha256=row.sha256,
+        provider=row.provider,
+        message_id=row.message_id,
+        state=row.state,
+        status=row.status,
+        reported_at=as_utc(row.reported_at),
+        raw=bytes(row.raw),
+    )
+
+
+def _segments_in(conn: Connection, sms_id: str) -> list[Segment]:
+    s = sms_segments.c
+    rows = conn.execute(select(sms_segments).where(s.sms_id == sms_id).order_by(s.number))
+    return [_segment(r) for r in rows]
+
+
+def _apply_batch_in(
+    conn: Connection,
+    new: Sequence[tuple[StoredReport, datetime]],
+    decide: Decide,
+    records: list[EvidenceRecord],
+) -> None:
+    """Apply stored reports whose segments are known: one lookup and one ``applied`` update
+    for the batch, then each report in message order (locks are always taken in the same
+    order, so two batches never wait on each other in a cycle), arrival order within one."""
+    r, s = sms_reports.c, sms_segments.c
+    known: dict[tuple[str, str], tuple[str, int]] = {}
+    for provider in {report.provider for report, _ in new}:
+        ids = [report.message_id for report, _ in new if report.provider == provider]
+        for row in conn.execute(
+            select(s.sms_id, s.number, s.message_id).where(
+                s.provider == provider, s.message_id.in_(ids)
+            )
+        ):
+            known[(provider, row.message_id)] = (row.sms_id, row.number)
+    found = [
+        (known[(report.provider, report.message_id)], i, report, received_at)
+        for i, (report, received_at) in enumerate(new)
+        if (report.provider, report.message_id) in known
+    ]
+    if found:
+        conn.execute(
+            update(sms_reports)
+            .where(r.sha256.in_([report.sha256 for _, _, report, _ in found]))
+            .values(applied=1)
+        )
+    for (sms_id, number), _, report, received_at in sorted(found, key=lambda f: (f[0], f[1])):
+        _apply_known_in(conn, report, sms_id, number, decide, received_at, records)
+
+
+def _apply_in(
+    conn: Connection,
+    report: StoredReport,
+    decide: Decide,
+    now: datetime,
+    out: list[EvidenceRecord],
+) -> None:
+    """Apply a stored report to its segment, if that segment is known and not final yet.
+
+    The message row is locked first (``FOR UPDATE`` on PostgreSQL; SQLite's write
+    transactions are serial), so receipts of two segments applied at once cannot each miss
+    the other's state, and a decision is written once."""
+    s = sms_segments.c
+    found = conn.execute(
+        select(s.sms_id, s.number).where(
+            s.provider == report.provider, s.message_id == report.message_id
+        )
+    ).first()
+    if found is None:
+        return  # the submission is not recorded yet: applied when it is (finish, or the sweep)
+    conn.execute(update(sms_reports).where(sms_reports.c.sha256 == report.sha256).values(applied=1))
+    _apply_known_in(conn, report, found.sms_id, found.number, decide, now, out)
+
+
+def _apply_known_in(
+    conn: Connection,
+    report: StoredReport,
+    sms_id: str,
+    number: int,
+    decide: Decide,
+    now: datetime,
+    out: list[EvidenceRecord],
+) -> None:
+    """:func:`_apply_in` for a report whose segment was looked up (and marked applied)."""
+    s, m = sms_segments.c, sms_messages.c
+    found = (sms_id, number)
+    lock = select(*_COLUMNS).where(m.id == sms_id)
+    row = conn.execute(lock if is_sqlite(conn) else lock.with_for_update()).first()
+    if row is None or report.state in ("accepted", "enroute"):
+        return  # an intermediate state decides nothing
+    moved = conn.execute(
+        update(sms_segments)
+        .where(and_(s.sms_id == found[0], s.number == found[1]))
+        .where(s.state.in_([SEGMENT_PENDING, SEGMENT_ACCEPTED]))
+        .values(
+            state=report.state,
+            status=report.status,
+            reported_at=report.reported_at,
+            report_sha256=report.sha256,
+        )
+    ).rowcount
+    sms = _sms(row)
+    if not moved or sms.status != SUBMITTED:
+        return  # the segment had its final receipt, or the message was decided already
+    decision = decide(sms, _segments_in(conn, sms.id), report)
+    if decision is None:
+        return
+    decided = conn.execute(
+        update(sms_messages)
+        .where(m.id == sms.id, m.status == SUBMITTED)
+        .values(status=decision.status, final_at=report.reported_at, updated_at=now)
+    ).rowcount
+    if decided:
+        out.extend(decision.records)  # appended with the rest of the batch, in this order

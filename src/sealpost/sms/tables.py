@@ -1,0 +1,82 @@
+"""Tables of certified SMS: one row per message, one per segment, and every delivery report
+exactly as the operator sent it.
+
+Collected with the other domains' tables in ``sealpost.schema``; migration 0009 creates them."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Table,
+    Text,
+)
+
+from sealpost.db.metadata import metadata
+
+sms_messages = Table(
+    "sms_messages",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("tenant_id", String(36), ForeignKey("tenants.id"), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("sender", String(32), nullable=False),
+    Column("recipient", String(32), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("text_sha256", String(64), nullable=False),
+    Column("encoding", String(8), nullable=False),
+    Column("segment_count", Integer, nullable=False),
+    Column("details", Text, nullable=False),
+    Column("provider", String(16)),
+    Column("submitted_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("relayed_at", DateTime(timezone=True)),
+    Column("confirm_by", DateTime(timezone=True)),
+    Column("final_at", DateTime(timezone=True)),
+    Column("next_attempt_at", DateTime(timezone=True)),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("last_error", Text),
+    Column("lease_owner", String(200)),
+    Column("lease_until", DateTime(timezone=True)),
+    Column("idempotency_key", String(200)),
+    Column("request_sha256", String(64)),
+    Index("ix_sms_messages_due", "status", "next_attempt_at"),
+    Index("ix_sms_messages_confirm", "status", "confirm_by"),
+    Index("ix_sms_messages_tenant_submitted", "tenant_id", "submitted_at", "id"),
+    Index("ix_sms_messages_idempotency", "tenant_id", "idempotency_key", unique=True),
+)
+
+sms_segments = Table(
+    "sms_segments",
+    metadata,
+    Column("sms_id", String(36), ForeignKey("sms_messages.id"), primary_key=True),
+    Column("number", Integer, primary_key=True),
+    Column("provider", String(16)),
+    Column("message_id", String(65)),
+    Column("state", String(16), nullable=False),
+    Column("status", String(64)),
+    Column("reported_at", DateTime(timezone=True)),
+    Column("report_sha256", String(64)),
+    Index("ix_sms_segments_operator_id", "provider", "message_id"),
+)
+
+sms_reports = Table(
+    "sms_reports",
+    metadata,
+    Column("sha256", String(64), primary_key=True),
+    Column("provider", String(16), nullable=False),
+    Column("message_id", String(65), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("status", String(64), nullable=False),
+    Column("reported_at", DateTime(timezone=True), nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("raw", LargeBinary, nullable=False),
+    Column("applied", Integer, nullable=False, server_default="0"),
+    Index("ix_sms_reports_operator_id", "provider", "message_id"),
+    Index("ix_sms_reports_pending", "applied", "received_at"),
+)
