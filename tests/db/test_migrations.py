@@ -179,17 +179,34 @@ def test_0007_adds_the_active_content_permission_off_for_existing_tenants(
     engine.dispose()
 
 
-def test_0011_adds_the_pickup_tables_and_the_downgrade_drops_them(database_url: str) -> None:
-    """Existing communications are untouched (direct deliveries); the pickup tables come and
-    go with 0011, and a pickup row refers to its communication."""
+def test_0008_adds_the_sms_tables_and_the_downgrade_drops_them(database_url: str) -> None:
+    """Certified SMS: messages, segments and raw reports come and go with 0008; nothing
+    existing changes."""
     engine = make_test_engine(database_url)
     migrate.upgrade(engine, "0007")
+    migrate.upgrade(engine, "0008")
+    names = set(inspect(engine).get_table_names())
+    assert {"sms_messages", "sms_segments", "sms_reports"} <= names
+    segment_columns = {c["name"] for c in inspect(engine).get_columns("sms_segments")}
+    assert {"sms_id", "number", "message_id"} <= segment_columns
+    _downgrade(engine, "0007")
+    names = set(inspect(engine).get_table_names())
+    assert not {"sms_messages", "sms_segments", "sms_reports"} & names
+    assert "communications" in names
+    engine.dispose()
+
+
+def test_0009_adds_the_pickup_tables_and_the_downgrade_drops_them(database_url: str) -> None:
+    """Existing communications are untouched (direct deliveries); the pickup tables come and
+    go with 0009, and a pickup row refers to its communication."""
+    engine = make_test_engine(database_url)
+    migrate.upgrade(engine, "0008")
     migrate.upgrade(engine)
     names = set(inspect(engine).get_table_names())
     assert {"pickups", "pickup_settings"} <= names
     columns = {c["name"] for c in inspect(engine).get_columns("pickups")}
     assert {"state", "challenge_hash", "expires_at", "identified_session"} <= columns
-    _downgrade(engine, "0007")
+    _downgrade(engine, "0008")
     names = set(inspect(engine).get_table_names())
     assert not {"pickups", "pickup_settings"} & names
     assert "communications" in names

@@ -114,6 +114,10 @@ _STATUS_WORDS = {
 """Registered pickup's statuses in plain words (the events below say how and when)."""
 
 
+def _status_words(data: CertificateData) -> str:
+    return "" if data.channel == "sms" else _STATUS_WORDS.get(data.status, "")
+
+
 def _sms(pdf: SealpostPages, d: CertificateData) -> None:
     pdf.heading("The SMS")
     pdf.field("From (sender id)", d.sender)
@@ -320,7 +324,7 @@ def render_certificate(data: CertificateData) -> bytes:
     pdf.paragraph(
         f"Issued on {_when(data.issued_at)} by Sealpost for {data.tenant_name}. "
         f"Communication {data.communication_id}, certificate version {data.version}. "
-        f"Status: {data.status}{'' if data.channel == 'sms' else _STATUS_WORDS.get(data.status, '')}.",
+        f"Status: {data.status}{_status_words(data)}.",
         size=10,
     )
     pdf.paragraph(

@@ -1,5 +1,5 @@
 """Tables of registered pickup: one row per communication delivered by pickup, and each
-tenant's defaults.  Collected in ``sealpost.schema``; created by migration 0011."""
+tenant's defaults.  Collected in ``sealpost.schema``; created by migration 0009."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Tables of certified SMS: one row per message, one per segment, and every delivery report
 exactly as the operator sent it.
 
-Collected with the other domains' tables in ``sealpost.schema``; migration 0009 creates them."""
+Collected with the other domains' tables in ``sealpost.schema``; migration 0008 creates them."""
 
 from __future__ import annotations
 
