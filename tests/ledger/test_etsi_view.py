@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from sealpost.app import Sealpost
 from sealpost.ledger.etsi_view import SCHEMA_PATH, etsi_view, schema, view_of_bundle
-from sealpost.ledger.events import EVENT_TYPES
+from sealpost.ledger.events import ETSI_EVENT_BASE, EVENT_TYPES
 from sealpost.ledger.records import (
     ContentInfo,
     ContentPart,
@@ -28,6 +28,7 @@ from sealpost.ledger.records import (
     record_from_json,
 )
 from sealpost.pki.keys import LocalIdentities
+from tests.support.etsi_names import TABLE_2
 from tests.support.records import non_delivery, submission
 
 TESTDATA = Path(__file__).parent.parent / "testdata" / "ledger"
@@ -106,6 +107,36 @@ def test_the_view_of_old_and_minimal_records_validates(
 ) -> None:
     VALIDATOR.validate(etsi_view(body, identities.seal.certificate))
     VALIDATOR.validate(etsi_view(body, None))  # no seal certificate at hand: still well formed
+
+
+@pytest.mark.parametrize(
+    ("name", "sealed", "meaning"),
+    [
+        (
+            "record-v1-acceptance-by-recipient.json",
+            "AcceptanceByRecipient",
+            "ConsignmentAcceptance",
+        ),
+        ("record-v1-content-consignment.json", "ContentConsignment", "RelayToNonERDS"),
+    ],
+)
+def test_an_old_record_is_viewed_under_the_standards_name_and_keeps_its_own(
+    identities: LocalIdentities, name: str, sealed: str, meaning: str
+) -> None:
+    """A version-1 record sealed under a name Table 2 does not have (or one catalogue 2 reads
+    otherwise) is shown under the Table 2 event it means; its sealed name stays in the
+    record extension, so nothing is hidden and the view still names only the 22."""
+    view = etsi_view(_legacy(name), identities.seal.certificate)
+    assert view["erdsEventId"] == ETSI_EVENT_BASE + meaning
+    facts = view["extensions"][0]["value"]
+    assert facts["recordVersion"] == 1
+    assert facts["eventName"] == sealed
+    assert facts["eventUri"] == ETSI_EVENT_BASE + sealed
+    if sealed not in TABLE_2:  # a name the standard does not have fails the schema
+        forged = etsi_view(_legacy(name), None)
+        forged["erdsEventId"] = ETSI_EVENT_BASE + sealed  # what the view showed before
+        with pytest.raises(jsonschema.ValidationError):
+            VALIDATOR.validate(forged)
 
 
 def test_the_view_says_what_the_record_says(identities: LocalIdentities) -> None:

@@ -25,6 +25,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from sealpost.ledger.canonical import canonical_json
+from sealpost.ledger.events import ETSI_EVENT_BASE
 from sealpost.ledger.merkle import leaf_hash
 
 EN_319_522_3_VERSION = "1.1.1"
@@ -148,6 +149,29 @@ def _content(record: Mapping[str, Any]) -> dict[str, Any] | None:
     return out
 
 
+_V1_MEANING = {
+    # catalogue 1's two names that are not the standard's ...
+    "AcceptanceByRecipient": "ConsignmentAcceptance",
+    "RejectionByRecipient": "ConsignmentRejection",
+    # ... and its names for a plain mail server's 250 (the MX, a route; a smarthost), which
+    # catalogue 2 calls what the standard calls them (docs/evidence-format.md)
+    "ContentConsignment": "RelayToNonERDS",
+    "RelayAcceptance": "RelayToNonERDS",
+}
+"""What a version-1 record's ETSI-URI event is in Table 2's words: the view names only the 22
+events (EN 319 522-3 Table 2); the record keeps its sealed name, given in the extension."""
+
+
+def _event_uri(record: Mapping[str, Any]) -> str:
+    """The ``erdsEventId``: the record's own URI, or for a version-1 record under the ETSI URI,
+    the Table 2 event it means (:data:`_V1_MEANING`)."""
+    uri: str = record["event"]["uri"]
+    name = record["event"]["name"]
+    if record.get("version") == 1 and uri.startswith(ETSI_EVENT_BASE) and name in _V1_MEANING:
+        return ETSI_EVENT_BASE + _V1_MEANING[name]
+    return uri
+
+
 def _extensions(record: Mapping[str, Any], canonical: bytes) -> list[dict[str, Any]]:
     event = record["event"]
     facts: dict[str, Any] = {
@@ -157,6 +181,7 @@ def _extensions(record: Mapping[str, Any], canonical: bytes) -> list[dict[str, A
         "tenant": record["tenant"],
         "subject": dict(record["subject"]),
         "eventName": event["name"],
+        "eventUri": event["uri"],
         "eventGroup": event["group"],
     }
     if "code" in event:
@@ -195,7 +220,7 @@ def etsi_view(
     view: dict[str, Any] = {
         "version": EN_319_522_3_VERSION,
         "evidenceIdentifier": record["id"],
-        "erdsEventId": record["event"]["uri"],
+        "erdsEventId": _event_uri(record),
     }
     reasons = record.get("reasons") or []
     if reasons:
