@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from sealpost.app import Sealpost
-from tests.support.records import submission
+from tests.support.records import store_old_record, submission
 
 SEALPOST = str(Path(sys.executable).parent / "sealpost")
 
@@ -149,7 +149,7 @@ def test_verify_accepts_a_record_sealed_under_the_first_event_catalogue(
 
     text = Path(__file__).parent / "testdata" / "ledger" / "record-v1-acceptance-by-recipient.json"
     old = record_from_json(json.loads(text.read_text().replace("TENANT", tenant_id)))
-    sealpost.log_storage.append([old])
+    store_old_record(sealpost.engine, old)
     sealpost.sequencer.seal_pending()
     path = tmp_path / "evidence.json"
     path.write_text(json.dumps(sealpost.ledger.bundle(old.id, tenant_id), indent=2))

@@ -24,6 +24,7 @@ from sealpost.ledger.events import (
 from sealpost.ledger.records import Subject, new_record, record_from_json
 from sealpost.ledger.verify import verify_bundle
 from tests.support.etsi_names import TABLE_2, check_uri, emitted
+from tests.support.records import store_old_record
 
 TESTDATA = Path(__file__).parent.parent / "testdata" / "ledger"
 
@@ -97,12 +98,14 @@ def test_a_record_sealed_under_catalogue_1_still_verifies(
 ) -> None:
     body = _legacy(name, tenant_id)
     old = record_from_json(body)
+    with pytest.raises(RecordError, match="written in version 2 only"):
+        sealpost.log_storage.append([old])  # nothing appends an old record as a new one ...
+    store_old_record(sealpost.engine, old)  # ... it is one stored before catalogue 2
     sealpost.log_storage.append(
         [
-            old,
             new_record(
                 tenant_id=tenant_id, event="RelayToNonERDS", subject=Subject("communication", "c2")
-            ),
+            )
         ]
     )
     sealpost.sequencer.seal_pending()

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from datetime import UTC, datetime
+
+from sqlalchemy import Engine, insert
 
 from sealpost.ledger.records import (
     ContentInfo,
@@ -14,6 +17,8 @@ from sealpost.ledger.records import (
     Subject,
     new_record,
 )
+from sealpost.ledger.repository import record_row
+from sealpost.ledger.tables import evidence_records
 
 
 def submission(
@@ -44,3 +49,11 @@ def non_delivery(tenant_id: str, communication_id: str) -> EvidenceRecord:
         recipient=Party("bob@example.org"),
         reasons=(Reason("smtp-5xx", "550 5.1.1 <bob@example.org>: user unknown"),),
     )
+
+
+def store_old_record(engine: Engine, record: EvidenceRecord) -> None:
+    """Store ``record`` as a record written before its catalogue was replaced: the ledger's
+    appenders take current-version records only, so an old one reaches the table directly,
+    as it did when it was new (then the sequencer seals it like any pending record)."""
+    with engine.begin() as conn:
+        conn.execute(insert(evidence_records), [record_row(record, datetime.now(UTC))])
