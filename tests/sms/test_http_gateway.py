@@ -203,12 +203,24 @@ def test_templates_name_only_the_known_fields(template: str) -> None:
         RequestTemplate(url="http://127.0.0.1/x", headers={"X-T": template})
 
 
-def test_header_values_cannot_carry_a_line_break(peer: GatewayPeer) -> None:
+@pytest.mark.parametrize("sender", ["evil\r\nX-Injected: 1", "Ca\u00f1ada"])
+def test_a_header_value_that_cannot_be_one_is_a_configuration_fault(
+    peer: GatewayPeer, sender: str
+) -> None:
+    """Nothing is sent, and the SMS waits (temporary) rather than being recorded as refused
+    by the operator: the gateway's configuration is at fault, not the message."""
     template = RequestTemplate(url=peer.json_url, headers={"X-From": "{from}"})
-    bad = OutboundSms("id", "evil\r\nX-Injected: 1", "+34600123456", "t", "gsm7", ("t",))
-    with pytest.raises(PermanentFailure):
+    bad = OutboundSms("id", sender, "+34600123456", "t", "gsm7", ("t",))
+    with pytest.raises(TemporaryFailure) as fault:
         opened(HttpGatewayProvider(template)).submit(bad)
+    assert fault.value.status == "configuration" and "SMS_HTTP_HEADERS" in fault.value.reason
     assert peer.received == []
+
+
+@pytest.mark.parametrize("value", ["Su c\u00f3digo", "{text}", "ref {sms_id}: {text}"])
+def test_a_header_template_is_ascii_and_never_carries_the_text(value: str) -> None:
+    with pytest.raises(TemplateError, match="ASCII"):
+        RequestTemplate(url="http://127.0.0.1/x", headers={"X-T": value})
 
 
 def test_url_fields_are_percent_encoded() -> None:

@@ -32,9 +32,9 @@ from sqlalchemy.exc import IntegrityError
 from sealpost.db import leases
 from sealpost.db.engine import is_sqlite, write_transaction
 from sealpost.ledger import merkle
-from sealpost.ledger.errors import SequencerError
+from sealpost.ledger.errors import RecordError, SequencerError
 from sealpost.ledger.merkle import NodeId
-from sealpost.ledger.records import EvidenceRecord
+from sealpost.ledger.records import RECORD_VERSION, EvidenceRecord
 from sealpost.ledger.storage import LogState, PendingLeaf, StoredRecord
 from sealpost.ledger.tables import (
     evidence_records,
@@ -134,8 +134,19 @@ class SqlLogStorage:
 
     @staticmethod
     def append_in(conn: Connection, records: Sequence[EvidenceRecord]) -> None:
-        """Append inside the caller's transaction, so evidence commits with the state change."""
+        """Append inside the caller's transaction, so evidence commits with the state change.
+
+        Only records of the current version are appended: a record under an older catalogue
+        is one that was sealed before it changed, never a new one (else a verifier could not
+        tell a genuinely old record from one written under a name the standard lacks)."""
         if records:
+            for r in records:
+                if r.version != RECORD_VERSION:
+                    raise RecordError(
+                        f"record {r.id} is version {r.version}: new records are written in "
+                        f"version {RECORD_VERSION} only",
+                        field="version",
+                    )
             now = datetime.now(UTC)
             conn.execute(insert(evidence_records), [record_row(r, now) for r in records])
 

@@ -197,9 +197,14 @@ class RequestTemplate:
         strings += _json_strings(self.json_body)
         for s in strings:
             check_template(s)
-        for name in self.headers:
+        for name, value in self.headers.items():
             if not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", name):
                 raise TemplateError(f"not a header name: {name!r}")
+            if not value.isascii() or "{text}" in value:  # RFC 9110 §5.5: visible ASCII
+                raise TemplateError(
+                    f"header {name}: a header value is ASCII and never carries the text "
+                    "(put {text} in the body)"
+                )
         if self.response == "json" and self.id_path and not self.id_path.startswith("/"):
             raise TemplateError(f"id_path must be a JSON pointer: {self.id_path!r}")
 
@@ -218,8 +223,13 @@ class RequestTemplate:
         headers: dict[str, str] = {}
         for name, template in self.headers.items():
             value = render(template, values)
-            if any(c in value for c in "\r\n\0"):
-                raise PermanentFailure(f"header {name} would carry a line break", status="template")
+            if not value.isascii() or any(c in value for c in "\r\n\0"):
+                # the gateway's configuration, not the operator, cannot send it: the SMS waits
+                # (and the log says why) until the template is fixed; never a NonDelivery
+                raise TemporaryFailure(
+                    f"header {name} would not be a valid header value: fix SMS_HTTP_HEADERS",
+                    status="configuration",
+                )
             headers[name] = value
         if isinstance(self.auth, BearerAuth):
             headers["Authorization"] = f"Bearer {self.auth.token}"
