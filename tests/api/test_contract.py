@@ -42,7 +42,7 @@ CREATE_OPERATIONS = (
     "POST /v1/webhooks",
     "PUT /v1/settings/signing",
 )
-MAX_EXAMPLES = 15
+MAX_EXAMPLES = 20
 SEED = 20261206
 
 PDFS = [
