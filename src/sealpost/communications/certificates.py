@@ -24,6 +24,7 @@ from sealpost.certificates.manifest import utc_text
 from sealpost.certificates.model import CertificateData, CertificateEvent
 from sealpost.certificates.render import render_certificate
 from sealpost.certificates.seal import seal_pdf
+from sealpost.certificates.secrets import carries_access_secret
 from sealpost.communications.contents import ContentStore
 from sealpost.communications.outcomes import DELIVERED, accepted_by
 from sealpost.communications.repository import (
@@ -227,7 +228,10 @@ class CertificateService:
             )
         acceptance = next((e for e in timeline if e.event == "SubmissionAcceptance"), None)
         content = acceptance.record.get("content", {}) if acceptance else {}
-        eml = self.contents.get(communication.content_sha256)
+        secret = acceptance is not None and carries_access_secret(
+            acceptance.record.get("details", {})
+        )
+        eml = b"" if secret else self.contents.get(communication.content_sha256)
         now = datetime.now(UTC)
         data = CertificateData(
             communication_id=communication.id,
@@ -249,6 +253,7 @@ class CertificateService:
             ),
             events=tuple(events),
             eml=eml,
+            access_secret=secret,
             supersedes_sha256=previous[-1].sha256 if previous else None,
             ledger_origin=self.ledger_origin,
             verify_hint="sealpost verify certificate.pdf --trust root-ca.pem",

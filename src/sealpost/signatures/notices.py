@@ -71,6 +71,7 @@ class SignerNotices:
         text: str,
         attachments: Sequence[tuple[str, str, bytes]] = (),
         purpose: str = "invitation",
+        access_secret: bool = False,
     ) -> str:
         """Send ``signer`` a certified email about ``process``; returns its communication id."""
         assert signer.email is not None
@@ -89,6 +90,7 @@ class SignerNotices:
                     "signer_id": signer.id,
                     "purpose": purpose,
                 },
+                access_secret=access_secret,
             )
         )
 
@@ -165,7 +167,7 @@ class SignerNotices:
             "Sent by Sealpost for " + tenant.name + ". Every step of this signature is recorded "
             "as sealed evidence.",
         ]
-        communication_id = self.mail(process, signer, subject, "\n".join(lines))
+        communication_id = self.mail(process, signer, subject, "\n".join(lines), access_secret=True)
         next_reminder = None
         hours = process.reminder_hours
         first = signer.notified_at or now
