@@ -93,7 +93,8 @@ def _visitor(details: dict[str, Any]) -> str:
     ident = details.get("identification") or {}
     parts = []
     if ident.get("method"):
-        parts.append(f"identified by {ident['method']} (level {ident.get('level', '?')})")
+        proof = f": {ident['proves']}" if ident.get("proves") else ""
+        parts.append(f"identified by {ident['method']}{proof} (level {ident.get('level', '?')})")
     if visitor.get("ip"):
         parts.append(f"from {visitor['ip']}")
     if visitor.get("user_agent"):
@@ -105,6 +106,9 @@ def _pickup_words(name: str, details: dict[str, Any], reasons: list[Any]) -> str
     """Registered pickup in plain words: what each record shows, and no more (a notice
     delivered is the recipient's server taking the notice, not the person reading it)."""
     seen = _visitor(details)
+    method = (details.get("identification") or {}).get("method")
+    # An answer the sender set proves nothing against the sender: say who, not "the recipient".
+    who = "The person who answered the sender's question" if method == "challenge" else None
     if name == "ConsignmentNotification":
         what = "A reminder of the notice" if details.get("reminder") else "A notice"
         hidden = "" if details.get("sender_shown", True) else ", without the sender's name"
@@ -120,18 +124,22 @@ def _pickup_words(name: str, details: dict[str, Any], reasons: list[Any]) -> str
     if name == "NotificationAccessTracking":
         return f"The link in the notice was opened in a browser{seen}"
     if name == "NotificationForAcceptance":
-        return f"The recipient identified and was asked to accept or reject the message{seen}"
+        return (
+            f"{who or 'The recipient'} identified and was asked to accept or reject the "
+            f"message{seen}"
+        )
     if name == "ConsignmentAcceptance":
-        return f"The recipient accepted the message{seen}"
+        return f"{who or 'The recipient'} accepted the message{seen}"
     if name == "ConsignmentRejection":
         text = "; ".join(r.get("text", "") for r in reasons)
-        return f"The recipient rejected the message{seen}: {text}"
+        return f"{who or 'The recipient'} rejected the message{seen}: {text}"
     if name == "ContentHandover":
-        return f"The message was shown to the identified recipient{seen}"
+        shown = who[0].lower() + who[1:] if who else "the identified recipient"
+        return f"The message was shown to {shown}{seen}"
     if name == "ContentAccessTracking":
         download = details.get("download") or {}
         return (
-            f"The recipient downloaded {download.get('filename')} "
+            f"{who or 'The recipient'} downloaded {download.get('filename')} "
             f"(SHA-256 {download.get('sha256')}){seen}"
         )
     if name == "AcceptanceRejectionExpiry":
