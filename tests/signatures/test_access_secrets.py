@@ -62,3 +62,25 @@ def test_the_tenant_reads_neither_the_signing_link_nor_the_code(
     answer = page.call("POST", "/otp/verify", json={"code": code})
     assert answer.status_code == 200, answer.text
     assert page.sign(typed="Jane").status_code == 200
+
+
+def test_a_link_the_tenant_asks_for_does_not_inherit_the_signers_identification(
+    mail_env: MailEnv, client: TestClient, key: dict[str, str]
+) -> None:
+    """Jane entered her code and is reading; the tenant asks the API for a fresh link (it
+    closes Jane's page).  Whoever opens it must enter a code again: the tenant cannot sign in
+    her place, and the code Jane entered is spent."""
+    body = process_request(signer("Jane", "jane"))
+    created = client.post("/v1/signatures", json=body, headers=key).json()
+    page = open_page(client, link_path(wait_mail(mail_env, "jane", "asks you to sign")))
+    page.identify(mail_env, "jane")
+    assert page.call("GET", "/state").json()["status"] != "identify"
+
+    signer_id = created["signers"][0]["id"]
+    fresh = client.post(
+        f"/v1/signatures/{created['id']}/signers/{signer_id}/link", headers=key
+    ).json()["url"]
+    tenant_page = open_page(client, "/sign/" + fresh.rsplit("/", 1)[1])
+    assert tenant_page.call("GET", "/state").json()["status"] == "identify"
+    assert tenant_page.sign(typed="Jane").status_code in (401, 403, 409)
+    assert page.call("GET", "/state").status_code in (401, 410)  # Jane's page was closed

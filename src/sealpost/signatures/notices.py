@@ -16,6 +16,7 @@ from sealpost.errors import Conflict, Locked
 from sealpost.signatures.model import SigningConfig
 from sealpost.signatures.ports import Mailer, OutgoingMail
 from sealpost.signatures.repository import (
+    IDENTIFIED,
     IN_PROGRESS,
     LOCKED,
     NOTIFIED,
@@ -120,6 +121,13 @@ class SignerNotices:
             token = self.access.issue_link_in(conn, holder, now=now, expires_at=expires_at)
             if end_sessions:
                 self.access.end_sessions_in(conn, holder, now)
+                if signer.status == IDENTIFIED:
+                    # The code was entered in a page now closed: whoever opens the new link
+                    # (the tenant's own ``POST .../link`` too) must enter a code again, or the
+                    # tenant could sign in the place of a signer who identified and left.
+                    self.repo.set_signer_in(
+                        conn, signer.id, expect_status=(IDENTIFIED,), status=NOTIFIED
+                    )
             if signer.status == LOCKED:  # unlock: the tenant vouches for a new try
                 self.repo.set_signer_in(conn, signer.id, expect_status=(LOCKED,), status=NOTIFIED)
                 self.access.reset_codes_in(conn, holder)
