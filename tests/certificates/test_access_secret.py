@@ -59,6 +59,7 @@ def test_a_withheld_original_verifies_on_the_word_of_the_sealed_acceptance(
     assert manifest["message"]["withheld"] == "access_secret"
     withheld = next(c for c in report.checks if c.name == "message digest")
     assert withheld.ok and data.content_sha256 in withheld.detail
+    assert "bytes, not attached: it carried a single-use access secret" in report.statement()
     words = _text(pdf, tmp_path)
     assert "single-use access secret" in words and "operator" in words
     assert f"{data.content_size} bytes, not embedded" in words
