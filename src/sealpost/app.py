@@ -111,6 +111,7 @@ class SignatureMail:
             attachments=mail.attachments,
             identification=mail.identification,
             details=mail.details,
+            access_secret=mail.access_secret,
         )
 
 
@@ -130,6 +131,7 @@ class PickupMail:
             text=mail.text,
             identification=mail.identification,
             details=mail.details,
+            access_secret=mail.access_secret,
         )
 
 
@@ -141,7 +143,9 @@ class PickupSms:
     sms: SmsService
 
     def send(self, sms: PickupOutgoingSms) -> str:
-        return self.sms.send(sms.tenant_id, sms.to, sms.text, dict(sms.details))
+        return self.sms.send(
+            sms.tenant_id, sms.to, sms.text, dict(sms.details), access_secret=sms.access_secret
+        )
 
 
 @dataclass(frozen=True)

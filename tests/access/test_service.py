@@ -20,6 +20,7 @@ from sealpost.errors import InvalidInput, Locked, TooManyRequests
 from sealpost.tenants.repository import TenantRepository
 
 NOW = datetime.now(UTC).replace(microsecond=0)
+PAGE = "session-of-the-page-that-asked"
 
 
 @pytest.fixture
@@ -102,9 +103,9 @@ def test_codes_count_sends_and_attempts_and_lock_until_reset(
         return f"communication-{len(sent)}"
 
     with access.transaction() as conn, pytest.raises(InvalidInput, match="Ask for a code"):
-        access.check_code_in(conn, holder, "123456", NOW)
+        access.check_code_in(conn, holder, "123456", NOW, session=PAGE)
     challenge = access.send_code(
-        holder, channel=EMAIL, to="jane@example.test", deliver=deliver, now=NOW
+        holder, channel=EMAIL, to="jane@example.test", deliver=deliver, now=NOW, session=PAGE
     )
     assert (
         challenge.sent_to == "jane@example.test" and challenge.communication_id == "communication-1"
@@ -113,24 +114,28 @@ def test_codes_count_sends_and_attempts_and_lock_until_reset(
     wrong = "000000" if sent[-1] != "000000" else "111111"
     for left in range(MAX_ATTEMPTS - 1, 0, -1):
         with access.transaction() as conn:
-            check = access.check_code_in(conn, holder, wrong, NOW)
+            check = access.check_code_in(conn, holder, wrong, NOW, session=PAGE)
         assert not check.matched and not check.locked and check.attempts_left == left
     with access.transaction() as conn:
-        check = access.check_code_in(conn, holder, wrong, NOW)
+        check = access.check_code_in(conn, holder, wrong, NOW, session=PAGE)
     assert check.locked
     with access.transaction() as conn, pytest.raises(Locked):  # even the right code
-        access.check_code_in(conn, holder, sent[-1], NOW)
+        access.check_code_in(conn, holder, sent[-1], NOW, session=PAGE)
 
     with access.transaction() as conn:
         access.reset_codes_in(conn, holder)  # whoever issues links vouches
     for _ in range(MAX_SENDS):
-        access.send_code(holder, channel=EMAIL, to="jane@example.test", deliver=deliver, now=NOW)
+        access.send_code(
+            holder, channel=EMAIL, to="jane@example.test", deliver=deliver, now=NOW, session=PAGE
+        )
     with pytest.raises(TooManyRequests):
-        access.send_code(holder, channel=EMAIL, to="jane@example.test", deliver=deliver, now=NOW)
+        access.send_code(
+            holder, channel=EMAIL, to="jane@example.test", deliver=deliver, now=NOW, session=PAGE
+        )
     with access.transaction() as conn:
-        assert access.check_code_in(conn, holder, sent[-1], NOW).matched
+        assert access.check_code_in(conn, holder, sent[-1], NOW, session=PAGE).matched
     with access.transaction() as conn, pytest.raises(InvalidInput, match="Ask for a code"):
-        access.check_code_in(conn, holder, sent[-1], NOW)  # used up
+        access.check_code_in(conn, holder, sent[-1], NOW, session=PAGE)  # used up
 
 
 def test_a_code_is_bound_to_its_holder_and_expires(access: AccessService, holder: Holder) -> None:
@@ -142,6 +147,7 @@ def test_a_code_is_bound_to_its_holder_and_expires(access: AccessService, holder
         to="a@example.test",
         deliver=lambda c: codes_sent.append(c) or "m1",
         now=NOW,
+        session=PAGE,
     )
     access.send_code(
         other,
@@ -149,13 +155,14 @@ def test_a_code_is_bound_to_its_holder_and_expires(access: AccessService, holder
         to="b@example.test",
         deliver=lambda c: codes_sent.append(c) or "m2",
         now=NOW,
+        session=PAGE,
     )
     if codes_sent[0] != codes_sent[1]:
         with access.transaction() as conn:
-            assert not access.check_code_in(conn, other, codes_sent[0], NOW).matched
+            assert not access.check_code_in(conn, other, codes_sent[0], NOW, session=PAGE).matched
     later = NOW + timedelta(minutes=11)
     with access.transaction() as conn, pytest.raises(InvalidInput, match="expired"):
-        access.check_code_in(conn, holder, codes_sent[0], later)
+        access.check_code_in(conn, holder, codes_sent[0], later, session=PAGE)
 
 
 def test_a_new_link_brings_new_code_sends_but_not_new_checks(
@@ -170,7 +177,9 @@ def test_a_new_link_brings_new_code_sends_but_not_new_checks(
         return "m"
 
     def send() -> None:
-        access.send_code(holder, channel=EMAIL, to="jane@example.test", deliver=deliver, now=NOW)
+        access.send_code(
+            holder, channel=EMAIL, to="jane@example.test", deliver=deliver, now=NOW, session=PAGE
+        )
 
     for _ in range(MAX_SENDS):
         send()
@@ -179,8 +188,31 @@ def test_a_new_link_brings_new_code_sends_but_not_new_checks(
     wrong = "000000" if sent[-1] != "000000" else "111111"
     for _ in range(MAX_ATTEMPTS):
         with access.transaction() as conn:
-            access.check_code_in(conn, holder, wrong, NOW)
+            access.check_code_in(conn, holder, wrong, NOW, session=PAGE)
     _link(access, holder)
     send()  # the new link's budget
     with access.transaction() as conn, pytest.raises(Locked):
-        access.check_code_in(conn, holder, sent[-1], NOW)
+        access.check_code_in(conn, holder, sent[-1], NOW, session=PAGE)
+
+
+def test_a_code_works_only_in_the_page_session_that_asked_for_it(
+    access: AccessService, holder: Holder
+) -> None:
+    """The sender of record can read its own certified emails: the code it reads there is
+    worth nothing in a page of its own.  Typed elsewhere, the right code is a wrong one and
+    costs an attempt; in the page that asked for it, it still works."""
+    sent: list[str] = []
+    access.send_code(
+        holder,
+        channel=EMAIL,
+        to="jane@example.test",
+        deliver=lambda c: sent.append(c) or "m1",
+        now=NOW,
+        session=PAGE,
+    )
+    with access.transaction() as conn:
+        elsewhere = access.check_code_in(conn, holder, sent[-1], NOW, session="another-page")
+    assert not elsewhere.matched and elsewhere.attempts_left == MAX_ATTEMPTS - 1
+    with access.transaction() as conn:
+        here = access.check_code_in(conn, holder, sent[-1], NOW, session=PAGE)
+    assert here.matched and here.attempts_left == MAX_ATTEMPTS - 2

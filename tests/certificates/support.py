@@ -59,6 +59,8 @@ class Scenario:
     supersedes_sha256: str | None = None
     consignment: dict[str, object] | None = None
     """Extra details of the RelayToNonERDS record (the delivered copy's digests...)."""
+    access_secret: bool = False
+    """The SubmissionAcceptance says the message carried a single-use link or code."""
 
 
 def make_certificate_data(sp: Sealpost, tenant_id: str, scenario: Scenario) -> CertificateData:
@@ -85,7 +87,8 @@ def make_certificate_data(sp: Sealpost, tenant_id: str, scenario: Scenario) -> C
             application_identifier=message_id,
             content=content,
             details={
-                "smtp": {"reply": "250 2.0.0 queued", "client_ip": "127.0.0.1", "tls": "TLSv1.3"}
+                "smtp": {"reply": "250 2.0.0 queued", "client_ip": "127.0.0.1", "tls": "TLSv1.3"},
+                **({"access_secret": True} if scenario.access_secret else {}),
             },
         )
     ]

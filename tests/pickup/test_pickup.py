@@ -374,7 +374,9 @@ def test_sms_otp_goes_through_the_sms_sender_when_one_is_configured(
         "method": "sms_otp",
         "channel": "sms",
         "level": "low",
+        "proves": "a code sent by SMS to +34600111222 was entered: control of that phone number",
     }
+    assert message.access_secret  # the code: never shown to the tenant
     assert not any("Su código" in m for m in mails_to(mail_env, "lea"))
 
 

@@ -113,7 +113,7 @@ def link_path(mail: str) -> str:
 
 
 def code_in(mail: str) -> str:
-    found = re.search(r"Your signing code: (\d{6})", mail)
+    found = re.search(r"Your code to sign .* is (\d{6})\.", mail)
     assert found, mail
     return found.group(1)
 

@@ -137,14 +137,16 @@ def test_a_service_built_from_real_parts_runs_a_process_to_completion(
     found = re.search(r"https://sign\.example\.test/sign/(\S+)", invitation.text)
     assert found, invitation.text
 
-    _session, process, signer = service.open_link(found.group(1), VISITOR)
+    session, process, signer = service.open_link(found.group(1), VISITOR)
     assert service.page_status(process, signer) == "identify"
-    service.send_otp(process, signer, VISITOR)
-    code = re.search(r"Your signing code: (\d{6})", mail.sent[-1].subject)
+    service.send_otp(process, signer, VISITOR, session=session)
+    code = re.search(r" is (\d{6})\.", mail.sent[-1].text)
     assert code and mail.sent[-1].details["purpose"] == "otp"
+    assert invitation.access_secret and mail.sent[-1].access_secret
+    assert code.group(1) not in mail.sent[-1].subject
     process = service.get(tenant.id, process.id)
     signer = process.signers[0]
-    service.verify_otp(process, signer, code.group(1), VISITOR)
+    service.verify_otp(process, signer, code.group(1), VISITOR, session=session)
     process = service.get(tenant.id, process.id)
     assert service.sign(process, process.signers[0], SignInput(True, None, "Jane"), VISITOR) == (
         "signed"

@@ -14,9 +14,12 @@ A page a person opens from a certified message goes through three steps, each he
    (:class:`CodeDelivery`: a certified email now, an SMS later); it is stored as an HMAC bound
    to the holder, checks are counted atomically, the 5th wrong one locks the holder out until
    whoever issues links vouches again (:meth:`reset_codes_in`), and at most 5 codes are sent
-   per link.  Sends and checks are also counted per client address, across links
-   (``codes_per_ip``): one address holding many links (or guessing for many holders) is
-   slowed down before it gets far.
+   per link.  A code is bound to the page session that asked for it (its HMAC covers the
+   session): typed in another session it is a wrong code, so whoever reads the code elsewhere
+   (the sender of record reading its own certified emails, a mailbox rule forwarding it)
+   cannot use it in a page of their own.  Sends and checks are also counted per client
+   address, across links (``codes_per_ip``): one address holding many links (or guessing for
+   many holders) is slowed down before it gets far.
 
 The kit decides nothing about the subject (is the process open? is it this person's turn?):
 its caller checks that, and records the evidence.  Methods named ``*_in`` run inside the
@@ -51,6 +54,11 @@ from sealpost.errors import InvalidInput, Locked, RateLimited, TooManyRequests
 from sealpost.ratelimit import RateLimiter, client_key, retry_after
 
 LOCKED_MESSAGE = "Too many wrong codes: ask the sender for a new link."
+
+
+def _bound(holder: Holder, session: str) -> str:
+    """What a code's HMAC is bound to: the holder, and the page session that asked for it."""
+    return f"{holder.party_id}\0{session}"
 
 
 class AccessService:
@@ -159,11 +167,13 @@ class AccessService:
         to: str,
         deliver: CodeDelivery,
         now: datetime,
+        session: str,
         ip: str | None = None,
     ) -> Challenge:
         """Send a new code to ``to`` by ``channel`` (``deliver`` words and sends it); it
-        replaces the previous one, and does not reset the attempts.  ``ip``: the client
-        asking, for the per-address rate."""
+        replaces the previous one, and does not reset the attempts.  ``session``: the page
+        session asking (the code works only there); ``ip``: the client asking, for the
+        per-address rate."""
         self._code_rate(ip)
         with self.transaction() as conn:  # counted before sending: parallel clicks too
             if not self.repo.take_send_in(conn, holder, MAX_SENDS):
@@ -178,7 +188,7 @@ class AccessService:
                 conn,
                 holder,
                 channel=channel,
-                code_hash=codes.digest(self._code_key, holder.party_id, code),
+                code_hash=codes.digest(self._code_key, _bound(holder, session), code),
                 expires_at=now + timedelta(seconds=VALID_SECONDS),
                 sent_to=to,
                 communication_id=communication_id,
@@ -188,10 +198,19 @@ class AccessService:
         return found
 
     def check_code_in(
-        self, conn: Connection, holder: Holder, code: str, now: datetime, ip: str | None = None
+        self,
+        conn: Connection,
+        holder: Holder,
+        code: str,
+        now: datetime,
+        ip: str | None = None,
+        *,
+        session: str,
     ) -> CodeCheck:
         """Check ``code``, counting the check whatever its outcome (atomically: parallel
-        guesses get at most :data:`MAX_ATTEMPTS` checks).  A matching code is used up.
+        guesses get at most :data:`MAX_ATTEMPTS` checks).  A matching code is used up; the
+        right code typed in another ``session`` than the one that asked for it does not match
+        (and counts).
         Raises ``Locked`` when no check is left, ``InvalidInput`` when no code is pending or
         it expired (neither counts), ``RateLimited`` when ``ip`` tried too many codes lately
         (not counted for the holder)."""
@@ -206,7 +225,7 @@ class AccessService:
         attempts = self.repo.take_attempt_in(conn, holder, MAX_ATTEMPTS)
         if attempts is None:
             raise Locked(LOCKED_MESSAGE)
-        if codes.matches(self._code_key, holder.party_id, code, found.code_hash):
+        if codes.matches(self._code_key, _bound(holder, session), code, found.code_hash):
             self.repo.set_challenge_in(conn, holder, code_hash=None)
             return CodeCheck(True, attempts, False, found)
         return CodeCheck(False, attempts, attempts >= MAX_ATTEMPTS, found)

@@ -17,6 +17,7 @@ from cryptography import x509
 
 from sealpost.certificates.manifest import MANIFEST_FORMAT, MANIFEST_NAME, MANIFEST_VERSION
 from sealpost.certificates.report import CertificateReport
+from sealpost.certificates.secrets import ACCESS_SECRET, carries_access_secret
 from sealpost.errors import InvalidInput
 from sealpost.ledger.etsi_view import view_of_bundle
 from sealpost.ledger.verify import VerificationReport, verify_bundle
@@ -126,6 +127,10 @@ def check_files(report: CertificateReport, manifest: dict[str, Any]) -> None:
 def check_message(report: CertificateReport, manifest: dict[str, Any]) -> str | None:
     """The attached message's SHA-256 against the manifest's; returns the digest found."""
     message = manifest["message"]
+    if message.get("withheld") == ACCESS_SECRET and message.get("file") is None:
+        # No original to hash: the records are checked against the stated digest, and
+        # check_withheld requires a sealed SubmissionAcceptance that says why it is absent.
+        return str(message["sha256"])
     name = message.get("file") or "original.eml"
     eml = report.attachments.get(name)
     if eml is None:
@@ -143,6 +148,34 @@ def check_message(report: CertificateReport, manifest: dict[str, Any]) -> str | 
         f"{message['sha256']}",
     )
     return digest
+
+
+def check_withheld(report: CertificateReport, manifest: dict[str, Any]) -> None:
+    """An original left out for carrying an access secret is left out by the evidence's word.
+
+    The manifest alone cannot excuse a missing original (anyone may strip one): a verified
+    SubmissionAcceptance bundle of this certificate must state ``access_secret: true``.
+    """
+    message = manifest["message"]
+    if message.get("withheld") != ACCESS_SECRET or message.get("file") is not None:
+        return
+    said = [
+        bundle.record
+        for bundle in report.evidence.values()
+        if bundle.ok and bundle.record is not None
+        if bundle.record.event.name == "SubmissionAcceptance"
+    ]
+    ok = any(carries_access_secret(record.details) for record in said)
+    report.add(
+        "message digest",
+        "original",
+        ok,
+        f"not attached: the sealed SubmissionAcceptance says the message carried an access "
+        f"secret; SHA-256 {message['sha256']} is the one every record states"
+        if ok
+        else "the original message is not attached, and no verified SubmissionAcceptance says "
+        "it carried an access secret",
+    )
 
 
 def _bundle_problems(

@@ -10,6 +10,8 @@ checks the PDF holds exactly that), so the two can never disagree on a file name
      "status": "delivered", "supersedes_sha256": "hex" | null, "ledger_origin": "...",
      "message": {"sender": ..., "recipient": ..., "subject": ..., "message_id": ...,
                  "submitted_at": "...Z", "sha256": "hex", "size": n, "file": "original.eml",
+                 ("file": null, "withheld": "access_secret" when the message carried a
+                 single-use link or code: not embedded, see certificates.secrets),
                  "parts": [{"content_type", "filename", "sha256", "size"}, ...],
                  "delivered": [{"n", "record_id", "event", "remote_host", "sha256",
                                 "size"}, ...]},
@@ -30,6 +32,7 @@ from typing import Any
 
 from sealpost.certificates.copies import delivered_copies, manifest_entry
 from sealpost.certificates.model import CertificateData, CertificateEvent
+from sealpost.certificates.secrets import ACCESS_SECRET
 from sealpost.ledger.etsi_view import view_of_bundle
 
 MANIFEST_FORMAT = "sealpost-evidence-certificate"
@@ -83,7 +86,9 @@ def evidence_files(data: CertificateData) -> list[tuple[CertificateEvent, int, s
 def attachments(data: CertificateData) -> dict[str, tuple[bytes, str]]:
     """Every file the certificate embeds: name -> (bytes, MIME type), manifest included."""
     original, mime = original_file(data)
-    files: dict[str, tuple[bytes, str]] = {original: (data.eml, mime)}
+    files: dict[str, tuple[bytes, str]] = {}
+    if not data.access_secret:
+        files[original] = (data.eml, mime)
     for event, _, name in evidence_files(data):
         if name is not None and event.bundle is not None:
             files[name] = (bundle_json(event.bundle), JSON_MIME)
@@ -117,7 +122,8 @@ def build_manifest(data: CertificateData, files: Mapping[str, tuple[bytes, str]]
             "submitted_at": utc_text(data.submitted_at),
             "sha256": data.content_sha256,
             "size": data.content_size,
-            "file": original_file(data)[0],
+            "file": None if data.access_secret else original_file(data)[0],
+            **({"withheld": ACCESS_SECRET} if data.access_secret else {}),
             "parts": [
                 {"content_type": ct, "filename": fn, "sha256": digest, "size": size}
                 for ct, fn, digest, size in data.parts

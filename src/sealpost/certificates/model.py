@@ -58,7 +58,7 @@ class CertificateData:
     """(content_type, filename, sha256, size) of each MIME part."""
     events: tuple[CertificateEvent, ...]
     eml: bytes
-    """The exact original message bytes."""
+    """The exact original message bytes (empty when :attr:`access_secret`)."""
     supersedes_sha256: str | None
     """SHA-256 of the previous version's PDF, so versions form a chain."""
     ledger_origin: str
@@ -67,3 +67,6 @@ class CertificateData:
     channel: str = "email"
     """"email" or "sms": the wording, the original's file name (``original.eml`` or
     ``original.txt``, the SMS text in UTF-8) and the records' subject type."""
+    access_secret: bool = False
+    """The message carried a single-use link or code: the original is not embedded (only its
+    digest and size are stated; :mod:`sealpost.certificates.secrets`)."""

@@ -27,6 +27,7 @@ from sealpost.certificates.manifest import (
     utc_text,
 )
 from sealpost.certificates.model import CertificateData, CertificateEvent
+from sealpost.certificates.secrets import WITHHELD_WORDS
 
 TITLE = "Evidence certificate — certified email"
 SMS_TITLE = "Evidence certificate — certified SMS"
@@ -125,8 +126,13 @@ def _sms(pdf: SealpostPages, d: CertificateData) -> None:
     pdf.field("To", d.recipient)
     pdf.field("Submitted at", _when(d.submitted_at))
     pdf.field("Text SHA-256", d.content_sha256, mono=True)
-    pdf.field("Size", f"{d.content_size} bytes (UTF-8), embedded as {SMS_NAME}")
-    pdf.field("Text", d.eml.decode("utf-8", "replace"))
+    if d.access_secret:
+        pdf.field("Size", f"{d.content_size} bytes (UTF-8), not embedded")
+        pdf.field("Text", "withheld (a single-use access secret)")
+        pdf.paragraph(WITHHELD_WORDS)
+    else:
+        pdf.field("Size", f"{d.content_size} bytes (UTF-8), embedded as {SMS_NAME}")
+        pdf.field("Text", d.eml.decode("utf-8", "replace"))
     if d.parts:
         pdf.heading("Segments")
         pdf.paragraph(
@@ -150,7 +156,11 @@ def _message(pdf: SealpostPages, d: CertificateData) -> None:
     pdf.field("Message-ID", d.message_id, mono=True)
     pdf.field("Submitted at", _when(d.submitted_at))
     pdf.field("Content SHA-256", d.content_sha256, mono=True)
-    pdf.field("Size", f"{d.content_size} bytes, embedded as {EML_NAME}")
+    if d.access_secret:
+        pdf.field("Size", f"{d.content_size} bytes, not embedded")
+        pdf.paragraph(WITHHELD_WORDS)
+    else:
+        pdf.field("Size", f"{d.content_size} bytes, embedded as {EML_NAME}")
     shown = (d.sender, d.recipient, d.subject or "", d.message_id)
     if any(pdf.fontset.clean(text) != text for text in shown):
         pdf.paragraph(
@@ -178,16 +188,17 @@ def _copies(pdf: SealpostPages, d: CertificateData) -> None:
         return
     pdf.heading("What was received and what was delivered")
     differ = any(c.sha256 != d.content_sha256 for c in copies)
+    where = "withheld (see above)" if d.access_secret else f"{EML_NAME}, attached"
     if differ:
         pdf.paragraph(
             "The copy transmitted to the recipient's server is not byte for byte the message "
             "Sealpost received, so each has its own SHA-256 digest: the received one is of "
-            f"{EML_NAME}, attached; compare the copy a recipient holds with the delivered one."
+            f"{where}; compare the copy a recipient holds with the delivered one."
         )
     pdf.field("Received SHA-256", d.content_sha256, mono=True)
     pdf.paragraph(
-        f"Received: the message as submitted to Sealpost, {d.content_size} bytes, "
-        f"embedded as {EML_NAME}.",
+        f"Received: the message as submitted to Sealpost, {d.content_size} bytes"
+        + (", not embedded." if d.access_secret else f", embedded as {EML_NAME}."),
         size=8.5,
     )
     for copy in copies:
@@ -279,9 +290,15 @@ def _how_to_verify(pdf: SealpostPages, d: CertificateData, files: Mapping[str, b
         "implement document timestamps."
     )
     original = SMS_NAME if d.channel == "sms" else EML_NAME
+    message = (
+        "The message itself is not attached (it carried a single-use access secret): the "
+        "digest above is the one every evidence file states. "
+        if d.access_secret
+        else f"{original} is the exact message: its SHA-256 must equal the digest above and "
+        "the one in every evidence file. "
+    )
     pdf.paragraph(
-        f"The attached files are the evidence itself. {original} is the exact message: its "
-        "SHA-256 must equal the digest above and the one in every evidence file. Each "
+        f"The attached files are the evidence itself. {message}Each "
         "evidence-*.json is an evidence bundle: the record of one event, its inclusion proof "
         f"in the Merkle log “{d.ledger_origin}” (RFC 9162), the log's signed tree head, the "
         "seal signature over it and an RFC 3161 timestamp token. Each bundle verifies on its "

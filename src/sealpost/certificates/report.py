@@ -52,13 +52,18 @@ class CertificateReport(CheckList):
             if self.archived_at is not None
             else ""
         )
+        where = (
+            "not attached: it carried a single-use access secret, and the operator keeps it"
+            if message.get("withheld") == "access_secret" and message.get("file") is None
+            else f"attached as {message.get('file') or 'original.eml'}"
+        )
         parts = [
             f"This certificate, version {self.version} for communication "
             f"{self.communication_id}, was sealed by {_name(self.seal_certificate)} at "
             f"{_time(self.sealed_at)} (timestamp by {_name(self.timestamp_authority)}){archived}.",
             f"It proves that on {message.get('submitted_at')} {message.get('sender')} submitted "
             f"a message of SHA-256 {message.get('sha256')} ({message.get('size')} bytes, "
-            f"attached as {message.get('file')}) to {message.get('recipient')}",
+            f"{where}) to {message.get('recipient')}",
         ]
         events = []
         for event in self.manifest.get("events", []):

@@ -38,6 +38,7 @@ from sealpost.certificates.contents import (
     check_evidence,
     check_files,
     check_message,
+    check_withheld,
     read_manifest,
 )
 from sealpost.certificates.embedded import read_embedded_files
@@ -280,5 +281,6 @@ def verify_certificate_pdf(
     check_files(report, manifest)
     digest = check_message(report, manifest)
     check_evidence(report, manifest, digest, trust_roots)
+    check_withheld(report, manifest)
     check_delivered(report, manifest)
     return report

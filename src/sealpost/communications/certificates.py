@@ -24,6 +24,7 @@ from sealpost.certificates.manifest import utc_text
 from sealpost.certificates.model import CertificateData, CertificateEvent
 from sealpost.certificates.render import render_certificate
 from sealpost.certificates.seal import seal_pdf
+from sealpost.certificates.secrets import carries_access_secret
 from sealpost.communications.contents import ContentStore
 from sealpost.communications.outcomes import DELIVERED, accepted_by
 from sealpost.communications.repository import (
@@ -92,7 +93,8 @@ def _visitor(details: dict[str, Any]) -> str:
     ident = details.get("identification") or {}
     parts = []
     if ident.get("method"):
-        parts.append(f"identified by {ident['method']} (level {ident.get('level', '?')})")
+        proof = f": {ident['proves']}" if ident.get("proves") else ""
+        parts.append(f"identified by {ident['method']}{proof} (level {ident.get('level', '?')})")
     if visitor.get("ip"):
         parts.append(f"from {visitor['ip']}")
     if visitor.get("user_agent"):
@@ -104,6 +106,9 @@ def _pickup_words(name: str, details: dict[str, Any], reasons: list[Any]) -> str
     """Registered pickup in plain words: what each record shows, and no more (a notice
     delivered is the recipient's server taking the notice, not the person reading it)."""
     seen = _visitor(details)
+    method = (details.get("identification") or {}).get("method")
+    # An answer the sender set proves nothing against the sender: say who, not "the recipient".
+    who = "The person who answered the sender's question" if method == "challenge" else None
     if name == "ConsignmentNotification":
         what = "A reminder of the notice" if details.get("reminder") else "A notice"
         hidden = "" if details.get("sender_shown", True) else ", without the sender's name"
@@ -119,18 +124,22 @@ def _pickup_words(name: str, details: dict[str, Any], reasons: list[Any]) -> str
     if name == "NotificationAccessTracking":
         return f"The link in the notice was opened in a browser{seen}"
     if name == "NotificationForAcceptance":
-        return f"The recipient identified and was asked to accept or reject the message{seen}"
+        return (
+            f"{who or 'The recipient'} identified and was asked to accept or reject the "
+            f"message{seen}"
+        )
     if name == "ConsignmentAcceptance":
-        return f"The recipient accepted the message{seen}"
+        return f"{who or 'The recipient'} accepted the message{seen}"
     if name == "ConsignmentRejection":
         text = "; ".join(r.get("text", "") for r in reasons)
-        return f"The recipient rejected the message{seen}: {text}"
+        return f"{who or 'The recipient'} rejected the message{seen}: {text}"
     if name == "ContentHandover":
-        return f"The message was shown to the identified recipient{seen}"
+        shown = who[0].lower() + who[1:] if who else "the identified recipient"
+        return f"The message was shown to {shown}{seen}"
     if name == "ContentAccessTracking":
         download = details.get("download") or {}
         return (
-            f"The recipient downloaded {download.get('filename')} "
+            f"{who or 'The recipient'} downloaded {download.get('filename')} "
             f"(SHA-256 {download.get('sha256')}){seen}"
         )
     if name == "AcceptanceRejectionExpiry":
@@ -227,7 +236,10 @@ class CertificateService:
             )
         acceptance = next((e for e in timeline if e.event == "SubmissionAcceptance"), None)
         content = acceptance.record.get("content", {}) if acceptance else {}
-        eml = self.contents.get(communication.content_sha256)
+        secret = acceptance is not None and carries_access_secret(
+            acceptance.record.get("details", {})
+        )
+        eml = b"" if secret else self.contents.get(communication.content_sha256)
         now = datetime.now(UTC)
         data = CertificateData(
             communication_id=communication.id,
@@ -249,6 +261,7 @@ class CertificateService:
             ),
             events=tuple(events),
             eml=eml,
+            access_secret=secret,
             supersedes_sha256=previous[-1].sha256 if previous else None,
             ledger_origin=self.ledger_origin,
             verify_hint="sealpost verify certificate.pdf --trust root-ca.pem",

@@ -33,6 +33,7 @@ from sealpost.api.text import (
     MultiLine,
     SingleLine,
 )
+from sealpost.certificates.secrets import AccessSecretWithheld, accepted_with_secret
 from sealpost.communications.certificates import CertificateService
 from sealpost.communications.contents import ContentStore
 from sealpost.communications.email.addresses import AddressError, checked_address
@@ -494,11 +495,20 @@ def certificate(
 @router.get(
     "/communications/{communication_id}/original.eml",
     response_class=Response,
-    responses={200: {"content": {"message/rfc822": {}}}},
+    responses={200: {"content": {"message/rfc822": {}}}, **problem_responses(AccessSecretWithheld)},
 )
 def original(communication_id: Identifier, parts: CommunicationsDep, tenant: TenantDep) -> Response:
-    """The message exactly as submitted (its SHA-256 is the records' content.sha256)."""
+    """The message exactly as submitted (its SHA-256 is the records' content.sha256); 403
+    ``access_secret_withheld`` for Sealpost's own notices, invitations and codes, whose
+    single-use link or code would let the sender act as the recipient."""
     c = _owned(parts, tenant, communication_id)
+    timeline = parts.communications.timeline(tenant.id, c.id)
+    if accepted_with_secret((e.event, e.record) for e in timeline):
+        raise AccessSecretWithheld(
+            f"communication {c.id} carried a single-use link or one-time code for its "
+            "recipient: its bytes are sealed (SHA-256 in its evidence) but never served to the "
+            "sender; the operator keeps them"
+        )
     return Response(
         parts.contents.get(c.content_sha256),
         media_type="message/rfc822",

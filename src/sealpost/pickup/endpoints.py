@@ -136,8 +136,8 @@ def send_code(
     session: SessionDep = None,
 ) -> Any:
     response.headers.update(page.API_HEADERS)
-    found, _ = parts.page.by_session(session)
-    return parts.page.send_code(found, _visitor(request))
+    found, digest = parts.page.by_session(session)
+    return parts.page.send_code(found, digest, _visitor(request))
 
 
 @page_router.post(f"{API_BASE}/identify")

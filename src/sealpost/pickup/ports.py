@@ -29,6 +29,9 @@ class OutgoingMail:
     text: str
     identification: Mapping[str, str] = field(default_factory=dict)
     details: Mapping[str, str] = field(default_factory=dict)
+    access_secret: bool = False
+    """It carries a single-use link or a one-time code: its bytes are sealed as evidence but
+    never served to the tenant (who could otherwise act as the recipient)."""
 
 
 class Mailer(Protocol):
@@ -46,6 +49,9 @@ class OutgoingSms:
     text: str
     details: Mapping[str, str] = field(default_factory=dict)
     """Kept in the evidence."""
+    access_secret: bool = False
+    """It carries a one-time code or a single-use link: its text is sealed as evidence but
+    never shown to the tenant (``GET /v1/sms/{id}``, the certificate)."""
 
 
 class SmsSender(Protocol):

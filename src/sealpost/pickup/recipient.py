@@ -140,8 +140,9 @@ class PickupPage:
         if p.state not in (NOTIFIED, ACCEPTED, HANDED_OVER):
             raise Conflict(f"This message is no longer available ({p.state}).")
 
-    def send_code(self, p: Pickup, visitor: Visitor) -> dict[str, Any]:
-        """A one-time code by the channel the sender chose (a certified email or an SMS)."""
+    def send_code(self, p: Pickup, session: str, visitor: Visitor) -> dict[str, Any]:
+        """A one-time code by the channel the sender chose (a certified email or an SMS),
+        good only in this page ``session``."""
         self._open_for_identification(p)
         if p.identification == CHALLENGE:
             raise InvalidInput("This message asks a question, not a code.")
@@ -161,16 +162,23 @@ class PickupPage:
                         text=text.format(code=code),
                         identification={"method": "registered-pickup"},
                         details=details,
+                        access_secret=True,
                     )
                 )
             if self.service.sms is None:
                 raise InvalidInput("SMS codes are not available on this Sealpost.")
             return self.service.sms.send(
-                OutgoingSms(p.tenant_id, to, text.format(code=code), details)
+                OutgoingSms(p.tenant_id, to, text.format(code=code), details, access_secret=True)
             )
 
         sent = self.access.send_code(
-            holder(p), channel=channel, to=to, deliver=deliver, now=self._now(), ip=visitor.ip
+            holder(p),
+            channel=channel,
+            to=to,
+            deliver=deliver,
+            now=self._now(),
+            session=session,
+            ip=visitor.ip,
         )
         return {
             "sent_to": mask(to, channel),
@@ -192,7 +200,9 @@ class PickupPage:
                 matched = steps.answer_matches(answer, p.challenge_hash or "")
                 locked = not matched and attempts >= MAX_ATTEMPTS
             else:
-                check = self.access.check_code_in(conn, holder(p), answer, now, visitor.ip)
+                check = self.access.check_code_in(
+                    conn, holder(p), answer, now, visitor.ip, session=session
+                )
                 matched, locked, attempts = check.matched, check.locked, check.attempts
             if matched:
                 self.repo.set_in(

@@ -339,6 +339,7 @@ class PickupService:
                         "pickup_of": p.communication_id,
                         "purpose": "reminder" if reminder else "notice",
                     },
+                    access_secret=True,  # the single-use link: the sender must not read it
                 )
             )
         except SealpostError as exc:

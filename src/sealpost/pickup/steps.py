@@ -26,10 +26,25 @@ def utc_now() -> datetime:
 
 
 def identification(pickup: Pickup) -> dict[str, str]:
-    """How the recipient proves who they are: the method, and its level (all three are
-    single-factor possession or knowledge: eIDAS "low"; an eID comes later)."""
+    """How the recipient proves who they are: the method, its level (all three are
+    single-factor possession or knowledge: eIDAS "low"; an eID comes later) and, in words,
+    what it proves and no more: a code shows control of the mailbox or phone it went to; an
+    answer shows knowledge the sender shares (the sender could answer it too)."""
     channel = {EMAIL_OTP: "email", CHALLENGE: "knowledge"}.get(pickup.identification, "sms")
-    return {"method": pickup.identification, "channel": channel, "level": "low"}
+    return {
+        "method": pickup.identification,
+        "channel": channel,
+        "level": "low",
+        "proves": proves(pickup),
+    }
+
+
+def proves(pickup: Pickup) -> str:
+    if pickup.identification == EMAIL_OTP:
+        return f"a code sent to {pickup.recipient} was entered: control of that mailbox"
+    if pickup.identification == CHALLENGE:
+        return "answered the question the sender set (the sender knows the answer)"
+    return f"a code sent by SMS to {pickup.phone} was entered: control of that phone number"
 
 
 def record(

@@ -16,6 +16,7 @@ from sealpost.errors import Conflict, Locked
 from sealpost.signatures.model import SigningConfig
 from sealpost.signatures.ports import Mailer, OutgoingMail
 from sealpost.signatures.repository import (
+    IDENTIFIED,
     IN_PROGRESS,
     LOCKED,
     NOTIFIED,
@@ -71,6 +72,7 @@ class SignerNotices:
         text: str,
         attachments: Sequence[tuple[str, str, bytes]] = (),
         purpose: str = "invitation",
+        access_secret: bool = False,
     ) -> str:
         """Send ``signer`` a certified email about ``process``; returns its communication id."""
         assert signer.email is not None
@@ -89,6 +91,7 @@ class SignerNotices:
                     "signer_id": signer.id,
                     "purpose": purpose,
                 },
+                access_secret=access_secret,
             )
         )
 
@@ -118,6 +121,13 @@ class SignerNotices:
             token = self.access.issue_link_in(conn, holder, now=now, expires_at=expires_at)
             if end_sessions:
                 self.access.end_sessions_in(conn, holder, now)
+                if signer.status == IDENTIFIED:
+                    # The code was entered in a page now closed: whoever opens the new link
+                    # (the tenant's own ``POST .../link`` too) must enter a code again, or the
+                    # tenant could sign in the place of a signer who identified and left.
+                    self.repo.set_signer_in(
+                        conn, signer.id, expect_status=(IDENTIFIED,), status=NOTIFIED
+                    )
             if signer.status == LOCKED:  # unlock: the tenant vouches for a new try
                 self.repo.set_signer_in(conn, signer.id, expect_status=(LOCKED,), status=NOTIFIED)
                 self.access.reset_codes_in(conn, holder)
@@ -165,7 +175,7 @@ class SignerNotices:
             "Sent by Sealpost for " + tenant.name + ". Every step of this signature is recorded "
             "as sealed evidence.",
         ]
-        communication_id = self.mail(process, signer, subject, "\n".join(lines))
+        communication_id = self.mail(process, signer, subject, "\n".join(lines), access_secret=True)
         next_reminder = None
         hours = process.reminder_hours
         first = signer.notified_at or now

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sealpost.access.model import EMAIL, MAX_ATTEMPTS, VALID_SECONDS, Challenge, Grant, mask
+from sealpost.access.repository import token_digest
 from sealpost.access.service import LOCKED_MESSAGE, AccessService
 from sealpost.certificates.pades.appearance import check_signature_image
 from sealpost.errors import (
@@ -221,9 +222,10 @@ class SigningPage:
         return current is not None and signer.sign_order > current
 
     def send_otp(
-        self, process: SignatureProcess, signer: Signer, visitor: Visitor
+        self, process: SignatureProcess, signer: Signer, visitor: Visitor, *, session: str
     ) -> tuple[str, datetime]:
-        """Email the signer a code (a certified email: where it went is evidence)."""
+        """Email the signer a code (a certified email: where it went is evidence), good only
+        in the page ``session`` that asked for it."""
         self._require_open(process, signer)
         if signer.identification != "email_otp":
             raise Conflict("no code is needed for this signer")
@@ -233,11 +235,12 @@ class SigningPage:
             return self.notices.mail(
                 process,
                 signer,
-                f"Your signing code: {code}",
+                "Your signing code",  # never the code: the subject is listed to the sender
                 f'Hello {signer.name},\n\nYour code to sign "{process.title}" is {code}.\n'
                 f"It is valid for {VALID_SECONDS // 60} minutes. Never share it: nobody from "
                 "the sender or from Sealpost will ask you for it.\n",
                 purpose="otp",
+                access_secret=True,
             )
 
         sent = self.access.send_code(
@@ -246,13 +249,20 @@ class SigningPage:
             to=signer.email,
             deliver=deliver,
             now=utc_now(),
+            session=token_digest(session),
             ip=visitor.ip,
         )
         assert sent.sent_to is not None and sent.expires_at is not None
         return mask(sent.sent_to, sent.channel), sent.expires_at
 
     def verify_otp(
-        self, process: SignatureProcess, signer: Signer, code: str, visitor: Visitor
+        self,
+        process: SignatureProcess,
+        signer: Signer,
+        code: str,
+        visitor: Visitor,
+        *,
+        session: str,
     ) -> int:
         """Returns the attempts left (the signer is identified when no exception is raised).
         The check, the signer's new state and its evidence commit together."""
@@ -263,7 +273,9 @@ class SigningPage:
             return found.attempts_left if found else MAX_ATTEMPTS
         now = utc_now()
         with self.repo.transaction() as conn:  # every check counts, right or wrong, atomically
-            check = self.access.check_code_in(conn, holder, code, now, ip=visitor.ip)
+            check = self.access.check_code_in(
+                conn, holder, code, now, ip=visitor.ip, session=token_digest(session)
+            )
             if check.matched:
                 record = process_record(
                     process,

@@ -253,7 +253,10 @@ def send_code(
     request: Request, parts: SignaturesDep, session: SessionHeader = None
 ) -> dict[str, Any]:
     process, signer = _session(parts, session)
-    sent_to, expires_at = parts.signatures.send_otp(process, signer, _visitor(request))
+    assert session is not None  # _session refused a page without one
+    sent_to, expires_at = parts.signatures.send_otp(
+        process, signer, _visitor(request), session=session
+    )
     return {"sent_to": sent_to, "expires_at": expires_at.isoformat()}
 
 
@@ -263,7 +266,8 @@ def verify_code(
 ) -> JSONResponse:
     """A wrong code is a 422 problem (``wrong_code``, with ``attempts_left``)."""
     process, signer = _session(parts, session)
-    parts.signatures.verify_otp(process, signer, body.code, _visitor(request))
+    assert session is not None  # _session refused a page without one
+    parts.signatures.verify_otp(process, signer, body.code, _visitor(request), session=session)
     return JSONResponse({"status": "ready"})
 
 

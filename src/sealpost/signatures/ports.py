@@ -39,6 +39,9 @@ class OutgoingMail:
     """How the sender is identified in the SubmissionAcceptance evidence."""
     details: Mapping[str, str] = field(default_factory=dict)
     """Channel details kept in the evidence: process, signer and purpose of the email."""
+    access_secret: bool = False
+    """It carries the signing link or a one-time code: its bytes are sealed as evidence but
+    never served to the tenant, who could otherwise sign in the signer's place."""
 
 
 class Mailer(Protocol):

@@ -544,14 +544,20 @@ class SignatureService:
         return self.page.challenge(process, signer)
 
     def send_otp(
-        self, process: SignatureProcess, signer: Signer, visitor: Visitor
+        self, process: SignatureProcess, signer: Signer, visitor: Visitor, *, session: str
     ) -> tuple[str, datetime]:
-        return self.page.send_otp(process, signer, visitor)
+        return self.page.send_otp(process, signer, visitor, session=session)
 
     def verify_otp(
-        self, process: SignatureProcess, signer: Signer, code: str, visitor: Visitor
+        self,
+        process: SignatureProcess,
+        signer: Signer,
+        code: str,
+        visitor: Visitor,
+        *,
+        session: str,
     ) -> int:
-        return self.page.verify_otp(process, signer, code, visitor)
+        return self.page.verify_otp(process, signer, code, visitor, session=session)
 
     def viewed(self, process: SignatureProcess, signer: Signer, visitor: Visitor) -> None:
         self.page.viewed(process, signer, visitor)

@@ -134,7 +134,10 @@ def _describe(event: str, details: Mapping[str, Any], record: Mapping[str, Any])
         kind = "reminder" if details.get("reminder") else "invitation"
         return f"Email {kind} sent (certified communication {details.get('communication_id')})"
     if event == "SignerIdentified":
-        return "Identified by a one-time code sent by email"
+        # What a code proves, and no more: control of the mailbox it went to.
+        to = (record.get("recipient") or {}).get("address")
+        where = f"sent to {to} " if to else "sent by email "
+        return f"A one-time code {where}was entered: control of that mailbox"
     if event == "DocumentViewed":
         return "Opened the documents"
     if event == "DocumentSigned":

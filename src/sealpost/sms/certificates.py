@@ -18,6 +18,7 @@ from cryptography import x509
 from sealpost.certificates.model import CertificateData, CertificateEvent
 from sealpost.certificates.render import render_certificate
 from sealpost.certificates.seal import seal_pdf
+from sealpost.certificates.secrets import carries_access_secret
 from sealpost.errors import Conflict
 from sealpost.ledger.errors import NotSealedYet
 from sealpost.ledger.proofs import LedgerReader
@@ -112,6 +113,9 @@ class SmsCertificates:
             "identification"
         ) or {}
         text = sms.text.encode()
+        secret = acceptance is not None and carries_access_secret(
+            acceptance.record.get("details", {})
+        )
         data = CertificateData(
             communication_id=sms.id,
             tenant_name=self.tenant_name(sms.tenant_id),
@@ -127,12 +131,13 @@ class SmsCertificates:
             submitted_at=sms.submitted_at,
             content_sha256=sms.text_sha256,
             content_size=len(text),
+            access_secret=secret,
             parts=tuple(
                 (p["content_type"], p.get("filename"), p["sha256"], p["size"])
                 for p in content.get("parts", [])
             ),
             events=tuple(events),
-            eml=text,
+            eml=b"" if secret else text,
             supersedes_sha256=None,
             ledger_origin=self.ledger_origin,
             verify_hint="sealpost verify certificate.pdf --trust root-ca.pem",

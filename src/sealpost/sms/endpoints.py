@@ -19,6 +19,7 @@ from fastapi import APIRouter, Depends, Header, Request, Response
 from sealpost.api.auth import TenantDep
 from sealpost.api.errors import problem_responses
 from sealpost.api.text import SingleLine
+from sealpost.certificates.secrets import accepted_with_secret
 from sealpost.db.full import StorageFull
 from sealpost.errors import (
     Conflict,
@@ -153,6 +154,8 @@ def get_sms(sms_id: uuid.UUID, parts: SmsDep, tenant: TenantDep) -> SmsDetail:
         )
         for s in parts.repository.segments(sms.id)
     ]
+    timeline = parts.repository.timeline(tenant.id, sms.id)
+    withheld = accepted_with_secret((e.event, e.record) for e in timeline)
     evidence = [
         {
             "record_id": e.record_id,
@@ -162,11 +165,12 @@ def get_sms(sms_id: uuid.UUID, parts: SmsDep, tenant: TenantDep) -> SmsDetail:
             "evidence": f"/v1/evidence/{e.record_id}",
             "reasons": e.record.get("reasons", []),
         }
-        for e in parts.repository.timeline(tenant.id, sms.id)
+        for e in timeline
     ]
     return SmsDetail(
         **_out(sms),
-        text=sms.text,
+        text=None if withheld else sms.text,
+        text_withheld=withheld,
         details=sms.details,
         segments=segments,
         evidence=evidence,

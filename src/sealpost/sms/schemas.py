@@ -77,7 +77,11 @@ class SmsOut(BaseModel):
 
 
 class SmsDetail(SmsOut):
-    text: str
+    text: str | None = Field(
+        description="The text sent; null when it carried a one-time code or single-use link "
+        "(text_withheld): its digest is in the evidence, the operator keeps the text."
+    )
+    text_withheld: bool = False
     details: dict[str, Any]
     segments: list[SegmentOut]
     evidence: list[dict[str, Any]] = Field(

@@ -25,6 +25,7 @@ from typing import Any
 
 import phonenumbers
 
+from sealpost.certificates.secrets import ACCESS_SECRET
 from sealpost.errors import Conflict
 from sealpost.ledger.records import (
     ContentInfo,
@@ -181,8 +182,14 @@ class SmsService:
         identification: Mapping[str, Any] | None = None,
         idempotency_key: str | None = None,
         request_sha256: str | None = None,
+        access_secret: bool = False,
     ) -> Accepted:
-        """Store the message and its SubmissionAcceptance in one transaction (then 201)."""
+        """Store the message and its SubmissionAcceptance in one transaction (then 201).
+
+        ``access_secret``: the text carries a one-time code or a single-use link (another
+        domain's ``SmsSender`` port says so).  The record states ``access_secret: true`` and
+        no per-segment digests; the text is sent and its digest sealed as usual, but the API
+        and the certificate never show it to the tenant (``sealpost.certificates.secrets``)."""
         number = checked_number(to)
         parts = split(text)
         now = self.clock()
@@ -196,9 +203,10 @@ class SmsService:
             submission_time=now,
             sender=Party(originator, None, dict(identification or {}) or None),
             recipient=Party(number),
-            content=_text_content(text, parts.parts),
+            content=_text_content(text, () if access_secret else parts.parts),
             details={
                 "channel": "sms",
+                **({ACCESS_SECRET: True} if access_secret else {}),
                 "encoding": parts.encoding,
                 "segments": parts.segments,
                 "units": parts.units,
@@ -236,11 +244,20 @@ class SmsService:
         return Accepted(row_sms(row), False)
 
     def send(
-        self, tenant_id: str, to: str, text: str, details: Mapping[str, str] | None = None
+        self,
+        tenant_id: str,
+        to: str,
+        text: str,
+        details: Mapping[str, str] | None = None,
+        *,
+        access_secret: bool = False,
     ) -> str:
         """The ``SmsSender`` port other domains use (notices, codes): accept and return the id;
-        an invalid number raises :class:`InvalidPhoneNumber` (an ``InvalidInput``)."""
-        return self.accept(tenant_id=tenant_id, to=to, text=text, details=details).sms.id
+        an invalid number raises :class:`InvalidPhoneNumber` (an ``InvalidInput``).
+        ``access_secret``: the text holds a code or link the tenant must never read."""
+        return self.accept(
+            tenant_id=tenant_id, to=to, text=text, details=details, access_secret=access_secret
+        ).sms.id
 
     # -- sending ----------------------------------------------------------------------------
 

@@ -34,8 +34,15 @@ class CertifiedMailer:
         attachments: Sequence[tuple[str, str, bytes]] = (),
         identification: Mapping[str, str],
         details: Mapping[str, str],
+        access_secret: bool = False,
     ) -> str:
-        """Accept the email durably (with its evidence); returns its communication id."""
+        """Accept the email durably (with its evidence); returns its communication id.
+
+        ``access_secret``: the email carries a single-use link or a one-time code.  Its
+        SubmissionAcceptance then states ``details.access_secret: true`` and omits the digests
+        of its parts (a six-digit code's text part is found from its SHA-256 in a million
+        tries); the communications domain never serves such bytes to the tenant
+        (:mod:`sealpost.communications.secrets`)."""
         raw = build_message(
             sender=sender,
             to=[to],
@@ -53,7 +60,7 @@ class CertifiedMailer:
                 recipients=(to,),
                 raw=raw,
                 identification=dict(identification),
-                details=dict(details),
+                details={**dict(details), **({"access_secret": True} if access_secret else {})},
                 delivery="direct",  # a notice, a code, an invitation: never a pickup itself
             )
         )
