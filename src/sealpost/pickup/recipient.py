@@ -23,7 +23,7 @@ from typing import Any
 from sealpost.access.model import EMAIL, SMS, mask
 from sealpost.access.repository import token_digest
 from sealpost.errors import Conflict, Gone, InvalidInput, Locked, NotFound, SealpostError
-from sealpost.ledger.records import Reason
+from sealpost.ledger.records import EvidenceRecord, Reason
 from sealpost.pickup import content, steps
 from sealpost.pickup.model import (
     ACCEPTED,
@@ -194,6 +194,8 @@ class PickupPage:
             else:
                 check = self.access.check_code_in(conn, holder(p), answer, now, visitor.ip)
                 matched, locked, attempts = check.matched, check.locked, check.attempts
+            if locked:
+                self.repo.add_evidence_in(conn, [self._lockout(p, now, visitor, attempts)])
             if matched:
                 self.repo.set_in(
                     conn, p.communication_id, identified_at=now, identified_session=session
@@ -215,6 +217,34 @@ class PickupPage:
         after = self.repo.get(p.communication_id)
         assert after is not None
         return after
+
+    @staticmethod
+    def _lockout(p: Pickup, now: datetime, visitor: Visitor, attempts: int) -> EvidenceRecord:
+        """The wrong try that locks the recipient out is evidence: the recipient could not be
+        brought to the acceptance step (ETSI EN 319 522-3 Table 2, C.2
+        NotificationForAcceptanceFailure, reason ``identification_failed``).  Written once,
+        by the one check that takes the last attempt (the count is atomic); only the sender's
+        resend (:meth:`PickupService.resend`) lets the recipient try again."""
+        return steps.record(
+            p,
+            "NotificationForAcceptanceFailure",
+            now,
+            visitor=visitor,
+            reasons=[
+                Reason(
+                    "identification_failed",
+                    f"{attempts} wrong {'answers' if p.identification == CHALLENGE else 'codes'}"
+                    " in a row: the recipient is locked out until the sender sends the message"
+                    " again.",
+                )
+            ],
+            details={
+                "identification_failed": {
+                    "method": p.identification,
+                    "attempts": attempts,
+                }
+            },
+        )
 
     # -- consent ---------------------------------------------------------------------------
 

@@ -30,7 +30,7 @@ from sqlalchemy import Connection
 from sealpost.access.model import Holder
 from sealpost.access.service import AccessService
 from sealpost.config import Settings
-from sealpost.errors import InvalidInput, SealpostError
+from sealpost.errors import Conflict, InvalidInput, NotFound, SealpostError
 from sealpost.ledger.records import Reason
 from sealpost.logging import get_logger
 from sealpost.pickup import steps
@@ -42,6 +42,7 @@ from sealpost.pickup.model import (
     EXPIRED,
     HANDED_OVER,
     IDENTIFICATIONS,
+    MAX_ATTEMPTS,
     NEW,
     NOTIFIED,
     POLICIES,
@@ -257,6 +258,7 @@ class PickupService:
             },
             "expires_at": at(p.expires_at),
             "reason": p.reason,
+            "locked_out": self.locked_out(p),
             "steps": [{"step": name, "at": at(moment)} for name, moment in steps_done],
         }
 
@@ -458,3 +460,91 @@ class PickupService:
             self.repo.add_evidence_in(conn, [evidence])
             self.states.finish_in(conn, p.communication_id, "unclaimed", now)
         return 1
+
+    def locked_out(self, p: Pickup) -> bool:
+        """Too many wrong codes or answers: only :meth:`resend` lets the recipient try again."""
+        if p.identification == CHALLENGE:
+            return p.attempts >= MAX_ATTEMPTS
+        found = self.access.challenge(holder(p))
+        return found is not None and found.locked
+
+    # -- the sender's resend ---------------------------------------------------------------
+
+    def resend(self, tenant_id: str, communication_id: str) -> dict[str, Any]:
+        """The sender sends the notice again: a new certified email with a fresh single-use
+        link, the recipient's code sends and wrong tries counted from zero (the sender vouches
+        for a new try: the access kit's ``reset_codes_in``, and the challenge's own counter),
+        and the pages opened from older links closed.  Recorded as ConsignmentNotification
+        with ``details.reason = "resent"`` (ETSI EN 319 522-3 Table 2: a notification of the
+        consignment).  The window does not move.  404 for another tenant's communication,
+        409 before the first notice or once the pickup is final."""
+        now = self.clock()
+        p = self.repo.get(communication_id, tenant_id)
+        if p is None:
+            raise NotFound("no pickup for this communication")
+        if p.state != NOTIFIED or p.expires_at is None:
+            raise Conflict(
+                f"the pickup is {p.state}: "
+                + ("its first notice is on its way" if p.state == NEW else "nothing to resend")
+            )
+        with self.repo.transaction() as conn:
+            if not self.repo.set_in(conn, communication_id, expect_states=(NOTIFIED,), attempts=0):
+                current = self.repo.get_in(conn, communication_id)
+                raise Conflict(f"the pickup is {current.state if current else 'gone'}")
+            self.access.reset_codes_in(conn, holder(p))
+            self.access.end_sessions_in(conn, holder(p), now)
+            token = self.access.issue_link_in(conn, holder(p), now=now, expires_at=p.expires_at)
+        url = f"{self.config.public_url}/pickup/{token}"
+        try:
+            notice_id = self.mailer.send(
+                OutgoingMail(
+                    tenant_id=p.tenant_id,
+                    sender=self.config.mail_from,
+                    to=p.recipient,
+                    subject="A certified message is waiting for you / "
+                    "Comunicación certificada pendiente",
+                    text=self._notice_text(p, url, p.expires_at, False),
+                    identification={"method": "registered-pickup"},
+                    details={"pickup_of": p.communication_id, "purpose": "resent"},
+                )
+            )
+        except SealpostError as exc:
+            failure = steps.record(
+                p,
+                "ConsignmentNotificationFailure",
+                now,
+                reasons=[Reason("notice_not_accepted", exc.message)],
+                details={"reminder": False, "reason": "resent"},
+            )
+            with self.repo.transaction() as conn:
+                self.repo.add_evidence_in(conn, [failure])
+            raise
+        notice = steps.record(
+            p,
+            "ConsignmentNotification",
+            now,
+            details={
+                "notice_communication_id": notice_id,
+                "channel": "email",
+                "reminder": False,
+                "reason": "resent",
+                "codes_reset": True,
+                "sender_shown": not p.hide_sender,
+                "available_until": p.expires_at.isoformat(),
+            },
+        )
+        with self.repo.transaction() as conn:
+            self.repo.set_in(
+                conn,
+                communication_id,
+                notice_communication_id=notice_id,
+                notice_status="sent",
+                notices_sent=p.notices_sent + 1,
+            )
+            self.repo.add_evidence_in(conn, [notice])
+        return {
+            "communication_id": communication_id,
+            "notice_communication_id": notice_id,
+            "available_until": p.expires_at.isoformat().replace("+00:00", "Z"),
+            "notices_sent": p.notices_sent + 1,
+        }
