@@ -134,9 +134,19 @@ class PickupPage:
 
     # -- identification --------------------------------------------------------------------
 
+    def _refuse_if_expired(self, p: Pickup) -> None:
+        """The window is over at ``expires_at`` itself, whether or not the worker came by:
+        the page records AcceptanceRejectionExpiry (once: the same compare-and-set as the
+        worker's) and refuses the step (409)."""
+        now = self._now()
+        if p.state == NOTIFIED and p.expires_at is not None and now >= p.expires_at:
+            self.service.expire(p, now)
+            raise Conflict("This message is no longer available (expired).")
+
     def _open_for_identification(self, p: Pickup) -> None:
         """A recipient may identify while the pickup is open, and again (a later link) once
         the message is theirs; never after a rejection or the expiry."""
+        self._refuse_if_expired(p)
         if p.state not in (NOTIFIED, ACCEPTED, HANDED_OVER):
             raise Conflict(f"This message is no longer available ({p.state}).")
 
@@ -253,6 +263,7 @@ class PickupPage:
             raise NotIdentified("Identify yourself first.")
         if p.consent != CONSENT:
             raise Conflict("This message needs no acceptance.")
+        self._refuse_if_expired(p)
         now = self._now()
         state = REJECTED if reject is not None else ACCEPTED
         if reject is not None:
@@ -309,6 +320,8 @@ class PickupPage:
             )
         if p.consent == BASIC and p.state not in (NOTIFIED, HANDED_OVER):
             raise Conflict(f"This message is no longer available ({p.state}).")
+        if p.consent == BASIC:
+            self._refuse_if_expired(p)
         if p.handed_over_at is not None:
             return p
         now = self._now()

@@ -280,20 +280,20 @@ class PickupService:
 
     def _notice_text(self, p: Pickup, url: str, expires_at: datetime, reminder: bool) -> str:
         sender = None if p.hide_sender else (p.sender_name or p.sender)
-        until = f"{expires_at:%Y-%m-%d %H:%M} UTC"
+        until = policy(p.policy).until_text(expires_at)
         en = [
             ("Reminder: a" if reminder else "A")
             + " certified message is waiting for you"
             + (f" from {sender}." if sender else "."),
             "Open it here (you will be asked to identify yourself): " + url,
-            f"You can pick it up until {until}. After that, it counts as not accepted.",
+            f"You can pick it up before {until}. After that, it counts as not accepted.",
         ]
         es = [
             ("Recordatorio: tiene" if reminder else "Tiene")
             + " una comunicación certificada pendiente"
             + (f" de {sender}." if sender else "."),
             "Acceda aquí (se le pedirá que se identifique): " + url,
-            f"Puede recogerla hasta el {until}. Después se tendrá por no aceptada.",
+            f"Puede recogerla antes del {until}. Después se tendrá por no aceptada.",
         ]
         footer = "Sealpost records every step of this delivery as sealed evidence."
         return "\n".join([*en, "", *es, "", footer])
@@ -439,7 +439,8 @@ class PickupService:
         communication ``unclaimed``.  Loses to an acceptance or rejection made first."""
         window = policy(p.policy, default_hide_sender=self.config.default_hide_sender)
         deemed = " (deemed rejected)" if p.policy == "es" else ""
-        text = f"Not accepted or rejected before {p.expires_at}; {window.legal_basis}{deemed}."
+        closed = window.until_text(p.expires_at) if p.expires_at else "the window closed"
+        text = f"Not accepted or rejected before {closed}; {window.legal_basis}{deemed}."
         evidence = steps.record(
             p,
             "AcceptanceRejectionExpiry",
