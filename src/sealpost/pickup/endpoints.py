@@ -66,6 +66,11 @@ class PickupSettings(BaseModel):
     identification: Annotated[str, Choice(IDENTIFICATIONS)] = "email_otp"
     consent: Annotated[str, Choice(CONSIGNMENT_MODES)] = "consent"
     policy: Annotated[str, Choice(POLICIES)] = "default"
+    hide_sender: bool = Field(
+        False,
+        description="Name no sender in the notice (From, Subject, body) nor on the page until "
+        "acceptance, whatever the policy (fr always hides it).",
+    )
 
 
 @router.get("/settings/pickup", response_model=PickupSettings)

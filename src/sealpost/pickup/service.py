@@ -129,7 +129,7 @@ class PickupService:
         self._defaults[tenant_id] = (delivery, now + DEFAULTS_TTL_SECONDS)
         return delivery
 
-    def put_settings(self, tenant_id: str, values: dict[str, str]) -> None:
+    def put_settings(self, tenant_id: str, values: dict[str, Any]) -> None:
         self.repo.put_settings(tenant_id, values, self.clock())
         self._defaults.pop(tenant_id, None)
 
@@ -170,7 +170,7 @@ class PickupService:
             "identification": identification,
             "consent": consent,
             "policy": policy_name,
-            "hide_sender": window.hide_sender,
+            "hide_sender": self.hides_sender(window.hide_sender, defaults),
             "phone": phone,
             "challenge_question": question,
             "challenge_hash": answer_hash,
@@ -181,6 +181,13 @@ class PickupService:
                 "legal_basis": window.legal_basis,
             },
         }
+
+    @staticmethod
+    def hides_sender(by_policy: bool, defaults: Mapping[str, Any]) -> bool:
+        """The sender is hidden when the policy hides it (``fr``; ``default`` with
+        ``SEALPOST_PICKUP_HIDE_SENDER``) or the tenant chose to (``hide_sender`` of its pickup
+        settings): a tenant can hide, never show what the policy hides."""
+        return by_policy or bool(defaults.get("hide_sender", False))
 
     def open_in(
         self,
