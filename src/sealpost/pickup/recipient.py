@@ -371,6 +371,7 @@ class PickupPage:
             "sender": p.sender_name or p.sender,
             "sender_address": p.sender,
             "text": content.text_of(raw),
+            "html": content.html_of(raw),
             "attachments": [
                 {
                     "index": a.index,
