@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Header, Request, Response
 from fastapi.responses import HTMLResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool
 
 from sealpost.api.auth import TenantDep
 from sealpost.api.errors import problem_responses
@@ -66,7 +66,7 @@ class PickupSettings(BaseModel):
     identification: Annotated[str, Choice(IDENTIFICATIONS)] = "email_otp"
     consent: Annotated[str, Choice(CONSIGNMENT_MODES)] = "consent"
     policy: Annotated[str, Choice(POLICIES)] = "default"
-    hide_sender: bool = Field(
+    hide_sender: StrictBool = Field(
         False,
         description="Name no sender in the notice (From, Subject, body) nor on the page until "
         "acceptance, whatever the policy (fr always hides it).",
