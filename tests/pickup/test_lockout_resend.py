@@ -5,8 +5,12 @@ try again; refused once the pickup is final."""
 
 from __future__ import annotations
 
-from fastapi.testclient import TestClient
+import json
 
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from sealpost.events.tables import outbox_events
 from tests.pickup.flow import (
     Recipient,
     code_in,
@@ -56,6 +60,18 @@ def test_five_wrong_codes_are_evidence_and_a_resend_lets_the_recipient_in(
     assert failure["details"]["visitor"]["user_agent"] == AGENT
     assert failure["details"]["visitor"]["ip"]
     assert _pickup(client, key, cid)["locked_out"] is True
+    with mail_env.sp.engine.connect() as conn:
+        told = [
+            json.loads(row.payload)
+            for row in conn.execute(
+                select(outbox_events).where(
+                    outbox_events.c.type == "sealpost.communication.identification_failed"
+                )
+            )
+        ]
+    assert len(told) == 1  # the sender's webhook hears of it
+    assert told[0]["data"]["identification_failed"] == {"method": "email_otp", "attempts": 5}
+    assert told[0]["data"]["communication_id"] == cid
 
     resent = client.post(f"/v1/communications/{cid}/pickup/resend", headers=key)
     assert resent.status_code == 200, resent.text
