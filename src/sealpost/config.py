@@ -490,18 +490,27 @@ class Settings(BaseSettings):
         description="Largest body of the signing page's calls (a drawn signature is at most "
         "800 kB).",
     )
+    api_max_pickup_page_body_bytes: int = Field(
+        16 * 1024,
+        ge=1024,
+        description="Largest body of the pickup page's calls (a code, an answer, a reason).",
+    )
     rate_limit_api_per_tenant: RateSetting | None = Field(
         Rate.parse("6000/minute"),
         description="API requests per tenant (429 with Retry-After beyond); empty: off.",
     )
     rate_limit_api_per_ip: RateSetting | None = Field(
         Rate.parse("6000/minute"),
-        description="HTTP requests per client IP (IPv6: per /64), keyed or not, signing page "
-        "and /healthz apart; empty: off.",
+        description="HTTP requests per client IP (IPv6: per /64), keyed or not, signing and "
+        "pickup pages and /healthz apart; empty: off.",
     )
     rate_limit_signing_page_per_ip: RateSetting | None = Field(
         Rate.parse("600/minute"),
         description="Signing page requests (/sign/...) per client IP; empty: off.",
+    )
+    rate_limit_pickup_page_per_ip: RateSetting | None = Field(
+        Rate.parse("600/minute"),
+        description="Pickup page requests (/pickup/...) per client IP; empty: off.",
     )
     rate_limit_codes_per_ip: RateSetting | None = Field(
         Rate.parse("60/hour"),

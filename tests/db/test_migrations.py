@@ -211,3 +211,29 @@ def test_0009_adds_the_pickup_tables_and_the_downgrade_drops_them(database_url: 
     assert not {"pickups", "pickup_settings"} & names
     assert "communications" in names
     engine.dispose()
+
+
+def test_0010_lets_a_tenant_hide_the_sender_off_for_existing_settings(database_url: str) -> None:
+    """A tenant's pickup defaults survive the upgrade with the sender shown (as before) and
+    the downgrade drops only the new column."""
+    engine = make_test_engine(database_url)
+    migrate.upgrade(engine, "0009")
+    with engine.begin() as conn:
+        conn.execute(
+            text("INSERT INTO tenants (id, name, created_at) VALUES ('t1', 'Acme', :now)"),
+            {"now": NOW},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO pickup_settings (tenant_id, delivery, identification, consent,"
+                " policy, updated_at) VALUES ('t1', 'pickup', 'email_otp', 'consent', 'es', :now)"
+            ),
+            {"now": NOW},
+        )
+    migrate.upgrade(engine)
+    (row,) = _rows(engine, "SELECT * FROM pickup_settings")
+    assert (row["policy"], row["hide_sender"]) == ("es", 0)
+    _downgrade(engine, "0009")
+    (row,) = _rows(engine, "SELECT * FROM pickup_settings")
+    assert "hide_sender" not in row and row["delivery"] == "pickup"
+    engine.dispose()

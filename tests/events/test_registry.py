@@ -19,13 +19,16 @@ def test_a_process_built_by_the_composition_root_knows_every_domain() -> None:
         "import sealpost.app\n"
         "from sealpost.events.registry import REGISTRY\n"
         "print(sorted({k.subject_type for k in REGISTRY.kinds}))\n"
-        "print(REGISTRY.collection('signature_process'), REGISTRY.collection('communication'))\n"
+        "print(REGISTRY.collection('signature_process'), REGISTRY.collection('communication'),"
+        " REGISTRY.collection('sms'))\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
     ).stdout.splitlines()
-    assert out[0] == str(["communication", "signature_process", "submission", "webhook_endpoint"])
-    assert out[1] == "signatures communications"
+    assert out[0] == str(
+        ["communication", "signature_process", "sms", "submission", "webhook_endpoint"]
+    )
+    assert out[1] == "signatures communications sms"
 
 
 def test_a_record_of_an_unregistered_subject_type_is_refused() -> None:

@@ -8,6 +8,7 @@ import re
 import smtplib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from fastapi.testclient import TestClient
@@ -248,7 +249,11 @@ def test_the_es_window_expires_as_deemed_rejected_and_excludes_acceptance(
     _identify_by_email(mail_env, recipient, "gil")
     pickup = mail_env.sp.pickup.repo.get(cid)
     assert pickup is not None and pickup.notified_at and pickup.expires_at
-    assert pickup.expires_at - pickup.notified_at == timedelta(days=10)
+    madrid = ZoneInfo("Europe/Madrid")  # ten natural days, date to date on Madrid's clock
+    wall = pickup.expires_at.astimezone(madrid).replace(
+        tzinfo=None
+    ) - pickup.notified_at.astimezone(madrid).replace(tzinfo=None)
+    assert timedelta(days=10) <= wall < timedelta(days=10, seconds=1)  # rounded up to the second
     notify(mail_env, pickup.expires_at - timedelta(seconds=1))
     assert "AcceptanceRejectionExpiry" not in events_of(mail_env, cid)
     notify(mail_env, pickup.expires_at + timedelta(seconds=1))

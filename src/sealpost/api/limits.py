@@ -5,7 +5,9 @@ route, deciding from the request line and headers alone, before the app reads a 
 body:
 
 1. **rate per client IP** (IPv6: per /64): the signing page's own bucket for ``/sign/...``,
-   the API's for the rest (``/healthz`` and static files apart) → 429 with ``Retry-After``;
+   the pickup page's own for ``/pickup/...`` (a recipient's page must not starve behind the
+   API's traffic from the same address, nor a link-guessing client eat the API's), the API's
+   for the rest (``/healthz`` and static files apart) → 429 with ``Retry-After``;
 2. **size**: a ``Content-Length`` over the route's limit (:class:`BodyLimits`) → 413;
 3. **key first**: a ``/v1`` request with a body has its API key checked (and its tenant's
    rate taken) before the body is read → 401 (or 429) at once.  The dependency of the
@@ -38,6 +40,7 @@ from sealpost.tenants.repository import TenantRepository
 log = get_logger(__name__)
 
 SIGNING_PAGE = "/sign/"
+PICKUP_PAGE = "/pickup/"
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 UNLIMITED = ("/healthz", "/static/", "/docs/assets/", "/sms/callbacks/")
 """Paths no per-IP rate applies to: health probes, static files, and the SMS operator's signed
@@ -58,6 +61,8 @@ class BodyLimits:
     """``POST /tsa``: a DER TimeStampReq (RFC 3161 §2.4.1), a few hundred bytes."""
     signing_page: int
     """The signing page's calls: at most a drawn signature (PNG, base64)."""
+    pickup_page: int = 16 * 1024
+    """The pickup page's calls: a link, a code or answer, a rejection's reason (2000 chars)."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> BodyLimits:
@@ -67,6 +72,7 @@ class BodyLimits:
             signatures=settings.resolved_api_max_signature_body_bytes,
             tsa=settings.api_max_tsa_body_bytes,
             signing_page=settings.api_max_signing_page_body_bytes,
+            pickup_page=settings.api_max_pickup_page_body_bytes,
         )
 
     def of(self, method: str, path: str) -> int:
@@ -78,6 +84,8 @@ class BodyLimits:
             return self.tsa
         if path.startswith(SIGNING_PAGE):
             return self.signing_page
+        if path.startswith(PICKUP_PAGE):
+            return self.pickup_page
         return self.default
 
 
@@ -88,6 +96,7 @@ class RateLimits:
     per_tenant: RateLimiter | None
     per_ip: RateLimiter | None
     signing_page_per_ip: RateLimiter | None
+    pickup_page_per_ip: RateLimiter | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RateLimits:
@@ -95,11 +104,14 @@ class RateLimits:
             per_tenant=limiter(settings.rate_limit_api_per_tenant),
             per_ip=limiter(settings.rate_limit_api_per_ip),
             signing_page_per_ip=limiter(settings.rate_limit_signing_page_per_ip),
+            pickup_page_per_ip=limiter(settings.rate_limit_pickup_page_per_ip),
         )
 
     def per_ip_for(self, path: str) -> RateLimiter | None:
         if path.startswith(SIGNING_PAGE):
             return self.signing_page_per_ip
+        if path.startswith(PICKUP_PAGE):
+            return self.pickup_page_per_ip
         if path.startswith(UNLIMITED):
             return None
         return self.per_ip

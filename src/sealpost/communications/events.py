@@ -92,6 +92,12 @@ KINDS: tuple[EventKind, ...] = (
         "(NotificationForAcceptance).",
     ),
     EventKind(
+        "sealpost.communication.identification_failed",
+        "communication",
+        "Pickup: too many wrong codes or answers; the recipient is locked out until the "
+        "sender resends (NotificationForAcceptanceFailure).",
+    ),
+    EventKind(
         "sealpost.communication.accepted_by_recipient",
         "communication",
         "Pickup: the recipient accepted the message (ConsignmentAcceptance).",
@@ -143,6 +149,7 @@ _PICKUP_TYPES = {
     "NotificationDelivered": "sealpost.communication.notice_delivered",
     "NotificationAccessTracking": "sealpost.communication.notice_opened",
     "NotificationForAcceptance": "sealpost.communication.offered",
+    "NotificationForAcceptanceFailure": "sealpost.communication.identification_failed",
     "ConsignmentAcceptance": "sealpost.communication.accepted_by_recipient",
     "ConsignmentRejection": "sealpost.communication.rejected_by_recipient",
     "ContentHandover": "sealpost.communication.handed_over",
@@ -222,7 +229,14 @@ def _communication_data(record: EvidenceRecord, type_: str) -> dict[str, Any]:
             "url": f"/v1/communications/{cid}/certificate.pdf?version={version}",
         }
     elif record.event.name in _PICKUP_TYPES:
-        for key in ("notice_communication_id", "reminder", "identification", "download"):
+        for key in (
+            "notice_communication_id",
+            "reminder",
+            "reason",
+            "identification",
+            "identification_failed",
+            "download",
+        ):
             if details.get(key) is not None:
                 data[key] = details[key]
         visitor = details.get("visitor")

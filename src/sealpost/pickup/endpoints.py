@@ -14,13 +14,20 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Header, Request, Response
 from fastapi.responses import HTMLResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool
 
 from sealpost.api.auth import TenantDep
 from sealpost.api.errors import problem_responses
 from sealpost.api.text import Choice, MultiLine, SingleLine
 from sealpost.db.full import StorageFull
-from sealpost.errors import SealpostError, ServiceUnavailable, TooManyRequests, Unauthorized
+from sealpost.errors import (
+    Conflict,
+    NotFound,
+    SealpostError,
+    ServiceUnavailable,
+    TooManyRequests,
+    Unauthorized,
+)
 from sealpost.pickup import page
 from sealpost.pickup.model import CONSIGNMENT_MODES, IDENTIFICATIONS, POLICIES, Visitor
 from sealpost.pickup.recipient import PickupPage
@@ -59,6 +66,11 @@ class PickupSettings(BaseModel):
     identification: Annotated[str, Choice(IDENTIFICATIONS)] = "email_otp"
     consent: Annotated[str, Choice(CONSIGNMENT_MODES)] = "consent"
     policy: Annotated[str, Choice(POLICIES)] = "default"
+    hide_sender: StrictBool = Field(
+        False,
+        description="Name no sender in the notice (From, Subject, body) nor on the page until "
+        "acceptance, whatever the policy (fr always hides it).",
+    )
 
 
 @router.get("/settings/pickup", response_model=PickupSettings)
@@ -71,6 +83,25 @@ def put_settings(body: PickupSettings, parts: PickupDep, tenant: TenantDep) -> P
     """The whole object is replaced."""
     parts.service.put_settings(tenant.id, body.model_dump())
     return body
+
+
+class ResendOut(BaseModel):
+    communication_id: str
+    notice_communication_id: str = Field(description="The new notice (a certified email).")
+    available_until: str = Field(description="When the window closes (unchanged), UTC.")
+    notices_sent: int
+
+
+@router.post(
+    "/communications/{communication_id}/pickup/resend",
+    response_model=ResendOut,
+    responses=problem_responses(NotFound, Conflict),
+)
+def resend(communication_id: str, parts: PickupDep, tenant: TenantDep) -> ResendOut:
+    """A new notice with a fresh single-use link; the recipient's code sends and wrong tries
+    start again (a locked-out recipient may try again).  409 before the first notice or once
+    the pickup is final."""
+    return ResendOut(**parts.service.resend(tenant.id, communication_id[:36]))
 
 
 # -- the page ----------------------------------------------------------------------------

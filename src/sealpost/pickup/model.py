@@ -15,7 +15,7 @@ record (ETSI EN 319 522-3 group C: an acceptance, a rejection or an expiry, neve
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 NEW, NOTIFIED = "new", "notified"
@@ -40,6 +40,7 @@ MAX_ATTEMPTS = 5
 """Challenge answers per recipient before the lockout (codes: the access kit counts them)."""
 
 _PARIS = ZoneInfo("Europe/Paris")
+_MADRID = ZoneInfo("Europe/Madrid")
 
 
 @dataclass(frozen=True)
@@ -53,16 +54,44 @@ class Policy:
     """Said in the evidence and on the certificate."""
 
     def expires_at(self, available_at: datetime, default_days: float) -> datetime:
-        """When the window closes, counted from the notice (the content's availability)."""
+        """The first instant the window is closed (an acceptance at that second is refused),
+        counted from the notice (the content's availability), as a UTC instant rounded up to
+        the whole second so that the notice and the certificate can state it exactly.
+
+        Sealpost has no tenant time zone: ``es`` and ``fr`` count days on the legal clock of
+        their jurisdiction (a day across a DST change is 23 or 25 hours), ``default`` counts
+        24-hour days in UTC."""
         if self.name == "es":
-            # Ley 39/2015 art. 43.2: rejected after ten natural days from availability
-            return available_at + timedelta(days=10)
-        if self.name == "fr":
+            # Ley 39/2015 art. 43.2: rejected after ten natural days from availability, date
+            # to date on Spain's official (peninsular) time, the sede's clock (art. 31.2)
+            local = available_at.astimezone(_MADRID)
+            closes = local + timedelta(days=10)  # wall-clock arithmetic: same local time
+        elif self.name == "fr":
             # CPCE art. L.100 / R.53-3 (LRE): fifteen days from the day after the notice
-            local = available_at.astimezone(_PARIS).date()
-            start = datetime.combine(local + timedelta(days=1), time(0), _PARIS)
-            return start + timedelta(days=15)
-        return available_at + timedelta(days=default_days)
+            day = available_at.astimezone(_PARIS).date()
+            closes = datetime.combine(day + timedelta(days=16), time(0), _PARIS)
+        else:
+            closes = available_at + timedelta(days=default_days)
+        return _whole_second(closes.astimezone(UTC))
+
+    @property
+    def zone(self) -> ZoneInfo | None:
+        """The legal clock the window is counted on (None: UTC)."""
+        return {"es": _MADRID, "fr": _PARIS}.get(self.name)
+
+    def until_text(self, closes: datetime) -> str:
+        """The exact closing instant, in UTC and, for es/fr, on the legal clock too."""
+        utc = f"{closes.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
+        if self.zone is None:
+            return utc
+        return f"{utc} ({closes.astimezone(self.zone):%Y-%m-%d %H:%M:%S %Z} {self.zone.key})"
+
+
+def _whole_second(moment: datetime) -> datetime:
+    """Rounded up: the recipient never gets less than the law's window."""
+    if moment.microsecond:
+        return moment.replace(microsecond=0) + timedelta(seconds=1)
+    return moment
 
 
 def policy(name: str, *, default_hide_sender: bool = False) -> Policy:

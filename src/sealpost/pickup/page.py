@@ -94,6 +94,8 @@ def page_html(config: dict[str, Any], lang: str) -> str:
   <section id="content" hidden>
     <h2 id="subject" data-testid="subject"></h2>
     <p id="from" data-testid="from"></p>
+    <iframe id="html" data-testid="html" title="message" hidden
+      sandbox="allow-popups allow-popups-to-escape-sandbox" referrerpolicy="no-referrer"></iframe>
     <pre id="text" data-testid="text"></pre>
     <h3 data-i18n="attachments"></h3>
     <ul id="files" data-testid="files"></ul>

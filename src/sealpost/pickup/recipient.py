@@ -23,7 +23,7 @@ from typing import Any
 from sealpost.access.model import EMAIL, SMS, mask
 from sealpost.access.repository import token_digest
 from sealpost.errors import Conflict, Gone, InvalidInput, Locked, NotFound, SealpostError
-from sealpost.ledger.records import Reason
+from sealpost.ledger.records import EvidenceRecord, Reason
 from sealpost.pickup import content, steps
 from sealpost.pickup.model import (
     ACCEPTED,
@@ -134,9 +134,19 @@ class PickupPage:
 
     # -- identification --------------------------------------------------------------------
 
+    def _refuse_if_expired(self, p: Pickup) -> None:
+        """The window is over at ``expires_at`` itself, whether or not the worker came by:
+        the page records AcceptanceRejectionExpiry (once: the same compare-and-set as the
+        worker's) and refuses the step (409)."""
+        now = self._now()
+        if p.state == NOTIFIED and p.expires_at is not None and now >= p.expires_at:
+            self.service.expire(p, now)
+            raise Conflict("This message is no longer available (expired).")
+
     def _open_for_identification(self, p: Pickup) -> None:
         """A recipient may identify while the pickup is open, and again (a later link) once
         the message is theirs; never after a rejection or the expiry."""
+        self._refuse_if_expired(p)
         if p.state not in (NOTIFIED, ACCEPTED, HANDED_OVER):
             raise Conflict(f"This message is no longer available ({p.state}).")
 
@@ -204,6 +214,8 @@ class PickupPage:
                     conn, holder(p), answer, now, visitor.ip, session=session
                 )
                 matched, locked, attempts = check.matched, check.locked, check.attempts
+            if locked:
+                self.repo.add_evidence_in(conn, [self._lockout(p, now, visitor, attempts)])
             if matched:
                 self.repo.set_in(
                     conn, p.communication_id, identified_at=now, identified_session=session
@@ -226,6 +238,34 @@ class PickupPage:
         assert after is not None
         return after
 
+    @staticmethod
+    def _lockout(p: Pickup, now: datetime, visitor: Visitor, attempts: int) -> EvidenceRecord:
+        """The wrong try that locks the recipient out is evidence: the recipient could not be
+        brought to the acceptance step (ETSI EN 319 522-3 Table 2, C.2
+        NotificationForAcceptanceFailure, reason ``identification_failed``).  Written once,
+        by the one check that takes the last attempt (the count is atomic); only the sender's
+        resend (:meth:`PickupService.resend`) lets the recipient try again."""
+        return steps.record(
+            p,
+            "NotificationForAcceptanceFailure",
+            now,
+            visitor=visitor,
+            reasons=[
+                Reason(
+                    "identification_failed",
+                    f"{attempts} wrong {'answers' if p.identification == CHALLENGE else 'codes'}"
+                    " in a row: the recipient is locked out until the sender sends the message"
+                    " again.",
+                )
+            ],
+            details={
+                "identification_failed": {
+                    "method": p.identification,
+                    "attempts": attempts,
+                }
+            },
+        )
+
     # -- consent ---------------------------------------------------------------------------
 
     def _decide(self, p: Pickup, session: str, visitor: Visitor, reject: str | None) -> Pickup:
@@ -233,6 +273,7 @@ class PickupPage:
             raise NotIdentified("Identify yourself first.")
         if p.consent != CONSENT:
             raise Conflict("This message needs no acceptance.")
+        self._refuse_if_expired(p)
         now = self._now()
         state = REJECTED if reject is not None else ACCEPTED
         if reject is not None:
@@ -289,6 +330,8 @@ class PickupPage:
             )
         if p.consent == BASIC and p.state not in (NOTIFIED, HANDED_OVER):
             raise Conflict(f"This message is no longer available ({p.state}).")
+        if p.consent == BASIC:
+            self._refuse_if_expired(p)
         if p.handed_over_at is not None:
             return p
         now = self._now()
@@ -338,6 +381,7 @@ class PickupPage:
             "sender": p.sender_name or p.sender,
             "sender_address": p.sender,
             "text": content.text_of(raw),
+            "html": content.html_of(raw),
             "attachments": [
                 {
                     "index": a.index,

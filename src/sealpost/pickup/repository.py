@@ -135,7 +135,7 @@ class PickupRepository:
 
     # -- tenant defaults -------------------------------------------------------------------
 
-    def settings(self, tenant_id: str) -> dict[str, str] | None:
+    def settings(self, tenant_id: str) -> dict[str, Any] | None:
         with self.engine.connect() as conn:
             row = conn.execute(
                 select(pickup_settings).where(pickup_settings.c.tenant_id == tenant_id)
@@ -147,9 +147,11 @@ class PickupRepository:
             "identification": row.identification,
             "consent": row.consent,
             "policy": row.policy,
+            "hide_sender": bool(row.hide_sender),
         }
 
-    def put_settings(self, tenant_id: str, values: dict[str, str], now: datetime) -> None:
+    def put_settings(self, tenant_id: str, values: dict[str, Any], now: datetime) -> None:
+        values = {**values, "hide_sender": int(bool(values.get("hide_sender", False)))}
         with self.transaction() as conn:
             done = conn.execute(
                 update(pickup_settings)

@@ -30,7 +30,7 @@ from sqlalchemy import Connection
 from sealpost.access.model import Holder
 from sealpost.access.service import AccessService
 from sealpost.config import Settings
-from sealpost.errors import InvalidInput, SealpostError
+from sealpost.errors import Conflict, InvalidInput, NotFound, SealpostError
 from sealpost.ledger.records import Reason
 from sealpost.logging import get_logger
 from sealpost.pickup import steps
@@ -42,6 +42,7 @@ from sealpost.pickup.model import (
     EXPIRED,
     HANDED_OVER,
     IDENTIFICATIONS,
+    MAX_ATTEMPTS,
     NEW,
     NOTIFIED,
     POLICIES,
@@ -128,7 +129,7 @@ class PickupService:
         self._defaults[tenant_id] = (delivery, now + DEFAULTS_TTL_SECONDS)
         return delivery
 
-    def put_settings(self, tenant_id: str, values: dict[str, str]) -> None:
+    def put_settings(self, tenant_id: str, values: dict[str, Any]) -> None:
         self.repo.put_settings(tenant_id, values, self.clock())
         self._defaults.pop(tenant_id, None)
 
@@ -169,7 +170,7 @@ class PickupService:
             "identification": identification,
             "consent": consent,
             "policy": policy_name,
-            "hide_sender": window.hide_sender,
+            "hide_sender": self.hides_sender(window.hide_sender, defaults),
             "phone": phone,
             "challenge_question": question,
             "challenge_hash": answer_hash,
@@ -180,6 +181,13 @@ class PickupService:
                 "legal_basis": window.legal_basis,
             },
         }
+
+    @staticmethod
+    def hides_sender(by_policy: bool, defaults: Mapping[str, Any]) -> bool:
+        """The sender is hidden when the policy hides it (``fr``; ``default`` with
+        ``SEALPOST_PICKUP_HIDE_SENDER``) or the tenant chose to (``hide_sender`` of its pickup
+        settings): a tenant can hide, never show what the policy hides."""
+        return by_policy or bool(defaults.get("hide_sender", False))
 
     def open_in(
         self,
@@ -257,6 +265,7 @@ class PickupService:
             },
             "expires_at": at(p.expires_at),
             "reason": p.reason,
+            "locked_out": self.locked_out(p),
             "steps": [{"step": name, "at": at(moment)} for name, moment in steps_done],
         }
 
@@ -278,20 +287,20 @@ class PickupService:
 
     def _notice_text(self, p: Pickup, url: str, expires_at: datetime, reminder: bool) -> str:
         sender = None if p.hide_sender else (p.sender_name or p.sender)
-        until = f"{expires_at:%Y-%m-%d %H:%M} UTC"
+        until = policy(p.policy).until_text(expires_at)
         en = [
             ("Reminder: a" if reminder else "A")
             + " certified message is waiting for you"
             + (f" from {sender}." if sender else "."),
             "Open it here (you will be asked to identify yourself): " + url,
-            f"You can pick it up until {until}. After that, it counts as not accepted.",
+            f"You can pick it up before {until}. After that, it counts as not accepted.",
         ]
         es = [
             ("Recordatorio: tiene" if reminder else "Tiene")
             + " una comunicación certificada pendiente"
             + (f" de {sender}." if sender else "."),
             "Acceda aquí (se le pedirá que se identifique): " + url,
-            f"Puede recogerla hasta el {until}. Después se tendrá por no aceptada.",
+            f"Puede recogerla antes del {until}. Después se tendrá por no aceptada.",
         ]
         footer = "Sealpost records every step of this delivery as sealed evidence."
         return "\n".join([*en, "", *es, "", footer])
@@ -438,7 +447,8 @@ class PickupService:
         communication ``unclaimed``.  Loses to an acceptance or rejection made first."""
         window = policy(p.policy, default_hide_sender=self.config.default_hide_sender)
         deemed = " (deemed rejected)" if p.policy == "es" else ""
-        text = f"Not accepted or rejected before {p.expires_at}; {window.legal_basis}{deemed}."
+        closed = window.until_text(p.expires_at) if p.expires_at else "the window closed"
+        text = f"Not accepted or rejected before {closed}; {window.legal_basis}{deemed}."
         evidence = steps.record(
             p,
             "AcceptanceRejectionExpiry",
@@ -459,3 +469,91 @@ class PickupService:
             self.repo.add_evidence_in(conn, [evidence])
             self.states.finish_in(conn, p.communication_id, "unclaimed", now)
         return 1
+
+    def locked_out(self, p: Pickup) -> bool:
+        """Too many wrong codes or answers: only :meth:`resend` lets the recipient try again."""
+        if p.identification == CHALLENGE:
+            return p.attempts >= MAX_ATTEMPTS
+        found = self.access.challenge(holder(p))
+        return found is not None and found.locked
+
+    # -- the sender's resend ---------------------------------------------------------------
+
+    def resend(self, tenant_id: str, communication_id: str) -> dict[str, Any]:
+        """The sender sends the notice again: a new certified email with a fresh single-use
+        link, the recipient's code sends and wrong tries counted from zero (the sender vouches
+        for a new try: the access kit's ``reset_codes_in``, and the challenge's own counter),
+        and the pages opened from older links closed.  Recorded as ConsignmentNotification
+        with ``details.reason = "resent"`` (ETSI EN 319 522-3 Table 2: a notification of the
+        consignment).  The window does not move.  404 for another tenant's communication,
+        409 before the first notice or once the pickup is final."""
+        now = self.clock()
+        p = self.repo.get(communication_id, tenant_id)
+        if p is None:
+            raise NotFound("no pickup for this communication")
+        if p.state != NOTIFIED or p.expires_at is None:
+            raise Conflict(
+                f"the pickup is {p.state}: "
+                + ("its first notice is on its way" if p.state == NEW else "nothing to resend")
+            )
+        with self.repo.transaction() as conn:
+            if not self.repo.set_in(conn, communication_id, expect_states=(NOTIFIED,), attempts=0):
+                current = self.repo.get_in(conn, communication_id)
+                raise Conflict(f"the pickup is {current.state if current else 'gone'}")
+            self.access.reset_codes_in(conn, holder(p))
+            self.access.end_sessions_in(conn, holder(p), now)
+            token = self.access.issue_link_in(conn, holder(p), now=now, expires_at=p.expires_at)
+        url = f"{self.config.public_url}/pickup/{token}"
+        try:
+            notice_id = self.mailer.send(
+                OutgoingMail(
+                    tenant_id=p.tenant_id,
+                    sender=self.config.mail_from,
+                    to=p.recipient,
+                    subject="A certified message is waiting for you / "
+                    "Comunicación certificada pendiente",
+                    text=self._notice_text(p, url, p.expires_at, False),
+                    identification={"method": "registered-pickup"},
+                    details={"pickup_of": p.communication_id, "purpose": "resent"},
+                )
+            )
+        except SealpostError as exc:
+            failure = steps.record(
+                p,
+                "ConsignmentNotificationFailure",
+                now,
+                reasons=[Reason("notice_not_accepted", exc.message)],
+                details={"reminder": False, "reason": "resent"},
+            )
+            with self.repo.transaction() as conn:
+                self.repo.add_evidence_in(conn, [failure])
+            raise
+        notice = steps.record(
+            p,
+            "ConsignmentNotification",
+            now,
+            details={
+                "notice_communication_id": notice_id,
+                "channel": "email",
+                "reminder": False,
+                "reason": "resent",
+                "codes_reset": True,
+                "sender_shown": not p.hide_sender,
+                "available_until": p.expires_at.isoformat(),
+            },
+        )
+        with self.repo.transaction() as conn:
+            self.repo.set_in(
+                conn,
+                communication_id,
+                notice_communication_id=notice_id,
+                notice_status="sent",
+                notices_sent=p.notices_sent + 1,
+            )
+            self.repo.add_evidence_in(conn, [notice])
+        return {
+            "communication_id": communication_id,
+            "notice_communication_id": notice_id,
+            "available_until": p.expires_at.isoformat().replace("+00:00", "Z"),
+            "notices_sent": p.notices_sent + 1,
+        }

@@ -1,5 +1,6 @@
 """Tables of registered pickup: one row per communication delivered by pickup, and each
-tenant's defaults.  Collected in ``sealpost.schema``; created by migration 0009."""
+tenant's defaults.  Collected in ``sealpost.schema``; created by migration 0009
+(``pickup_settings.hide_sender``: 0010)."""
 
 from __future__ import annotations
 
@@ -54,5 +55,6 @@ pickup_settings = Table(
     Column("identification", String(16), nullable=False),
     Column("consent", String(16), nullable=False),
     Column("policy", String(16), nullable=False),
+    Column("hide_sender", Integer, nullable=False, server_default="0"),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )

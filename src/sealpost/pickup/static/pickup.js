@@ -108,6 +108,25 @@ function render(state) {
   if (ready && !$("content").dataset.loaded) loadContent();
 }
 
+// The sender's HTML, already reduced to structure and words by the server (content.py), in
+// an iframe sandboxed without scripts, forms or same-origin, under its own "default-src 'none'"
+// on top of this page's policy: nothing in it runs or loads, even past a sanitizer flaw.
+const FRAME_HEAD =
+  '<!doctype html><html><head><meta charset="utf-8">' +
+  "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'\">" +
+  '<meta name="referrer" content="no-referrer"><base target="_blank"></head><body>';
+
+function showHtml(html) {
+  const frame = $("html");
+  if (html) {
+    frame.srcdoc = FRAME_HEAD + html + "</body></html>";
+  } else {
+    frame.removeAttribute("srcdoc");
+  }
+  show("html", Boolean(html));
+  show("text", !html);
+}
+
 async function loadContent() {
   $("content").dataset.loaded = "1";
   try {
@@ -115,6 +134,7 @@ async function loadContent() {
     $("subject").textContent = message.subject || "";
     $("from").textContent = t("from") + message.sender;
     $("text").textContent = message.text;
+    showHtml(message.html);
     const list = $("files");
     list.replaceChildren();
     for (const file of message.attachments) {
