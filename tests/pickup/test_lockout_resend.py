@@ -82,6 +82,10 @@ def test_five_wrong_codes_are_evidence_and_a_resend_lets_the_recipient_in(
     notice = records_of(mail_env, cid, "ConsignmentNotification")[-1]
     assert notice["details"]["reason"] == "resent"
     assert notice["details"]["notice_communication_id"] == resent.json()["notice_communication_id"]
+    resent_notice = resent.json()["notice_communication_id"]
+    withheld = client.get(f"/v1/communications/{resent_notice}/original.eml", headers=key)
+    assert withheld.status_code == 403  # the fresh link is not the sender's to read
+    assert withheld.json()["type"] == "urn:sealpost:problem:access_secret_withheld"
     assert locked.call("GET", "/state").status_code == 410  # the old page is closed
 
     again = _open(mail_env, client, "lou", count=2)

@@ -128,6 +128,8 @@ def test_wrong_then_right_code_accept_read_and_download(
     assert download.content == ATTACHMENT
     eml = recipient.call("GET", "/download/eml")
     assert eml.headers["content-type"].startswith("message/rfc822")
+    for odd in ("%C2%B2", "99", "-1"):  # a superscript two is a digit to str.isdigit
+        assert recipient.call("GET", f"/download/{odd}").status_code == 404
     events = events_of(mail_env, cid)
     assert events.count("ConsignmentAcceptance") == 1
     assert events.count("ContentHandover") == 1

@@ -29,9 +29,10 @@ class OutgoingMail:
     text: str
     identification: Mapping[str, str] = field(default_factory=dict)
     details: Mapping[str, str] = field(default_factory=dict)
-    access_secret: bool = False
+    access_secret: bool = True
     """It carries a single-use link or a one-time code: its bytes are sealed as evidence but
-    never served to the tenant (who could otherwise act as the recipient)."""
+    never served to the tenant (who could otherwise act as the recipient).  True unless said
+    otherwise: every mail of a pickup carries one, and a forgotten flag must not leak it."""
 
 
 class Mailer(Protocol):
@@ -49,9 +50,10 @@ class OutgoingSms:
     text: str
     details: Mapping[str, str] = field(default_factory=dict)
     """Kept in the evidence."""
-    access_secret: bool = False
+    access_secret: bool = True
     """It carries a one-time code or a single-use link: its text is sealed as evidence but
-    never shown to the tenant (``GET /v1/sms/{id}``, the certificate)."""
+    never shown to the tenant (``GET /v1/sms/{id}``, the certificate).  True unless said
+    otherwise, as for :class:`OutgoingMail`."""
 
 
 class SmsSender(Protocol):

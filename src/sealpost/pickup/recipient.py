@@ -403,7 +403,8 @@ class PickupPage:
         if part == "eml":
             name, ctype, data = "message.eml", "message/rfc822", raw
         else:
-            found = content.attachment(raw, int(part)) if part.isdigit() else None
+            numbered = part.isascii() and part.isdigit()  # not "\u00b2": a digit to isdigit
+            found = content.attachment(raw, int(part)) if numbered else None
             if found is None:
                 raise NotFound(f"no attachment {part[:20]!r}")
             meta, data = found

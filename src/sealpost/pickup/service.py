@@ -515,6 +515,7 @@ class PickupService:
                     text=self._notice_text(p, url, p.expires_at, False),
                     identification={"method": "registered-pickup"},
                     details={"pickup_of": p.communication_id, "purpose": "resent"},
+                    access_secret=True,  # the fresh single-use link: the sender must not read it
                 )
             )
         except SealpostError as exc:
