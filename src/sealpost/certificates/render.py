@@ -320,7 +320,8 @@ def render_certificate(data: CertificateData) -> bytes:
     pdf.paragraph(
         f"Issued on {_when(data.issued_at)} by Sealpost for {data.tenant_name}. "
         f"Communication {data.communication_id}, certificate version {data.version}. "
-        f"Status: {data.status}{'' if data.channel == 'sms' else _STATUS_WORDS.get(data.status, '')}.",
+        f"Status: {data.status}"
+        f"{'' if data.channel == 'sms' else _STATUS_WORDS.get(data.status, '')}.",
         size=10,
     )
     pdf.paragraph(
