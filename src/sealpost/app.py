@@ -68,6 +68,7 @@ if TYPE_CHECKING:
     from sealpost.signatures.endpoints import SignaturesParts
     from sealpost.signatures.intake import PdfIntake
     from sealpost.signatures.ports import OutgoingMail
+    from sealpost.signatures.ports import OutgoingSms as SignatureOutgoingSms
     from sealpost.signatures.service import SignatureService
     from sealpost.sms.endpoints import SmsParts
     from sealpost.sms.providers import SmsProvider
@@ -141,6 +142,18 @@ class PickupSms:
     sms: SmsService
 
     def send(self, sms: PickupOutgoingSms) -> str:
+        return self.sms.send(sms.tenant_id, sms.to, sms.text, dict(sms.details))
+
+
+@dataclass(frozen=True)
+class SignatureSms:
+    """Signatures' ``SmsSender`` port over the sms domain: a signer's code by SMS is a
+    certified SMS like any other (its own SubmissionAcceptance, operator and receipt
+    evidence)."""
+
+    sms: SmsService
+
+    def send(self, sms: SignatureOutgoingSms) -> str:
         return self.sms.send(sms.tenant_id, sms.to, sms.text, dict(sms.details))
 
 
@@ -443,7 +456,14 @@ class Sealpost:
             trust_roots=self.trust_roots,
             config=SigningConfig.from_settings(self.settings),
             intake=self.pdf_intake,
+            sms=self.signature_sms,
         )
+
+    @cached_property
+    def signature_sms(self) -> SignatureSms | None:
+        """SMS codes for signers, when an operator is configured (else ``sms_otp`` signers
+        are refused with a 422 naming the field)."""
+        return SignatureSms(self.sms) if self.settings.sms_provider != "none" else None
 
     @cached_property
     def pickup(self) -> PickupService:

@@ -363,7 +363,7 @@ def test_sms_otp_goes_through_the_sms_sender_when_one_is_configured(
     )
     assert view["identification"] == "sms_otp"
     sent = recipient.call("POST", "/code").json()
-    assert sent["sent_to"] == "•••• 22"
+    assert sent["sent_to"] == "+34 6•• ••• •22"
     (message,) = sms.sent
     assert message.to == "+34600111222" and message.details["pickup_of"] == cid
     code = re.search(r"(\d{6})", message.text)
