@@ -146,6 +146,18 @@ class PickupSms:
 
 
 @dataclass(frozen=True)
+class PickupSmsStates:
+    """Pickup's ``SmsStates`` port over the sms repository: a notice by SMS is delivered when
+    its own receipts say so."""
+
+    sms: SmsRepository
+
+    def status(self, sms_id: str) -> str | None:
+        found = self.sms.get(sms_id)
+        return None if found is None else found.status
+
+
+@dataclass(frozen=True)
 class SignatureSms:
     """Signatures' ``SmsSender`` port over the sms domain: a signer's code by SMS is a
     certified SMS like any other (its own SubmissionAcceptance, operator and receipt
@@ -198,6 +210,7 @@ class PickupDeskAdapter:
                 phone=request.phone,
                 challenge_question=request.challenge_question,
                 challenge_answer=request.challenge_answer,
+                notice=request.notice,
             ),
         )
 
@@ -478,6 +491,7 @@ class Sealpost:
             PickupStates(self.communications),
             PickupConfig.from_settings(self.settings),
             sms=self.pickup_sms,
+            sms_states=PickupSmsStates(self.sms_repository),
             clock=lambda: self.clock(),
         )
 

@@ -194,3 +194,20 @@ def test_0011_adds_the_pickup_tables_and_the_downgrade_drops_them(database_url: 
     assert not {"pickups", "pickup_settings"} & names
     assert "communications" in names
     engine.dispose()
+
+
+def test_0012_adds_the_sms_notice_columns_and_the_downgrade_drops_them(database_url: str) -> None:
+    """Pickups made before 0012 were noticed by email: the channel column defaults to it; the
+    SMS notice's id and status come and go with 0012, the rest of the pickup stays."""
+    engine = make_test_engine(database_url)
+    migrate.upgrade(engine, "0011")
+    migrate.upgrade(engine, "0012")
+    columns = {c["name"]: c for c in inspect(engine).get_columns("pickups")}
+    assert {"notice_channels", "notice_sms_id", "notice_sms_status"} <= set(columns)
+    assert columns["notice_channels"]["nullable"] is False
+    assert "email" in str(columns["notice_channels"]["default"])
+    _downgrade(engine, "0011")
+    columns = {c["name"]: c for c in inspect(engine).get_columns("pickups")}
+    assert not {"notice_channels", "notice_sms_id", "notice_sms_status"} & set(columns)
+    assert {"notice_communication_id", "notice_status"} <= set(columns)
+    engine.dispose()

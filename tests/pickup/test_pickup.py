@@ -421,3 +421,12 @@ def test_a_notice_that_cannot_be_sent_is_recorded_and_retried(
     notify(mail_env, now + timedelta(seconds=61))
     assert events_of(mail_env, cid).count("ConsignmentNotification") == 1
     assert "/pickup/" in wait_mail(mail_env, "otto", NOTICE)
+
+
+def test_the_notice_channels_are_read_from_an_smtp_header() -> None:
+    from sealpost.communications.email.submission import _delivery_from_headers
+
+    raw = b"Sealpost-Delivery: pickup\r\nSealpost-Pickup-Notice: Email, SMS\r\nSubject: x\r\n\r\nhi"
+    mode, request = _delivery_from_headers(raw)
+    assert (mode, request.notice) == ("pickup", ("email", "sms"))
+    assert _delivery_from_headers(b"Subject: x\r\n\r\nhi")[1].notice is None

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -16,13 +16,43 @@ from fastapi.testclient import TestClient
 from sealpost.api.app import create_app
 from sealpost.app import Sealpost, build
 from sealpost.config import Settings
+from sealpost.sms.model import GSM7_BASIC, GSM7_EXTENSION
+from tests.pickup.flow import (
+    ATTACHMENT,
+    SECRET_TEXT,
+    Recipient,
+    events_of,
+    link_in,
+    mails_to,
+    records_of,
+    send_pickup,
+    token_of,
+)
 from tests.signatures.flow import link_path, open_page, process_request, signer, wait_mail
 from tests.sms.conftest import sms_settings
 from tests.support.mail import MailEnv, email_settings
-from tests.support.smsc import SmscPeer
+from tests.support.smsc import Outcome, SmscPeer
 from tests.support.smtp_peer import RecipientServer
 
 PHONE = "+34612345612"
+
+
+_EXTENSION = {value: ch for ch, value in GSM7_EXTENSION.items()}
+
+
+def _gsm7(octets: bytes) -> str:
+    """3GPP TS 23.038 §6.2.1 default alphabet, unpacked (as SMPP carries it), read back by the
+    table (an independent reading would be better; the table is the standard's)."""
+    out, escape = [], False
+    for value in octets:
+        if escape:
+            out.append(_EXTENSION[value])
+            escape = False
+        elif value == 0x1B:
+            escape = True
+        else:
+            out.append(GSM7_BASIC[value])
+    return "".join(out)
 
 
 @dataclass
@@ -39,8 +69,12 @@ class CodesEnv:
         return self.mail.sp
 
     def texts_to(self, number: str) -> list[str]:
-        """Every SMS text the SMSC took for ``number`` (single-segment GSM-7 here)."""
-        return [t.text.decode("latin-1") for t in self.smsc.taken(number.lstrip("+"))]
+        """Every SMS text the SMSC took for ``number`` (single segments: codes and notices are
+        short), decoded by its data_coding (8: UCS-2; 0: GSM-7, one septet per octet)."""
+        return [
+            t.text.decode("utf-16-be") if t.data_coding == 8 else _gsm7(t.text)
+            for t in self.smsc.taken(number.lstrip("+"))
+        ]
 
     def wait_text(self, number: str, pattern: str, count: int = 1, timeout: float = 20) -> str:
         deadline = time.monotonic() + timeout
@@ -162,3 +196,117 @@ def test_an_sms_signer_without_a_usable_number_is_refused_naming_the_field(
     listed = codes_env.client.get("/v1/signatures", headers=codes_env.key)
     assert listed.json()["items"] == []
     assert codes_env.smsc.submissions == []  # nothing was texted
+
+
+def _wait(condition: Callable[[], bool], what: str, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def test_a_pickup_noticed_by_sms_and_identified_by_an_sms_code(codes_env: CodesEnv) -> None:
+    """Notice by SMS only (sender hidden: fr), link from the SMS, code by SMS, accept,
+    handover; NotificationDelivered from the notice SMS's own receipt."""
+    env, number = codes_env, "+34612345613"
+    cid = send_pickup(
+        env.client,
+        env.key,
+        "rosa",
+        identification="sms_otp",
+        phone=number,
+        notice=["sms"],
+        policy="fr",
+    )
+    notice = env.wait_text(number, "/pickup/")
+    assert SECRET_TEXT not in notice and "Claim 4711" not in notice
+    assert "claims@acme.test" not in notice  # fr: the sender is hidden until acceptance
+    assert "certified message is waiting for you" in notice
+    sent = records_of(env.mail, cid, "ConsignmentNotification")
+    assert [r["details"]["channel"] for r in sent] == ["sms"]
+    notice_sms = sent[0]["details"]["notice_sms_id"]
+    _wait(lambda: "NotificationDelivered" in events_of(env.mail, cid), "NotificationDelivered")
+    (delivered,) = records_of(env.mail, cid, "NotificationDelivered")
+    assert delivered["details"]["channel"] == "sms"
+    assert delivered["details"]["notice_sms_id"] == notice_sms
+    sms_events = [e.event for e in env.sp.sms_repository.timeline(env.mail.tenant_id, notice_sms)]
+    assert "DeliveryReported" in sms_events  # from the operator's receipt, nothing else
+    detail = env.client.get(f"/v1/communications/{cid}", headers=env.key).json()
+    assert detail["pickup"]["notice"]["channels"] == ["sms"]
+    assert detail["pickup"]["notice"]["sms_status"] == "delivered"
+
+    recipient = Recipient(env.client)
+    view = recipient.open(token_of(link_in(notice)))
+    assert view["identification"] == "sms_otp"
+    assert len(records_of(env.mail, cid, "NotificationAccessTracking")) == 1
+    code_sent = recipient.call("POST", "/code")
+    assert code_sent.json()["sent_to"] == "+34 6•• ••• •13", code_sent.text
+    code = _code(env.wait_text(number, "Su código"))
+    wrong = f"{(int(code) + 1) % 1_000_000:06d}"
+    assert recipient.call("POST", "/identify", {"answer": wrong}).status_code == 422
+    right = recipient.call("POST", "/identify", {"answer": code})
+    assert right.status_code == 200 and right.json()["identified"] is True
+    assert recipient.call("POST", "/accept").json()["state"] == "accepted"
+    assert recipient.call("GET", "/content").json()["text"].strip() == SECRET_TEXT
+    assert recipient.call("GET", "/download/0").content == ATTACHMENT
+    events = events_of(env.mail, cid)
+    assert events.count("ConsignmentAcceptance") == 1 and events.count("ContentHandover") == 1
+    handover = records_of(env.mail, cid, "ContentHandover")[0]
+    assert handover["details"]["identification"]["channel"] == "sms"
+    assert not [m for m in mails_to(env.mail, "rosa")]  # nothing went by email
+
+
+def test_a_notice_by_email_and_sms_whose_sms_is_undelivered(codes_env: CodesEnv) -> None:
+    """Both channels, each its own link: the email notice is delivered, the SMS is reported
+    undelivered by the operator (ConsignmentNotificationFailure for the SMS only)."""
+    env, number = codes_env, "+34612345614"
+    env.smsc.script[number.lstrip("+")] = Outcome("undelivered")
+    cid = send_pickup(env.client, env.key, "olga", phone=number, notice=["email", "sms"])
+    text = env.wait_text(number, "/pickup/")
+    assert "claims@acme.test" in text  # the default policy shows the sender
+    mail = wait_mail(env.mail, "olga", "/pickup/")
+    assert token_of(link_in(text)) != token_of(link_in(mail))
+    _wait(
+        lambda: (
+            {"NotificationDelivered", "ConsignmentNotificationFailure"}
+            <= set(events_of(env.mail, cid))
+        ),
+        "both notices' outcomes",
+    )
+    (failure,) = records_of(env.mail, cid, "ConsignmentNotificationFailure")
+    assert failure["details"]["channel"] == "sms"
+    assert "undelivered" in failure["reasons"][0]["text"]
+    (delivered,) = records_of(env.mail, cid, "NotificationDelivered")
+    assert delivered["details"]["channel"] == "email"
+    # the SMS link works although its SMS was reported undelivered (it was read, somehow)
+    Recipient(env.client).open(token_of(link_in(text)))
+    detail = env.client.get(f"/v1/communications/{cid}", headers=env.key).json()["pickup"]
+    assert (detail["notice"]["status"], detail["notice"]["sms_status"]) == ("delivered", "failed")
+
+
+@pytest.mark.parametrize(
+    ("pickup", "field"),
+    [
+        ({"notice": ["sms"]}, "pickup.phone"),
+        ({"notice": ["sms"], "phone": "0612345612"}, "pickup.phone"),
+        ({"notice": ["fax"]}, "notice"),
+        ({"notice": []}, "notice"),
+    ],
+)
+def test_an_sms_notice_that_cannot_be_sent_is_refused_naming_the_field(
+    codes_env: CodesEnv, pickup: dict[str, object], field: str
+) -> None:
+    answer = codes_env.client.post(
+        "/v1/communications",
+        json={
+            "from": "claims@acme.test",
+            "to": ["uma@recipient.test"],
+            "subject": "Claim 4711",
+            "text": SECRET_TEXT,
+            "delivery": "pickup",
+            "pickup": pickup,
+        },
+        headers=codes_env.key,
+    )
+    assert answer.status_code == 422 and field in answer.text, answer.text
