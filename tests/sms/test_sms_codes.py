@@ -97,13 +97,22 @@ def smsc() -> Iterator[SmscPeer]:
 
 
 @pytest.fixture
-def codes_env(settings: Settings, smsc: SmscPeer) -> Iterator[CodesEnv]:
+def codes_overrides() -> dict[str, object]:
+    """Settings a test module changes (the browser test: the public URL)."""
+    return {}
+
+
+@pytest.fixture
+def codes_env(
+    settings: Settings, smsc: SmscPeer, codes_overrides: dict[str, object]
+) -> Iterator[CodesEnv]:
     with RecipientServer([]) as peer:
         configured = sms_settings(
             email_settings(settings, peer.port),
             smsc,
             delivery_enabled=True,
             pickup_worker_interval_seconds=0.2,
+            **codes_overrides,
         )
         sp = build(configured)
         tenant = sp.tenants.create(f"tenant-{uuid.uuid4().hex[:8]}")
