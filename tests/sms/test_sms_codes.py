@@ -9,6 +9,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -17,6 +18,7 @@ from sealpost.api.app import create_app
 from sealpost.app import Sealpost, build
 from sealpost.config import Settings
 from sealpost.sms.model import GSM7_BASIC, GSM7_EXTENSION
+from tests.certificates.support import poppler
 from tests.pickup.flow import (
     ATTACHMENT,
     SECRET_TEXT,
@@ -215,7 +217,9 @@ def _wait(condition: Callable[[], bool], what: str, timeout: float = 20) -> None
         time.sleep(0.05)
 
 
-def test_a_pickup_noticed_by_sms_and_identified_by_an_sms_code(codes_env: CodesEnv) -> None:
+def test_a_pickup_noticed_by_sms_and_identified_by_an_sms_code(
+    codes_env: CodesEnv, tmp_path: Path
+) -> None:
     """Notice by SMS only (sender hidden: fr), link from the SMS, code by SMS, accept,
     handover; NotificationDelivered from the notice SMS's own receipt."""
     env, number = codes_env, "+34612345613"
@@ -264,6 +268,16 @@ def test_a_pickup_noticed_by_sms_and_identified_by_an_sms_code(codes_env: CodesE
     handover = records_of(env.mail, cid, "ContentHandover")[0]
     assert handover["details"]["identification"]["channel"] == "sms"
     assert not [m for m in mails_to(env.mail, "rosa")]  # nothing went by email
+    # the certificate says what the SMS evidence shows: the operator's report, no more
+    env.mail.wait_certificate(cid, 1)
+    path = tmp_path / "certificate.pdf"
+    path.write_bytes(
+        env.client.get(f"/v1/communications/{cid}/certificate.pdf", headers=env.key).content
+    )
+    words = " ".join(poppler("pdftotext", path, "-").stdout.split())
+    assert "A notice by SMS was sent to the recipient (without the content" in words
+    assert "The mobile operator reported the notice SMS delivered to the handset" in words
+    assert "mail server accepted the notice" not in words
 
 
 def test_a_notice_by_email_and_sms_whose_sms_is_undelivered(codes_env: CodesEnv) -> None:

@@ -104,18 +104,22 @@ def _pickup_words(name: str, details: dict[str, Any], reasons: list[Any]) -> str
     """Registered pickup in plain words: what each record shows, and no more (a notice
     delivered is the recipient's server taking the notice, not the person reading it)."""
     seen = _visitor(details)
+    by_sms = details.get("channel") == "sms"
     if name == "ConsignmentNotification":
         what = "A reminder of the notice" if details.get("reminder") else "A notice"
+        what += " by SMS" if by_sms else ""
         hidden = "" if details.get("sender_shown", True) else ", without the sender's name"
         return (
             f"{what} was sent to the recipient (without the content{hidden}); the message "
             f"stays available for pickup until {details.get('available_until')}"
         )
     if name == "NotificationDelivered":
+        if by_sms:  # the operator's delivery receipt, not the person reading it
+            return "The mobile operator reported the notice SMS delivered to the handset"
         return "The recipient's mail server accepted the notice email"
     if name == "ConsignmentNotificationFailure":
         text = "; ".join(r.get("text", "") for r in reasons)
-        return f"The notice could not be sent or delivered: {text}"
+        return f"The notice{' SMS' if by_sms else ''} could not be sent or delivered: {text}"
     if name == "NotificationAccessTracking":
         return f"The link in the notice was opened in a browser{seen}"
     if name == "NotificationForAcceptance":
