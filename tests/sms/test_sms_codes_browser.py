@@ -1,10 +1,12 @@
-"""The SMS code path of the signing page in a real browser (Debian's chromium, Playwright):
-the page says the code goes by SMS and where, masked; the code is read from what the SMSC
-peer took; a wrong code, then the right one, then the signature."""
+"""The SMS code paths in a real browser (Debian's chromium, Playwright): the signing page says
+the code goes by SMS and where, masked; the code is read from what the SMSC peer took; a wrong
+code, then the right one, then the signature.  The pickup page on a phone's screen: the notice
+by SMS, its link, the code by SMS, accept, read, download."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,7 @@ import pytest
 from playwright.sync_api import expect
 
 from sealpost.api.app import create_app
+from tests.pickup.flow import ATTACHMENT, SECRET_TEXT, events_of, link_in, send_pickup
 from tests.signatures.flow import process_request, signer, wait_mail
 from tests.sms.test_sms_codes import PHONE, CodesEnv, codes_env, smsc
 from tests.support.browser import LiveServer, browser_page, chromium
@@ -75,3 +78,52 @@ def test_the_signing_page_sends_the_code_by_sms_and_says_where(
     identified = next(e for e in detail["timeline"] if e["event"] == "SignerIdentified")
     assert identified["details"]["otp_channel"] == "sms"
     assert "Chrome" in identified["details"]["user_agent"]
+
+
+@pytest.fixture
+def phone(chromium: Any) -> Iterator[Any]:
+    context = chromium.new_context(
+        viewport={"width": 390, "height": 844},
+        is_mobile=True,
+        has_touch=True,
+        locale="en-GB",
+        accept_downloads=True,
+        user_agent="Mozilla/5.0 (Linux; Android 14; Pixel 8) Mobile Safari/537.36",
+    )
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    try:
+        yield page
+    finally:
+        context.close()
+
+
+def test_the_pickup_page_from_an_sms_notice_with_an_sms_code(
+    codes_env: CodesEnv, live: Any, phone: Any
+) -> None:
+    env, page, number = codes_env, phone, "+34612345615"
+    cid = send_pickup(
+        env.client, env.key, "noa", identification="sms_otp", phone=number, notice=["sms"]
+    )
+    link = link_in(env.wait_text(number, "/pickup/"))
+    assert link.startswith(live.url)
+    page.goto(link)
+    expect(page.get_by_test_id("sender")).to_contain_text("claims@acme.test")
+    page.get_by_test_id("code-send").click()
+    expect(page.get_by_test_id("status")).to_contain_text("+34 6•• ••• •15")
+    found = re.search(r"(\d{6})", env.wait_text(number, "Su código"))
+    assert found
+    code = found.group(1)
+    page.get_by_test_id("answer").fill("000000" if code != "000000" else "111111")
+    page.get_by_test_id("verify").click()
+    expect(page.get_by_test_id("status")).to_contain_text("4 tries left")
+    page.get_by_test_id("answer").fill(code)
+    page.get_by_test_id("verify").click()
+    page.get_by_test_id("accept").click()
+    expect(page.get_by_test_id("text")).to_contain_text(SECRET_TEXT)
+    with page.expect_download() as info:
+        page.get_by_test_id("download-0").click()
+    assert Path(info.value.path()).read_bytes() == ATTACHMENT
+    events = events_of(env.mail, cid)
+    assert events.count("ConsignmentAcceptance") == 1 and events.count("ContentHandover") == 1
+    assert "NotificationAccessTracking" in events
