@@ -68,6 +68,7 @@ if TYPE_CHECKING:
     from sealpost.signatures.endpoints import SignaturesParts
     from sealpost.signatures.intake import PdfIntake
     from sealpost.signatures.ports import OutgoingMail
+    from sealpost.signatures.ports import OutgoingSms as SignatureOutgoingSms
     from sealpost.signatures.service import SignatureService
     from sealpost.sms.endpoints import SmsParts
     from sealpost.sms.providers import SmsProvider
@@ -149,6 +150,32 @@ class PickupSms:
 
 
 @dataclass(frozen=True)
+class PickupSmsStates:
+    """Pickup's ``SmsStates`` port over the sms repository: a notice by SMS is delivered when
+    its own receipts say so."""
+
+    sms: SmsRepository
+
+    def status(self, sms_id: str) -> str | None:
+        found = self.sms.get(sms_id)
+        return None if found is None else found.status
+
+
+@dataclass(frozen=True)
+class SignatureSms:
+    """Signatures' ``SmsSender`` port over the sms domain: a signer's code by SMS is a
+    certified SMS like any other (its own SubmissionAcceptance, operator and receipt
+    evidence)."""
+
+    sms: SmsService
+
+    def send(self, sms: SignatureOutgoingSms) -> str:
+        return self.sms.send(
+            sms.tenant_id, sms.to, sms.text, dict(sms.details), access_secret=sms.access_secret
+        )
+
+
+@dataclass(frozen=True)
 class PickupStates:
     """Pickup's ``CommunicationStates`` port over the communications repository."""
 
@@ -189,6 +216,7 @@ class PickupDeskAdapter:
                 phone=request.phone,
                 challenge_question=request.challenge_question,
                 challenge_answer=request.challenge_answer,
+                notice=request.notice,
             ),
         )
 
@@ -447,7 +475,14 @@ class Sealpost:
             trust_roots=self.trust_roots,
             config=SigningConfig.from_settings(self.settings),
             intake=self.pdf_intake,
+            sms=self.signature_sms,
         )
+
+    @cached_property
+    def signature_sms(self) -> SignatureSms | None:
+        """SMS codes for signers, when an operator is configured (else ``sms_otp`` signers
+        are refused with a 422 naming the field)."""
+        return SignatureSms(self.sms) if self.settings.sms_provider != "none" else None
 
     @cached_property
     def pickup(self) -> PickupService:
@@ -462,6 +497,7 @@ class Sealpost:
             PickupStates(self.communications),
             PickupConfig.from_settings(self.settings),
             sms=self.pickup_sms,
+            sms_states=PickupSmsStates(self.sms_repository),
             clock=lambda: self.clock(),
         )
 

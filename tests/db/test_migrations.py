@@ -237,3 +237,20 @@ def test_0010_lets_a_tenant_hide_the_sender_off_for_existing_settings(database_u
     (row,) = _rows(engine, "SELECT * FROM pickup_settings")
     assert "hide_sender" not in row and row["delivery"] == "pickup"
     engine.dispose()
+
+
+def test_0011_adds_the_sms_notice_columns_and_the_downgrade_drops_them(database_url: str) -> None:
+    """Pickups made before 0011 were noticed by email: the channel column defaults to it; the
+    SMS notice's id and status come and go with 0011, the rest of the pickup stays."""
+    engine = make_test_engine(database_url)
+    migrate.upgrade(engine, "0010")
+    migrate.upgrade(engine, "0011")
+    columns = {c["name"]: c for c in inspect(engine).get_columns("pickups")}
+    assert {"notice_channels", "notice_sms_id", "notice_sms_status"} <= set(columns)
+    assert columns["notice_channels"]["nullable"] is False
+    assert "email" in str(columns["notice_channels"]["default"])
+    _downgrade(engine, "0010")
+    columns = {c["name"]: c for c in inspect(engine).get_columns("pickups")}
+    assert not {"notice_channels", "notice_sms_id", "notice_sms_status"} & set(columns)
+    assert {"notice_communication_id", "notice_status"} <= set(columns)
+    engine.dispose()

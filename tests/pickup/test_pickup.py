@@ -370,7 +370,7 @@ def test_sms_otp_goes_through_the_sms_sender_when_one_is_configured(
     )
     assert view["identification"] == "sms_otp"
     sent = recipient.call("POST", "/code").json()
-    assert sent["sent_to"] == "•••• 22"
+    assert sent["sent_to"] == "+34 6•• ••• •22"
     (message,) = sms.sent
     assert message.to == "+34600111222" and message.details["pickup_of"] == cid
     code = re.search(r"(\d{6})", message.text)
@@ -430,3 +430,12 @@ def test_a_notice_that_cannot_be_sent_is_recorded_and_retried(
     notify(mail_env, now + timedelta(seconds=61))
     assert events_of(mail_env, cid).count("ConsignmentNotification") == 1
     assert "/pickup/" in wait_mail(mail_env, "otto", NOTICE)
+
+
+def test_the_notice_channels_are_read_from_an_smtp_header() -> None:
+    from sealpost.communications.email.submission import _delivery_from_headers
+
+    raw = b"Sealpost-Delivery: pickup\r\nSealpost-Pickup-Notice: Email, SMS\r\nSubject: x\r\n\r\nhi"
+    mode, request = _delivery_from_headers(raw)
+    assert (mode, request.notice) == ("pickup", ("email", "sms"))
+    assert _delivery_from_headers(b"Subject: x\r\n\r\nhi")[1].notice is None

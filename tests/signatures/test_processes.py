@@ -205,7 +205,10 @@ def test_a_document_that_is_not_a_signable_pdf_is_refused_clearly(
 def test_refusals_name_the_problem(client: TestClient, key: dict[str, str]) -> None:
     cases = [
         (process_request(signer("Jane", "jane", "9")), "signature:9"),
-        (process_request(signer("Jane", "jane", identification="sms_otp")), "SMS"),
+        (
+            process_request(signer("Jane", "jane", identification="sms_otp")),
+            "signers[0].identification: sms_otp needs an SMS operator",
+        ),
         (process_request(signer("Jane", "jane", role="viewer")), "'signer' or 'approver'"),
         (
             {

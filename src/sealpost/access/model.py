@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+import phonenumbers
+
 LINK, SESSION = "link", "session"
 """The two kinds of token: a link (in a message; single use) and a page session (in the page)."""
 
@@ -103,8 +105,31 @@ class CodeDelivery(Protocol):
 
 
 def mask(sent_to: str, channel: str | None) -> str:
-    """``j***@example.com`` or ``•••• 42``: enough for the person to recognise, not to harvest."""
+    """``j***@example.com`` or ``+34 6•• ••• •12``: enough for the person to recognise, not
+    to harvest (an E.164 number keeps its country code, the first digit of the national number
+    and the last two)."""
     if channel == SMS:
-        return f"•••• {sent_to[-2:]}"
+        return mask_number(sent_to)
     local, _, domain = sent_to.partition("@")
     return f"{local[:1]}***@{domain}"
+
+
+def mask_number(number: str) -> str:
+    """``+34612345612`` -> ``+34 6•• ••• •12``: the national number in groups of three, all
+    hidden but its first digit and its last two (ITU-T E.164 §6: country code, then the
+    national significant number; a last group of one joins the one before)."""
+    try:
+        parsed = phonenumbers.parse(number, None)
+        country, national = (
+            str(parsed.country_code),
+            phonenumbers.national_significant_number(parsed),
+        )
+    except phonenumbers.NumberParseException:
+        return f"•••• {number[-2:]}"
+    if len(national) < 4:
+        return f"+{country} ••••"
+    hidden = national[0] + "•" * (len(national) - 3) + national[-2:]
+    groups = [hidden[i : i + 3] for i in range(0, len(hidden), 3)]
+    if len(groups) > 1 and len(groups[-1]) == 1:  # +1 415 555 2671, not +1 415 555 267 1
+        groups[-2:] = [groups[-2] + groups[-1]]
+    return f"+{country} {' '.join(groups)}"

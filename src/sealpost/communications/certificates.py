@@ -109,18 +109,22 @@ def _pickup_words(name: str, details: dict[str, Any], reasons: list[Any]) -> str
     method = (details.get("identification") or {}).get("method")
     # An answer the sender set proves nothing against the sender: say who, not "the recipient".
     who = "The person who answered the sender's question" if method == "challenge" else None
+    by_sms = details.get("channel") == "sms"
     if name == "ConsignmentNotification":
         what = "A reminder of the notice" if details.get("reminder") else "A notice"
+        what += " by SMS" if by_sms else ""
         hidden = "" if details.get("sender_shown", True) else ", without the sender's name"
         return (
             f"{what} was sent to the recipient (without the content{hidden}); the message "
             f"stays available for pickup until {details.get('available_until')}"
         )
     if name == "NotificationDelivered":
+        if by_sms:  # the operator's delivery receipt, not the person reading it
+            return "The mobile operator reported the notice SMS delivered to the handset"
         return "The recipient's mail server accepted the notice email"
     if name == "ConsignmentNotificationFailure":
         text = "; ".join(r.get("text", "") for r in reasons)
-        return f"The notice could not be sent or delivered: {text}"
+        return f"The notice{' SMS' if by_sms else ''} could not be sent or delivered: {text}"
     if name == "NotificationAccessTracking":
         return f"The link in the notice was opened in a browser{seen}"
     if name == "NotificationForAcceptance":

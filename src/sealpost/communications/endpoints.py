@@ -121,11 +121,25 @@ class PickupBody(BaseModel):
     policy: Annotated[str, Choice(("default", "es", "fr"))] | None = Field(
         None, description="The window: es (10 natural days), fr (15 days, sender hidden)."
     )
-    phone: SingleLine | None = Field(None, max_length=20, description="E.164, for sms_otp.")
+    phone: SingleLine | None = Field(
+        None, max_length=20, description="E.164, for sms_otp and for a notice by SMS."
+    )
+    notice: list[Annotated[str, Choice(("email", "sms"))]] | None = Field(
+        None,
+        min_length=1,
+        max_length=2,
+        description='How the notice goes: ["email"] (default), ["sms"] (needs phone) or both.',
+    )
     challenge_question: SingleLine | None = Field(None, max_length=300)
     challenge_answer: SingleLine | None = Field(
         None, max_length=300, description="Stored only as a hash; case and spacing ignored."
     )
+
+
+def _pickup_request(body: PickupBody) -> PickupRequest:
+    values = body.model_dump()
+    notice = values.pop("notice")
+    return PickupRequest(**values, notice=tuple(notice) if notice else None)
 
 
 class SendRequest(BaseModel):
@@ -374,7 +388,7 @@ def send(
         ).hexdigest(),
         sender_domains=parts.senders.sender_domains(tenant.id),
         delivery=body.delivery,
-        pickup=PickupRequest(**body.pickup.model_dump()) if body.pickup else None,
+        pickup=_pickup_request(body.pickup) if body.pickup else None,
     )
     if body.pickup is not None and body.delivery == "direct":
         raise InvalidInput("pickup: options for a pickup, but delivery is direct")

@@ -78,7 +78,8 @@ KINDS: tuple[EventKind, ...] = (
     EventKind(
         "sealpost.communication.notice_delivered",
         "communication",
-        "Pickup: the recipient's server accepted the notice (NotificationDelivered).",
+        "Pickup: the recipient's server accepted the notice email, or the operator reported "
+        "the notice SMS delivered (NotificationDelivered).",
     ),
     EventKind(
         "sealpost.communication.notice_opened",

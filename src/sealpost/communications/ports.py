@@ -30,6 +30,8 @@ class PickupRequest:
     phone: str | None = None
     challenge_question: str | None = None
     challenge_answer: str | None = None
+    notice: tuple[str, ...] | None = None
+    """The notice's channels (``email``, ``sms``); None: email."""
 
 
 @dataclass(frozen=True)

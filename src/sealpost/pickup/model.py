@@ -25,6 +25,9 @@ FINAL_STATES = (ACCEPTED, REJECTED, HANDED_OVER, EXPIRED)
 
 EMAIL_OTP, SMS_OTP, CHALLENGE = "email_otp", "sms_otp", "challenge"
 IDENTIFICATIONS = (EMAIL_OTP, SMS_OTP, CHALLENGE)
+NOTICE_CHANNELS = ("email", "sms")
+"""How the notice reaches the recipient (issue 13: "email and/or SMS"); each channel gets its
+own single-use link, so opening one does not spend the other."""
 """Identification levels the sender may choose (an eID hook comes later)."""
 
 CONSENT, BASIC = "consent", "basic"
@@ -111,7 +114,9 @@ class PickupOptions:
     consent: str | None = None
     policy: str | None = None
     phone: str | None = None
-    """E.164 number for ``sms_otp``."""
+    """E.164 number for ``sms_otp`` and for a notice by SMS."""
+    notice: tuple[str, ...] | None = None
+    """The notice's channels: ``("email",)`` (default), ``("sms",)`` or both."""
     challenge_question: str | None = None
     challenge_answer: str | None = None
     """Only in transit: stored as a salted scrypt hash."""
@@ -141,6 +146,13 @@ class Pickup:
     notice_communication_id: str | None
     notice_status: str | None
     notices_sent: int
+    notice_channels: str
+    """``email``, ``sms`` or ``email,sms``."""
+    notice_sms_id: str | None
+    """The certified SMS that carried the last notice (or reminder)."""
+    notice_sms_status: str | None
+    """``sent`` until that SMS's own delivery is known: ``delivered``, ``failed``,
+    ``unconfirmed``."""
     notice_due_at: datetime | None
     created_at: datetime
     notified_at: datetime | None
@@ -155,6 +167,10 @@ class Pickup:
     decided_at: datetime | None
     handed_over_at: datetime | None
     reason: str | None
+
+    @property
+    def channels(self) -> tuple[str, ...]:
+        return tuple(self.notice_channels.split(","))
 
     @property
     def final(self) -> bool:

@@ -1,8 +1,9 @@
 """What registered pickup needs from outside its domain, declared here as ports.
 
 The notice, its reminders and the email codes are Sealpost's own *certified* emails (each a
-communication with its own evidence), sent through :class:`Mailer`; SMS codes go through
-:class:`SmsSender` (the sms domain; optional: without it ``sms_otp`` is refused).  The content
+communication with its own evidence), sent through :class:`Mailer`; SMS codes and SMS notices
+go through :class:`SmsSender` (the sms domain; optional: without it ``sms_otp`` and a notice by
+SMS are refused), and an SMS notice's own delivery is read through :class:`SmsStates`.  The content
 waiting for the recipient is read by SHA-256 (:class:`Contents`), and the communication's own
 status follows the pickup through :class:`CommunicationStates`.  The composition root
 (``sealpost.app``) provides the adapters.
@@ -60,6 +61,16 @@ class SmsSender(Protocol):
     def send(self, sms: OutgoingSms) -> str:
         """Accept durably (SubmissionAcceptance evidence) and return the SMS id; raises
         InvalidInput for a number that is not one."""
+        ...
+
+
+class SmsStates(Protocol):
+    """The certified SMS a notice went by, as the sms domain knows it."""
+
+    def status(self, sms_id: str) -> str | None:
+        """``queued``, ``submitted`` (taken by the operator, no final receipt yet),
+        ``delivered`` (the operator reported delivery to the handset), ``undelivered``,
+        ``failed``, ``unconfirmed`` (no final receipt in time); None: no such SMS."""
         ...
 
 

@@ -13,7 +13,7 @@ from dataclasses import fields
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy import Connection, Engine, insert, or_, select, update
 
 from sealpost.db.engine import is_sqlite, write_transaction
 from sealpost.events.outbox import append_evidence
@@ -116,9 +116,12 @@ class PickupRepository:
         return self._select(c.state == NEW, c.notice_due_at <= now, limit=limit)
 
     def notices_in_flight(self, limit: int = 200) -> list[Pickup]:
-        """Notices sent whose own delivery is not known yet (NotificationDelivered pending)."""
+        """Notices sent (by email or SMS) whose own delivery is not known yet
+        (NotificationDelivered pending)."""
         c = pickups.c
-        return self._select(c.notice_status == "sent", limit=limit)
+        return self._select(
+            or_(c.notice_status == "sent", c.notice_sms_status == "sent"), limit=limit
+        )
 
     def due_reminders(self, now: datetime, limit: int = 100) -> list[Pickup]:
         c = pickups.c

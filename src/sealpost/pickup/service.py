@@ -44,6 +44,7 @@ from sealpost.pickup.model import (
     IDENTIFICATIONS,
     MAX_ATTEMPTS,
     NEW,
+    NOTICE_CHANNELS,
     NOTIFIED,
     POLICIES,
     SMS_OTP,
@@ -51,7 +52,14 @@ from sealpost.pickup.model import (
     PickupOptions,
     policy,
 )
-from sealpost.pickup.ports import CommunicationStates, Mailer, OutgoingMail, SmsSender
+from sealpost.pickup.ports import (
+    CommunicationStates,
+    Mailer,
+    OutgoingMail,
+    OutgoingSms,
+    SmsSender,
+    SmsStates,
+)
 from sealpost.pickup.repository import PickupRepository
 
 log = get_logger(__name__)
@@ -99,6 +107,7 @@ class PickupService:
         config: PickupConfig,
         *,
         sms: SmsSender | None = None,
+        sms_states: SmsStates | None = None,
         clock: Callable[[], datetime] = steps.utc_now,
     ) -> None:
         self.repo = repo
@@ -107,7 +116,9 @@ class PickupService:
         self.states = states
         self.config = config
         self.sms = sms
-        """The sms domain's sender; None: ``sms_otp`` is refused (422)."""
+        """The sms domain's sender; None: ``sms_otp`` and SMS notices are refused (422)."""
+        self.sms_states = sms_states
+        """The sms domain's statuses: an SMS notice's own delivery."""
         self.clock = clock
         self._defaults: dict[str, tuple[str, float]] = {}
         """Tenant -> (default delivery, monotonic time it is good until)."""
@@ -147,6 +158,9 @@ class PickupService:
             raise InvalidInput("pickup.consent must be consent or basic")
         if policy_name not in POLICIES:
             raise InvalidInput(f"pickup.policy must be one of {', '.join(POLICIES)}")
+        channels = tuple(dict.fromkeys(chosen.notice or ("email",)))
+        if not channels or any(c not in NOTICE_CHANNELS for c in channels):
+            raise InvalidInput('pickup.notice is ["email"], ["sms"] or ["email", "sms"]')
         phone, question, answer_hash = None, None, None
         if identification == SMS_OTP:
             if self.sms is None:
@@ -156,6 +170,17 @@ class PickupService:
                 )
             if not chosen.phone or not E164.match(chosen.phone):
                 raise InvalidInput("pickup.phone: sms_otp needs an E.164 number (+34600111222)")
+            phone = chosen.phone
+        if "sms" in channels:
+            if self.sms is None:
+                raise InvalidInput(
+                    "pickup.notice: a notice by SMS needs an SMS sender, and none is "
+                    "configured on this Sealpost"
+                )
+            if not chosen.phone or not E164.match(chosen.phone):
+                raise InvalidInput(
+                    "pickup.phone: a notice by SMS needs an E.164 number (+34600111222)"
+                )
             phone = chosen.phone
         if identification == CHALLENGE:
             if not chosen.challenge_question or not (chosen.challenge_answer or "").strip():
@@ -172,6 +197,7 @@ class PickupService:
             "policy": policy_name,
             "hide_sender": self.hides_sender(window.hide_sender, defaults),
             "phone": phone,
+            "notice": ",".join(channels),
             "challenge_question": question,
             "challenge_hash": answer_hash,
             "evidence": {
@@ -179,6 +205,7 @@ class PickupService:
                 "identification": identification,
                 "policy": policy_name,
                 "legal_basis": window.legal_basis,
+                "notice": list(channels),
             },
         }
 
@@ -222,6 +249,7 @@ class PickupService:
                 "policy": options["policy"],
                 "hide_sender": int(bool(options["hide_sender"])),
                 "phone": options.get("phone"),
+                "notice_channels": options.get("notice") or "email",
                 "challenge_question": options.get("challenge_question"),
                 "challenge_hash": options.get("challenge_hash"),
                 "notice_due_at": now,
@@ -259,8 +287,11 @@ class PickupService:
             "hide_sender": p.hide_sender,
             "challenge_question": p.challenge_question,
             "notice": {
+                "channels": list(p.channels),
                 "communication_id": p.notice_communication_id,
                 "status": p.notice_status,
+                "sms_id": p.notice_sms_id,
+                "sms_status": p.notice_sms_status,
                 "sent": p.notices_sent,
             },
             "expires_at": at(p.expires_at),
@@ -305,9 +336,56 @@ class PickupService:
         footer = "Sealpost records every step of this delivery as sealed evidence."
         return "\n".join([*en, "", *es, "", footer])
 
+    def _sms_notice_text(self, p: Pickup, url: str, expires_at: datetime, reminder: bool) -> str:
+        """The notice as an SMS: who (unless the policy hides the sender), the single-use
+        link and the date — no content, no subject.  GSM-7 only (no accents), so it stays
+        two segments at most (3GPP TS 23.038)."""
+        sender = None if p.hide_sender else (p.sender_name or p.sender)
+        head = "Reminder: a" if reminder else "A"
+        who = f" from {sender}" if sender else ""
+        until = f"{expires_at:%Y-%m-%d}"
+        return f"{head} certified message{who} is waiting for you until {until}: {url}"
+
+    def _send_by(
+        self, p: Pickup, channel: str, url: str, expires_at: datetime, reminder: bool
+    ) -> str:
+        """The notice by one channel: a certified email or a certified SMS; returns its id."""
+        details = {"pickup_of": p.communication_id, "purpose": "reminder" if reminder else "notice"}
+        if channel == "sms":
+            if self.sms is None or not p.phone:
+                raise InvalidInput("SMS notices are not available on this Sealpost now")
+            return self.sms.send(
+                OutgoingSms(
+                    p.tenant_id,
+                    p.phone,
+                    self._sms_notice_text(p, url, expires_at, reminder),
+                    details,
+                    access_secret=True,  # the single-use link: the sender must not read it
+                )
+            )
+        subject = (
+            "Reminder: " if reminder else ""
+        ) + "A certified message is waiting for you / Comunicación certificada pendiente"
+        return self.mailer.send(
+            OutgoingMail(
+                tenant_id=p.tenant_id,
+                sender=self.config.mail_from,
+                to=p.recipient,
+                subject=subject,
+                text=self._notice_text(p, url, expires_at, reminder),
+                identification={"method": "registered-pickup"},
+                details=details,
+                access_secret=True,  # the single-use link: the sender must not read it
+            )
+        )
+
     def send_notice(self, p: Pickup, now: datetime, *, reminder: bool) -> int:
-        """The notice (or a reminder): a fresh single-use link by a certified email that
-        holds neither the content nor, where the policy hides it, the sender."""
+        """The notice (or a reminder) by each of the pickup's channels — a certified email, a
+        certified SMS or both —, each with a fresh single-use link of its own (opening one
+        does not spend the other), holding neither the content nor, where the policy hides
+        it, the sender.  A ConsignmentNotification per channel that took it, a
+        ConsignmentNotificationFailure per channel that did not; the pickup is notified when
+        one channel took it, and the notice is tried again later when none did."""
         claim_until = now + timedelta(seconds=NOTICE_CLAIM_SECONDS)
         window = policy(p.policy, default_hide_sender=self.config.default_hide_sender)
         expires_at = p.expires_at or window.expires_at(now, self.config.default_days)
@@ -330,36 +408,30 @@ class PickupService:
                 )
             if not claimed:
                 return 0
-            token = self.access.issue_link_in(conn, holder(p), now=now, expires_at=expires_at)
-        url = f"{self.config.public_url}/pickup/{token}"
-        subject = (
-            "Reminder: " if reminder else ""
-        ) + "A certified message is waiting for you / Comunicación certificada pendiente"
-        try:
-            notice_id = self.mailer.send(
-                OutgoingMail(
-                    tenant_id=p.tenant_id,
-                    sender=self.config.mail_from,
-                    to=p.recipient,
-                    subject=subject,
-                    text=self._notice_text(p, url, expires_at, reminder),
-                    identification={"method": "registered-pickup"},
-                    details={
-                        "pickup_of": p.communication_id,
-                        "purpose": "reminder" if reminder else "notice",
-                    },
-                    access_secret=True,  # the single-use link: the sender must not read it
+            tokens = {
+                channel: self.access.issue_link_in(conn, holder(p), now=now, expires_at=expires_at)
+                for channel in p.channels
+            }
+        sent: dict[str, str] = {}
+        records = []
+        for channel, token in tokens.items():
+            url = f"{self.config.public_url}/pickup/{token}"
+            try:
+                sent[channel] = self._send_by(p, channel, url, expires_at, reminder)
+            except SealpostError as exc:
+                log.warning(
+                    "pickup.notice_refused", communication_id=p.communication_id, channel=channel
                 )
-            )
-        except SealpostError as exc:
-            log.warning("pickup.notice_refused", communication_id=p.communication_id)
-            failure = steps.record(
-                p,
-                "ConsignmentNotificationFailure",
-                now,
-                reasons=[Reason("notice_not_accepted", exc.message)],
-                details={"reminder": reminder},
-            )
+                records.append(
+                    steps.record(
+                        p,
+                        "ConsignmentNotificationFailure",
+                        now,
+                        reasons=[Reason("notice_not_accepted", exc.message)],
+                        details={"channel": channel, "reminder": reminder},
+                    )
+                )
+        if not sent:
             with self.repo.transaction() as conn:
                 if not reminder:
                     self.repo.set_in(
@@ -368,25 +440,33 @@ class PickupService:
                         expect_states=(NEW,),
                         notice_due_at=now + timedelta(seconds=NOTICE_RETRY_SECONDS),
                     )
-                self.repo.add_evidence_in(conn, [failure])
+                self.repo.add_evidence_in(conn, records)
             return 1
-        notice = steps.record(
-            p,
-            "ConsignmentNotification",
-            now,
-            details={
-                "notice_communication_id": notice_id,
-                "channel": "email",
-                "reminder": reminder,
-                "sender_shown": not p.hide_sender,
-                "available_until": expires_at.isoformat(),
-            },
-        )
-        values: dict[str, Any] = {
-            "notice_communication_id": notice_id,
-            "notice_status": "sent",
-            "notices_sent": p.notices_sent + 1,
-        }
+        values: dict[str, Any] = {"notices_sent": p.notices_sent + 1}
+        for channel, notice_id in sent.items():
+            carried = (
+                {"notice_sms_id": notice_id}
+                if channel == "sms"
+                else {"notice_communication_id": notice_id}
+            )
+            records.append(
+                steps.record(
+                    p,
+                    "ConsignmentNotification",
+                    now,
+                    details={
+                        **carried,
+                        "channel": channel,
+                        "reminder": reminder,
+                        "sender_shown": not p.hide_sender,
+                        "available_until": expires_at.isoformat(),
+                    },
+                )
+            )
+            if channel == "sms":
+                values.update(notice_sms_id=notice_id, notice_sms_status="sent")
+            else:
+                values.update(notice_communication_id=notice_id, notice_status="sent")
         if not reminder:
             values.update(
                 state=NOTIFIED,
@@ -397,7 +477,7 @@ class PickupService:
             )
         with self.repo.transaction() as conn:
             self.repo.set_in(conn, p.communication_id, **values)
-            self.repo.add_evidence_in(conn, [notice])
+            self.repo.add_evidence_in(conn, records)
         return 1
 
     def _next_reminder(self, expires_at: datetime, now: datetime) -> datetime | None:
@@ -409,10 +489,20 @@ class PickupService:
         return None
 
     def confirm_notice(self, p: Pickup, now: datetime) -> int:
-        """NotificationDelivered once the notice's own delivery is recorded (the recipient's
-        server took it), ConsignmentNotificationFailure when it could not be delivered."""
-        if p.notice_communication_id is None:
-            return 0
+        """NotificationDelivered once a notice's own delivery is recorded — the recipient's
+        server took the email; the operator reported the SMS delivered to the handset —,
+        ConsignmentNotificationFailure when it could not be delivered.  An SMS without a final
+        receipt in time (``unconfirmed``) is neither: it stops being watched, and nothing
+        claims it arrived."""
+        done = 0
+        if p.notice_status == "sent" and p.notice_communication_id is not None:
+            done += self._confirm_email(p, now)
+        if p.notice_sms_status == "sent" and p.notice_sms_id is not None:
+            done += self._confirm_sms(p, now)
+        return done
+
+    def _confirm_email(self, p: Pickup, now: datetime) -> int:
+        assert p.notice_communication_id is not None
         status = self.states.status(p.notice_communication_id)
         if status in ("delivered", "relayed"):
             event, reasons, new = "NotificationDelivered", [], "delivered"
@@ -421,13 +511,10 @@ class PickupService:
             event, reasons, new = "ConsignmentNotificationFailure", [reason], "failed"
         else:
             return 0
-        evidence = steps.record(
-            p,
-            event,
-            now,
-            reasons=reasons,
-            details={"notice_communication_id": p.notice_communication_id, "notice_status": status},
-        )
+        details = {"notice_communication_id": p.notice_communication_id, "notice_status": status}
+        if p.notice_channels != "email":  # records of email-only pickups keep their shape
+            details["channel"] = "email"
+        evidence = steps.record(p, event, now, reasons=reasons, details=details)
         with self.repo.transaction() as conn:
             if not self.repo.set_in(
                 conn,
@@ -440,6 +527,47 @@ class PickupService:
             ):
                 return 0
             self.repo.add_evidence_in(conn, [evidence])
+        return 1
+
+    def _confirm_sms(self, p: Pickup, now: datetime) -> int:
+        """The SMS notice's own receipts decide (3GPP TS 23.040 status report, SMPP 3.4
+        Appendix B): ``delivered`` only from the operator's report of delivery."""
+        assert p.notice_sms_id is not None
+        status = self.sms_states.status(p.notice_sms_id) if self.sms_states else None
+        evidence = None
+        if status == "delivered":
+            new = "delivered"
+            evidence = steps.record(
+                p,
+                "NotificationDelivered",
+                now,
+                details={"channel": "sms", "notice_sms_id": p.notice_sms_id, "sms_status": status},
+            )
+        elif status in ("undelivered", "failed"):
+            new = "failed"
+            evidence = steps.record(
+                p,
+                "ConsignmentNotificationFailure",
+                now,
+                reasons=[
+                    Reason("notice_not_delivered", f"The notice SMS was not delivered ({status}).")
+                ],
+                details={"channel": "sms", "notice_sms_id": p.notice_sms_id, "sms_status": status},
+            )
+        elif status == "unconfirmed":
+            new = "unconfirmed"
+        else:
+            return 0
+        with self.repo.transaction() as conn:
+            if not self.repo.set_in(
+                conn,
+                p.communication_id,
+                where_equal={"notice_sms_status": "sent", "notice_sms_id": p.notice_sms_id},
+                notice_sms_status=new,
+            ):
+                return 0
+            if evidence is not None:
+                self.repo.add_evidence_in(conn, [evidence])
         return 1
 
     def expire(self, p: Pickup, now: datetime) -> int:

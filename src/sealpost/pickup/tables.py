@@ -1,6 +1,6 @@
 """Tables of registered pickup: one row per communication delivered by pickup, and each
 tenant's defaults.  Collected in ``sealpost.schema``; created by migration 0009
-(``pickup_settings.hide_sender``: 0010)."""
+(``pickup_settings.hide_sender``: 0010; the SMS notice: 0011)."""
 
 from __future__ import annotations
 
@@ -31,6 +31,9 @@ pickups = Table(
     Column("notice_communication_id", String(36)),
     Column("notice_status", String(16)),
     Column("notices_sent", Integer, nullable=False, server_default="0"),
+    Column("notice_channels", String(16), nullable=False, server_default="email"),
+    Column("notice_sms_id", String(36)),
+    Column("notice_sms_status", String(16)),
     Column("notice_due_at", DateTime(timezone=True)),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("notified_at", DateTime(timezone=True)),

@@ -175,6 +175,8 @@ class SignatureApplier:
     def _identification_line(signer: Signer, challenge: Challenge | None) -> str:
         if signer.identification == "email_otp" and challenge and challenge.sent_to:
             return f"Identified by email code ({mask(challenge.sent_to, challenge.channel)})"
+        if signer.identification == "sms_otp" and challenge and challenge.sent_to:
+            return f"Identified by SMS code ({mask(challenge.sent_to, challenge.channel)})"
         return "Identified by the sender (simple signature)"
 
     def _commit_signature(

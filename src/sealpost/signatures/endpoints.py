@@ -114,7 +114,10 @@ class SignerIn(BaseModel):
         None,
         max_length=32,
         pattern=r"^\+?[0-9 ().-]{3,31}$",
-        description="For SMS codes (not available yet), e.g. +49 30 123456.",
+        description=(
+            "For SMS codes (identification sms_otp, where an SMS operator is configured): "
+            "E.164, with + and the country code, e.g. +34 600 111 222."
+        ),
     )
     role: Literal["signer", "approver", "viewer", "cc"] = "signer"
     order: StrictInt = Field(1, ge=1, le=100, description="Sequential: lower orders sign first.")

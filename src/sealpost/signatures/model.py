@@ -8,10 +8,29 @@ import binascii
 from dataclasses import dataclass
 from datetime import datetime
 
+import phonenumbers
+
 from sealpost.config import Settings
 from sealpost.errors import InvalidInput, SealpostError
 
 IDENTIFICATIONS = ("email_otp", "sms_otp", "none")
+
+
+def e164(number: str) -> str | None:
+    """``number`` in E.164 form (ITU-T E.164: ``+``, country code, national number), or None
+    when it is not a valid number of its country's numbering plan (``phonenumbers``).  An SMS
+    code goes only to a number written with its country code: no default region is guessed."""
+    if not number.strip().startswith("+"):
+        return None
+    try:
+        parsed = phonenumbers.parse(number, None)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(parsed):
+        return None
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
 DEFAULT_CONSENT = (
     "I have read the document(s) above. I agree to sign them electronically, and that my "
     "electronic signature binds me as my handwritten signature would."

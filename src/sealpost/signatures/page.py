@@ -1,4 +1,5 @@
-"""What the signing page does: spend a link for a session, identify the signer (email code),
+"""What the signing page does: spend a link for a session, identify the signer (a code by
+email or by SMS),
 record the viewing, sign or decline.  Every method checks the process is open and that it is
 the signer's turn.  Links, sessions, codes and the lockout are the access kit's
 (``sealpost.access``): this module decides when they may be used and records the evidence."""
@@ -10,7 +11,7 @@ import json
 from datetime import datetime, timedelta
 from typing import Any
 
-from sealpost.access.model import EMAIL, MAX_ATTEMPTS, VALID_SECONDS, Challenge, Grant, mask
+from sealpost.access.model import EMAIL, MAX_ATTEMPTS, SMS, VALID_SECONDS, Challenge, Grant, mask
 from sealpost.access.repository import token_digest
 from sealpost.access.service import LOCKED_MESSAGE, AccessService
 from sealpost.certificates.pades.appearance import check_signature_image
@@ -33,6 +34,7 @@ from sealpost.signatures.model import (
     WrongCode,
 )
 from sealpost.signatures.notices import SignerNotices
+from sealpost.signatures.ports import OutgoingSms, SmsSender
 from sealpost.signatures.repository import (
     DECLINED,
     DECLINED_BY,
@@ -77,8 +79,10 @@ class SigningPage:
         applier: SignatureApplier,
         *,
         config: SigningConfig,
+        sms: SmsSender | None = None,
     ) -> None:
         self.repo = repo
+        self.sms = sms
         self.access = access
         self.notices = notices
         self.applier = applier
@@ -224,20 +228,47 @@ class SigningPage:
     def send_otp(
         self, process: SignatureProcess, signer: Signer, visitor: Visitor, *, session: str
     ) -> tuple[str, datetime]:
-        """Email the signer a code (a certified email: where it went is evidence), good only
-        in the page ``session`` that asked for it."""
+        """Send the signer a code by the channel the sender chose: a certified email
+        (``email_otp``) or a certified SMS (``sms_otp``); where it went is evidence either way.
+        Good only in the page ``session`` that asked for it.  Returns where it went,
+        masked, and when the code expires."""
         self._require_open(process, signer)
-        if signer.identification != "email_otp":
+        if signer.identification == "email_otp":
+            assert signer.email is not None
+            channel, to = EMAIL, signer.email
+        elif signer.identification == "sms_otp":
+            if self.sms is None or not signer.phone:  # the operator was removed since
+                raise Conflict(
+                    "Codes by SMS are not available on this Sealpost now: ask the sender."
+                )
+            channel, to = SMS, signer.phone
+        else:
             raise Conflict("no code is needed for this signer")
-        assert signer.email is not None
+        minutes = VALID_SECONDS // 60
 
         def deliver(code: str) -> str:
+            if channel == SMS:
+                assert self.sms is not None
+                # No title, no sender's name: an SMS is read on a lock screen.
+                return self.sms.send(
+                    OutgoingSms(
+                        tenant_id=process.tenant_id,
+                        to=to,
+                        text=f"Your signing code: {code}. Valid {minutes} min. Never share it.",
+                        details={
+                            "signature_process_id": process.id,
+                            "signer_id": signer.id,
+                            "purpose": "otp",
+                        },
+                        access_secret=True,  # the sender must not read the signer's code
+                    )
+                )
             return self.notices.mail(
                 process,
                 signer,
                 "Your signing code",  # never the code: the subject is listed to the sender
                 f'Hello {signer.name},\n\nYour code to sign "{process.title}" is {code}.\n'
-                f"It is valid for {VALID_SECONDS // 60} minutes. Never share it: nobody from "
+                f"It is valid for {minutes} minutes. Never share it: nobody from "
                 "the sender or from Sealpost will ask you for it.\n",
                 purpose="otp",
                 access_secret=True,
@@ -245,8 +276,8 @@ class SigningPage:
 
         sent = self.access.send_code(
             signer_holder(process, signer),
-            channel=EMAIL,
-            to=signer.email,
+            channel=channel,
+            to=to,
             deliver=deliver,
             now=utc_now(),
             session=token_digest(session),
@@ -281,10 +312,14 @@ class SigningPage:
                     process,
                     "SignerIdentified",
                     now,
-                    recipient=identified_party(signer, "email_otp", check.challenge),
+                    recipient=identified_party(signer, signer.identification, check.challenge),
                     details={
                         "signer_id": signer.id,
                         "attempts": check.attempts,
+                        "otp_channel": check.challenge.channel,
+                        "sent_to_masked": mask(
+                            check.challenge.sent_to or "", check.challenge.channel
+                        ),
                         **visitor_details(visitor),
                     },
                 )
@@ -306,7 +341,7 @@ class SigningPage:
                     reasons=[Reason("otp_locked", f"{check.attempts} wrong codes")],
                     details={
                         "signer_id": signer.id,
-                        "method": "email_otp",
+                        "method": signer.identification,
                         **visitor_details(visitor),
                     },
                 )

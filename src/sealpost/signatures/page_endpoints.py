@@ -165,6 +165,7 @@ def signing_page(token: str, parts: SignaturesDep) -> HTMLResponse:
         title=process.title,
         message=process.message,
         signer_name=signer.name,
+        code_by_sms=signer.identification == "sms_otp",
         asset_base=ASSET_BASE,
     )
     return HTMLResponse(html, headers=_headers(origins))
@@ -216,6 +217,7 @@ def _state(parts: SignaturesParts, process: SignatureProcess, signer: Signer) ->
     if code is not None and code.expires_at is not None and code.sent_to:
         otp_state = {
             "sent_to": mask(code.sent_to, code.channel),
+            "channel": code.channel,
             "expires_at": code.expires_at.isoformat(),
             "attempts_left": code.attempts_left,
         }
@@ -257,7 +259,8 @@ def send_code(
     sent_to, expires_at = parts.signatures.send_otp(
         process, signer, _visitor(request), session=session
     )
-    return {"sent_to": sent_to, "expires_at": expires_at.isoformat()}
+    channel = "sms" if signer.identification == "sms_otp" else "email"
+    return {"sent_to": sent_to, "channel": channel, "expires_at": expires_at.isoformat()}
 
 
 @router.post(f"{API_BASE}/otp/verify")

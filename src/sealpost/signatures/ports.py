@@ -8,6 +8,11 @@ The signatures domain does not know how mail is sent: it hands an :class:`Outgoi
 :class:`Mailer` and keeps the communication id it gets back.  The composition root
 (``sealpost.app``) provides the adapter over communications' submission service.
 
+Codes by SMS (``sms_otp``) are certified SMS of the sms domain, with their own evidence
+(SubmissionAcceptance, the operator's acceptance, the delivery receipt): the domain hands an
+:class:`OutgoingSms` to an :class:`SmsSender`.  The port is optional: a Sealpost without an SMS
+operator (``SMS_PROVIDER=none``) refuses ``sms_otp`` signers.
+
 Documents and their signed revisions are content addressed by SHA-256 (:class:`Contents`),
 stored where every other content is, so certificates and bundles name the same bytes.
 """
@@ -50,6 +55,30 @@ class Mailer(Protocol):
     def send(self, mail: OutgoingMail) -> str:
         """Accept ``mail`` for delivery (durably, with its SubmissionAcceptance evidence) and
         return its communication id; raises a ``SealpostError`` when it cannot be accepted."""
+        ...
+
+
+@dataclass(frozen=True)
+class OutgoingSms:
+    """One certified SMS of a signature process (a code)."""
+
+    tenant_id: str
+    to: str
+    """E.164."""
+    text: str
+    details: Mapping[str, str] = field(default_factory=dict)
+    """Kept in the evidence: process, signer and purpose."""
+    access_secret: bool = True
+    """It carries a one-time code: its text is sealed as evidence but never shown to the
+    tenant, who could otherwise sign as the signer.  True unless said otherwise."""
+
+
+class SmsSender(Protocol):
+    """Sends a certified SMS; the port the signatures domain sends codes by SMS through."""
+
+    def send(self, sms: OutgoingSms) -> str:
+        """Accept durably (SubmissionAcceptance evidence) and return the SMS id; raises
+        InvalidInput for a number that is not one."""
         ...
 
 

@@ -53,11 +53,12 @@ from sealpost.signatures.model import (
     SigningConfig,
     SignInput,
     Visitor,
+    e164,
 )
 from sealpost.signatures.notices import SignerNotices
 from sealpost.signatures.page import SigningPage
 from sealpost.signatures.page_images import PageImages
-from sealpost.signatures.ports import Contents, Mailer
+from sealpost.signatures.ports import Contents, Mailer, SmsSender
 from sealpost.signatures.repository import (
     CANCELLED,
     EXPIRED,
@@ -112,8 +113,11 @@ class SignatureService:
         trust_roots: Sequence[x509.Certificate],
         config: SigningConfig,
         intake: PdfIntake,
+        sms: SmsSender | None = None,
     ) -> None:
         self.repo = repo
+        self.sms = sms
+        """The sms domain's sender; None (no SMS operator): ``sms_otp`` signers are refused."""
         self.contents = contents
         self.config = config
         self.intake = intake
@@ -131,7 +135,7 @@ class SignatureService:
             trust_roots=trust_roots,
             config=config,
         )
-        self.page = SigningPage(repo, access, self.notices, self.applier, config=config)
+        self.page = SigningPage(repo, access, self.notices, self.applier, config=config, sms=sms)
         self._page_images = PageImages(self._render_page, PAGE_IMAGES_MAX_BYTES)
         """Page images by (document digest, page).  A page that hit a limit is kept too (as
         the limit's name), so that asking again costs nothing."""
@@ -191,7 +195,7 @@ class SignatureService:
                     "number": i,
                     "name": s.name,
                     "email": s.email,
-                    "phone": s.phone,
+                    "phone": (e164(s.phone) or s.phone) if s.phone else None,
                     "role": s.role,
                     "sign_order": s.order,
                     "identification": s.identification,
@@ -332,10 +336,20 @@ class SignatureService:
             if s.identification not in IDENTIFICATIONS:
                 raise InvalidInput(f"{where}.identification is one of {', '.join(IDENTIFICATIONS)}")
             if s.identification == "sms_otp":
-                raise InvalidInput(
-                    f"{where}: SMS codes need the SMS channel, which this Sealpost does not "
-                    "have yet; use email_otp"
-                )
+                if self.sms is None:
+                    raise InvalidInput(
+                        f"{where}.identification: sms_otp needs an SMS operator, and none is "
+                        "configured on this Sealpost (SMS_PROVIDER=none); use email_otp"
+                    )
+                if not s.phone:
+                    raise InvalidInput(
+                        f"{where}.phone is required for sms_otp (an E.164 number: +34600111222)"
+                    )
+                if e164(s.phone) is None:
+                    raise InvalidInput(
+                        f"{where}.phone is not a valid E.164 number (+ and the country code: "
+                        "+34600111222)"
+                    )
             if not s.email:
                 raise InvalidInput(
                     f"{where}.email is required (the invitation is a certified email)"

@@ -7,7 +7,7 @@ import hashlib
 from datetime import UTC, datetime
 from typing import Any
 
-from sealpost.access.model import Challenge, Holder
+from sealpost.access.model import SMS, Challenge, Holder, mask
 from sealpost.errors import NotFound
 from sealpost.ledger.records import EvidenceRecord, Party, Subject, new_record
 from sealpost.signatures.model import (
@@ -94,15 +94,25 @@ def process_record(
 
 
 def identified_party(signer: Signer, method: str, challenge: Challenge | None) -> Party:
-    """The signer as identified: the method, where the code went, the email that carried it."""
+    """The signer as identified: the method, the channel the code went by (``otp_channel``),
+    where it went (in full and as the page showed it), and the certified message that carried
+    it — a certified email's communication id, or a certified SMS's id (``sms_id``)."""
+    identification: dict[str, Any] = {
+        "method": method,
+        "sent_to": challenge.sent_to if challenge else None,
+    }
+    if challenge is not None and challenge.channel == SMS:
+        identification.update(
+            otp_channel=SMS,
+            sent_to_masked=mask(challenge.sent_to or "", SMS),
+            sms_id=challenge.communication_id,
+        )
+    else:
+        identification["communication_id"] = challenge.communication_id if challenge else None
+        if challenge is not None and challenge.channel:
+            identification["otp_channel"] = challenge.channel
     return Party(
-        signer.email or signer.name,
-        display_name=signer.name,
-        identification={
-            "method": method,
-            "sent_to": challenge.sent_to if challenge else None,
-            "communication_id": challenge.communication_id if challenge else None,
-        },
+        signer.email or signer.name, display_name=signer.name, identification=identification
     )
 
 

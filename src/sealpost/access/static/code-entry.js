@@ -2,7 +2,8 @@
  * Entering a one-time code: ask for one, type it, have it checked.
  *
  * The page has #otp-send (button), #otp-form with #otp-code, #otp-verify and #otp-hint, and a
- * status line (#status).  The server answers POST <api>/otp with {sent_to, expires_at} and
+ * status line (#status).  The server answers POST <api>/otp with {sent_to, channel, expires_at}
+ * (channel "email" or "sms"; sent_to already masked: j***@example.com, +34 6•• ••• •12) and
  * POST <api>/otp/verify with 200, or 422 and attempts_left, or 423 once locked; the page
  * decides what a verified code leads to (hooks.onVerified) and how errors show
  * (hooks.onError(err, {quiet})).
@@ -32,7 +33,11 @@ export function sentMessage(sent) {
   const minutes = minutesUntil(sent.expires_at);
   const unit = minutes === 1 ? " minute" : " minutes";
   const validity = minutes ? " (valid " + minutes + unit + ")" : "";
-  return "We sent a 6-digit code to " + sent.sent_to + validity;
+  return "We sent a 6-digit code " + by(sent) + "to " + sent.sent_to + validity;
+}
+
+function by(sent) {
+  return sent.channel === "sms" ? "by SMS " : "";
 }
 
 /** Minutes left, or null when the client's clock is too far off to say anything sensible. */
@@ -45,7 +50,7 @@ function minutesUntil(iso) {
 export function showCodeEntry(sent) {
   $("otp-form").hidden = false;
   $("otp-send").textContent = "Send a new code";
-  $("otp-hint").textContent = "Enter the code we sent to " + sent.sent_to + ".";
+  $("otp-hint").textContent = "Enter the code we sent " + by(sent) + "to " + sent.sent_to + ".";
 }
 
 /** Resending at once makes two emails race and the older code fail: make people wait a bit. */

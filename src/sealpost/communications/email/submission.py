@@ -114,7 +114,8 @@ _PICKUP_HEADERS = {
     "phone": "Sealpost-Pickup-Phone",
 }
 """Pickup choices over SMTP.  A challenge answer never travels in a header: the header
-section is kept with the message, and the answer must be stored only as a hash (API only)."""
+section is kept with the message, and the answer must be stored only as a hash (API only).
+``Sealpost-Pickup-Notice`` (``email``, ``sms`` or ``email, sms``) is read on its own: a list."""
 
 
 def _delivery_from_headers(raw: bytes) -> tuple[str | None, PickupRequest]:
@@ -133,7 +134,11 @@ def _delivery_from_headers(raw: bytes) -> tuple[str | None, PickupRequest]:
         if headers.get(name) is not None
     }
     mode = " ".join(str(delivery).split()).lower() if delivery is not None else None
-    return mode, PickupRequest(**values)
+    notice = headers.get("Sealpost-Pickup-Notice")  # "email", "sms" or "email, sms"
+    channels = None
+    if notice is not None:
+        channels = tuple(c.strip().lower() for c in str(notice).split(",") if c.strip())
+    return mode, PickupRequest(**values, notice=channels)
 
 
 @dataclass(frozen=True)

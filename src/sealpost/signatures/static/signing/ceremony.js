@@ -17,11 +17,14 @@ const POLL_FAST_FOR_MS = 5 * 60 * 1000;
 
 export const ACTIVE = ["identify", "ready"];
 
+/** Identifications that ask for a one-time code on this page (by email or by SMS). */
+const BY_CODE = ["email_otp", "sms_otp"];
+
 export function setPhase(ctx, status) {
   ctx.status = status;
   const active = ACTIVE.includes(status);
   const signing = active && ctx.role !== "viewer";
-  $("identify-step").hidden = !(status === "identify" && ctx.identification === "email_otp");
+  $("identify-step").hidden = !(status === "identify" && BY_CODE.includes(ctx.identification));
   $("consent-step").hidden = !signing;
   $("signature-step").hidden = !signing || ctx.role === "approver";
   $("actions").hidden = !signing;
@@ -32,7 +35,7 @@ export function setPhase(ctx, status) {
 }
 
 function identified(ctx) {
-  return ctx.identification !== "email_otp" || ctx.status === "ready";
+  return !BY_CODE.includes(ctx.identification) || ctx.status === "ready";
 }
 
 function hasSignature(ctx) {
