@@ -488,6 +488,7 @@ class Sealpost:
                 unconfirmed_after_seconds=s.sms_unconfirmed_after_seconds,
                 retry_initial_seconds=s.sms_retry_initial_seconds,
                 retry_max_seconds=s.sms_retry_max_seconds,
+                validity_seconds=s.sms_validity_seconds,
             ),
             on_accept=self.sms_due.set,
         )
@@ -509,6 +510,7 @@ class Sealpost:
                     source_address=s.smpp_source_address or s.sms_default_sender,
                     timeout_seconds=s.smpp_timeout_seconds,
                     enquire_link_seconds=s.smpp_enquire_link_seconds,
+                    partial_retry_seconds=s.smpp_partial_retry_seconds,
                 ),
                 sink=self.sms,
             )

@@ -11,8 +11,8 @@ and applied to a segment only while the segment has no final state (out of order
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -54,6 +54,7 @@ def _segment(row: Any) -> Segment:
         status=row.status,
         reported_at=as_utc_or_none(row.reported_at),
         report_sha256=row.report_sha256,
+        unanswered=row.unanswered,
     )
 
 
@@ -95,6 +96,11 @@ class SendOutcome:
     confirm_by: datetime | None = None
     next_attempt_at: datetime | None = None
     error: str | None = None
+    taken: Mapping[int, str] = field(default_factory=dict)
+    """Segments the operator took in this attempt though the message is not submitted (a
+    retry or a refusal after some were taken): recorded so they are never sent again."""
+    unanswered: Sequence[int] = ()
+    """Segments sent in this attempt without an answer (counted on the segment)."""
 
 
 class SmsRepository:
@@ -201,18 +207,39 @@ class SmsRepository:
             rows = conn.execute(select(*_COLUMNS).where(c.id.in_(ids))).all()
         return sorted((_sms(r) for r in rows), key=lambda s: (s.next_attempt_at, s.id))
 
+    def attempt_history(self, sms_ids: Sequence[str]) -> dict[str, list[Segment]]:
+        """Per message, its segments an earlier attempt sent: taken (operator id known) or
+        sent without an answer; one statement for the batch (empty for first attempts)."""
+        if not sms_ids:
+            return {}
+        s = sms_segments.c
+        query = (
+            select(sms_segments)
+            .where(s.sms_id.in_(list(sms_ids)))
+            .where(or_(s.message_id.is_not(None), s.unanswered > 0))
+            .order_by(s.sms_id, s.number)
+        )
+        found: dict[str, list[Segment]] = {}
+        with self.engine.connect() as conn:
+            for row in conn.execute(query):
+                found.setdefault(row.sms_id, []).append(_segment(row))
+        return found
+
     def finish(self, owner: str, outcomes: Sequence[SendOutcome], decide: Decide) -> int:
         """Record how each claimed message's submission ended, in one transaction; returns how
         many were recorded (one whose lease was lost is skipped: its new owner decides).
 
-        A submitted message's segments get their operator ids, and reports that arrived
-        before the ids were known (the operator can be that quick) are applied at once.
+        Every segment the operator took gets its operator id, whether the message is now
+        submitted or still waits for its other segments (then they are never sent again),
+        and reports that arrived before the ids were known (the operator can be that quick)
+        are applied at once.
         """
         c = sms_messages.c
         done = 0
         records: list[EvidenceRecord] = []
         segments: list[dict[str, Any]] = []
-        submitted: dict[str, list[str]] = {}
+        unanswered: list[dict[str, Any]] = []
+        taken_ids: dict[str, list[str]] = {}
         at = max((o.at for o in outcomes), default=datetime.now(UTC))
         with write_transaction(self.engine) as conn:
             for o in outcomes:
@@ -231,7 +258,9 @@ class SmsRepository:
                         next_attempt_at=None,
                     )
                 elif o.kind == "failed":
-                    values.update(status="failed", final_at=o.at, next_attempt_at=None)
+                    values.update(
+                        status="failed", final_at=o.at, next_attempt_at=None, certificate_due=1
+                    )
                 else:
                     values.update(next_attempt_at=o.next_attempt_at)
                 moved = conn.execute(
@@ -243,8 +272,7 @@ class SmsRepository:
                     continue
                 done += 1
                 records.extend(o.records)
-                if o.kind != "submitted":
-                    continue
+                ids = dict(enumerate(o.message_ids)) if o.kind == "submitted" else dict(o.taken)
                 segments.extend(
                     {
                         "b_sms": o.sms_id,
@@ -253,23 +281,33 @@ class SmsRepository:
                         "message_id": message_id,
                         "state": SEGMENT_ACCEPTED,
                     }
-                    for number, message_id in enumerate(o.message_ids)
+                    for number, message_id in ids.items()
                 )
-                submitted.setdefault(o.provider or "", []).extend(o.message_ids)
+                unanswered.extend({"b_sms": o.sms_id, "b_number": n} for n in o.unanswered)
+                taken_ids.setdefault(o.provider or "", []).extend(ids.values())
             s = sms_segments.c
-            if segments:
+            if segments:  # only segments not taken before: earlier ones keep their state
                 conn.execute(
-                    update(sms_segments).where(
-                        s.sms_id == bindparam("b_sms"), s.number == bindparam("b_number")
-                    ),
+                    update(sms_segments)
+                    .where(s.sms_id == bindparam("b_sms"), s.number == bindparam("b_number"))
+                    .where(s.state == SEGMENT_PENDING),
                     segments,
+                )
+            if unanswered:
+                conn.execute(
+                    update(sms_segments)
+                    .where(s.sms_id == bindparam("b_sms"), s.number == bindparam("b_number"))
+                    .values(unanswered=s.unanswered + 1),
+                    unanswered,
                 )
             r = sms_reports.c
             early: list[tuple[StoredReport, datetime]] = []
-            for provider, ids in submitted.items():  # receipts that overtook this commit
+            for provider, message_ids in taken_ids.items():  # receipts that overtook this commit
+                if not message_ids:
+                    continue
                 rows = conn.execute(
                     select(sms_reports)
-                    .where(r.provider == provider, r.message_id.in_(ids), r.applied == 0)
+                    .where(r.provider == provider, r.message_id.in_(message_ids), r.applied == 0)
                     .order_by(r.received_at)
                 ).all()
                 early.extend((_report(row), at) for row in rows)
@@ -353,6 +391,39 @@ class SmsRepository:
         with self.engine.connect() as conn:
             return [_sms(r) for r in conn.execute(query)]
 
+    def due_expired(self, submitted_before: datetime, now: datetime, limit: int = 500) -> list[Sms]:
+        """Queued messages accepted before ``submitted_before`` (their validity is over) that
+        no sender holds right now."""
+        c = sms_messages.c
+        query = (
+            select(*_COLUMNS)
+            .where(c.status == QUEUED, c.submitted_at <= submitted_before)
+            .where(or_(c.lease_until.is_(None), c.lease_until < now))
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return [_sms(r) for r in conn.execute(query)]
+
+    def mark_expired(self, sms: Sms, at: datetime, records: Sequence[EvidenceRecord]) -> bool:
+        """Queued -> failed (validity over); False if a sender claimed or finished it first."""
+        c = sms_messages.c
+        with write_transaction(self.engine) as conn:
+            moved = conn.execute(
+                update(sms_messages)
+                .where(c.id == sms.id, c.status == QUEUED)
+                .where(or_(c.lease_until.is_(None), c.lease_until < at))
+                .values(
+                    status="failed",
+                    final_at=at,
+                    updated_at=at,
+                    next_attempt_at=None,
+                    certificate_due=1,
+                )
+            ).rowcount
+            if moved:
+                append_evidence(conn, list(records))
+        return bool(moved)
+
     def mark_final(
         self, sms: Sms, status: str, at: datetime, records: Sequence[EvidenceRecord]
     ) -> bool:
@@ -362,7 +433,7 @@ class SmsRepository:
             moved = conn.execute(
                 update(sms_messages)
                 .where(c.id == sms.id, c.status == SUBMITTED)
-                .values(status=status, final_at=at, updated_at=at)
+                .values(status=status, final_at=at, updated_at=at, certificate_due=1)
             ).rowcount
             if moved:
                 append_evidence(conn, list(records))
@@ -488,7 +559,12 @@ def _apply_known_in(
     decided = conn.execute(
         update(sms_messages)
         .where(m.id == sms.id, m.status == SUBMITTED)
-        .values(status=decision.status, final_at=report.reported_at, updated_at=now)
+        .values(
+            status=decision.status,
+            final_at=report.reported_at,
+            updated_at=now,
+            certificate_due=1,
+        )
     ).rowcount
     if decided:
         out.extend(decision.records)  # appended with the rest of the batch, in this order
