@@ -688,9 +688,13 @@ class Sealpost:
         from sealpost.sms.certificates import SmsCertificates
         from sealpost.sms.endpoints import SmsParts
 
+        from sealpost.sms.repository import SmsCertificateRepository
+
         tenants = self.tenants
         certificates = SmsCertificates(
             repository=self.sms_repository,
+            certificates=SmsCertificateRepository(self.engine),
+            blobs=self.blobs,
             tenant_name=lambda tenant_id: tenants.get(tenant_id).name,
             ledger=self.ledger,
             seal=self.seal_identity,
@@ -746,14 +750,18 @@ class Sealpost:
         from sealpost.sms import tasks
 
         s = self.settings
-        if not s.sms_sender_enabled:
-            return []
-        return tasks.loops(
-            self.sms_senders, self.sms, confirm_interval_seconds=s.sms_confirm_interval_seconds
-        )
+        found = []
+        if s.sms_sender_enabled:
+            found += tasks.loops(
+                self.sms_senders, self.sms, confirm_interval_seconds=s.sms_confirm_interval_seconds
+            )
+        if s.certificates_enabled:
+            found += tasks.certificate_loops(self.sms_parts.certificates)
+        return found
 
     def start_sms(self) -> None:
-        """The SMS sender (with the operator adapter SMS_PROVIDER names) and receipt clock."""
+        """The SMS sender (with the operator adapter SMS_PROVIDER names), receipt clock and
+        certificate issuer, as settings enable them."""
         self.supervisor.start(self.sms_loops())
 
     def start_email(self) -> None:

@@ -30,7 +30,7 @@ from sealpost.sms.model import (
     Segment,
     Sms,
 )
-from sealpost.sms.tables import sms_messages, sms_reports, sms_segments
+from sealpost.sms.tables import sms_certificates, sms_messages, sms_reports, sms_segments
 
 _FIELDS = [f.name for f in fields(Sms)]
 _COLUMNS = [sms_messages.c[name] for name in _FIELDS]
@@ -101,6 +101,20 @@ class SendOutcome:
     retry or a refusal after some were taken): recorded so they are never sent again."""
     unanswered: Sequence[int] = ()
     """Segments sent in this attempt without an answer (counted on the segment)."""
+
+
+@dataclass(frozen=True)
+class StoredSmsCertificate:
+    """One issued version of an SMS's certificate (the PDF is in the blob store)."""
+
+    sms_id: str
+    version: int
+    sha256: str
+    size: int
+    created_at: datetime
+    record_id: str
+    """The CertificateIssued record that recorded this version."""
+    reason: str
 
 
 class SmsRepository:
@@ -438,6 +452,77 @@ class SmsRepository:
             if moved:
                 append_evidence(conn, list(records))
         return bool(moved)
+
+
+class SmsCertificateRepository:
+    """The SQL of SMS certificates: which are due, the versions issued, storing a version."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def candidates(self, limit: int) -> list[Sms]:
+        """Final messages due a certificate (the flag is set with the final status)."""
+        c = sms_messages.c
+        query = select(*_COLUMNS).where(c.certificate_due == 1).limit(limit)
+        with self.engine.connect() as conn:
+            return [_sms(r) for r in conn.execute(query)]
+
+    def is_due(self, sms_id: str) -> bool:
+        c = sms_messages.c
+        query = select(c.certificate_due).where(c.id == sms_id)
+        with self.engine.connect() as conn:
+            return bool(conn.execute(query).scalar())
+
+    def versions(self, sms_id: str) -> list[StoredSmsCertificate]:
+        k = sms_certificates.c
+        query = select(sms_certificates).where(k.sms_id == sms_id).order_by(k.version)
+        with self.engine.connect() as conn:
+            return [
+                StoredSmsCertificate(
+                    sms_id=r.sms_id,
+                    version=r.version,
+                    sha256=r.sha256,
+                    size=r.size,
+                    created_at=as_utc(r.created_at),
+                    record_id=r.record_id,
+                    reason=r.reason,
+                )
+                for r in conn.execute(query)
+            ]
+
+    def store(
+        self, certificate: StoredSmsCertificate, record: EvidenceRecord, *, status: str
+    ) -> bool:
+        """Record a version and its CertificateIssued record, if the message is still as the
+        certificate states it and no other version was stored meanwhile; clears the due flag.
+        False (nothing written) otherwise."""
+        c = sms_messages.c
+        with write_transaction(self.engine) as conn:
+            moved = conn.execute(
+                update(sms_messages)
+                .where(
+                    c.id == certificate.sms_id,
+                    c.certificate_version == certificate.version - 1,
+                    c.status == status,
+                )
+                .values(certificate_version=certificate.version, certificate_due=0)
+            ).rowcount
+            if not moved:
+                return False
+            conn.execute(
+                insert(sms_certificates).values(
+                    id=record.id,
+                    sms_id=certificate.sms_id,
+                    version=certificate.version,
+                    sha256=certificate.sha256,
+                    size=certificate.size,
+                    created_at=certificate.created_at,
+                    record_id=certificate.record_id,
+                    reason=certificate.reason,
+                )
+            )
+            append_evidence(conn, [record])
+        return True
 
 
 def row_sms(row: dict[str, Any]) -> Sms:

@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from sealpost.logging import get_logger
 from sealpost.loops import Loop, periodic, round_failed, round_ok
+from sealpost.sms.certificates import SmsCertificates
 from sealpost.sms.model import Sms
 from sealpost.sms.providers import PermanentFailure, SmsProvider, TemporaryFailure
 from sealpost.sms.repository import SendOutcome
@@ -123,3 +124,9 @@ def loops(
     trips with another's submissions) and the confirmation clock."""
     found = [Loop(sender.name, sender.run) for sender in senders]
     return [*found, periodic("sms-confirmations", confirm_interval_seconds, service.tick)]
+
+
+def certificate_loops(certificates: SmsCertificates) -> list[Loop]:
+    """The certificate issuer: a certificate for each SMS that became final, once its records
+    are sealed (as the communications' issuer does for email)."""
+    return [periodic("sms-certificates", 1.0, certificates.issue_due)]
