@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -256,7 +256,7 @@ class SmsRepository:
         taken_ids: dict[str, list[str]] = {}
         at = max((o.at for o in outcomes), default=datetime.now(UTC))
         with write_transaction(self.engine) as conn:
-            for o in outcomes:
+            for o in sorted(outcomes, key=lambda o: o.sms_id):  # locks in id order, as receipts
                 values: dict[str, Any] = {
                     "updated_at": o.at,
                     "lease_owner": None,
@@ -392,8 +392,7 @@ class SmsRepository:
         if leftovers:
             with write_transaction(self.engine) as conn:
                 records: list[EvidenceRecord] = []
-                for report in leftovers:
-                    _apply_in(conn, report, decide, now, records)
+                _apply_batch_in(conn, [(report, now) for report in leftovers], decide, records)
                 append_evidence(conn, records)
         return len(leftovers)
 
@@ -556,13 +555,25 @@ def _apply_batch_in(
     decide: Decide,
     records: list[EvidenceRecord],
 ) -> None:
-    """Apply stored reports whose segments are known: one lookup and one ``applied`` update
-    for the batch, then each report in message order (locks are always taken in the same
-    order, so two batches never wait on each other in a cycle), arrival order within one."""
-    r, s = sms_reports.c, sms_segments.c
+    """Apply stored reports whose segments are known, set-wise: a handful of statements for
+    the whole batch whatever its size (PostgreSQL pays a round trip per statement).
+
+    1. one lookup of the segments the reports name, and one ``applied`` update;
+    2. the messages with a final report are locked in one statement, in id order (``FOR
+       UPDATE`` on PostgreSQL; SQLite's write transactions are serial): every writer of a
+       message's segments holds that lock, and two batches never wait on each other in a
+       cycle;
+    3. their segments are read in one statement and the reports applied in memory, per
+       message in arrival order, exactly as one at a time would: a segment takes only its
+       first final report, and the message is decided (``decide``) by the first report that
+       decides it, the later ones still recorded on their segments;
+    4. the changed segments and the decided messages are written with one statement each
+       (executemany), the decisions' records appended by the caller with the batch's.
+    """
+    r, s, m = sms_reports.c, sms_segments.c, sms_messages.c
     known: dict[tuple[str, str], tuple[str, int]] = {}
     for provider in {report.provider for report, _ in new}:
-        ids = [report.message_id for report, _ in new if report.provider == provider]
+        ids = list({report.message_id for report, _ in new if report.provider == provider})
         for row in conn.execute(
             select(s.sms_id, s.number, s.message_id).where(
                 s.provider == provider, s.message_id.in_(ids)
@@ -570,86 +581,85 @@ def _apply_batch_in(
         ):
             known[(provider, row.message_id)] = (row.sms_id, row.number)
     found = [
-        (known[(report.provider, report.message_id)], i, report, received_at)
-        for i, (report, received_at) in enumerate(new)
+        (known[(report.provider, report.message_id)], report, received_at)
+        for report, received_at in new
         if (report.provider, report.message_id) in known
     ]
-    if found:
-        conn.execute(
-            update(sms_reports)
-            .where(r.sha256.in_([report.sha256 for _, _, report, _ in found]))
-            .values(applied=1)
-        )
-    for (sms_id, number), _, report, received_at in sorted(found, key=lambda f: (f[0], f[1])):
-        _apply_known_in(conn, report, sms_id, number, decide, received_at, records)
-
-
-def _apply_in(
-    conn: Connection,
-    report: StoredReport,
-    decide: Decide,
-    now: datetime,
-    out: list[EvidenceRecord],
-) -> None:
-    """Apply a stored report to its segment, if that segment is known and not final yet.
-
-    The message row is locked first (``FOR UPDATE`` on PostgreSQL; SQLite's write
-    transactions are serial), so receipts of two segments applied at once cannot each miss
-    the other's state, and a decision is written once."""
-    s = sms_segments.c
-    found = conn.execute(
-        select(s.sms_id, s.number).where(
-            s.provider == report.provider, s.message_id == report.message_id
-        )
-    ).first()
-    if found is None:
-        return  # the submission is not recorded yet: applied when it is (finish, or the sweep)
-    conn.execute(update(sms_reports).where(sms_reports.c.sha256 == report.sha256).values(applied=1))
-    _apply_known_in(conn, report, found.sms_id, found.number, decide, now, out)
-
-
-def _apply_known_in(
-    conn: Connection,
-    report: StoredReport,
-    sms_id: str,
-    number: int,
-    decide: Decide,
-    now: datetime,
-    out: list[EvidenceRecord],
-) -> None:
-    """:func:`_apply_in` for a report whose segment was looked up (and marked applied)."""
-    s, m = sms_segments.c, sms_messages.c
-    found = (sms_id, number)
-    lock = select(*_COLUMNS).where(m.id == sms_id)
-    row = conn.execute(lock if is_sqlite(conn) else lock.with_for_update()).first()
-    if row is None or report.state in ("accepted", "enroute"):
-        return  # an intermediate state decides nothing
-    moved = conn.execute(
-        update(sms_segments)
-        .where(and_(s.sms_id == found[0], s.number == found[1]))
-        .where(s.state.in_([SEGMENT_PENDING, SEGMENT_ACCEPTED]))
-        .values(
+    if not found:
+        return  # the submissions are not recorded yet: applied when they are
+    conn.execute(
+        update(sms_reports)
+        .where(r.sha256.in_([report.sha256 for _, report, _ in found]))
+        .values(applied=1)
+    )
+    finals = [f for f in found if f[1].state not in ("accepted", "enroute")]
+    if not finals:
+        return  # intermediate states decide nothing
+    sms_ids = sorted({sms_id for (sms_id, _), _, _ in finals})
+    lock = select(*_COLUMNS).where(m.id.in_(sms_ids)).order_by(m.id)
+    messages = {
+        row.id: _sms(row)
+        for row in conn.execute(lock if is_sqlite(conn) else lock.with_for_update())
+    }
+    segments: dict[str, dict[int, Segment]] = {}
+    for row in conn.execute(
+        select(sms_segments).where(s.sms_id.in_(sms_ids)).order_by(s.sms_id, s.number)
+    ):
+        segments.setdefault(row.sms_id, {})[row.number] = _segment(row)
+    changed: dict[tuple[str, int], Segment] = {}
+    decided: list[dict[str, Any]] = []
+    open_ = {sms_id for sms_id, sms in messages.items() if sms.status == SUBMITTED}
+    for (sms_id, number), report, received_at in sorted(finals, key=lambda f: f[0][0]):
+        current = segments.get(sms_id, {}).get(number)
+        if sms_id not in messages or current is None:
+            continue
+        if current.state not in (SEGMENT_PENDING, SEGMENT_ACCEPTED):
+            continue  # the segment had its final receipt: out of order or repeated
+        updated = replace(
+            current,
             state=report.state,
             status=report.status,
             reported_at=report.reported_at,
             report_sha256=report.sha256,
         )
-    ).rowcount
-    sms = _sms(row)
-    if not moved or sms.status != SUBMITTED:
-        return  # the segment had its final receipt, or the message was decided already
-    decision = decide(sms, _segments_in(conn, sms.id), report)
-    if decision is None:
-        return
-    decided = conn.execute(
-        update(sms_messages)
-        .where(m.id == sms.id, m.status == SUBMITTED)
-        .values(
-            status=decision.status,
-            final_at=report.reported_at,
-            updated_at=now,
-            certificate_due=1,
+        segments[sms_id][number] = changed[(sms_id, number)] = updated
+        if sms_id not in open_:
+            continue  # decided already (or not submitted): the segment is still recorded
+        sms = messages[sms_id]
+        decision = decide(sms, list(segments[sms_id].values()), report)
+        if decision is None:
+            continue
+        open_.discard(sms_id)
+        decided.append(
+            {
+                "b_id": sms_id,
+                "status": decision.status,
+                "final_at": report.reported_at,
+                "updated_at": received_at,
+                "certificate_due": 1,
+            }
         )
-    ).rowcount
+        records.extend(decision.records)  # appended with the rest of the batch, in this order
+    if changed:
+        conn.execute(
+            update(sms_segments)
+            .where(s.sms_id == bindparam("b_sms"), s.number == bindparam("b_number"))
+            .where(or_(s.state == SEGMENT_PENDING, s.state == SEGMENT_ACCEPTED)),  # no IN:
+            # executemany cannot expand one
+            [
+                {
+                    "b_sms": sms_id,
+                    "b_number": number,
+                    "state": seg.state,
+                    "status": seg.status,
+                    "reported_at": seg.reported_at,
+                    "report_sha256": seg.report_sha256,
+                }
+                for (sms_id, number), seg in sorted(changed.items())
+            ],
+        )
     if decided:
-        out.extend(decision.records)  # appended with the rest of the batch, in this order
+        conn.execute(
+            update(sms_messages).where(m.id == bindparam("b_id"), m.status == SUBMITTED),
+            decided,
+        )
