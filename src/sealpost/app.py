@@ -687,7 +687,6 @@ class Sealpost:
     def sms_parts(self) -> SmsParts:
         from sealpost.sms.certificates import SmsCertificates
         from sealpost.sms.endpoints import SmsParts
-
         from sealpost.sms.repository import SmsCertificateRepository
 
         tenants = self.tenants
