@@ -98,6 +98,8 @@ class SmscPeer:
     _acks: dict[int, str] = field(default_factory=dict)
     _destinations: dict[str, str] = field(default_factory=dict)
     _lost: set[tuple[str, int]] = field(default_factory=set)
+    _connections: set[asyncio.StreamWriter] = field(default_factory=set)
+    _down_now: bool = False
 
     # -- life -------------------------------------------------------------------------------
 
@@ -117,6 +119,7 @@ class SmscPeer:
         return self
 
     async def _listen(self) -> None:
+        self._down_now = False
         self._server = await asyncio.start_server(self._session, "127.0.0.1", self.port)
         self.port = self._server.sockets[0].getsockname()[1]
 
@@ -138,11 +141,15 @@ class SmscPeer:
 
     async def _down(self) -> None:
         assert self._server is not None
+        self._down_now = True
         self._server.close()
         for writer in list(self._sessions):
             writer.write(_pdu(UNBIND, 0, self._seq()))
             writer.close()
         self._sessions.clear()
+        for writer in list(self._connections):  # connected but not bound yet: gone too
+            writer.close()
+        self._connections.clear()
         await self._server.wait_closed()
 
     def stop(self) -> None:
@@ -162,6 +169,10 @@ class SmscPeer:
 
     async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         bound = False
+        if self._down_now:  # accepted as the server went down
+            writer.close()
+            return
+        self._connections.add(writer)
         try:
             while not writer.is_closing():  # a closed session takes nothing it cannot answer
                 header = await reader.readexactly(16)
@@ -207,6 +218,7 @@ class SmscPeer:
             pass
         finally:
             self._sessions.discard(writer)
+            self._connections.discard(writer)
             writer.close()
 
     def _submit(self, writer: asyncio.StreamWriter, sequence: int, body: bytes) -> None:

@@ -256,34 +256,41 @@ class SmsRepository:
         taken_ids: dict[str, list[str]] = {}
         at = max((o.at for o in outcomes), default=datetime.now(UTC))
         with write_transaction(self.engine) as conn:
-            for o in sorted(outcomes, key=lambda o: o.sms_id):  # locks in id order, as receipts
-                values: dict[str, Any] = {
-                    "updated_at": o.at,
-                    "lease_owner": None,
-                    "lease_until": None,
-                    "last_error": o.error,
-                }
+            # One fence for the batch: the rows still leased to this owner, locked in id order
+            # (as receipts lock them); then one UPDATE per kind of outcome (executemany).
+            fence = (
+                select(c.id)
+                .where(c.id.in_([o.sms_id for o in outcomes]))
+                .where(c.lease_owner == owner, c.status == QUEUED)
+                .order_by(c.id)
+            )
+            owned = set(
+                conn.execute(fence if is_sqlite(conn) else fence.with_for_update()).scalars()
+            )
+            kept = sorted((o for o in outcomes if o.sms_id in owned), key=lambda o: o.sms_id)
+            released = {"lease_owner": None, "lease_until": None}
+            by_kind: dict[str, list[dict[str, Any]]] = {}
+            for o in kept:
+                row: dict[str, Any] = {"b_id": o.sms_id, "updated_at": o.at, "last_error": o.error}
                 if o.kind == "submitted":
-                    values.update(
-                        status=SUBMITTED,
-                        provider=o.provider,
-                        relayed_at=o.at,
-                        confirm_by=o.confirm_by,
-                        next_attempt_at=None,
-                    )
+                    row.update(provider=o.provider, relayed_at=o.at, confirm_by=o.confirm_by)
                 elif o.kind == "failed":
-                    values.update(
-                        status="failed", final_at=o.at, next_attempt_at=None, certificate_due=1
-                    )
+                    row.update(final_at=o.at)
                 else:
-                    values.update(next_attempt_at=o.next_attempt_at)
-                moved = conn.execute(
+                    row.update(next_attempt_at=o.next_attempt_at)
+                by_kind.setdefault(o.kind, []).append(row)
+            fixed: dict[str, dict[str, Any]] = {
+                "submitted": {"status": SUBMITTED, "next_attempt_at": None},
+                "failed": {"status": "failed", "next_attempt_at": None, "certificate_due": 1},
+            }
+            for kind, params in by_kind.items():
+                conn.execute(
                     update(sms_messages)
-                    .where(c.id == o.sms_id, c.lease_owner == owner, c.status == QUEUED)
-                    .values(**values)
-                ).rowcount
-                if not moved:
-                    continue
+                    .where(c.id == bindparam("b_id"))
+                    .values(**released, **fixed.get(kind, {})),
+                    params,
+                )
+            for o in kept:
                 done += 1
                 records.extend(o.records)
                 ids = dict(enumerate(o.message_ids)) if o.kind == "submitted" else dict(o.taken)
