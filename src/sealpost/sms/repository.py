@@ -203,22 +203,19 @@ class SmsRepository:
             .order_by(c.next_attempt_at)
             .limit(limit)
         )
-        with write_transaction(self.engine) as conn:
+        with write_transaction(self.engine) as conn:  # one statement: UPDATE ... RETURNING
             if not is_sqlite(conn):
                 due = due.with_for_update(skip_locked=True)
-            ids = list(conn.execute(due).scalars())
-            if not ids:
-                return []
-            conn.execute(
+            rows = conn.execute(
                 update(sms_messages)
-                .where(c.id.in_(ids))
+                .where(c.id.in_(due))
                 .values(
                     lease_owner=owner,
                     lease_until=now + timedelta(seconds=lease_seconds),
                     attempts=c.attempts + 1,
                 )
-            )
-            rows = conn.execute(select(*_COLUMNS).where(c.id.in_(ids))).all()
+                .returning(*_COLUMNS)
+            ).all()
         return sorted((_sms(r) for r in rows), key=lambda s: (s.next_attempt_at, s.id))
 
     def attempt_history(self, sms_ids: Sequence[str]) -> dict[str, list[Segment]]:
