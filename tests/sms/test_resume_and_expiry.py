@@ -124,3 +124,51 @@ def test_an_sms_the_operator_never_takes_expires_in_the_queue(sms_env: SmsEnv) -
     detail = sms_env.detail(sms_id)
     assert detail["status"] == "failed"
     assert sms_env.smsc.taken("34612340004") == []
+
+
+def test_receipts_applied_as_one_batch_decide_as_one_at_a_time_would(sms_env: SmsEnv) -> None:
+    """Set-wise application: in one batch, segment 1 UNDELIV, segment 2 DELIVRD, then a late
+    DELIVRD for segment 1 and a duplicate: the message is undelivered once (one NonDelivery,
+    decided by the first bad receipt), segment 1 keeps its first final state, segment 2 its."""
+    from sealpost.db.engine import write_transaction
+    from sealpost.sms.repository import StoredReport
+
+    sms_env.smsc.script["34612340005"] = Outcome("silent")  # taken, receipts are ours to send
+    sms_id = sms_env.send("+34612340005", THREE_PARTS[:200])  # 2 GSM-7 parts
+    sms_env.wait_status(sms_id, "submitted")
+    one, two = sms_env.sp.sms_repository.segments(sms_id)
+    at = datetime(2026, 12, 7, 9, 1, tzinfo=UTC)
+
+    def report(message_id: str | None, state: str, raw: bytes) -> StoredReport:
+        return StoredReport(
+            sha256=raw.hex().ljust(64, "0")[:64],
+            provider="smpp",
+            message_id=message_id or "",
+            state=state,
+            status="034" if state != "delivered" else "000",
+            reported_at=at,
+            raw=raw,
+        )
+
+    batch = [
+        report(one.message_id, "undelivered", b"\x01"),
+        report(two.message_id, "delivered", b"\x02"),
+        report(one.message_id, "delivered", b"\x03"),
+        report(two.message_id, "enroute", b"\x04"),
+    ]
+    repo, service = sms_env.sp.sms_repository, sms_env.sp.sms
+    with write_transaction(sms_env.sp.engine) as conn:
+        stored = repo.store_reports_in(conn, [(r, at) for r in batch], service.decide)
+    assert stored == [True] * 4
+    assert repo.get(sms_id).status == "undelivered"  # type: ignore[union-attr]
+    one, two = repo.segments(sms_id)
+    assert (one.state, one.status, two.state) == ("undelivered", "034", "delivered")
+    assert _events(sms_env, sms_id) == ["SubmissionAcceptance", "RelayToNonERDS", "NonDelivery"]
+    record = _records(sms_env, sms_id)["NonDelivery"]
+    assert [r["code"] for r in record["reasons"]] == ["undelivered"]  # type: ignore[union-attr]
+    facts = record["details"]["segments"]  # type: ignore[index]
+    assert [f["state"] for f in facts] == ["undelivered", "accepted"]  # as at the first receipt
+    with write_transaction(sms_env.sp.engine) as conn:  # the same batch again: no-ops
+        again = repo.store_reports_in(conn, [(r, at) for r in batch], service.decide)
+    assert again == [False] * 4
+    assert _events(sms_env, sms_id) == ["SubmissionAcceptance", "RelayToNonERDS", "NonDelivery"]
