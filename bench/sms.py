@@ -76,6 +76,7 @@ def main() -> None:
         sms_confirm_interval_seconds=0.5,
         smtp_enabled=False,
         delivery_enabled=False,
+        certificates_enabled=False,  # no sequencer here: nothing would be sealed to certify
     )
     sp = build(settings)
     tenant = sp.tenants.create("bench")

@@ -528,6 +528,7 @@ class Sealpost:
                 unconfirmed_after_seconds=s.sms_unconfirmed_after_seconds,
                 retry_initial_seconds=s.sms_retry_initial_seconds,
                 retry_max_seconds=s.sms_retry_max_seconds,
+                validity_seconds=s.sms_validity_seconds,
             ),
             on_accept=self.sms_due.set,
         )
@@ -549,6 +550,7 @@ class Sealpost:
                     source_address=s.smpp_source_address or s.sms_default_sender,
                     timeout_seconds=s.smpp_timeout_seconds,
                     enquire_link_seconds=s.smpp_enquire_link_seconds,
+                    partial_retry_seconds=s.smpp_partial_retry_seconds,
                 ),
                 sink=self.sms,
             )
@@ -725,10 +727,13 @@ class Sealpost:
     def sms_parts(self) -> SmsParts:
         from sealpost.sms.certificates import SmsCertificates
         from sealpost.sms.endpoints import SmsParts
+        from sealpost.sms.repository import SmsCertificateRepository
 
         tenants = self.tenants
         certificates = SmsCertificates(
             repository=self.sms_repository,
+            certificates=SmsCertificateRepository(self.engine),
+            blobs=self.blobs,
             tenant_name=lambda tenant_id: tenants.get(tenant_id).name,
             ledger=self.ledger,
             seal=self.seal_identity,
@@ -784,14 +789,18 @@ class Sealpost:
         from sealpost.sms import tasks
 
         s = self.settings
-        if not s.sms_sender_enabled:
-            return []
-        return tasks.loops(
-            self.sms_senders, self.sms, confirm_interval_seconds=s.sms_confirm_interval_seconds
-        )
+        found = []
+        if s.sms_sender_enabled:
+            found += tasks.loops(
+                self.sms_senders, self.sms, confirm_interval_seconds=s.sms_confirm_interval_seconds
+            )
+        if s.certificates_enabled:
+            found += tasks.certificate_loops(self.sms_parts.certificates)
+        return found
 
     def start_sms(self) -> None:
-        """The SMS sender (with the operator adapter SMS_PROVIDER names) and receipt clock."""
+        """The SMS sender (with the operator adapter SMS_PROVIDER names), receipt clock and
+        certificate issuer, as settings enable them."""
         self.supervisor.start(self.sms_loops())
 
     def start_email(self) -> None:

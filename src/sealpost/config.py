@@ -443,6 +443,12 @@ class Settings(BaseSettings):
     sms_retry_max_seconds: float = Field(
         600.0, gt=0, description="Longest delay between two submission attempts of one SMS."
     )
+    sms_validity_seconds: float = Field(
+        86400.0,
+        gt=0,
+        description="How long an accepted SMS may wait for the operator to take it; past it, "
+        "it fails (NonDelivery, expired_in_queue). Also sent as SMPP validity_period.",
+    )
     smpp_host: str = Field("127.0.0.1", description="The SMSC's host (SMPP 3.4).")
     smpp_port: int = Field(2775, ge=1, le=65535, description="The SMSC's port.")
     smpp_system_id: str = Field("", max_length=15, description="bind_transceiver system_id.")
@@ -458,6 +464,12 @@ class Settings(BaseSettings):
     )
     smpp_enquire_link_seconds: float = Field(
         30.0, gt=0, description="An idle link sends enquire_link this often (keepalive)."
+    )
+    smpp_partial_retry_seconds: float = Field(
+        2.0,
+        ge=0,
+        description="Once a segment of a message was taken, how long a later one is retried "
+        "in place before the message waits (and resumes with only the segments not taken).",
     )
 
     # -- limits of what one client may ask (docs/operations.md, "Limits") --------------------

@@ -254,3 +254,41 @@ def test_0011_adds_the_sms_notice_columns_and_the_downgrade_drops_them(database_
     assert not {"notice_channels", "notice_sms_id", "notice_sms_status"} & set(columns)
     assert {"notice_communication_id", "notice_status"} <= set(columns)
     engine.dispose()
+
+
+def test_0012_adds_sms_resume_and_certificate_columns_and_the_downgrade_drops_them(
+    database_url: str,
+) -> None:
+    """Existing segments count 0 unanswered sends, existing messages have no certificate due;
+    sms_certificates comes and goes with 0012."""
+    engine = make_test_engine(database_url)
+    migrate.upgrade(engine, "0011")
+    with engine.begin() as conn:
+        conn.execute(
+            text("INSERT INTO tenants (id, name, created_at) VALUES ('t', 't', :at)"), {"at": NOW}
+        )
+        conn.execute(
+            text(
+                "INSERT INTO sms_messages (id, tenant_id, status, sender, recipient, text, "
+                "text_sha256, encoding, segment_count, details, submitted_at, updated_at) "
+                "VALUES ('s', 't', 'delivered', 'S', '+34612345678', 'hola', 'x', 'gsm7', 1, "
+                "'{}', :at, :at)"
+            ),
+            {"at": NOW},
+        )
+        conn.execute(
+            text("INSERT INTO sms_segments (sms_id, number, state) VALUES ('s', 0, 'delivered')")
+        )
+    migrate.upgrade(engine, "0012")
+    assert "sms_certificates" in set(inspect(engine).get_table_names())
+    assert _rows(engine, "SELECT unanswered FROM sms_segments") == [{"unanswered": 0}]
+    assert _rows(engine, "SELECT certificate_due, certificate_version FROM sms_messages") == [
+        {"certificate_due": 0, "certificate_version": 0}
+    ]
+    _downgrade(engine, "0011")
+    assert "sms_certificates" not in set(inspect(engine).get_table_names())
+    columns = {c["name"] for c in inspect(engine).get_columns("sms_segments")}
+    assert "unanswered" not in columns and "state" in columns
+    assert _rows(engine, "SELECT id FROM sms_messages") == [{"id": "s"}]
+    _downgrade(engine)
+    engine.dispose()

@@ -307,3 +307,23 @@ def test_the_json_preset_posts_json_with_bearer_and_idempotency_key(peer: Gatewa
     assert request.headers["Idempotency-Key"] == "sms_01TEST"
     (operator_id,) = submitted.message_ids
     assert operator_id.startswith("gw-")
+
+
+def test_a_segment_still_throttled_after_the_first_was_taken_waits_and_resumes_alone(
+    peer: GatewayPeer,
+) -> None:
+    """Segment 2 stays throttled past the in-place retries: a temporary failure naming the
+    taken segment 1; the next attempt (given that) sends segment 2 only, and keeps 1's id."""
+    from dataclasses import replace
+
+    gateway = per_segment(peer)
+    gateway.segment_retries = 1
+    message = sms("+34600120462", ("one ", "two"))
+    with pytest.raises(TemporaryFailure) as caught:
+        gateway.submit(message)
+    assert list(caught.value.taken) == [0]
+    first_id = caught.value.taken[0]
+    assert [r.json["segment"] for r in peer.received] == ["0", "1", "1"]
+    submitted = gateway.submit(replace(message, taken=caught.value.taken))
+    assert [r.json["segment"] for r in peer.received] == ["0", "1", "1", "1"]  # 0 not again
+    assert submitted.message_ids[0] == first_id and len(set(submitted.message_ids)) == 2

@@ -221,3 +221,34 @@ def test_the_certificate_says_the_operator_reported_delivery_and_verifies(
     assert "certified SMS" in words
     assert "The operator reported delivery to the handset at 20" in words
     assert "took every segment" in words and "only that the operator took it" in words
+
+
+def test_the_certificate_loop_issues_a_recorded_versioned_certificate(sms_env: SmsEnv) -> None:
+    """Like email's: issued by the loop once the SMS is final and sealed (nobody asked for
+    it), stored, recorded with CertificateIssued, listed by GET /v1/sms/{id}."""
+    import hashlib as _hashlib
+
+    sms_env.sp.start_background()  # the sequencer seals the records
+    sms_id = sms_env.send(DELIVERED_TO, "Su cita es mañana a las 10:00.")
+    sms_env.wait_status(sms_id, "delivered")
+    deadline = time.monotonic() + 30
+    while "CertificateIssued" not in _events(sms_env, sms_id):
+        assert time.monotonic() < deadline, "no certificate issued by the loop"
+        time.sleep(0.2)
+    detail = sms_env.detail(sms_id)
+    (listed,) = detail["certificates"]  # type: ignore[misc]
+    assert listed["version"] == 1
+    issued = _records(sms_env, sms_id)["CertificateIssued"]
+    assert issued["details"]["sha256"] == listed["sha256"]  # type: ignore[index]
+    assert listed["record_id"] == issued["id"]
+    assert _events(sms_env, sms_id)[-1] == "CertificateIssued"
+    pdf = sms_env.client.get(listed["path"], headers=sms_env.auth)
+    assert pdf.status_code == 200
+    assert _hashlib.sha256(pdf.content).hexdigest() == listed["sha256"]
+    latest = sms_env.client.get(f"/v1/sms/{sms_id}/certificate.pdf", headers=sms_env.auth)
+    assert latest.content == pdf.content  # the stored version, not a new one each time
+    missing = sms_env.client.get(
+        f"/v1/sms/{sms_id}/certificate.pdf?version=2", headers=sms_env.auth
+    )
+    assert missing.status_code == 404
+    assert len(sms_env.detail(sms_id)["certificates"]) == 1  # type: ignore[arg-type]

@@ -8,7 +8,9 @@ destination number (``script[number] = Outcome(...)``; default: delivered):
 - ``throttled``: the first ``throttle`` submits answer ESME_RTHROTTLED, then delivered;
 - ``silent``: taken, but no receipt ever (the operator never answers);
 - ``invalid``: ``submit_sm_resp`` with ESME_RINVDSTADR (0x0B);
-- ``duplicate``: each receipt twice, then an ENROUTE after it (out of order).
+- ``duplicate``: each receipt twice, then an ENROUTE after it (out of order);
+- ``part``: with ``throttled``, only that part of a concatenated message is throttled;
+  ``lose_response``: that part is taken once, then the link drops before its answer.
 
 Receipts wait in ``pending`` until a bound ESME acknowledges them (``deliver_sm_resp`` 0), so
 they survive a :meth:`restart` like a real SMSC's store.  ``submissions`` records every
@@ -38,6 +40,11 @@ class Outcome:
     kind: str = "delivered"
     throttle: int = 0
     err: str = "000"
+    part: int = 0
+    """With ``throttled``: only this part (UDH sequence number, 1-based) is throttled."""
+    lose_response: int = 0
+    """This part (1-based; 1 for a single SMS) is taken the first time, but the link drops
+    before its ``submit_sm_resp`` goes out (the response lost with the link)."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +56,7 @@ class Taken:
     udh: bytes
     text: bytes
     source: str
+    validity: str = ""
 
     @property
     def part(self) -> tuple[int, int, int] | None:
@@ -89,6 +97,9 @@ class SmscPeer:
     _thread: threading.Thread | None = None
     _acks: dict[int, str] = field(default_factory=dict)
     _destinations: dict[str, str] = field(default_factory=dict)
+    _lost: set[tuple[str, int]] = field(default_factory=set)
+    _connections: set[asyncio.StreamWriter] = field(default_factory=set)
+    _down_now: bool = False
 
     # -- life -------------------------------------------------------------------------------
 
@@ -108,6 +119,7 @@ class SmscPeer:
         return self
 
     async def _listen(self) -> None:
+        self._down_now = False
         self._server = await asyncio.start_server(self._session, "127.0.0.1", self.port)
         self.port = self._server.sockets[0].getsockname()[1]
 
@@ -129,11 +141,15 @@ class SmscPeer:
 
     async def _down(self) -> None:
         assert self._server is not None
+        self._down_now = True
         self._server.close()
         for writer in list(self._sessions):
             writer.write(_pdu(UNBIND, 0, self._seq()))
             writer.close()
         self._sessions.clear()
+        for writer in list(self._connections):  # connected but not bound yet: gone too
+            writer.close()
+        self._connections.clear()
         await self._server.wait_closed()
 
     def stop(self) -> None:
@@ -153,6 +169,10 @@ class SmscPeer:
 
     async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         bound = False
+        if self._down_now:  # accepted as the server went down
+            writer.close()
+            return
+        self._connections.add(writer)
         try:
             while not writer.is_closing():  # a closed session takes nothing it cannot answer
                 header = await reader.readexactly(16)
@@ -198,6 +218,7 @@ class SmscPeer:
             pass
         finally:
             self._sessions.discard(writer)
+            self._connections.discard(writer)
             writer.close()
 
     def _submit(self, writer: asyncio.StreamWriter, sequence: int, body: bytes) -> None:
@@ -209,7 +230,7 @@ class SmscPeer:
         esm_class, _pid, _prio = body[at], body[at + 1], body[at + 2]
         at += 3
         _sched, at = _cstr(body, at)
-        _validity, at = _cstr(body, at)
+        validity, at = _cstr(body, at)
         _registered, _replace, data_coding, _default, sm_length = body[at : at + 5]
         at += 5
         message = body[at : at + sm_length]
@@ -218,16 +239,34 @@ class SmscPeer:
         if outcome.kind == "invalid":
             writer.write(_pdu(SUBMIT_SM_RESP, 0x0B, sequence, b"\0"))
             return
-        if outcome.kind == "throttled" and self._throttled[destination] < outcome.throttle:
+        number = udh[5] if len(udh) >= 6 else 1
+        if (
+            outcome.kind == "throttled"
+            and outcome.part in (0, number)
+            and self._throttled[destination] < outcome.throttle
+        ):
             self._throttled[destination] += 1
             writer.write(_pdu(SUBMIT_SM_RESP, 0x58, sequence, b"\0"))
             return
         self._next_id += 1
         message_id = f"{self._next_id:x}"
         self.submissions.append(
-            Taken(destination, message_id, data_coding, esm_class, udh, message[len(udh) :], source)
+            Taken(
+                destination,
+                message_id,
+                data_coding,
+                esm_class,
+                udh,
+                message[len(udh) :],
+                source,
+                validity,
+            )
         )
-        writer.write(_pdu(SUBMIT_SM_RESP, 0, sequence, message_id.encode() + b"\0"))
+        if outcome.lose_response == number and (destination, number) not in self._lost:
+            self._lost.add((destination, number))
+            writer.close()  # taken, but the answer is lost with the link
+        else:
+            writer.write(_pdu(SUBMIT_SM_RESP, 0, sequence, message_id.encode() + b"\0"))
         if outcome.kind == "silent":
             return
         assert self._loop is not None

@@ -14,11 +14,11 @@ import uuid
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 
 from sealpost.api.auth import TenantDep
 from sealpost.api.errors import problem_responses
-from sealpost.api.text import SingleLine
+from sealpost.api.text import MAX_INTEGER, SingleLine
 from sealpost.certificates.secrets import accepted_with_secret
 from sealpost.db.full import StorageFull
 from sealpost.errors import (
@@ -167,6 +167,17 @@ def get_sms(sms_id: uuid.UUID, parts: SmsDep, tenant: TenantDep) -> SmsDetail:
         }
         for e in timeline
     ]
+    certificates = [
+        {
+            "version": cert.version,
+            "sha256": cert.sha256,
+            "size": cert.size,
+            "issued_at": format_time(cert.created_at),
+            "record_id": cert.record_id,
+            "path": f"/v1/sms/{sms.id}/certificate.pdf?version={cert.version}",
+        }
+        for cert in parts.certificates.versions(sms.id)
+    ]
     return SmsDetail(
         **_out(sms),
         text=None if withheld else sms.text,
@@ -174,6 +185,7 @@ def get_sms(sms_id: uuid.UUID, parts: SmsDep, tenant: TenantDep) -> SmsDetail:
         details=sms.details,
         segments=segments,
         evidence=evidence,
+        certificates=certificates,
     )
 
 
@@ -182,14 +194,22 @@ def get_sms(sms_id: uuid.UUID, parts: SmsDep, tenant: TenantDep) -> SmsDetail:
     response_class=Response,
     responses={200: {"content": {"application/pdf": {}}}, **problem_responses(NotFound, Conflict)},
 )
-def sms_certificate(sms_id: uuid.UUID, parts: SmsDep, tenant: TenantDep) -> Response:
-    """The sealed evidence certificate (PAdES); 409 while the SMS is not final yet, or its
-    last records wait for their seal (retry)."""
+def sms_certificate(
+    sms_id: uuid.UUID,
+    parts: SmsDep,
+    tenant: TenantDep,
+    version: Annotated[
+        int | None, Query(ge=1, le=MAX_INTEGER, description="Default: the latest.")
+    ] = None,
+) -> Response:
+    """The sealed evidence certificate (PAdES), the latest version or ``version``; 409 while
+    the SMS is not final yet, or its last records wait for their seal (retry); 404 for a
+    version that was not issued."""
     sms = parts.repository.get(str(sms_id), tenant.id)
     if sms is None:
         raise NotFound(f"no SMS {sms_id}")
     return Response(
-        parts.certificates.issue(sms),
+        parts.certificates.latest(sms, version),
         media_type="application/pdf",
         headers={"Content-Disposition": f'attachment; filename="certificate-sms-{sms.id}.pdf"'},
     )

@@ -46,7 +46,8 @@ KINDS: tuple[EventKind, ...] = (
     EventKind(
         "sealpost.sms.failed",
         "sms",
-        "The operator refused the SMS, e.g. an invalid destination (RelayToNonERDSFailure).",
+        "The operator refused the SMS, e.g. an invalid destination (RelayToNonERDSFailure), "
+        "or it was not taken within its validity (NonDelivery, expired_in_queue).",
         terminal=True,
     ),
     EventKind(
@@ -72,6 +73,8 @@ def _from_sms(record: EvidenceRecord) -> NewEvent | None:
     if found is None:
         return None
     type_, status = found
+    if record.event.name == "NonDelivery" and record.details.get("status") == "failed":
+        type_, status = "sealpost.sms.failed", "failed"  # expired in the queue, never taken
     data: dict[str, Any] = {
         "sms_id": record.subject.id,
         "status": status,

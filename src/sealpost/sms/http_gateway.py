@@ -21,9 +21,11 @@ What an answer means (RFC 9110 §15):
 
 A read timeout is ambiguous (the gateway may have taken the request); it is still temporary,
 as for SMPP, and a template can pass ``{sms_id}`` in an idempotency header for gateways that
-honour one.  In per-segment mode, a segment refused after an earlier one was taken cannot be
-retried as a whole without sending the earlier one twice: :class:`PartialSubmission` (a
-permanent failure) carries the ids that were taken.
+honour one.  In per-segment mode, segments the operator took are never sent again: a segment
+still throttled after an earlier one was taken (``segment_retries`` in place) raises a
+:class:`TemporaryFailure` whose ``taken`` names the segments taken, and the next attempt sends
+only the others (``OutboundSms.taken``); a segment refused after an earlier one was taken is
+:class:`PartialSubmission` (a permanent failure) carrying the ids that were taken.
 """
 
 from __future__ import annotations
@@ -71,8 +73,15 @@ class PartialSubmission(PermanentFailure):
     were taken.  Retrying would send those twice, so it is final; ``message_ids`` are the
     operator ids of the segments taken (their reports may still arrive)."""
 
-    def __init__(self, reason: str, *, status: str, message_ids: Sequence[str]):
-        super().__init__(reason, status=status)
+    def __init__(
+        self,
+        reason: str,
+        *,
+        status: str,
+        message_ids: Sequence[str],
+        taken: Mapping[int, str] | None = None,
+    ):
+        super().__init__(reason, status=status, taken=taken)
         self.message_ids = list(message_ids)
 
 
@@ -349,25 +358,23 @@ class HttpGatewayProvider:
         if self.template.per == "message":
             ids, status = self._send(sms, None)
             return self._submitted(sms, ids, status)
-        taken: list[str] = []
+        taken: dict[int, str] = dict(sms.taken)  # earlier attempts': never sent again
+        fresh: dict[int, str] = {}
         status = ""
         for index in range(len(sms.segments)):
+            if index in taken:
+                continue
             attempt = 0
             while True:
                 try:
                     ids, status = self._send(sms, index)
                     break
                 except TemporaryFailure as exc:
-                    if not taken:
-                        raise  # nothing taken yet: the whole message can wait
                     attempt += 1
-                    if attempt > self.segment_retries:
-                        raise PartialSubmission(
-                            f"segment {index + 1} of {len(sms.segments)} not taken after "
-                            f"{attempt} attempts: {exc.reason}",
-                            status=exc.status,
-                            message_ids=taken,
-                        ) from exc
+                    if not taken or attempt > self.segment_retries:
+                        # The message waits; what was taken is recorded and not sent again.
+                        exc.taken = fresh
+                        raise
                     delay = exc.retry_after if exc.retry_after is not None else 2.0**attempt / 4
                     self._sleep(min(delay, self.segment_retry_max_seconds))
                 except PermanentFailure as exc:
@@ -376,10 +383,11 @@ class HttpGatewayProvider:
                     raise PartialSubmission(
                         f"segment {index + 1} of {len(sms.segments)} refused: {exc.reason}",
                         status=exc.status,
-                        message_ids=taken,
+                        taken=fresh,
+                        message_ids=[taken[i] for i in sorted(taken)],
                     ) from exc
-            taken.append(ids[0] if ids else "")
-        return self._submitted(sms, taken, status)
+            taken[index] = fresh[index] = ids[0] if ids else ""
+        return self._submitted(sms, [taken[i] for i in range(len(sms.segments))], status)
 
     def _submitted(self, sms: OutboundSms, ids: list[str], status: str) -> Submitted:
         details = {"http_status": status}

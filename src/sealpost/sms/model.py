@@ -14,6 +14,7 @@ halves of a surrogate pair.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -104,6 +105,13 @@ def split(text: str) -> Split:
     return Split(encoding, units, tuple(parts))
 
 
+def reference_of(sms_id: str) -> int:
+    """The message's concatenation reference (1..255, TS 23.040 §9.2.3.24.1), derived from
+    its id so that every attempt uses the same one: parts sent on a resumed attempt
+    reassemble on the handset with those an earlier attempt sent."""
+    return hashlib.sha256(sms_id.encode()).digest()[0] % 255 + 1
+
+
 def gsm7_septets(text: str) -> bytes:
     """The text as unpacked GSM-7 septets, one per octet (SMPP data_coding 0x00)."""
     out = bytearray()
@@ -137,6 +145,9 @@ UNCONFIRMED = "unconfirmed"
 
 STATUSES = (QUEUED, SUBMITTED, DELIVERED, UNDELIVERED, FAILED, UNCONFIRMED)
 FINAL_STATUSES = (DELIVERED, UNDELIVERED, FAILED, UNCONFIRMED)
+
+EXPIRED_IN_QUEUE = "expired_in_queue"
+"""The EventReason of a message the operator never took within its validity."""
 
 SEGMENT_PENDING = "pending"
 """Not taken by the operator yet."""
@@ -175,6 +186,9 @@ class Segment:
     """When the operator says the final state happened (``done date``)."""
     report_sha256: str | None = None
     """SHA-256 of the raw receipt that decided this segment."""
+    unanswered: int = 0
+    """How many times it was sent without an answer (no ``submit_sm_resp``): the operator
+    may have taken it then, so it may reach the handset more than once."""
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ and :class:`DeliveryReport` (later, per segment, possibly duplicated or out of o
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal, Protocol
@@ -41,6 +41,16 @@ class OutboundSms:
     segments: Sequence[str]
     """The text already split into the segments the operator will bill (concatenated SMS,
     3GPP TS 23.040 §9.2.3.24.1): one operator message id comes back per segment."""
+    reference: int = 0
+    """The concatenation reference (1..255) every part carries in its UDH, the same on every
+    attempt so that parts sent on a later attempt still reassemble with the earlier ones; 0:
+    the adapter picks one."""
+    taken: Mapping[int, str] = field(default_factory=dict)
+    """Segments (0-based) the operator already took on an earlier attempt, with their operator
+    ids: the adapter must not send them again, and returns their ids in :class:`Submitted`."""
+    valid_until: datetime | None = None
+    """Past this the message is worthless (SMPP ``validity_period``, §7.1.1): the operator
+    should drop it rather than deliver it late."""
 
 
 @dataclass(frozen=True)
@@ -52,28 +62,48 @@ class Submitted:
     """Which adapter carried it ("smpp", "http"): kept in the evidence."""
     details: dict[str, str] = field(default_factory=dict)
     """Operator facts worth keeping (SMSC system id, HTTP status...)."""
+    unanswered: Sequence[int] = ()
+    """Segments (0-based) sent without an answer before they were taken (see
+    :class:`TemporaryFailure`): the operator may have them twice."""
 
 
 class TemporaryFailure(Exception):
-    """The operator could not take it now (unreachable, throttled, unbound): retry later.
-    Nothing was taken: adapters raise it only when no segment was accepted."""
+    """The operator could not take (the rest of) it now (unreachable, throttled, unbound):
+    retry later.  ``taken`` names the segments the operator did take in this attempt (0-based
+    number -> operator id): the caller records them at once and passes them back as
+    :attr:`OutboundSms.taken`, so that only the others are sent again.  ``unanswered`` names
+    segments sent whose answer never came (the link dropped, a timeout): the operator may
+    have taken them, and SMPP 3.4 has no idempotency key to ask, so sending them again is the
+    one known at-least-once window; the caller keeps that fact for the evidence."""
 
-    def __init__(self, reason: str, *, status: str = "", retry_after: float | None = None):
+    def __init__(
+        self,
+        reason: str,
+        *,
+        status: str = "",
+        retry_after: float | None = None,
+        taken: Mapping[int, str] | None = None,
+        unanswered: Sequence[int] = (),
+    ):
         super().__init__(reason)
         self.reason = reason
         self.status = status
         """The operator's own code (e.g. ``ESME_RTHROTTLED`` / ``0x58``, an HTTP status)."""
         self.retry_after = retry_after
+        self.taken: dict[int, str] = dict(taken or {})
+        self.unanswered = list(unanswered)
 
 
 class PermanentFailure(Exception):
     """The operator refused it for good (invalid destination, barred...): NonDelivery with
-    the operator's status as the EventReason."""
+    the operator's status as the EventReason.  ``taken``: segments it had taken before it
+    refused a later one (their receipts may still arrive), recorded with the failure."""
 
-    def __init__(self, reason: str, *, status: str = ""):
+    def __init__(self, reason: str, *, status: str = "", taken: Mapping[int, str] | None = None):
         super().__init__(reason)
         self.reason = reason
         self.status = status
+        self.taken: dict[int, str] = dict(taken or {})
 
 
 @dataclass(frozen=True)
@@ -106,7 +136,9 @@ class ReportSink(Protocol):
 
 class SmsProvider(Protocol):
     """An operator adapter.  ``submit`` is synchronous from the caller's side: it returns once
-    the operator answered every segment, or raises."""
+    the operator took every segment not in ``sms.taken`` (``Submitted.message_ids`` then lists
+    every segment's id, the earlier ones included), or raises; a failure after some segments
+    were taken says which in its ``taken``, never "nothing was taken" when something was."""
 
     name: str
 

@@ -11,8 +11,8 @@ and applied to a segment only while the segment has no final state (out of order
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -30,7 +30,7 @@ from sealpost.sms.model import (
     Segment,
     Sms,
 )
-from sealpost.sms.tables import sms_messages, sms_reports, sms_segments
+from sealpost.sms.tables import sms_certificates, sms_messages, sms_reports, sms_segments
 
 _FIELDS = [f.name for f in fields(Sms)]
 _COLUMNS = [sms_messages.c[name] for name in _FIELDS]
@@ -54,6 +54,7 @@ def _segment(row: Any) -> Segment:
         status=row.status,
         reported_at=as_utc_or_none(row.reported_at),
         report_sha256=row.report_sha256,
+        unanswered=row.unanswered,
     )
 
 
@@ -95,6 +96,25 @@ class SendOutcome:
     confirm_by: datetime | None = None
     next_attempt_at: datetime | None = None
     error: str | None = None
+    taken: Mapping[int, str] = field(default_factory=dict)
+    """Segments the operator took in this attempt though the message is not submitted (a
+    retry or a refusal after some were taken): recorded so they are never sent again."""
+    unanswered: Sequence[int] = ()
+    """Segments sent in this attempt without an answer (counted on the segment)."""
+
+
+@dataclass(frozen=True)
+class StoredSmsCertificate:
+    """One issued version of an SMS's certificate (the PDF is in the blob store)."""
+
+    sms_id: str
+    version: int
+    sha256: str
+    size: int
+    created_at: datetime
+    record_id: str
+    """The CertificateIssued record that recorded this version."""
+    reason: str
 
 
 class SmsRepository:
@@ -183,68 +203,94 @@ class SmsRepository:
             .order_by(c.next_attempt_at)
             .limit(limit)
         )
-        with write_transaction(self.engine) as conn:
+        with write_transaction(self.engine) as conn:  # one statement: UPDATE ... RETURNING
             if not is_sqlite(conn):
                 due = due.with_for_update(skip_locked=True)
-            ids = list(conn.execute(due).scalars())
-            if not ids:
-                return []
-            conn.execute(
+            rows = conn.execute(
                 update(sms_messages)
-                .where(c.id.in_(ids))
+                .where(c.id.in_(due))
                 .values(
                     lease_owner=owner,
                     lease_until=now + timedelta(seconds=lease_seconds),
                     attempts=c.attempts + 1,
                 )
-            )
-            rows = conn.execute(select(*_COLUMNS).where(c.id.in_(ids))).all()
+                .returning(*_COLUMNS)
+            ).all()
         return sorted((_sms(r) for r in rows), key=lambda s: (s.next_attempt_at, s.id))
+
+    def attempt_history(self, sms_ids: Sequence[str]) -> dict[str, list[Segment]]:
+        """Per message, its segments an earlier attempt sent: taken (operator id known) or
+        sent without an answer; one statement for the batch (empty for first attempts)."""
+        if not sms_ids:
+            return {}
+        s = sms_segments.c
+        query = (
+            select(sms_segments)
+            .where(s.sms_id.in_(list(sms_ids)))
+            .where(or_(s.message_id.is_not(None), s.unanswered > 0))
+            .order_by(s.sms_id, s.number)
+        )
+        found: dict[str, list[Segment]] = {}
+        with self.engine.connect() as conn:
+            for row in conn.execute(query):
+                found.setdefault(row.sms_id, []).append(_segment(row))
+        return found
 
     def finish(self, owner: str, outcomes: Sequence[SendOutcome], decide: Decide) -> int:
         """Record how each claimed message's submission ended, in one transaction; returns how
         many were recorded (one whose lease was lost is skipped: its new owner decides).
 
-        A submitted message's segments get their operator ids, and reports that arrived
-        before the ids were known (the operator can be that quick) are applied at once.
+        Every segment the operator took gets its operator id, whether the message is now
+        submitted or still waits for its other segments (then they are never sent again),
+        and reports that arrived before the ids were known (the operator can be that quick)
+        are applied at once.
         """
         c = sms_messages.c
         done = 0
         records: list[EvidenceRecord] = []
         segments: list[dict[str, Any]] = []
-        submitted: dict[str, list[str]] = {}
+        unanswered: list[dict[str, Any]] = []
+        taken_ids: dict[str, list[str]] = {}
         at = max((o.at for o in outcomes), default=datetime.now(UTC))
         with write_transaction(self.engine) as conn:
-            for o in outcomes:
-                values: dict[str, Any] = {
-                    "updated_at": o.at,
-                    "lease_owner": None,
-                    "lease_until": None,
-                    "last_error": o.error,
-                }
+            # One fence for the batch: the rows still leased to this owner, locked in id order
+            # (as receipts lock them); then one UPDATE per kind of outcome (executemany).
+            fence = (
+                select(c.id)
+                .where(c.id.in_([o.sms_id for o in outcomes]))
+                .where(c.lease_owner == owner, c.status == QUEUED)
+                .order_by(c.id)
+            )
+            owned = set(
+                conn.execute(fence if is_sqlite(conn) else fence.with_for_update()).scalars()
+            )
+            kept = sorted((o for o in outcomes if o.sms_id in owned), key=lambda o: o.sms_id)
+            released = {"lease_owner": None, "lease_until": None}
+            by_kind: dict[str, list[dict[str, Any]]] = {}
+            for o in kept:
+                row: dict[str, Any] = {"b_id": o.sms_id, "updated_at": o.at, "last_error": o.error}
                 if o.kind == "submitted":
-                    values.update(
-                        status=SUBMITTED,
-                        provider=o.provider,
-                        relayed_at=o.at,
-                        confirm_by=o.confirm_by,
-                        next_attempt_at=None,
-                    )
+                    row.update(provider=o.provider, relayed_at=o.at, confirm_by=o.confirm_by)
                 elif o.kind == "failed":
-                    values.update(status="failed", final_at=o.at, next_attempt_at=None)
+                    row.update(final_at=o.at)
                 else:
-                    values.update(next_attempt_at=o.next_attempt_at)
-                moved = conn.execute(
+                    row.update(next_attempt_at=o.next_attempt_at)
+                by_kind.setdefault(o.kind, []).append(row)
+            fixed: dict[str, dict[str, Any]] = {
+                "submitted": {"status": SUBMITTED, "next_attempt_at": None},
+                "failed": {"status": "failed", "next_attempt_at": None, "certificate_due": 1},
+            }
+            for kind, params in by_kind.items():
+                conn.execute(
                     update(sms_messages)
-                    .where(c.id == o.sms_id, c.lease_owner == owner, c.status == QUEUED)
-                    .values(**values)
-                ).rowcount
-                if not moved:
-                    continue
+                    .where(c.id == bindparam("b_id"))
+                    .values(**released, **fixed.get(kind, {})),
+                    params,
+                )
+            for o in kept:
                 done += 1
                 records.extend(o.records)
-                if o.kind != "submitted":
-                    continue
+                ids = dict(enumerate(o.message_ids)) if o.kind == "submitted" else dict(o.taken)
                 segments.extend(
                     {
                         "b_sms": o.sms_id,
@@ -253,23 +299,33 @@ class SmsRepository:
                         "message_id": message_id,
                         "state": SEGMENT_ACCEPTED,
                     }
-                    for number, message_id in enumerate(o.message_ids)
+                    for number, message_id in ids.items()
                 )
-                submitted.setdefault(o.provider or "", []).extend(o.message_ids)
+                unanswered.extend({"b_sms": o.sms_id, "b_number": n} for n in o.unanswered)
+                taken_ids.setdefault(o.provider or "", []).extend(ids.values())
             s = sms_segments.c
-            if segments:
+            if segments:  # only segments not taken before: earlier ones keep their state
                 conn.execute(
-                    update(sms_segments).where(
-                        s.sms_id == bindparam("b_sms"), s.number == bindparam("b_number")
-                    ),
+                    update(sms_segments)
+                    .where(s.sms_id == bindparam("b_sms"), s.number == bindparam("b_number"))
+                    .where(s.state == SEGMENT_PENDING),
                     segments,
+                )
+            if unanswered:
+                conn.execute(
+                    update(sms_segments)
+                    .where(s.sms_id == bindparam("b_sms"), s.number == bindparam("b_number"))
+                    .values(unanswered=s.unanswered + 1),
+                    unanswered,
                 )
             r = sms_reports.c
             early: list[tuple[StoredReport, datetime]] = []
-            for provider, ids in submitted.items():  # receipts that overtook this commit
+            for provider, message_ids in taken_ids.items():  # receipts that overtook this commit
+                if not message_ids:
+                    continue
                 rows = conn.execute(
                     select(sms_reports)
-                    .where(r.provider == provider, r.message_id.in_(ids), r.applied == 0)
+                    .where(r.provider == provider, r.message_id.in_(message_ids), r.applied == 0)
                     .order_by(r.received_at)
                 ).all()
                 early.extend((_report(row), at) for row in rows)
@@ -340,8 +396,7 @@ class SmsRepository:
         if leftovers:
             with write_transaction(self.engine) as conn:
                 records: list[EvidenceRecord] = []
-                for report in leftovers:
-                    _apply_in(conn, report, decide, now, records)
+                _apply_batch_in(conn, [(report, now) for report in leftovers], decide, records)
                 append_evidence(conn, records)
         return len(leftovers)
 
@@ -353,6 +408,39 @@ class SmsRepository:
         with self.engine.connect() as conn:
             return [_sms(r) for r in conn.execute(query)]
 
+    def due_expired(self, submitted_before: datetime, now: datetime, limit: int = 500) -> list[Sms]:
+        """Queued messages accepted before ``submitted_before`` (their validity is over) that
+        no sender holds right now."""
+        c = sms_messages.c
+        query = (
+            select(*_COLUMNS)
+            .where(c.status == QUEUED, c.submitted_at <= submitted_before)
+            .where(or_(c.lease_until.is_(None), c.lease_until < now))
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return [_sms(r) for r in conn.execute(query)]
+
+    def mark_expired(self, sms: Sms, at: datetime, records: Sequence[EvidenceRecord]) -> bool:
+        """Queued -> failed (validity over); False if a sender claimed or finished it first."""
+        c = sms_messages.c
+        with write_transaction(self.engine) as conn:
+            moved = conn.execute(
+                update(sms_messages)
+                .where(c.id == sms.id, c.status == QUEUED)
+                .where(or_(c.lease_until.is_(None), c.lease_until < at))
+                .values(
+                    status="failed",
+                    final_at=at,
+                    updated_at=at,
+                    next_attempt_at=None,
+                    certificate_due=1,
+                )
+            ).rowcount
+            if moved:
+                append_evidence(conn, list(records))
+        return bool(moved)
+
     def mark_final(
         self, sms: Sms, status: str, at: datetime, records: Sequence[EvidenceRecord]
     ) -> bool:
@@ -362,11 +450,82 @@ class SmsRepository:
             moved = conn.execute(
                 update(sms_messages)
                 .where(c.id == sms.id, c.status == SUBMITTED)
-                .values(status=status, final_at=at, updated_at=at)
+                .values(status=status, final_at=at, updated_at=at, certificate_due=1)
             ).rowcount
             if moved:
                 append_evidence(conn, list(records))
         return bool(moved)
+
+
+class SmsCertificateRepository:
+    """The SQL of SMS certificates: which are due, the versions issued, storing a version."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def candidates(self, limit: int) -> list[Sms]:
+        """Final messages due a certificate (the flag is set with the final status)."""
+        c = sms_messages.c
+        query = select(*_COLUMNS).where(c.certificate_due == 1).limit(limit)
+        with self.engine.connect() as conn:
+            return [_sms(r) for r in conn.execute(query)]
+
+    def is_due(self, sms_id: str) -> bool:
+        c = sms_messages.c
+        query = select(c.certificate_due).where(c.id == sms_id)
+        with self.engine.connect() as conn:
+            return bool(conn.execute(query).scalar())
+
+    def versions(self, sms_id: str) -> list[StoredSmsCertificate]:
+        k = sms_certificates.c
+        query = select(sms_certificates).where(k.sms_id == sms_id).order_by(k.version)
+        with self.engine.connect() as conn:
+            return [
+                StoredSmsCertificate(
+                    sms_id=r.sms_id,
+                    version=r.version,
+                    sha256=r.sha256,
+                    size=r.size,
+                    created_at=as_utc(r.created_at),
+                    record_id=r.record_id,
+                    reason=r.reason,
+                )
+                for r in conn.execute(query)
+            ]
+
+    def store(
+        self, certificate: StoredSmsCertificate, record: EvidenceRecord, *, status: str
+    ) -> bool:
+        """Record a version and its CertificateIssued record, if the message is still as the
+        certificate states it and no other version was stored meanwhile; clears the due flag.
+        False (nothing written) otherwise."""
+        c = sms_messages.c
+        with write_transaction(self.engine) as conn:
+            moved = conn.execute(
+                update(sms_messages)
+                .where(
+                    c.id == certificate.sms_id,
+                    c.certificate_version == certificate.version - 1,
+                    c.status == status,
+                )
+                .values(certificate_version=certificate.version, certificate_due=0)
+            ).rowcount
+            if not moved:
+                return False
+            conn.execute(
+                insert(sms_certificates).values(
+                    id=record.id,
+                    sms_id=certificate.sms_id,
+                    version=certificate.version,
+                    sha256=certificate.sha256,
+                    size=certificate.size,
+                    created_at=certificate.created_at,
+                    record_id=certificate.record_id,
+                    reason=certificate.reason,
+                )
+            )
+            append_evidence(conn, [record])
+        return True
 
 
 def row_sms(row: dict[str, Any]) -> Sms:
@@ -400,13 +559,25 @@ def _apply_batch_in(
     decide: Decide,
     records: list[EvidenceRecord],
 ) -> None:
-    """Apply stored reports whose segments are known: one lookup and one ``applied`` update
-    for the batch, then each report in message order (locks are always taken in the same
-    order, so two batches never wait on each other in a cycle), arrival order within one."""
-    r, s = sms_reports.c, sms_segments.c
+    """Apply stored reports whose segments are known, set-wise: a handful of statements for
+    the whole batch whatever its size (PostgreSQL pays a round trip per statement).
+
+    1. one lookup of the segments the reports name, and one ``applied`` update;
+    2. the messages with a final report are locked in one statement, in id order (``FOR
+       UPDATE`` on PostgreSQL; SQLite's write transactions are serial): every writer of a
+       message's segments holds that lock, and two batches never wait on each other in a
+       cycle;
+    3. their segments are read in one statement and the reports applied in memory, per
+       message in arrival order, exactly as one at a time would: a segment takes only its
+       first final report, and the message is decided (``decide``) by the first report that
+       decides it, the later ones still recorded on their segments;
+    4. the changed segments and the decided messages are written with one statement each
+       (executemany), the decisions' records appended by the caller with the batch's.
+    """
+    r, s, m = sms_reports.c, sms_segments.c, sms_messages.c
     known: dict[tuple[str, str], tuple[str, int]] = {}
     for provider in {report.provider for report, _ in new}:
-        ids = [report.message_id for report, _ in new if report.provider == provider]
+        ids = list({report.message_id for report, _ in new if report.provider == provider})
         for row in conn.execute(
             select(s.sms_id, s.number, s.message_id).where(
                 s.provider == provider, s.message_id.in_(ids)
@@ -414,81 +585,85 @@ def _apply_batch_in(
         ):
             known[(provider, row.message_id)] = (row.sms_id, row.number)
     found = [
-        (known[(report.provider, report.message_id)], i, report, received_at)
-        for i, (report, received_at) in enumerate(new)
+        (known[(report.provider, report.message_id)], report, received_at)
+        for report, received_at in new
         if (report.provider, report.message_id) in known
     ]
-    if found:
-        conn.execute(
-            update(sms_reports)
-            .where(r.sha256.in_([report.sha256 for _, _, report, _ in found]))
-            .values(applied=1)
-        )
-    for (sms_id, number), _, report, received_at in sorted(found, key=lambda f: (f[0], f[1])):
-        _apply_known_in(conn, report, sms_id, number, decide, received_at, records)
-
-
-def _apply_in(
-    conn: Connection,
-    report: StoredReport,
-    decide: Decide,
-    now: datetime,
-    out: list[EvidenceRecord],
-) -> None:
-    """Apply a stored report to its segment, if that segment is known and not final yet.
-
-    The message row is locked first (``FOR UPDATE`` on PostgreSQL; SQLite's write
-    transactions are serial), so receipts of two segments applied at once cannot each miss
-    the other's state, and a decision is written once."""
-    s = sms_segments.c
-    found = conn.execute(
-        select(s.sms_id, s.number).where(
-            s.provider == report.provider, s.message_id == report.message_id
-        )
-    ).first()
-    if found is None:
-        return  # the submission is not recorded yet: applied when it is (finish, or the sweep)
-    conn.execute(update(sms_reports).where(sms_reports.c.sha256 == report.sha256).values(applied=1))
-    _apply_known_in(conn, report, found.sms_id, found.number, decide, now, out)
-
-
-def _apply_known_in(
-    conn: Connection,
-    report: StoredReport,
-    sms_id: str,
-    number: int,
-    decide: Decide,
-    now: datetime,
-    out: list[EvidenceRecord],
-) -> None:
-    """:func:`_apply_in` for a report whose segment was looked up (and marked applied)."""
-    s, m = sms_segments.c, sms_messages.c
-    found = (sms_id, number)
-    lock = select(*_COLUMNS).where(m.id == sms_id)
-    row = conn.execute(lock if is_sqlite(conn) else lock.with_for_update()).first()
-    if row is None or report.state in ("accepted", "enroute"):
-        return  # an intermediate state decides nothing
-    moved = conn.execute(
-        update(sms_segments)
-        .where(and_(s.sms_id == found[0], s.number == found[1]))
-        .where(s.state.in_([SEGMENT_PENDING, SEGMENT_ACCEPTED]))
-        .values(
+    if not found:
+        return  # the submissions are not recorded yet: applied when they are
+    conn.execute(
+        update(sms_reports)
+        .where(r.sha256.in_([report.sha256 for _, report, _ in found]))
+        .values(applied=1)
+    )
+    finals = [f for f in found if f[1].state not in ("accepted", "enroute")]
+    if not finals:
+        return  # intermediate states decide nothing
+    sms_ids = sorted({sms_id for (sms_id, _), _, _ in finals})
+    lock = select(*_COLUMNS).where(m.id.in_(sms_ids)).order_by(m.id)
+    messages = {
+        row.id: _sms(row)
+        for row in conn.execute(lock if is_sqlite(conn) else lock.with_for_update())
+    }
+    segments: dict[str, dict[int, Segment]] = {}
+    for row in conn.execute(
+        select(sms_segments).where(s.sms_id.in_(sms_ids)).order_by(s.sms_id, s.number)
+    ):
+        segments.setdefault(row.sms_id, {})[row.number] = _segment(row)
+    changed: dict[tuple[str, int], Segment] = {}
+    decided: list[dict[str, Any]] = []
+    open_ = {sms_id for sms_id, sms in messages.items() if sms.status == SUBMITTED}
+    for (sms_id, number), report, received_at in sorted(finals, key=lambda f: f[0][0]):
+        current = segments.get(sms_id, {}).get(number)
+        if sms_id not in messages or current is None:
+            continue
+        if current.state not in (SEGMENT_PENDING, SEGMENT_ACCEPTED):
+            continue  # the segment had its final receipt: out of order or repeated
+        updated = replace(
+            current,
             state=report.state,
             status=report.status,
             reported_at=report.reported_at,
             report_sha256=report.sha256,
         )
-    ).rowcount
-    sms = _sms(row)
-    if not moved or sms.status != SUBMITTED:
-        return  # the segment had its final receipt, or the message was decided already
-    decision = decide(sms, _segments_in(conn, sms.id), report)
-    if decision is None:
-        return
-    decided = conn.execute(
-        update(sms_messages)
-        .where(m.id == sms.id, m.status == SUBMITTED)
-        .values(status=decision.status, final_at=report.reported_at, updated_at=now)
-    ).rowcount
+        segments[sms_id][number] = changed[(sms_id, number)] = updated
+        if sms_id not in open_:
+            continue  # decided already (or not submitted): the segment is still recorded
+        sms = messages[sms_id]
+        decision = decide(sms, list(segments[sms_id].values()), report)
+        if decision is None:
+            continue
+        open_.discard(sms_id)
+        decided.append(
+            {
+                "b_id": sms_id,
+                "status": decision.status,
+                "final_at": report.reported_at,
+                "updated_at": received_at,
+                "certificate_due": 1,
+            }
+        )
+        records.extend(decision.records)  # appended with the rest of the batch, in this order
+    if changed:
+        conn.execute(
+            update(sms_segments)
+            .where(s.sms_id == bindparam("b_sms"), s.number == bindparam("b_number"))
+            .where(or_(s.state == SEGMENT_PENDING, s.state == SEGMENT_ACCEPTED)),  # no IN:
+            # executemany cannot expand one
+            [
+                {
+                    "b_sms": sms_id,
+                    "b_number": number,
+                    "state": seg.state,
+                    "status": seg.status,
+                    "reported_at": seg.reported_at,
+                    "report_sha256": seg.report_sha256,
+                }
+                for (sms_id, number), seg in sorted(changed.items())
+            ],
+        )
     if decided:
-        out.extend(decision.records)  # appended with the rest of the batch, in this order
+        conn.execute(
+            update(sms_messages).where(m.id == bindparam("b_id"), m.status == SUBMITTED),
+            decided,
+        )

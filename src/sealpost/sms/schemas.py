@@ -87,3 +87,8 @@ class SmsDetail(SmsOut):
     evidence: list[dict[str, Any]] = Field(
         description="Every evidence record in order: record id, event, time, bundle path."
     )
+    certificates: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Every issued certificate version: version, sha256, size, issued_at, "
+        "record_id (its CertificateIssued record) and the path to download it.",
+    )

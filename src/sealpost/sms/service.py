@@ -18,7 +18,7 @@ import hashlib
 import json
 import random
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -39,6 +39,7 @@ from sealpost.ledger.records import (
 from sealpost.sms.batching import GroupCommit
 from sealpost.sms.model import (
     DELIVERED,
+    EXPIRED_IN_QUEUE,
     FAILED,
     QUEUED,
     UNCONFIRMED,
@@ -48,6 +49,7 @@ from sealpost.sms.model import (
     Sms,
     Split,
     message_state,
+    reference_of,
     split,
 )
 from sealpost.sms.providers import (
@@ -93,6 +95,9 @@ class SmsSettings:
     unconfirmed_after_seconds: float
     retry_initial_seconds: float
     retry_max_seconds: float
+    validity_seconds: float = 86400.0
+    """How long a message may wait for the operator to take it: past it, it is failed
+    (``expired_in_queue``) and never sent; also passed as SMPP ``validity_period``."""
 
 
 @dataclass(frozen=True)
@@ -261,7 +266,12 @@ class SmsService:
 
     # -- sending ----------------------------------------------------------------------------
 
-    def outbound(self, sms: Sms) -> OutboundSms:
+    def valid_until(self, sms: Sms) -> datetime:
+        return sms.submitted_at + timedelta(seconds=self.settings.validity_seconds)
+
+    def outbound(self, sms: Sms, earlier: Sequence[Segment] = ()) -> OutboundSms:
+        """What the adapter sends: the message's own concatenation reference (the same on
+        every attempt) and the segments an earlier attempt had taken, not to be sent again."""
         return OutboundSms(
             sms_id=sms.id,
             sender=sms.sender,
@@ -269,10 +279,28 @@ class SmsService:
             text=sms.text,
             encoding="gsm7" if sms.encoding == "gsm7" else "ucs2",
             segments=split(sms.text).parts,
+            reference=reference_of(sms.id),
+            taken={s.number: s.message_id for s in earlier if s.message_id is not None},
+            valid_until=self.valid_until(sms),
         )
 
-    def submitted(self, sms: Sms, result: Submitted) -> SendOutcome:
+    def submitted(
+        self, sms: Sms, result: Submitted, earlier: Sequence[Segment] = ()
+    ) -> SendOutcome:
+        """RelayToNonERDS: every segment's operator id, which were taken on an earlier attempt
+        and, honestly, which went out without an answer before (the operator may have those
+        twice: SMPP 3.4 has no idempotency key)."""
         now = self.clock()
+        before = {s.number for s in earlier if s.message_id is not None}
+        unanswered = sorted({s.number for s in earlier if s.unanswered} | set(result.unanswered))
+        segments: list[dict[str, Any]] = [
+            {
+                "number": i + 1,
+                "operator_message_id": m,
+                **({"taken_on_earlier_attempt": True} if i in before else {}),
+            }
+            for i, m in enumerate(result.message_ids)
+        ]
         record = self._record(
             sms,
             "RelayToNonERDS",
@@ -280,11 +308,19 @@ class SmsService:
             details={
                 "provider": result.provider,
                 "attempt": sms.attempts,
-                "segments": [
-                    {"number": i + 1, "operator_message_id": m}
-                    for i, m in enumerate(result.message_ids)
-                ],
+                "segments": segments,
                 **({"operator": dict(result.details)} if result.details else {}),
+                **(
+                    {
+                        "sent_without_answer": [n + 1 for n in unanswered],
+                        "at_least_once": "these segments were sent at least once without "
+                        "the operator's answer (the link dropped or timed out) and sent again; "
+                        "the operator may have taken them twice (SMPP 3.4 has no idempotency "
+                        "key); the ids above are the ones the operator gave",
+                    }
+                    if unanswered
+                    else {}
+                ),
             },
         )
         return SendOutcome(
@@ -295,22 +331,41 @@ class SmsService:
             provider=result.provider,
             message_ids=list(result.message_ids),
             confirm_by=now + timedelta(seconds=self.settings.unconfirmed_after_seconds),
+            unanswered=list(result.unanswered),
         )
 
     def refused(self, sms: Sms, provider: str, exc: PermanentFailure) -> SendOutcome:
         now = self.clock()
         reason = Reason(exc.status or "refused", exc.reason)
+        taken = dict(exc.taken)
         record = self._record(
             sms,
             "RelayToNonERDSFailure",
             now,
             reasons=(reason,),
-            details={"provider": provider, "attempt": sms.attempts, "status": FAILED},
+            details={
+                "provider": provider,
+                "attempt": sms.attempts,
+                "status": FAILED,
+                **(
+                    {
+                        "segments_taken": [
+                            {"number": n + 1, "operator_message_id": m}
+                            for n, m in sorted(taken.items())
+                        ]
+                    }
+                    if taken
+                    else {}
+                ),
+            },
         )
-        return SendOutcome(sms.id, FAILED, now, records=[record], error=exc.reason)
+        return SendOutcome(
+            sms.id, FAILED, now, records=[record], error=exc.reason, provider=provider, taken=taken
+        )
 
-    def deferred(self, sms: Sms, exc: TemporaryFailure) -> SendOutcome:
-        """No evidence for a retry (nothing happened to the message); the next try waits."""
+    def deferred(self, sms: Sms, exc: TemporaryFailure, provider: str | None = None) -> SendOutcome:
+        """No evidence for a retry (the message is still waiting); the segments the operator
+        took are recorded (never sent again) and the next try waits."""
         now = self.clock()
         backoff = self.settings.retry_initial_seconds * 2 ** max(sms.attempts - 1, 0)
         backoff = min(backoff, self.settings.retry_max_seconds) * random.uniform(0.9, 1.1)  # noqa: S311 - jitter
@@ -318,8 +373,61 @@ class SmsService:
             backoff = max(backoff, exc.retry_after)
         error = f"{exc.status}: {exc.reason}" if exc.status else exc.reason
         return SendOutcome(
-            sms.id, "retry", now, next_attempt_at=now + timedelta(seconds=backoff), error=error
+            sms.id,
+            "retry",
+            now,
+            next_attempt_at=now + timedelta(seconds=backoff),
+            error=error,
+            provider=provider,
+            taken=dict(exc.taken),
+            unanswered=list(exc.unanswered),
         )
+
+    def expired(self, sms: Sms, segments: Sequence[Segment] = ()) -> SendOutcome:
+        """The validity is over before the operator took (all of) it: never sent any more."""
+        now = self.clock()
+        record = self._expiry_record(sms, segments, now)
+        return SendOutcome(sms.id, FAILED, now, records=[record], error=EXPIRED_IN_QUEUE)
+
+    def _expiry_record(
+        self, sms: Sms, segments: Sequence[Segment], now: datetime
+    ) -> EvidenceRecord:
+        """NonDelivery, reason ``expired_in_queue`` (and the operator's last answer, if any):
+        the operator did not take it within the validity (e.g. unreachable for days)."""
+        reasons = [
+            Reason(
+                EXPIRED_IN_QUEUE,
+                f"not taken by the operator within {self.settings.validity_seconds:g} s of "
+                f"acceptance ({sms.attempts} attempt(s))",
+            )
+        ]
+        if sms.last_error:
+            status, _, text = sms.last_error.partition(": ")
+            reasons.append(Reason(status if text else "operator", sms.last_error))
+        taken = [s for s in segments if s.message_id is not None]
+        return self._record(
+            sms,
+            "NonDelivery",
+            now,
+            reasons=tuple(reasons),
+            details={
+                "provider": sms.provider,
+                "status": FAILED,
+                "valid_until": self.valid_until(sms).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                **({"segments": _segment_facts(list(segments))} if taken else {}),
+            },
+        )
+
+    def expire_overdue(self) -> int:
+        """Queued messages past their validity become ``failed`` (NonDelivery,
+        ``expired_in_queue``): an operator unreachable for days does not keep them forever."""
+        now = self.clock()
+        cutoff = now - timedelta(seconds=self.settings.validity_seconds)
+        done = 0
+        for sms in self.repo.due_expired(cutoff, now):
+            record = self._expiry_record(sms, self.repo.segments(sms.id), now)
+            done += self.repo.mark_expired(sms, now, [record])
+        return done
 
     # -- receipts (the ReportSink) ----------------------------------------------------------
 
@@ -372,9 +480,9 @@ class SmsService:
 
     def tick(self) -> int:
         """The receipt clock's round: apply receipts that overtook their submission's commit,
-        then mark overdue messages unconfirmed."""
+        fail queued messages past their validity, then mark overdue messages unconfirmed."""
         self.repo.apply_leftover_reports(self.decide, self.clock())
-        return self.confirm_overdue()
+        return self.expire_overdue() + self.confirm_overdue()
 
     def confirm_overdue(self) -> int:
         """Messages still without a final receipt for every segment at their deadline become

@@ -11,10 +11,13 @@ again by a keeper thread with backoff, so receipts keep flowing after an SMSC re
 
 A multi-part message is sent as concatenated SMS (3GPP TS 23.040 §9.2.3.24.1: a UDH of
 ``05 00 03 <ref> <total> <seq>``, esm_class 0x40), one ``submit_sm`` and one operator message
-id per segment.  Throttling (ESME_RTHROTTLED 0x58, ESME_RMSGQFUL 0x14), a lost link or no
-answer raise :class:`TemporaryFailure` while no segment was taken; once some were, the rest
-is retried on the same (or a new) bind within ``partial_retry_seconds`` rather than sending
-the taken ones twice.  Any other error status is a :class:`PermanentFailure` carrying it.
+id per segment.  The reference is the message's own (``OutboundSms.reference``, the same on
+every attempt) and segments already taken (``OutboundSms.taken``) are skipped, so a message
+resumed after a failure sends only its missing parts and the handset still reassembles them.
+Throttling (ESME_RTHROTTLED 0x58, ESME_RMSGQFUL 0x14), a lost link or no answer raise
+:class:`TemporaryFailure` carrying the segments taken so far (after retrying in place for
+``partial_retry_seconds`` once some were) and those sent without an answer (the one
+at-least-once window).  Any other error status is a :class:`PermanentFailure` carrying it.
 """
 
 from __future__ import annotations
@@ -83,7 +86,9 @@ class SmppConfig:
     timeout_seconds: float = 10.0
     """How long a submit waits for its ``submit_sm_resp``."""
     enquire_link_seconds: float = 30.0
-    partial_retry_seconds: float = 30.0
+    partial_retry_seconds: float = 2.0
+    """Once a segment was taken, how long a later one is retried in place before the message
+    waits (and resumes with only the missing segments)."""
     reconnect_max_seconds: float = 10.0
 
 
@@ -138,6 +143,18 @@ class _Client(Client):  # type: ignore[misc]
         if not pdu.is_error() and pdu.command in consts.STATE_SETTERS:
             self.state = consts.STATE_SETTERS[pdu.command]
         return pdu
+
+
+class _Unanswered(exceptions.ConnectionError):  # type: ignore[misc]
+    """A ``submit_sm`` went out but its ``submit_sm_resp`` never came: the SMSC may have
+    taken it (SMPP 3.4 has no idempotency key to ask which)."""
+
+
+def _validity(until: datetime | None) -> str:
+    """SMPP 3.4 §7.1.1 absolute time ``YYMMDDhhmmsstnnp`` in UTC (offset 00, ``+``)."""
+    if until is None:
+        return ""
+    return until.astimezone(UTC).strftime("%y%m%d%H%M%S") + "000+"
 
 
 class _Link:
@@ -312,21 +329,30 @@ class SmppProvider:
             if link.dead.is_set():
                 raise exceptions.ConnectionError("unbound")
             client.send_pdu(pdu)
-        try:
+        try:  # from here the SMSC may have taken it: a failure is "unanswered", not "refused"
             return future.result(self.config.timeout_seconds)
         except FutureTimeout:
             link.waiting.pop(pdu.sequence, None)
-            raise exceptions.ConnectionError("no submit_sm_resp in time") from None
+            raise _Unanswered("no submit_sm_resp in time") from None
+        except exceptions.ConnectionError as exc:
+            raise _Unanswered(f"the link was lost before the submit_sm_resp: {exc}") from None
 
     def submit(self, sms: OutboundSms) -> Submitted:
+        """Send every segment not in ``sms.taken``, each with the message's one concatenation
+        reference; see the module docstring for what raises."""
         parts = list(sms.segments)
         total = len(parts)
-        ref = self._next_ref()
+        ref = sms.reference or self._next_ref()
         data_coding = 0x00 if sms.encoding == "gsm7" else 0x08
         src_ton, src_npi, src = _address(sms.sender or self.config.source_address)
         dst_ton, dst_npi, dst = _address(sms.to)
-        ids: list[str] = []
+        taken: dict[int, str] = dict(sms.taken)
+        fresh: dict[int, str] = {}
+        unanswered: list[int] = []
+        validity = _validity(sms.valid_until)
         for i, part in enumerate(parts):
+            if i in taken:
+                continue  # the operator has it: never sent twice knowingly
             body = encode(part, sms.encoding)
             esm = 0
             if total > 1:
@@ -343,38 +369,52 @@ class SmppProvider:
                 "data_coding": data_coding,
                 "registered_delivery": 0x01,  # §5.2.17: a receipt on success and failure
                 "short_message": body,
+                **({"validity_period": validity} if validity else {}),
             }
             deadline = time.monotonic() + self.config.partial_retry_seconds
             while True:
                 try:
                     resp = self._send_one(self._current(), params)
+                except _Unanswered as exc:
+                    status, reason = "no_response", f"SMSC did not answer: {exc}"
+                    if i not in unanswered:
+                        unanswered.append(i)
                 except (exceptions.ConnectionError, OSError, TemporaryFailure) as exc:
                     status, reason = "unbound", f"SMSC link lost: {exc}"
                 else:
                     if resp.command == "submit_sm_resp" and resp.status == consts.SMPP_ESME_ROK:
-                        ids.append(
-                            str(
-                                resp.message_id.decode()
-                                if isinstance(resp.message_id, bytes)
-                                else resp.message_id
-                            )
+                        taken[i] = fresh[i] = str(
+                            resp.message_id.decode()
+                            if isinstance(resp.message_id, bytes)
+                            else resp.message_id
                         )
                         break
                     code = int(resp.status)
                     status = f"0x{code:08X}"
                     reason = consts.DESCRIPTIONS.get(code, "unknown status")
                     if code not in THROTTLED:
-                        raise PermanentFailure(f"segment {i + 1}/{total}: {reason}", status=status)
+                        raise PermanentFailure(
+                            f"segment {i + 1}/{total}: {reason}", status=status, taken=fresh
+                        )
                     reason = f"throttled: {reason}"
-                if not ids:
-                    raise TemporaryFailure(reason, status=status, retry_after=1.0)
-                if time.monotonic() > deadline:  # some were taken: retrying all would repeat them
+                if not fresh or time.monotonic() > deadline:
+                    # The message waits; what was taken is recorded and not sent again.
                     raise TemporaryFailure(
-                        f"segment {i + 1}/{total} not taken after {len(ids)} were: {reason}",
+                        f"segment {i + 1}/{total} not taken"
+                        + (f" after {len(fresh)} were" if fresh else "")
+                        + f": {reason}",
                         status=status,
+                        retry_after=1.0 if not fresh else None,
+                        taken=fresh,
+                        unanswered=[u for u in unanswered if u not in taken],
                     )
                 time.sleep(0.2)
-        return Submitted(ids, self.name, {"system_id": self.config.system_id})
+        return Submitted(
+            [taken[i] for i in range(total)],
+            self.name,
+            {"system_id": self.config.system_id},
+            unanswered=unanswered,
+        )
 
     def close(self) -> None:
         self._closed.set()

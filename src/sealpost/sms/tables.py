@@ -1,11 +1,13 @@
 """Tables of certified SMS: one row per message, one per segment, and every delivery report
 exactly as the operator sent it.
 
-Collected with the other domains' tables in ``sealpost.schema``; migration 0008 creates them."""
+Collected with the other domains' tables in ``sealpost.schema``; migrations 0008 and 0012
+create them."""
 
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     Column,
     DateTime,
     ForeignKey,
@@ -45,10 +47,13 @@ sms_messages = Table(
     Column("lease_until", DateTime(timezone=True)),
     Column("idempotency_key", String(200)),
     Column("request_sha256", String(64)),
+    Column("certificate_due", Integer, nullable=False, server_default="0"),
+    Column("certificate_version", Integer, nullable=False, server_default="0"),
     Index("ix_sms_messages_due", "status", "next_attempt_at"),
     Index("ix_sms_messages_confirm", "status", "confirm_by"),
     Index("ix_sms_messages_tenant_submitted", "tenant_id", "submitted_at", "id"),
     Index("ix_sms_messages_idempotency", "tenant_id", "idempotency_key", unique=True),
+    Index("ix_sms_messages_certificate_due", "certificate_due"),
 )
 
 sms_segments = Table(
@@ -62,6 +67,7 @@ sms_segments = Table(
     Column("status", String(64)),
     Column("reported_at", DateTime(timezone=True)),
     Column("report_sha256", String(64)),
+    Column("unanswered", Integer, nullable=False, server_default="0"),
     Index("ix_sms_segments_operator_id", "provider", "message_id"),
 )
 
@@ -79,4 +85,18 @@ sms_reports = Table(
     Column("applied", Integer, nullable=False, server_default="0"),
     Index("ix_sms_reports_operator_id", "provider", "message_id"),
     Index("ix_sms_reports_pending", "applied", "received_at"),
+)
+
+sms_certificates = Table(
+    "sms_certificates",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("sms_id", String(36), ForeignKey("sms_messages.id"), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("sha256", String(64), nullable=False, unique=True),
+    Column("size", BigInteger, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("record_id", String(36), nullable=False),
+    Column("reason", Text, nullable=False),
+    Index("ix_sms_certificates_version", "sms_id", "version", unique=True),
 )

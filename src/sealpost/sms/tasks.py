@@ -5,8 +5,10 @@ The sender claims like email delivery does (a lease per message, ``FOR UPDATE SK
 on PostgreSQL), submits a batch concurrently (the SMPP adapter keeps a window of outstanding
 PDUs on one bind), then records every outcome in one transaction fenced on the lease.  A
 temporary failure (throttled, SMSC unreachable, unbound mid-stream) leaves the message queued
-with a backoff: nothing is lost.  A message is submitted again only when its previous attempt
-was not recorded as taken, so nothing is sent twice knowingly.
+with a backoff: nothing is lost.  The segments the operator took before a failure are recorded
+with their operator ids in that same transaction, and the next attempt sends only the others
+(same concatenation reference), so no segment is sent twice knowingly; a message still not
+taken at the end of its validity is failed (``expired_in_queue``), never sent late.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from sealpost.logging import get_logger
 from sealpost.loops import Loop, periodic, round_failed, round_ok
+from sealpost.sms.certificates import SmsCertificates
 from sealpost.sms.model import Sms
 from sealpost.sms.providers import PermanentFailure, SmsProvider, TemporaryFailure
 from sealpost.sms.repository import SendOutcome
@@ -61,19 +64,31 @@ class SmsSender:
         if not claimed:
             return 0
 
+        history = repo.attempt_history([s.id for s in claimed if s.attempts > 1])
+        now = self.service.clock()
+
         def attempt(sms: Sms) -> SendOutcome:
+            earlier = history.get(sms.id, [])
+            if now >= self.service.valid_until(sms):  # never send what is no longer wanted
+                return self.service.expired(sms, repo.segments(sms.id) if earlier else [])
             try:
-                result = self.provider.submit(self.service.outbound(sms))
+                result = self.provider.submit(self.service.outbound(sms, earlier))
             except TemporaryFailure as exc:
-                log.info("sms.deferred", sms_id=sms.id, reason=exc.reason, status=exc.status)
-                return self.service.deferred(sms, exc)
+                log.info(
+                    "sms.deferred",
+                    sms_id=sms.id,
+                    reason=exc.reason,
+                    status=exc.status,
+                    taken=sorted(exc.taken),
+                )
+                return self.service.deferred(sms, exc, self.provider.name)
             except PermanentFailure as exc:
                 log.info("sms.refused", sms_id=sms.id, reason=exc.reason, status=exc.status)
                 return self.service.refused(sms, self.provider.name, exc)
             except Exception as exc:  # an adapter bug must not lose the message: retry it
                 log.error("sms.submit_error", sms_id=sms.id, error=repr(exc))
                 return self.service.deferred(sms, TemporaryFailure(repr(exc)))
-            return self.service.submitted(sms, result)
+            return self.service.submitted(sms, result, earlier)
 
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="sealpost-sms")
@@ -109,3 +124,9 @@ def loops(
     trips with another's submissions) and the confirmation clock."""
     found = [Loop(sender.name, sender.run) for sender in senders]
     return [*found, periodic("sms-confirmations", confirm_interval_seconds, service.tick)]
+
+
+def certificate_loops(certificates: SmsCertificates) -> list[Loop]:
+    """The certificate issuer: a certificate for each SMS that became final, once its records
+    are sealed (as the communications' issuer does for email)."""
+    return [periodic("sms-certificates", 1.0, certificates.issue_due)]
