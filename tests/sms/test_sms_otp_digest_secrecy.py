@@ -133,6 +133,7 @@ def test_the_tenant_finds_no_sms_code_in_any_digest_and_the_signer_still_signs(
     assert stored.text_nonce not in json.dumps(seen) and code not in json.dumps(seen)
     assert "Text commitment" in words and commitment[:32] in words.replace(" ", "")
     assert "random 16-byte nonce, one zero byte and the text" in words
+    assert "(sha256(nonce ‖ 0x00 ‖ text))" in words  # as details.digest names it
 
     # a guess is all the tenant has left: refused, and the process stays unsigned
     refused = page.call("POST", "/otp/verify", json={"code": f"{(int(code) + 1) % 10**6:06d}"})
