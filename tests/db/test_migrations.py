@@ -292,3 +292,35 @@ def test_0012_adds_sms_resume_and_certificate_columns_and_the_downgrade_drops_th
     assert _rows(engine, "SELECT id FROM sms_messages") == [{"id": "s"}]
     _downgrade(engine)
     engine.dispose()
+
+
+def test_0013_adds_the_sms_text_nonce_and_the_downgrade_drops_it(database_url: str) -> None:
+    """An SMS sent before 0013 keeps its plain digest (no nonce); the column comes and goes
+    with 0013 and the SMS row stays."""
+    engine = make_test_engine(database_url)
+    migrate.upgrade(engine, "0012")
+    with engine.begin() as conn:
+        conn.execute(
+            text("INSERT INTO tenants (id, name, created_at) VALUES ('t1', 'Acme', :now)"),
+            {"now": NOW},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO sms_messages (id, tenant_id, status, sender, recipient, text, "
+                "text_sha256, encoding, segment_count, details, submitted_at, updated_at) "
+                "VALUES ('s1', 't1', 'delivered', 'Acme', '+34612345678', 'Hola', :digest, "
+                "'gsm7', 1, '{}', :now, :now)"
+            ),
+            {"now": NOW, "digest": "ab" * 32},
+        )
+    migrate.upgrade(engine, "0013")
+    columns = {c["name"]: c for c in inspect(engine).get_columns("sms_messages")}
+    assert "text_nonce" in columns and columns["text_nonce"]["nullable"] is True
+    assert _rows(engine, "SELECT text_sha256, text_nonce FROM sms_messages") == [
+        {"text_sha256": "ab" * 32, "text_nonce": None}
+    ]
+    _downgrade(engine, "0012")
+    columns = {c["name"]: c for c in inspect(engine).get_columns("sms_messages")}
+    assert "text_nonce" not in columns
+    assert _rows(engine, "SELECT id, text FROM sms_messages") == [{"id": "s1", "text": "Hola"}]
+    engine.dispose()

@@ -13,6 +13,7 @@ import time
 from sealpost.app import PickupSms
 from sealpost.certificates.verify import verify_certificate_pdf
 from sealpost.pickup.ports import OutgoingSms
+from sealpost.sms.service import text_commitment
 from tests.sms.conftest import SmsEnv
 
 TO = "+34612345678"
@@ -35,7 +36,15 @@ def test_a_code_sms_is_delivered_but_its_text_is_withheld_from_the_tenant(
     body = shown.json()
     assert body["text"] is None and body["text_withheld"] is True
     assert "402917" not in shown.text
-    assert body["text_sha256"] == hashlib.sha256(TEXT.encode()).hexdigest()  # still proven
+    # no plain digest (it gives the code back in a million tries); what is sealed is the
+    # commitment the operator opens with the nonce kept beside the text
+    assert body["text_sha256"] is None
+    assert hashlib.sha256(TEXT.encode()).hexdigest() not in shown.text
+    stored = sms_env.sp.sms_repository.get(sms_id)
+    assert stored is not None and stored.text_nonce is not None
+    assert stored.text_nonce not in shown.text
+    accepted = sms_env.sp.sms_repository.timeline(sms_env.tenant_id, sms_id)[0].record
+    assert accepted["content"]["sha256"] == text_commitment(stored.text_nonce, TEXT)
 
     deadline = time.monotonic() + 20
     while True:

@@ -70,3 +70,7 @@ class CertificateData:
     access_secret: bool = False
     """The message carried a single-use link or code: the original is not embedded (only its
     digest and size are stated; :mod:`sealpost.certificates.secrets`)."""
+    content_digest: str | None = None
+    """How :attr:`content_sha256` was made when it is not the original's plain SHA-256, as the
+    SubmissionAcceptance's ``details.digest`` states it (an access-secret SMS:
+    ``sha256(nonce ‖ 0x00 ‖ text)``, a commitment only the operator can open)."""

@@ -27,7 +27,7 @@ from sealpost.certificates.manifest import (
     utc_text,
 )
 from sealpost.certificates.model import CertificateData, CertificateEvent
-from sealpost.certificates.secrets import WITHHELD_WORDS
+from sealpost.certificates.secrets import COMMITMENT_WORDS, WITHHELD_WORDS
 
 TITLE = "Evidence certificate — certified email"
 SMS_TITLE = "Evidence certificate — certified SMS"
@@ -125,7 +125,11 @@ def _sms(pdf: SealpostPages, d: CertificateData) -> None:
     pdf.field("Sender identified by", d.sender_identification)
     pdf.field("To", d.recipient)
     pdf.field("Submitted at", _when(d.submitted_at))
-    pdf.field("Text SHA-256", d.content_sha256, mono=True)
+    if d.content_digest:
+        pdf.field("Text commitment", d.content_sha256, mono=True)
+        pdf.paragraph(COMMITMENT_WORDS.format(construction=d.content_digest))
+    else:
+        pdf.field("Text SHA-256", d.content_sha256, mono=True)
     if d.access_secret:
         pdf.field("Size", f"{d.content_size} bytes (UTF-8), not embedded")
         pdf.field("Text", "withheld (a single-use access secret)")

@@ -50,3 +50,11 @@ WITHHELD_WORDS = (
     "sender: its SHA-256 and size above are the ones every evidence record states, and the "
     "operator of this Sealpost keeps the exact bytes."
 )
+
+COMMITMENT_WORDS = (
+    "This digest is not of the text alone: it is the SHA-256 of a random 16-byte nonce, one "
+    "zero byte and the text in UTF-8 ({construction}), so nobody can find a short code from "
+    "it by trying every possibility. The operator of this Sealpost keeps the nonce with the "
+    "text and reveals both to whoever must check them against this digest."
+)
+"""Plain words for a salted commitment (an access-secret SMS, ``details.digest``)."""

@@ -168,6 +168,11 @@ class SmsCertificates:
             content_sha256=sms.text_sha256,
             content_size=len(text),
             access_secret=secret,
+            content_digest=(
+                str(acceptance.record["details"]["digest"])
+                if secret and acceptance is not None and "digest" in acceptance.record["details"]
+                else None
+            ),
             parts=tuple(
                 (p["content_type"], p.get("filename"), p["sha256"], p["size"])
                 for p in content.get("parts", [])

@@ -75,7 +75,9 @@ def _out(sms: Sms, replayed: bool = False) -> dict[str, object]:
         "sender": sms.sender,
         "encoding": sms.encoding,
         "segment_count": sms.segment_count,
-        "text_sha256": sms.text_sha256,
+        # an access-secret text's sealed digest is a commitment under a nonce the tenant
+        # never gets (sms.service.text_commitment): no plain digest to brute-force here
+        "text_sha256": None if sms.text_nonce else sms.text_sha256,
         "submitted_at": format_time(sms.submitted_at),
         "updated_at": format_time(sms.updated_at),
         "relayed_at": format_optional_time(sms.relayed_at),

@@ -216,6 +216,9 @@ class Sms:
     last_error: str | None
     idempotency_key: str | None
     request_sha256: str | None
+    text_nonce: str | None = None
+    """Hex of the 16 random bytes committed with an access-secret text (operator-only):
+    :attr:`text_sha256` is then ``sha256(nonce ‖ 0x00 ‖ text)``, not the text's own digest."""
 
 
 class InvalidPhoneNumber(InvalidInput):

@@ -65,7 +65,11 @@ class SmsOut(BaseModel):
     sender: str
     encoding: str
     segment_count: int
-    text_sha256: str
+    text_sha256: str | None = Field(
+        description="SHA-256 of the text in UTF-8; null when it carried a one-time code or "
+        "single-use link: the evidence then seals sha256(nonce ‖ 0x00 ‖ text) (details.digest), "
+        "whose nonce only the operator holds."
+    )
     submitted_at: str
     updated_at: str
     relayed_at: str | None

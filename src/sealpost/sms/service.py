@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import secrets
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -106,11 +107,27 @@ class Accepted:
     replayed: bool
 
 
-def _text_content(text: str, parts: tuple[str, ...]) -> ContentInfo:
-    """The text's UTF-8 digest, and each segment's, as the record's content (UserContentInfo)."""
+COMMITMENT = "sha256(nonce ‖ 0x00 ‖ text)"
+"""``details.digest`` of an access-secret SMS: what its content SHA-256 is the digest of."""
+
+
+def text_commitment(nonce_hex: str, text: str) -> str:
+    """SHA-256 of the nonce's 16 bytes, a zero byte and the text in UTF-8.
+
+    A code SMS is a fixed template around six digits: its plain SHA-256 gives the code back
+    in a million tries, so the tenant (who sees every digest) could identify as the signer.
+    With 128 random bits inside, only the operator, who keeps the nonce with the text, can
+    open the commitment; a verifier recomputes it from the nonce and text the operator
+    reveals."""
+    return hashlib.sha256(bytes.fromhex(nonce_hex) + b"\x00" + text.encode()).hexdigest()
+
+
+def _text_content(text: str, parts: tuple[str, ...], nonce: str | None = None) -> ContentInfo:
+    """The text's UTF-8 digest (or its commitment under ``nonce``), and each segment's, as the
+    record's content (UserContentInfo)."""
     data = text.encode()
     return ContentInfo(
-        hashlib.sha256(data).hexdigest(),
+        hashlib.sha256(data).hexdigest() if nonce is None else text_commitment(nonce, text),
         len(data),
         tuple(
             ContentPart(
@@ -192,11 +209,14 @@ class SmsService:
         """Store the message and its SubmissionAcceptance in one transaction (then 201).
 
         ``access_secret``: the text carries a one-time code or a single-use link (another
-        domain's ``SmsSender`` port says so).  The record states ``access_secret: true`` and
-        no per-segment digests; the text is sent and its digest sealed as usual, but the API
-        and the certificate never show it to the tenant (``sealpost.certificates.secrets``)."""
+        domain's ``SmsSender`` port says so).  The record states ``access_secret: true``, no
+        per-segment digests, and ``digest: "sha256(nonce ‖ 0x00 ‖ text)"``: the sealed content
+        SHA-256 is a salted commitment (:func:`text_commitment`) with a random 128-bit nonce
+        kept only in the SMS row, so the tenant cannot find the code from it; the API and the
+        certificate never show the text or the nonce (``sealpost.certificates.secrets``)."""
         number = checked_number(to)
         parts = split(text)
+        nonce = secrets.token_hex(16) if access_secret else None
         now = self.clock()
         sms_id = str(uuid.uuid4())
         originator = sender or self.settings.default_sender
@@ -208,10 +228,10 @@ class SmsService:
             submission_time=now,
             sender=Party(originator, None, dict(identification or {}) or None),
             recipient=Party(number),
-            content=_text_content(text, () if access_secret else parts.parts),
+            content=_text_content(text, () if access_secret else parts.parts, nonce),
             details={
                 "channel": "sms",
-                **({ACCESS_SECRET: True} if access_secret else {}),
+                **({ACCESS_SECRET: True, "digest": COMMITMENT} if access_secret else {}),
                 "encoding": parts.encoding,
                 "segments": parts.segments,
                 "units": parts.units,
@@ -226,6 +246,7 @@ class SmsService:
             "recipient": number,
             "text": text,
             "text_sha256": record.content.sha256 if record.content else "",
+            "text_nonce": nonce,
             "encoding": parts.encoding,
             "segment_count": parts.segments,
             "details": json.dumps(dict(details or {}), sort_keys=True),

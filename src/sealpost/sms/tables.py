@@ -31,6 +31,8 @@ sms_messages = Table(
     Column("recipient", String(32), nullable=False),
     Column("text", Text, nullable=False),
     Column("text_sha256", String(64), nullable=False),
+    # the commitment's nonce (hex) of an access-secret text; null otherwise (migration 0012)
+    Column("text_nonce", String(32)),
     Column("encoding", String(8), nullable=False),
     Column("segment_count", Integer, nullable=False),
     Column("details", Text, nullable=False),

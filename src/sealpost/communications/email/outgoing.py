@@ -9,10 +9,22 @@ name.  Other domains do not import this module: they declare a port (e.g. signat
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Mapping, Sequence
 
-from sealpost.communications.email.mime import build_message, new_message_id
+from sealpost.communications.email.mime import build_message, new_message_id, prepend_headers
 from sealpost.communications.email.submission import SubmissionRequest, SubmissionService
+
+NONCE_HEADER = "Sealpost-Nonce"
+"""The header that salts an access-secret email's digest (an extension field, RFC 5322 §3.6.8)."""
+
+
+def with_nonce(raw: bytes) -> bytes:
+    """``raw`` with a ``Sealpost-Nonce: <32 hex>`` header field first (a fresh 128-bit nonce).
+
+    Header order is free (RFC 5322 §3.6), and DKIM signs the message as delivered later, so
+    the field rides along to the recipient, who holds the code anyway."""
+    return prepend_headers(raw, [(NONCE_HEADER, secrets.token_hex(16))])
 
 
 class CertifiedMailer:
@@ -42,7 +54,11 @@ class CertifiedMailer:
         SubmissionAcceptance then states ``details.access_secret: true`` and omits the digests
         of its parts (a six-digit code's text part is found from its SHA-256 in a million
         tries); the communications domain never serves such bytes to the tenant
-        (:mod:`sealpost.communications.secrets`)."""
+        (:mod:`sealpost.communications.secrets`).  The message also carries a
+        ``Sealpost-Nonce`` header of 128 random bits (:func:`with_nonce`): the whole message's
+        SHA-256 is sealed and shown to the tenant, and without the nonce nobody can rebuild the
+        message around each of a million codes (Message-ID, Date, From, To and Subject are all
+        known to the tenant); the operator keeps the exact bytes to open it."""
         raw = build_message(
             sender=sender,
             to=[to],
@@ -52,6 +68,8 @@ class CertifiedMailer:
             attachments=attachments,
             message_id=new_message_id(self.hostname),
         )
+        if access_secret:
+            raw = with_nonce(raw)
         accepted = self.submissions.accept(
             SubmissionRequest(
                 tenant_id=tenant_id,
