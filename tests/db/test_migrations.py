@@ -254,3 +254,19 @@ def test_0011_adds_the_sms_notice_columns_and_the_downgrade_drops_them(database_
     assert not {"notice_channels", "notice_sms_id", "notice_sms_status"} & set(columns)
     assert {"notice_communication_id", "notice_status"} <= set(columns)
     engine.dispose()
+
+
+def test_0013_counts_pickup_resends_from_zero_and_the_downgrade_drops_it(database_url: str) -> None:
+    """Pickups made before 0013 were resent an unknown number of times: they start at 0; the
+    column comes and goes with 0013, the rest of the pickup stays."""
+    engine = make_test_engine(database_url)
+    migrate.upgrade(engine, "0011")
+    migrate.upgrade(engine, "0013")
+    columns = {c["name"]: c for c in inspect(engine).get_columns("pickups")}
+    assert columns["resends"]["nullable"] is False
+    assert "0" in str(columns["resends"]["default"])
+    _downgrade(engine, "0011")
+    columns = {c["name"]: c for c in inspect(engine).get_columns("pickups")}
+    assert "resends" not in columns
+    assert {"notices_sent", "notice_channels"} <= set(columns)
+    engine.dispose()

@@ -150,6 +150,11 @@ class AccessService:
         """Close the holder's open pages: whoever held an older link loses it."""
         self.repo.end_sessions_in(conn, holder, now)
 
+    def revoke_links_in(self, conn: Connection, holder: Holder, now: datetime) -> None:
+        """Expire the holder's links not opened yet: a new link replaces them, and whoever
+        holds an older one (forwarded, leaked) can no longer open a page with it."""
+        self.repo.revoke_links_in(conn, holder, now)
+
     def links_since(self, holder: Holder, since: datetime) -> int:
         with self.repo.engine.connect() as conn:
             return self.repo.links_since_in(conn, holder, since)

@@ -35,6 +35,7 @@ from sealpost.ledger.records import Reason
 from sealpost.logging import get_logger
 from sealpost.pickup import steps
 from sealpost.pickup.model import (
+    ACCEPTED,
     CHALLENGE,
     CONSENT,
     CONSIGNMENT_MODES,
@@ -43,6 +44,7 @@ from sealpost.pickup.model import (
     HANDED_OVER,
     IDENTIFICATIONS,
     MAX_ATTEMPTS,
+    MAX_RESENDS,
     NEW,
     NOTICE_CHANNELS,
     NOTIFIED,
@@ -63,6 +65,9 @@ from sealpost.pickup.ports import (
 from sealpost.pickup.repository import PickupRepository
 
 log = get_logger(__name__)
+
+RESENDABLE = (NOTIFIED, ACCEPTED, HANDED_OVER)
+"""States in which the sender may resend: open, or the message is the recipient's already."""
 
 E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
 NOTICE_RETRY_SECONDS = 60.0
@@ -347,10 +352,20 @@ class PickupService:
         return f"{head} certified message{who} is waiting for you until {until}: {url}"
 
     def _send_by(
-        self, p: Pickup, channel: str, url: str, expires_at: datetime, reminder: bool
+        self,
+        p: Pickup,
+        channel: str,
+        url: str,
+        expires_at: datetime,
+        reminder: bool,
+        *,
+        purpose: str | None = None,
     ) -> str:
         """The notice by one channel: a certified email or a certified SMS; returns its id."""
-        details = {"pickup_of": p.communication_id, "purpose": "reminder" if reminder else "notice"}
+        details = {
+            "pickup_of": p.communication_id,
+            "purpose": purpose or ("reminder" if reminder else "notice"),
+        }
         if channel == "sms":
             if self.sms is None or not p.phone:
                 raise InvalidInput("SMS notices are not available on this Sealpost now")
@@ -608,81 +623,129 @@ class PickupService:
     # -- the sender's resend ---------------------------------------------------------------
 
     def resend(self, tenant_id: str, communication_id: str) -> dict[str, Any]:
-        """The sender sends the notice again: a new certified email with a fresh single-use
-        link, the recipient's code sends and wrong tries counted from zero (the sender vouches
-        for a new try: the access kit's ``reset_codes_in``, and the challenge's own counter),
-        and the pages opened from older links closed.  Recorded as ConsignmentNotification
-        with ``details.reason = "resent"`` (ETSI EN 319 522-3 Table 2: a notification of the
-        consignment).  The window does not move.  404 for another tenant's communication,
-        409 before the first notice or once the pickup is final."""
+        """The sender sends the notice again, by each of the pickup's channels (email, SMS or
+        both: :meth:`_send_by`), each with a fresh single-use link, while the pickup is open
+        (``notified``, before the window closes) and also once the recipient accepted (or, in
+        basic mode, was handed the content): a recipient whose page was lost (a reload, a
+        closed tab) identifies again and goes straight to the content — no new acceptance.
+
+        * The holder's older links not opened yet are revoked (review2 M1): whoever holds one
+          can no longer open a page and lock the recipient out again.
+        * A locked-out recipient gets code sends and wrong tries from zero (the sender vouches
+          for a new try: the access kit's ``reset_codes_in``, and the challenge's own counter),
+          and the pages opened before are closed.  Otherwise open pages stay open: an
+          identified recipient is not thrown out by a resend (review2 M3).
+        * At most :data:`MAX_RESENDS` per pickup, then 409.
+        * At or after ``expires_at`` an open pickup expires first (AcceptanceRejectionExpiry,
+          as the page does) and the resend is refused (409).
+
+        Recorded as ConsignmentNotification per channel with ``details.reason = "resent"``
+        (ETSI EN 319 522-3 Table 2: a notification of the consignment), or
+        ConsignmentNotificationFailure for a channel that did not take it.  The window does
+        not move.  404 for another tenant's communication."""
         now = self.clock()
         p = self.repo.get(communication_id, tenant_id)
         if p is None:
             raise NotFound("no pickup for this communication")
-        if p.state != NOTIFIED or p.expires_at is None:
+        if p.state == NOTIFIED and p.expires_at is not None and now >= p.expires_at:
+            self.expire(p, now)
+            raise Conflict("the pickup is expired: its window closed, nothing to resend")
+        if p.state not in RESENDABLE or p.expires_at is None:
             raise Conflict(
                 f"the pickup is {p.state}: "
                 + ("its first notice is on its way" if p.state == NEW else "nothing to resend")
             )
-        with self.repo.transaction() as conn:
-            if not self.repo.set_in(conn, communication_id, expect_states=(NOTIFIED,), attempts=0):
-                current = self.repo.get_in(conn, communication_id)
-                raise Conflict(f"the pickup is {current.state if current else 'gone'}")
-            self.access.reset_codes_in(conn, holder(p))
-            self.access.end_sessions_in(conn, holder(p), now)
-            token = self.access.issue_link_in(conn, holder(p), now=now, expires_at=p.expires_at)
-        url = f"{self.config.public_url}/pickup/{token}"
-        try:
-            notice_id = self.mailer.send(
-                OutgoingMail(
-                    tenant_id=p.tenant_id,
-                    sender=self.config.mail_from,
-                    to=p.recipient,
-                    subject="A certified message is waiting for you / "
-                    "Comunicación certificada pendiente",
-                    text=self._notice_text(p, url, p.expires_at, False),
-                    identification={"method": "registered-pickup"},
-                    details={"pickup_of": p.communication_id, "purpose": "resent"},
-                    access_secret=True,  # the fresh single-use link: the sender must not read it
-                )
+        if p.resends >= MAX_RESENDS:
+            raise Conflict(
+                f"the notice was already resent {p.resends} times (at most {MAX_RESENDS})"
             )
-        except SealpostError as exc:
-            failure = steps.record(
-                p,
-                "ConsignmentNotificationFailure",
-                now,
-                reasons=[Reason("notice_not_accepted", exc.message)],
-                details={"reminder": False, "reason": "resent"},
-            )
-            with self.repo.transaction() as conn:
-                self.repo.add_evidence_in(conn, [failure])
-            raise
-        notice = steps.record(
-            p,
-            "ConsignmentNotification",
-            now,
-            details={
-                "notice_communication_id": notice_id,
-                "channel": "email",
-                "reminder": False,
-                "reason": "resent",
-                "codes_reset": True,
-                "sender_shown": not p.hide_sender,
-                "available_until": p.expires_at.isoformat(),
-            },
+        locked = self.locked_out(p)
+        # An accepted message stays available after the window: its new link lives as long
+        # as a first notice's would.
+        link_until = (
+            p.expires_at
+            if p.state == NOTIFIED
+            else max(p.expires_at, now + timedelta(days=self.config.default_days))
         )
         with self.repo.transaction() as conn:
-            self.repo.set_in(
+            values: dict[str, Any] = {"resends": p.resends + 1}
+            if locked:
+                values["attempts"] = 0
+            if not self.repo.set_in(
                 conn,
                 communication_id,
-                notice_communication_id=notice_id,
-                notice_status="sent",
-                notices_sent=p.notices_sent + 1,
+                expect_states=(p.state,),
+                where_equal={"resends": p.resends},
+                **values,
+            ):
+                current = self.repo.get_in(conn, communication_id)
+                raise Conflict(
+                    f"the pickup is {current.state if current else 'gone'}, or resent meanwhile"
+                )
+            self.access.revoke_links_in(conn, holder(p), now)
+            if locked:
+                self.access.reset_codes_in(conn, holder(p))
+                self.access.end_sessions_in(conn, holder(p), now)
+            tokens = {
+                channel: self.access.issue_link_in(conn, holder(p), now=now, expires_at=link_until)
+                for channel in p.channels
+            }
+        sent: dict[str, str] = {}
+        records = []
+        failure: SealpostError | None = None
+        for channel, token in tokens.items():
+            url = f"{self.config.public_url}/pickup/{token}"
+            try:
+                sent[channel] = self._send_by(p, channel, url, link_until, False, purpose="resent")
+            except SealpostError as exc:
+                failure = exc
+                records.append(
+                    steps.record(
+                        p,
+                        "ConsignmentNotificationFailure",
+                        now,
+                        reasons=[Reason("notice_not_accepted", exc.message)],
+                        details={"channel": channel, "reminder": False, "reason": "resent"},
+                    )
+                )
+        update: dict[str, Any] = {"notices_sent": p.notices_sent + (1 if sent else 0)}
+        for channel, notice_id in sent.items():
+            carried = (
+                {"notice_sms_id": notice_id}
+                if channel == "sms"
+                else {"notice_communication_id": notice_id}
             )
-            self.repo.add_evidence_in(conn, [notice])
+            records.append(
+                steps.record(
+                    p,
+                    "ConsignmentNotification",
+                    now,
+                    details={
+                        **carried,
+                        "channel": channel,
+                        "reminder": False,
+                        "reason": "resent",
+                        "codes_reset": locked,
+                        "sender_shown": not p.hide_sender,
+                        "available_until": link_until.isoformat(),
+                    },
+                )
+            )
+            if channel == "sms":
+                update.update(notice_sms_id=notice_id, notice_sms_status="sent")
+            else:
+                update.update(notice_communication_id=notice_id, notice_status="sent")
+        with self.repo.transaction() as conn:
+            self.repo.set_in(conn, communication_id, **update)
+            self.repo.add_evidence_in(conn, records)
+        if not sent and failure is not None:
+            raise failure
         return {
             "communication_id": communication_id,
-            "notice_communication_id": notice_id,
-            "available_until": p.expires_at.isoformat().replace("+00:00", "Z"),
-            "notices_sent": p.notices_sent + 1,
+            "notice_communication_id": sent.get("email"),
+            "notice_sms_id": sent.get("sms"),
+            "channels": list(sent),
+            "available_until": link_until.isoformat().replace("+00:00", "Z"),
+            "notices_sent": update["notices_sent"],
+            "resends_left": MAX_RESENDS - p.resends - 1,
         }
