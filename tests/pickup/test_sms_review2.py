@@ -5,6 +5,7 @@ notice states the deadline on the policy's legal clock and stays GSM-7 (M7, L1).
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 from tests.pickup.flow import pickup_request, records_of
 from tests.sms.test_sms_codes import CodesEnv, codes_env, codes_overrides, smsc
@@ -40,3 +41,41 @@ def test_resend_of_an_sms_only_pickup_goes_by_sms_with_a_fresh_link(codes_env: C
     notices = records_of(env.mail, cid, "ConsignmentNotification")
     assert [n["details"]["channel"] for n in notices] == ["sms", "sms"]
     assert notices[-1]["details"]["reason"] == "resent"
+
+
+def test_a_pickup_phone_no_operator_can_route_is_refused_naming_the_field(
+    codes_env: CodesEnv,
+) -> None:
+    env = codes_env
+    for phone in ("+1000000000", "+999123456789", "+34 612 34 56 12\n"):
+        r = env.client.post(
+            "/v1/communications",
+            json=pickup_request("zoe", notice=["sms"], phone=phone),
+            headers=env.key,
+        )
+        assert r.status_code == 422, (phone, r.text)
+        assert "pickup.phone" in r.text
+    spaced = env.client.post(
+        "/v1/communications",
+        json=pickup_request("zoe", notice=["sms"], phone="+34 612 34 56 12"),
+        headers=env.key,
+    )
+    assert spaced.status_code == 201  # written with spaces: the same number, kept as E.164
+    cid = spaced.json()["communications"][0]["id"]
+    assert env.sp.pickup.repo.get(cid).phone == PHONE
+
+
+def test_a_notice_refused_for_good_by_the_sms_domain_is_not_tried_every_minute(
+    codes_env: CodesEnv,
+) -> None:
+    env = codes_env
+    cid = _pickup(env, notice=["sms"], phone=PHONE)
+    with env.sp.pickup.repo.transaction() as conn:  # a pickup made before numbers were checked
+        env.sp.pickup.repo.set_in(conn, cid, phone="+1000000000")
+    now = env.sp.pickup.clock()
+    for i in range(4):
+        env.sp.pickup.run_due(now + timedelta(minutes=2 * i))
+    failures = records_of(env.mail, cid, "ConsignmentNotificationFailure")
+    assert len(failures) == 1 and failures[0]["details"]["final"] is True
+    detail = env.client.get(f"/v1/communications/{cid}", headers=env.key).json()["pickup"]
+    assert detail["notice"]["sms_status"] == "refused"

@@ -17,7 +17,6 @@ beyond the short transactions it opens for each step.
 
 from __future__ import annotations
 
-import re
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -33,6 +32,7 @@ from sealpost.config import Settings
 from sealpost.errors import Conflict, InvalidInput, NotFound, SealpostError
 from sealpost.ledger.records import Reason
 from sealpost.logging import get_logger
+from sealpost.phones import checked_number
 from sealpost.pickup import steps
 from sealpost.pickup.model import (
     ACCEPTED,
@@ -69,7 +69,6 @@ log = get_logger(__name__)
 RESENDABLE = (NOTIFIED, ACCEPTED, HANDED_OVER)
 """States in which the sender may resend: open, or the message is the recipient's already."""
 
-E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
 NOTICE_RETRY_SECONDS = 60.0
 DEFAULTS_TTL_SECONDS = 5.0
 NOTICE_CLAIM_SECONDS = 300.0
@@ -95,6 +94,16 @@ class PickupConfig:
             reminder_days=tuple(sorted(settings.pickup_reminder_days, reverse=True)),
             session_minutes=settings.pickup_session_minutes,
         )
+
+
+STATUS_COLUMN = {"email": "notice_status", "sms": "notice_sms_status"}
+REFUSED = "refused"
+"""A channel's notice refused for good (not a number, not an address): not tried again."""
+
+
+def usable_channels(pickup: Pickup) -> tuple[str, ...]:
+    """The pickup's notice channels, but for one whose notice was refused for good."""
+    return tuple(c for c in pickup.channels if getattr(pickup, STATUS_COLUMN[c]) != REFUSED)
 
 
 def holder(pickup: Pickup) -> Holder:
@@ -173,20 +182,20 @@ class PickupService:
                     "pickup.identification: sms_otp needs an SMS sender, and none is "
                     "configured on this Sealpost"
                 )
-            if not chosen.phone or not E164.match(chosen.phone):
+            if not chosen.phone:
                 raise InvalidInput("pickup.phone: sms_otp needs an E.164 number (+34600111222)")
-            phone = chosen.phone
+            phone = checked_number(chosen.phone, "pickup.phone")
         if "sms" in channels:
             if self.sms is None:
                 raise InvalidInput(
                     "pickup.notice: a notice by SMS needs an SMS sender, and none is "
                     "configured on this Sealpost"
                 )
-            if not chosen.phone or not E164.match(chosen.phone):
+            if not chosen.phone:
                 raise InvalidInput(
                     "pickup.phone: a notice by SMS needs an E.164 number (+34600111222)"
                 )
-            phone = chosen.phone
+            phone = checked_number(chosen.phone, "pickup.phone")
         if identification == CHALLENGE:
             if not chosen.challenge_question or not (chosen.challenge_answer or "").strip():
                 raise InvalidInput(
@@ -425,39 +434,53 @@ class PickupService:
                 return 0
             tokens = {
                 channel: self.access.issue_link_in(conn, holder(p), now=now, expires_at=expires_at)
-                for channel in p.channels
+                for channel in usable_channels(p)
             }
         sent: dict[str, str] = {}
+        refused: dict[str, Any] = {}
         records = []
         for channel, token in tokens.items():
             url = f"{self.config.public_url}/pickup/{token}"
             try:
                 sent[channel] = self._send_by(p, channel, url, expires_at, reminder)
             except SealpostError as exc:
+                final = isinstance(exc, InvalidInput)
                 log.warning(
-                    "pickup.notice_refused", communication_id=p.communication_id, channel=channel
+                    "pickup.notice_refused",
+                    communication_id=p.communication_id,
+                    channel=channel,
+                    final=final,
                 )
+                if final:  # the operator's or the mailer's no to this number: final
+                    refused[STATUS_COLUMN[channel]] = REFUSED
                 records.append(
                     steps.record(
                         p,
                         "ConsignmentNotificationFailure",
                         now,
                         reasons=[Reason("notice_not_accepted", exc.message)],
-                        details={"channel": channel, "reminder": reminder},
+                        details={"channel": channel, "reminder": reminder, "final": final},
                     )
                 )
         if not sent:
             with self.repo.transaction() as conn:
                 if not reminder:
+                    # Tried again in a minute, unless every channel refused for good.
+                    left = [c for c in tokens if STATUS_COLUMN[c] not in refused]
                     self.repo.set_in(
                         conn,
                         p.communication_id,
                         expect_states=(NEW,),
-                        notice_due_at=now + timedelta(seconds=NOTICE_RETRY_SECONDS),
+                        notice_due_at=(
+                            now + timedelta(seconds=NOTICE_RETRY_SECONDS) if left else None
+                        ),
+                        **refused,
                     )
+                elif refused:
+                    self.repo.set_in(conn, p.communication_id, **refused)
                 self.repo.add_evidence_in(conn, records)
             return 1
-        values: dict[str, Any] = {"notices_sent": p.notices_sent + 1}
+        values: dict[str, Any] = {"notices_sent": p.notices_sent + 1, **refused}
         for channel, notice_id in sent.items():
             carried = (
                 {"notice_sms_id": notice_id}
@@ -655,6 +678,8 @@ class PickupService:
                 f"the pickup is {p.state}: "
                 + ("its first notice is on its way" if p.state == NEW else "nothing to resend")
             )
+        if not usable_channels(p):
+            raise Conflict("every channel of this pickup refused its notice for good")
         if p.resends >= MAX_RESENDS:
             raise Conflict(
                 f"the notice was already resent {p.resends} times (at most {MAX_RESENDS})"
@@ -688,7 +713,7 @@ class PickupService:
                 self.access.end_sessions_in(conn, holder(p), now)
             tokens = {
                 channel: self.access.issue_link_in(conn, holder(p), now=now, expires_at=link_until)
-                for channel in p.channels
+                for channel in usable_channels(p)
             }
         sent: dict[str, str] = {}
         records = []

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sealpost.errors import InvalidInput
+from sealpost.phones import InvalidPhoneNumber as InvalidPhoneNumber
 
 Encoding = Literal["gsm7", "ucs2"]
 
@@ -202,17 +202,3 @@ class Sms:
     last_error: str | None
     idempotency_key: str | None
     request_sha256: str | None
-
-
-class InvalidPhoneNumber(InvalidInput):
-    """A destination that is not a valid E.164 number (ITU-T E.164; checked with Google's
-    libphonenumber metadata): 422 naming the field and the number as sent."""
-
-    code = "invalid_phone_number"
-    title = "Not a valid phone number"
-    problem_fields = ("field", "number")
-
-    def __init__(self, field: str, number: str, why: str) -> None:
-        super().__init__(f"{field}: {number[:40]!r} is not a valid E.164 phone number ({why})")
-        self.field = field
-        self.number = number[:40]
