@@ -5,8 +5,13 @@ notice states the deadline on the policy's legal clock and stays GSM-7 (M7, L1).
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+import time
+from datetime import UTC, timedelta
+from zoneinfo import ZoneInfo
 
+import pytest
+
+from sealpost.sms.model import split
 from tests.pickup.flow import pickup_request, records_of
 from tests.sms.test_sms_codes import CodesEnv, codes_env, codes_overrides, smsc
 
@@ -79,3 +84,31 @@ def test_a_notice_refused_for_good_by_the_sms_domain_is_not_tried_every_minute(
     assert len(failures) == 1 and failures[0]["details"]["final"] is True
     detail = env.client.get(f"/v1/communications/{cid}", headers=env.key).json()["pickup"]
     assert detail["notice"]["sms_status"] == "refused"
+
+
+@pytest.mark.parametrize(
+    ("policy_name", "zone"),
+    [("es", "Europe/Madrid"), ("fr", "Europe/Paris"), ("default", None)],
+)
+def test_the_sms_notice_states_the_close_on_the_legal_clock_and_stays_gsm7(
+    codes_env: CodesEnv, policy_name: str, zone: str | None
+) -> None:
+    env = codes_env
+    cid = _pickup(env, notice=["sms"], phone=PHONE, policy=policy_name)
+    with env.sp.pickup.repo.transaction() as conn:
+        env.sp.pickup.repo.set_in(
+            conn, cid, sender_name="Łukasz Żółć — Gestión 🚀 y Asociados de Tráfico S.L."
+        )
+    env.sp.pickup.run_due()
+    env.wait_text(PHONE, "pickup|certified")
+    time.sleep(0.5)  # every segment of it
+    parts = env.texts_to(PHONE)
+    text = "".join(parts)
+    p = env.sp.pickup.repo.get(cid)
+    assert p is not None and p.expires_at is not None
+    local = p.expires_at.astimezone(ZoneInfo(zone) if zone else UTC)
+    assert f"until {local:%d/%m/%Y %H:%M} {zone or 'UTC'}: " in text, text
+    billed = split(text)
+    assert billed.encoding == "gsm7" and billed.segments <= 2 and len(parts) == billed.segments
+    if policy_name != "fr":  # fr hides the sender until acceptance
+        assert "from Lukasz Zolc Gestion y Asociados de" in text, text

@@ -33,7 +33,7 @@ from sealpost.errors import Conflict, InvalidInput, NotFound, SealpostError
 from sealpost.ledger.records import Reason
 from sealpost.logging import get_logger
 from sealpost.phones import checked_number
-from sealpost.pickup import steps
+from sealpost.pickup import sms_text, steps
 from sealpost.pickup.model import (
     ACCEPTED,
     CHALLENGE,
@@ -352,13 +352,12 @@ class PickupService:
 
     def _sms_notice_text(self, p: Pickup, url: str, expires_at: datetime, reminder: bool) -> str:
         """The notice as an SMS: who (unless the policy hides the sender), the single-use
-        link and the date — no content, no subject.  GSM-7 only (no accents), so it stays
-        two segments at most (3GPP TS 23.038)."""
+        link and the close as ``dd/mm/yyyy HH:MM`` on the policy's legal clock, the zone
+        named (as the email notice states it) — no content, no subject.  GSM-7 only, so it
+        stays two segments at most (3GPP TS 23.038; ``sms_text.py``)."""
         sender = None if p.hide_sender else (p.sender_name or p.sender)
-        head = "Reminder: a" if reminder else "A"
-        who = f" from {sender}" if sender else ""
-        until = f"{expires_at:%Y-%m-%d}"
-        return f"{head} certified message{who} is waiting for you until {until}: {url}"
+        zone = policy(p.policy).zone
+        return sms_text.notice(sender, url, expires_at, zone, reminder=reminder)
 
     def _send_by(
         self,
