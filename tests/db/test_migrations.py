@@ -256,7 +256,9 @@ def test_0011_adds_the_sms_notice_columns_and_the_downgrade_drops_them(database_
     engine.dispose()
 
 
-def test_0013_counts_pickup_resends_from_zero_and_the_downgrade_drops_it(database_url: str) -> None:
+def test_0013_counts_pickup_resends_and_keeps_the_code_session_and_the_downgrade_drops_them(
+    database_url: str,
+) -> None:
     """Pickups made before 0013 were resent an unknown number of times: they start at 0; the
     column comes and goes with 0013, the rest of the pickup stays."""
     engine = make_test_engine(database_url)
@@ -265,7 +267,11 @@ def test_0013_counts_pickup_resends_from_zero_and_the_downgrade_drops_it(databas
     columns = {c["name"]: c for c in inspect(engine).get_columns("pickups")}
     assert columns["resends"]["nullable"] is False
     assert "0" in str(columns["resends"]["default"])
+    codes = {c["name"] for c in inspect(engine).get_columns("access_challenges")}
+    assert "code_session" in codes
     _downgrade(engine, "0011")
+    codes = {c["name"] for c in inspect(engine).get_columns("access_challenges")}
+    assert "code_session" not in codes and "code_hash" in codes
     columns = {c["name"]: c for c in inspect(engine).get_columns("pickups")}
     assert "resends" not in columns
     assert {"notices_sent", "notice_channels"} <= set(columns)

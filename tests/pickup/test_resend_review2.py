@@ -117,3 +117,27 @@ def test_resend_with_an_odd_identifier_is_a_clear_answer(
 ) -> None:
     r = client.post(f"/v1/communications/{odd}/pickup/resend", headers=key)
     assert r.status_code in (404, 422), r.text
+
+
+def test_a_code_superseded_by_another_page_is_named_and_not_counted(
+    mail_env: MailEnv, client: TestClient, key: dict[str, str]
+) -> None:
+    """Review 2 M2: the email's link on a computer and a reminder's on the phone, each page
+    asks a code: the first page is told a newer code went to the other, and the try is free."""
+    cid = send_pickup(client, key, "pia")
+    notify(mail_env)
+    pc = Recipient(client)
+    pc.open(token_of(link_in(wait_mail(mail_env, "pia", NOTICE))))
+    assert pc.call("POST", "/code").status_code == 200
+    code_pc = code_in(wait_mail(mail_env, "pia", "Su código"))
+    p = mail_env.sp.pickup.repo.get(cid)
+    assert p is not None and p.next_reminder_at is not None
+    notify(mail_env, p.next_reminder_at + timedelta(seconds=1))
+    phone = Recipient(client)
+    phone.open(token_of(link_in(wait_mail(mail_env, "pia", NOTICE, count=2))))
+    assert phone.call("POST", "/code").status_code == 200
+    stale = pc.call("POST", "/identify", {"answer": code_pc})
+    assert stale.status_code == 422 and "newer code" in stale.json()["detail"]
+    assert phone.call("GET", "/state").json()["attempts_left"] == 5  # not counted
+    code_phone = code_in(wait_mail(mail_env, "pia", "Su código", count=2))
+    assert phone.call("POST", "/identify", {"answer": code_phone}).status_code == 200

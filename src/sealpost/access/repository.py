@@ -162,6 +162,7 @@ class AccessRepository:
             sends=row.sends,
             sent_to=row.sent_to,
             communication_id=row.communication_id,
+            code_session=row.code_session,
         )
 
     @staticmethod
