@@ -324,3 +324,25 @@ def test_0013_adds_the_sms_text_nonce_and_the_downgrade_drops_it(database_url: s
     assert "text_nonce" not in columns
     assert _rows(engine, "SELECT id, text FROM sms_messages") == [{"id": "s1", "text": "Hola"}]
     engine.dispose()
+
+
+def test_0014_counts_pickup_resends_and_keeps_the_code_session_and_the_downgrade_drops_them(
+    database_url: str,
+) -> None:
+    """Pickups made before 0014 were resent an unknown number of times: they start at 0; the
+    column comes and goes with 0014, the rest of the pickup stays."""
+    engine = make_test_engine(database_url)
+    migrate.upgrade(engine, "0013")
+    migrate.upgrade(engine, "0014")
+    columns = {c["name"]: c for c in inspect(engine).get_columns("pickups")}
+    assert columns["resends"]["nullable"] is False
+    assert "0" in str(columns["resends"]["default"])
+    codes = {c["name"] for c in inspect(engine).get_columns("access_challenges")}
+    assert "code_session" in codes
+    _downgrade(engine, "0013")
+    codes = {c["name"] for c in inspect(engine).get_columns("access_challenges")}
+    assert "code_session" not in codes and "code_hash" in codes
+    columns = {c["name"]: c for c in inspect(engine).get_columns("pickups")}
+    assert "resends" not in columns
+    assert {"notices_sent", "notice_channels"} <= set(columns)
+    engine.dispose()

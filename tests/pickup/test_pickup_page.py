@@ -186,3 +186,28 @@ def test_a_scanner_fetching_the_link_first_spends_nothing(
     phone.goto(link)
     expect(phone.get_by_test_id("code-send")).to_be_visible()
     assert events_of(mail_env, cid).count("NotificationAccessTracking") == 1
+
+
+def test_a_reload_after_accepting_resumes_the_page_and_shows_the_content(
+    mail_env: MailEnv, live: Any, phone: Any, client: TestClient, key: dict[str, str]
+) -> None:
+    """Review 2 H2: the link is single-use; the page session kept in the tab's sessionStorage
+    brings a reload back to the content, and a new tab without it is told why not."""
+    page = phone
+    cid = send_pickup(client, key, "rey")
+    notify(mail_env)
+    link = link_in(wait_mail(mail_env, "rey", NOTICE))
+    page.goto(link)
+    page.get_by_test_id("code-send").click()
+    page.get_by_test_id("answer").fill(code_in(wait_mail(mail_env, "rey", "Su código")))
+    page.get_by_test_id("verify").click()
+    page.get_by_test_id("accept").click()
+    expect(page.get_by_test_id("subject")).to_have_text("Claim 4711")
+    page.reload()
+    expect(page.get_by_test_id("text")).to_contain_text(SECRET_TEXT)
+    expect(page.get_by_test_id("accept")).to_be_hidden()
+    other = page.context.new_page()  # a tab of its own: no session kept for it
+    other.goto(link)
+    expect(other.get_by_test_id("status")).to_contain_text("already opened")
+    expect(other.get_by_test_id("text")).to_be_hidden()
+    assert events_of(mail_env, cid).count("ConsignmentAcceptance") == 1

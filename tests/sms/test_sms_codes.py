@@ -235,7 +235,7 @@ def test_a_pickup_noticed_by_sms_and_identified_by_an_sms_code(
     notice = env.wait_text(number, "/pickup/")
     assert SECRET_TEXT not in notice and "Claim 4711" not in notice
     assert "claims@acme.test" not in notice  # fr: the sender is hidden until acceptance
-    assert "certified message is waiting for you" in notice
+    assert "certified message awaits you until" in notice
     # the SMS can reach the SMSC before the notice's record commits (the sender wakes at once)
     _wait(lambda: "ConsignmentNotification" in events_of(env.mail, cid), "ConsignmentNotification")
     sent = records_of(env.mail, cid, "ConsignmentNotification")

@@ -68,6 +68,8 @@ class Challenge:
     """The address or number the last code went to."""
     communication_id: str | None
     """The certified message that carried it: evidence of where the code went."""
+    code_session: str | None = None
+    """A digest of the page session the pending code was asked from (None: unknown)."""
 
     @property
     def locked(self) -> bool:

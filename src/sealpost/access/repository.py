@@ -118,6 +118,20 @@ class AccessRepository:
         )
 
     @staticmethod
+    def revoke_links_in(conn: Connection, holder: Holder, now: datetime) -> None:
+        lk = access_links.c
+        conn.execute(
+            update(access_links)
+            .where(
+                _is(access_links, holder),
+                lk.kind == LINK,
+                lk.used_at.is_(None),
+                lk.expires_at > now,
+            )
+            .values(expires_at=now)
+        )
+
+    @staticmethod
     def links_since_in(conn: Connection, holder: Holder, since: datetime) -> int:
         lk = access_links.c
         return int(
@@ -148,6 +162,7 @@ class AccessRepository:
             sends=row.sends,
             sent_to=row.sent_to,
             communication_id=row.communication_id,
+            code_session=row.code_session,
         )
 
     @staticmethod

@@ -28,6 +28,7 @@ caller's transaction, so a domain's state change and the access change commit to
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -54,6 +55,19 @@ from sealpost.errors import InvalidInput, Locked, RateLimited, TooManyRequests
 from sealpost.ratelimit import RateLimiter, client_key, retry_after
 
 LOCKED_MESSAGE = "Too many wrong codes: ask the sender for a new link."
+
+
+class NewerCode(InvalidInput):
+    """The code typed was superseded by one asked from another page session (two pages open,
+    say the email's link on a computer and the SMS's on the phone): 422, not counted — the
+    code is not even compared, so nothing is learnt from it."""
+
+    code = "newer_code_sent"
+    title = "A newer code was sent"
+
+
+def _session_digest(session: str) -> str:
+    return hashlib.sha256(session.encode()).hexdigest()
 
 
 def _bound(holder: Holder, session: str) -> str:
@@ -150,6 +164,11 @@ class AccessService:
         """Close the holder's open pages: whoever held an older link loses it."""
         self.repo.end_sessions_in(conn, holder, now)
 
+    def revoke_links_in(self, conn: Connection, holder: Holder, now: datetime) -> None:
+        """Expire the holder's links not opened yet: a new link replaces them, and whoever
+        holds an older one (forwarded, leaked) can no longer open a page with it."""
+        self.repo.revoke_links_in(conn, holder, now)
+
     def links_since(self, holder: Holder, since: datetime) -> int:
         with self.repo.engine.connect() as conn:
             return self.repo.links_since_in(conn, holder, since)
@@ -192,6 +211,7 @@ class AccessService:
                 expires_at=now + timedelta(seconds=VALID_SECONDS),
                 sent_to=to,
                 communication_id=communication_id,
+                code_session=_session_digest(session),
             )
             found = self.repo.challenge_in(conn, holder)
         assert found is not None
@@ -222,6 +242,12 @@ class AccessService:
             raise InvalidInput("Ask for a code first.")
         if found.expires_at <= now:
             raise InvalidInput("This code has expired: ask for a new one.")
+        if found.code_session not in (None, _session_digest(session)):
+            raise NewerCode(
+                "A newer code was sent since, asked from another page (another tab or "
+                "device): use the latest code on the page that asked for it, or ask for a "
+                "new code here.  This try was not counted."
+            )
         attempts = self.repo.take_attempt_in(conn, holder, MAX_ATTEMPTS)
         if attempts is None:
             raise Locked(LOCKED_MESSAGE)

@@ -52,5 +52,6 @@ access_challenges = Table(
     Column("sends", Integer, nullable=False, server_default="0"),
     Column("sent_to", String(320)),
     Column("communication_id", String(36)),
+    Column("code_session", String(64)),
     PrimaryKeyConstraint("tenant_id", "subject_type", "subject_id", "party_id"),
 )

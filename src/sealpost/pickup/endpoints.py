@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field, StrictBool
 
 from sealpost.api.auth import TenantDep
 from sealpost.api.errors import problem_responses
-from sealpost.api.text import Choice, MultiLine, SingleLine
+from sealpost.api.text import Choice, Identifier, MultiLine, SingleLine
 from sealpost.db.full import StorageFull
 from sealpost.errors import (
     Conflict,
@@ -87,9 +87,19 @@ def put_settings(body: PickupSettings, parts: PickupDep, tenant: TenantDep) -> P
 
 class ResendOut(BaseModel):
     communication_id: str
-    notice_communication_id: str = Field(description="The new notice (a certified email).")
-    available_until: str = Field(description="When the window closes (unchanged), UTC.")
+    notice_communication_id: str | None = Field(
+        None, description="The new notice by email (a certified email), if it goes by email."
+    )
+    notice_sms_id: str | None = Field(
+        None, description="The new notice by SMS (a certified SMS), if it goes by SMS."
+    )
+    channels: list[str] = Field(description="The channels that took the new notice.")
+    available_until: str = Field(
+        description="Until when the new link works, UTC: the window's close (unchanged) while "
+        "the pickup is open; later once the recipient accepted."
+    )
     notices_sent: int
+    resends_left: int = Field(description="How many more resends this pickup allows.")
 
 
 @router.post(
@@ -97,10 +107,12 @@ class ResendOut(BaseModel):
     response_model=ResendOut,
     responses=problem_responses(NotFound, Conflict),
 )
-def resend(communication_id: str, parts: PickupDep, tenant: TenantDep) -> ResendOut:
-    """A new notice with a fresh single-use link; the recipient's code sends and wrong tries
-    start again (a locked-out recipient may try again).  409 before the first notice or once
-    the pickup is final."""
+def resend(communication_id: Identifier, parts: PickupDep, tenant: TenantDep) -> ResendOut:
+    """A new notice by each of the pickup's channels, each with a fresh single-use link; the
+    older links not opened yet stop working.  A locked-out recipient may try again (code sends
+    and wrong tries start again).  Also once the recipient accepted (a lost page: they
+    identify again and go straight to the content).  409 before the first notice, after the
+    window closed unaccepted, once rejected or expired, or after 3 resends."""
     return ResendOut(**parts.service.resend(tenant.id, communication_id[:36]))
 
 
@@ -116,19 +128,26 @@ def _visitor(request: Request) -> Visitor:
 def pickup_page(token: str, request: Request, parts: PickupDep) -> HTMLResponse:
     """The page; the link is checked, not spent."""
     lang = page.language(request.headers.get("accept-language"))
-    try:
-        parts.page.by_link(token[:100])
-    except SealpostError as exc:
-        return HTMLResponse(
-            page.error_html(exc.message, lang), status_code=exc.status, headers=page.HEADERS
-        )
-    config = {
+    config: dict[str, Any] = {
         "link": token,
         "open_url": f"{API_BASE}/open",
         "api_base": API_BASE,
         "lang": lang,
         "session_header": SESSION_HEADER,
     }
+    try:
+        parts.page.by_link(token[:100])
+    except SealpostError as exc:
+        if not parts.page.spent(token[:100]):
+            return HTMLResponse(
+                page.error_html(exc.message, lang), status_code=exc.status, headers=page.HEADERS
+            )
+        # A reload of the page that spent this link: the script resumes the page session it
+        # kept in the tab's sessionStorage, or shows why the link cannot be used (still 410).
+        config.update(resume=True, gone=exc.message)
+        return HTMLResponse(
+            page.page_html(config, lang), status_code=exc.status, headers=page.HEADERS
+        )
     return HTMLResponse(page.page_html(config, lang), headers=page.HEADERS)
 
 

@@ -41,6 +41,8 @@ CONSIGNMENT_URIS = {
 POLICIES = ("default", "es", "fr")
 MAX_ATTEMPTS = 5
 """Challenge answers per recipient before the lockout (codes: the access kit counts them)."""
+MAX_RESENDS = 3
+"""The sender's resends per pickup: each is a message to the recipient (review2 M3)."""
 
 _PARIS = ZoneInfo("Europe/Paris")
 _MADRID = ZoneInfo("Europe/Madrid")
@@ -146,6 +148,8 @@ class Pickup:
     notice_communication_id: str | None
     notice_status: str | None
     notices_sent: int
+    resends: int
+    """How many times the sender resent the notice (capped at ``MAX_RESENDS``)."""
     notice_channels: str
     """``email``, ``sms`` or ``email,sms``."""
     notice_sms_id: str | None

@@ -78,6 +78,11 @@ class PickupPage:
             raise Gone("This link has expired.")
         return found
 
+    def spent(self, token: str) -> bool:
+        """The link was opened (by a page whose script may still hold its session)."""
+        grant = self.access.link(token, SUBJECT)
+        return grant is not None and grant.used_at is not None
+
     def open(self, token: str, visitor: Visitor) -> tuple[str, Pickup]:
         """Spend the link for a page session; NotificationAccessTracking."""
         found = self.by_link(token)

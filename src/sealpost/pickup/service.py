@@ -17,7 +17,6 @@ beyond the short transactions it opens for each step.
 
 from __future__ import annotations
 
-import re
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -33,8 +32,10 @@ from sealpost.config import Settings
 from sealpost.errors import Conflict, InvalidInput, NotFound, SealpostError
 from sealpost.ledger.records import Reason
 from sealpost.logging import get_logger
-from sealpost.pickup import steps
+from sealpost.phones import checked_number
+from sealpost.pickup import sms_text, steps
 from sealpost.pickup.model import (
+    ACCEPTED,
     CHALLENGE,
     CONSENT,
     CONSIGNMENT_MODES,
@@ -43,6 +44,7 @@ from sealpost.pickup.model import (
     HANDED_OVER,
     IDENTIFICATIONS,
     MAX_ATTEMPTS,
+    MAX_RESENDS,
     NEW,
     NOTICE_CHANNELS,
     NOTIFIED,
@@ -64,7 +66,9 @@ from sealpost.pickup.repository import PickupRepository
 
 log = get_logger(__name__)
 
-E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
+RESENDABLE = (NOTIFIED, ACCEPTED, HANDED_OVER)
+"""States in which the sender may resend: open, or the message is the recipient's already."""
+
 NOTICE_RETRY_SECONDS = 60.0
 DEFAULTS_TTL_SECONDS = 5.0
 NOTICE_CLAIM_SECONDS = 300.0
@@ -90,6 +94,16 @@ class PickupConfig:
             reminder_days=tuple(sorted(settings.pickup_reminder_days, reverse=True)),
             session_minutes=settings.pickup_session_minutes,
         )
+
+
+STATUS_COLUMN = {"email": "notice_status", "sms": "notice_sms_status"}
+REFUSED = "refused"
+"""A channel's notice refused for good (not a number, not an address): not tried again."""
+
+
+def usable_channels(pickup: Pickup) -> tuple[str, ...]:
+    """The pickup's notice channels, but for one whose notice was refused for good."""
+    return tuple(c for c in pickup.channels if getattr(pickup, STATUS_COLUMN[c]) != REFUSED)
 
 
 def holder(pickup: Pickup) -> Holder:
@@ -168,20 +182,20 @@ class PickupService:
                     "pickup.identification: sms_otp needs an SMS sender, and none is "
                     "configured on this Sealpost"
                 )
-            if not chosen.phone or not E164.match(chosen.phone):
+            if not chosen.phone:
                 raise InvalidInput("pickup.phone: sms_otp needs an E.164 number (+34600111222)")
-            phone = chosen.phone
+            phone = checked_number(chosen.phone, "pickup.phone")
         if "sms" in channels:
             if self.sms is None:
                 raise InvalidInput(
                     "pickup.notice: a notice by SMS needs an SMS sender, and none is "
                     "configured on this Sealpost"
                 )
-            if not chosen.phone or not E164.match(chosen.phone):
+            if not chosen.phone:
                 raise InvalidInput(
                     "pickup.phone: a notice by SMS needs an E.164 number (+34600111222)"
                 )
-            phone = chosen.phone
+            phone = checked_number(chosen.phone, "pickup.phone")
         if identification == CHALLENGE:
             if not chosen.challenge_question or not (chosen.challenge_answer or "").strip():
                 raise InvalidInput(
@@ -338,19 +352,28 @@ class PickupService:
 
     def _sms_notice_text(self, p: Pickup, url: str, expires_at: datetime, reminder: bool) -> str:
         """The notice as an SMS: who (unless the policy hides the sender), the single-use
-        link and the date — no content, no subject.  GSM-7 only (no accents), so it stays
-        two segments at most (3GPP TS 23.038)."""
+        link and the close as ``dd/mm/yyyy HH:MM`` on the policy's legal clock, the zone
+        named (as the email notice states it) — no content, no subject.  GSM-7 only, so it
+        stays two segments at most (3GPP TS 23.038; ``sms_text.py``)."""
         sender = None if p.hide_sender else (p.sender_name or p.sender)
-        head = "Reminder: a" if reminder else "A"
-        who = f" from {sender}" if sender else ""
-        until = f"{expires_at:%Y-%m-%d}"
-        return f"{head} certified message{who} is waiting for you until {until}: {url}"
+        zone = policy(p.policy).zone
+        return sms_text.notice(sender, url, expires_at, zone, reminder=reminder)
 
     def _send_by(
-        self, p: Pickup, channel: str, url: str, expires_at: datetime, reminder: bool
+        self,
+        p: Pickup,
+        channel: str,
+        url: str,
+        expires_at: datetime,
+        reminder: bool,
+        *,
+        purpose: str | None = None,
     ) -> str:
         """The notice by one channel: a certified email or a certified SMS; returns its id."""
-        details = {"pickup_of": p.communication_id, "purpose": "reminder" if reminder else "notice"}
+        details = {
+            "pickup_of": p.communication_id,
+            "purpose": purpose or ("reminder" if reminder else "notice"),
+        }
         if channel == "sms":
             if self.sms is None or not p.phone:
                 raise InvalidInput("SMS notices are not available on this Sealpost now")
@@ -410,39 +433,53 @@ class PickupService:
                 return 0
             tokens = {
                 channel: self.access.issue_link_in(conn, holder(p), now=now, expires_at=expires_at)
-                for channel in p.channels
+                for channel in usable_channels(p)
             }
         sent: dict[str, str] = {}
+        refused: dict[str, Any] = {}
         records = []
         for channel, token in tokens.items():
             url = f"{self.config.public_url}/pickup/{token}"
             try:
                 sent[channel] = self._send_by(p, channel, url, expires_at, reminder)
             except SealpostError as exc:
+                final = isinstance(exc, InvalidInput)
                 log.warning(
-                    "pickup.notice_refused", communication_id=p.communication_id, channel=channel
+                    "pickup.notice_refused",
+                    communication_id=p.communication_id,
+                    channel=channel,
+                    final=final,
                 )
+                if final:  # the operator's or the mailer's no to this number: final
+                    refused[STATUS_COLUMN[channel]] = REFUSED
                 records.append(
                     steps.record(
                         p,
                         "ConsignmentNotificationFailure",
                         now,
                         reasons=[Reason("notice_not_accepted", exc.message)],
-                        details={"channel": channel, "reminder": reminder},
+                        details={"channel": channel, "reminder": reminder, "final": final},
                     )
                 )
         if not sent:
             with self.repo.transaction() as conn:
                 if not reminder:
+                    # Tried again in a minute, unless every channel refused for good.
+                    left = [c for c in tokens if STATUS_COLUMN[c] not in refused]
                     self.repo.set_in(
                         conn,
                         p.communication_id,
                         expect_states=(NEW,),
-                        notice_due_at=now + timedelta(seconds=NOTICE_RETRY_SECONDS),
+                        notice_due_at=(
+                            now + timedelta(seconds=NOTICE_RETRY_SECONDS) if left else None
+                        ),
+                        **refused,
                     )
+                elif refused:
+                    self.repo.set_in(conn, p.communication_id, **refused)
                 self.repo.add_evidence_in(conn, records)
             return 1
-        values: dict[str, Any] = {"notices_sent": p.notices_sent + 1}
+        values: dict[str, Any] = {"notices_sent": p.notices_sent + 1, **refused}
         for channel, notice_id in sent.items():
             carried = (
                 {"notice_sms_id": notice_id}
@@ -608,81 +645,131 @@ class PickupService:
     # -- the sender's resend ---------------------------------------------------------------
 
     def resend(self, tenant_id: str, communication_id: str) -> dict[str, Any]:
-        """The sender sends the notice again: a new certified email with a fresh single-use
-        link, the recipient's code sends and wrong tries counted from zero (the sender vouches
-        for a new try: the access kit's ``reset_codes_in``, and the challenge's own counter),
-        and the pages opened from older links closed.  Recorded as ConsignmentNotification
-        with ``details.reason = "resent"`` (ETSI EN 319 522-3 Table 2: a notification of the
-        consignment).  The window does not move.  404 for another tenant's communication,
-        409 before the first notice or once the pickup is final."""
+        """The sender sends the notice again, by each of the pickup's channels (email, SMS or
+        both: :meth:`_send_by`), each with a fresh single-use link, while the pickup is open
+        (``notified``, before the window closes) and also once the recipient accepted (or, in
+        basic mode, was handed the content): a recipient whose page was lost (a reload, a
+        closed tab) identifies again and goes straight to the content — no new acceptance.
+
+        * The holder's older links not opened yet are revoked (review2 M1): whoever holds one
+          can no longer open a page and lock the recipient out again.
+        * A locked-out recipient gets code sends and wrong tries from zero (the sender vouches
+          for a new try: the access kit's ``reset_codes_in``, and the challenge's own counter),
+          and the pages opened before are closed.  Otherwise open pages stay open: an
+          identified recipient is not thrown out by a resend (review2 M3).
+        * At most :data:`MAX_RESENDS` per pickup, then 409.
+        * At or after ``expires_at`` an open pickup expires first (AcceptanceRejectionExpiry,
+          as the page does) and the resend is refused (409).
+
+        Recorded as ConsignmentNotification per channel with ``details.reason = "resent"``
+        (ETSI EN 319 522-3 Table 2: a notification of the consignment), or
+        ConsignmentNotificationFailure for a channel that did not take it.  The window does
+        not move.  404 for another tenant's communication."""
         now = self.clock()
         p = self.repo.get(communication_id, tenant_id)
         if p is None:
             raise NotFound("no pickup for this communication")
-        if p.state != NOTIFIED or p.expires_at is None:
+        if p.state == NOTIFIED and p.expires_at is not None and now >= p.expires_at:
+            self.expire(p, now)
+            raise Conflict("the pickup is expired: its window closed, nothing to resend")
+        if p.state not in RESENDABLE or p.expires_at is None:
             raise Conflict(
                 f"the pickup is {p.state}: "
                 + ("its first notice is on its way" if p.state == NEW else "nothing to resend")
             )
-        with self.repo.transaction() as conn:
-            if not self.repo.set_in(conn, communication_id, expect_states=(NOTIFIED,), attempts=0):
-                current = self.repo.get_in(conn, communication_id)
-                raise Conflict(f"the pickup is {current.state if current else 'gone'}")
-            self.access.reset_codes_in(conn, holder(p))
-            self.access.end_sessions_in(conn, holder(p), now)
-            token = self.access.issue_link_in(conn, holder(p), now=now, expires_at=p.expires_at)
-        url = f"{self.config.public_url}/pickup/{token}"
-        try:
-            notice_id = self.mailer.send(
-                OutgoingMail(
-                    tenant_id=p.tenant_id,
-                    sender=self.config.mail_from,
-                    to=p.recipient,
-                    subject="A certified message is waiting for you / "
-                    "Comunicación certificada pendiente",
-                    text=self._notice_text(p, url, p.expires_at, False),
-                    identification={"method": "registered-pickup"},
-                    details={"pickup_of": p.communication_id, "purpose": "resent"},
-                    access_secret=True,  # the fresh single-use link: the sender must not read it
-                )
+        if not usable_channels(p):
+            raise Conflict("every channel of this pickup refused its notice for good")
+        if p.resends >= MAX_RESENDS:
+            raise Conflict(
+                f"the notice was already resent {p.resends} times (at most {MAX_RESENDS})"
             )
-        except SealpostError as exc:
-            failure = steps.record(
-                p,
-                "ConsignmentNotificationFailure",
-                now,
-                reasons=[Reason("notice_not_accepted", exc.message)],
-                details={"reminder": False, "reason": "resent"},
-            )
-            with self.repo.transaction() as conn:
-                self.repo.add_evidence_in(conn, [failure])
-            raise
-        notice = steps.record(
-            p,
-            "ConsignmentNotification",
-            now,
-            details={
-                "notice_communication_id": notice_id,
-                "channel": "email",
-                "reminder": False,
-                "reason": "resent",
-                "codes_reset": True,
-                "sender_shown": not p.hide_sender,
-                "available_until": p.expires_at.isoformat(),
-            },
+        locked = self.locked_out(p)
+        # An accepted message stays available after the window: its new link lives as long
+        # as a first notice's would.
+        link_until = (
+            p.expires_at
+            if p.state == NOTIFIED
+            else max(p.expires_at, now + timedelta(days=self.config.default_days))
         )
         with self.repo.transaction() as conn:
-            self.repo.set_in(
+            values: dict[str, Any] = {"resends": p.resends + 1}
+            if locked:
+                values["attempts"] = 0
+            if not self.repo.set_in(
                 conn,
                 communication_id,
-                notice_communication_id=notice_id,
-                notice_status="sent",
-                notices_sent=p.notices_sent + 1,
+                expect_states=(p.state,),
+                where_equal={"resends": p.resends},
+                **values,
+            ):
+                current = self.repo.get_in(conn, communication_id)
+                raise Conflict(
+                    f"the pickup is {current.state if current else 'gone'}, or resent meanwhile"
+                )
+            self.access.revoke_links_in(conn, holder(p), now)
+            if locked:
+                self.access.reset_codes_in(conn, holder(p))
+                self.access.end_sessions_in(conn, holder(p), now)
+            tokens = {
+                channel: self.access.issue_link_in(conn, holder(p), now=now, expires_at=link_until)
+                for channel in usable_channels(p)
+            }
+        sent: dict[str, str] = {}
+        records = []
+        failure: SealpostError | None = None
+        for channel, token in tokens.items():
+            url = f"{self.config.public_url}/pickup/{token}"
+            try:
+                sent[channel] = self._send_by(p, channel, url, link_until, False, purpose="resent")
+            except SealpostError as exc:
+                failure = exc
+                records.append(
+                    steps.record(
+                        p,
+                        "ConsignmentNotificationFailure",
+                        now,
+                        reasons=[Reason("notice_not_accepted", exc.message)],
+                        details={"channel": channel, "reminder": False, "reason": "resent"},
+                    )
+                )
+        update: dict[str, Any] = {"notices_sent": p.notices_sent + (1 if sent else 0)}
+        for channel, notice_id in sent.items():
+            carried = (
+                {"notice_sms_id": notice_id}
+                if channel == "sms"
+                else {"notice_communication_id": notice_id}
             )
-            self.repo.add_evidence_in(conn, [notice])
+            records.append(
+                steps.record(
+                    p,
+                    "ConsignmentNotification",
+                    now,
+                    details={
+                        **carried,
+                        "channel": channel,
+                        "reminder": False,
+                        "reason": "resent",
+                        "codes_reset": locked,
+                        "sender_shown": not p.hide_sender,
+                        "available_until": link_until.isoformat(),
+                    },
+                )
+            )
+            if channel == "sms":
+                update.update(notice_sms_id=notice_id, notice_sms_status="sent")
+            else:
+                update.update(notice_communication_id=notice_id, notice_status="sent")
+        with self.repo.transaction() as conn:
+            self.repo.set_in(conn, communication_id, **update)
+            self.repo.add_evidence_in(conn, records)
+        if not sent and failure is not None:
+            raise failure
         return {
             "communication_id": communication_id,
-            "notice_communication_id": notice_id,
-            "available_until": p.expires_at.isoformat().replace("+00:00", "Z"),
-            "notices_sent": p.notices_sent + 1,
+            "notice_communication_id": sent.get("email"),
+            "notice_sms_id": sent.get("sms"),
+            "channels": list(sent),
+            "available_until": link_until.isoformat().replace("+00:00", "Z"),
+            "notices_sent": update["notices_sent"],
+            "resends_left": MAX_RESENDS - p.resends - 1,
         }

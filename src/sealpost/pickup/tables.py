@@ -31,6 +31,7 @@ pickups = Table(
     Column("notice_communication_id", String(36)),
     Column("notice_status", String(16)),
     Column("notices_sent", Integer, nullable=False, server_default="0"),
+    Column("resends", Integer, nullable=False, server_default="0"),
     Column("notice_channels", String(16), nullable=False, server_default="email"),
     Column("notice_sms_id", String(36)),
     Column("notice_sms_status", String(16)),

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sealpost.errors import InvalidInput
+from sealpost.phones import InvalidPhoneNumber as InvalidPhoneNumber
 
 Encoding = Literal["gsm7", "ucs2"]
 
@@ -219,17 +219,3 @@ class Sms:
     text_nonce: str | None = None
     """Hex of the 16 random bytes committed with an access-secret text (operator-only):
     :attr:`text_sha256` is then ``sha256(nonce ‖ 0x00 ‖ text)``, not the text's own digest."""
-
-
-class InvalidPhoneNumber(InvalidInput):
-    """A destination that is not a valid E.164 number (ITU-T E.164; checked with Google's
-    libphonenumber metadata): 422 naming the field and the number as sent."""
-
-    code = "invalid_phone_number"
-    title = "Not a valid phone number"
-    problem_fields = ("field", "number")
-
-    def __init__(self, field: str, number: str, why: str) -> None:
-        super().__init__(f"{field}: {number[:40]!r} is not a valid E.164 phone number ({why})")
-        self.field = field
-        self.number = number[:40]

@@ -24,8 +24,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import phonenumbers
-
 from sealpost.certificates.secrets import ACCESS_SECRET
 from sealpost.errors import Conflict
 from sealpost.ledger.records import (
@@ -37,6 +35,7 @@ from sealpost.ledger.records import (
     Subject,
     new_record,
 )
+from sealpost.phones import checked_number as checked_number
 from sealpost.sms.batching import GroupCommit
 from sealpost.sms.model import (
     DELIVERED,
@@ -45,7 +44,6 @@ from sealpost.sms.model import (
     QUEUED,
     UNCONFIRMED,
     UNDELIVERED,
-    InvalidPhoneNumber,
     Segment,
     Sms,
     Split,
@@ -73,19 +71,6 @@ Clock = Callable[[], datetime]
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-def checked_number(number: str, field: str = "to") -> str:
-    """The number in E.164 form (``+<country><number>``), or :class:`InvalidPhoneNumber`."""
-    if not number.startswith("+"):
-        raise InvalidPhoneNumber(field, number, "E.164 starts with + and the country code")
-    try:
-        parsed = phonenumbers.parse(number, None)
-    except phonenumbers.NumberParseException as exc:
-        raise InvalidPhoneNumber(field, number, str(exc)) from None
-    if not phonenumbers.is_valid_number(parsed):
-        raise InvalidPhoneNumber(field, number, "no such number in the numbering plan")
-    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 
 @dataclass(frozen=True)

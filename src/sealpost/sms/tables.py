@@ -1,7 +1,7 @@
 """Tables of certified SMS: one row per message, one per segment, and every delivery report
 exactly as the operator sent it.
 
-Collected with the other domains' tables in ``sealpost.schema``; migrations 0008 and 0012
+Collected with the other domains' tables in ``sealpost.schema``; migrations 0008, 0012 and 0013
 create them."""
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ sms_messages = Table(
     Column("recipient", String(32), nullable=False),
     Column("text", Text, nullable=False),
     Column("text_sha256", String(64), nullable=False),
-    # the commitment's nonce (hex) of an access-secret text; null otherwise (migration 0012)
+    # the commitment's nonce (hex) of an access-secret text; null otherwise (migration 0013)
     Column("text_nonce", String(32)),
     Column("encoding", String(8), nullable=False),
     Column("segment_count", Integer, nullable=False),

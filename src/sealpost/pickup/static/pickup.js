@@ -219,13 +219,65 @@ function wire() {
   $("eml").addEventListener("click", () => download("eml", "message.eml"));
 }
 
+/*
+ * The page session is kept in the tab's sessionStorage (never in the URL, never a cookie): the
+ * link is single-use, so without it a reload — or a phone browser dropping the tab — would
+ * leave a recipient who already accepted with no way back to the content.  sessionStorage is
+ * the tab's own and ends with it.
+ */
+const STORE_KEY = "sealpost.pickup.session:" + config.link;
+
+function remember(token) {
+  try {
+    window.sessionStorage.setItem(STORE_KEY, token);
+  } catch (err) {
+    // storage off (private mode): the page still works, only a reload loses it
+  }
+}
+
+function recalled() {
+  try {
+    return window.sessionStorage.getItem(STORE_KEY);
+  } catch (err) {
+    return null;
+  }
+}
+
+function forget() {
+  try {
+    window.sessionStorage.removeItem(STORE_KEY);
+  } catch (err) {
+    // nothing kept
+  }
+}
+
+async function resume() {
+  const token = recalled();
+  if (token) {
+    config.session_token = token;
+    api = makeApi(config, config.session_header);
+    try {
+      render(await api.get("/state"));
+      return;
+    } catch (err) {
+      forget();
+    }
+  }
+  say(config.gone, "error");
+}
+
 async function start() {
   wire();
   translate();
   try {
+    if (config.resume) {
+      await resume();
+      return;
+    }
     const opened = await openSession(config);
     if (!opened) return;
     config.session_token = opened.session_token;
+    remember(opened.session_token);
     api = makeApi(config, config.session_header);
     render(opened);
   } catch (err) {
