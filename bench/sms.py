@@ -4,7 +4,9 @@
     .venv/bin/python bench/sms.py --messages 20000 --database postgresql+psycopg://postgres@127.0.0.1:5432/test
 
 Sealpost with the SMPP adapter bound to the test SMSC (``tests/support/smsc.py``, on
-127.0.0.1, a delivery receipt per segment 10 ms after each submit).  ``--clients`` threads
+127.0.0.1, a delivery receipt per segment 10 ms after each submit), which runs in a process of
+its own as an operator's SMSC does (``--smsc-in-process`` shares Sealpost's interpreter with
+it, as the first measurements did).  ``--clients`` threads
 accept SMS through the service (what ``POST /v1/sms`` calls, without HTTP); the sender claims,
 submits and records them; receipts come back and decide each one (DeliveryReported).  Prints
 SMS/s from the first acceptance to the last decision, and per SMS the time from its
@@ -15,6 +17,8 @@ fresh schema, dropped after.
 from __future__ import annotations
 
 import argparse
+import multiprocessing
+import multiprocessing.process
 import statistics
 import sys
 import tempfile
@@ -23,6 +27,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 from pydantic import SecretStr
@@ -47,6 +52,48 @@ def _schema_url(base: str) -> tuple[str, str]:
     return f"{base}{sep}options=-csearch_path%3D{schema}", schema
 
 
+def _smsc_process(conn: Connection) -> None:
+    """The SMSC in its own process: sends its address, serves until told to stop, then sends
+    how many segments it took."""
+    smsc = SmscPeer().start()
+    conn.send((smsc.port, smsc.system_id, smsc.password))
+    conn.recv()
+    taken = len(smsc.submissions)
+    smsc.stop()
+    conn.send(taken)
+
+
+class _Smsc:
+    """The SMSC peer, here or in a child process; ``taken()`` counts the segments it took."""
+
+    def __init__(self, own_process: bool) -> None:
+        self.process: multiprocessing.process.BaseProcess | None = None
+        if own_process:
+            self.conn, child = multiprocessing.get_context("fork").Pipe()
+            self.process = multiprocessing.get_context("fork").Process(
+                target=_smsc_process, args=(child,), daemon=True
+            )
+            self.process.start()
+            self.port, self.system_id, self.password = self.conn.recv()
+        else:
+            self.peer = SmscPeer().start()
+            self.port, self.system_id, self.password = (
+                self.peer.port,
+                self.peer.system_id,
+                self.peer.password,
+            )
+
+    def stop(self) -> int:
+        if self.process is None:
+            here = len(self.peer.submissions)
+            self.peer.stop()
+            return here
+        self.conn.send("stop")
+        there: int = self.conn.recv()
+        self.process.join(10)
+        return there
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--messages", type=int, default=5_000)
@@ -55,10 +102,13 @@ def main() -> None:
     parser.add_argument("--senders", type=int, default=4, help="SEALPOST_SMS_SENDERS")
     parser.add_argument("--database", default=None, help="SQLAlchemy URL (default SQLite)")
     parser.add_argument("--deadline", type=float, default=600.0, help="seconds, in all")
+    parser.add_argument(
+        "--smsc-in-process", action="store_true", help="run the SMSC peer in this process"
+    )
     args = parser.parse_args()
     configure_logging("WARNING")
 
-    smsc = SmscPeer().start()
+    smsc = _Smsc(own_process=not args.smsc_in_process)
     workdir = Path(tempfile.mkdtemp(prefix="sealpost-bench-sms-"))
     url, schema = (None, None)
     if args.database:
@@ -107,7 +157,7 @@ def main() -> None:
     with sp.engine.connect() as conn:
         rows = conn.execute(select(c.id, c.status, c.updated_at)).all()
     sp.stop_background()
-    smsc.stop()
+    taken = smsc.stop()
     delivered = [r for r in rows if r.status == "delivered"]
     latencies = []
     last = first
@@ -116,10 +166,10 @@ def main() -> None:
         last = max(last, at)
         latencies.append((at - accepted_at[r.id]).total_seconds() * 1000)
     span = (last - first).total_seconds()
-    taken = len(smsc.submissions)
     print(
         f"database: {sp.engine.url.get_backend_name()}; {args.messages} SMS, {args.clients} "
-        f"accepting threads, {args.senders} senders x {args.concurrency}"
+        f"accepting threads, {args.senders} senders x {args.concurrency}; SMSC "
+        + ("in this process" if args.smsc_in_process else "in its own process")
     )
     print(f"accepted: {args.messages / accept_seconds:.0f} SMS/s ({accept_seconds:.1f} s)")
     print(
