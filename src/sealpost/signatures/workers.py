@@ -7,8 +7,12 @@ how much).  Each task runs in a worker process under three limits:
 - **CPU time**: ``RLIMIT_CPU``, the worker's soft limit raised before each task to what it has
   used so far plus the timeout: the backstop that ends a task whose caller is gone (the kernel
   sends SIGXCPU);
-- **address space**: ``RLIMIT_AS``, set once when the worker starts (Python raises MemoryError;
-  a C library such as PDFium aborts the process).  Core dumps are off (``RLIMIT_CORE`` 0): a
+- **address space**: ``RLIMIT_AS``, set once when the worker starts to what it already maps
+  plus ``memory_mb`` (Python raises MemoryError; a C library such as PDFium aborts the process,
+  or skips what it cannot allocate).  Counted from what the worker maps at start, not from 0:
+  the preloaded modules grow as domains add dependencies, and a fixed total silently shrank
+  the room left, until PDFium drew an image-heavy page blank instead of reaching its time
+  limit.  Core dumps are off (``RLIMIT_CORE`` 0): a
   worker that ends on a signal must not write its memory to disk.
 
 A task that hits a limit raises :class:`LimitExceeded` in the caller; its worker is replaced at
@@ -86,7 +90,7 @@ class Limits:
     timeout_seconds: float
     """Wall clock, from the moment the worker has the task."""
     memory_mb: int
-    """Address space of the worker process (RLIMIT_AS), in MiB."""
+    """Address space a worker may add to what it maps when it starts (RLIMIT_AS), in MiB."""
     workers: int
     """Worker processes at most, i.e. tasks running at once; a caller waits for a free one
     at most ``timeout_seconds``, behind at most :data:`QUEUE_PER_WORKER` per worker (then
@@ -137,11 +141,22 @@ class Fault(Exception):
 # --- the worker side ------------------------------------------------------------------------
 
 
+def _mapped_bytes() -> int:
+    """This process's address space now (``/proc/self/statm``'s first field, in pages); 0
+    where there is no procfs (the limit is then ``memory_mb`` in all)."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as statm:
+            return int(statm.read().split()[0]) * resource.getpagesize()
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
 def _serve(conn: Connection, memory_bytes: int, cpu_seconds: int) -> None:
     """A worker's life: set its limits, then run tasks until the pipe closes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the server, which closes pipes
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+    limit = _mapped_bytes() + memory_bytes
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     conn.send_bytes(READY)
     while True:
         try:
@@ -167,7 +182,7 @@ def _serve(conn: Connection, memory_bytes: int, cpu_seconds: int) -> None:
             header, payload = {"refused": refused}, b""
         except Exception as exc:
             header, payload = {"fault": f"{type(exc).__name__}: {exc}"[:500]}, b""
-        retire = "limit" in header or _peak_bytes() >= memory_bytes - NEAR_LIMIT_BYTES
+        retire = "limit" in header or _peak_bytes() >= limit - NEAR_LIMIT_BYTES
         if retire and "ok" not in header:
             header = {"limit": "memory"}  # whatever the failure says, memory ran out first
         try:
