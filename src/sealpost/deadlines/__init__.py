@@ -1,0 +1,5 @@
+"""Legal deadlines: business-day calendars per ISO 3166-2 region and the terms counted on them.
+
+A shared kit (the layer of ``certificates`` and ``access``): communications, sequences and
+pickup count their terms with it; it imports no domain.
+"""
