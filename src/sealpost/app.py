@@ -53,6 +53,7 @@ if TYPE_CHECKING:
     from sealpost.communications.endpoints import CommunicationsParts
     from sealpost.communications.ports import NewPickup, PickupRequest
     from sealpost.communications.repository import CommunicationRepository
+    from sealpost.communications.tracking.service import TrackingService
     from sealpost.events.dispatcher import EventDispatcher
     from sealpost.events.endpoints import EventsParts
     from sealpost.events.outbox import OutboxRepository
@@ -349,6 +350,17 @@ class Sealpost:
             self.settings,
             on_commit=self.work_available.set,
             pickup=PickupDeskAdapter(lambda: self.pickup),
+            tracking=self.tracking,
+        )
+
+    @cached_property
+    def tracking(self) -> TrackingService:
+        """Open and click tracking of direct emails (per tenant, off by default)."""
+        from sealpost.communications.tracking.repository import TrackingRepository
+        from sealpost.communications.tracking.service import TrackingService
+
+        return TrackingService(
+            TrackingRepository(self.engine), self.settings, clock=lambda: self.clock()
         )
 
     @cached_property
@@ -708,6 +720,7 @@ class Sealpost:
             ledger=self.ledger,
             settings=self.settings,
             pickup=self.submissions.pickup,
+            tracking=self.tracking,
         )
 
     @cached_property

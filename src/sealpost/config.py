@@ -276,6 +276,18 @@ class Settings(BaseSettings):
         description="How people reach this Sealpost (signing links in emails); default "
         "http://<api_host>:<api_port>.",
     )
+    tracking_automated_seconds: float = Field(
+        60.0,
+        ge=0,
+        description="Open and click tracking: a hit this soon after delivery is marked "
+        "likely_automated (mail scanners fetch images and follow links within seconds).",
+    )
+    tracking_coalesce_seconds: float = Field(
+        60.0,
+        ge=0,
+        description="Open and click tracking: at most one evidence record per tracking token "
+        "in this window; the hits in between are counted and named in the next record.",
+    )
     signing_mail_from: str | None = Field(
         None,
         description="From address of signing invitations and codes; default signatures@<hostname>.",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from sealpost.access import tables as access_tables
 from sealpost.communications import tables as communications_tables
+from sealpost.communications.tracking import tables as tracking_tables
 from sealpost.db import tables as db_tables
 from sealpost.db.metadata import metadata
 from sealpost.events import tables as events_tables
@@ -25,6 +26,7 @@ DOMAIN_TABLES = (
     events_tables,
     access_tables,
     communications_tables,
+    tracking_tables,
     signatures_tables,
     pickup_tables,
     sms_tables,

@@ -33,6 +33,7 @@ from sealpost.api.errors import problem
 from sealpost.api.schemas import EventsHealth, Health, LedgerHealth, LoopHealthOut
 from sealpost.app import Sealpost
 from sealpost.communications import endpoints as communications
+from sealpost.communications.tracking import endpoints as tracking
 from sealpost.db.full import free_space_problems
 from sealpost.events import endpoints as events
 from sealpost.events.webhooks import endpoints as webhooks
@@ -56,6 +57,8 @@ ROUTERS = (
     pickup.router,
     pickup.page_router,
     sms.router,
+    tracking.router,
+    tracking.page_router,
 )
 """Every domain's router, in the order the OpenAPI document lists them."""
 

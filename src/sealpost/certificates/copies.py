@@ -96,6 +96,13 @@ def changes_in_words(changes: Mapping[str, Any]) -> list[str]:
             "it ended the last line with CRLF, which the message received lacked and SMTP "
             "needs (RFC 5321 §4.1.1.4)"
         )
+    tracked = changes.get("tracked_sha256")
+    if isinstance(tracked, str):
+        out.append(
+            "open and click tracking was on, so the copy was made from the tracked copy "
+            f"(SHA-256 {tracked}, stated in the acceptance record): its HTML part has a 1x1 "
+            "image added and its http(s) links go through Sealpost's redirect"
+        )
     return out
 
 

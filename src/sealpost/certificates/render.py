@@ -33,6 +33,8 @@ TITLE = "Evidence certificate — certified email"
 SMS_TITLE = "Evidence certificate — certified SMS"
 LABEL_WIDTH = 42.0
 _DETAIL_LIMIT = 300
+TRACKING_EVENTS = ("OpenTracked", "LinkClicked")
+"""Open and click tracking (``urn:sealpost:event:``): shown apart, as non-essential."""
 _RELATIONSHIP = {EML_NAME: "Source", SMS_NAME: "Source", MANIFEST_NAME: "Data"}
 
 
@@ -271,6 +273,35 @@ def _event(pdf: SealpostPages, event: CertificateEvent, n: int, name: str | None
     pdf.rule()
 
 
+def _tracking(
+    pdf: SealpostPages,
+    d: CertificateData,
+    events: list[tuple[CertificateEvent, int, str | None]],
+) -> None:
+    """Open and click tracking apart from the timeline: it proves no reading."""
+    tracked = any(
+        e.event == "SubmissionAcceptance" and isinstance(e.details.get("tracking"), Mapping)
+        for e in d.events
+    )
+    if not tracked and not events:
+        return
+    pdf.heading("Non-essential tracking")
+    pdf.paragraph(
+        "The sender had open and click tracking on for this message: the copy delivered had a "
+        "1x1 image in its HTML part and its web links went through Sealpost's redirect. The "
+        "events below record that the image was fetched or a link was followed. They are "
+        "non-essential and are never proof that the recipient read the message: mail clients "
+        "and their image proxies preload images, and security scanners follow every link, "
+        "often within seconds of delivery (those are marked likely automated). Fetches of the "
+        "same image or link within a minute are counted in the next record, not recorded one "
+        "by one. Each event is sealed evidence like the others, its evidence file attached."
+    )
+    if not events:
+        pdf.paragraph("No open or click had been recorded when this version was issued.")
+    for event, n, name in events:
+        _event(pdf, event, n, name)
+
+
 def _versions(pdf: SealpostPages, d: CertificateData) -> None:
     pdf.heading("Version")
     if d.supersedes_sha256:
@@ -356,12 +387,15 @@ def render_certificate(data: CertificateData) -> bytes:
     )
     _message(pdf, data)
 
-    pdf.heading(f"Timeline of evidence ({len(data.events)} events, times in UTC)")
     numbered = evidence_files(data)
+    tracking = [e for e in numbered if e[0].event in TRACKING_EVENTS]
+    numbered = [e for e in numbered if e[0].event not in TRACKING_EVENTS]
+    pdf.heading(f"Timeline of evidence ({len(numbered)} events, times in UTC)")
     if not numbered:
         pdf.paragraph("No event has been recorded yet.")
     for event, n, name in numbered:
         _event(pdf, event, n, name)
+    _tracking(pdf, data, tracking)
 
     _versions(pdf, data)
     files = attachments(data)

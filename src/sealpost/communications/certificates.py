@@ -74,6 +74,8 @@ def summarize(entry: TimelineEntry) -> str:
     pickup = _pickup_words(name, details, reasons)
     if pickup is not None:
         return pickup
+    if name in ("OpenTracked", "LinkClicked"):
+        return _tracking_words(name, details)
     if name == "CertificateIssued":
         return (
             f"Evidence certificate version {details.get('version')} issued "
@@ -100,6 +102,29 @@ def _visitor(details: dict[str, Any]) -> str:
     if visitor.get("user_agent"):
         parts.append(f"with {str(visitor['user_agent'])[:80]}")
     return f" ({', '.join(parts)})" if parts else ""
+
+
+def _tracking_words(name: str, details: dict[str, Any]) -> str:
+    """An open or a click in plain words: what was fetched, never that someone read it."""
+    what = (
+        "The tracking image in the HTML part was fetched"
+        if name == "OpenTracked"
+        else f"Tracked link {details.get('link')} ({details.get('url')}) was followed"
+    )
+    after = details.get("seconds_after_delivery")
+    when = f", {after:g} s after delivery" if isinstance(after, int | float) else ""
+    automated = (
+        "; likely automated (a scanner or a preloading client)"
+        if details.get("likely_automated")
+        else ""
+    )
+    coalesced = details.get("hits_coalesced")
+    more = (
+        f"; {coalesced} earlier fetches within the minute before were counted, not recorded"
+        if isinstance(coalesced, int) and coalesced > 0
+        else ""
+    )
+    return f"{what}{_visitor(details)}{when}{automated}{more}. Not proof of reading"
 
 
 def _pickup_words(name: str, details: dict[str, Any], reasons: list[Any]) -> str | None:

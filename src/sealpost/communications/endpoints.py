@@ -53,6 +53,7 @@ from sealpost.communications.email.submission import (
 )
 from sealpost.communications.ports import DELIVERY_MODES, PickupDesk, PickupRequest
 from sealpost.communications.repository import STATUSES, Communication, CommunicationRepository
+from sealpost.communications.tracking.service import TrackingService
 from sealpost.config import Settings
 from sealpost.db.full import StorageFull
 from sealpost.errors import (
@@ -87,6 +88,8 @@ class CommunicationsParts:
     ledger: LedgerReader
     settings: Settings
     pickup: PickupDesk | None = None
+    tracking: TrackingService | None = None
+    """Open and click tracking (``communications.tracking``); None: not offered."""
 
 
 def communications_parts(request: Request) -> CommunicationsParts:
@@ -240,6 +243,12 @@ class TimelineEvent(BaseModel):
 class CommunicationDetail(CommunicationBody):
     pickup: dict[str, Any] | None = Field(
         None, description="Registered pickup: state, notice, window and steps (else null)."
+    )
+    tracking: dict[str, Any] | None = Field(
+        None,
+        description="Open and click tracking, when the tenant had it on: hits and records of "
+        "the pixel and of each link, apart from the timeline. Non-essential: mail clients "
+        "preload images and scanners follow links, so never proof of reading.",
     )
     timeline: list[TimelineEvent]
     attempts_log: list[dict[str, Any]]
@@ -474,9 +483,11 @@ def get_communication(
         for cert in parts.communications.certificates(c.id)
     ]
     pickup = parts.pickup.describe(tenant.id, c.id) if parts.pickup is not None else None
+    tracking = parts.tracking.describe(tenant.id, c.id) if parts.tracking is not None else None
     return CommunicationDetail(
         **_body(c),
         pickup=pickup,
+        tracking=tracking,
         timeline=timeline,
         attempts_log=attempts,
         certificates=certificates,

@@ -126,6 +126,19 @@ KINDS: tuple[EventKind, ...] = (
         "Pickup: the window closed without acceptance or rejection (AcceptanceRejectionExpiry).",
         terminal=True,
     ),
+    # open and click tracking (optional, per tenant; docs/tracking.md): never proof of reading
+    EventKind(
+        "sealpost.communication.opened",
+        "communication",
+        "Tracking (non-essential): the HTML part's 1x1 image was fetched (OpenTracked); mail "
+        "clients preload images, so never proof of reading. At most one per minute.",
+    ),
+    EventKind(
+        "sealpost.communication.clicked",
+        "communication",
+        "Tracking (non-essential): a tracked link was followed (LinkClicked); security "
+        "scanners follow links, so never proof of reading. At most one per link per minute.",
+    ),
     EventKind(
         "sealpost.submission.rejected",
         "submission",
@@ -157,6 +170,10 @@ _PICKUP_TYPES = {
     "ContentAccessTracking": "sealpost.communication.content_downloaded",
     "AcceptanceRejectionExpiry": "sealpost.communication.unclaimed",
 }
+_TRACKING_TYPES = {
+    "OpenTracked": "sealpost.communication.opened",
+    "LinkClicked": "sealpost.communication.clicked",
+}
 _ACCEPTED_TYPE = {
     "delivered": "sealpost.communication.delivered",
     "relayed": "sealpost.communication.relayed",
@@ -173,6 +190,8 @@ def _communication_type(record: EvidenceRecord) -> str | None:
         return _ACCEPTED_TYPE[accepted]
     if name in _PICKUP_TYPES:
         return _PICKUP_TYPES[name]
+    if name in _TRACKING_TYPES:
+        return _TRACKING_TYPES[name]
     return {
         "SubmissionAcceptance": "sealpost.communication.accepted",
         "DelayWarning": "sealpost.communication.delayed",
@@ -229,6 +248,14 @@ def _communication_data(record: EvidenceRecord, type_: str) -> dict[str, Any]:
             "supersedes_sha256": details.get("supersedes_sha256"),
             "url": f"/v1/communications/{cid}/certificate.pdf?version={version}",
         }
+    elif record.event.name in _TRACKING_TYPES:
+        for key in ("url", "link", "likely_automated", "seconds_after_delivery", "hits"):
+            if key in details:
+                data[key] = details[key]
+        visitor = details.get("visitor")
+        if isinstance(visitor, dict):
+            data["ip"] = visitor.get("ip")
+            data["user_agent"] = visitor.get("user_agent")
     elif record.event.name in _PICKUP_TYPES:
         for key in (
             "notice_communication_id",

@@ -75,6 +75,9 @@ class Communication:
     request_sha256: str | None
     certificate_version: int
     certificate_due: int
+    tracked_sha256: str | None = None
+    """The copy to transmit when open and click tracking rewrote its HTML part (its digest is
+    in the SubmissionAcceptance's ``details.tracking``); None: :attr:`content_sha256`."""
 
 
 _FIELDS = [f.name for f in fields(Communication)]

@@ -51,6 +51,9 @@ communications = Table(
     Column("request_sha256", String(64)),
     Column("certificate_version", Integer, nullable=False, server_default="0"),
     Column("certificate_due", Integer, nullable=False, server_default="0"),
+    # the copy to transmit when open and click tracking rewrote it (migration 0017); NULL: the
+    # message as submitted (content_sha256)
+    Column("tracked_sha256", String(64)),
     Index("ix_communications_tenant_status", "tenant_id", "status"),
     Index("ix_communications_tenant_submitted", "tenant_id", "submitted_at", "id"),
     Index("ix_communications_due", "status", "next_attempt_at"),

@@ -178,6 +178,11 @@ _OWN_SINCE_2: tuple[tuple[str, str, bool], ...] = (
     # the content, while here only the operator says it reached the handset (docs/sms.md).
     ("DeliveryReported", "X", False),
     ("DeliveryUnconfirmed", "X", True),  # no final receipt in time: never "delivered"
+    # Optional open and click tracking of direct emails (docs/tracking.md): non-essential, never
+    # proof of reading (mail clients preload images, security scanners follow links), so never
+    # an ETSI access-tracking event, which is about a registered delivery service's own portal.
+    ("OpenTracked", "X", False),
+    ("LinkClicked", "X", False),
 )
 
 

@@ -320,7 +320,8 @@ class DeliveryWorker:
         give_up = started + timedelta(seconds=self.settings.delivery_lease_seconds)
         copy: DeliveryCopy | None = None
         try:
-            raw = await self._through_outages(c, give_up, self.contents.get, c.content_sha256)
+            stored = c.tracked_sha256 or c.content_sha256  # open and click tracking's copy
+            raw = await self._through_outages(c, give_up, self.contents.get, stored)
             copy = await self._through_outages(c, give_up, self.delivery_copy, c, raw)
             # never outlive the lease: past it another worker may take the message over
             limit = (give_up - datetime.now(UTC)).total_seconds() * 0.8
@@ -471,6 +472,8 @@ class DeliveryWorker:
             details["tls"] = result.tls
         if copy is not None and result.stage == "data":  # the copy was offered in DATA
             details.update(copy.evidence(c.content_sha256))
+            if c.tracked_sha256 is not None:
+                details["delivered_changes"]["tracked_sha256"] = c.tracked_sha256
         reasons: list[Reason] = []
         next_attempt: datetime | None = None
         if result.accepted:

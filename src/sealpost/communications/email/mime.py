@@ -43,6 +43,7 @@ __all__ = [
     "build_message",
     "describe_message",
     "ensure_message_id",
+    "flatten_verbatim",
     "has_bare_line_ends",
     "header_section",
     "line_ending",
@@ -345,6 +346,15 @@ def generated_body(part: Message, linesep: str) -> tuple[bytes, bool]:
         return data.removeprefix(nl), exact
     _head, found, body = data.partition(nl * 2)
     return (body if found else b""), exact
+
+
+def flatten_verbatim(msg: Message, linesep: str) -> bytes:
+    """``msg`` written back with its header fields as parsed (:class:`_Verbatim`): the parts
+    left alone come out as received (the open and click tracking's rewritten copy)."""
+    buf = io.BytesIO()
+    policy = _Verbatim().clone(linesep=linesep)
+    BytesGenerator(buf, mangle_from_=False, maxheaderlen=0, policy=policy).flatten(msg)
+    return buf.getvalue()
 
 
 def _plain_flatten(part: Message, policy: _Verbatim) -> bytes:

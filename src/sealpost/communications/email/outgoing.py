@@ -80,6 +80,7 @@ class CertifiedMailer:
                 identification=dict(identification),
                 details={**dict(details), **({"access_secret": True} if access_secret else {})},
                 delivery="direct",  # a notice, a code, an invitation: never a pickup itself
+                tracking=False,  # nor tracked: Sealpost's own messages are never rewritten
             )
         )
         return accepted.communication_ids[0]

@@ -50,11 +50,20 @@ from sealpost.communications.ports import (
 )
 from sealpost.communications.repository import PICKUP as PICKUP_STATUS
 from sealpost.communications.repository import QUEUED, CommunicationRepository
+from sealpost.communications.tracking.repository import TrackingRepository
+from sealpost.communications.tracking.service import Choice, TrackedCopy, TrackingService
 from sealpost.config import Settings
 from sealpost.db.engine import write_transaction
 from sealpost.db.full import StorageFull, is_storage_full
 from sealpost.errors import Conflict, InvalidInput
-from sealpost.ledger.records import EvidenceRecord, Party, Reason, Subject, new_record
+from sealpost.ledger.records import (
+    ContentInfo,
+    EvidenceRecord,
+    Party,
+    Reason,
+    Subject,
+    new_record,
+)
 from sealpost.logging import get_logger
 
 log = get_logger(__name__)
@@ -86,6 +95,9 @@ class SubmissionRequest:
     default."""
     pickup: PickupRequest | None = None
     """The pickup choices (API body); None: the ``Sealpost-Pickup-*`` headers, or defaults."""
+    tracking: bool = True
+    """False: never open and click tracking, whatever the tenant chose (Sealpost's own notices,
+    codes and invitations); True: the tenant's choice (``PUT /v1/settings/tracking``)."""
 
 
 class SenderNotAllowed(SubmissionRefused):
@@ -161,6 +173,7 @@ class _Prepared:
     records: list[EvidenceRecord]
     future: Future[Accepted] = field(default_factory=Future)
     pickups: list[NewPickup] = field(default_factory=list)
+    tracked: list[TrackedCopy] = field(default_factory=list)
 
 
 def _sender_party(request: SubmissionRequest, facts: MessageFacts) -> Party:
@@ -179,8 +192,11 @@ class SubmissionService:
         *,
         on_commit: Callable[[], None] | None = None,
         pickup: PickupDesk | None = None,
+        tracking: TrackingService | None = None,
     ) -> None:
         self.pickup = pickup
+        self.tracking = tracking
+        """Open and click tracking (set by the composition root); None: never tracked."""
         """Registered pickup (set by the composition root); None: every message is direct."""
         self.engine = engine
         self.contents = contents
@@ -225,9 +241,18 @@ class SubmissionService:
             # A code's text part would give the code away from its SHA-256 (a million
             # tries); the whole message's digest stays (its Message-ID is random).
             content = replace(content, parts=())
-        rows, records, ids = [], [], []
+        tracking = self._tracking_choice(request, facts, pickup_options is not None, content)
+        rows, records, ids, tracked_copies = [], [], [], []
         for recipient in request.recipients:
             communication_id = str(uuid.uuid4())
+            tracked = None
+            if tracking is not None:
+                assert self.tracking is not None
+                tracked = self.tracking.tracked_copy(
+                    request.tenant_id, communication_id, request.raw, tracking
+                )
+            if tracked is not None:
+                tracked_copies.append(tracked)
             record = new_record(
                 tenant_id=request.tenant_id,
                 event="SubmissionAcceptance",
@@ -245,6 +270,7 @@ class SubmissionService:
                     **dict(request.details),
                     "message": message_details,
                     **delivery,
+                    **({"tracking": tracked.evidence} if tracked is not None else {}),
                 },
             )
             rows.append(
@@ -273,6 +299,7 @@ class SubmissionService:
                     "request_sha256": request.request_sha256,
                     "certificate_version": 0,
                     "certificate_due": 0,
+                    "tracked_sha256": tracked.sha256 if tracked is not None else None,
                 }
             )
             records.append(record)
@@ -284,7 +311,7 @@ class SubmissionService:
             message_id=message_id,
             record_ids=tuple(r.id for r in records),
         )
-        prepared = _Prepared(request, facts, accepted, rows, records)
+        prepared = _Prepared(request, facts, accepted, rows, records, tracked=tracked_copies)
         if pickup_options is not None:
             prepared.pickups = [
                 NewPickup(
@@ -301,6 +328,21 @@ class SubmissionService:
                 for communication_id, recipient in zip(ids, request.recipients, strict=True)
             ]
         return prepared
+
+    def _tracking_choice(
+        self, request: SubmissionRequest, facts: MessageFacts, pickup: bool, content: ContentInfo
+    ) -> Choice | None:
+        """The tenant's tracking choice when this message may be tracked: a direct email with
+        an HTML part, not one of Sealpost's own, not one carrying an access secret (a
+        plain-text-only message is never rewritten, so its tenant's choice is not read)."""
+        if self.tracking is None or not request.tracking or pickup:
+            return None
+        if carries_access_secret(request.details) or not content.parts:
+            return None
+        if not any(p.content_type == "text/html" for p in facts.content.parts):
+            return None
+        choice = self.tracking.choice(request.tenant_id)
+        return choice if choice.any else None
 
     def _pickup_options(self, request: SubmissionRequest) -> dict[str, Any] | None:
         """The resolved pickup options, or None for a direct delivery; :class:`PickupRefused`
@@ -415,10 +457,12 @@ class SubmissionService:
             self.on_commit()
 
     def _commit(self, batch: list[_Prepared]) -> list[Accepted | Exception]:
-        self.contents.put_large([item.request.raw for item in batch])
+        blobs = [item.request.raw for item in batch]
+        blobs += [copy.raw for item in batch for copy in item.tracked]
+        self.contents.put_large(blobs)
         results: list[Accepted | Exception] = []
         with write_transaction(self.engine) as conn:
-            self.contents.put_in(conn, [item.request.raw for item in batch])
+            self.contents.put_in(conn, blobs)
             for item in batch:
                 key = item.request.idempotency_key
                 if key is not None:
@@ -429,6 +473,8 @@ class SubmissionService:
                         results.append(_replay(item, earlier))
                         continue
                 CommunicationRepository.insert_in(conn, item.rows, item.records)
+                for copy in item.tracked:
+                    TrackingRepository.insert_in(conn, copy.rows)
                 if item.pickups:
                     assert self.pickup is not None
                     for pickup in item.pickups:
