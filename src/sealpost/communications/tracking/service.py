@@ -30,6 +30,9 @@ from sealpost.communications.tracking.repository import TokenHit, TrackingReposi
 from sealpost.communications.tracking.rewrite import rewrite_message
 from sealpost.config import Settings
 from sealpost.ledger.records import EvidenceRecord, Party, Subject, format_time, new_record
+from sealpost.logging import get_logger
+
+log = get_logger(__name__)
 
 OPEN, CLICK = "open", "click"
 OPEN_EVENT, CLICK_EVENT = "OpenTracked", "LinkClicked"
@@ -125,11 +128,15 @@ class TrackingService:
             row(CLICK, token, position, url)
             return f"{base}/t/c/{token}"
 
-        rewritten = rewrite_message(
-            raw,
-            pixel_url=f"{base}/t/o/{pixel_token}.gif" if choice.opens else None,
-            link_url=link_url if choice.clicks else None,
-        )
+        try:
+            rewritten = rewrite_message(
+                raw,
+                pixel_url=f"{base}/t/o/{pixel_token}.gif" if choice.opens else None,
+                link_url=link_url if choice.clicks else None,
+            )
+        except Exception as exc:  # a message the rewriter cannot take goes out untracked
+            log.warning("tracking.not_rewritten", communication=communication_id, error=repr(exc))
+            return None
         if rewritten is None:
             return None
         if rewritten.pixel:
