@@ -13,6 +13,7 @@ import re
 import secrets
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from email import message_from_bytes
 from email.message import Message
@@ -332,3 +333,22 @@ def test_bad_settings_are_refused_and_change_nothing(
         "clicks": True,
     }
     assert client.get("/v1/settings/tracking").status_code == 401
+
+
+def test_a_burst_of_fetches_is_one_record_and_every_hit_is_counted(
+    mail_env: MailEnv, client: TestClient, key: dict[str, str], live: LiveServer
+) -> None:
+    turn_on(client, key, opens=True, clicks=True)
+    cid = send(client, key, "gus")
+    mail_env.wait_status(cid, "delivered")
+    html = part(received(mail_env, "gus"), "text/html")
+    found = re.search(r"/t/c/([A-Za-z0-9_-]{22})", html)
+    assert found
+    with httpx.Client(base_url=live.url, timeout=20) as http, ThreadPoolExecutor(10) as pool:
+        answers = list(pool.map(lambda _: http.get(f"/t/c/{found.group(1)}"), range(20)))
+    assert {a.status_code for a in answers} == {302}
+    assert {a.headers["location"] for a in answers} == {OFFER}
+    (click,) = records(mail_env, cid, "LinkClicked")  # a scanner's burst: one record
+    assert click["details"]["likely_automated"] is True
+    (link,) = client.get(f"/v1/communications/{cid}", headers=key).json()["tracking"]["links"]
+    assert link["hits"] == 20 and link["records"] == 1

@@ -140,7 +140,15 @@ class TrackingRepository:
         decide: Callable[[TokenHit], EvidenceRecord | None],
     ) -> TokenHit | None:
         """Count a hit of a known token in one transaction; ``decide`` gives its record, or
-        None inside a coalescing window.  None (nothing written) for an unknown token."""
+        None inside a coalescing window.  None (nothing written) for an unknown token, found
+        by a plain read first: guessed tokens never queue for the writer."""
+        t = tracking_tokens.c
+        with self.engine.connect() as conn:
+            known = conn.execute(
+                select(t.token_sha256).where(t.token_sha256 == token_sha256, t.kind == kind)
+            ).first()
+        if known is None:
+            return None
         with write_transaction(self.engine) as conn:
             found = self.token_in(conn, token_sha256, kind)
             if found is None:
