@@ -16,7 +16,8 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from email import message_from_bytes
-from email.message import Message
+from email.message import EmailMessage, Message
+from email.policy import SMTP
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ from sealpost.api.app import create_app
 from sealpost.certificates import verify_certificate_pdf
 from tests.certificates.support import poppler
 from tests.support.browser import LiveServer
-from tests.support.mail import RECIPIENT_DOMAIN, MailEnv
+from tests.support.mail import RECIPIENT_DOMAIN, MailEnv, submit
 from tests.support.smtp_peer import free_port
 
 OFFER = "https://shop.acme.test/offer?id=42&u=7"
@@ -352,3 +353,26 @@ def test_a_burst_of_fetches_is_one_record_and_every_hit_is_counted(
     assert click["details"]["likely_automated"] is True
     (link,) = client.get(f"/v1/communications/{cid}", headers=key).json()["tracking"]["links"]
     assert link["hits"] == 20 and link["records"] == 1
+
+
+def test_a_message_submitted_over_smtp_is_tracked_the_same_way(
+    mail_env: MailEnv, client: TestClient, key: dict[str, str]
+) -> None:
+    turn_on(client, key, opens=True, clicks=True)
+    msg = EmailMessage()
+    msg["From"] = "service@acme.test"
+    msg["To"] = f"hana@{RECIPIENT_DOMAIN}"
+    msg["Subject"] = "Offer over SMTP"
+    msg["Message-ID"] = "<offer-smtp@acme.test>"
+    msg.set_content(TEXT)
+    msg.add_alternative(HTML, subtype="html")
+    raw = msg.as_bytes(policy=SMTP)
+    code, _ = submit(mail_env, raw, [f"hana@{RECIPIENT_DOMAIN}"])
+    assert code == 250
+    (c,) = mail_env.sp.communications.find_by_message_id("<offer-smtp@acme.test>")
+    mail_env.wait_status(c.id, "delivered")
+    html = part(received(mail_env, "hana"), "text/html")
+    assert "/t/o/" in html and "/t/c/" in html and "shop.acme.test" not in html
+    (acceptance,) = records(mail_env, c.id, "SubmissionAcceptance")
+    assert acceptance["content"]["sha256"] == hashlib.sha256(raw).hexdigest()  # as submitted
+    assert acceptance["details"]["via"] == "smtp" and acceptance["details"]["tracking"]["links"]
