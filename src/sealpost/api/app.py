@@ -33,6 +33,7 @@ from sealpost.api.errors import problem
 from sealpost.api.schemas import EventsHealth, Health, LedgerHealth, LoopHealthOut
 from sealpost.app import Sealpost
 from sealpost.communications import endpoints as communications
+from sealpost.communications import reply_endpoints as communication_replies
 from sealpost.db.full import free_space_problems
 from sealpost.events import endpoints as events
 from sealpost.events.webhooks import endpoints as webhooks
@@ -49,6 +50,7 @@ log = get_logger(__name__)
 ROUTERS = (
     evidence.router,
     communications.router,
+    communication_replies.router,
     events.router,
     webhooks.router,
     signatures.router,

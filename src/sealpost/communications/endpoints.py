@@ -52,6 +52,7 @@ from sealpost.communications.email.submission import (
     SubmissionService,
 )
 from sealpost.communications.ports import DELIVERY_MODES, PickupDesk, PickupRequest
+from sealpost.communications.reply_repository import ReplyRepository
 from sealpost.communications.repository import STATUSES, Communication, CommunicationRepository
 from sealpost.config import Settings
 from sealpost.db.full import StorageFull
@@ -87,6 +88,8 @@ class CommunicationsParts:
     ledger: LedgerReader
     settings: Settings
     pickup: PickupDesk | None = None
+    replies: ReplyRepository | None = None
+    """Reply capture (``reply_endpoints``); None: not available."""
 
 
 def communications_parts(request: Request) -> CommunicationsParts:
@@ -174,6 +177,13 @@ class SendRequest(BaseModel):
         "is handed over on the pickup page after identification); default: the tenant's.",
     )
     pickup: PickupBody | None = None
+    capture_replies: bool | None = Field(
+        None,
+        description="true: each communication gets its own reply address in Reply-To (beside "
+        "the sender) and replies are recorded on it (GET /v1/communications/{id}/replies); "
+        "false: none; default: the tenant's setting (PUT /v1/settings/replies). Direct "
+        "delivery only.",
+    )
 
     model_config = {
         "populate_by_name": True,
@@ -389,9 +399,12 @@ def send(
         sender_domains=parts.senders.sender_domains(tenant.id),
         delivery=body.delivery,
         pickup=_pickup_request(body.pickup) if body.pickup else None,
+        reply_capture=body.capture_replies,
     )
     if body.pickup is not None and body.delivery == "direct":
         raise InvalidInput("pickup: options for a pickup, but delivery is direct")
+    if body.capture_replies and (body.delivery == "pickup" or body.pickup is not None):
+        raise InvalidInput("capture_replies: replies are captured for direct delivery only")
     accepted = parts.submissions.accept(request)  # a refusal raises (422) after its evidence
     if accepted.replayed:
         response.status_code = 200

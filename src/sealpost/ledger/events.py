@@ -178,6 +178,10 @@ _OWN_SINCE_2: tuple[tuple[str, str, bool], ...] = (
     # the content, while here only the operator says it reached the handset (docs/sms.md).
     ("DeliveryReported", "X", False),
     ("DeliveryUnconfirmed", "X", True),  # no final receipt in time: never "delivered"
+    # A recipient's answer (an email reply, a mobile-originated SMS): a new message from the
+    # recipient, recorded on the original; not a step of the original's delivery, so no ETSI
+    # name fits it (docs/replies.md).
+    ("ReplyReceived", "X", False),
 )
 
 

@@ -41,6 +41,11 @@ from sealpost.communications.email.mime import (
     new_message_id,
 )
 from sealpost.communications.email.refusals import SubmissionRefused, check_content
+from sealpost.communications.email.replies import (
+    ReplyCapture,
+    existing_reply_to,
+    with_reply_to,
+)
 from sealpost.communications.ports import (
     DELIVERY_MODES,
     PICKUP,
@@ -86,6 +91,11 @@ class SubmissionRequest:
     default."""
     pickup: PickupRequest | None = None
     """The pickup choices (API body); None: the ``Sealpost-Pickup-*`` headers, or defaults."""
+    reply_capture: bool | None = None
+    """Give each communication its own signed reply address in ``Reply-To`` (beside the
+    sender's), so that replies are recorded on it (``ReplyReceived``); None: the tenant's
+    setting (``PUT /v1/settings/replies``).  Direct emails from SMTP or the API only: never a
+    pickup, a rewritten (DKIM-signed) message or one carrying an access secret."""
 
 
 class SenderNotAllowed(SubmissionRefused):
@@ -161,6 +171,9 @@ class _Prepared:
     records: list[EvidenceRecord]
     future: Future[Accepted] = field(default_factory=Future)
     pickups: list[NewPickup] = field(default_factory=list)
+    raws: list[bytes] = field(default_factory=list)
+    """The bytes to store: the request's, or one message per communication (its own
+    Reply-To) when replies are captured."""
 
 
 def _sender_party(request: SubmissionRequest, facts: MessageFacts) -> Party:
@@ -179,7 +192,10 @@ class SubmissionService:
         *,
         on_commit: Callable[[], None] | None = None,
         pickup: PickupDesk | None = None,
+        replies: ReplyCapture | None = None,
     ) -> None:
+        self.replies = replies
+        """Reply capture (set by the composition root); None: no Reply-To is ever added."""
         self.pickup = pickup
         """Registered pickup (set by the composition root); None: every message is direct."""
         self.engine = engine
@@ -220,14 +236,26 @@ class SubmissionService:
         delivery: dict[str, Any] = {}
         if pickup_options is not None:
             delivery = {"delivery": {"mode": PICKUP, **pickup_options.get("evidence", {})}}
-        content = facts.content
-        if carries_access_secret(request.details):
-            # A code's text part would give the code away from its SHA-256 (a million
-            # tries); the whole message's digest stays (its Message-ID is random).
-            content = replace(content, parts=())
-        rows, records, ids = [], [], []
+        secret = carries_access_secret(request.details)
+        capture = self._captures(request, pickup_options is None, secret)
+        keep = (existing_reply_to(request.raw) or facts.from_address) if capture else None
+        if capture:
+            message_details["reply_capture"] = True
+        rows, records, ids, raws = [], [], [], []
         for recipient in request.recipients:
             communication_id = str(uuid.uuid4())
+            raw, message_facts = request.raw, facts
+            if capture:
+                assert self.replies is not None
+                address = self.replies.addresses.address(communication_id)
+                raw = with_reply_to(request.raw, keep, address)
+                message_facts = describe_message(raw)
+            raws.append(raw)
+            content = message_facts.content
+            if secret:
+                # A code's text part would give the code away from its SHA-256 (a million
+                # tries); the whole message's digest stays (its Message-ID is random).
+                content = replace(content, parts=())
             record = new_record(
                 tenant_id=request.tenant_id,
                 event="SubmissionAcceptance",
@@ -259,8 +287,8 @@ class SubmissionService:
                     "recipient": recipient[:320],
                     "subject": facts.subject,
                     "message_id": message_id,
-                    "content_sha256": facts.content.sha256,
-                    "content_size": facts.content.size,
+                    "content_sha256": content.sha256,
+                    "content_size": content.size,
                     "submitted_at": now,
                     "updated_at": now,
                     "next_attempt_at": now if pickup_options is None else None,
@@ -284,7 +312,7 @@ class SubmissionService:
             message_id=message_id,
             record_ids=tuple(r.id for r in records),
         )
-        prepared = _Prepared(request, facts, accepted, rows, records)
+        prepared = _Prepared(request, facts, accepted, rows, records, raws=raws)
         if pickup_options is not None:
             prepared.pickups = [
                 NewPickup(
@@ -301,6 +329,15 @@ class SubmissionService:
                 for communication_id, recipient in zip(ids, request.recipients, strict=True)
             ]
         return prepared
+
+    def _captures(self, request: SubmissionRequest, direct: bool, secret: bool) -> bool:
+        """Whether this submission's communications get a reply address (see
+        :attr:`SubmissionRequest.reply_capture`)."""
+        if self.replies is None or not direct or secret or request.via not in ("smtp", "api"):
+            return False
+        if request.reply_capture is not None:
+            return request.reply_capture
+        return self.replies.enabled(request.tenant_id)
 
     def _pickup_options(self, request: SubmissionRequest) -> dict[str, Any] | None:
         """The resolved pickup options, or None for a direct delivery; :class:`PickupRefused`
@@ -415,10 +452,11 @@ class SubmissionService:
             self.on_commit()
 
     def _commit(self, batch: list[_Prepared]) -> list[Accepted | Exception]:
-        self.contents.put_large([item.request.raw for item in batch])
+        raws = [raw for item in batch for raw in item.raws or [item.request.raw]]
+        self.contents.put_large(raws)
         results: list[Accepted | Exception] = []
         with write_transaction(self.engine) as conn:
-            self.contents.put_in(conn, [item.request.raw for item in batch])
+            self.contents.put_in(conn, raws)
             for item in batch:
                 key = item.request.idempotency_key
                 if key is not None:
