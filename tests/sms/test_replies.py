@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from sealpost.events.tables import outbox_events
+from sealpost.sms.certificates import summarize
 from sealpost.sms.replies import opt_out_keyword
 from sealpost.sms.tables import sms_replies
 from tests.sms.conftest import SmsEnv
@@ -62,7 +63,9 @@ def test_an_answer_from_the_handset_is_a_reply_with_evidence_and_event(sms_env: 
     assert item["text_sha256"] == hashlib.sha256(b"Ya he pagado, gracias").hexdigest()
 
     timeline = sms_env.sp.sms_repository.timeline(sms_env.tenant_id, sms_id)
-    record = next(e.record for e in timeline if e.event == "ReplyReceived")
+    entry = next(e for e in timeline if e.event == "ReplyReceived")
+    record = entry.record
+    assert summarize(entry).startswith(f"The handset {PHONE} sent an answer")
     assert record["event"]["uri"] == "urn:sealpost:event:ReplyReceived"
     assert record["sender"]["address"] == PHONE
     assert record["content"]["sha256"] == item["text_sha256"]

@@ -13,6 +13,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from sealpost.communications.certificates import summarize
+from sealpost.communications.email.replies import ReplyAddresses
+from sealpost.communications.email.verp import BounceAddresses
 from sealpost.communications.tables import communication_replies
 from sealpost.events.tables import outbox_events
 from tests.support.mail import RECIPIENT_DOMAIN, MailEnv
@@ -38,7 +41,7 @@ def _delivered(env: MailEnv, cid: str) -> bytes:
     c = env.sp.communications.get(cid)
     assert c is not None
     for received in env.peer.received:
-        if c.message_id.encode() in received.data:
+        if c.message_id.encode() in received.data and c.recipient in received.rcpt_tos:
             return bytes(received.data)
     raise AssertionError("the recipient server never got it")
 
@@ -119,7 +122,9 @@ def test_a_reply_to_the_reply_address_is_kept_byte_for_byte_with_evidence_and_ev
     assert got.content == raw
 
     timeline = mail_env.sp.communications.timeline(mail_env.tenant_id, cid)
-    record = next(e.record for e in timeline if e.event == "ReplyReceived")
+    entry = next(e for e in timeline if e.event == "ReplyReceived")
+    record = entry.record
+    assert summarize(entry).startswith(f"A reply from {BOB} reached Sealpost at ")
     assert record["event"]["uri"] == "urn:sealpost:event:ReplyReceived"
     assert record["content"]["sha256"] == item["sha256"]
     assert record["sender"]["address"] == BOB
@@ -279,3 +284,31 @@ def test_the_certified_mailer_port_captures_replies_when_asked(mail_env: MailEnv
     )
     reply_to = _reply_to(_delivered(mail_env, cid))
     assert reply_to[1] == mail_env.sp.reply_addresses.address(cid)
+
+
+def test_each_recipient_gets_its_own_reply_address_and_a_return_path_tag_is_no_reply_tag(
+    mail_env: MailEnv, mail_client: TestClient, mail_key: dict[str, str]
+) -> None:
+    answer = mail_client.post(
+        "/v1/communications",
+        json={
+            "from": "service@acme.test",
+            "to": [BOB, f"ann@{RECIPIENT_DOMAIN}"],
+            "subject": "Two recipients",
+            "text": "Hello",
+            "capture_replies": True,
+        },
+        headers=mail_key,
+    )
+    assert answer.status_code == 201, answer.text
+    ids = [c["id"] for c in answer.json()["communications"]]
+    addresses = {_reply_to(_delivered(mail_env, cid))[1] for cid in ids}
+    assert addresses == {mail_env.sp.reply_addresses.address(cid) for cid in ids}
+
+    secret = b"k" * 32
+    replies = ReplyAddresses(secret, "bounces.example")
+    bounces = BounceAddresses(secret, "bounces.example")
+    cid = str(uuid.uuid4())
+    verp_tag = bounces.address(cid).split("@")[0].rsplit(".", 1)[1]
+    assert replies.communication(f"replies+{cid}.{verp_tag}@bounces.example") is None
+    assert replies.communication(replies.address(cid)) == cid
