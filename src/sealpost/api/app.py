@@ -256,7 +256,7 @@ def create_app(sp: Sealpost, *, start_background: bool = True) -> FastAPI:
     for router in ROUTERS:
         app.include_router(router)
     if sp.settings.sms_provider == "http":  # the gateway's delivery reports, signed
-        app.include_router(sms_callbacks.router(sp.sms, sp.settings))
+        app.include_router(sms_callbacks.router(sp.sms, sp.settings, inbound=sp.sms_replies))
     # the more specific mount first: /static/access is the access kit's shared page modules
     app.mount(access.STATIC_PATH, StaticFiles(directory=access.STATIC_DIR), name="access-static")
     app.mount(pickup_static.STATIC_PATH, StaticFiles(directory=pickup_static.STATIC_DIR))
