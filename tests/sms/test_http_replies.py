@@ -3,11 +3,17 @@ documents it, posted to a whole Sealpost served by uvicorn (the ``served`` fixtu
 
 from __future__ import annotations
 
+import json
 import time
 import urllib.parse
+from datetime import UTC, datetime
 
 import httpx
+import pytest
 
+from sealpost.errors import InvalidInput, Unauthorized
+from sealpost.events.webhooks.headers import new_secret, webhook_headers
+from sealpost.sms.callbacks import parse_json_inbound
 from tests.sms.http_peer import AUTH_TOKEN, documented_twilio_signature
 from tests.sms.test_http_end_to_end import TO, Served, served
 
@@ -58,3 +64,22 @@ def test_a_signed_twilio_answer_is_a_reply_and_a_forged_one_records_nothing(
     assert reply["provider"] == "http"
     opt_outs = httpx.get(f"{served.base}/v1/sms/opt-outs", headers=served.auth, timeout=10)
     assert [o["phone"] for o in opt_outs.json()["items"]] == [TO]
+
+
+def test_a_json_answer_must_be_signed_and_complete() -> None:
+    secret = new_secret()
+    body = json.dumps({"from": "+34612345678", "to": "Sealpost", "text": "BAJA"})
+    now = datetime.now(UTC)
+    found = parse_json_inbound(
+        body.encode(), webhook_headers("m1", body, [secret]), secret, received_at=now
+    )
+    assert (found.phone, found.destination, found.text) == ("+34612345678", "Sealpost", "BAJA")
+    with pytest.raises(Unauthorized):
+        parse_json_inbound(
+            body.encode(), webhook_headers("m1", body, [new_secret()]), secret, received_at=now
+        )
+    partial = json.dumps({"from": "+34612345678", "text": "hi"})
+    with pytest.raises(InvalidInput):
+        parse_json_inbound(
+            partial.encode(), webhook_headers("m2", partial, [secret]), secret, received_at=now
+        )
