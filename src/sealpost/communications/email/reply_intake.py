@@ -44,6 +44,10 @@ UNREADABLE = (
 )
 
 
+MAX_REFERENCES = 20
+"""How many of a reply's References (newest first) are looked up."""
+
+
 def _headers(raw: bytes) -> list[tuple[str, str]]:
     try:
         parsed = BytesHeaderParser(policy=compat32).parsebytes(header_section(raw))
@@ -78,7 +82,8 @@ class ReplyIntake:
     ) -> tuple[list[Communication], str | None]:
         senders = {a.lower() for a in (facts.from_address, mail_from) if a}
         wanted = [(facts.in_reply_to, "in_reply_to")] if facts.in_reply_to else []
-        wanted += [(r, "references") for r in reversed(facts.references)]
+        # the newest few: a thread's References grow, and each is one lookup
+        wanted += [(r, "references") for r in reversed(facts.references[-MAX_REFERENCES:])]
         for message_id, how in wanted:
             found = self.communications.find_by_message_id(message_id or "")
             if len({c.tenant_id for c in found}) > 1:
