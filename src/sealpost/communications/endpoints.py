@@ -17,7 +17,7 @@ from datetime import UTC
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool
 
 from sealpost.api import cursors
 from sealpost.api.auth import TenantDep
@@ -177,7 +177,7 @@ class SendRequest(BaseModel):
         "is handed over on the pickup page after identification); default: the tenant's.",
     )
     pickup: PickupBody | None = None
-    capture_replies: bool | None = Field(
+    capture_replies: StrictBool | None = Field(
         None,
         description="true: each communication gets its own reply address in Reply-To (beside "
         "the sender) and replies are recorded on it (GET /v1/communications/{id}/replies); "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool
 
 from sealpost.api.text import MultiLine, SingleLine
 
@@ -30,7 +30,7 @@ class SmsRequest(BaseModel):
         max_length=20,
         description="Your own references (case number...), kept in the evidence.",
     )
-    respect_opt_out: bool = Field(
+    respect_opt_out: StrictBool = Field(
         False,
         description="true: refuse (409 sms_opted_out) a number that answered STOP to one of "
         "your SMS (GET /v1/sms/opt-outs); false (default): a certified notice goes out anyway.",
