@@ -47,11 +47,13 @@ if TYPE_CHECKING:
     from sealpost.communications.email.client_limits import SmtpClientLimits
     from sealpost.communications.email.delivery import DeliveryWorker
     from sealpost.communications.email.outgoing import CertifiedMailer
+    from sealpost.communications.email.replies import ReplyAddresses
     from sealpost.communications.email.smtp_server import SmtpListeners
     from sealpost.communications.email.submission import SubmissionService
     from sealpost.communications.email.verp import BounceAddresses
     from sealpost.communications.endpoints import CommunicationsParts
     from sealpost.communications.ports import NewPickup, PickupRequest
+    from sealpost.communications.reply_repository import ReplyRepository
     from sealpost.communications.repository import CommunicationRepository
     from sealpost.communications.tracking.service import TrackingService
     from sealpost.events.dispatcher import EventDispatcher
@@ -73,6 +75,7 @@ if TYPE_CHECKING:
     from sealpost.signatures.service import SignatureService
     from sealpost.sms.endpoints import SmsParts
     from sealpost.sms.providers import SmsProvider
+    from sealpost.sms.replies import SmsReplies
     from sealpost.sms.repository import SmsRepository
     from sealpost.sms.service import SmsService
     from sealpost.sms.tasks import SmsSender
@@ -342,6 +345,7 @@ class Sealpost:
 
     @cached_property
     def submissions(self) -> SubmissionService:
+        from sealpost.communications.email.replies import ReplyCapture
         from sealpost.communications.email.submission import SubmissionService
 
         return SubmissionService(
@@ -351,6 +355,7 @@ class Sealpost:
             on_commit=self.work_available.set,
             pickup=PickupDeskAdapter(lambda: self.pickup),
             tracking=self.tracking,
+            replies=ReplyCapture(self.reply_addresses, self.replies.capture),
         )
 
     @cached_property
@@ -362,6 +367,21 @@ class Sealpost:
         return TrackingService(
             TrackingRepository(self.engine), self.settings, clock=lambda: self.clock()
         )
+
+    @cached_property
+    def replies(self) -> ReplyRepository:
+        """Replies to communications, and each tenant's reply-capture switch."""
+        from sealpost.communications.reply_repository import ReplyRepository
+
+        return ReplyRepository(self.engine, self.contents)
+
+    @cached_property
+    def reply_addresses(self) -> ReplyAddresses:
+        """Signed reply addresses (``replies+<id>.<tag>@<bounce domain>``), keyed like the
+        return paths (with a label of their own)."""
+        from sealpost.communications.email.replies import ReplyAddresses
+
+        return ReplyAddresses(self.return_paths.secret, self.settings.resolved_bounce_domain)
 
     @cached_property
     def delivery(self) -> DeliveryWorker:
@@ -543,7 +563,17 @@ class Sealpost:
                 validity_seconds=s.sms_validity_seconds,
             ),
             on_accept=self.sms_due.set,
+            opted_out=lambda tenant_id, phone: self.sms_replies.opted_out(tenant_id, phone),
         )
+
+    @cached_property
+    def sms_replies(self) -> SmsReplies:
+        """Answers to SMS (mobile-originated messages) and the tenants' opt-out lists; the
+        operator adapters' inbound sink."""
+        from sealpost.sms.replies import SmsReplies
+        from sealpost.sms.reply_repository import SmsReplyRepository
+
+        return SmsReplies(self.sms_repository, SmsReplyRepository(self.engine))
 
     @cached_property
     def sms_provider(self) -> SmsProvider | None:
@@ -565,6 +595,7 @@ class Sealpost:
                     partial_retry_seconds=s.smpp_partial_retry_seconds,
                 ),
                 sink=self.sms,
+                inbound=self.sms_replies,
             )
         if s.sms_provider == "http":
             from sealpost.sms.http_gateway import provider_from_settings
@@ -650,6 +681,7 @@ class Sealpost:
             InboundHandler,
             inbound_factory,
         )
+        from sealpost.communications.email.reply_intake import ReplyIntake
         from sealpost.communications.email.smtp_server import (
             SmtpListeners,
             SubmissionHandler,
@@ -695,6 +727,7 @@ class Sealpost:
                 BounceProcessor(self.communications),
                 s,
                 self.return_paths,
+                replies=ReplyIntake(self.communications, self.replies, self.reply_addresses),
             )
             ports["inbound"] = listeners.listen(
                 inbound_factory(inbound, s, tls, client_limits=limits),
@@ -721,6 +754,7 @@ class Sealpost:
             settings=self.settings,
             pickup=self.submissions.pickup,
             tracking=self.tracking,
+            replies=self.replies,
         )
 
     @cached_property
@@ -755,7 +789,12 @@ class Sealpost:
             ledger_origin=self.settings.ledger_origin,
             hostname=self.settings.hostname,
         )
-        return SmsParts(service=self.sms, repository=self.sms_repository, certificates=certificates)
+        return SmsParts(
+            service=self.sms,
+            repository=self.sms_repository,
+            certificates=certificates,
+            replies=self.sms_replies,
+        )
 
     @cached_property
     def signatures_parts(self) -> SignaturesParts:

@@ -9,6 +9,7 @@ secret rotation did nothing).
 
 from __future__ import annotations
 
+import smtplib
 import time
 from typing import Any
 
@@ -42,12 +43,20 @@ def _owned_objects(client: TestClient, key: dict[str, str], env: MailEnv) -> dic
             "to": [f"ann@{RECIPIENT_DOMAIN}"],
             "subject": "Owner-only subject",
             "text": "Owner-only body.",
+            "capture_replies": True,
         },
         headers=key,
     )
     assert sent.status_code == 201, sent.text
     communication_id = sent.json()["communications"][0]["id"]
     env.wait_status(communication_id, "delivered")
+    with smtplib.SMTP("127.0.0.1", env.sp.smtp_ports["inbound"], timeout=10) as inbound:
+        inbound.sendmail(
+            f"ann@{RECIPIENT_DOMAIN}",
+            [env.sp.reply_addresses.address(communication_id)],
+            f"From: ann@{RECIPIENT_DOMAIN}\r\nSubject: Re: owner\r\n\r\nOwner-only reply\r\n",
+        )
+    replies = client.get(f"/v1/communications/{communication_id}/replies", headers=key).json()
     detail = client.get(f"/v1/communications/{communication_id}", headers=key).json()
     record_id = detail["timeline"][0]["record"]["id"]
 
@@ -75,6 +84,7 @@ def _owned_objects(client: TestClient, key: dict[str, str], env: MailEnv) -> dic
     return {
         "sms_id": sms.json()["id"],
         "communication_id": communication_id,
+        "reply_id": replies["items"][0]["id"],
         "record_id": record_id,
         "endpoint_id": endpoint_id,
         "delivery_id": delivery_id,

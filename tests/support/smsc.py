@@ -13,8 +13,10 @@ destination number (``script[number] = Outcome(...)``; default: delivered):
   ``lose_response``: that part is taken once, then the link drops before its answer.
 
 Receipts wait in ``pending`` until a bound ESME acknowledges them (``deliver_sm_resp`` 0), so
-they survive a :meth:`restart` like a real SMSC's store.  ``submissions`` records every
-segment taken, to check that nothing was sent twice.
+they survive a :meth:`restart` like a real SMSC's store.  :meth:`send_mo` sends a
+mobile-originated message (an answer from a handset: ``deliver_sm`` with the default
+esm_class) the same way; ``mo_answers`` records each ``deliver_sm_resp`` status it got.
+``submissions`` records every segment taken, to check that nothing was sent twice.
 """
 
 from __future__ import annotations
@@ -100,6 +102,10 @@ class SmscPeer:
     _lost: set[tuple[str, int]] = field(default_factory=set)
     _connections: set[asyncio.StreamWriter] = field(default_factory=set)
     _down_now: bool = False
+    mo_pending: dict[str, bytes] = field(default_factory=dict)
+    """Mobile-originated deliver_sm bodies by key, until acknowledged."""
+    mo_answers: list[tuple[str, int]] = field(default_factory=list)
+    """(key, deliver_sm_resp command_status) of every answer to an MO message."""
 
     # -- life -------------------------------------------------------------------------------
 
@@ -193,6 +199,8 @@ class SmscPeer:
                         self._sessions.add(writer)
                         for key in list(self.pending):
                             self._send_receipt(writer, key)
+                        for key in list(self.mo_pending):
+                            self._send_mo(writer, key)
                 elif command == ENQUIRE_LINK:
                     self.enquire_links += 1
                     writer.write(_pdu(ENQUIRE_LINK_RESP, 0, sequence))
@@ -201,6 +209,14 @@ class SmscPeer:
                     break
                 elif command == SUBMIT_SM and bound:
                     self._submit(writer, sequence, body)
+                elif command == DELIVER_SM_RESP and self._acks.get(sequence, "") in self.mo_pending:
+                    key = self._acks.pop(sequence)
+                    self.mo_answers.append((key, status))
+                    if status == 0:
+                        self.mo_pending.pop(key, None)
+                    else:  # the ESME could not store it: send it again soon
+                        assert self._loop is not None
+                        self._loop.call_later(0.1, self._resend_mo, writer, key)
                 elif command == DELIVER_SM_RESP:
                     key = self._acks.pop(sequence, None)
                     if key is not None and status == 0:
@@ -317,6 +333,65 @@ class SmscPeer:
         sequence = self._seq()
         self._acks[sequence] = key
         writer.write(_pdu(DELIVER_SM, 0, sequence, body))
+
+    # -- mobile-originated messages ---------------------------------------------------------
+
+    def send_mo(
+        self,
+        source: str,
+        destination: str,
+        text: str | bytes,
+        *,
+        data_coding: int = 0x00,
+        esm_class: int = 0x00,
+    ) -> str:
+        """Send an answer from handset ``source`` (E.164 with ``+``: TON 1) to ``destination``
+        (a number, or an alphanumeric sender id: TON 5) to the bound ESME; its key.
+
+        ``text`` as str is sent as ASCII (GSM-7 unpacked, for plain letters) or UTF-16BE with
+        ``data_coding=0x08``; bytes are sent as they are."""
+        if isinstance(text, str):
+            text = text.encode("utf-16-be" if data_coding == 0x08 else "ascii")
+        src_ton, src = (1, source[1:]) if source.startswith("+") else (0, source)
+        if destination.startswith("+"):
+            dst_ton, dst_npi, dst = 1, 1, destination[1:]
+        elif destination.isdigit():
+            dst_ton, dst_npi, dst = 0, 1, destination
+        else:
+            dst_ton, dst_npi, dst = 5, 0, destination
+        body = (
+            b"\0"  # service_type
+            + bytes((src_ton, 1))
+            + src.encode()
+            + b"\0"
+            + bytes((dst_ton, dst_npi))
+            + dst.encode()
+            + b"\0"
+            + bytes((esm_class, 0, 0))
+            + b"\0\0"
+            + bytes((0, 0, data_coding, 0, len(text)))
+            + text
+        )
+        self._next_id += 1
+        key = f"mo-{self._next_id:x}"
+        self.mo_pending[key] = body
+
+        def send() -> None:
+            for writer in list(self._sessions)[:1]:
+                self._send_mo(writer, key)
+
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(send)
+        return key
+
+    def _send_mo(self, writer: asyncio.StreamWriter, key: str) -> None:
+        sequence = self._seq()
+        self._acks[sequence] = key
+        writer.write(_pdu(DELIVER_SM, 0, sequence, self.mo_pending[key]))
+
+    def _resend_mo(self, writer: asyncio.StreamWriter, key: str) -> None:
+        if key in self.mo_pending and not writer.is_closing():
+            self._send_mo(writer, key)
 
     # -- what the tests look at -------------------------------------------------------------
 

@@ -33,6 +33,7 @@ from sealpost.api.errors import problem
 from sealpost.api.schemas import EventsHealth, Health, LedgerHealth, LoopHealthOut
 from sealpost.app import Sealpost
 from sealpost.communications import endpoints as communications
+from sealpost.communications import reply_endpoints as communication_replies
 from sealpost.communications.tracking import endpoints as tracking
 from sealpost.db.full import free_space_problems
 from sealpost.events import endpoints as events
@@ -50,6 +51,7 @@ log = get_logger(__name__)
 ROUTERS = (
     evidence.router,
     communications.router,
+    communication_replies.router,
     events.router,
     webhooks.router,
     signatures.router,
@@ -257,7 +259,7 @@ def create_app(sp: Sealpost, *, start_background: bool = True) -> FastAPI:
     for router in ROUTERS:
         app.include_router(router)
     if sp.settings.sms_provider == "http":  # the gateway's delivery reports, signed
-        app.include_router(sms_callbacks.router(sp.sms, sp.settings))
+        app.include_router(sms_callbacks.router(sp.sms, sp.settings, inbound=sp.sms_replies))
     # the more specific mount first: /static/access is the access kit's shared page modules
     app.mount(access.STATIC_PATH, StaticFiles(directory=access.STATIC_DIR), name="access-static")
     app.mount(pickup_static.STATIC_PATH, StaticFiles(directory=pickup_static.STATIC_DIR))

@@ -81,6 +81,15 @@ def summarize(entry: TimelineEntry) -> str:
             f"Evidence certificate version {details.get('version')} issued "
             f"(SHA-256 {details.get('sha256')})"
         )
+    if name == "ReplyReceived":
+        reply = details.get("reply") or {}
+        sender = record.get("sender", {}).get("address")
+        kind = "An automatic answer (not a reply)" if reply.get("automatic") else "A reply"
+        return (
+            f"{kind} from {sender} reached Sealpost at {_when(entry.event_time)} "
+            f"(Message-ID {reply.get('message_id')}, SHA-256 "
+            f"{record.get('content', {}).get('sha256')}); a new message, kept as received"
+        )
     if reasons:
         return "; ".join(r.get("text", "") for r in reasons)
     return name

@@ -17,7 +17,7 @@ from datetime import UTC
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool
 
 from sealpost.api import cursors
 from sealpost.api.auth import TenantDep
@@ -52,6 +52,7 @@ from sealpost.communications.email.submission import (
     SubmissionService,
 )
 from sealpost.communications.ports import DELIVERY_MODES, PickupDesk, PickupRequest
+from sealpost.communications.reply_repository import ReplyRepository
 from sealpost.communications.repository import STATUSES, Communication, CommunicationRepository
 from sealpost.communications.tracking.service import TrackingService
 from sealpost.config import Settings
@@ -90,6 +91,8 @@ class CommunicationsParts:
     pickup: PickupDesk | None = None
     tracking: TrackingService | None = None
     """Open and click tracking (``communications.tracking``); None: not offered."""
+    replies: ReplyRepository | None = None
+    """Reply capture (``reply_endpoints``); None: not available."""
 
 
 def communications_parts(request: Request) -> CommunicationsParts:
@@ -177,6 +180,13 @@ class SendRequest(BaseModel):
         "is handed over on the pickup page after identification); default: the tenant's.",
     )
     pickup: PickupBody | None = None
+    capture_replies: StrictBool | None = Field(
+        None,
+        description="true: each communication gets its own reply address in Reply-To (beside "
+        "the sender) and replies are recorded on it (GET /v1/communications/{id}/replies); "
+        "false: none; default: the tenant's setting (PUT /v1/settings/replies). Direct "
+        "delivery only.",
+    )
 
     model_config = {
         "populate_by_name": True,
@@ -398,9 +408,12 @@ def send(
         sender_domains=parts.senders.sender_domains(tenant.id),
         delivery=body.delivery,
         pickup=_pickup_request(body.pickup) if body.pickup else None,
+        reply_capture=body.capture_replies,
     )
     if body.pickup is not None and body.delivery == "direct":
         raise InvalidInput("pickup: options for a pickup, but delivery is direct")
+    if body.capture_replies and (body.delivery == "pickup" or body.pickup is not None):
+        raise InvalidInput("capture_replies: replies are captured for direct delivery only")
     accepted = parts.submissions.accept(request)  # a refusal raises (422) after its evidence
     if accepted.replayed:
         response.status_code = 200

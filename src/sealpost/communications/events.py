@@ -19,7 +19,7 @@ from sealpost.events.registry import (
     new_event,
     record_reference,
 )
-from sealpost.ledger.records import EvidenceRecord
+from sealpost.ledger.records import EvidenceRecord, format_time
 
 KINDS: tuple[EventKind, ...] = (
     EventKind(
@@ -139,6 +139,19 @@ KINDS: tuple[EventKind, ...] = (
         "Tracking (non-essential): a tracked link was followed (LinkClicked); security "
         "scanners follow links, so never proof of reading. At most one per link per minute.",
     ),
+    # replies (reply capture: docs/replies.md)
+    EventKind(
+        "sealpost.communication.replied",
+        "communication",
+        "The recipient answered: a reply reached the communication's reply address, or named "
+        "it in In-Reply-To/References (ReplyReceived, not automatic).",
+    ),
+    EventKind(
+        "sealpost.communication.auto_replied",
+        "communication",
+        "An automatic answer (out-of-office, vacation responder, RFC 3834 Auto-Submitted) was "
+        "received and kept; not a reply (ReplyReceived with automatic: true).",
+    ),
     EventKind(
         "sealpost.submission.rejected",
         "submission",
@@ -182,6 +195,12 @@ _ACCEPTED_TYPE = {
 
 def _communication_type(record: EvidenceRecord) -> str | None:
     name = record.event.name
+    if name == "ReplyReceived":
+        reply = record.details.get("reply")
+        automatic = isinstance(reply, dict) and bool(reply.get("automatic"))
+        return (
+            "sealpost.communication.auto_replied" if automatic else "sealpost.communication.replied"
+        )
     if name == "NonDelivery":
         expired = any(r.code == "expired" for r in record.reasons)
         return "sealpost.communication.expired" if expired else "sealpost.communication.failed"
@@ -210,7 +229,34 @@ def _parties(record: EvidenceRecord) -> dict[str, Any]:
     return out
 
 
+def _reply_data(record: EvidenceRecord) -> dict[str, Any]:
+    reply = record.details.get("reply")
+    reply = reply if isinstance(reply, dict) else {}
+    cid = record.subject.id
+    reply_id = reply.get("reply_id")
+    data: dict[str, Any] = {
+        "communication_id": cid,
+        "reply_id": reply_id,
+        **record_reference(record),
+        "from": record.sender.address if record.sender is not None else None,
+        "message_id": reply.get("message_id"),
+        "in_reply_to": reply.get("in_reply_to"),
+        "subject": reply.get("subject"),
+        "matched_by": reply.get("matched_by"),
+        "automatic": bool(reply.get("automatic")),
+        "received_at": format_time(record.event_time),
+        "url": f"/v1/communications/{cid}/replies/{reply_id}/raw",
+    }
+    if record.content is not None:
+        data["content"] = {"sha256": record.content.sha256, "size": record.content.size}
+    if reply.get("automatic_reason"):
+        data["automatic_reason"] = reply["automatic_reason"]
+    return data
+
+
 def _communication_data(record: EvidenceRecord, type_: str) -> dict[str, Any]:
+    if record.event.name == "ReplyReceived":
+        return _reply_data(record)
     details = record.details
     cid = record.subject.id
     status = (

@@ -108,4 +108,37 @@ evidence_certificates = Table(
     Index("ix_evidence_certificates_version", "communication_id", "version", unique=True),
 )
 
+communication_replies = Table(
+    "communication_replies",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("tenant_id", String(36), ForeignKey("tenants.id"), nullable=False),
+    Column("communication_id", String(36), ForeignKey("communications.id"), nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("sender", String(320), nullable=False),
+    Column("envelope_from", String(320), nullable=False),
+    Column("message_id", Text),
+    Column("subject", Text),
+    Column("content_sha256", String(64), nullable=False),
+    Column("content_size", BigInteger, nullable=False),
+    Column("automatic", Integer, nullable=False, server_default="0"),
+    Column("automatic_reason", Text),
+    Column("matched_by", String(32), nullable=False),
+    Column("malformed", Integer, nullable=False, server_default="0"),
+    Column("record_id", String(36), nullable=False),
+    Index("ix_communication_replies_thread", "communication_id", "received_at"),
+    Index("ix_communication_replies_once", "communication_id", "content_sha256", unique=True),
+)
+"""Replies received for a communication (migration 0018); the bytes are in ``contents``."""
+
+
+reply_settings = Table(
+    "reply_settings",
+    metadata,
+    Column("tenant_id", String(36), ForeignKey("tenants.id"), primary_key=True),
+    Column("capture", Integer, nullable=False, server_default="0"),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+"""A tenant's reply capture (``PUT /v1/settings/replies``); no row: off."""
+
 # -- events out (outbox, webhooks) -----------------------------------------------------------

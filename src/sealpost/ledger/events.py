@@ -183,6 +183,10 @@ _OWN_SINCE_2: tuple[tuple[str, str, bool], ...] = (
     # an ETSI access-tracking event, which is about a registered delivery service's own portal.
     ("OpenTracked", "X", False),
     ("LinkClicked", "X", False),
+    # A recipient's answer (an email reply, a mobile-originated SMS): a new message from the
+    # recipient, recorded on the original; not a step of the original's delivery, so no ETSI
+    # name fits it (docs/replies.md).
+    ("ReplyReceived", "X", False),
 )
 
 

@@ -18,6 +18,12 @@ error) so that any framework can mount them; :func:`router` mounts them on FastA
   verified by the ``standardwebhooks`` library, which also refuses a timestamp more than five
   minutes off (a stale or replayed report).
 
+Answers from handsets (mobile-originated messages) come the same two ways, on their own
+paths: Twilio's incoming-message webhook (``From``, ``To``, ``Body``, same signature) at
+``/sms/callbacks/twilio/inbound``, answered with an empty TwiML ``<Response/>`` (Twilio sends
+no automatic answer then), and ``{"from", "to", "text"}`` signed with Standard Webhooks at
+``/sms/callbacks/json/inbound``; each is handed to the :class:`InboundSink`.
+
 A missing, forged or stale signature is 401 and records nothing.  The route answers 2xx only
 after ``sink.report`` returned, i.e. once the report is durable (the sink's contract), so a
 gateway that gets no 2xx sends it again.
@@ -48,7 +54,13 @@ from sealpost.sms.http_gateway import (
     callback_base_url,
     callback_secret,
 )
-from sealpost.sms.providers import DeliveryReport, ReportSink, ReportState
+from sealpost.sms.providers import (
+    DeliveryReport,
+    InboundSink,
+    InboundSms,
+    ReportSink,
+    ReportState,
+)
 
 log = get_logger(__name__)
 
@@ -172,7 +184,66 @@ def parse_twilio_report(
     )
 
 
+def parse_twilio_inbound(
+    body: bytes,
+    url: str,
+    signature: str | None,
+    auth_token: str | None,
+    *,
+    received_at: datetime,
+) -> InboundSms:
+    """Authenticate and read one Twilio incoming-message webhook (``From``, ``To``,
+    ``Body``).  Raises :class:`Unauthorized` or :class:`InvalidInput`."""
+    if not auth_token:
+        raise Unauthorized("no callback secret is configured")
+    params = _form(body)
+    if not signature or not verify_twilio(auth_token, url, params, signature):
+        raise Unauthorized("the X-Twilio-Signature does not match")
+    fields = dict(params)
+    if not fields.get("From") or not fields.get("To"):
+        raise InvalidInput("From and To are required")
+    return InboundSms(
+        provider=PROVIDER,
+        phone=fields["From"],
+        destination=fields["To"],
+        text=fields.get("Body", ""),
+        at=received_at,
+        raw=body,
+    )
+
+
 # -- generic JSON ------------------------------------------------------------------------------
+
+
+def _verified_json(body: bytes, headers: Mapping[str, str], secret: str | None) -> dict[str, Any]:
+    if not secret:
+        raise Unauthorized("no callback secret is configured")
+    wanted = ("webhook-id", "webhook-timestamp", "webhook-signature")
+    lowered = {k.lower(): v for k, v in headers.items() if k.lower() in wanted}
+    try:
+        Webhook(secret).verify(body, lowered, json_parse=False)
+    except (WebhookVerificationError, ValueError) as exc:
+        log.warning("sms.callback_signature", reason=str(exc))
+        raise Unauthorized("the webhook signature does not verify") from exc
+    try:
+        document: Any = json.loads(body)
+    except ValueError as exc:
+        raise InvalidInput("the body is not JSON") from exc
+    if not isinstance(document, dict):
+        raise InvalidInput("the body is not a JSON object")
+    return document
+
+
+def parse_json_inbound(
+    body: bytes, headers: Mapping[str, str], secret: str | None, *, received_at: datetime
+) -> InboundSms:
+    """Authenticate (Standard Webhooks) and read ``{"from", "to", "text"}``."""
+    document = _verified_json(body, headers, secret)
+    values = [document.get(k) for k in ("from", "to", "text")]
+    if not all(isinstance(v, str) for v in values) or not values[0] or not values[1]:
+        raise InvalidInput("from, to (non-empty) and text: strings are required")
+    phone, destination, text = (str(v) for v in values)
+    return InboundSms(PROVIDER, phone, destination, text, received_at, body)
 
 
 def parse_json_report(
@@ -237,7 +308,11 @@ async def _body(request: Request, limit: int) -> bytes:
 
 
 def router(
-    sink: ReportSink, settings: Settings, *, max_body_bytes: int = MAX_BODY_BYTES
+    sink: ReportSink,
+    settings: Settings,
+    *,
+    max_body_bytes: int = MAX_BODY_BYTES,
+    inbound: InboundSink | None = None,
 ) -> APIRouter:
     """``POST /sms/callbacks/twilio`` and ``POST /sms/callbacks/json``: each answers 200 once
     ``sink.report`` returned (the report is durable), 401 for a bad signature, 422 for a
@@ -275,5 +350,39 @@ def router(
             log.warning("sms.report_refused", route="json")
             raise
         return await deliver(report)
+
+    if inbound is None:
+        return api
+
+    @api.post(TWILIO_CALLBACK_PATH + "/inbound", include_in_schema=False)
+    async def twilio_inbound(request: Request) -> Response:
+        assert inbound is not None
+        body = await _body(request, max_body_bytes)
+        query = request.url.query
+        url = base + TWILIO_CALLBACK_PATH + "/inbound" + ("?" + query if query else "")
+        signature = request.headers.get("x-twilio-signature")
+        try:
+            message = parse_twilio_inbound(
+                body, url, signature, secret, received_at=datetime.now(UTC)
+            )
+        except Unauthorized:
+            log.warning("sms.inbound_refused", route="twilio", url=url)
+            raise
+        await run_in_threadpool(inbound.inbound, message)
+        return Response('<?xml version="1.0" encoding="UTF-8"?><Response/>', media_type="text/xml")
+
+    @api.post(JSON_CALLBACK_PATH + "/inbound", include_in_schema=False)
+    async def json_inbound(request: Request) -> Response:
+        assert inbound is not None
+        body = await _body(request, max_body_bytes)
+        try:
+            message = parse_json_inbound(
+                body, request.headers, secret, received_at=datetime.now(UTC)
+            )
+        except Unauthorized:
+            log.warning("sms.inbound_refused", route="json")
+            raise
+        await run_in_threadpool(inbound.inbound, message)
+        return Response(status_code=200)
 
     return api

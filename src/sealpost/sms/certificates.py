@@ -69,6 +69,13 @@ def summarize(entry: TimelineEntry) -> str:
             f"Evidence certificate version {details.get('version')} issued "
             f"(SHA-256 {details.get('sha256')})"
         )
+    if name == "ReplyReceived":
+        reply = details.get("reply") or {}
+        what = "an opt-out (" + str(reply.get("keyword")) + ")" if reply.get("opt_out") else "an"
+        return (
+            f"The handset {record.get('sender', {}).get('address')} sent {what} answer "
+            f"(text SHA-256 {record.get('content', {}).get('sha256')})"
+        )
     if reasons:
         return "; ".join(r.get("text", "") for r in reasons)
     return name

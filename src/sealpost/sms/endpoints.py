@@ -31,14 +31,19 @@ from sealpost.errors import (
 )
 from sealpost.ledger.records import format_optional_time, format_time
 from sealpost.sms.certificates import SmsCertificates
-from sealpost.sms.model import InvalidPhoneNumber, Sms
+from sealpost.sms.model import InvalidPhoneNumber, NumberOptedOut, Sms
+from sealpost.sms.replies import SmsReplies
 from sealpost.sms.repository import SmsRepository
 from sealpost.sms.schemas import (
+    OptOutOut,
+    OptOutPage,
     Preview,
     PreviewRequest,
     SegmentOut,
     SmsDetail,
     SmsOut,
+    SmsReplyList,
+    SmsReplyOut,
     SmsRequest,
 )
 from sealpost.sms.service import SmsService
@@ -57,6 +62,8 @@ class SmsParts:
     service: SmsService
     repository: SmsRepository
     certificates: SmsCertificates
+    replies: SmsReplies | None = None
+    """Answers and opt-outs (None: not available)."""
 
 
 def sms_parts(request: Request) -> SmsParts:
@@ -97,7 +104,7 @@ def _out(sms: Sms, replayed: bool = False) -> dict[str, object]:
     response_model=SmsOut,
     responses={
         200: {"model": SmsOut, "description": "An Idempotency-Key matched an earlier send."},
-        **problem_responses(Conflict, InvalidInput, InvalidPhoneNumber),
+        **problem_responses(Conflict, InvalidInput, InvalidPhoneNumber, NumberOptedOut),
     },
 )
 def send_sms(
@@ -118,6 +125,7 @@ def send_sms(
         sender=body.sender,
         details=body.details,
         identification={"method": "api-key", "tenant": tenant.name},
+        respect_opt_out=body.respect_opt_out,
         idempotency_key=idempotency_key,
         request_sha256=hashlib.sha256(
             json.dumps(body.model_dump(), sort_keys=True).encode()
@@ -214,4 +222,66 @@ def sms_certificate(
         parts.certificates.latest(sms, version),
         media_type="application/pdf",
         headers={"Content-Disposition": f'attachment; filename="certificate-sms-{sms.id}.pdf"'},
+    )
+
+
+def _replies(parts: SmsParts) -> SmsReplies:
+    if parts.replies is None:
+        raise NotFound("SMS answers are not available on this Sealpost")
+    return parts.replies
+
+
+@router.get(
+    "/sms/{sms_id:uuid}/replies", response_model=SmsReplyList, responses=problem_responses(NotFound)
+)
+def sms_replies(sms_id: uuid.UUID, parts: SmsDep, tenant: TenantDep) -> SmsReplyList:
+    """The answers (mobile-originated messages) matched to this SMS, oldest first."""
+    sms = parts.repository.get(str(sms_id), tenant.id)
+    if sms is None:
+        raise NotFound(f"no SMS {sms_id}")
+    items = [
+        SmsReplyOut(
+            id=r.id,
+            received_at=format_time(r.received_at),
+            phone=r.phone,
+            destination=r.destination,
+            text=r.text,
+            text_sha256=r.text_sha256,
+            opt_out=r.opt_out,
+            provider=r.provider,
+            raw_sha256=r.raw_sha256,
+            record_id=r.record_id,
+            evidence=f"/v1/evidence/{r.record_id}",
+        )
+        for r in _replies(parts).replies(tenant.id, sms.id)
+    ]
+    return SmsReplyList(sms_id=sms.id, items=items)
+
+
+@router.get("/sms/opt-outs", response_model=OptOutPage)
+def sms_opt_outs(
+    parts: SmsDep,
+    tenant: TenantDep,
+    after: Annotated[
+        SingleLine | None,
+        Query(max_length=40, description="The last phone of the previous page (next_after)."),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+) -> OptOutPage:
+    """Numbers that answered STOP (BAJA, ARRET, STOPP) to one of the tenant's SMS, by number.
+    ``POST /v1/sms`` with ``respect_opt_out: true`` refuses them (409 ``sms_opted_out``)."""
+    found = _replies(parts).opt_outs(tenant.id, limit + 1, after or None)
+    page = found[:limit]
+    return OptOutPage(
+        items=[
+            OptOutOut(
+                phone=o.phone,
+                opted_out_at=format_time(o.opted_out_at),
+                keyword=o.keyword,
+                sms_id=o.sms_id,
+                reply_id=o.reply_id,
+            )
+            for o in page
+        ],
+        next_after=page[-1].phone if len(found) > limit else None,
     )

@@ -17,7 +17,7 @@ from sealpost.events.registry import (
     new_event,
     record_reference,
 )
-from sealpost.ledger.records import EvidenceRecord
+from sealpost.ledger.records import EvidenceRecord, format_time
 
 KINDS: tuple[EventKind, ...] = (
     EventKind(
@@ -56,6 +56,17 @@ KINDS: tuple[EventKind, ...] = (
         "No final receipt for every segment in time (DeliveryUnconfirmed); not delivered.",
         terminal=True,
     ),
+    EventKind(
+        "sealpost.sms.replied",
+        "sms",
+        "The recipient answered the SMS (a mobile-originated message; ReplyReceived).",
+    ),
+    EventKind(
+        "sealpost.sms.opted_out",
+        "sms",
+        "The recipient answered STOP, BAJA, ARRET or STOPP: the number is on the tenant's "
+        "opt-out list (ReplyReceived with opt_out: true).",
+    ),
 )
 
 _TYPES = {
@@ -68,7 +79,37 @@ _TYPES = {
 }
 
 
+def _reply_event(record: EvidenceRecord) -> NewEvent:
+    reply = record.details.get("reply")
+    reply = reply if isinstance(reply, dict) else {}
+    opt_out = bool(reply.get("opt_out"))
+    data: dict[str, Any] = {
+        "sms_id": record.subject.id,
+        "reply_id": reply.get("reply_id"),
+        **record_reference(record),
+        "from": record.sender.address if record.sender is not None else None,
+        "to": reply.get("destination"),
+        "opt_out": opt_out,
+        "received_at": format_time(record.event_time),
+    }
+    if reply.get("keyword"):
+        data["keyword"] = reply["keyword"]
+    if record.content is not None:
+        data["content"] = {"sha256": record.content.sha256, "size": record.content.size}
+    return new_event(
+        tenant_id=record.tenant_id,
+        type="sealpost.sms.opted_out" if opt_out else "sealpost.sms.replied",
+        subject_type="sms",
+        subject_id=record.subject.id,
+        time=record.event_time,
+        data=data,
+        record_id=record.id,
+    )
+
+
 def _from_sms(record: EvidenceRecord) -> NewEvent | None:
+    if record.event.name == "ReplyReceived":
+        return _reply_event(record)
     found = _TYPES.get(record.event.name)
     if found is None:
         return None

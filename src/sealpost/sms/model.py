@@ -19,7 +19,24 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
+from sealpost.errors import Conflict
 from sealpost.phones import InvalidPhoneNumber as InvalidPhoneNumber
+
+
+class NumberOptedOut(Conflict):
+    """The number answered STOP to one of the tenant's SMS and the request asked to respect
+    opt-outs (``respect_opt_out: true``): 409, nothing stored or sent."""
+
+    code = "sms_opted_out"
+    title = "The number opted out"
+    problem_fields = ("number",)
+
+    def __init__(self, number: str) -> None:
+        super().__init__(
+            f"{number} answered STOP to one of your SMS (GET /v1/sms/opt-outs); nothing was sent"
+        )
+        self.number = number
+
 
 Encoding = Literal["gsm7", "ucs2"]
 

@@ -134,6 +134,31 @@ class ReportSink(Protocol):
     def report(self, report: DeliveryReport) -> None: ...
 
 
+@dataclass(frozen=True)
+class InboundSms:
+    """A mobile-originated message (an answer from a handset), as the operator sent it."""
+
+    provider: str
+    phone: str
+    """The handset's number (SMPP ``source_addr``), E.164 with ``+`` when the TON says
+    international."""
+    destination: str
+    """The number or sender id it was sent to (SMPP ``destination_addr``)."""
+    text: str
+    at: datetime
+    """When it arrived at Sealpost."""
+    raw: bytes = b""
+    """The PDU body (or HTTP request body) exactly as received: stored, its SHA-256 in the
+    evidence."""
+
+
+class InboundSink(Protocol):
+    """Where adapters hand mobile-originated messages: durable before it returns (the adapter
+    acknowledges the operator only afterwards; an exception makes the operator resend)."""
+
+    def inbound(self, message: InboundSms) -> None: ...
+
+
 class SmsProvider(Protocol):
     """An operator adapter.  ``submit`` is synchronous from the caller's side: it returns once
     the operator took every segment not in ``sms.taken`` (``Submitted.message_ids`` then lists

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool
 
 from sealpost.api.text import MultiLine, SingleLine
 
@@ -29,6 +29,11 @@ class SmsRequest(BaseModel):
         default_factory=dict,
         max_length=20,
         description="Your own references (case number...), kept in the evidence.",
+    )
+    respect_opt_out: StrictBool = Field(
+        False,
+        description="true: refuse (409 sms_opted_out) a number that answered STOP to one of "
+        "your SMS (GET /v1/sms/opt-outs); false (default): a certified notice goes out anyway.",
     )
 
     model_config = {
@@ -96,3 +101,35 @@ class SmsDetail(SmsOut):
         description="Every issued certificate version: version, sha256, size, issued_at, "
         "record_id (its CertificateIssued record) and the path to download it.",
     )
+
+
+class SmsReplyOut(BaseModel):
+    id: str
+    received_at: str
+    phone: str = Field(description="The handset that answered (E.164).")
+    destination: str = Field(description="The number or sender id it answered to.")
+    text: str
+    text_sha256: str = Field(description="SHA-256 of the text in UTF-8 (the record's content).")
+    opt_out: bool = Field(description="The text was STOP, BAJA, ARRET or STOPP.")
+    provider: str
+    raw_sha256: str = Field(description="SHA-256 of the operator's PDU or request body.")
+    record_id: str
+    evidence: str
+
+
+class SmsReplyList(BaseModel):
+    sms_id: str
+    items: list[SmsReplyOut]
+
+
+class OptOutOut(BaseModel):
+    phone: str
+    opted_out_at: str
+    keyword: str
+    sms_id: str = Field(description="The SMS the STOP answered.")
+    reply_id: str
+
+
+class OptOutPage(BaseModel):
+    items: list[OptOutOut]
+    next_after: str | None = Field(description="Pass as ?after= for the next page.")

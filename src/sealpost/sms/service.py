@@ -44,6 +44,7 @@ from sealpost.sms.model import (
     QUEUED,
     UNCONFIRMED,
     UNDELIVERED,
+    NumberOptedOut,
     Segment,
     Sms,
     Split,
@@ -152,7 +153,10 @@ class SmsService:
         clock: Clock = utc_now,
         *,
         on_accept: Callable[[], object] | None = None,
+        opted_out: Callable[[str, str], bool] | None = None,
     ):
+        self.opted_out = opted_out
+        """Whether (tenant, E.164 number) opted out (``sms.replies``); None: nobody did."""
         self.repo = repo
         self.settings = settings
         self.clock = clock
@@ -190,6 +194,7 @@ class SmsService:
         idempotency_key: str | None = None,
         request_sha256: str | None = None,
         access_secret: bool = False,
+        respect_opt_out: bool = False,
     ) -> Accepted:
         """Store the message and its SubmissionAcceptance in one transaction (then 201).
 
@@ -198,8 +203,14 @@ class SmsService:
         per-segment digests, and ``digest: "sha256(nonce ‖ 0x00 ‖ text)"``: the sealed content
         SHA-256 is a salted commitment (:func:`text_commitment`) with a random 128-bit nonce
         kept only in the SMS row, so the tenant cannot find the code from it; the API and the
-        certificate never show the text or the nonce (``sealpost.certificates.secrets``)."""
+        certificate never show the text or the nonce (``sealpost.certificates.secrets``).
+
+        ``respect_opt_out``: refuse (:class:`NumberOptedOut`, 409) a number that answered
+        STOP to one of the tenant's SMS; off by default (a certified notice the law requires
+        is no marketing, and goes out whatever the number answered before)."""
         number = checked_number(to)
+        if respect_opt_out and self.opted_out is not None and self.opted_out(tenant_id, number):
+            raise NumberOptedOut(number)
         parts = split(text)
         nonce = secrets.token_hex(16) if access_secret else None
         now = self.clock()
@@ -262,12 +273,18 @@ class SmsService:
         details: Mapping[str, str] | None = None,
         *,
         access_secret: bool = False,
+        respect_opt_out: bool = False,
     ) -> str:
         """The ``SmsSender`` port other domains use (notices, codes): accept and return the id;
         an invalid number raises :class:`InvalidPhoneNumber` (an ``InvalidInput``).
         ``access_secret``: the text holds a code or link the tenant must never read."""
         return self.accept(
-            tenant_id=tenant_id, to=to, text=text, details=details, access_secret=access_secret
+            tenant_id=tenant_id,
+            to=to,
+            text=text,
+            details=details,
+            access_secret=access_secret,
+            respect_opt_out=respect_opt_out,
         ).sms.id
 
     # -- sending ----------------------------------------------------------------------------

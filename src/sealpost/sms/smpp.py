@@ -6,7 +6,10 @@ waiting on its sequence number; ``deliver_sm`` with esm_class bit 2 set is a del
 receipt (§5.2.12; its text per Appendix B: ``id: sub: dlvrd: submit date: done date: stat:
 err:``), handed to the :class:`~sealpost.sms.providers.ReportSink` *before* the
 ``deliver_sm_resp`` is sent, so a report the sink could not store is redelivered (answered
-ESME_RX_T_APPN).  An idle link is kept with ``enquire_link`` (§4.11); a lost link is bound
+ESME_RX_T_APPN).  A ``deliver_sm`` whose esm_class message type (bits 5-2) is the default
+(0) and whose text is no receipt is a mobile-originated message (an answer from a handset):
+handed to the :class:`~sealpost.sms.providers.InboundSink` the same way.  An idle link is
+kept with ``enquire_link`` (§4.11); a lost link is bound
 again by a keeper thread with backoff, so receipts keep flowing after an SMSC restart.
 
 A multi-part message is sent as concatenated SMS (3GPP TS 23.040 §9.2.3.24.1: a UDH of
@@ -38,9 +41,11 @@ from smpplib import consts, exceptions, smpp
 from smpplib.client import Client
 
 from sealpost.logging import get_logger
-from sealpost.sms.model import encode
+from sealpost.sms.model import GSM7_BASIC, GSM7_EXTENSION, encode
 from sealpost.sms.providers import (
     DeliveryReport,
+    InboundSink,
+    InboundSms,
     OutboundSms,
     PermanentFailure,
     ReportSink,
@@ -55,6 +60,10 @@ THROTTLED = (0x58, 0x14)  # ESME_RTHROTTLED, ESME_RMSGQFUL: try again later
 ESME_RX_T_APPN = 0x64
 """§5.1.3: ESME receiver temporary app error: the SMSC keeps the receipt and retries it."""
 ESM_RECEIPT = 0x04
+ESM_TYPE = 0x3C
+"""§5.2.12: bits 5-2 of esm_class in a deliver_sm: 0 default (mobile originated), 1 SMSC
+delivery receipt, 2 SME delivery ack, 4 manual/user ack, 6 conversation abort, 8
+intermediate delivery notification."""
 ESM_UDHI = 0x40
 
 _STATES: dict[str, ReportState] = {
@@ -109,6 +118,35 @@ def parse_receipt(text: bytes) -> tuple[str, ReportState, datetime | None, str] 
         at = None
     err = (found["err"] or b"").decode("ascii", "replace")
     return found["id"].decode("ascii", "replace"), state, at and at.replace(tzinfo=UTC), err
+
+
+def _number(value: Any, ton: Any) -> str:
+    """An SMPP address as text: ``+`` and the digits when international (TON 1)."""
+    text = value.decode("latin-1") if isinstance(value, bytes) else str(value or "")
+    return f"+{text}" if int(ton or 0) == 1 and not text.startswith("+") else text
+
+
+_GSM7 = dict(enumerate(GSM7_BASIC))
+_GSM7_EXTENSION = {v: k for k, v in GSM7_EXTENSION.items()}
+
+
+def decode(body: bytes, data_coding: int) -> str:
+    """An MO message's text: UCS-2 (0x08, read as UTF-16BE), Latin-1 (0x03), else the GSM-7
+    default alphabet unpacked one septet per octet (0x00, SMPP's usual; TS 23.038)."""
+    if data_coding == 0x08:
+        return body.decode("utf-16-be", "replace")
+    if data_coding == 0x03:
+        return body.decode("latin-1")
+    out, escape = [], False
+    for octet in body:
+        if escape:
+            out.append(_GSM7_EXTENSION.get(octet, " "))
+            escape = False
+        elif octet == 0x1B:
+            escape = True
+        else:
+            out.append(_GSM7.get(octet & 0x7F, "?"))
+    return "".join(out)
 
 
 def _address(value: str) -> tuple[int, int, str]:
@@ -178,9 +216,13 @@ class SmppProvider:
 
     name = "smpp"
 
-    def __init__(self, config: SmppConfig, sink: ReportSink) -> None:
+    def __init__(
+        self, config: SmppConfig, sink: ReportSink, inbound: InboundSink | None = None
+    ) -> None:
         self.config = config
         self.sink = sink
+        self.inbound = inbound
+        """Where mobile-originated messages go (None: acknowledged and dropped, logged)."""
         self._lock = threading.Lock()
         self._link: _Link | None = None
         self._closed = threading.Event()
@@ -288,12 +330,40 @@ class SmppProvider:
         except (exceptions.ConnectionError, exceptions.PDUError, OSError):
             pass  # the link is gone: the SMSC sends the receipt again, a stored one is a no-op
 
+    def _mobile_originated(self, pdu: Any, body: bytes) -> int:
+        """Hand an MO message to the inbound sink; the status to answer the SMSC with."""
+        if parse_receipt(body) is not None:  # a receipt without its esm_class: never an answer
+            log.warning("smpp.receipt_without_esm_class", body=pdu.raw_body[:200].hex())
+            return int(consts.SMPP_ESME_ROK)
+        if self.inbound is None:
+            log.info("smpp.mobile_originated_dropped")
+            return int(consts.SMPP_ESME_ROK)
+        if (pdu.esm_class or 0) & ESM_UDHI and body:
+            body = body[body[0] + 1 :]  # the UDH (a concatenated answer's part header)
+        message = InboundSms(
+            provider=self.name,
+            phone=_number(pdu.source_addr, pdu.source_addr_ton),
+            destination=_number(pdu.destination_addr, pdu.dest_addr_ton),
+            text=decode(body, int(pdu.data_coding or 0)),
+            at=datetime.now(UTC),
+            raw=bytes(pdu.raw_body),
+        )
+        try:
+            self.inbound.inbound(message)
+        except Exception as exc:  # not stored: the SMSC must keep it and send it again
+            log.error("smpp.mobile_originated_not_stored", error=repr(exc))
+            return ESME_RX_T_APPN
+        return int(consts.SMPP_ESME_ROK)
+
     def _receipt(self, pdu: Any) -> int:
-        """Hand a receipt to the sink; the status to answer the SMSC with."""
-        if not (pdu.esm_class or 0) & ESM_RECEIPT:
-            return int(consts.SMPP_ESME_ROK)  # a mobile-originated message: not ours to keep
+        """Hand a receipt (or an MO message) to its sink; the status to answer the SMSC with."""
         text = pdu.short_message or pdu.message_payload or b""
-        parsed = parse_receipt(text if isinstance(text, bytes) else str(text).encode())
+        body = text if isinstance(text, bytes) else str(text).encode()
+        if not (pdu.esm_class or 0) & ESM_TYPE:
+            return self._mobile_originated(pdu, body)
+        if not (pdu.esm_class or 0) & ESM_RECEIPT:
+            return int(consts.SMPP_ESME_ROK)  # an SME ack or an abort: nothing to keep
+        parsed = parse_receipt(body)
         if parsed is None:
             log.warning("smpp.receipt_unreadable", body=pdu.raw_body[:200].hex())
             return int(consts.SMPP_ESME_ROK)

@@ -102,3 +102,36 @@ sms_certificates = Table(
     Column("reason", Text, nullable=False),
     Index("ix_sms_certificates_version", "sms_id", "version", unique=True),
 )
+
+sms_replies = Table(
+    "sms_replies",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("tenant_id", String(36), ForeignKey("tenants.id"), nullable=False),
+    Column("sms_id", String(36), ForeignKey("sms_messages.id"), nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("phone", String(32), nullable=False),
+    Column("destination", String(32), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("text_sha256", String(64), nullable=False),
+    Column("provider", String(16), nullable=False),
+    Column("raw", LargeBinary, nullable=False),
+    Column("raw_sha256", String(64), nullable=False),
+    Column("opt_out", Integer, nullable=False, server_default="0"),
+    Column("record_id", String(36), nullable=False),
+    Index("ix_sms_replies_sms", "sms_id", "received_at"),
+)
+"""Mobile-originated answers to an SMS, the operator's PDU (or request) body kept exactly
+(migration 0018)."""
+
+sms_opt_outs = Table(
+    "sms_opt_outs",
+    metadata,
+    Column("tenant_id", String(36), ForeignKey("tenants.id"), primary_key=True),
+    Column("phone", String(32), primary_key=True),
+    Column("opted_out_at", DateTime(timezone=True), nullable=False),
+    Column("keyword", String(16), nullable=False),
+    Column("sms_id", String(36), nullable=False),
+    Column("reply_id", String(36), nullable=False),
+)
+"""Numbers that answered STOP (or BAJA, ARRET, STOPP) to a tenant's SMS (migration 0018)."""

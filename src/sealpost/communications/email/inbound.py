@@ -1,6 +1,6 @@
-"""The inbound port: bounces coming back, and mail asking to be certified by its address.
+"""The inbound port: bounces coming back, replies, and mail asking to be certified by its address.
 
-Two kinds of mail are accepted here, nothing else (no open relay):
+Three kinds of mail are accepted here, nothing else (no open relay):
 
 * **bounces** to the VERP return path ``bounces+<communication id>@<bounce domain>``: an RFC
   3464 DSN whose recipient failed becomes NonDelivery evidence for that communication, even
@@ -13,6 +13,9 @@ Two kinds of mail are accepted here, nothing else (no open relay):
   registered; the signature is then the sender's identification in the evidence, and the
   message is submitted for ``alice@example.com``.  Anything else is refused, with
   SubmissionRejection evidence when the From domain names a tenant.
+* **replies** to ``replies+<communication id>.<tag>@<bounce domain>`` (the Reply-To of a
+  direct email with reply capture on), or to ``replies@`` matched by In-Reply-To/References
+  (:mod:`~sealpost.communications.email.reply_intake`).
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ from sealpost.communications.email.refusals import (
     SubmissionRefused,
     check_content,
 )
+from sealpost.communications.email.reply_intake import ReplyIntake
 from sealpost.communications.email.smtp_server import (
     STORAGE_FULL,
     SealpostSMTP,
@@ -74,7 +78,10 @@ from sealpost.tenants.senders import SenderRepository
 
 log = get_logger(__name__)
 
-NOT_HERE = "550 5.7.1 Relaying denied: this server only takes bounces and certify addresses"
+NOT_HERE = (
+    "550 5.7.1 Relaying denied: this server only takes bounces, replies and certify addresses"
+)
+UNKNOWN_REPLY_ADDRESS = "550 5.1.1 No such reply address: it names no communication"
 
 
 class BounceProcessor:
@@ -196,7 +203,10 @@ class InboundHandler:
         return_paths: BounceAddresses,
         *,
         key_lookup: KeyLookup | None = None,
+        replies: ReplyIntake | None = None,
     ) -> None:
+        self.replies = replies
+        """Reply capture (None: replies are not taken here)."""
         self.service = service
         self.senders = senders
         self.bounces = bounces
@@ -241,11 +251,20 @@ class InboundHandler:
             unique.setdefault(address.lower(), address)
         return list(unique.values())
 
+    def _is_reply(self, address: str) -> bool:
+        return self.replies is not None and self.replies.addresses.is_reply_address(address)
+
     async def handle_RCPT(
         self, _server: SMTP, _session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
+        if self.replies is not None and self._is_reply(address):
+            known = await asyncio.to_thread(self.replies.known, address)
+            if known is False:
+                return UNKNOWN_REPLY_ADDRESS
         kind = (
-            "bounce"
+            "reply"
+            if self._is_reply(address)
+            else "bounce"
             if self._is_bounce(address)
             else "certify"
             if self._unwrap(address) or self._is_bcc_certify(address)
@@ -255,7 +274,7 @@ class InboundHandler:
             return NOT_HERE
         kinds = {self._kind(a) for a in envelope.rcpt_tos}
         if kinds and kind not in kinds:
-            return "452 4.5.3 Send bounces and certified mail in separate transactions"
+            return "452 4.5.3 Send bounces, replies and certified mail in separate transactions"
         if len(envelope.rcpt_tos) >= self.settings.smtp_max_recipients:
             return "452 4.5.3 Too many recipients"
         envelope.rcpt_tos.append(address)
@@ -263,10 +282,14 @@ class InboundHandler:
         return "250 2.1.5 Recipient OK"
 
     def _kind(self, address: str) -> str:
+        if self._is_reply(address):
+            return "reply"
         return "bounce" if self._is_bounce(address) else "certify"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         raw = envelope.original_content or b""
+        if envelope.rcpt_tos and self._kind(envelope.rcpt_tos[0]) == "reply":
+            return await self._reply(server, session, envelope, raw)
         if envelope.rcpt_tos and self._kind(envelope.rcpt_tos[0]) == "bounce":
             ids = [i for i in (self._verp(a) for a in envelope.rcpt_tos) if i]
             try:
@@ -279,6 +302,24 @@ class InboundHandler:
             log.info("bounce.processed", verp=ids, non_delivery=done)
             return "250 2.0.0 Bounce received"
         return await asyncio.to_thread(self._certify, server, session, envelope, raw)
+
+    async def _reply(self, server: SMTP, session: Session, envelope: Envelope, raw: bytes) -> str:
+        assert self.replies is not None
+        smtp = {
+            "client_ip": client_ip(session),
+            "helo": session.host_name,
+            "server": self.settings.hostname,
+            **({"tls": tls} if (tls := tls_details(server)) else {}),
+        }
+        try:
+            return await asyncio.to_thread(
+                self.replies.receive, raw, list(envelope.rcpt_tos), envelope.mail_from or "", smtp
+            )
+        except Exception as exc:
+            log.error("reply.failed", error=repr(exc))
+            if is_storage_full(exc):
+                return STORAGE_FULL
+            return "451 4.3.0 The reply could not be stored; try again later"
 
     def _replay_problem(
         self, raw: bytes, facts: MessageFacts, envelope: Envelope, domain: str

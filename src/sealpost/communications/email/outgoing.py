@@ -47,6 +47,7 @@ class CertifiedMailer:
         identification: Mapping[str, str],
         details: Mapping[str, str],
         access_secret: bool = False,
+        reply_capture: bool = False,
     ) -> str:
         """Accept the email durably (with its evidence); returns its communication id.
 
@@ -58,7 +59,13 @@ class CertifiedMailer:
         ``Sealpost-Nonce`` header of 128 random bits (:func:`with_nonce`): the whole message's
         SHA-256 is sealed and shown to the tenant, and without the nonce nobody can rebuild the
         message around each of a million codes (Message-ID, Date, From, To and Subject are all
-        known to the tenant); the operator keeps the exact bytes to open it."""
+        known to the tenant); the operator keeps the exact bytes to open it.
+
+        ``reply_capture``: the email gets its own reply address in ``Reply-To`` (beside the
+        sender) and replies are recorded on it (``ReplyReceived``; events
+        ``sealpost.communication.replied`` / ``auto_replied``): what a sequence that stops on
+        an answer sends.  Off by default (Sealpost's own notices and codes); ignored with
+        ``access_secret`` (a reply may quote the code)."""
         raw = build_message(
             sender=sender,
             to=[to],
@@ -81,6 +88,7 @@ class CertifiedMailer:
                 details={**dict(details), **({"access_secret": True} if access_secret else {})},
                 delivery="direct",  # a notice, a code, an invitation: never a pickup itself
                 tracking=False,  # nor tracked: Sealpost's own messages are never rewritten
+                reply_capture=reply_capture,
             )
         )
         return accepted.communication_ids[0]

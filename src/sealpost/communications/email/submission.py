@@ -41,6 +41,11 @@ from sealpost.communications.email.mime import (
     new_message_id,
 )
 from sealpost.communications.email.refusals import SubmissionRefused, check_content
+from sealpost.communications.email.replies import (
+    ReplyCapture,
+    existing_reply_to,
+    with_reply_to,
+)
 from sealpost.communications.ports import (
     DELIVERY_MODES,
     PICKUP,
@@ -57,7 +62,6 @@ from sealpost.db.engine import write_transaction
 from sealpost.db.full import StorageFull, is_storage_full
 from sealpost.errors import Conflict, InvalidInput
 from sealpost.ledger.records import (
-    ContentInfo,
     EvidenceRecord,
     Party,
     Reason,
@@ -98,6 +102,11 @@ class SubmissionRequest:
     tracking: bool = True
     """False: never open and click tracking, whatever the tenant chose (Sealpost's own notices,
     codes and invitations); True: the tenant's choice (``PUT /v1/settings/tracking``)."""
+    reply_capture: bool | None = None
+    """Give each communication its own signed reply address in ``Reply-To`` (beside the
+    sender's), so that replies are recorded on it (``ReplyReceived``); None: the tenant's
+    setting (``PUT /v1/settings/replies``).  Direct emails from SMTP or the API only: never a
+    pickup, a rewritten (DKIM-signed) message or one carrying an access secret."""
 
 
 class SenderNotAllowed(SubmissionRefused):
@@ -174,6 +183,9 @@ class _Prepared:
     future: Future[Accepted] = field(default_factory=Future)
     pickups: list[NewPickup] = field(default_factory=list)
     tracked: list[TrackedCopy] = field(default_factory=list)
+    raws: list[bytes] = field(default_factory=list)
+    """The bytes to store: the request's, or one message per communication (its own
+    Reply-To) when replies are captured."""
 
 
 def _sender_party(request: SubmissionRequest, facts: MessageFacts) -> Party:
@@ -193,7 +205,10 @@ class SubmissionService:
         on_commit: Callable[[], None] | None = None,
         pickup: PickupDesk | None = None,
         tracking: TrackingService | None = None,
+        replies: ReplyCapture | None = None,
     ) -> None:
+        self.replies = replies
+        """Reply capture (set by the composition root); None: no Reply-To is ever added."""
         self.pickup = pickup
         self.tracking = tracking
         """Open and click tracking (set by the composition root); None: never tracked."""
@@ -236,20 +251,34 @@ class SubmissionService:
         delivery: dict[str, Any] = {}
         if pickup_options is not None:
             delivery = {"delivery": {"mode": PICKUP, **pickup_options.get("evidence", {})}}
-        content = facts.content
-        if carries_access_secret(request.details):
-            # A code's text part would give the code away from its SHA-256 (a million
-            # tries); the whole message's digest stays (its Message-ID is random).
-            content = replace(content, parts=())
-        tracking = self._tracking_choice(request, facts, pickup_options is not None, content)
-        rows, records, ids, tracked_copies = [], [], [], []
+        secret = carries_access_secret(request.details)
+        capture = self._captures(request, pickup_options is None, secret)
+        keep = (existing_reply_to(request.raw) or facts.from_address) if capture else None
+        if capture:
+            message_details["reply_capture"] = True
+        tracking = self._tracking_choice(request, facts, pickup_options is not None, secret)
+        rows, records, ids, raws, tracked_copies = [], [], [], [], []
         for recipient in request.recipients:
             communication_id = str(uuid.uuid4())
+            raw, message_facts = request.raw, facts
+            if capture:
+                assert self.replies is not None
+                address = self.replies.addresses.address(communication_id)
+                raw = with_reply_to(request.raw, keep, address)
+                message_facts = describe_message(raw)
+            raws.append(raw)
+            content = message_facts.content
+            if secret:
+                # A code's text part would give the code away from its SHA-256 (a million
+                # tries); the whole message's digest stays (its Message-ID is random).
+                content = replace(content, parts=())
             tracked = None
             if tracking is not None:
+                # Made from the bytes this recipient's acceptance seals (with its own reply
+                # address when replies are captured).
                 assert self.tracking is not None
                 tracked = self.tracking.tracked_copy(
-                    request.tenant_id, communication_id, request.raw, tracking
+                    request.tenant_id, communication_id, raw, tracking
                 )
             if tracked is not None:
                 tracked_copies.append(tracked)
@@ -285,8 +314,8 @@ class SubmissionService:
                     "recipient": recipient[:320],
                     "subject": facts.subject,
                     "message_id": message_id,
-                    "content_sha256": facts.content.sha256,
-                    "content_size": facts.content.size,
+                    "content_sha256": content.sha256,
+                    "content_size": content.size,
                     "submitted_at": now,
                     "updated_at": now,
                     "next_attempt_at": now if pickup_options is None else None,
@@ -311,7 +340,9 @@ class SubmissionService:
             message_id=message_id,
             record_ids=tuple(r.id for r in records),
         )
-        prepared = _Prepared(request, facts, accepted, rows, records, tracked=tracked_copies)
+        prepared = _Prepared(
+            request, facts, accepted, rows, records, tracked=tracked_copies, raws=raws
+        )
         if pickup_options is not None:
             prepared.pickups = [
                 NewPickup(
@@ -330,19 +361,28 @@ class SubmissionService:
         return prepared
 
     def _tracking_choice(
-        self, request: SubmissionRequest, facts: MessageFacts, pickup: bool, content: ContentInfo
+        self, request: SubmissionRequest, facts: MessageFacts, pickup: bool, secret: bool
     ) -> Choice | None:
         """The tenant's tracking choice when this message may be tracked: a direct email with
         an HTML part, not one of Sealpost's own, not one carrying an access secret (a
         plain-text-only message is never rewritten, so its tenant's choice is not read)."""
         if self.tracking is None or not request.tracking or pickup:
             return None
-        if carries_access_secret(request.details) or not content.parts:
+        if secret or not facts.content.parts:
             return None
         if not any(p.content_type == "text/html" for p in facts.content.parts):
             return None
         choice = self.tracking.choice(request.tenant_id)
         return choice if choice.any else None
+
+    def _captures(self, request: SubmissionRequest, direct: bool, secret: bool) -> bool:
+        """Whether this submission's communications get a reply address (see
+        :attr:`SubmissionRequest.reply_capture`)."""
+        if self.replies is None or not direct or secret or request.via not in ("smtp", "api"):
+            return False
+        if request.reply_capture is not None:
+            return request.reply_capture
+        return self.replies.enabled(request.tenant_id)
 
     def _pickup_options(self, request: SubmissionRequest) -> dict[str, Any] | None:
         """The resolved pickup options, or None for a direct delivery; :class:`PickupRefused`
@@ -457,7 +497,7 @@ class SubmissionService:
             self.on_commit()
 
     def _commit(self, batch: list[_Prepared]) -> list[Accepted | Exception]:
-        blobs = [item.request.raw for item in batch]
+        blobs = [raw for item in batch for raw in item.raws or [item.request.raw]]
         blobs += [copy.raw for item in batch for copy in item.tracked]
         self.contents.put_large(blobs)
         results: list[Accepted | Exception] = []
