@@ -11,6 +11,7 @@ from sealpost.access import tables as access_tables
 from sealpost.communications import tables as communications_tables
 from sealpost.db import tables as db_tables
 from sealpost.db.metadata import metadata
+from sealpost.deadlines import tables as deadlines_tables
 from sealpost.events import tables as events_tables
 from sealpost.ledger import tables as ledger_tables
 from sealpost.pickup import tables as pickup_tables
@@ -28,6 +29,7 @@ DOMAIN_TABLES = (
     signatures_tables,
     pickup_tables,
     sms_tables,
+    deadlines_tables,
 )
 
 __all__ = ["DOMAIN_TABLES", "metadata"]

@@ -144,6 +144,18 @@ class BusinessCalendar:
                 counted += 1
         return day
 
+    def business_days_before(self, end: date, days: int) -> date:
+        """The business day ``days`` business days before ``end`` (``end`` itself for 0): when
+        a reminder "two business days before the end" is due."""
+        if days < 0 or days > MAX_TERM_DAYS:
+            raise InvalidInput(f"{days} business days before a term's end is out of range")
+        day, counted = end, 0
+        while counted < days:
+            day -= timedelta(days=1)
+            if self.is_business_day(day):
+                counted += 1
+        return day
+
     def non_business_days(self, start: date, end: date) -> Iterator[tuple[date, str]]:
         """Each day in ``[start, end]`` that does not count, with why (for a certificate)."""
         day = start

@@ -178,6 +178,11 @@ _OWN_SINCE_2: tuple[tuple[str, str, bool], ...] = (
     # the content, while here only the operator says it reached the handset (docs/sms.md).
     ("DeliveryReported", "X", False),
     ("DeliveryUnconfirmed", "X", True),  # no final receipt in time: never "delivered"
+    # Legal deadlines (sealpost.deadlines): a term computed from a trigger record, and its
+    # clock.  Computations and the passing of time, not acts of anyone: never ETSI events.
+    ("DeadlineSet", "X", False),
+    ("DeadlineApproaching", "X", False),
+    ("DeadlinePassed", "X", False),
 )
 
 

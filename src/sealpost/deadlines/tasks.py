@@ -1,0 +1,25 @@
+"""The deadlines loop: follow the outbox for trigger events, then run the clock.
+
+One loop per process is enough and any number may run: starting a term is unique per
+communication and each change of status is compare-and-set.
+"""
+
+from __future__ import annotations
+
+from sealpost.deadlines.service import DeadlineService
+from sealpost.loops import Loop, periodic
+
+
+def run_once(service: DeadlineService) -> int:
+    """Start new terms (every event since the cursor), then seal what the clock says."""
+    followed = 0
+    while True:
+        read = service.follow_once()
+        followed += read
+        if read < service.settings.batch:
+            break
+    return followed + service.tick()
+
+
+def loops(service: DeadlineService, interval_seconds: float = 5.0) -> list[Loop]:
+    return [periodic("deadlines", interval_seconds, lambda: run_once(service))]
