@@ -34,6 +34,7 @@ from sealpost.api.schemas import EventsHealth, Health, LedgerHealth, LoopHealthO
 from sealpost.app import Sealpost
 from sealpost.communications import endpoints as communications
 from sealpost.db.full import free_space_problems
+from sealpost.deadlines import endpoints as deadlines
 from sealpost.events import endpoints as events
 from sealpost.events.webhooks import endpoints as webhooks
 from sealpost.evidence import endpoints as evidence
@@ -56,6 +57,7 @@ ROUTERS = (
     pickup.router,
     pickup.page_router,
     sms.router,
+    deadlines.router,
 )
 """Every domain's router, in the order the OpenAPI document lists them."""
 
@@ -131,6 +133,7 @@ def create_app(sp: Sealpost, *, start_background: bool = True) -> FastAPI:
     app.state.signatures = sp.signatures_parts
     app.state.pickup = sp.pickup_parts
     app.state.sms = sp.sms_parts
+    app.state.deadlines = sp.deadlines_parts
     errors.install(app)
     app.state.rate_limits = limits.install(app, sp.settings, sp.tenants)
     app.state.tenant_rate_limiter = app.state.rate_limits.per_tenant

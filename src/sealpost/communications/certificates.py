@@ -35,6 +35,7 @@ from sealpost.communications.repository import (
     TimelineEntry,
 )
 from sealpost.db.blobs import BlobStore
+from sealpost.deadlines.words import summary as deadline_words
 from sealpost.errors import Conflict, NotFound
 from sealpost.ledger.errors import NotSealedYet
 from sealpost.ledger.proofs import LedgerReader
@@ -74,6 +75,9 @@ def summarize(entry: TimelineEntry) -> str:
     pickup = _pickup_words(name, details, reasons)
     if pickup is not None:
         return pickup
+    deadline = deadline_words(name, details)
+    if deadline is not None:
+        return deadline
     if name == "CertificateIssued":
         return (
             f"Evidence certificate version {details.get('version')} issued "

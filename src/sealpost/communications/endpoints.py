@@ -12,7 +12,7 @@ import base64
 import binascii
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC
 from typing import Annotated, Any
 
@@ -55,6 +55,11 @@ from sealpost.communications.ports import DELIVERY_MODES, PickupDesk, PickupRequ
 from sealpost.communications.repository import STATUSES, Communication, CommunicationRepository
 from sealpost.config import Settings
 from sealpost.db.full import StorageFull
+from sealpost.deadlines.calendars import UnknownCalendar
+from sealpost.deadlines.repository import DeadlineRepository
+from sealpost.deadlines.rules import DeadlineRule
+from sealpost.deadlines.schemas import DeadlineRuleBody
+from sealpost.deadlines.service import normalised_code
 from sealpost.errors import (
     Conflict,
     InvalidInput,
@@ -87,6 +92,7 @@ class CommunicationsParts:
     ledger: LedgerReader
     settings: Settings
     pickup: PickupDesk | None = None
+    deadlines: DeadlineRepository | None = None
 
 
 def communications_parts(request: Request) -> CommunicationsParts:
@@ -174,6 +180,12 @@ class SendRequest(BaseModel):
         "is handed over on the pickup page after identification); default: the tenant's.",
     )
     pickup: PickupBody | None = None
+    deadline: DeadlineRuleBody | None = Field(
+        None,
+        description="A legal term on each communication: N business or natural days from the "
+        "delivery (direct), the handover or the acceptance (pickup), on a region's calendar "
+        "(docs/deadlines.md). Computed and sealed (DeadlineSet) when that evidence is recorded.",
+    )
 
     model_config = {
         "populate_by_name": True,
@@ -244,6 +256,11 @@ class CommunicationDetail(CommunicationBody):
     timeline: list[TimelineEvent]
     attempts_log: list[dict[str, Any]]
     certificates: list[dict[str, Any]]
+    deadlines: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Legal terms on the communication: running, approaching or passed, with "
+        "their last day, calendar and data version; waiting until their trigger is recorded.",
+    )
 
 
 def _body(c: Communication) -> dict[str, Any]:
@@ -341,6 +358,32 @@ def _result(parts: CommunicationsParts, accepted: Accepted) -> SendResult:
     )
 
 
+def _deadline_rule(parts: CommunicationsParts, tenant: Tenant, body: SendRequest) -> DeadlineRule:
+    """The request's deadline rule, on a known calendar, with a trigger its delivery has:
+    refused (422) before anything is accepted, so nothing is sent with a term that cannot run."""
+    assert body.deadline is not None
+    rule = body.deadline.rule()
+    rule = replace(rule, calendar=normalised_code(rule.calendar))  # 422 unknown_calendar
+    mode = body.delivery
+    if mode is None:
+        mode = parts.pickup.default_delivery(tenant.id) if parts.pickup is not None else "direct"
+    if mode == "direct" and rule.starts_from != "delivery":
+        raise InvalidInput(
+            f"deadline.starts_from: {rule.starts_from} needs delivery: pickup (a direct email "
+            "is delivered, never handed over or accepted)"
+        )
+    if mode != "direct" and rule.starts_from == "delivery":
+        raise InvalidInput(
+            "deadline.starts_from: delivery is for direct email; a pickup starts a term from "
+            "the handover or the acceptance"
+        )
+    if rule.starts_from == "acceptance" and body.pickup and body.pickup.consent == "basic":
+        raise InvalidInput(
+            "deadline.starts_from: acceptance, but a basic pickup has no acceptance (handover)"
+        )
+    return rule
+
+
 @router.post(
     "/communications",
     status_code=201,
@@ -358,6 +401,7 @@ def _result(parts: CommunicationsParts, accepted: Accepted) -> SendResult:
             SenderNotAllowed,
             ContentRefused,
             PickupRefused,
+            UnknownCalendar,
         ),
     },
 )
@@ -392,6 +436,9 @@ def send(
     )
     if body.pickup is not None and body.delivery == "direct":
         raise InvalidInput("pickup: options for a pickup, but delivery is direct")
+    if body.deadline is not None:
+        rule = _deadline_rule(parts, tenant, body)
+        request = replace(request, details={**request.details, "deadline": rule.to_json()})
     accepted = parts.submissions.accept(request)  # a refusal raises (422) after its evidence
     if accepted.replayed:
         response.status_code = 200
@@ -480,7 +527,26 @@ def get_communication(
         timeline=timeline,
         attempts_log=attempts,
         certificates=certificates,
+        deadlines=_deadlines(parts, tenant, c.id, timeline),
     )
+
+
+def _deadlines(
+    parts: CommunicationsParts, tenant: Tenant, cid: str, timeline: list[TimelineEvent]
+) -> list[dict[str, Any]]:
+    """The stored terms; a rule whose trigger is not recorded yet shows as ``waiting``."""
+    found = (
+        [d.to_json() for d in parts.deadlines.for_subject(tenant.id, "communication", cid)]
+        if parts.deadlines is not None
+        else []
+    )
+    if found:
+        return found
+    for entry in timeline:
+        rule = entry.record.get("details", {}).get("deadline")
+        if entry.event == "SubmissionAcceptance" and isinstance(rule, dict):
+            return [{"status": "waiting", "rule": rule}]
+    return []
 
 
 @router.get(

@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sealpost.db.engine import write_transaction
 from sealpost.deadlines.calendars import ExtraDay
 from sealpost.deadlines.model import Deadline
+from sealpost.deadlines.ports import SubjectEvidence
 from sealpost.deadlines.tables import calendar_days, deadlines
 from sealpost.events.outbox import append_evidence
 from sealpost.events.registry import NewEvent
@@ -73,8 +74,9 @@ def _deadline(row: Any) -> Deadline:
 
 
 class DeadlineRepository:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, subjects: SubjectEvidence | None = None) -> None:
         self.engine = engine
+        self.subjects = subjects
 
     # -- a tenant's own days ------------------------------------------------------------------
 
@@ -148,6 +150,10 @@ class DeadlineRepository:
                     return False
                 conn.execute(insert(deadlines).values(**row))
                 append_evidence(conn, [record])
+                if self.subjects is not None:
+                    self.subjects.recorded_in(
+                        conn, deadline.subject_type, deadline.subject_id, deadline.created_at
+                    )
         except IntegrityError:  # a concurrent follower inserted it first
             return False
         return True
@@ -199,4 +205,6 @@ class DeadlineRepository:
             if not moved:
                 return False
             append_evidence(conn, [record], events)
+            if self.subjects is not None:
+                self.subjects.recorded_in(conn, deadline.subject_type, deadline.subject_id, now)
         return True

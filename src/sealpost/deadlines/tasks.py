@@ -6,6 +6,7 @@ communication and each change of status is compare-and-set.
 
 from __future__ import annotations
 
+from sealpost.config import Settings
 from sealpost.deadlines.service import DeadlineService
 from sealpost.loops import Loop, periodic
 
@@ -21,5 +22,8 @@ def run_once(service: DeadlineService) -> int:
     return followed + service.tick()
 
 
-def loops(service: DeadlineService, interval_seconds: float = 5.0) -> list[Loop]:
-    return [periodic("deadlines", interval_seconds, lambda: run_once(service))]
+def loops(service: DeadlineService, settings: Settings) -> list[Loop]:
+    if not settings.deadlines_worker_enabled:
+        return []
+    interval = settings.deadlines_interval_seconds
+    return [periodic("deadlines", interval, lambda: run_once(service))]
