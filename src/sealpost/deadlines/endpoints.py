@@ -30,6 +30,10 @@ from sealpost.deadlines.schemas import (
 from sealpost.deadlines.service import DeadlineService
 from sealpost.errors import InvalidInput, ServiceUnavailable, TooManyRequests, Unauthorized
 
+FIRST_YEAR, LAST_YEAR = 1990, 2100
+"""The years a calendar answers for (the holiday data's rules reach no further back or
+forward meaningfully; a term starting in 2100 may end up to ten years later)."""
+
 router = APIRouter(
     prefix="/v1",
     tags=["deadlines"],
@@ -70,6 +74,9 @@ def put_days(
     code: CalendarCode, body: CalendarDaysBody, parts: DeadlinesDep, tenant: TenantDep
 ) -> CalendarDaysOut:
     """Replace the tenant's own days on this calendar (all of them: send the whole list)."""
+    for i, d in enumerate(body.days):
+        if not FIRST_YEAR <= d.date.year <= LAST_YEAR + 10:
+            raise InvalidInput(f"days[{i}].date: a date from {FIRST_YEAR} to {LAST_YEAR + 10}")
     days = [ExtraDay(d.date, d.name, d.kind) for d in body.days]
     normalised = parts.service.replace_days(tenant.id, code, days)
     return _days(parts, tenant.id, normalised)
@@ -102,7 +109,7 @@ def get_calendar(
     code: CalendarCode,
     parts: DeadlinesDep,
     tenant: TenantDep,
-    year: Annotated[int, Query(ge=1990, le=2100)] = 2026,
+    year: Annotated[int, Query(ge=FIRST_YEAR, le=LAST_YEAR)] = 2026,
 ) -> CalendarOut:
     """Every non-business day of ``year``: weekends, public holidays, the tenant's days."""
     calendar = parts.service.calendar(tenant.id, code)
@@ -150,6 +157,8 @@ def compute_deadline(
 ) -> ComputedOut:
     """When a term ends: with the tenant's own days on the calendar, as a term on a
     communication would be counted (the same function)."""
+    if not FIRST_YEAR <= start.year <= LAST_YEAR:
+        raise InvalidInput(f"from: a date from {FIRST_YEAR} to {LAST_YEAR}")
     rule = DeadlineRule.from_json(
         {
             "amount": amount,
