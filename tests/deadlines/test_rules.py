@@ -200,3 +200,21 @@ def test_the_end_is_monotone_in_the_amount(start: date, amount: int, unit: str) 
 def test_business_days_counted_are_exactly_the_amount(start: date, amount: int) -> None:
     ends, skipped = end_date(DeadlineRule(amount, "business_days", "handover", "ES-CT"), start, _CT)
     assert (ends - start).days - len(skipped) == amount
+
+
+def test_the_documented_repetition_of_a_computation_works() -> None:
+    """docs/deadlines.md, "Repeating a computation", run on a DeadlineSet's details."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).parents[2] / "docs" / "deadlines.md").read_text()
+    section = text[text.index("## Repeating a computation") :]
+    code = re.search(r"```python\n(.*?)```", section, re.DOTALL)
+    assert code is not None
+    computed = compute(
+        DeadlineRule(10, "business_days", "handover", "ES-CT"), _at(date(2026, 12, 3))
+    )
+    record = {"details": {"deadline": computed.to_json()}}
+    namespace: dict[str, object] = {"record": record}
+    exec(code.group(1), namespace)  # noqa: S102  (our own documentation)
+    assert namespace["again"] == computed
