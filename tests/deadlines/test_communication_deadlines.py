@@ -19,7 +19,7 @@ from sealpost.deadlines.tasks import run_once
 from sealpost.events.tables import outbox_events
 from sealpost.ledger.repository import as_utc
 from tests.certificates.support import poppler
-from tests.support.mail import RECIPIENT_DOMAIN, MailEnv
+from tests.support.mail import RECIPIENT_DOMAIN, MailEnv, make_message, submit
 
 RULE = {"amount": 10, "unit": "business_days", "starts_from": "delivery", "calendar": "es-ct"}
 
@@ -186,3 +186,57 @@ def test_a_bad_rule_refuses_the_send_and_nothing_is_accepted(
     assert response.status_code == 422, response.text
     assert message in response.text
     assert mail_env.sp.communications.search(mail_env.tenant_id, limit=10) == before
+
+
+def _with_header(value: str, subject: str) -> bytes:
+    raw = make_message(subject)
+    return f"Sealpost-Deadline: {value}\r\n".encode() + raw
+
+
+def test_an_smtp_submission_carries_its_rule_in_a_header(mail_env: MailEnv) -> None:
+    code, _ = submit(
+        mail_env,
+        _with_header("15 natural_days from delivery on es-md", "Deadline by header"),
+        [f"luis@{RECIPIENT_DOMAIN}"],
+    )
+    assert code == 250
+    [cid] = [
+        c.id
+        for c in mail_env.sp.communications.search(mail_env.tenant_id, limit=10)
+        if c.subject == "Deadline by header"
+    ]
+    accepted = _records(mail_env, cid, "SubmissionAcceptance")[0]
+    assert accepted["details"]["deadline"] == {
+        "amount": 15,
+        "unit": "natural_days",
+        "starts_from": "delivery",
+        "calendar": "ES-MD",
+        "variant": "es_art30",
+    }
+    mail_env.wait_status(cid, "delivered")
+    _follow(mail_env)
+    [sealed] = _records(mail_env, cid, "DeadlineSet")
+    assert sealed["details"]["deadline"]["calendar_name"] == "ES-MD"
+
+
+@pytest.mark.parametrize(
+    ("value", "reply"),
+    [
+        ("ten days from delivery on ES", "write it as"),
+        ("10 business_days from delivery on ES-ZZ", "ES-ZZ"),
+        ("10 business_days from handover on ES", "needs delivery: pickup"),
+    ],
+)
+def test_a_bad_deadline_header_is_refused_for_good(
+    mail_env: MailEnv, value: str, reply: str
+) -> None:
+    code, message = submit(
+        mail_env, _with_header(value, "Bad deadline"), [f"luis@{RECIPIENT_DOMAIN}"]
+    )
+    assert code == 550
+    assert reply in " ".join(message.decode().split())
+    assert not [
+        c
+        for c in mail_env.sp.communications.search(mail_env.tenant_id, limit=10)
+        if c.subject == "Bad deadline"
+    ]

@@ -46,6 +46,7 @@ from sealpost.communications.email.mime import (
 from sealpost.communications.email.refusals import ContentRefused
 from sealpost.communications.email.submission import (
     Accepted,
+    DeadlineRefused,
     PickupRefused,
     SenderNotAllowed,
     SubmissionRequest,
@@ -55,11 +56,10 @@ from sealpost.communications.ports import DELIVERY_MODES, PickupDesk, PickupRequ
 from sealpost.communications.repository import STATUSES, Communication, CommunicationRepository
 from sealpost.config import Settings
 from sealpost.db.full import StorageFull
-from sealpost.deadlines.calendars import UnknownCalendar
+from sealpost.deadlines.calendars import UnknownCalendar, normalised_code
 from sealpost.deadlines.repository import DeadlineRepository
 from sealpost.deadlines.rules import DeadlineRule
 from sealpost.deadlines.schemas import DeadlineRuleBody
-from sealpost.deadlines.service import normalised_code
 from sealpost.errors import (
     Conflict,
     InvalidInput,
@@ -358,30 +358,13 @@ def _result(parts: CommunicationsParts, accepted: Accepted) -> SendResult:
     )
 
 
-def _deadline_rule(parts: CommunicationsParts, tenant: Tenant, body: SendRequest) -> DeadlineRule:
-    """The request's deadline rule, on a known calendar, with a trigger its delivery has:
-    refused (422) before anything is accepted, so nothing is sent with a term that cannot run."""
+def _deadline_rule(body: SendRequest) -> DeadlineRule:
+    """The request's deadline rule on a known calendar (422 ``unknown_calendar`` before
+    anything is accepted); whether the delivery records its trigger is checked with the
+    delivery mode resolved (``SubmissionService``: a tenant's default may be pickup)."""
     assert body.deadline is not None
     rule = body.deadline.rule()
-    rule = replace(rule, calendar=normalised_code(rule.calendar))  # 422 unknown_calendar
-    mode = body.delivery
-    if mode is None:
-        mode = parts.pickup.default_delivery(tenant.id) if parts.pickup is not None else "direct"
-    if mode == "direct" and rule.starts_from != "delivery":
-        raise InvalidInput(
-            f"deadline.starts_from: {rule.starts_from} needs delivery: pickup (a direct email "
-            "is delivered, never handed over or accepted)"
-        )
-    if mode != "direct" and rule.starts_from == "delivery":
-        raise InvalidInput(
-            "deadline.starts_from: delivery is for direct email; a pickup starts a term from "
-            "the handover or the acceptance"
-        )
-    if rule.starts_from == "acceptance" and body.pickup and body.pickup.consent == "basic":
-        raise InvalidInput(
-            "deadline.starts_from: acceptance, but a basic pickup has no acceptance (handover)"
-        )
-    return rule
+    return replace(rule, calendar=normalised_code(rule.calendar))
 
 
 @router.post(
@@ -402,6 +385,7 @@ def _deadline_rule(parts: CommunicationsParts, tenant: Tenant, body: SendRequest
             ContentRefused,
             PickupRefused,
             UnknownCalendar,
+            DeadlineRefused,
         ),
     },
 )
@@ -437,7 +421,7 @@ def send(
     if body.pickup is not None and body.delivery == "direct":
         raise InvalidInput("pickup: options for a pickup, but delivery is direct")
     if body.deadline is not None:
-        rule = _deadline_rule(parts, tenant, body)
+        rule = _deadline_rule(body)
         request = replace(request, details={**request.details, "deadline": rule.to_json()})
     accepted = parts.submissions.accept(request)  # a refusal raises (422) after its evidence
     if accepted.replayed:

@@ -165,6 +165,12 @@ class BusinessCalendar:
             day += timedelta(days=1)
 
 
+def normalised_code(code: str) -> str:
+    """``"es-ct"`` → ``"ES-CT"`` as the data spells it; :class:`UnknownCalendar` otherwise."""
+    country, subdivision = split_code(code)
+    return country if subdivision is None else f"{country}-{subdivision}"
+
+
 def calendar_for(code: str, extra: Mapping[date, ExtraDay] | None = None) -> BusinessCalendar:
     """The calendar of ``code`` (ISO 3166-1 country, or ISO 3166-2 ``country-subdivision``)
     with the tenant's ``extra`` days; :class:`UnknownCalendar` (422) for a code no data names."""

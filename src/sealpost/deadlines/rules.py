@@ -27,6 +27,7 @@ text a certificate prints cites the provision the term actually follows.
 
 from __future__ import annotations
 
+import re
 import zoneinfo
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
@@ -113,6 +114,51 @@ class DeadlineRule:
     def term(self) -> str:
         """``10-business-day`` or ``15-natural-day``: as in "the 10-business-day term"."""
         return f"{self.amount}-{'business' if self.unit == 'business_days' else 'natural'}-day"
+
+
+_HEADER = re.compile(
+    r"^\s*(\d{1,4})\s+(business_days|natural_days)\s+from\s+(delivery|handover|acceptance)"
+    r"\s+on\s+([A-Za-z]{2}(?:-[A-Za-z0-9]{1,6})?)(?:\s+([a-z0-9_]{1,20}))?\s*$"
+)
+
+
+def parse_header(text: str) -> DeadlineRule:
+    """A rule as the ``Sealpost-Deadline`` SMTP header writes it:
+    ``10 business_days from handover on ES-CT [variant]``."""
+    found = _HEADER.match(text)
+    if found is None:
+        raise InvalidInput(
+            "write it as '<amount> business_days|natural_days from delivery|handover|"
+            "acceptance on <calendar> [variant]', e.g. '10 business_days from handover on ES-CT'"
+        )
+    amount, unit, starts_from, calendar, variant = found.groups()
+    return DeadlineRule.from_json(
+        {
+            "amount": amount,
+            "unit": unit,
+            "starts_from": starts_from,
+            "calendar": calendar,
+            "variant": variant or "es_art30",
+        }
+    )
+
+
+def check_trigger(rule: DeadlineRule, *, pickup: bool, basic: bool = False) -> None:
+    """Refuse a rule whose trigger the delivery never records (the term would never run)."""
+    if not pickup and rule.starts_from != "delivery":
+        raise InvalidInput(
+            f"deadline.starts_from: {rule.starts_from} needs delivery: pickup (a direct email "
+            "is delivered, never handed over or accepted)"
+        )
+    if pickup and rule.starts_from == "delivery":
+        raise InvalidInput(
+            "deadline.starts_from: delivery is for direct email; a pickup starts a term from "
+            "the handover or the acceptance"
+        )
+    if pickup and basic and rule.starts_from == "acceptance":
+        raise InvalidInput(
+            "deadline.starts_from: acceptance, but a basic pickup has no acceptance (handover)"
+        )
 
 
 @dataclass(frozen=True)

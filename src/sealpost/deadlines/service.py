@@ -29,7 +29,12 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from sealpost.deadlines.calendars import BusinessCalendar, ExtraDay, calendar_for, split_code
+from sealpost.deadlines.calendars import (
+    BusinessCalendar,
+    ExtraDay,
+    calendar_for,
+    normalised_code,
+)
 from sealpost.deadlines.events import APPROACHING, PASSED, deadline_event
 from sealpost.deadlines.model import APPROACHING as APPROACHING_STATUS
 from sealpost.deadlines.model import PASSED as PASSED_STATUS
@@ -53,11 +58,6 @@ CURSOR = "deadlines"
 
 DAY_KINDS = ("holiday", "closure")
 MAX_DAYS_PER_CALENDAR = 400
-
-
-def normalised_code(code: str) -> str:
-    country, subdivision = split_code(code)
-    return country if subdivision is None else f"{country}-{subdivision}"
 
 
 @dataclass(frozen=True)
