@@ -20,6 +20,7 @@ from sealpost.api.text import Choice
 from sealpost.deadlines.calendars import ExtraDay, UnknownCalendar
 from sealpost.deadlines.rules import UNITS, VARIANTS, DeadlineRule, compute, zone_for
 from sealpost.deadlines.schemas import (
+    CALENDAR_PATTERN,
     CalendarDayBody,
     CalendarDaysBody,
     CalendarDaysOut,
@@ -59,7 +60,7 @@ CalendarCode = Annotated[
     Path(
         min_length=2,
         max_length=16,
-        pattern=r"^[A-Za-z]{2}(-[A-Za-z0-9]{1,6})?$",
+        pattern=CALENDAR_PATTERN,
         description="ISO 3166-1 or 3166-2: ES, ES-CT, IT-MI, PT-20.",
     ),
 ]

@@ -10,6 +10,9 @@ from pydantic import BaseModel, Field
 from sealpost.api.text import Choice, SingleLine
 from sealpost.deadlines.rules import STARTS_FROM, UNITS, VARIANTS, DeadlineRule
 
+CALENDAR_PATTERN = r"^[A-Za-z]{2}(-[A-Za-z0-9]{1,6})?$"
+"""ISO 3166-1 alpha-2, or ISO 3166-2 (country, hyphen, up to six letters or digits)."""
+
 
 class DeadlineRuleBody(BaseModel):
     """ "N business / natural days from the delivery / handover / acceptance, on calendar X"."""
@@ -20,8 +23,11 @@ class DeadlineRuleBody(BaseModel):
         description="delivery (direct email: the recipient's mail server accepted it), "
         "handover or acceptance (registered pickup)."
     )
-    calendar: SingleLine = Field(
-        min_length=2, max_length=16, description="ISO 3166-1 or 3166-2 code: ES, ES-CT, IT-MI."
+    calendar: str = Field(
+        min_length=2,
+        max_length=16,
+        pattern=CALENDAR_PATTERN,
+        description="ISO 3166-1 or 3166-2 code: ES, ES-CT, IT-MI.",
     )
     variant: Annotated[str, Choice(VARIANTS)] = Field(
         "es_art30",
