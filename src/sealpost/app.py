@@ -56,6 +56,8 @@ if TYPE_CHECKING:
     from sealpost.communications.reply_repository import ReplyRepository
     from sealpost.communications.repository import CommunicationRepository
     from sealpost.communications.tracking.service import TrackingService
+    from sealpost.deadlines.endpoints import DeadlinesParts
+    from sealpost.deadlines.service import DeadlineService
     from sealpost.events.dispatcher import EventDispatcher
     from sealpost.events.endpoints import EventsParts
     from sealpost.events.outbox import OutboxRepository
@@ -196,6 +198,20 @@ class PickupStates:
     def status(self, communication_id: str) -> str | None:
         found = self.communications.get(communication_id)
         return None if found is None else found.status
+
+
+@dataclass(frozen=True)
+class DeadlineSubjects:
+    """The deadlines kit's ``SubjectEvidence`` port: a deadline record on a communication
+    makes its certificate due again (the term, then its passing, appear on it)."""
+
+    communications: CommunicationRepository
+
+    def recorded_in(
+        self, conn: Connection, subject_type: str, subject_id: str, now: datetime
+    ) -> None:
+        if subject_type == "communication":
+            self.communications.evidence_added_in(conn, subject_id, now)
 
 
 @dataclass(frozen=True)
@@ -395,6 +411,26 @@ class Sealpost:
             return_paths=self.return_paths,
             wake=self.work_available,
         )
+
+    @cached_property
+    def deadlines(self) -> DeadlineService:
+        """Legal deadlines: tenant calendars, terms started from their trigger evidence."""
+        from sealpost.deadlines.repository import DeadlineRepository
+        from sealpost.deadlines.service import DeadlineService, DeadlineSettings
+
+        return DeadlineService(
+            DeadlineRepository(self.engine, DeadlineSubjects(self.communications)),
+            self.outbox,
+            self.engine,
+            DeadlineSettings(lead_business_days=self.settings.deadlines_lead_business_days),
+            now=lambda: self.clock(),
+        )
+
+    @cached_property
+    def deadlines_parts(self) -> DeadlinesParts:
+        from sealpost.deadlines.endpoints import DeadlinesParts
+
+        return DeadlinesParts(service=self.deadlines)
 
     @cached_property
     def outbox(self) -> OutboxRepository:
@@ -755,6 +791,7 @@ class Sealpost:
             pickup=self.submissions.pickup,
             tracking=self.tracking,
             replies=self.replies,
+            deadlines=self.deadlines.repo,
         )
 
     @cached_property
@@ -832,6 +869,11 @@ class Sealpost:
             return []
         return tasks.loops(self.signatures, self.settings)
 
+    def deadlines_loops(self) -> list[Loop]:
+        from sealpost.deadlines import tasks
+
+        return tasks.loops(self.deadlines, self.settings)
+
     def pickup_loops(self) -> list[Loop]:
         from sealpost.pickup import tasks
 
@@ -870,6 +912,7 @@ class Sealpost:
     def start_events(self) -> None:
         """The events dispatcher (one active by lease) and the webhook sender, as enabled."""
         self.supervisor.start(self.events_loops())
+        self.supervisor.start(self.deadlines_loops())
 
     def start_background(self) -> None:
         """The sequencer (when this process may sequence)."""

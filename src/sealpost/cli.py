@@ -113,6 +113,7 @@ def serve(
                 "webhooks_enabled": settings.webhooks_enabled and role == "worker",
                 "signing_worker_enabled": settings.signing_worker_enabled and role == "worker",
                 "pickup_worker_enabled": settings.pickup_worker_enabled and role == "worker",
+                "deadlines_worker_enabled": settings.deadlines_worker_enabled and role == "worker",
                 "sms_sender_enabled": settings.sms_sender_enabled and role == "worker",
             }
         )

@@ -341,6 +341,20 @@ class Settings(BaseSettings):
     pickup_worker_interval_seconds: float = Field(
         2.0, gt=0, description="How often the pickup worker looks for due work."
     )
+    deadlines_worker_enabled: bool = Field(
+        True,
+        description="Run the deadlines loop (terms started from their trigger evidence, "
+        "DeadlineApproaching, DeadlinePassed) in `serve`.",
+    )
+    deadlines_interval_seconds: float = Field(
+        5.0, gt=0, description="How often the deadlines loop looks for new triggers and due terms."
+    )
+    deadlines_lead_business_days: int = Field(
+        2,
+        ge=0,
+        le=60,
+        description="DeadlineApproaching this many business days before a term's last day.",
+    )
     pdf_intake_timeout_seconds: float = Field(
         30.0,
         gt=0,

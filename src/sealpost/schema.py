@@ -12,6 +12,7 @@ from sealpost.communications import tables as communications_tables
 from sealpost.communications.tracking import tables as tracking_tables
 from sealpost.db import tables as db_tables
 from sealpost.db.metadata import metadata
+from sealpost.deadlines import tables as deadlines_tables
 from sealpost.events import tables as events_tables
 from sealpost.ledger import tables as ledger_tables
 from sealpost.pickup import tables as pickup_tables
@@ -30,6 +31,7 @@ DOMAIN_TABLES = (
     signatures_tables,
     pickup_tables,
     sms_tables,
+    deadlines_tables,
 )
 
 __all__ = ["DOMAIN_TABLES", "metadata"]

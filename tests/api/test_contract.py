@@ -86,6 +86,20 @@ def _with_real_pdfs(context: Any, body: Any) -> Any:
     return body
 
 
+def _with_known_calendars(context: Any, body: Any) -> Any:
+    """A generated ``deadline`` of ``POST /v1/communications`` names a calendar the holiday
+    data knows and a trigger its delivery records (a schema cannot say either); an invalid
+    rule (a wrong type, an unknown unit) stays, to be refused."""
+    if context.operation.label != "POST /v1/communications" or not isinstance(body, dict):
+        return body
+    rule = body.get("deadline")
+    if isinstance(rule, dict) and isinstance(rule.get("calendar"), str):
+        rule["calendar"] = "ES-CT"
+        if rule.get("starts_from") in ("delivery", "handover", "acceptance"):
+            rule["starts_from"] = "handover" if body.get("delivery") == "pickup" else "delivery"
+    return body
+
+
 def _is_base64(value: str) -> bool:
     try:
         base64.b64decode(value, validate=True)
@@ -131,7 +145,7 @@ def _campaign(settings: Settings) -> Outcome:
         schema = schemathesis.openapi.from_asgi(
             "/openapi.json", create_app(sp, start_background=False), config=config
         )
-        schema.hook("map_body")(_with_real_pdfs)
+        schema.hook("map_body")(lambda c, b: _with_known_calendars(c, _with_real_pdfs(c, b)))
         outcome = Outcome()
         started = time.monotonic()
         for event in engine_for(schema).execute():

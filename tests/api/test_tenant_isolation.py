@@ -22,6 +22,9 @@ from tests.support.webhook_receiver import WebhookReceiver
 
 # the ledger's tree heads are one public log shared by every tenant: not an object of one
 SHARED = {"/v1/ledger/heads/{tree_size}"}
+# a region's calendar is no object: each tenant reads and writes its own days on any code
+# (checked below: the intruder sees none of the owner's days and changes none of them)
+PER_TENANT = {"/v1/calendars/{code}", "/v1/calendars/{code}/days"}
 
 BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("patch", "/v1/webhooks/{endpoint_id}"): {"description": "taken over", "enabled": False},
@@ -115,7 +118,7 @@ def test_no_route_reaches_another_tenants_object(
     paths = client.get("/openapi.json").json()["paths"]
     walked = []
     for template, operations in paths.items():
-        if "{" not in template or template in SHARED:
+        if "{" not in template or template in SHARED | PER_TENANT:
             continue
         url = _fill(template, ids)
         for method in operations:
@@ -127,6 +130,16 @@ def test_no_route_reaches_another_tenants_object(
             for secret in ("Owner-only", "owner hook", "Ann Owner", mail_env.tenant_id):
                 assert secret not in response.text, f"{method} {url} leaks {secret!r}"
     assert len(walked) >= 18, walked  # every object route of the API, not a few
+
+    days = {"days": [{"date": "2026-12-21", "name": "Owner-only festa", "kind": "holiday"}]}
+    assert client.put("/v1/calendars/ES-CT/days", json=days, headers=owner).status_code == 200
+    for url in ("/v1/calendars/ES-CT/days", "/v1/calendars/ES-CT?year=2026"):
+        seen = client.get(url, headers=intruder)
+        assert seen.status_code == 200 and "Owner-only" not in seen.text
+    emptied = client.put("/v1/calendars/ES-CT/days", json={"days": []}, headers=intruder)
+    assert emptied.status_code == 200
+    kept = client.get("/v1/calendars/ES-CT/days", headers=owner).json()["days"]
+    assert [d["name"] for d in kept] == ["Owner-only festa"]
 
     # the owner still reaches everything, unchanged by the refused writes
     for template in ("/v1/communications/{communication_id}", "/v1/evidence/{record_id}"):

@@ -36,6 +36,7 @@ from sealpost.communications import endpoints as communications
 from sealpost.communications import reply_endpoints as communication_replies
 from sealpost.communications.tracking import endpoints as tracking
 from sealpost.db.full import free_space_problems
+from sealpost.deadlines import endpoints as deadlines
 from sealpost.events import endpoints as events
 from sealpost.events.webhooks import endpoints as webhooks
 from sealpost.evidence import endpoints as evidence
@@ -61,6 +62,7 @@ ROUTERS = (
     sms.router,
     tracking.router,
     tracking.page_router,
+    deadlines.router,
 )
 """Every domain's router, in the order the OpenAPI document lists them."""
 
@@ -136,6 +138,7 @@ def create_app(sp: Sealpost, *, start_background: bool = True) -> FastAPI:
     app.state.signatures = sp.signatures_parts
     app.state.pickup = sp.pickup_parts
     app.state.sms = sp.sms_parts
+    app.state.deadlines = sp.deadlines_parts
     errors.install(app)
     app.state.rate_limits = limits.install(app, sp.settings, sp.tenants)
     app.state.tenant_rate_limiter = app.state.rate_limits.per_tenant

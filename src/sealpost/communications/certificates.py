@@ -35,6 +35,7 @@ from sealpost.communications.repository import (
     TimelineEntry,
 )
 from sealpost.db.blobs import BlobStore
+from sealpost.deadlines.words import summary as deadline_words
 from sealpost.errors import Conflict, NotFound
 from sealpost.ledger.errors import NotSealedYet
 from sealpost.ledger.proofs import LedgerReader
@@ -76,6 +77,9 @@ def summarize(entry: TimelineEntry) -> str:
         return pickup
     if name in ("OpenTracked", "LinkClicked"):
         return _tracking_words(name, details)
+    deadline = deadline_words(name, details)
+    if deadline is not None:
+        return deadline
     if name == "CertificateIssued":
         return (
             f"Evidence certificate version {details.get('version')} issued "

@@ -12,7 +12,7 @@ import base64
 import binascii
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC
 from typing import Annotated, Any
 
@@ -46,6 +46,7 @@ from sealpost.communications.email.mime import (
 from sealpost.communications.email.refusals import ContentRefused
 from sealpost.communications.email.submission import (
     Accepted,
+    DeadlineRefused,
     PickupRefused,
     SenderNotAllowed,
     SubmissionRequest,
@@ -57,6 +58,10 @@ from sealpost.communications.repository import STATUSES, Communication, Communic
 from sealpost.communications.tracking.service import TrackingService
 from sealpost.config import Settings
 from sealpost.db.full import StorageFull
+from sealpost.deadlines.calendars import UnknownCalendar, normalised_code
+from sealpost.deadlines.repository import DeadlineRepository
+from sealpost.deadlines.rules import DeadlineRule
+from sealpost.deadlines.schemas import DeadlineRuleBody
 from sealpost.errors import (
     Conflict,
     InvalidInput,
@@ -93,6 +98,7 @@ class CommunicationsParts:
     """Open and click tracking (``communications.tracking``); None: not offered."""
     replies: ReplyRepository | None = None
     """Reply capture (``reply_endpoints``); None: not available."""
+    deadlines: DeadlineRepository | None = None
 
 
 def communications_parts(request: Request) -> CommunicationsParts:
@@ -187,6 +193,12 @@ class SendRequest(BaseModel):
         "false: none; default: the tenant's setting (PUT /v1/settings/replies). Direct "
         "delivery only.",
     )
+    deadline: DeadlineRuleBody | None = Field(
+        None,
+        description="A legal term on each communication: N business or natural days from the "
+        "delivery (direct), the handover or the acceptance (pickup), on a region's calendar "
+        "(docs/deadlines.md). Computed and sealed (DeadlineSet) when that evidence is recorded.",
+    )
 
     model_config = {
         "populate_by_name": True,
@@ -263,6 +275,11 @@ class CommunicationDetail(CommunicationBody):
     timeline: list[TimelineEvent]
     attempts_log: list[dict[str, Any]]
     certificates: list[dict[str, Any]]
+    deadlines: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Legal terms on the communication: running, approaching or passed, with "
+        "their last day, calendar and data version; waiting until their trigger is recorded.",
+    )
 
 
 def _body(c: Communication) -> dict[str, Any]:
@@ -360,6 +377,15 @@ def _result(parts: CommunicationsParts, accepted: Accepted) -> SendResult:
     )
 
 
+def _deadline_rule(body: SendRequest) -> DeadlineRule:
+    """The request's deadline rule on a known calendar (422 ``unknown_calendar`` before
+    anything is accepted); whether the delivery records its trigger is checked with the
+    delivery mode resolved (``SubmissionService``: a tenant's default may be pickup)."""
+    assert body.deadline is not None
+    rule = body.deadline.rule()
+    return replace(rule, calendar=normalised_code(rule.calendar))
+
+
 @router.post(
     "/communications",
     status_code=201,
@@ -377,6 +403,8 @@ def _result(parts: CommunicationsParts, accepted: Accepted) -> SendResult:
             SenderNotAllowed,
             ContentRefused,
             PickupRefused,
+            UnknownCalendar,
+            DeadlineRefused,
         ),
     },
 )
@@ -414,6 +442,9 @@ def send(
         raise InvalidInput("pickup: options for a pickup, but delivery is direct")
     if body.capture_replies and (body.delivery == "pickup" or body.pickup is not None):
         raise InvalidInput("capture_replies: replies are captured for direct delivery only")
+    if body.deadline is not None:
+        rule = _deadline_rule(body)
+        request = replace(request, details={**request.details, "deadline": rule.to_json()})
     accepted = parts.submissions.accept(request)  # a refusal raises (422) after its evidence
     if accepted.replayed:
         response.status_code = 200
@@ -504,7 +535,26 @@ def get_communication(
         timeline=timeline,
         attempts_log=attempts,
         certificates=certificates,
+        deadlines=_deadlines(parts, tenant, c.id, timeline),
     )
+
+
+def _deadlines(
+    parts: CommunicationsParts, tenant: Tenant, cid: str, timeline: list[TimelineEvent]
+) -> list[dict[str, Any]]:
+    """The stored terms; a rule whose trigger is not recorded yet shows as ``waiting``."""
+    found = (
+        [d.to_json() for d in parts.deadlines.for_subject(tenant.id, "communication", cid)]
+        if parts.deadlines is not None
+        else []
+    )
+    if found:
+        return found
+    for entry in timeline:
+        rule = entry.record.get("details", {}).get("deadline")
+        if entry.event == "SubmissionAcceptance" and isinstance(rule, dict):
+            return [{"status": "waiting", "rule": rule}]
+    return []
 
 
 @router.get(

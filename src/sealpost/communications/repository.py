@@ -437,6 +437,17 @@ class CommunicationRepository:
             .values(updated_at=now, certificate_due=1)
         )
 
+    @staticmethod
+    def evidence_added_in(conn: Connection, communication_id: str, now: datetime) -> None:
+        """Evidence added after a final status by another part (a deadline's records): a new
+        certificate version is due, whatever the delivery mode."""
+        c = communications.c
+        conn.execute(
+            update(communications)
+            .where(c.id == communication_id, c.status.in_(list(FINAL_STATUSES)))
+            .values(updated_at=now, certificate_due=1)
+        )
+
     def certificate_candidates(self, limit: int = 20) -> list[Communication]:
         c = communications.c
         query = (

@@ -3,3 +3,5 @@
 A shared kit (the layer of ``certificates`` and ``access``): communications, sequences and
 pickup count their terms with it; it imports no domain.
 """
+
+from sealpost.deadlines import events as _events  # noqa: F401  (registers the kinds)

@@ -144,6 +144,18 @@ class BusinessCalendar:
                 counted += 1
         return day
 
+    def business_days_before(self, end: date, days: int) -> date:
+        """The business day ``days`` business days before ``end`` (``end`` itself for 0): when
+        a reminder "two business days before the end" is due."""
+        if days < 0 or days > MAX_TERM_DAYS:
+            raise InvalidInput(f"{days} business days before a term's end is out of range")
+        day, counted = end, 0
+        while counted < days:
+            day -= timedelta(days=1)
+            if self.is_business_day(day):
+                counted += 1
+        return day
+
     def non_business_days(self, start: date, end: date) -> Iterator[tuple[date, str]]:
         """Each day in ``[start, end]`` that does not count, with why (for a certificate)."""
         day = start
@@ -151,6 +163,12 @@ class BusinessCalendar:
             if not self.is_business_day(day):
                 yield day, self.holiday(day) or ("Saturday" if day.weekday() == 5 else "Sunday")
             day += timedelta(days=1)
+
+
+def normalised_code(code: str) -> str:
+    """``"es-ct"`` → ``"ES-CT"`` as the data spells it; :class:`UnknownCalendar` otherwise."""
+    country, subdivision = split_code(code)
+    return country if subdivision is None else f"{country}-{subdivision}"
 
 
 def calendar_for(code: str, extra: Mapping[date, ExtraDay] | None = None) -> BusinessCalendar:

@@ -187,6 +187,11 @@ _OWN_SINCE_2: tuple[tuple[str, str, bool], ...] = (
     # recipient, recorded on the original; not a step of the original's delivery, so no ETSI
     # name fits it (docs/replies.md).
     ("ReplyReceived", "X", False),
+    # Legal deadlines (sealpost.deadlines): a term computed from a trigger record, and its
+    # clock.  Computations and the passing of time, not acts of anyone: never ETSI events.
+    ("DeadlineSet", "X", False),
+    ("DeadlineApproaching", "X", False),
+    ("DeadlinePassed", "X", False),
 )
 
 

@@ -60,6 +60,8 @@ from sealpost.communications.tracking.service import Choice, TrackedCopy, Tracki
 from sealpost.config import Settings
 from sealpost.db.engine import write_transaction
 from sealpost.db.full import StorageFull, is_storage_full
+from sealpost.deadlines.calendars import normalised_code
+from sealpost.deadlines.rules import DeadlineRule, check_trigger, parse_header
 from sealpost.errors import Conflict, InvalidInput
 from sealpost.ledger.records import (
     EvidenceRecord,
@@ -128,6 +130,17 @@ class PickupRefused(SubmissionRefused):
     smtp_status = "550 5.7.0"
 
 
+class DeadlineRefused(SubmissionRefused):
+    """A deadline rule that cannot run: its trigger is not one this delivery records (a
+    handover on a direct email), an unknown calendar, a ``Sealpost-Deadline`` header that does
+    not parse (SMTP 550, HTTP 422; ``docs/deadlines.md``)."""
+
+    code = "deadline_refused"
+    title = "The deadline rule cannot run on this communication"
+    reason_code = "deadline"
+    smtp_status = "550 5.7.0"
+
+
 _PICKUP_HEADERS = {
     "identification": "Sealpost-Pickup-Identification",
     "consent": "Sealpost-Pickup-Consent",
@@ -160,6 +173,44 @@ def _delivery_from_headers(raw: bytes) -> tuple[str | None, PickupRequest]:
     if notice is not None:
         channels = tuple(c.strip().lower() for c in str(notice).split(",") if c.strip())
     return mode, PickupRequest(**values, notice=channels)
+
+
+def _deadline(
+    request: SubmissionRequest, pickup_options: Mapping[str, Any] | None
+) -> dict[str, Any] | None:
+    """The deadline rule (the API's ``deadline``, else the ``Sealpost-Deadline`` header),
+    checked against the resolved delivery; :class:`DeadlineRefused` before anything is
+    stored."""
+    given = request.details.get("deadline")
+    source = "deadline"
+    try:
+        if given is not None:
+            rule = DeadlineRule.from_json(given)
+        else:
+            header = _header_value(request.raw, "Sealpost-Deadline")
+            if header is None:
+                return None
+            source = "Sealpost-Deadline"
+            rule = parse_header(header)
+        rule = replace(rule, calendar=normalised_code(rule.calendar))
+        evidence = (pickup_options or {}).get("evidence", {})
+        basic = str(evidence.get("consignment", "")).endswith("/basic")
+        check_trigger(rule, pickup=pickup_options is not None, basic=basic)
+    except InvalidInput as exc:
+        message = exc.message if source == "deadline" else f"{source}: {exc.message}"
+        raise DeadlineRefused(message) from None
+    return rule.to_json()
+
+
+def _header_value(raw: bytes, name: str) -> str | None:
+    section = header_section(raw)
+    if name.lower().encode() not in section.lower():
+        return None
+    try:
+        value = BytesHeaderParser(policy=compat32).parsebytes(section).get(name)
+    except Exception:
+        return None
+    return None if value is None else " ".join(str(value).split())
 
 
 @dataclass(frozen=True)
@@ -237,6 +288,7 @@ class SubmissionService:
             )
         message_id = facts.message_id or new_message_id(self.settings.hostname)
         pickup_options = self._pickup_options(request)
+        deadline = _deadline(request, pickup_options)
         now = datetime.now(UTC)
         submission_id = str(uuid.uuid4())
         sender = _sender_party(request, facts)
@@ -297,6 +349,7 @@ class SubmissionService:
                     "submission_id": submission_id,
                     "recipients": len(request.recipients),
                     **dict(request.details),
+                    **({"deadline": deadline} if deadline is not None else {}),
                     "message": message_details,
                     **delivery,
                     **({"tracking": tracked.evidence} if tracked is not None else {}),
