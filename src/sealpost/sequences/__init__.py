@@ -1,0 +1,1 @@
+"""Reminder sequences: ordered steps over channels, templates, send windows, variants."""
