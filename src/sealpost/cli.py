@@ -124,6 +124,7 @@ def serve(
     sp.start_events()
     sp.start_signing()
     sp.start_sms()
+    sp.start_sequences()
     children = []
     if sp.smtp_ports and not acceptor:
         listening = ", ".join(f"{k} {settings.smtp_host}:{v}" for k, v in sp.smtp_ports.items())

@@ -14,6 +14,7 @@ from sealpost.db.metadata import metadata
 from sealpost.events import tables as events_tables
 from sealpost.ledger import tables as ledger_tables
 from sealpost.pickup import tables as pickup_tables
+from sealpost.sequences import tables as sequences_tables
 from sealpost.signatures import tables as signatures_tables
 from sealpost.sms import tables as sms_tables
 from sealpost.tenants import tables as tenants_tables
@@ -28,6 +29,7 @@ DOMAIN_TABLES = (
     signatures_tables,
     pickup_tables,
     sms_tables,
+    sequences_tables,
 )
 
 __all__ = ["DOMAIN_TABLES", "metadata"]

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sqlalchemy import Connection
+
 from sealpost.certificates.secrets import ACCESS_SECRET
 from sealpost.errors import Conflict
 from sealpost.ledger.records import (
@@ -67,6 +69,23 @@ from sealpost.sms.repository import (
 )
 
 Clock = Callable[[], datetime]
+Guard = Callable[[Connection, str], None]
+_Accept = tuple[dict[str, Any], EvidenceRecord, Guard | None]
+
+
+def _insert_guarded(
+    repo: SmsRepository,
+) -> Callable[[Connection, list[_Accept]], list[Sms | None]]:
+    """The accept writer's batch: each item's guard, then every row in one statement per
+    table.  A guard that raises fails the batch, which the writer retries item by item."""
+
+    def apply(conn: Connection, items: list[_Accept]) -> list[Sms | None]:
+        for row, _, guard in items:
+            if guard is not None:
+                guard(conn, row["id"])
+        return repo.insert_many_in(conn, [(row, record) for row, record, _ in items])
+
+    return apply
 
 
 def utc_now() -> datetime:
@@ -158,8 +177,8 @@ class SmsService:
         self.clock = clock
         self.on_accept = on_accept
         """Called after an SMS is committed (wakes the sender at once)."""
-        self._accepts: GroupCommit[tuple[dict[str, Any], EvidenceRecord], Sms | None] = GroupCommit(
-            repo.engine, repo.insert_many_in, "sms-accept"
+        self._accepts: GroupCommit[_Accept, Sms | None] = GroupCommit(
+            repo.engine, _insert_guarded(repo), "sms-accept"
         )
         self._reports: GroupCommit[tuple[StoredReport, datetime], bool] = GroupCommit(
             repo.engine,
@@ -190,6 +209,7 @@ class SmsService:
         idempotency_key: str | None = None,
         request_sha256: str | None = None,
         access_secret: bool = False,
+        guard_in: Guard | None = None,
     ) -> Accepted:
         """Store the message and its SubmissionAcceptance in one transaction (then 201).
 
@@ -198,7 +218,13 @@ class SmsService:
         per-segment digests, and ``digest: "sha256(nonce ‖ 0x00 ‖ text)"``: the sealed content
         SHA-256 is a salted commitment (:func:`text_commitment`) with a random 128-bit nonce
         kept only in the SMS row, so the tenant cannot find the code from it; the API and the
-        certificate never show the text or the nonce (``sealpost.certificates.secrets``)."""
+        certificate never show the text or the nonce (``sealpost.certificates.secrets``).
+
+        ``guard_in``: another domain's check, run by the writer in the commit transaction
+        before this message's rows, with its SMS id; raising withdraws this message alone
+        (the batch is retried item by item, as for any failing item), and whatever it writes
+        commits with the message (reminder sequences: the stop check and the send are one
+        transaction, issue 14)."""
         number = checked_number(to)
         parts = split(text)
         nonce = secrets.token_hex(16) if access_secret else None
@@ -243,7 +269,7 @@ class SmsService:
             "request_sha256": request_sha256,
         }
 
-        earlier = self._accepts.submit((row, record))
+        earlier = self._accepts.submit((row, record, guard_in))
         if earlier is not None:
             if earlier.request_sha256 != request_sha256:
                 raise Conflict(
@@ -262,12 +288,18 @@ class SmsService:
         details: Mapping[str, str] | None = None,
         *,
         access_secret: bool = False,
+        guard_in: Guard | None = None,
     ) -> str:
         """The ``SmsSender`` port other domains use (notices, codes): accept and return the id;
         an invalid number raises :class:`InvalidPhoneNumber` (an ``InvalidInput``).
         ``access_secret``: the text holds a code or link the tenant must never read."""
         return self.accept(
-            tenant_id=tenant_id, to=to, text=text, details=details, access_secret=access_secret
+            tenant_id=tenant_id,
+            to=to,
+            text=text,
+            details=details,
+            access_secret=access_secret,
+            guard_in=guard_in,
         ).sms.id
 
     # -- sending ----------------------------------------------------------------------------

@@ -10,10 +10,14 @@ name.  Other domains do not import this module: they declare a port (e.g. signat
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from email.utils import formataddr
+
+from sqlalchemy import Connection
 
 from sealpost.communications.email.mime import build_message, new_message_id, prepend_headers
 from sealpost.communications.email.submission import SubmissionRequest, SubmissionService
+from sealpost.communications.ports import DIRECT, PICKUP, PickupRequest
 
 NONCE_HEADER = "Sealpost-Nonce"
 """The header that salts an access-secret email's digest (an extension field, RFC 5322 §3.6.8)."""
@@ -47,6 +51,10 @@ class CertifiedMailer:
         identification: Mapping[str, str],
         details: Mapping[str, str],
         access_secret: bool = False,
+        html: str | None = None,
+        sender_name: str | None = None,
+        pickup: bool = False,
+        guard_in: Callable[[Connection, str], None] | None = None,
     ) -> str:
         """Accept the email durably (with its evidence); returns its communication id.
 
@@ -58,13 +66,18 @@ class CertifiedMailer:
         ``Sealpost-Nonce`` header of 128 random bits (:func:`with_nonce`): the whole message's
         SHA-256 is sealed and shown to the tenant, and without the nonce nobody can rebuild the
         message around each of a million codes (Message-ID, Date, From, To and Subject are all
-        known to the tenant); the operator keeps the exact bytes to open it."""
+        known to the tenant); the operator keeps the exact bytes to open it.
+
+        ``html``: an HTML alternative to ``text``; ``sender_name``: the From display name;
+        ``pickup``: delivered by registered pickup with the tenant's defaults (a reminder
+        sequence's ``certified_email_pickup`` step), never for a message with an access
+        secret; ``guard_in``: :attr:`SubmissionRequest.guard_in`."""
         raw = build_message(
-            sender=sender,
+            sender=formataddr((sender_name, sender)) if sender_name else sender,
             to=[to],
             subject=subject,
             text=text,
-            html=None,
+            html=html,
             attachments=attachments,
             message_id=new_message_id(self.hostname),
         )
@@ -79,7 +92,10 @@ class CertifiedMailer:
                 raw=raw,
                 identification=dict(identification),
                 details={**dict(details), **({"access_secret": True} if access_secret else {})},
-                delivery="direct",  # a notice, a code, an invitation: never a pickup itself
+                # a notice, a code, an invitation: never a pickup itself
+                delivery=PICKUP if pickup and not access_secret else DIRECT,
+                pickup=PickupRequest() if pickup and not access_secret else None,
+                guard_in=guard_in,
             )
         )
         return accepted.communication_ids[0]

@@ -27,7 +27,7 @@ from email.policy import compat32
 from email.utils import getaddresses
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from sealpost.certificates.secrets import carries_access_secret
@@ -53,7 +53,7 @@ from sealpost.communications.repository import QUEUED, CommunicationRepository
 from sealpost.config import Settings
 from sealpost.db.engine import write_transaction
 from sealpost.db.full import StorageFull, is_storage_full
-from sealpost.errors import Conflict, InvalidInput
+from sealpost.errors import Conflict, InvalidInput, SealpostError
 from sealpost.ledger.records import EvidenceRecord, Party, Reason, Subject, new_record
 from sealpost.logging import get_logger
 
@@ -86,6 +86,12 @@ class SubmissionRequest:
     default."""
     pickup: PickupRequest | None = None
     """The pickup choices (API body); None: the ``Sealpost-Pickup-*`` headers, or defaults."""
+    guard_in: Callable[[Connection, str], None] | None = None
+    """Another domain's check, run by the writer inside the commit transaction, before this
+    submission's rows, with its (first) communication id: raising a ``SealpostError`` (before
+    writing anything) withdraws this submission alone (its caller gets the error; the batch's
+    others commit); whatever else it writes commits with the message.  Reminder sequences use
+    it so that a stop and a step's send are one transaction (issue 14)."""
 
 
 class SenderNotAllowed(SubmissionRefused):
@@ -427,6 +433,13 @@ class SubmissionService:
                     )
                     if earlier:
                         results.append(_replay(item, earlier))
+                        continue
+                guard = item.request.guard_in
+                if guard is not None:
+                    try:
+                        guard(conn, item.accepted.communication_ids[0])
+                    except SealpostError as exc:  # withdrawn: this submission alone
+                        results.append(exc)
                         continue
                 CommunicationRepository.insert_in(conn, item.rows, item.records)
                 if item.pickups:
