@@ -17,6 +17,7 @@ from sealpost.communications.tables import communications
 from sealpost.events.tables import outbox_events
 from sealpost.sequences.tables import sequence_steps
 from tests.sequences.conftest import SeqEnv
+from tests.support.smsc import Outcome
 
 
 def _template(text: str, subject: str | None = None) -> dict[str, Any]:
@@ -399,3 +400,35 @@ def test_opt_out_page_get_changes_nothing_post_stops(seq_env: SeqEnv) -> None:
     assert env.sp.sequence_scheduler.run_once() == 0  # step 1 was cancelled with the stop
     assert env.client.post(path).status_code == 200  # a second press is fine
     assert env.client.get("/sequences/opt-out/nope").status_code == 404
+
+
+def test_undelivered_sms_goes_on_to_the_next_channel_at_once(peers_env: SeqEnv) -> None:
+    """The SMSC reports the SMS undelivered: the follower (outbox, cursor ``sequences``)
+    records the step failed and brings the email forward from its two-day delay."""
+    env = peers_env
+    assert env.smsc is not None and env.peer is not None
+    env.smsc.script["34612345678"] = Outcome("undelivered")
+    definition = {
+        **THREE_STEPS,
+        "steps": [
+            {**THREE_STEPS["steps"][0], "on_failure": "next"},
+            {**THREE_STEPS["steps"][1], "delay": {"amount": 2, "unit": "natural_days"}},
+        ],
+    }
+    sequence_id = _create(env, definition)
+    enrolment_id = _enrol(env, sequence_id)
+    env.sp.start_events()  # positions events for the follower
+    assert env.sp.sequence_scheduler.run_once() == 1
+    follower = env.sp.sequence_follower
+
+    def failed() -> bool:
+        follower.run_once()
+        return any(s.status == "failed" for s in env.sp.sequences.repo.steps(enrolment_id))
+
+    _wait(failed, timeout=30)
+    assert env.sp.sequence_scheduler.run_once() == 1  # the email, now (not in two days)
+    _wait(lambda: len(env.peer.received) == 1)  # type: ignore[union-attr]
+    timeline = _timeline(env, enrolment_id)
+    assert [s["status"] for s in timeline["steps"]] == ["failed", "sent"]
+    events = [r["event"] for r in timeline["records"]]
+    assert "SequenceStepFailed" in events and events[-1] == "SequenceCompleted"

@@ -27,7 +27,15 @@ from pydantic import ValidationError
 
 from sealpost.api.auth import TenantDep
 from sealpost.api.errors import problem_responses
-from sealpost.errors import InvalidInput, NotFound, SealpostError, Unauthorized
+from sealpost.db.full import StorageFull
+from sealpost.errors import (
+    InvalidInput,
+    NotFound,
+    SealpostError,
+    ServiceUnavailable,
+    TooManyRequests,
+    Unauthorized,
+)
 from sealpost.ledger.repository import timeline as ledger_timeline
 from sealpost.ledger.timestamps import TimeStamper
 from sealpost.pki.keys import SigningIdentity
@@ -46,7 +54,11 @@ from sealpost.sequences.schemas import EnrolmentIn, PreviewIn
 from sealpost.sequences.service import MAX_BULK, SUBJECT, SequenceService, plan
 from sealpost.sequences.templates import preview
 
-router = APIRouter(prefix="/v1", tags=["sequences"], responses=problem_responses(Unauthorized))
+router = APIRouter(
+    prefix="/v1",
+    tags=["sequences"],
+    responses=problem_responses(Unauthorized, TooManyRequests, ServiceUnavailable, StorageFull),
+)
 page_router = APIRouter(tags=["sequences"], include_in_schema=False)
 
 
