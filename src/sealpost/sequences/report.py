@@ -28,7 +28,7 @@ from cryptography import x509
 
 from sealpost.certificates.fonts import close_fonts
 from sealpost.certificates.manifest import utc_text
-from sealpost.certificates.render import SealpostPages
+from sealpost.certificates.render import LABEL_WIDTH, SealpostPages
 from sealpost.certificates.seal import seal_pdf
 from sealpost.ledger.timestamps import TimeStamper
 from sealpost.pki.keys import SigningIdentity
@@ -260,6 +260,22 @@ def report_json(report: SequenceReport) -> dict[str, Any]:
     }
 
 
+class _Pages(SealpostPages):
+    """The certificates' pages, with values aligned left (references and hashes are long
+    words that justified text would spread across the line)."""
+
+    def field(self, label: str, value: str, *, mono: bool = False, indent: float = 0) -> None:
+        self.set_x(self.l_margin + indent)
+        self.set_font(self.fontset.text, "B", 9)
+        self.cell(LABEL_WIDTH - indent, 4.8, self.fontset.clean(label))
+        if mono:
+            self.set_font(self.fontset.mono, size=8.5)
+        else:
+            self.set_font(self.fontset.text, size=9)
+        text = self.fontset.clean(value) or "—"
+        self.multi_cell(0, 4.8, text, align="L", new_x="LMARGIN", new_y="NEXT")
+
+
 def _step(pdf: SealpostPages, step: ReportStep) -> None:
     channel = CHANNELS.get(step.channel, step.channel)
     pdf.set_font(pdf.fontset.text, "B", 11)
@@ -281,9 +297,11 @@ def _step(pdf: SealpostPages, step: ReportStep) -> None:
         pdf.set_font(pdf.fontset.text, "B", 9)
         pdf.multi_cell(0, 4.8, "Evidence records", new_x="LMARGIN", new_y="NEXT")
         for n, ref in enumerate(step.evidence, start=1):
-            pdf.field(
-                f"{n}. {_short(ref.event)}", f"{_when(ref.time)}: {_event_words(ref)}", indent=4
-            )
+            pdf.set_x(pdf.l_margin + 4)
+            pdf.set_font(pdf.fontset.text, "B", 9)
+            title = f"{n}. {_short(ref.event)} — {_when(ref.time)}"
+            pdf.multi_cell(0, 4.8, pdf.fontset.clean(title), new_x="LMARGIN", new_y="NEXT")
+            pdf.field("What it shows", _event_words(ref), indent=8)
             pdf.field("Record id", ref.record_id, mono=True, indent=8)
     else:
         pdf.field("Evidence records", "none")
@@ -294,9 +312,7 @@ def _step(pdf: SealpostPages, step: ReportStep) -> None:
 def render_pdf(report: SequenceReport) -> bytes:
     """The unsealed report PDF (deterministic for given data); :func:`render_report` seals it."""
     generated = report.generated_at or datetime.now(UTC)
-    pdf = SealpostPages(
-        f"Sealpost sequence report — enrolment {report.enrolment_id} — {_when(generated)}"
-    )
+    pdf = _Pages(f"Sealpost sequence report — enrolment {report.enrolment_id} — {_when(generated)}")
     pdf.set_title(f"{TITLE} — {report.sequence_name}")
     pdf.set_subject(f"Steps and evidence of enrolment {report.enrolment_id}")
     pdf.set_author(report.tenant_name)
@@ -312,7 +328,8 @@ def render_pdf(report: SequenceReport) -> bytes:
     pdf.ln(1)
     sent = [s for s in report.steps if s.sent_at is not None]
     pdf.paragraph(
-        f"Issued on {_when(generated)} by Sealpost for {report.tenant_name}. It lists the "
+        f"Issued on {_when(generated)} by Sealpost for {report.tenant_name.rstrip('.')}. "
+        "It lists the "
         f"{len(report.steps)} steps of enrolment {report.enrolment_id} in sequence "
         f"“{report.sequence_name}” (version {report.sequence_version}), {len(sent)} of them "
         "sent, with the evidence records of each message and the reference of its own "
