@@ -13,13 +13,17 @@ untrusted code that runs on the service.  Defences, each tested in
   ``attr('__class__')``), ``include``/``import``/``extends`` (a template stands alone), and
   a template over :data:`MAX_TEMPLATE_BYTES`.
 - Resources: a template has no loader, no ``namespace``, ``cycler``, ``joiner`` or
-  ``lipsum`` (state across iterations and unbounded generators), and each render has a budget
-  of :data:`MAX_OPERATIONS` operations (calls, attribute look-ups, ``range`` items, loop
-  iterations); every value an operation produces (``~``, ``+``, ``*``, a filter, a method) is
-  at most :data:`MAX_VALUE` characters or items and each part's output at most
-  :data:`MAX_OUTPUT` characters, so ``{% set b = a ~ a %}`` chains, ``'x' * 10**9``,
-  ``'x'|center(10**9)`` or loops nested over ``range`` end in :class:`TemplateRefused`
-  instead of exhausting the worker.
+  ``lipsum`` (state across iterations, unbounded generators), and the filters and ``str``
+  methods are an allow-list (no ``random``, ``expandtabs``, ``translate``).  Each render has a
+  budget of :data:`MAX_OPERATIONS` operations (calls, attribute look-ups, ``range`` items,
+  loop iterations; a macro call counts :data:`MACRO_COST`), about 0.1 s of CPU; every value
+  an operation produces (``~``, ``+``, ``*``, a filter, a method) weighs at most
+  :data:`MAX_VALUE` characters or items, counted through nested lists, and is bounded before
+  it is built where one step could multiply it (``*``, ``**``, ``replace``, ``join``,
+  ``indent``, printf widths); each part's output is at most :data:`MAX_OUTPUT` characters.
+  So ``{% set b = a ~ a %}`` chains, ``'x' * 10**9``, ``'x'|center(10**9)``, recursive
+  macros or loops nested over ``range`` end in :class:`TemplateRefused` instead of
+  exhausting the worker.
 
 Subject and text are rendered without escaping; the HTML part with autoescape on (a variable
 holding ``<script>`` comes out as ``&lt;script&gt;``).  Undefined variables are errors
@@ -48,7 +52,7 @@ from typing import Any
 from jinja2 import nodes
 from jinja2.exceptions import SecurityError, TemplateError, TemplateSyntaxError, UndefinedError
 from jinja2.meta import find_undeclared_variables
-from jinja2.runtime import Undefined
+from jinja2.runtime import Macro, Undefined
 from jinja2.sandbox import (
     UNSAFE_ASYNC_GENERATOR_ATTRIBUTES,
     UNSAFE_COROUTINE_ATTRIBUTES,
@@ -70,6 +74,9 @@ MAX_VALUE = 256 * 1024
 """The longest string or sequence any single operation of a template may produce."""
 MAX_OPERATIONS = 100_000
 """Calls, attribute look-ups, ``range`` items and loop iterations per render."""
+MACRO_COST = 20
+"""Operations a macro call costs (a call of a template's own macro takes some 20 times as long
+as a look-up: recursive macros reach the budget in a tenth of a second)."""
 MAX_ARGUMENT = 10_000
 """The largest number a template may pass to a filter or method (``center(80)`` is fine,
 ``center(10**9)`` is refused): widths, counts and repeats beyond it only serve to blow up."""
@@ -528,7 +535,7 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         return super().getitem(obj, argument)
 
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
-        _spend()
+        _spend(MACRO_COST if isinstance(__obj, Macro) else 1)
         if _any_missing((*args, *kwargs.values())):
             return _StrictUndefined(obj=_SILENT, name="call")
         args = _check_call(__obj, args, kwargs)
