@@ -44,7 +44,10 @@ from sealpost.sequences.model import (
     PAID,
     SMS_CHANNELS,
     Enrolment,
+    EnrolmentNotFound,
+    EnrolmentStopped,
     InvalidSequence,
+    SequenceNotFound,
 )
 from sealpost.sequences.model import (
     Sequence as SequenceModel,
@@ -59,6 +62,27 @@ router = APIRouter(
     tags=["sequences"],
     responses=problem_responses(Unauthorized, TooManyRequests, ServiceUnavailable, StorageFull),
 )
+_DEFINITION_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {"type": "object", "description": "A definition, docs/sequences.md"}
+            },
+            "application/yaml": {"schema": {"type": "string"}},
+        },
+    }
+}
+_BULK_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "text/csv": {"schema": {"type": "string"}},
+            "application/x-ndjson": {"schema": {"type": "string"}},
+        },
+    }
+}
+
 page_router = APIRouter(tags=["sequences"], include_in_schema=False)
 
 
@@ -126,7 +150,12 @@ async def _document(request: Request) -> Any:
         raise InvalidSequence("body", f"not valid {kind}: {str(exc)[:200]}") from None
 
 
-@router.post("/sequences", status_code=201)
+@router.post(
+    "/sequences",
+    status_code=201,
+    responses=problem_responses(InvalidSequence),
+    openapi_extra=_DEFINITION_BODY,
+)
 async def create_sequence(request: Request, tenant: TenantDep, parts: PartsDep) -> dict[str, Any]:
     """Create a sequence (JSON, or YAML with ``Content-Type: application/yaml``)."""
     data = await _document(request)
@@ -138,12 +167,15 @@ def list_sequences(tenant: TenantDep, parts: PartsDep) -> dict[str, Any]:
     return {"data": [_sequence_out(s) for s in parts.service.all(tenant.id)]}
 
 
-@router.get("/sequences/{sequence_id}")
+@router.get("/sequences/{sequence_id}", responses=problem_responses(SequenceNotFound))
 def get_sequence(sequence_id: str, tenant: TenantDep, parts: PartsDep) -> dict[str, Any]:
     return _sequence_out(parts.service.get(tenant.id, sequence_id))
 
 
-@router.post("/sequences/{sequence_id}/preview")
+@router.post(
+    "/sequences/{sequence_id}/preview",
+    responses=problem_responses(SequenceNotFound, InvalidSequence),
+)
 def preview_step(
     sequence_id: str, body: PreviewIn, tenant: TenantDep, parts: PartsDep
 ) -> dict[str, Any]:
@@ -174,7 +206,11 @@ def preview_step(
     }
 
 
-@router.post("/sequences/{sequence_id}/enrolments", status_code=201)
+@router.post(
+    "/sequences/{sequence_id}/enrolments",
+    status_code=201,
+    responses=problem_responses(SequenceNotFound, InvalidSequence),
+)
 def enrol(
     sequence_id: str, body: EnrolmentIn, tenant: TenantDep, parts: PartsDep
 ) -> dict[str, Any]:
@@ -233,7 +269,11 @@ def _csv_row(raw: dict[str | Any, str | Any]) -> EnrolmentIn | SealpostError:
     return _validated(data)
 
 
-@router.post("/sequences/{sequence_id}/enrolments:bulk")
+@router.post(
+    "/sequences/{sequence_id}/enrolments:bulk",
+    responses=problem_responses(SequenceNotFound, InvalidSequence),
+    openapi_extra=_BULK_BODY,
+)
 async def enrol_bulk(
     sequence_id: str, request: Request, tenant: TenantDep, parts: PartsDep
 ) -> dict[str, Any]:
@@ -259,18 +299,24 @@ async def enrol_bulk(
     return {"accepted": accepted, "refused": len(report) - accepted, "rows": report}
 
 
-@router.get("/sequences/enrolments/{enrolment_id}")
+@router.get("/sequences/enrolments/{enrolment_id}", responses=problem_responses(EnrolmentNotFound))
 def get_enrolment(enrolment_id: str, tenant: TenantDep, parts: PartsDep) -> dict[str, Any]:
     return _enrolment_out(parts.service.enrolment(tenant.id, enrolment_id))
 
 
-@router.post("/sequences/enrolments/{enrolment_id}/paid")
+@router.post(
+    "/sequences/enrolments/{enrolment_id}/paid",
+    responses=problem_responses(EnrolmentNotFound, EnrolmentStopped),
+)
 def mark_paid(enrolment_id: str, tenant: TenantDep, parts: PartsDep) -> dict[str, Any]:
     """Stop: paid.  No step is sent after this answers."""
     return _enrolment_out(parts.service.stop(tenant.id, enrolment_id, PAID, via="api"))
 
 
-@router.post("/sequences/enrolments/{enrolment_id}/cancel")
+@router.post(
+    "/sequences/enrolments/{enrolment_id}/cancel",
+    responses=problem_responses(EnrolmentNotFound, EnrolmentStopped),
+)
 def cancel(enrolment_id: str, tenant: TenantDep, parts: PartsDep) -> dict[str, Any]:
     return _enrolment_out(parts.service.stop(tenant.id, enrolment_id, CANCELLED, via="api"))
 
@@ -330,13 +376,22 @@ def timeline_of(parts: SequencesParts, tenant_id: str, enrolment_id: str) -> dic
     }
 
 
-@router.get("/sequences/enrolments/{enrolment_id}/timeline")
+@router.get(
+    "/sequences/enrolments/{enrolment_id}/timeline",
+    responses=problem_responses(EnrolmentNotFound),
+)
 def timeline(enrolment_id: str, tenant: TenantDep, parts: PartsDep) -> dict[str, Any]:
     """Every step, planned (after delays and windows) and done, with its evidence."""
     return timeline_of(parts, tenant.id, enrolment_id)
 
 
-@router.get("/sequences/enrolments/{enrolment_id}/report.pdf")
+@router.get(
+    "/sequences/enrolments/{enrolment_id}/report.pdf",
+    responses={
+        200: {"content": {"application/pdf": {}}},
+        **problem_responses(EnrolmentNotFound),
+    },
+)
 def report(enrolment_id: str, tenant: TenantDep, parts: PartsDep) -> Response:
     """The sealed sequence report: each step with its evidence and certificate references."""
     t = timeline_of(parts, tenant.id, enrolment_id)
@@ -398,7 +453,7 @@ def _parse(value: str | None) -> datetime | None:
     )
 
 
-@router.get("/sequences/{sequence_id}/stats")
+@router.get("/sequences/{sequence_id}/stats", responses=problem_responses(SequenceNotFound))
 def stats(sequence_id: str, tenant: TenantDep, parts: PartsDep) -> dict[str, Any]:
     """Per variant: paid, replied, stopped (any cause), failed, completed, active."""
     sequence = parts.service.get(tenant.id, sequence_id)
