@@ -432,3 +432,29 @@ def test_undelivered_sms_goes_on_to_the_next_channel_at_once(peers_env: SeqEnv) 
     assert [s["status"] for s in timeline["steps"]] == ["failed", "sent"]
     events = [r["event"] for r in timeline["records"]]
     assert "SequenceStepFailed" in events and events[-1] == "SequenceCompleted"
+
+
+def test_bulk_of_ten_thousand_rows_and_no_more(seq_env: SeqEnv) -> None:
+    env = seq_env
+    sequence_id = _create(env)
+    header = "name,email,phone,time_zone,amount,currency,due_date,reference\n"
+    rows = "".join(
+        f"P{i},p{i}@recipient.test,+346{i:08d},Europe/Madrid,{i},EUR,2026-04-01,R{i}\n"
+        for i in range(10_000)
+    )
+    started = time.monotonic()
+    answer = env.client.post(
+        f"/v1/sequences/{sequence_id}/enrolments:bulk",
+        content=(header + rows).encode(),
+        headers={**env.auth, "Content-Type": "text/csv"},
+    )
+    elapsed = time.monotonic() - started
+    assert answer.status_code == 200, answer.text[:500]
+    assert answer.json()["accepted"] == 10_000, answer.json()["rows"][:3]
+    print(f"bulk: 10,000 enrolments in {elapsed:.1f} s ({10_000 / elapsed:.0f}/s)")
+    over = env.client.post(
+        f"/v1/sequences/{sequence_id}/enrolments:bulk",
+        content=(header + rows + "X,x@recipient.test,+34612345678,UTC,1,EUR,d,r\n").encode(),
+        headers={**env.auth, "Content-Type": "text/csv"},
+    )
+    assert over.status_code == 422 and "10000" in over.json()["detail"]
