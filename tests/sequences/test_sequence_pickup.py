@@ -1,0 +1,81 @@
+"""A ``certified_email_pickup`` step is a registered pickup like any other (notice, code,
+acceptance on the page); the recipient's acceptance, read from the outbox by the sequences'
+follower, stops the enrolment: the next step is never sent."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.pickup.flow import Recipient, code_in, link_in, notify, token_of, wait_mail
+from tests.support.mail import RECIPIENT_DOMAIN, MailEnv
+
+
+@pytest.fixture
+def mail_overrides() -> dict[str, object]:
+    return {"certificates_enabled": False, "pickup_worker_enabled": False}
+
+
+def _template(text: str, subject: str) -> dict[str, Any]:
+    return {"fallback_language": "es", "languages": {"es": {"subject": subject, "text": text}}}
+
+
+def test_pickup_accepted_stops_the_sequence(
+    mail_env: MailEnv, mail_client: TestClient, mail_key: dict[str, str]
+) -> None:
+    client, key, sp = mail_client, mail_key, mail_env.sp
+    definition = {
+        "name": "Requerimiento con recogida",
+        "sender": {"email": "cobros@acme.test"},
+        "steps": [
+            {
+                "channel": "certified_email_pickup",
+                "template": _template("Requerimiento {{ reference }}: {{ amount }} EUR", "Req."),
+            },
+            {
+                "channel": "email",
+                "template": _template("Segundo aviso {{ reference }}", "Aviso"),
+                "delay": {"amount": 2, "unit": "hours"},
+            },
+        ],
+    }
+    created = client.post("/v1/sequences", json=definition, headers=key)
+    assert created.status_code == 201, created.text
+    enrolled = client.post(
+        f"/v1/sequences/{created.json()['id']}/enrolments",
+        json={
+            "person": {"name": "Dora", "email": f"dora@{RECIPIENT_DOMAIN}"},
+            "variables": {"reference": "F-9", "amount": "300"},
+        },
+        headers=key,
+    )
+    assert enrolled.status_code == 201, enrolled.text
+    enrolment_id = enrolled.json()["id"]
+    assert sp.sequence_scheduler.run_once() == 1
+    [step] = sp.sequences.repo.steps(enrolment_id)[:1]
+    assert step.message_type == "communication" and step.message_id
+    detail = client.get(f"/v1/communications/{step.message_id}", headers=key).json()
+    assert detail["pickup"] is not None  # a registered pickup, not a direct email
+
+    notify(mail_env)
+    link = link_in(wait_mail(mail_env, "dora", "certified message is waiting"))
+    recipient = Recipient(client)
+    recipient.open(token_of(link))
+    assert recipient.call("POST", "/code").status_code == 200
+    code = code_in(wait_mail(mail_env, "dora", "Su código"))
+    assert recipient.call("POST", "/identify", {"answer": code}).status_code == 200
+    assert recipient.call("POST", "/accept").status_code == 200
+
+    sp.start_events()
+    deadline = time.monotonic() + 30
+    while sp.sequences.enrolment(None, enrolment_id).status == "active":
+        assert time.monotonic() < deadline, "the acceptance did not stop the enrolment"
+        sp.sequence_follower.run_once()
+        time.sleep(0.1)
+    found = sp.sequences.enrolment(None, enrolment_id)
+    assert (found.status, found.stop_cause) == ("stopped", "pickup_accepted")
+    steps = sp.sequences.repo.steps(enrolment_id)
+    assert [s.status for s in steps] == ["sent", "cancelled"]
