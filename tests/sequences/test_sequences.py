@@ -458,3 +458,31 @@ def test_bulk_of_ten_thousand_rows_and_no_more(seq_env: SeqEnv) -> None:
         headers={**env.auth, "Content-Type": "text/csv"},
     )
     assert over.status_code == 422 and "10000" in over.json()["detail"]
+
+
+def test_payment_link_from_the_tenants_settings(seq_env: SeqEnv) -> None:
+    env = seq_env
+    definition = {k: v for k, v in THREE_STEPS.items() if k != "payment_link_base"}
+    sequence_id = _create(env, definition)
+    refused = env.client.post(
+        f"/v1/sequences/{sequence_id}/enrolments", json=PERSON, headers=env.auth
+    )
+    assert refused.status_code == 422 and refused.json()["field"] == "payment_link_base"
+    bad = env.client.put(
+        "/v1/settings/sequences", json={"payment_link_base": "http://x"}, headers=env.auth
+    )
+    assert bad.status_code == 422
+    put = env.client.put(
+        "/v1/settings/sequences",
+        json={"payment_link_base": "https://cobro.acme.test/pay?t="},
+        headers=env.auth,
+    )
+    assert put.status_code == 200, put.text
+    assert env.client.get("/v1/settings/sequences", headers=env.auth).json() == put.json()
+    enrolment_id = _enrol(env, sequence_id)
+    assert env.sp.sequence_scheduler.run_once() == 1
+    step = env.sp.sequences.repo.steps(enrolment_id)[0]
+    sms = env.sp.sms_repository.get(step.message_id or "")
+    assert sms is not None
+    token = env.sp.sequences.enrolment(None, enrolment_id).payment_token
+    assert f"https://cobro.acme.test/pay?t={token}" in sms.text

@@ -53,7 +53,7 @@ from sealpost.sequences.model import (
     Sequence as SequenceModel,
 )
 from sealpost.sequences.report import EvidenceRef, ReportStep, SequenceReport, render_report
-from sealpost.sequences.schemas import EnrolmentIn, PreviewIn
+from sealpost.sequences.schemas import EnrolmentIn, PreviewIn, SettingsIn
 from sealpost.sequences.service import MAX_BULK, SUBJECT, SequenceService, plan
 from sealpost.sequences.templates import preview
 
@@ -476,6 +476,21 @@ def stats(sequence_id: str, tenant: TenantDep, parts: PartsDep) -> dict[str, Any
             }
         )
     return {"sequence_id": sequence_id, "variants": out}
+
+
+@router.get("/settings/sequences")
+def get_settings(tenant: TenantDep, parts: PartsDep) -> dict[str, Any]:
+    """The tenant's sequence settings: ``payment_link_base``."""
+    return {"payment_link_base": parts.service.repo.payment_link_base(tenant.id)}
+
+
+@router.put("/settings/sequences", responses=problem_responses(InvalidSequence))
+def put_settings(body: SettingsIn, tenant: TenantDep, parts: PartsDep) -> dict[str, Any]:
+    """Replace them."""
+    parts.service.repo.set_payment_link_base(
+        tenant.id, body.payment_link_base, parts.service.clock()
+    )
+    return {"payment_link_base": body.payment_link_base}
 
 
 # -- the public opt-out page -------------------------------------------------------------

@@ -28,6 +28,7 @@ from sealpost.sequences.model import (
 from sealpost.sequences.tables import (
     sequence_enrolments,
     sequence_external_ids,
+    sequence_settings,
     sequence_steps,
     sequences,
 )
@@ -104,6 +105,30 @@ class SequenceRepository:
         )
         with self.engine.connect() as conn:
             return list(conn.execute(query))
+
+    # -- the tenant's settings ---------------------------------------------------------------
+
+    def payment_link_base(self, tenant_id: str) -> str | None:
+        c = sequence_settings.c
+        query = select(c.payment_link_base).where(c.tenant_id == tenant_id)
+        with self.engine.connect() as conn:
+            found = conn.execute(query).scalar()
+        return None if found is None else str(found)
+
+    def set_payment_link_base(self, tenant_id: str, base: str | None, now: datetime) -> None:
+        c = sequence_settings.c
+        with write_transaction(self.engine) as conn:
+            changed = conn.execute(
+                update(sequence_settings)
+                .where(c.tenant_id == tenant_id)
+                .values(payment_link_base=base, updated_at=now)
+            ).rowcount
+            if not changed:
+                conn.execute(
+                    insert(sequence_settings).values(
+                        tenant_id=tenant_id, payment_link_base=base, updated_at=now
+                    )
+                )
 
     # -- enrolments -------------------------------------------------------------------------
 

@@ -220,3 +220,16 @@ class PreviewIn(BaseModel):
     variant: str | None = None
     language: str = Field(..., min_length=2, max_length=16)
     variables: dict[str, Any] = Field(default_factory=dict)
+
+
+class SettingsIn(BaseModel):
+    """A tenant's sequence settings (``PUT /v1/settings/sequences``)."""
+
+    model_config = _STRICT
+    payment_link_base: str | None = Field(
+        None,
+        max_length=500,
+        pattern=r"^https://",
+        description="{{ payment_link }} is this + the enrolment's token, unless the sequence "
+        "names its own payment_link_base.",
+    )

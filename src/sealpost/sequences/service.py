@@ -172,6 +172,9 @@ class SequenceService:
         (one bad row never sinks the others)."""
         sequence = self.get(tenant_id, sequence_id)
         now = self.clock()
+        paying = bool(
+            sequence.definition.payment_link_base or self.repo.payment_link_base(tenant_id)
+        )
         results: list[EnrolResult] = []
         enrolments: list[dict[str, Any]] = []
         steps: list[dict[str, Any]] = []
@@ -182,7 +185,7 @@ class SequenceService:
                 results.append(EnrolResult(row, None, item))
                 continue
             try:
-                built = self._build(sequence, item, now)
+                built = self._build(sequence, item, now, paying=paying)
             except SealpostError as exc:
                 results.append(EnrolResult(row, None, exc))
                 continue
@@ -199,7 +202,7 @@ class SequenceService:
         return results
 
     def _build(
-        self, sequence: Sequence, item: EnrolmentIn, now: datetime
+        self, sequence: Sequence, item: EnrolmentIn, now: datetime, *, paying: bool
     ) -> tuple[Enrolment, dict[str, Any], list[dict[str, Any]], EvidenceRecord]:
         definition = sequence.definition
         enrolment_id = str(uuid.uuid4())
@@ -222,7 +225,14 @@ class SequenceService:
                 raise InvalidSequence("person.phone", exc.message) from None
         if channels & EMAIL_CHANNELS and not item.person.email:
             raise InvalidSequence("person.email", "this sequence sends email: an email is needed")
-        missing = sorted(self._needs_of(sequence, variant) - set(item.variables) - set(BUILT_IN))
+        needs = self._needs_of(sequence, variant)
+        if "payment_link" in needs and not paying:
+            raise InvalidSequence(
+                "payment_link_base",
+                "the templates use payment_link: set payment_link_base in the sequence or in "
+                "PUT /v1/settings/sequences",
+            )
+        missing = sorted(needs - set(item.variables) - set(BUILT_IN))
         if missing:
             raise InvalidSequence("variables", f"missing {', '.join(missing)}")
         first = chosen.steps[0]
@@ -300,8 +310,9 @@ class SequenceService:
             "language": enrolment.language,
             "opt_out_link": f"{self.public_url}/sequences/opt-out/{enrolment.opt_out_token}",
         }
-        if definition.payment_link_base:
-            out["payment_link"] = definition.payment_link_base + enrolment.payment_token
+        base = definition.payment_link_base or self.repo.payment_link_base(enrolment.tenant_id)
+        if base:
+            out["payment_link"] = base + enrolment.payment_token
         return out
 
     # -- sending due steps ----------------------------------------------------------------

@@ -81,3 +81,11 @@ sequence_external_ids = Table(
     Column("external_id", String(200), primary_key=True),
     Column("enrolment_id", String(36), ForeignKey("sequence_enrolments.id"), primary_key=True),
 )
+
+sequence_settings = Table(
+    "sequence_settings",
+    metadata,
+    Column("tenant_id", String(36), ForeignKey("tenants.id"), primary_key=True),
+    Column("payment_link_base", String(500)),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)

@@ -1,4 +1,5 @@
-"""Reminder sequences (issue 14): definitions, enrolments, steps, external stop ids.
+"""Reminder sequences (issue 14): definitions, enrolments, steps, external stop ids, and
+each tenant's settings (the payment link's base URL).
 
 Revision ID: 0016
 Revises: 0014
@@ -90,9 +91,16 @@ def upgrade() -> None:
             primary_key=True,
         ),
     )
+    op.create_table(
+        "sequence_settings",
+        sa.Column("tenant_id", sa.String(36), sa.ForeignKey("tenants.id"), primary_key=True),
+        sa.Column("payment_link_base", sa.String(500)),
+        sa.Column("updated_at", _TS, nullable=False),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("sequence_settings")
     op.drop_table("sequence_external_ids")
     op.drop_index("ix_sequence_steps_message", "sequence_steps")
     op.drop_index("ix_sequence_steps_due", "sequence_steps")
