@@ -203,11 +203,17 @@ class SequenceMessenger:
             identification={"method": "sequence"},
             details=mail.details,
             guard_in=mail.guard_in,
+            certificate=mail.certificate,
         )
 
     def sms(self, sms: SequenceSms) -> str:
         return self.sms_service().send(
-            sms.tenant_id, sms.to, sms.text, dict(sms.details), guard_in=sms.guard_in
+            sms.tenant_id,
+            sms.to,
+            sms.text,
+            dict(sms.details),
+            guard_in=sms.guard_in,
+            certificate=sms.certificate,
         )
 
 

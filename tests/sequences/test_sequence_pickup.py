@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
+from sealpost.communications.tables import communications
 from tests.pickup.flow import Recipient, code_in, link_in, notify, token_of, wait_mail
 from tests.support.mail import RECIPIENT_DOMAIN, MailEnv
 
@@ -59,6 +61,11 @@ def test_pickup_accepted_stops_the_sequence(
     assert step.message_type == "communication" and step.message_id
     detail = client.get(f"/v1/communications/{step.message_id}", headers=key).json()
     assert detail["pickup"] is not None  # a registered pickup, not a direct email
+    with sp.engine.connect() as conn:  # certified: its certificate is issued by the loop
+        auto = conn.execute(
+            select(communications.c.certificate_auto).where(communications.c.id == step.message_id)
+        ).scalar_one()
+    assert auto == 1
 
     notify(mail_env)
     link = link_in(wait_mail(mail_env, "dora", "certified message is waiting"))

@@ -144,6 +144,8 @@ def test_three_steps_paid_after_the_second_two_sent_third_never(peers_env: SeqEn
         assert step["message_id"]
     stop = [r for r in timeline["records"] if r["event"] == "SequenceStopped"]
     assert len(stop) == 1
+    # plain sms and email steps: evidence, but a certificate only when asked for
+    assert _certificate_auto(env, steps[0]["message_id"], steps[1]["message_id"]) == (0, 0)
     again = env.client.post(f"/v1/sequences/enrolments/{enrolment_id}/paid", headers=env.auth)
     assert again.status_code == 409 and again.json()["type"].endswith("enrolment_stopped")
 
@@ -241,6 +243,19 @@ def test_paid_racing_the_scheduler_never_a_step_after_the_stop(seq_env: SeqEnv) 
         ).scalar()
     print(f"race: {stopped} stopped, {completed} completed, {sent} sent, {withdrawn} withdrawn")
     assert stopped > 0 and sent
+
+
+def _certificate_auto(env: SeqEnv, sms_id: str, communication_id: str) -> tuple[int, int]:
+    from sealpost.sms.tables import sms_messages
+
+    with env.sp.engine.connect() as conn:
+        sms = conn.execute(
+            select(sms_messages.c.certificate_auto).where(sms_messages.c.id == sms_id)
+        ).scalar_one()
+        email = conn.execute(
+            select(communications.c.certificate_auto).where(communications.c.id == communication_id)
+        ).scalar_one()
+    return int(sms), int(email)
 
 
 def _count_sent(env: SeqEnv) -> int:

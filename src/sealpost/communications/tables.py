@@ -51,6 +51,9 @@ communications = Table(
     Column("request_sha256", String(64)),
     Column("certificate_version", Integer, nullable=False, server_default="0"),
     Column("certificate_due", Integer, nullable=False, server_default="0"),
+    Column("certificate_auto", Integer, nullable=False, server_default="1"),
+    # 0: a certificate only when asked for (GET .../certificate.pdf), e.g. a reminder
+    # sequence's plain ``email`` step; migration 0016
     Index("ix_communications_tenant_status", "tenant_id", "status"),
     Index("ix_communications_tenant_submitted", "tenant_id", "submitted_at", "id"),
     Index("ix_communications_due", "status", "next_attempt_at"),

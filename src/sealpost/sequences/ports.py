@@ -36,6 +36,8 @@ class OutgoingEmail:
     """Registered pickup (``certified_email_pickup``): a notice, the content on acceptance."""
     details: Mapping[str, str]
     guard_in: Guard
+    certificate: bool = True
+    """False for a plain ``email`` step: its certificate only when asked for."""
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,8 @@ class OutgoingSms:
     text: str
     details: Mapping[str, str] = field(default_factory=dict)
     guard_in: Guard | None = None
+    certificate: bool = True
+    """False for a plain ``sms`` step: its certificate only when asked for."""
 
 
 class Messenger(Protocol):

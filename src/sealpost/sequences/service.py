@@ -351,6 +351,7 @@ class SequenceService:
                         rendered.text,
                         details,
                         guard_in=partial(guard, "sms"),
+                        certificate=spec.channel.startswith("certified_"),
                     )
                 )
             else:
@@ -368,6 +369,7 @@ class SequenceService:
                         pickup=spec.channel == "certified_email_pickup",
                         details=details,
                         guard_in=partial(guard, "communication"),
+                        certificate=spec.channel.startswith("certified_"),
                     )
                 )
         except StepWithdrawn:

@@ -210,6 +210,7 @@ class SmsService:
         request_sha256: str | None = None,
         access_secret: bool = False,
         guard_in: Guard | None = None,
+        certificate: bool = True,
     ) -> Accepted:
         """Store the message and its SubmissionAcceptance in one transaction (then 201).
 
@@ -224,7 +225,8 @@ class SmsService:
         before this message's rows, with its SMS id; raising withdraws this message alone
         (the batch is retried item by item, as for any failing item), and whatever it writes
         commits with the message (reminder sequences: the stop check and the send are one
-        transaction, issue 14)."""
+        transaction, issue 14).  ``certificate=False``: the certificate loop skips it; its
+        certificate is issued only when asked for (a sequence's plain ``sms`` step)."""
         number = checked_number(to)
         parts = split(text)
         nonce = secrets.token_hex(16) if access_secret else None
@@ -267,6 +269,7 @@ class SmsService:
             "attempts": 0,
             "idempotency_key": idempotency_key,
             "request_sha256": request_sha256,
+            "certificate_auto": 1 if certificate else 0,
         }
 
         earlier = self._accepts.submit((row, record, guard_in))
@@ -289,6 +292,7 @@ class SmsService:
         *,
         access_secret: bool = False,
         guard_in: Guard | None = None,
+        certificate: bool = True,
     ) -> str:
         """The ``SmsSender`` port other domains use (notices, codes): accept and return the id;
         an invalid number raises :class:`InvalidPhoneNumber` (an ``InvalidInput``).
@@ -300,6 +304,7 @@ class SmsService:
             details=details,
             access_secret=access_secret,
             guard_in=guard_in,
+            certificate=certificate,
         ).sms.id
 
     # -- sending ----------------------------------------------------------------------------

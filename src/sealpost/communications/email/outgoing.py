@@ -54,6 +54,7 @@ class CertifiedMailer:
         html: str | None = None,
         sender_name: str | None = None,
         pickup: bool = False,
+        certificate: bool = True,
         guard_in: Callable[[Connection, str], None] | None = None,
     ) -> str:
         """Accept the email durably (with its evidence); returns its communication id.
@@ -71,7 +72,8 @@ class CertifiedMailer:
         ``html``: an HTML alternative to ``text``; ``sender_name``: the From display name;
         ``pickup``: delivered by registered pickup with the tenant's defaults (a reminder
         sequence's ``certified_email_pickup`` step), never for a message with an access
-        secret; ``guard_in``: :attr:`SubmissionRequest.guard_in`."""
+        secret; ``certificate``: :attr:`SubmissionRequest.certificate`; ``guard_in``:
+        :attr:`SubmissionRequest.guard_in`."""
         raw = build_message(
             sender=formataddr((sender_name, sender)) if sender_name else sender,
             to=[to],
@@ -96,6 +98,7 @@ class CertifiedMailer:
                 delivery=PICKUP if pickup and not access_secret else DIRECT,
                 pickup=PickupRequest() if pickup and not access_secret else None,
                 guard_in=guard_in,
+                certificate=certificate,
             )
         )
         return accepted.communication_ids[0]

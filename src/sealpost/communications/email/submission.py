@@ -86,6 +86,9 @@ class SubmissionRequest:
     default."""
     pickup: PickupRequest | None = None
     """The pickup choices (API body); None: the ``Sealpost-Pickup-*`` headers, or defaults."""
+    certificate: bool = True
+    """False: no certificate is issued by the background loop, only when asked for
+    (``GET .../certificate.pdf``): a reminder sequence's plain ``email`` step."""
     guard_in: Callable[[Connection, str], None] | None = None
     """Another domain's check, run by the writer inside the commit transaction, before this
     submission's rows, with its (first) communication id: raising a ``SealpostError`` (before
@@ -279,6 +282,7 @@ class SubmissionService:
                     "request_sha256": request.request_sha256,
                     "certificate_version": 0,
                     "certificate_due": 0,
+                    "certificate_auto": 1 if request.certificate else 0,
                 }
             )
             records.append(record)

@@ -1,5 +1,6 @@
 """Reminder sequences (issue 14): definitions, enrolments, steps, external stop ids, and
-each tenant's settings (the payment link's base URL).
+each tenant's settings (the payment link's base URL); ``certificate_auto`` on communications
+and SMS (0: a certificate only on request, for a sequence's plain ``email``/``sms`` steps).
 
 Revision ID: 0016
 Revises: 0014
@@ -97,9 +98,18 @@ def upgrade() -> None:
         sa.Column("payment_link_base", sa.String(500)),
         sa.Column("updated_at", _TS, nullable=False),
     )
+    # a plain ``email``/``sms`` step's message: its certificate only when asked for
+    for table in ("communications", "sms_messages"):
+        with op.batch_alter_table(table) as batch:
+            batch.add_column(
+                sa.Column("certificate_auto", sa.Integer, nullable=False, server_default="1")
+            )
 
 
 def downgrade() -> None:
+    for table in ("sms_messages", "communications"):
+        with op.batch_alter_table(table) as batch:
+            batch.drop_column("certificate_auto")
     op.drop_table("sequence_settings")
     op.drop_table("sequence_external_ids")
     op.drop_index("ix_sequence_steps_message", "sequence_steps")
