@@ -1,4 +1,5 @@
-"""A ``certified_email_pickup`` step is a registered pickup like any other (notice, code,
+"""Stops from other domains, read from the outbox by the sequences' follower.  A
+``certified_email_pickup`` step is a registered pickup like any other (notice, code,
 acceptance on the page); the recipient's acceptance, read from the outbox by the sequences'
 follower, stops the enrolment: the next step is never sent."""
 
@@ -86,3 +87,62 @@ def test_pickup_accepted_stops_the_sequence(
     assert (found.status, found.stop_cause) == ("stopped", "pickup_accepted")
     steps = sp.sequences.repo.steps(enrolment_id)
     assert [s.status for s in steps] == ["sent", "cancelled"]
+
+
+def test_a_signed_document_stops_the_enrolment_that_names_its_process(
+    mail_env: MailEnv, mail_client: TestClient, mail_key: dict[str, str]
+) -> None:
+    from tests.signatures.flow import (
+        drawn_signature,
+        link_path,
+        open_page,
+        process_request,
+        signer,
+    )
+    from tests.signatures.flow import wait_mail as wait_signing_mail
+
+    client, key, sp = mail_client, mail_key, mail_env.sp
+    body = process_request(signer("Jane", "jane", identification="none"))
+    created = client.post("/v1/signatures", json=body, headers=key)
+    assert created.status_code == 201, created.text
+    pid = created.json()["id"]
+    definition = {
+        "name": "Firma pendiente",
+        "sender": {"email": "firmas@acme.test"},
+        "steps": [
+            {"channel": "email", "template": _template("Firme el presupuesto", "Firma")},
+            {
+                "channel": "email",
+                "template": _template("Segundo aviso", "Firma"),
+                "delay": {"amount": 1, "unit": "hours"},
+            },
+        ],
+    }
+    sequence = client.post("/v1/sequences", json=definition, headers=key).json()
+    enrolled = client.post(
+        f"/v1/sequences/{sequence['id']}/enrolments",
+        json={
+            "person": {"name": "Jane", "email": f"jane@{RECIPIENT_DOMAIN}"},
+            "external_ids": {"signature_process": pid},
+        },
+        headers=key,
+    )
+    assert enrolled.status_code == 201, enrolled.text
+    enrolment_id = enrolled.json()["id"]
+
+    page = open_page(client, link_path(wait_signing_mail(mail_env, "jane", "asks you to sign")))
+    assert page.call("POST", "/view").status_code == 204
+    assert page.sign(drawn_signature()).json() == {"status": "signed"}
+    deadline = time.monotonic() + 30
+    while client.get(f"/v1/signatures/{pid}", headers=key).json()["status"] != "completed":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+
+    sp.start_events()
+    while sp.sequences.enrolment(None, enrolment_id).status == "active":
+        assert time.monotonic() < deadline + 30, "the signature did not stop the enrolment"
+        sp.sequence_follower.run_once()
+        time.sleep(0.1)
+    found = sp.sequences.enrolment(None, enrolment_id)
+    assert (found.status, found.stop_cause) == ("stopped", "signed")
+    assert sp.sequence_scheduler.run_once() == 0  # the first step, due, was cancelled
