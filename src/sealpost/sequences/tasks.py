@@ -113,6 +113,15 @@ class Follower:
         self.batch = batch
 
     def run_once(self) -> int:
+        """Follow until the outbox is read to its end; returns how many events were read."""
+        total = 0
+        while True:
+            read = self._round()
+            total += read
+            if read < self.batch:
+                return total
+
+    def _round(self) -> int:
         position = self.outbox.cursor(CURSOR)
         events = self.outbox.after(position, self.batch)
         if not events:
@@ -124,7 +133,8 @@ class Follower:
                 log.info("sequences.event_ignored", event_id=event.id, error=exc.message)
         last = events[-1].position
         assert last is not None
-        self.outbox.advance_cursor(CURSOR, position, last)
+        if not self.outbox.advance_cursor(CURSOR, position, last):
+            return 0  # another process followed the same events first
         return len(events)
 
     def handle(self, event: StoredEvent) -> None:
