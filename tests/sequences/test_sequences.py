@@ -501,3 +501,68 @@ def test_payment_link_from_the_tenants_settings(seq_env: SeqEnv) -> None:
     assert sms is not None
     token = env.sp.sequences.enrolment(None, enrolment_id).payment_token
     assert f"https://cobro.acme.test/pay?t={token}" in sms.text
+
+
+def test_timeline_plans_every_step_after_delays_and_windows(seq_env: SeqEnv) -> None:
+    """Enrolled on Monday 2 March 2026, 10:00 in Madrid: the SMS at once, the email four
+    days later (Friday), the certified email a day after that — a Saturday, so held to
+    Monday 09:00 Madrid (08:00 UTC), the window's first instant."""
+    env = seq_env
+    window = {
+        "quiet_hours": {"start": "21:00", "end": "09:00"},
+        "weekdays": ["mon", "tue", "wed", "thu", "fri"],
+    }
+    steps = [
+        {**THREE_STEPS["steps"][0], "window": window},
+        {
+            **THREE_STEPS["steps"][1],
+            "delay": {"amount": 4, "unit": "natural_days"},
+            "window": window,
+        },
+        {
+            **THREE_STEPS["steps"][2],
+            "delay": {"amount": 1, "unit": "natural_days"},
+            "window": window,
+        },
+    ]
+    sequence_id = _create(env, {**THREE_STEPS, "steps": steps})
+    enrolment_id = _enrol(env, sequence_id)
+    planned = _timeline(env, enrolment_id)["steps"]
+    assert [s["status"] for s in planned] == ["scheduled", "planned", "planned"]
+    assert planned[0]["due_at"] == "2026-03-02T09:00:00Z"
+    assert planned[1]["due_at"] == "2026-03-06T09:00:00Z"  # Friday 10:00 in Madrid
+    assert planned[2]["planned_at"] == "2026-03-07T09:00:00Z"  # Saturday: not a weekday
+    assert planned[2]["due_at"] == "2026-03-09T08:00:00Z"  # Monday 09:00 in Madrid
+
+
+def test_champion_challenger_assignment_and_per_variant_stats(seq_env: SeqEnv) -> None:
+    env = seq_env
+    definition = {k: v for k, v in THREE_STEPS.items() if k != "steps"} | {
+        "variants": [
+            {"name": "champion", "percentage": 70, "steps": THREE_STEPS["steps"]},
+            {"name": "challenger", "percentage": 30, "steps": THREE_STEPS["steps"][1:]},
+        ]
+    }
+    sequence_id = _create(env, definition)
+    lines = "\n".join(json.dumps(PERSON) for _ in range(400))
+    answer = env.client.post(
+        f"/v1/sequences/{sequence_id}/enrolments:bulk",
+        content=lines.encode(),
+        headers={**env.auth, "Content-Type": "application/x-ndjson"},
+    )
+    ids = [r["enrolment_id"] for r in answer.json()["rows"]]
+    variants = {
+        i: env.client.get(f"/v1/sequences/enrolments/{i}", headers=env.auth).json()["variant"]
+        for i in ids[:40]
+    }
+    paid = next(i for i, v in variants.items() if v == "challenger")
+    assert (
+        env.client.post(f"/v1/sequences/enrolments/{paid}/paid", headers=env.auth).status_code
+        == 200
+    )
+    stats = env.client.get(f"/v1/sequences/{sequence_id}/stats", headers=env.auth).json()
+    by_name = {v["variant"]: v for v in stats["variants"]}
+    assert by_name["champion"]["enrolled"] + by_name["challenger"]["enrolled"] == 400
+    assert 240 <= by_name["champion"]["enrolled"] <= 320  # 70 % of 400, give or take
+    assert by_name["challenger"]["paid"] == 1 and by_name["champion"]["paid"] == 0
+    assert by_name["challenger"]["active"] == by_name["challenger"]["enrolled"] - 1
