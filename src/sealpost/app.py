@@ -863,6 +863,8 @@ class Sealpost:
     def sequences_loops(self) -> list[Loop]:
         from sealpost.sequences import tasks
 
+        if not self.settings.sequences_worker_enabled:
+            return []
         return tasks.loops(self.sequence_scheduler, self.sequence_follower)
 
     def start_sequences(self) -> None:

@@ -114,6 +114,7 @@ def serve(
                 "signing_worker_enabled": settings.signing_worker_enabled and role == "worker",
                 "pickup_worker_enabled": settings.pickup_worker_enabled and role == "worker",
                 "sms_sender_enabled": settings.sms_sender_enabled and role == "worker",
+                "sequences_worker_enabled": settings.sequences_worker_enabled and role == "worker",
             }
         )
     sp = build(settings)  # keys and schema on first start; the sequencer seals leftovers
