@@ -199,6 +199,20 @@ def test_what_the_sandbox_stops_at_render_is_refused_as_well(source: str) -> Non
         ),
         ("{% for i in range(10000) %}{{ 'x' * 100 }}{% endfor %}", "output is over"),
         (
+            "{% macro m() %}{% for i in range(100) %}{% for j in range(400) %}{{ big }}"
+            "{% endfor %}{% endfor %}{% endmacro %}"
+            "{{ m()|length }}",
+            "text of over",
+        ),
+        (
+            "{% set x %}{% for i in range(100) %}{% for j in range(400) %}{{ big }}"
+            "{% endfor %}{% endfor %}{% endset %}{{ x|length }}",
+            "text of over",
+        ),
+        ("{% for i in range(5000) %}{{ items|list|length }}{% endfor %}", "operations"),
+        ("{% for i in range(9000) %}{{ items|string|length }}{% endfor %}", "operations"),
+        ("{{ big|indent(5000) }}", "value of over"),
+        (
             "{% set a = 'xxxxxxxxxxxxxxxx' %}"
             + "".join(f"{{% set a{i + 1} = a{i} ~ a{i} %}}".replace("a0", "a") for i in range(30))
             + "{{ a30 }}",
@@ -211,9 +225,25 @@ def test_a_template_that_would_exhaust_the_worker_is_stopped_quickly(source: str
     check_template(t, "template")
     started = time.monotonic()
     with pytest.raises(TemplateRefused) as caught:
-        render(t, "en", {"items": list(range(2000))})
+        render(t, "en", {"items": list(range(2000)), "big": "line\n" * 2000})
     assert time.monotonic() - started < 2
     assert why in caught.value.why
+
+
+def test_long_text_filters_work_within_the_limits() -> None:
+    text = "palabra " * 2000
+    out = render(one("{{ text|wordwrap(60) }}|{{ text|indent(2) }}"), "en", {"text": text})
+    wrapped, indented = out.text.split("|")
+    assert max(len(line) for line in wrapped.splitlines()) <= 60
+    assert len(indented) == len(text)
+
+
+def test_rendering_is_fast_enough_for_a_scheduler() -> None:
+    render(REMINDER, "es", VARIABLES)  # compiled once, then cached
+    started = time.perf_counter()
+    for _ in range(200):
+        render(REMINDER, "es", VARIABLES)
+    assert (time.perf_counter() - started) / 200 < 0.005
 
 
 def test_a_syntax_error_names_the_part_and_the_line() -> None:
