@@ -254,6 +254,14 @@ def test_a_syntax_error_names_the_part_and_the_line() -> None:
     assert caught.value.why.startswith("syntax error on line 1")
 
 
+@pytest.mark.parametrize(
+    "source", ["{{ " + "(" * 3000 + "1" + ")" * 3000 + " }}", "{{ 1" + " + 1" * 5000 + " }}"]
+)
+def test_a_template_nested_too_deeply_to_read_is_refused(source: str) -> None:
+    with pytest.raises(TemplateRefused, match="nests too deeply"):
+        check_template(one(source), "t")
+
+
 def test_an_oversized_template_and_a_missing_fallback_are_refused() -> None:
     with pytest.raises(TemplateRefused, match="KiB"):
         check_template(one("x" * (MAX_TEMPLATE_BYTES + 1)), "t")
@@ -268,13 +276,17 @@ def test_ordinary_template_features_still_work() -> None:
         "{{ line.amount|format_amount('EUR') }}\n{% endfor %}"
         "{{ lines|map(attribute='amount')|sum }} {{ name|title }} {{ name.upper() }} "
         "{{ '%05.1f'|format(3.14159) }} {{ (lines|length) * 2 }} {{ name ~ '!' }}"
+        "{% for x in lines %} {{ loop.index }}/{{ loop.length }}{% if loop.last %}.{% endif %}"
+        "{% endfor %}"
     )
     out = render(
         t,
         "en",
         {"lines": [{"what": "rent", "amount": 100}, {"what": "fee", "amount": 5}], "name": "ana"},
     )
-    assert out.text == "1. RENT EUR\u00a0100.00\n2. FEE EUR\u00a05.00\n105 Ana ANA 003.1 4 ana!"
+    assert out.text == (
+        "1. RENT EUR\u00a0100.00\n2. FEE EUR\u00a05.00\n105 Ana ANA 003.1 4 ana! 1/2 2/2."
+    )
 
 
 def test_a_mistake_at_render_is_a_refusal_naming_the_part() -> None:

@@ -816,9 +816,16 @@ def _refusal(source: str, autoescape: bool) -> str | None:
     env = _HTML if autoescape else _TEXT
     try:
         ast = env.parse(source)
+        problem = _static_problem(ast)
+        if problem is None:
+            _compiled(source, autoescape)
     except TemplateSyntaxError as exc:
         return f"syntax error on line {exc.lineno}: {exc.message}"
-    return _static_problem(ast)
+    except (RecursionError, MemoryError):
+        return "the template nests too deeply to be read"
+    except TemplateError as exc:
+        return f"cannot be compiled: {exc}"
+    return problem
 
 
 @functools.lru_cache(maxsize=1024)
@@ -844,10 +851,6 @@ def check_template(t: StepTemplate, field: str) -> None:
         for part in _parts(loc):
             where = f"{field}.{lang}.{part.name}"
             _parse(part, where)
-            try:
-                _compiled(part.source, part.env.autoescape is True)
-            except TemplateError as exc:
-                raise TemplateRefused(where, f"cannot be compiled: {exc}") from None
 
 
 def choose_language(t: StepTemplate, language: str) -> str:
