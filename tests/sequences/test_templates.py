@@ -175,6 +175,22 @@ def test_what_the_sandbox_stops_at_render_is_refused_as_well(source: str) -> Non
 @pytest.mark.parametrize(
     ("source", "why"),
     [
+        ("{{ (name|e).center(1000000000) }}", "over 10000"),
+        ("{{ (name|e).replace('', big) }}", "value of over"),
+        ("{{ (name|e).expandtabs(100) }}", "expandtabs"),
+    ],
+)
+def test_html_markup_methods_have_the_same_limits(source: str, why: str) -> None:
+    t = one("ok", html=source)
+    check_template(t, "template")
+    with pytest.raises(TemplateRefused) as caught:
+        render(t, "en", {"name": "a" * 1000, "big": "b" * 1000})
+    assert caught.value.field == "template.en.html" and why in caught.value.why
+
+
+@pytest.mark.parametrize(
+    ("source", "why"),
+    [
         ("{{ 'x' * 1000000000 }}", "value of over"),
         ("{{ 'x'|center(1000000000) }}", "over 10000"),
         ("{{ 'x'.ljust(1000000000) }}", "over 10000"),

@@ -453,9 +453,13 @@ none that multiplies text by a mapping or a tab size (``translate``, ``expandtab
 
 def _check_call(obj: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> tuple[Any, ...]:
     owner = getattr(obj, "__self__", None)
-    if not isinstance(obj, types.BuiltinMethodType) or owner is None:
+    if isinstance(owner, str):  # str and Markup (whose methods are Python functions)
+        _check_arguments(args, kwargs)
+    elif isinstance(obj, types.BuiltinMethodType) and owner is not None:
+        _check_arguments(args, kwargs)
         return args
-    _check_arguments(args, kwargs)
+    else:
+        return args
     if isinstance(owner, str):
         name = obj.__name__
         if name not in _STR_METHODS:
