@@ -926,7 +926,9 @@ def render(
     """The step's message for one enrolment: :class:`MissingVariables` with every name that
     has no value, :class:`TemplateRefused` for what the sandbox stops."""
     lang = choose_language(t, language)
-    loc = t.languages[lang]
+    loc = t.languages.get(lang)
+    if loc is None:
+        raise TemplateRefused(f"{field}.fallback_language", f"no template in {lang[:20]!r}")
     results: dict[str, str] = {}
     missing: set[str] = set()
     for part in _parts(loc):
