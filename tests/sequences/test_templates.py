@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import time
 
+import markupsafe
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sealpost.errors import InvalidInput
 from sealpost.sequences.templates import (
@@ -338,3 +341,86 @@ def test_format_date_in_a_few_languages() -> None:
     assert format_date("2026-12-07", "ja") == "2026-12-07"
     with pytest.raises(TypeError):
         format_date("soon", "en")
+
+
+# --- properties ------------------------------------------------------------------------------
+
+TOKENS = [
+    "{{ ",
+    " }}",
+    "{% ",
+    " %}",
+    "if ",
+    "for ",
+    "x ",
+    "in ",
+    "endif",
+    "endfor",
+    "name",
+    "items",
+    "|",
+    "upper",
+    "join",
+    "replace",
+    "(",
+    ")",
+    "'",
+    "~",
+    "*",
+    "+",
+    "**",
+    "9",
+    "99999",
+    ".",
+    "_",
+    "__class__",
+    "[",
+    "]",
+    ",",
+    "range",
+    "loop",
+    "set ",
+    "= ",
+    "macro ",
+    "endmacro",
+    "format",
+    "%",
+    "d",
+    "<b>",
+    "&",
+    " ",
+    "\n",
+    "é",
+    "default",
+    "is defined",
+]
+
+
+@settings(max_examples=400, deadline=None)
+@given(parts=st.lists(st.sampled_from(TOKENS), max_size=30))
+def test_any_text_is_either_refused_or_rendered_never_a_crash(parts: list[str]) -> None:
+    source = "".join(parts)
+    t = one(source, html=source)
+    refused: TemplateRefused | None = None
+    try:
+        check_template(t, "t")
+    except TemplateRefused as exc:
+        refused = exc
+    if refused is not None:
+        assert refused.field.startswith("t.en.")
+        return
+    try:
+        out = render(t, "en", {"name": "Ana <b>", "items": ["a", "b"], "x": 1})
+    except (TemplateRefused, MissingVariables):
+        return
+    assert isinstance(out.text, str) and isinstance(out.html, str)
+
+
+@settings(max_examples=200, deadline=None)
+@given(value=st.text(max_size=200))
+def test_a_variable_is_escaped_in_html_and_verbatim_in_text(value: str) -> None:
+    out = render(one("[{{ v }}]", html='<p title="{{ v }}">{{ v }}</p>'), "en", {"v": value})
+    assert out.text == f"[{value}]"
+    escaped = str(markupsafe.escape(value))
+    assert out.html == f'<p title="{escaped}">{escaped}</p>'
+    assert "<" not in escaped and '"' not in escaped
