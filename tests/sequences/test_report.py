@@ -93,6 +93,10 @@ REPORT = SequenceReport(
         ),
     ),
     generated_at=at(7, 10),
+    evidence=[
+        ("rec_stop", "urn:sealpost:event:SequenceStopped", at(4, 12, 30)),
+        ("rec_enrol", "urn:sealpost:event:SequenceEnrolled", at(1, 9)),
+    ],
 )
 
 
@@ -164,6 +168,8 @@ def test_the_text_shows_each_step_its_evidence_and_the_stop_cause(
     assert "Stop cause the debt was marked paid through the API" in text
     assert "No step listed here was sent after that time" in text
     assert "Steps never sent: 3" in text
+    assert "1. SequenceEnrolled — 2026-12-01 09:00:00 UTC" in text
+    assert "the sequence recorded its stop and the cause" in text and "rec_stop" in text
     assert "non-essential" in text
 
 
@@ -186,6 +192,7 @@ def test_the_report_data_is_attached_as_json(sealed: bytes) -> None:
         "not sent (cancelled)",
     ]
     assert data["steps"][0]["evidence"][0]["record_id"] == "rec_sms_sub"  # sorted by time
+    assert [e["record_id"] for e in data["evidence"]] == ["rec_enrol", "rec_stop"]
 
 
 def test_outcomes_follow_the_strongest_evidence_only() -> None:
@@ -202,6 +209,9 @@ def test_outcomes_follow_the_strongest_evidence_only() -> None:
         step("SubmissionAcceptance", "ConsignmentNotification", "ConsignmentAcceptance")
     ).startswith("accepted by the identified recipient")
     assert step_outcome(step("SubmissionAcceptance", "NonDelivery")).startswith("not delivered")
+    assert step_outcome(step("urn:sealpost:event:SequenceStepSent")).startswith(
+        "submitted by the sequence"
+    )
     assert step_outcome(step("urn:sealpost:event:SomethingNew")) == (
         "sent; no evidence record listed"
     )

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import time
 
+import markupsafe
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sealpost.errors import InvalidInput
 from sealpost.sequences.templates import (
@@ -175,6 +178,22 @@ def test_what_the_sandbox_stops_at_render_is_refused_as_well(source: str) -> Non
 @pytest.mark.parametrize(
     ("source", "why"),
     [
+        ("{{ (name|e).center(1000000000) }}", "over 10000"),
+        ("{{ (name|e).replace('', big) }}", "value of over"),
+        ("{{ (name|e).expandtabs(100) }}", "expandtabs"),
+    ],
+)
+def test_html_markup_methods_have_the_same_limits(source: str, why: str) -> None:
+    t = one("ok", html=source)
+    check_template(t, "template")
+    with pytest.raises(TemplateRefused) as caught:
+        render(t, "en", {"name": "a" * 1000, "big": "b" * 1000})
+    assert caught.value.field == "template.en.html" and why in caught.value.why
+
+
+@pytest.mark.parametrize(
+    ("source", "why"),
+    [
         ("{{ 'x' * 1000000000 }}", "value of over"),
         ("{{ 'x'|center(1000000000) }}", "over 10000"),
         ("{{ 'x'.ljust(1000000000) }}", "over 10000"),
@@ -199,6 +218,20 @@ def test_what_the_sandbox_stops_at_render_is_refused_as_well(source: str) -> Non
         ),
         ("{% for i in range(10000) %}{{ 'x' * 100 }}{% endfor %}", "output is over"),
         (
+            "{% macro m() %}{% for i in range(100) %}{% for j in range(400) %}{{ big }}"
+            "{% endfor %}{% endfor %}{% endmacro %}"
+            "{{ m()|length }}",
+            "text of over",
+        ),
+        (
+            "{% set x %}{% for i in range(100) %}{% for j in range(400) %}{{ big }}"
+            "{% endfor %}{% endfor %}{% endset %}{{ x|length }}",
+            "text of over",
+        ),
+        ("{% for i in range(5000) %}{{ items|list|length }}{% endfor %}", "operations"),
+        ("{% for i in range(9000) %}{{ items|string|length }}{% endfor %}", "operations"),
+        ("{{ big|indent(5000) }}", "value of over"),
+        (
             "{% set a = 'xxxxxxxxxxxxxxxx' %}"
             + "".join(f"{{% set a{i + 1} = a{i} ~ a{i} %}}".replace("a0", "a") for i in range(30))
             + "{{ a30 }}",
@@ -211,9 +244,25 @@ def test_a_template_that_would_exhaust_the_worker_is_stopped_quickly(source: str
     check_template(t, "template")
     started = time.monotonic()
     with pytest.raises(TemplateRefused) as caught:
-        render(t, "en", {"items": list(range(2000))})
+        render(t, "en", {"items": list(range(2000)), "big": "line\n" * 2000})
     assert time.monotonic() - started < 2
     assert why in caught.value.why
+
+
+def test_long_text_filters_work_within_the_limits() -> None:
+    text = "palabra " * 2000
+    out = render(one("{{ text|wordwrap(60) }}|{{ text|indent(2) }}"), "en", {"text": text})
+    wrapped, indented = out.text.split("|")
+    assert max(len(line) for line in wrapped.splitlines()) <= 60
+    assert len(indented) == len(text)
+
+
+def test_rendering_is_fast_enough_for_a_scheduler() -> None:
+    render(REMINDER, "es", VARIABLES)  # compiled once, then cached
+    started = time.perf_counter()
+    for _ in range(200):
+        render(REMINDER, "es", VARIABLES)
+    assert (time.perf_counter() - started) / 200 < 0.005
 
 
 def test_a_syntax_error_names_the_part_and_the_line() -> None:
@@ -222,6 +271,14 @@ def test_a_syntax_error_names_the_part_and_the_line() -> None:
         check_template(t, "steps[0].template")
     assert caught.value.field == "steps[0].template.en.subject"
     assert caught.value.why.startswith("syntax error on line 1")
+
+
+@pytest.mark.parametrize(
+    "source", ["{{ " + "(" * 3000 + "1" + ")" * 3000 + " }}", "{{ 1" + " + 1" * 5000 + " }}"]
+)
+def test_a_template_nested_too_deeply_to_read_is_refused(source: str) -> None:
+    with pytest.raises(TemplateRefused, match="nests too deeply"):
+        check_template(one(source), "t")
 
 
 def test_an_oversized_template_and_a_missing_fallback_are_refused() -> None:
@@ -238,13 +295,17 @@ def test_ordinary_template_features_still_work() -> None:
         "{{ line.amount|format_amount('EUR') }}\n{% endfor %}"
         "{{ lines|map(attribute='amount')|sum }} {{ name|title }} {{ name.upper() }} "
         "{{ '%05.1f'|format(3.14159) }} {{ (lines|length) * 2 }} {{ name ~ '!' }}"
+        "{% for x in lines %} {{ loop.index }}/{{ loop.length }}{% if loop.last %}.{% endif %}"
+        "{% endfor %}"
     )
     out = render(
         t,
         "en",
         {"lines": [{"what": "rent", "amount": 100}, {"what": "fee", "amount": 5}], "name": "ana"},
     )
-    assert out.text == "1. RENT EUR\u00a0100.00\n2. FEE EUR\u00a05.00\n105 Ana ANA 003.1 4 ana!"
+    assert out.text == (
+        "1. RENT EUR\u00a0100.00\n2. FEE EUR\u00a05.00\n105 Ana ANA 003.1 4 ana! 1/2 2/2."
+    )
 
 
 def test_a_mistake_at_render_is_a_refusal_naming_the_part() -> None:
@@ -280,3 +341,86 @@ def test_format_date_in_a_few_languages() -> None:
     assert format_date("2026-12-07", "ja") == "2026-12-07"
     with pytest.raises(TypeError):
         format_date("soon", "en")
+
+
+# --- properties ------------------------------------------------------------------------------
+
+TOKENS = [
+    "{{ ",
+    " }}",
+    "{% ",
+    " %}",
+    "if ",
+    "for ",
+    "x ",
+    "in ",
+    "endif",
+    "endfor",
+    "name",
+    "items",
+    "|",
+    "upper",
+    "join",
+    "replace",
+    "(",
+    ")",
+    "'",
+    "~",
+    "*",
+    "+",
+    "**",
+    "9",
+    "99999",
+    ".",
+    "_",
+    "__class__",
+    "[",
+    "]",
+    ",",
+    "range",
+    "loop",
+    "set ",
+    "= ",
+    "macro ",
+    "endmacro",
+    "format",
+    "%",
+    "d",
+    "<b>",
+    "&",
+    " ",
+    "\n",
+    "é",
+    "default",
+    "is defined",
+]
+
+
+@settings(max_examples=400, deadline=None)
+@given(parts=st.lists(st.sampled_from(TOKENS), max_size=30))
+def test_any_text_is_either_refused_or_rendered_never_a_crash(parts: list[str]) -> None:
+    source = "".join(parts)
+    t = one(source, html=source)
+    refused: TemplateRefused | None = None
+    try:
+        check_template(t, "t")
+    except TemplateRefused as exc:
+        refused = exc
+    if refused is not None:
+        assert refused.field.startswith("t.en.")
+        return
+    try:
+        out = render(t, "en", {"name": "Ana <b>", "items": ["a", "b"], "x": 1})
+    except (TemplateRefused, MissingVariables):
+        return
+    assert isinstance(out.text, str) and isinstance(out.html, str)
+
+
+@settings(max_examples=200, deadline=None)
+@given(value=st.text(max_size=200))
+def test_a_variable_is_escaped_in_html_and_verbatim_in_text(value: str) -> None:
+    out = render(one("[{{ v }}]", html='<p title="{{ v }}">{{ v }}</p>'), "en", {"v": value})
+    assert out.text == f"[{value}]"
+    escaped = str(markupsafe.escape(value))
+    assert out.html == f'<p title="{escaped}">{escaped}</p>'
+    assert "<" not in escaped and '"' not in escaped

@@ -98,6 +98,12 @@ class SequenceReport:
     stop_cause: str | None
     steps: Sequence[ReportStep] = field(default_factory=tuple)
     generated_at: datetime | None = None
+    evidence: Sequence[EvidenceRef] = ()
+    """The enrolment's own records (``SequenceEnrolled``, ``SequenceStopped``...)."""
+
+    def __post_init__(self) -> None:
+        refs = tuple(e if isinstance(e, EvidenceRef) else EvidenceRef(*e) for e in self.evidence)
+        object.__setattr__(self, "evidence", tuple(sorted(refs, key=lambda e: e.time)))
 
 
 CHANNELS = {
@@ -132,6 +138,11 @@ EVENT_WORDS = {
     "NotificationAccessTracking": "a link of the notice was fetched (non-essential: scanners "
     "fetch links on their own; never proof of reading)",
     "CertificateIssued": "an evidence certificate was issued for the message",
+    "SequenceEnrolled": "the sequence recorded the enrolment",
+    "SequenceStepSent": "the sequence recorded that it submitted this step's message",
+    "SequenceStepFailed": "the sequence recorded that this step's channel failed",
+    "SequenceStopped": "the sequence recorded its stop and the cause",
+    "SequenceCompleted": "the sequence recorded that every step was done",
 }
 """What each event's record proves, in words that claim no more than it."""
 
@@ -154,6 +165,8 @@ _OUTCOMES = (
     ("ContentConsignment", "accepted by the recipient's mail server"),
     ("ConsignmentNotification", "notice of a registered message sent; awaiting pickup"),
     ("SubmissionAcceptance", "accepted for sending by Sealpost"),
+    ("SequenceStepFailed", "failed on its channel"),
+    ("SequenceStepSent", "submitted by the sequence"),
 )
 
 STOP_WORDS = {
@@ -256,6 +269,9 @@ def report_json(report: SequenceReport) -> dict[str, Any]:
             }
             for s in report.steps
         ],
+        "evidence": [
+            {"record_id": e.record_id, "event": e.event, "time": t(e.time)} for e in report.evidence
+        ],
         "generated_at": t(report.generated_at),
     }
 
@@ -276,6 +292,21 @@ class _Pages(SealpostPages):
         self.multi_cell(0, 4.8, text, align="L", new_x="LMARGIN", new_y="NEXT")
 
 
+def _records(pdf: SealpostPages, evidence: Sequence[EvidenceRef]) -> None:
+    if not evidence:
+        pdf.field("Evidence records", "none")
+        return
+    pdf.set_font(pdf.fontset.text, "B", 9)
+    pdf.multi_cell(0, 4.8, "Evidence records", new_x="LMARGIN", new_y="NEXT")
+    for n, ref in enumerate(evidence, start=1):
+        pdf.set_x(pdf.l_margin + 4)
+        pdf.set_font(pdf.fontset.text, "B", 9)
+        title = f"{n}. {_short(ref.event)} — {_when(ref.time)}"
+        pdf.multi_cell(0, 4.8, pdf.fontset.clean(title), new_x="LMARGIN", new_y="NEXT")
+        pdf.field("What it shows", _event_words(ref), indent=8)
+        pdf.field("Record id", ref.record_id, mono=True, indent=8)
+
+
 def _step(pdf: SealpostPages, step: ReportStep) -> None:
     channel = CHANNELS.get(step.channel, step.channel)
     pdf.set_font(pdf.fontset.text, "B", 11)
@@ -293,18 +324,7 @@ def _step(pdf: SealpostPages, step: ReportStep) -> None:
     pdf.field("Certificate", step.certificate or "none issued for this step")
     if step.deadline:
         pdf.field("Deadline", step.deadline)
-    if step.evidence:
-        pdf.set_font(pdf.fontset.text, "B", 9)
-        pdf.multi_cell(0, 4.8, "Evidence records", new_x="LMARGIN", new_y="NEXT")
-        for n, ref in enumerate(step.evidence, start=1):
-            pdf.set_x(pdf.l_margin + 4)
-            pdf.set_font(pdf.fontset.text, "B", 9)
-            title = f"{n}. {_short(ref.event)} — {_when(ref.time)}"
-            pdf.multi_cell(0, 4.8, pdf.fontset.clean(title), new_x="LMARGIN", new_y="NEXT")
-            pdf.field("What it shows", _event_words(ref), indent=8)
-            pdf.field("Record id", ref.record_id, mono=True, indent=8)
-    else:
-        pdf.field("Evidence records", "none")
+    _records(pdf, step.evidence)
     pdf.ln(1)
     pdf.rule()
 
@@ -356,6 +376,8 @@ def render_pdf(report: SequenceReport) -> bytes:
     pdf.field("Enrolled at", _when(report.enrolled_at))
     pdf.field("Stopped at", _when(report.stopped_at) if report.stopped_at else "not stopped")
     pdf.field("Stop cause", stop_words(report.stop_cause))
+    if report.evidence:
+        _records(pdf, report.evidence)
 
     pdf.heading(f"Steps ({len(report.steps)})")
     if not report.steps:

@@ -44,7 +44,7 @@ import logging
 import operator
 import re
 import types
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Any
@@ -281,6 +281,10 @@ def _too_big() -> SecurityError:
     return SecurityError(f"the template builds a value of over {MAX_VALUE} characters or items")
 
 
+_SEQUENCES = (list, tuple, set, frozenset)
+_SCALARS = frozenset({int, float, bool, type(None), Decimal, dt.date, dt.datetime})
+
+
 def _weight(value: Any, limit: int = MAX_VALUE) -> int:
     """Characters and items in ``value``, counted through nested containers (a list holding
     the same long string 1,000 times weighs 1,000 strings: its text would), stopping as soon as
@@ -291,33 +295,60 @@ def _weight(value: Any, limit: int = MAX_VALUE) -> int:
         item = todo.pop()
         if isinstance(item, str | bytes):
             total += len(item)
-        elif isinstance(item, Mapping):
+            continue
+        if isinstance(item, Mapping):
             total += len(item)
-            if total <= limit:
-                todo.extend(item.keys())
-                todo.extend(item.values())
-        elif isinstance(item, list | tuple | set | frozenset):
+            members: Iterable[Any] = (*item.keys(), *item.values())
+        elif isinstance(item, _SEQUENCES):
             total += len(item)
-            if total <= limit:
-                todo.extend(item)
+            members = item
         else:
             total += 1
+            continue
+        if total > limit:
+            return total
+        for member in members:
+            kind = type(member)
+            if kind is str:
+                total += len(member)
+            elif kind not in _SCALARS:
+                todo.append(member)
         if total > limit:
             return total
     return total
 
 
 def _sized(value: Any) -> Any:
-    """``value`` itself, unless it weighs over :data:`MAX_VALUE` or is a huge integer."""
+    """``value`` itself, unless it weighs over :data:`MAX_VALUE` or is a huge integer.  Weighing
+    costs one operation per 16 characters or items, so copying a long list or text in a
+    loop spends the budget as fast as it spends the CPU."""
     if isinstance(value, bool):
         return value
     if isinstance(value, int):
         if value.bit_length() > MAX_INT_BITS:
             raise SecurityError(f"the template builds a number of over {MAX_INT_BITS} bits")
         return value
-    if _weight(value) > MAX_VALUE:
+    if isinstance(value, str):
+        weight = len(value)
+        _spend(weight // 16)
+    else:
+        weight = _weight(value)
+        _spend(weight // 16)
+    if weight > MAX_VALUE:
         raise _too_big()
     return value
+
+
+def _concat(parts: Iterable[str]) -> str:
+    """What Jinja2 joins a macro's, a ``{% set %}`` block's or a call block's output with:
+    bounded before joining (the parts may be 100,000 references to one long string)."""
+    items = parts if isinstance(parts, list) else list(parts)
+    total = 0
+    for part in items:
+        total += len(part)
+        if total > max(MAX_VALUE, MAX_OUTPUT):
+            raise SecurityError(f"the template builds a text of over {MAX_VALUE} characters")
+    return "".join(items)
 
 
 def _check_arguments(args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
@@ -357,10 +388,20 @@ def _precheck_join(separator: Any, items: Any) -> list[Any]:
     return listed
 
 
-def _precheck_lines(s: Any, extra: int) -> None:
-    """indent and wordwrap add up to ``extra`` characters per line."""
-    text = str(s)
-    _bound(len(text) + (text.count("\n") + len(text) // 8 + 1) * extra)
+def _precheck_lines(name: str, value: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
+    """``indent`` adds its width to every line, ``wordwrap`` its wrap string every ``width``
+    characters: bound the result before building it."""
+    text = str(value)
+    lines = text.count("\n") + 1
+    if name == "indent":
+        width = args[0] if args else kwargs.get("width", 4)
+        extra = len(width) if isinstance(width, str) else int(width)
+        _bound(len(text) + lines * max(0, extra))
+    else:
+        width = args[0] if args else kwargs.get("width", 79)
+        wrap = args[2] if len(args) > 2 else kwargs.get("wrapstring") or "\n"
+        pieces = lines + len(text) // max(1, int(width)) + 1
+        _bound(len(text) + pieces * len(str(wrap)))
 
 
 _STR_METHODS = frozenset(
@@ -412,9 +453,13 @@ none that multiplies text by a mapping or a tab size (``translate``, ``expandtab
 
 def _check_call(obj: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> tuple[Any, ...]:
     owner = getattr(obj, "__self__", None)
-    if not isinstance(obj, types.BuiltinMethodType) or owner is None:
+    if isinstance(owner, str):  # str and Markup (whose methods are Python functions)
+        _check_arguments(args, kwargs)
+    elif isinstance(obj, types.BuiltinMethodType) and owner is not None:
+        _check_arguments(args, kwargs)
         return args
-    _check_arguments(args, kwargs)
+    else:
+        return args
     if isinstance(owner, str):
         name = obj.__name__
         if name not in _STR_METHODS:
@@ -446,7 +491,6 @@ def _limited_filter(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
             return _StrictUndefined(obj=_SILENT, name=name)
         _check_arguments(args[skip:], kwargs)
         value = args[skip - 1] if len(args) >= skip else None
-        extra = [a for a in (*args[skip:], *kwargs.values()) if isinstance(a, str | int)]
         if name == "replace":
             _precheck_replace(args[skip - 1 :], kwargs)
         elif name == "join":
@@ -454,7 +498,7 @@ def _limited_filter(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
             listed = _precheck_join(separator, value)
             args = (*args[: skip - 1], listed, *args[skip:])
         elif name in ("indent", "wordwrap"):
-            _precheck_lines(value, sum(len(a) if isinstance(a, str) else a for a in extra))
+            _precheck_lines(name, value, args[skip:], kwargs)
         return _sized(func(*args, **kwargs))
 
     return limited
@@ -512,6 +556,7 @@ class _Sandbox(ImmutableSandboxedEnvironment):
     """The immutable sandbox with an operation budget and size limits (module docstring)."""
 
     intercepted_binops = frozenset(_BINOPS)
+    concat = staticmethod(_concat)
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
         _spend()
@@ -761,21 +806,36 @@ def _parts(loc: LocalizedTemplate) -> list[_Part]:
     return out
 
 
-def _parse(part: _Part, field: str) -> nodes.Template:
-    if len(part.source.encode("utf-8", "surrogatepass")) > MAX_TEMPLATE_BYTES:
-        raise TemplateRefused(field, f"the template is over {MAX_TEMPLATE_BYTES // 1024} KiB")
-    try:
-        ast = part.env.parse(part.source)
-    except TemplateSyntaxError as exc:
-        raise TemplateRefused(field, f"syntax error on line {exc.lineno}: {exc.message}") from None
-    problem = _static_problem(ast)
+def _parse(part: _Part, field: str) -> None:
+    """:class:`TemplateRefused` for a part that must not run (cached by source)."""
+    problem = _refusal(part.source, part.env.autoescape is True)
     if problem is not None:
         raise TemplateRefused(field, problem)
-    return ast
 
 
-@functools.lru_cache(maxsize=512)
+@functools.lru_cache(maxsize=1024)
+def _refusal(source: str, autoescape: bool) -> str | None:
+    if len(source.encode("utf-8", "surrogatepass")) > MAX_TEMPLATE_BYTES:
+        return f"the template is over {MAX_TEMPLATE_BYTES // 1024} KiB"
+    env = _HTML if autoescape else _TEXT
+    try:
+        ast = env.parse(source)
+        problem = _static_problem(ast)
+        if problem is None:
+            _compiled(source, autoescape)
+    except TemplateSyntaxError as exc:
+        return f"syntax error on line {exc.lineno}: {exc.message}"
+    except (RecursionError, MemoryError):
+        return "the template nests too deeply to be read"
+    except TemplateError as exc:
+        return f"cannot be compiled: {exc}"
+    return problem
+
+
+@functools.lru_cache(maxsize=1024)
 def _compiled(source: str, autoescape: bool) -> Any:
+    """The template with the runtime checks woven in; only for sources :func:`_refusal`
+    passed."""
     env = _HTML if autoescape else _TEXT
     ast = _RuntimeChecks().visit(env.parse(source))
     return env.template_class.from_code(env, env.compile(ast), env.make_globals(None), None)
@@ -795,10 +855,6 @@ def check_template(t: StepTemplate, field: str) -> None:
         for part in _parts(loc):
             where = f"{field}.{lang}.{part.name}"
             _parse(part, where)
-            try:
-                _compiled(part.source, part.env.autoescape is True)
-            except TemplateError as exc:
-                raise TemplateRefused(where, f"cannot be compiled: {exc}") from None
 
 
 def choose_language(t: StepTemplate, language: str) -> str:
@@ -870,7 +926,9 @@ def render(
     """The step's message for one enrolment: :class:`MissingVariables` with every name that
     has no value, :class:`TemplateRefused` for what the sandbox stops."""
     lang = choose_language(t, language)
-    loc = t.languages[lang]
+    loc = t.languages.get(lang)
+    if loc is None:
+        raise TemplateRefused(f"{field}.fallback_language", f"no template in {lang[:20]!r}")
     results: dict[str, str] = {}
     missing: set[str] = set()
     for part in _parts(loc):

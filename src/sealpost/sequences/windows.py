@@ -158,9 +158,9 @@ def due_after(
 
 def _transitions(start: datetime, end: datetime, tz: ZoneInfo) -> Iterator[datetime]:
     """Every instant in ``(start, end]`` at which ``tz`` changes its UTC offset (to the
-    second), found by comparing offsets every three hours (zones change at most twice a day
-    nowhere) and bisecting."""
-    step = timedelta(hours=3)
+    second), found by comparing offsets every six hours (no zone has changed twice within six
+    hours) and bisecting."""
+    step = timedelta(hours=6)
     lo = start.replace(microsecond=0)
     while lo < end:
         hi = min(lo + step, end)
@@ -207,7 +207,8 @@ def next_window(at: datetime, window: SendWindow, tz: ZoneInfo) -> datetime:
     scanned = start
     for offset in range(_SEARCH_DAYS):
         day = first_day + timedelta(days=offset)
-        pool.extend(i for wall in walls for i in _wall_instants(day, wall, tz) if i > start)
+        if day.weekday() in window.weekdays:  # no instant of an excluded day is allowed
+            pool.extend(i for wall in walls for i in _wall_instants(day, wall, tz) if i > start)
         next_midnight = local_instant(day + timedelta(days=1), time(0), tz)
         horizon = next_midnight + timedelta(hours=6)
         pool.extend(_transitions(scanned, horizon, tz))
