@@ -9,6 +9,7 @@ import threading
 import time
 from email import message_from_bytes
 from email.policy import default
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
@@ -16,6 +17,7 @@ from sqlalchemy import func, select
 from sealpost.communications.tables import communications
 from sealpost.events.tables import outbox_events
 from sealpost.sequences.tables import sequence_steps
+from tests.certificates.support import poppler
 from tests.sequences.conftest import SeqEnv
 from tests.support.smsc import Outcome
 
@@ -102,7 +104,17 @@ def _wait(predicate: Any, timeout: float = 20.0) -> None:
         time.sleep(0.05)
 
 
-def test_three_steps_paid_after_the_second_two_sent_third_never(peers_env: SeqEnv) -> None:
+def _pdf_text(pdf: bytes, tmp_path: Path) -> str:
+    path = tmp_path / "report.pdf"
+    path.write_bytes(pdf)
+    result = poppler("pdftotext", "-layout", path, "-")
+    assert result.returncode == 0, result.stderr
+    return " ".join(result.stdout.split())
+
+
+def test_three_steps_paid_after_the_second_two_sent_third_never(
+    peers_env: SeqEnv, tmp_path: Path
+) -> None:
     env = peers_env
     assert env.peer is not None and env.smsc is not None
     sequence_id = _create(env)
@@ -154,6 +166,9 @@ def test_three_steps_paid_after_the_second_two_sent_third_never(peers_env: SeqEn
 
     report = env.client.get(f"/v1/sequences/enrolments/{enrolment_id}/report.pdf", headers=env.auth)
     assert report.status_code == 200 and report.content.startswith(b"%PDF")
+    text = _pdf_text(report.content, tmp_path)
+    assert enrolment_id in text and steps[0]["message_id"] in text
+    assert steps[1]["message_id"] in text and "paid" in text.lower()
 
     with env.sp.engine.connect() as conn:
         types = list(

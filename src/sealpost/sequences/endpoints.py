@@ -437,6 +437,11 @@ def report(enrolment_id: str, tenant: TenantDep, parts: PartsDep) -> Response:
             stop_cause=e.stop_cause,
             steps=tuple(steps),
             generated_at=datetime.now(UTC),
+            evidence=tuple(
+                EvidenceRef(r["record_id"], r["event"], _parse(r["time"]) or e.created_at)
+                for r in t["records"]
+                if r["event"] in ("SequenceEnrolled", "SequenceStopped", "SequenceCompleted")
+            ),
         ),
         seal=parts.seal,
         timestamper=parts.timestamper,
