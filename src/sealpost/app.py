@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, Engine
 
 import sealpost.communications
+import sealpost.sequences
 import sealpost.signatures
 import sealpost.sms
 from sealpost.config import Settings
@@ -70,6 +71,11 @@ if TYPE_CHECKING:
     from sealpost.pickup.ports import OutgoingMail as PickupOutgoingMail
     from sealpost.pickup.ports import OutgoingSms as PickupOutgoingSms
     from sealpost.pickup.service import PickupService
+    from sealpost.sequences.endpoints import SequencesParts
+    from sealpost.sequences.ports import OutgoingEmail as SequenceEmail
+    from sealpost.sequences.ports import OutgoingSms as SequenceSms
+    from sealpost.sequences.service import SequenceService
+    from sealpost.sequences.tasks import Follower, Scheduler
     from sealpost.signatures.endpoints import SignaturesParts
     from sealpost.signatures.intake import PdfIntake
     from sealpost.signatures.ports import OutgoingMail
@@ -85,7 +91,7 @@ if TYPE_CHECKING:
 
 log = get_logger(__name__)
 
-DOMAINS = (sealpost.communications, sealpost.signatures, sealpost.sms)
+DOMAINS = (sealpost.communications, sealpost.signatures, sealpost.sms, sealpost.sequences)
 """The domains composed here; importing each registers its event kinds, so every process
 built here derives every domain's events, whatever part of it runs."""
 
@@ -178,6 +184,42 @@ class SignatureSms:
     def send(self, sms: SignatureOutgoingSms) -> str:
         return self.sms.send(
             sms.tenant_id, sms.to, sms.text, dict(sms.details), access_secret=sms.access_secret
+        )
+
+
+@dataclass(frozen=True)
+class SequenceMessenger:
+    """Sequences' ``Messenger`` port: an email step is a certified email of communications
+    (``certified_email_pickup``: by registered pickup), an SMS step a certified SMS; each
+    with its own evidence.  The step's guard rides in the message's own group commit."""
+
+    mailer: CertifiedMailer
+    sms_service: Callable[[], SmsService]
+
+    def email(self, mail: SequenceEmail) -> str:
+        return self.mailer.send(
+            tenant_id=mail.tenant_id,
+            sender=mail.sender,
+            sender_name=mail.sender_name,
+            to=mail.to,
+            subject=mail.subject,
+            text=mail.text,
+            html=mail.html,
+            pickup=mail.pickup,
+            identification={"method": "sequence"},
+            details=mail.details,
+            guard_in=mail.guard_in,
+            certificate=mail.certificate,
+        )
+
+    def sms(self, sms: SequenceSms) -> str:
+        return self.sms_service().send(
+            sms.tenant_id,
+            sms.to,
+            sms.text,
+            dict(sms.details),
+            guard_in=sms.guard_in,
+            certificate=sms.certificate,
         )
 
 
@@ -873,6 +915,55 @@ class Sealpost:
         from sealpost.deadlines import tasks
 
         return tasks.loops(self.deadlines, self.settings)
+
+    @cached_property
+    def sequences(self) -> SequenceService:
+        """Reminder sequences: definitions, enrolments, the send guard, stops."""
+        from sealpost.sequences.repository import SequenceRepository
+        from sealpost.sequences.service import SequenceService
+
+        return SequenceService(
+            SequenceRepository(self.engine),
+            SequenceMessenger(self.certified_mailer, lambda: self.sms),
+            public_url=self.settings.resolved_public_url,
+            clock=lambda: self.clock(),
+        )
+
+    @cached_property
+    def sequence_scheduler(self) -> Scheduler:
+        from sealpost.sequences.tasks import Scheduler
+
+        return Scheduler(self.sequences)
+
+    @cached_property
+    def sequence_follower(self) -> Follower:
+        from sealpost.sequences.tasks import Follower
+
+        return Follower(self.sequences, self.outbox)
+
+    @cached_property
+    def sequences_parts(self) -> SequencesParts:
+        from sealpost.sequences.endpoints import SequencesParts
+
+        tenants = self.tenants
+        return SequencesParts(
+            service=self.sequences,
+            seal=self.seal_identity,
+            timestamper=self.timestamper,
+            trust_roots=self.trust_roots,
+            tenant_name=lambda tenant_id: tenants.get(tenant_id).name,
+        )
+
+    def sequences_loops(self) -> list[Loop]:
+        from sealpost.sequences import tasks
+
+        if not self.settings.sequences_worker_enabled:
+            return []
+        return tasks.loops(self.sequence_scheduler, self.sequence_follower)
+
+    def start_sequences(self) -> None:
+        """The sequences' scheduler (due steps) and follower (stops from other domains)."""
+        self.supervisor.start(self.sequences_loops())
 
     def pickup_loops(self) -> list[Loop]:
         from sealpost.pickup import tasks

@@ -115,6 +115,7 @@ def serve(
                 "pickup_worker_enabled": settings.pickup_worker_enabled and role == "worker",
                 "deadlines_worker_enabled": settings.deadlines_worker_enabled and role == "worker",
                 "sms_sender_enabled": settings.sms_sender_enabled and role == "worker",
+                "sequences_worker_enabled": settings.sequences_worker_enabled and role == "worker",
             }
         )
     sp = build(settings)  # keys and schema on first start; the sequencer seals leftovers
@@ -125,6 +126,7 @@ def serve(
     sp.start_events()
     sp.start_signing()
     sp.start_sms()
+    sp.start_sequences()
     children = []
     if sp.smtp_ports and not acceptor:
         listening = ", ".join(f"{k} {settings.smtp_host}:{v}" for k, v in sp.smtp_ports.items())

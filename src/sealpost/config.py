@@ -338,6 +338,11 @@ class Settings(BaseSettings):
     pickup_worker_enabled: bool = Field(
         True, description="Run the pickup worker (notices, reminders, expiries) in `serve`."
     )
+    sequences_worker_enabled: bool = Field(
+        True,
+        description="Run the reminder sequences' scheduler (due steps) and follower (stops "
+        "from other domains' events) in `serve`.",
+    )
     pickup_worker_interval_seconds: float = Field(
         2.0, gt=0, description="How often the pickup worker looks for due work."
     )

@@ -16,6 +16,7 @@ from sealpost.deadlines import tables as deadlines_tables
 from sealpost.events import tables as events_tables
 from sealpost.ledger import tables as ledger_tables
 from sealpost.pickup import tables as pickup_tables
+from sealpost.sequences import tables as sequences_tables
 from sealpost.signatures import tables as signatures_tables
 from sealpost.sms import tables as sms_tables
 from sealpost.tenants import tables as tenants_tables
@@ -32,6 +33,7 @@ DOMAIN_TABLES = (
     pickup_tables,
     sms_tables,
     deadlines_tables,
+    sequences_tables,
 )
 
 __all__ = ["DOMAIN_TABLES", "metadata"]

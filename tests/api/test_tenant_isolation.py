@@ -29,6 +29,8 @@ PER_TENANT = {"/v1/calendars/{code}", "/v1/calendars/{code}/days"}
 BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("patch", "/v1/webhooks/{endpoint_id}"): {"description": "taken over", "enabled": False},
     ("post", "/v1/signatures/{process_id}/cancel"): {"reason": "taken over"},
+    ("post", "/v1/sequences/{sequence_id}/preview"): {"language": "en"},
+    ("post", "/v1/sequences/{sequence_id}/enrolments"): {"person": {"name": "Intruder"}},
 }
 
 
@@ -84,7 +86,34 @@ def _owned_objects(client: TestClient, key: dict[str, str], env: MailEnv) -> dic
         time.sleep(0.05)
     sms = client.post("/v1/sms", json={"to": "+34612345678", "text": "Owner-only"}, headers=key)
     assert sms.status_code == 201, sms.text
+    sequence = client.post(
+        "/v1/sequences",
+        json={
+            "name": "Owner-only sequence",
+            "sender": {"email": "care@acme.test"},
+            "steps": [
+                {
+                    "channel": "email",
+                    "template": {
+                        "fallback_language": "en",
+                        "languages": {"en": {"subject": "Owner-only", "text": "Hello {{ name }}"}},
+                    },
+                    "delay": {"amount": 1, "unit": "hours"},
+                }
+            ],
+        },
+        headers=key,
+    )
+    assert sequence.status_code == 201, sequence.text
+    enrolment = client.post(
+        f"/v1/sequences/{sequence.json()['id']}/enrolments",
+        json={"person": {"name": "Ann Owner", "email": f"ann@{RECIPIENT_DOMAIN}"}},
+        headers=key,
+    )
+    assert enrolment.status_code == 201, enrolment.text
     return {
+        "sequence_id": sequence.json()["id"],
+        "enrolment_id": enrolment.json()["id"],
         "sms_id": sms.json()["id"],
         "communication_id": communication_id,
         "reply_id": replies["items"][0]["id"],
@@ -154,3 +183,5 @@ def test_no_route_reaches_another_tenants_object(
         _fill("/v1/webhooks/{endpoint_id}/deliveries/{delivery_id}", ids), headers=owner
     )
     assert delivery.status_code == 200
+    enrolment = client.get(_fill("/v1/sequences/enrolments/{enrolment_id}", ids), headers=owner)
+    assert enrolment.json()["status"] == "active"  # the intruder's paid and cancel changed nothing

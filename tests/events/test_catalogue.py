@@ -249,5 +249,12 @@ def test_opening_events_are_first_by_construction() -> None:
         "sealpost.submission.rejected",
         "sealpost.signature.created",
         "sealpost.sms.accepted",
+        "sealpost.sequence.enrolled",
     }
-    assert {"communication", "submission", "signature_process", "sms"} == REGISTRY.opened_subjects
+    assert {
+        "communication",
+        "submission",
+        "signature_process",
+        "sms",
+        "enrolment",
+    } == REGISTRY.opened_subjects

@@ -50,6 +50,7 @@ def test_every_event_type_is_documented_with_its_payload() -> None:
             "webhooks",
             "signatures",
             "sms",
+            "sequences",
         )
         assert len(sample["sequence"]) == 20 and sample["sequence"].isdigit()
         assert f"| `{kind.type}` |" in text

@@ -42,6 +42,7 @@ from sealpost.events.webhooks import endpoints as webhooks
 from sealpost.evidence import endpoints as evidence
 from sealpost.logging import get_logger
 from sealpost.pickup import endpoints as pickup
+from sealpost.sequences import endpoints as sequences
 from sealpost.signatures import endpoints as signatures
 from sealpost.signatures import page_endpoints as signing_page
 from sealpost.sms import callbacks as sms_callbacks
@@ -63,6 +64,8 @@ ROUTERS = (
     tracking.router,
     tracking.page_router,
     deadlines.router,
+    sequences.router,
+    sequences.page_router,
 )
 """Every domain's router, in the order the OpenAPI document lists them."""
 
@@ -139,6 +142,7 @@ def create_app(sp: Sealpost, *, start_background: bool = True) -> FastAPI:
     app.state.pickup = sp.pickup_parts
     app.state.sms = sp.sms_parts
     app.state.deadlines = sp.deadlines_parts
+    app.state.sequences = sp.sequences_parts
     errors.install(app)
     app.state.rate_limits = limits.install(app, sp.settings, sp.tenants)
     app.state.tenant_rate_limiter = app.state.rate_limits.per_tenant

@@ -63,6 +63,8 @@ class BodyLimits:
     """The signing page's calls: at most a drawn signature (PNG, base64)."""
     pickup_page: int = 16 * 1024
     """The pickup page's calls: a link, a code or answer, a rejection's reason (2000 chars)."""
+    sequences_bulk: int = 16 * 1024 * 1024
+    """``POST /v1/sequences/{id}/enrolments:bulk``: 10,000 rows of CSV or JSON lines."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> BodyLimits:
@@ -80,6 +82,8 @@ class BodyLimits:
             return self.communications
         if method == "POST" and path == "/v1/signatures":
             return self.signatures
+        if method == "POST" and path.endswith("/enrolments:bulk"):
+            return self.sequences_bulk
         if path == "/tsa":
             return self.tsa
         if path.startswith(SIGNING_PAGE):

@@ -453,6 +453,7 @@ class CommunicationRepository:
         query = (
             select(*_COLUMNS)
             .where(c.certificate_due == 1, c.status.in_(list(FINAL_STATUSES)))
+            .where(c.certificate_auto == 1)  # the others: on request only
             .order_by(c.updated_at)
             .limit(limit)
         )

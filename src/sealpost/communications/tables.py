@@ -54,6 +54,9 @@ communications = Table(
     # the copy to transmit when open and click tracking rewrote it (migration 0017); NULL: the
     # message as submitted (content_sha256)
     Column("tracked_sha256", String(64)),
+    Column("certificate_auto", Integer, nullable=False, server_default="1"),
+    # 0: a certificate only when asked for (GET .../certificate.pdf), e.g. a reminder
+    # sequence's plain ``email`` step; migration 0016
     Index("ix_communications_tenant_status", "tenant_id", "status"),
     Index("ix_communications_tenant_submitted", "tenant_id", "submitted_at", "id"),
     Index("ix_communications_due", "status", "next_attempt_at"),

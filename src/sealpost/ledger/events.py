@@ -101,7 +101,8 @@ class EventType:
 
     name: str
     group: str
-    """ETSI group letter (A-F); Sealpost's own: "S" signature, "R" archive, "X" other."""
+    """ETSI group letter (A-F); Sealpost's own: "S" signature, "R" archive, "Q" sequence,
+    "X" other."""
     negative: bool
     """Negative events (rejections, failures, expiry) must carry at least one reason."""
     etsi: bool = False
@@ -192,6 +193,13 @@ _OWN_SINCE_2: tuple[tuple[str, str, bool], ...] = (
     ("DeadlineSet", "X", False),
     ("DeadlineApproaching", "X", False),
     ("DeadlinePassed", "X", False),
+    # reminder sequences (issue 14): the enrolment's own steps; each message sent is a
+    # communication or SMS with its own records
+    ("SequenceEnrolled", "Q", False),
+    ("SequenceStepSent", "Q", False),
+    ("SequenceStepFailed", "Q", True),
+    ("SequenceStopped", "Q", False),
+    ("SequenceCompleted", "Q", False),
 )
 
 

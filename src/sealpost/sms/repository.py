@@ -466,7 +466,11 @@ class SmsCertificateRepository:
     def candidates(self, limit: int) -> list[Sms]:
         """Final messages due a certificate (the flag is set with the final status)."""
         c = sms_messages.c
-        query = select(*_COLUMNS).where(c.certificate_due == 1).limit(limit)
+        query = (
+            select(*_COLUMNS)
+            .where(c.certificate_due == 1, c.certificate_auto == 1)  # else: on request only
+            .limit(limit)
+        )
         with self.engine.connect() as conn:
             return [_sms(r) for r in conn.execute(query)]
 

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sqlalchemy import Connection
+
 from sealpost.certificates.secrets import ACCESS_SECRET
 from sealpost.errors import Conflict
 from sealpost.ledger.records import (
@@ -68,6 +70,23 @@ from sealpost.sms.repository import (
 )
 
 Clock = Callable[[], datetime]
+Guard = Callable[[Connection, str], None]
+_Accept = tuple[dict[str, Any], EvidenceRecord, Guard | None]
+
+
+def _insert_guarded(
+    repo: SmsRepository,
+) -> Callable[[Connection, list[_Accept]], list[Sms | None]]:
+    """The accept writer's batch: each item's guard, then every row in one statement per
+    table.  A guard that raises fails the batch, which the writer retries item by item."""
+
+    def apply(conn: Connection, items: list[_Accept]) -> list[Sms | None]:
+        for row, _, guard in items:
+            if guard is not None:
+                guard(conn, row["id"])
+        return repo.insert_many_in(conn, [(row, record) for row, record, _ in items])
+
+    return apply
 
 
 def utc_now() -> datetime:
@@ -162,8 +181,8 @@ class SmsService:
         self.clock = clock
         self.on_accept = on_accept
         """Called after an SMS is committed (wakes the sender at once)."""
-        self._accepts: GroupCommit[tuple[dict[str, Any], EvidenceRecord], Sms | None] = GroupCommit(
-            repo.engine, repo.insert_many_in, "sms-accept"
+        self._accepts: GroupCommit[_Accept, Sms | None] = GroupCommit(
+            repo.engine, _insert_guarded(repo), "sms-accept"
         )
         self._reports: GroupCommit[tuple[StoredReport, datetime], bool] = GroupCommit(
             repo.engine,
@@ -195,6 +214,8 @@ class SmsService:
         request_sha256: str | None = None,
         access_secret: bool = False,
         respect_opt_out: bool = False,
+        guard_in: Guard | None = None,
+        certificate: bool = True,
     ) -> Accepted:
         """Store the message and its SubmissionAcceptance in one transaction (then 201).
 
@@ -207,7 +228,14 @@ class SmsService:
 
         ``respect_opt_out``: refuse (:class:`NumberOptedOut`, 409) a number that answered
         STOP to one of the tenant's SMS; off by default (a certified notice the law requires
-        is no marketing, and goes out whatever the number answered before)."""
+        is no marketing, and goes out whatever the number answered before).
+
+        ``guard_in``: another domain's check, run by the writer in the commit transaction
+        before this message's rows, with its SMS id; raising withdraws this message alone
+        (the batch is retried item by item, as for any failing item), and whatever it writes
+        commits with the message (reminder sequences: the stop check and the send are one
+        transaction, issue 14).  ``certificate=False``: the certificate loop skips it; its
+        certificate is issued only when asked for (a sequence's plain ``sms`` step)."""
         number = checked_number(to)
         if respect_opt_out and self.opted_out is not None and self.opted_out(tenant_id, number):
             raise NumberOptedOut(number)
@@ -252,9 +280,10 @@ class SmsService:
             "attempts": 0,
             "idempotency_key": idempotency_key,
             "request_sha256": request_sha256,
+            "certificate_auto": 1 if certificate else 0,
         }
 
-        earlier = self._accepts.submit((row, record))
+        earlier = self._accepts.submit((row, record, guard_in))
         if earlier is not None:
             if earlier.request_sha256 != request_sha256:
                 raise Conflict(
@@ -274,6 +303,8 @@ class SmsService:
         *,
         access_secret: bool = False,
         respect_opt_out: bool = False,
+        guard_in: Guard | None = None,
+        certificate: bool = True,
     ) -> str:
         """The ``SmsSender`` port other domains use (notices, codes): accept and return the id;
         an invalid number raises :class:`InvalidPhoneNumber` (an ``InvalidInput``).
@@ -285,6 +316,8 @@ class SmsService:
             details=details,
             access_secret=access_secret,
             respect_opt_out=respect_opt_out,
+            guard_in=guard_in,
+            certificate=certificate,
         ).sms.id
 
     # -- sending ----------------------------------------------------------------------------

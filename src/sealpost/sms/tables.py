@@ -50,6 +50,8 @@ sms_messages = Table(
     Column("idempotency_key", String(200)),
     Column("request_sha256", String(64)),
     Column("certificate_due", Integer, nullable=False, server_default="0"),
+    Column("certificate_auto", Integer, nullable=False, server_default="1"),
+    # 0: a certificate only when asked for, e.g. a reminder sequence's plain ``sms`` step
     Column("certificate_version", Integer, nullable=False, server_default="0"),
     Index("ix_sms_messages_due", "status", "next_attempt_at"),
     Index("ix_sms_messages_confirm", "status", "confirm_by"),

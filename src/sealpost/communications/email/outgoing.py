@@ -10,10 +10,14 @@ name.  Other domains do not import this module: they declare a port (e.g. signat
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from email.utils import formataddr
+
+from sqlalchemy import Connection
 
 from sealpost.communications.email.mime import build_message, new_message_id, prepend_headers
 from sealpost.communications.email.submission import SubmissionRequest, SubmissionService
+from sealpost.communications.ports import DIRECT, PICKUP, PickupRequest
 
 NONCE_HEADER = "Sealpost-Nonce"
 """The header that salts an access-secret email's digest (an extension field, RFC 5322 §3.6.8)."""
@@ -48,6 +52,11 @@ class CertifiedMailer:
         details: Mapping[str, str],
         access_secret: bool = False,
         reply_capture: bool = False,
+        html: str | None = None,
+        sender_name: str | None = None,
+        pickup: bool = False,
+        certificate: bool = True,
+        guard_in: Callable[[Connection, str], None] | None = None,
     ) -> str:
         """Accept the email durably (with its evidence); returns its communication id.
 
@@ -65,13 +74,19 @@ class CertifiedMailer:
         sender) and replies are recorded on it (``ReplyReceived``; events
         ``sealpost.communication.replied`` / ``auto_replied``): what a sequence that stops on
         an answer sends.  Off by default (Sealpost's own notices and codes); ignored with
-        ``access_secret`` (a reply may quote the code)."""
+        ``access_secret`` (a reply may quote the code).
+
+        ``html``: an HTML alternative to ``text``; ``sender_name``: the From display name;
+        ``pickup``: delivered by registered pickup with the tenant's defaults (a reminder
+        sequence's ``certified_email_pickup`` step), never for a message with an access
+        secret; ``certificate``: :attr:`SubmissionRequest.certificate`; ``guard_in``:
+        :attr:`SubmissionRequest.guard_in`."""
         raw = build_message(
-            sender=sender,
+            sender=formataddr((sender_name, sender)) if sender_name else sender,
             to=[to],
             subject=subject,
             text=text,
-            html=None,
+            html=html,
             attachments=attachments,
             message_id=new_message_id(self.hostname),
         )
@@ -86,9 +101,13 @@ class CertifiedMailer:
                 raw=raw,
                 identification=dict(identification),
                 details={**dict(details), **({"access_secret": True} if access_secret else {})},
-                delivery="direct",  # a notice, a code, an invitation: never a pickup itself
+                # a notice, a code, an invitation: never a pickup itself
+                delivery=PICKUP if pickup and not access_secret else DIRECT,
+                pickup=PickupRequest() if pickup and not access_secret else None,
                 tracking=False,  # nor tracked: Sealpost's own messages are never rewritten
                 reply_capture=reply_capture,
+                guard_in=guard_in,
+                certificate=certificate,
             )
         )
         return accepted.communication_ids[0]

@@ -27,7 +27,7 @@ from email.policy import compat32
 from email.utils import getaddresses
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from sealpost.certificates.secrets import carries_access_secret
@@ -62,7 +62,7 @@ from sealpost.db.engine import write_transaction
 from sealpost.db.full import StorageFull, is_storage_full
 from sealpost.deadlines.calendars import normalised_code
 from sealpost.deadlines.rules import DeadlineRule, check_trigger, parse_header
-from sealpost.errors import Conflict, InvalidInput
+from sealpost.errors import Conflict, InvalidInput, SealpostError
 from sealpost.ledger.records import (
     EvidenceRecord,
     Party,
@@ -109,6 +109,15 @@ class SubmissionRequest:
     sender's), so that replies are recorded on it (``ReplyReceived``); None: the tenant's
     setting (``PUT /v1/settings/replies``).  Direct emails from SMTP or the API only: never a
     pickup, a rewritten (DKIM-signed) message or one carrying an access secret."""
+    certificate: bool = True
+    """False: no certificate is issued by the background loop, only when asked for
+    (``GET .../certificate.pdf``): a reminder sequence's plain ``email`` step."""
+    guard_in: Callable[[Connection, str], None] | None = None
+    """Another domain's check, run by the writer inside the commit transaction, before this
+    submission's rows, with its (first) communication id: raising a ``SealpostError`` (before
+    writing anything) withdraws this submission alone (its caller gets the error; the batch's
+    others commit); whatever else it writes commits with the message.  Reminder sequences use
+    it so that a stop and a step's send are one transaction (issue 14)."""
 
 
 class SenderNotAllowed(SubmissionRefused):
@@ -382,6 +391,7 @@ class SubmissionService:
                     "certificate_version": 0,
                     "certificate_due": 0,
                     "tracked_sha256": tracked.sha256 if tracked is not None else None,
+                    "certificate_auto": 1 if request.certificate else 0,
                 }
             )
             records.append(record)
@@ -564,6 +574,13 @@ class SubmissionService:
                     )
                     if earlier:
                         results.append(_replay(item, earlier))
+                        continue
+                guard = item.request.guard_in
+                if guard is not None:
+                    try:
+                        guard(conn, item.accepted.communication_ids[0])
+                    except SealpostError as exc:  # withdrawn: this submission alone
+                        results.append(exc)
                         continue
                 CommunicationRepository.insert_in(conn, item.rows, item.records)
                 for copy in item.tracked:

@@ -1,0 +1,235 @@
+"""The API's shapes for sequences (pydantic at the boundary only), and the parse of a
+definition (JSON or YAML, the same schema) into :mod:`sealpost.sequences.model` values, every
+template checked in the sandbox; a refusal names the field's path (``steps.2.template``)."""
+
+from __future__ import annotations
+
+from datetime import time
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from sealpost.deadlines.calendars import calendar_for
+from sealpost.errors import InvalidInput
+from sealpost.sequences.model import (
+    ALWAYS,
+    CHANNELS,
+    EMAIL_CHANNELS,
+    STOP_CAUSES,
+    Definition,
+    InvalidSequence,
+    Step,
+    Variant,
+)
+from sealpost.sequences.templates import LocalizedTemplate, StepTemplate, check_template
+from sealpost.sequences.variants import validate_split
+from sealpost.sequences.windows import Delay, SendWindow
+
+_STRICT = ConfigDict(extra="forbid")
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+class LocalizedIn(BaseModel):
+    model_config = _STRICT
+    subject: str | None = Field(None, max_length=2000)
+    text: str = Field(..., min_length=1, max_length=20000)
+    html: str | None = Field(None, max_length=100000)
+
+
+class TemplateIn(BaseModel):
+    model_config = _STRICT
+    fallback_language: str = Field(..., min_length=2, max_length=16)
+    languages: dict[str, LocalizedIn] = Field(..., min_length=1)
+
+
+class DelayIn(BaseModel):
+    model_config = _STRICT
+    amount: int = Field(0, ge=0, le=3650)
+    unit: Literal["hours", "natural_days", "business_days"] = "hours"
+    calendar: str | None = Field(None, max_length=16)
+
+
+class QuietHoursIn(BaseModel):
+    model_config = _STRICT
+    start: time
+    end: time
+
+
+class WindowIn(BaseModel):
+    model_config = _STRICT
+    quiet_hours: QuietHoursIn | None = None
+    weekdays: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = Field(
+        default=["mon", "tue", "wed", "thu", "fri", "sat", "sun"], min_length=1
+    )
+
+
+class StepIn(BaseModel):
+    model_config = _STRICT
+    channel: Literal["sms", "email", "certified_email", "certified_email_pickup", "certified_sms"]
+    template: TemplateIn
+    delay: DelayIn = Field(default_factory=DelayIn)
+    window: WindowIn = Field(default_factory=WindowIn)
+    on_failure: Literal["next", "stop"] = "next"
+
+
+class VariantIn(BaseModel):
+    model_config = _STRICT
+    name: str = Field(..., min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    percentage: int = Field(..., ge=0, le=100)
+    steps: list[StepIn] = Field(..., min_length=1, max_length=20)
+
+
+class SenderIn(BaseModel):
+    model_config = _STRICT
+    email: str = Field(..., min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")
+    name: str | None = Field(None, max_length=200)
+
+
+class SequenceIn(BaseModel):
+    """A sequence definition (``POST /v1/sequences``, JSON or YAML)."""
+
+    model_config = _STRICT
+    name: str = Field(..., min_length=1, max_length=200)
+    sender: SenderIn | None = None
+    payment_link_base: str | None = Field(
+        None, max_length=500, pattern=r"^https://", description="The payment link is this + token."
+    )
+    steps: list[StepIn] | None = Field(None, min_length=1, max_length=20)
+    variants: list[VariantIn] | None = Field(None, min_length=1, max_length=10)
+    stop_on: list[Literal[STOP_CAUSES]] | None = None  # type: ignore[valid-type]
+
+
+def _path(loc: tuple[int | str, ...]) -> str:
+    return ".".join(str(p) for p in loc) or "body"
+
+
+def parse_definition(data: Any) -> Definition:
+    """The definition ``data`` describes, or :class:`InvalidSequence` naming the field."""
+    try:
+        body = SequenceIn.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise InvalidSequence(_path(tuple(first["loc"])), first["msg"]) from None
+    if (body.steps is None) == (body.variants is None):
+        raise InvalidSequence("steps", "give either steps or variants (each with its steps)")
+    if body.variants is not None:
+        shaped = [
+            (f"variants.{i}", v.name, v.percentage, v.steps) for i, v in enumerate(body.variants)
+        ]
+        names = [v.name for v in body.variants]
+        if len(set(names)) != len(names):
+            raise InvalidSequence("variants", "variant names must differ")
+        try:
+            validate_split([(v.name, v.percentage) for v in body.variants])
+        except InvalidInput as exc:
+            raise InvalidSequence("variants", exc.message) from None
+    else:
+        assert body.steps is not None
+        shaped = [("", "main", 100, body.steps)]
+    variants = []
+    uses_email = False
+    for prefix, name, percentage, steps_in in shaped:
+        steps = []
+        for i, s in enumerate(steps_in):
+            field = f"{prefix}.steps.{i}" if prefix else f"steps.{i}"
+            steps.append(_step(field, i + 1, s))
+            uses_email |= s.channel in EMAIL_CHANNELS
+        variants.append(Variant(name, percentage, tuple(steps)))
+    if uses_email and body.sender is None:
+        raise InvalidSequence("sender", "an email step needs sender.email")
+    stop_on = frozenset(body.stop_on or STOP_CAUSES) | ALWAYS
+    return Definition(
+        name=body.name,
+        variants=tuple(variants),
+        stop_on=stop_on,
+        sender_email=body.sender.email if body.sender else None,
+        sender_name=body.sender.name if body.sender else None,
+        payment_link_base=body.payment_link_base,
+        raw=body.model_dump(mode="json", exclude_none=True),
+    )
+
+
+def _step(field: str, number: int, s: StepIn) -> Step:
+    if s.template.fallback_language not in s.template.languages:
+        raise InvalidSequence(
+            f"{field}.template.fallback_language", "must be one of the template's languages"
+        )
+    template = StepTemplate(
+        {
+            lang: LocalizedTemplate(loc.subject, loc.text, loc.html)
+            for lang, loc in s.template.languages.items()
+        },
+        s.template.fallback_language,
+    )
+    if s.channel in EMAIL_CHANNELS:
+        for lang, loc in s.template.languages.items():
+            if not loc.subject:
+                raise InvalidSequence(
+                    f"{field}.template.languages.{lang}.subject", "an email step needs a subject"
+                )
+    check_template(template, f"{field}.template")
+    if s.delay.unit == "business_days":
+        if s.delay.calendar is None:
+            raise InvalidSequence(f"{field}.delay.calendar", "business days need a calendar")
+        try:
+            calendar_for(s.delay.calendar)
+        except InvalidInput as exc:
+            raise InvalidSequence(f"{field}.delay.calendar", exc.message) from None
+    quiet = s.window.quiet_hours
+    window = SendWindow(
+        quiet.start if quiet else None,
+        quiet.end if quiet else None,
+        frozenset(WEEKDAYS.index(d) for d in s.window.weekdays),
+    )
+    assert s.channel in CHANNELS
+    return Step(
+        number,
+        s.channel,
+        template,
+        Delay(s.delay.amount, s.delay.unit, s.delay.calendar),
+        window,
+        s.on_failure,
+    )
+
+
+class PersonIn(BaseModel):
+    model_config = _STRICT
+    name: str = Field(..., min_length=1, max_length=200)
+    email: str | None = Field(None, max_length=320, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    phone: str | None = Field(None, max_length=32)
+
+
+class EnrolmentIn(BaseModel):
+    """One person enrolled (``POST /v1/sequences/{id}/enrolments``, one bulk row)."""
+
+    model_config = _STRICT
+    person: PersonIn
+    language: str | None = Field(None, min_length=2, max_length=16)
+    time_zone: str = Field("UTC", min_length=1, max_length=64)
+    variables: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
+    external_ids: dict[str, str] = Field(
+        default_factory=dict,
+        description="Ids of other resources whose outcome stops the enrolment, e.g. "
+        '{"signature_process": "<id>"}.',
+    )
+
+
+class PreviewIn(BaseModel):
+    model_config = _STRICT
+    step: int = Field(1, ge=1)
+    variant: str | None = None
+    language: str = Field(..., min_length=2, max_length=16)
+    variables: dict[str, Any] = Field(default_factory=dict)
+
+
+class SettingsIn(BaseModel):
+    """A tenant's sequence settings (``PUT /v1/settings/sequences``)."""
+
+    model_config = _STRICT
+    payment_link_base: str | None = Field(
+        None,
+        max_length=500,
+        pattern=r"^https://",
+        description="{{ payment_link }} is this + the enrolment's token, unless the sequence "
+        "names its own payment_link_base.",
+    )
