@@ -210,6 +210,7 @@ class SequenceMessenger:
             details=mail.details,
             guard_in=mail.guard_in,
             certificate=mail.certificate,
+            reply_capture=mail.capture_replies and not mail.pickup,
         )
 
     def sms(self, sms: SequenceSms) -> str:
@@ -220,6 +221,7 @@ class SequenceMessenger:
             dict(sms.details),
             guard_in=sms.guard_in,
             certificate=sms.certificate,
+            respect_opt_out=sms.respect_opt_out,
         )
 
 

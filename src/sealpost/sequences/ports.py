@@ -38,6 +38,10 @@ class OutgoingEmail:
     guard_in: Guard
     certificate: bool = True
     """False for a plain ``email`` step: its certificate only when asked for."""
+    capture_replies: bool = True
+    """The message gets its own reply address (``Reply-To`` beside the sender), so that an
+    answer is recorded on it and stops the enrolment (a direct email only; ignored for
+    pickup, whose recipient answers on the page)."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,10 @@ class OutgoingSms:
     guard_in: Guard | None = None
     certificate: bool = True
     """False for a plain ``sms`` step: its certificate only when asked for."""
+    respect_opt_out: bool = False
+    """Refused (``sms_opted_out``) when the number answered STOP to one of the tenant's SMS:
+    a plain ``sms`` reminder respects it; a ``certified_sms`` notice the law requires goes out
+    whatever the number answered before."""
 
 
 class Messenger(Protocol):

@@ -352,6 +352,7 @@ class SequenceService:
                         details,
                         guard_in=partial(guard, "sms"),
                         certificate=spec.channel.startswith("certified_"),
+                        respect_opt_out=not spec.channel.startswith("certified_"),
                     )
                 )
             else:

@@ -22,6 +22,7 @@ from sealpost.events.outbox import OutboxRepository, StoredEvent
 from sealpost.logging import get_logger
 from sealpost.loops import Loop, round_failed, round_ok
 from sealpost.sequences.model import (
+    OPTED_OUT,
     PICKUP_ACCEPTED,
     PICKUP_REJECTED,
     REPLIED,
@@ -38,6 +39,7 @@ STOPS = {
     "sealpost.communication.rejected_by_recipient": PICKUP_REJECTED,
     "sealpost.communication.replied": REPLIED,
     "sealpost.sms.replied": REPLIED,
+    "sealpost.sms.opted_out": OPTED_OUT,
 }
 """Events about a step's own message that stop its enrolment (matched by message id)."""
 
