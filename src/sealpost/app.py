@@ -207,7 +207,10 @@ class SequenceMessenger:
             html=mail.html,
             pickup=mail.pickup,
             identification={"method": "sequence"},
-            details=mail.details,
+            details={
+                **mail.details,
+                **({"deadline": dict(mail.deadline)} if mail.deadline else {}),
+            },
             guard_in=mail.guard_in,
             certificate=mail.certificate,
             reply_capture=mail.capture_replies and not mail.pickup,

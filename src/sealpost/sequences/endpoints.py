@@ -347,12 +347,19 @@ def timeline_of(parts: SequencesParts, tenant_id: str, enrolment_id: str) -> dic
                 error=state.error,
             )
             if state.message_id and state.message_type:
-                evidence = [
-                    {"record_id": t.record_id, "event": t.event, "time": _iso(t.event_time)}
-                    for t in ledger_timeline(
-                        engine, tenant_id, state.message_type, state.message_id
-                    )
-                ]
+                for t in ledger_timeline(engine, tenant_id, state.message_type, state.message_id):
+                    details = t.record.get("details", {})
+                    entry: dict[str, Any] = {
+                        "record_id": t.record_id,
+                        "event": t.event,
+                        "time": _iso(t.event_time),
+                    }
+                    if t.event == "RelayToNonERDS" and _via_relay(details):
+                        entry["relayed"] = True  # a smarthost took it, not the recipient's server
+                    evidence.append(entry)
+                    term = details.get("deadline")
+                    if t.event == "DeadlineSet" and isinstance(term, dict) and term.get("text"):
+                        item["deadline"] = str(term["text"])
             previous = state.sent_at or state.due_at
         elif enrolment.status == "active" and previous is not None:
             planned, due = plan(step, previous, tz)
@@ -411,9 +418,15 @@ def report(enrolment_id: str, tenant: TenantDep, parts: PartsDep) -> Response:
                 message_id=s.get("message_id"),
                 recipient=e.person.phone if s["channel"] in SMS_CHANNELS else e.person.email,
                 evidence=tuple(
-                    EvidenceRef(r["record_id"], r["event"], _parse(r["time"]) or e.created_at)
+                    EvidenceRef(
+                        r["record_id"],
+                        r["event"],
+                        _parse(r["time"]) or e.created_at,
+                        relayed=bool(r.get("relayed")),
+                    )
                     for r in s["evidence"]
                 ),
+                deadline=s.get("deadline"),
                 certificate=(
                     f"/v1/{'sms' if kind == 'sms' else 'communications'}/{s['message_id']}"
                     "/certificate"
@@ -546,3 +559,10 @@ def opt_out(token: str, request: Request) -> HTMLResponse:
 
 
 __all__ = ["NotFound", "page_router", "router"]
+
+
+def _via_relay(details: dict[str, Any]) -> bool:
+    """A RelayToNonERDS whose server was the operator's smarthost, not the recipient's own:
+    the report then says "handed to the relay", never "accepted by the recipient's server"."""
+    remote = details.get("remote")
+    return isinstance(remote, dict) and remote.get("kind") == "smarthost"

@@ -52,6 +52,9 @@ class Step:
     """From the enrolment (first step) or the previous step's send."""
     window: SendWindow
     on_failure: str
+    deadline: Mapping[str, Any] | None = None
+    """A legal term on the step's message (``sealpost.deadlines.rules.DeadlineRule`` as JSON):
+    sealed with its SubmissionAcceptance, started when its trigger is recorded."""
 
 
 @dataclass(frozen=True)

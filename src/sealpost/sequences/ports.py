@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import Connection
 
@@ -38,6 +38,8 @@ class OutgoingEmail:
     guard_in: Guard
     certificate: bool = True
     """False for a plain ``email`` step: its certificate only when asked for."""
+    deadline: Mapping[str, Any] | None = None
+    """A legal term on this message (the step's ``deadline`` rule, as JSON)."""
     capture_replies: bool = True
     """The message gets its own reply address (``Reply-To`` beside the sender), so that an
     answer is recorded on it and stops the enrolment (a direct email only; ignored for

@@ -4,12 +4,14 @@ template checked in the sandbox; a refusal names the field's path (``steps.2.tem
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import time
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from sealpost.deadlines.calendars import calendar_for
+from sealpost.deadlines.calendars import calendar_for, normalised_code
+from sealpost.deadlines.rules import DeadlineRule, check_trigger
 from sealpost.errors import InvalidInput
 from sealpost.sequences.model import (
     ALWAYS,
@@ -70,6 +72,12 @@ class StepIn(BaseModel):
     delay: DelayIn = Field(default_factory=DelayIn)
     window: WindowIn = Field(default_factory=WindowIn)
     on_failure: Literal["next", "stop"] = "next"
+    deadline: dict[str, Any] | None = Field(
+        None,
+        description="A legal term on the step's message (email steps): "
+        '{"amount", "unit": "business_days"|"natural_days", "starts_from": '
+        '"delivery"|"handover"|"acceptance", "calendar": "ES-CT", "variant"} (docs/deadlines.md).',
+    )
 
 
 class VariantIn(BaseModel):
@@ -189,7 +197,25 @@ def _step(field: str, number: int, s: StepIn) -> Step:
         Delay(s.delay.amount, s.delay.unit, s.delay.calendar),
         window,
         s.on_failure,
+        _deadline(field, s),
     )
+
+
+def _deadline(field: str, s: StepIn) -> dict[str, Any] | None:
+    """The step's deadline rule, checked as ``POST /v1/communications`` checks one: a known
+    calendar, and a trigger the step's delivery records (a direct email is delivered, a pickup
+    is accepted or handed over); SMS steps carry none (the terms follow communications)."""
+    if s.deadline is None:
+        return None
+    if s.channel not in EMAIL_CHANNELS:
+        raise InvalidSequence(f"{field}.deadline", "a deadline rule needs an email step")
+    try:
+        rule = DeadlineRule.from_json(s.deadline)
+        rule = replace(rule, calendar=normalised_code(rule.calendar))
+        check_trigger(rule, pickup=s.channel == "certified_email_pickup")
+    except InvalidInput as exc:
+        raise InvalidSequence(f"{field}.deadline", exc.message) from None
+    return rule.to_json()
 
 
 class PersonIn(BaseModel):

@@ -371,6 +371,7 @@ class SequenceService:
                         details=details,
                         guard_in=partial(guard, "communication"),
                         certificate=spec.channel.startswith("certified_"),
+                        deadline=spec.deadline,
                     )
                 )
         except StepWithdrawn:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from email.utils import formataddr
+from typing import Any
 
 from sqlalchemy import Connection
 
@@ -49,7 +50,7 @@ class CertifiedMailer:
         text: str,
         attachments: Sequence[tuple[str, str, bytes]] = (),
         identification: Mapping[str, str],
-        details: Mapping[str, str],
+        details: Mapping[str, Any],
         access_secret: bool = False,
         reply_capture: bool = False,
         html: str | None = None,
