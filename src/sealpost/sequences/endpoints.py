@@ -36,6 +36,7 @@ from sealpost.errors import (
     TooManyRequests,
     Unauthorized,
 )
+from sealpost.ledger.repository import TimelineEntry
 from sealpost.ledger.repository import timeline as ledger_timeline
 from sealpost.ledger.timestamps import TimeStamper
 from sealpost.pki.keys import SigningIdentity
@@ -321,6 +322,22 @@ def cancel(enrolment_id: str, tenant: TenantDep, parts: PartsDep) -> dict[str, A
     return _enrolment_out(parts.service.stop(tenant.id, enrolment_id, CANCELLED, via="api"))
 
 
+def _message_evidence(t: TimelineEntry) -> dict[str, Any]:
+    """A record of a step's message; a ``ReplyReceived`` says which kind of answer it was
+    (``reply``, ``automatic``: an out-of-office that stops nothing, ``opt_out``: STOP)."""
+    item: dict[str, Any] = {"record_id": t.record_id, "event": t.event, "time": _iso(t.event_time)}
+    if t.event == "ReplyReceived":
+        reply = t.record.get("details", {}).get("reply") or {}
+        item["answer"] = (
+            "opt_out"
+            if reply.get("opt_out")
+            else "automatic"
+            if reply.get("automatic")
+            else "reply"
+        )
+    return item
+
+
 def timeline_of(parts: SequencesParts, tenant_id: str, enrolment_id: str) -> dict[str, Any]:
     service = parts.service
     enrolment = service.enrolment(tenant_id, enrolment_id)
@@ -348,7 +365,7 @@ def timeline_of(parts: SequencesParts, tenant_id: str, enrolment_id: str) -> dic
             )
             if state.message_id and state.message_type:
                 evidence = [
-                    {"record_id": t.record_id, "event": t.event, "time": _iso(t.event_time)}
+                    _message_evidence(t)
                     for t in ledger_timeline(
                         engine, tenant_id, state.message_type, state.message_id
                     )
@@ -411,7 +428,12 @@ def report(enrolment_id: str, tenant: TenantDep, parts: PartsDep) -> Response:
                 message_id=s.get("message_id"),
                 recipient=e.person.phone if s["channel"] in SMS_CHANNELS else e.person.email,
                 evidence=tuple(
-                    EvidenceRef(r["record_id"], r["event"], _parse(r["time"]) or e.created_at)
+                    EvidenceRef(
+                        r["record_id"],
+                        r["event"],
+                        _parse(r["time"]) or e.created_at,
+                        answer=r.get("answer"),
+                    )
                     for r in s["evidence"]
                 ),
                 certificate=(
