@@ -241,3 +241,46 @@ def test_an_sms_answer_stops_the_sequence_as_replied(peers_env: SeqEnv) -> None:
     assert env.sp.sequence_scheduler.run_once() == 1
     _wait(lambda: len(env.smsc.taken(HANDSET)) == 2)  # type: ignore[union-attr]
     assert _timeline(env, other)["steps"][0]["status"] == "sent"
+
+
+def test_stats_count_replied_and_opted_out_per_variant(seq_env: SeqEnv) -> None:
+    env = seq_env
+    steps = EMAIL_EMAIL["steps"]
+    sequence_id = _create(
+        env,
+        {
+            **{k: v for k, v in EMAIL_EMAIL.items() if k != "steps"},
+            "variants": [
+                {"name": "champion", "percentage": 50, "steps": steps},
+                {"name": "challenger", "percentage": 50, "steps": steps},
+            ],
+        },
+    )
+    ids = [_enrol(env, sequence_id) for _ in range(24)]
+    service = env.sp.sequences
+    expected: dict[str, dict[str, int]] = {
+        v: {"replied": 0, "opted_out": 0, "active": 0} for v in ("champion", "challenger")
+    }
+    for n, enrolment_id in enumerate(ids):
+        found = service.enrolment(None, enrolment_id)
+        if n % 3 == 0:  # what the follower does on sealpost.communication.replied
+            service.stop(None, enrolment_id, "replied", via="event", if_configured=True)
+            expected[found.variant]["replied"] += 1
+        elif n % 3 == 1:  # the opt-out page's button
+            page = env.client.post(f"/sequences/opt-out/{found.opt_out_token}")
+            assert page.status_code == 200, page.text
+            expected[found.variant]["opted_out"] += 1
+        else:
+            expected[found.variant]["active"] += 1
+    answer = env.client.get(f"/v1/sequences/{sequence_id}/stats", headers=env.auth)
+    assert answer.status_code == 200, answer.text
+    got = {
+        v["variant"]: {k: v[k] for k in ("replied", "opted_out", "active")}
+        for v in answer.json()["variants"]
+    }
+    assert got == expected
+    assert all(sum(c.values()) > 0 for c in got.values())  # both variants were assigned
+    for v in answer.json()["variants"]:
+        assert v["stopped"] == v["replied"] + v["opted_out"] and v["enrolled"] == sum(
+            got[v["variant"]].values()
+        )
