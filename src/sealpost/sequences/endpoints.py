@@ -36,6 +36,7 @@ from sealpost.errors import (
     TooManyRequests,
     Unauthorized,
 )
+from sealpost.ledger.repository import TimelineEntry
 from sealpost.ledger.repository import timeline as ledger_timeline
 from sealpost.ledger.timestamps import TimeStamper
 from sealpost.pki.keys import SigningIdentity
@@ -321,6 +322,24 @@ def cancel(enrolment_id: str, tenant: TenantDep, parts: PartsDep) -> dict[str, A
     return _enrolment_out(parts.service.stop(tenant.id, enrolment_id, CANCELLED, via="api"))
 
 
+def _message_evidence(t: TimelineEntry) -> dict[str, Any]:
+    """A record of a step's message; a ``ReplyReceived`` says which kind of answer it was
+    (``reply``, ``automatic``: an out-of-office that stops nothing, ``opt_out``: STOP)."""
+    item: dict[str, Any] = {"record_id": t.record_id, "event": t.event, "time": _iso(t.event_time)}
+    if t.event == "ReplyReceived":
+        reply = t.record.get("details", {}).get("reply") or {}
+        item["answer"] = (
+            "opt_out"
+            if reply.get("opt_out")
+            else "automatic"
+            if reply.get("automatic")
+            else "reply"
+        )
+    if t.event == "RelayToNonERDS" and _via_relay(t.record.get("details", {})):
+        item["relayed"] = True  # a smarthost took it, not the recipient's server
+    return item
+
+
 def timeline_of(parts: SequencesParts, tenant_id: str, enrolment_id: str) -> dict[str, Any]:
     service = parts.service
     enrolment = service.enrolment(tenant_id, enrolment_id)
@@ -348,16 +367,8 @@ def timeline_of(parts: SequencesParts, tenant_id: str, enrolment_id: str) -> dic
             )
             if state.message_id and state.message_type:
                 for t in ledger_timeline(engine, tenant_id, state.message_type, state.message_id):
-                    details = t.record.get("details", {})
-                    entry: dict[str, Any] = {
-                        "record_id": t.record_id,
-                        "event": t.event,
-                        "time": _iso(t.event_time),
-                    }
-                    if t.event == "RelayToNonERDS" and _via_relay(details):
-                        entry["relayed"] = True  # a smarthost took it, not the recipient's server
-                    evidence.append(entry)
-                    term = details.get("deadline")
+                    evidence.append(_message_evidence(t))
+                    term = t.record.get("details", {}).get("deadline")
                     if t.event == "DeadlineSet" and isinstance(term, dict) and term.get("text"):
                         item["deadline"] = str(term["text"])
             previous = state.sent_at or state.due_at
@@ -423,6 +434,7 @@ def report(enrolment_id: str, tenant: TenantDep, parts: PartsDep) -> Response:
                         r["event"],
                         _parse(r["time"]) or e.created_at,
                         relayed=bool(r.get("relayed")),
+                        answer=r.get("answer"),
                     )
                     for r in s["evidence"]
                 ),

@@ -41,12 +41,15 @@ class EvidenceRef(NamedTuple):
     """One evidence record of a step's message: its id in the ledger, its event name (an ETSI
     name such as ``RelayToNonERDS`` or a ``urn:sealpost:event:`` one, given by its short
     name) and its event time; ``relayed`` for a ``RelayToNonERDS`` whose server was a relay
-    (``details.remote.kind == "smarthost"``), not the recipient's own."""
+    (``details.remote.kind == "smarthost"``), not the recipient's own; ``answer`` for a
+    ``ReplyReceived``: ``reply`` (the person answered), ``automatic`` (an out-of-office or
+    other automatic answer: kept, stops nothing) or ``opt_out`` (an SMS answer STOP)."""
 
     record_id: str
     event: str
     time: datetime
     relayed: bool = False
+    answer: str | None = None
 
 
 @dataclass(frozen=True)
@@ -138,6 +141,7 @@ EVENT_WORDS = {
     "NotificationAccessTracking": "a link of the notice was fetched (non-essential: scanners "
     "fetch links on their own; never proof of reading)",
     "CertificateIssued": "an evidence certificate was issued for the message",
+    "ReplyReceived": "an answer to this message reached Sealpost and was kept",
     "SequenceEnrolled": "the sequence recorded the enrolment",
     "SequenceStepSent": "the sequence recorded that it submitted this step's message",
     "SequenceStepFailed": "the sequence recorded that this step's channel failed",
@@ -145,6 +149,16 @@ EVENT_WORDS = {
     "SequenceCompleted": "the sequence recorded that every step was done",
 }
 """What each event's record proves, in words that claim no more than it."""
+
+ANSWER_WORDS = {
+    "reply": "the recipient answered this message; the answer was kept",
+    "automatic": (
+        "an automatic answer (out-of-office or similar) to this message was kept; it is no "
+        "answer from the person and stops nothing"
+    ),
+    "opt_out": "the recipient answered this SMS with an opt-out keyword (STOP)",
+}
+"""What a ``ReplyReceived`` record shows, by the kind of answer its details record."""
 
 RELAYED_WORDS = (
     "a relay mail server on the way to the recipient accepted the message (SMTP 250); the "
@@ -175,7 +189,10 @@ STOP_WORDS = {
     "pickup_accepted": "the person accepted a registered message at pickup",
     "pickup_rejected": "the person rejected a registered message at pickup",
     "signed": "the person signed the document",
-    "opted_out": "the person used the opt-out link",
+    "opted_out": (
+        "the person opted out (the opt-out link, or an opt-out keyword such as STOP answered "
+        "to a step's SMS)"
+    ),
     "opt_out": "the person used the opt-out link",
     "cancelled": "the enrolment was cancelled manually",
     "manual": "the enrolment was cancelled manually",
@@ -195,6 +212,8 @@ def _event_words(ref: EvidenceRef) -> str:
     short = _short(ref.event)
     if short == "RelayToNonERDS" and ref.relayed:
         return RELAYED_WORDS
+    if short == "ReplyReceived" and ref.answer in ANSWER_WORDS:
+        return ANSWER_WORDS[ref.answer]
     return EVENT_WORDS.get(short, f"recorded as {short}")
 
 
@@ -262,6 +281,7 @@ def report_json(report: SequenceReport) -> dict[str, Any]:
                 "evidence": [
                     {"record_id": e.record_id, "event": e.event, "time": t(e.time)}
                     | ({"relayed": True} if e.relayed else {})
+                    | ({"answer": e.answer} if e.answer else {})
                     for e in s.evidence
                 ],
                 "certificate": s.certificate,
