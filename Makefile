@@ -39,9 +39,11 @@ lint: system-deps-run $(VENV)/.installed-test
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-## bench: ledger benchmark (records/s sealed, proof verifications/s)
+## bench: ledger benchmark (records/s sealed, proof verifications/s), then reminder sequences
+## (enrolments/s, due step -> send committed p50/p99; modest sizes: see docs/benchmarks.md)
 bench: $(VENV)/.installed-test
 	$(BIN)/python bench/ledger.py
+	$(BIN)/python bench/sequences.py --enrolments 20000 --single 500 --dispatch 2000
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -57,7 +57,7 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=100.0)
     args = parser.parse_args()
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # | head
-    samples = parse(args.profile)
+    samples = [s for s in parse(args.profile) if s[1]]  # a sample may have no frames
     total = sum(c for _, _, c in samples)
 
     per_thread: Counter[str] = Counter()
