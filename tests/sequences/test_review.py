@@ -1,0 +1,121 @@
+"""Review of reminder sequences as an attacker and a demanding user (issue 14): a tenant's
+events never stop another tenant's enrolments, and bulk input the parsers choke on is a
+clear 4xx (or one refused row), never a 500 that loses the other rows."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sealpost.events.outbox import StoredEvent
+from sealpost.sequences.tasks import Follower
+from tests.sequences.conftest import SeqEnv
+from tests.sequences.test_sequences import PERSON, _create, _enrol
+
+
+def _signed(tenant_id: str, process_id: str) -> StoredEvent:
+    return StoredEvent(
+        id=str(uuid.uuid4()),
+        tenant_id=tenant_id,
+        type="sealpost.signature.completed",
+        subject=f"signature-processes/{process_id}",
+        sequence=1,
+        time=datetime(2026, 3, 2, 9, 0, tzinfo=UTC),
+        record_id=None,
+        payload="{}",
+        position=1,
+    )
+
+
+def test_another_tenants_signature_never_stops_an_enrolment(seq_env: SeqEnv) -> None:
+    """Tenant A names tenant B's signature process in ``external_ids``: B's process being
+    signed must neither stop A's enrolment nor tell A that it was signed."""
+    env = seq_env
+    sequence_id = _create(env)
+    process = str(uuid.uuid4())
+    enrolment_id = _enrol(
+        env, sequence_id, {**PERSON, "external_ids": {"signature_process": process}}
+    )
+    other = env.sp.tenants.create(f"other-{uuid.uuid4().hex[:6]}")
+    follower = Follower(env.sp.sequences, env.sp.outbox)
+
+    follower.handle(_signed(other.id, process))
+    status = env.client.get(f"/v1/sequences/enrolments/{enrolment_id}", headers=env.auth).json()
+    assert (status["status"], status["stop_cause"]) == ("active", None)
+
+    follower.handle(_signed(env.tenant_id, process))  # its own tenant's: stops it
+    status = env.client.get(f"/v1/sequences/enrolments/{enrolment_id}", headers=env.auth).json()
+    assert (status["status"], status["stop_cause"]) == ("stopped", "signed")
+
+
+def _bulk(env: SeqEnv, sequence_id: str, body: bytes, kind: str) -> Any:
+    return env.client.post(
+        f"/v1/sequences/{sequence_id}/enrolments:bulk",
+        content=body,
+        headers={**env.auth, "Content-Type": kind},
+    )
+
+
+def test_bulk_external_ids_too_long_for_their_columns_refuse_the_row_alone(
+    seq_env: SeqEnv,
+) -> None:
+    """Two external-id kinds that share their first 32 characters used to be cut to the same
+    key and sink the whole batch (500); a value over 200 characters was cut silently, so the
+    stop it names could never match.  Each is now refused on its own row."""
+    env = seq_env
+    sequence_id = _create(env)
+    long_kind = "k" * 40
+    rows = [
+        json.dumps(PERSON),
+        json.dumps({**PERSON, "external_ids": {long_kind + "1": "same", long_kind + "2": "same"}}),
+        json.dumps({**PERSON, "external_ids": {"signature_process": "p" * 201}}),
+        json.dumps({**PERSON, "external_ids": {"signature_process": "proc-ok"}}),
+    ]
+    answer = _bulk(env, sequence_id, "\n".join(rows).encode(), "application/x-ndjson")
+    assert answer.status_code == 200, answer.text
+    statuses = [r["status"] for r in answer.json()["rows"]]
+    assert statuses == ["accepted", "refused", "refused", "accepted"]
+    assert "external_ids" in answer.json()["rows"][1]["error"]["message"]
+
+
+def test_bulk_input_the_parsers_choke_on_is_a_clear_error(seq_env: SeqEnv) -> None:
+    env = seq_env
+    sequence_id = _create(env)
+    header = "name,email,phone,time_zone,amount,currency,due_date,reference\n"
+    good = "Ana,ana@recipient.test,+34612345678,Europe/Madrid,10,EUR,2026-04-01,R1\n"
+
+    # a cell over the csv module's field limit (131,072 characters)
+    huge = "Bea,bea@recipient.test,+34612345679,Europe/Madrid," + "9" * 140_000 + ",EUR,x,R2\n"
+    answer = _bulk(env, sequence_id, (header + good + huge).encode(), "text/csv")
+    assert answer.status_code == 422, answer.text
+    assert "row 2" in answer.json()["detail"]
+
+    # not UTF-8
+    latin1 = (header + good.replace("Ana", "Añá")).encode("latin-1")
+    answer = _bulk(env, sequence_id, latin1, "text/csv")
+    assert answer.status_code == 422, answer.text
+    assert "UTF-8" in answer.json()["detail"]
+
+    # a JSON line nested past the parser's recursion: that row alone is refused
+    lines = "\n".join([json.dumps(PERSON), "[" * 100_000, json.dumps(PERSON)])
+    answer = _bulk(env, sequence_id, lines.encode(), "application/x-ndjson")
+    assert answer.status_code == 200, answer.text
+    assert [r["status"] for r in answer.json()["rows"]] == ["accepted", "refused", "accepted"]
+
+
+def test_a_definition_nested_past_the_parser_is_a_clear_error(seq_env: SeqEnv) -> None:
+    env = seq_env
+    answer = env.client.post(
+        "/v1/sequences",
+        content=b'{"name": ' + b"[" * 100_000,
+        headers={**env.auth, "Content-Type": "application/json"},
+    )
+    assert answer.status_code == 422, answer.text
+    answer = env.client.post(
+        "/v1/sequences",
+        content=b"name: " + b"[" * 100_000,
+        headers={**env.auth, "Content-Type": "application/yaml"},
+    )
+    assert answer.status_code == 422, answer.text
