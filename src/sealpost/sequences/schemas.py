@@ -5,9 +5,9 @@ template checked in the sandbox; a refusal names the field's path (``steps.2.tem
 from __future__ import annotations
 
 from datetime import time
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from sealpost.deadlines.calendars import calendar_for
 from sealpost.errors import InvalidInput
@@ -199,6 +199,12 @@ class PersonIn(BaseModel):
     phone: str | None = Field(None, max_length=32)
 
 
+ExternalKind = Annotated[str, StringConstraints(min_length=1, max_length=32)]
+ExternalId = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+"""As long as their columns: never cut (two kinds cut to one would collide, a cut id would
+never match the resource it names)."""
+
+
 class EnrolmentIn(BaseModel):
     """One person enrolled (``POST /v1/sequences/{id}/enrolments``, one bulk row)."""
 
@@ -207,10 +213,11 @@ class EnrolmentIn(BaseModel):
     language: str | None = Field(None, min_length=2, max_length=16)
     time_zone: str = Field("UTC", min_length=1, max_length=64)
     variables: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
-    external_ids: dict[str, str] = Field(
+    external_ids: dict[ExternalKind, ExternalId] = Field(
         default_factory=dict,
+        max_length=20,
         description="Ids of other resources whose outcome stops the enrolment, e.g. "
-        '{"signature_process": "<id>"}.',
+        '{"signature_process": "<id>"}; kinds up to 32 characters, ids up to 200.',
     )
 
 

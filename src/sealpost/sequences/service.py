@@ -259,7 +259,7 @@ class SequenceService:
         )
         step_row = _step_row(enrolment, first, planned, due)
         ext = [
-            {"kind": kind[:32], "external_id": value[:200], "enrolment_id": enrolment_id}
+            {"kind": kind, "external_id": value, "enrolment_id": enrolment_id}
             for kind, value in item.external_ids.items()
         ]
         record = self._record(
