@@ -119,3 +119,47 @@ def test_a_definition_nested_past_the_parser_is_a_clear_error(seq_env: SeqEnv) -
         headers={**env.auth, "Content-Type": "application/yaml"},
     )
     assert answer.status_code == 422, answer.text
+
+
+def test_a_template_that_breaks_at_render_fails_its_step_instead_of_retrying_forever(
+    seq_env: SeqEnv,
+) -> None:
+    """``xmlattr`` of a string raises AttributeError, which the sandbox let through: the
+    preview answered 500 and the scheduler put the step back every 30 s, for ever.  Now the
+    preview is a 422 and the step fails with the template's error (the next channel goes on)."""
+    env = seq_env
+    definition = {
+        "name": "Broken at render",
+        "steps": [
+            {
+                "channel": "sms",
+                "template": {
+                    "fallback_language": "en",
+                    "languages": {"en": {"text": "{{ name|xmlattr }}"}},
+                },
+            },
+            {
+                "channel": "sms",
+                "template": {
+                    "fallback_language": "en",
+                    "languages": {"en": {"text": "Hi {{ name }}"}},
+                },
+            },
+        ],
+    }
+    sequence_id = _create(env, definition)
+    answer = env.client.post(
+        f"/v1/sequences/{sequence_id}/preview",
+        json={"step": 1, "language": "en"},
+        headers=env.auth,
+    )
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["error"] == "template_refused"
+
+    enrolment_id = _enrol(env, sequence_id, {"person": {"name": "Ana", "phone": "+34612345678"}})
+    scheduler = env.sp.sequence_scheduler
+    assert scheduler.run_once() == 1
+    steps = env.sp.sequences.repo.steps(enrolment_id)
+    assert steps[0].status == "failed" and "template_refused" in (steps[0].error or "")
+    assert scheduler.run_once() == 1  # the next channel, at once
+    assert [s.status for s in env.sp.sequences.repo.steps(enrolment_id)] == ["failed", "sent"]
