@@ -9,7 +9,14 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
+from sqlalchemy import Connection, func, select
+
+from sealpost.communications.tables import communications, contents
 from sealpost.events.outbox import StoredEvent
+from sealpost.ledger.tables import evidence_records
+from sealpost.sequences.model import StepWithdrawn
+from sealpost.sequences.ports import OutgoingEmail
 from sealpost.sequences.tasks import Follower
 from tests.sequences.conftest import SeqEnv
 from tests.sequences.test_sequences import PERSON, _create, _enrol
@@ -163,3 +170,39 @@ def test_a_template_that_breaks_at_render_fails_its_step_instead_of_retrying_for
     assert steps[0].status == "failed" and "template_refused" in (steps[0].error or "")
     assert scheduler.run_once() == 1  # the next channel, at once
     assert [s.status for s in env.sp.sequences.repo.steps(enrolment_id)] == ["failed", "sent"]
+
+
+def test_a_withdrawn_email_leaves_no_row_no_record_and_no_content(seq_env: SeqEnv) -> None:
+    """The guard withdraws the step's email inside the writer's commit (the enrolment stopped
+    first): no communication, no evidence, and not its content either (the debtor's message
+    used to stay in ``contents``, referenced by nothing, kept for ever)."""
+    env = seq_env
+    service = env.sp.sequences
+
+    def withdraw(_conn: Connection, _message_id: str) -> None:
+        raise StepWithdrawn("the enrolment stopped first")
+
+    def counts() -> tuple[int, int, int]:
+        with env.sp.engine.connect() as conn:
+            return (
+                conn.execute(select(func.count()).select_from(communications)).scalar() or 0,
+                conn.execute(select(func.count()).select_from(contents)).scalar() or 0,
+                conn.execute(select(func.count()).select_from(evidence_records)).scalar() or 0,
+            )
+
+    before = counts()
+    mail = OutgoingEmail(
+        tenant_id=env.tenant_id,
+        sender="cobros@acme.test",
+        sender_name=None,
+        to="ana@recipient.test",
+        subject="Recordatorio F-7",
+        text=f"Debe 120,50 EUR ({uuid.uuid4()})",
+        html=None,
+        pickup=False,
+        details={},
+        guard_in=withdraw,
+    )
+    with pytest.raises(StepWithdrawn):
+        service.messenger.email(mail)
+    assert counts() == before
