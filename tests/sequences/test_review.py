@@ -206,3 +206,38 @@ def test_a_withdrawn_email_leaves_no_row_no_record_and_no_content(seq_env: SeqEn
     with pytest.raises(StepWithdrawn):
         service.messenger.email(mail)
     assert counts() == before
+
+
+def test_bulk_rows_the_database_or_json_cannot_hold_are_refused_alone(seq_env: SeqEnv) -> None:
+    """A NUL character (PostgreSQL text cannot hold it) sank the whole bulk with a 500; a
+    NaN amount (JSON lines accept it) was stored and then every read of the enrolment
+    answered 500.  Each is refused on its own row now."""
+    env = seq_env
+    sequence_id = _create(env)
+    nul_name = {**PERSON, "person": {**PERSON["person"], "name": "Ana\u0000"}}
+    nul_variable = {**PERSON, "variables": {**PERSON["variables"], "reference": "F\u00007"}}
+    rows = [
+        json.dumps(PERSON),
+        json.dumps(nul_name),
+        json.dumps(nul_variable),
+        json.dumps({**PERSON, "variables": {**PERSON["variables"], "amount": float("nan")}}),
+        json.dumps({**PERSON, "external_ids": {"signature_process": "p\u00001"}}),
+        json.dumps(PERSON),
+    ]
+    answer = _bulk(env, sequence_id, "\n".join(rows).encode(), "application/x-ndjson")
+    assert answer.status_code == 200, answer.text
+    report = answer.json()["rows"]
+    assert [r["status"] for r in report] == [
+        "accepted",
+        "refused",
+        "refused",
+        "refused",
+        "refused",
+        "accepted",
+    ]
+    for row in report:
+        if row["status"] == "accepted":
+            got = env.client.get(
+                f"/v1/sequences/enrolments/{row['enrolment_id']}", headers=env.auth
+            )
+            assert got.status_code == 200, got.text

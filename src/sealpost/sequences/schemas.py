@@ -4,10 +4,18 @@ template checked in the sandbox; a refusal names the field's path (``steps.2.tem
 
 from __future__ import annotations
 
+import math
 from datetime import time
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
 
 from sealpost.deadlines.calendars import calendar_for
 from sealpost.errors import InvalidInput
@@ -219,6 +227,32 @@ class EnrolmentIn(BaseModel):
         description="Ids of other resources whose outcome stops the enrolment, e.g. "
         '{"signature_process": "<id>"}; kinds up to 32 characters, ids up to 200.',
     )
+
+    @model_validator(mode="after")
+    def _storable(self) -> EnrolmentIn:
+        """Nothing a column, a message or a JSON answer cannot hold: a NUL character
+        (PostgreSQL text refuses it, an SMPP short message ends at it) or a NaN or infinite
+        number (JSON lines accept them, no JSON answer can carry them)."""
+        person = self.person
+        texts = {
+            "person.name": person.name,
+            "person.email": person.email,
+            "person.phone": person.phone,
+            "language": self.language,
+            "time_zone": self.time_zone,
+        }
+        for key, value in self.variables.items():
+            texts[f"variables.{key}"] = key
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"variables.{key}: {value} is not a number a message can show")
+            if isinstance(value, str):
+                texts[f"variables.{key}"] = key + value
+        for kind, value in self.external_ids.items():
+            texts[f"external_ids.{kind}"] = kind + value
+        for where, text in texts.items():
+            if text is not None and "\x00" in text:
+                raise ValueError(f"{where.replace(chr(0), '')}: a NUL character is not allowed")
+        return self
 
 
 class PreviewIn(BaseModel):
