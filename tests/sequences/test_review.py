@@ -19,7 +19,7 @@ from sealpost.sequences.model import StepWithdrawn
 from sealpost.sequences.ports import OutgoingEmail
 from sealpost.sequences.tasks import Follower
 from tests.sequences.conftest import SeqEnv
-from tests.sequences.test_sequences import PERSON, _create, _enrol
+from tests.sequences.test_sequences import PERSON, THREE_STEPS, _create, _enrol
 
 
 def _signed(tenant_id: str, process_id: str) -> StoredEvent:
@@ -241,3 +241,17 @@ def test_bulk_rows_the_database_or_json_cannot_hold_are_refused_alone(seq_env: S
                 f"/v1/sequences/enrolments/{row['enrolment_id']}", headers=env.auth
             )
             assert got.status_code == 200, got.text
+
+
+def test_a_definition_with_a_nul_or_a_line_break_in_a_name_is_refused_not_a_500(seq_env: SeqEnv) -> None:
+    env = seq_env
+    for broken in (
+        {**THREE_STEPS, "name": "Recobro\u0000"},
+        {**THREE_STEPS, "sender": {"email": "cobros@acme.test", "name": "Acme\u0000"}},
+        {**THREE_STEPS, "sender": {"email": "cobros\u0000@acme.test"}},
+        {**THREE_STEPS, "sender": {"email": "cobros@acme.test", "name": "Acme\r\nBcc: x@y.z"}},
+        {**THREE_STEPS, "name": "Recobro\r\nX"},
+    ):
+        answer = env.client.post("/v1/sequences", json=broken, headers=env.auth)
+        assert answer.status_code == 422, answer.text
+        assert answer.json()["error"] == "invalid_sequence"

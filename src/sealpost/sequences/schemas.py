@@ -87,17 +87,23 @@ class VariantIn(BaseModel):
     steps: list[StepIn] = Field(..., min_length=1, max_length=20)
 
 
+_SINGLE_LINE = r"^[^\x00-\x1f\x7f]*$"
+"""No control character (a NUL no column holds, a line break that would end a header)."""
+
+
 class SenderIn(BaseModel):
     model_config = _STRICT
-    email: str = Field(..., min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")
-    name: str | None = Field(None, max_length=200)
+    email: str = Field(
+        ..., min_length=3, max_length=320, pattern=r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+$"
+    )
+    name: str | None = Field(None, max_length=200, pattern=_SINGLE_LINE)
 
 
 class SequenceIn(BaseModel):
     """A sequence definition (``POST /v1/sequences``, JSON or YAML)."""
 
     model_config = _STRICT
-    name: str = Field(..., min_length=1, max_length=200)
+    name: str = Field(..., min_length=1, max_length=200, pattern=_SINGLE_LINE)
     sender: SenderIn | None = None
     payment_link_base: str | None = Field(
         None, max_length=500, pattern=r"^https://", description="The payment link is this + token."
