@@ -243,7 +243,9 @@ def test_bulk_rows_the_database_or_json_cannot_hold_are_refused_alone(seq_env: S
             assert got.status_code == 200, got.text
 
 
-def test_a_definition_with_a_nul_or_a_line_break_in_a_name_is_refused_not_a_500(seq_env: SeqEnv) -> None:
+def test_a_definition_with_a_nul_or_a_line_break_in_a_name_is_refused_not_a_500(
+    seq_env: SeqEnv,
+) -> None:
     env = seq_env
     for broken in (
         {**THREE_STEPS, "name": "Recobro\u0000"},
