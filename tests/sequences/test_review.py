@@ -257,3 +257,19 @@ def test_a_definition_with_a_nul_or_a_line_break_in_a_name_is_refused_not_a_500(
         answer = env.client.post("/v1/sequences", json=broken, headers=env.auth)
         assert answer.status_code == 422, answer.text
         assert answer.json()["error"] == "invalid_sequence"
+
+
+def test_huge_variables_are_refused_on_their_row(seq_env: SeqEnv) -> None:
+    env = seq_env
+    sequence_id = _create(env)
+    rows = [
+        json.dumps(PERSON),
+        json.dumps({**PERSON, "variables": {**PERSON["variables"], "reference": "R" * 10_001}}),
+        json.dumps({**PERSON, "variables": {**PERSON["variables"], "v" * 65: "x"}}),
+        json.dumps({**PERSON, "variables": {f"v{i}": i for i in range(101)}}),
+    ]
+    answer = _bulk(env, sequence_id, "\n".join(rows).encode(), "application/x-ndjson")
+    assert answer.status_code == 200, answer.text
+    report = answer.json()["rows"]
+    assert [r["status"] for r in report] == ["accepted", "refused", "refused", "refused"]
+    assert all("variables" in r["error"]["message"] for r in report[1:])

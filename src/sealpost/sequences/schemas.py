@@ -213,6 +213,10 @@ class PersonIn(BaseModel):
     phone: str | None = Field(None, max_length=32)
 
 
+VariableName = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+VariableText = Annotated[str, StringConstraints(max_length=10_000)]
+"""A reminder's name, amount, reference, link: no variable is a document (a row of megabytes
+would be stored with the enrolment and rendered into every step)."""
 ExternalKind = Annotated[str, StringConstraints(min_length=1, max_length=32)]
 ExternalId = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 """As long as their columns: never cut (two kinds cut to one would collide, a cut id would
@@ -226,7 +230,11 @@ class EnrolmentIn(BaseModel):
     person: PersonIn
     language: str | None = Field(None, min_length=2, max_length=16)
     time_zone: str = Field("UTC", min_length=1, max_length=64)
-    variables: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
+    variables: dict[VariableName, VariableText | int | float | bool | None] = Field(
+        default_factory=dict,
+        max_length=100,
+        description="Up to 100, names up to 64 characters, texts up to 10,000.",
+    )
     external_ids: dict[ExternalKind, ExternalId] = Field(
         default_factory=dict,
         max_length=20,
