@@ -60,8 +60,10 @@ class ExtraDay:
 
 def split_code(code: str) -> tuple[str, str | None]:
     """``"ES-CT"`` → ``("ES", "CT")``; ``"PT"`` → ``("PT", None)``; checked against the data."""
-    country, _, subdivision = code.strip().partition("-")
+    country, hyphen, subdivision = code.strip().partition("-")
     country = country.upper()
+    if hyphen and not subdivision:
+        raise UnknownCalendar(code, "a hyphen and no subdivision (ISO 3166-2: ES-CT)")
     supported = holidays.list_supported_countries()
     if country not in supported:
         raise UnknownCalendar(code, f"no holiday data for country {country!r} (ISO 3166-1)")

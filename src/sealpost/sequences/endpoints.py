@@ -147,7 +147,7 @@ async def _document(request: Request) -> Any:
         if kind in ("application/yaml", "application/x-yaml", "text/yaml"):
             return yaml.safe_load(body.decode())
         return json.loads(body)
-    except (ValueError, yaml.YAMLError) as exc:
+    except (ValueError, RecursionError, yaml.YAMLError) as exc:
         raise InvalidSequence("body", f"not valid {kind}: {str(exc)[:200]}") from None
 
 
@@ -219,18 +219,24 @@ def enrol(
 
 
 def _rows(body: bytes, kind: str) -> list[EnrolmentIn | SealpostError]:
-    text = body.decode("utf-8-sig")
+    try:
+        text = body.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(f"the body is not UTF-8 (byte {exc.start})") from None
     rows: list[EnrolmentIn | SealpostError] = []
     if kind == "text/csv":
-        for raw in csv.DictReader(io.StringIO(text)):
-            rows.append(_csv_row(raw))
+        try:
+            for raw in csv.DictReader(io.StringIO(text)):
+                rows.append(_csv_row(raw))
+        except csv.Error as exc:  # a cell over the csv module's limit, a stray quote
+            raise InvalidInput(f"row {len(rows) + 1}: not CSV: {str(exc)[:100]}") from None
     elif kind in ("application/x-ndjson", "application/jsonl", "application/json-lines"):
         for line in text.splitlines():
             if not line.strip():
                 continue
             try:
                 rows.append(_validated(json.loads(line)))
-            except ValueError as exc:
+            except (ValueError, RecursionError) as exc:
                 rows.append(InvalidSequence("row", f"not JSON: {str(exc)[:100]}"))
     else:
         raise InvalidInput("send text/csv or application/x-ndjson (JSON lines)")

@@ -198,9 +198,15 @@ class SequenceRepository:
             .values(**values)
         )
 
-    def by_external_id(self, kind: str, external_id: str) -> list[str]:
-        x = sequence_external_ids.c
-        query = select(x.enrolment_id).where(x.kind == kind, x.external_id == external_id)
+    def by_external_id(self, tenant_id: str, kind: str, external_id: str) -> list[str]:
+        """The tenant's enrolments naming ``external_id`` (another tenant's never: its
+        resource's outcome is none of this tenant's business)."""
+        x, e = sequence_external_ids.c, sequence_enrolments.c
+        query = (
+            select(x.enrolment_id)
+            .join(sequence_enrolments, e.id == x.enrolment_id)
+            .where(x.kind == kind, x.external_id == external_id, e.tenant_id == tenant_id)
+        )
         with self.engine.connect() as conn:
             return list(conn.execute(query).scalars())
 

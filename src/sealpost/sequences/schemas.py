@@ -4,11 +4,19 @@ template checked in the sandbox; a refusal names the field's path (``steps.2.tem
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from datetime import time
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
 
 from sealpost.deadlines.calendars import calendar_for, normalised_code
 from sealpost.deadlines.rules import DeadlineRule, check_trigger
@@ -87,17 +95,23 @@ class VariantIn(BaseModel):
     steps: list[StepIn] = Field(..., min_length=1, max_length=20)
 
 
+_SINGLE_LINE = r"^[^\x00-\x1f\x7f]*$"
+"""No control character (a NUL no column holds, a line break that would end a header)."""
+
+
 class SenderIn(BaseModel):
     model_config = _STRICT
-    email: str = Field(..., min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")
-    name: str | None = Field(None, max_length=200)
+    email: str = Field(
+        ..., min_length=3, max_length=320, pattern=r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+$"
+    )
+    name: str | None = Field(None, max_length=200, pattern=_SINGLE_LINE)
 
 
 class SequenceIn(BaseModel):
     """A sequence definition (``POST /v1/sequences``, JSON or YAML)."""
 
     model_config = _STRICT
-    name: str = Field(..., min_length=1, max_length=200)
+    name: str = Field(..., min_length=1, max_length=200, pattern=_SINGLE_LINE)
     sender: SenderIn | None = None
     payment_link_base: str | None = Field(
         None, max_length=500, pattern=r"^https://", description="The payment link is this + token."
@@ -225,6 +239,16 @@ class PersonIn(BaseModel):
     phone: str | None = Field(None, max_length=32)
 
 
+VariableName = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+VariableText = Annotated[str, StringConstraints(max_length=10_000)]
+"""A reminder's name, amount, reference, link: no variable is a document (a row of megabytes
+would be stored with the enrolment and rendered into every step)."""
+ExternalKind = Annotated[str, StringConstraints(min_length=1, max_length=32)]
+ExternalId = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+"""As long as their columns: never cut (two kinds cut to one would collide, a cut id would
+never match the resource it names)."""
+
+
 class EnrolmentIn(BaseModel):
     """One person enrolled (``POST /v1/sequences/{id}/enrolments``, one bulk row)."""
 
@@ -232,12 +256,43 @@ class EnrolmentIn(BaseModel):
     person: PersonIn
     language: str | None = Field(None, min_length=2, max_length=16)
     time_zone: str = Field("UTC", min_length=1, max_length=64)
-    variables: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
-    external_ids: dict[str, str] = Field(
+    variables: dict[VariableName, VariableText | int | float | bool | None] = Field(
         default_factory=dict,
-        description="Ids of other resources whose outcome stops the enrolment, e.g. "
-        '{"signature_process": "<id>"}.',
+        max_length=100,
+        description="Up to 100, names up to 64 characters, texts up to 10,000.",
     )
+    external_ids: dict[ExternalKind, ExternalId] = Field(
+        default_factory=dict,
+        max_length=20,
+        description="Ids of other resources whose outcome stops the enrolment, e.g. "
+        '{"signature_process": "<id>"}; kinds up to 32 characters, ids up to 200.',
+    )
+
+    @model_validator(mode="after")
+    def _storable(self) -> EnrolmentIn:
+        """Nothing a column, a message or a JSON answer cannot hold: a NUL character
+        (PostgreSQL text refuses it, an SMPP short message ends at it) or a NaN or infinite
+        number (JSON lines accept them, no JSON answer can carry them)."""
+        person = self.person
+        texts = {
+            "person.name": person.name,
+            "person.email": person.email,
+            "person.phone": person.phone,
+            "language": self.language,
+            "time_zone": self.time_zone,
+        }
+        for key, value in self.variables.items():
+            texts[f"variables.{key}"] = key
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"variables.{key}: {value} is not a number a message can show")
+            if isinstance(value, str):
+                texts[f"variables.{key}"] = key + value
+        for kind, value in self.external_ids.items():
+            texts[f"external_ids.{kind}"] = kind + value
+        for where, text in texts.items():
+            if text is not None and "\x00" in text:
+                raise ValueError(f"{where.replace(chr(0), '')}: a NUL character is not allowed")
+        return self
 
 
 class PreviewIn(BaseModel):

@@ -259,7 +259,7 @@ class SequenceService:
         )
         step_row = _step_row(enrolment, first, planned, due)
         ext = [
-            {"kind": kind[:32], "external_id": value[:200], "enrolment_id": enrolment_id}
+            {"kind": kind, "external_id": value, "enrolment_id": enrolment_id}
             for kind, value in item.external_ids.items()
         ]
         record = self._record(
@@ -376,7 +376,19 @@ class SequenceService:
                 )
         except StepWithdrawn:
             return "withdrawn"
-        except SealpostError as exc:  # the message cannot be sent on this channel
+        except SealpostError as exc:
+            if exc.status >= 500 or exc.status == 429:  # storage full, busy: a passing
+                # trouble of Sealpost's own, not the channel's answer: the step waits
+                log.warning("sequence.step_held", step_id=step.id, code=exc.code)
+                wait = float(getattr(exc, "retry_after", None) or 30)
+                self.repo.release(
+                    step.id,
+                    self.owner,
+                    self.clock() + timedelta(seconds=wait),
+                    f"{exc.code}: {exc.message}",
+                )
+                return "retry"
+            # the message cannot be sent on this channel
             log.info("sequence.step_refused", step_id=step.id, code=exc.code, error=exc.message)
             self.step_failed(step.id, exc.code, exc.message)
             return "failed"

@@ -143,7 +143,7 @@ class Follower:
         subject_id = event.subject.rsplit("/", 1)[-1]
         if event.type in STOPS or event.type in FAILURES:
             step = self.service.repo.by_message(subject_id)
-            if step is None:
+            if step is None or step.tenant_id != event.tenant_id:
                 return
             if event.type in FAILURES:
                 data = json.loads(event.payload).get("data", {})
@@ -156,7 +156,7 @@ class Follower:
         external = EXTERNAL.get(event.type)
         if external is not None:
             kind, cause = external
-            for enrolment_id in self.service.repo.by_external_id(kind, subject_id):
+            for enrolment_id in self.service.repo.by_external_id(event.tenant_id, kind, subject_id):
                 self._stop(enrolment_id, cause, event)
 
     def _stop(self, enrolment_id: str, cause: str, event: StoredEvent) -> None:

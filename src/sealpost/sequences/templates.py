@@ -938,9 +938,10 @@ def render(
             results[part.name] = _render_part(part, variables, where)
         except UndefinedError:
             missing.update(_missing_names(part, variables))
-        except TemplateRefused:
+        except (TemplateRefused, MissingVariables):
             raise
-        except (TemplateError, TypeError, ValueError, ArithmeticError, LookupError) as exc:
+        except Exception as exc:  # a filter given what it cannot take ('x'|xmlattr): refused,
+            # never a 500 nor a step put back for ever
             raise TemplateRefused(where, f"cannot be rendered: {exc}"[:300]) from None
     if missing:
         raise MissingVariables(field, sorted(missing))

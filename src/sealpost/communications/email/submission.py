@@ -560,12 +560,12 @@ class SubmissionService:
             self.on_commit()
 
     def _commit(self, batch: list[_Prepared]) -> list[Accepted | Exception]:
-        blobs = [raw for item in batch for raw in item.raws or [item.request.raw]]
-        blobs += [copy.raw for item in batch for copy in item.tracked]
-        self.contents.put_large(blobs)
+        guarded = any(item.request.guard_in is not None for item in batch)
+        if not guarded:  # the common case: large contents as files before the transaction
+            self.contents.put_large(_blobs(batch))
         results: list[Accepted | Exception] = []
         with write_transaction(self.engine) as conn:
-            self.contents.put_in(conn, blobs)
+            decided: list[Accepted | Exception | None] = []  # None: store it
             for item in batch:
                 key = item.request.idempotency_key
                 if key is not None:
@@ -573,15 +573,25 @@ class SubmissionService:
                         conn, item.request.tenant_id, key
                     )
                     if earlier:
-                        results.append(_replay(item, earlier))
+                        decided.append(_replay(item, earlier))
                         continue
                 guard = item.request.guard_in
                 if guard is not None:
                     try:
                         guard(conn, item.accepted.communication_ids[0])
                     except SealpostError as exc:  # withdrawn: this submission alone
-                        results.append(exc)
+                        decided.append(exc)
                         continue
+                decided.append(None)
+            # the contents of what is stored only: a withdrawn message leaves nothing behind
+            blobs = _blobs([i for i, d in zip(batch, decided, strict=True) if d is None])
+            if guarded:
+                self.contents.put_large(blobs)
+            self.contents.put_in(conn, blobs)
+            for item, done in zip(batch, decided, strict=True):
+                if done is not None:
+                    results.append(done)
+                    continue
                 CommunicationRepository.insert_in(conn, item.rows, item.records)
                 for copy in item.tracked:
                     TrackingRepository.insert_in(conn, copy.rows)
@@ -638,6 +648,12 @@ def _from_allowed(raw: bytes, facts: MessageFacts, domains: frozenset[str]) -> b
         return domain_of(facts.from_address) in domains
     except AddressError:
         return False
+
+
+def _blobs(batch: Sequence[_Prepared]) -> list[bytes]:
+    """Every content a batch's messages store: each message, each tracked copy."""
+    blobs = [raw for item in batch for raw in item.raws or [item.request.raw]]
+    return blobs + [copy.raw for item in batch for copy in item.tracked]
 
 
 def _replay(item: _Prepared, earlier: list[Any]) -> Accepted | Exception:
