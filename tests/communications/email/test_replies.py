@@ -315,3 +315,46 @@ def test_each_recipient_gets_its_own_reply_address_and_a_return_path_tag_is_no_r
     verp_tag = bounces.address(cid).split("@")[0].rsplit(".", 1)[1]
     assert replies.communication(f"replies+{cid}.{verp_tag}@bounces.example") is None
     assert replies.communication(replies.address(cid)) == cid
+
+
+def test_another_tenant_reusing_a_message_id_neither_takes_nor_blocks_the_reply(
+    mail_env: MailEnv,
+) -> None:
+    """Message-IDs are the sender's choice: another tenant may send one with the same
+    Message-ID to someone else.  A reply by In-Reply-To from *our* recipient is ours; it goes
+    neither to that tenant nor nowhere (refused)."""
+    from sealpost.communications.email.submission import SubmissionRequest
+    from tests.support.mail import make_message
+
+    raw = make_message("Invoice 42", to=BOB)
+    mine = mail_env.sp.submissions.accept(
+        SubmissionRequest(
+            tenant_id=mail_env.tenant_id,
+            via="api",
+            mail_from="service@acme.test",
+            recipients=(BOB,),
+            raw=raw,
+            identification={"method": "test"},
+        )
+    ).communication_ids[0]
+    other = mail_env.sp.tenants.create("globex")
+    theirs = mail_env.sp.submissions.accept(
+        SubmissionRequest(
+            tenant_id=other.id,
+            via="api",
+            mail_from="service@acme.test",
+            recipients=(f"eve@{RECIPIENT_DOMAIN}",),
+            raw=raw,  # the same Message-ID, another recipient
+            identification={"method": "test"},
+        )
+    ).communication_ids[0]
+    c = mail_env.sp.communications.get(mine)
+    assert c is not None
+    code, answer = _inbound(mail_env, BOB, "replies@bounces.sealpost.test", _reply(c.message_id))
+    assert code == 250, answer
+    with mail_env.sp.engine.connect() as conn:
+        rows = conn.execute(
+            select(communication_replies.c.communication_id, communication_replies.c.tenant_id)
+        ).all()
+    assert [tuple(r) for r in rows] == [(mine, mail_env.tenant_id)]
+    assert theirs != mine

@@ -86,10 +86,12 @@ class ReplyIntake:
         wanted += [(r, "references") for r in reversed(facts.references[-MAX_REFERENCES:])]
         for message_id, how in wanted:
             found = self.communications.find_by_message_id(message_id or "")
-            if len({c.tenant_id for c in found}) > 1:
+            # only this reply's author's communications: another tenant may well have sent
+            # a message with the same Message-ID (the sender's choice) to someone else
+            chosen = [c for c in found if c.recipient.lower() in senders]
+            if len({c.tenant_id for c in chosen}) > 1:
                 log.warning("reply.ambiguous_message_id", message_id=message_id)
                 continue
-            chosen = [c for c in found if c.recipient.lower() in senders]
             if chosen:
                 return chosen[:1], how
         return [], None
