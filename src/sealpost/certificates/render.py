@@ -207,6 +207,16 @@ def _copies(pdf: SealpostPages, d: CertificateData) -> None:
         + (", not embedded." if d.access_secret else f", embedded as {EML_NAME}."),
         size=8.5,
     )
+    captured = _reply_capture(d)
+    if captured is not None:
+        pdf.paragraph(
+            "Reply capture was on: before sealing it, Sealpost added the Reply-To field (the "
+            "sender's reply address and this communication's own reply address, so that "
+            "answers are recorded), so the received digest above is of the message with that "
+            "field. The bytes as the sender submitted them, without it, have SHA-256 "
+            f"{captured}.",
+            size=8.5,
+        )
     for copy in copies:
         pdf.field("Delivered SHA-256", copy.sha256, mono=True)
         host = copy.remote_host or "the next hop"
@@ -271,6 +281,16 @@ def _event(pdf: SealpostPages, event: CertificateEvent, n: int, name: str | None
         )
     pdf.ln(1)
     pdf.rule()
+
+
+def _reply_capture(d: CertificateData) -> str | None:
+    """The SHA-256 of the sender's own bytes when Sealpost added a Reply-To before sealing."""
+    for e in d.events:
+        message = e.details.get("message") if e.event == "SubmissionAcceptance" else None
+        if isinstance(message, Mapping) and message.get("reply_capture") is True:
+            submitted = message.get("submitted_sha256")
+            return submitted if isinstance(submitted, str) else "not recorded"
+    return None
 
 
 def _tracked_copy(tracking: Mapping[str, Any] | None) -> str:

@@ -8,6 +8,7 @@ import smtplib
 import uuid
 from email import message_from_bytes
 from email.utils import getaddresses
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -358,3 +359,40 @@ def test_another_tenant_reusing_a_message_id_neither_takes_nor_blocks_the_reply(
         ).all()
     assert [tuple(r) for r in rows] == [(mine, mail_env.tenant_id)]
     assert theirs != mine
+
+
+def test_the_certificate_says_sealpost_added_the_reply_to_and_names_the_senders_own_bytes(
+    mail_env: MailEnv, mail_client: TestClient, mail_key: dict[str, str], tmp_path: Path
+) -> None:
+    """With capture, original.eml is the message *with* the Reply-To Sealpost added: the
+    sender's own copy (SMTP) does not hash to it, so the record states the sender's bytes'
+    SHA-256 too and the certificate says which field was added, never "as submitted"."""
+    from tests.certificates.support import poppler
+    from tests.communications.tracking.test_open_click_tracking import issue_certificate
+    from tests.support.mail import make_message, submit
+
+    _capture_on(mail_client, mail_key)
+    raw = make_message("Invoice 43", to=BOB)
+    code, answer = submit(mail_env, raw, [BOB])
+    assert code == 250, answer
+    (c,) = mail_env.sp.communications.find_by_message_id("<Invoice-43@acme.test>")
+    mail_env.wait_status(c.id, "delivered")
+    acceptance = next(
+        e.record
+        for e in mail_env.sp.communications.timeline(mail_env.tenant_id, c.id)
+        if e.event == "SubmissionAcceptance"
+    )
+    message = acceptance["details"]["message"]
+    assert message["reply_capture"] is True
+    assert message["submitted_sha256"] == hashlib.sha256(raw).hexdigest()
+    assert acceptance["content"]["sha256"] != message["submitted_sha256"]
+
+    path = tmp_path / "certificate.pdf"
+    path.write_bytes(issue_certificate(mail_env, c.id))
+    result = poppler("pdftotext", path, "-")
+    assert result.returncode == 0, result.stderr
+    text = " ".join(result.stdout.split())
+    assert "Sealpost added the Reply-To field" in text, text
+    assert message["submitted_sha256"] in text.replace(" ", "") or (
+        message["submitted_sha256"][:32] in text.replace(" ", "")
+    )

@@ -15,6 +15,7 @@ If a batch fails, each submission is retried alone, so one bad submission cannot
 
 from __future__ import annotations
 
+import hashlib
 import queue
 import threading
 import uuid
@@ -317,6 +318,8 @@ class SubmissionService:
         keep = (existing_reply_to(request.raw) or facts.from_address) if capture else None
         if capture:
             message_details["reply_capture"] = True
+            # content is the message with the Reply-To added; the sender's own bytes differ
+            message_details["submitted_sha256"] = hashlib.sha256(request.raw).hexdigest()
         tracking = self._tracking_choice(request, facts, pickup_options is not None, secret)
         rows, records, ids, raws, tracked_copies = [], [], [], [], []
         for recipient in request.recipients:
