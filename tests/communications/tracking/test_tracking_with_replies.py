@@ -159,3 +159,41 @@ def test_opens_only_the_records_and_the_certificate_say_no_link_was_redirected(
     assert "1x1 image" in text
     # the copy's links were the sender's own: no word may say they went through a redirect
     assert "redirect" not in text, text
+
+
+def test_a_message_certified_by_address_is_never_tracked_so_its_own_dkim_stays_valid(
+    mail_env: MailEnv, mail_client: TestClient, mail_key: dict[str, str]
+) -> None:
+    """Mail sent to a certify address is identified by the DKIM signature of the tenant's
+    own server; a tracked copy would break that signature for the recipient (as a Reply-To
+    would: reply capture skips these too), so it goes out untracked."""
+    from email.message import EmailMessage
+    from email.policy import SMTP
+
+    from sealpost.communications.email.dkim import sign_message
+    from tests.communications.email.test_inbound import _tenant_signer, send_inbound
+
+    own_key = _tenant_signer(mail_env)
+    own_record = mail_env.sp.senders.domain("acme.test").pinned_keys["mail"]
+    turn_on(mail_client, mail_key, opens=True, clicks=True)
+    certify = f"lea@{RECIPIENT_DOMAIN}.certify.sealpost.test"
+    msg = EmailMessage()
+    msg["From"] = "service@acme.test"
+    msg["To"] = certify
+    msg["Subject"] = "Offer by certify address"
+    msg["Message-ID"] = "<certify-offer@acme.test>"
+    msg["Date"] = "Mon, 07 Dec 2026 09:00:00 +0000"
+    msg.set_content(TEXT)
+    msg.add_alternative(HTML, subtype="html")
+    raw = msg.as_bytes(policy=SMTP)
+    signed = sign_message(raw, domain="acme.test", selector="mail", private_key_pem=own_key) + raw
+    code, reply = send_inbound(mail_env, "service@acme.test", certify, signed)
+    assert code == 250, reply
+    cid = reply.decode().split("queued as ")[1]
+    data = _delivered(mail_env, cid)
+    assert b"/t/o/" not in data and b"/t/c/" not in data
+    (acceptance,) = records(mail_env, cid, "SubmissionAcceptance")
+    assert "tracking" not in acceptance["details"]
+    own_only = pinned_key_lookup({("mail", "acme.test"): own_record}, None)
+    result = verify_message(data, key_lookup=own_only)
+    assert "acme.test" in result.valid_domains, result.reason

@@ -430,9 +430,13 @@ class SubmissionService:
         self, request: SubmissionRequest, facts: MessageFacts, pickup: bool, secret: bool
     ) -> Choice | None:
         """The tenant's tracking choice when this message may be tracked: a direct email with
-        an HTML part, not one of Sealpost's own, not one carrying an access secret (a
-        plain-text-only message is never rewritten, so its tenant's choice is not read)."""
+        an HTML part, not one of Sealpost's own, not one carrying an access secret, not one
+        certified by address rewriting (its own server's DKIM signature must reach the
+        recipient intact), submitted over SMTP or the API (a plain-text-only message is never
+        rewritten, so its tenant's choice is not read)."""
         if self.tracking is None or not request.tracking or pickup:
+            return None
+        if request.via not in ("smtp", "api"):
             return None
         if secret or not facts.content.parts:
             return None
