@@ -396,3 +396,33 @@ def test_the_certificate_says_sealpost_added_the_reply_to_and_names_the_senders_
     assert message["submitted_sha256"] in text.replace(" ", "") or (
         message["submitted_sha256"][:32] in text.replace(" ", "")
     )
+
+
+def test_a_reply_to_a_code_email_seals_no_digest_of_its_parts(mail_env: MailEnv) -> None:
+    """A reply to one of Sealpost's code emails may be just the code: its text part's SHA-256
+    in a record the tenant reads would give the code away in a million tries.  As for the
+    code email itself, the record keeps the whole message's digest only."""
+    cid = mail_env.sp.certified_mailer.send(
+        tenant_id=mail_env.tenant_id,
+        sender="service@acme.test",
+        to=BOB,
+        subject="Your pickup code",
+        text="Your code is 482913.",
+        identification={"method": "pickup"},
+        details={},
+        access_secret=True,
+    )
+    c = mail_env.wait_status(cid, "delivered")
+    raw = _reply(c.message_id, subject="Re: Your pickup code", body="482913\r\n")
+    code, answer = _inbound(mail_env, BOB, "replies@bounces.sealpost.test", raw)
+    assert code == 250, answer
+    entry = next(
+        e
+        for e in mail_env.sp.communications.timeline(mail_env.tenant_id, cid)
+        if e.event == "ReplyReceived"
+    )
+    content = entry.record["content"]
+    assert content["sha256"] == hashlib.sha256(raw).hexdigest()
+    assert not content.get("parts"), content
+    code_digest = hashlib.sha256(b"482913\r\n").hexdigest()
+    assert code_digest not in str(entry.record)

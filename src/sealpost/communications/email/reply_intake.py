@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 from typing import Any
 
+from sealpost.certificates.secrets import accepted_with_secret
 from sealpost.communications.email.mime import MessageFacts, describe_message, header_section
 from sealpost.communications.email.replies import ReplyAddresses, automatic_reason
 from sealpost.communications.reply_repository import ReplyRepository
@@ -76,6 +78,11 @@ class ReplyIntake:
         if communication_id is None:
             return None
         return self.communications.get(communication_id) is not None
+
+    def _carried_secret(self, communication: Communication) -> bool:
+        """The communication is one of Sealpost's own with a single-use link or code."""
+        timeline = self.communications.timeline(communication.tenant_id, communication.id)
+        return accepted_with_secret((e.event, e.record) for e in timeline)
 
     def _by_headers(
         self, facts: MessageFacts, mail_from: str
@@ -135,6 +142,11 @@ class ReplyIntake:
                 reply["automatic_reason"] = reason
             if facts.defects:
                 reply["mime_defects"] = list(facts.defects)
+            content = facts.content
+            if self._carried_secret(communication):
+                # a reply may be just the code: no part's digest (a million tries), as for
+                # the code email itself; the whole message's digest stays
+                content = replace(content, parts=())
             record = new_record(
                 tenant_id=communication.tenant_id,
                 event="ReplyReceived",
@@ -148,7 +160,7 @@ class ReplyIntake:
                 ),
                 recipient=Party(communication.sender),
                 application_identifier=facts.message_id,
-                content=facts.content,
+                content=content,
                 details={"reply": reply, "smtp": dict(smtp)},
             )
             records.append(record)
