@@ -269,8 +269,8 @@ def sms_opt_outs(
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> OptOutPage:
     """Numbers that answered an opt-out keyword (STOP, BAJA, ...) to one of the tenant's
-    SMS, by number.
-    ``POST /v1/sms`` with ``respect_opt_out: true`` refuses them (409 ``sms_opted_out``)."""
+    SMS, by number.  ``POST /v1/sms`` with ``respect_opt_out: true`` refuses them (409
+    ``sms_opted_out``)."""
     found = _replies(parts).opt_outs(tenant.id, limit + 1, after or None)
     page = found[:limit]
     return OptOutPage(
