@@ -147,3 +147,60 @@ def test_an_answer_from_an_unknown_number_or_a_receipt_looking_text_is_not_kept(
     assert _acknowledged(sms_env, forged) == 0
     with sms_env.sp.engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(sms_replies)).scalar() == 0
+
+
+def test_the_usual_stop_keywords_and_their_spellings_opt_out() -> None:
+    # the carriers' standard set (CTIA: STOP, STOPALL, UNSUBSCRIBE, CANCEL, END, QUIT; and
+    # OPTOUT, REVOKE), quoted, full-width (a phone's other keyboard) or with a trailing "!"
+    for text, keyword in (
+        ("STOPALL", "STOPALL"),
+        ("Unsubscribe", "UNSUBSCRIBE"),
+        ("cancel", "CANCEL"),
+        ("End", "END"),
+        ("quit!", "QUIT"),
+        ("OPTOUT", "OPTOUT"),
+        ("opt-out", "OPTOUT"),
+        ("opt out", "OPTOUT"),
+        ("Revoke", "REVOKE"),
+        ('"STOP"', "STOP"),
+        ("«Baja»", "BAJA"),
+        ("ＳＴＯＰ", "STOP"),
+        ("Stop\n", "STOP"),
+    ):
+        assert opt_out_keyword(text) == keyword, text
+    for text in ("stop calling me", "the end of the month", "cancel my debt?", "no"):
+        assert opt_out_keyword(text) is None, text
+
+
+def test_an_answer_two_tenants_could_own_goes_to_neither_and_stop_opts_out_of_both(
+    sms_env: SmsEnv,
+) -> None:
+    """Two tenants text the same debtor from the same (default) originator: the answer names
+    no tenant.  Its text must not reach the one who texted last (nor stop that tenant's
+    sequence); a STOP is honoured for both."""
+    other = sms_env.sp.tenants.create("globex")
+    other_auth = {
+        "Authorization": f"Bearer {sms_env.sp.tenants.issue_api_key(other.id, 't').secret}"
+    }
+    mine = sms_env.send(PHONE, "Acme: invoice 42 is overdue")
+    answer = sms_env.client.post(
+        "/v1/sms", json={"to": PHONE, "text": "Globex: invoice 7"}, headers=other_auth
+    )
+    assert answer.status_code == 201, answer.text
+    theirs = answer.json()["id"]
+    sms_env.wait_status(mine, "delivered")
+    sms_env.wait_status(theirs, "delivered")
+
+    key = sms_env.smsc.send_mo(PHONE, "Sealpost", "I paid Acme yesterday, my IBAN is ES91...")
+    assert _acknowledged(sms_env, key) == 0  # acknowledged: the SMSC does not resend it
+    with sms_env.sp.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(sms_replies)).scalar() == 0
+
+    sms_env.smsc.send_mo(PHONE, "Sealpost", "STOP")
+    (mine_reply,) = _wait_replies(sms_env, mine)
+    assert mine_reply["opt_out"] is True
+    listed = sms_env.client.get(f"/v1/sms/{theirs}/replies", headers=other_auth).json()
+    assert [r["opt_out"] for r in listed["items"]] == [True]
+    for auth in (sms_env.auth, other_auth):
+        opt_outs = sms_env.client.get("/v1/sms/opt-outs", headers=auth).json()["items"]
+        assert [o["phone"] for o in opt_outs] == [PHONE]

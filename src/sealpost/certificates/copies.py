@@ -100,8 +100,8 @@ def changes_in_words(changes: Mapping[str, Any]) -> list[str]:
     if isinstance(tracked, str):
         out.append(
             "open and click tracking was on, so the copy was made from the tracked copy "
-            f"(SHA-256 {tracked}, stated in the acceptance record): its HTML part has a 1x1 "
-            "image added and its http(s) links go through Sealpost's redirect"
+            f"(SHA-256 {tracked}, stated in the acceptance record, which says what tracking "
+            "changed in its HTML part; see Non-essential tracking)"
         )
     return out
 

@@ -207,6 +207,16 @@ def _copies(pdf: SealpostPages, d: CertificateData) -> None:
         + (", not embedded." if d.access_secret else f", embedded as {EML_NAME}."),
         size=8.5,
     )
+    captured = _reply_capture(d)
+    if captured is not None:
+        pdf.paragraph(
+            "Reply capture was on: before sealing it, Sealpost added the Reply-To field (the "
+            "sender's reply address and this communication's own reply address, so that "
+            "answers are recorded), so the received digest above is of the message with that "
+            "field. The bytes as the sender submitted them, without it, have SHA-256 "
+            f"{captured}.",
+            size=8.5,
+        )
     for copy in copies:
         pdf.field("Delivered SHA-256", copy.sha256, mono=True)
         host = copy.remote_host or "the next hop"
@@ -273,23 +283,52 @@ def _event(pdf: SealpostPages, event: CertificateEvent, n: int, name: str | None
     pdf.rule()
 
 
+def _reply_capture(d: CertificateData) -> str | None:
+    """The SHA-256 of the sender's own bytes when Sealpost added a Reply-To before sealing."""
+    for e in d.events:
+        message = e.details.get("message") if e.event == "SubmissionAcceptance" else None
+        if isinstance(message, Mapping) and message.get("reply_capture") is True:
+            submitted = message.get("submitted_sha256")
+            return submitted if isinstance(submitted, str) else "not recorded"
+    return None
+
+
+def _tracked_copy(tracking: Mapping[str, Any] | None) -> str:
+    """What the tracked copy changed, as its acceptance record states (nothing more)."""
+    if tracking is None:
+        return "the copy delivered was a tracked copy."
+    changed = []
+    if tracking.get("pixel") is True:
+        changed.append("had a 1x1 image in its HTML part")
+    links = tracking.get("links")
+    if isinstance(links, int) and links > 0:
+        noun = "web link" if links == 1 else "web links"
+        changed.append(f"sent {links} {noun} of its HTML part through Sealpost's redirect")
+    if not changed:
+        return "the copy delivered was a tracked copy."
+    return f"the copy delivered {' and '.join(changed)}."
+
+
 def _tracking(
     pdf: SealpostPages,
     d: CertificateData,
     events: list[tuple[CertificateEvent, int, str | None]],
 ) -> None:
     """Open and click tracking apart from the timeline: it proves no reading."""
-    tracked = any(
-        e.event == "SubmissionAcceptance" and isinstance(e.details.get("tracking"), Mapping)
-        for e in d.events
+    tracked = next(
+        (
+            e.details["tracking"]
+            for e in d.events
+            if e.event == "SubmissionAcceptance" and isinstance(e.details.get("tracking"), Mapping)
+        ),
+        None,
     )
-    if not tracked and not events:
+    if tracked is None and not events:
         return
     pdf.heading("Non-essential tracking")
     pdf.paragraph(
-        "The sender had open and click tracking on for this message: the copy delivered had a "
-        "1x1 image in its HTML part and its web links went through Sealpost's redirect. The "
-        "events below record that the image was fetched or a link was followed. They are "
+        f"The sender had open and click tracking on for this message: {_tracked_copy(tracked)} "
+        "The events below record that the image was fetched or a link was followed. They are "
         "non-essential and are never proof that the recipient read the message: mail clients "
         "and their image proxies preload images, and security scanners follow every link, "
         "often within seconds of delivery (those are marked likely automated). Fetches of the "

@@ -89,10 +89,16 @@ def summarize(entry: TimelineEntry) -> str:
         reply = details.get("reply") or {}
         sender = record.get("sender", {}).get("address")
         kind = "An automatic answer (not a reply)" if reply.get("automatic") else "A reply"
+        smtp = details.get("smtp") or {}
+        server = f" from the server {smtp['client_ip']}" if smtp.get("client_ip") else ""
+        helo = f" (HELO {str(smtp['helo'])[:80]})" if smtp.get("helo") else ""
+        # a From (and an envelope sender) is whatever the sending server wrote: say so
         return (
-            f"{kind} from {sender} reached Sealpost at {_when(entry.event_time)} "
-            f"(Message-ID {reply.get('message_id')}, SHA-256 "
-            f"{record.get('content', {}).get('sha256')}); a new message, kept as received"
+            f"{kind} giving its sender as {sender} reached Sealpost at "
+            f"{_when(entry.event_time)}{server}{helo}; that sender address is as the message "
+            "states it, not authenticated (Message-ID "
+            f"{reply.get('message_id')}, SHA-256 {record.get('content', {}).get('sha256')}); "
+            "a new message, kept as received"
         )
     if reasons:
         return "; ".join(r.get("text", "") for r in reasons)

@@ -268,8 +268,9 @@ def sms_opt_outs(
     ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> OptOutPage:
-    """Numbers that answered STOP (BAJA, ARRET, STOPP) to one of the tenant's SMS, by number.
-    ``POST /v1/sms`` with ``respect_opt_out: true`` refuses them (409 ``sms_opted_out``)."""
+    """Numbers that answered an opt-out keyword (STOP, BAJA, ...) to one of the tenant's
+    SMS, by number.  ``POST /v1/sms`` with ``respect_opt_out: true`` refuses them (409
+    ``sms_opted_out``)."""
     found = _replies(parts).opt_outs(tenant.id, limit + 1, after or None)
     page = found[:limit]
     return OptOutPage(

@@ -64,7 +64,8 @@ KINDS: tuple[EventKind, ...] = (
     EventKind(
         "sealpost.sms.opted_out",
         "sms",
-        "The recipient answered STOP, BAJA, ARRET or STOPP: the number is on the tenant's "
+        "The recipient answered an opt-out keyword (STOP, UNSUBSCRIBE, BAJA...): the number "
+        "is on the tenant's "
         "opt-out list (ReplyReceived with opt_out: true).",
     ),
 )

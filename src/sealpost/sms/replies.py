@@ -5,7 +5,11 @@ number it was sent to (``destination_addr``).  It is matched to the newest SMS s
 handset whose originator is that destination, else to the newest SMS sent to the handset at
 all (operators often deliver answers to a shared long number whatever the sender id was).
 That SMS's tenant owns the answer; an answer to a number Sealpost never texted is
-acknowledged and dropped (logged), so the operator does not resend it forever.
+acknowledged and dropped (logged), so the operator does not resend it forever.  When the SMS
+so matched belong to more than one tenant (two tenants texted the handset from the same
+originator, the default one say), the answer names none of them: it is dropped the same way
+(its text must not reach, nor stop the sequence of, whichever texted last), except an
+opt-out, which each of those tenants records on its own newest SMS.
 
 The answer is stored with the operator's PDU body exactly as received, and a
 ``urn:sealpost:event:ReplyReceived`` record goes on the SMS it answers (an answer is a new
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import unicodedata
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -33,14 +38,35 @@ from sealpost.sms.repository import SmsRepository
 
 log = get_logger(__name__)
 
-OPT_OUT_KEYWORDS = ("STOP", "BAJA", "ARRET", "ARRÊT", "STOPP")
-"""English, Spanish, French (with and without the accent), German/Scandinavian."""
+OPT_OUT_KEYWORDS = (
+    "STOP",
+    "STOPALL",
+    "UNSUBSCRIBE",
+    "CANCEL",
+    "END",
+    "QUIT",
+    "OPTOUT",
+    "REVOKE",
+    "BAJA",
+    "ARRET",
+    "ARRÊT",
+    "STOPP",
+)
+"""The carriers' standard English set (CTIA: STOP, STOPALL, UNSUBSCRIBE, CANCEL, END, QUIT;
+with OPTOUT and REVOKE), Spanish, French (with and without the accent), German/Scandinavian."""
+
+_QUOTES = "\"'`“”‘’«»„‹›()[]"
 
 
 def opt_out_keyword(text: str) -> str | None:
-    """The keyword when the whole text (trimmed, case ignored, a final ``.`` or ``!`` too) is
-    one of :data:`OPT_OUT_KEYWORDS`; else None (``stop calling me at work`` is a reply)."""
-    word = text.strip().rstrip(".!").strip().upper()
+    """The keyword when the whole text is one of :data:`OPT_OUT_KEYWORDS`: trimmed, case
+    ignored, compatibility forms folded (NFKC: full-width letters), quotes and a final ``.``
+    or ``!`` ignored, ``OPT-OUT`` / ``OPT OUT`` read as OPTOUT; else None (``stop calling me
+    at work`` is a reply)."""
+    word = unicodedata.normalize("NFKC", text).strip().rstrip(".!").strip().strip(_QUOTES)
+    word = word.strip().rstrip(".!").strip().upper()
+    if word in ("OPT-OUT", "OPT OUT"):
+        word = "OPTOUT"
     return word if word in OPT_OUT_KEYWORDS else None
 
 
@@ -74,12 +100,34 @@ class SmsReplies:
             log.info("sms.reply_unmatched", provider=message.provider)
             return
         wanted = _plain(message.destination)
-        sms_id = next((i for i, sender in candidates if _plain(sender) == wanted), None)
-        sms = self.sms.get(sms_id or candidates[0][0])
+        by_originator = [c for c in candidates if _plain(c[1]) == wanted]
+        matched = by_originator or candidates
+        keyword = opt_out_keyword(message.text)
+        newest: dict[str, str] = {}  # tenant id -> its newest matching SMS
+        for sms_id, _, tenant_id in matched:
+            newest.setdefault(tenant_id, sms_id)
+        if len(newest) > 1 and keyword is None:
+            # Several tenants texted this handset from that originator: the answer names
+            # none of them.  Its text must not reach (nor stop the sequence of) whichever
+            # texted last; acknowledged and dropped, as an answer from a stranger is.
+            log.warning("sms.reply_ambiguous", provider=message.provider, tenants=len(newest))
+            return
+        # a STOP that could be for several tenants is honoured by each of them
+        for sms_id in newest.values():
+            self._keep(message, phone, sms_id, keyword, "originator" if by_originator else "number")
+
+    def _keep(
+        self,
+        message: InboundSms,
+        phone: str,
+        sms_id: str,
+        keyword: str | None,
+        matched_by: str,
+    ) -> None:
+        sms = self.sms.get(sms_id)
         if sms is None:
             return
         now = self.clock()
-        keyword = opt_out_keyword(message.text)
         reply_id = str(uuid.uuid4())
         data = message.text.encode("utf-8")
         text_sha256 = hashlib.sha256(data).hexdigest()
@@ -88,7 +136,7 @@ class SmsReplies:
             "reply_id": reply_id,
             "provider": message.provider,
             "destination": message.destination,
-            "matched_by": "originator" if sms_id else "number",
+            "matched_by": matched_by,
             "raw_sha256": raw_sha256,
             "opt_out": keyword is not None,
             "automatic": False,

@@ -47,17 +47,18 @@ class SmsReplyRepository:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def latest_to(self, phone: str) -> list[tuple[str, str]]:
-        """(id, sender) of the newest SMS sent to ``phone`` (any tenant), newest first."""
+    def latest_to(self, phone: str) -> list[tuple[str, str, str]]:
+        """(id, sender, tenant id) of the newest SMS sent to ``phone`` (any tenant), newest
+        first."""
         m = sms_messages.c
         query = (
-            select(m.id, m.sender)
+            select(m.id, m.sender, m.tenant_id)
             .where(m.recipient == phone)
             .order_by(m.submitted_at.desc(), m.id.desc())
             .limit(20)
         )
         with self.engine.connect() as conn:
-            return [(r.id, r.sender) for r in conn.execute(query)]
+            return [(r.id, r.sender, r.tenant_id) for r in conn.execute(query)]
 
     def store(
         self,

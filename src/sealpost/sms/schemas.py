@@ -110,7 +110,9 @@ class SmsReplyOut(BaseModel):
     destination: str = Field(description="The number or sender id it answered to.")
     text: str
     text_sha256: str = Field(description="SHA-256 of the text in UTF-8 (the record's content).")
-    opt_out: bool = Field(description="The text was STOP, BAJA, ARRET or STOPP.")
+    opt_out: bool = Field(
+        description="The text was an opt-out keyword (STOP, UNSUBSCRIBE, BAJA...)."
+    )
     provider: str
     raw_sha256: str = Field(description="SHA-256 of the operator's PDU or request body.")
     record_id: str

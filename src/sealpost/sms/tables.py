@@ -136,4 +136,4 @@ sms_opt_outs = Table(
     Column("sms_id", String(36), nullable=False),
     Column("reply_id", String(36), nullable=False),
 )
-"""Numbers that answered STOP (or BAJA, ARRET, STOPP) to a tenant's SMS (migration 0018)."""
+"""Numbers that answered an opt-out keyword (STOP, BAJA, ...) to a tenant's SMS (migration 0018)."""

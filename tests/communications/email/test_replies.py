@@ -8,6 +8,7 @@ import smtplib
 import uuid
 from email import message_from_bytes
 from email.utils import getaddresses
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -124,7 +125,10 @@ def test_a_reply_to_the_reply_address_is_kept_byte_for_byte_with_evidence_and_ev
     timeline = mail_env.sp.communications.timeline(mail_env.tenant_id, cid)
     entry = next(e for e in timeline if e.event == "ReplyReceived")
     record = entry.record
-    assert summarize(entry).startswith(f"A reply from {BOB} reached Sealpost at ")
+    line = summarize(entry)
+    assert line.startswith(f"A reply giving its sender as {BOB} reached Sealpost at ")
+    # anybody can write any From: the words say who connected, and that nothing proved it
+    assert "from the server 127.0.0.1" in line and "not authenticated" in line
     assert record["event"]["uri"] == "urn:sealpost:event:ReplyReceived"
     assert record["content"]["sha256"] == item["sha256"]
     assert record["sender"]["address"] == BOB
@@ -312,3 +316,113 @@ def test_each_recipient_gets_its_own_reply_address_and_a_return_path_tag_is_no_r
     verp_tag = bounces.address(cid).split("@")[0].rsplit(".", 1)[1]
     assert replies.communication(f"replies+{cid}.{verp_tag}@bounces.example") is None
     assert replies.communication(replies.address(cid)) == cid
+
+
+def test_another_tenant_reusing_a_message_id_neither_takes_nor_blocks_the_reply(
+    mail_env: MailEnv,
+) -> None:
+    """Message-IDs are the sender's choice: another tenant may send one with the same
+    Message-ID to someone else.  A reply by In-Reply-To from *our* recipient is ours; it goes
+    neither to that tenant nor nowhere (refused)."""
+    from sealpost.communications.email.submission import SubmissionRequest
+    from tests.support.mail import make_message
+
+    raw = make_message("Invoice 42", to=BOB)
+    mine = mail_env.sp.submissions.accept(
+        SubmissionRequest(
+            tenant_id=mail_env.tenant_id,
+            via="api",
+            mail_from="service@acme.test",
+            recipients=(BOB,),
+            raw=raw,
+            identification={"method": "test"},
+        )
+    ).communication_ids[0]
+    other = mail_env.sp.tenants.create("globex")
+    theirs = mail_env.sp.submissions.accept(
+        SubmissionRequest(
+            tenant_id=other.id,
+            via="api",
+            mail_from="service@acme.test",
+            recipients=(f"eve@{RECIPIENT_DOMAIN}",),
+            raw=raw,  # the same Message-ID, another recipient
+            identification={"method": "test"},
+        )
+    ).communication_ids[0]
+    c = mail_env.sp.communications.get(mine)
+    assert c is not None
+    code, answer = _inbound(mail_env, BOB, "replies@bounces.sealpost.test", _reply(c.message_id))
+    assert code == 250, answer
+    with mail_env.sp.engine.connect() as conn:
+        rows = conn.execute(
+            select(communication_replies.c.communication_id, communication_replies.c.tenant_id)
+        ).all()
+    assert [tuple(r) for r in rows] == [(mine, mail_env.tenant_id)]
+    assert theirs != mine
+
+
+def test_the_certificate_says_sealpost_added_the_reply_to_and_names_the_senders_own_bytes(
+    mail_env: MailEnv, mail_client: TestClient, mail_key: dict[str, str], tmp_path: Path
+) -> None:
+    """With capture, original.eml is the message *with* the Reply-To Sealpost added: the
+    sender's own copy (SMTP) does not hash to it, so the record states the sender's bytes'
+    SHA-256 too and the certificate says which field was added, never "as submitted"."""
+    from tests.certificates.support import poppler
+    from tests.communications.tracking.test_open_click_tracking import issue_certificate
+    from tests.support.mail import make_message, submit
+
+    _capture_on(mail_client, mail_key)
+    raw = make_message("Invoice 43", to=BOB)
+    code, answer = submit(mail_env, raw, [BOB])
+    assert code == 250, answer
+    (c,) = mail_env.sp.communications.find_by_message_id("<Invoice-43@acme.test>")
+    mail_env.wait_status(c.id, "delivered")
+    acceptance = next(
+        e.record
+        for e in mail_env.sp.communications.timeline(mail_env.tenant_id, c.id)
+        if e.event == "SubmissionAcceptance"
+    )
+    message = acceptance["details"]["message"]
+    assert message["reply_capture"] is True
+    assert message["submitted_sha256"] == hashlib.sha256(raw).hexdigest()
+    assert acceptance["content"]["sha256"] != message["submitted_sha256"]
+
+    path = tmp_path / "certificate.pdf"
+    path.write_bytes(issue_certificate(mail_env, c.id))
+    result = poppler("pdftotext", path, "-")
+    assert result.returncode == 0, result.stderr
+    text = " ".join(result.stdout.split())
+    assert "Sealpost added the Reply-To field" in text, text
+    assert message["submitted_sha256"] in text.replace(" ", "") or (
+        message["submitted_sha256"][:32] in text.replace(" ", "")
+    )
+
+
+def test_a_reply_to_a_code_email_seals_no_digest_of_its_parts(mail_env: MailEnv) -> None:
+    """A reply to one of Sealpost's code emails may be just the code: its text part's SHA-256
+    in a record the tenant reads would give the code away in a million tries.  As for the
+    code email itself, the record keeps the whole message's digest only."""
+    cid = mail_env.sp.certified_mailer.send(
+        tenant_id=mail_env.tenant_id,
+        sender="service@acme.test",
+        to=BOB,
+        subject="Your pickup code",
+        text="Your code is 482913.",
+        identification={"method": "pickup"},
+        details={},
+        access_secret=True,
+    )
+    c = mail_env.wait_status(cid, "delivered")
+    raw = _reply(c.message_id, subject="Re: Your pickup code", body="482913\r\n")
+    code, answer = _inbound(mail_env, BOB, "replies@bounces.sealpost.test", raw)
+    assert code == 250, answer
+    entry = next(
+        e
+        for e in mail_env.sp.communications.timeline(mail_env.tenant_id, cid)
+        if e.event == "ReplyReceived"
+    )
+    content = entry.record["content"]
+    assert content["sha256"] == hashlib.sha256(raw).hexdigest()
+    assert not content.get("parts"), content
+    code_digest = hashlib.sha256(b"482913\r\n").hexdigest()
+    assert code_digest not in str(entry.record)

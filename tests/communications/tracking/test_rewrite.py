@@ -111,3 +111,43 @@ def test_urls_that_cannot_be_followed_safely_are_not_tracked() -> None:
     assert link_target("https:///nohost") is None
     assert link_target("ftp://a.test/") is None
     assert link_target("HTTPS://A.test/ok") == "HTTPS://A.test/ok"
+
+
+def test_an_attached_email_is_never_rewritten() -> None:
+    """A forwarded or attached message (message/rfc822) is a document the sender attached:
+    its HTML gets no pixel and its links stay its own, whatever its parts' dispositions."""
+    inner = EmailMessage()
+    inner["From"] = "bank@bank.test"
+    inner["To"] = "offers@acme.test"
+    inner["Subject"] = "Statement"
+    inner.set_content("See https://bank.test/statement\n")
+    inner.add_alternative(
+        '<html><body><a href="https://bank.test/statement">statement</a></body></html>\n',
+        subtype="html",
+    )
+    outer = EmailMessage()
+    outer["From"] = "Acme <offers@acme.test>"
+    outer["To"] = "ana@recipient.test"
+    outer["Subject"] = "Offer 42"
+    outer.set_content("Plain\n")
+    outer.add_alternative(
+        '<html><body><a href="https://shop.acme.test/offer">go</a></body></html>\n',
+        subtype="html",
+    )
+    outer.add_attachment(inner)  # message/rfc822, Content-Disposition: attachment
+    raw = outer.as_bytes(policy=SMTP)
+    tracked = rewrite_message(raw, pixel_url=PIXEL, link_url=_link)
+    assert tracked is not None
+    assert [k.url for k in tracked.links] == ["https://shop.acme.test/offer"]
+    assert tracked.raw.count(b"PIXELTOKEN") == 1
+    attached = inner.as_bytes(policy=SMTP)
+    body = attached.partition(b"\r\n\r\n")[2]
+    assert body and body in tracked.raw  # the attached message, byte for byte
+    # an attached message alone (no HTML of the sender's own) is left as it is
+    forward = EmailMessage()
+    forward["From"] = "Acme <offers@acme.test>"
+    forward["To"] = "ana@recipient.test"
+    forward["Subject"] = "Fwd: Statement"
+    forward.set_content("Forwarded below.\n")
+    forward.add_attachment(inner)
+    assert rewrite_message(forward.as_bytes(policy=SMTP), pixel_url=PIXEL, link_url=_link) is None

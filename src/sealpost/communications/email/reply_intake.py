@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 from typing import Any
 
+from sealpost.certificates.secrets import accepted_with_secret
 from sealpost.communications.email.mime import MessageFacts, describe_message, header_section
 from sealpost.communications.email.replies import ReplyAddresses, automatic_reason
 from sealpost.communications.reply_repository import ReplyRepository
@@ -77,6 +79,11 @@ class ReplyIntake:
             return None
         return self.communications.get(communication_id) is not None
 
+    def _carried_secret(self, communication: Communication) -> bool:
+        """The communication is one of Sealpost's own with a single-use link or code."""
+        timeline = self.communications.timeline(communication.tenant_id, communication.id)
+        return accepted_with_secret((e.event, e.record) for e in timeline)
+
     def _by_headers(
         self, facts: MessageFacts, mail_from: str
     ) -> tuple[list[Communication], str | None]:
@@ -86,10 +93,12 @@ class ReplyIntake:
         wanted += [(r, "references") for r in reversed(facts.references[-MAX_REFERENCES:])]
         for message_id, how in wanted:
             found = self.communications.find_by_message_id(message_id or "")
-            if len({c.tenant_id for c in found}) > 1:
+            # only this reply's author's communications: another tenant may well have sent
+            # a message with the same Message-ID (the sender's choice) to someone else
+            chosen = [c for c in found if c.recipient.lower() in senders]
+            if len({c.tenant_id for c in chosen}) > 1:
                 log.warning("reply.ambiguous_message_id", message_id=message_id)
                 continue
-            chosen = [c for c in found if c.recipient.lower() in senders]
             if chosen:
                 return chosen[:1], how
         return [], None
@@ -133,6 +142,11 @@ class ReplyIntake:
                 reply["automatic_reason"] = reason
             if facts.defects:
                 reply["mime_defects"] = list(facts.defects)
+            content = facts.content
+            if self._carried_secret(communication):
+                # a reply may be just the code: no part's digest (a million tries), as for
+                # the code email itself; the whole message's digest stays
+                content = replace(content, parts=())
             record = new_record(
                 tenant_id=communication.tenant_id,
                 event="ReplyReceived",
@@ -146,7 +160,7 @@ class ReplyIntake:
                 ),
                 recipient=Party(communication.sender),
                 application_identifier=facts.message_id,
-                content=facts.content,
+                content=content,
                 details={"reply": reply, "smtp": dict(smtp)},
             )
             records.append(record)

@@ -15,6 +15,7 @@ If a batch fails, each submission is retried alone, so one bad submission cannot
 
 from __future__ import annotations
 
+import hashlib
 import queue
 import threading
 import uuid
@@ -317,6 +318,8 @@ class SubmissionService:
         keep = (existing_reply_to(request.raw) or facts.from_address) if capture else None
         if capture:
             message_details["reply_capture"] = True
+            # content is the message with the Reply-To added; the sender's own bytes differ
+            message_details["submitted_sha256"] = hashlib.sha256(request.raw).hexdigest()
         tracking = self._tracking_choice(request, facts, pickup_options is not None, secret)
         rows, records, ids, raws, tracked_copies = [], [], [], [], []
         for recipient in request.recipients:
@@ -427,9 +430,13 @@ class SubmissionService:
         self, request: SubmissionRequest, facts: MessageFacts, pickup: bool, secret: bool
     ) -> Choice | None:
         """The tenant's tracking choice when this message may be tracked: a direct email with
-        an HTML part, not one of Sealpost's own, not one carrying an access secret (a
-        plain-text-only message is never rewritten, so its tenant's choice is not read)."""
+        an HTML part, not one of Sealpost's own, not one carrying an access secret, not one
+        certified by address rewriting (its own server's DKIM signature must reach the
+        recipient intact), submitted over SMTP or the API (a plain-text-only message is never
+        rewritten, so its tenant's choice is not read)."""
         if self.tracking is None or not request.tracking or pickup:
+            return None
+        if request.via not in ("smtp", "api"):
             return None
         if secret or not facts.content.parts:
             return None

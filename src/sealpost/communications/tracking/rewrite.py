@@ -1,6 +1,7 @@
 """The tracked copy of a message: a 1×1 image and redirected links in its HTML part.
 
-Pure (no I/O).  Only a leaf ``text/html`` part that is not an attachment is rewritten; a
+Pure (no I/O).  Only a leaf ``text/html`` part that is not an attachment, nor inside an
+attached or forwarded message (``message/rfc822``), is rewritten; a
 plain-text-only message, or one whose HTML cannot be decoded with its charset, comes back
 unchanged (``None``): tracking is never guessed into a text part.  Each other part, and every
 header field, is written back as received (:func:`~sealpost.communications.email.mime.
@@ -136,15 +137,30 @@ def rewrite_html(
     return text, links, pixel
 
 
+def _attached(part: Message) -> bool:
+    disposition = str(part.get("Content-Disposition", "")).split(";")[0].strip().lower()
+    return disposition == "attachment"
+
+
 def _html_parts(msg: Message) -> list[Message]:
-    out = []
-    for part in msg.walk():
-        if part.is_multipart() or part.get_content_type() != "text/html":
-            continue
-        disposition = str(part.get("Content-Disposition", "")).split(";")[0].strip().lower()
-        if disposition == "attachment":
-            continue
-        out.append(part)
+    """The sender's own HTML parts: never one inside an attached or forwarded message
+    (``message/*``) or under an attachment, which are documents to deliver as they are."""
+    out: list[Message] = []
+
+    def visit(part: Message) -> None:
+        if _attached(part):
+            return
+        if part.is_multipart():
+            if part.get_content_maintype() == "message":  # message/rfc822, /global...
+                return
+            for child in part.get_payload():
+                if isinstance(child, Message):
+                    visit(child)
+            return
+        if part.get_content_type() == "text/html":
+            out.append(part)
+
+    visit(msg)
     return out
 
 

@@ -142,6 +142,15 @@ class TrackingService:
         if rewritten.pixel:
             row(OPEN, pixel_token, None, None)
         digest = hashlib.sha256(rewritten.raw).hexdigest()
+        changed = []  # only what was done: opens alone redirect no link, and so on
+        if rewritten.pixel:
+            changed.append("its HTML part has a 1x1 image")
+        if rewritten.links:
+            count = len(rewritten.links)
+            changed.append(
+                f"{count} http(s) link{'s' if count != 1 else ''} of its HTML part "
+                f"{'go' if count != 1 else 'goes'} through Sealpost's redirect"
+            )
         evidence = {
             "opens": choice.opens,
             "clicks": choice.clicks,
@@ -150,8 +159,7 @@ class TrackingService:
             "tracked_sha256": digest,
             "tracked_size": len(rewritten.raw),
             "note": "content is the message as submitted; the copy transmitted is the tracked "
-            "copy (tracked_sha256): its HTML part has a 1x1 image and its http(s) links go "
-            "through Sealpost's redirect; " + NON_ESSENTIAL,
+            f"copy (tracked_sha256): {' and '.join(changed)}; " + NON_ESSENTIAL,
         }
         return TrackedCopy(rewritten.raw, digest, tuple(rows), evidence)
 
