@@ -932,6 +932,7 @@ class Sealpost:
             SequenceMessenger(self.certified_mailer, lambda: self.sms),
             public_url=self.settings.resolved_public_url,
             clock=lambda: self.clock(),
+            calendars=lambda tenant_id, code: self.deadlines.calendar(tenant_id, code),
         )
 
     @cached_property

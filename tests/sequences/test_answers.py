@@ -142,9 +142,10 @@ def test_an_email_reply_stops_the_sequence_and_an_out_of_office_does_not(
     assert report.status_code == 200, report.text
     text = _pdf_text(report.content, tmp_path)
     assert message_id in text
-    assert "Stop cause a reply from the person was received" in text
+    assert "Stop cause an answer to a step's message reached Sealpost" in text
     assert "an automatic answer (out-of-office or similar) to this message was kept" in text
-    assert "the recipient answered this message; the answer was kept" in text
+    assert "an answer to this message reached Sealpost and was kept" in text
+    assert "the recipient answered" not in text  # an email's From is not authenticated
 
     stats = _stats(env, sequence_id)
     assert (stats["stopped"], stats["replied"], stats["opted_out"], stats["paid"]) == (1, 1, 0, 0)
@@ -174,7 +175,7 @@ def test_stop_by_sms_opts_out_a_plain_sms_step_of_another_sequence_not_a_certifi
     report = env.client.get(f"/v1/sequences/enrolments/{enrolment_id}/report.pdf", headers=env.auth)
     text = _pdf_text(report.content, tmp_path)
     assert "Stop cause the person opted out (the opt-out link, or an opt-out keyword" in text
-    assert "answered this SMS with an opt-out keyword (STOP)" in text
+    assert "number with an opt-out keyword (STOP) reached Sealpost" in text
     stats = _stats(env, first)
     assert (stats["stopped"], stats["opted_out"], stats["replied"]) == (1, 1, 0)
 

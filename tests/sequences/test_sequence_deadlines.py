@@ -99,3 +99,41 @@ def test_the_steps_email_carries_the_rule_and_its_term_starts_on_delivery(
     assert report.status_code == 200, report.text
     text = _pdf_text(report.content, tmp_path)
     assert "ES-CT" in text and "10-business-day" in text
+
+
+def test_business_day_delays_skip_the_tenants_own_days(seq_env: SeqEnv) -> None:
+    """A step's business-day delay counts on the same calendar as the tenant's legal terms:
+    its local holidays and closure days do not count."""
+    env = seq_env
+    definition = {
+        "name": "Dos pasos",
+        "sender": {"email": "cobros@acme.test"},
+        "steps": [
+            {"channel": "email", "template": _template("Aviso", "Aviso")},
+            {
+                "channel": "email",
+                "template": _template("Segundo aviso", "Segundo aviso"),
+                "delay": {"amount": 1, "unit": "business_days", "calendar": "ES-MD"},
+            },
+        ],
+    }
+    sequence_id = _create(env, definition)
+
+    def second_step_day() -> str:
+        answer = env.client.post(
+            f"/v1/sequences/{sequence_id}/enrolments", json=PERSON, headers=env.auth
+        )
+        assert answer.status_code == 201, answer.text
+        timeline = env.client.get(
+            f"/v1/sequences/enrolments/{answer.json()['id']}/timeline", headers=env.auth
+        ).json()
+        return str(timeline["steps"][1]["planned_at"])[:10]
+
+    assert second_step_day() == "2026-03-03"  # Monday 2 March + 1 business day
+    put = env.client.put(
+        "/v1/calendars/ES-MD/days",
+        json={"days": [{"date": "2026-03-03", "name": "Office closed", "kind": "closure"}]},
+        headers=env.auth,
+    )
+    assert put.status_code == 200, put.text
+    assert second_step_day() == "2026-03-04"

@@ -379,7 +379,7 @@ def timeline_of(parts: SequencesParts, tenant_id: str, enrolment_id: str) -> dic
                         item["deadline"] = str(term["text"])
             previous = state.sent_at or state.due_at
         elif enrolment.status == "active" and previous is not None:
-            planned, due = plan(step, previous, tz)
+            planned, due = plan(step, previous, tz, service.calendar_of(tenant_id))
             item.update(status="planned", planned_at=_iso(planned), due_at=_iso(due))
             previous = due
         else:

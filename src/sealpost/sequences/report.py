@@ -151,12 +151,17 @@ EVENT_WORDS = {
 """What each event's record proves, in words that claim no more than it."""
 
 ANSWER_WORDS = {
-    "reply": "the recipient answered this message; the answer was kept",
+    "reply": (
+        "an answer to this message reached Sealpost and was kept (it gives the recipient's "
+        "address or number as its sender; an email's sender address is not authenticated)"
+    ),
     "automatic": (
         "an automatic answer (out-of-office or similar) to this message was kept; it is no "
         "answer from the person and stops nothing"
     ),
-    "opt_out": "the recipient answered this SMS with an opt-out keyword (STOP)",
+    "opt_out": (
+        "an answer from the recipient's number with an opt-out keyword (STOP) reached Sealpost"
+    ),
 }
 """What a ``ReplyReceived`` record shows, by the kind of answer its details record."""
 
@@ -185,10 +190,13 @@ _OUTCOMES = (
 
 STOP_WORDS = {
     "paid": "the debt was marked paid through the API",
-    "replied": "a reply from the person was received (an inbound message matched to the thread)",
-    "pickup_accepted": "the person accepted a registered message at pickup",
-    "pickup_rejected": "the person rejected a registered message at pickup",
-    "signed": "the person signed the document",
+    "replied": (
+        "an answer to a step's message reached Sealpost (an inbound message matched to it; an "
+        "email's sender address is not authenticated)"
+    ),
+    "pickup_accepted": "the identified recipient accepted a registered message at pickup",
+    "pickup_rejected": "the identified recipient rejected a registered message at pickup",
+    "signed": "the signature process named in the enrolment was completed",
     "opted_out": (
         "the person opted out (the opt-out link, or an opt-out keyword such as STOP answered "
         "to a step's SMS)"

@@ -40,7 +40,7 @@ from jinja2 import Environment, meta
 from sqlalchemy import Connection
 
 from sealpost.db.engine import write_transaction
-from sealpost.deadlines.calendars import calendar_for
+from sealpost.deadlines.calendars import BusinessCalendar, calendar_for
 from sealpost.errors import InvalidInput, SealpostError
 from sealpost.events.outbox import append_evidence
 from sealpost.ledger.records import EvidenceRecord, Party, Reason, Subject, new_record
@@ -107,14 +107,26 @@ class SequenceService:
         public_url: str,
         clock: Clock = utc_now,
         name: str = "sequences",
+        calendars: Callable[[str, str], BusinessCalendar] | None = None,
     ) -> None:
         self.repo = repo
+        self.calendars = calendars
+        """``(tenant, code)`` → the region's calendar with the tenant's own holidays and closure
+        days (``PUT /v1/calendars/{code}/days``), as its legal terms count them; None: the
+        public calendar only."""
         self.messenger = messenger
         self.public_url = public_url.rstrip("/")
         self.clock = clock
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{name}:{id(self):x}"
         self._sequences: dict[str, Sequence] = {}
         self._needs: dict[tuple[str, str], frozenset[str]] = {}
+
+    def calendar_of(self, tenant_id: str) -> Callable[[str], BusinessCalendar]:
+        """How this tenant's business days are counted (its own days on the region's)."""
+        calendars = self.calendars
+        if calendars is None:
+            return calendar_for
+        return lambda code: calendars(tenant_id, code)
 
     # -- definitions --------------------------------------------------------------------
 
@@ -237,7 +249,7 @@ class SequenceService:
             raise InvalidSequence("variables", f"missing {', '.join(missing)}")
         first = chosen.steps[0]
         language = item.language or first.template.fallback_language
-        planned, due = plan(first, now, tz)
+        planned, due = plan(first, now, tz, self.calendar_of(sequence.tenant_id))
         enrolment = Enrolment(
             id=enrolment_id,
             tenant_id=sequence.tenant_id,
@@ -412,9 +424,16 @@ class SequenceService:
         if current is None or current.status != ACTIVE:
             raise StepWithdrawn(f"enrolment {enrolment.id} is {current and current.status}")
         now = self.clock()
+        steps = sequence.definition.variant(enrolment.variant).steps
+        following: dict[str, Any] | None = None
+        if step.number < len(steps):  # planned before anything is written: may raise
+            nxt = steps[step.number]
+            planned, due = plan(
+                nxt, now, ZoneInfo(current.time_zone), self.calendar_of(current.tenant_id)
+            )
+            following = _step_row(current, nxt, planned, due)
         if not self.repo.mark_sent_in(conn, step.id, self.owner, message_type, message_id, now):
             raise StepWithdrawn(f"step {step.id} is no longer this sender's")
-        steps = sequence.definition.variant(enrolment.variant).steps
         records = [
             self._record(
                 current,
@@ -429,10 +448,8 @@ class SequenceService:
                 },
             )
         ]
-        if step.number < len(steps):
-            nxt = steps[step.number]
-            planned, due = plan(nxt, now, ZoneInfo(current.time_zone))
-            self.repo.insert_step_in(conn, _step_row(current, nxt, planned, due))
+        if following is not None:
+            self.repo.insert_step_in(conn, following)
         else:
             self.repo.set_status_in(conn, current.id, COMPLETED, now)
             records.append(
@@ -585,10 +602,16 @@ class SequenceService:
 # -- pure helpers -----------------------------------------------------------------------
 
 
-def plan(step: Step, previous: datetime, tz: ZoneInfo) -> tuple[datetime, datetime]:
-    """The step's time after its delay, and the first moment of its window from then."""
+def plan(
+    step: Step,
+    previous: datetime,
+    tz: ZoneInfo,
+    calendars: Callable[[str], BusinessCalendar] = calendar_for,
+) -> tuple[datetime, datetime]:
+    """The step's time after its delay, and the first moment of its window from then;
+    business days on ``calendars(code)`` (the tenant's own days included)."""
     code = step.delay.calendar
-    calendar = calendar_for(code) if step.delay.unit == "business_days" and code else None
+    calendar = calendars(code) if step.delay.unit == "business_days" and code else None
     planned = due_after(previous, step.delay, tz, calendar)
     return planned, next_window(planned, step.window, tz)
 
