@@ -115,7 +115,7 @@ def test_tenants_only_see_their_own_events(
         ({"after": "abc"}, "cursor"),
         ({"after": "-1"}, "cursor"),
         (
-            {"type": "sealpost.communication.opened"},
+            {"type": "sealpost.communication.nope"},
             "type.0: must be one of sealpost.communication.accepted",
         ),
         ({"limit": 0}, "limit"),
