@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import http.server
 import shutil
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -60,10 +61,13 @@ def browser_page(chromium: Any) -> Iterator[Any]:
 class LiveServer:
     """An ASGI app served by uvicorn in a thread, on a given 127.0.0.1 port."""
 
-    def __init__(self, app: Any, port: int) -> None:
+    def __init__(self, app: Any, port: int, sock: socket.socket | None = None) -> None:
+        """``sock``: a socket already bound to ``port`` (held since the port was chosen, so
+        that no other server of the test takes it in between)."""
         config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
         self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        sockets = [sock] if sock is not None else None
+        self.thread = threading.Thread(target=lambda: self.server.run(sockets=sockets), daemon=True)
         self.url = f"http://127.0.0.1:{port}"
 
     def __enter__(self) -> LiveServer:

@@ -11,6 +11,7 @@ import hashlib
 import io
 import re
 import secrets
+import socket
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -31,7 +32,6 @@ from sealpost.certificates import verify_certificate_pdf
 from tests.certificates.support import poppler
 from tests.support.browser import LiveServer
 from tests.support.mail import RECIPIENT_DOMAIN, MailEnv, submit
-from tests.support.smtp_peer import free_port
 
 OFFER = "https://shop.acme.test/offer?id=42&u=7"
 HTML = (
@@ -43,8 +43,21 @@ WINDOW = 3.0
 
 
 @pytest.fixture
-def live_port() -> int:
-    return free_port()
+def live_socket() -> Iterator[socket.socket]:
+    """The live server's port, bound from the start: the SMTP servers the environment starts
+    afterwards cannot take it."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    try:
+        yield sock
+    finally:
+        sock.close()
+
+
+@pytest.fixture
+def live_port(live_socket: socket.socket) -> int:
+    return int(live_socket.getsockname()[1])
 
 
 @pytest.fixture
@@ -71,8 +84,9 @@ def key(mail_key: dict[str, str]) -> dict[str, str]:
 
 
 @pytest.fixture
-def live(mail_env: MailEnv, live_port: int) -> Iterator[LiveServer]:
-    with LiveServer(create_app(mail_env.sp, start_background=False), live_port) as server:
+def live(mail_env: MailEnv, live_port: int, live_socket: socket.socket) -> Iterator[LiveServer]:
+    app = create_app(mail_env.sp, start_background=False)
+    with LiveServer(app, live_port, sock=live_socket) as server:
         yield server
 
 
