@@ -46,7 +46,7 @@ from sealpost.deadlines.model import (
 from sealpost.deadlines.repository import DeadlineRepository
 from sealpost.deadlines.rules import ComputedDeadline, DeadlineRule, compute, zone_for
 from sealpost.errors import InvalidInput
-from sealpost.events.outbox import OutboxRepository
+from sealpost.events.outbox import OutboxRepository, StoredEvent
 from sealpost.ledger.records import Subject, format_time, new_record
 from sealpost.ledger.repository import TimelineEntry, timeline
 from sealpost.logging import get_logger
@@ -113,22 +113,15 @@ class DeadlineService:
     def follow_once(self) -> int:
         """Start the terms whose trigger events came since the cursor; returns how many events
         were read (0: nothing new)."""
-        position = self.outbox.cursor(CURSOR)
-        events = self.outbox.after(position, self.settings.batch)
-        if not events:
-            return 0
-        for event in events:
-            starts_from = TRIGGER_EVENTS.get(event.type)
-            if starts_from is None or event.record_id is None:
-                continue
-            subject_type, _, subject_id = event.subject.partition("/")
-            if subject_type != "communications":
-                continue
+        return self.outbox.follow(CURSOR, self.settings.batch, self._started_by)
+
+    def _started_by(self, event: StoredEvent) -> None:
+        starts_from = TRIGGER_EVENTS.get(event.type)
+        if starts_from is None or event.record_id is None:
+            return
+        subject_type, _, subject_id = event.subject.partition("/")
+        if subject_type == "communications":
             self._start(event.tenant_id, subject_id, event.record_id, starts_from)
-        last = events[-1].position
-        assert last is not None
-        self.outbox.advance_cursor(CURSOR, position, last)
-        return len(events)
 
     def _start(
         self, tenant_id: str, communication_id: str, trigger_record_id: str, starts_from: str

@@ -355,6 +355,23 @@ class OutboxRepository:
         with self.engine.connect() as conn:
             return [_stored(r) for r in conn.execute(query)]
 
+    def follow(self, name: str, limit: int, handle: Callable[[StoredEvent], None]) -> int:
+        """One round of an in-process follower (the sequences' stops, the deadlines' terms):
+        hand each of up to ``limit`` events after cursor ``name`` to ``handle``, then move the
+        cursor past them.  Returns how many were read; 0 also when another process moved the
+        cursor first (it handled the same events: handlers are idempotent)."""
+        position = self.cursor(name)
+        events = self.after(position, limit)
+        if not events:
+            return 0
+        for event in events:
+            handle(event)
+        last = events[-1].position
+        assert last is not None
+        if not self.advance_cursor(name, position, last):
+            return 0
+        return len(events)
+
     # -- retention ----------------------------------------------------------------------------
 
     def purge_before(self, cutoff: datetime, *, published_up_to: int | None = None) -> int:

@@ -124,20 +124,13 @@ class Follower:
                 return total
 
     def _round(self) -> int:
-        position = self.outbox.cursor(CURSOR)
-        events = self.outbox.after(position, self.batch)
-        if not events:
-            return 0
-        for event in events:
-            try:
-                self.handle(event)
-            except SealpostError as exc:
-                log.info("sequences.event_ignored", event_id=event.id, error=exc.message)
-        last = events[-1].position
-        assert last is not None
-        if not self.outbox.advance_cursor(CURSOR, position, last):
-            return 0  # another process followed the same events first
-        return len(events)
+        return self.outbox.follow(CURSOR, self.batch, self._handle_logged)
+
+    def _handle_logged(self, event: StoredEvent) -> None:
+        try:
+            self.handle(event)
+        except SealpostError as exc:
+            log.info("sequences.event_ignored", event_id=event.id, error=exc.message)
 
     def handle(self, event: StoredEvent) -> None:
         subject_id = event.subject.rsplit("/", 1)[-1]
