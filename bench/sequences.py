@@ -41,7 +41,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -51,6 +50,8 @@ from pydantic import SecretStr
 from sqlalchemy import bindparam, create_engine, func, select, text, update
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.sms import _schema_url
 
 from sealpost.app import Sealpost, build
 from sealpost.config import Settings
@@ -93,16 +94,6 @@ def _line(i: int) -> str:
             "variables": {"amount": f"{100 + i % 900}.50", "reference": f"F-{i}"},
         }
     )
-
-
-def _schema_url(base: str) -> tuple[str, str]:
-    schema = f"bench_seq_{uuid.uuid4().hex[:8]}"
-    engine = create_engine(base)
-    with engine.begin() as conn:
-        conn.execute(text(f"CREATE SCHEMA {schema}"))
-    engine.dispose()
-    sep = "&" if "?" in base else "?"
-    return f"{base}{sep}options=-csearch_path%3D{schema}", schema
 
 
 def _smsc_process(conn: Connection) -> None:
@@ -386,7 +377,7 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="sealpost-bench-seq-"))
     url, schema = (None, None)
     if args.database:
-        url, schema = _schema_url(args.database)
+        url, schema = _schema_url(args.database, "bench_seq")
     settings = Settings(
         _env_file=None,
         data_dir=workdir,

@@ -42,8 +42,9 @@ from sealpost.sms.tables import sms_messages
 from tests.support.smsc import SmscPeer
 
 
-def _schema_url(base: str) -> tuple[str, str]:
-    schema = f"bench_sms_{uuid.uuid4().hex[:8]}"
+def _schema_url(base: str, prefix: str = "bench_sms") -> tuple[str, str]:
+    """A fresh PostgreSQL schema (dropped by the caller after) and the URL that works in it."""
+    schema = f"{prefix}_{uuid.uuid4().hex[:8]}"
     engine = create_engine(base)
     with engine.begin() as conn:
         conn.execute(text(f"CREATE SCHEMA {schema}"))
