@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine
 
+import sealpost.archive
 import sealpost.communications
 import sealpost.sequences
 import sealpost.signatures
@@ -43,6 +44,8 @@ if TYPE_CHECKING:
     from cryptography import x509
 
     from sealpost.access.service import AccessService
+    from sealpost.archive.endpoints import ArchiveParts
+    from sealpost.archive.service import ArchiveService
     from sealpost.communications.certificates import CertificateService
     from sealpost.communications.contents import ContentStore
     from sealpost.communications.email.client_limits import SmtpClientLimits
@@ -91,7 +94,13 @@ if TYPE_CHECKING:
 
 log = get_logger(__name__)
 
-DOMAINS = (sealpost.communications, sealpost.signatures, sealpost.sms, sealpost.sequences)
+DOMAINS = (
+    sealpost.communications,
+    sealpost.signatures,
+    sealpost.sms,
+    sealpost.sequences,
+    sealpost.archive,
+)
 """The domains composed here; importing each registers its event kinds, so every process
 built here derives every domain's events, whatever part of it runs."""
 
@@ -970,6 +979,32 @@ class Sealpost:
     def start_sequences(self) -> None:
         """The sequences' scheduler (due steps) and follower (stops from other domains)."""
         self.supervisor.start(self.sequences_loops())
+
+    @cached_property
+    def archive_blobs(self) -> BlobStore:
+        """The archive's own blob namespace: a purge after retention removes only archive
+        blobs, never a communication's content with the same bytes."""
+        return BlobStore(self.settings.resolved_blob_dir / "archive")
+
+    @cached_property
+    def archive(self) -> ArchiveService:
+        """The mail archive: ingest once per tenant, threads, agents (issue 15)."""
+        from sealpost.archive.repository import ArchiveRepository
+        from sealpost.archive.service import ArchiveService
+
+        return ArchiveService(
+            ArchiveRepository(self.engine), self.archive_blobs, clock=lambda: self.clock()
+        )
+
+    @cached_property
+    def archive_parts(self) -> ArchiveParts:
+        from sealpost.archive.endpoints import ArchiveParts
+
+        domain = self.settings.resolved_bounce_domain
+        return ArchiveParts(
+            service=self.archive,
+            journal_address=lambda token: f"journal+{token}@{domain}",
+        )
 
     def pickup_loops(self) -> list[Loop]:
         from sealpost.pickup import tasks

@@ -83,6 +83,14 @@ class Unauthorized(SealpostError):
     title = "Missing or invalid credentials"
 
 
+class Forbidden(SealpostError):
+    """Authenticated, but this key's role may not do this (RFC 9110 §15.5.4)."""
+
+    status = 403
+    code = "forbidden"
+    title = "This key's role does not allow this"
+
+
 class NotFound(SealpostError):
     status = 404
     code = "not_found"

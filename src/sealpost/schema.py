@@ -8,6 +8,7 @@ checks that the two agree.
 from __future__ import annotations
 
 from sealpost.access import tables as access_tables
+from sealpost.archive import tables as archive_tables
 from sealpost.communications import tables as communications_tables
 from sealpost.communications.tracking import tables as tracking_tables
 from sealpost.db import tables as db_tables
@@ -34,6 +35,7 @@ DOMAIN_TABLES = (
     sms_tables,
     deadlines_tables,
     sequences_tables,
+    archive_tables,
 )
 
 __all__ = ["DOMAIN_TABLES", "metadata"]

@@ -54,6 +54,7 @@ PDFS = [
 
 
 schemathesis.serializer.alias("application/timestamp-query", "application/octet-stream")
+schemathesis.serializer.alias("message/rfc822", "application/octet-stream")
 
 
 @schemathesis.check

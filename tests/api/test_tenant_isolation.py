@@ -31,6 +31,9 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("post", "/v1/signatures/{process_id}/cancel"): {"reason": "taken over"},
     ("post", "/v1/sequences/{sequence_id}/preview"): {"language": "en"},
     ("post", "/v1/sequences/{sequence_id}/enrolments"): {"person": {"name": "Intruder"}},
+    ("post", "/v1/archive/threads/{thread_id}/assign"): {"reason": "taken over"},
+    ("patch", "/v1/archive/agents/{agent_id}"): {"disabled": True},
+    ("put", "/v1/archive/teams/{team_id}/members"): {"agent_ids": []},
 }
 
 
@@ -111,7 +114,30 @@ def _owned_objects(client: TestClient, key: dict[str, str], env: MailEnv) -> dic
         headers=key,
     )
     assert enrolment.status_code == 201, enrolment.text
+    archived = client.post(
+        "/v1/archive/messages",
+        content=b"From: Ann Owner <ann@customer.test>\r\nTo: care@acme.test\r\n"
+        b"Subject: Owner-only archived\r\n\r\nOwner-only text\r\n",
+        headers={**key, "Content-Type": "message/rfc822"},
+    )
+    assert archived.status_code == 201, archived.text
+    agent = client.post(
+        "/v1/archive/agents",
+        json={"email": "owner-agent@acme.test", "name": "Ann Owner", "role": "agent"},
+        headers=key,
+    )
+    assert agent.status_code == 201, agent.text
+    team = client.post(
+        "/v1/archive/teams",
+        json={"name": "Owner-only team", "agent_ids": [agent.json()["id"]]},
+        headers=key,
+    )
+    assert team.status_code == 201, team.text
     return {
+        "message_id": archived.json()["message"]["id"],
+        "thread_id": archived.json()["message"]["thread_id"],
+        "agent_id": agent.json()["id"],
+        "team_id": team.json()["id"],
         "sequence_id": sequence.json()["id"],
         "enrolment_id": enrolment.json()["id"],
         "sms_id": sms.json()["id"],
@@ -185,3 +211,7 @@ def test_no_route_reaches_another_tenants_object(
     assert delivery.status_code == 200
     enrolment = client.get(_fill("/v1/sequences/enrolments/{enrolment_id}", ids), headers=owner)
     assert enrolment.json()["status"] == "active"  # the intruder's paid and cancel changed nothing
+    agents = client.get("/v1/archive/agents", headers=owner).json()
+    assert [a["disabled_at"] for a in agents] == [None]  # the intruder's PATCH disabled nobody
+    teams = client.get("/v1/archive/teams", headers=owner).json()
+    assert [len(t["agent_ids"]) for t in teams] == [1]

@@ -26,7 +26,16 @@ def test_a_process_built_by_the_composition_root_knows_every_domain() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
     ).stdout.splitlines()
     assert out[0] == str(
-        ["communication", "enrolment", "signature_process", "sms", "submission", "webhook_endpoint"]
+        [
+            "archive_message",
+            "archive_thread",
+            "communication",
+            "enrolment",
+            "signature_process",
+            "sms",
+            "submission",
+            "webhook_endpoint",
+        ]
     )
     assert out[1] == "signatures communications sms"
 

@@ -15,7 +15,7 @@ from typing import Annotated
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
-from sealpost.errors import RateLimited
+from sealpost.errors import Forbidden, RateLimited
 from sealpost.ratelimit import RateLimiter, retry_after
 from sealpost.tenants.repository import Tenant, TenantRepository
 
@@ -65,7 +65,17 @@ def current_tenant(
     _bearer: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
     x_api_key: Annotated[str | None, Security(api_key_header)],
 ) -> Tenant:
-    """The tenant the request guard admitted, else the tenant of the key presented."""
+    """The tenant the request guard admitted, else the tenant of the key presented; an
+    archive agent's key is refused here (it opens ``/v1/archive`` only, with its role)."""
+    tenant = any_key(request, tenants, x_api_key)
+    if tenant.agent_id is not None:
+        raise Forbidden("this key is an archive agent's: it opens /v1/archive only")
+    return tenant
+
+
+def any_key(request: Request, tenants: TenantRepository, x_api_key: str | None) -> Tenant:
+    """The tenant of the key presented (admitted by the guard or checked here), an archive
+    agent's key included: the archive's own dependency decides what its role may do."""
     admitted = request.scope.get("state", {}).get(ADMITTED)
     if isinstance(admitted, Tenant):
         return admitted

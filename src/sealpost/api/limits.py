@@ -80,6 +80,8 @@ class BodyLimits:
     def of(self, method: str, path: str) -> int:
         if method == "POST" and path == "/v1/communications":
             return self.communications
+        if method == "POST" and path == "/v1/archive/messages":
+            return self.communications
         if method == "POST" and path == "/v1/signatures":
             return self.signatures
         if method == "POST" and path.endswith("/enrolments:bulk"):

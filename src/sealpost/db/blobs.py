@@ -18,7 +18,7 @@ import re
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 from sealpost.errors import InvalidInput, NotFound
 
@@ -103,6 +103,56 @@ class BlobStore(BlobStorage):
             finally:
                 os.close(dir_fd)
         return digests
+
+    def put_stream(self, stream: BinaryIO, *, chunk_size: int = 1 << 20) -> tuple[str, int]:
+        """Store the bytes read from ``stream`` (to its end) in bounded memory; returns their
+        hex SHA-256 and size.  Durable when this returns; idempotent like :meth:`put`."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        digest = hashlib.sha256()
+        size = 0
+        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                while chunk := stream.read(chunk_size):
+                    digest.update(chunk)
+                    size += len(chunk)
+                    handle.write(chunk)
+                handle.flush()
+                os.fsync(handle.fileno())
+            sha256 = digest.hexdigest()
+            target = self.path(sha256)
+            if target.exists():
+                Path(tmp).unlink()
+                return sha256, size
+            new_dirs = [d for d in (target.parent.parent, target.parent) if not d.exists()]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        for directory in {target.parent} | {d.parent for d in new_dirs}:
+            dir_fd = os.open(directory, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        return sha256, size
+
+    def open(self, sha256: str) -> BinaryIO:
+        """The stored bytes as a file to stream (not checked against the digest: use
+        :meth:`get` for that, or hash while reading)."""
+        try:
+            return self.path(sha256).open("rb")
+        except FileNotFoundError:
+            raise NotFound(f"no blob {sha256}") from None
+
+    def delete(self, sha256: str) -> bool:
+        """Remove a blob (the archive's purge after retention); False when it was not there."""
+        try:
+            self.path(sha256).unlink()
+        except FileNotFoundError:
+            return False
+        return True
 
     def get(self, sha256: str) -> bytes:
         path = self.path(sha256)

@@ -200,6 +200,9 @@ _OWN_SINCE_2: tuple[tuple[str, str, bool], ...] = (
     ("SequenceStepFailed", "Q", True),
     ("SequenceStopped", "Q", False),
     ("SequenceCompleted", "Q", False),
+    # the mail archive (issue 15): a thread given to an agent or team (Archived, above, is
+    # each message's own record)
+    ("ThreadAssigned", "R", False),
 )
 
 

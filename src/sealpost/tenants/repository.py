@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Connection, Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from sealpost.errors import Conflict, InvalidInput, NotFound, Unauthorized
@@ -27,6 +27,9 @@ KEY_PREFIX = "sp"
 class Tenant:
     id: str
     name: str
+    agent_id: str | None = None
+    """Set when the key presented is an archive agent's (issue 15): such a key opens the
+    archive with the agent's role, and nothing else (``api.auth.current_tenant`` refuses it)."""
 
 
 @dataclass(frozen=True)
@@ -77,21 +80,43 @@ class TenantRepository:
             return [Tenant(r.id, r.name) for r in rows]
 
     def issue_api_key(self, tenant_id: str, label: str = "") -> IssuedApiKey:
+        with self.engine.begin() as conn:
+            return self.issue_api_key_in(conn, tenant_id, label)
+
+    @staticmethod
+    def issue_api_key_in(
+        conn: Connection, tenant_id: str, label: str = "", *, agent_id: str | None = None
+    ) -> IssuedApiKey:
+        """A new key in the caller's transaction (an archive agent's key is created with the
+        agent, in one commit)."""
         prefix = secrets.token_hex(6)
         secret = f"{KEY_PREFIX}_{prefix}_{secrets.token_urlsafe(32)}"
         key_id = str(uuid.uuid4())
-        with self.engine.begin() as conn:
-            conn.execute(
-                insert(api_keys).values(
-                    id=key_id,
-                    tenant_id=tenant_id,
-                    prefix=prefix,
-                    secret_sha256=_digest(secret),
-                    label=label,
-                    created_at=datetime.now(UTC),
-                )
+        conn.execute(
+            insert(api_keys).values(
+                id=key_id,
+                tenant_id=tenant_id,
+                prefix=prefix,
+                secret_sha256=_digest(secret),
+                label=label,
+                created_at=datetime.now(UTC),
+                agent_id=agent_id,
             )
+        )
         return IssuedApiKey(key_id, tenant_id, secret)
+
+    @staticmethod
+    def revoke_agent_keys_in(conn: Connection, tenant_id: str, agent_id: str) -> int:
+        """Revoke every active key of an archive agent (the agent was disabled)."""
+        return conn.execute(
+            update(api_keys)
+            .where(
+                api_keys.c.tenant_id == tenant_id,
+                api_keys.c.agent_id == agent_id,
+                api_keys.c.revoked_at.is_(None),
+            )
+            .values(revoked_at=datetime.now(UTC))
+        ).rowcount
 
     def revoke_api_key(self, key_id: str) -> None:
         with self.engine.begin() as conn:
@@ -112,7 +137,7 @@ class TenantRepository:
         if len(parts) != 3 or parts[0] != KEY_PREFIX:
             raise failure
         query = (
-            select(api_keys.c.secret_sha256, tenants.c.id, tenants.c.name)
+            select(api_keys.c.secret_sha256, api_keys.c.agent_id, tenants.c.id, tenants.c.name)
             .join(tenants, tenants.c.id == api_keys.c.tenant_id)
             .where(api_keys.c.prefix == parts[1], api_keys.c.revoked_at.is_(None))
         )
@@ -121,4 +146,4 @@ class TenantRepository:
         expected = bytes(row.secret_sha256) if row is not None else b"\0" * 32
         if not hmac.compare_digest(expected, _digest(presented)) or row is None:
             raise failure
-        return Tenant(row.id, row.name)
+        return Tenant(row.id, row.name, row.agent_id)

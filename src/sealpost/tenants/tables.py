@@ -37,6 +37,8 @@ api_keys = Table(
     Column("label", String(200), nullable=False, server_default=""),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("revoked_at", DateTime(timezone=True)),
+    Column("agent_id", String(36)),
+    # an archive agent's own key (issue 15): it opens /v1/archive with the agent's role only
 )
 
 

@@ -1,0 +1,102 @@
+"""The events of the mail archive (``sealpost.archive.*``).
+
+``message_archived`` is derived from each ``Archived`` record (subject type
+``archive_message``, collection ``archive/messages``); the thread's events (assignment, a
+customer writing again in an owned thread) are about ``archive_thread`` and are written
+explicitly with their records.  Registered when the package is imported.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sealpost.events.registry import (
+    REGISTRY,
+    EventKind,
+    NewEvent,
+    SubjectType,
+    new_event,
+    record_reference,
+)
+from sealpost.ledger.records import EvidenceRecord
+
+MESSAGE_ARCHIVED = "sealpost.archive.message_archived"
+THREAD_ASSIGNED = "sealpost.archive.thread_assigned"
+CUSTOMER_WROTE = "sealpost.archive.customer_wrote"
+
+KINDS: tuple[EventKind, ...] = (
+    EventKind(
+        MESSAGE_ARCHIVED,
+        "archive_message",
+        "A message was archived (Archived): its first sighting from any source (journal, "
+        "IMAP, sent through Sealpost); later sightings of the same bytes add no event.",
+        opens_subject=True,
+    ),
+    EventKind(
+        THREAD_ASSIGNED,
+        "archive_thread",
+        "A thread was assigned to an agent or a team, or reassigned (ThreadAssigned).",
+    ),
+    EventKind(
+        CUSTOMER_WROTE,
+        "archive_thread",
+        "The customer wrote again in a thread an agent owns, possibly to another address of "
+        "the company: the message is routed to the owner, who is notified.",
+    ),
+)
+
+_COPIED = (
+    "thread_id",
+    "direction",
+    "message_id",
+    "source",
+    "owner_agent_id",
+    "team_id",
+    "previous_owner_agent_id",
+    "reason",
+)
+
+
+def _from_message(record: EvidenceRecord) -> NewEvent | None:
+    if record.event.name != "Archived":
+        return None
+    data: dict[str, Any] = {"archive_message_id": record.subject.id, **record_reference(record)}
+    for key in _COPIED:
+        if key in record.details:
+            data[key] = record.details[key]
+    return new_event(
+        tenant_id=record.tenant_id,
+        type=MESSAGE_ARCHIVED,
+        subject_type="archive_message",
+        subject_id=record.subject.id,
+        time=record.event_time,
+        data=data,
+        record_id=record.id,
+    )
+
+
+def _from_thread(record: EvidenceRecord) -> NewEvent | None:
+    if record.event.name != "ThreadAssigned":
+        return None
+    data: dict[str, Any] = {"thread_id": record.subject.id, **record_reference(record)}
+    for key in _COPIED:
+        if key in record.details:
+            data[key] = record.details[key]
+    return new_event(
+        tenant_id=record.tenant_id,
+        type=THREAD_ASSIGNED,
+        subject_type="archive_thread",
+        subject_id=record.subject.id,
+        time=record.event_time,
+        data=data,
+        record_id=record.id,
+    )
+
+
+REGISTRY.register(
+    KINDS,
+    (
+        SubjectType("archive_message", "archive/messages", _from_message),
+        SubjectType("archive_thread", "archive/threads", _from_thread),
+    ),
+)
