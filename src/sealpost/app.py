@@ -9,12 +9,14 @@ work at import time.
 
 from __future__ import annotations
 
+import json
+import re
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from sqlalchemy import Connection, Engine
 
@@ -45,6 +47,7 @@ if TYPE_CHECKING:
 
     from sealpost.access.service import AccessService
     from sealpost.archive.endpoints import ArchiveParts
+    from sealpost.archive.outgoing import OutgoingArchiver, SentMessage
     from sealpost.archive.service import ArchiveService
     from sealpost.communications.certificates import CertificateService
     from sealpost.communications.contents import ContentStore
@@ -56,7 +59,7 @@ if TYPE_CHECKING:
     from sealpost.communications.email.submission import SubmissionService
     from sealpost.communications.email.verp import BounceAddresses
     from sealpost.communications.endpoints import CommunicationsParts
-    from sealpost.communications.ports import NewPickup, PickupRequest
+    from sealpost.communications.ports import JournalEnvelope, NewPickup, PickupRequest
     from sealpost.communications.reply_repository import ReplyRepository
     from sealpost.communications.repository import CommunicationRepository
     from sealpost.communications.tracking.service import TrackingService
@@ -312,6 +315,66 @@ class PickupDeskAdapter:
 
     def describe(self, tenant_id: str, communication_id: str) -> dict[str, Any] | None:
         return self.service().describe(tenant_id, communication_id)
+
+
+@dataclass(frozen=True)
+class ArchiveJournal:
+    """Communications' ``JournalSink`` port over the archive: a message sent to a tenant's
+    journal address is ingested byte-exact, its SMTP envelope (Bcc recipients live only
+    there) kept as the sighting's reference."""
+
+    service: Callable[[], ArchiveService]
+
+    def tenant_for_token(self, token: str) -> str | None:
+        return self.service().repo.tenant_for_journal_token(token)
+
+    def archive(self, tenant_id: str, data: BinaryIO, envelope: JournalEnvelope) -> str:
+        from sealpost.archive.model import Source
+
+        ref = {
+            "transaction": envelope.transaction_id,
+            "mail_from": envelope.mail_from,
+            "rcpt_to": list(envelope.rcpt_to),
+            "mail_options": list(envelope.mail_options),
+            "client_ip": envelope.client_ip,
+            "helo": envelope.helo,
+            "received_at": envelope.received_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            **({"tls": dict(envelope.tls)} if envelope.tls else {}),
+        }
+        source = Source("journal", json.dumps(ref, sort_keys=True, separators=(",", ":")))
+        return self.service().ingest(tenant_id, data, source).message.id
+
+
+_MESSAGE_ID = re.compile(rb"(?im)^message-id[ \t]*:")
+
+
+@dataclass(frozen=True)
+class ArchiveSentMail:
+    """The archive's ``SentMail`` port over communications: the message as accepted (the bytes
+    its SubmissionAcceptance seals), with the Message-ID the delivery adds when the sender gave
+    none (so that the customer's answer finds its thread); None for a message carrying an
+    access secret (never shown to the tenant: :mod:`sealpost.certificates.secrets`)."""
+
+    communications: CommunicationRepository
+    contents: ContentStore
+
+    def sent(self, communication_id: str) -> SentMessage | None:
+        from sealpost.archive.outgoing import SentMessage
+        from sealpost.certificates.secrets import accepted_with_secret
+
+        c = self.communications.get(communication_id)
+        if c is None or c.channel != "email":
+            return None
+        timeline = self.communications.timeline(c.tenant_id, c.id)
+        if accepted_with_secret((e.event, e.record) for e in timeline):
+            return None
+        raw = self.contents.get(c.content_sha256)
+        end = raw.find(b"\r\n\r\n")
+        head = raw[: end if end >= 0 else raw.find(b"\n\n")]
+        if not _MESSAGE_ID.search(head):
+            newline = b"\r\n" if b"\r\n" in raw[:1000] else b"\n"
+            raw = b"Message-ID: " + c.message_id.encode() + newline + raw
+        return SentMessage(c.tenant_id, c.id, raw)
 
 
 @dataclass
@@ -820,6 +883,8 @@ class Sealpost:
                 s,
                 self.return_paths,
                 replies=ReplyIntake(self.communications, self.replies, self.reply_addresses),
+                journal=self.archive_journal,
+                journal_max_bytes=s.archive_journal_max_bytes,
             )
             ports["inbound"] = listeners.listen(
                 inbound_factory(inbound, s, tls, client_limits=limits),
@@ -1005,6 +1070,31 @@ class Sealpost:
             service=self.archive,
             journal_address=lambda token: f"journal+{token}@{domain}",
         )
+
+    @cached_property
+    def archive_journal(self) -> ArchiveJournal:
+        return ArchiveJournal(lambda: self.archive)
+
+    @cached_property
+    def archive_outgoing(self) -> OutgoingArchiver:
+        """Archives each email Sealpost accepts (an outbox follower, docs/archive-journal.md)."""
+        from sealpost.archive.outgoing import OutgoingArchiver
+
+        return OutgoingArchiver(
+            self.archive, self.outbox, ArchiveSentMail(self.communications, self.contents)
+        )
+
+    def archive_loops(self) -> list[Loop]:
+        from sealpost.archive import outgoing
+
+        s = self.settings
+        if not (s.archive_worker_enabled and s.archive_outgoing):
+            return []
+        return outgoing.loops(self.archive_outgoing)
+
+    def start_archive(self) -> None:
+        """The archive's follower (Sealpost's own sent mail into the archive)."""
+        self.supervisor.start(self.archive_loops())
 
     def pickup_loops(self) -> list[Loop]:
         from sealpost.pickup import tasks

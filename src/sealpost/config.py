@@ -343,6 +343,22 @@ class Settings(BaseSettings):
         description="Run the reminder sequences' scheduler (due steps) and follower (stops "
         "from other domains' events) in `serve`.",
     )
+    archive_journal_max_bytes: int = Field(
+        150 * 1024 * 1024,
+        ge=1024,
+        description="Largest message the archive's journal address takes on the inbound port "
+        "(streamed to disk, never held whole in memory); larger gets 552.",
+    )
+    archive_outgoing: bool = Field(
+        True,
+        description="Archive every email Sealpost accepts (SMTP submission or API) as an "
+        "outbound message of its tenant's archive, except those carrying an access secret.",
+    )
+    archive_worker_enabled: bool = Field(
+        True,
+        description="Run the archive's follower (archives the emails Sealpost accepted) in "
+        "`serve`.",
+    )
     pickup_worker_interval_seconds: float = Field(
         2.0, gt=0, description="How often the pickup worker looks for due work."
     )

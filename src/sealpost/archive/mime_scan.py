@@ -19,7 +19,7 @@ import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.message import EmailMessage, Message
-from email.parser import BytesHeaderParser
+from email.parser import BytesHeaderParser, HeaderParser
 from email.policy import default as default_policy
 from email.utils import getaddresses
 from typing import BinaryIO
@@ -77,7 +77,7 @@ class Scan:
             value = raw[0] if raw else None
         if value is None:
             return None
-        return " ".join(str(value).split())
+        return " ".join(_text(str(value)).split())
 
     def addresses(self, name: str) -> list[str]:
         """The addresses of a top-level address header (To, Cc, From), lowercased, in order."""
@@ -92,9 +92,9 @@ class Scan:
             except Exception:  # a broken header: the plain parse below
                 groups = None
             if groups is not None:
-                found += [a.addr_spec.lower() for a in groups if a.addr_spec]
+                found += [_text(a.addr_spec).lower() for a in groups if a.addr_spec]
                 continue
-            found += [addr.lower() for _, addr in getaddresses([str(value)]) if "@" in addr]
+            found += [_text(addr).lower() for _, addr in getaddresses([str(value)]) if "@" in addr]
         return found
 
 
@@ -188,8 +188,26 @@ def _lines(stream: BinaryIO) -> Iterator[bytes]:
         yield line
 
 
-def _parse_headers(block: bytes) -> Message:
+def _utf8(data: bytes) -> bool:
     try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _text(value: str) -> str:
+    """Text fit for a database column: the bytes the parser could not decode (held as lone
+    surrogates) become U+FFFD; the archived bytes keep them."""
+    return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def _parse_headers(block: bytes) -> Message:
+    """RFC 6532: header fields in UTF-8 are read as such (an internationalised address is
+    text, not undecodable bytes); anything else as bytes."""
+    try:
+        if not block.isascii() and _utf8(block):
+            return HeaderParser(policy=default_policy).parsestr(block.decode("utf-8"))
         return BytesHeaderParser(policy=default_policy).parsebytes(block)
     except Exception:
         return EmailMessage()
@@ -279,7 +297,10 @@ def scan(stream: BinaryIO) -> Scan:
 
     def end_headers(body_start: int) -> None:
         nonlocal top, in_headers, leaf, header_block, header_size
-        headers = _parse_headers(b"".join(header_block))
+        block = b"".join(header_block)
+        if not block.isascii() and not _utf8(block) and not any("8-bit" in d for d in defects):
+            defects.append("8-bit header bytes that are not UTF-8 (RFC 5322 §2.2, RFC 6532 §3)")
+        headers = _parse_headers(block)
         header_block = []
         header_size = 0
         in_headers = False

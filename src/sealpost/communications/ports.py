@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from sqlalchemy import Connection
 
@@ -64,4 +64,33 @@ class PickupDesk(Protocol):
 
     def describe(self, tenant_id: str, communication_id: str) -> dict[str, Any] | None:
         """The pickup's state and steps, for ``GET /v1/communications/{id}``."""
+        ...
+
+
+@dataclass(frozen=True)
+class JournalEnvelope:
+    """The SMTP envelope a journaled message came with (RFC 5321 §3.3): a journaling server
+    puts Bcc recipients only here, so the archive keeps it beside the bytes."""
+
+    transaction_id: str
+    mail_from: str
+    rcpt_to: tuple[str, ...]
+    mail_options: tuple[str, ...]
+    client_ip: str
+    helo: str | None
+    received_at: datetime
+    tls: Mapping[str, Any] | None = None
+
+
+class JournalSink(Protocol):
+    """Where the inbound port hands a message sent to a tenant's journal address
+    (``journal+<token>@<bounce domain>``); the composition root adapts the archive to it.
+
+    ``archive`` returns only once the message is durably archived (the SMTP ``250`` follows
+    it); it raises on any failure, so the sender keeps the message and retries."""
+
+    def tenant_for_token(self, token: str) -> str | None: ...
+
+    def archive(self, tenant_id: str, data: BinaryIO, envelope: JournalEnvelope) -> str:
+        """Archive the message byte-exact; returns the archived message's id."""
         ...

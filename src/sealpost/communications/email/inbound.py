@@ -16,6 +16,8 @@ Three kinds of mail are accepted here, nothing else (no open relay):
 * **replies** to ``replies+<communication id>.<tag>@<bounce domain>`` (the Reply-To of a
   direct email with reply capture on), or to ``replies@`` matched by In-Reply-To/References
   (:mod:`~sealpost.communications.email.reply_intake`).
+* **journal** mail to a tenant's ``journal+<token>@<bounce domain>``, archived byte-exact
+  (:mod:`~sealpost.communications.email.journal`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import re
 import ssl
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from email.parser import BytesHeaderParser
@@ -46,6 +49,14 @@ from sealpost.communications.email.dkim import (
     verify_message,
 )
 from sealpost.communications.email.dsn import DeliveryReport, RecipientStatus, parse_dsn
+from sealpost.communications.email.journal import (
+    JOURNAL_FAILED,
+    UNKNOWN_JOURNAL_ADDRESS,
+    SpooledData,
+    envelope_options,
+    journal_token,
+    read_data,
+)
 from sealpost.communications.email.mime import MessageFacts, describe_message
 from sealpost.communications.email.refusals import (
     ContentRefused,
@@ -62,6 +73,7 @@ from sealpost.communications.email.smtp_server import (
 )
 from sealpost.communications.email.submission import SubmissionRequest, SubmissionService
 from sealpost.communications.email.verp import BounceAddresses
+from sealpost.communications.ports import JournalEnvelope, JournalSink
 from sealpost.communications.repository import (
     DELIVERED,
     FAILED,
@@ -204,7 +216,12 @@ class InboundHandler:
         *,
         key_lookup: KeyLookup | None = None,
         replies: ReplyIntake | None = None,
+        journal: JournalSink | None = None,
+        journal_max_bytes: int | None = None,
     ) -> None:
+        self.journal = journal
+        """The archive's journal (None: journal addresses are not taken here)."""
+        self.journal_max_bytes = journal_max_bytes or settings.smtp_max_message_bytes
         self.replies = replies
         """Reply capture (None: replies are not taken here)."""
         self.service = service
@@ -254,15 +271,38 @@ class InboundHandler:
     def _is_reply(self, address: str) -> bool:
         return self.replies is not None and self.replies.addresses.is_reply_address(address)
 
+    def _journal_token(self, address: str) -> str | None:
+        if self.journal is None:
+            return None
+        return journal_token(address, self.return_paths.domain)
+
+    def journal_limit(self, envelope: Envelope) -> int | None:
+        """The size limit of this transaction's DATA when it goes to the journal (streamed to
+        a spool, see :class:`InboundSMTP`); None: an ordinary inbound transaction."""
+        if envelope.rcpt_tos and self._kind(envelope.rcpt_tos[0]) == "journal":
+            return self.journal_max_bytes
+        return None
+
     async def handle_RCPT(
         self, _server: SMTP, _session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
+        token = self._journal_token(address)
+        if token is not None:
+            assert self.journal is not None
+            tenant_id = await asyncio.to_thread(self.journal.tenant_for_token, token)
+            if tenant_id is None:
+                return UNKNOWN_JOURNAL_ADDRESS
+            tenants: dict[str, str] = getattr(envelope, "journal_tenants", {})
+            tenants[address] = tenant_id
+            envelope.journal_tenants = tenants  # type: ignore[attr-defined]  # for DATA
         if self.replies is not None and self._is_reply(address):
             known = await asyncio.to_thread(self.replies.known, address)
             if known is False:
                 return UNKNOWN_REPLY_ADDRESS
         kind = (
-            "reply"
+            "journal"
+            if token is not None
+            else "reply"
             if self._is_reply(address)
             else "bounce"
             if self._is_bounce(address)
@@ -274,7 +314,10 @@ class InboundHandler:
             return NOT_HERE
         kinds = {self._kind(a) for a in envelope.rcpt_tos}
         if kinds and kind not in kinds:
-            return "452 4.5.3 Send bounces, replies and certified mail in separate transactions"
+            return (
+                "452 4.5.3 Send bounces, replies, journal and certified mail in separate "
+                "transactions"
+            )
         if len(envelope.rcpt_tos) >= self.settings.smtp_max_recipients:
             return "452 4.5.3 Too many recipients"
         envelope.rcpt_tos.append(address)
@@ -282,6 +325,8 @@ class InboundHandler:
         return "250 2.1.5 Recipient OK"
 
     def _kind(self, address: str) -> str:
+        if self._journal_token(address) is not None:
+            return "journal"
         if self._is_reply(address):
             return "reply"
         return "bounce" if self._is_bounce(address) else "certify"
@@ -302,6 +347,39 @@ class InboundHandler:
             log.info("bounce.processed", verp=ids, non_delivery=done)
             return "250 2.0.0 Bounce received"
         return await asyncio.to_thread(self._certify, server, session, envelope, raw)
+
+    async def handle_journal(
+        self, server: SMTP, session: Session, envelope: Envelope, data: SpooledData
+    ) -> str:
+        """Archive the spooled message for each tenant whose journal address was named;
+        ``250`` only once every one is committed (a retry after a failure archives nothing
+        twice: the same bytes only add a sighting)."""
+        assert self.journal is not None and data.spool is not None
+        tenants: dict[str, str] = getattr(envelope, "journal_tenants", {})
+        journal = JournalEnvelope(
+            transaction_id=str(uuid.uuid4()),
+            mail_from=envelope.mail_from or "",
+            rcpt_to=tuple(envelope.rcpt_tos),
+            mail_options=envelope_options(envelope),
+            client_ip=client_ip(session),
+            helo=session.host_name,
+            received_at=datetime.now(UTC),
+            tls=tls_details(server),
+        )
+        archived = []
+        try:
+            for tenant_id in dict.fromkeys(tenants.values()):
+                data.spool.seek(0)
+                archived.append(
+                    await asyncio.to_thread(self.journal.archive, tenant_id, data.spool, journal)
+                )
+        except Exception as exc:
+            log.error("journal.failed", error=repr(exc), size=data.size)
+            if is_storage_full(exc):
+                return STORAGE_FULL
+            return JOURNAL_FAILED
+        log.info("journal.archived", messages=archived, size=data.size)
+        return f"250 2.0.0 Archived as {' '.join(archived)}"
 
     async def _reply(self, server: SMTP, session: Session, envelope: Envelope, raw: bytes) -> str:
         assert self.replies is not None
@@ -456,6 +534,51 @@ def _signed_headers(raw: bytes, domain: str) -> set[str]:
     return signed
 
 
+class InboundSMTP(SealpostSMTP):
+    """The inbound port's server: a journal transaction's DATA is streamed to a spool with the
+    journal's own size limit (:func:`~sealpost.communications.email.journal.read_data`);
+    every other transaction is aiosmtpd's own DATA with the ordinary limit.
+
+    ``data_size_limit`` (what EHLO announces as SIZE, RFC 1870, and MAIL's ``SIZE=`` is
+    checked against) is the larger of the two: MAIL comes before RCPT says which it is."""
+
+    def __init__(self, handler: Any, *, message_limit: int, **kwargs: Any) -> None:
+        super().__init__(handler, **kwargs)
+        self.message_limit = message_limit
+
+    async def smtp_DATA(self, arg: str) -> None:
+        handler = self.event_handler
+        envelope = self.envelope
+        limit = None
+        if isinstance(handler, InboundHandler) and envelope is not None:
+            limit = handler.journal_limit(envelope)
+        if limit is None:
+            announced, self.data_size_limit = self.data_size_limit, self.message_limit
+            try:
+                await super().smtp_DATA(arg)
+            finally:
+                self.data_size_limit = announced
+            return
+        if await self.check_helo_needed():
+            return
+        if arg:
+            await self.push("501 Syntax: DATA")
+            return
+        assert isinstance(handler, InboundHandler) and envelope is not None
+        assert self.session is not None
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        data = await read_data(self, limit)
+        try:
+            if data.refusal is not None:
+                status = data.refusal
+            else:
+                status = await handler.handle_journal(self, self.session, envelope, data)
+        finally:
+            data.close()
+        self._set_post_data_state()  # type: ignore[no-untyped-call]  # aiosmtpd's own
+        await self.push(status)
+
+
 def inbound_factory(
     handler: InboundHandler,
     settings: Settings,
@@ -464,16 +587,19 @@ def inbound_factory(
 ) -> Callable[[], SMTP]:
     """The inbound port offers STARTTLS (RFC 3207) so that mail from the internet can be
     encrypted; it never requires it (a bounce from a plaintext MTA must still arrive)."""
+    limit = settings.smtp_max_message_bytes
+    announced = max(limit, handler.journal_max_bytes) if handler.journal else limit
 
     def make() -> SMTP:
-        return SealpostSMTP(
+        return InboundSMTP(
             handler,
             client_limits=client_limits,
             hostname=settings.hostname,
             ident="Sealpost ESMTP",
             tls_context=tls,
             require_starttls=False,
-            data_size_limit=settings.smtp_max_message_bytes,
+            data_size_limit=announced,
+            message_limit=limit,
             enable_SMTPUTF8=True,
             decode_data=False,
             auth_required=False,

@@ -1,0 +1,359 @@
+"""The journal address over real SMTP (the app's inbound port) and Sealpost's own sent mail
+archived automatically: byte-exact, once per content, the envelope kept, malformed mail kept
+and listed, huge mail streamed, and a customer's answer to a sent message in its thread."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import smtplib
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from email.message import EmailMessage
+from email.policy import SMTP as SMTP_POLICY
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.support.mail import RECIPIENT_DOMAIN, MailEnv
+
+Headers = dict[str, str]
+
+
+def journal_address(client: TestClient, key: Headers) -> str:
+    r = client.get("/v1/archive/settings", headers=key)
+    assert r.status_code == 200, r.text
+    address: str = r.json()["journal_address"]
+    return address
+
+
+def journal(env: MailEnv, address: str, raw: bytes, **kwargs: Any) -> tuple[int, bytes]:
+    """Send ``raw`` to ``address`` on the inbound port; returns the reply to DATA."""
+    mail_from = kwargs.pop("mail_from", "ventas@acme.test")
+    with smtplib.SMTP("127.0.0.1", env.sp.smtp_ports["inbound"], timeout=60) as smtp:
+        smtp.ehlo("mx.acme.test")
+        code, text = smtp.mail(mail_from, kwargs.pop("mail_options", []))
+        assert code == 250, text
+        code, text = smtp.rcpt(address)
+        assert code == 250, text
+        return smtp.data(raw)
+
+
+def crlf(text: str) -> bytes:
+    return text.replace("\n", "\r\n").encode()
+
+
+def message(subject: str, *, body: str = "Hola.\n", **headers: str) -> bytes:
+    m = EmailMessage()
+    m["From"] = headers.pop("sender", "cliente@gmail.com")
+    m["To"] = headers.pop("to", "ventas@acme.test")
+    m["Subject"] = subject
+    m["Date"] = "Mon, 07 Dec 2026 09:00:00 +0100"
+    for name, value in headers.items():
+        m[name.replace("_", "-")] = value
+    m.set_content(body)
+    return m.as_bytes(policy=SMTP_POLICY)
+
+
+def archived(client: TestClient, key: Headers, message_id: str) -> dict[str, Any]:
+    r = client.get(f"/v1/archive/messages/{message_id}", headers=key)
+    assert r.status_code == 200, r.text
+    found: dict[str, Any] = r.json()
+    return found
+
+
+def archived_id(reply: bytes) -> str:
+    return reply.decode().rsplit(" ", 1)[-1]
+
+
+def wait(predicate: Callable[[], Any], timeout: float = 20.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (found := predicate()):
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+    return found
+
+
+def test_a_journaled_message_is_archived_byte_exact_with_its_envelope(
+    mail_env: MailEnv, mail_client: TestClient, mail_key: Headers
+) -> None:
+    address = journal_address(mail_client, mail_key)
+    assert address.startswith("journal+") and address.endswith("@bounces.sealpost.test")
+    # a line starting with a dot (the client doubles it, RFC 5321 §4.5.2) and one that is a
+    # lone dot in the text; no Message-ID at all
+    raw = crlf(
+        "From: cliente@gmail.com\nTo: ventas@acme.test\nSubject: Pedido 9\n\n"
+        ".hidden line\n..two dots\nend\n"
+    )
+    code, reply = journal(mail_env, address, raw, mail_from="ventas@acme.test")
+    assert code == 250, reply
+    found = archived(mail_client, mail_key, archived_id(reply))
+    assert found["source"] == "journal" and found["message_id"] is None
+    assert found["sha256"] == hashlib.sha256(raw).hexdigest()
+    body = mail_client.get(f"/v1/archive/messages/{found['id']}/raw", headers=mail_key)
+    assert body.content == raw  # what the client sent, dots restored, every CRLF kept
+    [sighting] = found["sightings"]
+    envelope = json.loads(sighting["ref"])
+    assert envelope["mail_from"] == "ventas@acme.test"
+    assert envelope["rcpt_to"] == [address]
+    assert envelope["helo"] == "mx.acme.test" and envelope["client_ip"] == "127.0.0.1"
+
+
+def test_an_unknown_journal_token_is_refused_at_rcpt(
+    mail_env: MailEnv, mail_client: TestClient, mail_key: Headers
+) -> None:
+    address = journal_address(mail_client, mail_key)
+    wrong = "journal+" + "0" * 32 + "@bounces.sealpost.test"
+    assert wrong != address
+    with smtplib.SMTP("127.0.0.1", mail_env.sp.smtp_ports["inbound"], timeout=10) as smtp:
+        smtp.ehlo("mx.acme.test")
+        smtp.mail("ventas@acme.test")
+        code, text = smtp.rcpt(wrong)
+        assert (code, text[:5]) == (550, b"5.1.1")
+        # the journal and a bounce in one transaction: the second is refused for now
+        assert smtp.rcpt(address)[0] == 250
+        assert smtp.rcpt("bounces@bounces.sealpost.test")[0] == 452
+
+
+def test_the_same_message_journaled_twice_and_uploaded_is_stored_once(
+    mail_env: MailEnv, mail_client: TestClient, mail_key: Headers
+) -> None:
+    address = journal_address(mail_client, mail_key)
+    raw = message("Garantía", Message_ID="<g1@gmail.com>")
+    first = journal(mail_env, address, raw)
+    second = journal(mail_env, address, raw)  # two journaling servers, or a retry
+    assert first[0] == second[0] == 250
+    assert archived_id(first[1]) == archived_id(second[1])
+    upload = mail_client.post(
+        "/v1/archive/messages",
+        content=raw,
+        headers={**mail_key, "Content-Type": "message/rfc822"},
+    )
+    assert upload.status_code == 201, upload.text
+    assert upload.json()["duplicate"] is True
+    assert upload.json()["message"]["id"] == archived_id(first[1])
+    found = archived(mail_client, mail_key, archived_id(first[1]))
+    assert [s["source"] for s in found["sightings"]] == ["journal", "journal", "api"]
+    listed = mail_client.get("/v1/archive/messages", headers=mail_key).json()["items"]
+    assert len(listed) == 1
+
+
+def test_malformed_mime_and_8bit_headers_are_archived_byte_exact_and_listed(
+    mail_env: MailEnv, mail_client: TestClient, mail_key: Headers
+) -> None:
+    address = journal_address(mail_client, mail_key)
+    broken = crlf(
+        "From: cliente@gmail.com\nTo: ventas@acme.test\nSubject: roto\n"
+        'MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary="b1"\n\n'
+        "--b1\nContent-Type: text/plain\n\nparte uno\n--b2\nnever closed\n"
+    )
+    latin1 = (
+        b"From: =?utf-8?q?Jos=C3=A9?= <jose@gmail.com>\r\nTo: ventas@acme.test\r\n"
+        b"Subject: Reclamaci\xf3n urgente\r\n\r\nSin codificar.\r\n"
+    )
+    utf8 = crlf(
+        "From: María <maría@correo.es>\nTo: ventas@acme.test\nSubject: Cancelación\n\nHola.\n"
+    )
+    results = {}
+    for name, raw, options in (
+        ("broken", broken, []),
+        ("latin1", latin1, ["BODY=8BITMIME"]),
+        ("utf8", utf8, ["SMTPUTF8", "BODY=8BITMIME"]),
+    ):
+        code, reply = journal(mail_env, address, raw, mail_options=options)
+        assert code == 250, (name, reply)
+        found = archived(mail_client, mail_key, archived_id(reply))
+        got = mail_client.get(f"/v1/archive/messages/{found['id']}/raw", headers=mail_key)
+        assert got.content == raw, name
+        results[name] = found
+    assert "not closed" in results["broken"]["malformed"]
+    assert "8-bit header bytes" in results["latin1"]["malformed"]
+    assert results["utf8"]["malformed"] is None  # RFC 6532: UTF-8 headers are valid
+    assert results["utf8"]["subject"] == "Cancelación"
+    assert "SMTPUTF8" in json.loads(results["utf8"]["sightings"][0]["ref"])["mail_options"]
+
+
+def test_a_failed_archive_answers_451_and_the_retry_loses_nothing(
+    mail_env: MailEnv, mail_client: TestClient, mail_key: Headers
+) -> None:
+    address = journal_address(mail_client, mail_key)
+    root = Path(mail_env.sp.archive_blobs.root)
+    root.mkdir(parents=True, exist_ok=True)
+    aside = root.with_name("archive-aside")
+    root.rename(aside)
+    root.write_bytes(b"not a directory: the archive's storage is broken")
+    raw = message("Factura 12", Message_ID="<f12@gmail.com>")
+    try:
+        code, reply = journal(mail_env, address, raw)
+    finally:
+        root.unlink()
+        aside.rename(root)
+    assert (code, reply[:5]) == (451, b"4.3.0")
+    assert mail_client.get("/v1/archive/messages", headers=mail_key).json()["items"] == []
+    code, reply = journal(mail_env, address, raw)  # the sending server retries
+    assert code == 250
+    assert archived(mail_client, mail_key, archived_id(reply))["message_id"] == "<f12@gmail.com>"
+
+
+SENDER = """
+import hashlib, smtplib, sys
+port, address, size = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+head = b"From: cliente@gmail.com\\r\\nTo: ventas@acme.test\\r\\nSubject: Big\\r\\n\\r\\n"
+line = b"." + b"x" * 74 + b"\\r\\n"  # every line dot-stuffed on the wire
+raw = head + line * (size // len(line))
+with smtplib.SMTP("127.0.0.1", port, timeout=120) as smtp:
+    smtp.ehlo("mx.acme.test")
+    smtp.mail("ventas@acme.test")
+    smtp.rcpt(address)
+    code, reply = smtp.data(raw)
+print(code, reply.decode(), hashlib.sha256(raw).hexdigest(), len(raw))
+"""
+
+
+def _rss() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096
+
+
+@pytest.mark.parametrize("mail_overrides", [{"smtp_max_message_bytes": 10 * 1024 * 1024}])
+def test_a_message_larger_than_the_inbound_limit_is_journaled_with_bounded_memory(
+    mail_env: MailEnv, mail_client: TestClient, mail_key: Headers
+) -> None:
+    address = journal_address(mail_client, mail_key)
+    port = mail_env.sp.smtp_ports["inbound"]
+    peak, baseline, done = [0], _rss(), threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], _rss())
+            time.sleep(0.005)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        sent = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                SENDER,
+                str(port),
+                address,
+                "30000000",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=True,
+        ).stdout.split()
+    finally:
+        done.set()
+        sampler.join()
+    code, digest, size = sent[0], sent[-2], int(sent[-1])
+    assert code == "250", sent
+    found = archived(mail_client, mail_key, sent[-3])
+    assert (found["sha256"], found["size"]) == (digest, size)
+    assert size > 29_000_000
+    # aiosmtpd's own DATA would hold the lines and their join: more than twice the size
+    growth = peak[0] - baseline
+    assert growth < 24 * 1024 * 1024, f"RSS grew {growth} bytes for a {size}-byte message"
+
+
+def test_an_email_sent_through_the_api_is_archived_as_outbound_and_the_answer_joins_it(
+    mail_env: MailEnv, mail_client: TestClient, mail_key: Headers
+) -> None:
+    client, sp = mail_client, mail_env.sp
+    assert (
+        client.patch(
+            "/v1/archive/settings", json={"own_domains": ["acme.test"]}, headers=mail_key
+        ).status_code
+        == 200
+    )
+    made = client.post(
+        "/v1/archive/agents", json={"email": "care@acme.test", "role": "agent"}, headers=mail_key
+    )
+    assert made.status_code == 201, made.text
+    agent_id, agent_key = made.json()["id"], {"Authorization": f"Bearer {made.json()['api_key']}"}
+    sent = client.post(
+        "/v1/communications",
+        json={
+            "from": "care@acme.test",
+            "to": [f"ann@{RECIPIENT_DOMAIN}"],
+            "subject": "Su pedido 77",
+            "text": "Su pedido sale mañana.",
+        },
+        headers=mail_key,
+    )
+    assert sent.status_code == 201, sent.text
+    communication_id = sent.json()["communications"][0]["id"]
+    sp.start_events()  # positions the events the archive's follower reads
+    sp.start_archive()
+
+    def outbound() -> dict[str, Any] | None:
+        items = client.get("/v1/archive/messages", headers=mail_key).json()["items"]
+        return next((m for m in items if m["source"] == "sealpost"), None)
+
+    mine = wait(outbound)
+    assert mine["direction"] == "outbound" and mine["subject"] == "Su pedido 77"
+    original = client.get(f"/v1/communications/{communication_id}/original.eml", headers=mail_key)
+    raw = client.get(f"/v1/archive/messages/{mine['id']}/raw", headers=mail_key)
+    assert raw.content == original.content  # the bytes its SubmissionAcceptance seals
+    detail = archived(client, mail_key, mine["id"])
+    assert [(s["source"], s["ref"]) for s in detail["sightings"]] == [
+        ("sealpost", communication_id)
+    ]
+    thread = client.get(f"/v1/archive/threads/{mine['thread_id']}", headers=mail_key).json()
+    assert thread["owner_agent_id"] == agent_id  # the agent who sent it owns the thread
+
+    # the customer answers to another address of the company, which journals it
+    communication = sp.communications.get(communication_id)
+    assert communication is not None
+    answer = message(
+        "Re: Su pedido 77",
+        sender=f"ann@{RECIPIENT_DOMAIN}",
+        to="ventas@acme.test",
+        In_Reply_To=communication.message_id,
+        body="¿Puede ser el jueves?\n",
+    )
+    code, reply = journal(
+        mail_env, journal_address(client, mail_key), answer, mail_from=f"ann@{RECIPIENT_DOMAIN}"
+    )
+    assert code == 250, reply
+    theirs = archived(client, mail_key, archived_id(reply))
+    assert theirs["direction"] == "inbound"
+    assert theirs["thread_id"] == mine["thread_id"]
+    inbox = client.get("/v1/archive/inbox", headers=agent_key).json()
+    assert [(n["kind"], n["thread_id"]) for n in inbox] == [("customer_wrote", mine["thread_id"])]
+
+
+def test_messages_carrying_an_access_secret_are_never_archived(
+    mail_env: MailEnv, mail_client: TestClient, mail_key: Headers
+) -> None:
+    sp = mail_env.sp
+    send = sp.certified_mailer.send
+    common: dict[str, Any] = {
+        "tenant_id": mail_env.tenant_id,
+        "sender": "care@acme.test",
+        "to": f"bob@{RECIPIENT_DOMAIN}",
+        "identification": {"method": "test"},
+        "details": {},
+    }
+    secret = send(subject="Your code", text="Code: 123456", access_secret=True, **common)
+    plain = send(subject="Plain notice", text="Nothing secret.", **common)
+    sp.start_events()
+    sp.start_archive()
+
+    def archived_refs() -> list[str]:
+        items = mail_client.get("/v1/archive/messages", headers=mail_key).json()["items"]
+        refs = []
+        for item in items:
+            refs += [s["ref"] for s in archived(mail_client, mail_key, item["id"])["sightings"]]
+        return refs
+
+    assert wait(lambda: plain in archived_refs())
+    # the follower read them in order: the secret one, accepted first, was skipped
+    assert secret not in archived_refs()
