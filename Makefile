@@ -40,10 +40,12 @@ lint: system-deps-run $(VENV)/.installed-test
 	$(BIN)/lint-imports
 
 ## bench: ledger benchmark (records/s sealed, proof verifications/s), then reminder sequences
-## (enrolments/s, due step -> send committed p50/p99; modest sizes: see docs/benchmarks.md)
+## (enrolments/s, due step -> send committed p50/p99; modest sizes: see docs/benchmarks.md),
+## then the archive's ingest (messages/s over the SMTP journal and the service)
 bench: $(VENV)/.installed-test
 	$(BIN)/python bench/ledger.py
 	$(BIN)/python bench/sequences.py --enrolments 20000 --single 500 --dispatch 2000
+	$(BIN)/python bench/archive.py --messages 1000 --clients 8
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
