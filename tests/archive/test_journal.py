@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from tests.pickup.flow import send_pickup
 from tests.support.mail import RECIPIENT_DOMAIN, MailEnv
 
 Headers = dict[str, str]
@@ -357,3 +358,64 @@ def test_messages_carrying_an_access_secret_are_never_archived(
     assert wait(lambda: plain in archived_refs())
     # the follower read them in order: the secret one, accepted first, was skipped
     assert secret not in archived_refs()
+
+
+def test_a_registered_pickup_is_archived_but_its_notice_with_the_link_is_not(
+    mail_env: MailEnv, mail_client: TestClient, mail_key: Headers
+) -> None:
+    client, sp = mail_client, mail_env.sp
+    cid = send_pickup(client, mail_key, "deb")
+    notice = wait(
+        lambda: (
+            (client.get(f"/v1/communications/{cid}", headers=mail_key).json()["pickup"] or {})
+            .get("notice", {})
+            .get("communication_id")
+        )
+    )
+    later = client.post(
+        "/v1/communications",
+        json={
+            "from": "claims@acme.test",
+            "to": [f"eve@{RECIPIENT_DOMAIN}"],
+            "subject": "Accepted after the notice",
+            "text": "Plain.",
+        },
+        headers=mail_key,
+    ).json()["communications"][0]["id"]
+    sp.start_events()
+    sp.start_archive()
+
+    def refs() -> dict[str, dict[str, Any]]:
+        items = client.get("/v1/archive/messages", headers=mail_key).json()["items"]
+        return {
+            s["ref"]: item
+            for item in items
+            for s in archived(client, mail_key, item["id"])["sightings"]
+        }
+
+    found = wait(lambda: later in (seen := refs()) and seen)
+    assert found[cid]["subject"] == "Claim 4711" and found[cid]["direction"] == "outbound"
+    assert found[cid]["attachment_names"] == ["decision.pdf"]
+    assert notice not in found  # its single-use link must never reach an agent
+
+
+def test_one_transaction_to_two_tenants_journal_addresses_is_archived_for_each(
+    mail_env: MailEnv, mail_client: TestClient, mail_key: Headers
+) -> None:
+    sp = mail_env.sp
+    other = sp.tenants.create("other-company").id
+    other_key = {"Authorization": f"Bearer {sp.tenants.issue_api_key(other).secret}"}
+    mine, theirs = journal_address(mail_client, mail_key), journal_address(mail_client, other_key)
+    raw = message("Para los dos", Message_ID="<both@gmail.com>")
+    with smtplib.SMTP("127.0.0.1", sp.smtp_ports["inbound"], timeout=10) as smtp:
+        smtp.ehlo("mx.acme.test")
+        smtp.mail("cliente@gmail.com")
+        assert smtp.rcpt(mine)[0] == 250 and smtp.rcpt(theirs)[0] == 250
+        code, reply = smtp.data(raw)
+    assert code == 250, reply
+    ids = reply.decode().split(" ")[-2:]
+    first = archived(mail_client, mail_key, ids[0])
+    second = archived(mail_client, other_key, ids[1])
+    assert first["sha256"] == second["sha256"] == hashlib.sha256(raw).hexdigest()
+    # each tenant sees its own copy only
+    assert mail_client.get(f"/v1/archive/messages/{ids[1]}", headers=mail_key).status_code == 404
