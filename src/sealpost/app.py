@@ -317,6 +317,11 @@ class PickupDeskAdapter:
         return self.service().describe(tenant_id, communication_id)
 
 
+JOURNAL_RCPTS_KEPT = 3
+"""Envelope recipients kept in a journal sighting's reference (journal addresses: one each
+tenant named in the transaction); more are counted."""
+
+
 @dataclass(frozen=True)
 class ArchiveJournal:
     """Communications' ``JournalSink`` port over the archive: a message sent to a tenant's
@@ -331,13 +336,19 @@ class ArchiveJournal:
     def archive(self, tenant_id: str, data: BinaryIO, envelope: JournalEnvelope) -> str:
         from sealpost.archive.model import Source
 
+        # the reference is in a unique index: PostgreSQL's B-tree takes ~2.7 KB per entry
         ref = {
             "transaction": envelope.transaction_id,
-            "mail_from": envelope.mail_from,
-            "rcpt_to": list(envelope.rcpt_to),
-            "mail_options": list(envelope.mail_options),
-            "client_ip": envelope.client_ip,
-            "helo": envelope.helo,
+            "mail_from": envelope.mail_from[:320],
+            "rcpt_to": [r[:320] for r in envelope.rcpt_to[:JOURNAL_RCPTS_KEPT]],
+            "mail_options": [o[:64] for o in envelope.mail_options[:8]],
+            "client_ip": envelope.client_ip[:64],
+            "helo": (envelope.helo or "")[:255] or None,
+            **(
+                {"rcpt_count": len(envelope.rcpt_to)}
+                if len(envelope.rcpt_to) > JOURNAL_RCPTS_KEPT
+                else {}
+            ),
             "received_at": envelope.received_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
             **({"tls": dict(envelope.tls)} if envelope.tls else {}),
         }
