@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import smtplib
+import socket
 import subprocess
 import sys
 import threading
@@ -160,8 +161,10 @@ def test_malformed_mime_and_8bit_headers_are_archived_byte_exact_and_listed(
     utf8 = crlf(
         "From: María <maría@correo.es>\nTo: ventas@acme.test\nSubject: Cancelación\n\nHola.\n"
     )
+    long_line = crlf("From: cliente@gmail.com\nSubject: largo\n\n" + "x" * 5000 + "\n.y\nfin\n")
     results = {}
     for name, raw, options in (
+        ("long line", long_line, []),  # RFC 5321 §4.5.3.1.6 says 1000 octets: kept all the same
         ("broken", broken, []),
         ("latin1", latin1, ["BODY=8BITMIME"]),
         ("utf8", utf8, ["SMTPUTF8", "BODY=8BITMIME"]),
@@ -419,3 +422,48 @@ def test_one_transaction_to_two_tenants_journal_addresses_is_archived_for_each(
     assert first["sha256"] == second["sha256"] == hashlib.sha256(raw).hexdigest()
     # each tenant sees its own copy only
     assert mail_client.get(f"/v1/archive/messages/{ids[1]}", headers=mail_key).status_code == 404
+
+
+@pytest.mark.parametrize("mail_overrides", [{"archive_journal_max_bytes": 4096}])
+def test_a_journaled_message_over_the_limit_gets_552_and_the_session_goes_on(
+    mail_env: MailEnv, mail_client: TestClient, mail_key: Headers
+) -> None:
+    address = journal_address(mail_client, mail_key)
+    big = message("Grande", body="palabra " * 1000 + "\n")
+    small = message("Pequeño")
+    with smtplib.SMTP("127.0.0.1", mail_env.sp.smtp_ports["inbound"], timeout=10) as smtp:
+        smtp.ehlo("mx.acme.test")
+        smtp.mail("ventas@acme.test")
+        smtp.rcpt(address)
+        code, reply = smtp.data(big)
+        assert (code, reply[:5]) == (552, b"5.3.4")
+        smtp.mail("ventas@acme.test")
+        smtp.rcpt(address)
+        assert smtp.data(small)[0] == 250
+    items = mail_client.get("/v1/archive/messages", headers=mail_key).json()["items"]
+    assert [m["subject"] for m in items] == ["Pequeño"]
+
+
+def test_a_connection_lost_during_data_archives_nothing(
+    mail_env: MailEnv, mail_client: TestClient, mail_key: Headers
+) -> None:
+    address = journal_address(mail_client, mail_key)
+    with socket.create_connection(("127.0.0.1", mail_env.sp.smtp_ports["inbound"])) as raw:
+        reader = raw.makefile("rb")
+        for line in (
+            b"",
+            b"EHLO mx.acme.test",
+            b"MAIL FROM:<a@acme.test>",
+            b"RCPT TO:<" + address.encode() + b">",
+            b"DATA",
+        ):
+            if line:
+                raw.sendall(line + b"\r\n")
+            while (answer := reader.readline())[3:4] == b"-":
+                pass
+        assert answer.startswith(b"354")
+        raw.sendall(b"Subject: cut\r\n\r\nhalf a message")
+    time.sleep(0.5)
+    assert mail_client.get("/v1/archive/messages", headers=mail_key).json()["items"] == []
+    code, _ = journal(mail_env, address, message("Entero"))  # the port is fine
+    assert code == 250
