@@ -8,6 +8,7 @@ import hashlib
 import json
 import smtplib
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -467,3 +468,24 @@ def test_a_connection_lost_during_data_archives_nothing(
     assert mail_client.get("/v1/archive/messages", headers=mail_key).json()["items"] == []
     code, _ = journal(mail_env, address, message("Entero"))  # the port is fine
     assert code == 250
+
+
+def test_a_message_journaled_over_starttls_is_archived_with_its_tls_noted(
+    mail_env: MailEnv, mail_client: TestClient, mail_key: Headers
+) -> None:
+    address = journal_address(mail_client, mail_key)
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    raw = message("Cifrado", body="línea\n" * 5000)
+    with smtplib.SMTP("127.0.0.1", mail_env.sp.smtp_ports["inbound"], timeout=10) as smtp:
+        smtp.ehlo("mx.acme.test")
+        smtp.starttls(context=context)  # what Postfix does with smtp_tls_security_level=may
+        smtp.ehlo("mx.acme.test")
+        smtp.mail("ventas@acme.test")
+        smtp.rcpt(address)
+        code, reply = smtp.data(raw)
+    assert code == 250, reply
+    found = archived(mail_client, mail_key, archived_id(reply))
+    assert found["sha256"] == hashlib.sha256(raw).hexdigest()
+    assert json.loads(found["sightings"][0]["ref"])["tls"]["version"].startswith("TLSv1.")
