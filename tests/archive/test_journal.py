@@ -105,6 +105,12 @@ def test_a_journaled_message_is_archived_byte_exact_with_its_envelope(
     assert envelope["mail_from"] == "ventas@acme.test"
     assert envelope["rcpt_to"] == [address]
     assert envelope["helo"] == "mx.acme.test" and envelope["client_ip"] == "127.0.0.1"
+    # no final line break: the client must end the last line before ".", so the message it
+    # transmitted (and Sealpost stores) has one more CRLF than it was given
+    unterminated = crlf("From: cliente@gmail.com\nSubject: sin fin\n\nsin salto")
+    code, reply = journal(mail_env, address, unterminated)
+    found = archived(mail_client, mail_key, archived_id(reply))
+    assert found["sha256"] == hashlib.sha256(unterminated + b"\r\n").hexdigest()
 
 
 def test_an_unknown_journal_token_is_refused_at_rcpt(
