@@ -495,3 +495,45 @@ def test_a_message_journaled_over_starttls_is_archived_with_its_tls_noted(
     found = archived(mail_client, mail_key, archived_id(reply))
     assert found["sha256"] == hashlib.sha256(raw).hexdigest()
     assert json.loads(found["sightings"][0]["ref"])["tls"]["version"].startswith("TLSv1.")
+
+
+def test_sent_mail_is_archived_once_the_archive_works_again_and_never_skipped(
+    mail_env: MailEnv, mail_client: TestClient, mail_key: Headers
+) -> None:
+    sp = mail_env.sp
+    root = Path(sp.archive_blobs.root)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    if root.exists():
+        root.rmdir()  # empty: nothing archived yet
+    root.write_bytes(b"not a directory: the archive's storage is broken")
+    try:
+        sent = mail_client.post(
+            "/v1/communications",
+            json={
+                "from": "care@acme.test",
+                "to": [f"ann@{RECIPIENT_DOMAIN}"],
+                "subject": "Durante la avería",
+                "text": "Hola.",
+            },
+            headers=mail_key,
+        )
+        assert sent.status_code == 201, sent.text
+        communication_id = sent.json()["communications"][0]["id"]
+        sp.start_events()
+        sp.start_archive()
+
+        def accepted_at() -> int | None:  # its event is positioned: the follower sees it
+            events = sp.outbox.after(0, 1000)
+            return next(
+                (e.position for e in events if e.type == "sealpost.communication.accepted"), None
+            )
+
+        position = wait(accepted_at)
+        time.sleep(2.5)  # two rounds of the follower fail on the storage
+        assert sp.outbox.cursor("archive-outgoing") < position  # not skipped
+    finally:
+        root.unlink()
+    found = wait(lambda: mail_client.get("/v1/archive/messages", headers=mail_key).json()["items"])
+    assert [m["subject"] for m in found] == ["Durante la avería"]
+    refs = [s["ref"] for s in archived(mail_client, mail_key, found[0]["id"])["sightings"]]
+    assert refs == [communication_id]
