@@ -45,6 +45,8 @@ if TYPE_CHECKING:
 
     from sealpost.access.service import AccessService
     from sealpost.archive.endpoints import ArchiveParts
+    from sealpost.archive.imap import ImapWorker
+    from sealpost.archive.mailboxes import MailboxService
     from sealpost.archive.service import ArchiveService
     from sealpost.communications.certificates import CertificateService
     from sealpost.communications.contents import ContentStore
@@ -1005,6 +1007,46 @@ class Sealpost:
             service=self.archive,
             journal_address=lambda token: f"journal+{token}@{domain}",
         )
+
+    @cached_property
+    def archive_mailboxes(self) -> MailboxService:
+        """The archive's IMAP mailboxes: settings, cursors, state (issue 15)."""
+        from sealpost.archive.mailboxes import MailboxRepository, MailboxService
+
+        s = self.settings
+        return MailboxService(
+            MailboxRepository(self.engine),
+            allow_private_networks=s.archive_imap_allow_private_networks,
+            backoff_cap_seconds=s.archive_imap_backoff_max_seconds,
+            clock=lambda: self.clock(),
+        )
+
+    @cached_property
+    def archive_imap(self) -> ImapWorker:
+        """Reads the due mailboxes into the archive (IDLE where offered, else polling)."""
+        from sealpost.archive.imap import ImapPuller, ImapWorker
+
+        s = self.settings
+        puller = ImapPuller(
+            self.archive_mailboxes,
+            self.archive,
+            timeout_seconds=s.archive_imap_timeout_seconds,
+            poll_seconds=s.archive_imap_poll_seconds,
+            idle_seconds=s.archive_imap_idle_seconds,
+            allow_private_networks=s.archive_imap_allow_private_networks,
+        )
+        return ImapWorker(puller, concurrency=s.archive_imap_concurrency)
+
+    def archive_loops(self) -> list[Loop]:
+        from sealpost.archive import imap
+
+        if not self.settings.archive_imap_enabled:
+            return []
+        return imap.loops(self.archive_imap)
+
+    def start_archive(self) -> None:
+        """The archive's IMAP pull, as settings enable it."""
+        self.supervisor.start(self.archive_loops())
 
     def pickup_loops(self) -> list[Loop]:
         from sealpost.pickup import tasks
