@@ -177,8 +177,9 @@ class ImapPuller:
             if idle:
                 self._idle(client, claim, stop)
             self.mailboxes.release(claim, 0.0 if idle else self.poll_seconds)
-        except _LeaseLost:
+        except _LeaseLost:  # changed meanwhile: due again at once with its new settings
             log.info("archive.imap.lease_lost", mailbox=m.id)
+            self.mailboxes.release(claim, 0.0)
         except Exception as exc:
             error = describe(exc, m.host, m.port)
             if synced:  # the connection dropped while waiting: not a failure, resume soon

@@ -201,5 +201,5 @@ def mailbox_state(mailbox_id: Id, service: ServiceDep, viewer: ViewerDep) -> Mai
         last_success_at=m.last_success_at,
         next_attempt_at=m.next_attempt_at if m.enabled else None,
         messages_fetched=m.messages_fetched,
-        folders=[FolderOut.of(c) for c in service.repo.folders(m.id)],
+        folders=[FolderOut.of(c) for c in service.repo.folders(m.id) if c.folder in m.folders],
     )
