@@ -110,9 +110,10 @@ def main() -> None:
             assert worker.run_once() == 1
             elapsed = time.perf_counter() - started
             with sp.engine.connect() as conn:
-                count, size = conn.execute(
+                count, total = conn.execute(
                     select(func.count(), func.coalesce(func.sum(archive_messages.c.size), 0))
                 ).one()
+            size = int(total)  # a Decimal on PostgreSQL
             mailbox = sp.archive_mailboxes.repo.all(tenant.id)[0]
             if mailbox.state != "ok" or count != args.messages:
                 raise SystemExit(f"sync incomplete: {count} archived, {mailbox.last_error}")

@@ -115,6 +115,7 @@ class ImapPuller:
         idle_seconds: float = 300.0,
         allow_private_networks: bool = False,
         ssl_context: ssl.SSLContext | None = None,
+        ingest_threads: int = 4,
     ) -> None:
         self.mailboxes = mailboxes
         self.archive = archive
@@ -124,6 +125,10 @@ class ImapPuller:
         self.allow_private_networks = allow_private_networks
         self.ssl_context = ssl_context or ssl.create_default_context()
         self.lease_seconds = max(120.0, 4 * timeout_seconds)
+        self.ingest_threads = ingest_threads
+        """Messages of one chunk ingested at once (their blob writes, MIME scans and commits
+        overlap); the cursor then moves past the whole chunk.  1: one by one, the cursor
+        after each."""
 
     def connect(self, claim: Claim) -> IMAPClient:
         m = claim.mailbox
@@ -205,6 +210,26 @@ class ImapPuller:
         cursor = self.mailboxes.start_folder(m.id, folder, uidvalidity)
         found = client.search(["UID", f"{cursor.last_uid + 1}:*"])
         uids = sorted(int(u) for u in found if int(u) > cursor.last_uid)  # n:* includes the last
+        pool = None
+        if self.ingest_threads > 1 and len(uids) > 1:
+            pool = ThreadPoolExecutor(self.ingest_threads, thread_name_prefix="sealpost-ingest")
+        try:
+            return self._sync_uids(client, claim, folder, uidvalidity, uids, stop, pool)
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True)
+
+    def _sync_uids(
+        self,
+        client: IMAPClient,
+        claim: Claim,
+        folder: str,
+        uidvalidity: int,
+        uids: list[int],
+        stop: threading.Event,
+        pool: ThreadPoolExecutor | None,
+    ) -> int:
+        m = claim.mailbox
         fetched = 0
         for start in range(0, len(uids), 1000):
             window = uids[start : start + 1000]
@@ -215,15 +240,28 @@ class ImapPuller:
             for batch in _chunks(window, sizes):
                 if stop.is_set():
                     return fetched
-                bodies = client.fetch(batch, ["BODY.PEEK[]"])
-                for uid in batch:
-                    raw = bodies.get(uid, {}).get(b"BODY[]")
-                    if raw is None:  # expunged since the SEARCH: nothing to archive
-                        continue
+                fetched_now = client.fetch(batch, ["BODY.PEEK[]"])
+                bodies = {u: fetched_now[u].get(b"BODY[]") for u in batch if u in fetched_now}
+                present = [u for u in batch if bodies.get(u) is not None]
+                # (a UID missing was expunged since the SEARCH: nothing to archive)
+                del fetched_now
+
+                def ingest(uid: int, bodies: dict[int, Any] = bodies) -> None:
                     ref = f"{m.id}/{folder}/{uidvalidity}/{uid}"
-                    self.archive.ingest(m.tenant_id, bytes(raw), Source("imap", ref))
-                    self.mailboxes.advance(m.id, folder, uidvalidity, uid)
-                    fetched += 1
+                    raw = bytes(bodies[uid])
+                    self.archive.ingest(m.tenant_id, raw, Source("imap", ref))
+
+                if pool is None:
+                    for uid in present:
+                        ingest(uid)
+                        self.mailboxes.advance(m.id, folder, uidvalidity, uid)
+                else:  # every ingest of the chunk committed, then the cursor moves past it
+                    list(pool.map(ingest, present))
+                    if present:
+                        self.mailboxes.advance(
+                            m.id, folder, uidvalidity, max(present), count=len(present)
+                        )
+                fetched += len(present)
                 del bodies
                 if not self.mailboxes.renew(m.id, claim.owner, self.lease_seconds):
                     raise _LeaseLost()

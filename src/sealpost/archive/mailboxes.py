@@ -425,8 +425,11 @@ class MailboxService:
         assert cursor is not None
         return cursor
 
-    def advance(self, mailbox_id: str, folder: str, uidvalidity: int, uid: int) -> None:
-        """Move the folder's cursor past ``uid`` (called after its ingest committed)."""
+    def advance(
+        self, mailbox_id: str, folder: str, uidvalidity: int, uid: int, *, count: int = 1
+    ) -> None:
+        """Move the folder's cursor past ``uid`` (called once the ingest of every message up
+        to it committed); ``count`` messages were fetched."""
         f = archive_mailbox_folders.c
         now = self.clock()
         with write_transaction(self.engine) as conn:
@@ -434,13 +437,13 @@ class MailboxService:
                 update(archive_mailbox_folders)
                 .where(f.mailbox_id == mailbox_id, f.folder == folder)
                 .where(f.uidvalidity == uidvalidity, f.last_uid < uid)
-                .values(last_uid=uid, messages_fetched=f.messages_fetched + 1, synced_at=now)
+                .values(last_uid=uid, messages_fetched=f.messages_fetched + count, synced_at=now)
             )
             if done.rowcount:
                 conn.execute(
                     update(archive_mailboxes)
                     .where(archive_mailboxes.c.id == mailbox_id)
-                    .values(messages_fetched=archive_mailboxes.c.messages_fetched + 1)
+                    .values(messages_fetched=archive_mailboxes.c.messages_fetched + count)
                 )
 
     def folder_synced(self, mailbox_id: str, folder: str) -> None:
