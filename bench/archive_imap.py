@@ -56,6 +56,9 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--size", type=int, default=4000, help="approximate bytes per message")
     parser.add_argument("--database", default=None, help="a PostgreSQL URL (default SQLite)")
+    parser.add_argument(
+        "--ingest-threads", type=int, default=4, help="messages of a chunk ingested at once"
+    )
     args = parser.parse_args()
     configure_logging("WARNING")
 
@@ -103,6 +106,7 @@ def main() -> None:
                 sp.archive,
                 idle_seconds=0,
                 allow_private_networks=True,
+                ingest_threads=args.ingest_threads,
             )
             worker = ImapWorker(puller, concurrency=1)
             _reset_peak_rss()
@@ -119,7 +123,8 @@ def main() -> None:
                 raise SystemExit(f"sync incomplete: {count} archived, {mailbox.last_error}")
             database = "PostgreSQL" if args.database else "SQLite"
             print(
-                f"IMAP sync ({database}): {count} messages, {size / 1e6:.1f} MB in "
+                f"IMAP sync ({database}, {args.ingest_threads} ingest threads): {count} "
+                f"messages, {size / 1e6:.1f} MB in "
                 f"{elapsed:.2f} s: {count / elapsed:.0f} messages/s, "
                 f"{size / 1e6 / elapsed:.1f} MB/s; peak RSS {_peak_rss_mb():.0f} MB"
             )

@@ -1034,6 +1034,7 @@ class Sealpost:
             poll_seconds=s.archive_imap_poll_seconds,
             idle_seconds=s.archive_imap_idle_seconds,
             allow_private_networks=s.archive_imap_allow_private_networks,
+            ingest_threads=s.archive_imap_ingest_threads,
         )
         return ImapWorker(puller, concurrency=s.archive_imap_concurrency)
 

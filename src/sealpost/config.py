@@ -359,6 +359,12 @@ class Settings(BaseSettings):
     archive_imap_concurrency: int = Field(
         8, ge=1, description="Mailboxes one worker process reads at once."
     )
+    archive_imap_ingest_threads: int = Field(
+        4,
+        ge=1,
+        description="Messages of one fetched chunk archived at once (their blob writes and "
+        "commits overlap); the folder's cursor moves past the chunk once all committed.",
+    )
     archive_imap_timeout_seconds: float = Field(
         30.0, gt=0, description="Connect and read timeout of each IMAP connection."
     )
