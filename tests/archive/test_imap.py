@@ -4,6 +4,8 @@ growing wait, never holding up another mailbox."""
 
 from __future__ import annotations
 
+import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -24,9 +26,9 @@ from sealpost.config import Settings
 from sealpost.events.tables import outbox_events
 from sealpost.ledger.tables import evidence_records
 from tests.support.clock import ManualClock
-from tests.support.dovecot import DovecotServer, dovecot, free_port, message
+from tests.support.dovecot import DovecotServer, dovecot, dovecot_tls, free_port, message
 
-__all__ = ["dovecot"]  # the fixture, used by name
+__all__ = ["dovecot", "dovecot_tls"]  # the fixtures, used by name
 
 
 @pytest.fixture
@@ -387,6 +389,59 @@ def test_an_unreachable_server_fails_and_waits_longer_each_time(
         clock.set(due)
     assert waits == [15, 30, 60, 120]
     assert events(sealpost, box["id"]) == ["sealpost.archive.mailbox_failing"]
+
+
+def test_a_silent_server_times_out_without_holding_up_another_mailbox(
+    sealpost: Sealpost,
+    tenant_id: str,
+    client: TestClient,
+    admin: dict[str, str],
+    dovecot: DovecotServer,
+) -> None:
+    with socket.socket() as silent:  # accepts connections (the backlog), never greets
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        mute = DovecotServer.__new__(DovecotServer)
+        mute.port = silent.getsockname()[1]
+        hung = add_mailbox(client, admin, mute, name="colgado")
+        dovecot.append("agent", mails(2))
+        add_mailbox(client, admin, dovecot)
+        started = time.monotonic()
+        assert worker(sealpost, timeout_seconds=1.0).run_once() == 2
+        assert time.monotonic() - started < 5
+    assert archived(sealpost, tenant_id) == 2
+    seen = state(client, admin, hung["id"])
+    assert seen["state"] == "failing"
+    assert seen["last_error"] == f"no answer from 127.0.0.1:{mute.port} in time"
+
+
+@pytest.mark.parametrize("tls", ["ssl", "starttls"])
+def test_tls_with_a_trusted_certificate_and_refusal_of_an_untrusted_one(
+    sealpost: Sealpost,
+    tenant_id: str,
+    client: TestClient,
+    admin: dict[str, str],
+    dovecot_tls: DovecotServer,
+    tls: str,
+) -> None:
+    server = dovecot_tls
+    server.append("agent", mails(1))
+    port = server.tls_port if tls == "ssl" else server.port
+    box = add_mailbox(client, admin, server, tls=tls, port=port)
+    worker(sealpost).run_once()  # the system's trust store: this self-signed one is unknown
+    refused = state(client, admin, box["id"])
+    assert refused["state"] == "failing"
+    assert refused["last_error"] == (
+        f"TLS with 127.0.0.1:{port}: certificate not trusted (self-signed certificate)"
+    )
+    assert archived(sealpost, tenant_id) == 0
+
+    trusted = ssl.create_default_context(cafile=str(server.certificate))
+    client.patch(f"/v1/archive/mailboxes/{box['id']}", json={"name": "soporte-tls"}, headers=admin)
+    worker(sealpost, ssl_context=trusted).run_once()
+    assert state(client, admin, box["id"])["state"] == "ok"
+    assert archived(sealpost, tenant_id) == 1
+    assert "TLS" in server.log
 
 
 def test_xoauth2_access_token(

@@ -49,7 +49,7 @@ info_log_path = {root}/dovecot.log
 instance_name = sealpost-test-{port}
 listen = 127.0.0.1
 protocols = imap
-ssl = no
+{ssl}
 disable_plaintext_auth = no
 auth_mechanisms = plain xoauth2
 auth_failure_delay = 0
@@ -75,7 +75,8 @@ service imap-login {{
     port = {port}
   }}
   inet_listener imaps {{
-    port = 0
+    address = 127.0.0.1
+    port = {tls_port}
   }}
 }}
 service anvil {{
@@ -93,11 +94,13 @@ protocol imap {{
 class DovecotServer:
     """``start()``, ``stop()``, ``restart()``; ``port``; ``add_user()``; ``client()``."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, tls: bool = False) -> None:
         if not BINARY.exists():
             raise FileNotFoundError(f"{BINARY} (Debian package dovecot-imapd) is not installed")
         self.root = Path(tempfile.mkdtemp(prefix="sealpost-dovecot-"))
         self.port = free_port()
+        self.tls_port = free_port() if tls else 0
+        """Implicit TLS (``imaps``); STARTTLS is offered on ``port`` too."""
         self.users: dict[str, str] = {}
         self._process: subprocess.Popen[bytes] | None = None
         root = os.geteuid() == 0
@@ -107,10 +110,16 @@ class DovecotServer:
         for sub in ("run", "state", "mail", "home"):
             (self.root / sub).mkdir()
         (self.root / "users").write_text("")
+        ssl = "ssl = no"
+        if tls:
+            self._self_signed()
+            ssl = f"ssl = yes\nssl_cert = <{self.certificate}\nssl_key = <{self.root / 'key.pem'}"
         (self.root / "dovecot.conf").write_text(
             _CONFIG.format(
                 root=self.root,
                 port=self.port,
+                tls_port=self.tls_port,
+                ssl=ssl,
                 user=account.pw_name,
                 group=_group_name(account.pw_gid),
                 uid=account.pw_uid,
@@ -118,6 +127,23 @@ class DovecotServer:
             )
         )
         self._own_tree()
+
+    @property
+    def certificate(self) -> Path:
+        """The server's self-signed certificate (for 127.0.0.1): a test's trust anchor."""
+        return self.root / "cert.pem"
+
+    def _self_signed(self) -> None:
+        subprocess.run(
+            [
+                "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
+                "-addext", "subjectAltName=IP:127.0.0.1",
+                "-keyout", str(self.root / "key.pem"), "-out", str(self.certificate),
+            ],
+            check=True,
+            capture_output=True,
+        )  # fmt: skip
 
     def _own_tree(self) -> None:
         if os.geteuid() != 0:
@@ -230,8 +256,18 @@ def message(
 @pytest.fixture
 def dovecot() -> Iterator[DovecotServer]:
     """A running Dovecot with the user ``agent`` (password ``secret-1``)."""
+    yield from _running(tls=False)
+
+
+@pytest.fixture
+def dovecot_tls() -> Iterator[DovecotServer]:
+    """The same, with TLS: implicit on ``tls_port``, STARTTLS on ``port``."""
+    yield from _running(tls=True)
+
+
+def _running(*, tls: bool) -> Iterator[DovecotServer]:
     try:
-        server = DovecotServer()
+        server = DovecotServer(tls=tls)
     except FileNotFoundError as exc:
         require_service("Dovecot", str(exc))
         raise
