@@ -212,6 +212,31 @@ def test_a_kill_between_ingest_and_cursor_loses_nothing_and_doubles_nothing(
     assert (seen["state"], seen["folders"][0]["last_uid"]) == ("ok", 4)
 
 
+class Broken(ArchiveService):
+    def ingest(self, tenant_id: str, data: Any, source: Source, **kw: Any) -> Ingested:
+        raise RuntimeError("connection to db.internal.example:5432 refused")
+
+
+def test_an_internal_error_is_retried_and_its_text_not_shown_to_the_tenant(
+    sealpost: Sealpost,
+    tenant_id: str,
+    client: TestClient,
+    admin: dict[str, str],
+    dovecot: DovecotServer,
+    clock: ManualClock,
+) -> None:
+    dovecot.append("agent", mails(1))
+    box = add_mailbox(client, admin, dovecot)
+    real = sealpost.archive
+    worker(sealpost, Broken(real.repo, real.blobs, clock=real.clock)).run_once()
+    seen = state(client, admin, box["id"])
+    assert seen["state"] == "failing" and "db.internal" not in seen["last_error"]
+    assert seen["last_error"].startswith("internal error while archiving mail from 127.0.0.1")
+    clock.advance(15)
+    worker(sealpost).run_once()
+    assert (state(client, admin, box["id"])["state"], archived(sealpost, tenant_id)) == ("ok", 1)
+
+
 def test_expunged_at_the_source_stays_in_the_archive(
     sealpost: Sealpost,
     tenant_id: str,

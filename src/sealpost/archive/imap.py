@@ -85,7 +85,9 @@ def describe(exc: BaseException, host: str, port: int) -> str:
         return f"network error with {where}: {exc.strerror or exc}"
     if isinstance(exc, IMAPClientError):
         return f"IMAP error from {where}: {_text(exc)}"
-    return f"{type(exc).__name__} with {where}: {exc}"
+    # not the mailbox's fault (the database, a bug): its text may name the operator's hosts
+    # or SQL, which a tenant must not read; the log has it
+    return f"internal error while archiving mail from {where} ({type(exc).__name__}); it is retried"
 
 
 def _chunks(uids: list[int], sizes: dict[int, int]) -> Iterator[list[int]]:
@@ -187,6 +189,7 @@ class ImapPuller:
             self.mailboxes.release(claim, 0.0)
         except Exception as exc:
             error = describe(exc, m.host, m.port)
+            log.info("archive.imap.attempt_failed", mailbox=m.id, error=repr(exc))
             if synced:  # the connection dropped while waiting: not a failure, resume soon
                 log.info("archive.imap.disconnected", mailbox=m.id, error=error)
                 self.mailboxes.release(claim, RETRY_AFTER_DISCONNECT_SECONDS)
@@ -347,10 +350,20 @@ class ImapWorker:
                 else:
                     round_ok()
                     for claim in claims:
-                        active.add(pool.submit(self.puller.session, claim, stop))
+                        future = pool.submit(self.puller.session, claim, stop)
+                        future.add_done_callback(_log_crash)
+                        active.add(future)
                 stop.wait(self.look_seconds)
         finally:
             pool.shutdown(wait=True)
+
+
+def _log_crash(future: Any) -> None:
+    """A session that could not even record its outcome (the database is down): its lease
+    expires and another attempt follows; say so in the log."""
+    exc = future.exception()
+    if exc is not None:
+        log.error("archive.imap.session_crashed", error=repr(exc))
 
 
 def loops(worker: ImapWorker) -> list[Loop]:
