@@ -47,6 +47,8 @@ if TYPE_CHECKING:
 
     from sealpost.access.service import AccessService
     from sealpost.archive.endpoints import ArchiveParts
+    from sealpost.archive.imap import ImapWorker
+    from sealpost.archive.mailboxes import MailboxService
     from sealpost.archive.outgoing import OutgoingArchiver, SentMessage
     from sealpost.archive.service import ArchiveService
     from sealpost.communications.certificates import CertificateService
@@ -1095,16 +1097,50 @@ class Sealpost:
             self.archive, self.outbox, ArchiveSentMail(self.communications, self.contents)
         )
 
-    def archive_loops(self) -> list[Loop]:
-        from sealpost.archive import outgoing
+    @cached_property
+    def archive_mailboxes(self) -> MailboxService:
+        """The archive's IMAP mailboxes: settings, cursors, state (issue 15)."""
+        from sealpost.archive.mailboxes import MailboxRepository, MailboxService
 
         s = self.settings
-        if not (s.archive_worker_enabled and s.archive_outgoing):
-            return []
-        return outgoing.loops(self.archive_outgoing)
+        return MailboxService(
+            MailboxRepository(self.engine),
+            allow_private_networks=s.archive_imap_allow_private_networks,
+            backoff_cap_seconds=s.archive_imap_backoff_max_seconds,
+            clock=lambda: self.clock(),
+        )
+
+    @cached_property
+    def archive_imap(self) -> ImapWorker:
+        """Reads the due mailboxes into the archive (IDLE where offered, else polling)."""
+        from sealpost.archive.imap import ImapPuller, ImapWorker
+
+        s = self.settings
+        puller = ImapPuller(
+            self.archive_mailboxes,
+            self.archive,
+            timeout_seconds=s.archive_imap_timeout_seconds,
+            poll_seconds=s.archive_imap_poll_seconds,
+            idle_seconds=s.archive_imap_idle_seconds,
+            allow_private_networks=s.archive_imap_allow_private_networks,
+            ingest_threads=s.archive_imap_ingest_threads,
+        )
+        return ImapWorker(puller, concurrency=s.archive_imap_concurrency)
+
+    def archive_loops(self) -> list[Loop]:
+        from sealpost.archive import imap, outgoing
+
+        s = self.settings
+        found: list[Loop] = []
+        if s.archive_worker_enabled and s.archive_outgoing:
+            found += outgoing.loops(self.archive_outgoing)
+        if s.archive_imap_enabled:
+            found += imap.loops(self.archive_imap)
+        return found
 
     def start_archive(self) -> None:
-        """The archive's follower (Sealpost's own sent mail into the archive)."""
+        """The archive's loops: Sealpost's own sent mail into the archive (a follower), the
+        IMAP pull, as settings enable them."""
         self.supervisor.start(self.archive_loops())
 
     def pickup_loops(self) -> list[Loop]:

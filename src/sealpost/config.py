@@ -359,6 +359,39 @@ class Settings(BaseSettings):
         description="Run the archive's follower (archives the emails Sealpost accepted) in "
         "`serve`.",
     )
+    archive_imap_enabled: bool = Field(
+        True,
+        description="Run the mail archive's IMAP pull (configured mailboxes) in `serve`.",
+    )
+    archive_imap_poll_seconds: float = Field(
+        60.0, gt=0, description="How often a mailbox without IDLE is read again."
+    )
+    archive_imap_idle_seconds: float = Field(
+        300.0,
+        gt=0,
+        description="How long one IDLE session on a mailbox lasts before the worker lets it go "
+        "(and reads all its folders again); RFC 2177 asks for less than 29 minutes.",
+    )
+    archive_imap_concurrency: int = Field(
+        8, ge=1, description="Mailboxes one worker process reads at once."
+    )
+    archive_imap_ingest_threads: int = Field(
+        4,
+        ge=1,
+        description="Messages of one fetched chunk archived at once (their blob writes and "
+        "commits overlap); the folder's cursor moves past the chunk once all committed.",
+    )
+    archive_imap_timeout_seconds: float = Field(
+        30.0, gt=0, description="Connect and read timeout of each IMAP connection."
+    )
+    archive_imap_backoff_max_seconds: float = Field(
+        3600.0, gt=0, description="Longest wait between two attempts on a failing mailbox."
+    )
+    archive_imap_allow_private_networks: bool = Field(
+        False,
+        description="Allow IMAP servers on loopback/private/link-local addresses (off: no "
+        "probing of your own network through a tenant's mailbox settings).",
+    )
     pickup_worker_interval_seconds: float = Field(
         2.0, gt=0, description="How often the pickup worker looks for due work."
     )

@@ -34,12 +34,17 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("post", "/v1/archive/threads/{thread_id}/assign"): {"reason": "taken over"},
     ("patch", "/v1/archive/agents/{agent_id}"): {"disabled": True},
     ("put", "/v1/archive/teams/{team_id}/members"): {"agent_ids": []},
+    ("patch", "/v1/archive/mailboxes/{mailbox_id}"): {"enabled": False, "secret": "taken-over"},
 }
 
 
 @pytest.fixture
 def mail_overrides() -> dict[str, object]:
-    return {"webhook_allow_private_networks": True, "webhook_timeout_seconds": 1.0}
+    return {
+        "webhook_allow_private_networks": True,
+        "webhook_timeout_seconds": 1.0,
+        "archive_imap_allow_private_networks": True,
+    }
 
 
 def _owned_objects(client: TestClient, key: dict[str, str], env: MailEnv) -> dict[str, str]:
@@ -133,7 +138,21 @@ def _owned_objects(client: TestClient, key: dict[str, str], env: MailEnv) -> dic
         headers=key,
     )
     assert team.status_code == 201, team.text
+    mailbox = client.post(
+        "/v1/archive/mailboxes",
+        json={
+            "name": "Owner-only mailbox",
+            "host": "127.0.0.1",
+            "port": 9,
+            "tls": "none",
+            "username": "Ann Owner",
+            "secret": "Owner-only password",
+        },
+        headers=key,
+    )
+    assert mailbox.status_code == 201, mailbox.text
     return {
+        "mailbox_id": mailbox.json()["id"],
         "message_id": archived.json()["message"]["id"],
         "thread_id": archived.json()["message"]["thread_id"],
         "agent_id": agent.json()["id"],
@@ -215,3 +234,5 @@ def test_no_route_reaches_another_tenants_object(
     assert [a["disabled_at"] for a in agents] == [None]  # the intruder's PATCH disabled nobody
     teams = client.get("/v1/archive/teams", headers=owner).json()
     assert [len(t["agent_ids"]) for t in teams] == [1]
+    mailboxes = client.get("/v1/archive/mailboxes", headers=owner).json()
+    assert [m["enabled"] for m in mailboxes] == [True]  # the intruder's PATCH changed nothing

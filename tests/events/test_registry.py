@@ -27,6 +27,7 @@ def test_a_process_built_by_the_composition_root_knows_every_domain() -> None:
     ).stdout.splitlines()
     assert out[0] == str(
         [
+            "archive_mailbox",
             "archive_message",
             "archive_thread",
             "communication",

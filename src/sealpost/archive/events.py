@@ -23,6 +23,8 @@ from sealpost.ledger.records import EvidenceRecord
 MESSAGE_ARCHIVED = "sealpost.archive.message_archived"
 THREAD_ASSIGNED = "sealpost.archive.thread_assigned"
 CUSTOMER_WROTE = "sealpost.archive.customer_wrote"
+MAILBOX_FAILING = "sealpost.archive.mailbox_failing"
+MAILBOX_RECOVERED = "sealpost.archive.mailbox_recovered"
 
 KINDS: tuple[EventKind, ...] = (
     EventKind(
@@ -42,6 +44,18 @@ KINDS: tuple[EventKind, ...] = (
         "archive_thread",
         "The customer wrote again in a thread an agent owns, possibly to another address of "
         "the company: the message is routed to the owner, who is notified.",
+    ),
+    EventKind(
+        MAILBOX_FAILING,
+        "archive_mailbox",
+        "An IMAP mailbox pulled into the archive stopped working (wrong password, server "
+        "unreachable, folder missing): its mail waits at the source until it recovers "
+        "(MailboxFailing; raised once per failing period, retries back off).",
+    ),
+    EventKind(
+        MAILBOX_RECOVERED,
+        "archive_mailbox",
+        "A failing IMAP mailbox was read again (MailboxRecovered).",
     ),
 )
 
@@ -93,10 +107,33 @@ def _from_thread(record: EvidenceRecord) -> NewEvent | None:
     )
 
 
+_MAILBOX_EVENTS = {"MailboxFailing": MAILBOX_FAILING, "MailboxRecovered": MAILBOX_RECOVERED}
+
+
+def _from_mailbox(record: EvidenceRecord) -> NewEvent | None:
+    type_ = _MAILBOX_EVENTS.get(record.event.name)
+    if type_ is None:
+        return None
+    data: dict[str, Any] = {"mailbox_id": record.subject.id, **record_reference(record)}
+    for key in ("name", "host", "port", "username", "error", "failing_since", "failures"):
+        if key in record.details:
+            data[key] = record.details[key]
+    return new_event(
+        tenant_id=record.tenant_id,
+        type=type_,
+        subject_type="archive_mailbox",
+        subject_id=record.subject.id,
+        time=record.event_time,
+        data=data,
+        record_id=record.id,
+    )
+
+
 REGISTRY.register(
     KINDS,
     (
         SubjectType("archive_message", "archive/messages", _from_message),
         SubjectType("archive_thread", "archive/threads", _from_thread),
+        SubjectType("archive_mailbox", "archive/mailboxes", _from_mailbox),
     ),
 )

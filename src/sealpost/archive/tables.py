@@ -154,3 +154,50 @@ archive_notifications = Table(
 )
 """An agent's inbox in the console: a customer wrote again in a thread it owns, a thread was
 assigned to it, an unanswered-mail alert."""
+
+archive_mailboxes = Table(
+    "archive_mailboxes",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("tenant_id", String(36), ForeignKey("tenants.id"), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("host", String(253), nullable=False),
+    Column("port", Integer, nullable=False),
+    Column("tls", String(16), nullable=False),
+    Column("username", String(320), nullable=False),
+    Column("auth", String(16), nullable=False),
+    # the password or OAuth2 access token, kept like a webhook's signing secret: it must be
+    # usable to log in, so it is not hashed; the API never returns it
+    Column("secret", Text, nullable=False),
+    Column("folders", Text, nullable=False, server_default='["INBOX"]'),
+    Column("enabled", Boolean, nullable=False, server_default="1"),
+    Column("state", String(16), nullable=False, server_default="ok"),
+    Column("last_error", Text),
+    Column("failing_since", DateTime(timezone=True)),
+    Column("consecutive_failures", Integer, nullable=False, server_default="0"),
+    Column("last_attempt_at", DateTime(timezone=True)),
+    Column("last_success_at", DateTime(timezone=True)),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=False),
+    Column("messages_fetched", BigInteger, nullable=False, server_default="0"),
+    Column("lease_owner", String(64)),
+    Column("lease_until", DateTime(timezone=True)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("tenant_id", "name", name="uq_archive_mailboxes_name"),
+    Index("ix_archive_mailboxes_due", "enabled", "next_attempt_at"),
+)
+"""IMAP mailboxes pulled into the archive, with the state of their last attempts (``ok``,
+``failing``; ``disabled`` when not enabled) and the worker's lease."""
+
+archive_mailbox_folders = Table(
+    "archive_mailbox_folders",
+    metadata,
+    Column("mailbox_id", String(36), ForeignKey("archive_mailboxes.id"), primary_key=True),
+    Column("folder", String(1000), primary_key=True),
+    Column("uidvalidity", BigInteger, nullable=False),
+    Column("last_uid", BigInteger, nullable=False, server_default="0"),
+    Column("messages_fetched", BigInteger, nullable=False, server_default="0"),
+    Column("synced_at", DateTime(timezone=True)),
+)
+"""Each folder's cursor (RFC 9051 §2.3.1.1): the UIDVALIDITY it was read under and the last
+UID archived; a new UIDVALIDITY restarts the folder from UID 1."""

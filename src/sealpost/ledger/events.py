@@ -203,6 +203,11 @@ _OWN_SINCE_2: tuple[tuple[str, str, bool], ...] = (
     # the mail archive (issue 15): a thread given to an agent or team (Archived, above, is
     # each message's own record)
     ("ThreadAssigned", "R", False),
+    # the archive's IMAP pull (issue 15): a mailbox configured (never its secret), failing
+    # (mail may wait at the source: a gap the archive must be able to show), recovered
+    ("MailboxConfigured", "R", False),
+    ("MailboxFailing", "R", True),
+    ("MailboxRecovered", "R", False),
 )
 
 
