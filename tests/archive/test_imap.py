@@ -522,9 +522,9 @@ def wait_for(condition: Any, seconds: float = 10.0) -> None:
 
 
 def test_serve_runs_the_imap_loop_unless_disabled(sealpost: Sealpost, settings: Settings) -> None:
-    assert [loop.name for loop in sealpost.archive_loops()] == ["archive-imap"]
+    assert "archive-imap" in [loop.name for loop in sealpost.archive_loops()]
     off = Sealpost(settings.model_copy(update={"archive_imap_enabled": False}))
-    assert off.archive_loops() == []
+    assert "archive-imap" not in [loop.name for loop in off.archive_loops()]
 
 
 def test_settings_are_checked_the_secret_is_never_shown_and_only_admins_write(
