@@ -46,6 +46,8 @@ if TYPE_CHECKING:
     from sealpost.access.service import AccessService
     from sealpost.archive.endpoints import ArchiveParts
     from sealpost.archive.service import ArchiveService
+    from sealpost.archive.sla import SlaService
+    from sealpost.archive.sla_endpoints import SlaParts
     from sealpost.communications.certificates import CertificateService
     from sealpost.communications.contents import ContentStore
     from sealpost.communications.email.client_limits import SmtpClientLimits
@@ -1006,6 +1008,31 @@ class Sealpost:
             journal_address=lambda token: f"journal+{token}@{domain}",
         )
 
+    @cached_property
+    def archive_sla(self) -> SlaService:
+        """Unanswered-mail alerts: policies, each thread's reply clock, the alert round; the
+        tenant's own holidays from the deadlines' calendars."""
+        from sealpost.archive.sla import SlaService
+        from sealpost.archive.sla_repository import SlaRepository
+
+        return SlaService(
+            SlaRepository(self.engine),
+            self.archive,
+            calendars=lambda tenant_id, code: self.deadlines.calendar(tenant_id, code),
+            clock=lambda: self.clock(),
+        )
+
+    @cached_property
+    def archive_sla_parts(self) -> SlaParts:
+        from sealpost.archive.sla_endpoints import SlaParts
+
+        return SlaParts(sla=self.archive_sla)
+
+    def archive_loops(self) -> list[Loop]:
+        from sealpost.archive import tasks
+
+        return tasks.loops(self.archive_sla, self.settings)
+
     def pickup_loops(self) -> list[Loop]:
         from sealpost.pickup import tasks
 
@@ -1045,6 +1072,7 @@ class Sealpost:
         """The events dispatcher (one active by lease) and the webhook sender, as enabled."""
         self.supervisor.start(self.events_loops())
         self.supervisor.start(self.deadlines_loops())
+        self.supervisor.start(self.archive_loops())
 
     def start_background(self) -> None:
         """The sequencer (when this process may sequence)."""

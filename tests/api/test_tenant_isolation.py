@@ -34,6 +34,13 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("post", "/v1/archive/threads/{thread_id}/assign"): {"reason": "taken over"},
     ("patch", "/v1/archive/agents/{agent_id}"): {"disabled": True},
     ("put", "/v1/archive/teams/{team_id}/members"): {"agent_ids": []},
+    ("put", "/v1/archive/sla-policies/{policy_id}"): {
+        "name": "taken over",
+        "first_reply_minutes": 1,
+        "reply_minutes": 1,
+        "time_zone": "UTC",
+        "hours": {"mon": [["09:00", "10:00"]]},
+    },
 }
 
 
@@ -133,7 +140,21 @@ def _owned_objects(client: TestClient, key: dict[str, str], env: MailEnv) -> dic
         headers=key,
     )
     assert team.status_code == 201, team.text
+    sla_policy = client.post(
+        "/v1/archive/sla-policies",
+        json={
+            "name": "Owner-only SLA",
+            "first_reply_minutes": 480,
+            "reply_minutes": 1440,
+            "time_zone": "Europe/Madrid",
+            "calendar": "ES",
+            "hours": {"mon": [["09:00", "14:00"], ["15:00", "18:00"]]},
+        },
+        headers=key,
+    )
+    assert sla_policy.status_code == 201, sla_policy.text
     return {
+        "policy_id": sla_policy.json()["id"],
         "message_id": archived.json()["message"]["id"],
         "thread_id": archived.json()["message"]["thread_id"],
         "agent_id": agent.json()["id"],
@@ -215,3 +236,5 @@ def test_no_route_reaches_another_tenants_object(
     assert [a["disabled_at"] for a in agents] == [None]  # the intruder's PATCH disabled nobody
     teams = client.get("/v1/archive/teams", headers=owner).json()
     assert [len(t["agent_ids"]) for t in teams] == [1]
+    policies = client.get("/v1/archive/sla-policies", headers=owner).json()
+    assert [p["name"] for p in policies] == ["Owner-only SLA"]  # neither replaced nor deleted

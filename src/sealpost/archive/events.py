@@ -23,6 +23,11 @@ from sealpost.ledger.records import EvidenceRecord
 MESSAGE_ARCHIVED = "sealpost.archive.message_archived"
 THREAD_ASSIGNED = "sealpost.archive.thread_assigned"
 CUSTOMER_WROTE = "sealpost.archive.customer_wrote"
+SLA_WARNING = "sealpost.archive.sla_warning"
+SLA_BREACHED = "sealpost.archive.sla_breached"
+SLA_ESCALATED = "sealpost.archive.sla_escalated"
+SCHEDULED_SEND_SENT = "sealpost.archive.scheduled_send_sent"
+SCHEDULED_SEND_FAILED = "sealpost.archive.scheduled_send_failed"
 
 KINDS: tuple[EventKind, ...] = (
     EventKind(
@@ -42,6 +47,33 @@ KINDS: tuple[EventKind, ...] = (
         "archive_thread",
         "The customer wrote again in a thread an agent owns, possibly to another address of "
         "the company: the message is routed to the owner, who is notified.",
+    ),
+    EventKind(
+        SLA_WARNING,
+        "archive_thread",
+        "A customer's mail is near its reply deadline (ReplyDeadlineApproaching); raised "
+        "only in service hours, once per customer message.  A reassignment for want of a "
+        "reply is a thread_assigned with reason sla_reassigned.",
+    ),
+    EventKind(
+        SLA_BREACHED,
+        "archive_thread",
+        "A customer's mail was not answered by its deadline (ReplyDeadlineMissed).",
+    ),
+    EventKind(
+        SLA_ESCALATED,
+        "archive_thread",
+        "An overdue thread was escalated to the supervisors (ReplyEscalated).",
+    ),
+    EventKind(
+        SCHEDULED_SEND_SENT,
+        "archive_thread",
+        "A scheduled send went out: its communication id (whose own events follow).",
+    ),
+    EventKind(
+        SCHEDULED_SEND_FAILED,
+        "archive_thread",
+        "A scheduled send could not be sent (the message was refused): its error.",
     ),
 )
 

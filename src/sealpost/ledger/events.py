@@ -203,6 +203,15 @@ _OWN_SINCE_2: tuple[tuple[str, str, bool], ...] = (
     # the mail archive (issue 15): a thread given to an agent or team (Archived, above, is
     # each message's own record)
     ("ThreadAssigned", "R", False),
+    # unanswered-mail alerts (docs/archive-sla.md): the passing of business time on a
+    # customer's unanswered mail, and the escalation it caused; computations, not acts
+    ("ReplyDeadlineApproaching", "R", False),
+    ("ReplyDeadlineMissed", "R", False),
+    ("ReplyEscalated", "R", False),
+    # scheduled sends: a message to send later, withdrawn before it went (the message sent
+    # has its own SubmissionAcceptance)
+    ("SendScheduled", "R", False),
+    ("ScheduledSendCancelled", "R", False),
 )
 
 
