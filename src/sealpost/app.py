@@ -45,6 +45,8 @@ if TYPE_CHECKING:
 
     from sealpost.access.service import AccessService
     from sealpost.archive.endpoints import ArchiveParts
+    from sealpost.archive.ports import ScheduledEmail
+    from sealpost.archive.scheduled import ScheduledSendService
     from sealpost.archive.service import ArchiveService
     from sealpost.archive.sla import SlaService
     from sealpost.archive.sla_endpoints import SlaParts
@@ -236,6 +238,31 @@ class SequenceMessenger:
             guard_in=sms.guard_in,
             certificate=sms.certificate,
             respect_opt_out=sms.respect_opt_out,
+        )
+
+
+@dataclass(frozen=True)
+class ArchiveSender:
+    """The archive's ``Sender`` port: a scheduled send is a certified email of communications
+    (a plain one without its automatic certificate; by registered pickup when asked), with
+    its own evidence; the send's guard rides in the message's own group commit."""
+
+    mailer: CertifiedMailer
+
+    def email(self, mail: ScheduledEmail) -> str:
+        return self.mailer.send(
+            tenant_id=mail.tenant_id,
+            sender=mail.sender,
+            sender_name=mail.sender_name,
+            to=mail.to,
+            subject=mail.subject,
+            text=mail.text,
+            html=mail.html,
+            pickup=mail.pickup,
+            identification={"method": "scheduled_send"},
+            details=dict(mail.details),
+            guard_in=mail.guard_in,
+            certificate=mail.certificate,
         )
 
 
@@ -950,7 +977,7 @@ class Sealpost:
     def sequence_scheduler(self) -> Scheduler:
         from sealpost.sequences.tasks import Scheduler
 
-        return Scheduler(self.sequences)
+        return Scheduler(self.sequences, also=(self.archive_scheduled,))
 
     @cached_property
     def sequence_follower(self) -> Follower:
@@ -1026,7 +1053,21 @@ class Sealpost:
     def archive_sla_parts(self) -> SlaParts:
         from sealpost.archive.sla_endpoints import SlaParts
 
-        return SlaParts(sla=self.archive_sla)
+        return SlaParts(sla=self.archive_sla, scheduled=self.archive_scheduled)
+
+    @cached_property
+    def archive_scheduled(self) -> ScheduledSendService:
+        """Scheduled sends: sent by the sequences' scheduler round (``sequence_scheduler``)
+        through communications' certified mailer."""
+        from sealpost.archive.scheduled import ScheduledSendService
+        from sealpost.archive.scheduled_repository import ScheduledRepository
+
+        return ScheduledSendService(
+            ScheduledRepository(self.engine),
+            ArchiveSender(self.certified_mailer),
+            calendars=lambda tenant_id, code: self.deadlines.calendar(tenant_id, code),
+            clock=lambda: self.clock(),
+        )
 
     def archive_loops(self) -> list[Loop]:
         from sealpost.archive import tasks

@@ -153,7 +153,20 @@ def _owned_objects(client: TestClient, key: dict[str, str], env: MailEnv) -> dic
         headers=key,
     )
     assert sla_policy.status_code == 201, sla_policy.text
+    scheduled = client.post(
+        "/v1/archive/scheduled-sends",
+        json={
+            "sender": "care@acme.test",
+            "to": f"ann@{RECIPIENT_DOMAIN}",
+            "subject": "Owner-only later",
+            "text": "Owner-only text",
+            "hold_until_working_hours": {"time_zone": "Europe/Madrid", "calendar": "ES"},
+        },
+        headers=key,
+    )
+    assert scheduled.status_code == 201, scheduled.text
     return {
+        "send_id": scheduled.json()["id"],
         "policy_id": sla_policy.json()["id"],
         "message_id": archived.json()["message"]["id"],
         "thread_id": archived.json()["message"]["thread_id"],
@@ -238,3 +251,5 @@ def test_no_route_reaches_another_tenants_object(
     assert [len(t["agent_ids"]) for t in teams] == [1]
     policies = client.get("/v1/archive/sla-policies", headers=owner).json()
     assert [p["name"] for p in policies] == ["Owner-only SLA"]  # neither replaced nor deleted
+    send = client.get(_fill("/v1/archive/scheduled-sends/{send_id}", ids), headers=owner).json()
+    assert send["state"] in ("scheduled", "sent")  # the intruder's cancel cancelled nothing

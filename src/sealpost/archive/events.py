@@ -67,12 +67,12 @@ KINDS: tuple[EventKind, ...] = (
     ),
     EventKind(
         SCHEDULED_SEND_SENT,
-        "archive_thread",
+        "archive_scheduled_send",
         "A scheduled send went out: its communication id (whose own events follow).",
     ),
     EventKind(
         SCHEDULED_SEND_FAILED,
-        "archive_thread",
+        "archive_scheduled_send",
         "A scheduled send could not be sent (the message was refused): its error.",
     ),
 )
@@ -130,5 +130,6 @@ REGISTRY.register(
     (
         SubjectType("archive_message", "archive/messages", _from_message),
         SubjectType("archive_thread", "archive/threads", _from_thread),
+        SubjectType("archive_scheduled_send", "archive/scheduled-sends"),
     ),
 )

@@ -6,11 +6,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 
+from sealpost.api import cursors
+from sealpost.api.cursors import Cursor
 from sealpost.api.errors import problem_responses
+from sealpost.archive.scheduled import ScheduledSendService
 from sealpost.archive.sla import SlaService
-from sealpost.archive.sla_schemas import SlaPolicyBody, SlaPolicyOut, ThreadSlaOut
+from sealpost.archive.sla_schemas import (
+    CancelBody,
+    ScheduledPage,
+    ScheduledSendBody,
+    ScheduledSendOut,
+    SlaPolicyBody,
+    SlaPolicyOut,
+    ThreadSlaOut,
+)
 from sealpost.archive.viewers import ViewerDep, require
 from sealpost.errors import (
     Conflict,
@@ -34,6 +45,7 @@ class SlaParts:
     """What these endpoints use; built by the composition root (``app.state.archive_sla``)."""
 
     sla: SlaService
+    scheduled: ScheduledSendService
 
 
 def sla_parts(request: Request) -> SlaParts:
@@ -106,3 +118,73 @@ def breaching(parts: PartsDep, viewer: ViewerDep) -> list[ThreadSlaOut]:
     view."""
     require(viewer, "admin", "supervisor", "auditor")
     return [ThreadSlaOut(**s) for s in parts.sla.breaching(viewer)]
+
+
+# -- scheduled sends ---------------------------------------------------------------------------
+
+
+def scheduled_service(request: Request) -> ScheduledSendService:
+    service: ScheduledSendService = request.app.state.archive_sla.scheduled
+    return service
+
+
+ScheduledDep = Annotated[ScheduledSendService, Depends(scheduled_service)]
+
+
+@router.post(
+    "/scheduled-sends",
+    status_code=201,
+    response_model=ScheduledSendOut,
+    responses=problem_responses(InvalidInput),
+)
+def schedule(body: ScheduledSendBody, service: ScheduledDep, viewer: ViewerDep) -> ScheduledSendOut:
+    """A message (certified by default, plain, or by registered pickup) to send at
+    ``send_at``, or held until the recipient's working hours (a SendScheduled record).  The
+    sequences' scheduler sends it; the message then has the evidence of any communication."""
+    data = body.model_dump()
+    data["hold_until_working_hours"] = (
+        body.hold_until_working_hours.model_dump() if body.hold_until_working_hours else None
+    )
+    return ScheduledSendOut.of(service.create(viewer, data))
+
+
+@router.get("/scheduled-sends", response_model=ScheduledPage)
+def list_scheduled(
+    service: ScheduledDep,
+    viewer: ViewerDep,
+    state: Annotated[str | None, Query(pattern="^(scheduled|sent|cancelled|failed)$")] = None,
+    cursor: Cursor = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> ScheduledPage:
+    """Scheduled sends the key may see (an agent: its own), newest first."""
+    found = service.page(
+        viewer, state=state, after=cursors.decode(cursor) if cursor else None, limit=limit + 1
+    )
+    items = found[:limit]
+    more = len(found) > limit
+    return ScheduledPage(
+        items=[ScheduledSendOut.of(s) for s in items],
+        next_cursor=cursors.encode(items[-1].created_at, items[-1].id) if more else None,
+    )
+
+
+@router.get(
+    "/scheduled-sends/{send_id}",
+    response_model=ScheduledSendOut,
+    responses=problem_responses(NotFound),
+)
+def get_scheduled(send_id: Id, service: ScheduledDep, viewer: ViewerDep) -> ScheduledSendOut:
+    return ScheduledSendOut.of(service.get(viewer, send_id))
+
+
+@router.post(
+    "/scheduled-sends/{send_id}/cancel",
+    response_model=ScheduledSendOut,
+    responses=problem_responses(NotFound, Conflict),
+)
+def cancel_scheduled(
+    send_id: Id, service: ScheduledDep, viewer: ViewerDep, body: CancelBody | None = None
+) -> ScheduledSendOut:
+    """Withdraw it (a ScheduledSendCancelled record); 409 once it was sent.  A cancel and the
+    send serialise on the send's row: it never goes out after a cancel has answered 200."""
+    return ScheduledSendOut.of(service.cancel(viewer, send_id, body.reason if body else None))

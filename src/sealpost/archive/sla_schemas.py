@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from sealpost.archive.scheduled_model import ScheduledSend
 from sealpost.archive.sla_model import SlaPolicy
 from sealpost.deadlines.hours import spans_json
 
@@ -17,9 +19,12 @@ class Strict(BaseModel):
 
 class SlaPolicyBody(Strict):
     team_id: str | None = Field(
-        None, max_length=36, description="This team's threads follow it; absent: the tenant's."
+        None,
+        max_length=36,
+        pattern=r"^[A-Za-z0-9-]+$",
+        description="This team's threads follow it; absent: the tenant's.",
     )
-    name: str = Field("", max_length=200)
+    name: str = Field("", max_length=200, pattern=r"^[^\x00-\x1f\x7f]*$")
     first_reply_minutes: int = Field(
         ge=1, le=527_040, description="Business minutes to the first reply (8 h: 480)."
     )
@@ -113,3 +118,86 @@ class ThreadSlaOut(BaseModel):
     reassign_at: datetime | None = None
     business_minutes_elapsed: int | None = None
     alerts: list[SlaAlertOut] = []
+
+
+# -- scheduled sends ---------------------------------------------------------------------------
+
+
+class HoldBody(Strict):
+    time_zone: str = Field(max_length=64, description="The recipient's IANA zone.")
+    calendar: str | None = Field(
+        None, max_length=16, description="The recipient's holidays: a calendar code (ES-CT)."
+    )
+    hours: dict[str, list[list[str]]] | None = Field(
+        None,
+        max_length=7,
+        description="The recipient's working hours (as a policy's); default Mon-Fri 09-18.",
+    )
+
+
+class ScheduledSendBody(Strict):
+    sender: str = Field(max_length=320, description="From: one of the tenant's addresses.")
+    sender_name: str | None = Field(None, max_length=200, pattern=r"^[^\x00-\x1f\x7f]*$")
+    to: str = Field(max_length=320)
+    subject: str = Field(max_length=998)
+    text: str = Field(max_length=1 << 20)
+    html: str | None = Field(None, max_length=1 << 20)
+    certified: bool = Field(True, description="False: a plain email (certificate on demand).")
+    pickup: bool = Field(False, description="By registered pickup (a notice, then the content).")
+    send_at: datetime | None = Field(None, description="When (RFC 3339, with its offset).")
+    hold_until_working_hours: HoldBody | None = Field(
+        None, description="Held to the recipient's next working hour (after send_at, if given)."
+    )
+
+
+class ScheduledSendOut(BaseModel):
+    id: str
+    state: Literal["scheduled", "sent", "cancelled", "failed"]
+    sender: str
+    sender_name: str | None
+    to: str
+    subject: str
+    certified: bool
+    pickup: bool
+    requested_at: datetime | None
+    send_at: datetime
+    hold: dict[str, Any] | None
+    communication_id: str | None = Field(description="Once sent: GET /v1/communications/{id}.")
+    error: str | None
+    attempts: int
+    created_by_agent_id: str | None
+    created_at: datetime
+    sent_at: datetime | None
+    cancelled_at: datetime | None
+
+    @classmethod
+    def of(cls, s: ScheduledSend) -> ScheduledSendOut:
+        return cls(
+            id=s.id,
+            state=s.state,
+            sender=s.sender,
+            sender_name=s.sender_name,
+            to=s.to,
+            subject=s.subject,
+            certified=s.certified,
+            pickup=s.pickup,
+            requested_at=s.requested_at,
+            send_at=s.send_at,
+            hold=json.loads(s.hold) if s.hold else None,
+            communication_id=s.communication_id,
+            error=s.error,
+            attempts=s.attempts,
+            created_by_agent_id=s.created_by_agent_id,
+            created_at=s.created_at,
+            sent_at=s.sent_at,
+            cancelled_at=s.cancelled_at,
+        )
+
+
+class ScheduledPage(BaseModel):
+    items: list[ScheduledSendOut]
+    next_cursor: str | None
+
+
+class CancelBody(Strict):
+    reason: str | None = Field(None, max_length=500, pattern=r"^[^\x00]*$")

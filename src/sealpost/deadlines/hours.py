@@ -35,6 +35,9 @@ MAX_SEARCH_DAYS = 800
 """How far any search runs (a bound on every loop): a service open at least one minute every
 two years always answers; one never open is refused when defined."""
 
+MAX_SPANS = 24
+"""Spans in one day (a bound on the work of every count)."""
+
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 Span = tuple[time, time]
@@ -56,7 +59,7 @@ def zone(name: str, field: str = "time_zone") -> ZoneInfo:
     """The IANA zone ``name`` (``Europe/Madrid``); 422 for a name the database lacks."""
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         raise InvalidHours(field, f"{name[:64]!r} is not an IANA time zone") from None
 
 
@@ -69,6 +72,8 @@ def parse_spans(week: Mapping[str, Sequence[Sequence[str]]]) -> dict[int, tuple[
         name = key.strip().lower()[:3]
         if name not in WEEKDAYS:
             raise InvalidHours(f"hours.{key[:10]}", "a weekday: mon, tue, wed, thu, fri, sat, sun")
+        if len(items) > MAX_SPANS:
+            raise InvalidHours(f"hours.{name}", f"at most {MAX_SPANS} spans a day")
         parsed: list[Span] = []
         for i, item in enumerate(items):
             where = f"hours.{name}.{i}"
