@@ -391,3 +391,32 @@ def test_policies_api_checks_roles_and_fields(
     assert client.delete(f"/v1/archive/sla-policies/{pid}", headers=ana).status_code == 403
     assert client.delete(f"/v1/archive/sla-policies/{pid}", headers=admin).status_code == 204
     assert client.get(f"/v1/archive/sla-policies/{pid}", headers=admin).status_code == 404
+
+
+def test_a_deadline_at_the_lunch_break_is_raised_when_the_service_reopens(
+    sealpost: Sealpost, tenant_id: str, client: TestClient, admin: dict[str, str], clock: Clock
+) -> None:
+    ana_id, ana = agent(client, admin, "ana@acme.es")
+    policy(client, admin, first_reply_minutes=90, reply_minutes=90, warning_before_minutes=60)
+    clock(at(10, 12, 30))  # Thursday 10 December
+    thread_id = sealpost.archive.ingest(
+        tenant_id, mail("Garantía", msg_id="<g1@gmail.com>"), Source("journal")
+    ).message.thread_id
+    sealpost.archive.assign(
+        Viewer(tenant_id), thread_id, agent_id=ana_id, team_id=None, reason=None
+    )
+    sla = client.get(f"/v1/archive/threads/{thread_id}/sla", headers=ana).json()
+    assert (sla["warning_at"], sla["due_at"]) == (z(at(10, 13)), z(at(10, 14)))
+    clock(at(10, 13))
+    assert sealpost.archive_sla.tick() == 1  # the warning, in hours
+    for moment in (at(10, 14), at(10, 14, 59)):  # the deadline falls at the lunch break
+        clock(moment)
+        assert sealpost.archive_sla.tick() == 0
+        assert (
+            client.get(f"/v1/archive/threads/{thread_id}/sla", headers=ana).json()["state"]
+            == "breached"
+        )
+    clock(at(10, 15))
+    assert sealpost.archive_sla.tick() == 1
+    assert [k for k, _ in inbox(client, ana)] == ["sla_warning", "sla_breached"]
+    assert "held to service hours" in inbox(client, ana)[-1][1]
