@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime
 from email.message import EmailMessage
 from typing import Any
@@ -19,6 +20,9 @@ from sqlalchemy import select
 from sealpost.api.app import create_app
 from sealpost.app import Sealpost
 from sealpost.archive.model import Source, Viewer
+from sealpost.archive.sla import SlaService
+from sealpost.archive.sla_repository import SlaRepository
+from sealpost.archive.tables import archive_sla_alerts
 from sealpost.deadlines.calendars import ExtraDay
 from sealpost.events.tables import outbox_events
 from sealpost.ledger.tables import evidence_records
@@ -420,3 +424,37 @@ def test_a_deadline_at_the_lunch_break_is_raised_when_the_service_reopens(
     assert sealpost.archive_sla.tick() == 1
     assert [k for k, _ in inbox(client, ana)] == ["sla_warning", "sla_breached"]
     assert "held to service hours" in inbox(client, ana)[-1][1]
+
+
+def test_rounds_running_at_once_raise_each_alert_once(
+    sealpost: Sealpost, tenant_id: str, client: TestClient, admin: dict[str, str], clock: Clock
+) -> None:
+    ana_id, ana = agent(client, admin, "ana@acme.es")
+    policy(
+        client,
+        admin,
+        first_reply_minutes=30,
+        reply_minutes=30,
+        warning_percent=50,
+        escalate_after_minutes=0,
+    )
+    clock(at(10, 10))
+    for i in range(5):
+        thread_id = sealpost.archive.ingest(
+            tenant_id, mail(f"Consulta {i}", msg_id=f"<q{i}@gmail.com>"), Source("journal")
+        ).message.thread_id
+        sealpost.archive.assign(
+            Viewer(tenant_id), thread_id, agent_id=ana_id, team_id=None, reason=None
+        )
+    clock(at(10, 11))
+    other = SlaService(SlaRepository(sealpost.engine), sealpost.archive, clock=sealpost.clock)
+    rounds = [sealpost.archive_sla, other] * 3
+    with ThreadPoolExecutor(len(rounds)) as pool:
+        raised = list(pool.map(lambda service: service.tick(), rounds))
+    assert sum(raised) == 5 * 3  # warning, breach and escalation of each thread, once
+    assert [k for k, _ in inbox(client, ana)].count("sla_breached") == 5
+    with sealpost.engine.connect() as conn:
+        kinds = conn.execute(
+            select(archive_sla_alerts.c.kind).where(archive_sla_alerts.c.tenant_id == tenant_id)
+        ).scalars()
+        assert sorted(kinds) == ["breached"] * 5 + ["escalated"] * 5 + ["warning"] * 5

@@ -115,3 +115,9 @@ def test_next_open_is_open_and_nothing_opens_before_it(moment: datetime) -> None
     assert first >= moment
     assert H.is_open(first)
     assert H.elapsed(moment, first) == timedelta(0)
+
+
+def test_elapsed_counts_over_years() -> None:
+    # a thread unanswered for three years still has its count (no search bound hit)
+    years = hours().elapsed(local(2026, 1, 1, 0, 0), local(2029, 1, 1, 0, 0))
+    assert timedelta(hours=3 * 240 * 8) < years < timedelta(hours=3 * 262 * 8)

@@ -144,11 +144,15 @@ class ServiceHours:
         return found
 
     def intervals(self, moment: datetime) -> Iterator[tuple[datetime, datetime]]:
-        """The open intervals that end after ``moment``, in order (from its local day on)."""
+        """The open intervals that end after ``moment``, in order (from its local day on),
+        without end; :class:`InvalidHours` after ``MAX_SEARCH_DAYS`` days closed in a row."""
         _aware(moment)
         day = moment.astimezone(self.tz).date() - timedelta(days=1)
-        for _ in range(MAX_SEARCH_DAYS):
-            for a, b in self.day_intervals(day):
+        closed = 0
+        while closed < MAX_SEARCH_DAYS:
+            found = self.day_intervals(day)
+            closed = 0 if found else closed + 1
+            for a, b in found:
                 if b > moment:
                     yield a, b
             day += timedelta(days=1)
