@@ -458,3 +458,18 @@ def test_rounds_running_at_once_raise_each_alert_once(
             select(archive_sla_alerts.c.kind).where(archive_sla_alerts.c.tenant_id == tenant_id)
         ).scalars()
         assert sorted(kinds) == ["breached"] * 5 + ["escalated"] * 5 + ["warning"] * 5
+
+
+def test_mail_older_than_the_policy_is_counted_from_the_policy(
+    sealpost: Sealpost, tenant_id: str, client: TestClient, admin: dict[str, str], clock: Clock
+) -> None:
+    _, ana = agent(client, admin, "ana@acme.es")
+    clock(at(1, 10))
+    thread_id = sealpost.archive.ingest(
+        tenant_id, mail("Antiguo", msg_id="<old@gmail.com>"), Source("journal")
+    ).message.thread_id
+    clock(at(3, 10))
+    policy(client, admin, first_reply_minutes=60, reply_minutes=60)
+    sla = client.get(f"/v1/archive/threads/{thread_id}/sla", headers=ana).json()
+    assert (sla["started_at"], sla["due_at"], sla["state"]) == (z(at(3, 10)), z(at(3, 11)), "ok")
+    assert sealpost.archive_sla.tick() == 0

@@ -193,6 +193,9 @@ class SlaService:
         start = self.repo.clock_start_in(conn, thread)
         if start is None:
             return None
+        # mail older than the policy is counted from the policy's creation: enabling alerts
+        # on an existing archive does not page everyone about years-old unanswered mail
+        start = max(start, policy.created_at)
         return clock_for(policy, hours, start, first=thread.last_outbound_at is None)
 
     def thread_state(self, viewer: Viewer, thread_id: str) -> dict[str, Any]:
