@@ -21,6 +21,7 @@ from sqlalchemy import select
 from sealpost.api.app import create_app
 from sealpost.app import Sealpost, build
 from sealpost.archive.scheduled import ScheduledSendService
+from sealpost.communications.tables import communications
 from sealpost.config import Settings
 from sealpost.events.tables import outbox_events
 from sealpost.ledger.tables import evidence_records
@@ -279,3 +280,38 @@ def test_bad_requests_are_clear_errors_and_agents_see_their_own(env: Env) -> Non
         s["id"] for s in env.client.get("/v1/archive/scheduled-sends", headers=ana).json()["items"]
     ] == [mine["id"]]
     assert env.client.get("/v1/archive/scheduled-sends", headers=luis).json()["items"] == []
+
+
+def test_plain_certified_and_pickup_sends_are_the_communications_they_say(env: Env) -> None:
+    now = env.clock.now.isoformat()
+    plain = env.schedule(to=f"p@{RECIPIENT_DOMAIN}", send_at=now, certified=False)
+    certified = env.schedule(to=f"c@{RECIPIENT_DOMAIN}", send_at=now)
+    pickup = env.schedule(to=f"k@{RECIPIENT_DOMAIN}", send_at=now, certified=False, pickup=True)
+    assert (plain["certified"], certified["certified"], pickup["certified"]) == (
+        False,
+        True,
+        True,  # by registered pickup is certified
+    )
+    assert env.run() == 3
+    states = [env.get(x["id"]) for x in (plain, certified, pickup)]
+    assert [(x["state"], x["error"]) for x in states] == [("sent", None)] * 3
+    details = [
+        env.client.get(f"/v1/communications/{x['communication_id']}", headers=env.admin).json()
+        for x in states
+    ]
+    assert [d["pickup"] is not None for d in details] == [False, False, True]
+    # the direct ones are delivered with their content; the pickup one waits for its notice
+    _wait(lambda: {"p", "c"} <= {r.rcpt_tos[0].split("@")[0] for r in env.peer.received})
+    bodies = {r.rcpt_tos[0].split("@")[0]: r.data for r in env.peer.received}
+    assert b"Le esperamos" in bodies["p"] and b"Le esperamos" in bodies["c"]
+    assert b"Le esperamos" not in bodies.get("k", b"")  # never the content itself
+    with env.sp.engine.connect() as conn:
+        auto = dict(
+            conn.execute(
+                select(communications.c.recipient, communications.c.certificate_auto).where(
+                    communications.c.tenant_id == env.tenant_id
+                )
+            ).all()
+        )
+    assert auto[f"p@{RECIPIENT_DOMAIN}"] == 0
+    assert auto[f"c@{RECIPIENT_DOMAIN}"] == 1
