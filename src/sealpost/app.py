@@ -50,7 +50,11 @@ if TYPE_CHECKING:
     from sealpost.archive.imap import ImapWorker
     from sealpost.archive.mailboxes import MailboxService
     from sealpost.archive.outgoing import OutgoingArchiver, SentMessage
+    from sealpost.archive.ports import ScheduledEmail
+    from sealpost.archive.scheduled import ScheduledSendService
     from sealpost.archive.service import ArchiveService
+    from sealpost.archive.sla import SlaService
+    from sealpost.archive.sla_endpoints import SlaParts
     from sealpost.communications.certificates import CertificateService
     from sealpost.communications.contents import ContentStore
     from sealpost.communications.email.client_limits import SmtpClientLimits
@@ -239,6 +243,31 @@ class SequenceMessenger:
             guard_in=sms.guard_in,
             certificate=sms.certificate,
             respect_opt_out=sms.respect_opt_out,
+        )
+
+
+@dataclass(frozen=True)
+class ArchiveSender:
+    """The archive's ``Sender`` port: a scheduled send is a certified email of communications
+    (a plain one without its automatic certificate; by registered pickup when asked), with
+    its own evidence; the send's guard rides in the message's own group commit."""
+
+    mailer: CertifiedMailer
+
+    def email(self, mail: ScheduledEmail) -> str:
+        return self.mailer.send(
+            tenant_id=mail.tenant_id,
+            sender=mail.sender,
+            sender_name=mail.sender_name,
+            to=mail.to,
+            subject=mail.subject,
+            text=mail.text,
+            html=mail.html,
+            pickup=mail.pickup,
+            identification={"method": "scheduled_send"},
+            details=dict(mail.details),
+            guard_in=mail.guard_in,
+            certificate=mail.certificate,
         )
 
 
@@ -1026,7 +1055,7 @@ class Sealpost:
     def sequence_scheduler(self) -> Scheduler:
         from sealpost.sequences.tasks import Scheduler
 
-        return Scheduler(self.sequences)
+        return Scheduler(self.sequences, also=(self.archive_scheduled,))
 
     @cached_property
     def sequence_follower(self) -> Follower:
@@ -1127,8 +1156,42 @@ class Sealpost:
         )
         return ImapWorker(puller, concurrency=s.archive_imap_concurrency)
 
+    @cached_property
+    def archive_sla(self) -> SlaService:
+        """Unanswered-mail alerts: policies, each thread's reply clock, the alert round; the
+        tenant's own holidays from the deadlines' calendars."""
+        from sealpost.archive.sla import SlaService
+        from sealpost.archive.sla_repository import SlaRepository
+
+        return SlaService(
+            SlaRepository(self.engine),
+            self.archive,
+            calendars=lambda tenant_id, code: self.deadlines.calendar(tenant_id, code),
+            clock=lambda: self.clock(),
+        )
+
+    @cached_property
+    def archive_sla_parts(self) -> SlaParts:
+        from sealpost.archive.sla_endpoints import SlaParts
+
+        return SlaParts(sla=self.archive_sla, scheduled=self.archive_scheduled)
+
+    @cached_property
+    def archive_scheduled(self) -> ScheduledSendService:
+        """Scheduled sends: sent by the sequences' scheduler round (``sequence_scheduler``)
+        through communications' certified mailer."""
+        from sealpost.archive.scheduled import ScheduledSendService
+        from sealpost.archive.scheduled_repository import ScheduledRepository
+
+        return ScheduledSendService(
+            ScheduledRepository(self.engine),
+            ArchiveSender(self.certified_mailer),
+            calendars=lambda tenant_id, code: self.deadlines.calendar(tenant_id, code),
+            clock=lambda: self.clock(),
+        )
+
     def archive_loops(self) -> list[Loop]:
-        from sealpost.archive import imap, outgoing
+        from sealpost.archive import imap, outgoing, tasks
 
         s = self.settings
         found: list[Loop] = []
@@ -1136,11 +1199,12 @@ class Sealpost:
             found += outgoing.loops(self.archive_outgoing)
         if s.archive_imap_enabled:
             found += imap.loops(self.archive_imap)
+        found += tasks.loops(self.archive_sla, s)
         return found
 
     def start_archive(self) -> None:
         """The archive's loops: Sealpost's own sent mail into the archive (a follower), the
-        IMAP pull, as settings enable them."""
+        IMAP pull, the unanswered-mail alerts, as settings enable them."""
         self.supervisor.start(self.archive_loops())
 
     def pickup_loops(self) -> list[Loop]:
@@ -1182,6 +1246,7 @@ class Sealpost:
         """The events dispatcher (one active by lease) and the webhook sender, as enabled."""
         self.supervisor.start(self.events_loops())
         self.supervisor.start(self.deadlines_loops())
+        self.supervisor.start(self.archive_loops())
 
     def start_background(self) -> None:
         """The sequencer (when this process may sequence)."""

@@ -35,6 +35,13 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("patch", "/v1/archive/agents/{agent_id}"): {"disabled": True},
     ("put", "/v1/archive/teams/{team_id}/members"): {"agent_ids": []},
     ("patch", "/v1/archive/mailboxes/{mailbox_id}"): {"enabled": False, "secret": "taken-over"},
+    ("put", "/v1/archive/sla-policies/{policy_id}"): {
+        "name": "taken over",
+        "first_reply_minutes": 1,
+        "reply_minutes": 1,
+        "time_zone": "UTC",
+        "hours": {"mon": [["09:00", "10:00"]]},
+    },
 }
 
 
@@ -151,8 +158,35 @@ def _owned_objects(client: TestClient, key: dict[str, str], env: MailEnv) -> dic
         headers=key,
     )
     assert mailbox.status_code == 201, mailbox.text
+    sla_policy = client.post(
+        "/v1/archive/sla-policies",
+        json={
+            "name": "Owner-only SLA",
+            "first_reply_minutes": 480,
+            "reply_minutes": 1440,
+            "time_zone": "Europe/Madrid",
+            "calendar": "ES",
+            "hours": {"mon": [["09:00", "14:00"], ["15:00", "18:00"]]},
+        },
+        headers=key,
+    )
+    assert sla_policy.status_code == 201, sla_policy.text
+    scheduled = client.post(
+        "/v1/archive/scheduled-sends",
+        json={
+            "sender": "care@acme.test",
+            "to": f"ann@{RECIPIENT_DOMAIN}",
+            "subject": "Owner-only later",
+            "text": "Owner-only text",
+            "hold_until_working_hours": {"time_zone": "Europe/Madrid", "calendar": "ES"},
+        },
+        headers=key,
+    )
+    assert scheduled.status_code == 201, scheduled.text
     return {
         "mailbox_id": mailbox.json()["id"],
+        "send_id": scheduled.json()["id"],
+        "policy_id": sla_policy.json()["id"],
         "message_id": archived.json()["message"]["id"],
         "thread_id": archived.json()["message"]["thread_id"],
         "agent_id": agent.json()["id"],
@@ -236,3 +270,7 @@ def test_no_route_reaches_another_tenants_object(
     assert [len(t["agent_ids"]) for t in teams] == [1]
     mailboxes = client.get("/v1/archive/mailboxes", headers=owner).json()
     assert [m["enabled"] for m in mailboxes] == [True]  # the intruder's PATCH changed nothing
+    policies = client.get("/v1/archive/sla-policies", headers=owner).json()
+    assert [p["name"] for p in policies] == ["Owner-only SLA"]  # neither replaced nor deleted
+    send = client.get(_fill("/v1/archive/scheduled-sends/{send_id}", ids), headers=owner).json()
+    assert send["state"] in ("scheduled", "sent")  # the intruder's cancel cancelled nothing

@@ -29,6 +29,7 @@ def test_a_process_built_by_the_composition_root_knows_every_domain() -> None:
         [
             "archive_mailbox",
             "archive_message",
+            "archive_scheduled_send",
             "archive_thread",
             "communication",
             "enrolment",

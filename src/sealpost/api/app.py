@@ -34,6 +34,7 @@ from sealpost.api.schemas import EventsHealth, Health, LedgerHealth, LoopHealthO
 from sealpost.app import Sealpost
 from sealpost.archive import endpoints as archive
 from sealpost.archive import mailbox_endpoints as archive_mailboxes
+from sealpost.archive import sla_endpoints as archive_sla
 from sealpost.communications import endpoints as communications
 from sealpost.communications import reply_endpoints as communication_replies
 from sealpost.communications.tracking import endpoints as tracking
@@ -70,6 +71,7 @@ ROUTERS = (
     sequences.page_router,
     archive.router,
     archive_mailboxes.router,
+    archive_sla.router,
 )
 """Every domain's router, in the order the OpenAPI document lists them."""
 
@@ -149,6 +151,7 @@ def create_app(sp: Sealpost, *, start_background: bool = True) -> FastAPI:
     app.state.sequences = sp.sequences_parts
     app.state.archive = sp.archive_parts
     app.state.archive_mailboxes = sp.archive_mailboxes
+    app.state.archive_sla = sp.archive_sla_parts
     errors.install(app)
     app.state.rate_limits = limits.install(app, sp.settings, sp.tenants)
     app.state.tenant_rate_limiter = app.state.rate_limits.per_tenant

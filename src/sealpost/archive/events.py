@@ -25,6 +25,11 @@ THREAD_ASSIGNED = "sealpost.archive.thread_assigned"
 CUSTOMER_WROTE = "sealpost.archive.customer_wrote"
 MAILBOX_FAILING = "sealpost.archive.mailbox_failing"
 MAILBOX_RECOVERED = "sealpost.archive.mailbox_recovered"
+SLA_WARNING = "sealpost.archive.sla_warning"
+SLA_BREACHED = "sealpost.archive.sla_breached"
+SLA_ESCALATED = "sealpost.archive.sla_escalated"
+SCHEDULED_SEND_SENT = "sealpost.archive.scheduled_send_sent"
+SCHEDULED_SEND_FAILED = "sealpost.archive.scheduled_send_failed"
 
 KINDS: tuple[EventKind, ...] = (
     EventKind(
@@ -56,6 +61,33 @@ KINDS: tuple[EventKind, ...] = (
         MAILBOX_RECOVERED,
         "archive_mailbox",
         "A failing IMAP mailbox was read again (MailboxRecovered).",
+    ),
+    EventKind(
+        SLA_WARNING,
+        "archive_thread",
+        "A customer's mail is near its reply deadline (ReplyDeadlineApproaching); raised "
+        "only in service hours, once per customer message.  A reassignment for want of a "
+        "reply is a thread_assigned with reason sla_reassigned.",
+    ),
+    EventKind(
+        SLA_BREACHED,
+        "archive_thread",
+        "A customer's mail was not answered by its deadline (ReplyDeadlineMissed).",
+    ),
+    EventKind(
+        SLA_ESCALATED,
+        "archive_thread",
+        "An overdue thread was escalated to the supervisors (ReplyEscalated).",
+    ),
+    EventKind(
+        SCHEDULED_SEND_SENT,
+        "archive_scheduled_send",
+        "A scheduled send went out: its communication id (whose own events follow).",
+    ),
+    EventKind(
+        SCHEDULED_SEND_FAILED,
+        "archive_scheduled_send",
+        "A scheduled send could not be sent (the message was refused): its error.",
     ),
 )
 
@@ -135,5 +167,6 @@ REGISTRY.register(
         SubjectType("archive_message", "archive/messages", _from_message),
         SubjectType("archive_thread", "archive/threads", _from_thread),
         SubjectType("archive_mailbox", "archive/mailboxes", _from_mailbox),
+        SubjectType("archive_scheduled_send", "archive/scheduled-sends"),
     ),
 )

@@ -201,3 +201,79 @@ archive_mailbox_folders = Table(
 )
 """Each folder's cursor (RFC 9051 §2.3.1.1): the UIDVALIDITY it was read under and the last
 UID archived; a new UIDVALIDITY restarts the folder from UID 1."""
+# -- unanswered-mail alerts (SLA) and scheduled sends (migration 0022) -------------------------
+
+archive_sla_policies = Table(
+    "archive_sla_policies",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("tenant_id", String(36), ForeignKey("tenants.id"), nullable=False),
+    Column("scope", String(36), nullable=False),
+    Column("team_id", String(36), ForeignKey("archive_teams.id")),
+    Column("name", String(200), nullable=False, server_default=""),
+    Column("first_reply_minutes", Integer, nullable=False),
+    Column("reply_minutes", Integer, nullable=False),
+    Column("warning_percent", Integer),
+    Column("warning_before_minutes", Integer),
+    Column("escalate_after_minutes", Integer),
+    Column("reassign_after_minutes", Integer),
+    Column("reassign_to", String(16), nullable=False, server_default="none"),
+    Column("calendar", String(16)),
+    Column("time_zone", String(64), nullable=False),
+    Column("hours", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("tenant_id", "scope", name="uq_archive_sla_policies_scope"),
+)
+"""A tenant's reply targets in business minutes (``scope`` is ``tenant`` for its default
+policy, or the team's id for a team's own), with the service hours they count in."""
+
+archive_sla_alerts = Table(
+    "archive_sla_alerts",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("tenant_id", String(36), nullable=False),
+    Column("thread_id", String(36), ForeignKey("archive_threads.id"), nullable=False),
+    Column("clock_start", DateTime(timezone=True), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("due_at", DateTime(timezone=True), nullable=False),
+    Column("raised_at", DateTime(timezone=True), nullable=False),
+    Column("policy_id", String(36), nullable=False),
+    Column("record_id", String(36)),
+    UniqueConstraint("thread_id", "clock_start", "kind", name="uq_archive_sla_alerts_once"),
+    Index("ix_archive_sla_alerts_tenant", "tenant_id", "raised_at"),
+)
+"""Each alert raised (warning, breached, escalated, reassigned), once per thread and customer
+message that started the clock (``clock_start``): the unique key is what makes it once."""
+
+archive_scheduled_sends = Table(
+    "archive_scheduled_sends",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("tenant_id", String(36), ForeignKey("tenants.id"), nullable=False),
+    Column("created_by_agent_id", String(36)),
+    Column("sender", String(320), nullable=False),
+    Column("sender_name", String(200)),
+    Column("to_address", String(320), nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("text", Text, nullable=False),
+    Column("html", Text),
+    Column("certified", Boolean, nullable=False),
+    Column("pickup", Boolean, nullable=False),
+    Column("requested_at", DateTime(timezone=True)),
+    Column("send_at", DateTime(timezone=True), nullable=False),
+    Column("hold", Text),
+    Column("state", String(16), nullable=False),
+    Column("lease_owner", String(200)),
+    Column("lease_until", DateTime(timezone=True)),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("communication_id", String(36)),
+    Column("error", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("sent_at", DateTime(timezone=True)),
+    Column("cancelled_at", DateTime(timezone=True)),
+    Index("ix_archive_scheduled_sends_due", "state", "send_at"),
+    Index("ix_archive_scheduled_sends_tenant", "tenant_id", "created_at", "id"),
+)
+"""A message to send later (at ``send_at``, or held to the recipient's working hours, the
+hold's terms in ``hold`` as JSON); claimed by the sequences' scheduler round."""

@@ -208,6 +208,15 @@ _OWN_SINCE_2: tuple[tuple[str, str, bool], ...] = (
     ("MailboxConfigured", "R", False),
     ("MailboxFailing", "R", True),
     ("MailboxRecovered", "R", False),
+    # unanswered-mail alerts (docs/archive-sla.md): the passing of business time on a
+    # customer's unanswered mail, and the escalation it caused; computations, not acts
+    ("ReplyDeadlineApproaching", "R", False),
+    ("ReplyDeadlineMissed", "R", False),
+    ("ReplyEscalated", "R", False),
+    # scheduled sends: a message to send later, withdrawn before it went (the message sent
+    # has its own SubmissionAcceptance)
+    ("SendScheduled", "R", False),
+    ("ScheduledSendCancelled", "R", False),
 )
 
 

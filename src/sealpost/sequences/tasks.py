@@ -15,7 +15,9 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Protocol
 
 from sealpost.errors import SealpostError
 from sealpost.events.outbox import OutboxRepository, StoredEvent
@@ -58,6 +60,16 @@ EXTERNAL = {"sealpost.signature.completed": ("signature_process", SIGNED)}
 """Events about another resource an enrolment names in ``external_ids``."""
 
 
+class DueWork(Protocol):
+    """Other timed sends the scheduler's round claims and sends the same way (the archive's
+    scheduled sends): ``claim`` leases what is due, ``send`` hands one item to its channel
+    with a guard in the message's own commit."""
+
+    def claim(self, limit: int) -> Sequence[Any]: ...
+
+    def send(self, item: Any) -> str: ...
+
+
 class Scheduler:
     def __init__(
         self,
@@ -67,8 +79,12 @@ class Scheduler:
         concurrency: int = 8,
         poll_seconds: float = 0.5,
         wake: threading.Event | None = None,
+        also: Sequence[DueWork] = (),
     ) -> None:
         self.service = service
+        self.also = tuple(also)
+        """Other due work of this round (wired by the composition root): one scheduler, one
+        pool, one wake-up for every timed send."""
         self.batch = batch
         self.concurrency = concurrency
         self.poll_seconds = poll_seconds
@@ -76,14 +92,19 @@ class Scheduler:
         self._pool: ThreadPoolExecutor | None = None
 
     def run_once(self) -> int:
-        """Claim one batch of due steps and send them (concurrently: the channels' writers
-        commit them in groups); returns how many were claimed."""
-        claimed = self.service.claim(self.batch)
+        """Claim one batch of due steps (and of each ``also``'s due work) and send them
+        (concurrently: the channels' writers commit them in groups); returns how many were
+        claimed."""
+        claimed: list[tuple[Callable[[Any], str], Any]] = [
+            (self.service.send, step) for step in self.service.claim(self.batch)
+        ]
+        for work in self.also:
+            claimed += [(work.send, item) for item in work.claim(self.batch)]
         if not claimed:
             return 0
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="sealpost-seq")
-        list(self._pool.map(self.service.send, claimed))
+        list(self._pool.map(lambda pair: pair[0](pair[1]), claimed))
         return len(claimed)
 
     def run(self, stop: threading.Event) -> None:
