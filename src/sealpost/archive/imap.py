@@ -211,6 +211,12 @@ class ImapPuller:
             raise ImapFailure(f"folder {folder!r} on {m.host}:{m.port}: {_text(exc)}") from None
         uidvalidity = int(info[b"UIDVALIDITY"])
         cursor = self.mailboxes.start_folder(m.id, folder, uidvalidity)
+        uidnext = info.get(b"UIDNEXT")
+        if not info.get(b"EXISTS") or (uidnext is not None and int(uidnext) <= cursor.last_uid + 1):
+            # empty, or nothing new (RFC 9051 §7.3.1: UIDNEXT): no SEARCH, which some servers
+            # refuse with "*" in an empty folder
+            self.mailboxes.folder_synced(m.id, folder)
+            return 0
         found = client.search(["UID", f"{cursor.last_uid + 1}:*"])
         uids = sorted(int(u) for u in found if int(u) > cursor.last_uid)  # n:* includes the last
         pool = None
