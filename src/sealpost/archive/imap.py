@@ -30,7 +30,12 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from imapclient import IMAPClient
-from imapclient.exceptions import CapabilityError, IMAPClientError, LoginError
+from imapclient.exceptions import (
+    CapabilityError,
+    IMAPClientAbortError,
+    IMAPClientError,
+    LoginError,
+)
 
 from sealpost.archive.mailboxes import Claim, MailboxService, private_address
 from sealpost.archive.model import Source
@@ -190,7 +195,8 @@ class ImapPuller:
         except Exception as exc:
             error = describe(exc, m.host, m.port)
             log.info("archive.imap.attempt_failed", mailbox=m.id, error=repr(exc))
-            if synced:  # the connection dropped while waiting: not a failure, resume soon
+            if synced and isinstance(exc, OSError | IMAPClientAbortError):
+                # the connection dropped while waiting: not a failure, resume soon
                 log.info("archive.imap.disconnected", mailbox=m.id, error=error)
                 self.mailboxes.release(claim, RETRY_AFTER_DISCONNECT_SECONDS)
             else:
