@@ -237,6 +237,34 @@ def test_an_internal_error_is_retried_and_its_text_not_shown_to_the_tenant(
     assert (state(client, admin, box["id"])["state"], archived(sealpost, tenant_id)) == ("ok", 1)
 
 
+def test_a_change_during_a_sync_ends_it_and_the_new_settings_apply_at_once(
+    sealpost: Sealpost,
+    tenant_id: str,
+    client: TestClient,
+    admin: dict[str, str],
+    dovecot: DovecotServer,
+    clock: ManualClock,
+) -> None:
+    dovecot.append("agent", mails(3))
+    dovecot.append("agent", mails(2, "s"), folder="Ventas")
+    box = add_mailbox(client, admin, dovecot)
+    real = sealpost.archive
+
+    class ChangedMidway(ArchiveService):
+        def ingest(self, tenant_id: str, data: Any, source: Source, **kw: Any) -> Ingested:
+            done = super().ingest(tenant_id, data, source, **kw)
+            clock.advance(1)
+            sealpost.archive_mailboxes.update(tenant_id, box["id"], folders=["INBOX", "Ventas"])
+            return done
+
+    changing = ChangedMidway(real.repo, real.blobs, clock=real.clock)
+    assert worker(sealpost, changing, ingest_threads=1).run_once() == 1
+    assert archived(sealpost, tenant_id) == 3  # the chunk in hand was finished, then it let go
+    assert worker(sealpost).run_once() == 1  # due at once (no poll wait), with both folders
+    assert archived(sealpost, tenant_id) == 5
+    assert state(client, admin, box["id"])["state"] == "ok"
+
+
 def test_expunged_at_the_source_stays_in_the_archive(
     sealpost: Sealpost,
     tenant_id: str,
@@ -528,7 +556,7 @@ def test_serve_runs_the_imap_loop_unless_disabled(sealpost: Sealpost, settings: 
 
 
 def test_settings_are_checked_the_secret_is_never_shown_and_only_admins_write(
-    client: TestClient, admin: dict[str, str], dovecot: DovecotServer
+    sealpost: Sealpost, client: TestClient, admin: dict[str, str], dovecot: DovecotServer
 ) -> None:
     box = add_mailbox(client, admin, dovecot)
     for body, field in (
@@ -561,3 +589,5 @@ def test_settings_are_checked_the_secret_is_never_shown_and_only_admins_write(
     assert r.status_code == 403
     off = client.patch(f"/v1/archive/mailboxes/{box['id']}", json={"enabled": False}, headers=admin)
     assert off.json()["state"] == "disabled"
+    assert state(client, admin, box["id"])["next_attempt_at"] is None
+    assert worker(sealpost).run_once() == 0  # a disabled mailbox is not read

@@ -30,7 +30,12 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from imapclient import IMAPClient
-from imapclient.exceptions import CapabilityError, IMAPClientError, LoginError
+from imapclient.exceptions import (
+    CapabilityError,
+    IMAPClientAbortError,
+    IMAPClientError,
+    LoginError,
+)
 
 from sealpost.archive.mailboxes import Claim, MailboxService, private_address
 from sealpost.archive.model import Source
@@ -190,7 +195,8 @@ class ImapPuller:
         except Exception as exc:
             error = describe(exc, m.host, m.port)
             log.info("archive.imap.attempt_failed", mailbox=m.id, error=repr(exc))
-            if synced:  # the connection dropped while waiting: not a failure, resume soon
+            if synced and isinstance(exc, OSError | IMAPClientAbortError):
+                # the connection dropped while waiting: not a failure, resume soon
                 log.info("archive.imap.disconnected", mailbox=m.id, error=error)
                 self.mailboxes.release(claim, RETRY_AFTER_DISCONNECT_SECONDS)
             else:
@@ -211,6 +217,12 @@ class ImapPuller:
             raise ImapFailure(f"folder {folder!r} on {m.host}:{m.port}: {_text(exc)}") from None
         uidvalidity = int(info[b"UIDVALIDITY"])
         cursor = self.mailboxes.start_folder(m.id, folder, uidvalidity)
+        uidnext = info.get(b"UIDNEXT")
+        if not info.get(b"EXISTS") or (uidnext is not None and int(uidnext) <= cursor.last_uid + 1):
+            # empty, or nothing new (RFC 9051 §7.3.1: UIDNEXT): no SEARCH, which some servers
+            # refuse with "*" in an empty folder
+            self.mailboxes.folder_synced(m.id, folder)
+            return 0
         found = client.search(["UID", f"{cursor.last_uid + 1}:*"])
         uids = sorted(int(u) for u in found if int(u) > cursor.last_uid)  # n:* includes the last
         pool = None
