@@ -250,6 +250,7 @@ def test_opening_events_are_first_by_construction() -> None:
         "sealpost.signature.created",
         "sealpost.sms.accepted",
         "sealpost.sequence.enrolled",
+        "sealpost.archive.message_archived",
     }
     assert {
         "communication",
@@ -257,4 +258,5 @@ def test_opening_events_are_first_by_construction() -> None:
         "signature_process",
         "sms",
         "enrolment",
+        "archive_message",
     } == REGISTRY.opened_subjects

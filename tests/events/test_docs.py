@@ -51,6 +51,7 @@ def test_every_event_type_is_documented_with_its_payload() -> None:
             "signatures",
             "sms",
             "sequences",
+            "archive",
         )
         assert len(sample["sequence"]) == 20 and sample["sequence"].isdigit()
         assert f"| `{kind.type}` |" in text

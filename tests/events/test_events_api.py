@@ -116,7 +116,7 @@ def test_tenants_only_see_their_own_events(
         ({"after": "-1"}, "cursor"),
         (
             {"type": "sealpost.communication.nope"},
-            "type.0: must be one of sealpost.communication.accepted",
+            "type.0: must be one of sealpost.archive.customer_wrote",
         ),
         ({"limit": 0}, "limit"),
         ({"wait": 31}, "wait"),

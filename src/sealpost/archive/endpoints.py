@@ -20,6 +20,7 @@ from fastapi.responses import StreamingResponse
 from sealpost.api import cursors
 from sealpost.api.cursors import Cursor
 from sealpost.api.errors import problem_responses
+from sealpost.api.text import SingleLine
 from sealpost.archive.model import Source
 from sealpost.archive.schemas import (
     AgentBody,
@@ -128,7 +129,7 @@ async def upload(request: Request, parts: PartsDep, viewer: ViewerDep) -> Ingest
 def list_messages(
     parts: PartsDep,
     viewer: ViewerDep,
-    thread_id: Annotated[str | None, Query(max_length=36)] = None,
+    thread_id: Annotated[SingleLine | None, Query(max_length=36)] = None,
     cursor: Cursor = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> MessagePage:
@@ -198,7 +199,8 @@ def list_threads(
     parts: PartsDep,
     viewer: ViewerDep,
     owner: Annotated[
-        str | None, Query(max_length=36, description="An agent id, or `me` (an agent's key).")
+        SingleLine | None,
+        Query(max_length=36, description="An agent id, or `me` (an agent's key)."),
     ] = None,
     unassigned: bool = False,
     waiting_on: Annotated[str | None, Query(pattern="^(us|customer)$")] = None,

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from sealpost.api.text import EmailAddress, SingleLine
 from sealpost.archive.model import Agent, ArchivedMessage, Team, Thread
 
 
@@ -118,20 +120,24 @@ class ThreadPage(BaseModel):
     next_cursor: str | None
 
 
+ObjectId = Annotated[SingleLine, Field(min_length=1, max_length=36)]
+"""An id this API gave (no control character: PostgreSQL refuses a NUL in text)."""
+
+
 class AssignBody(Strict):
-    agent_id: str | None = Field(None, max_length=36)
-    team_id: str | None = Field(None, max_length=36)
-    reason: str | None = Field(None, max_length=500)
+    agent_id: ObjectId | None = None
+    team_id: ObjectId | None = None
+    reason: SingleLine | None = Field(None, max_length=500)
 
 
 class AgentBody(Strict):
-    email: str = Field(min_length=3, max_length=320)
-    name: str = Field("", max_length=200)
-    role: str = Field(description="agent, supervisor or auditor.", max_length=16)
+    email: EmailAddress
+    name: SingleLine = Field("", max_length=200)
+    role: SingleLine = Field(description="agent, supervisor or auditor.", max_length=16)
 
 
 class AgentPatch(Strict):
-    role: str | None = Field(None, max_length=16)
+    role: SingleLine | None = Field(None, max_length=16)
     disabled: bool | None = None
     new_key: bool = Field(False, description="Revoke the agent's keys and issue a new one.")
 
@@ -165,12 +171,12 @@ class AgentCreated(AgentOut):
 
 
 class TeamBody(Strict):
-    name: str = Field(min_length=1, max_length=200)
-    agent_ids: list[str] = Field(default_factory=list, max_length=1000)
+    name: SingleLine = Field(min_length=1, max_length=200)
+    agent_ids: list[ObjectId] = Field(default_factory=list, max_length=1000)
 
 
 class TeamMembersBody(Strict):
-    agent_ids: list[str] = Field(max_length=1000)
+    agent_ids: list[ObjectId] = Field(max_length=1000)
 
 
 class TeamOut(BaseModel):
@@ -187,7 +193,9 @@ class SettingsBody(Strict):
     retention_days: int | None = Field(
         None, description="Keep each message this many days after archiving; null: forever."
     )
-    own_domains: list[str] | None = Field(None, max_length=200)
+    own_domains: list[Annotated[SingleLine, Field(min_length=1, max_length=253)]] | None = Field(
+        None, max_length=200
+    )
 
 
 class SettingsOut(BaseModel):
@@ -209,4 +217,4 @@ class NotificationOut(BaseModel):
 
 
 class ReadBody(Strict):
-    ids: list[str] = Field(min_length=1, max_length=500)
+    ids: list[ObjectId] = Field(min_length=1, max_length=500)
