@@ -34,6 +34,7 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("post", "/v1/archive/threads/{thread_id}/assign"): {"reason": "taken over"},
     ("patch", "/v1/archive/agents/{agent_id}"): {"disabled": True},
     ("put", "/v1/archive/teams/{team_id}/members"): {"agent_ids": []},
+    ("post", "/v1/archive/holds/{hold_id}/release"): {"reason": "taken over"},
 }
 
 
@@ -133,7 +134,18 @@ def _owned_objects(client: TestClient, key: dict[str, str], env: MailEnv) -> dic
         headers=key,
     )
     assert team.status_code == 201, team.text
+    thread_id = archived.json()["message"]["thread_id"]
+    hold = client.post(
+        "/v1/archive/holds",
+        json={"kind": "thread", "thread_id": thread_id, "reason": "Owner-only case"},
+        headers=key,
+    )
+    assert hold.status_code == 201, hold.text
+    export = client.post("/v1/archive/exports", json={"thread_id": thread_id}, headers=key)
+    assert export.status_code == 201, export.text
     return {
+        "hold_id": hold.json()["id"],
+        "export_id": export.json()["id"],
         "message_id": archived.json()["message"]["id"],
         "thread_id": archived.json()["message"]["thread_id"],
         "agent_id": agent.json()["id"],
@@ -215,3 +227,5 @@ def test_no_route_reaches_another_tenants_object(
     assert [a["disabled_at"] for a in agents] == [None]  # the intruder's PATCH disabled nobody
     teams = client.get("/v1/archive/teams", headers=owner).json()
     assert [len(t["agent_ids"]) for t in teams] == [1]
+    hold = client.get(_fill("/v1/archive/holds/{hold_id}", ids), headers=owner).json()
+    assert hold["active"] is True  # the intruder's release released nothing

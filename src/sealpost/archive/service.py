@@ -60,6 +60,10 @@ from sealpost.tenants.repository import IssuedApiKey, TenantRepository
 
 log = get_logger(__name__)
 
+RETENTION_FLOOR_DAYS = 30
+"""The shortest retention a tenant may set: a slip (``1`` for ``365``) would otherwise purge
+almost the whole archive at the next round, beyond recovery (docs/archive-holds.md)."""
+
 MAX_PARTS_RECORDED = 200
 """Parts listed in the Archived record (each with its digest); the rest are counted."""
 
@@ -561,11 +565,16 @@ class ArchiveService:
         retention_days: int | None = None,
         clear_retention: bool = False,
         own_domains: Sequence[str] | None = None,
+        changed_by: str = "admin",
     ) -> Any:
+        """A change of retention is a ``RetentionChanged`` record (who, from, to): it decides
+        what the purge removes.  ``changed_by``: ``admin`` or ``agent:<id>``."""
         values: dict[str, Any] = {}
         if retention_days is not None:
-            if not 1 <= retention_days <= 36_500:
-                raise InvalidInput("retention_days: 1 to 36500 (or null: keep forever)")
+            if not RETENTION_FLOOR_DAYS <= retention_days <= 36_500:
+                raise InvalidInput(
+                    f"retention_days: {RETENTION_FLOOR_DAYS} to 36500 (or null: keep forever)"
+                )
             values["retention_days"] = retention_days
         elif clear_retention:
             values["retention_days"] = None
@@ -575,8 +584,24 @@ class ArchiveService:
                 if "." not in d or len(d) > 253 or "@" in d or " " in d:
                     raise InvalidInput(f"own_domains.{i}: a domain name such as example.com")
             values["own_domains"] = json.dumps(cleaned)
+        now = self.clock()
         with write_transaction(self.engine) as conn:
-            return self.repo.update_settings_in(conn, tenant_id, self.clock(), **values)
+            before = self.repo.settings_in(conn, tenant_id, now).retention_days
+            row = self.repo.update_settings_in(conn, tenant_id, now, **values)
+            if "retention_days" in values and values["retention_days"] != before:
+                record = new_record(
+                    tenant_id=tenant_id,
+                    event="RetentionChanged",
+                    subject=Subject("archive_settings", tenant_id),
+                    event_time=now,
+                    details={
+                        "previous_retention_days": before,
+                        "retention_days": values["retention_days"],
+                        "changed_by": changed_by,
+                    },
+                )
+                append_evidence(conn, [record])
+            return row
 
     def viewer(self, tenant_id: str, agent_id: str | None) -> Viewer:
         """Who a key is: the administrator, or an active agent (its key is revoked when it is

@@ -203,6 +203,13 @@ _OWN_SINCE_2: tuple[tuple[str, str, bool], ...] = (
     # the mail archive (issue 15): a thread given to an agent or team (Archived, above, is
     # each message's own record)
     ("ThreadAssigned", "R", False),
+    # legal hold, retention and export (issue 15): acts of a named person (a hold placed or
+    # released, an export made, a retention period changed) and the purge after retention
+    ("LegalHoldPlaced", "R", False),
+    ("LegalHoldReleased", "R", False),
+    ("RetentionChanged", "R", False),
+    ("Purged", "R", False),
+    ("ExportCreated", "R", False),
 )
 
 
