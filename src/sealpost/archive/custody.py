@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import zipfile
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -31,6 +32,9 @@ MANIFEST = "manifest.json"
 REPORT = "chain-of-custody.pdf"
 CUSTODY = "custody.json"
 FORMAT = "sealpost-archive-export"
+_UNREADABLE = (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, RecursionError)
+"""What reading a damaged ZIP member raises (a changed byte breaks the deflate stream or the
+CRC-32): the member is then named as altered."""
 VERSION = 1
 
 
@@ -176,6 +180,18 @@ class ExportReport(CheckList):
         )
 
 
+MAX_READ = 256 << 20
+"""Members read whole (manifest, report, bundles) larger than this are refused, not loaded:
+a hostile ZIP must not exhaust memory.  Messages are hashed as streams, at any size."""
+
+
+def _read(archive: zipfile.ZipFile, name: str) -> bytes:
+    size = archive.getinfo(name).file_size
+    if size > MAX_READ:
+        raise ValueError(f"{size} bytes, larger than {MAX_READ} for this kind of file")
+    return archive.read(name)
+
+
 def _hash_member(archive: zipfile.ZipFile, name: str) -> tuple[str, int]:
     digest = hashlib.sha256()
     size = 0
@@ -191,7 +207,7 @@ def verify_export(path: Path, *, trust_roots: Sequence[x509.Certificate] = ()) -
     report = ExportReport()
     try:
         archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as exc:
+    except _UNREADABLE as exc:
         report.add("zip", str(path.name), False, f"not a readable ZIP file: {exc}")
         return report
     with archive:
@@ -212,7 +228,7 @@ def _manifest(
         report.add("manifest", MANIFEST, False, "missing: the export has no manifest.json")
         return None
     try:
-        raw = archive.read(MANIFEST)
+        raw = _read(archive, MANIFEST)
         manifest = json.loads(raw)
         ok = (
             isinstance(manifest, dict)
@@ -220,7 +236,7 @@ def _manifest(
             and isinstance(manifest.get("files"), dict)
             and isinstance(manifest.get("messages"), list)
         )
-    except (zipfile.BadZipFile, ValueError, RecursionError, OSError) as exc:
+    except _UNREADABLE as exc:
         report.add("manifest", MANIFEST, False, f"altered: it cannot be read ({exc})")
         return None
     if not ok:
@@ -244,7 +260,7 @@ def _files(
             continue
         try:
             digest, size = _hash_member(archive, name)
-        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        except _UNREADABLE as exc:
             report.add("file", name, False, f"altered: its bytes cannot be read ({exc})")
             continue
         if not isinstance(entry, dict) or digest != entry.get("sha256"):
@@ -278,9 +294,9 @@ def _custody(
         report.add("report", REPORT, False, "missing: the chain-of-custody report is absent")
         return
     try:
-        pdf = archive.read(REPORT)
+        pdf = _read(archive, REPORT)
         sealed = verify_sealed_pdf(pdf, trust_roots=trust_roots)
-    except (zipfile.BadZipFile, OSError, SealpostError) as exc:
+    except (*_UNREADABLE, SealpostError) as exc:
         report.add("report", REPORT, False, f"altered: it cannot be read ({exc})")
         return
     for check in sealed.checks:
@@ -335,8 +351,8 @@ def _evidence(
         if not name or name not in names:
             continue  # pending evidence is stated; a listed file that is missing was named
         try:
-            bundle = verify_bundle(archive.read(name), trust_roots=trust_roots)
-        except (SealpostError, zipfile.BadZipFile, OSError, ValueError) as exc:
+            bundle = verify_bundle(_read(archive, name), trust_roots=trust_roots)
+        except (*_UNREADABLE, SealpostError) as exc:
             report.add("evidence", name, False, f"not a readable evidence bundle ({exc})")
             continue
         if not bundle.ok or bundle.record is None:
