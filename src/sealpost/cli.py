@@ -378,6 +378,8 @@ def _verify_export(path: Path, roots: list[x509.Certificate], as_json: bool) -> 
     from sealpost.archive.custody import verify_export
 
     report = verify_export(path, trust_roots=roots)
+    unreadable = any(c.name == "zip" for c in report.failures)  # not a ZIP at all
+    code = 0 if report.ok else 2 if unreadable else 1
     if as_json:
         print(
             json.dumps(
@@ -389,13 +391,13 @@ def _verify_export(path: Path, roots: list[x509.Certificate], as_json: bool) -> 
                 indent=2,
             )
         )
-        raise typer.Exit(0 if report.ok else 1)
+        raise typer.Exit(code)
     _print_checks(report.checks)
     for check in report.failures:
         err.print(f"[bold red]FAILED[/] {_shown(check.field)}: {_shown(check.detail)}")
     verdict = "[bold green]VALID[/]" if report.ok else "[bold red]NOT VALID[/]"
     out.print(f"{verdict}: {_shown(report.statement())}")
-    raise typer.Exit(0 if report.ok else 1)
+    raise typer.Exit(code)
 
 
 def _print_checks(checks: list[Any]) -> None:

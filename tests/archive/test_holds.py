@@ -4,9 +4,13 @@ only when no other message (of any tenant) has them."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +22,7 @@ from sealpost.api.app import create_app
 from sealpost.app import Sealpost
 from sealpost.archive.model import Source
 from sealpost.archive.tables import archive_messages
+from sealpost.config import Settings
 from sealpost.events.tables import outbox_events
 from sealpost.ledger.tables import evidence_records
 
@@ -167,11 +172,16 @@ def test_a_query_hold_keeps_what_matched_and_what_matches_at_purge_time(
     supervisor = agent(client, admin, "jefa@acme.es", "supervisor")
     r = client.post(
         "/v1/archive/holds",
-        json={"kind": "query", "query": {"text": "GARANTÍA"}, "reason": "Inspección de consumo"},
+        json={
+            "kind": "query",
+            "query": {"text": "GARANTÍA", "from": "Cliente@gmail.com"},
+            "reason": "Inspección de consumo",
+        },
         headers=supervisor,
     )
     assert r.status_code == 201, r.text
-    assert r.json()["frozen_messages"] == 1 and r.json()["query"] == {"text": "GARANTÍA"}
+    assert r.json()["frozen_messages"] == 1
+    assert r.json()["query"] == {"text": "GARANTÍA", "from": "Cliente@gmail.com"}
     clock.now = T0 + timedelta(days=1)
     after = ingest(sealpost, tenant_id, mail("Otra garantía"))
     clock.now = T0 + timedelta(days=400)
@@ -257,3 +267,30 @@ def test_the_database_refuses_to_delete_alter_or_unpurge_an_archived_message(
     ):
         with pytest.raises(DBAPIError, match="purge is final"), sealpost.engine.begin() as conn:
             conn.execute(statement)
+
+
+def test_the_purge_command_purges_what_is_due_and_says_what_it_kept(
+    sealpost: Sealpost,
+    settings: Settings,
+    tenant_id: str,
+    client: TestClient,
+    admin: dict[str, str],
+) -> None:
+    held = ingest(sealpost, tenant_id, mail("Retenido", sender="pleito@example.com"))
+    free = ingest(sealpost, tenant_id, mail("Libre"))
+    body = {"kind": "address", "address": "pleito@example.com", "reason": "Caso 9"}
+    assert client.post("/v1/archive/holds", json=body, headers=admin).status_code == 201
+    sealpost.archive.update_settings(tenant_id, retention_days=30)  # T0 is months ago now
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SEALPOST_")}
+    env.update(
+        SEALPOST_DATA_DIR=str(settings.data_dir),
+        SEALPOST_DATABASE_URL=settings.database_url,
+        SEALPOST_KEYS_DIR=str(settings.keys_dir),
+        SEALPOST_LOG_LEVEL="WARNING",
+    )
+    command = [str(Path(sys.executable).parent / "sealpost"), "archive", "purge"]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "purged 1 message(s); kept 1 under legal hold; deleted 1 blob(s)" in result.stdout
+    assert raw_status(client, admin, held.id) == 200
+    assert raw_status(client, admin, free.id) == 410

@@ -165,7 +165,7 @@ class ExportService:
             return "hold", {"hold_id": hold_id}, self.holds.covered_ids(tenant_id, hold)
         assert query is not None
         ids = self.matcher.matching_ids(tenant_id, query)
-        return "query", {"query": json.loads(query.to_json())}, ids
+        return "query", {"query": query.public()}, ids
 
     def create(
         self,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Any, Literal
 
@@ -45,6 +44,11 @@ class QueryBody(BaseModel):
             has_attachment=self.has_attachment,
             direction=self.direction,
         )
+
+
+def query_out(stored: str | None) -> dict[str, Any] | None:
+    """A stored query (``SearchQuery.to_json``) under the names the API takes."""
+    return SearchQuery.from_json(stored).public() if stored else None
 
 
 class HoldBody(BaseModel):
@@ -94,7 +98,7 @@ class HoldOut(BaseModel):
             kind=h.kind,
             thread_id=h.thread_id,
             address=h.address,
-            query=json.loads(h.query) if h.query else None,
+            query=query_out(h.query),
             reason=h.reason,
             placed_by=h.placed_by,
             placed_at=h.placed_at,
@@ -140,7 +144,7 @@ class ExportOut(BaseModel):
             kind=e.kind,
             thread_id=e.thread_id,
             hold_id=e.hold_id,
-            query=json.loads(e.query) if e.query else None,
+            query=query_out(e.query),
             created_by=e.created_by,
             created_at=e.created_at,
             message_count=e.message_count,

@@ -63,6 +63,11 @@ class SearchQuery:
             out[key] = as_utc(value).isoformat() if isinstance(value, datetime) else value
         return json.dumps(out, sort_keys=True, ensure_ascii=False)
 
+    def public(self) -> dict[str, Any]:
+        """The query under the names the API takes (``from``, ``to``), as shown and exported."""
+        names = {"from_address": "from", "to_address": "to"}
+        return {names.get(k, k): v for k, v in json.loads(self.to_json()).items()}
+
     @classmethod
     def from_json(cls, text: str) -> SearchQuery:
         data = json.loads(text)
