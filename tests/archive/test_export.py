@@ -30,6 +30,7 @@ from sealpost.app import Sealpost
 from sealpost.archive.custody import verify_export
 from sealpost.archive.export import write_mboxrd
 from sealpost.archive.model import Source
+from sealpost.certificates.embedded import read_embedded_files
 from sealpost.certificates.seal import validation_context
 from sealpost.ledger.tables import evidence_records
 from tests.certificates.support import poppler
@@ -80,7 +81,10 @@ def case(sealpost: Sealpost, tenant_id: str, client: TestClient) -> Case:
         mail("Garantía", msg_id="<a@gmail.com>"),
         mail("Re: Garantía", msg_id="<b@gmail.com>", in_reply_to="<a@gmail.com>"),
     ]
-    got = [sealpost.archive.ingest(tenant_id, raw, Source("journal")).message for raw in raws]
+    got = []
+    for n, raw in enumerate(raws):
+        sealpost.clock = lambda n=n: T0 + timedelta(minutes=n)  # type: ignore[misc]
+        got.append(sealpost.archive.ingest(tenant_id, raw, Source("journal")).message)
     assert got[0].thread_id == got[1].thread_id
     sealpost.sequencer.seal_all()
     return Case(client, admin, auditor, got[0].thread_id, raws, [m.id for m in got])
@@ -249,6 +253,25 @@ def test_hold_and_query_exports_list_a_purged_message_without_its_bytes(
     purged = [m for m in manifest["messages"] if m["file"] is None]
     assert [m["id"] for m in purged] == [case.ids[0]] and purged[0]["purge_record_id"]
     assert verify_export(path).ok
+
+
+def test_an_export_made_before_sealing_says_its_evidence_is_pending(
+    sealpost: Sealpost, tenant_id: str, case: Case, tmp_path: Path
+) -> None:
+    late = mail("Re: Garantía", msg_id="<c@gmail.com>", in_reply_to="<b@gmail.com>")
+    sealpost.clock = lambda: T0 + timedelta(hours=1)
+    sealpost.archive.ingest(tenant_id, late, Source("journal"))  # not sealed yet
+    sealpost.archive_holds.exports.evidence_wait = 0
+    meta, path = export(case, {"thread_id": case.thread_id}, tmp_path)
+    assert (meta["message_count"], meta["pending_evidence"]) == (3, 1)
+    with zipfile.ZipFile(path) as z:
+        manifest = json.loads(z.read("manifest.json"))
+        report = PdfFileReader(io.BytesIO(z.read("chain-of-custody.pdf")))
+    pending = [m for m in manifest["messages"] if m.get("evidence_pending")]
+    assert len(pending) == 1 and pending[0]["evidence"] is None and pending[0]["file"]
+    custody = json.loads(read_embedded_files(report)["custody.json"])
+    assert custody["pending_evidence"] == 1  # the sealed report says so
+    assert verify_export(path).ok  # stated, not faked: the rest still verifies
 
 
 def test_exports_need_a_role_and_a_selection(case: Case) -> None:

@@ -38,6 +38,7 @@ from sealpost.db.blobs import BlobStore
 from sealpost.db.engine import write_transaction
 from sealpost.errors import InvalidInput, NotFound
 from sealpost.events.outbox import append_evidence
+from sealpost.ledger.errors import NotSealedYet
 from sealpost.ledger.proofs import LedgerReader
 from sealpost.ledger.records import Subject, new_record
 from sealpost.ledger.repository import as_utc, as_utc_or_none
@@ -190,14 +191,14 @@ class ExportService:
         export_id = str(uuid.uuid4())
         with self.repo.engine.connect() as conn:
             rows = self.repo.message_rows_in(conn, ids)
-        record_ids = [r.record_id for r in rows]
-        bundles, pending = self.ledger.bundles(record_ids, tenant_id, self.evidence_wait)
-        sealed = [r for r in record_ids if r not in set(pending)]
-        by_record = dict(zip(sealed, bundles, strict=True))
+        # the ledger seals records in the order they were appended: once the newest message's
+        # record is sealed (or the wait is over) each bundle is fetched as its file is written
+        newest = max(rows, key=lambda r: (as_utc(r.archived_at), r.id))
+        self.ledger.bundles([newest.record_id], tenant_id, self.evidence_wait)
 
         with tempfile.TemporaryFile() as spool:
             facts, manifest_sha = self._write_zip(
-                spool, export_id, tenant_id, viewer, now, selection, rows, by_record
+                spool, export_id, tenant_id, viewer, now, selection, rows
             )
             spool.seek(0)
             sha256, size = self.exports.put_stream(spool)
@@ -250,7 +251,6 @@ class ExportService:
         now: datetime,
         selection: dict[str, Any],
         rows: list[Any],
-        bundles: dict[str, dict[str, object]],
     ) -> tuple[CustodyFacts, str]:
         files: dict[str, dict[str, Any]] = {}
         messages: list[dict[str, Any]] = []
@@ -283,7 +283,7 @@ class ExportService:
                         mbox.write(_from_line(row.from_address, as_utc(row.archived_at)))
                         with self.blobs.open(row.sha256) as stream:
                             write_mboxrd(mbox, stream)
-                    bundle = bundles.get(row.record_id)
+                    bundle = self._bundle(row.record_id, tenant_id)
                     if bundle is not None:
                         name = f"evidence/{row.record_id}.json"
                         data = (json.dumps(bundle, sort_keys=True, indent=2) + "\n").encode()
@@ -335,6 +335,12 @@ class ExportService:
             )
             zf.writestr(REPORT, pdf)
         return facts, manifest_sha
+
+    def _bundle(self, record_id: str, tenant_id: str) -> dict[str, object] | None:
+        try:
+            return self.ledger.bundle(record_id, tenant_id)
+        except NotSealedYet:
+            return None
 
     def _copy_message(self, zf: zipfile.ZipFile, name: str, sha256: str) -> dict[str, Any]:
         with self.blobs.open(sha256) as stream:
