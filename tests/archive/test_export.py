@@ -30,6 +30,7 @@ from sealpost.app import Sealpost
 from sealpost.archive.custody import verify_export
 from sealpost.archive.export import write_mboxrd
 from sealpost.archive.model import Source
+from sealpost.archive.tables import archive_messages
 from sealpost.certificates.embedded import read_embedded_files
 from sealpost.certificates.seal import validation_context
 from sealpost.ledger.tables import evidence_records
@@ -272,6 +273,25 @@ def test_an_export_made_before_sealing_says_its_evidence_is_pending(
     custody = json.loads(read_embedded_files(report)["custody.json"])
     assert custody["pending_evidence"] == 1  # the sealed report says so
     assert verify_export(path).ok  # stated, not faked: the rest still verifies
+
+
+def test_a_damaged_blob_stops_the_export_and_names_the_message(
+    sealpost: Sealpost, case: Case
+) -> None:
+    with sealpost.engine.connect() as conn:
+        sha = conn.execute(
+            select(archive_messages.c.sha256).where(archive_messages.c.id == case.ids[1])
+        ).scalar_one()
+    sealpost.archive_blobs.path(sha).write_bytes(case.raws[1].replace(b"here", b"HERE"))
+    r = case.client.post(
+        "/v1/archive/exports", json={"thread_id": case.thread_id}, headers=case.auditor
+    )
+    assert r.status_code == 409 and case.ids[1] in r.json()["detail"]
+    with sealpost.engine.connect() as conn:
+        made = conn.execute(
+            select(evidence_records.c.id).where(evidence_records.c.event == "ExportCreated")
+        ).all()
+    assert made == []
 
 
 def test_exports_need_a_role_and_a_selection(case: Case) -> None:

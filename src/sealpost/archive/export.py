@@ -36,7 +36,7 @@ from sealpost.archive.repository import ArchiveRepository
 from sealpost.certificates.seal import seal_pdf
 from sealpost.db.blobs import BlobStore
 from sealpost.db.engine import write_transaction
-from sealpost.errors import InvalidInput, NotFound
+from sealpost.errors import Conflict, InvalidInput, NotFound
 from sealpost.events.outbox import append_evidence
 from sealpost.ledger.errors import NotSealedYet
 from sealpost.ledger.proofs import LedgerReader
@@ -343,10 +343,18 @@ class ExportService:
             return None
 
     def _copy_message(self, zf: zipfile.ZipFile, name: str, sha256: str) -> dict[str, Any]:
-        with self.blobs.open(sha256) as stream:
-            got = self._copy_stream(zf, name, stream)
-        if got["sha256"] != sha256:  # never export bytes that are not what was archived
-            raise InvalidInput(f"the archived bytes of {name} do not match their SHA-256")
+        """Never export bytes that are not what was archived: a missing or damaged blob stops
+        the export (nothing is kept or recorded) and says which message."""
+        try:
+            with self.blobs.open(sha256) as stream:
+                got = self._copy_stream(zf, name, stream)
+        except NotFound:
+            got = None
+        if got is None or got["sha256"] != sha256:
+            raise Conflict(
+                f"the archived bytes of {name} are missing or do not match their SHA-256 "
+                "(the blob store is damaged): nothing was exported"
+            )
         return got
 
     @staticmethod

@@ -106,7 +106,7 @@ def release_hold(hold_id: Id, body: ReleaseBody, parts: PartsDep, viewer: Viewer
     "/exports",
     status_code=201,
     response_model=ExportOut,
-    responses=problem_responses(InvalidInput, NotFound),
+    responses=problem_responses(InvalidInput, NotFound, Conflict),
 )
 def create_export(body: ExportBody, parts: PartsDep, viewer: ViewerDep) -> ExportOut:
     """Export a thread, a hold's messages or a query's as a ZIP with a sealed
