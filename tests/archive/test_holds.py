@@ -7,11 +7,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pytest
 from fastapi.testclient import TestClient
@@ -20,9 +20,12 @@ from sqlalchemy.exc import DBAPIError
 
 from sealpost.api.app import create_app
 from sealpost.app import Sealpost
-from sealpost.archive.model import Source
+from sealpost.archive.model import Source, Viewer
+from sealpost.archive.service import ArchiveService
 from sealpost.archive.tables import archive_messages
 from sealpost.config import Settings
+from sealpost.db.blobs import BlobStore
+from sealpost.errors import ServiceUnavailable
 from sealpost.events.tables import outbox_events
 from sealpost.ledger.tables import evidence_records
 
@@ -294,3 +297,37 @@ def test_the_purge_command_purges_what_is_due_and_says_what_it_kept(
     assert "purged 1 message(s); kept 1 under legal hold; deleted 1 blob(s)" in result.stdout
     assert raw_status(client, admin, held.id) == 200
     assert raw_status(client, admin, free.id) == 410
+
+
+class PurgeDuringScan(BlobStore):
+    """The archive's real blob store, whose ``open`` lets another process's purge run right
+    after an ingest opened the file to scan it: the worst moment for a shared blob."""
+
+    def __init__(self, root: Path, purge: Callable[[], object]) -> None:
+        super().__init__(root)
+        self.purge: Callable[[], object] | None = purge
+
+    def open(self, sha256: str) -> BinaryIO:
+        stream = super().open(sha256)
+        purge, self.purge = self.purge, None
+        if purge is not None:
+            purge()
+        return stream
+
+
+def test_bytes_archived_by_another_tenant_while_their_blob_is_purged_are_never_lost(
+    sealpost: Sealpost, tenant_id: str, admin: dict[str, str], clock: Clock
+) -> None:
+    raw = mail("Misma copia")
+    ingest(sealpost, tenant_id, raw)
+    clock.now = T0 + timedelta(days=400)
+    other = sealpost.tenants.create("llega-tarde").id
+    purger = sealpost.archive_holds.purger
+    racing = PurgeDuringScan(sealpost.archive_blobs.root, purger.purge_due)
+    service = ArchiveService(sealpost.archive.repo, racing, clock=clock)
+    with pytest.raises(ServiceUnavailable, match="send them again"):
+        service.ingest(other, raw, Source("journal"))  # the purge won: nothing half-archived
+    assert sealpost.archive.repo.messages(Viewer(other)) == []
+    again = service.ingest(other, raw, Source("journal"))  # the sender's retry
+    assert sealpost.archive_blobs.get(again.message.sha256) == raw
+    assert purger.purge_due().blobs_deleted == 0

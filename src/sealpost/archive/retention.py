@@ -12,9 +12,10 @@ The row keeps its metadata (write-once, migration 0019; a purge is final, migrat
 only the bytes go, and only when no unpurged message of **any** tenant has the same bytes (the
 archive's blob namespace is shared: identical bytes are one file).
 
-Known window: a message with the same bytes ingested by another tenant at the very moment its
-blob is deleted (after its scan, before its commit) would lose its bytes; the purge re-checks
-after deleting and logs ``archive.purge.blob_race`` if that happened.
+Another tenant may be archiving the same bytes while they are purged: deleting the file and
+committing a row that needs it take the same lock (``ArchiveRepository.lock_blob_in``); the
+ingest checks the file is still there under it, and asks for the bytes again (503) if the purge
+won the race.
 """
 
 from __future__ import annotations
@@ -145,15 +146,13 @@ class RetentionPurger:
         return result, after, len(rows) == self.batch
 
     def _delete_blob(self, sha256: str) -> int:
-        """Delete the bytes once nothing unpurged (of any tenant) references them."""
-        with self.repo.engine.connect() as conn:
+        """Delete the bytes once nothing unpurged (of any tenant) references them, under the
+        blob's lock, which ingest takes too before it commits a row with these bytes."""
+        with write_transaction(self.repo.engine) as conn:
+            self.archive.lock_blob_in(conn, sha256)
             if self.repo.blob_still_used_in(conn, sha256):
                 return 0
-        gone = self.blobs.delete(sha256)
-        with self.repo.engine.connect() as conn:
-            if self.repo.blob_still_used_in(conn, sha256):
-                log.error("archive.purge.blob_race", sha256=sha256)
-        return int(gone)
+            return int(self.blobs.delete(sha256))
 
 
 def loops(purger: RetentionPurger, settings: Settings) -> list[Loop]:

@@ -44,7 +44,14 @@ from sealpost.archive.model import (
 from sealpost.archive.repository import ArchiveRepository, message_from_row
 from sealpost.db.blobs import BlobStore
 from sealpost.db.engine import write_transaction
-from sealpost.errors import Conflict, Forbidden, Gone, InvalidInput, NotFound
+from sealpost.errors import (
+    Conflict,
+    Forbidden,
+    Gone,
+    InvalidInput,
+    NotFound,
+    ServiceUnavailable,
+)
 from sealpost.events.outbox import append_evidence
 from sealpost.events.registry import new_event
 from sealpost.ledger.records import (
@@ -84,6 +91,12 @@ def _sent_at(value: str | None) -> datetime | None:
     if not 1970 <= moment.year <= 9999:
         return None
     return moment.astimezone(UTC)
+
+
+_PURGED_MEANWHILE = ServiceUnavailable(
+    "the archive's file of these bytes was purged (another copy's retention) while they were "
+    "being archived: send them again"
+)
 
 
 def _clip(text: str | None, limit: int) -> str:
@@ -126,13 +139,22 @@ class ArchiveService:
             raise InvalidInput(f"direction: one of {', '.join(DIRECTIONS)}")
         stream = io.BytesIO(data) if isinstance(data, bytes | bytearray) else data
         sha256, _ = self.blobs.put_stream(stream)
-        with self.blobs.open(sha256) as stored:
-            structure = scan(stored)
+        try:
+            with self.blobs.open(sha256) as stored:
+                structure = scan(stored)
+        except NotFound:
+            raise _PURGED_MEANWHILE from None
         if structure.sha256 != sha256:  # the file changed under us: never archive a guess
             raise InvalidInput(f"archive blob {sha256} does not hold the bytes just stored")
         for attempt in range(3):
             try:
                 with write_transaction(self.engine) as conn:
+                    # the retention purge deletes a blob under the same lock, once no unpurged
+                    # row has it: either it finished first (the file is gone: retry) or it
+                    # will see this row (docs/archive-holds.md)
+                    self.repo.lock_blob_in(conn, sha256)
+                    if not self.blobs.exists(sha256):
+                        raise _PURGED_MEANWHILE
                     return self._ingest_in(conn, tenant_id, structure, source, direction)
             except IntegrityError:  # a concurrent ingest of the same bytes committed first
                 if attempt == 2:
