@@ -49,6 +49,9 @@ class CustodyFacts:
     purged_count: int
     pending_evidence: int
     manifest_sha256: str
+    messages: tuple[dict[str, Any], ...] = ()
+    """The manifest's message entries, listed on the report's pages (not in ``custody.json``:
+    the manifest has them, under the hash stated here)."""
 
     def to_json(self) -> bytes:
         return (
@@ -105,16 +108,17 @@ def render_custody_report(facts: CustodyFacts) -> bytes:
     pdf.ln(1)
     kept = facts.message_count - facts.purged_count
     pdf.paragraph(
-        f"On {_when(facts.created_at)}, {facts.created_by} (of {facts.tenant_name}) exported "
+        f"On {_when(facts.created_at)}, for {facts.tenant_name}, {facts.created_by} exported "
         f"{_selection_words(facts.selection)} from Sealpost's mail archive: "
         f"{facts.message_count} messages, {kept} of them with their exact bytes.",
         size=10,
     )
     pdf.paragraph(
-        "What this report shows, and no more: that the ZIP file it came with was produced by "
-        "Sealpost at the time above, and that each file listed in its manifest.json is, byte "
-        "for byte, what Sealpost had archived. It does not show that the list is complete "
-        "beyond the selection stated above, who wrote a message, or that anyone read it; the "
+        "What this report shows, and no more: that Sealpost produced, at the time above, the "
+        "export whose manifest.json has the SHA-256 stated below; through that manifest, that "
+        "each file listed is byte for byte what was exported; through the evidence files, that "
+        "each message's bytes are those Sealpost archived at the time its sealed Archived "
+        "record states. It does not show who wrote a message or that anyone read it, and the "
         "time a message was archived is when Sealpost received it, not when it was written."
     )
     pdf.heading("The export")
@@ -134,7 +138,8 @@ def render_custody_report(facts: CustodyFacts) -> bytes:
         if facts.pending_evidence
         else "none: every attached message has its sealed Archived evidence",
     )
-    pdf.field("manifest.json SHA-256", facts.manifest_sha256, mono=True)
+    pdf.field("Manifest SHA-256", facts.manifest_sha256, mono=True)
+    _messages(pdf, facts.messages)
     pdf.heading("How to check it")
     pdf.paragraph(
         "Run `sealpost verify export.zip` (add --trust ROOT.pem to pin the root you expect). "
@@ -154,6 +159,29 @@ def render_custody_report(facts: CustodyFacts) -> bytes:
         compress=True,
     )
     return bytes(pdf.output())
+
+
+LISTED_ON_PAGES = 500
+"""Messages listed on the report's pages; all of them are in manifest.json."""
+
+
+def _messages(pdf: SealpostPages, messages: tuple[dict[str, Any], ...]) -> None:
+    if not messages:
+        return
+    pdf.heading(f"The messages ({len(messages)}, in archiving order)")
+    for entry in messages[:LISTED_ON_PAGES]:
+        pdf.set_font(pdf.fontset.text, "B", 9)
+        title = f"{entry['n']}. {entry.get('subject') or '(no subject)'}"
+        pdf.multi_cell(0, 4.8, pdf.fontset.clean(title[:300]), new_x="LMARGIN", new_y="NEXT")
+        pdf.field("From", entry.get("from") or "—", indent=4)
+        pdf.field("Archived at", str(entry.get("archived_at")), indent=4)
+        pdf.field("SHA-256", str(entry.get("sha256")), mono=True, indent=4)
+        if entry.get("file"):
+            pdf.field("File", str(entry["file"]), mono=True, indent=4)
+        else:
+            pdf.field("File", f"none: purged after retention at {entry.get('purged_at')}", indent=4)
+    if len(messages) > LISTED_ON_PAGES:
+        pdf.paragraph(f"… and {len(messages) - LISTED_ON_PAGES} more, listed in manifest.json.")
 
 
 # -- verification -------------------------------------------------------------------------------

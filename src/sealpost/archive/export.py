@@ -29,7 +29,7 @@ from sealpost.archive.custody import FORMAT as EXPORT_FORMAT
 from sealpost.archive.custody import MANIFEST, REPORT, CustodyFacts, render_custody_report
 from sealpost.archive.custody import VERSION as EXPORT_VERSION
 from sealpost.archive.hold_repository import HoldRepository
-from sealpost.archive.holds import HoldService, actor, may_hold
+from sealpost.archive.holds import HoldService, actor, actor_words, may_hold
 from sealpost.archive.model import Viewer
 from sealpost.archive.queries import QueryMatcher, SearchQuery
 from sealpost.archive.repository import ArchiveRepository
@@ -319,12 +319,13 @@ class ExportService:
                 export_id=export_id,
                 tenant_name=self.tenant_name(tenant_id),
                 created_at=now,
-                created_by=actor(viewer),
+                created_by=actor_words(viewer),
                 selection=selection,
                 message_count=len(messages),
                 purged_count=sum(1 for m in messages if m["file"] is None),
                 pending_evidence=pending,
                 manifest_sha256=manifest_sha,
+                messages=tuple(messages),
             )
             pdf = seal_pdf(
                 render_custody_report(facts),

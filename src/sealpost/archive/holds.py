@@ -36,6 +36,14 @@ def actor(viewer: Viewer) -> str:
     return "admin" if viewer.agent is None else f"agent:{viewer.agent.id}"
 
 
+def actor_words(viewer: Viewer) -> str:
+    """Who acted, for a person to read (a report): name, address and role of an agent."""
+    if viewer.agent is None:
+        return "the tenant's administrator (its API key)"
+    a = viewer.agent
+    return f"{a.name} <{a.email}>, {a.role} (agent {a.id})"
+
+
 def may_hold(viewer: Viewer) -> None:
     if viewer.role not in HOLD_ROLES:
         raise Forbidden(
