@@ -207,6 +207,8 @@ def test_agents_may_not_hold_and_bad_holds_are_refused_clearly(
         {"kind": "thread", "thread_id": "abc", "address": "a@b.es", "reason": "x"},
         {"kind": "query", "query": {}, "reason": "vacía"},
         {"kind": "address", "address": "a@b.es", "reason": "   "},
+        {"kind": "address", "address": "a@b.es", "reason": "nul \u0000 byte"},  # PostgreSQL
+        {"kind": "query", "query": {"text": "a\u0000b"}, "reason": "x"},
     ):
         r = client.post("/v1/archive/holds", json=bad, headers=admin)
         assert r.status_code == 422, (bad, r.text)

@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from sealpost.api.text import MultiLine, SingleLine
 from sealpost.archive.export import Export
 from sealpost.archive.model import Hold
 from sealpost.archive.queries import SearchQuery
@@ -20,9 +21,9 @@ class QueryBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    text: str | None = Field(None, min_length=1, max_length=500)
-    from_: str | None = Field(None, alias="from", min_length=3, max_length=320)
-    to: str | None = Field(None, min_length=3, max_length=320)
+    text: SingleLine | None = Field(None, min_length=1, max_length=500)
+    from_: SingleLine | None = Field(None, alias="from", min_length=3, max_length=320)
+    to: SingleLine | None = Field(None, min_length=3, max_length=320)
     after: AwareDatetime | None = None
     before: AwareDatetime | None = None
     thread_id: str | None = IdField
@@ -55,9 +56,9 @@ class HoldBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     kind: Literal["thread", "address", "query"]
-    reason: str = Field(min_length=1, max_length=2000, description="Why: a case, a claim.")
+    reason: MultiLine = Field(min_length=1, max_length=2000, description="Why: a case, a claim.")
     thread_id: str | None = IdField
-    address: str | None = Field(
+    address: SingleLine | None = Field(
         None,
         min_length=3,
         max_length=320,
@@ -71,7 +72,7 @@ class HoldBody(BaseModel):
 class ReleaseBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    reason: str = Field(min_length=1, max_length=2000)
+    reason: MultiLine = Field(min_length=1, max_length=2000)
 
 
 class HoldOut(BaseModel):
