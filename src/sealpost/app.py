@@ -1043,7 +1043,13 @@ class Sealpost:
     def archive_retention_loops(self) -> list[Loop]:
         from sealpost.archive import retention
 
-        return retention.loops(self.archive_holds.purger, self.settings)
+        parts = self.archive_holds
+
+        def step() -> None:
+            parts.purger.purge_due()
+            parts.exports.remove_stale()
+
+        return retention.loops(step, self.settings)
 
     def pickup_loops(self) -> list[Loop]:
         from sealpost.pickup import tasks

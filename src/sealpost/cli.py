@@ -366,10 +366,12 @@ def archive_purge(
     from sealpost.app import build
 
     with _reported():
-        result = build(_settings()).archive_holds.purger.purge_due(tenant)
+        parts = build(_settings()).archive_holds
+        result = parts.purger.purge_due(tenant)
+        removed = parts.exports.remove_stale() if tenant is None else 0
     out.print(
         f"purged {result.purged} message(s); kept {result.held} under legal hold; "
-        f"deleted {result.blobs_deleted} blob(s)"
+        f"deleted {result.blobs_deleted} blob(s); removed {removed} old export file(s)"
     )
 
 

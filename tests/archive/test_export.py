@@ -294,6 +294,22 @@ def test_a_damaged_blob_stops_the_export_and_names_the_message(
     assert made == []
 
 
+def test_an_export_s_zip_is_removed_after_30_days_its_description_stays(
+    sealpost: Sealpost, case: Case, tmp_path: Path
+) -> None:
+    meta, _ = export(case, {"thread_id": case.thread_id}, tmp_path)
+    exports = sealpost.archive_holds.exports
+    sealpost.clock = lambda: T0 + timedelta(days=29)
+    assert exports.remove_stale() == 0
+    sealpost.clock = lambda: T0 + timedelta(days=31)
+    assert exports.remove_stale() == 1
+    url = f"/v1/archive/exports/{meta['id']}"
+    assert case.client.get(url + "/download", headers=case.auditor).status_code == 410
+    described = case.client.get(url, headers=case.auditor).json()
+    assert described["removed_at"] and described["sha256"] == meta["sha256"]
+    assert not sealpost.archive_holds.exports.exports.exists(meta["sha256"])
+
+
 def test_exports_need_a_role_and_a_selection(case: Case) -> None:
     r = case.client.post(
         "/v1/archive/agents", json={"email": "a@acme.es", "role": "agent"}, headers=case.admin

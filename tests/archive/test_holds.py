@@ -292,11 +292,13 @@ def test_the_purge_command_purges_what_is_due_and_says_what_it_kept(
         SEALPOST_DATABASE_URL=settings.database_url,
         SEALPOST_KEYS_DIR=str(settings.keys_dir),
         SEALPOST_LOG_LEVEL="WARNING",
+        COLUMNS="200",
     )
     command = [str(Path(sys.executable).parent / "sealpost"), "archive", "purge"]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "purged 1 message(s); kept 1 under legal hold; deleted 1 blob(s)" in result.stdout
+    assert "removed 0 old export file(s)" in result.stdout
     assert raw_status(client, admin, held.id) == 200
     assert raw_status(client, admin, free.id) == 410
 

@@ -19,7 +19,7 @@ import uuid
 import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import IO, Any, BinaryIO
 
@@ -36,7 +36,7 @@ from sealpost.archive.repository import ArchiveRepository
 from sealpost.certificates.seal import seal_pdf
 from sealpost.db.blobs import BlobStore
 from sealpost.db.engine import write_transaction
-from sealpost.errors import Conflict, InvalidInput, NotFound
+from sealpost.errors import Conflict, Gone, InvalidInput, NotFound
 from sealpost.events.outbox import append_evidence
 from sealpost.ledger.errors import NotSealedYet
 from sealpost.ledger.proofs import LedgerReader
@@ -51,6 +51,8 @@ EVIDENCE_WAIT_SECONDS = 5.0
 """How long an export waits for the newest Archived records to be sealed (the ledger seals
 within about a second); what is still pending then is stated, never faked."""
 CHUNK = 1 << 16
+KEEP_EXPORTS_DAYS = 30
+"""An export's ZIP is kept this long for download, then removed (its description stays)."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,7 @@ class Export:
     sha256: str
     manifest_sha256: str
     record_id: str
+    removed_at: datetime | None = None
 
 
 def export_from_row(row: Any) -> Export:
@@ -87,6 +90,7 @@ def export_from_row(row: Any) -> Export:
         sha256=row.sha256,
         manifest_sha256=row.manifest_sha256,
         record_id=row.record_id,
+        removed_at=as_utc_or_none(getattr(row, "removed_at", None)),
     )
 
 
@@ -378,4 +382,26 @@ class ExportService:
 
     def open(self, viewer: Viewer, export_id: str) -> tuple[Export, BinaryIO]:
         found = self.get(viewer, export_id)
+        if found.removed_at is not None:
+            raise Gone(
+                f"export {export_id} was removed {KEEP_EXPORTS_DAYS} days after it was made "
+                "(its description and ExportCreated record stay): export again"
+            )
         return found, self.exports.open(found.sha256)
+
+    def remove_stale(self) -> int:
+        """Remove the ZIPs made more than :data:`KEEP_EXPORTS_DAYS` ago: a copy left in
+        Sealpost would keep messages past their retention."""
+        now = self.clock()
+        removed = 0
+        while True:
+            with write_transaction(self.repo.engine) as conn:
+                stale = self.repo.stale_exports_in(
+                    conn, now - timedelta(days=KEEP_EXPORTS_DAYS), 100
+                )
+                done = [r for r in stale if self.repo.mark_export_removed_in(conn, r.id, now)]
+            for row in done:  # after the commit: a failed commit leaves the file, not a hole
+                self.exports.delete(row.sha256)
+            removed += len(done)
+            if len(stale) < 100:
+                return removed

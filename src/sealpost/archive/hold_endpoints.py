@@ -22,6 +22,7 @@ from sealpost.archive.viewers import ViewerDep
 from sealpost.errors import (
     Conflict,
     Forbidden,
+    Gone,
     InvalidInput,
     NotFound,
     ServiceUnavailable,
@@ -130,7 +131,7 @@ def get_export(export_id: Id, parts: PartsDep, viewer: ViewerDep) -> ExportOut:
     "/exports/{export_id}/download",
     responses={
         200: {"content": {"application/zip": {}}, "description": "The export's ZIP file."},
-        **problem_responses(NotFound),
+        **problem_responses(NotFound, Gone),
     },
 )
 def download_export(export_id: Id, parts: PartsDep, viewer: ViewerDep) -> StreamingResponse:

@@ -211,3 +211,23 @@ class HoldRepository:
             return conn.execute(
                 select(archive_exports).where(e.id == export_id, e.tenant_id == tenant_id)
             ).first()
+
+    def stale_exports_in(self, conn: Connection, before: datetime, limit: int) -> list[Any]:
+        e = archive_exports.c
+        return list(
+            conn.execute(
+                select(e.id, e.sha256)
+                .where(e.created_at < before, e.removed_at.is_(None))
+                .order_by(e.created_at, e.id)
+                .limit(limit)
+            ).all()
+        )
+
+    def mark_export_removed_in(self, conn: Connection, export_id: str, now: datetime) -> bool:
+        e = archive_exports.c
+        done = conn.execute(
+            update(archive_exports)
+            .where(e.id == export_id, e.removed_at.is_(None))
+            .values(removed_at=now)
+        ).rowcount
+        return bool(done)

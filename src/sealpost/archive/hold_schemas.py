@@ -137,6 +137,9 @@ class ExportOut(BaseModel):
     sha256: str = Field(description="SHA-256 of the ZIP file.")
     manifest_sha256: str = Field(description="SHA-256 of its manifest.json (in the report).")
     record_id: str = Field(description="The ExportCreated evidence record.")
+    removed_at: datetime | None = Field(
+        None, description="When its ZIP was removed (30 days after it was made): export again."
+    )
 
     @classmethod
     def of(cls, e: Export) -> ExportOut:
@@ -154,4 +157,5 @@ class ExportOut(BaseModel):
             sha256=e.sha256,
             manifest_sha256=e.manifest_sha256,
             record_id=e.record_id,
+            removed_at=e.removed_at,
         )

@@ -155,10 +155,9 @@ class RetentionPurger:
             return int(self.blobs.delete(sha256))
 
 
-def loops(purger: RetentionPurger, settings: Settings) -> list[Loop]:
-    """The purge round (any number of processes may run it: each row is compare-and-set)."""
+def loops(step: Callable[[], object], settings: Settings) -> list[Loop]:
+    """The purge round: due messages, then stale export files (any number of processes may
+    run it: each row is compare-and-set)."""
     if not settings.archive_purge_enabled:
         return []
-    return [
-        periodic("archive-retention", settings.archive_purge_interval_seconds, purger.purge_due)
-    ]
+    return [periodic("archive-retention", settings.archive_purge_interval_seconds, step)]

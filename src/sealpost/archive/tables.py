@@ -202,7 +202,9 @@ archive_exports = Table(
     Column("sha256", String(64), nullable=False),
     Column("manifest_sha256", String(64), nullable=False),
     Column("record_id", String(36), nullable=False),
+    Column("removed_at", DateTime(timezone=True)),
     Index("ix_archive_exports_tenant", "tenant_id", "created_at"),
 )
 """Exports of a case: the ZIP is kept in the ``archive-exports`` blob namespace by
-``sha256``; ``record_id`` is its ExportCreated record."""
+``sha256`` until ``removed_at`` (a copy kept for download, not the archive: it would outlive
+its messages' retention); ``record_id`` is its ExportCreated record."""

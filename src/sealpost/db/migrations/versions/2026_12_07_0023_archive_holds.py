@@ -63,6 +63,7 @@ def upgrade() -> None:
         sa.Column("sha256", sa.String(64), nullable=False),
         sa.Column("manifest_sha256", sa.String(64), nullable=False),
         sa.Column("record_id", sa.String(36), nullable=False),
+        sa.Column("removed_at", ts),
     )
     op.create_index("ix_archive_exports_tenant", "archive_exports", ["tenant_id", "created_at"])
     _purge_is_final()
