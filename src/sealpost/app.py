@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 
     from sealpost.access.service import AccessService
     from sealpost.archive.endpoints import ArchiveParts
+    from sealpost.archive.hold_endpoints import HoldParts
     from sealpost.archive.imap import ImapWorker
     from sealpost.archive.mailboxes import MailboxService
     from sealpost.archive.outgoing import OutgoingArchiver, SentMessage
@@ -1200,12 +1201,57 @@ class Sealpost:
         if s.archive_imap_enabled:
             found += imap.loops(self.archive_imap)
         found += tasks.loops(self.archive_sla, s)
+        found += self.archive_retention_loops()
         return found
 
     def start_archive(self) -> None:
         """The archive's loops: Sealpost's own sent mail into the archive (a follower), the
-        IMAP pull, the unanswered-mail alerts, as settings enable them."""
+        IMAP pull, the unanswered-mail alerts, the retention purge, as settings enable them."""
         self.supervisor.start(self.archive_loops())
+
+    @cached_property
+    def archive_holds(self) -> HoldParts:
+        """Legal holds, the retention purge and exports of the archive (issue 15)."""
+        from sealpost.archive.export import ExportService
+        from sealpost.archive.hold_endpoints import HoldParts
+        from sealpost.archive.hold_repository import HoldRepository
+        from sealpost.archive.holds import HoldService
+        from sealpost.archive.queries import ColumnMatcher
+        from sealpost.archive.retention import RetentionPurger
+
+        repo = HoldRepository(self.engine)
+        matcher = ColumnMatcher(self.engine)  # the archive's search plugs in here
+        holds = HoldService(repo, self.archive.repo, matcher, clock=lambda: self.clock())
+        tenants = self.tenants
+        exports = ExportService(
+            repo,
+            self.archive.repo,
+            holds,
+            matcher,
+            self.ledger,
+            self.archive_blobs,
+            BlobStore(self.settings.resolved_blob_dir / "archive-exports"),
+            seal=self.seal_identity,
+            timestamper=self.timestamper,
+            trust_roots=self.trust_roots,
+            tenant_name=lambda tenant_id: tenants.get(tenant_id).name,
+            clock=lambda: self.clock(),
+        )
+        purger = RetentionPurger(
+            repo, self.archive.repo, holds, self.archive_blobs, clock=lambda: self.clock()
+        )
+        return HoldParts(holds=holds, exports=exports, purger=purger)
+
+    def archive_retention_loops(self) -> list[Loop]:
+        from sealpost.archive import retention
+
+        parts = self.archive_holds
+
+        def step() -> None:
+            parts.purger.purge_due()
+            parts.exports.remove_stale()
+
+        return retention.loops(step, self.settings)
 
     def pickup_loops(self) -> list[Loop]:
         from sealpost.pickup import tasks
@@ -1246,7 +1292,6 @@ class Sealpost:
         """The events dispatcher (one active by lease) and the webhook sender, as enabled."""
         self.supervisor.start(self.events_loops())
         self.supervisor.start(self.deadlines_loops())
-        self.supervisor.start(self.archive_loops())
 
     def start_background(self) -> None:
         """The sequencer (when this process may sequence)."""

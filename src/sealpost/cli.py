@@ -33,7 +33,9 @@ ledger_app = typer.Typer(help="The evidence ledger.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(tenant_app, name="tenant")
 app.add_typer(db_app, name="db")
+archive_app = typer.Typer(help="The mail archive.", no_args_is_help=True)
 app.add_typer(ledger_app, name="ledger")
+app.add_typer(archive_app, name="archive")
 
 out = Console()
 err = Console(stderr=True)
@@ -114,6 +116,7 @@ def serve(
                 "signing_worker_enabled": settings.signing_worker_enabled and role == "worker",
                 "pickup_worker_enabled": settings.pickup_worker_enabled and role == "worker",
                 "deadlines_worker_enabled": settings.deadlines_worker_enabled and role == "worker",
+                "archive_purge_enabled": settings.archive_purge_enabled and role == "worker",
                 "sms_sender_enabled": settings.sms_sender_enabled and role == "worker",
                 "sequences_worker_enabled": settings.sequences_worker_enabled and role == "worker",
                 "archive_worker_enabled": settings.archive_worker_enabled and role == "worker",
@@ -355,6 +358,53 @@ def ledger_seal() -> None:
     )
 
 
+@archive_app.command("purge")
+def archive_purge(
+    tenant: Annotated[
+        str | None, typer.Option(help="Only this tenant (its id); default: every tenant.")
+    ] = None,
+) -> None:
+    """Purge now what retention allows (normally the worker does it hourly); never anything
+    under a legal hold.  Each purged message gets a Purged evidence record."""
+    from sealpost.app import build
+
+    with _reported():
+        parts = build(_settings()).archive_holds
+        result = parts.purger.purge_due(tenant)
+        removed = parts.exports.remove_stale() if tenant is None else 0
+    out.print(
+        f"purged {result.purged} message(s); kept {result.held} under legal hold; "
+        f"deleted {result.blobs_deleted} blob(s); removed {removed} old export file(s)"
+    )
+
+
+def _verify_export(path: Path, roots: list[x509.Certificate], as_json: bool) -> None:
+    """An export ZIP of the archive: manifest, every file, the sealed report, the bundles."""
+    from sealpost.archive.custody import verify_export
+
+    report = verify_export(path, trust_roots=roots)
+    unreadable = any(c.name == "zip" for c in report.failures)  # not a ZIP at all
+    code = 0 if report.ok else 2 if unreadable else 1
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "valid": report.ok,
+                    "statement": report.statement(),
+                    "checks": [c.__dict__ for c in report.checks],
+                },
+                indent=2,
+            )
+        )
+        raise typer.Exit(code)
+    _print_checks(report.checks)
+    for check in report.failures:
+        err.print(f"[bold red]FAILED[/] {_shown(check.field)}: {_shown(check.detail)}")
+    verdict = "[bold green]VALID[/]" if report.ok else "[bold red]NOT VALID[/]"
+    out.print(f"{verdict}: {_shown(report.statement())}")
+    raise typer.Exit(code)
+
+
 def _print_checks(checks: list[Any]) -> None:
     table = Table("check", "field", "result")
     for check in checks:
@@ -434,14 +484,19 @@ def _verify_pdf(data: bytes, roots: list[x509.Certificate], as_json: bool) -> No
 @app.command()
 def verify(
     file: Annotated[
-        Path, typer.Argument(help="An evidence bundle (.json) or certificate (.pdf); - for stdin.")
+        Path,
+        typer.Argument(
+            help="An evidence bundle (.json), a certificate (.pdf) or an archive export "
+            "(.zip); - for stdin (not for a .zip)."
+        ),
     ],
     trust: Annotated[
         list[Path] | None, typer.Option(help="Root certificate(s) to pin (PEM).")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable report.")] = False,
 ) -> None:
-    """Verify a bundle or a certificate offline; exit 0 if valid, 1 if not, 2 if unreadable.
+    """Verify a bundle, a certificate or an archive export offline; exit 0 if valid, 1 if
+    not, 2 if unreadable.  For an export, each altered, missing or extra file is named.
 
     For a certificate PDF this also says whether a newer version supersedes it, when run
     where this Sealpost's database is reachable.
@@ -449,8 +504,12 @@ def verify(
     from sealpost.ledger.verify import verify_bundle
 
     try:
-        data = sys.stdin.buffer.read() if str(file) == "-" else file.read_bytes()
         roots = [x509.load_pem_x509_certificate(p.read_bytes()) for p in trust or []]
+        if str(file) != "-":
+            with file.open("rb") as head:
+                if head.read(4) == b"PK\x03\x04":  # a ZIP: an archive export, read as a file
+                    _verify_export(file, roots, as_json)
+        data = sys.stdin.buffer.read() if str(file) == "-" else file.read_bytes()
     except (OSError, ValueError, x509.InvalidVersion) as exc:
         raise _fail(str(exc), 2) from None
     if data.lstrip()[:5] == b"%PDF-" or file.suffix.lower() == ".pdf":

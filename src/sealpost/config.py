@@ -403,6 +403,14 @@ class Settings(BaseSettings):
     deadlines_interval_seconds: float = Field(
         5.0, gt=0, description="How often the deadlines loop looks for new triggers and due terms."
     )
+    archive_purge_enabled: bool = Field(
+        True,
+        description="Run the archive's retention purge in `serve` (worker role): messages "
+        "archived longer ago than the tenant's retention_days and under no legal hold.",
+    )
+    archive_purge_interval_seconds: float = Field(
+        3600.0, gt=0, description="How often the archive's retention purge runs."
+    )
     deadlines_lead_business_days: int = Field(
         2,
         ge=0,

@@ -42,6 +42,7 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
         "time_zone": "UTC",
         "hours": {"mon": [["09:00", "10:00"]]},
     },
+    ("post", "/v1/archive/holds/{hold_id}/release"): {"reason": "taken over"},
 }
 
 
@@ -183,10 +184,21 @@ def _owned_objects(client: TestClient, key: dict[str, str], env: MailEnv) -> dic
         headers=key,
     )
     assert scheduled.status_code == 201, scheduled.text
+    thread_id = archived.json()["message"]["thread_id"]
+    hold = client.post(
+        "/v1/archive/holds",
+        json={"kind": "thread", "thread_id": thread_id, "reason": "Owner-only case"},
+        headers=key,
+    )
+    assert hold.status_code == 201, hold.text
+    export = client.post("/v1/archive/exports", json={"thread_id": thread_id}, headers=key)
+    assert export.status_code == 201, export.text
     return {
         "mailbox_id": mailbox.json()["id"],
         "send_id": scheduled.json()["id"],
         "policy_id": sla_policy.json()["id"],
+        "hold_id": hold.json()["id"],
+        "export_id": export.json()["id"],
         "message_id": archived.json()["message"]["id"],
         "thread_id": archived.json()["message"]["thread_id"],
         "agent_id": agent.json()["id"],
@@ -274,3 +286,5 @@ def test_no_route_reaches_another_tenants_object(
     assert [p["name"] for p in policies] == ["Owner-only SLA"]  # neither replaced nor deleted
     send = client.get(_fill("/v1/archive/scheduled-sends/{send_id}", ids), headers=owner).json()
     assert send["state"] in ("scheduled", "sent")  # the intruder's cancel cancelled nothing
+    hold = client.get(_fill("/v1/archive/holds/{hold_id}", ids), headers=owner).json()
+    assert hold["active"] is True  # the intruder's release released nothing

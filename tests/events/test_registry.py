@@ -27,9 +27,12 @@ def test_a_process_built_by_the_composition_root_knows_every_domain() -> None:
     ).stdout.splitlines()
     assert out[0] == str(
         [
+            "archive_export",
+            "archive_hold",
             "archive_mailbox",
             "archive_message",
             "archive_scheduled_send",
+            "archive_settings",
             "archive_thread",
             "communication",
             "enrolment",

@@ -33,6 +33,7 @@ from sealpost.api.errors import problem
 from sealpost.api.schemas import EventsHealth, Health, LedgerHealth, LoopHealthOut
 from sealpost.app import Sealpost
 from sealpost.archive import endpoints as archive
+from sealpost.archive import hold_endpoints as archive_holds
 from sealpost.archive import mailbox_endpoints as archive_mailboxes
 from sealpost.archive import sla_endpoints as archive_sla
 from sealpost.communications import endpoints as communications
@@ -72,6 +73,7 @@ ROUTERS = (
     archive.router,
     archive_mailboxes.router,
     archive_sla.router,
+    archive_holds.router,
 )
 """Every domain's router, in the order the OpenAPI document lists them."""
 
@@ -152,6 +154,7 @@ def create_app(sp: Sealpost, *, start_background: bool = True) -> FastAPI:
     app.state.archive = sp.archive_parts
     app.state.archive_mailboxes = sp.archive_mailboxes
     app.state.archive_sla = sp.archive_sla_parts
+    app.state.archive_holds = sp.archive_holds
     errors.install(app)
     app.state.rate_limits = limits.install(app, sp.settings, sp.tenants)
     app.state.tenant_rate_limiter = app.state.rate_limits.per_tenant

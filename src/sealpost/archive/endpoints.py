@@ -372,6 +372,7 @@ def patch_settings(body: SettingsBody, parts: PartsDep, viewer: ViewerDep) -> Se
         retention_days=body.retention_days,
         clear_retention="retention_days" in sent and body.retention_days is None,
         own_domains=body.own_domains,
+        changed_by="admin",
     )
     return _settings_out(parts, row)
 

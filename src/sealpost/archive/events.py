@@ -104,6 +104,8 @@ _COPIED = (
 
 
 def _from_message(record: EvidenceRecord) -> NewEvent | None:
+    if record.event.name == "Purged":
+        return _derived(record, MESSAGE_PURGED, "archive_message", ("retention_days",))
     if record.event.name != "Archived":
         return None
     data: dict[str, Any] = {"archive_message_id": record.subject.id, **record_reference(record)}
@@ -168,5 +170,99 @@ REGISTRY.register(
         SubjectType("archive_thread", "archive/threads", _from_thread),
         SubjectType("archive_mailbox", "archive/mailboxes", _from_mailbox),
         SubjectType("archive_scheduled_send", "archive/scheduled-sends"),
+    ),
+)
+
+
+# -- legal holds, retention, exports (docs/archive-holds.md) ----------------------------------
+
+HOLD_PLACED = "sealpost.archive.hold_placed"
+HOLD_RELEASED = "sealpost.archive.hold_released"
+MESSAGE_PURGED = "sealpost.archive.message_purged"
+EXPORT_CREATED = "sealpost.archive.export_created"
+RETENTION_CHANGED = "sealpost.archive.retention_changed"
+
+HOLD_KINDS: tuple[EventKind, ...] = (
+    EventKind(
+        HOLD_PLACED,
+        "archive_hold",
+        "A legal hold was placed on a thread, a customer's address or a search query "
+        "(LegalHoldPlaced): nothing it covers is purged while it is active.",
+        opens_subject=True,
+    ),
+    EventKind(HOLD_RELEASED, "archive_hold", "A legal hold was released (LegalHoldReleased)."),
+    EventKind(
+        MESSAGE_PURGED,
+        "archive_message",
+        "An archived message's bytes were purged after the tenant's retention (Purged); its "
+        "metadata and records stay.",
+    ),
+    EventKind(
+        EXPORT_CREATED,
+        "archive_export",
+        "A case was exported as a ZIP with a sealed chain-of-custody report (ExportCreated).",
+        opens_subject=True,
+    ),
+    EventKind(
+        RETENTION_CHANGED,
+        "archive_settings",
+        "The tenant's archive retention period changed (RetentionChanged).",
+    ),
+)
+
+_HOLD_COPIED = (
+    "kind",
+    "thread_id",
+    "address",
+    "query",
+    "matched",
+    "reason",
+    "placed_by",
+    "released_by",
+    "message_count",
+    "created_by",
+    "retention_days",
+    "previous_retention_days",
+    "changed_by",
+)
+
+
+def _derived(
+    record: EvidenceRecord, type_: str, subject_type: str, copied: tuple[str, ...] = _HOLD_COPIED
+) -> NewEvent:
+    data: dict[str, Any] = {f"{subject_type}_id": record.subject.id, **record_reference(record)}
+    for key in copied:
+        if key in record.details:
+            data[key] = record.details[key]
+    return new_event(
+        tenant_id=record.tenant_id,
+        type=type_,
+        subject_type=subject_type,
+        subject_id=record.subject.id,
+        time=record.event_time,
+        data=data,
+        record_id=record.id,
+    )
+
+
+_BY_EVENT = {
+    "LegalHoldPlaced": HOLD_PLACED,
+    "LegalHoldReleased": HOLD_RELEASED,
+    "ExportCreated": EXPORT_CREATED,
+    "RetentionChanged": RETENTION_CHANGED,
+}
+
+
+def _from_hold_record(record: EvidenceRecord) -> NewEvent | None:
+    type_ = _BY_EVENT.get(record.event.name)
+    return None if type_ is None else _derived(record, type_, record.subject.type)
+
+
+REGISTRY.register(
+    HOLD_KINDS,
+    (
+        SubjectType("archive_hold", "archive/holds", _from_hold_record),
+        SubjectType("archive_export", "archive/exports", _from_hold_record),
+        SubjectType("archive_settings", "archive/settings", _from_hold_record),
     ),
 )

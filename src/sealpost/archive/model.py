@@ -112,3 +112,34 @@ class Viewer:
     @property
     def sees_everything(self) -> bool:
         return self.agent is None or self.agent.role in ("supervisor", "auditor")
+
+
+HOLD_KINDS = ("thread", "address", "query")
+
+
+@dataclass(frozen=True)
+class Hold:
+    """A legal hold: while active (``released_at`` None) no message it covers is purged."""
+
+    id: str
+    tenant_id: str
+    kind: str
+    """``thread``, ``address`` (every message from or to it, later ones too) or ``query``."""
+    thread_id: str | None
+    address: str | None
+    query: str | None
+    """The query as canonical JSON (``queries.SearchQuery.to_json``)."""
+    reason: str
+    placed_by: str
+    placed_at: datetime
+    placed_record_id: str
+    released_at: datetime | None = None
+    released_by: str | None = None
+    release_reason: str | None = None
+    released_record_id: str | None = None
+    frozen_count: int = 0
+    """For a query hold: the messages that matched when it was placed."""
+
+    @property
+    def active(self) -> bool:
+        return self.released_at is None

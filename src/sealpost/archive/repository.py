@@ -25,6 +25,7 @@ from sqlalchemy import (
     tuple_,
     update,
 )
+from sqlalchemy import text as sql_text
 from sqlalchemy.exc import IntegrityError
 
 from sealpost.archive.model import Agent, ArchivedMessage, Team, Thread, Viewer
@@ -167,6 +168,14 @@ class ArchiveRepository:
         return domains | {d.lower() for d in sending}
 
     # -- messages ------------------------------------------------------------------------------
+
+    @staticmethod
+    def lock_blob_in(conn: Connection, sha256: str) -> None:
+        """Serialise archiving and deleting one blob (any tenant's): a transaction-scoped
+        advisory lock on PostgreSQL; SQLite's write transactions are serial already."""
+        if conn.dialect.name == "postgresql":
+            key = int.from_bytes(bytes.fromhex(sha256)[:8], "big", signed=True)
+            conn.execute(sql_text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
     def by_content_in(self, conn: Connection, tenant_id: str, sha256: str) -> Any:
         return conn.execute(

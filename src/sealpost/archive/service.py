@@ -44,7 +44,14 @@ from sealpost.archive.model import (
 from sealpost.archive.repository import ArchiveRepository, message_from_row
 from sealpost.db.blobs import BlobStore
 from sealpost.db.engine import write_transaction
-from sealpost.errors import Conflict, Forbidden, Gone, InvalidInput, NotFound
+from sealpost.errors import (
+    Conflict,
+    Forbidden,
+    Gone,
+    InvalidInput,
+    NotFound,
+    ServiceUnavailable,
+)
 from sealpost.events.outbox import append_evidence
 from sealpost.events.registry import new_event
 from sealpost.ledger.records import (
@@ -59,6 +66,10 @@ from sealpost.logging import get_logger
 from sealpost.tenants.repository import IssuedApiKey, TenantRepository
 
 log = get_logger(__name__)
+
+RETENTION_FLOOR_DAYS = 30
+"""The shortest retention a tenant may set: a slip (``1`` for ``365``) would otherwise purge
+almost the whole archive at the next round, beyond recovery (docs/archive-holds.md)."""
 
 MAX_PARTS_RECORDED = 200
 """Parts listed in the Archived record (each with its digest); the rest are counted."""
@@ -80,6 +91,12 @@ def _sent_at(value: str | None) -> datetime | None:
     if not 1970 <= moment.year <= 9999:
         return None
     return moment.astimezone(UTC)
+
+
+_PURGED_MEANWHILE = ServiceUnavailable(
+    "the archive's file of these bytes was purged (another copy's retention) while they were "
+    "being archived: send them again"
+)
 
 
 def _clip(text: str | None, limit: int) -> str:
@@ -122,13 +139,22 @@ class ArchiveService:
             raise InvalidInput(f"direction: one of {', '.join(DIRECTIONS)}")
         stream = io.BytesIO(data) if isinstance(data, bytes | bytearray) else data
         sha256, _ = self.blobs.put_stream(stream)
-        with self.blobs.open(sha256) as stored:
-            structure = scan(stored)
+        try:
+            with self.blobs.open(sha256) as stored:
+                structure = scan(stored)
+        except NotFound:
+            raise _PURGED_MEANWHILE from None
         if structure.sha256 != sha256:  # the file changed under us: never archive a guess
             raise InvalidInput(f"archive blob {sha256} does not hold the bytes just stored")
         for attempt in range(3):
             try:
                 with write_transaction(self.engine) as conn:
+                    # the retention purge deletes a blob under the same lock, once no unpurged
+                    # row has it: either it finished first (the file is gone: retry) or it
+                    # will see this row (docs/archive-holds.md)
+                    self.repo.lock_blob_in(conn, sha256)
+                    if not self.blobs.exists(sha256):
+                        raise _PURGED_MEANWHILE
                     return self._ingest_in(conn, tenant_id, structure, source, direction)
             except IntegrityError:  # a concurrent ingest of the same bytes committed first
                 if attempt == 2:
@@ -561,11 +587,16 @@ class ArchiveService:
         retention_days: int | None = None,
         clear_retention: bool = False,
         own_domains: Sequence[str] | None = None,
+        changed_by: str = "admin",
     ) -> Any:
+        """A change of retention is a ``RetentionChanged`` record (who, from, to): it decides
+        what the purge removes.  ``changed_by``: ``admin`` or ``agent:<id>``."""
         values: dict[str, Any] = {}
         if retention_days is not None:
-            if not 1 <= retention_days <= 36_500:
-                raise InvalidInput("retention_days: 1 to 36500 (or null: keep forever)")
+            if not RETENTION_FLOOR_DAYS <= retention_days <= 36_500:
+                raise InvalidInput(
+                    f"retention_days: {RETENTION_FLOOR_DAYS} to 36500 (or null: keep forever)"
+                )
             values["retention_days"] = retention_days
         elif clear_retention:
             values["retention_days"] = None
@@ -575,8 +606,24 @@ class ArchiveService:
                 if "." not in d or len(d) > 253 or "@" in d or " " in d:
                     raise InvalidInput(f"own_domains.{i}: a domain name such as example.com")
             values["own_domains"] = json.dumps(cleaned)
+        now = self.clock()
         with write_transaction(self.engine) as conn:
-            return self.repo.update_settings_in(conn, tenant_id, self.clock(), **values)
+            before = self.repo.settings_in(conn, tenant_id, now).retention_days
+            row = self.repo.update_settings_in(conn, tenant_id, now, **values)
+            if "retention_days" in values and values["retention_days"] != before:
+                record = new_record(
+                    tenant_id=tenant_id,
+                    event="RetentionChanged",
+                    subject=Subject("archive_settings", tenant_id),
+                    event_time=now,
+                    details={
+                        "previous_retention_days": before,
+                        "retention_days": values["retention_days"],
+                        "changed_by": changed_by,
+                    },
+                )
+                append_evidence(conn, [record])
+            return row
 
     def viewer(self, tenant_id: str, agent_id: str | None) -> Viewer:
         """Who a key is: the administrator, or an active agent (its key is revoked when it is

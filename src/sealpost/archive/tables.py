@@ -277,3 +277,58 @@ archive_scheduled_sends = Table(
 )
 """A message to send later (at ``send_at``, or held to the recipient's working hours, the
 hold's terms in ``hold`` as JSON); claimed by the sequences' scheduler round."""
+
+
+archive_holds = Table(
+    "archive_holds",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("tenant_id", String(36), ForeignKey("tenants.id"), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("thread_id", String(36)),
+    Column("address", String(320)),
+    Column("query", Text),
+    Column("reason", Text, nullable=False),
+    Column("placed_by", String(64), nullable=False),
+    Column("placed_at", DateTime(timezone=True), nullable=False),
+    Column("placed_record_id", String(36), nullable=False),
+    Column("released_at", DateTime(timezone=True)),
+    Column("released_by", String(64)),
+    Column("release_reason", Text),
+    Column("released_record_id", String(36)),
+    Index("ix_archive_holds_active", "tenant_id", "released_at"),
+)
+"""Legal holds: by thread, by customer address (its later messages too) or by a search query
+(the matching messages frozen at placement in ``archive_hold_messages``).  ``placed_by`` and
+``released_by`` are ``admin`` (the tenant's key) or ``agent:<id>``."""
+
+archive_hold_messages = Table(
+    "archive_hold_messages",
+    metadata,
+    Column("hold_id", String(36), ForeignKey("archive_holds.id"), primary_key=True),
+    Column("message_id", String(36), ForeignKey("archive_messages.id"), primary_key=True),
+)
+
+archive_exports = Table(
+    "archive_exports",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("tenant_id", String(36), ForeignKey("tenants.id"), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("thread_id", String(36)),
+    Column("hold_id", String(36)),
+    Column("query", Text),
+    Column("created_by", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("message_count", Integer, nullable=False),
+    Column("pending_evidence", Integer, nullable=False, server_default="0"),
+    Column("size", BigInteger, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("manifest_sha256", String(64), nullable=False),
+    Column("record_id", String(36), nullable=False),
+    Column("removed_at", DateTime(timezone=True)),
+    Index("ix_archive_exports_tenant", "tenant_id", "created_at"),
+)
+"""Exports of a case: the ZIP is kept in the ``archive-exports`` blob namespace by
+``sha256`` until ``removed_at`` (a copy kept for download, not the archive: it would outlive
+its messages' retention); ``record_id`` is its ExportCreated record."""

@@ -284,3 +284,27 @@ def verify_certificate_pdf(
     check_withheld(report, manifest)
     check_delivered(report, manifest)
     return report
+
+
+def verify_sealed_pdf(
+    data: bytes, *, trust_roots: Sequence[x509.Certificate] = ()
+) -> CertificateReport:
+    """Verify only the PAdES seal of any Sealpost-sealed PDF (a report that is not an evidence
+    certificate: no manifest of a communication is expected); its attachments are read into
+    ``attachments`` for the caller's own checks.  Raises :class:`NotACertificate` for non-PDFs."""
+    report = CertificateReport(pdf_sha256=hashlib.sha256(data).hexdigest())
+    report.root_pinned = bool(trust_roots)
+    reader = _open(data, report)
+    if reader is None:
+        return report
+    try:
+        report.attachments = read_embedded_files(reader)
+    except Exception as exc:  # a damaged or hostile PDF: report it, never crash
+        report.add(
+            "attachments", "file", False, f"the attached files cannot be read: {_describe(exc)}"
+        )
+    try:
+        _check_signatures(report, reader, trust_roots, len(data))
+    except Exception as exc:  # a damaged or hostile PDF: report it, never crash
+        report.add("seal", "file", False, f"the signatures cannot be read: {_describe(exc)}")
+    return report

@@ -217,6 +217,13 @@ _OWN_SINCE_2: tuple[tuple[str, str, bool], ...] = (
     # has its own SubmissionAcceptance)
     ("SendScheduled", "R", False),
     ("ScheduledSendCancelled", "R", False),
+    # legal hold, retention and export (issue 15): acts of a named person (a hold placed or
+    # released, an export made, a retention period changed) and the purge after retention
+    ("LegalHoldPlaced", "R", False),
+    ("LegalHoldReleased", "R", False),
+    ("RetentionChanged", "R", False),
+    ("Purged", "R", False),
+    ("ExportCreated", "R", False),
 )
 
 
