@@ -11,15 +11,16 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, insert, select, text, update
 from sqlalchemy.exc import DBAPIError
 
 from sealpost.api.app import create_app
 from sealpost.app import Sealpost
 from sealpost.archive.model import Source
-from sealpost.archive.tables import archive_messages
+from sealpost.archive.tables import archive_messages, archive_sightings
 from sealpost.events.tables import outbox_events
 from sealpost.ledger.tables import evidence_records
+from sealpost.ratelimit import Rate
 
 
 def mail(
@@ -191,6 +192,32 @@ def test_an_agent_answering_takes_the_thread_and_the_customer_s_next_mail_reache
             "sealpost.archive.thread_assigned",
             "sealpost.archive.customer_wrote",
         ]
+    # given to luis, the thread leaves ana's sight, and so does what her inbox said of it
+    luis_id = client.get("/v1/archive/agents", headers=admin).json()[1]["id"]
+    moved = client.post(
+        f"/v1/archive/threads/{thread['id']}/assign", json={"agent_id": luis_id}, headers=admin
+    )
+    assert moved.status_code == 200
+    assert client.get("/v1/archive/inbox?unread=false", headers=ana).json() == []
+    assert [n["kind"] for n in client.get("/v1/archive/inbox", headers=luis).json()] == [
+        "thread_assigned"
+    ]
+
+
+def test_an_agent_key_has_its_own_rate_bucket(
+    sealpost: Sealpost, tenant_id: str, admin: dict[str, str]
+) -> None:
+    limited = Sealpost(
+        sealpost.settings.model_copy(update={"rate_limit_api_per_tenant": Rate(3, 60.0)})
+    )
+    with TestClient(create_app(limited, start_background=False)) as client:
+        _, ana = agent(client, admin, "ana@acme.es")  # the tenant's key: 1 of its 3
+        spent = [client.get("/v1/archive/threads", headers=ana).status_code for _ in range(4)]
+        assert spent == [200, 200, 200, 429]  # the agent's own bucket runs dry...
+        # ...while the tenant's CRM key still has the rest of its own
+        assert client.get("/v1/communications", headers=admin).status_code == 200
+        assert client.get("/v1/communications", headers=admin).status_code == 200
+        assert client.get("/v1/communications", headers=admin).status_code == 429
 
 
 def test_roles_decide_who_assigns_and_who_sees(
@@ -293,9 +320,22 @@ def test_the_database_refuses_to_delete_or_alter_an_archived_message(
         delete(archive_messages).where(m.id == got.message.id),
         update(archive_messages).where(m.id == got.message.id).values(subject="cambiado"),
         update(archive_messages).where(m.id == got.message.id).values(sha256="0" * 64),
+        update(archive_messages).where(m.id == got.message.id).values(thread_id="elsewhere"),
+        update(archive_sightings).values(source_ref="forged"),
+        delete(archive_sightings),
     ):
         with pytest.raises(DBAPIError, match="write-once"), sealpost.engine.begin() as conn:
             conn.execute(statement)
+    # the ways around row triggers: a replacing insert (SQLite), TRUNCATE (PostgreSQL)
+    with sealpost.engine.connect() as conn:
+        original = conn.execute(select(archive_messages).where(m.id == got.message.id)).one()
+    forged = {**original._asdict(), "subject": "forged", "direction": "outbound"}
+    if sealpost.engine.dialect.name == "sqlite":
+        replace = insert(archive_messages).prefix_with("OR REPLACE").values(**forged)
+    else:
+        replace = text("TRUNCATE archive_messages CASCADE")
+    with pytest.raises(DBAPIError, match="write-once"), sealpost.engine.begin() as conn:
+        conn.execute(replace)
     with sealpost.engine.begin() as conn:  # its index state may move
         conn.execute(
             update(archive_messages).where(m.id == got.message.id).values(index_state="indexed")

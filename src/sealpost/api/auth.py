@@ -51,9 +51,13 @@ def admit(tenants: TenantRepository, limiter: RateLimiter | None, presented: str
     """The tenant owning ``presented``, if it is within its rate (RateLimited otherwise).
     Blocking (a database read): call it from a thread."""
     tenant = tenants.authenticate(presented)
-    if limiter is not None and (wait := limiter.take(tenant.id)):
+    # an archive agent's key has its own bucket: one agent's script never throttles the
+    # tenant's CRM (nor the other agents)
+    bucket = tenant.id if tenant.agent_id is None else f"{tenant.id}/agent/{tenant.agent_id}"
+    if limiter is not None and (wait := limiter.take(bucket)):
         raise RateLimited(
-            f"this tenant is over its API rate ({limiter.rate}): retry later",
+            f"this {'tenant' if tenant.agent_id is None else 'agent'} is over its API rate "
+            f"({limiter.rate}): retry later",
             retry_after=retry_after(wait),
         )
     return tenant

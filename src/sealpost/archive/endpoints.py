@@ -268,9 +268,7 @@ def inbox(
     to it, unanswered-mail alerts."""
     if viewer.agent is None:
         raise InvalidInput("the inbox is an agent's: use an agent's key")
-    rows = parts.service.repo.notifications(
-        viewer.tenant_id, viewer.agent.id, unread_only=unread, limit=limit
-    )
+    rows = parts.service.repo.notifications(viewer, unread_only=unread, limit=limit)
     return [NotificationOut(**r) for r in rows]
 
 

@@ -472,11 +472,18 @@ class ArchiveRepository:
         )
 
     def notifications(
-        self, tenant_id: str, agent_id: str, *, unread_only: bool, limit: int
+        self, viewer: Viewer, *, unread_only: bool, limit: int
     ) -> list[dict[str, Any]]:
+        """The agent's notifications about threads it may still see: one about a thread
+        since given to another team's agent no longer shows its subject or customer."""
+        assert viewer.agent is not None
         n = archive_notifications.c
         query = select(archive_notifications).where(
-            n.tenant_id == tenant_id, n.agent_id == agent_id
+            n.tenant_id == viewer.tenant_id,
+            n.agent_id == viewer.agent.id,
+            or_(
+                n.thread_id.is_(None), n.thread_id.in_(select(t.id).where(visible_threads(viewer)))
+            ),
         )
         query = query.where(n.read_at.is_(None) if unread_only else true())
         query = query.order_by(n.created_at.desc(), n.id.desc()).limit(limit)
