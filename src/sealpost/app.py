@@ -45,6 +45,8 @@ if TYPE_CHECKING:
 
     from sealpost.access.service import AccessService
     from sealpost.archive.endpoints import ArchiveParts
+    from sealpost.archive.search import ArchiveSearch
+    from sealpost.archive.search_api import SearchParts
     from sealpost.archive.service import ArchiveService
     from sealpost.communications.certificates import CertificateService
     from sealpost.communications.contents import ContentStore
@@ -1005,6 +1007,29 @@ class Sealpost:
             service=self.archive,
             journal_address=lambda token: f"journal+{token}@{domain}",
         )
+
+    @cached_property
+    def archive_search(self) -> ArchiveSearch:
+        """Full-text search of the archive and its indexer (issue 15)."""
+        from sealpost.archive.extract import Extractor
+        from sealpost.archive.search import ArchiveSearch, pdf_limits
+
+        return ArchiveSearch(self.engine, self.archive_blobs, Extractor(pdf_limits(self.settings)))
+
+    @cached_property
+    def archive_search_parts(self) -> SearchParts:
+        from sealpost.archive.search_api import SearchParts
+
+        return SearchParts(search=self.archive_search, clock=lambda: self.clock())
+
+    def archive_search_loops(self) -> list[Loop]:
+        from sealpost.archive.search import indexer_loops
+
+        return indexer_loops(self.archive_search, self.settings)
+
+    def start_archive_search(self) -> None:
+        """The archive's search indexer (worker role)."""
+        self.supervisor.start(self.archive_search_loops())
 
     def pickup_loops(self) -> list[Loop]:
         from sealpost.pickup import tasks

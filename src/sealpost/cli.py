@@ -116,6 +116,7 @@ def serve(
                 "deadlines_worker_enabled": settings.deadlines_worker_enabled and role == "worker",
                 "sms_sender_enabled": settings.sms_sender_enabled and role == "worker",
                 "sequences_worker_enabled": settings.sequences_worker_enabled and role == "worker",
+                "archive_indexer_enabled": settings.archive_indexer_enabled and role == "worker",
             }
         )
     sp = build(settings)  # keys and schema on first start; the sequencer seals leftovers
@@ -127,6 +128,7 @@ def serve(
     sp.start_signing()
     sp.start_sms()
     sp.start_sequences()
+    sp.start_archive_search()
     children = []
     if sp.smtp_ports and not acceptor:
         listening = ", ".join(f"{k} {settings.smtp_host}:{v}" for k, v in sp.smtp_ports.items())

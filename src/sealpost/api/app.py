@@ -33,6 +33,7 @@ from sealpost.api.errors import problem
 from sealpost.api.schemas import EventsHealth, Health, LedgerHealth, LoopHealthOut
 from sealpost.app import Sealpost
 from sealpost.archive import endpoints as archive
+from sealpost.archive import search_api as archive_search
 from sealpost.communications import endpoints as communications
 from sealpost.communications import reply_endpoints as communication_replies
 from sealpost.communications.tracking import endpoints as tracking
@@ -68,6 +69,7 @@ ROUTERS = (
     sequences.router,
     sequences.page_router,
     archive.router,
+    archive_search.router,
 )
 """Every domain's router, in the order the OpenAPI document lists them."""
 
@@ -146,6 +148,7 @@ def create_app(sp: Sealpost, *, start_background: bool = True) -> FastAPI:
     app.state.deadlines = sp.deadlines_parts
     app.state.sequences = sp.sequences_parts
     app.state.archive = sp.archive_parts
+    app.state.archive_search = sp.archive_search_parts
     errors.install(app)
     app.state.rate_limits = limits.install(app, sp.settings, sp.tenants)
     app.state.tenant_rate_limiter = app.state.rate_limits.per_tenant

@@ -15,6 +15,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    MetaData,
     String,
     Table,
     Text,
@@ -154,3 +155,33 @@ archive_notifications = Table(
 )
 """An agent's inbox in the console: a customer wrote again in a thread it owns, a thread was
 assigned to it, an unanswered-mail alert."""
+
+# -- the full-text index (search.py; migration 0021) ------------------------------------------
+
+search_metadata = MetaData()
+"""Not ``sealpost.schema``'s metadata: the index is built with each database's own DDL (an
+FTS5 virtual table on SQLite, a table with a generated ``tsvector`` column and a GIN index on
+PostgreSQL) that a dialect-neutral ``Table`` cannot describe.  This ``Table`` only lets the
+queries name its columns."""
+
+archive_search = Table(
+    "archive_search",
+    search_metadata,
+    Column("message_id", String(36), primary_key=True),
+    Column("tenant_id", String(36), nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("files", Text, nullable=False),
+)
+
+UNMANAGED_TABLES = (
+    "archive_search",
+    # FTS5's shadow tables (sqlite.org/fts5.html: "the virtual table and its shadow tables")
+    "archive_search_data",
+    "archive_search_idx",
+    "archive_search_content",
+    "archive_search_docsize",
+    "archive_search_config",
+)
+"""Tables migration 0021 creates that ``metadata`` does not describe (the migrations test
+leaves them out of its comparison)."""
