@@ -16,8 +16,9 @@ from fpdf import FPDF
 
 from sealpost.api.app import create_app
 from sealpost.app import Sealpost
+from sealpost.archive.extract import Extractor, PdfLimits
 from sealpost.archive.model import Source
-from sealpost.archive.search import SearchQuery
+from sealpost.archive.search import ArchiveSearch, SearchQuery
 
 
 def mail(
@@ -371,3 +372,52 @@ def test_a_search_s_dates_must_be_dates(
     r = client.get("/v1/archive/search", params={"q": "x", "before": "mañana"}, headers=admin)
     assert r.status_code == 422
     assert SearchQuery("x", after=datetime(2026, 1, 1, tzinfo=UTC)).after is not None
+
+
+def test_pdf_limits_name_each_file_and_keep_what_could_be_read(
+    sealpost: Sealpost, tenant_id: str, client: TestClient, admin: dict[str, str]
+) -> None:
+    limits = PdfLimits(max_bytes=20_000, max_pages=1)
+    search = ArchiveSearch(sealpost.engine, sealpost.archive_blobs, Extractor(limits))
+    blank = FPDF()
+    blank.add_page()  # a page without text: what a scanner produces, less the image
+    long = FPDF()
+    long.set_font("helvetica", size=12)
+    for word in ("primera", "segunda", "tercera"):
+        long.add_page()
+        long.cell(0, 10, f"Pagina {word}")
+    big = pdf("Enorme", *(f"linea {i} " * 8 for i in range(60)))
+    big += b"%" + b"x" * 30_000 + b"\n"  # a comment past %%EOF: still a PDF, but too big
+    attached = (
+        ("escaneo.pdf", bytes(blank.output()), "application/pdf"),
+        ("largo.pdf", bytes(long.output()), "application/pdf"),
+        ("enorme.pdf", big, "application/pdf"),
+    )
+    archive(sealpost, tenant_id, mail("Anexos", attachments=attached))
+    assert search.index_all() == 1
+    assert found(client, admin, "primera") == ["Anexos"]  # the first page is indexed
+    assert found(client, admin, "tercera") == []  # past the page cap
+    assert found(client, admin, "enorme") == ["Anexos"]  # by its name
+    health = client.get("/v1/archive/index-health", headers=admin).json()
+    problems = {p["file"]: p["reason"] for p in health["unindexed"][0]["problems"]}
+    assert set(problems) == {"escaneo.pdf", "largo.pdf", "enorme.pdf"}
+    assert "no text layer" in problems["escaneo.pdf"]
+    assert "first 1 of 3 pages" in problems["largo.pdf"]
+    assert "over the 20000-byte limit" in problems["enorme.pdf"]
+
+
+def test_a_pdf_that_takes_too_long_is_stopped_and_named(
+    sealpost: Sealpost, tenant_id: str, client: TestClient, admin: dict[str, str]
+) -> None:
+    search = ArchiveSearch(
+        sealpost.engine, sealpost.archive_blobs, Extractor(PdfLimits(timeout_seconds=0.01))
+    )
+    attached = (("lento.pdf", pdf("Texto del documento lento"), "application/pdf"),)
+    archive(sealpost, tenant_id, mail("Lento", "Cuerpo del correo.\n", attachments=attached))
+    started = time.monotonic()
+    search.index_all()
+    assert time.monotonic() - started < 5
+    assert found(client, admin, "cuerpo") == ["Lento"]
+    health = client.get("/v1/archive/index-health", headers=admin).json()
+    [problem] = health["unindexed"][0]["problems"]
+    assert problem["file"] == "lento.pdf" and "longer than" in problem["reason"]

@@ -20,7 +20,6 @@ import codecs
 import json
 import os
 import re
-import resource
 import subprocess
 import sys
 import tempfile
@@ -175,16 +174,6 @@ def _read_capped(chunks: Iterator[bytes], limit: int) -> tuple[bytes, bool]:
     return bytes(out), False
 
 
-def _limit_child(memory_mb: int, cpu_seconds: int) -> Callable[[], None]:
-    def apply() -> None:
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 1))
-        size = memory_mb * 1024 * 1024
-        resource.setrlimit(resource.RLIMIT_AS, (size, size))
-
-    return apply
-
-
 def pdf_text(path: str, limits: PdfLimits, timeout: float) -> tuple[str | None, str | None]:
     """(text, None) or (text or None, why it is not (all) there), PDFium in a child process."""
     cpu = int(timeout) + 1
@@ -197,10 +186,11 @@ def pdf_text(path: str, limits: PdfLimits, timeout: float) -> tuple[str | None, 
                 path,
                 str(limits.max_pages),
                 str(limits.max_chars),
+                str(limits.memory_mb),
+                str(cpu),
             ],
             capture_output=True,
             timeout=timeout,
-            preexec_fn=_limit_child(limits.memory_mb, cpu),
             check=False,
         )
     except subprocess.TimeoutExpired:

@@ -2,10 +2,11 @@
 
 An attached PDF costs what its sender wants it to cost (a page that inflates to gigabytes, a
 page tree of millions of objects): PDFium runs here, under the address-space and CPU-time
-limits the parent sets before ``exec``, and the parent kills this process when its wall-clock
-budget is spent.  Nothing of the server is imported (a fast start, nothing to corrupt).
+limits this script sets on itself before it loads PDFium (not in a ``preexec_fn``: the parent
+is threaded, and Python code between fork and exec may deadlock there), and the parent kills
+it when its wall-clock budget is spent.  Nothing of the server is imported.
 
-    python -I pdf_text.py FILE MAX_PAGES MAX_CHARS
+    python -I pdf_text.py FILE MAX_PAGES MAX_CHARS MEMORY_MB CPU_SECONDS
 
 Prints one JSON object: ``{"text": ..., "pages": N, "read": N, "truncated": bool}`` or
 ``{"error": "..."}`` (a file PDFium refuses: damaged, encrypted).
@@ -56,8 +57,18 @@ def read(path: str, max_pages: int, max_chars: int) -> dict[str, object]:
         document.close()
 
 
+def limit(memory_mb: int, cpu_seconds: int) -> None:
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # a crash writes no memory to disk
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 1))
+    size = memory_mb * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_AS, (size, size))
+
+
 def main() -> None:
     path, max_pages, max_chars = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    limit(int(sys.argv[4]), int(sys.argv[5]))
     try:
         result = read(path, max_pages, max_chars)
     except MemoryError:

@@ -66,6 +66,11 @@ m = archive_messages.c
 s = archive_search.c
 t = archive_threads.c
 
+message_date = func.coalesce(m.sent_at, m.archived_at)
+"""A message's date for search: its Date header, else when it was archived (a mailbox pulled
+years later keeps its mail's dates).  Results are in this order, newest first, and the date
+window filters on it (PostgreSQL: ``ix_archive_messages_date`` serves both)."""
+
 PREFIX_MIN = 3
 """Words of fewer characters match whole words only ("de" does not find every "del...")."""
 MAX_TERMS = 12
@@ -147,9 +152,33 @@ def ts_query(terms: Sequence[str]) -> str:
     return " & ".join(f"'{w}':*" if len(w) >= PREFIX_MIN else f"'{w}'" for w in terms)
 
 
-def _fold(text_: str) -> str:
-    """Lowercase without accents, one character for one (positions stay those of ``text_``)."""
-    return "".join((unicodedata.normalize("NFKD", c)[:1] or c).lower()[:1] for c in text_)
+def search_date(message: ArchivedMessage) -> datetime:
+    """``message_date`` of a message (what a search's cursor holds)."""
+    return message.sent_at or message.archived_at
+
+
+def _variants() -> dict[str, str]:
+    """Each lowercase base letter and the accented letters (Latin-1, Latin Extended-A) that
+    fold to it."""
+    found: dict[str, str] = {}
+    for code in range(0xC0, 0x250):
+        char = chr(code).lower()
+        base = unicodedata.normalize("NFKD", char)[:1]
+        if base.isascii() and base.isalpha() and base != char:
+            found[base] = found.get(base, "") + char
+    return found
+
+
+_VARIANTS = _variants()
+
+
+def _accent_blind(term: str) -> str:
+    """A regular expression matching ``term`` at a word's start, whatever its accents."""
+    folded = "".join(unicodedata.normalize("NFKD", c)[:1] for c in term)
+    letters = "".join(
+        f"[{re.escape(c)}{_VARIANTS[c]}]" if c in _VARIANTS else re.escape(c) for c in folded
+    )
+    return r"(?<![^\W_])" + letters
 
 
 def snippet(body: str, terms: Sequence[str], width: int = 90) -> str | None:
@@ -157,13 +186,9 @@ def snippet(body: str, terms: Sequence[str], width: int = 90) -> str | None:
     the subject, an attachment)."""
     if not body:
         return None
-    folded = _fold(body)
-    best: int | None = None
-    for term in terms:
-        found = re.search(r"(?<![^\W_])" + re.escape(_fold(term)), folded)
-        if found and (best is None or found.start() < best):
-            best = found.start()
-    start = 0 if best is None else max(0, best - width // 2)
+    pattern = re.compile("|".join(_accent_blind(t) for t in terms), re.IGNORECASE)
+    found = pattern.search(body)
+    start = 0 if found is None else max(0, found.start() - width // 2)
     end = min(len(body), start + 2 * width)
     piece = body[start:end].strip()
     return ("…" if start else "") + piece + ("…" if end < len(body) else "")
@@ -218,11 +243,10 @@ class ArchiveSearch:
                     m.cc_addresses.like(quoted, escape="\\"),
                 )
             )
-        when = func.coalesce(m.sent_at, m.archived_at)
         if q.after is not None:
-            found.append(when >= q.after)
+            found.append(message_date >= q.after)
         if q.before is not None:
-            found.append(when < q.before)
+            found.append(message_date < q.before)
         if q.thread_id:
             found.append(m.thread_id == q.thread_id)
         if q.agent_id or q.team_id:
@@ -248,12 +272,13 @@ class ArchiveSearch:
         after: tuple[datetime, str] | None = None,
         limit: int = 50,
     ) -> list[SearchHit]:
-        """The messages matching ``query`` that ``viewer`` may see, newest first, by keyset."""
+        """The messages matching ``query`` that ``viewer`` may see, newest first (by
+        ``message_date``), by keyset: ``after`` is the (date, id) of the last one seen."""
         terms = terms_of(query.text)
         stmt = self._base(viewer, query, terms)
         if after is not None:
-            stmt = stmt.where(tuple_(m.archived_at, m.id) < tuple_(*after))
-        stmt = stmt.order_by(m.archived_at.desc(), m.id.desc()).limit(limit)
+            stmt = stmt.where(tuple_(message_date, m.id) < tuple_(*after))
+        stmt = stmt.order_by(message_date.desc(), m.id.desc()).limit(limit)
         with self.engine.connect() as conn:
             messages = [message_from_row(r) for r in conn.execute(stmt)]
             bodies: dict[str, str] = {}
@@ -274,7 +299,7 @@ class ArchiveSearch:
         stmt = (
             self._base(Viewer(tenant_id), query, terms)
             .with_only_columns(m.id)
-            .order_by(m.archived_at.desc(), m.id.desc())
+            .order_by(message_date.desc(), m.id.desc())
         )
         with self.engine.connect() as conn:
             return list(conn.execute(stmt).scalars())

@@ -18,7 +18,7 @@ from sealpost.api import cursors
 from sealpost.api.cursors import Cursor
 from sealpost.api.errors import problem_responses
 from sealpost.archive.schemas import MessageOut
-from sealpost.archive.search import ArchiveSearch, SearchQuery
+from sealpost.archive.search import ArchiveSearch, SearchQuery, search_date
 from sealpost.archive.viewers import ViewerDep, require
 from sealpost.errors import (
     Forbidden,
@@ -120,7 +120,8 @@ def search(
     cursor: Cursor = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> SearchPage:
-    """Archived messages the key may see whose text matches, newest first."""
+    """Archived messages the key may see whose text matches, newest first (by their Date, or
+    when they were archived if they have none)."""
     for name, value in (("after", after), ("before", before)):
         if value is not None and value.tzinfo is None:
             raise InvalidInput(
@@ -147,9 +148,9 @@ def search(
         items=[
             SearchHitOut(**MessageOut.of(h.message).model_dump(), snippet=h.snippet) for h in items
         ],
-        next_cursor=(
-            cursors.encode(items[-1].message.archived_at, items[-1].message.id) if more else None
-        ),
+        next_cursor=cursors.encode(search_date(items[-1].message), items[-1].message.id)
+        if more
+        else None,
     )
 
 

@@ -8,7 +8,7 @@ needs an immutable expression and ``unaccent(text)`` is only STABLE, as it reads
 through the search path) and a GIN index.  ``unaccent`` ships with PostgreSQL (contrib) and is
 a trusted extension: a database owner may create it.
 
-The metadata does not describe this table (``archive.tables.UNMANAGED_TABLES``); messages
+The metadata does not describe this table (``archive.tables.UNMANAGED``); messages
 archived before this revision stay ``pending`` and the indexer takes them.
 
 Revision ID: 0021
@@ -78,9 +78,14 @@ def upgrade() -> None:
         """
     )
     op.execute("CREATE INDEX ix_archive_search_document ON archive_search USING gin (document)")
+    op.execute(
+        "CREATE INDEX ix_archive_messages_date ON archive_messages"
+        " (tenant_id, coalesce(sent_at, archived_at), id)"
+    )
 
 
 def downgrade() -> None:
     op.execute("DROP TABLE archive_search")
     if op.get_bind().dialect.name == "postgresql":
         op.execute("DROP FUNCTION archive_unaccent(text)")
+        op.execute("DROP INDEX ix_archive_messages_date")
