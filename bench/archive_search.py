@@ -17,6 +17,7 @@ of 50, newest first) by the big tenant's administrator:
 
 * ``selective``: one rare word (in ~0.01 %-0.1 % of messages);
 * ``common``: one of the most frequent words (in half of the messages or more);
+* ``mid``: a call-centre word ("reclamación", "transferencia": ~1-5 % of messages);
 * ``prefix``: a 5-letter prefix, no accent, of a mid-frequency accented word ("notif");
 * ``two-words``: a common and a mid-frequency word;
 * ``filtered``: a common word, ``direction=inbound`` and a 90-day window;
@@ -291,6 +292,7 @@ def main() -> None:
         kinds: dict[str, Callable[[], object]] = {
             "selective": run(lambda: SearchQuery(rng.choice(rare))),
             "common": run(lambda: SearchQuery(rng.choice(common))),
+            "mid": run(lambda: SearchQuery(rng.choice(mid))),
             "prefix": run(
                 lambda: SearchQuery(
                     rng.choice(accented)[:5].translate(str.maketrans("áéíóú", "aeiou"))

@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 from sealpost.api import cursors
 from sealpost.api.cursors import Cursor
 from sealpost.api.errors import problem_responses
+from sealpost.api.text import Moment, SingleLine
 from sealpost.archive.schemas import MessageOut
 from sealpost.archive.search import ArchiveSearch, SearchQuery, search_date
 from sealpost.archive.viewers import ViewerDep, require
@@ -49,8 +50,7 @@ def search_parts(request: Request) -> SearchParts:
 
 
 PartsDep = Annotated[SearchParts, Depends(search_parts)]
-Address = Annotated[str | None, Query(max_length=320)]
-OptionalId = Annotated[str | None, Query(max_length=36)]
+OptionalId = Annotated[SingleLine | None, Query(max_length=36)]
 
 
 class SearchHitOut(MessageOut):
@@ -95,7 +95,7 @@ def search(
     parts: PartsDep,
     viewer: ViewerDep,
     q: Annotated[
-        str,
+        SingleLine,
         Query(
             min_length=1,
             max_length=500,
@@ -104,16 +104,20 @@ def search(
         ),
     ],
     from_: Annotated[
-        str | None,
+        SingleLine | None,
         Query(alias="from", max_length=320, description="The sender, or `@domain`."),
     ] = None,
-    to: Annotated[str | None, Query(max_length=320, description="A recipient (To or Cc).")] = None,
-    after: Annotated[
-        datetime | None, Query(description="Sent at or after (its Date, else archived).")
+    to: Annotated[
+        SingleLine | None, Query(max_length=320, description="A recipient (To or Cc).")
     ] = None,
-    before: Annotated[datetime | None, Query(description="Sent before.")] = None,
+    after: Annotated[
+        Moment | None, Query(description="Sent at or after (its Date, else archived).")
+    ] = None,
+    before: Annotated[Moment | None, Query(description="Sent before.")] = None,
     thread_id: OptionalId = None,
-    agent_id: Annotated[str | None, Query(max_length=36, description="The thread's owner.")] = None,
+    agent_id: Annotated[
+        SingleLine | None, Query(max_length=36, description="The thread's owner.")
+    ] = None,
     team_id: OptionalId = None,
     has_attachment: bool | None = None,
     direction: Annotated[str | None, Query(pattern="^(inbound|outbound|internal)$")] = None,
