@@ -140,7 +140,7 @@ def decoded_chunks(
             break
         remaining -= len(raw)
         if encoding == "base64":
-            data = pending + bytes(b for b in raw if b not in b" \t\r\n")
+            data = pending + raw.translate(None, b" \t\r\n")
             usable = len(data) - len(data) % 4
             pending = data[usable:]
             try:

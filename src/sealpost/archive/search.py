@@ -279,17 +279,25 @@ class ArchiveSearch:
         if after is not None:
             stmt = stmt.where(tuple_(message_date, m.id) < tuple_(*after))
         stmt = stmt.order_by(message_date.desc(), m.id.desc()).limit(limit)
+        body = func.substr(s.body, 1, SNIPPET_SOURCE_CHARS).label("snippet_source")
+        sqlite = is_sqlite(self.engine)
+        if sqlite:  # the FTS5 row is at hand (a lookup by message_id would scan the table)
+            stmt = stmt.add_columns(body)
         with self.engine.connect() as conn:
-            messages = [message_from_row(r) for r in conn.execute(stmt)]
-            bodies: dict[str, str] = {}
-            if messages:
+            rows = conn.execute(stmt).all()
+            messages = [message_from_row(r) for r in rows]
+            if sqlite:
+                bodies = {r.id: r.snippet_source for r in rows}
+            elif messages:  # by primary key, for the page only (not every match before a sort)
                 bodies = dict(
                     conn.execute(
-                        select(s.message_id, func.substr(s.body, 1, SNIPPET_SOURCE_CHARS)).where(
+                        select(s.message_id, body).where(
                             s.message_id.in_([msg.id for msg in messages])
                         )
                     ).all()
                 )
+            else:
+                bodies = {}
         return [SearchHit(msg, snippet(bodies.get(msg.id) or "", terms)) for msg in messages]
 
     def matching_ids(self, tenant_id: str, query: SearchQuery) -> list[str]:
