@@ -437,3 +437,19 @@ def test_control_characters_in_any_parameter_are_a_422_not_a_database_error(
         r = client.get("/v1/archive/search", params=params, headers=admin)
         assert r.status_code == 422, (params, r.text)
         assert r.headers["content-type"].startswith("application/problem+json")
+
+
+def test_a_message_whose_bytes_cannot_be_read_is_failed_listed_and_found_by_subject(
+    sealpost: Sealpost, tenant_id: str, client: TestClient, admin: dict[str, str]
+) -> None:
+    message = sealpost.archive.ingest(
+        tenant_id, mail("Contrato perdido", "Texto del cuerpo.\n"), Source("journal")
+    ).message
+    sealpost.archive_blobs.path(message.sha256).unlink()  # a disk fault, a bad restore
+    assert sealpost.archive_search.index_all() == 1  # no retry loop: done, as failed
+    assert found(client, admin, "contrato perdido") == ["Contrato perdido"]
+    assert found(client, admin, "cuerpo") == []
+    health = client.get("/v1/archive/index-health", headers=admin).json()
+    assert (health["failed"], health["pending"]) == (1, 0)
+    [problem] = health["unindexed"][0]["problems"]
+    assert problem["file"] == "(message)" and "could not be read" in problem["reason"]
