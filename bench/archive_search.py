@@ -241,6 +241,40 @@ def load(url: str, n: int, batch: int, seed: int) -> dict[str, Any]:
     }
 
 
+def reused(url: str, seed: int) -> dict[str, Any]:
+    """What ``load`` returns, read back from a kept schema (the vocabulary from the seed)."""
+    rng = random.Random(seed)
+    words = Words(vocabulary(rng, 30_000), rng)
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        tenant, _count = conn.execute(
+            text("SELECT tenant_id, count(*) FROM archive_messages GROUP BY 1 ORDER BY 2 DESC")
+        ).first()  # type: ignore[misc]
+        total = conn.execute(text("SELECT count(*) FROM archive_messages")).scalar()
+        agent = conn.execute(text("SELECT min(id) FROM archive_agents")).scalar()
+        sizes = conn.execute(
+            text(
+                "SELECT pg_table_size('archive_search'),"
+                " pg_relation_size('ix_archive_search_document'),"
+                " pg_total_relation_size('archive_messages')"
+            )
+        ).one()
+    engine.dispose()
+    nan = float("nan")
+    return {
+        "n": total,
+        "tenant": tenant,
+        "agent": agent,
+        "words": words,
+        "message_rate": nan,
+        "index_rate": nan,
+        "analyze_seconds": nan,
+        "table_bytes": sizes[0],
+        "gin_bytes": sizes[1],
+        "messages_bytes": sizes[2],
+    }
+
+
 def timed(call: Callable[[], object], repeat: int) -> list[float]:
     out = []
     for _ in range(repeat):
@@ -263,13 +297,25 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=15)
     parser.add_argument("--database", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
     parser.add_argument("--keep", action="store_true", help="keep the schema (its name is printed)")
+    parser.add_argument(
+        "--reuse", metavar="SCHEMA", help="query a schema kept by --keep (same --seed), no load"
+    )
     args = parser.parse_args()
     configure_logging("WARNING")
-    url, schema = _schema_url(args.database, prefix="bench_archive_search")
+    if args.reuse:
+        schema = args.reuse
+        sep = "&" if "?" in args.database else "?"
+        url = f"{args.database}{sep}options=-csearch_path%3D{schema}"
+    else:
+        url, schema = _schema_url(args.database, prefix="bench_archive_search")
     try:
         n = args.messages
-        print(f"loading {n:,} messages into schema {schema}", file=sys.stderr)
-        info = load(url, n, args.batch, args.seed)
+        if args.reuse:
+            info = reused(url, args.seed)
+            n = info["n"]
+        else:
+            print(f"loading {n:,} messages into schema {schema}", file=sys.stderr)
+            info = load(url, n, args.batch, args.seed)
         words: Words = info["words"]
         engine = make_engine(url, pool_size=2)
         search = ArchiveSearch(engine, BlobStore(Path("/nonexistent")))
@@ -347,7 +393,7 @@ def main() -> None:
                 f"{max(values):>10.1f}"
             )
     finally:
-        if not args.keep:
+        if not args.keep and not args.reuse:
             admin_engine = create_engine(args.database)
             with admin_engine.begin() as conn:
                 conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))

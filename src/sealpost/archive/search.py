@@ -26,7 +26,8 @@ import json
 import re
 import time
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -206,23 +207,28 @@ class ArchiveSearch:
 
     # -- searching -----------------------------------------------------------------------------
 
-    def _base(self, viewer: Viewer, query: SearchQuery, terms: Sequence[str]) -> Select[Any]:
-        tenant = viewer.tenant_id
+    def _match(self, terms: Sequence[str]) -> ColumnElement[bool]:
         if is_sqlite(self.engine):
-            match: ColumnElement[bool] = literal_column("archive_search").op("MATCH")(
-                bindparam("fts", fts5_query(terms))
+            return literal_column("archive_search").op("MATCH")(bindparam("fts", fts5_query(terms)))
+        return literal_column("archive_search.document").op("@@")(
+            func.to_tsquery(
+                literal_column("'simple'::regconfig"),
+                func.archive_unaccent(bindparam("tsq", ts_query(terms))),
             )
-        else:
-            match = literal_column("archive_search.document").op("@@")(
-                func.to_tsquery(
-                    literal_column("'simple'::regconfig"),
-                    func.archive_unaccent(bindparam("tsq", ts_query(terms))),
-                )
-            )
+        )
+
+    def _base(self, viewer: Viewer, query: SearchQuery, terms: Sequence[str]) -> Select[Any]:
+        """The matching messages the viewer may see."""
+        tenant = viewer.tenant_id
         stmt = (
             select(archive_messages)
             .select_from(archive_search.join(archive_messages, m.id == s.message_id))
-            .where(match, s.tenant_id == tenant, m.purged_at.is_(None), visible_messages(viewer))
+            .where(
+                self._match(terms),
+                s.tenant_id == tenant,
+                m.purged_at.is_(None),
+                visible_messages(viewer),
+            )
         )
         return stmt.where(*self._filters(tenant, query))
 
@@ -275,15 +281,15 @@ class ArchiveSearch:
         """The messages matching ``query`` that ``viewer`` may see, newest first (by
         ``message_date``), by keyset: ``after`` is the (date, id) of the last one seen."""
         terms = terms_of(query.text)
-        stmt = self._base(viewer, query, terms)
-        if after is not None:
-            stmt = stmt.where(tuple_(message_date, m.id) < tuple_(*after))
-        stmt = stmt.order_by(message_date.desc(), m.id.desc()).limit(limit)
         body = func.substr(s.body, 1, SNIPPET_SOURCE_CHARS).label("snippet_source")
         sqlite = is_sqlite(self.engine)
-        if sqlite:  # the FTS5 row is at hand (a lookup by message_id would scan the table)
-            stmt = stmt.add_columns(body)
-        with self.engine.connect() as conn:
+        with self._reading() as conn:
+            stmt = self._base(viewer, query, terms)
+            if after is not None:
+                stmt = stmt.where(tuple_(message_date, m.id) < tuple_(*after))
+            stmt = stmt.order_by(message_date.desc(), m.id.desc()).limit(limit)
+            if sqlite:  # the FTS5 row is at hand (a lookup by message_id would scan the table)
+                stmt = stmt.add_columns(body)
             rows = conn.execute(stmt).all()
             messages = [message_from_row(r) for r in rows]
             if sqlite:
@@ -309,8 +315,23 @@ class ArchiveSearch:
             .with_only_columns(m.id)
             .order_by(message_date.desc(), m.id.desc())
         )
-        with self.engine.connect() as conn:
+        with self._reading() as conn:
             return list(conn.execute(stmt).scalars())
+
+    @contextmanager
+    def _reading(self) -> Iterator[Connection]:
+        """A connection for a search.  On PostgreSQL every execution is planned with its own
+        words (``plan_cache_mode``: psycopg prepares a statement run five times, and a generic
+        plan cannot know whether a word is rare, start from the GIN index, or common, walk the
+        date index), and without parallel workers: a page of 50 is small work, and with three
+        processes the planner found the walk down the date index three times cheaper than it
+        is, and chose it for words in 0.2 % of the messages (0.2-0.4 s at 1M messages instead
+        of 20 ms; bench/archive_search.py).  Both are SET LOCAL: this transaction only."""
+        with self.engine.connect() as conn:
+            if not is_sqlite(conn):
+                conn.exec_driver_sql("SET LOCAL plan_cache_mode = force_custom_plan")
+                conn.exec_driver_sql("SET LOCAL max_parallel_workers_per_gather = 0")
+            yield conn
 
     # -- index health --------------------------------------------------------------------------
 
