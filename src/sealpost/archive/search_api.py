@@ -158,7 +158,9 @@ def search(
     )
 
 
-@router.get("/index-health", response_model=IndexHealthOut)
+@router.get(
+    "/index-health", response_model=IndexHealthOut, responses=problem_responses(InvalidInput)
+)
 def index_health(
     parts: PartsDep,
     viewer: ViewerDep,
