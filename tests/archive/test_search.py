@@ -4,6 +4,7 @@ input that never becomes query syntax.  On SQLite (FTS5) and PostgreSQL (tsvecto
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -453,3 +454,29 @@ def test_a_message_whose_bytes_cannot_be_read_is_failed_listed_and_found_by_subj
     assert (health["failed"], health["pending"]) == (1, 0)
     [problem] = health["unindexed"][0]["problems"]
     assert problem["file"] == "(message)" and "could not be read" in problem["reason"]
+
+
+def test_two_indexers_at_once_index_each_message_once(
+    sealpost: Sealpost, tenant_id: str, client: TestClient, admin: dict[str, str]
+) -> None:
+    for i in range(12):
+        archive(sealpost, tenant_id, mail(f"Consulta {i}", f"Duda sobre la póliza {i}.\n"))
+    other = ArchiveSearch(sealpost.engine, sealpost.archive_blobs)
+    errors: list[BaseException] = []
+
+    def run(search: ArchiveSearch) -> None:
+        try:
+            search.index_all(batch=3)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(s,)) for s in (sealpost.archive_search, other)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []
+    subjects = found(client, admin, "poliza", limit=50)
+    assert sorted(subjects) == sorted(f"Consulta {i}" for i in range(12))  # no duplicates
+    health = client.get("/v1/archive/index-health", headers=admin).json()
+    assert (health["indexed"], health["pending"]) == (12, 0)
