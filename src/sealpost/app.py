@@ -13,7 +13,7 @@ import json
 import re
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -52,7 +52,11 @@ if TYPE_CHECKING:
     from sealpost.archive.mailboxes import MailboxService
     from sealpost.archive.outgoing import OutgoingArchiver, SentMessage
     from sealpost.archive.ports import ScheduledEmail
+    from sealpost.archive.queries import ColumnMatcher as ColumnMatcherType
+    from sealpost.archive.queries import SearchQuery as HoldQuery
     from sealpost.archive.scheduled import ScheduledSendService
+    from sealpost.archive.search import ArchiveSearch
+    from sealpost.archive.search_api import SearchParts
     from sealpost.archive.service import ArchiveService
     from sealpost.archive.sla import SlaService
     from sealpost.archive.sla_endpoints import SlaParts
@@ -418,6 +422,29 @@ class ArchiveSentMail:
             newline = b"\r\n" if b"\r\n" in raw[:1000] else b"\n"
             raw = b"Message-ID: " + c.message_id.encode() + newline + raw
         return SentMessage(c.tenant_id, c.id, raw)
+
+
+@dataclass(frozen=True)
+class SearchMatcher:
+    """The archive's ``QueryMatcher`` port (legal holds and exports "by query") over its
+    full-text search: the text through the index (accents and case folded, every word a
+    prefix), the filters on the archived messages' own columns (dates: archiving time), both
+    required.  A query without text is the columns' alone."""
+
+    search: ArchiveSearch
+    columns: ColumnMatcherType
+
+    def matching_ids(self, tenant_id: str, query: HoldQuery) -> list[str]:
+        from sealpost.archive.search import SearchQuery as TextQuery
+
+        if not query.text:
+            return self.columns.matching_ids(tenant_id, query)
+        found = self.search.matching_ids(tenant_id, TextQuery(text=query.text))
+        filters = {f.name: getattr(query, f.name) for f in fields(query) if f.name != "text"}
+        if all(v in (None, "") for v in filters.values()):
+            return found
+        allowed = set(self.columns.matching_ids(tenant_id, replace(query, text=None)))
+        return [message_id for message_id in found if message_id in allowed]
 
 
 @dataclass
@@ -1202,11 +1229,13 @@ class Sealpost:
             found += imap.loops(self.archive_imap)
         found += tasks.loops(self.archive_sla, s)
         found += self.archive_retention_loops()
+        found += self.archive_search_loops()
         return found
 
     def start_archive(self) -> None:
         """The archive's loops: Sealpost's own sent mail into the archive (a follower), the
-        IMAP pull, the unanswered-mail alerts, the retention purge, as settings enable them."""
+        IMAP pull, the unanswered-mail alerts, the retention purge, the search indexer, as
+        settings enable them."""
         self.supervisor.start(self.archive_loops())
 
     @cached_property
@@ -1220,7 +1249,7 @@ class Sealpost:
         from sealpost.archive.retention import RetentionPurger
 
         repo = HoldRepository(self.engine)
-        matcher = ColumnMatcher(self.engine)  # the archive's search plugs in here
+        matcher = SearchMatcher(self.archive_search, ColumnMatcher(self.engine))
         holds = HoldService(repo, self.archive.repo, matcher, clock=lambda: self.clock())
         tenants = self.tenants
         exports = ExportService(
@@ -1238,7 +1267,12 @@ class Sealpost:
             clock=lambda: self.clock(),
         )
         purger = RetentionPurger(
-            repo, self.archive.repo, holds, self.archive_blobs, clock=lambda: self.clock()
+            repo,
+            self.archive.repo,
+            holds,
+            self.archive_blobs,
+            forget=self.archive_search.forget_in,
+            clock=lambda: self.clock(),
         )
         return HoldParts(holds=holds, exports=exports, purger=purger)
 
@@ -1252,6 +1286,25 @@ class Sealpost:
             parts.exports.remove_stale()
 
         return retention.loops(step, self.settings)
+
+    @cached_property
+    def archive_search(self) -> ArchiveSearch:
+        """Full-text search of the archive and its indexer (issue 15)."""
+        from sealpost.archive.extract import Extractor
+        from sealpost.archive.search import ArchiveSearch, pdf_limits
+
+        return ArchiveSearch(self.engine, self.archive_blobs, Extractor(pdf_limits(self.settings)))
+
+    @cached_property
+    def archive_search_parts(self) -> SearchParts:
+        from sealpost.archive.search_api import SearchParts
+
+        return SearchParts(search=self.archive_search, clock=lambda: self.clock())
+
+    def archive_search_loops(self) -> list[Loop]:
+        from sealpost.archive.search import indexer_loops
+
+        return indexer_loops(self.archive_search, self.settings)
 
     def pickup_loops(self) -> list[Loop]:
         from sealpost.pickup import tasks

@@ -121,6 +121,7 @@ def serve(
                 "sequences_worker_enabled": settings.sequences_worker_enabled and role == "worker",
                 "archive_worker_enabled": settings.archive_worker_enabled and role == "worker",
                 "archive_imap_enabled": settings.archive_imap_enabled and role == "worker",
+                "archive_indexer_enabled": settings.archive_indexer_enabled and role == "worker",
             }
         )
     sp = build(settings)  # keys and schema on first start; the sequencer seals leftovers

@@ -417,6 +417,27 @@ class Settings(BaseSettings):
         le=60,
         description="DeadlineApproaching this many business days before a term's last day.",
     )
+    archive_indexer_enabled: bool = Field(
+        True,
+        description="Run the archive's search indexer (the text of newly archived messages and "
+        "their PDF attachments) in `serve` (worker role).",
+    )
+    archive_indexer_interval_seconds: float = Field(
+        1.0, gt=0, description="How often the archive's indexer looks for messages to index."
+    )
+    archive_index_pdf_max_mb: int = Field(
+        25, ge=1, description="Attached PDFs larger than this are not read for search (listed)."
+    )
+    archive_index_pdf_timeout_seconds: float = Field(
+        20.0,
+        gt=0,
+        le=600,
+        description="Longest the reading of one attached PDF may take for the search index "
+        "(in a child process; beyond, it is listed as not indexed).",
+    )
+    archive_index_pdf_max_pages: int = Field(
+        300, ge=1, description="Pages of an attached PDF read for the search index."
+    )
     pdf_intake_timeout_seconds: float = Field(
         30.0,
         gt=0,

@@ -35,6 +35,7 @@ from sealpost.app import Sealpost
 from sealpost.archive import endpoints as archive
 from sealpost.archive import hold_endpoints as archive_holds
 from sealpost.archive import mailbox_endpoints as archive_mailboxes
+from sealpost.archive import search_api as archive_search
 from sealpost.archive import sla_endpoints as archive_sla
 from sealpost.communications import endpoints as communications
 from sealpost.communications import reply_endpoints as communication_replies
@@ -74,6 +75,7 @@ ROUTERS = (
     archive_mailboxes.router,
     archive_sla.router,
     archive_holds.router,
+    archive_search.router,
 )
 """Every domain's router, in the order the OpenAPI document lists them."""
 
@@ -155,6 +157,7 @@ def create_app(sp: Sealpost, *, start_background: bool = True) -> FastAPI:
     app.state.archive_mailboxes = sp.archive_mailboxes
     app.state.archive_sla = sp.archive_sla_parts
     app.state.archive_holds = sp.archive_holds
+    app.state.archive_search = sp.archive_search_parts
     errors.install(app)
     app.state.rate_limits = limits.install(app, sp.settings, sp.tenants)
     app.state.tenant_rate_limiter = app.state.rate_limits.per_tenant

@@ -20,10 +20,12 @@ won the race.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from sqlalchemy import Connection
 
 from sealpost.archive.hold_repository import HoldRepository
 from sealpost.archive.holds import HoldService
@@ -65,9 +67,13 @@ class RetentionPurger:
         holds: HoldService,
         blobs: BlobStore,
         *,
+        forget: Callable[[Connection, Sequence[str]], None] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         batch: int = BATCH,
     ) -> None:
+        self.forget = forget
+        """Takes purged messages out of the search index in the purge's own transaction: a
+        purged message's text is found by no search and kept nowhere."""
         self.repo = repo
         self.archive = archive
         self.holds = holds
@@ -138,6 +144,8 @@ class RetentionPurger:
                 if self.repo.mark_purged_in(conn, row.id, now, record.id):
                     records.append(record)
                     purged.append(row)
+            if self.forget is not None:
+                self.forget(conn, [r.id for r in purged])
             append_evidence(conn, records)
             last = rows[-1]
             after = (as_utc(last.archived_at), last.id)

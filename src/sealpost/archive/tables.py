@@ -15,6 +15,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    MetaData,
     String,
     Table,
     Text,
@@ -332,3 +333,39 @@ archive_exports = Table(
 """Exports of a case: the ZIP is kept in the ``archive-exports`` blob namespace by
 ``sha256`` until ``removed_at`` (a copy kept for download, not the archive: it would outlive
 its messages' retention); ``record_id`` is its ExportCreated record."""
+
+
+# -- the full-text index (search.py; migration 0021) ------------------------------------------
+
+search_metadata = MetaData()
+"""Not ``sealpost.schema``'s metadata: the index is built with each database's own DDL (an
+FTS5 virtual table on SQLite, a table with a generated ``tsvector`` column and a GIN index on
+PostgreSQL) that a dialect-neutral ``Table`` cannot describe.  This ``Table`` only lets the
+queries name its columns."""
+
+archive_search = Table(
+    "archive_search",
+    search_metadata,
+    Column("message_id", String(36), primary_key=True),
+    Column("tenant_id", String(36), nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("files", Text, nullable=False),
+)
+
+UNMANAGED = (
+    "archive_search",
+    # FTS5's shadow tables (sqlite.org/fts5.html: "the virtual table and its shadow tables")
+    "archive_search_data",
+    "archive_search_idx",
+    "archive_search_content",
+    "archive_search_docsize",
+    "archive_search_config",
+    "ix_archive_messages_date",
+)
+"""Tables and indexes migration 0021 creates that ``metadata`` does not describe (the
+migrations test leaves them out of its comparison).  ``ix_archive_messages_date``: PostgreSQL
+only, on ``(tenant_id, coalesce(sent_at, archived_at), id)``, the order and the date window
+of a search (the message's Date, else its archiving time): without it, a window with a common
+word reads every message of the tenant.  An expression index, which SQLAlchemy does not
+reflect on SQLite."""

@@ -5,7 +5,7 @@ Also makes a purge final in the database: once ``purged_at`` is set it never cha
 kept; migration 0019's triggers already refuse any other change and any delete.
 
 Revision ID: 0023
-Revises: 0019
+Revises: 0022
 Create Date: 2026-12-07
 """
 
