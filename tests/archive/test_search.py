@@ -328,7 +328,7 @@ def test_the_indexer_loop_indexes_new_mail_soon_after_it_is_archived(
     sealpost: Sealpost, tenant_id: str, client: TestClient, admin: dict[str, str]
 ) -> None:
     sealpost.settings.archive_indexer_interval_seconds = 0.1
-    sealpost.start_archive_search()
+    sealpost.supervisor.start(sealpost.archive_search_loops())  # start_archive runs it too
     archive(sealpost, tenant_id, mail("Baja", "Solicito la baja del servicio.\n"))
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline and found(client, admin, "solicito") == []:
