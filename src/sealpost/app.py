@@ -13,7 +13,7 @@ import json
 import re
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -52,8 +52,6 @@ if TYPE_CHECKING:
     from sealpost.archive.mailboxes import MailboxService
     from sealpost.archive.outgoing import OutgoingArchiver, SentMessage
     from sealpost.archive.ports import ScheduledEmail
-    from sealpost.archive.queries import ColumnMatcher as ColumnMatcherType
-    from sealpost.archive.queries import SearchQuery as HoldQuery
     from sealpost.archive.scheduled import ScheduledSendService
     from sealpost.archive.search import ArchiveSearch
     from sealpost.archive.search_api import SearchParts
@@ -422,29 +420,6 @@ class ArchiveSentMail:
             newline = b"\r\n" if b"\r\n" in raw[:1000] else b"\n"
             raw = b"Message-ID: " + c.message_id.encode() + newline + raw
         return SentMessage(c.tenant_id, c.id, raw)
-
-
-@dataclass(frozen=True)
-class SearchMatcher:
-    """The archive's ``QueryMatcher`` port (legal holds and exports "by query") over its
-    full-text search: the text through the index (accents and case folded, every word a
-    prefix), the filters on the archived messages' own columns (dates: archiving time), both
-    required.  A query without text is the columns' alone."""
-
-    search: ArchiveSearch
-    columns: ColumnMatcherType
-
-    def matching_ids(self, tenant_id: str, query: HoldQuery) -> list[str]:
-        from sealpost.archive.search import SearchQuery as TextQuery
-
-        if not query.text:
-            return self.columns.matching_ids(tenant_id, query)
-        found = self.search.matching_ids(tenant_id, TextQuery(text=query.text))
-        filters = {f.name: getattr(query, f.name) for f in fields(query) if f.name != "text"}
-        if all(v in (None, "") for v in filters.values()):
-            return found
-        allowed = set(self.columns.matching_ids(tenant_id, replace(query, text=None)))
-        return [message_id for message_id in found if message_id in allowed]
 
 
 @dataclass
@@ -1247,6 +1222,7 @@ class Sealpost:
         from sealpost.archive.holds import HoldService
         from sealpost.archive.queries import ColumnMatcher
         from sealpost.archive.retention import RetentionPurger
+        from sealpost.archive.search import SearchMatcher
 
         repo = HoldRepository(self.engine)
         matcher = SearchMatcher(self.archive_search, ColumnMatcher(self.engine))

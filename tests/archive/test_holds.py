@@ -22,7 +22,7 @@ from sealpost.api.app import create_app
 from sealpost.app import Sealpost
 from sealpost.archive.model import Source, Viewer
 from sealpost.archive.service import ArchiveService
-from sealpost.archive.tables import archive_messages
+from sealpost.archive.tables import archive_messages, archive_search
 from sealpost.config import Settings
 from sealpost.db.blobs import BlobStore
 from sealpost.errors import ServiceUnavailable
@@ -188,10 +188,39 @@ def test_a_query_hold_keeps_what_matched_and_what_matches_at_purge_time(
     clock.now = T0 + timedelta(days=1)
     after = ingest(sealpost, tenant_id, mail("Otra garantía"))
     clock.now = T0 + timedelta(days=400)
+    # not indexed yet, no message can be told apart by its text: the purge keeps them all
+    assert sealpost.archive_holds.purger.purge_due().purged == 0
+    assert raw_status(client, admin, unrelated.id) == 200
+    sealpost.archive_search.index_all()
     assert sealpost.archive_holds.purger.purge_due().purged == 1
     assert raw_status(client, admin, before.id) == 200
     assert raw_status(client, admin, after.id) == 200  # re-evaluated at purge time
     assert raw_status(client, admin, unrelated.id) == 410
+
+
+def test_a_purged_message_s_text_leaves_the_search_index(
+    sealpost: Sealpost, tenant_id: str, client: TestClient, admin: dict[str, str], clock: Clock
+) -> None:
+    gone = ingest(sealpost, tenant_id, mail("Reclamación", body="Mi contraseña es zanahoria.\n"))
+    sealpost.archive_search.index_all()
+
+    def hits() -> list[str]:
+        r = client.get("/v1/archive/search", params={"q": "zanahoria"}, headers=admin)
+        assert r.status_code == 200, r.text
+        return [m["id"] for m in r.json()["items"]]
+
+    assert hits() == [gone.id]
+    sealpost.archive.update_settings(tenant_id, retention_days=30)
+    clock.now = T0 + timedelta(days=31)
+    assert sealpost.archive_holds.purger.purge_due().purged == 1
+    assert hits() == []
+    with sealpost.engine.connect() as conn:  # the text is kept nowhere, not only unshown
+        assert (
+            conn.execute(
+                select(archive_search.c.message_id).where(archive_search.c.message_id == gone.id)
+            ).all()
+            == []
+        )
 
 
 def test_agents_may_not_hold_and_bad_holds_are_refused_clearly(

@@ -117,6 +117,15 @@ class HoldRepository:
         hm = archive_hold_messages.c
         return set(conn.execute(select(hm.message_id).where(hm.hold_id == hold_id)).scalars())
 
+    def unindexed_among_in(self, conn: Connection, ids: Sequence[str]) -> set[str]:
+        """Which of ``ids`` the search has not indexed yet."""
+        if not ids:
+            return set()
+        rows = conn.execute(
+            select(m.id).where(m.id.in_(list(ids)), m.index_state == "pending")
+        ).scalars()
+        return set(rows)
+
     def covered_ids_in(
         self, conn: Connection, tenant_id: str, hold: Hold, among: Sequence[str] | None = None
     ) -> set[str]:

@@ -211,4 +211,6 @@ class HoldService:
             if hold.kind == "query" and hold.query:
                 now = self.matcher.matching_ids(tenant_id, SearchQuery.from_json(hold.query))
                 held |= set(now) & set(ids)
+                # a message not indexed yet cannot be found by its text: kept until it is
+                held |= self.repo.unindexed_among_in(conn, ids)
         return held

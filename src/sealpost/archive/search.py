@@ -28,7 +28,7 @@ import time
 import unicodedata
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from typing import Any
 
@@ -51,6 +51,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from sealpost.archive.extract import Extracted, Extractor, PdfLimits, Problem, clean
 from sealpost.archive.model import DIRECTIONS, ArchivedMessage, Viewer
+from sealpost.archive.queries import ColumnMatcher
+from sealpost.archive.queries import SearchQuery as HoldQuery
 from sealpost.archive.repository import message_from_row, visible_messages
 from sealpost.archive.tables import archive_messages, archive_search, archive_threads
 from sealpost.config import Settings
@@ -516,3 +518,43 @@ def pdf_limits(settings: Settings) -> PdfLimits:
         max_pages=settings.archive_index_pdf_max_pages,
         timeout_seconds=settings.archive_index_pdf_timeout_seconds,
     )
+
+
+@dataclass(frozen=True)
+class SearchMatcher:
+    """The ``QueryMatcher`` port of legal holds and exports "by query" over this search.
+
+    The text goes through the index (accents and case folded, every word a prefix), the filters
+    through the archived messages' own columns (dates: the archiving time), both required; a
+    query without text is the columns' alone.  A message not indexed yet, or purged (its
+    text left the index, its metadata stays), cannot be found by its text: those whose subject
+    holds the text are taken too.  The purge treats every unindexed message as held while a
+    query hold is active (``HoldService.held_among``), so a hold placed before the indexer
+    caught up loses nothing."""
+
+    search: ArchiveSearch
+    columns: ColumnMatcher
+
+    def matching_ids(self, tenant_id: str, query: HoldQuery) -> list[str]:
+        if not query.text:
+            return self.columns.matching_ids(tenant_id, query)
+        found = self.search.matching_ids(tenant_id, SearchQuery(text=query.text))
+        filters = {f.name: getattr(query, f.name) for f in fields(query) if f.name != "text"}
+        if any(v not in (None, "") for v in filters.values()):
+            allowed = set(self.columns.matching_ids(tenant_id, replace(query, text=None)))
+            found = [message_id for message_id in found if message_id in allowed]
+        by_subject = self.columns.matching_ids(tenant_id, query)
+        if by_subject:
+            with self.search.engine.connect() as conn:
+                unindexed = set(
+                    conn.execute(
+                        select(m.id).where(
+                            m.tenant_id == tenant_id,
+                            or_(m.index_state == "pending", m.purged_at.is_not(None)),
+                            m.id.in_(by_subject),
+                        )
+                    ).scalars()
+                )
+            seen = set(found)
+            found += [i for i in by_subject if i in unindexed and i not in seen]
+        return found
