@@ -260,6 +260,45 @@ def test_roles_decide_who_assigns_and_who_sees(
     assert "admin" in r.json()["detail"]
 
 
+def test_who_may_see_what_is_on_the_record(
+    sealpost: Sealpost, client: TestClient, admin: dict[str, str]
+) -> None:
+    ana_id, _ = agent(client, admin, "ana@acme.es")
+    team = client.post(
+        "/v1/archive/teams", json={"name": "Garantías", "agent_ids": [ana_id]}, headers=admin
+    ).json()
+    assert (
+        client.patch(
+            f"/v1/archive/agents/{ana_id}", json={"role": "auditor"}, headers=admin
+        ).status_code
+        == 200
+    )
+    assert (
+        client.patch(
+            f"/v1/archive/agents/{ana_id}", json={"disabled": True}, headers=admin
+        ).status_code
+        == 200
+    )
+    client.put(f"/v1/archive/teams/{team['id']}/members", json={"agent_ids": []}, headers=admin)
+    r = evidence_records.c
+    with sealpost.engine.connect() as conn:
+        rows = conn.execute(
+            select(r.event, r.canonical)
+            .where(r.event.in_(["AgentChanged", "TeamChanged"]))
+            .order_by(r.seq)
+        ).all()
+    details = [(row.event, json.loads(row.canonical)["details"]) for row in rows]
+    assert [(event, d["change"]) for event, d in details] == [
+        ("AgentChanged", "created"),
+        ("TeamChanged", "created"),
+        ("AgentChanged", "role"),
+        ("AgentChanged", "disabled"),
+        ("TeamChanged", "members"),
+    ]
+    assert (details[2][1]["role"], details[2][1]["previous_role"]) == ("auditor", "agent")
+    assert details[4][1]["agent_ids"] == [] and details[1][1]["agent_ids"] == [ana_id]
+
+
 def test_a_disabled_agent_s_key_stops_working_at_once(
     sealpost: Sealpost, client: TestClient, admin: dict[str, str]
 ) -> None:

@@ -251,6 +251,8 @@ def test_opening_events_are_first_by_construction() -> None:
         "sealpost.sms.accepted",
         "sealpost.sequence.enrolled",
         "sealpost.archive.message_archived",
+        "sealpost.archive.hold_placed",
+        "sealpost.archive.export_created",
     }
     assert {
         "communication",
@@ -259,4 +261,6 @@ def test_opening_events_are_first_by_construction() -> None:
         "sms",
         "enrolment",
         "archive_message",
+        "archive_hold",
+        "archive_export",
     } == REGISTRY.opened_subjects

@@ -170,6 +170,8 @@ REGISTRY.register(
         SubjectType("archive_thread", "archive/threads", _from_thread),
         SubjectType("archive_mailbox", "archive/mailboxes", _from_mailbox),
         SubjectType("archive_scheduled_send", "archive/scheduled-sends"),
+        SubjectType("archive_agent", "archive/agents"),
+        SubjectType("archive_team", "archive/teams"),
     ),
 )
 

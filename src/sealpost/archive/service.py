@@ -494,6 +494,18 @@ class ArchiveService:
                     conn, tenant_id, f"archive agent {email}", agent_id=agent_id
                 )
                 agent = self.repo.agent_in(conn, tenant_id, agent_id)
+                append_evidence(
+                    conn,
+                    [
+                        _access_record(
+                            tenant_id,
+                            "AgentChanged",
+                            Subject("archive_agent", agent_id),
+                            now,
+                            {"change": "created", "email": email, "role": role},
+                        )
+                    ],
+                )
         except IntegrityError:
             raise Conflict(f"an agent with the email {email} exists") from None
         assert agent is not None
@@ -533,6 +545,28 @@ class ArchiveService:
                 key = TenantRepository.issue_api_key_in(
                     conn, tenant_id, f"archive agent {agent.email}", agent_id=agent_id
                 )
+            changes = []
+            if role is not None and role != agent.role:
+                changes.append({"change": "role", "role": role, "previous_role": agent.role})
+            if "disabled_at" in values and values["disabled_at"] is not None:
+                changes.append({"change": "disabled"})
+            elif "disabled_at" in values and agent.disabled_at is not None:
+                changes.append({"change": "enabled"})
+            if new_key:
+                changes.append({"change": "new_key"})  # the old keys revoked
+            append_evidence(
+                conn,
+                [
+                    _access_record(
+                        tenant_id,
+                        "AgentChanged",
+                        Subject("archive_agent", agent_id),
+                        now,
+                        {**change, "email": agent.email},
+                    )
+                    for change in changes
+                ],
+            )
             found = self.repo.agent_in(conn, tenant_id, agent_id)
         assert found is not None
         return found, key
@@ -556,6 +590,8 @@ class ArchiveService:
                 )
                 self.repo.set_members_in(conn, team_id, agent_ids)
                 team = self.repo.team_in(conn, tenant_id, team_id)
+                assert team is not None
+                append_evidence(conn, [_team_record(team, "created", self.clock())])
         except IntegrityError:
             raise Conflict(f"a team named {name!r} exists") from None
         assert team is not None
@@ -568,7 +604,8 @@ class ArchiveService:
             self._check_agents_in(conn, tenant_id, agent_ids)
             self.repo.set_members_in(conn, team_id, agent_ids)
             team = self.repo.team_in(conn, tenant_id, team_id)
-        assert team is not None
+            assert team is not None
+            append_evidence(conn, [_team_record(team, "members", self.clock())])
         return team
 
     def _check_agents_in(self, conn: Connection, tenant_id: str, agent_ids: Sequence[str]) -> None:
@@ -647,3 +684,24 @@ class ArchiveService:
         if message.purged_at is not None:
             raise Gone("this message was purged after its retention period (its record stays)")
         return message, self.blobs.open(message.sha256)
+
+
+def _access_record(
+    tenant_id: str, event: str, subject: Subject, now: datetime, details: dict[str, Any]
+) -> EvidenceRecord:
+    """Who may see what changed: an agent created, given another role, disabled, enabled or
+    re-keyed; a team made or its members changed.  An auditor asking "who could read this
+    thread on that day" gets the answer from the sealed log, not from today's rows."""
+    return new_record(
+        tenant_id=tenant_id, event=event, subject=subject, event_time=now, details=details
+    )
+
+
+def _team_record(team: Team, change: str, now: datetime) -> EvidenceRecord:
+    return _access_record(
+        team.tenant_id,
+        "TeamChanged",
+        Subject("archive_team", team.id),
+        now,
+        {"change": change, "name": team.name, "agent_ids": sorted(team.agent_ids)},
+    )

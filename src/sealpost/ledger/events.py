@@ -219,6 +219,10 @@ _OWN_SINCE_2: tuple[tuple[str, str, bool], ...] = (
     ("ScheduledSendCancelled", "R", False),
     # legal hold, retention and export (issue 15): acts of a named person (a hold placed or
     # released, an export made, a retention period changed) and the purge after retention
+    # who may see what in the archive (issue 15): an agent created, its role changed, disabled,
+    # enabled or re-keyed; a team created or its members changed
+    ("AgentChanged", "R", False),
+    ("TeamChanged", "R", False),
     ("LegalHoldPlaced", "R", False),
     ("LegalHoldReleased", "R", False),
     ("RetentionChanged", "R", False),
