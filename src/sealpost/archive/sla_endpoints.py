@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from sealpost.api import cursors
 from sealpost.api.cursors import Cursor
 from sealpost.api.errors import problem_responses
-from sealpost.archive.scheduled import ScheduledSendService
+from sealpost.archive.scheduled import ScheduledSendService, SenderNotAllowed
 from sealpost.archive.sla import SlaService
 from sealpost.archive.sla_schemas import (
     CancelBody,
@@ -135,7 +135,7 @@ ScheduledDep = Annotated[ScheduledSendService, Depends(scheduled_service)]
     "/scheduled-sends",
     status_code=201,
     response_model=ScheduledSendOut,
-    responses=problem_responses(InvalidInput),
+    responses=problem_responses(InvalidInput, SenderNotAllowed),
 )
 def schedule(body: ScheduledSendBody, service: ScheduledDep, viewer: ViewerDep) -> ScheduledSendOut:
     """A message (certified by default, plain, or by registered pickup) to send at
