@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Engine, delete, func, insert, select, update
@@ -24,6 +24,9 @@ from sealpost.archive.tables import (
 )
 from sealpost.deadlines.hours import parse_spans
 from sealpost.ledger.repository import as_utc
+
+LATE_READ_BOUND = timedelta(days=7)
+"""How far before its archiving a message's ``Date`` may start its clock."""
 
 p = archive_sla_policies.c
 al = archive_sla_alerts.c
@@ -98,14 +101,33 @@ class SlaRepository:
 
     def clock_start_in(self, conn: Connection, thread: Thread) -> datetime | None:
         """When the customer's unanswered mail began: the first inbound message archived
-        after the company's last reply (the thread's first, before any reply)."""
-        query = select(func.min(m.archived_at)).where(
-            m.thread_id == thread.id, m.direction == "inbound"
-        )
+        after the company's last reply (the thread's first, before any reply), from its
+        ``Date`` (RFC 5322 §3.6.1: when the customer sent it) when that is earlier than its
+        archiving — mail read late (a mailbox failing for two days) counts from when it was
+        sent — but never more than :data:`LATE_READ_BOUND` before its archiving (a forged old
+        ``Date`` cannot fake an instant breach) nor before the company's last reply."""
+        inbound = [m.thread_id == thread.id, m.direction == "inbound"]
         if thread.last_outbound_at is not None:
-            query = query.where(m.archived_at > thread.last_outbound_at)
-        found = conn.execute(query).scalar()
-        return None if found is None else as_utc(found)
+            inbound.append(m.archived_at > thread.last_outbound_at)
+        first = conn.execute(select(func.min(m.archived_at)).where(*inbound)).scalar()
+        if first is None:
+            return None
+        first = as_utc(first)
+        # only a message archived within the bound after the first can have begun earlier
+        rows = conn.execute(
+            select(m.archived_at, m.sent_at)
+            .where(*inbound, m.archived_at <= first + LATE_READ_BOUND)
+            .order_by(m.archived_at)
+            .limit(1000)
+        ).all()
+        start = first
+        for row in rows:
+            archived = as_utc(row.archived_at)
+            sent = as_utc(row.sent_at) if row.sent_at is not None else archived
+            start = min(start, max(min(sent, archived), archived - LATE_READ_BOUND))
+        if thread.last_outbound_at is not None:
+            start = max(start, thread.last_outbound_at)
+        return start
 
     def alerts_in(self, conn: Connection, thread_id: str, clock_start: datetime) -> dict[str, Any]:
         rows = conn.execute(
