@@ -514,3 +514,72 @@ def test_mail_read_late_counts_from_its_date_within_a_bound(
     ).message.thread_id
     sla = client.get(f"/v1/archive/threads/{future_id}/sla", headers=ana).json()
     assert (sla["started_at"], sla["state"]) == (z(at(3, 10)), "ok")  # never later than now
+
+
+def _policy_records(sealpost: Sealpost, tenant_id: str) -> list[dict[str, Any]]:
+    r_ = evidence_records.c
+    with sealpost.engine.connect() as conn:
+        rows = conn.execute(
+            select(r_.canonical)
+            .where(r_.tenant_id == tenant_id, r_.subject_type == "archive_sla_policy")
+            .order_by(r_.seq)
+        ).scalars()
+        return [json.loads(bytes(c)) for c in rows]
+
+
+def test_policy_changes_are_recorded_and_re_creating_one_never_erases_a_breach(
+    sealpost: Sealpost, tenant_id: str, client: TestClient, admin: dict[str, str], clock: Clock
+) -> None:
+    _, ana = agent(client, admin, "ana@acme.es")
+    boss_id, boss = agent(client, admin, "jefa@acme.es", "supervisor")
+    clock(at(1, 9))
+    first = policy(client, admin, first_reply_minutes=60, reply_minutes=60)
+    assert first["counts_from"] == z(at(1, 9))
+    clock(at(1, 10))
+    thread_id = sealpost.archive.ingest(
+        tenant_id, mail("Urgente", msg_id="<u1@gmail.com>"), Source("journal")
+    ).message.thread_id
+    # a supervisor loosens the target, then deletes the policy and creates it again
+    clock(at(1, 10, 20))
+    body = {"time_zone": "Europe/Madrid", "calendar": "ES", "hours": WEEK}
+    url = f"/v1/archive/sla-policies/{first['id']}"
+    r = client.put(url, json={**body, "first_reply_minutes": 90, "reply_minutes": 60}, headers=boss)
+    assert r.status_code == 200, r.text
+    clock(at(1, 10, 30))
+    assert client.delete(url, headers=ana).status_code == 403
+    assert client.delete(url, headers=boss).status_code == 204
+    assert client.delete(url, headers=boss).status_code == 404
+    clock(at(1, 10, 31))
+    again = policy(client, boss, first_reply_minutes=60, reply_minutes=60)
+    assert again["counts_from"] == z(at(1, 9))  # the scope's first policy, not 10:31
+    clock(at(1, 11, 5))
+    sla = client.get(f"/v1/archive/threads/{thread_id}/sla", headers=ana).json()
+    assert (sla["started_at"], sla["due_at"], sla["state"]) == (
+        z(at(1, 10)),
+        z(at(1, 11)),
+        "breached",
+    )
+    assert sealpost.archive_sla.tick() == 1
+    assert records(sealpost, thread_id)[-1] == "ReplyDeadlineMissed"
+    changes = _policy_records(sealpost, tenant_id)
+    assert [(c["event"]["uri"], c["details"]["change"]) for c in changes] == [
+        ("urn:sealpost:event:SlaPolicyChanged", "created"),
+        ("urn:sealpost:event:SlaPolicyChanged", "replaced"),
+        ("urn:sealpost:event:SlaPolicyChanged", "deleted"),
+        ("urn:sealpost:event:SlaPolicyChanged", "created"),
+    ]
+    created, replaced, deleted, recreated = (c["details"] for c in changes)
+    assert created["changed_by"] == "admin" and "previous" not in created
+    assert created["policy"]["first_reply_minutes"] == 60
+    assert replaced["changed_by"] == f"agent:{boss_id}"
+    assert (
+        replaced["previous"]["first_reply_minutes"],
+        replaced["policy"]["first_reply_minutes"],
+    ) == (
+        60,
+        90,
+    )
+    assert deleted["previous"]["first_reply_minutes"] == 90 and "policy" not in deleted
+    assert deleted["policy_id"] == first["id"]
+    assert recreated["policy_id"] == again["id"]
+    assert recreated["counts_from"] == z(at(1, 9))

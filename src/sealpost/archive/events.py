@@ -170,6 +170,7 @@ REGISTRY.register(
         SubjectType("archive_thread", "archive/threads", _from_thread),
         SubjectType("archive_mailbox", "archive/mailboxes", _from_mailbox),
         SubjectType("archive_scheduled_send", "archive/scheduled-sends"),
+        SubjectType("archive_sla_policy", "archive/sla-policies"),
     ),
 )
 

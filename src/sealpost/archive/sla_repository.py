@@ -19,6 +19,7 @@ from sealpost.archive.tables import (
     archive_messages,
     archive_sla_alerts,
     archive_sla_policies,
+    archive_sla_scopes,
     archive_team_members,
     archive_threads,
 )
@@ -29,6 +30,12 @@ LATE_READ_BOUND = timedelta(days=7)
 """How far before its archiving a message's ``Date`` may start its clock."""
 
 p = archive_sla_policies.c
+sc = archive_sla_scopes.c
+_WITH_SCOPE = select(archive_sla_policies, sc.first_created_at).select_from(
+    archive_sla_policies.outerjoin(
+        archive_sla_scopes, (sc.tenant_id == p.tenant_id) & (sc.scope == p.scope)
+    )
+)
 al = archive_sla_alerts.c
 t = archive_threads.c
 m = archive_messages.c
@@ -52,6 +59,7 @@ def policy_from_row(row: Any) -> SlaPolicy:
         hours=parse_spans(json.loads(row.hours)),
         created_at=as_utc(row.created_at),
         updated_at=as_utc(row.updated_at),
+        counts_from=as_utc(row.first_created_at) if row.first_created_at is not None else None,
     )
 
 
@@ -67,23 +75,35 @@ class SlaRepository:
     def update_policy_in(self, conn: Connection, policy_id: str, **values: Any) -> None:
         conn.execute(update(archive_sla_policies).where(p.id == policy_id).values(**values))
 
-    def delete_policy(self, tenant_id: str, policy_id: str) -> bool:
-        with self.engine.begin() as conn:
-            done = conn.execute(
-                delete(archive_sla_policies).where(p.id == policy_id, p.tenant_id == tenant_id)
-            ).rowcount
+    def scope_started_in(self, conn: Connection, tenant_id: str, scope: str, now: datetime) -> None:
+        """Note the scope's first policy (kept for good: see ``archive_sla_scopes``)."""
+        found = conn.execute(
+            select(sc.first_created_at).where(sc.tenant_id == tenant_id, sc.scope == scope)
+        ).first()
+        if found is None:
+            conn.execute(
+                insert(archive_sla_scopes).values(
+                    tenant_id=tenant_id, scope=scope, first_created_at=now
+                )
+            )
+
+    def delete_policy_in(self, conn: Connection, tenant_id: str, policy_id: str) -> bool:
+        done = conn.execute(
+            delete(archive_sla_policies).where(p.id == policy_id, p.tenant_id == tenant_id)
+        ).rowcount
         return bool(done)
+
+    def policy_in(self, conn: Connection, tenant_id: str, policy_id: str) -> SlaPolicy | None:
+        row = conn.execute(_WITH_SCOPE.where(p.id == policy_id, p.tenant_id == tenant_id)).first()
+        return None if row is None else policy_from_row(row)
 
     def policy(self, tenant_id: str, policy_id: str) -> SlaPolicy | None:
         with self.engine.connect() as conn:
-            row = conn.execute(
-                select(archive_sla_policies).where(p.id == policy_id, p.tenant_id == tenant_id)
-            ).first()
-        return None if row is None else policy_from_row(row)
+            return self.policy_in(conn, tenant_id, policy_id)
 
     def policies(self, tenant_id: str | None = None) -> list[SlaPolicy]:
         """A tenant's policies, or every tenant's (the loop's round)."""
-        query = select(archive_sla_policies).order_by(p.tenant_id, p.scope)
+        query = _WITH_SCOPE.order_by(p.tenant_id, p.scope)
         if tenant_id is not None:
             query = query.where(p.tenant_id == tenant_id)
         with self.engine.connect() as conn:

@@ -332,3 +332,15 @@ archive_exports = Table(
 """Exports of a case: the ZIP is kept in the ``archive-exports`` blob namespace by
 ``sha256`` until ``removed_at`` (a copy kept for download, not the archive: it would outlive
 its messages' retention); ``record_id`` is its ExportCreated record."""
+
+archive_sla_scopes = Table(
+    "archive_sla_scopes",
+    metadata,
+    Column("tenant_id", String(36), ForeignKey("tenants.id"), primary_key=True),
+    Column("scope", String(36), primary_key=True),
+    Column("first_created_at", DateTime(timezone=True), nullable=False),
+)
+"""When the tenant first had a policy of this scope (``tenant`` or a team's id): kept when
+the policy is replaced, deleted and created again, so that the SLA clocks of mail older than
+the policy count from this first creation, and re-creating a policy never erases a coming
+breach."""
