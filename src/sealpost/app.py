@@ -253,9 +253,25 @@ class SequenceMessenger:
 class ArchiveSender:
     """The archive's ``Sender`` port: a scheduled send is a certified email of communications
     (a plain one without its automatic certificate; by registered pickup when asked), with
-    its own evidence; the send's guard rides in the message's own group commit."""
+    its own evidence; the send's guard rides in the message's own group commit.  Its From is
+    held to the tenant's registered domains exactly as ``POST /v1/communications`` holds it
+    (when scheduled, and again by the submission when sent)."""
 
     mailer: CertifiedMailer
+    senders: SenderRepository
+
+    def refused_sender(self, tenant_id: str, address: str) -> str | None:
+        from sealpost.communications.email.addresses import AddressError, domain_of
+
+        domains = self.senders.sender_domains(tenant_id)
+        if not domains:
+            return None
+        try:
+            if domain_of(address) in domains:
+                return None
+        except AddressError:
+            pass
+        return f"From must be an address of {', '.join(sorted(domains))}"
 
     def email(self, mail: ScheduledEmail) -> str:
         return self.mailer.send(
@@ -271,6 +287,7 @@ class ArchiveSender:
             details=dict(mail.details),
             guard_in=mail.guard_in,
             certificate=mail.certificate,
+            sender_domains=self.senders.sender_domains(mail.tenant_id),
         )
 
 
@@ -1188,7 +1205,7 @@ class Sealpost:
 
         return ScheduledSendService(
             ScheduledRepository(self.engine),
-            ArchiveSender(self.certified_mailer),
+            ArchiveSender(self.certified_mailer, self.senders),
             calendars=lambda tenant_id, code: self.deadlines.calendar(tenant_id, code),
             clock=lambda: self.clock(),
         )

@@ -398,3 +398,43 @@ def test_settings_give_the_journal_address_and_validate(
     )
     assert r.json()["retention_days"] == 2190 and r.json()["own_domains"] == ["acme.es"]
     assert json.loads(json.dumps(r.json()))  # plain JSON
+
+
+def test_an_agent_taking_or_answering_its_team_s_thread_keeps_it_in_the_team(
+    sealpost: Sealpost, client: TestClient, tenant_id: str, admin: dict[str, str]
+) -> None:
+    ana_id, ana = agent(client, admin, "ana@acme.es")
+    luis_id, _ = agent(client, admin, "luis@acme.es")
+    team = client.post(
+        "/v1/archive/teams",
+        json={"name": "Garantías", "agent_ids": [ana_id, luis_id]},
+        headers=admin,
+    )
+    assert team.status_code == 201, team.text
+    team_id = team.json()["id"]
+    taken_id = sealpost.archive.ingest(
+        tenant_id, mail("Garantía", msg_id="<g1@gmail.com>"), Source("journal")
+    ).message.thread_id
+    answered_id = sealpost.archive.ingest(
+        tenant_id, mail("Factura", msg_id="<f1@gmail.com>"), Source("journal")
+    ).message.thread_id
+    for thread in (taken_id, answered_id):
+        r = client.post(
+            f"/v1/archive/threads/{thread}/assign", json={"team_id": team_id}, headers=admin
+        )
+        assert (r.status_code, r.json()["team_id"]) == (200, team_id), r.text
+    taken = client.post(
+        f"/v1/archive/threads/{taken_id}/assign", json={"agent_id": ana_id}, headers=ana
+    )
+    assert taken.status_code == 200, taken.text
+    assert (taken.json()["owner_agent_id"], taken.json()["team_id"]) == (ana_id, team_id)
+    reply = mail(
+        "Re: Factura",
+        sender="luis@acme.es",
+        to="cliente@gmail.com",
+        msg_id="<r1@acme.es>",
+        in_reply_to="<f1@gmail.com>",
+    )
+    sealpost.archive.ingest(tenant_id, reply, Source("journal"))
+    answered = client.get(f"/v1/archive/threads/{answered_id}", headers=admin).json()
+    assert (answered["owner_agent_id"], answered["team_id"]) == (luis_id, team_id)

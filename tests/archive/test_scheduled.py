@@ -315,3 +315,43 @@ def test_plain_certified_and_pickup_sends_are_the_communications_they_say(env: E
         )
     assert auto[f"p@{RECIPIENT_DOMAIN}"] == 0
     assert auto[f"c@{RECIPIENT_DOMAIN}"] == 1
+
+
+def test_a_sender_outside_the_tenant_s_domains_is_refused_when_scheduled_and_when_sent(
+    env: Env,
+) -> None:
+    """The From rule of ``POST /v1/communications`` (sender_not_allowed) holds for a
+    scheduled send: refused at once, and refused again at the send if the tenant registered
+    its domains after the send was scheduled (nothing goes out as security@bank.example)."""
+    from sealpost.communications.email.dkim import generate_dkim_key
+
+    now = env.clock.now.isoformat()
+    early = env.schedule(sender="security@bank.example", send_at=now)  # no domain yet: any
+    key, record = generate_dkim_key()
+    env.sp.senders.add_domain(
+        env.tenant_id, "acme.test", selector="sp", private_key_pem=key, public_record=record
+    )
+    body = {"to": BOB, "subject": "Urgente", "text": "Verifique su cuenta.\n", "send_at": now}
+    direct = env.client.post(
+        "/v1/communications",
+        json={"from": "security@bank.example", "to": [BOB], "subject": "Urgente", "text": "x\n"},
+        headers=env.admin,
+    )
+    assert (direct.status_code, direct.json()["error"]) == (422, "sender_not_allowed")
+    refused = env.client.post(
+        "/v1/archive/scheduled-sends",
+        json={**body, "sender": "security@bank.example"},
+        headers=env.admin,
+    )
+    assert (refused.status_code, refused.json()["error"]) == (422, "sender_not_allowed")
+    assert "acme.test" in refused.json()["detail"]
+    ok = env.schedule(sender="care@acme.test", send_at=now)
+    assert env.run() == 2
+    assert env.get(ok["id"])["state"] == "sent"
+    failed = env.get(early["id"])
+    assert failed["state"] == "failed"
+    assert failed["error"].startswith("sender_not_allowed")
+    _wait(lambda: len(env.peer.received) == 1)
+    time.sleep(0.3)
+    assert len(env.peer.received) == 1
+    assert b"security@bank.example" not in env.peer.received[0].data

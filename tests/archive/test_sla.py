@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime
 from email.message import EmailMessage
+from email.utils import format_datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -46,12 +47,15 @@ def mail(
     to: str = "soporte@acme.es",
     msg_id: str,
     in_reply_to: str | None = None,
+    date: datetime | None = None,
 ) -> bytes:
     m = EmailMessage()
     m["From"] = sender
     m["To"] = to
     m["Subject"] = subject
     m["Message-ID"] = msg_id
+    if date is not None:
+        m["Date"] = format_datetime(date)
     if in_reply_to:
         m["In-Reply-To"] = in_reply_to
         m["References"] = in_reply_to
@@ -473,3 +477,109 @@ def test_mail_older_than_the_policy_is_counted_from_the_policy(
     sla = client.get(f"/v1/archive/threads/{thread_id}/sla", headers=ana).json()
     assert (sla["started_at"], sla["due_at"], sla["state"]) == (z(at(3, 10)), z(at(3, 11)), "ok")
     assert sealpost.archive_sla.tick() == 0
+
+
+def test_mail_read_late_counts_from_its_date_within_a_bound(
+    sealpost: Sealpost, tenant_id: str, client: TestClient, admin: dict[str, str], clock: Clock
+) -> None:
+    """A mailbox failing for two days: the customer's mail of Tuesday 1 December 10:00 is
+    archived on Thursday 3 at 10:00; its clock starts at its Date, so the 8-hour first reply
+    was due on Wednesday 2 at 10:00 and is breached at once.  A forged Date months old counts
+    from at most 7 days before the archiving."""
+    _, ana = agent(client, admin, "ana@acme.es")
+    clock(at(20, 9, month=11))
+    policy(client, admin, first_reply_minutes=8 * 60, reply_minutes=8 * 60)
+    clock(at(3, 10))
+    late_id = sealpost.archive.ingest(
+        tenant_id, mail("Tarde", msg_id="<late@gmail.com>", date=at(1, 10)), Source("imap")
+    ).message.thread_id
+    sla = client.get(f"/v1/archive/threads/{late_id}/sla", headers=ana).json()
+    # 8 business hours from Tuesday 10:00: 4 before lunch, 3 after, 1 on Wednesday → 10:00
+    assert (sla["started_at"], sla["due_at"], sla["state"]) == (
+        z(at(1, 10)),
+        z(at(2, 10)),
+        "breached",
+    )
+    forged_id = sealpost.archive.ingest(
+        tenant_id,
+        mail("Viejo", msg_id="<forged@gmail.com>", date=at(1, 10, month=9)),
+        Source("imap"),
+    ).message.thread_id
+    sla = client.get(f"/v1/archive/threads/{forged_id}/sla", headers=ana).json()
+    assert sla["started_at"] == z(at(26, 10, month=11))  # archived_at - 7 days
+    future_id = sealpost.archive.ingest(
+        tenant_id,
+        mail("Futuro", msg_id="<future@gmail.com>", date=at(9, 10)),
+        Source("imap"),
+    ).message.thread_id
+    sla = client.get(f"/v1/archive/threads/{future_id}/sla", headers=ana).json()
+    assert (sla["started_at"], sla["state"]) == (z(at(3, 10)), "ok")  # never later than now
+
+
+def _policy_records(sealpost: Sealpost, tenant_id: str) -> list[dict[str, Any]]:
+    r_ = evidence_records.c
+    with sealpost.engine.connect() as conn:
+        rows = conn.execute(
+            select(r_.canonical)
+            .where(r_.tenant_id == tenant_id, r_.subject_type == "archive_sla_policy")
+            .order_by(r_.seq)
+        ).scalars()
+        return [json.loads(bytes(c)) for c in rows]
+
+
+def test_policy_changes_are_recorded_and_re_creating_one_never_erases_a_breach(
+    sealpost: Sealpost, tenant_id: str, client: TestClient, admin: dict[str, str], clock: Clock
+) -> None:
+    _, ana = agent(client, admin, "ana@acme.es")
+    boss_id, boss = agent(client, admin, "jefa@acme.es", "supervisor")
+    clock(at(1, 9))
+    first = policy(client, admin, first_reply_minutes=60, reply_minutes=60)
+    assert first["counts_from"] == z(at(1, 9))
+    clock(at(1, 10))
+    thread_id = sealpost.archive.ingest(
+        tenant_id, mail("Urgente", msg_id="<u1@gmail.com>"), Source("journal")
+    ).message.thread_id
+    # a supervisor loosens the target, then deletes the policy and creates it again
+    clock(at(1, 10, 20))
+    body = {"time_zone": "Europe/Madrid", "calendar": "ES", "hours": WEEK}
+    url = f"/v1/archive/sla-policies/{first['id']}"
+    r = client.put(url, json={**body, "first_reply_minutes": 90, "reply_minutes": 60}, headers=boss)
+    assert r.status_code == 200, r.text
+    clock(at(1, 10, 30))
+    assert client.delete(url, headers=ana).status_code == 403
+    assert client.delete(url, headers=boss).status_code == 204
+    assert client.delete(url, headers=boss).status_code == 404
+    clock(at(1, 10, 31))
+    again = policy(client, boss, first_reply_minutes=60, reply_minutes=60)
+    assert again["counts_from"] == z(at(1, 9))  # the scope's first policy, not 10:31
+    clock(at(1, 11, 5))
+    sla = client.get(f"/v1/archive/threads/{thread_id}/sla", headers=ana).json()
+    assert (sla["started_at"], sla["due_at"], sla["state"]) == (
+        z(at(1, 10)),
+        z(at(1, 11)),
+        "breached",
+    )
+    assert sealpost.archive_sla.tick() == 1
+    assert records(sealpost, thread_id)[-1] == "ReplyDeadlineMissed"
+    changes = _policy_records(sealpost, tenant_id)
+    assert [(c["event"]["uri"], c["details"]["change"]) for c in changes] == [
+        ("urn:sealpost:event:SlaPolicyChanged", "created"),
+        ("urn:sealpost:event:SlaPolicyChanged", "replaced"),
+        ("urn:sealpost:event:SlaPolicyChanged", "deleted"),
+        ("urn:sealpost:event:SlaPolicyChanged", "created"),
+    ]
+    created, replaced, deleted, recreated = (c["details"] for c in changes)
+    assert created["changed_by"] == "admin" and "previous" not in created
+    assert created["policy"]["first_reply_minutes"] == 60
+    assert replaced["changed_by"] == f"agent:{boss_id}"
+    assert (
+        replaced["previous"]["first_reply_minutes"],
+        replaced["policy"]["first_reply_minutes"],
+    ) == (
+        60,
+        90,
+    )
+    assert deleted["previous"]["first_reply_minutes"] == 90 and "policy" not in deleted
+    assert deleted["policy_id"] == first["id"]
+    assert recreated["policy_id"] == again["id"]
+    assert recreated["counts_from"] == z(at(1, 9))

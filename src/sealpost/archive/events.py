@@ -172,6 +172,7 @@ REGISTRY.register(
         SubjectType("archive_scheduled_send", "archive/scheduled-sends"),
         SubjectType("archive_agent", "archive/agents"),
         SubjectType("archive_team", "archive/teams"),
+        SubjectType("archive_sla_policy", "archive/sla-policies"),
     ),
 )
 

@@ -41,5 +41,13 @@ class Sender(Protocol):
     def email(self, mail: ScheduledEmail) -> str:
         """Accept the email durably (its SubmissionAcceptance committed with the guard's
         effects); returns its communication id.  Raises what the guard raised, or an
-        ``InvalidInput`` for a message that cannot be accepted."""
+        ``InvalidInput`` for a message that cannot be accepted (``sender_not_allowed``: its From
+        is not of the tenant's registered domains, checked again at the send)."""
+        ...
+
+    def refused_sender(self, tenant_id: str, address: str) -> str | None:
+        """Why ``address`` may not be the From of the tenant's mail (None: it may): the same
+        rule as ``POST /v1/communications`` (an address of one of the tenant's registered
+        domains, any address while it registered none), asked when the send is scheduled so
+        that a forbidden sender is refused at once, not days later."""
         ...

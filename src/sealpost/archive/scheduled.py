@@ -69,6 +69,14 @@ class SendWithdrawn(Conflict):
     title = "The scheduled send was withdrawn before it was sent"
 
 
+class SenderNotAllowed(InvalidInput):
+    """The From is not of the tenant's registered domains: the error ``POST
+    /v1/communications`` gives for the same From (communications' own class, same code)."""
+
+    code = "sender_not_allowed"
+    title = "This sender may not send for the tenant"
+
+
 def _iso(moment: datetime | None) -> str | None:
     return None if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -125,6 +133,9 @@ class ScheduledSendService:
         if viewer.role == "auditor":
             raise Forbidden("an auditor's key is read-only")
         sender = _address(data["sender"], "sender")
+        refused = self.sender.refused_sender(viewer.tenant_id, sender)
+        if refused is not None:
+            raise SenderNotAllowed(f"sender: {refused}")
         to = _address(data["to"], "to")
         subject = data["subject"]
         if not subject.strip() or len(subject) > 998 or any(c in subject for c in "\r\n\0"):

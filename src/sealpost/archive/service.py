@@ -354,8 +354,9 @@ class ArchiveService:
         if direction == "outbound" and thread.owner_agent_id is None and sender:
             agent = self.repo.agent_by_email_in(conn, tenant_id, sender)
             if agent is not None:  # an agent answering an unassigned thread takes it
+                team = thread.team_id if thread.team_id in agent.team_ids else None
                 records.append(
-                    self._assign_in(conn, thread, agent.id, None, "first_reply", now, None)
+                    self._assign_in(conn, thread, agent.id, team, "first_reply", now, None)
                 )
         append_evidence(conn, records, events)
         row = self.repo.by_content_in(conn, tenant_id, structure.sha256)
@@ -410,6 +411,10 @@ class ArchiveService:
                 agent = self.repo.agent_in(conn, viewer.tenant_id, agent_id)
                 if agent is None or agent.disabled_at is not None:
                     raise InvalidInput(f"agent_id: no active agent {agent_id}")
+                if viewer.role == "agent" and thread.team_id in agent.team_ids:
+                    # an agent taking its team's thread: the thread stays the team's (its
+                    # queue, its SLA policy, a reassignment back to the team)
+                    team_id = thread.team_id
             if team_id is not None and self.repo.team_in(conn, viewer.tenant_id, team_id) is None:
                 raise InvalidInput(f"team_id: no team {team_id}")
             actor = viewer.agent.id if viewer.agent else None

@@ -56,6 +56,24 @@ def _iso(moment: datetime | None) -> str | None:
     return None if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _terms(policy: SlaPolicy) -> dict[str, Any]:
+    """A policy's terms as its records state them."""
+    return {
+        "team_id": policy.team_id,
+        "name": policy.name,
+        "first_reply_minutes": policy.first_reply_minutes,
+        "reply_minutes": policy.reply_minutes,
+        "warning_percent": policy.warning_percent,
+        "warning_before_minutes": policy.warning_before_minutes,
+        "escalate_after_minutes": policy.escalate_after_minutes,
+        "reassign_after_minutes": policy.reassign_after_minutes,
+        "reassign_to": policy.reassign_to,
+        "calendar": policy.calendar,
+        "time_zone": policy.time_zone,
+        "hours": spans_json(policy.hours),
+    }
+
+
 class SlaService:
     def __init__(
         self,
@@ -130,7 +148,47 @@ class SlaService:
             "hours": json.dumps(spans_json(spans)),
         }
 
-    def create_policy(self, tenant_id: str, data: dict[str, Any]) -> SlaPolicy:
+    def _changed(
+        self,
+        conn: Connection,
+        change: str,
+        tenant_id: str,
+        policy_id: str,
+        before: SlaPolicy | None,
+        after: SlaPolicy | None,
+        changed_by: str,
+        now: datetime,
+    ) -> None:
+        """A ``SlaPolicyChanged`` record (created, replaced or deleted; who; the terms before
+        and after): a policy decides which breaches are recorded, so changing it is evidence
+        too."""
+        details: dict[str, Any] = {
+            "change": change,
+            "policy_id": policy_id,
+            "changed_by": changed_by,
+        }
+        if before is not None:
+            details["previous"] = _terms(before)
+        if after is not None:
+            details["policy"] = _terms(after)
+        anchor = after or before
+        assert anchor is not None
+        if anchor.counts_from is not None:
+            details["counts_from"] = _iso(anchor.counts_from)
+        record = new_record(
+            tenant_id=tenant_id,
+            event="SlaPolicyChanged",
+            subject=Subject("archive_sla_policy", policy_id),
+            event_time=now,
+            details=details,
+        )
+        append_evidence(conn, [record])
+
+    def create_policy(
+        self, tenant_id: str, data: dict[str, Any], *, changed_by: str = "admin"
+    ) -> SlaPolicy:
+        """A new policy (a ``SlaPolicyChanged`` record, ``created``).  Its clocks count mail
+        older than it from the first creation of any policy of its scope, not from now."""
         values = self._values(tenant_id, data)
         now = self.clock()
         policy_id = str(uuid.uuid4())
@@ -146,25 +204,50 @@ class SlaService:
                         **values,
                     },
                 )
+                self.repo.scope_started_in(conn, tenant_id, values["scope"], now)
+                found = self.repo.policy_in(conn, tenant_id, policy_id)
+                assert found is not None
+                self._changed(conn, "created", tenant_id, policy_id, None, found, changed_by, now)
         except IntegrityError:
             which = f"team {values['team_id']}" if values["team_id"] else "the tenant"
             raise Conflict(f"{which} has a policy already: change it (PUT)") from None
-        found = self.repo.policy(tenant_id, policy_id)
-        assert found is not None
         return found
 
-    def replace_policy(self, tenant_id: str, policy_id: str, data: dict[str, Any]) -> SlaPolicy:
+    def replace_policy(
+        self, tenant_id: str, policy_id: str, data: dict[str, Any], *, changed_by: str = "admin"
+    ) -> SlaPolicy:
+        """Change a policy's terms (a ``SlaPolicyChanged`` record, ``replaced``, with the
+        terms before and after); running clocks keep their start."""
         if self.repo.policy(tenant_id, policy_id) is None:
             raise NotFound(f"no SLA policy {policy_id}")
         values = self._values(tenant_id, data)
+        now = self.clock()
         try:
             with write_transaction(self.repo.engine) as conn:
-                self.repo.update_policy_in(conn, policy_id, updated_at=self.clock(), **values)
+                before = self.repo.policy_in(conn, tenant_id, policy_id)
+                if before is None:
+                    raise NotFound(f"no SLA policy {policy_id}")
+                self.repo.update_policy_in(conn, policy_id, updated_at=now, **values)
+                self.repo.scope_started_in(conn, tenant_id, values["scope"], now)
+                found = self.repo.policy_in(conn, tenant_id, policy_id)
+                assert found is not None
+                self._changed(
+                    conn, "replaced", tenant_id, policy_id, before, found, changed_by, now
+                )
         except IntegrityError:
             raise Conflict("another policy has this scope (the tenant's, or this team's)") from None
-        found = self.repo.policy(tenant_id, policy_id)
-        assert found is not None
         return found
+
+    def delete_policy(self, tenant_id: str, policy_id: str, *, changed_by: str = "admin") -> None:
+        """Stop a policy's clocks (a ``SlaPolicyChanged`` record, ``deleted``, with its terms);
+        the alerts raised stay, and a policy created again for the scope counts from the
+        scope's first policy, so a breach that was coming is not erased."""
+        now = self.clock()
+        with write_transaction(self.repo.engine) as conn:
+            before = self.repo.policy_in(conn, tenant_id, policy_id)
+            if before is None or not self.repo.delete_policy_in(conn, tenant_id, policy_id):
+                raise NotFound(f"no SLA policy {policy_id}")
+            self._changed(conn, "deleted", tenant_id, policy_id, before, None, changed_by, now)
 
     def policy(self, tenant_id: str, policy_id: str) -> SlaPolicy:
         found = self.repo.policy(tenant_id, policy_id)
@@ -195,7 +278,8 @@ class SlaService:
             return None
         # mail older than the policy is counted from the policy's creation: enabling alerts
         # on an existing archive does not page everyone about years-old unanswered mail
-        start = max(start, policy.created_at)
+        # (the scope's first policy: deleting and re-creating one never restarts a clock)
+        start = max(start, policy.counts_from or policy.created_at)
         return clock_for(policy, hours, start, first=thread.last_outbound_at is None)
 
     def thread_state(self, viewer: Viewer, thread_id: str) -> dict[str, Any]:

@@ -11,7 +11,8 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from sealpost.api import cursors
 from sealpost.api.cursors import Cursor
 from sealpost.api.errors import problem_responses
-from sealpost.archive.scheduled import ScheduledSendService
+from sealpost.archive.holds import actor
+from sealpost.archive.scheduled import ScheduledSendService, SenderNotAllowed
 from sealpost.archive.sla import SlaService
 from sealpost.archive.sla_schemas import (
     CancelBody,
@@ -67,7 +68,9 @@ def create_policy(body: SlaPolicyBody, parts: PartsDep, viewer: ViewerDep) -> Sl
     """The tenant's default policy (no ``team_id``) or a team's own: reply targets in
     business minutes of the service hours, warning, escalation and reassignment thresholds."""
     require(viewer, "admin", "supervisor")
-    return SlaPolicyOut.of(parts.sla.create_policy(viewer.tenant_id, body.model_dump()))
+    return SlaPolicyOut.of(
+        parts.sla.create_policy(viewer.tenant_id, body.model_dump(), changed_by=actor(viewer))
+    )
 
 
 @router.get("/sla-policies", response_model=list[SlaPolicyOut])
@@ -92,15 +95,19 @@ def replace_policy(
 ) -> SlaPolicyOut:
     """Replace a policy; running clocks follow the new one from the next round."""
     require(viewer, "admin", "supervisor")
-    return SlaPolicyOut.of(parts.sla.replace_policy(viewer.tenant_id, policy_id, body.model_dump()))
+    return SlaPolicyOut.of(
+        parts.sla.replace_policy(
+            viewer.tenant_id, policy_id, body.model_dump(), changed_by=actor(viewer)
+        )
+    )
 
 
 @router.delete("/sla-policies/{policy_id}", status_code=204, responses=problem_responses(NotFound))
 def delete_policy(policy_id: Id, parts: PartsDep, viewer: ViewerDep) -> None:
-    """Stop a policy's clocks (the alerts raised stay, with their records)."""
+    """Stop a policy's clocks (a SlaPolicyChanged record; the alerts raised stay, with their
+    records; a policy created again for the scope counts from the scope's first policy)."""
     require(viewer, "admin", "supervisor")
-    if not parts.sla.repo.delete_policy(viewer.tenant_id, policy_id):
-        raise NotFound(f"no SLA policy {policy_id}")
+    parts.sla.delete_policy(viewer.tenant_id, policy_id, changed_by=actor(viewer))
 
 
 @router.get(
@@ -135,7 +142,7 @@ ScheduledDep = Annotated[ScheduledSendService, Depends(scheduled_service)]
     "/scheduled-sends",
     status_code=201,
     response_model=ScheduledSendOut,
-    responses=problem_responses(InvalidInput),
+    responses=problem_responses(InvalidInput, SenderNotAllowed),
 )
 def schedule(body: ScheduledSendBody, service: ScheduledDep, viewer: ViewerDep) -> ScheduledSendOut:
     """A message (certified by default, plain, or by registered pickup) to send at

@@ -48,6 +48,10 @@ class SlaPolicy:
     hours: Mapping[int, tuple[Span, ...]]
     created_at: datetime
     updated_at: datetime
+    counts_from: datetime | None = None
+    """The first creation of any policy of this scope (``archive_sla_scopes``): mail older
+    than the policy counts from it, so replacing, or deleting and re-creating, a policy never
+    restarts a running clock nor erases a coming breach."""
 
     def service_hours(self, calendar: BusinessCalendar | None) -> ServiceHours:
         return ServiceHours(zone(self.time_zone), self.hours, calendar)

@@ -71,6 +71,12 @@ class SlaPolicyOut(BaseModel):
     hours: dict[str, list[list[str]]]
     created_at: datetime
     updated_at: datetime
+    counts_from: datetime | None = Field(
+        None,
+        description="When the tenant first had a policy of this scope: mail older than the "
+        "policy counts from here (kept when the policy is replaced, or deleted and created "
+        "again).",
+    )
 
     @classmethod
     def of(cls, p: SlaPolicy) -> SlaPolicyOut:
@@ -90,6 +96,7 @@ class SlaPolicyOut(BaseModel):
             hours=spans_json(p.hours),
             created_at=p.created_at,
             updated_at=p.updated_at,
+            counts_from=p.counts_from,
         )
 
 

@@ -369,3 +369,16 @@ only, on ``(tenant_id, coalesce(sent_at, archived_at), id)``, the order and the 
 of a search (the message's Date, else its archiving time): without it, a window with a common
 word reads every message of the tenant.  An expression index, which SQLAlchemy does not
 reflect on SQLite."""
+
+
+archive_sla_scopes = Table(
+    "archive_sla_scopes",
+    metadata,
+    Column("tenant_id", String(36), ForeignKey("tenants.id"), primary_key=True),
+    Column("scope", String(36), primary_key=True),
+    Column("first_created_at", DateTime(timezone=True), nullable=False),
+)
+"""When the tenant first had a policy of this scope (``tenant`` or a team's id): kept when
+the policy is replaced, deleted and created again, so that the SLA clocks of mail older than
+the policy count from this first creation, and re-creating a policy never erases a coming
+breach."""

@@ -213,6 +213,9 @@ _OWN_SINCE_2: tuple[tuple[str, str, bool], ...] = (
     ("ReplyDeadlineApproaching", "R", False),
     ("ReplyDeadlineMissed", "R", False),
     ("ReplyEscalated", "R", False),
+    # an SLA policy created, replaced or deleted (who, the terms before and after): it
+    # decides which breaches get recorded
+    ("SlaPolicyChanged", "R", False),
     # scheduled sends: a message to send later, withdrawn before it went (the message sent
     # has its own SubmissionAcceptance)
     ("SendScheduled", "R", False),

@@ -58,6 +58,7 @@ class CertifiedMailer:
         pickup: bool = False,
         certificate: bool = True,
         guard_in: Callable[[Connection, str], None] | None = None,
+        sender_domains: frozenset[str] = frozenset(),
     ) -> str:
         """Accept the email durably (with its evidence); returns its communication id.
 
@@ -81,7 +82,10 @@ class CertifiedMailer:
         ``pickup``: delivered by registered pickup with the tenant's defaults (a reminder
         sequence's ``certified_email_pickup`` step), never for a message with an access
         secret; ``certificate``: :attr:`SubmissionRequest.certificate`; ``guard_in``:
-        :attr:`SubmissionRequest.guard_in`."""
+        :attr:`SubmissionRequest.guard_in`; ``sender_domains``:
+        :attr:`SubmissionRequest.sender_domains` (a From the tenant chose is held to its
+        registered domains, as ``POST /v1/communications`` holds it; Sealpost's own notices
+        from the operator's address pass none)."""
         raw = build_message(
             sender=formataddr((sender_name, sender)) if sender_name else sender,
             to=[to],
@@ -109,6 +113,7 @@ class CertifiedMailer:
                 reply_capture=reply_capture,
                 guard_in=guard_in,
                 certificate=certificate,
+                sender_domains=sender_domains,
             )
         )
         return accepted.communication_ids[0]
