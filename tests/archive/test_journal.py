@@ -466,6 +466,7 @@ def test_the_admin_rotates_the_journal_token_and_the_old_address_stops_at_once(
 ) -> None:
     from sqlalchemy import select
 
+    from sealpost.events.tables import outbox_events
     from sealpost.ledger.tables import evidence_records
 
     old = journal_address(mail_client, mail_key)
@@ -492,6 +493,13 @@ def test_the_admin_rotates_the_journal_token_and_the_old_address_stops_at_once(
     [(subject_type, subject_id, record)] = rows
     assert (subject_type, subject_id) == ("archive_settings", mail_env.tenant_id)
     assert token_of(old).encode() not in record and token_of(new).encode() not in record
+    o = outbox_events.c
+    with mail_env.sp.engine.connect() as conn:
+        [payload] = conn.execute(
+            select(o.payload).where(o.type == "sealpost.archive.journal_address_rotated")
+        ).scalars()
+    assert json.loads(payload)["data"]["changed_by"] == "admin"
+    assert token_of(old) not in payload and token_of(new) not in payload
     # an agent can do neither
     r = mail_client.post(
         "/v1/archive/agents", json={"email": "eva@acme.test", "role": "agent"}, headers=mail_key
