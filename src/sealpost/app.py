@@ -368,9 +368,13 @@ class PickupDeskAdapter:
         return self.service().describe(tenant_id, communication_id)
 
 
-JOURNAL_RCPTS_KEPT = 3
-"""Envelope recipients kept in a journal sighting's reference (journal addresses: one each
-tenant named in the transaction); more are counted."""
+def redacted_journal_address(address: str) -> str:
+    """``journal+…@<domain>``: a journal address without its token.  The token is the
+    address's only secret (no SMTP authentication), and a sighting's reference is read by every
+    agent who sees the message; the other tenants named in the same transaction are not kept
+    at all (their addresses would tell one tenant another's token)."""
+    domain = address.rpartition("@")[2]
+    return f"journal+\N{HORIZONTAL ELLIPSIS}@{domain[:255]}"
 
 
 @dataclass(frozen=True)
@@ -391,15 +395,12 @@ class ArchiveJournal:
         ref = {
             "transaction": envelope.transaction_id,
             "mail_from": envelope.mail_from[:320],
-            "rcpt_to": [r[:320] for r in envelope.rcpt_to[:JOURNAL_RCPTS_KEPT]],
+            # every recipient of a journal transaction is a journal address (another kind is
+            # refused at RCPT): this tenant's, redacted, and no other tenant's
+            "rcpt_to": sorted({redacted_journal_address(r) for r in envelope.rcpt_to})[:1],
             "mail_options": [o[:64] for o in envelope.mail_options[:8]],
             "client_ip": envelope.client_ip[:64],
             "helo": (envelope.helo or "")[:255] or None,
-            **(
-                {"rcpt_count": len(envelope.rcpt_to)}
-                if len(envelope.rcpt_to) > JOURNAL_RCPTS_KEPT
-                else {}
-            ),
             "received_at": envelope.received_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
             **({"tls": dict(envelope.tls)} if envelope.tls else {}),
         }

@@ -128,6 +128,12 @@ class Settings(BaseSettings):
     smtp_inbound_port: int | None = Field(
         2525, description="Inbound: certify addresses and bounces; 25 in production; empty: off."
     )
+    smtp_inbound_idle_timeout_seconds: float = Field(
+        300.0,
+        gt=0,
+        description="Inbound port: a client silent this long is disconnected (RFC 5321 "
+        "§4.5.3.2); a journal DATA resets it per chunk received.",
+    )
     smtp_processes: int = Field(
         1,
         ge=1,
@@ -348,6 +354,12 @@ class Settings(BaseSettings):
         ge=1024,
         description="Largest message the archive's journal address takes on the inbound port "
         "(streamed to disk, never held whole in memory); larger gets 552.",
+    )
+    archive_journal_data_max_seconds: float = Field(
+        3600.0,
+        gt=0,
+        description="The longest a journal DATA may take to arrive, however steadily it "
+        "flows (then the connection is closed, nothing kept, the server retries).",
     )
     archive_outgoing: bool = Field(
         True,

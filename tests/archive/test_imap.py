@@ -21,7 +21,7 @@ from sealpost.app import Sealpost
 from sealpost.archive.imap import ImapPuller, ImapWorker
 from sealpost.archive.model import Ingested, Source
 from sealpost.archive.service import ArchiveService
-from sealpost.archive.tables import archive_messages, archive_sightings
+from sealpost.archive.tables import archive_mailboxes, archive_messages, archive_sightings
 from sealpost.config import Settings
 from sealpost.events.tables import outbox_events
 from sealpost.ledger.tables import evidence_records
@@ -591,3 +591,87 @@ def test_settings_are_checked_the_secret_is_never_shown_and_only_admins_write(
     assert off.json()["state"] == "disabled"
     assert state(client, admin, box["id"])["next_attempt_at"] is None
     assert worker(sealpost).run_once() == 0  # a disabled mailbox is not read
+
+
+def test_a_name_rebound_to_loopback_at_connect_time_gets_no_login(
+    sealpost: Sealpost,
+    tenant_id: str,
+    client: TestClient,
+    admin: dict[str, str],
+    dovecot: DovecotServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """DNS rebinding: the name answers a public address to the private-network check and
+    127.0.0.1 to the connection right after; the connected peer is checked before LOGIN."""
+    dovecot.append("agent", mails(2))
+    real = socket.getaddrinfo
+    public = [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.216.34", 0))]
+
+    def rebinding(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if host == "imap.rebind.test":
+            if port is None:  # the check resolves the bare name
+                return public
+            host = "127.0.0.1"  # the connection's own lookup
+        return real(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+    box = sealpost.archive_mailboxes.create(
+        tenant_id,
+        name="soporte",
+        host="127.0.0.1",
+        port=dovecot.port,
+        tls="none",
+        username="agent",
+        auth="password",
+        secret="secret-1",
+    )
+    with sealpost.engine.begin() as conn:  # configured when the name still looked private
+        conn.execute(
+            archive_mailboxes.update()
+            .where(archive_mailboxes.c.id == box.id)
+            .values(host="imap.rebind.test")
+        )
+    puller = ImapPuller(
+        sealpost.archive_mailboxes,
+        sealpost.archive,
+        timeout_seconds=5.0,
+        idle_seconds=0.0,
+        allow_private_networks=False,
+    )
+    logins = dovecot.log.count("Login: user=<agent>")  # the test's own APPEND
+    unauthenticated = dovecot.log.count("no auth attempts")
+    assert ImapWorker(puller, concurrency=1, look_seconds=0.05).run_once() == 1
+    failing = state(client, admin, box.id)
+    assert failing["state"] == "failing"
+    assert failing["last_error"] == (
+        "imap.rebind.test connected to a loopback/private address (127.0.0.1); refused before login"
+    )
+    assert "Dovecot" not in failing["last_error"]  # the server's greeting is not echoed
+    assert archived(sealpost, tenant_id) == 0
+    time.sleep(0.3)  # Dovecot writes its log line on the disconnect
+    assert dovecot.log.count("Login: user=<agent>") == logins
+    assert dovecot.log.count("no auth attempts") == unauthenticated + 1  # ours: no LOGIN sent
+
+
+def test_plain_text_login_is_refused_for_a_public_server(
+    client: TestClient, admin: dict[str, str], dovecot: DovecotServer
+) -> None:
+    body = {"name": "fuera", "host": "93.184.216.34", "port": 143, "tls": "none"}
+    r = client.post(
+        "/v1/archive/mailboxes", json={**body, "username": "u", "secret": "p"}, headers=admin
+    )
+    assert r.status_code == 422 and "tls: none" in r.text, r.text
+    ok = client.post(
+        "/v1/archive/mailboxes",
+        json={**body, "tls": "starttls", "username": "u", "secret": "p"},
+        headers=admin,
+    )
+    assert ok.status_code == 201, ok.text
+    public_box = ok.json()["id"]
+    r = client.patch(f"/v1/archive/mailboxes/{public_box}", json={"tls": "none"}, headers=admin)
+    assert r.status_code == 422 and "tls: none" in r.text, r.text
+    local = add_mailbox(client, admin, dovecot)  # loopback: plain text stays possible
+    r = client.patch(
+        f"/v1/archive/mailboxes/{local['id']}", json={"host": "93.184.216.34"}, headers=admin
+    )
+    assert r.status_code == 422 and "tls: none" in r.text, r.text

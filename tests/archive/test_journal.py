@@ -47,6 +47,10 @@ def journal(env: MailEnv, address: str, raw: bytes, **kwargs: Any) -> tuple[int,
         return smtp.data(raw)
 
 
+def token_of(address: str) -> str:
+    return address.split("@")[0].removeprefix("journal+")
+
+
 def crlf(text: str) -> bytes:
     return text.replace("\n", "\r\n").encode()
 
@@ -103,7 +107,9 @@ def test_a_journaled_message_is_archived_byte_exact_with_its_envelope(
     [sighting] = found["sightings"]
     envelope = json.loads(sighting["ref"])
     assert envelope["mail_from"] == "ventas@acme.test"
-    assert envelope["rcpt_to"] == [address]
+    # the token is the address's only secret: the sighting keeps the address without it
+    assert envelope["rcpt_to"] == ["journal+\N{HORIZONTAL ELLIPSIS}@bounces.sealpost.test"]
+    assert token_of(address) not in json.dumps(found)
     assert envelope["helo"] == "mx.acme.test" and envelope["client_ip"] == "127.0.0.1"
     # no final line break: the client must end the last line before ".", so the message it
     # transmitted (and Sealpost stores) has one more CRLF than it was given
@@ -429,6 +435,137 @@ def test_one_transaction_to_two_tenants_journal_addresses_is_archived_for_each(
     assert first["sha256"] == second["sha256"] == hashlib.sha256(raw).hexdigest()
     # each tenant sees its own copy only
     assert mail_client.get(f"/v1/archive/messages/{ids[1]}", headers=mail_key).status_code == 404
+    # neither sighting names a journal token, its own or the other tenant's
+    for seen in (first, second):
+        [sighting] = seen["sightings"]
+        assert token_of(mine) not in sighting["ref"] and token_of(theirs) not in sighting["ref"]
+        assert json.loads(sighting["ref"])["rcpt_to"] == [
+            "journal+\N{HORIZONTAL ELLIPSIS}@bounces.sealpost.test"
+        ]
+
+
+def test_an_agent_reading_a_journaled_message_never_sees_the_journal_token(
+    mail_env: MailEnv, mail_client: TestClient, mail_key: Headers
+) -> None:
+    address = journal_address(mail_client, mail_key)
+    r = mail_client.post(
+        "/v1/archive/agents", json={"email": "ana@acme.test", "role": "agent"}, headers=mail_key
+    )
+    assert r.status_code == 201, r.text
+    ana = {"Authorization": f"Bearer {r.json()['api_key']}"}
+    code, reply = journal(mail_env, address, message("Consulta", Message_ID="<c1@gmail.com>"))
+    assert code == 250, reply
+    assert mail_client.get("/v1/archive/settings", headers=ana).status_code == 403
+    seen = mail_client.get(f"/v1/archive/messages/{archived_id(reply)}", headers=ana)
+    assert seen.status_code == 200, seen.text  # an unassigned thread: the shared queue
+    assert seen.json()["sightings"] and token_of(address) not in seen.text
+
+
+def test_the_admin_rotates_the_journal_token_and_the_old_address_stops_at_once(
+    mail_env: MailEnv, mail_client: TestClient, mail_key: Headers
+) -> None:
+    from sqlalchemy import select
+
+    from sealpost.events.tables import outbox_events
+    from sealpost.ledger.tables import evidence_records
+
+    old = journal_address(mail_client, mail_key)
+    r = mail_client.patch(
+        "/v1/archive/settings", json={"rotate_journal_token": True}, headers=mail_key
+    )
+    assert r.status_code == 200, r.text
+    new = r.json()["journal_address"]
+    assert new != old and new.startswith("journal+")
+    assert journal_address(mail_client, mail_key) == new
+    with smtplib.SMTP("127.0.0.1", mail_env.sp.smtp_ports["inbound"], timeout=10) as smtp:
+        smtp.ehlo("mx.acme.test")
+        smtp.mail("ventas@acme.test")
+        assert smtp.rcpt(old)[0] == 550
+    code, reply = journal(mail_env, new, message("Tras rotar"))
+    assert code == 250, reply
+    e = evidence_records.c
+    with mail_env.sp.engine.connect() as conn:
+        rows = conn.execute(
+            select(e.subject_type, e.subject_id, e.canonical).where(
+                e.event == "JournalAddressRotated"
+            )
+        ).all()
+    [(subject_type, subject_id, record)] = rows
+    assert (subject_type, subject_id) == ("archive_settings", mail_env.tenant_id)
+    assert token_of(old).encode() not in record and token_of(new).encode() not in record
+    o = outbox_events.c
+    with mail_env.sp.engine.connect() as conn:
+        [payload] = conn.execute(
+            select(o.payload).where(o.type == "sealpost.archive.journal_address_rotated")
+        ).scalars()
+    assert json.loads(payload)["data"]["changed_by"] == "admin"
+    assert token_of(old) not in payload and token_of(new) not in payload
+    # an agent can do neither
+    r = mail_client.post(
+        "/v1/archive/agents", json={"email": "eva@acme.test", "role": "agent"}, headers=mail_key
+    )
+    eva = {"Authorization": f"Bearer {r.json()['api_key']}"}
+    denied = mail_client.patch(
+        "/v1/archive/settings", json={"rotate_journal_token": True}, headers=eva
+    )
+    assert denied.status_code == 403
+    assert journal_address(mail_client, mail_key) == new
+
+
+@pytest.mark.parametrize("mail_overrides", [{"smtp_max_recipients": 1}])
+def test_a_journal_rcpt_refused_as_one_too_many_is_not_archived(
+    mail_env: MailEnv, mail_client: TestClient, mail_key: Headers
+) -> None:
+    sp = mail_env.sp
+    other = sp.tenants.create("other-company").id
+    other_key = {"Authorization": f"Bearer {sp.tenants.issue_api_key(other).secret}"}
+    mine, theirs = journal_address(mail_client, mail_key), journal_address(mail_client, other_key)
+    with smtplib.SMTP("127.0.0.1", sp.smtp_ports["inbound"], timeout=10) as smtp:
+        smtp.ehlo("mx.acme.test")
+        smtp.mail("cliente@gmail.com")
+        assert smtp.rcpt(mine)[0] == 250
+        code, text = smtp.rcpt(theirs)
+        assert (code, text) == (452, b"4.5.3 Too many recipients")
+        code, reply = smtp.data(message("Sólo uno"))
+    assert code == 250 and len(reply.decode().split(" ")) == 4, reply  # one id
+    assert len(mail_client.get("/v1/archive/messages", headers=mail_key).json()["items"]) == 1
+    # the refused recipient's tenant keeps nothing: its server was told to try again
+    assert mail_client.get("/v1/archive/messages", headers=other_key).json()["items"] == []
+
+
+@pytest.mark.parametrize("mail_overrides", [{"smtp_inbound_idle_timeout_seconds": 2.0}])
+def test_a_journal_data_slower_than_the_idle_timeout_but_flowing_is_archived(
+    mail_env: MailEnv, mail_client: TestClient, mail_key: Headers
+) -> None:
+    address = journal_address(mail_client, mail_key)
+    lines = [b"From: cliente@gmail.com\r\n", b"Subject: Lento\r\n", b"\r\n"]
+    lines += [b"linea %d de un enlace lento\r\n" % i for i in range(10)]
+    with socket.create_connection(("127.0.0.1", mail_env.sp.smtp_ports["inbound"])) as raw:
+        raw.settimeout(30)
+        reader = raw.makefile("rb")
+        for line in (
+            b"",
+            b"EHLO mx.acme.test",
+            b"MAIL FROM:<a@acme.test>",
+            b"RCPT TO:<" + address.encode() + b">",
+            b"DATA",
+        ):
+            if line:
+                raw.sendall(line + b"\r\n")
+            while (answer := reader.readline())[3:4] == b"-":
+                pass
+        assert answer.startswith(b"354")
+        started = time.monotonic()
+        for i in range(0, len(lines), 2):  # 5.5 s in all, each pause under the 2 s timeout
+            raw.sendall(b"".join(lines[i : i + 2]))
+            time.sleep(0.8)
+        assert time.monotonic() - started > 5
+        raw.sendall(b".\r\n")
+        answer = reader.readline()
+    assert answer.startswith(b"250 2.0.0 Archived as "), answer
+    body = b"".join(lines)
+    found = archived(mail_client, mail_key, answer.decode().split()[-1])
+    assert found["sha256"] == hashlib.sha256(body).hexdigest()
 
 
 @pytest.mark.parametrize("mail_overrides", [{"archive_journal_max_bytes": 4096}])

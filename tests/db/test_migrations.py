@@ -350,3 +350,57 @@ def test_0014_counts_pickup_resends_and_keeps_the_code_session_and_the_downgrade
     assert "resends" not in columns
     assert {"notices_sent", "notice_channels"} <= set(columns)
     engine.dispose()
+
+
+def test_0026_takes_the_journal_tokens_out_of_the_sightings_already_archived(
+    database_url: str,
+) -> None:
+    """An agent reads a sighting's reference: the journal addresses stored before (with their
+    tokens, and other tenants' addresses) are redacted; other sightings are untouched."""
+    import json
+
+    engine = make_test_engine(database_url)
+    migrate.upgrade(engine, "0023")
+    old = {
+        "transaction": "tx-1",
+        "mail_from": "ana@acme.es",
+        "rcpt_to": [
+            "journal+0123456789abcdef0123456789abcdef@bounces.example.com",
+            "journal+fedcba9876543210fedcba9876543210@bounces.example.com",
+        ],
+        "rcpt_count": 5,
+        "client_ip": "192.0.2.25",
+    }
+    with engine.begin() as conn:
+        conn.execute(
+            text("INSERT INTO tenants (id, name, created_at) VALUES ('t1', 'Acme', :now)"),
+            {"now": NOW},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO archive_messages (id, tenant_id, sha256, size, archived_at,"
+                " direction, thread_id, record_id, source_kind) VALUES ('m1', 't1', :sha, 10,"
+                " :now, 'inbound', 'th1', 'r1', 'journal')"
+            ),
+            {"sha": "0" * 64, "now": NOW},
+        )
+        for sid, kind, ref in (
+            ("s1", "journal", json.dumps(old, sort_keys=True, separators=(",", ":"))),
+            ("s2", "imap", "box/INBOX/1/7"),
+        ):
+            conn.execute(
+                text(
+                    "INSERT INTO archive_sightings (id, message_id, tenant_id, source_kind,"
+                    " source_ref, seen_at) VALUES (:id, 'm1', 't1', :kind, :ref, :now)"
+                ),
+                {"id": sid, "kind": kind, "ref": ref, "now": NOW},
+            )
+    migrate.upgrade(engine)
+    rows = {r["id"]: r["source_ref"] for r in _rows(engine, "SELECT * FROM archive_sightings")}
+    assert "0123456789abcdef" not in str(rows["s1"]) and "fedcba98" not in str(rows["s1"])
+    kept = json.loads(str(rows["s1"]))
+    assert kept["rcpt_to"] == ["journal+\N{HORIZONTAL ELLIPSIS}@bounces.example.com"]
+    assert "rcpt_count" not in kept
+    assert (kept["transaction"], kept["mail_from"]) == ("tx-1", "ana@acme.es")
+    assert rows["s2"] == "box/INBOX/1/7"
+    engine.dispose()

@@ -361,8 +361,9 @@ def get_settings(parts: PartsDep, viewer: ViewerDep) -> SettingsOut:
 
 @router.patch("/settings", response_model=SettingsOut, responses=problem_responses(InvalidInput))
 def patch_settings(body: SettingsBody, parts: PartsDep, viewer: ViewerDep) -> SettingsOut:
-    """Retention (days after archiving; null keeps forever) and the company's own domains
-    (which tell inbound from outbound mail; the tenant's sending domains count already)."""
+    """Retention (days after archiving; null keeps forever), the company's own domains
+    (which tell inbound from outbound mail; the tenant's sending domains count already), and
+    the journal token's rotation (the address is its only secret)."""
     require(viewer, "admin")
     sent = body.model_fields_set
     row = parts.service.update_settings(
@@ -370,6 +371,7 @@ def patch_settings(body: SettingsBody, parts: PartsDep, viewer: ViewerDep) -> Se
         retention_days=body.retention_days,
         clear_retention="retention_days" in sent and body.retention_days is None,
         own_domains=body.own_domains,
+        rotate_journal_token=body.rotate_journal_token,
         changed_by="admin",
     )
     return _settings_out(parts, row)

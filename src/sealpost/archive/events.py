@@ -184,6 +184,7 @@ HOLD_RELEASED = "sealpost.archive.hold_released"
 MESSAGE_PURGED = "sealpost.archive.message_purged"
 EXPORT_CREATED = "sealpost.archive.export_created"
 RETENTION_CHANGED = "sealpost.archive.retention_changed"
+JOURNAL_ADDRESS_ROTATED = "sealpost.archive.journal_address_rotated"
 
 HOLD_KINDS: tuple[EventKind, ...] = (
     EventKind(
@@ -210,6 +211,12 @@ HOLD_KINDS: tuple[EventKind, ...] = (
         RETENTION_CHANGED,
         "archive_settings",
         "The tenant's archive retention period changed (RetentionChanged).",
+    ),
+    EventKind(
+        JOURNAL_ADDRESS_ROTATED,
+        "archive_settings",
+        "The tenant's journal address got a new token; the old address is refused from now on "
+        "(JournalAddressRotated; the event carries no address).",
     ),
 )
 
@@ -253,6 +260,7 @@ _BY_EVENT = {
     "LegalHoldReleased": HOLD_RELEASED,
     "ExportCreated": EXPORT_CREATED,
     "RetentionChanged": RETENTION_CHANGED,
+    "JournalAddressRotated": JOURNAL_ADDRESS_ROTATED,
 }
 
 

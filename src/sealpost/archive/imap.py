@@ -37,7 +37,7 @@ from imapclient.exceptions import (
     LoginError,
 )
 
-from sealpost.archive.mailboxes import Claim, MailboxService, private_address
+from sealpost.archive.mailboxes import Claim, MailboxService, private_address, private_peer
 from sealpost.archive.model import Source
 from sealpost.archive.service import ArchiveService
 from sealpost.logging import get_logger
@@ -151,6 +151,7 @@ class ImapPuller:
             timeout=self.timeout_seconds,
         )
         try:
+            self._check_peer(client, m.host, m.tls)
             if m.tls == "starttls":
                 try:
                     client.starttls(self.ssl_context)
@@ -164,6 +165,24 @@ class ImapPuller:
             _close(client)
             raise
         return client
+
+    def _check_peer(self, client: IMAPClient, host: str, tls: str) -> None:
+        """The address actually connected to, checked before any credential is sent: the
+        name was resolved once for the check above and again by the connection, and a DNS
+        answer that changed in between (rebinding) must not reach the operator's network.
+        A plain-text session (``tls: none``) may only go to a loopback/private peer.  The
+        error never quotes the server's greeting."""
+        peer = str(client.socket().getpeername()[0])
+        private = private_peer(peer)
+        if private and not self.allow_private_networks:
+            raise ImapFailure(
+                f"{host} connected to a loopback/private address ({peer}); refused before login"
+            )
+        if tls == "none" and not private:
+            raise ImapFailure(
+                f"{host} connected to a public address ({peer}) without TLS; refused before "
+                "sending the password in plain text"
+            )
 
     def session(self, claim: Claim, stop: threading.Event | None = None) -> None:
         """Read the mailbox; record ``ok``/``failing`` and when it is due again."""

@@ -139,6 +139,27 @@ def private_address(host: str) -> str | None:
     return None
 
 
+def private_peer(address: str) -> bool:
+    """Whether a connected socket's peer address is loopback/private/link-local/reserved."""
+    return not ipaddress.ip_address(address.split("%", 1)[0]).is_global
+
+
+def only_private(host: str) -> bool:
+    """Whether ``host`` resolves, and only to loopback/private addresses: where a password may
+    travel in plain text (``tls: none``) without crossing the internet."""
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except (OSError, UnicodeError):
+        return False
+    return bool(infos) and all(private_peer(str(info[4][0])) for info in infos)
+
+
+PLAIN_TEXT_REFUSED = (
+    "tls: none sends the password in plain text; it is only for a server on a loopback or "
+    "private address (use ssl or starttls)"
+)
+
+
 def backoff_seconds(failures: int, cap: float) -> float:
     return float(min(cap, FIRST_RETRY_SECONDS * 2 ** max(0, min(failures - 1, 30))))
 
@@ -279,6 +300,8 @@ class MailboxService:
         values.setdefault("folders", ["INBOX"])
         values.setdefault("enabled", True)
         checked = self._checked(values)
+        if checked["tls"] == "none" and not only_private(checked["host"]):
+            raise InvalidInput(PLAIN_TEXT_REFUSED)
         now = self.clock()
         mailbox_id = str(uuid.uuid4())
         try:
@@ -313,6 +336,10 @@ class MailboxService:
                 changed = {k: v for k, v in checked.items() if getattr(row, k) != v}
                 if not changed:
                     return _mailbox(row)
+                host, tls = changed.get("host", row.host), changed.get("tls", row.tls)
+                plain = ("host" in changed or "tls" in changed) and tls == "none"
+                if plain and not only_private(host):
+                    raise InvalidInput(PLAIN_TEXT_REFUSED)
                 if changed.get("enabled") is False:
                     changed.update(lease_owner=None, lease_until=None)
                 conn.execute(

@@ -196,6 +196,11 @@ class SettingsBody(Strict):
     own_domains: list[Annotated[SingleLine, Field(min_length=1, max_length=253)]] | None = Field(
         None, max_length=200
     )
+    rotate_journal_token: bool = Field(
+        False,
+        description="Give the journal address a new token: the old address is refused (550) "
+        "from now on; configure the new one on the company's mail server.",
+    )
 
 
 class SettingsOut(BaseModel):

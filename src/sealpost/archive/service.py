@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import json
+import secrets
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -629,11 +630,16 @@ class ArchiveService:
         retention_days: int | None = None,
         clear_retention: bool = False,
         own_domains: Sequence[str] | None = None,
+        rotate_journal_token: bool = False,
         changed_by: str = "admin",
     ) -> Any:
         """A change of retention is a ``RetentionChanged`` record (who, from, to): it decides
-        what the purge removes.  ``changed_by``: ``admin`` or ``agent:<id>``."""
+        what the purge removes.  A new journal token is a ``JournalAddressRotated`` record
+        (who, when; never a token): from its commit the old address is refused at RCPT.
+        ``changed_by``: ``admin`` or ``agent:<id>``."""
         values: dict[str, Any] = {}
+        if rotate_journal_token:
+            values["journal_token"] = secrets.token_hex(16)
         if retention_days is not None:
             if not RETENTION_FLOOR_DAYS <= retention_days <= 36_500:
                 raise InvalidInput(
@@ -665,6 +671,15 @@ class ArchiveService:
                     },
                 )
                 append_evidence(conn, [record])
+            if rotate_journal_token:
+                rotated = new_record(
+                    tenant_id=tenant_id,
+                    event="JournalAddressRotated",
+                    subject=Subject("archive_settings", tenant_id),
+                    event_time=now,
+                    details={"changed_by": changed_by},
+                )
+                append_evidence(conn, [rotated])
             return row
 
     def viewer(self, tenant_id: str, agent_id: str | None) -> Viewer:

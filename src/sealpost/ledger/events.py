@@ -231,6 +231,9 @@ _OWN_SINCE_2: tuple[tuple[str, str, bool], ...] = (
     ("RetentionChanged", "R", False),
     ("Purged", "R", False),
     ("ExportCreated", "R", False),
+    # the journal address's token replaced (docs/archive-journal.md): the old address is
+    # refused from then on
+    ("JournalAddressRotated", "R", False),
 )
 
 

@@ -55,6 +55,7 @@ from sealpost.communications.email.journal import (
     SpooledData,
     envelope_options,
     journal_token,
+    keep_alive,
     read_data,
 )
 from sealpost.communications.email.mime import MessageFacts, describe_message
@@ -287,14 +288,12 @@ class InboundHandler:
         self, _server: SMTP, _session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
         token = self._journal_token(address)
+        tenant_id = None
         if token is not None:
             assert self.journal is not None
             tenant_id = await asyncio.to_thread(self.journal.tenant_for_token, token)
             if tenant_id is None:
                 return UNKNOWN_JOURNAL_ADDRESS
-            tenants: dict[str, str] = getattr(envelope, "journal_tenants", {})
-            tenants[address] = tenant_id
-            envelope.journal_tenants = tenants  # type: ignore[attr-defined]  # for DATA
         if self.replies is not None and self._is_reply(address):
             known = await asyncio.to_thread(self.replies.known, address)
             if known is False:
@@ -320,6 +319,10 @@ class InboundHandler:
             )
         if len(envelope.rcpt_tos) >= self.settings.smtp_max_recipients:
             return "452 4.5.3 Too many recipients"
+        if tenant_id is not None:  # only an accepted RCPT is archived at DATA
+            tenants: dict[str, str] = getattr(envelope, "journal_tenants", {})
+            tenants[address] = tenant_id
+            envelope.journal_tenants = tenants  # type: ignore[attr-defined]  # for DATA
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(options)
         return "250 2.1.5 Recipient OK"
@@ -567,15 +570,17 @@ class InboundSMTP(SealpostSMTP):
         assert isinstance(handler, InboundHandler) and envelope is not None
         assert self.session is not None
         await self.push("354 End data with <CR><LF>.<CR><LF>")
-        data = await read_data(self, limit)
+        data = await read_data(self, limit, handler.settings.archive_journal_data_max_seconds)
         try:
             if data.refusal is not None:
                 status = data.refusal
             else:
+                keep_alive(self)  # the ingest gets a whole timeout of its own
                 status = await handler.handle_journal(self, self.session, envelope, data)
         finally:
             data.close()
         self._set_post_data_state()  # type: ignore[no-untyped-call]  # aiosmtpd's own
+        keep_alive(self)
         await self.push(status)
 
 
@@ -604,7 +609,7 @@ def inbound_factory(
             decode_data=False,
             auth_required=False,
             auth_require_tls=True,
-            timeout=300,
+            timeout=settings.smtp_inbound_idle_timeout_seconds,
         )
 
     return make

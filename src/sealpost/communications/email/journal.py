@@ -64,14 +64,27 @@ class SpooledData:
             self.spool.close()
 
 
-async def read_data(server: SMTP, limit: int) -> SpooledData:
+def keep_alive(server: SMTP) -> None:
+    """Restart aiosmtpd's idle timer (``SMTP._reset_timeout``, 1.4.6), which it restarts only
+    per command: a large message on a slow link must not be cut off because DATA as a whole
+    outlasts the timeout (RFC 5321 §4.5.3.2 times each data block, 3 minutes)."""
+    if server.transport is not None:  # after a disconnect its callback would fail
+        server._reset_timeout()
+
+
+async def read_data(server: SMTP, limit: int, max_seconds: float = 3600.0) -> SpooledData:
     """Read the DATA lines after ``354`` up to the lone dot into a spool (see the module).
 
     Mirrors aiosmtpd 1.4.6's own loop (``SMTP.smtp_DATA``) except where the bytes go: an
     over-long line is drained in pieces and kept; past ``limit`` bytes the rest is drained
     and discarded, then ``552`` (RFC 5321 §4.2.5: the reply waits for the end of the data).
+    Each chunk received restarts the idle timer (:func:`keep_alive`) during the first
+    ``max_seconds`` of the DATA; past them it runs out and closes the connection (a client
+    trickling a message forever holds a connection and a spool no longer).
     """
     reader: asyncio.StreamReader = server._reader
+    loop = asyncio.get_running_loop()
+    cap = loop.time() + max_seconds
     spool = cast(BinaryIO, tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY))  # noqa: SIM115
     size = 0
     at_line_start = True
@@ -84,6 +97,8 @@ async def read_data(server: SMTP, limit: int) -> SpooledData:
                 chunk = await reader.read(exc.consumed)
             if not chunk:  # the connection closed mid-message
                 raise ConnectionResetError("the client closed the connection during DATA")
+            if loop.time() < cap:
+                keep_alive(server)
             if at_line_start and chunk.startswith(b"."):
                 if chunk == b".\r\n":
                     break
