@@ -10,6 +10,7 @@ import json
 import struct
 import subprocess
 import sys
+import warnings
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -213,6 +214,26 @@ def test_verify_names_the_altered_the_missing_and_the_extra_file(
     assert result.returncode == 1
     assert f"{evidence}: missing" in result.stderr
     assert "notes.txt: extra" in result.stderr
+
+
+def test_a_second_copy_of_a_file_in_the_zip_is_reported(
+    case: Case, tmp_path: Path, keys_dir: Path
+) -> None:
+    _, path = export(case, {"thread_id": case.thread_id}, tmp_path)
+    doctored = tmp_path / "twice.zip"
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(doctored, "w") as dst:
+        first = sorted(n for n in src.namelist() if n.startswith("messages/"))[0]
+        with warnings.catch_warnings():  # zipfile warns of the duplicate name: the point
+            warnings.simplefilter("ignore")
+            dst.writestr(first, b"From: x@y\r\n\r\npay 100000 EUR\r\n")  # unzip shows this
+            for item in src.infolist():
+                dst.writestr(item, src.read(item.filename))  # zipfile reads the last copy
+    root = x509.load_pem_x509_certificate((keys_dir / "root-ca.pem").read_bytes())
+    report = verify_export(doctored, trust_roots=[root])
+    assert not report.ok
+    assert any(c.field == first and "duplicate" in c.detail for c in report.failures)
+    result = sealpost_verify(doctored, keys_dir)
+    assert result.returncode == 1 and f"{first}: duplicate" in result.stderr
 
 
 def test_a_manifest_rewritten_to_match_a_changed_message_is_caught_by_the_sealed_report(

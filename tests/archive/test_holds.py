@@ -247,6 +247,36 @@ def test_agents_may_not_hold_and_bad_holds_are_refused_clearly(
     assert client.get("/v1/archive/holds", headers=admin).json() == []  # nothing was placed
 
 
+def test_a_wide_query_hold_is_refused_not_cut_and_the_purge_still_sees_new_matches(
+    sealpost: Sealpost,
+    tenant_id: str,
+    client: TestClient,
+    admin: dict[str, str],
+    clock: Clock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("sealpost.archive.queries.MAX_MATCHES", 2)
+    for n in range(3):
+        ingest(sealpost, tenant_id, mail(f"Consulta {n}", sender=f"c{n}@gmail.com"))
+    sealpost.archive_search.index_all()
+    wide = {"kind": "query", "query": {"direction": "inbound"}, "reason": "Inspección"}
+    r = client.post("/v1/archive/holds", json=wide, headers=admin)
+    assert r.status_code == 422 and "narrow it" in r.json()["detail"]
+    # text and a wide filter: the filter is applied to the text's matches, not to a capped
+    # list of every inbound message (which would miss the newest)
+    narrow = {
+        "kind": "query",
+        "query": {"text": "consulta 2", "direction": "inbound", "from": "@gmail.com"},
+        "reason": "Inspección",
+    }
+    placed = client.post("/v1/archive/holds", json=narrow, headers=admin)
+    assert placed.status_code == 201, placed.text
+    assert placed.json()["frozen_messages"] == 1
+    clock.now = T0 + timedelta(days=400)
+    sealpost.archive.update_settings(tenant_id, retention_days=30)
+    assert sealpost.archive_holds.purger.purge_due().purged == 2
+
+
 def test_a_blob_shared_with_another_tenant_survives_the_purge(
     sealpost: Sealpost, tenant_id: str, client: TestClient, admin: dict[str, str], clock: Clock
 ) -> None:

@@ -294,6 +294,9 @@ G = ["Garantía"]
         ("garantia AND (", []),  # "and" is a word like any other
         ("subject:garantia", []),  # no column filter: "subject" is a word
         ("garantia & !x | y:*", []),
+        ("ʼgarantía", G),  # U+02BC: unaccent makes it an apostrophe, a tsquery's quote
+        ("ʻgarantía", G),
+        ("garantíaːmotor", G),  # U+02D0: unaccent makes it a colon (a phrase operator)
     ],
 )
 def test_query_syntax_in_user_input_neither_breaks_nor_widens_a_search(
@@ -313,6 +316,22 @@ def test_query_syntax_in_user_input_neither_breaks_nor_widens_a_search(
         return
     assert r.status_code == 200, r.text
     assert [i["subject"] for i in r.json()["items"]] == expected
+
+
+def test_a_part_in_a_bytes_codec_neither_fails_the_message_nor_hides_it(
+    sealpost: Sealpost, tenant_id: str, client: TestClient, admin: dict[str, str]
+) -> None:
+    raw = mail(
+        "Contrato",
+        "Pago del contrato 4711.\n",
+        attachments=(("nota.txt", b"texto", "text/plain"),),
+    ).replace(b'filename="nota.txt"', b'filename="nota.txt"', 1)
+    raw = raw.replace(
+        b'Content-Type: text/plain; charset="utf-8"', b"Content-Type: text/plain; charset=zlib", 1
+    )
+    archive(sealpost, tenant_id, raw)
+    sealpost.archive_search.index_all()
+    assert found(client, admin, "contrato 4711") == ["Contrato"]
 
 
 def test_a_query_of_punctuation_only_is_a_clear_422(

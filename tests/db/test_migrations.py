@@ -352,7 +352,7 @@ def test_0014_counts_pickup_resends_and_keeps_the_code_session_and_the_downgrade
     engine.dispose()
 
 
-def test_0026_takes_the_journal_tokens_out_of_the_sightings_already_archived(
+def test_0024_takes_the_journal_tokens_out_of_the_sightings_already_archived(
     database_url: str,
 ) -> None:
     """An agent reads a sighting's reference: the journal addresses stored before (with their

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import unicodedata
 import zipfile
 import zlib
 from collections.abc import Sequence
@@ -194,6 +195,9 @@ class ExportReport(CheckList):
     export_id: str | None = None
     message_count: int | None = None
     problems: list[str] = field(default_factory=list)
+    root_pinned: bool = False
+    """A trusted root was given (``--trust``); else seals are checked against the root the
+    file itself carries, which anyone can make."""
 
     def statement(self) -> str:
         if not self.ok:
@@ -205,6 +209,12 @@ class ExportReport(CheckList):
             f"states this manifest's SHA-256, and every one of the files listed ("
             f"{self.message_count} messages) is exactly as exported; each attached evidence "
             "file verifies on its own and describes the bytes of its message."
+            + (
+                ""
+                if self.root_pinned
+                else " The seals were checked against the root certificate inside the file "
+                "only: pass --trust with the service's root to know who sealed it."
+            )
         )
 
 
@@ -232,14 +242,26 @@ def _hash_member(archive: zipfile.ZipFile, name: str) -> tuple[str, int]:
 
 def verify_export(path: Path, *, trust_roots: Sequence[x509.Certificate] = ()) -> ExportReport:
     """Check an export ZIP offline (see the module docstring); never raises for bad input."""
-    report = ExportReport()
+    report = ExportReport(root_pinned=bool(trust_roots))
     try:
         archive = zipfile.ZipFile(path)
     except _UNREADABLE as exc:
         report.add("zip", str(path.name), False, f"not a readable ZIP file: {exc}")
         return report
     with archive:
-        names = set(archive.namelist())
+        listed = archive.namelist()
+        names = set(listed)
+        # zipfile reads the last of two members with one name, unzip may show the first: a
+        # second copy of any file (or one differing only in case or Unicode form) is a forgery
+        seen: dict[str, str] = {}
+        for name in listed:
+            key = unicodedata.normalize("NFC", name).casefold()
+            if key in seen:
+                report.add("file", name, False, f"duplicate: the ZIP holds {seen[key]!r} twice")
+            seen[key] = name
+        for info in archive.infolist():
+            if info.filename.endswith("/") and info.file_size > 0:
+                report.add("file", info.filename, False, "extra: a directory entry with content")
         manifest = _manifest(archive, names, report)
         if manifest is None:
             return report
@@ -372,10 +394,15 @@ def _evidence(
         if not isinstance(entry, dict):
             report.add("evidence", MANIFEST, False, "a message entry is unreadable")
             continue
-        eml = entry.get("file")
-        if eml is not None and manifest["files"].get(eml, {}).get("sha256") != entry.get("sha256"):
+        eml, name = entry.get("file"), entry.get("evidence")
+        if not isinstance(eml, str | None) or not isinstance(name, str | None):
+            report.add("evidence", MANIFEST, False, "a message entry is unreadable")
+            continue
+        listed_eml = manifest["files"].get(eml) if eml is not None else None
+        if eml is not None and (
+            not isinstance(listed_eml, dict) or listed_eml.get("sha256") != entry.get("sha256")
+        ):
             report.add("message", eml, False, "its SHA-256 is not the archived message's")
-        name = entry.get("evidence")
         if not name or name not in names:
             continue  # pending evidence is stated; a listed file that is missing was named
         try:

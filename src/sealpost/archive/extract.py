@@ -115,11 +115,17 @@ def html_text(html: str) -> str:
 def _decode_text(data: bytes, charset: str | None) -> str:
     if charset:
         try:
-            codecs.lookup(charset)
+            # a text encoding only: "zlib", "hex" or "base64" are codecs too, but bytes ones
+            # (their decode raises), and a sender must not keep a message out of the index
+            if not codecs.lookup(charset)._is_text_encoding:
+                charset = None
         except LookupError:
             charset = None
     if charset:
-        return data.decode(charset, errors="replace")
+        try:
+            return data.decode(charset, errors="replace")
+        except (LookupError, ValueError, TypeError):
+            pass
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:

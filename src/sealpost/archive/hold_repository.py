@@ -122,7 +122,7 @@ class HoldRepository:
         if not ids:
             return set()
         rows = conn.execute(
-            select(m.id).where(m.id.in_(list(ids)), m.index_state == "pending")
+            select(m.id).where(m.id.in_(list(ids)), m.index_state.in_(("pending", "failed")))
         ).scalars()
         return set(rows)
 

@@ -209,8 +209,8 @@ class HoldService:
         for hold in self.repo.active_holds_in(conn, tenant_id):
             held |= self.repo.covered_ids_in(conn, tenant_id, hold, ids)
             if hold.kind == "query" and hold.query:
-                now = self.matcher.matching_ids(tenant_id, SearchQuery.from_json(hold.query))
-                held |= set(now) & set(ids)
+                query = SearchQuery.from_json(hold.query)
+                held |= set(self.matcher.matching_ids(tenant_id, query, among=ids))
                 # a message not indexed yet cannot be found by its text: kept until it is
                 held |= self.repo.unindexed_among_in(conn, ids)
         return held

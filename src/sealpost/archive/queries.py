@@ -9,6 +9,7 @@ Both answer with ids of the tenant's messages only.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 from typing import Any, Protocol
@@ -78,10 +79,14 @@ class SearchQuery:
 
 
 class QueryMatcher(Protocol):
-    """Which of the tenant's archived messages a query matches (ids, at most
-    :data:`MAX_MATCHES`; purged messages included: a hold or export lists them too)."""
+    """Which of the tenant's archived messages a query matches (purged messages included: a
+    hold or export lists them too).  Without ``among``: every match, or ``InvalidInput`` when
+    there are more than :data:`MAX_MATCHES` (never a silent cut: a hold would miss mail);
+    with ``among``: which of those ids match, however many the query matches overall."""
 
-    def matching_ids(self, tenant_id: str, query: SearchQuery) -> list[str]: ...
+    def matching_ids(
+        self, tenant_id: str, query: SearchQuery, among: Sequence[str] | None = None
+    ) -> list[str]: ...
 
 
 class ColumnMatcher:
@@ -91,14 +96,20 @@ class ColumnMatcher:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def matching_ids(self, tenant_id: str, query: SearchQuery) -> list[str]:
+    def matching_ids(
+        self, tenant_id: str, query: SearchQuery, among: Sequence[str] | None = None
+    ) -> list[str]:
         m = archive_messages.c
         t = archive_threads.c
         clauses: list[Any] = [m.tenant_id == tenant_id]
         if query.text:
             clauses.append(func.lower(m.subject).contains(query.text.lower(), autoescape=True))
         if query.from_address:
-            clauses.append(m.from_address == query.from_address.strip().lower())
+            sender = query.from_address.strip().lower()
+            if sender.startswith("@"):  # any sender of that domain, as the search takes it
+                clauses.append(m.from_address.endswith(sender, autoescape=True))
+            else:
+                clauses.append(m.from_address == sender)
         if query.to_address:
             quoted = json.dumps(query.to_address.strip().lower())
             clauses.append(
@@ -127,8 +138,24 @@ class ColumnMatcher:
                 )
                 owned = owned.where(or_(t.team_id == query.team_id, t.owner_agent_id.in_(members)))
             clauses.append(m.thread_id.in_(owned))
+        if among is not None:
+            found: list[str] = []
+            ids = list(among)
+            with self.engine.connect() as conn:
+                for start in range(0, len(ids), 500):
+                    chunk = ids[start : start + 500]
+                    found += conn.execute(
+                        select(m.id).where(and_(*clauses), m.id.in_(chunk))
+                    ).scalars()
+            return found
         statement = (
-            select(m.id).where(and_(*clauses)).order_by(m.archived_at, m.id).limit(MAX_MATCHES)
+            select(m.id).where(and_(*clauses)).order_by(m.archived_at, m.id).limit(MAX_MATCHES + 1)
         )
         with self.engine.connect() as conn:
-            return list(conn.execute(statement).scalars())
+            matched = list(conn.execute(statement).scalars())
+        if len(matched) > MAX_MATCHES:
+            raise InvalidInput(
+                f"query: matches more than {MAX_MATCHES:,} messages; narrow it (dates, "
+                "address) and place several holds or make several exports"
+            )
+        return matched

@@ -81,7 +81,10 @@ MAX_TERM_CHARS = 64
 SNIPPET_SOURCE_CHARS = 20_000
 """The snippet is looked for in this much of the body (cheap for a page of results)."""
 
-_WORD = re.compile(r"[^\W_]+")
+_WORD = re.compile(r"(?:(?![\u02b0-\u02ff\u0149])[^\W_])+")
+"""A word: letters and digits; the spacing modifier letters (U+02B0–U+02FF: "ʼ", "ʻ", "ː")
+and "ŉ" separate words, since ``unaccent`` turns them into an apostrophe or a colon, which
+would break or widen a PostgreSQL tsquery."""
 
 
 @dataclass(frozen=True)
@@ -535,26 +538,38 @@ class SearchMatcher:
     search: ArchiveSearch
     columns: ColumnMatcher
 
-    def matching_ids(self, tenant_id: str, query: HoldQuery) -> list[str]:
+    def matching_ids(
+        self, tenant_id: str, query: HoldQuery, among: Sequence[str] | None = None
+    ) -> list[str]:
         if not query.text:
-            return self.columns.matching_ids(tenant_id, query)
+            return self.columns.matching_ids(tenant_id, query, among)
         found = self.search.matching_ids(tenant_id, SearchQuery(text=query.text))
+        if among is not None:
+            wanted = set(among)
+            found = [i for i in found if i in wanted]
         filters = {f.name: getattr(query, f.name) for f in fields(query) if f.name != "text"}
-        if any(v not in (None, "") for v in filters.values()):
-            allowed = set(self.columns.matching_ids(tenant_id, replace(query, text=None)))
+        if found and any(v not in (None, "") for v in filters.values()):
+            # the filters on the text's matches themselves: never on a capped list of all
+            # the filters' matches, which would drop the newest mail of a wide filter
+            allowed = set(self.columns.matching_ids(tenant_id, replace(query, text=None), found))
             found = [message_id for message_id in found if message_id in allowed]
-        by_subject = self.columns.matching_ids(tenant_id, query)
+        by_subject = self.columns.matching_ids(tenant_id, query, among)
         if by_subject:
             with self.search.engine.connect() as conn:
-                unindexed = set(
-                    conn.execute(
-                        select(m.id).where(
-                            m.tenant_id == tenant_id,
-                            or_(m.index_state == "pending", m.purged_at.is_not(None)),
-                            m.id.in_(by_subject),
-                        )
-                    ).scalars()
-                )
+                unindexed: set[str] = set()
+                for start in range(0, len(by_subject), 500):
+                    unindexed |= set(
+                        conn.execute(
+                            select(m.id).where(
+                                m.tenant_id == tenant_id,
+                                or_(
+                                    m.index_state.in_(("pending", "failed")),
+                                    m.purged_at.is_not(None),
+                                ),
+                                m.id.in_(by_subject[start : start + 500]),
+                            )
+                        ).scalars()
+                    )
             seen = set(found)
             found += [i for i in by_subject if i in unindexed and i not in seen]
         return found

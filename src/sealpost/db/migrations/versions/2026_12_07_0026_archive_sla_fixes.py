@@ -4,8 +4,8 @@ A deleted and re-created policy used to count its clocks from its new creation, 
 breach about to fall due; the first creation of any policy of the scope is kept here instead
 (filled from the policies that exist).
 
-Revision ID: 0025
-Revises: 0024
+Revision ID: 0026
+Revises: 0025
 Create Date: 2026-12-07
 """
 
@@ -14,8 +14,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0025"
-down_revision = "0024"
+revision = "0026"
+down_revision = "0025"
 branch_labels = None
 depends_on = None
 

@@ -13,8 +13,8 @@ row.  Three ways around them are closed here:
   would leave one agent's sight for another's), and the sightings (which source saw a message,
   the IMAP UID or the journal's envelope) are write-once too.
 
-Revision ID: 0024
-Revises: 0023
+Revision ID: 0025
+Revises: 0024
 Create Date: 2026-12-07
 """
 
@@ -22,8 +22,8 @@ from __future__ import annotations
 
 from alembic import op
 
-revision = "0024"
-down_revision = "0023"
+revision = "0025"
+down_revision = "0024"
 branch_labels = None
 depends_on = None
 

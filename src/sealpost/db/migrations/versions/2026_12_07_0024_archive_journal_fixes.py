@@ -10,8 +10,8 @@ tenants were named).  The ``transaction`` stays, so the unique (message, kind, r
 The downgrade changes nothing: the tokens are gone (rotating the token is the remedy for any
 copy elsewhere, ``PATCH /v1/archive/settings {"rotate_journal_token": true}``).
 
-Revision ID: 0026
-Revises: 0025
+Revision ID: 0024
+Revises: 0023
 Create Date: 2026-12-07
 """
 
@@ -23,8 +23,8 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0026"
-down_revision = "0025"
+revision = "0024"
+down_revision = "0023"
 branch_labels = None
 depends_on = None
 
