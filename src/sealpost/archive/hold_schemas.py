@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool
 
 from sealpost.api.text import MultiLine, SingleLine
 from sealpost.archive.export import Export
@@ -29,7 +29,7 @@ class QueryBody(BaseModel):
     thread_id: str | None = IdField
     agent_id: str | None = IdField
     team_id: str | None = IdField
-    has_attachment: bool | None = None
+    has_attachment: StrictBool | None = None
     direction: Literal["inbound", "outbound", "internal"] | None = None
 
     def query(self) -> SearchQuery:

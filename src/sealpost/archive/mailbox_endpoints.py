@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from sealpost.api.errors import problem_responses
 from sealpost.archive.mailboxes import FolderCursor, Mailbox, MailboxService
@@ -56,7 +56,7 @@ class MailboxBody(BaseModel):
         min_length=1, max_length=8192, description="Password or access token; never returned."
     )
     folders: list[str] = Field(["INBOX"], min_length=1, max_length=50)
-    enabled: bool = True
+    enabled: StrictBool = True
 
 
 class MailboxPatch(BaseModel):
@@ -72,7 +72,7 @@ class MailboxPatch(BaseModel):
         None, min_length=1, max_length=8192, description="A new password or access token."
     )
     folders: list[str] | None = Field(None, min_length=1, max_length=50)
-    enabled: bool | None = None
+    enabled: StrictBool | None = None
 
 
 class MailboxOut(BaseModel):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from sealpost.api.text import EmailAddress, SingleLine
 from sealpost.archive.model import Agent, ArchivedMessage, Team, Thread
@@ -138,8 +138,8 @@ class AgentBody(Strict):
 
 class AgentPatch(Strict):
     role: SingleLine | None = Field(None, max_length=16)
-    disabled: bool | None = None
-    new_key: bool = Field(False, description="Revoke the agent's keys and issue a new one.")
+    disabled: StrictBool | None = None
+    new_key: StrictBool = Field(False, description="Revoke the agent's keys and issue a new one.")
 
 
 class AgentOut(BaseModel):
@@ -196,7 +196,7 @@ class SettingsBody(Strict):
     own_domains: list[Annotated[SingleLine, Field(min_length=1, max_length=253)]] | None = Field(
         None, max_length=200
     )
-    rotate_journal_token: bool = Field(
+    rotate_journal_token: StrictBool = Field(
         False,
         description="Give the journal address a new token: the old address is refused (550) "
         "from now on; configure the new one on the company's mail server.",

@@ -6,7 +6,7 @@ import json
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from sealpost.archive.scheduled_model import ScheduledSend
 from sealpost.archive.sla_model import SlaPolicy
@@ -149,8 +149,10 @@ class ScheduledSendBody(Strict):
     subject: str = Field(max_length=998)
     text: str = Field(max_length=1 << 20)
     html: str | None = Field(None, max_length=1 << 20)
-    certified: bool = Field(True, description="False: a plain email (certificate on demand).")
-    pickup: bool = Field(False, description="By registered pickup (a notice, then the content).")
+    certified: StrictBool = Field(True, description="False: a plain email (certificate on demand).")
+    pickup: StrictBool = Field(
+        False, description="By registered pickup (a notice, then the content)."
+    )
     send_at: datetime | None = Field(None, description="When (RFC 3339, with its offset).")
     hold_until_working_hours: HoldBody | None = Field(
         None, description="Held to the recipient's next working hour (after send_at, if given)."
