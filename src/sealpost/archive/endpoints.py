@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 import anyio.to_thread
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import Depends, Query, Request
 from fastapi.responses import StreamingResponse
 
 from sealpost.api import cursors
@@ -44,23 +44,15 @@ from sealpost.archive.schemas import (
     ThreadPage,
 )
 from sealpost.archive.service import ArchiveService
-from sealpost.archive.viewers import ViewerDep, require
+from sealpost.archive.viewers import Id, ViewerDep, archive_router, require, stream_file
 from sealpost.errors import (
     Conflict,
-    Forbidden,
     Gone,
     InvalidInput,
     NotFound,
-    ServiceUnavailable,
-    TooManyRequests,
-    Unauthorized,
 )
 
-router = APIRouter(
-    prefix="/v1/archive",
-    tags=["archive"],
-    responses=problem_responses(Unauthorized, Forbidden, TooManyRequests, ServiceUnavailable),
-)
+router = archive_router()
 
 SPOOL_IN_MEMORY = 1 << 20
 """An uploaded message is spooled to disk beyond 1 MiB (bounded memory for any size)."""
@@ -81,7 +73,6 @@ def archive_parts(request: Request) -> ArchiveParts:
 
 
 PartsDep = Annotated[ArchiveParts, Depends(archive_parts)]
-Id = Annotated[str, Path(min_length=1, max_length=36, pattern=r"^[A-Za-z0-9-]+$")]
 
 
 def _page_after(cursor: str | None) -> Any:
@@ -168,16 +159,10 @@ def get_message(message_id: Id, parts: PartsDep, viewer: ViewerDep) -> MessageDe
 def get_raw(message_id: Id, parts: PartsDep, viewer: ViewerDep) -> StreamingResponse:
     """The message exactly as archived (streamed; its SHA-256 is the record's)."""
     message, stream = parts.service.raw(viewer, message_id)
-
-    def chunks() -> Iterator[bytes]:
-        with stream:
-            while chunk := stream.read(1 << 16):
-                yield chunk
-
-    return StreamingResponse(
-        chunks(),
-        media_type="message/rfc822",
-        headers={
+    return stream_file(
+        stream,
+        "message/rfc822",
+        {
             "Content-Disposition": f'attachment; filename="{message.id}.eml"',
             "Content-Length": str(message.size),
             "Repr-Digest": f"sha-256=:{_b64(message.sha256)}:",

@@ -6,11 +6,10 @@ released and every export is an evidence record (docs/archive-holds.md).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import Depends, Query, Request
 from fastapi.responses import StreamingResponse
 
 from sealpost.api.errors import problem_responses
@@ -18,23 +17,15 @@ from sealpost.archive.export import ExportService
 from sealpost.archive.hold_schemas import ExportBody, ExportOut, HoldBody, HoldOut, ReleaseBody
 from sealpost.archive.holds import HoldService
 from sealpost.archive.retention import RetentionPurger
-from sealpost.archive.viewers import ViewerDep
+from sealpost.archive.viewers import Id, ViewerDep, archive_router, stream_file
 from sealpost.errors import (
     Conflict,
-    Forbidden,
     Gone,
     InvalidInput,
     NotFound,
-    ServiceUnavailable,
-    TooManyRequests,
-    Unauthorized,
 )
 
-router = APIRouter(
-    prefix="/v1/archive",
-    tags=["archive"],
-    responses=problem_responses(Unauthorized, Forbidden, TooManyRequests, ServiceUnavailable),
-)
+router = archive_router()
 
 
 @dataclass(frozen=True)
@@ -52,7 +43,6 @@ def hold_parts(request: Request) -> HoldParts:
 
 
 PartsDep = Annotated[HoldParts, Depends(hold_parts)]
-Id = Annotated[str, Path(min_length=1, max_length=36, pattern=r"^[A-Za-z0-9-]+$")]
 
 
 @router.post(
@@ -136,16 +126,10 @@ def get_export(export_id: Id, parts: PartsDep, viewer: ViewerDep) -> ExportOut:
 )
 def download_export(export_id: Id, parts: PartsDep, viewer: ViewerDep) -> StreamingResponse:
     found, stream = parts.exports.open(viewer, export_id)
-
-    def chunks() -> Iterator[bytes]:
-        with stream:
-            while chunk := stream.read(1 << 16):
-                yield chunk
-
-    return StreamingResponse(
-        chunks(),
-        media_type="application/zip",
-        headers={
+    return stream_file(
+        stream,
+        "application/zip",
+        {
             "Content-Disposition": f'attachment; filename="export-{found.id}.zip"',
             "Content-Length": str(found.size),
         },

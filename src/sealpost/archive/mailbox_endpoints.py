@@ -7,27 +7,19 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import Depends, Request
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from sealpost.api.errors import problem_responses
 from sealpost.archive.mailboxes import FolderCursor, Mailbox, MailboxService
-from sealpost.archive.viewers import ViewerDep, require
+from sealpost.archive.viewers import Id, ViewerDep, archive_router, require
 from sealpost.errors import (
     Conflict,
-    Forbidden,
     InvalidInput,
     NotFound,
-    ServiceUnavailable,
-    TooManyRequests,
-    Unauthorized,
 )
 
-router = APIRouter(
-    prefix="/v1/archive/mailboxes",
-    tags=["archive"],
-    responses=problem_responses(Unauthorized, Forbidden, TooManyRequests, ServiceUnavailable),
-)
+router = archive_router("/v1/archive/mailboxes")
 
 
 def mailbox_service(request: Request) -> MailboxService:
@@ -36,7 +28,6 @@ def mailbox_service(request: Request) -> MailboxService:
 
 
 ServiceDep = Annotated[MailboxService, Depends(mailbox_service)]
-Id = Annotated[str, Path(min_length=1, max_length=36, pattern=r"^[A-Za-z0-9-]+$")]
 Tls = Literal["ssl", "starttls", "none"]
 Auth = Literal["password", "xoauth2"]
 

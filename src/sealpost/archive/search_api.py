@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import Depends, Query, Request
 from pydantic import BaseModel, Field
 
 from sealpost.api import cursors
@@ -20,20 +20,12 @@ from sealpost.api.errors import problem_responses
 from sealpost.api.text import Moment, SingleLine
 from sealpost.archive.schemas import MessageOut
 from sealpost.archive.search import ArchiveSearch, SearchQuery, search_date
-from sealpost.archive.viewers import ViewerDep, require
+from sealpost.archive.viewers import ViewerDep, archive_router, require
 from sealpost.errors import (
-    Forbidden,
     InvalidInput,
-    ServiceUnavailable,
-    TooManyRequests,
-    Unauthorized,
 )
 
-router = APIRouter(
-    prefix="/v1/archive",
-    tags=["archive"],
-    responses=problem_responses(Unauthorized, Forbidden, TooManyRequests, ServiceUnavailable),
-)
+router = archive_router()
 
 
 @dataclass(frozen=True)

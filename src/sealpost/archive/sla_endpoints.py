@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import Depends, Query, Request
 
 from sealpost.api import cursors
 from sealpost.api.cursors import Cursor
@@ -23,22 +23,14 @@ from sealpost.archive.sla_schemas import (
     SlaPolicyOut,
     ThreadSlaOut,
 )
-from sealpost.archive.viewers import ViewerDep, require
+from sealpost.archive.viewers import Id, ViewerDep, archive_router, require
 from sealpost.errors import (
     Conflict,
-    Forbidden,
     InvalidInput,
     NotFound,
-    ServiceUnavailable,
-    TooManyRequests,
-    Unauthorized,
 )
 
-router = APIRouter(
-    prefix="/v1/archive",
-    tags=["archive"],
-    responses=problem_responses(Unauthorized, Forbidden, TooManyRequests, ServiceUnavailable),
-)
+router = archive_router()
 
 
 @dataclass(frozen=True)
@@ -55,7 +47,6 @@ def sla_parts(request: Request) -> SlaParts:
 
 
 PartsDep = Annotated[SlaParts, Depends(sla_parts)]
-Id = Annotated[str, Path(min_length=1, max_length=36, pattern=r"^[A-Za-z0-9-]+$")]
 
 
 @router.post(
