@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import event
 
 from sealpost.app import Sealpost
 from sealpost.events.dispatcher import EventDispatcher
@@ -128,3 +132,43 @@ def test_an_endpoint_back_after_an_outage_has_its_backlog_due_at_once_a_short_sp
     assert [d.event_id for d in retried] == [positioned[2].id]
     queue.finish("w", [succeed(retried[0])], retry_window=WINDOW)  # it is back: b is due now
     assert [d.event_id for d in claim()] == [positioned[1].id]
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_delivery_is_not_claimed_for_an_endpoint_disabled_while_the_claim_runs(
+    sealpost: Sealpost, tenant_id: str
+) -> None:
+    """PostgreSQL reads what is committed when each statement starts.  A claim whose candidate
+    read ran before the endpoint was disabled (with its subject's earliest delivery failed for
+    good, in one commit) must not lease the next delivery of that subject: it would be sent to
+    the disabled endpoint and fail at once instead of waiting for the endpoint's return."""
+    hook = endpoint(sealpost, tenant_id)
+    a = str(uuid.uuid4())
+    positioned = events(sealpost, tenant_id, [a, a])
+    sealpost.webhook_replay.replay(positioned, endpoint_id=None, retry_window=WINDOW)
+    queue = sealpost.webhook_queue
+    [first] = queue.claim_due("w1", limit=10, lease_seconds=60)
+    refused = AttemptResult(datetime.now(UTC), 3, 503, "", "HTTP 503")
+    fired: list[str] = []
+
+    def finish_between_statements(
+        conn: Any, cursor: Any, statement: str, *args: Any, **kwargs: Any
+    ) -> None:
+        if "min(" in statement and not fired:  # the claim's "earliest per subject" read
+            fired.append(statement)
+            kept = queue.finish("w1", [Outcome(first, refused, None)], retry_window=WINDOW)
+            assert kept == 1
+
+    event.listen(sealpost.engine, "before_cursor_execute", finish_between_statements)
+    try:
+        claimed = queue.claim_due("w2", limit=10, lease_seconds=60)
+    finally:
+        event.remove(sealpost.engine, "before_cursor_execute", finish_between_statements)
+    assert fired, "the claim's statements changed: this test no longer interleaves"
+    assert sealpost.webhooks.get(tenant_id, hook.id).enabled is False
+    assert claimed == []  # the second delivery waits for the endpoint, in order
+
+    sealpost.webhooks.update(tenant_id, hook.id, enabled=True, retry_window=WINDOW)
+    assert [c.event_id for c in queue.claim_due("w2", limit=10, lease_seconds=60)] == [
+        positioned[1].id
+    ]

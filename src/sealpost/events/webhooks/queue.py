@@ -141,11 +141,24 @@ class WebhookQueue:
             ]
             if not ids:
                 return []
-            conn.execute(
-                update(webhook_deliveries)
-                .where(d.id.in_(ids))
-                .values(lease_owner=owner, lease_until=now + timedelta(seconds=lease_seconds))
+            # The endpoint is checked again as the lease is taken: on PostgreSQL each statement
+            # reads what is committed when it starts, and the finish that failed a subject's
+            # earliest delivery for good (making the next one "earliest" above) disables the
+            # endpoint in that same commit.  Without this, the next delivery would be sent to
+            # an endpoint just disabled, and fail at once (its window is over), not wait.
+            ids = list(
+                conn.execute(
+                    update(webhook_deliveries)
+                    .where(
+                        d.id.in_(ids),
+                        d.endpoint_id.in_(select(e.id).where(e.enabled == 1)),
+                    )
+                    .values(lease_owner=owner, lease_until=now + timedelta(seconds=lease_seconds))
+                    .returning(d.id)
+                ).scalars()
             )
+            if not ids:
+                return []
             o = outbox_events.c
             rows = conn.execute(
                 select(
