@@ -208,6 +208,23 @@ class SignatureSms:
         )
 
 
+def refused_sender(senders: SenderRepository, tenant_id: str, address: str) -> str | None:
+    """Why ``address`` may not be the From of the tenant's mail, or None: once a tenant has
+    registered sending domains, its From is held to them (as ``POST /v1/communications``
+    holds it), so that no port (scheduled sends, sequences) sends as someone else's domain."""
+    from sealpost.communications.email.addresses import AddressError, domain_of
+
+    domains = senders.sender_domains(tenant_id)
+    if not domains:
+        return None
+    try:
+        if domain_of(address) in domains:
+            return None
+    except AddressError:
+        pass
+    return f"From must be an address of {', '.join(sorted(domains))}"
+
+
 @dataclass(frozen=True)
 class SequenceMessenger:
     """Sequences' ``Messenger`` port: an email step is a certified email of communications
@@ -216,6 +233,10 @@ class SequenceMessenger:
 
     mailer: CertifiedMailer
     sms_service: Callable[[], SmsService]
+    senders: SenderRepository
+
+    def refused_sender(self, tenant_id: str, address: str) -> str | None:
+        return refused_sender(self.senders, tenant_id, address)
 
     def email(self, mail: SequenceEmail) -> str:
         return self.mailer.send(
@@ -235,6 +256,7 @@ class SequenceMessenger:
             guard_in=mail.guard_in,
             certificate=mail.certificate,
             reply_capture=mail.capture_replies and not mail.pickup,
+            sender_domains=self.senders.sender_domains(mail.tenant_id),
         )
 
     def sms(self, sms: SequenceSms) -> str:
@@ -261,17 +283,7 @@ class ArchiveSender:
     senders: SenderRepository
 
     def refused_sender(self, tenant_id: str, address: str) -> str | None:
-        from sealpost.communications.email.addresses import AddressError, domain_of
-
-        domains = self.senders.sender_domains(tenant_id)
-        if not domains:
-            return None
-        try:
-            if domain_of(address) in domains:
-                return None
-        except AddressError:
-            pass
-        return f"From must be an address of {', '.join(sorted(domains))}"
+        return refused_sender(self.senders, tenant_id, address)
 
     def email(self, mail: ScheduledEmail) -> str:
         return self.mailer.send(
@@ -1066,7 +1078,7 @@ class Sealpost:
 
         return SequenceService(
             SequenceRepository(self.engine),
-            SequenceMessenger(self.certified_mailer, lambda: self.sms),
+            SequenceMessenger(self.certified_mailer, lambda: self.sms, self.senders),
             public_url=self.settings.resolved_public_url,
             clock=lambda: self.clock(),
             calendars=lambda tenant_id, code: self.deadlines.calendar(tenant_id, code),

@@ -581,3 +581,39 @@ def test_champion_challenger_assignment_and_per_variant_stats(seq_env: SeqEnv) -
     assert 240 <= by_name["champion"]["enrolled"] <= 320  # 70 % of 400, give or take
     assert by_name["challenger"]["paid"] == 1 and by_name["champion"]["paid"] == 0
     assert by_name["challenger"]["active"] == by_name["challenger"]["enrolled"] - 1
+
+
+def test_a_sender_outside_the_tenant_s_domains_is_refused_when_defined_and_when_sent(
+    peers_env: SeqEnv,
+) -> None:
+    """The From rule of ``POST /v1/communications`` holds for sequences: once the tenant has
+    registered its sending domains, a sequence whose ``sender.email`` is elsewhere is refused
+    at definition (422 ``sender_not_allowed``), and a sequence defined before the domains were
+    registered fails its email step at the send: nothing goes out as security@bank.example."""
+    from sealpost.communications.email.dkim import generate_dkim_key
+
+    env = peers_env
+    assert env.peer is not None
+    spoofing = {
+        **THREE_STEPS,
+        "sender": {"email": "security@bank.example"},
+        "steps": [THREE_STEPS["steps"][1]],  # the email step only
+    }
+    early = _create(env, spoofing)  # no domain registered yet: any From is allowed
+    enrolment_id = _enrol(env, early)
+    key, record = generate_dkim_key()
+    env.sp.senders.add_domain(
+        env.tenant_id, "acme.test", selector="sp", private_key_pem=key, public_record=record
+    )
+    refused = env.client.post("/v1/sequences", json=spoofing, headers=env.auth)
+    assert (refused.status_code, refused.json()["error"]) == (422, "sender_not_allowed")
+    assert "sender.email" in refused.json()["detail"] and "acme.test" in refused.json()["detail"]
+    assert _create(env, {**spoofing, "sender": {"email": "cobros@acme.test"}})  # its own: fine
+
+    env.clock.advance(days=1, minutes=1)
+    assert env.sp.sequence_scheduler.run_once() == 1
+    [step] = _timeline(env, enrolment_id)["steps"]
+    assert step["status"] == "failed"
+    assert step["error"].startswith("sender_not_allowed") and "acme.test" in step["error"]
+    time.sleep(0.3)
+    assert env.peer.received == []

@@ -48,6 +48,7 @@ from sealpost.sequences.model import (
     EnrolmentNotFound,
     EnrolmentStopped,
     InvalidSequence,
+    SenderNotAllowed,
     SequenceNotFound,
 )
 from sealpost.sequences.model import (
@@ -154,7 +155,7 @@ async def _document(request: Request) -> Any:
 @router.post(
     "/sequences",
     status_code=201,
-    responses=problem_responses(InvalidSequence),
+    responses=problem_responses(InvalidSequence, SenderNotAllowed),
     openapi_extra=_DEFINITION_BODY,
 )
 async def create_sequence(request: Request, tenant: TenantDep, parts: PartsDep) -> dict[str, Any]:

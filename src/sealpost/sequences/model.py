@@ -147,6 +147,14 @@ class EnrolmentNotFound(NotFound):
     title = "No such enrolment"
 
 
+class SenderNotAllowed(InvalidInput):
+    """The sequence's ``sender.email`` is not on one of the tenant's sending domains: the
+    same rule, and code, as ``POST /v1/communications``."""
+
+    code = "sender_not_allowed"
+    title = "The sender is not one of the tenant's domains"
+
+
 class InvalidSequence(InvalidInput):
     """A definition or enrolment field that cannot be served; ``field`` is its path."""
 

@@ -62,6 +62,11 @@ class OutgoingSms:
 
 
 class Messenger(Protocol):
+    def refused_sender(self, tenant_id: str, address: str) -> str | None:
+        """Why ``address`` may not be the tenant's From (not one of its sending domains), or
+        None: checked when a sequence is defined, and again by each send."""
+        ...
+
     def email(self, mail: OutgoingEmail) -> str:
         """Accept the email durably (its SubmissionAcceptance committed with the guard's
         effects); returns its communication id.  Raises what the guard raised, or an

@@ -63,6 +63,7 @@ from sealpost.sequences.model import (
     EnrolmentNotFound,
     EnrolmentStopped,
     InvalidSequence,
+    SenderNotAllowed,
     Sequence,
     SequenceNotFound,
     Step,
@@ -133,6 +134,10 @@ class SequenceService:
     def create(self, tenant_id: str, data: Any) -> Sequence:
         """Check every field and template (sandboxed), store; immutable from then on."""
         definition = parse_definition(data)
+        if definition.sender_email is not None:
+            refused = self.messenger.refused_sender(tenant_id, definition.sender_email)
+            if refused:
+                raise SenderNotAllowed(f"sender.email: {refused}")
         now = self.clock()
         sequence_id = str(uuid.uuid4())
         self.repo.insert_sequence(
