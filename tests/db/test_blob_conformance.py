@@ -265,6 +265,10 @@ def test_open_streams_the_stored_bytes_in_chunks(backend: BlobBackend) -> None:
     assert len(chunks) >= 48
     with backend.store.open(digest) as stream:
         assert stream.read() == data  # to the end in one read, too
+    mail = backend.store.put(EMAIL)
+    with backend.store.open(mail) as stream:  # a file: lines, as a MIME parser reads them
+        assert stream.readline() == b"From: a@example.com\r\n"
+        assert list(stream) == [b"To: b@example.org\r\n", b"\r\n", b"body\r\n"]
 
 
 def test_open_of_an_unknown_or_malformed_digest(blobs: BlobStorage) -> None:

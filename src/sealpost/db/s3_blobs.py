@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -318,7 +319,7 @@ class S3BlobStore(BlobStorage):
 
     def open(self, sha256: str) -> BinaryIO:
         body = self._get_object(sha256)["Body"]
-        return cast(BinaryIO, _Body(body, self, sha256))
+        return cast(BinaryIO, io.BufferedReader(_Body(body, self, sha256), 1 << 16))
 
     def exists(self, sha256: str) -> bool:
         key = self.key(sha256)
@@ -332,27 +333,29 @@ class S3BlobStore(BlobStorage):
         return True
 
 
-class _Body:
-    """A response body read in chunks, as a binary file: a failure mid-stream is a
-    ``BlobStoreUnavailable`` naming the store, and ``close`` returns the connection."""
+class _Body(io.RawIOBase):
+    """A response body as a raw binary file (wrapped in a ``BufferedReader`` by
+    :meth:`S3BlobStore.open`, so ``read``, ``readline`` and iteration all work): a failure
+    mid-stream is a ``BlobStoreUnavailable`` naming the store; ``close`` returns the
+    connection to the pool."""
 
     def __init__(self, body: Any, store: S3BlobStore, sha256: str) -> None:
+        super().__init__()
         self._body = body
         self._store = store
         self._sha256 = sha256
 
-    def read(self, size: int = -1) -> bytes:
-        with self._store._speaking(f"read blob {self._sha256}"):
-            return bytes(self._body.read(None if size is None or size < 0 else size))
-
     def readable(self) -> bool:
         return True
 
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        with self._store._speaking(f"read blob {self._sha256}"):
+            data = self._body.read(len(view))
+        view[: len(data)] = data
+        return len(data)
+
     def close(self) -> None:
-        self._body.close()
-
-    def __enter__(self) -> _Body:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        if not self.closed:
+            self._body.close()
+        super().close()
