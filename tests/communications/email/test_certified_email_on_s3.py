@@ -5,8 +5,10 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import os
+import socket
 import subprocess
 import sys
 import uuid
@@ -184,3 +186,44 @@ def test_the_delivery_worker_names_the_communication_whose_content_is_gone(
     finally:
         sp.stop_background()
         sp.engine.dispose()
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])  # nothing listens there once closed
+
+
+@pytest.mark.parametrize(
+    "mail_overrides",
+    [
+        {
+            "blob_url": "s3://evidence-bucket/acme",
+            "blob_s3_endpoint_url": f"http://127.0.0.1:{_closed_port()}",
+            "blob_s3_access_key_id": ACCESS_KEY_ID,
+            "blob_s3_secret_access_key": SecretStr(SECRET_ACCESS_KEY),
+            "blob_s3_addressing_style": "path",
+        }
+    ],
+)
+def test_an_unreachable_store_refuses_the_message_and_keeps_nothing(
+    mail_env: MailEnv, mail_client: TestClient, mail_key: dict[str, str]
+) -> None:
+    """SMTP answers 451 (try again later), the API a 503 problem naming the bucket and the
+    endpoint; no communication is created, so nothing can name bytes that were not stored."""
+    code, reply = submit(mail_env, big_message("Store down"), [f"bob@{RECIPIENT_DOMAIN}"])
+    assert code == 451, reply
+
+    raw = big_message("Store down, API")
+    body = {"raw": base64.b64encode(raw).decode(), "recipients": [f"bob@{RECIPIENT_DOMAIN}"]}
+    response = mail_client.post("/v1/communications", json=body, headers=mail_key)
+    assert response.status_code == 503, response.text
+    problem = response.json()
+    assert problem["type"] == "urn:sealpost:problem:blob_store_unavailable"
+    endpoint = mail_env.sp.settings.blob_s3_endpoint_url
+    assert f"s3://evidence-bucket/acme/blobs at {endpoint}" in problem["detail"]
+    assert "cannot be reached" in problem["detail"]
+    assert "Traceback" not in response.text
+    assert response.headers["retry-after"]
+    listed = mail_client.get("/v1/communications", headers=mail_key)
+    assert listed.status_code == 200 and listed.json()["items"] == []
