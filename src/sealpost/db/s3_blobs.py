@@ -37,6 +37,7 @@ import base64
 import hashlib
 import io
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -219,7 +220,8 @@ class S3BlobStore(BlobStorage):
                 if code in _EXISTS:
                     return False
                 if code in _RACING and attempt < 4:
-                    continue  # a concurrent write of the same name: S3 says try again
+                    time.sleep(0.05 * 2**attempt)  # a concurrent write of the same name
+                    continue
                 raise BlobStoreUnavailable(
                     f"the blob store {self.location} refused to store blob {digest}: {code}"
                 ) from None
