@@ -25,6 +25,7 @@ from sealpost.pki import asn1
 from sealpost.pki.keys import LocalIdentities, init_keys, load_local_identities
 from sealpost.pki.tsa import EmbeddedTSA
 from tests.support.etsi_names import guard_appended_records
+from tests.support.s3 import S3Server, moto_server
 
 configure_logging("WARNING")
 
@@ -62,6 +63,22 @@ def require_service(name: str, problem: str) -> None:
     if os.environ.get("SEALPOST_REQUIRE_SERVICES") == "1":
         pytest.fail(message + " (SEALPOST_REQUIRE_SERVICES=1)", pytrace=False)
     pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def _s3_server_or_problem() -> Iterator[S3Server | str]:
+    with moto_server() as found:
+        yield found
+
+
+@pytest.fixture
+def s3_server(_s3_server_or_problem: S3Server | str) -> S3Server:
+    """A real S3 API server on 127.0.0.1 (moto in server mode, one process per test session);
+    skips, or fails under SEALPOST_REQUIRE_SERVICES=1, when it cannot start."""
+    if isinstance(_s3_server_or_problem, str):
+        require_service("an S3 API server (moto)", _s3_server_or_problem)
+    assert isinstance(_s3_server_or_problem, S3Server)
+    return _s3_server_or_problem
 
 
 def _postgres_problem() -> str | None:

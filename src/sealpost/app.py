@@ -27,7 +27,8 @@ import sealpost.signatures
 import sealpost.sms
 from sealpost.config import Settings
 from sealpost.db import migrate
-from sealpost.db.blobs import BlobStore
+from sealpost.db.blob_stores import blob_storage
+from sealpost.db.blobs import BlobStorage
 from sealpost.db.engine import make_engine
 from sealpost.events.webhooks.deliveries import Clock, utc_now
 from sealpost.ledger.proofs import LedgerReader
@@ -495,8 +496,9 @@ class Sealpost:
         return TenantRepository(self.engine)
 
     @cached_property
-    def blobs(self) -> BlobStore:
-        return BlobStore(self.settings.resolved_blob_dir)
+    def blobs(self) -> BlobStorage:
+        """Communication contents and certificates (never deleted)."""
+        return blob_storage(self.settings, "blobs")
 
     def _local(self, name: str) -> SigningIdentity:
         keys = self.settings.resolved_keys_dir
@@ -1121,10 +1123,10 @@ class Sealpost:
         self.supervisor.start(self.sequences_loops())
 
     @cached_property
-    def archive_blobs(self) -> BlobStore:
+    def archive_blobs(self) -> BlobStorage:
         """The archive's own blob namespace: a purge after retention removes only archive
         blobs, never a communication's content with the same bytes."""
-        return BlobStore(self.settings.resolved_blob_dir / "archive")
+        return blob_storage(self.settings, "archive")
 
     @cached_property
     def archive(self) -> ArchiveService:
@@ -1265,7 +1267,7 @@ class Sealpost:
             matcher,
             self.ledger,
             self.archive_blobs,
-            BlobStore(self.settings.resolved_blob_dir / "archive-exports"),
+            blob_storage(self.settings, "archive-exports"),
             seal=self.seal_identity,
             timestamper=self.timestamper,
             trust_roots=self.trust_roots,

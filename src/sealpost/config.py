@@ -106,6 +106,33 @@ class Settings(BaseSettings):
     blob_dir: Path | None = Field(
         None, description="Content blobs by SHA-256; default <data_dir>/blobs."
     )
+    blob_url: str = Field(
+        "",
+        pattern=r"^(s3://[^/\s]+(/\S*)?)?$",
+        description="Where content blobs live: empty for files under blob_dir (the embedded "
+        "default), or s3://bucket/prefix for an S3-compatible object store shared by every "
+        "process (objects <prefix>/blobs/<sha256>, <prefix>/archive/..., "
+        "<prefix>/archive-exports/...).",
+    )
+    blob_s3_endpoint_url: str | None = Field(
+        None,
+        description="The S3 API's URL (http://127.0.0.1:9000 for a MinIO...); empty for AWS.",
+    )
+    blob_s3_region: str | None = Field(
+        None, description="The bucket's region (us-east-1 when empty)."
+    )
+    blob_s3_access_key_id: str | None = Field(
+        None,
+        description="Access key id; empty: boto3's own chain (AWS_* variables, instance role).",
+    )
+    blob_s3_secret_access_key: SecretStr | None = Field(
+        None, description="Secret access key of blob_s3_access_key_id."
+    )
+    blob_s3_addressing_style: Literal["auto", "path", "virtual"] = Field(
+        "auto",
+        description="path (endpoint/bucket/key: most self-hosted stores) or virtual "
+        "(bucket.endpoint/key); auto lets boto3 choose.",
+    )
     content_inline_max_bytes: int = Field(
         1024 * 1024,
         ge=0,

@@ -34,7 +34,7 @@ from sealpost.archive.model import Viewer
 from sealpost.archive.queries import QueryMatcher, SearchQuery
 from sealpost.archive.repository import ArchiveRepository
 from sealpost.certificates.seal import seal_pdf
-from sealpost.db.blobs import BlobStore
+from sealpost.db.blobs import BlobStorage
 from sealpost.db.engine import write_transaction
 from sealpost.errors import Conflict, Gone, InvalidInput, NotFound
 from sealpost.events.outbox import append_evidence
@@ -124,8 +124,8 @@ class ExportService:
         holds: HoldService,
         matcher: QueryMatcher,
         ledger: LedgerReader,
-        blobs: BlobStore,
-        exports: BlobStore,
+        blobs: BlobStorage,
+        exports: BlobStorage,
         *,
         seal: SigningIdentity,
         timestamper: TimeStamper,

@@ -31,7 +31,7 @@ from sealpost.archive.hold_repository import HoldRepository
 from sealpost.archive.holds import HoldService
 from sealpost.archive.repository import ArchiveRepository
 from sealpost.config import Settings
-from sealpost.db.blobs import BlobStore
+from sealpost.db.blobs import BlobStorage
 from sealpost.db.engine import write_transaction
 from sealpost.events.outbox import append_evidence
 from sealpost.ledger.records import ContentInfo, Subject, new_record
@@ -65,7 +65,7 @@ class RetentionPurger:
         repo: HoldRepository,
         archive: ArchiveRepository,
         holds: HoldService,
-        blobs: BlobStore,
+        blobs: BlobStorage,
         *,
         forget: Callable[[Connection, Sequence[str]], None] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),

@@ -56,7 +56,7 @@ from sealpost.archive.queries import SearchQuery as HoldQuery
 from sealpost.archive.repository import message_from_row, visible_messages
 from sealpost.archive.tables import archive_messages, archive_search, archive_threads
 from sealpost.config import Settings
-from sealpost.db.blobs import BlobStore
+from sealpost.db.blobs import BlobStorage
 from sealpost.db.engine import is_sqlite, write_transaction
 from sealpost.errors import InvalidInput
 from sealpost.ledger.repository import as_utc_or_none
@@ -204,7 +204,7 @@ class ArchiveSearch:
     """Search, index health and the indexer of the archive."""
 
     def __init__(
-        self, engine: Engine, blobs: BlobStore, extractor: Extractor | None = None
+        self, engine: Engine, blobs: BlobStorage, extractor: Extractor | None = None
     ) -> None:
         self.engine = engine
         self.blobs = blobs

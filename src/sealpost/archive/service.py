@@ -43,7 +43,7 @@ from sealpost.archive.model import (
     Viewer,
 )
 from sealpost.archive.repository import ArchiveRepository, message_from_row
-from sealpost.db.blobs import BlobStore
+from sealpost.db.blobs import BlobStorage
 from sealpost.db.engine import write_transaction
 from sealpost.errors import (
     Conflict,
@@ -110,7 +110,7 @@ class ArchiveService:
     def __init__(
         self,
         repo: ArchiveRepository,
-        blobs: BlobStore,
+        blobs: BlobStorage,
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:

@@ -34,7 +34,7 @@ from sealpost.communications.repository import (
     StoredCertificate,
     TimelineEntry,
 )
-from sealpost.db.blobs import BlobStore
+from sealpost.db.blobs import BlobMissing, BlobStorage
 from sealpost.deadlines.words import summary as deadline_words
 from sealpost.errors import Conflict, NotFound
 from sealpost.ledger.errors import NotSealedYet
@@ -226,7 +226,7 @@ class CertificateService:
         repository: CommunicationRepository,
         tenants: TenantRepository,
         ledger: LedgerReader,
-        blobs: BlobStore,
+        blobs: BlobStorage,
         contents: ContentStore,
         seal: SigningIdentity,
         timestamper: TimeStamper,
@@ -287,7 +287,13 @@ class CertificateService:
         secret = acceptance is not None and carries_access_secret(
             acceptance.record.get("details", {})
         )
-        eml = b"" if secret else self.contents.get(communication.content_sha256)
+        eml = (
+            b""
+            if secret
+            else self.contents.get(
+                communication.content_sha256, of=Subject("communication", communication.id)
+            )
+        )
         now = datetime.now(UTC)
         data = CertificateData(
             communication_id=communication.id,
@@ -395,7 +401,12 @@ class CertificateService:
                 f"no certificate yet: communication {communication.id} is {communication.status}"
                 "; one is issued when delivery succeeds or finally fails"
             )
-        return self.blobs.get(stored[-1].sha256)
+        try:
+            return self.blobs.get(stored[-1].sha256)
+        except NotFound:
+            raise BlobMissing(
+                "communication", communication.id, stored[-1].sha256, "certificate PDF"
+            ) from None
 
     def supersession(self, pdf_sha256: str) -> tuple[StoredCertificate, StoredCertificate] | None:
         """(this, latest) when the certificate with this digest has a newer version."""

@@ -4,7 +4,7 @@ Evidence is about bytes, and a ``250`` may only follow their durable storage.  A
 certified email is a few kilobytes: storing it in the same transaction as its communication
 rows and evidence records makes the whole group commit cost one database sync, where a file
 per message costs an fsync of the file and one of its directory each.  Messages above
-``inline_max_bytes`` (attachments of megabytes) go to the :class:`BlobStore` first, fsync'ed,
+``inline_max_bytes`` (attachments of megabytes) go to the :class:`BlobStorage` first, fsync'ed,
 and the transaction then only names them.  Either way the key is the SHA-256, so a reader
 does not care where the bytes are.
 """
@@ -20,13 +20,14 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from sealpost.communications.tables import contents
-from sealpost.db.blobs import BlobStore
+from sealpost.db.blobs import BlobMissing, BlobStorage
 from sealpost.db.engine import is_sqlite
 from sealpost.errors import InvalidInput, NotFound
+from sealpost.ledger.records import Subject
 
 
 class ContentStore:
-    def __init__(self, engine: Engine, blobs: BlobStore, *, inline_max_bytes: int) -> None:
+    def __init__(self, engine: Engine, blobs: BlobStorage, *, inline_max_bytes: int) -> None:
         self.engine = engine
         self.blobs = blobs
         self.inline_max_bytes = inline_max_bytes
@@ -57,11 +58,19 @@ class ContentStore:
         with self.engine.begin() as conn:
             return self.put_in(conn, [data])[0]
 
-    def get(self, sha256: str) -> bytes:
+    def get(self, sha256: str, *, of: Subject | None = None) -> bytes:
+        """The bytes under ``sha256``.  With ``of`` (whose content this is), bytes missing from
+        the blob store are a :class:`BlobMissing` naming that subject and the digest (a server
+        fault the operator can act on), not a ``NotFound`` that reads like an unknown id."""
         with self.engine.connect() as conn:
             row = conn.execute(select(contents.c.data).where(contents.c.sha256 == sha256)).first()
         if row is None:
-            return self.blobs.get(sha256)
+            try:
+                return self.blobs.get(sha256)
+            except NotFound:
+                if of is None:
+                    raise
+                raise BlobMissing(of.type, of.id, sha256, "content") from None
         data = bytes(row.data)
         if hashlib.sha256(data).hexdigest() != sha256:
             raise InvalidInput(f"content {sha256} is corrupted in the database")

@@ -71,7 +71,7 @@ from sealpost.errors import (
     Unauthorized,
 )
 from sealpost.ledger.proofs import LedgerReader
-from sealpost.ledger.records import format_optional_time, format_time
+from sealpost.ledger.records import Subject, format_optional_time, format_time
 from sealpost.tenants.repository import Tenant
 from sealpost.tenants.senders import SenderRepository
 
@@ -598,7 +598,7 @@ def original(communication_id: Identifier, parts: CommunicationsDep, tenant: Ten
             "sender; the operator keeps them"
         )
     return Response(
-        parts.contents.get(c.content_sha256),
+        parts.contents.get(c.content_sha256, of=Subject("communication", c.id)),
         media_type="message/rfc822",
         headers={"Content-Disposition": f'attachment; filename="{c.id}.eml"'},
     )

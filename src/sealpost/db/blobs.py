@@ -1,13 +1,22 @@
-"""Content blobs addressed by SHA-256 on the local filesystem.
+"""Content blobs addressed by SHA-256: the contract, and its filesystem backend.
 
 Evidence is about bytes: a message is stored exactly as received, under the hex SHA-256 of
 those bytes, so the digest in a record is also the blob's name.  Writes go to a temporary
 file, are fsync'ed, then renamed into place (and the directory fsync'ed): a blob that exists
 is complete, and writing the same content twice is harmless.
 
-:class:`BlobStorage` is the contract every blob backend keeps (the filesystem one here, an
-S3-compatible one later); ``tests/db/test_blob_conformance.py`` is the suite every backend
-must pass.
+:class:`BlobStorage` is the contract every blob backend keeps (the filesystem one here, the
+S3-compatible one in :mod:`sealpost.db.s3_blobs`); ``tests/db/test_blob_conformance.py`` is
+the suite every backend must pass.  Callers hold a ``BlobStorage`` and never a path: the
+same code runs on one machine's disk and on a bucket shared by many processes.
+
+Errors::
+
+    NotFound (404)                       no blob under this digest (the storage-level answer)
+    InvalidInput (422)                   a malformed digest; stored bytes that fail their hash
+    BlobStoreUnavailable (503)           the store cannot be reached or refuses us; names which
+    BlobMissing (500)                    bytes that a subject's records refer to are gone:
+                                         names the subject and the digest
 """
 
 from __future__ import annotations
@@ -20,9 +29,48 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-from sealpost.errors import InvalidInput, NotFound
+from sealpost.errors import InvalidInput, NotFound, SealpostError, ServiceUnavailable
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
+def check_digest(sha256: str) -> str:
+    """``sha256`` when it is exactly 64 lowercase hex digits, else ``InvalidInput`` (a name
+    such as ``../../etc/passwd`` never reaches a backend)."""
+    if not _HEX64.fullmatch(sha256):
+        raise InvalidInput(f"not a SHA-256 digest: {sha256!r}")
+    return sha256
+
+
+class BlobStoreUnavailable(ServiceUnavailable):
+    """The blob store cannot be reached, or refuses Sealpost (credentials, permissions, a
+    missing bucket): the message says which store and why; nothing was kept; retry once the
+    operator fixed it."""
+
+    code = "blob_store_unavailable"
+    title = "The blob store is unavailable; retry later"
+    retry_after = 5
+
+
+class BlobMissing(SealpostError):
+    """Bytes that a subject's records refer to (a communication's content, its certificate)
+    are not in the blob store: removed or lost behind Sealpost's back.  A server fault, never
+    a 404 (the subject exists): the problem names the subject and the digest, so the operator
+    can restore that object from a backup."""
+
+    status = 500
+    code = "blob_missing"
+    title = "Stored bytes of this resource are missing from the blob store"
+    problem_fields = ("subject_type", "subject_id", "sha256")
+
+    def __init__(self, subject_type: str, subject_id: str, sha256: str, what: str) -> None:
+        super().__init__(
+            f"{subject_type} {subject_id}: its {what} (SHA-256 {sha256}) is missing from "
+            "the blob store"
+        )
+        self.subject_type = subject_type
+        self.subject_id = subject_id
+        self.sha256 = sha256
 
 
 class BlobStorage(Protocol):
@@ -55,6 +103,25 @@ class BlobStorage(Protocol):
         ``InvalidInput`` for a malformed digest.
         """
 
+    def put_stream(self, stream: BinaryIO, *, chunk_size: int = 1 << 20) -> tuple[str, int]:
+        """Store the bytes read from ``stream`` to its end, holding at most about
+        ``chunk_size`` of them in memory at once (archives and exports of gigabytes); returns
+        their hex SHA-256 and size.  Durable on return, and idempotent, like :meth:`put`.
+        """
+
+    def open(self, sha256: str) -> BinaryIO:
+        """The stored bytes as a readable binary stream, to ``read`` in chunks and ``close``
+        (or use as a context manager); the bytes are not all in memory.  ``NotFound`` when
+        no such blob exists; ``InvalidInput`` for a malformed digest.  The bytes are not
+        checked against the digest on the way: hash while reading, or use :meth:`get`.
+        """
+
+    def delete(self, sha256: str) -> bool:
+        """Remove the blob (the archive's purge after retention, stale exports); True when
+        it was there, False when it was not; ``InvalidInput`` for a malformed digest.  The
+        caller makes sure nothing committed still refers to it.
+        """
+
 
 class BlobStore(BlobStorage):
     """``BlobStorage`` on the local filesystem, under ``root/ab/cd/abcd...``."""
@@ -63,8 +130,7 @@ class BlobStore(BlobStorage):
         self.root = root
 
     def path(self, sha256: str) -> Path:
-        if not _HEX64.fullmatch(sha256):
-            raise InvalidInput(f"not a SHA-256 digest: {sha256!r}")
+        check_digest(sha256)
         return self.root / sha256[:2] / sha256[2:4] / sha256
 
     def put(self, data: bytes) -> str:

@@ -18,6 +18,8 @@ from typing import Protocol
 
 from sqlalchemy import Connection
 
+from sealpost.ledger.records import Subject
+
 
 @dataclass(frozen=True)
 class OutgoingMail:
@@ -75,8 +77,9 @@ class SmsStates(Protocol):
 
 
 class Contents(Protocol):
-    def get(self, sha256: str) -> bytes:
-        """The exact bytes stored under ``sha256``; ``NotFound`` when there are none."""
+    def get(self, sha256: str, *, of: Subject | None = None) -> bytes:
+        """The exact bytes stored under ``sha256``; ``NotFound`` when there are none, or
+        ``BlobMissing`` naming ``of`` (the communication whose content it is)."""
         ...
 
 

@@ -23,7 +23,7 @@ from typing import Any
 from sealpost.access.model import EMAIL, SMS, mask
 from sealpost.access.repository import token_digest
 from sealpost.errors import Conflict, Gone, InvalidInput, Locked, NotFound, SealpostError
-from sealpost.ledger.records import EvidenceRecord, Reason
+from sealpost.ledger.records import EvidenceRecord, Reason, Subject
 from sealpost.pickup import content, steps
 from sealpost.pickup.model import (
     ACCEPTED,
@@ -380,7 +380,7 @@ class PickupPage:
 
     def content(self, p: Pickup, session: str, visitor: Visitor) -> dict[str, Any]:
         p = self._hand_over(p, session, visitor)
-        raw = self.contents.get(p.content_sha256)
+        raw = self.contents.get(p.content_sha256, of=Subject("communication", p.communication_id))
         return {
             "subject": p.subject,
             "sender": p.sender_name or p.sender,
@@ -404,7 +404,7 @@ class PickupPage:
     ) -> tuple[str, str, bytes]:
         """The original (.eml, ``part="eml"``) or one attachment; ContentAccessTracking."""
         p = self._hand_over(p, session, visitor)
-        raw = self.contents.get(p.content_sha256)
+        raw = self.contents.get(p.content_sha256, of=Subject("communication", p.communication_id))
         if part == "eml":
             name, ctype, data = "message.eml", "message/rfc822", raw
         else:

@@ -25,7 +25,7 @@ from sealpost.certificates.model import CertificateData, CertificateEvent
 from sealpost.certificates.render import render_certificate
 from sealpost.certificates.seal import seal_pdf
 from sealpost.certificates.secrets import carries_access_secret
-from sealpost.db.blobs import BlobStore
+from sealpost.db.blobs import BlobMissing, BlobStorage
 from sealpost.errors import Conflict, NotFound
 from sealpost.ledger.errors import NotSealedYet
 from sealpost.ledger.proofs import LedgerReader
@@ -93,7 +93,7 @@ class SmsCertificates:
         *,
         repository: SmsRepository,
         certificates: SmsCertificateRepository,
-        blobs: BlobStore,
+        blobs: BlobStorage,
         tenant_name: Callable[[str], str],
         ledger: LedgerReader,
         seal: SigningIdentity,
@@ -269,4 +269,7 @@ class SmsCertificates:
             raise Conflict(
                 f"no certificate yet: the evidence of SMS {sms.id} is being sealed; retry"
             )
-        return self.blobs.get(stored[-1].sha256)
+        try:
+            return self.blobs.get(stored[-1].sha256)
+        except NotFound:
+            raise BlobMissing("sms", sms.id, stored[-1].sha256, "certificate PDF") from None

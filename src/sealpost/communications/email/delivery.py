@@ -32,6 +32,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -321,7 +322,9 @@ class DeliveryWorker:
         copy: DeliveryCopy | None = None
         try:
             stored = c.tracked_sha256 or c.content_sha256  # open and click tracking's copy
-            raw = await self._through_outages(c, give_up, self.contents.get, stored)
+            raw = await self._through_outages(
+                c, give_up, partial(self.contents.get, of=Subject("communication", c.id)), stored
+            )
             copy = await self._through_outages(c, give_up, self.delivery_copy, c, raw)
             # never outlive the lease: past it another worker may take the message over
             limit = (give_up - datetime.now(UTC)).total_seconds() * 0.8
