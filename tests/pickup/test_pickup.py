@@ -439,3 +439,38 @@ def test_the_notice_channels_are_read_from_an_smtp_header() -> None:
     mode, request = _delivery_from_headers(raw)
     assert (mode, request.notice) == ("pickup", ("email", "sms"))
     assert _delivery_from_headers(b"Subject: x\r\n\r\nhi")[1].notice is None
+
+
+@pytest.mark.parametrize("mail_overrides", [{"content_inline_max_bytes": 0}])
+def test_content_missing_from_the_store_is_named_and_no_handover_is_recorded(
+    mail_env: MailEnv, client: TestClient, key: dict[str, str], tmp_path: Path
+) -> None:
+    """ContentHandover says the recipient was given the content: it is recorded only once the
+    bytes were read.  A blob gone from the store (a restore that missed it, an operator's
+    mistake) is a 500 ``blob_missing`` naming the communication, and no handover; once the
+    blob is back, the content is handed over and recorded once."""
+    cid, recipient, _ = _opened(mail_env, client, key, "dora")
+    _identify_by_email(mail_env, recipient, "dora")
+    assert recipient.call("POST", "/accept").status_code == 200
+    with mail_env.sp.engine.connect() as conn:
+        sha256 = conn.execute(
+            select(pickups.c.content_sha256).where(pickups.c.communication_id == cid)
+        ).scalar_one()
+    stored = mail_env.sp.blobs.path(sha256)  # type: ignore[attr-defined]
+    aside = tmp_path / "aside"
+    stored.rename(aside)
+
+    for path in ("/content", "/download/eml", "/download/0"):
+        missing = recipient.call("GET", path)
+        assert missing.status_code == 500, missing.text
+        problem = missing.json()
+        assert problem["error"] == "blob_missing"
+        assert problem["subject_id"] == cid and problem["sha256"] == sha256
+    assert "ContentHandover" not in events_of(mail_env, cid)
+    assert "ContentAccessTracking" not in events_of(mail_env, cid)
+    assert client.get(f"/v1/communications/{cid}", headers=key).json()["status"] != "handed_over"
+
+    aside.rename(stored)
+    assert recipient.call("GET", "/content").json()["text"].strip() == SECRET_TEXT
+    assert recipient.call("GET", "/content").status_code == 200
+    assert events_of(mail_env, cid).count("ContentHandover") == 1

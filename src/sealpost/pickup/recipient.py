@@ -323,8 +323,8 @@ class PickupPage:
 
     # -- handover --------------------------------------------------------------------------
 
-    def _hand_over(self, p: Pickup, session: str, visitor: Visitor) -> Pickup:
-        """ContentHandover, once: after acceptance (consent) or identification (basic)."""
+    def _may_hand_over(self, p: Pickup, session: str) -> None:
+        """Refuse, before anything is read or recorded, a visitor the content is not for."""
         if not self.identified(p, session):
             raise NotIdentified("Identify yourself first.")
         if p.consent == CONSENT and p.state != ACCEPTED:
@@ -337,6 +337,12 @@ class PickupPage:
             raise Conflict(f"This message is no longer available ({p.state}).")
         if p.consent == BASIC:
             self._refuse_if_expired(p)
+
+    def _hand_over(self, p: Pickup, session: str, visitor: Visitor) -> Pickup:
+        """ContentHandover, once: after acceptance (consent) or identification (basic).
+        Callers read the content first: a handover is recorded only for bytes Sealpost could
+        actually hand over (a blob missing from the store records nothing)."""
+        self._may_hand_over(p, session)
         if p.handed_over_at is not None:
             return p
         now = self._now()
@@ -379,8 +385,9 @@ class PickupPage:
         return after
 
     def content(self, p: Pickup, session: str, visitor: Visitor) -> dict[str, Any]:
-        p = self._hand_over(p, session, visitor)
+        self._may_hand_over(p, session)
         raw = self.contents.get(p.content_sha256, of=Subject("communication", p.communication_id))
+        p = self._hand_over(p, session, visitor)
         return {
             "subject": p.subject,
             "sender": p.sender_name or p.sender,
@@ -403,8 +410,9 @@ class PickupPage:
         self, p: Pickup, session: str, visitor: Visitor, part: str
     ) -> tuple[str, str, bytes]:
         """The original (.eml, ``part="eml"``) or one attachment; ContentAccessTracking."""
-        p = self._hand_over(p, session, visitor)
+        self._may_hand_over(p, session)
         raw = self.contents.get(p.content_sha256, of=Subject("communication", p.communication_id))
+        p = self._hand_over(p, session, visitor)
         if part == "eml":
             name, ctype, data = "message.eml", "message/rfc822", raw
         else:
