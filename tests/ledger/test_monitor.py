@@ -104,6 +104,11 @@ def _monitor(url: str, vkey: str, state: Path) -> subprocess.CompletedProcess[st
     )
 
 
+def _state_size(path: Path) -> int:
+    """The tree size of the last checkpoint a monitor verified (its state file)."""
+    return int(json.loads(path.read_text())["checkpoint"].split("\n")[1])
+
+
 def _wait_for_size(url: str, size: int) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -150,6 +155,25 @@ def test_the_monitor_follows_a_served_log_and_exits_non_zero_on_a_rewritten_copy
     state = tmp_path / "monitor-state.json"
     honest = server(honest_db, "honest")
     honest.start("api")
+    # a second monitor polls all along: through the growth, the outage and the rewritten log
+    polling_state = tmp_path / "polling-state.json"
+    polling = subprocess.Popen(
+        [
+            *_sealpost_command(),
+            "ledger",
+            "monitor",
+            url,
+            "--key",
+            vkey,
+            "--interval",
+            "0.2",
+            "--state",
+            str(polling_state),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert httpx.get(f"{url}/verifier-key").text.strip() == vkey
         cli_vkey = honest.run("ledger", "verifier-key").strip()
@@ -162,7 +186,11 @@ def test_the_monitor_follows_a_served_log_and_exits_non_zero_on_a_rewritten_copy
             run = _monitor(url, vkey, state)
             assert run.returncode == 0, run.stdout + run.stderr
             assert f"ok: {ORIGIN} at size {size}" in run.stdout
-        assert json.loads(state.read_text())["checkpoint"].split("\n")[1] == "313"
+        assert _state_size(state) == 313
+        deadline = time.monotonic() + 30
+        while not polling_state.exists() or _state_size(polling_state) != 313:
+            assert time.monotonic() < deadline and polling.poll() is None
+            time.sleep(0.1)
     finally:
         honest.stop()
     sp.engine.dispose()
@@ -198,7 +226,15 @@ def test_the_monitor_follows_a_served_log_and_exits_non_zero_on_a_rewritten_copy
         assert f"size {size + 7}, root" in run.stderr and f"size {size}, root" in run.stderr
         assert run.stderr.count(f"\u2014 {ORIGIN} ") == 2  # both signed notes, the evidence
         # the state still holds the honest head: the next run says the same
-        assert json.loads(state.read_text())["checkpoint"].split("\n")[1] == str(size)
+        assert _state_size(state) == size
         assert _monitor(url, vkey, state).returncode == 1
+        out, err = polling.communicate(timeout=30)  # it stops by itself, on the fork
+        assert polling.returncode == 1, out + err
+        assert "could not check the log (retrying)" in err  # while no server answered
+        assert "LOG MISBEHAVED: fork" in err
+        assert "ok: monitor.sealpost.test/log at size 313" in out
     finally:
         rewritten.stop()
+        if polling.poll() is None:
+            polling.kill()
+            polling.communicate()

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import base64
+import stat
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from sealpost.app import build
+from sealpost.config import Settings
 from sealpost.ledger.note import NoteError, NoteSigner, NoteVerifier, signature_line
+from sealpost.pki.keys import init_keys
 
 SPEC_VKEY = "example.com/foo+530d903a+AekyeRrm56hApGFkyQR4ZCbV54Id2LKaANYcrnKv3U2k"
 SPEC_NOTE = (
@@ -70,3 +75,27 @@ def test_signatures_by_other_keys_are_ignored_and_the_log_key_still_counts() -> 
 def test_a_bad_verifier_key_is_refused(vkey: str) -> None:
     with pytest.raises(NoteError):
         NoteVerifier.parse(vkey)
+
+
+def test_a_keys_directory_older_than_the_note_key_gets_one_once(tmp_path: Path) -> None:
+    keys = tmp_path / "keys"
+    init_keys(keys)
+    (keys / "log-note.key").unlink()  # a keys directory made before signed notes
+
+    def vkey() -> str:
+        settings = Settings(
+            _env_file=None,  # type: ignore[call-arg]
+            data_dir=tmp_path / "data",
+            keys_dir=keys,
+            ledger_origin="old.example/log",
+        )
+        sp = build(settings)
+        try:
+            return sp.note_signer.verifier.vkey()
+        finally:
+            sp.engine.dispose()
+
+    first = vkey()
+    assert stat.S_IMODE((keys / "log-note.key").stat().st_mode) == 0o600
+    assert first.startswith("old.example/log+")
+    assert vkey() == first  # never replaced: it is the log's identity to its monitors
