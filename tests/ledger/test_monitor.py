@@ -10,8 +10,10 @@ from __future__ import annotations
 import json
 import sqlite3
 import subprocess
+import threading
 import time
 import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -20,7 +22,7 @@ import pytest
 from sealpost.app import Sealpost, build
 from sealpost.config import Settings
 from sealpost.ledger import merkle
-from sealpost.ledger.monitor import LogMisbehaved, Verified, check, open_checkpoint
+from sealpost.ledger.monitor import LogClient, LogMisbehaved, Verified, check, open_checkpoint
 from sealpost.ledger.note import signature_line
 from sealpost.ledger.tiles import read_tile
 from sealpost.ledger.tree_head import Checkpoint
@@ -238,3 +240,33 @@ def test_the_monitor_follows_a_served_log_and_exits_non_zero_on_a_rewritten_copy
         if polling.poll() is None:
             polling.kill()
             polling.communicate()
+
+
+class _Hostile(BaseHTTPRequestHandler):
+    """A "log" answering a checkpoint of 1 MiB and tiles of 9,000 bytes."""
+
+    def do_GET(self) -> None:
+        body = b"x" * (1 << 20) if self.path.endswith("/checkpoint") else b"\0" * 9000
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_args: object) -> None:
+        pass
+
+
+def test_an_oversized_answer_is_refused_as_it_streams_in() -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Hostile)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    client = LogClient(f"http://127.0.0.1:{server.server_address[1]}/log")
+    try:
+        with pytest.raises(LogMisbehaved, match="over 65536 bytes"):
+            client.checkpoint_note()
+        with pytest.raises(LogMisbehaved, match="over 8192 bytes"):
+            client.tile(0, 0, 256)
+    finally:
+        client.close()
+        server.shutdown()
+        server.server_close()

@@ -63,6 +63,10 @@ class LogUnreachable(MonitorError):
     exit_code = 2
 
 
+MAX_NOTE_BYTES = 64 * 1024
+"""A checkpoint with a few dozen signatures is a few KiB (c2sp.org/signed-note: at least 16)."""
+TILE_BYTES = TILE_WIDTH * merkle.HASH_SIZE
+
 TileFetcher = Callable[[int, int, int], bytes]
 """(level, index, width) → exactly ``width`` * 32 bytes."""
 
@@ -133,33 +137,42 @@ class LogClient:
         self.url = url.rstrip("/")
         self.http = httpx.Client(timeout=timeout, follow_redirects=False)
 
-    def _get(self, path: str) -> httpx.Response:
+    def _get(self, path: str, limit: int) -> tuple[int, bytes]:
+        """Status and body; a body over ``limit`` bytes is refused as it streams in (the log
+        being checked must not be able to exhaust the monitor's memory)."""
+        url = f"{self.url}/{path}"
         try:
-            return self.http.get(f"{self.url}/{path}")
+            with self.http.stream("GET", url) as response:
+                body = bytearray()
+                for chunk in response.iter_bytes():
+                    body += chunk
+                    if len(body) > limit:
+                        raise LogMisbehaved(f"GET {url}: the answer is over {limit} bytes")
+                return response.status_code, bytes(body)
         except httpx.HTTPError as exc:
-            raise LogUnreachable(f"GET {self.url}/{path}: {exc!r}") from None
+            raise LogUnreachable(f"GET {url}: {exc!r}") from None
 
     def checkpoint_note(self) -> str:
-        response = self._get("checkpoint")
-        if response.status_code != 200:
-            raise LogUnreachable(f"GET {self.url}/checkpoint answered {response.status_code}")
+        status, body = self._get("checkpoint", MAX_NOTE_BYTES)
+        if status != 200:
+            raise LogUnreachable(f"GET {self.url}/checkpoint answered {status}")
         try:
-            return response.content.decode("utf-8")
+            return body.decode("utf-8")
         except UnicodeDecodeError:
             raise LogMisbehaved("the checkpoint is not UTF-8") from None
 
     def tile(self, level: int, index: int, width: int) -> bytes:
-        response = self._get(tile_path(level, index, width))
-        if response.status_code == 404 and width < TILE_WIDTH:
+        status, body = self._get(tile_path(level, index, width), TILE_BYTES)
+        if status == 404 and width < TILE_WIDTH:
             # a log may drop a partial tile once the full one exists (c2sp.org/tlog-tiles)
-            full = self._get(tile_path(level, index))
-            if full.status_code == 200:
-                return full.content[: width * merkle.HASH_SIZE]
-        if response.status_code != 200:
+            full_status, full = self._get(tile_path(level, index), TILE_BYTES)
+            if full_status == 200:
+                return full[: width * merkle.HASH_SIZE]
+        if status != 200:
             raise LogUnreachable(
-                f"GET {self.url}/{tile_path(level, index, width)} answered {response.status_code}"
+                f"GET {self.url}/{tile_path(level, index, width)} answered {status}"
             )
-        return response.content
+        return body
 
     def close(self) -> None:
         self.http.close()
