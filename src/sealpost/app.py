@@ -139,8 +139,11 @@ def ensure_local_keys(settings: Settings) -> None:
     note_key = KeyFiles.in_directory(keys_dir).log_note_key
     if not note_key.exists():
         keys_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        init_note_key(note_key)
-        log.info("keys.note_key_created", path=str(note_key))
+        try:
+            init_note_key(note_key)
+            log.info("keys.note_key_created", path=str(note_key))
+        except FileExistsError:  # another process starting at the same time made it: use it
+            pass
 
 
 @dataclass(frozen=True)

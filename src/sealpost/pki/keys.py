@@ -290,7 +290,13 @@ def init_note_key(path: Path) -> None:
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    _write_new(path, pem, 0o600)
+    # whole or absent: written aside, then linked in (FileExistsError if another process won)
+    aside = path.with_name(f".{path.name}.{os.getpid()}")
+    _write_new(aside, pem, 0o600)
+    try:
+        os.link(aside, path)
+    finally:
+        aside.unlink()
 
 
 def load_note_key(path: Path) -> ed25519.Ed25519PrivateKey:
