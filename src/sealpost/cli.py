@@ -206,6 +206,11 @@ def keys_init(
             force=force,
         )
     out.print(f"keys written to {target} (private keys mode 0600); root CA: {files.root_ca_cert}")
+    from sealpost.ledger.note import NoteSigner
+    from sealpost.pki.keys import load_note_key
+
+    signer = NoteSigner(_settings().ledger_origin, load_note_key(files.log_note_key))
+    print(f"log verifier key: {signer.verifier.vkey()}")
 
 
 @db_app.command("upgrade")
