@@ -31,6 +31,7 @@ from sealpost.db.blob_stores import blob_storage
 from sealpost.db.blobs import BlobStorage
 from sealpost.db.engine import make_engine
 from sealpost.events.webhooks.deliveries import Clock, utc_now
+from sealpost.ledger.note import NoteSigner
 from sealpost.ledger.proofs import LedgerReader
 from sealpost.ledger.repository import SqlLogStorage
 from sealpost.ledger.sequencer import HeadSealer, Sequencer
@@ -38,7 +39,15 @@ from sealpost.ledger.timestamps import EmbeddedTimeStamper, HttpTimeStamper, Tim
 from sealpost.logging import get_logger
 from sealpost.loops import Loop, Supervisor
 from sealpost.pki import asn1
-from sealpost.pki.keys import SigningIdentity, init_keys, load_identity, load_pkcs12
+from sealpost.pki.keys import (
+    KeyFiles,
+    SigningIdentity,
+    init_keys,
+    init_note_key,
+    load_identity,
+    load_note_key,
+    load_pkcs12,
+)
 from sealpost.pki.tsa import EmbeddedTSA
 from sealpost.ratelimit import limiter
 from sealpost.tenants.repository import TenantRepository
@@ -119,14 +128,23 @@ built here derives every domain's events, whatever part of it runs."""
 
 
 def ensure_local_keys(settings: Settings) -> None:
-    """Create the embedded default's keys on first start (never overwrites existing ones)."""
+    """Create the embedded default's keys on first start (never overwrites existing ones).
+
+    The log's Ed25519 note key is made even beside an operator's seal and TSA, and for a keys
+    directory older than it: it names the log to witnesses and monitors, nothing else has it."""
     operator_seal = settings.seal_pkcs12 or (settings.seal_certificate and settings.seal_key)
-    if operator_seal and settings.tsa_url:
-        return
     keys_dir = settings.resolved_keys_dir
-    if not (keys_dir / "seal.pem").exists():
+    if not (operator_seal and settings.tsa_url) and not (keys_dir / "seal.pem").exists():
         init_keys(keys_dir)
         log.info("keys.created", directory=str(keys_dir))
+    note_key = KeyFiles.in_directory(keys_dir).log_note_key
+    if not note_key.exists():
+        keys_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        try:
+            init_note_key(note_key)
+            log.info("keys.note_key_created", path=str(note_key))
+        except FileExistsError:  # another process starting at the same time made it: use it
+            pass
 
 
 @dataclass(frozen=True)
@@ -531,8 +549,16 @@ class Sealpost:
         return EmbeddedTimeStamper(self.embedded_tsa)
 
     @cached_property
+    def note_signer(self) -> NoteSigner:
+        """The log's Ed25519 key for C2SP signed notes, named after the log origin."""
+        path = KeyFiles.in_directory(self.settings.resolved_keys_dir).log_note_key
+        return NoteSigner(self.settings.ledger_origin, load_note_key(path))
+
+    @cached_property
     def sequencer(self) -> Sequencer:
-        sealer = HeadSealer(self.settings.ledger_origin, self.seal_identity, self.timestamper)
+        sealer = HeadSealer(
+            self.settings.ledger_origin, self.seal_identity, self.timestamper, self.note_signer
+        )
         return Sequencer(self.log_storage, sealer, max_batch=self.settings.batch_max_records)
 
     @cached_property

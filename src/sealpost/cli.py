@@ -206,6 +206,11 @@ def keys_init(
             force=force,
         )
     out.print(f"keys written to {target} (private keys mode 0600); root CA: {files.root_ca_cert}")
+    from sealpost.ledger.note import NoteSigner
+    from sealpost.pki.keys import load_note_key
+
+    signer = NoteSigner(_settings().ledger_origin, load_note_key(files.log_note_key))
+    print(f"log verifier key: {signer.verifier.vkey()}")
 
 
 @db_app.command("upgrade")
@@ -357,6 +362,87 @@ def ledger_seal() -> None:
     out.print(
         f"sealed {len(heads)} batch(es)" + (f"; tree size {heads[-1].tree_size}" if heads else "")
     )
+
+
+def _stderr(message: str) -> None:
+    """One line on stderr, unwrapped (a monitor's lines are read by scripts and alerting)."""
+    sys.stderr.write(_CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", message) + "\n")
+    sys.stderr.flush()
+
+
+def _fail_unwrapped(message: str, code: int) -> typer.Exit:
+    _stderr(f"error: {message}")
+    return typer.Exit(code)
+
+
+@ledger_app.command("verifier-key")
+def ledger_verifier_key() -> None:
+    """Print the log's signed-note verifier key (``<origin>+<key id>+<key>``) for witnesses
+    and monitors (c2sp.org/signed-note); also served at ``/log/verifier-key``."""
+    from sealpost.app import build
+
+    with _reported():
+        print(build(_settings()).note_signer.verifier.vkey())
+
+
+@ledger_app.command("monitor")
+def ledger_monitor(
+    url: Annotated[str, typer.Argument(help="The log's public prefix, e.g. https://host/log.")],
+    key: Annotated[
+        str, typer.Option("--key", help="The log's verifier key, <origin>+<key id>+<key>.")
+    ],
+    state: Annotated[
+        Path, typer.Option(help="Where the last verified checkpoint is kept between runs.")
+    ] = Path("sealpost-monitor.json"),
+    once: Annotated[bool, typer.Option("--once", help="Check once and exit.")] = False,
+    interval: Annotated[
+        float, typer.Option(min=0.1, help="Seconds between checks when polling.")
+    ] = 30.0,
+) -> None:
+    """Follow a Sealpost log over HTTP(S): verify each checkpoint's signature, recompute its
+    root and the previous checkpoint's root from the public tiles; exit 1 on a fork, a bad
+    signature, a shrinking tree or tiles that do not match (2: could not check, --once)."""
+    import time
+
+    from sealpost.ledger.monitor import (
+        LogMisbehaved,
+        LogUnreachable,
+        Monitor,
+        MonitorError,
+        MonitorState,
+    )
+    from sealpost.ledger.note import NoteError, NoteVerifier
+
+    try:
+        verifier = NoteVerifier.parse(key)
+        monitor = Monitor(url, verifier, MonitorState(state))
+    except (NoteError, ValueError, MonitorError) as exc:
+        raise _fail_unwrapped(f"cannot monitor: {exc}", 2) from None
+    try:
+        while True:
+            try:
+                previous, new = monitor.round()
+            except LogUnreachable as exc:
+                if once:
+                    raise _fail_unwrapped(
+                        f"could not check the log: {exc}", exc.exit_code
+                    ) from None
+                _stderr(f"could not check the log (retrying): {exc}")
+            except LogMisbehaved as exc:
+                for note in exc.notes:  # verified notes: no control characters but newlines
+                    sys.stderr.write(note + "\n")
+                raise _fail_unwrapped(f"LOG MISBEHAVED: {exc}", exc.exit_code) from None
+            else:
+                size = new.checkpoint.tree_size
+                since = (
+                    "" if previous is None else f" (extends size {previous.checkpoint.tree_size})"
+                )
+                print(f"ok: {verifier.name} at size {size}{since}", flush=True)
+            if once:
+                return
+            time.sleep(interval)
+    finally:
+        monitor.close()
 
 
 @archive_app.command("purge")

@@ -166,6 +166,9 @@ def test_openapi_lists_the_endpoints(client: TestClient) -> None:
         "/v1/ledger/proofs/inclusion/{record_id}",
         "/v1/ledger/proofs/consistency",
         "/v1/evidence/{record_id}",
+        "/log/checkpoint",
+        "/log/verifier-key",
+        "/log/tile/{tile}",
     ):
         assert path in paths
 

@@ -21,7 +21,8 @@ from tests.support.mail import RECIPIENT_DOMAIN, MailEnv
 from tests.support.webhook_receiver import WebhookReceiver
 
 # the ledger's tree heads are one public log shared by every tenant: not an object of one
-SHARED = {"/v1/ledger/heads/{tree_size}"}
+# the log's heads and its public hash tiles hold no tenant data (docs/evidence-format.md)
+SHARED = {"/v1/ledger/heads/{tree_size}", "/log/tile/{tile}"}
 # a region's calendar is no object: each tenant reads and writes its own days on any code
 # (checked below: the intruder sees none of the owner's days and changes none of them)
 PER_TENANT = {"/v1/calendars/{code}", "/v1/calendars/{code}/days"}

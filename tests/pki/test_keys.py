@@ -56,7 +56,7 @@ def _ext(cert: x509.Certificate, kind: type[E]) -> x509.Extension[E]:
 def test_init_keys_creates_every_file_with_private_modes(files: KeyFiles) -> None:
     names = sorted(p.name for p in files.directory.iterdir())
     assert names == sorted(p.name for p in files.all_files())
-    assert len(names) == 8
+    assert len(names) == 9  # four keys and certificates, and the log's Ed25519 note key
     assert stat.S_IMODE(files.directory.stat().st_mode) == 0o700
     for key in files.directory.glob("*.key"):
         assert stat.S_IMODE(key.stat().st_mode) == 0o600, key

@@ -45,6 +45,7 @@ from sealpost.deadlines import endpoints as deadlines
 from sealpost.events import endpoints as events
 from sealpost.events.webhooks import endpoints as webhooks
 from sealpost.evidence import endpoints as evidence
+from sealpost.evidence import log_endpoints as public_log
 from sealpost.logging import get_logger
 from sealpost.pickup import endpoints as pickup
 from sealpost.sequences import endpoints as sequences
@@ -57,6 +58,7 @@ log = get_logger(__name__)
 
 ROUTERS = (
     evidence.router,
+    public_log.router,
     communications.router,
     communication_replies.router,
     events.router,
@@ -146,6 +148,7 @@ def create_app(sp: Sealpost, *, start_background: bool = True) -> FastAPI:
     app.state.sealpost = sp  # the health and TSA routes below, only
     app.state.tenants = sp.tenants
     app.state.ledger = sp.ledger
+    app.state.log_note_verifier = sp.note_signer.verifier
     app.state.communications = sp.communications_parts
     app.state.events = sp.events_parts
     app.state.signatures = sp.signatures_parts

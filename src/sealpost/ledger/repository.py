@@ -265,6 +265,7 @@ class SqlLogStorage:
                     signature=head.signature,
                     timestamp_token=head.timestamp_token,
                     seal_chain=json.dumps(chain_ids),
+                    note_signature=head.note_signature,
                 )
             )
             values = {
@@ -353,6 +354,7 @@ class SqlLogStorage:
             signature_algorithm=row.signature_algorithm,
             timestamp_token=bytes(row.timestamp_token),
             seal_chain_pem=tuple(pems[i] for i in ids),
+            note_signature=None if row.note_signature is None else bytes(row.note_signature),
         )
 
     def head(self, tree_size: int | None = None) -> SignedTreeHead | None:

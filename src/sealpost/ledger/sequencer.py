@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 
 from sealpost.ledger import merkle
 from sealpost.ledger.errors import SequencerError
+from sealpost.ledger.note import NoteSigner
 from sealpost.ledger.storage import LogStorage
 from sealpost.ledger.timestamps import TimeStamper
 from sealpost.ledger.tree_head import Checkpoint, SignedTreeHead
@@ -42,10 +43,14 @@ class HeadSealer:
     origin: str
     seal: SigningIdentity
     timestamper: TimeStamper
+    note_signer: NoteSigner | None = None
+    """The log's Ed25519 key: each head is also signed as a C2SP signed note, here, where the
+    seal signs it, so only the sequencer ever holds a key that can sign a checkpoint."""
 
     def seal_head(self, tree_size: int, root_hash: bytes, moment: datetime) -> SignedTreeHead:
         checkpoint = Checkpoint(self.origin, tree_size, root_hash, moment)
         signature = self.seal.sign(checkpoint.to_bytes())
+        note = None if self.note_signer is None else self.note_signer.sign(checkpoint.to_text())
         token = self.timestamper.stamp(signature)
         return SignedTreeHead(
             checkpoint=checkpoint,
@@ -53,6 +58,7 @@ class HeadSealer:
             signature_algorithm=self.seal.signature_algorithm,
             timestamp_token=token,
             seal_chain_pem=tuple(self.seal.chain_pem()),
+            note_signature=note,
         )
 
 

@@ -77,6 +77,7 @@ tree_heads = Table(
     Column("signature", LargeBinary, nullable=False),
     Column("timestamp_token", LargeBinary, nullable=False),
     Column("seal_chain", Text, nullable=False),
+    Column("note_signature", LargeBinary),
 )
 
 

@@ -12,6 +12,9 @@ The seal signature is a detached signature (ECDSA or RSA with SHA-256) over exac
 bytes, by the service's seal certificate.  The timestamp token is an RFC 3161 token whose
 message imprint is SHA-256 of the *signature value*, the CAdES "signature timestamp"
 convention: it proves the signature, and so the root, existed at the token's time.
+
+The same checkpoint text is also signed as a C2SP signed note with the log's Ed25519 key
+(``note.py``): ``note_signature`` is key ID || signature, made by the sequencer with the head.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sealpost.ledger.errors import BundleFormatError, RecordError
+from sealpost.ledger.note import signature_line
 from sealpost.ledger.records import format_time, parse_time
 
 
@@ -86,6 +90,19 @@ class SignedTreeHead:
     timestamp_token: bytes
     seal_chain_pem: tuple[str, ...]
     """Seal certificate first, root last."""
+    note_signature: bytes | None = None
+    """Ed25519 signed-note signature (4-byte key ID || 64-byte signature) over the checkpoint
+    text; None for heads sealed before the log had a note key."""
+
+    def signed_note(self) -> str | None:
+        """The checkpoint as a C2SP signed note (key name = origin), or None if unsigned."""
+        if self.note_signature is None:
+            return None
+        return (
+            self.checkpoint.to_text()
+            + "\n"
+            + signature_line(self.checkpoint.origin, self.note_signature)
+        )
 
     @property
     def tree_size(self) -> int:

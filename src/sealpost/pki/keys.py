@@ -18,7 +18,7 @@ from typing import Literal
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
@@ -76,6 +76,8 @@ class KeyFiles:
     tsa_key: Path
     smtp_tls_cert: Path
     smtp_tls_key: Path
+    log_note_key: Path
+    """Ed25519 key signing checkpoints as C2SP signed notes (``ledger/note.py``)."""
 
     @classmethod
     def in_directory(cls, directory: Path) -> KeyFiles:
@@ -91,6 +93,7 @@ class KeyFiles:
             tsa_key=d / "tsa.key",
             smtp_tls_cert=d / "smtp-tls.pem",
             smtp_tls_key=d / "smtp-tls.key",
+            log_note_key=d / "log-note.key",
         )
 
     def all_files(self) -> tuple[Path, ...]:
@@ -103,6 +106,7 @@ class KeyFiles:
             self.tsa_key,
             self.smtp_tls_cert,
             self.smtp_tls_key,
+            self.log_note_key,
         )
 
 
@@ -269,11 +273,43 @@ def init_keys(
         (files.smtp_tls_key, tls_key),
     ):
         _write_new(path, _pem_key(key), 0o600)
+    init_note_key(files.log_note_key)
     _write_new(files.root_ca_cert, _pem_certs(root), 0o644)
     _write_new(files.seal_cert, _pem_certs(seal), 0o644)
     _write_new(files.tsa_cert, _pem_certs(tsa), 0o644)
     _write_new(files.smtp_tls_cert, _pem_certs(tls, root), 0o644)
     return files
+
+
+def init_note_key(path: Path) -> None:
+    """Write a new Ed25519 key for the log's signed notes at ``path`` (0600, never over an
+    existing file: the key is the log's public identity to witnesses and monitors)."""
+    key = ed25519.Ed25519PrivateKey.generate()
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    # whole or absent: written aside, then linked in (FileExistsError if another process won)
+    aside = path.with_name(f".{path.name}.{os.getpid()}")
+    _write_new(aside, pem, 0o600)
+    try:
+        os.link(aside, path)
+    finally:
+        aside.unlink()
+
+
+def load_note_key(path: Path) -> ed25519.Ed25519PrivateKey:
+    """The Ed25519 key written by :func:`init_note_key` (PEM PKCS#8)."""
+    try:
+        key = serialization.load_pem_private_key(_read(path), password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        raise KeyMaterialError("not an unencrypted PEM private key", path=path) from None
+    if not isinstance(key, ed25519.Ed25519PrivateKey):
+        raise KeyMaterialError(
+            f"the log's note key must be Ed25519, not {type(key).__name__}", path=path
+        )
+    return key
 
 
 def _read(path: Path) -> bytes:
