@@ -31,6 +31,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
+from sealpost import metrics
 from sealpost.certificates.secrets import carries_access_secret
 from sealpost.communications.contents import ContentStore
 from sealpost.communications.email.addresses import AddressError, domain_of
@@ -496,6 +497,7 @@ class SubmissionService:
                 raw=request.raw,
                 details=request.details,
             )
+            metrics.REJECTED.labels(request.via).inc()
             raise
         self._ensure_writer()
         self._queue.put(prepared)
@@ -562,6 +564,8 @@ class SubmissionService:
             if isinstance(result, Exception):
                 item.future.set_exception(result)
             else:
+                if not result.replayed:
+                    _accepted(item.request, result)
                 item.future.set_result(result)
         if self.on_commit is not None:
             self.on_commit()
@@ -638,6 +642,20 @@ class SubmissionService:
         )
         CommunicationRepository(self.engine).append_records([record])
         return record
+
+
+def _accepted(request: SubmissionRequest, accepted: Accepted) -> None:
+    """Count and log each communication of a committed submission (after its commit: the
+    250 or 201 follows), one line per communication with its id."""
+    metrics.ACCEPTED.labels(request.via).inc(len(accepted.communication_ids))
+    for communication_id in accepted.communication_ids:
+        log.info(
+            "submission.accepted",
+            communication_id=communication_id,
+            tenant_id=request.tenant_id,
+            channel=request.via,
+            message_id=accepted.message_id,
+        )
 
 
 def _from_allowed(raw: bytes, facts: MessageFacts, domains: frozenset[str]) -> bool:
