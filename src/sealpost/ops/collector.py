@@ -24,7 +24,7 @@ from sealpost.logging import get_logger
 log = get_logger(__name__)
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
-"""The Prometheus text exposition format, version 0.0.4."""
+"""The Prometheus text exposition format (prometheus_client's latest)."""
 
 
 def _age(moment: datetime | None, now: datetime) -> float:

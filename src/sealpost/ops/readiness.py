@@ -6,8 +6,8 @@ before sending traffic, while it answers 503.  Each check is named in the answer
 type only (it answers anyone; the whole error is in the log):
 
 * ``database``: a ``SELECT 1`` answers;
-* ``blob_store``: the content store answers (and, on the filesystem, its directory is there
-  and writable);
+* ``blob_store``: the content store answers (and, on the filesystem, its directory is there,
+  or can be made, and is writable);
 * ``broker``: RabbitMQ answers the AMQP 0-9-1 protocol header with ``Connection.Start``
   (AMQP 0-9-1 §4.2.2), when this process publishes (``SEALPOST_AMQP_URL`` and the events
   dispatcher), and its publisher is not failing;
@@ -105,8 +105,13 @@ class Readiness:
     def _blob_store(self) -> None:
         blobs = self.sp.blobs
         root = getattr(blobs, "root", None)
-        if root is not None and not (root.is_dir() and os.access(root, os.W_OK | os.X_OK)):
-            raise NotReady("its directory is missing or not writable")
+        if root is not None:  # the filesystem store: made on first write, as the store does
+            try:
+                root.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise NotReady(f"its directory cannot be made ({type(exc).__name__})") from None
+            if not os.access(root, os.W_OK | os.X_OK):
+                raise NotReady("its directory is not writable")
         blobs.exists(_NO_BLOB)  # a round trip to the store (a HEAD on object storage)
 
     def _broker(self) -> None:
