@@ -13,7 +13,7 @@ type only (it answers anyone; the whole error is in the log):
   dispatcher), and its publisher is not failing;
 * ``loops``: the process started its background loops and none is failing
   (:meth:`sealpost.loops.LoopHealth.failing`);
-* ``smtp``: the SMTP listeners are bound, when this process runs them.
+* ``smtp``: the SMTP listeners accept connections, when this process runs them.
 
 Checks run in parallel, each bounded by ``timeout`` seconds (an unreachable host must not
 hang the probe).
@@ -77,7 +77,7 @@ class Readiness:
         s = self.sp.settings
         if s.amqp_url and s.events_dispatcher_enabled:
             checks["broker"] = self._broker
-        if s.smtp_enabled:
+        if self.sp.smtp_serving() is not None:  # this process started SMTP listeners
             checks["smtp"] = self._smtp
         results: dict[str, str] = {}
         pool = ThreadPoolExecutor(len(checks), thread_name_prefix="sealpost-readyz")
@@ -141,5 +141,5 @@ class Readiness:
             raise NotReady("failing: " + ", ".join(failing))
 
     def _smtp(self) -> None:
-        if not self.sp.smtp_ports:
-            raise NotReady("the SMTP listeners are not bound")
+        if not self.sp.smtp_serving():
+            raise NotReady("the SMTP listeners do not accept connections")
