@@ -155,20 +155,20 @@ def test_each_role_counts_what_it_does_and_logs_each_communication_by_id(
             assert answer.status_code == 201, answer.text
             sent.append(answer.json()["communications"][0]["id"])
 
-            smtp_now = scrape(f"{urls['smtp']}/metrics")
             accepted = "sealpost_communications_accepted_total"
-            assert (
-                value(smtp_now, accepted, channel="smtp")
-                - value(before["smtp"], accepted, channel="smtp")
-                == MESSAGES
-            )
-            api_now = scrape(f"{urls['api']}/metrics", **bearer)
-            assert (
-                value(api_now, accepted, channel="api")
-                - value(before["api"], accepted, channel="api")
-                == 1
-            )
-            assert value(api_now, accepted, channel="smtp") == 0  # process-local counters
+
+            def moved(role: str, channel: str, **headers: str) -> float:
+                now = scrape(f"{urls[role]}/metrics", **headers)
+                return value(now, accepted, channel=channel) - value(
+                    before[role], accepted, channel=channel
+                )
+
+            # counted by the writer just after the replies it resolves: within moments
+            wait_for(lambda: moved("smtp", "smtp") >= MESSAGES, "smtp acceptances", 10)
+            wait_for(lambda: moved("api", "api", **bearer) >= 1, "api acceptance", 10)
+            assert moved("smtp", "smtp") == MESSAGES and moved("api", "api", **bearer) == 1
+            assert moved("api", "smtp", **bearer) == 0  # process-local counters
+            assert moved("smtp", "api") == 0
 
             def drained() -> bool:
                 now = scrape(f"{urls['worker']}/metrics")

@@ -564,11 +564,12 @@ class SubmissionService:
             if isinstance(result, Exception):
                 item.future.set_exception(result)
             else:
-                if not result.replayed:
-                    _accepted(item.request, result)
                 item.future.set_result(result)
         if self.on_commit is not None:
             self.on_commit()
+        for item, result in zip(batch, results, strict=True):  # after the replies: not before
+            if isinstance(result, Accepted) and not result.replayed:
+                _accepted(item.request, result)
 
     def _commit(self, batch: list[_Prepared]) -> list[Accepted | Exception]:
         guarded = any(item.request.guard_in is not None for item in batch)
