@@ -382,7 +382,6 @@ class CertificateService:
             except Exception as exc:  # the TSA may be down: try again next round
                 log.warning(
                     "certificate.failed",
-                    communication=communication.id,
                     communication_id=communication.id,
                     tenant_id=communication.tenant_id,
                     error=repr(exc),
