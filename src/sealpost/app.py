@@ -998,6 +998,11 @@ class Sealpost:
         self.smtp_ports = ports
         return ports
 
+    def smtp_serving(self) -> bool | None:
+        """Whether this process's SMTP listeners accept connections; None when it runs none
+        (``/readyz``)."""
+        return None if self._smtp is None else self._smtp.serving()
+
     # -- the parts each domain's endpoints use (its FastAPI dependency reads them) -----------
 
     @cached_property

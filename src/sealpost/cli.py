@@ -97,6 +97,7 @@ def serve(
 
     from sealpost.api.app import create_app
     from sealpost.app import build
+    from sealpost.ops import start_ops_listener
 
     if role not in ROLES:
         raise _fail(f"--role is one of {', '.join(ROLES)}", 2)
@@ -147,6 +148,7 @@ def serve(
             f"Sealpost {settings.ledger_origin}: API on http://{bind_host}:{bind_port} "
             f"(OpenAPI at /openapi.json, TSA at /tsa), database {sp.engine.url.render_as_string()}"
         )
+        start_ops_listener(sp, role)  # SEALPOST_OPS_PORT: probes and metrics apart
         try:
             uvicorn.run(create_app(sp), host=bind_host, port=bind_port, log_level="warning")
         finally:
@@ -157,6 +159,7 @@ def serve(
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     sp.start_background()
+    start_ops_listener(sp, role, acceptor=acceptor)  # SEALPOST_OPS_PORT: /metrics, /readyz
     if not acceptor:
         out.print(f"Sealpost role {role} running; database {sp.engine.url.render_as_string()}")
     parent = os.getppid()

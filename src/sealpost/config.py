@@ -57,7 +57,33 @@ class Settings(BaseSettings):
     api_port: int = 8080
 
     log_level: str = "INFO"
-    log_format: Literal["console", "json"] = "console"
+    log_format: Literal["console", "json"] = Field(
+        "console",
+        description="console: key=value lines for a terminal; json: one JSON object per line "
+        "(stderr), each line about a communication carrying its communication_id.",
+    )
+    ops_host: str = Field(
+        "127.0.0.1",
+        description="Address of the operations listener (/metrics, /healthz, /readyz).",
+    )
+    ops_port: int | None = Field(
+        None,
+        ge=0,
+        le=65535,
+        description="Port of the operations listener of every serve role (/metrics, /healthz, "
+        "/readyz; SMTP acceptor processes take the next free ports above it); unset or 0: "
+        "off.  See docs/monitoring.md.",
+    )
+    metrics_token: SecretStr | None = Field(
+        None,
+        description="Bearer token for /metrics on the API port; unset: /metrics is not served "
+        "on the API port (scrape the operations listener instead).",
+    )
+    metrics_backlog_cap: int = Field(
+        100_000,
+        ge=1,
+        description="Backlog gauges count at most this many rows per scrape (bounded queries).",
+    )
 
     ledger_origin: str = Field(
         "localhost/sealpost",

@@ -45,10 +45,19 @@ def _sealpost_command() -> list[str]:
 class SealpostProcess:
     """``sealpost`` commands and one ``serve`` subprocess, with one environment."""
 
-    def __init__(self, workdir: Path, env: dict[str, str], submission_port: int) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        env: dict[str, str],
+        submission_port: int,
+        *,
+        separate_stderr: bool = False,
+    ) -> None:
         self.workdir = workdir
         self.env = env
         self.submission_port = submission_port
+        self.separate_stderr = separate_stderr
+        """Write ``serve``'s stderr (its log lines) to ``serve-N.err``, apart from stdout."""
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
@@ -70,14 +79,16 @@ class SealpostProcess:
         Returns its pid."""
         self.starts += 1
         log = (self.workdir / f"serve-{self.starts}.log").open("wb")
+        errors = (self.workdir / f"serve-{self.starts}.err").open("wb")
         self.process = subprocess.Popen(
             [*_sealpost_command(), "serve", "--role", role],
             cwd=self.workdir,
             env=self.env,
             stdout=log,
-            stderr=subprocess.STDOUT,
+            stderr=errors if self.separate_stderr else subprocess.STDOUT,
         )
         log.close()
+        errors.close()
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -132,6 +143,14 @@ class SealpostProcess:
     def _log(self, start: int) -> str:
         return (self.workdir / f"serve-{start}.log").read_text(errors="replace")
 
+    def stderr_lines(self) -> list[str]:
+        """Every line ``serve`` wrote on stderr (``separate_stderr``), all its starts."""
+        return [
+            line
+            for path in sorted(self.workdir.glob("serve-*.err"))
+            for line in path.read_text(errors="replace").splitlines()
+        ]
+
     def log_tail(self) -> str:
-        logs = sorted(self.workdir.glob("serve-*.log"))
+        logs = sorted(self.workdir.glob("serve-*.log")) + sorted(self.workdir.glob("serve-*.err"))
         return "\n".join(p.read_text(errors="replace")[-3000:] for p in logs)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -31,6 +32,7 @@ from sealpost import pickup as pickup_static
 from sealpost.api import errors, limits
 from sealpost.api.errors import problem
 from sealpost.api.schemas import EventsHealth, Health, LedgerHealth, LoopHealthOut
+from sealpost.api.schemas import Readiness as ReadinessOut
 from sealpost.app import Sealpost
 from sealpost.archive import endpoints as archive
 from sealpost.archive import hold_endpoints as archive_holds
@@ -47,6 +49,7 @@ from sealpost.events.webhooks import endpoints as webhooks
 from sealpost.evidence import endpoints as evidence
 from sealpost.evidence import log_endpoints as public_log
 from sealpost.logging import get_logger
+from sealpost.ops import CONTENT_TYPE, Readiness, exposition
 from sealpost.pickup import endpoints as pickup
 from sealpost.sequences import endpoints as sequences
 from sealpost.signatures import endpoints as signatures
@@ -55,6 +58,8 @@ from sealpost.sms import callbacks as sms_callbacks
 from sealpost.sms import endpoints as sms
 
 log = get_logger(__name__)
+
+BEARER_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="metrics"'}
 
 ROUTERS = (
     evidence.router,
@@ -127,10 +132,13 @@ def _storage_directories(sp: Sealpost) -> dict[str, Path]:
 
 
 def create_app(sp: Sealpost, *, start_background: bool = True) -> FastAPI:
+    readiness = Readiness(sp)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if start_background:
             sp.start_background()
+        readiness.started.set()
         try:
             yield
         finally:
@@ -250,6 +258,36 @@ def create_app(sp: Sealpost, *, start_background: bool = True) -> FastAPI:
             loops=loops,
             problems=problems,
         )
+
+    @app.get(
+        "/readyz",
+        response_model=ReadinessOut,
+        tags=["operations"],
+        responses={503: {"model": ReadinessOut, "description": "Not ready: the checks say why."}},
+    )
+    def readyz(response: Response) -> ReadinessOut:
+        """Readiness: whether this replica can take work now (database and blob store
+        reachable, its background loops started and not failing, RabbitMQ reachable where
+        this process publishes); 503 names what is not.  ``/healthz`` is the status page;
+        this is the yes/no a load balancer or orchestrator asks.  Errors show by type only."""
+        report = readiness.check()
+        if not report.ready:
+            response.status_code = 503
+        return ReadinessOut.model_validate(report.body())
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics(request: Request) -> Response:
+        """Prometheus metrics (docs/monitoring.md), only with ``SEALPOST_METRICS_TOKEN`` as a
+        bearer token: the API port is often public, and metrics tell traffic volumes and cost
+        database reads.  Unset, it is not served here (scrape ``SEALPOST_OPS_PORT``)."""
+        token = sp.settings.metrics_token
+        if token is None:
+            return problem(404, "metrics are not served on this port (docs/monitoring.md)")
+        given = request.headers.get("authorization", "")
+        expected = f"Bearer {token.get_secret_value()}"
+        if not hmac.compare_digest(given.encode(), expected.encode()):
+            return problem(401, "a valid metrics token is required", headers=BEARER_CHALLENGE)
+        return Response(exposition(sp, "api"), media_type=CONTENT_TYPE)
 
     @app.post(
         "/tsa",

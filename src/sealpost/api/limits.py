@@ -7,7 +7,8 @@ body:
 1. **rate per client IP** (IPv6: per /64): the signing page's own bucket for ``/sign/...``,
    the pickup page's own for ``/pickup/...`` (a recipient's page must not starve behind the
    API's traffic from the same address, nor a link-guessing client eat the API's), the API's
-   for the rest (``/healthz`` and static files apart) → 429 with ``Retry-After``;
+   for the rest (``/healthz``, ``/readyz``, ``/metrics`` and static files apart) → 429
+   with ``Retry-After``;
 2. **size**: a ``Content-Length`` over the route's limit (:class:`BodyLimits`) → 413;
 3. **key first**: a ``/v1`` request with a body has its API key checked (and its tenant's
    rate taken) before the body is read → 401 (or 429) at once.  The dependency of the
@@ -42,7 +43,7 @@ log = get_logger(__name__)
 SIGNING_PAGE = "/sign/"
 PICKUP_PAGE = "/pickup/"
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
-UNLIMITED = ("/healthz", "/static/", "/docs/assets/", "/sms/callbacks/")
+UNLIMITED = ("/healthz", "/readyz", "/metrics", "/static/", "/docs/assets/", "/sms/callbacks/")
 """Paths no per-IP rate applies to: health probes, static files, and the SMS operator's signed
 delivery reports (a gateway posts thousands from a few addresses; a refused one is only late)."""
 

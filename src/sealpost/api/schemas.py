@@ -45,6 +45,15 @@ class Health(BaseModel):
     )
 
 
+class Readiness(BaseModel):
+    status: str = Field(description="ready (200) or not ready (503).")
+    checks: dict[str, str] = Field(
+        description="Each check of this process (database, blob_store, loops; broker and smtp "
+        "where this process uses them): ok, or why not (errors by type only)."
+    )
+    not_ready: list[str] = Field(description="The checks that are not ok.")
+
+
 class TreeHead(BaseModel):
     tree_size: int
     root_hash: str = Field(description="Base64 RFC 9162 root hash.")

@@ -17,8 +17,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import structlog
 from cryptography import x509
 
+from sealpost import metrics
 from sealpost.certificates.errors import SealError
 from sealpost.certificates.manifest import utc_text
 from sealpost.certificates.model import CertificateData, CertificateEvent
@@ -246,7 +248,17 @@ class CertificateService:
         self.hostname = hostname
 
     def issue(self, communication: Communication) -> IssuedCertificate | None:
-        """Issue the next version; None while some record still waits for its seal."""
+        """Issue the next version; None while some record still waits for its seal.  Every
+        line logged meanwhile names the communication and its tenant (structlog context)."""
+        with structlog.contextvars.bound_contextvars(
+            communication_id=communication.id, tenant_id=communication.tenant_id
+        ):
+            issued = self._issue(communication)
+        if issued is not None:
+            metrics.CERTIFICATES_ISSUED.inc()
+        return issued
+
+    def _issue(self, communication: Communication) -> IssuedCertificate | None:
         fresh = self.repository.get(communication.id)  # the caller's copy may be stale
         if fresh is None:
             return None
@@ -374,7 +386,12 @@ class CertificateService:
             try:
                 issued += self.issue(communication) is not None
             except Exception as exc:  # the TSA may be down: try again next round
-                log.warning("certificate.failed", communication=communication.id, error=repr(exc))
+                log.warning(
+                    "certificate.failed",
+                    communication_id=communication.id,
+                    tenant_id=communication.tenant_id,
+                    error=repr(exc),
+                )
         return issued
 
     def latest(self, communication: Communication, version: int | None = None) -> bytes:

@@ -460,6 +460,31 @@ class CommunicationRepository:
         with self.engine.connect() as conn:
             return [_communication(r) for r in conn.execute(query)]
 
+    def queue_depth(self, cap: int) -> int:
+        """Communications queued for delivery (due now or waiting to retry), counted up to
+        ``cap`` (``/metrics`` at every scrape: ``ix_communications_due``, bounded)."""
+        c = communications.c
+        queued = select(c.id).where(c.status == QUEUED).limit(cap).subquery()
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(queued)).scalar_one())
+
+    def certificate_backlog(self, cap: int) -> tuple[int, datetime | None]:
+        """How many communications in a final state wait for their (automatic) certificate,
+        up to ``cap``, and since when the oldest waits (its last change); the partial
+        index ``ix_communications_certificate_due`` keeps it cheap at every scrape."""
+        c = communications.c
+        waiting = (
+            select(c.updated_at)
+            .where(c.certificate_due == 1, c.status.in_(list(FINAL_STATUSES)))
+            .where(c.certificate_auto == 1)
+        )
+        with self.engine.connect() as conn:
+            count = conn.execute(
+                select(func.count()).select_from(waiting.limit(cap).subquery())
+            ).scalar_one()
+            oldest = conn.execute(waiting.order_by(c.updated_at).limit(1)).scalar_one_or_none()
+        return int(count), None if oldest is None else as_utc(oldest)
+
     def event_count(self, tenant_id: str, communication_id: str) -> int:
         r = evidence_records.c
         query = select(func.count()).where(

@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
 
 from sealpost.db.metadata import metadata
@@ -61,6 +62,12 @@ communications = Table(
     Index("ix_communications_tenant_submitted", "tenant_id", "submitted_at", "id"),
     Index("ix_communications_due", "status", "next_attempt_at"),
     Index("ix_communications_message_id", "message_id"),
+    Index(  # migration 0027: the certificate backlog (/metrics) and the loop's candidates
+        "ix_communications_certificate_due",
+        "updated_at",
+        sqlite_where=text("certificate_due = 1"),
+        postgresql_where=text("certificate_due = 1"),
+    ),
     Index(
         "ix_communications_idempotency", "tenant_id", "idempotency_key", "recipient", unique=True
     ),

@@ -490,6 +490,15 @@ class OutboxRepository:
             "amqp_cursor": self.cursor(AMQP_CURSOR),
         }
 
+    def oldest_unpositioned_time(self) -> datetime | None:
+        """When the oldest event still waiting for its position happened (the events lag:
+        ``ix_outbox_events_unpositioned``, one row read)."""
+        o = outbox_events.c
+        query = select(o.time).where(o.position.is_(None)).order_by(o.seq).limit(1)
+        with self.engine.connect() as conn:
+            found = conn.execute(query).scalar_one_or_none()
+        return None if found is None else as_utc(found)
+
 
 def _opens(event_type: str) -> bool:
     kind = REGISTRY.kind(event_type)

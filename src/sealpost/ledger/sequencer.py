@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from sealpost import metrics
 from sealpost.ledger import merkle
 from sealpost.ledger.errors import SequencerError
 from sealpost.ledger.note import NoteSigner
@@ -86,6 +87,7 @@ class Sequencer:
         pending = self.storage.pending(self.max_batch)
         if not pending:
             return None
+        started = time.perf_counter()
         moment = self.clock()
         if state.head_time is not None and moment <= state.head_time:
             raise SequencerError(
@@ -104,6 +106,8 @@ class Sequencer:
             frontier=frontier,
             head=head,
         )
+        metrics.SEAL_BATCH_SECONDS.observe(time.perf_counter() - started)
+        metrics.SEAL_BATCH_RECORDS.observe(len(pending))
         log.debug("ledger.sealed", tree_size=new_size, batch=len(pending))
         return head
 

@@ -26,6 +26,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from sealpost import metrics
 from sealpost.certificates.secrets import ACCESS_SECRET
 from sealpost.errors import Conflict
 from sealpost.ledger.records import (
@@ -37,6 +38,7 @@ from sealpost.ledger.records import (
     Subject,
     new_record,
 )
+from sealpost.logging import get_logger
 from sealpost.phones import checked_number as checked_number
 from sealpost.sms.batching import GroupCommit
 from sealpost.sms.model import (
@@ -68,6 +70,8 @@ from sealpost.sms.repository import (
     StoredReport,
     row_sms,
 )
+
+log = get_logger(__name__)
 
 Clock = Callable[[], datetime]
 Guard = Callable[[Connection, str], None]
@@ -290,6 +294,8 @@ class SmsService:
                     "this Idempotency-Key was used for a different SMS; use a new key per SMS"
                 )
             return Accepted(earlier, True)
+        metrics.ACCEPTED.labels("sms").inc()
+        log.info("submission.accepted", communication_id=sms_id, tenant_id=tenant_id, channel="sms")
         if self.on_accept is not None:
             self.on_accept()
         return Accepted(row_sms(row), False)

@@ -37,8 +37,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import aiosmtplib
+import structlog
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
+from sealpost import metrics
 from sealpost.communications.contents import ContentStore
 from sealpost.communications.email.addresses import AddressError, domain_of
 from sealpost.communications.email.copies import DeliveryCopy, delivery_copy
@@ -312,6 +314,12 @@ class DeliveryWorker:
 
     async def deliver(self, c: Communication) -> str:
         """One attempt; returns the new status.  Never raises: failures become evidence.
+        Every line it logs names the communication and its tenant (structlog context)."""
+        with structlog.contextvars.bound_contextvars(communication_id=c.id, tenant_id=c.tenant_id):
+            return await self._attempt(c)
+
+    async def _attempt(self, c: Communication) -> str:
+        """:meth:`deliver`'s attempt.
 
         A database outage is no attempt and loses no outcome: reading the message waits it
         out (no evidence may say the recipient was tried), and so does writing what the
@@ -533,6 +541,7 @@ class DeliveryWorker:
         if not kept:
             log.warning("delivery.lease_lost", communication=c.id)
             return QUEUED
+        metrics.DELIVERY_ATTEMPTS.labels(outcome).inc()
         log.info(
             "delivery.attempt",
             communication=c.id,

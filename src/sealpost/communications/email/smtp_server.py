@@ -504,6 +504,14 @@ class SmtpListeners:
         self._servers.append(server)
         return int(server.sockets[0].getsockname()[1])
 
+    def serving(self) -> bool:
+        """Whether every listener still accepts connections (its event loop runs): ``/readyz``."""
+        return (
+            self._thread.is_alive()
+            and bool(self._servers)
+            and all(s.is_serving() for s in self._servers)
+        )
+
     def close(self) -> None:
         async def stop() -> None:
             for server in self._servers:

@@ -31,6 +31,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
+from sealpost import metrics
 from sealpost.certificates.secrets import carries_access_secret
 from sealpost.communications.contents import ContentStore
 from sealpost.communications.email.addresses import AddressError, domain_of
@@ -496,6 +497,7 @@ class SubmissionService:
                 raw=request.raw,
                 details=request.details,
             )
+            metrics.REJECTED.labels(request.via).inc()
             raise
         self._ensure_writer()
         self._queue.put(prepared)
@@ -565,6 +567,9 @@ class SubmissionService:
                 item.future.set_result(result)
         if self.on_commit is not None:
             self.on_commit()
+        for item, result in zip(batch, results, strict=True):  # after the replies: not before
+            if isinstance(result, Accepted) and not result.replayed:
+                _accepted(item.request, result)
 
     def _commit(self, batch: list[_Prepared]) -> list[Accepted | Exception]:
         guarded = any(item.request.guard_in is not None for item in batch)
@@ -638,6 +643,20 @@ class SubmissionService:
         )
         CommunicationRepository(self.engine).append_records([record])
         return record
+
+
+def _accepted(request: SubmissionRequest, accepted: Accepted) -> None:
+    """Count and log each communication of a committed submission (after its commit: the
+    250 or 201 follows), one line per communication with its id."""
+    metrics.ACCEPTED.labels(request.via).inc(len(accepted.communication_ids))
+    for communication_id in accepted.communication_ids:
+        log.info(
+            "submission.accepted",
+            communication_id=communication_id,
+            tenant_id=request.tenant_id,
+            channel=request.via,
+            message_id=accepted.message_id,
+        )
 
 
 def _from_allowed(raw: bytes, facts: MessageFacts, domains: frozenset[str]) -> bool:

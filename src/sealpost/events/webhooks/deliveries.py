@@ -198,6 +198,19 @@ class WebhookDeliveryLog:
         with self.engine.connect() as conn:
             return {state: int(n) for state, n in conn.execute(query)}
 
+    def pending_backlog(self, cap: int) -> tuple[int, datetime | None]:
+        """Deliveries not yet done (due or waiting to retry), up to ``cap``, and the earliest
+        next attempt among them: both read the partial index ``ix_webhook_deliveries_due``
+        (pending rows only), cheap at every scrape."""
+        d = webhook_deliveries.c
+        pending = select(d.next_attempt_at).where(d.state == PENDING, d.kind != TEST)
+        with self.engine.connect() as conn:
+            count = conn.execute(
+                select(func.count()).select_from(pending.limit(cap).subquery())
+            ).scalar_one()
+            first = conn.execute(pending.order_by(d.next_attempt_at).limit(1)).scalar_one_or_none()
+        return int(count), None if first is None else as_utc(first)
+
 
 # -- row helpers shared with the claim queue and the endpoint repository ----------------------
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import json
 import os
 import random
 import socket
@@ -172,6 +173,28 @@ async def post_event(
     return AttemptResult(started, duration, status, body, error)
 
 
+SUBJECT_LOG_KEYS = {"communications": "communication_id", "sms": "communication_id"}
+"""Subject collections whose id is logged as ``communication_id`` (an email or an SMS)."""
+
+
+def log_context(delivery: ClaimedWebhookDelivery) -> dict[str, str]:
+    """What a log line about this delivery carries: its tenant, event and subject, and the
+    communication id when the event is about a communication (the CloudEvents ``subject``
+    is ``<collection>/<id>``), so one communication's lines can be found together."""
+    context = {"tenant_id": delivery.tenant_id, "event_id": delivery.event_id}
+    try:
+        subject = json.loads(delivery.payload).get("subject")
+    except (ValueError, AttributeError):
+        return context
+    if isinstance(subject, str):
+        context["subject"] = subject
+        collection, _, subject_id = subject.partition("/")
+        key = SUBJECT_LOG_KEYS.get(collection)
+        if key is not None and subject_id:
+            context[key] = subject_id
+    return context
+
+
 def _is_ip(host: str) -> bool:
     try:
         ipaddress.ip_address(host)
@@ -214,6 +237,13 @@ class WebhookSender:
                 allow_private=self.settings.webhook_allow_private_networks,
                 clock=self.clock,
             )
+        log.info(
+            "webhooks.attempt",
+            endpoint=delivery.endpoint_id,
+            status=result.status_code,
+            success=result.success,
+            **log_context(delivery),
+        )
         retry = None
         if not result.success:
             retry = next_attempt_at(
@@ -238,7 +268,7 @@ class WebhookSender:
                 log.warning(
                     "webhooks.attempt_failed",
                     endpoint=o.delivery.endpoint_id,
-                    event_id=o.delivery.event_id,
+                    **log_context(o.delivery),
                     status=o.result.status_code,
                     error=o.result.error,
                     retry_at=o.next_attempt_at.isoformat() if o.next_attempt_at else None,

@@ -1,0 +1,36 @@
+"""A partial index on the communications waiting for their certificate.
+
+``/metrics`` reads the certificate backlog (how many, and since when the oldest waits) at
+every scrape, and the certificate loop picks its next candidates by ``updated_at``: both
+read only the rows with ``certificate_due = 1``, a few among millions once certificates are
+issued, so the index holds those rows only.
+
+Revision ID: 0027
+Revises: 0026
+Create Date: 2026-12-07
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0027"
+down_revision = "0026"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    due = sa.text("certificate_due = 1")
+    op.create_index(
+        "ix_communications_certificate_due",
+        "communications",
+        ["updated_at"],
+        sqlite_where=due,
+        postgresql_where=due,
+    )
+
+
+def downgrade() -> None:
+    op.drop_index("ix_communications_certificate_due", table_name="communications")
