@@ -76,3 +76,20 @@ def test_parse_blob_url_refuses_what_is_not_an_s3_url() -> None:
     for url in ("http://b/a", "s3://", "s3:///a"):
         with pytest.raises(InvalidInput):
             parse_blob_url(url)
+
+
+def test_healthz_watches_the_blob_directory_s_disk_only_when_blobs_are_files(
+    tmp_path: Path,
+) -> None:
+    """A full local disk under an unused blob directory must not mark an S3 deployment
+    degraded (nor hide a full one: the data directory is still watched)."""
+    from types import SimpleNamespace
+
+    from sealpost.api.app import _storage_directories
+
+    files = _storage_directories(SimpleNamespace(settings=_settings(tmp_path)))  # type: ignore[arg-type]
+    assert files["blob directory"] == tmp_path / "data" / "blobs"
+    on_s3 = _storage_directories(
+        SimpleNamespace(settings=_settings(tmp_path, blob_url="s3://evidence/prod"))  # type: ignore[arg-type]
+    )
+    assert "blob directory" not in on_s3 and on_s3["data directory"] == tmp_path / "data"

@@ -120,11 +120,11 @@ def _add_api_docs(app: FastAPI) -> None:
 
 
 def _storage_directories(sp: Sealpost) -> dict[str, Path]:
-    """Where this process writes: the data directory, the blobs, an SQLite database's own."""
-    directories = {
-        "data directory": sp.settings.data_dir,
-        "blob directory": sp.settings.resolved_blob_dir,
-    }
+    """Where this process writes: the data directory, the blobs (unless they live in an S3
+    bucket, whose space is the store's business), an SQLite database's own."""
+    directories = {"data directory": sp.settings.data_dir}
+    if not sp.settings.blob_url:
+        directories["blob directory"] = sp.settings.resolved_blob_dir
     database = make_url(sp.settings.resolved_database_url)
     if database.get_backend_name() == "sqlite" and database.database not in (None, ":memory:"):
         directories["database directory"] = Path(str(database.database)).parent

@@ -5,8 +5,8 @@ every scrape, and the certificate loop picks its next candidates by ``updated_at
 read only the rows with ``certificate_due = 1``, a few among millions once certificates are
 issued, so the index holds those rows only.
 
-Revision ID: 0027
-Revises: 0026
+Revision ID: 0028
+Revises: 0027
 Create Date: 2026-12-07
 """
 
@@ -15,8 +15,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0027"
-down_revision = "0026"
+revision = "0028"
+down_revision = "0027"
 branch_labels = None
 depends_on = None
 
