@@ -66,7 +66,8 @@ class SealpostProcess:
 
     def start(self, role: str = "all") -> int:
         """Start ``serve --role role``; ready once it answers SMTP (``api``: HTTP on
-        SEALPOST_API_PORT; ``worker``, which listens to nothing: once it says it runs).
+        SEALPOST_API_PORT; ``worker`` and ``dispatcher``, which listen to nothing: once they
+        say they run).
         Returns its pid."""
         self.starts += 1
         log = (self.workdir / f"serve-{self.starts}.log").open("wb")
@@ -82,7 +83,7 @@ class SealpostProcess:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise AssertionError(f"sealpost serve exited: {self.log_tail()}")
-            if role == "worker":
+            if role in ("worker", "dispatcher"):
                 if f"role {role} running" in self._log(self.starts):
                     return self.process.pid
                 time.sleep(0.05)
