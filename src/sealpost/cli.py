@@ -22,7 +22,7 @@ from rich.table import Table
 from sealpost import roles
 from sealpost.config import Settings
 from sealpost.errors import SealpostError
-from sealpost.logging import configure_logging
+from sealpost.logging import configure_logging, get_logger
 from sealpost.pki import asn1
 
 app = typer.Typer(
@@ -90,7 +90,7 @@ def serve(
     import uvicorn
 
     from sealpost.api.app import create_app
-    from sealpost.app import build
+    from sealpost.app import Sealpost, build
     from sealpost.shutdown import Shutdown
 
     if role not in roles.ROLES:
@@ -100,9 +100,16 @@ def serve(
         role = "smtp"
         settings = settings.model_copy(update={"sequencer_enabled": False})
     settings = roles.for_role(settings, role)
-    sp = build(settings)  # keys and schema on first start; the sequencer seals leftovers
-    shutdown = Shutdown(settings.shutdown_timeout_seconds, on_force=sp.release_leases)
+    built: list[Sealpost] = []  # a SIGTERM during the start stops it as soon as it is up
+
+    def release() -> None:
+        for part in built:
+            part.release_leases()
+
+    shutdown = Shutdown(settings.shutdown_timeout_seconds, on_force=release)
     shutdown.install()
+    sp = build(settings)  # keys and schema on first start; the sequencer seals leftovers
+    built.append(sp)
     try:
         sp.start_email()
     except OSError as exc:
@@ -157,8 +164,14 @@ def serve(
     if api_thread is not None:
         api_thread.join(max(deadline - time.monotonic(), 0.0))
     sp.stop_background(max(deadline - time.monotonic(), 0.0))
-    if api is not None and api_thread is not None and not api.started:
-        raise typer.Exit(1)
+    stopping = settings.shutdown_timeout_seconds - (deadline - time.monotonic())
+    get_logger(__name__).info("serve.stopped", role=role, seconds=round(stopping, 2))
+    code = 1 if api is not None and not api.started else 0
+    # everything is stopped, released and closed: exit now, not after the interpreter's
+    # teardown (seconds of joining idle executor threads, past the bound under load)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _start_acceptors(count: int) -> list[subprocess.Popen[bytes]]:
