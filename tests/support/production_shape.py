@@ -314,6 +314,7 @@ def run(
             (workdir / name).mkdir(parents=True, exist_ok=True)
             env = {**common, "SEALPOST_API_PORT": str(free_port())}
             processes[name] = SealpostProcess(workdir / name, env, submission_port)
+            processes[name].start_timeout = 90.0  # five processes start at once on 2 CPUs
         admin = processes["smtp"]
         admin.run("tenant", "create", "acme")
         admin.run("tenant", "smtp-network", "acme", "127.0.0.1/32")

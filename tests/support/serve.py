@@ -51,6 +51,8 @@ class SealpostProcess:
         self.submission_port = submission_port
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
+        self.start_timeout = 30.0
+        """Seconds a start may take (imports, keys, migrations): more on a busy machine."""
 
     def run(self, *args: str) -> str:
         done = subprocess.run(
@@ -79,7 +81,7 @@ class SealpostProcess:
             stderr=subprocess.STDOUT,
         )
         log.close()
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise AssertionError(f"sealpost serve exited: {self.log_tail()}")
@@ -99,7 +101,9 @@ class SealpostProcess:
                         return self.process.pid
             except (OSError, smtplib.SMTPException):
                 time.sleep(0.05)
-        raise AssertionError(f"sealpost serve did not listen in 30 s: {self.log_tail()}")
+        raise AssertionError(
+            f"sealpost serve did not listen in {self.start_timeout:g} s: {self.log_tail()}"
+        )
 
     def kill(self) -> int:
         assert self.process is not None
