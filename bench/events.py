@@ -243,7 +243,7 @@ def run(
     out, done = spawn.Queue(), spawn.Event()
     worker = None
     worker_settings = settings
-    if split:  # the events machinery in its own process, as at scale: serve --role worker
+    if split:  # the events machinery in its own process, as at scale: serve --role dispatcher
         if not drain:
             worker = _worker(worker_settings, work)
         settings = settings.model_copy(
@@ -326,7 +326,7 @@ def _worker(settings: Settings, work: Path, settle: float = 2.0) -> subprocess.P
         SEALPOST_LOG_LEVEL="WARNING",
     )
     worker = subprocess.Popen(
-        [sys.executable, "-m", "sealpost", "serve", "--role", "worker"], env=env, cwd=work
+        [sys.executable, "-m", "sealpost", "serve", "--role", "dispatcher"], env=env, cwd=work
     )
     time.sleep(settle)  # started and holding the dispatcher lease
     return worker
@@ -354,7 +354,7 @@ def main() -> None:
     parser.add_argument(
         "--worker-process",
         action="store_true",
-        help="run the dispatcher and webhook sender in `sealpost serve --role worker`",
+        help="run the dispatcher and webhook sender in `sealpost serve --role dispatcher`",
     )
     parser.add_argument(
         "--drain",

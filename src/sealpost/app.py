@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -1389,7 +1390,56 @@ class Sealpost:
         """The sequencer (when this process may sequence)."""
         self.supervisor.start(self.ledger_loops())
 
+    def stop_accepting(self) -> None:
+        """Graceful shutdown, first step: the SMTP listeners close and their idle sessions
+        get a 421; a transaction under way may finish (:meth:`stop_background` waits)."""
+        if self._smtp is not None:
+            self._smtp.stop_accepting()
+
+    def release_leases(self) -> None:
+        """Release every lease this process may hold (shutting down, or forced to exit):
+        the sequencer's and the events dispatcher's, the deliveries and webhook deliveries
+        it claimed, so another process takes over at once instead of after expiry.  Each is
+        fenced on this process's own holder name; a failure is logged (the lease expires)."""
+        from sealpost.db import leases
+        from sealpost.events.outbox import DISPATCHER_LEASE
+
+        parts = self.__dict__
+        releases: list[tuple[str, Callable[[], object]]] = []
+        if "sequencer" in parts:
+            releases.append(
+                ("sequencer", lambda: self.log_storage.release_lease(self.sequencer.holder))
+            )
+        if "dispatcher" in parts:
+            releases.append(
+                (
+                    "events dispatcher",
+                    lambda: leases.release(self.engine, DISPATCHER_LEASE, self.dispatcher.holder),
+                )
+            )
+        if "delivery" in parts:
+            releases.append(
+                ("deliveries", lambda: self.communications.release_leases(self.delivery.owner))
+            )
+        if "webhook_sender" in parts:
+            releases.append(
+                (
+                    "webhook deliveries",
+                    lambda: self.webhook_queue.release(self.webhook_sender.owner),
+                )
+            )
+        for name, release in releases:
+            try:
+                release()
+            except Exception as exc:  # the database is away: the lease expires by itself
+                log.warning("serve.lease_release_failed", lease=name, error=repr(exc))
+
     def stop_background(self, timeout: float = 10.0) -> None:
+        """Stop every loop, waiting up to ``timeout`` s in all for the SMTP transactions and
+        the work in flight (deliveries, webhook POSTs, the batch being sealed); then release
+        whatever lease is still held and close."""
+        deadline = time.monotonic() + timeout
+        self.stop_accepting()
         self.supervisor.stopping.set()
         self.work_available.set()
         self.webhooks_due.set()
@@ -1399,13 +1449,15 @@ class Sealpost:
 
             committed_signal(self.engine).set()
         if self._smtp is not None:
+            self._smtp.drain(max(deadline - time.monotonic(), 0.0))
             self._smtp.close()
             self._smtp = None
         if "submissions" in self.__dict__:
             self.submissions.close()
         if "pdf_intake" in self.__dict__:
             self.pdf_intake.close()
-        self.supervisor.stop(timeout)
+        self.supervisor.stop(max(deadline - time.monotonic(), 0.0))
+        self.release_leases()
         provider = self.__dict__.get("sms_provider")
         if provider is not None:  # after the sender stopped: nothing is submitting now
             provider.close()

@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,9 +19,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from sealpost import roles
 from sealpost.config import Settings
 from sealpost.errors import SealpostError
-from sealpost.logging import configure_logging
+from sealpost.logging import configure_logging, get_logger
 from sealpost.pki import asn1
 
 app = typer.Typer(
@@ -71,61 +73,44 @@ def _reported() -> Iterator[None]:
         raise _fail(exc.message) from None
 
 
-ROLES = ("all", "api", "smtp", "worker")
-
-
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Default: SEALPOST_API_HOST.")] = None,
     port: Annotated[int | None, typer.Option(help="Default: SEALPOST_API_PORT.")] = None,
-    role: Annotated[
-        str,
-        typer.Option(
-            help="all (embedded default), or one role per replica at scale: api (REST + TSA), "
-            "smtp (listeners), worker (delivery, certificates, events dispatcher, webhooks, "
-            "pickup notices and expiries). "
-            "Each also seals records unless SEALPOST_SEQUENCER_ENABLED=false."
-        ),
-    ] = "all",
+    role: Annotated[str, typer.Option(help=roles.help_text())] = "all",
     acceptor: Annotated[bool, typer.Option(hidden=True)] = False,
 ) -> None:
-    """Run Sealpost in the foreground: keys and schema on first start, then its roles."""
-    import signal
+    """Run Sealpost in the foreground: keys and schema on first start, then its role.
+
+    SIGTERM (or SIGINT) stops it gracefully: it stops accepting, lets work in flight finish
+    within SEALPOST_SHUTDOWN_TIMEOUT_SECONDS, releases its leases and exits 0; a second signal
+    or the bound passing forces the exit (code 1)."""
     import threading
 
     import uvicorn
 
     from sealpost.api.app import create_app
-    from sealpost.app import build
+    from sealpost.app import Sealpost, build
     from sealpost.ops import start_ops_listener
+    from sealpost.shutdown import Shutdown
 
-    if role not in ROLES:
-        raise _fail(f"--role is one of {', '.join(ROLES)}", 2)
+    if role not in roles.ROLES:
+        raise _fail(f"--role is one of {', '.join(roles.ROLES)}", 2)
     settings = _settings()
     if acceptor:  # one of several SMTP acceptor processes started by a parent `serve`
         role = "smtp"
         settings = settings.model_copy(update={"sequencer_enabled": False})
-    if role != "all":
-        settings = settings.model_copy(
-            update={
-                "smtp_enabled": settings.smtp_enabled and role == "smtp",
-                "delivery_enabled": settings.delivery_enabled and role == "worker",
-                "certificates_enabled": settings.certificates_enabled and role == "worker",
-                "events_dispatcher_enabled": settings.events_dispatcher_enabled
-                and role == "worker",
-                "webhooks_enabled": settings.webhooks_enabled and role == "worker",
-                "signing_worker_enabled": settings.signing_worker_enabled and role == "worker",
-                "pickup_worker_enabled": settings.pickup_worker_enabled and role == "worker",
-                "deadlines_worker_enabled": settings.deadlines_worker_enabled and role == "worker",
-                "archive_purge_enabled": settings.archive_purge_enabled and role == "worker",
-                "sms_sender_enabled": settings.sms_sender_enabled and role == "worker",
-                "sequences_worker_enabled": settings.sequences_worker_enabled and role == "worker",
-                "archive_worker_enabled": settings.archive_worker_enabled and role == "worker",
-                "archive_imap_enabled": settings.archive_imap_enabled and role == "worker",
-                "archive_indexer_enabled": settings.archive_indexer_enabled and role == "worker",
-            }
-        )
+    settings = roles.for_role(settings, role)
+    built: list[Sealpost] = []  # a SIGTERM during the start stops it as soon as it is up
+
+    def release() -> None:
+        for part in built:
+            part.release_leases()
+
+    shutdown = Shutdown(settings.shutdown_timeout_seconds, on_force=release)
+    shutdown.install()
     sp = build(settings)  # keys and schema on first start; the sequencer seals leftovers
+    built.append(sp)
     try:
         sp.start_email()
     except OSError as exc:
@@ -135,11 +120,15 @@ def serve(
     sp.start_sms()
     sp.start_sequences()
     sp.start_archive()
+    sp.start_background()
+    ops = start_ops_listener(sp, role, acceptor=acceptor)  # SEALPOST_OPS_PORT: /metrics, /readyz
     children = []
     if sp.smtp_ports and not acceptor:
         listening = ", ".join(f"{k} {settings.smtp_host}:{v}" for k, v in sp.smtp_ports.items())
         out.print(f"SMTP: {listening} ({settings.smtp_processes} acceptor processes)")
         children = _start_acceptors(settings.smtp_processes - 1)
+    api: uvicorn.Server | None = None
+    api_thread = None
     if role in ("all", "api"):
         # the fork server imports the PDF readers (seconds) while the API starts listening
         threading.Thread(target=sp.pdf_intake.start, name="pdf-intake-start", daemon=True).start()
@@ -148,26 +137,45 @@ def serve(
             f"Sealpost {settings.ledger_origin}: API on http://{bind_host}:{bind_port} "
             f"(OpenAPI at /openapi.json, TSA at /tsa), database {sp.engine.url.render_as_string()}"
         )
-        start_ops_listener(sp, role)  # SEALPOST_OPS_PORT: probes and metrics apart
-        try:
-            uvicorn.run(create_app(sp), host=bind_host, port=bind_port, log_level="warning")
-        finally:
-            _stop_acceptors(children)
-            sp.stop_background()
-        return
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    sp.start_background()
-    start_ops_listener(sp, role, acceptor=acceptor)  # SEALPOST_OPS_PORT: /metrics, /readyz
+        api = uvicorn.Server(
+            uvicorn.Config(
+                create_app(sp, start_background=False),
+                host=bind_host,
+                port=bind_port,
+                log_level="warning",
+                timeout_graceful_shutdown=max(int(settings.shutdown_timeout_seconds) - 1, 1),
+            )
+        )
+        # in a thread of its own, so that uvicorn leaves the signals to `shutdown`
+        api_thread = threading.Thread(target=api.run, name="sealpost-api", daemon=True)
+        api_thread.start()
     if not acceptor:
         out.print(f"Sealpost role {role} running; database {sp.engine.url.render_as_string()}")
     parent = os.getppid()
-    while not stop.wait(1.0):
+    while not shutdown.requested.wait(1.0):
         if acceptor and os.getppid() != parent:
             break  # the parent is gone: so are we
-    _stop_acceptors(children)
-    sp.stop_background()
+        if api_thread is not None and not api_thread.is_alive():
+            err.print("[bold red]error:[/] the API server stopped (see the log)")
+            break
+    deadline = time.monotonic() + settings.shutdown_timeout_seconds
+    if api is not None:
+        api.should_exit = True  # stops listening; requests in flight finish
+    sp.stop_accepting()
+    _stop_acceptors(children, settings.shutdown_timeout_seconds)
+    if api_thread is not None:
+        api_thread.join(max(deadline - time.monotonic(), 0.0))
+    sp.stop_background(max(deadline - time.monotonic(), 0.0))
+    if ops is not None:
+        ops.close()
+    stopping = settings.shutdown_timeout_seconds - (deadline - time.monotonic())
+    get_logger(__name__).info("serve.stopped", role=role, seconds=round(stopping, 2))
+    code = 1 if api is not None and not api.started else 0
+    # everything is stopped, released and closed: exit now, not after the interpreter's
+    # teardown (seconds of joining idle executor threads, past the bound under load)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _start_acceptors(count: int) -> list[subprocess.Popen[bytes]]:
@@ -176,12 +184,14 @@ def _start_acceptors(count: int) -> list[subprocess.Popen[bytes]]:
     return [subprocess.Popen(command) for _ in range(count)]
 
 
-def _stop_acceptors(children: list[subprocess.Popen[bytes]]) -> None:
+def _stop_acceptors(children: list[subprocess.Popen[bytes]], timeout: float = 10.0) -> None:
+    """SIGTERM each (each drains like its parent), SIGKILL one still there after ``timeout``."""
     for child in children:
         child.terminate()
+    deadline = time.monotonic() + timeout
     for child in children:
         try:
-            child.wait(10)
+            child.wait(max(deadline - time.monotonic(), 0.1))
         except subprocess.TimeoutExpired:
             child.kill()
 

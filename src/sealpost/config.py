@@ -99,6 +99,13 @@ class Settings(BaseSettings):
     sequencer_lease_seconds: float = Field(
         10.0, gt=0, description="How long a sequencer holds the lease without renewing it."
     )
+    shutdown_timeout_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="On SIGTERM, `serve` stops accepting and gives work in flight (an SMTP "
+        "transaction, an API request, a delivery, a webhook POST) this long to finish; then it "
+        "releases every lease it still holds and exits (a second SIGTERM or SIGINT: at once).",
+    )
     health_max_unsealed_seconds: float = Field(
         60.0,
         gt=0,

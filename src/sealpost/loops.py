@@ -181,11 +181,13 @@ class Supervisor:
             self._threads[loop.name] = thread
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop every loop and wait up to ``timeout`` s for each; one still finishing its
-        in-flight work stays known, so a later ``start`` does not run it twice."""
+        """Stop every loop and wait up to ``timeout`` s in all (they stop side by side); one
+        still finishing its in-flight work stays known, so a later ``start`` does not run it
+        twice."""
         self._stop.set()
+        deadline = time.monotonic() + timeout
         for thread in self._threads.values():
-            thread.join(timeout)
+            thread.join(max(deadline - time.monotonic(), 0.0))
         self._threads = {n: t for n, t in self._threads.items() if t.is_alive()}
         if not self._threads:
             self._stop = threading.Event()

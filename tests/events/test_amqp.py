@@ -242,7 +242,7 @@ def test_broker_restarted_mid_stream_loses_nothing_keeps_order_and_health_says_s
 def _worker(workdir: Path, env: dict[str, str], n: int) -> subprocess.Popen[bytes]:
     log = (workdir / f"worker-{n}.log").open("wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "sealpost", "serve", "--role", "worker"],
+        [sys.executable, "-m", "sealpost", "serve", "--role", "dispatcher"],
         cwd=workdir,
         env=env,
         stdout=log,

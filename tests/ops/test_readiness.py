@@ -91,7 +91,7 @@ def test_a_role_is_not_ready_while_its_database_is_unreachable(
             api.stop()
 
 
-def test_a_publishing_worker_is_not_ready_while_the_broker_is_down(
+def test_a_dispatcher_is_not_ready_while_its_broker_is_down(
     tmp_path: Path, keys_dir: Path, rabbitmq_available: str | None
 ) -> None:
     if rabbitmq_available:
@@ -114,7 +114,7 @@ def test_a_publishing_worker_is_not_ready_while_the_broker_is_down(
         process.workdir.mkdir()
     try:
         for process in processes:
-            process.start("worker")
+            process.start("dispatcher")  # the role that publishes to the broker
         target = f"http://127.0.0.1:{ops_down}"
         wait_for(lambda: "broker" in readyz(target)[1]["checks"], "the broker checked")  # type: ignore[operator]
         time.sleep(2)  # whatever settles, the broker stays down
@@ -122,7 +122,7 @@ def test_a_publishing_worker_is_not_ready_while_the_broker_is_down(
         assert status == 503 and "broker" in body["not_ready"], body  # type: ignore[operator]
         assert body["checks"]["database"] == "ok"  # type: ignore[index]
         up = f"http://127.0.0.1:{ops_up}"
-        wait_for(lambda: readyz(up)[0] == 200, "the worker with its broker ready")
+        wait_for(lambda: readyz(up)[0] == 200, "the dispatcher with its broker ready")
         assert readyz(up)[1]["checks"]["broker"] == "ok"  # type: ignore[index]
     finally:
         for process in processes:

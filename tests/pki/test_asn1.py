@@ -129,9 +129,10 @@ print("main returned without serving", flush=True)
         ("serve", "--role", "api"),
         ("serve", "--role", "worker"),
         ("serve", "--role", "smtp"),
+        ("serve", "--role", "dispatcher"),
         ("serve", "--acceptor"),  # an SMTP acceptor process started by `serve`
     ],
-    ids=["api", "worker", "smtp", "acceptor"],
+    ids=["api", "worker", "smtp", "dispatcher", "acceptor"],
 )
 def test_every_serve_role_runs_with_the_fix_installed_by_main_not_by_an_import(
     args: tuple[str, ...], tmp_path: Path, keys_dir: Path

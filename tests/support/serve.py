@@ -60,6 +60,8 @@ class SealpostProcess:
         """Write ``serve``'s stderr (its log lines) to ``serve-N.err``, apart from stdout."""
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
+        self.start_timeout = 30.0
+        """Seconds a start may take (imports, keys, migrations): more on a busy machine."""
 
     def run(self, *args: str) -> str:
         done = subprocess.run(
@@ -75,7 +77,8 @@ class SealpostProcess:
 
     def start(self, role: str = "all") -> int:
         """Start ``serve --role role``; ready once it answers SMTP (``api``: HTTP on
-        SEALPOST_API_PORT; ``worker``, which listens to nothing: once it says it runs).
+        SEALPOST_API_PORT; ``worker`` and ``dispatcher``, which listen to nothing: once they
+        say they run).
         Returns its pid."""
         self.starts += 1
         log = (self.workdir / f"serve-{self.starts}.log").open("wb")
@@ -89,11 +92,11 @@ class SealpostProcess:
         )
         log.close()
         errors.close()
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise AssertionError(f"sealpost serve exited: {self.log_tail()}")
-            if role == "worker":
+            if role in ("worker", "dispatcher"):
                 if f"role {role} running" in self._log(self.starts):
                     return self.process.pid
                 time.sleep(0.05)
@@ -109,7 +112,9 @@ class SealpostProcess:
                         return self.process.pid
             except (OSError, smtplib.SMTPException):
                 time.sleep(0.05)
-        raise AssertionError(f"sealpost serve did not listen in 30 s: {self.log_tail()}")
+        raise AssertionError(
+            f"sealpost serve did not listen in {self.start_timeout:g} s: {self.log_tail()}"
+        )
 
     def kill(self) -> int:
         assert self.process is not None

@@ -286,6 +286,19 @@ class CommunicationRepository:
                 ).rowcount
             )
 
+    def release_leases(self, owner: str) -> int:
+        """Free every delivery ``owner`` still holds (a worker shutting down): another worker
+        takes it at once instead of after the lease (the attempt it counted is not made)."""
+        c = communications.c
+        with write_transaction(self.engine) as conn:
+            return int(
+                conn.execute(
+                    update(communications)
+                    .where(c.status == QUEUED, c.lease_owner == owner)
+                    .values(lease_owner=None, lease_until=None)
+                ).rowcount
+            )
+
     def finish_attempt(
         self,
         owner: str,

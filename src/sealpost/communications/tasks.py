@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 from sealpost.communications.certificates import CertificateService
 from sealpost.communications.email.delivery import DeliveryWorker
 from sealpost.config import Settings
@@ -16,5 +18,9 @@ def loops(
     if settings.delivery_enabled:
         found.append(in_event_loop("delivery", delivery.run))
     if settings.certificates_enabled:
-        found.append(periodic("certificates", 1.0, certificates.issue_due))
+        found.append(Loop("certificates", lambda stop: _issue_every_second(certificates, stop)))
     return found
+
+
+def _issue_every_second(certificates: CertificateService, stop: threading.Event) -> None:
+    periodic("certificates", 1.0, lambda: certificates.issue_due(stop=stop)).run(stop)

@@ -296,8 +296,25 @@ class EventDispatcher:
                     await self._abandon(in_flight)
                     confirmed = sent = -1
                     await asyncio.sleep(1.0)
+            if in_flight and confirmed >= 0:
+                await self._settle_at_stop(in_flight, confirmed)
         finally:
             await self._abandon(in_flight)
+
+    async def _settle_at_stop(
+        self, in_flight: deque[tuple[list[StoredEvent], asyncio.Task[int]]], confirmed: int
+    ) -> None:
+        """Stopping (SIGTERM): wait a little for the confirms of the batches already sent and
+        move the cursor past them, so that the next dispatcher does not publish them again
+        (abandoned, they would be: at-least-once is for crashes, not for a clean stop)."""
+        tasks = [task for _, task in in_flight]
+        await asyncio.wait(tasks, timeout=min(self.settings.shutdown_timeout_seconds, 10.0))
+        settled, _ = self._settle(in_flight, confirmed)
+        if settled != confirmed:
+            try:
+                await asyncio.to_thread(self.outbox.advance_cursor, AMQP_CURSOR, confirmed, settled)
+            except Exception as exc:  # the next dispatcher publishes them again
+                log.warning("events.cursor_not_saved_at_stop", error=repr(exc))
 
     @staticmethod
     def _settle(

@@ -202,8 +202,13 @@ class DeliveryWorker:
                 log.error("delivery.loop_error", error=repr(exc))
                 round_failed(exc)
                 await asyncio.sleep(1.0)
-        if running:
-            await asyncio.wait(running, timeout=30)
+        if running:  # shutting down: finish what is in flight, within the bound
+            _, late = await asyncio.wait(running, timeout=self.settings.shutdown_timeout_seconds)
+            for task in late:  # past the bound: give it up (its lease is released after)
+                task.cancel()
+            if late:
+                await asyncio.wait(late, timeout=1.0)
+                log.warning("delivery.abandoned_at_shutdown", count=len(late))
 
     async def run_until_idle(self, *, max_rounds: int = 1000) -> int:
         """Deliver everything due now (tests, ``sealpost demo``); returns attempts made."""

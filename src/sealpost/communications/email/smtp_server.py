@@ -25,6 +25,7 @@ import functools
 import ssl
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -165,6 +166,53 @@ class SealpostSMTP(SMTP):
                 name: method if name == "QUIT" else self._rated(method)
                 for name, method in self._smtp_methods.items()
             }
+        self._smtp_methods = {
+            name: method if name == "QUIT" else self._drained(method)
+            for name, method in self._smtp_methods.items()
+        }
+        self.draining = False
+        """Set by :meth:`SmtpListeners.stop_accepting`: the transaction under way finishes;
+        then (or at once when none is) the client gets a 421 and the connection closes."""
+        self._in_command = False
+
+    def in_transaction(self) -> bool:
+        """Between MAIL and the reply to DATA (or RSET): a message is on its way in."""
+        return self._in_command or (
+            self.envelope is not None and self.envelope.mail_from is not None
+        )
+
+    def drain(self) -> None:
+        """Shutting down: a session between two transactions is told so now (RFC 5321
+        §3.8: 421, then close; its client sends again elsewhere or later); one inside a
+        transaction after its reply."""
+        self.draining = True
+        if not self.in_transaction():
+            self._goodbye()
+
+    def _goodbye(self) -> None:
+        transport = self.transport
+        if isinstance(transport, asyncio.WriteTransport) and not transport.is_closing():
+            transport.write(b"421 4.3.2 Service shutting down, try again later\r\n")
+            transport.close()
+
+    def _drained(self, method: Any) -> Any:
+        """``method`` (an ``smtp_<COMMAND>`` other than QUIT) refused with a 421 once the
+        listener drains, unless a transaction is under way (it may finish)."""
+
+        @functools.wraps(method)
+        async def drained(arg: str | None) -> None:
+            if self.draining and not self.in_transaction():
+                self._goodbye()
+                return
+            self._in_command = True
+            try:
+                await method(arg)
+            finally:
+                self._in_command = False
+            if self.draining and not self.in_transaction():
+                self._goodbye()
+
+        return drained
 
     def _create_session(self) -> Session:
         return _Session(self.loop)
@@ -475,6 +523,7 @@ class SmtpListeners:
             ThreadPoolExecutor(max_workers=32, thread_name_prefix="sealpost-smtp-io")
         )
         self._servers: list[asyncio.base_events.Server] = []
+        self._sessions: weakref.WeakSet[SealpostSMTP] = weakref.WeakSet()
         self._thread = threading.Thread(
             target=self.loop.run_forever, name="sealpost-smtp", daemon=True
         )
@@ -495,9 +544,15 @@ class SmtpListeners:
         kernel spreads connections among them.
         """
 
+        def tracked() -> SMTP:
+            session = factory()
+            if isinstance(session, SealpostSMTP):
+                self._sessions.add(session)
+            return session
+
         async def start() -> asyncio.base_events.Server:
             return await self.loop.create_server(
-                factory, host, port, ssl=tls, reuse_port=reuse_port or None
+                tracked, host, port, ssl=tls, reuse_port=reuse_port or None
             )
 
         server = asyncio.run_coroutine_threadsafe(start(), self.loop).result(10)
@@ -511,6 +566,29 @@ class SmtpListeners:
             and bool(self._servers)
             and all(s.is_serving() for s in self._servers)
         )
+
+    def stop_accepting(self) -> None:
+        """Graceful shutdown, first step: close the listening sockets (a new client is
+        refused and tries again later or another process), tell idle sessions 421, let each
+        transaction under way finish.  Returns at once; :meth:`drain` waits."""
+
+        def stop() -> None:
+            for server in self._servers:
+                server.close()
+            for session in list(self._sessions):
+                session.drain()
+
+        if self.loop.is_running():
+            self.loop.call_soon_threadsafe(stop)
+
+    def drain(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` s for every session to end; True if all did."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not any(s.transport is not None for s in list(self._sessions)):
+                return True
+            time.sleep(0.05)
+        return False
 
     def close(self) -> None:
         async def stop() -> None:

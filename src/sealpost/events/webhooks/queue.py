@@ -202,6 +202,19 @@ class WebhookQueue:
             for r in rows
         ]
 
+    def release(self, owner: str) -> int:
+        """Free every delivery ``owner`` still holds (a sender shutting down): another
+        sender takes it at once instead of after the lease."""
+        d = webhook_deliveries.c
+        with write_transaction(self.engine) as conn:
+            return int(
+                conn.execute(
+                    update(webhook_deliveries)
+                    .where(d.state == PENDING, d.lease_owner == owner)
+                    .values(lease_owner=None, lease_until=None)
+                ).rowcount
+            )
+
     def finish(
         self,
         owner: str,

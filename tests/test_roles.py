@@ -1,0 +1,154 @@
+"""The roles of ``sealpost serve``: what each runs, and a clean exit on SIGTERM.
+
+The process tests run the real command on the embedded default (SQLite); the production shape
+over PostgreSQL and RabbitMQ is tests/test_production_shape.py and
+tests/test_graceful_shutdown.py.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from sealpost import roles
+from sealpost.config import Settings
+from sealpost.db.engine import make_test_engine
+from sealpost.db.tables import ledger_leases
+from sealpost.ledger.repository import as_utc
+from tests.support.serve import SealpostProcess, serve_env
+from tests.support.smtp_peer import free_port
+
+
+def _settings(**extra: object) -> Settings:
+    return Settings(_env_file=None, **extra)  # type: ignore[call-arg]
+
+
+def _running(settings: Settings) -> set[str]:
+    return {part for part in roles.PARTS if getattr(settings, part)}
+
+
+def test_each_part_runs_in_exactly_one_role_besides_all() -> None:
+    settings = _settings()
+    by_role = {role: _running(roles.for_role(settings, role)) for role in roles.ROLES}
+    assert by_role["all"] == set(roles.PARTS)
+    assert by_role["api"] == set()
+    assert by_role["smtp"] == {"smtp_enabled"}
+    assert by_role["dispatcher"] == {"events_dispatcher_enabled", "webhooks_enabled"}
+    assert "delivery_enabled" in by_role["worker"]
+    assert by_role["worker"].isdisjoint(by_role["dispatcher"])
+    union = set().union(*(by_role[r] for r in roles.ROLES if r != "all"))
+    assert union == set(roles.PARTS)
+
+
+def test_a_role_never_turns_on_a_part_switched_off() -> None:
+    settings = _settings(webhooks_enabled=False, delivery_enabled=False)
+    assert _running(roles.for_role(settings, "dispatcher")) == {"events_dispatcher_enabled"}
+    assert "delivery_enabled" not in _running(roles.for_role(settings, "worker"))
+
+
+def test_an_unknown_role_is_refused_with_the_list() -> None:
+    with pytest.raises(ValueError, match="one of all, api, smtp, worker, dispatcher"):
+        roles.for_role(_settings(), "workers")
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "sealpost"), "serve", "--role", "workers"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "--role is one of all, api, smtp, worker, dispatcher" in done.stderr
+
+
+def test_the_help_describes_every_role() -> None:
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "sealpost"), "serve", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "COLUMNS": "400"},
+    )
+    assert done.returncode == 0
+    text = " ".join(done.stdout.split())
+    for role in roles.ROLES:
+        assert f"{role}:" in text
+    assert "SIGTERM" in text
+
+
+@pytest.mark.slow
+def test_sigterm_releases_the_dispatcher_and_sequencer_leases_and_exits_0(
+    tmp_path: Path, keys_dir: Path
+) -> None:
+    data_dir = tmp_path / "data"
+    env = serve_env(data_dir, keys_dir, free_port(), SEALPOST_EVENTS_LEASE_SECONDS="60")
+    process = SealpostProcess(tmp_path, env, int(env["SEALPOST_SMTP_SUBMISSION_PORT"]))
+    process.run("db", "upgrade")
+    pid = process.start("dispatcher")
+    engine = make_test_engine(f"sqlite:///{data_dir / 'sealpost.db'}")
+
+    def held() -> dict[str, bool]:
+        with engine.connect() as conn:
+            rows = conn.execute(select(ledger_leases)).all()
+        now = datetime.now(UTC)
+        return {
+            r.name: as_utc(r.expires_at) > now for r in rows if r.holder.split(":")[1] == str(pid)
+        }
+
+    deadline = time.monotonic() + 30
+    while held() != {"sequencer": True, "events-dispatcher": True}:
+        assert time.monotonic() < deadline, held()
+        time.sleep(0.1)
+    assert process.process is not None
+    os.kill(pid, signal.SIGTERM)
+    assert process.process.wait(30) == 0, process.log_tail()
+    assert held() == {"sequencer": False, "events-dispatcher": False}  # released, 60 s early
+    engine.dispose()
+
+
+def test_a_second_signal_forces_the_exit_after_releasing() -> None:
+    """The bound or a second signal: ``on_force`` runs, then the process exits 1 at once."""
+    script = (
+        "import os, signal, time\n"
+        "from sealpost.shutdown import Shutdown\n"
+        "s = Shutdown(60, on_force=lambda: print('released', flush=True))\n"
+        "s.install()\n"
+        "os.kill(os.getpid(), signal.SIGTERM)\n"
+        "print('stopping', s.requested.is_set(), flush=True)\n"
+        "os.kill(os.getpid(), signal.SIGINT)\n"
+        "time.sleep(30)\n"
+    )
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 1
+    lines = done.stdout.splitlines()
+    assert "stopping True" in lines and lines[-1] == "released"
+    assert "serve.forced_exit" in done.stdout and "a second SIGINT" in done.stdout
+    assert time.monotonic() - started < 20
+
+
+def test_the_bound_forces_the_exit() -> None:
+    script = (
+        "import os, signal, time\n"
+        "from sealpost.shutdown import Shutdown\n"
+        "s = Shutdown(0.5, on_force=lambda: print('released', flush=True))\n"
+        "s.install()\n"
+        "os.kill(os.getpid(), signal.SIGTERM)\n"
+        "time.sleep(30)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 1
+    assert done.stdout.splitlines()[-1] == "released"
+    assert "the bound passed" in done.stdout
