@@ -206,6 +206,8 @@ def test_the_checkpoint_note_verifies_with_the_published_key_and_is_the_sealed_t
         "/log/tile/1/000.p/2",
         "/log/tile/2/000.p/1",
         "/log/tile/0/x001/000",
+        "/log/tile/0/" + "x001/" * 1434 + "000",  # 4,305 digits: int() itself would refuse
+        "/log/tile/0/" + "x001/" * 7 + "000",  # past any index of a uint64-sized tree
     ],
 )
 def test_bad_and_out_of_range_tile_paths_are_a_clear_404(

@@ -21,6 +21,8 @@ from sealpost.ledger.storage import LogStorage
 TILE_WIDTH = 256
 TILE_HEIGHT = 8
 MAX_LEVEL = 63
+MAX_INDEX_GROUPS = 7
+"""Three-digit groups of a tile index: 21 digits hold any index of a uint64-sized tree."""
 
 _LEVEL = re.compile(r"0|[1-9][0-9]?")
 _WIDTH = re.compile(r"[1-9][0-9]{0,2}")
@@ -73,6 +75,8 @@ def parse_tile_path(path: str) -> tuple[int, int, int]:
     if not _LEVEL.fullmatch(parts[0]) or int(parts[0]) > MAX_LEVEL:
         raise TileNotFound(f"tile/{path}: the level is 0 to {MAX_LEVEL}, no leading zeros")
     groups = parts[1:]
+    if len(groups) > MAX_INDEX_GROUPS:  # before int(): past 4300 digits it raises
+        raise TileNotFound(f"tile/{path}: an index of at most {MAX_INDEX_GROUPS} groups")
     if not all(len(g) == 4 and g[0] == "x" and g[1:].isdigit() for g in groups[:-1]) or not (
         len(groups[-1]) == 3 and groups[-1].isdigit() and groups[-1].isascii()
     ):
