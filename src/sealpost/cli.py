@@ -445,6 +445,8 @@ def ledger_monitor(
                 for note in exc.notes:  # verified notes: no control characters but newlines
                     sys.stderr.write(note + "\n")
                 raise _fail_unwrapped(f"LOG MISBEHAVED: {exc}", exc.exit_code) from None
+            except MonitorError as exc:  # the state file: the check cannot be remembered
+                raise _fail_unwrapped(f"cannot monitor: {exc}", exc.exit_code) from None
             else:
                 size = new.checkpoint.tree_size
                 since = (

@@ -270,3 +270,36 @@ def test_an_oversized_answer_is_refused_as_it_streams_in() -> None:
         client.close()
         server.shutdown()
         server.server_close()
+
+
+def test_one_monitor_per_state_file_and_a_state_that_cannot_be_saved_is_exit_2(
+    sealpost: Sealpost, tenant_id: str, tmp_path: Path
+) -> None:
+    """Two monitors sharing a state file would overwrite each other's progress (and could move
+    it back to a smaller checkpoint): the second is refused while the first runs.  A state
+    that cannot be written is StateUnusable (exit 2), leaving no temporary file behind."""
+    from sealpost.ledger.monitor import Monitor, MonitorState, StateUnusable
+
+    verifier = sealpost.note_signer.verifier
+    verified = check(None, _sealed_note(sealpost, tenant_id, 3), verifier, _fetch(sealpost))
+    state_path = tmp_path / "state" / "log.json"
+    first = Monitor("http://127.0.0.1:9/", verifier, MonitorState(state_path))
+    try:
+        with pytest.raises(StateUnusable, match="another monitor") as refused:
+            Monitor("http://127.0.0.1:9/", verifier, MonitorState(state_path))
+        assert refused.value.exit_code == 2
+        first.state.save(first.url, verifier, verified)
+        assert json.loads(state_path.read_text())["checkpoint"] == verified.note
+    finally:
+        first.close()
+    again = Monitor("http://127.0.0.1:9/", verifier, MonitorState(state_path))  # lock released
+    assert again.last is not None and again.last.note == verified.note
+    again.close()
+
+    blocked = tmp_path / "blocked"
+    (blocked / "log.json").mkdir(parents=True)  # the rename onto it fails after the write
+    state = MonitorState(blocked / "log.json")
+    with pytest.raises(StateUnusable, match="cannot save") as failed:
+        state.save("http://127.0.0.1:9/", verifier, verified)
+    assert failed.value.exit_code == 2
+    assert [p.name for p in blocked.iterdir()] == ["log.json"]  # no temporary file left

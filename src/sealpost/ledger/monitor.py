@@ -24,6 +24,8 @@ the evidence to hand over.
 from __future__ import annotations
 
 import base64
+import contextlib
+import fcntl
 import json
 import os
 import tempfile
@@ -217,11 +219,41 @@ def check(
     return Verified(new, note)
 
 
-@dataclass(frozen=True)
+class StateUnusable(MonitorError):
+    """The state file cannot be used: unreadable, locked by another monitor, or not
+    writable.  Nothing was checked or the check cannot be remembered: exit 2."""
+
+    exit_code = 2
+
+
+@dataclass
 class MonitorState:
-    """The state file: which log, with which key, and the last verified checkpoint."""
+    """The state file: which log, with which key, and the last verified checkpoint.
+
+    One monitor per state file: a lock (``<state>.lock``, ``flock``) held while the monitor
+    runs, so that two monitors sharing a file cannot overwrite each other's progress (nor move
+    it back to a smaller checkpoint)."""
 
     path: Path
+    _lock: int | None = None
+
+    def lock(self) -> None:
+        """Take the state file's lock; StateUnusable when another monitor holds it."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise StateUnusable(
+                f"another monitor is using the state file {self.path} (its lock is held)"
+            ) from None
+        self._lock = fd
+
+    def unlock(self) -> None:
+        if self._lock is not None:
+            os.close(self._lock)  # closing releases the flock
+            self._lock = None
 
     def load(self, url: str, verifier: NoteVerifier) -> Verified | None:
         if not self.path.exists():
@@ -230,7 +262,7 @@ class MonitorState:
             saved = json.loads(self.path.read_text())
             saved_url, saved_vkey, note = saved["log"], saved["verifier_key"], saved["checkpoint"]
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise MonitorError(f"the state file {self.path} is unreadable: {exc!r}") from None
+            raise StateUnusable(f"the state file {self.path} is unreadable: {exc!r}") from None
         if saved_vkey != verifier.vkey():
             raise MonitorError(
                 f"the state file {self.path} follows the log of key {saved_vkey}, not "
@@ -243,13 +275,20 @@ class MonitorState:
     def save(self, url: str, verifier: NoteVerifier, verified: Verified) -> None:
         """Write to a temporary file then rename it: a crash leaves the old state or the new."""
         body = {"log": url, "verifier_key": verifier.vkey(), "checkpoint": verified.note}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
-        with os.fdopen(fd, "w") as f:
-            json.dump(body, f, indent=2)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
+        tmp: str | None = None
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
+            with os.fdopen(fd, "w") as f:
+                json.dump(body, f, indent=2)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            if tmp is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+            raise StateUnusable(f"cannot save the state file {self.path}: {exc}") from None
 
 
 class Monitor:
@@ -260,7 +299,13 @@ class Monitor:
         self.url = self.client.url
         self.verifier = verifier
         self.state = state
-        self.last = state.load(self.url, verifier)
+        state.lock()
+        try:
+            self.last = state.load(self.url, verifier)
+        except MonitorError:
+            state.unlock()
+            self.client.close()
+            raise
 
     def round(self) -> tuple[Verified | None, Verified]:
         """Check the log's current checkpoint against the last one; (previous, new)."""
@@ -273,3 +318,4 @@ class Monitor:
 
     def close(self) -> None:
         self.client.close()
+        self.state.unlock()
