@@ -58,6 +58,7 @@ def test_an_s3_url_gives_one_prefix_per_use_in_one_bucket(
         assert store.location.prefix == f"{prefix}{use}"
         assert store.key("a" * 64) == f"{prefix}{use}/{'a' * 64}"
         assert store.location.endpoint_url == "http://127.0.0.1:9000"
+        assert "wJalrXUtnFEMI" not in f"{store.location!r} {store.location}"  # not in logs
     assert "wJalrXUtnFEMI" not in repr(settings)  # the secret stays a SecretStr
 
 

@@ -101,7 +101,9 @@ def error_response(exc: SealpostError, headers: dict[str, str] | None = None) ->
     if exc.status >= 500:
         incident = uuid.uuid4().hex[:12]
         log.error("api.error", error=exc.message, code=exc.code, incident=incident)
-        if exc.status not in (503, 507):  # a fault's text (paths, library errors) stays in logs
+        # a fault's text (paths, library errors, internal endpoints) stays in the logs; a
+        # 503 or 507 says what to wait for, unless its text names the infrastructure
+        if exc.status not in (503, 507) or getattr(exc, "detail_is_internal", False):
             detail = f"{exc.title}; incident {incident} is in the server's log"
     return problem(
         exc.status,

@@ -50,6 +50,9 @@ class BlobStoreUnavailable(ServiceUnavailable):
     code = "blob_store_unavailable"
     title = "The blob store is unavailable; retry later"
     retry_after = 5
+    detail_is_internal = True
+    """The message names the bucket, the internal endpoint and the store's own words: for
+    the operator's log (with the incident id the client gets), not for API clients."""
 
 
 class BlobMissing(SealpostError):

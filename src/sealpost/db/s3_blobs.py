@@ -40,7 +40,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, BinaryIO, cast
 
@@ -73,7 +73,8 @@ class S3Location:
     """``None`` for AWS itself; ``http://127.0.0.1:9000`` for a MinIO, and so on."""
     region: str | None = None
     access_key_id: str | None = None
-    secret_access_key: str | None = None
+    secret_access_key: str | None = field(default=None, repr=False)
+    """Never in a ``repr`` (log lines, tracebacks with locals, test failure output)."""
     addressing_style: str = "auto"
     """``path`` for most self-hosted stores (``endpoint/bucket/key``), ``virtual`` for
     ``bucket.endpoint/key``; ``auto`` lets botocore choose."""
@@ -109,14 +110,16 @@ def parse_blob_url(url: str) -> tuple[str, str]:
 def make_client(location: S3Location) -> Any:
     """A boto3 S3 client for ``location``: thread-safe, shared by every thread of a process.
 
-    Short timeouts and a few retries: a request that cannot reach the store fails within
-    seconds with :class:`BlobStoreUnavailable` instead of holding an SMTP session.  Checksums
+    Short timeouts and one retry: a store that cannot be reached fails within about 10 s
+    (5 s to connect, twice), one that accepts and then stalls within about 40 s (20 s per
+    read, twice), with :class:`BlobStoreUnavailable`, instead of holding SMTP sessions and the
+    group-commit writer for minutes.  Checksums
     are sent by us (SHA-256, the content address), so botocore's own CRC defaults, which
     some S3-compatible stores refuse, are only used where S3 requires them."""
     config = Config(
         connect_timeout=5,
-        read_timeout=60,
-        retries={"max_attempts": 3, "mode": "standard"},
+        read_timeout=20,
+        retries={"max_attempts": 2, "mode": "standard"},
         s3={"addressing_style": location.addressing_style},
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
