@@ -40,8 +40,8 @@ from sealpost.ledger.timestamps import EmbeddedTimeStamper, HttpTimeStamper, Tim
 from sealpost.logging import get_logger
 from sealpost.loops import Loop, Supervisor
 from sealpost.pki import asn1
+from sealpost.pki.errors import KeyMaterialError
 from sealpost.pki.keys import (
-    KeyFiles,
     SigningIdentity,
     init_keys,
     init_note_key,
@@ -131,21 +131,43 @@ built here derives every domain's events, whatever part of it runs."""
 def ensure_local_keys(settings: Settings) -> None:
     """Create the embedded default's keys on first start (never overwrites existing ones).
 
-    The log's Ed25519 note key is made even beside an operator's seal and TSA, and for a keys
-    directory older than it: it names the log to witnesses and monitors, nothing else has it."""
+    Not the log's note key: whether one may be made depends on the log
+    (:func:`ensure_note_key`, once the schema is there)."""
     operator_seal = settings.seal_pkcs12 or (settings.seal_certificate and settings.seal_key)
     keys_dir = settings.resolved_keys_dir
     if not (operator_seal and settings.tsa_url) and not (keys_dir / "seal.pem").exists():
-        init_keys(keys_dir)
+        init_keys(keys_dir, note_key=False)
         log.info("keys.created", directory=str(keys_dir))
-    note_key = KeyFiles.in_directory(keys_dir).log_note_key
-    if not note_key.exists():
-        keys_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        try:
-            init_note_key(note_key)
-            log.info("keys.note_key_created", path=str(note_key))
-        except FileExistsError:  # another process starting at the same time made it: use it
-            pass
+
+
+def _missing_note_key(settings: Settings, expected: bytes) -> KeyMaterialError:
+    return KeyMaterialError(
+        f"the log's note key is missing: the log's checkpoints are signed by note key id "
+        f"{expected.hex()} (name {settings.ledger_origin}); install that key at "
+        "SEALPOST_LOG_NOTE_KEY (default <keys dir>/log-note.key), shared by every sequencer "
+        "candidate.  A new key is only made for a log none of whose heads is signed yet: "
+        "another would change the log's identity to its monitors and witnesses",
+        path=settings.resolved_log_note_key,
+    )
+
+
+def ensure_note_key(settings: Settings, storage: SqlLogStorage) -> None:
+    """Create the log's Ed25519 note key (``SEALPOST_LOG_NOTE_KEY``) when it is missing and
+    no head carries a note signature yet (a fresh log, or one older than signed notes), also
+    beside an operator's seal and TSA.  Once a head carries one, it is never made: each host
+    making its own would change the log's identity silently (a sequencer takeover, an
+    emptied keys directory); a process that needs it (a sequencer candidate, the API) then
+    fails in :attr:`Sealpost.note_signer`, naming the key ID the log expects, and one that
+    does not (an SMTP host that never seals) runs without it."""
+    path = settings.resolved_log_note_key
+    if path.exists() or path.is_symlink() or storage.note_key_id() is not None:
+        return
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        init_note_key(path)
+        log.info("keys.note_key_created", path=str(path))
+    except FileExistsError:  # another process starting at the same time made it: use it
+        pass
 
 
 @dataclass(frozen=True)
@@ -551,9 +573,26 @@ class Sealpost:
 
     @cached_property
     def note_signer(self) -> NoteSigner:
-        """The log's Ed25519 key for C2SP signed notes, named after the log origin."""
-        path = KeyFiles.in_directory(self.settings.resolved_keys_dir).log_note_key
-        return NoteSigner(self.settings.ledger_origin, load_note_key(path))
+        """The log's Ed25519 key for C2SP signed notes, named after the log origin.
+
+        KeyMaterialError, naming both key IDs, when the log's heads are signed by another key
+        (or another origin): this process would seal or publish another identity."""
+        path = self.settings.resolved_log_note_key
+        expected = self.log_storage.note_key_id()
+        if expected is not None and not (path.exists() or path.is_symlink()):
+            raise _missing_note_key(self.settings, expected)
+        signer = NoteSigner(self.settings.ledger_origin, load_note_key(path))
+        own = signer.verifier.key_id
+        if expected is not None and own != expected:
+            log.error("keys.note_key_mismatch", own=own.hex(), expected=expected.hex())
+            raise KeyMaterialError(
+                f"this note key (key id {own.hex()}, name {signer.name}) is not the log's: its "
+                f"checkpoints are signed by note key id {expected.hex()}.  Every sequencer "
+                "candidate must have the log's key (SEALPOST_LOG_NOTE_KEY, or a shared keys "
+                "directory); this process does not start with another",
+                path=path,
+            )
+        return signer
 
     @cached_property
     def sequencer(self) -> Sequencer:
@@ -1475,4 +1514,11 @@ def build(settings: Settings | None = None, *, prepare: bool = True) -> Sealpost
     if prepare:
         ensure_local_keys(sealpost.settings)
         sealpost.migrate()
+        try:
+            ensure_note_key(sealpost.settings, sealpost.log_storage)
+            if sealpost.settings.sequencer_enabled:
+                _ = sealpost.note_signer  # a note key that is not the log's: refuse to start
+        except Exception:
+            sealpost.engine.dispose()
+            raise
     return sealpost

@@ -109,7 +109,8 @@ def serve(
 
     shutdown = Shutdown(settings.shutdown_timeout_seconds, on_force=release)
     shutdown.install()
-    sp = build(settings)  # keys and schema on first start; the sequencer seals leftovers
+    with _reported():  # e.g. a note key that is not the log's: one red line, exit 1
+        sp = build(settings)  # keys and schema on first start; the sequencer seals leftovers
     built.append(sp)
     try:
         sp.start_email()

@@ -127,6 +127,14 @@ class Settings(BaseSettings):
         None, description="Operator's seal as PKCS#12, instead of PEM."
     )
     seal_key_password: SecretStr | None = None
+    log_note_key: Path | None = Field(
+        None,
+        description="The log's Ed25519 key signing checkpoints as C2SP signed notes (PKCS#8 "
+        "PEM); default <keys_dir>/log-note.key.  It is the log's identity to monitors and "
+        "witnesses: every process that may be sequencer must have the same key (a shared file, "
+        "like the seal).  Made at start only while no head carries a note signature; after "
+        "that a missing key, or another key, is a start-up error.",
+    )
 
     tsa_url: str | None = Field(
         None, description="External RFC 3161 TSA; default: the embedded TSA with local keys."
@@ -745,6 +753,10 @@ class Settings(BaseSettings):
     @cached_property
     def resolved_keys_dir(self) -> Path:
         return self.keys_dir or self.data_dir / "keys"
+
+    @property
+    def resolved_log_note_key(self) -> Path:
+        return self.log_note_key or self.resolved_keys_dir / "log-note.key"
 
     @cached_property
     def resolved_public_url(self) -> str:

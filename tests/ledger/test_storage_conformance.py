@@ -12,18 +12,20 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TypedDict
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy.exc import IntegrityError
 
 from sealpost.db import migrate
 from sealpost.db.engine import make_engine
 from sealpost.ledger import merkle
 from sealpost.ledger.errors import SequencerError
+from sealpost.ledger.note import NoteSigner
 from sealpost.ledger.proofs import LedgerReader
 from sealpost.ledger.records import EvidenceRecord
 from sealpost.ledger.repository import SqlLogStorage
@@ -415,6 +417,23 @@ def test_head_by_size_and_latest(backend: LogBackend, batches: Batches) -> None:
     assert stored.checkpoint == first.checkpoint
     assert stored.seal_chain_pem == first.seal_chain_pem
     assert stored.timestamp_token == first.timestamp_token
+
+
+def test_note_key_id_is_that_of_the_latest_head_signed_as_a_note(
+    backend: LogBackend, sealer: HeadSealer
+) -> None:
+    storage = backend.storage
+    assert storage.note_key_id() is None  # a fresh log
+    storage.append(records(backend, 4))
+    batches = Batches(sealer)
+    batches.seal(storage, 1)  # a head from before signed notes: none
+    assert storage.note_key_id() is None
+    for _ in range(2):
+        signer = NoteSigner(sealer.origin, Ed25519PrivateKey.generate())
+        batches.sealer = replace(sealer, note_signer=signer)
+        batches.seal(storage, 1)
+        for view in (storage, backend.reopen()):
+            assert view.note_key_id() == signer.verifier.key_id
 
 
 def test_head_covering_is_the_first_head_that_sealed_the_leaf(

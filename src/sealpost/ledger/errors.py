@@ -6,7 +6,8 @@
     ├── RecordError (422)           a record that cannot be evidence (missing reasons, bad field)
     ├── BundleFormatError (422)     a bundle that is not JSON, or of an unknown format/version
     ├── SequencerError (409)        the sequencer refused to sign (time did not move forward,
-    │                               the log moved under it)
+    │   │                           the log moved under it)
+    │   └── NoteKeyMismatch (409)   its note key is not the one that signed the log's heads
     └── NotSealedYet (409)          the record exists but no tree head includes it yet
 """
 
@@ -61,6 +62,14 @@ class SequencerError(Conflict):
 
     code = "sequencer_refused"
     title = "The sequencer refused the batch"
+
+
+class NoteKeyMismatch(SequencerError):
+    """The sequencer's note key is not the one that signed the log's heads: it must not seal
+    (monitors and witnesses pin the log's key; another would change its identity)."""
+
+    code = "note_key_mismatch"
+    title = "The sequencer's note key is not the log's"
 
 
 class NotSealedYet(Conflict):

@@ -368,6 +368,17 @@ class SqlLogStorage:
             row = conn.execute(query).first()
             return None if row is None else self._head_from_row(conn, row)
 
+    def note_key_id(self) -> bytes | None:
+        query = (
+            select(func.substr(tree_heads.c.note_signature, 1, 4))
+            .where(tree_heads.c.note_signature.is_not(None))
+            .order_by(tree_heads.c.tree_size.desc())
+            .limit(1)
+        )
+        with self.engine.connect() as conn:
+            found = conn.execute(query).scalar()
+        return None if found is None else bytes(found)
+
     def head_covering(self, leaf_index: int) -> SignedTreeHead | None:
         query = (
             select(tree_heads)

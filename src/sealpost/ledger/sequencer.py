@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 
 from sealpost import metrics
 from sealpost.ledger import merkle
-from sealpost.ledger.errors import SequencerError
+from sealpost.ledger.errors import NoteKeyMismatch, SequencerError
 from sealpost.ledger.note import NoteSigner
 from sealpost.ledger.storage import LogStorage
 from sealpost.ledger.timestamps import TimeStamper
@@ -80,6 +80,36 @@ class Sequencer:
         self.max_batch = max_batch
         self.clock = clock
         self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self._note_key_confirmed = False
+        """Set once the log's heads are known to be signed by this sequencer's note key."""
+
+    def check_note_key(self) -> None:
+        """Raise NoteKeyMismatch unless this sequencer's note key is the log's: the key ID of
+        the latest head carrying a note signature (none yet: a fresh log, any key will do).
+
+        Monitors and witnesses pin the log's verifier key; heads signed by another key (a
+        sequencer host with a key of its own, an emptied keys directory) would change the log's
+        identity, and the X.509 seal must not go on alone either: nothing is sealed."""
+        if self._note_key_confirmed:
+            return
+        expected = self.storage.note_key_id()
+        signer = self.sealer.note_signer
+        if expected is None:
+            return
+        if signer is None:
+            raise NoteKeyMismatch(
+                f"the log's heads are signed as notes by key id {expected.hex()}, and this "
+                "sequencer has no note key: it does not seal"
+            )
+        own = signer.verifier.key_id
+        if own != expected:
+            raise NoteKeyMismatch(
+                f"this sequencer's note key (key id {own.hex()}, name {signer.name}) is not the "
+                f"log's (key id {expected.hex()}, the latest head's note signature): it does "
+                "not seal.  Give every sequencer candidate the log's key (SEALPOST_LOG_NOTE_KEY "
+                "or a shared keys directory)"
+            )
+        self._note_key_confirmed = True
 
     def seal_pending(self) -> SignedTreeHead | None:
         """Seal one batch of pending records; None when nothing was pending."""
@@ -87,6 +117,9 @@ class Sequencer:
         pending = self.storage.pending(self.max_batch)
         if not pending:
             return None
+        # after reading the state: a head another sequencer wrote since then either shows
+        # here or makes the compare-and-set of ``integrate`` fail
+        self.check_note_key()
         started = time.perf_counter()
         moment = self.clock()
         if state.head_time is not None and moment <= state.head_time:
@@ -136,6 +169,12 @@ class Sequencer:
                     head = self.seal_pending()
                     backoff = 0.0
                     round_ok()
+                except NoteKeyMismatch as exc:
+                    # not retried while holding the lease: release it (finally) so that a
+                    # sequencer with the log's key takes over, and let the supervisor report it
+                    log.error("ledger.note_key_mismatch", reason=exc.message)
+                    round_failed(exc)
+                    raise
                 except SequencerError as exc:
                     log.warning("ledger.seal_refused", reason=exc.message)
                     head, backoff = None, min(max(backoff * 2, window_seconds), 10.0)

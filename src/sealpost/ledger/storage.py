@@ -106,6 +106,11 @@ class LogStorage(Protocol):
         ``tree_size`` is None; None when no head of that size was stored (or none at all).
         """
 
+    def note_key_id(self) -> bytes | None:
+        """The note key ID (the first four bytes of ``note_signature``, c2sp.org/signed-note)
+        of the latest head carrying a note signature; None while no head carries one.
+        """
+
     def head_covering(self, leaf_index: int) -> SignedTreeHead | None:
         """The first head whose tree contains ``leaf_index`` (the smallest size above it: the
         head that sealed it); None while no head contains it.

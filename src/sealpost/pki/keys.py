@@ -7,9 +7,11 @@ PKCS#8 PEM, created 0600 from the first byte, never silently overwritten.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import ipaddress
 import os
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -211,13 +213,20 @@ def init_keys(
     hostnames: Sequence[str] = ("localhost",),
     key_type: KeyType = "ec-p256",
     force: bool = False,
+    note_key: bool = True,
 ) -> KeyFiles:
-    """Create the local root CA and the seal, TSA and SMTP TLS certificates it issues.
+    """Create the local root CA and the seal, TSA and SMTP TLS certificates it issues, and
+    the log's note key when ``note_key`` and there is none yet.
 
     Refuses (KeyMaterialError) to touch existing files unless ``force``: keys are evidence.
+    An existing note key is kept, with or without ``force`` (which renews the CA and its
+    certificates), and does not count as existing key material: it is the log's identity to
+    witnesses and monitors, which pin it (a new one would make every later checkpoint look
+    unsigned to them), and may be copied in from another host before the first start.
     """
     files = KeyFiles.in_directory(directory)
-    existing = [p for p in files.all_files() if p.exists() or p.is_symlink()]
+    renewed = [p for p in files.all_files() if p != files.log_note_key]
+    existing = [p for p in renewed if p.exists() or p.is_symlink()]
     if existing and not force:
         raise KeyMaterialError(
             "key material already exists; pass force=True to replace it", path=existing[0]
@@ -273,7 +282,9 @@ def init_keys(
         (files.smtp_tls_key, tls_key),
     ):
         _write_new(path, _pem_key(key), 0o600)
-    init_note_key(files.log_note_key)
+    if note_key and not (files.log_note_key.exists() or files.log_note_key.is_symlink()):
+        with contextlib.suppress(FileExistsError):  # made meanwhile by a starting process
+            init_note_key(files.log_note_key)
     _write_new(files.root_ca_cert, _pem_certs(root), 0o644)
     _write_new(files.seal_cert, _pem_certs(seal), 0o644)
     _write_new(files.tsa_cert, _pem_certs(tsa), 0o644)
@@ -290,13 +301,18 @@ def init_note_key(path: Path) -> None:
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    # whole or absent: written aside, then linked in (FileExistsError if another process won)
-    aside = path.with_name(f".{path.name}.{os.getpid()}")
-    _write_new(aside, pem, 0o600)
+    # whole or absent: written aside under a fresh name (mkstemp: 0600, never a leftover of a
+    # killed process), then linked in: FileExistsError if another process won, its key stays
+    fd, aside = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(pem)
+            f.flush()
+            os.fsync(f.fileno())
         os.link(aside, path)
     finally:
-        aside.unlink()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(aside)
 
 
 def load_note_key(path: Path) -> ed25519.Ed25519PrivateKey:
