@@ -111,6 +111,39 @@ def test_keys_init_refuses_to_overwrite(fresh_env: dict[str, str], tmp_path: Pat
     assert (tmp_path / "k" / "seal.key").read_bytes() == before
 
 
+def test_keys_init_prints_the_verifier_key_of_the_note_key_in_use(
+    fresh_env: dict[str, str], tmp_path: Path
+) -> None:
+    """With SEALPOST_LOG_NOTE_KEY (a key shared by every host), `keys init` makes no other
+    note key in the keys directory and prints the shared key's verifier key, or says it is
+    missing: a verifier key printed for a file nothing uses would be pinned by monitors."""
+    from sealpost.ledger.note import NoteSigner
+    from sealpost.pki.keys import init_note_key, load_note_key
+
+    alone = run(["keys", "init", "--directory", str(tmp_path / "a")], fresh_env)
+    assert alone.returncode == 0, alone.stderr
+    assert (tmp_path / "a" / "log-note.key").exists()
+    assert f"({tmp_path / 'a' / 'log-note.key'})" in alone.stdout
+
+    shared = tmp_path / "shared" / "log-note.key"
+    env = {**fresh_env, "SEALPOST_LOG_NOTE_KEY": str(shared)}
+    missing = run(["keys", "init", "--directory", str(tmp_path / "b")], env)
+    assert missing.returncode == 0, missing.stderr
+    assert "does not exist" in missing.stdout and "log verifier key" not in missing.stdout
+    assert not (tmp_path / "b" / "log-note.key").exists() and not shared.exists()
+
+    shared.parent.mkdir()
+    init_note_key(shared)
+    from sealpost.config import Settings
+
+    origin = fresh_env.get("SEALPOST_LEDGER_ORIGIN", Settings.model_fields["ledger_origin"].default)
+    expected = NoteSigner(origin, load_note_key(shared)).verifier.vkey()
+    found = run(["keys", "init", "--directory", str(tmp_path / "c")], env)
+    assert found.returncode == 0, found.stderr
+    assert f"log verifier key: {expected} ({shared})" in found.stdout
+    assert not (tmp_path / "c" / "log-note.key").exists()
+
+
 def test_verify_says_valid_names_what_was_altered_and_refuses_garbage(
     sealpost: Sealpost, tenant_id: str, tmp_path: Path, keys_dir: Path, fresh_env: dict[str, str]
 ) -> None:

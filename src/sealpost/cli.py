@@ -208,9 +208,11 @@ def keys_init(
     """Create a local CA, a seal, a TSA and an SMTP TLS certificate (embedded default)."""
     from sealpost.pki.keys import init_keys
 
-    target = directory or _settings().resolved_keys_dir
+    settings = _settings()
+    target = directory or settings.resolved_keys_dir
     if key_type not in ("ec-p256", "rsa-3072"):
         raise _fail("--key-type is ec-p256 or rsa-3072", 2)
+    shared_note_key = settings.log_note_key  # SEALPOST_LOG_NOTE_KEY: the log's key lives there
     with _reported():
         files = init_keys(
             target,
@@ -218,13 +220,21 @@ def keys_init(
             hostnames=tuple(hostname or ["localhost"]),
             key_type=key_type,  # type: ignore[arg-type]
             force=force,
+            note_key=shared_note_key is None,
         )
     out.print(f"keys written to {target} (private keys mode 0600); root CA: {files.root_ca_cert}")
     from sealpost.ledger.note import NoteSigner
     from sealpost.pki.keys import load_note_key
 
-    signer = NoteSigner(_settings().ledger_origin, load_note_key(files.log_note_key))
-    print(f"log verifier key: {signer.verifier.vkey()}")
+    note_key = shared_note_key or files.log_note_key
+    if not note_key.exists():
+        print(
+            f"log note key: {note_key} does not exist: it is made at the first start of a fresh "
+            "log; for an existing log, copy the log's key there"
+        )
+        return
+    signer = NoteSigner(settings.ledger_origin, load_note_key(note_key))
+    print(f"log verifier key: {signer.verifier.vkey()} ({note_key})")
 
 
 @db_app.command("upgrade")
