@@ -4,7 +4,8 @@
 communication carry its ``communication_id`` (and ``tenant_id``): the code that handles a
 communication binds them in structlog's context variables (``bound_contextvars``) for the
 time it works on it, so every line logged meanwhile, at any depth, names it.  Standard
-library loggers (aiosmtpd, asyncio, SQLAlchemy) go through the same renderer.
+library loggers (aiosmtpd, asyncio, SQLAlchemy) go through the same renderer, at WARNING and
+above only: their lower levels carry URLs, SMTP commands and credentials.
 """
 
 from __future__ import annotations
@@ -19,6 +20,10 @@ SHARED: list[structlog.types.Processor] = [
     structlog.processors.add_log_level,
     structlog.processors.TimeStamper(fmt="iso", utc=True),
 ]
+
+
+_LIBRARIES = ("httpx", "httpcore", "mail.log", "aiosmtpd", "botocore", "boto3", "urllib3")
+"""Loggers kept at WARNING whatever ``SEALPOST_LOG_LEVEL`` says (see below)."""
 
 
 def configure_logging(level: str = "INFO", fmt: str = "console") -> None:
@@ -48,7 +53,13 @@ def configure_logging(level: str = "INFO", fmt: str = "console") -> None:
         )
         root = logging.getLogger()
         root.handlers = [handler]
-        root.setLevel(numeric)
+        # libraries speak at WARNING, as on a terminal (Python's last-resort handler): their
+        # INFO and DEBUG lines carry what must not reach a log (httpx: a gateway URL with the
+        # SMS text and one-time code, an api_key or user:password; aiosmtpd's mail.log: every
+        # SMTP command, AUTH LOGIN's base64 credentials at DEBUG) and name no communication
+        root.setLevel(max(numeric, logging.WARNING))
+        for name in _LIBRARIES:
+            logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:
