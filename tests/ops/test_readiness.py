@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from sealpost.app import Sealpost
 from tests.conftest import require_service
 from tests.support.amqp import AMQP_URL, rabbitmq_available
 from tests.support.serve import SealpostProcess, serve_env
@@ -127,3 +128,43 @@ def test_a_dispatcher_is_not_ready_while_its_broker_is_down(
     finally:
         for process in processes:
             process.stop()
+
+
+def test_a_flood_of_probes_during_a_hang_runs_one_check_at_a_time(sealpost: Sealpost) -> None:
+    """``/readyz`` is anonymous on the API port: 50 probes at once while the database hangs
+    must not become 50 round trips and 50 stuck threads.  One round of checks runs, the others
+    get its answer; a check still hanging is waited on again, never started twice; once the
+    database answers, the next round (after the 1 s cache) says ready."""
+    import threading
+
+    from sealpost.ops.readiness import Readiness
+
+    calls: list[float] = []
+    hang = threading.Event()
+
+    class Hanging(Readiness):
+        def _database(self) -> None:
+            calls.append(time.monotonic())
+            hang.wait(30)
+
+    readiness = Hanging(sealpost, timeout=0.5)
+    readiness.started.set()
+    answers: list[bool] = []
+    probes = [
+        threading.Thread(target=lambda: answers.append(readiness.check().ready)) for _ in range(50)
+    ]
+    for probe in probes:
+        probe.start()
+    for probe in probes:
+        probe.join(10)
+    assert answers == [False] * 50
+    assert len(calls) == 1  # one database round trip for fifty probes
+    time.sleep(1.1)  # past the cache: still hanging, the same check is waited on again
+    report = readiness.check()
+    assert not report.ready and "no answer" in report.checks["database"]
+    assert len(calls) == 1
+    hang.set()
+    time.sleep(1.1)
+    report = readiness.check()  # the hung check finished: this round starts a new one
+    assert len(calls) == 2
+    assert report.ready, report.checks

@@ -24,8 +24,9 @@ from __future__ import annotations
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -67,8 +68,28 @@ class Readiness:
     sp: Sealpost
     timeout: float = 3.0
     started: threading.Event = field(default_factory=threading.Event)
+    cache_seconds: float = 1.0
+    """A report younger than this is answered again: probes come every few seconds, a flood
+    of anonymous ``/readyz`` on the API port must not become a flood of database round trips
+    and threads (one round of checks at a time, the others wait for it)."""
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _last: tuple[float, ReadinessReport] | None = None
+    _running: dict[str, Future[None]] = field(default_factory=dict)
+    """A check that timed out and still runs is waited on again, never started twice: a
+    database or store that hangs holds one thread per check, not one per request."""
+    _pool: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(8, thread_name_prefix="sealpost-readyz")
+    )
 
     def check(self) -> ReadinessReport:
+        with self._lock:
+            if self._last is not None and time.monotonic() - self._last[0] < self.cache_seconds:
+                return self._last[1]
+            report = self._check()
+            self._last = (time.monotonic(), report)
+            return report
+
+    def _check(self) -> ReadinessReport:
         checks: dict[str, Callable[[], None]] = {
             "database": self._database,
             "blob_store": self._blob_store,
@@ -80,22 +101,25 @@ class Readiness:
         if self.sp.smtp_serving() is not None:  # this process started SMTP listeners
             checks["smtp"] = self._smtp
         results: dict[str, str] = {}
-        pool = ThreadPoolExecutor(len(checks), thread_name_prefix="sealpost-readyz")
-        try:
-            futures = {name: pool.submit(run) for name, run in checks.items()}
-            for name, future in futures.items():
-                try:
-                    future.result(self.timeout)
-                    results[name] = "ok"
-                except FutureTimeout:
-                    results[name] = f"no answer within {self.timeout:g} s"
-                except NotReady as exc:
-                    results[name] = str(exc)
-                except Exception as exc:
-                    log.warning("readyz.check_failed", check=name, error=repr(exc))
-                    results[name] = f"unreachable ({type(exc).__name__})"
-        finally:
-            pool.shutdown(wait=False)
+        futures: dict[str, Future[None]] = {}
+        for name, run in checks.items():
+            previous = self._running.get(name)
+            futures[name] = (
+                previous if previous is not None and not previous.done() else self._pool.submit(run)
+            )
+        self._running = futures
+        deadline = time.monotonic() + self.timeout
+        for name, future in futures.items():
+            try:
+                future.result(max(deadline - time.monotonic(), 0.0))
+                results[name] = "ok"
+            except FutureTimeout:
+                results[name] = f"no answer within {self.timeout:g} s"
+            except NotReady as exc:
+                results[name] = str(exc)
+            except Exception as exc:
+                log.warning("readyz.check_failed", check=name, error=repr(exc))
+                results[name] = f"unreachable ({type(exc).__name__})"
         return ReadinessReport(all(v == "ok" for v in results.values()), results)
 
     def _database(self) -> None:
