@@ -514,3 +514,13 @@ def test_a_sequencer_over_the_backend_seals_batches_whose_proofs_verify(
                 merkle.verify_consistency(
                     old.tree_size, new.tree_size, old.root_hash, new.root_hash, proof
                 )
+
+
+def test_pending_count_is_bounded_by_its_cap(backend: LogBackend) -> None:
+    """Metrics, /healthz and the sequencer count a backlog that may reach millions during a
+    TSA outage: with a cap, the count stops there (a bounded query), without, it is exact."""
+    storage = backend.storage
+    storage.append(records(backend, 7))
+    assert storage.pending_count() == 7
+    assert storage.pending_count(5) == 5
+    assert storage.pending_count(100) == 7

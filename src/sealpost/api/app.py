@@ -191,6 +191,7 @@ def create_app(sp: Sealpost, *, start_background: bool = True) -> FastAPI:
         that lag as ``degraded`` with 200, since it still accepts.  Errors show by type only:
         this answers anyone."""
         sealpost = sp
+        cap = sealpost.settings.metrics_backlog_cap  # counts stay bounded while a backlog grows
         try:
             with sealpost.engine.connect() as conn:
                 conn.execute(text("SELECT 1"))
@@ -201,11 +202,11 @@ def create_app(sp: Sealpost, *, start_background: bool = True) -> FastAPI:
             waiting = None if oldest is None else (now - oldest).total_seconds()
             ledger_health = LedgerHealth(
                 tree_size=0 if head is None else head.tree_size,
-                pending_records=sealpost.log_storage.pending_count(),
+                pending_records=sealpost.log_storage.pending_count(cap),
                 last_head_age_seconds=None if age is None else round(age.total_seconds(), 3),
                 oldest_pending_age_seconds=None if waiting is None else round(waiting, 3),
             )
-            backlog = sealpost.outbox.backlog()
+            backlog = sealpost.outbox.backlog(cap)
             events_health = EventsHealth(
                 unpositioned=backlog["unpositioned"],
                 last_position=backlog["last_position"],

@@ -9,7 +9,9 @@ from pydantic import BaseModel, Field
 
 class LedgerHealth(BaseModel):
     tree_size: int
-    pending_records: int
+    pending_records: int = Field(
+        description="Records waiting for their seal, counted up to SEALPOST_METRICS_BACKLOG_CAP."
+    )
     last_head_age_seconds: float | None
     oldest_pending_age_seconds: float | None = Field(
         None, description="How long the oldest record not yet sealed has waited."
@@ -23,7 +25,10 @@ class LoopHealthOut(BaseModel):
 
 
 class EventsHealth(BaseModel):
-    unpositioned: int = Field(description="Committed events the dispatcher has not taken yet.")
+    unpositioned: int = Field(
+        description="Committed events the dispatcher has not taken yet, counted up to "
+        "SEALPOST_METRICS_BACKLOG_CAP."
+    )
     last_position: int
     amqp_lag: int | None = Field(description="Events not yet confirmed by RabbitMQ.")
     webhook_deliveries: dict[str, int] = Field(description="Deliveries by state.")

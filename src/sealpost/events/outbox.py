@@ -476,12 +476,16 @@ class OutboxRepository:
                 for r in conn.execute(query.order_by(o.position).limit(limit))
             ]
 
-    def backlog(self) -> dict[str, int]:
-        """Operations: events waiting for a position, and the AMQP publisher's lag."""
+    def backlog(self, cap: int | None = None) -> dict[str, int]:
+        """Operations: events waiting for a position (counted up to ``cap`` when given: a
+        bounded query while a backlog grows), and the AMQP publisher's lag."""
         o = outbox_events.c
+        waiting = select(o.seq).where(o.position.is_(None))
+        if cap is not None:
+            waiting = waiting.limit(cap)
         with self.engine.connect() as conn:
             unpositioned = conn.execute(
-                select(func.count()).where(o.position.is_(None))
+                select(func.count()).select_from(waiting.subquery())
             ).scalar_one()
             top = conn.execute(select(func.max(o.position))).scalar() or 0
         return {

@@ -175,8 +175,11 @@ class SqlLogStorage:
         with self.engine.connect() as conn:
             return [PendingLeaf(r.seq, r.id, bytes(r.leaf_hash)) for r in conn.execute(query)]
 
-    def pending_count(self) -> int:
-        query = select(func.count()).where(evidence_records.c.leaf_index.is_(None))
+    def pending_count(self, cap: int | None = None) -> int:
+        waiting = select(evidence_records.c.seq).where(evidence_records.c.leaf_index.is_(None))
+        if cap is not None:
+            waiting = waiting.limit(cap)
+        query = select(func.count()).select_from(waiting.subquery())
         with self.engine.connect() as conn:
             return int(conn.execute(query).scalar_one())
 

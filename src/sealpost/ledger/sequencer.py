@@ -183,7 +183,8 @@ class Sequencer:
                     log.error("ledger.seal_failed", error=repr(exc), retry_in=backoff)
                     round_failed(exc)
                     head = None
-                if head is not None and self.storage.pending_count() >= self.max_batch:
+                full = self.max_batch  # counted no further: a backlog may hold millions
+                if head is not None and self.storage.pending_count(full) >= full:
                     continue  # a backlog: seal the next full batch at once
                 # one head per window under a steady stream: sealing again as soon as a few
                 # more records arrive would sign and timestamp many tiny batches

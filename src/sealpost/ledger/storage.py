@@ -64,8 +64,10 @@ class LogStorage(Protocol):
         increases with arrival order.  ``leaf_hash`` is the record's RFC 9162 leaf hash.
         """
 
-    def pending_count(self) -> int:
-        """How many appended records are not yet integrated (``pending`` without a limit)."""
+    def pending_count(self, cap: int | None = None) -> int:
+        """How many appended records are not yet integrated (``pending`` without a limit);
+        counted up to ``cap`` when given (a bounded query while a backlog grows: metrics,
+        health, the sequencer's "is a full batch waiting")."""
 
     def oldest_pending_time(self) -> datetime | None:
         """When the oldest record not yet integrated was appended (None when none waits):

@@ -107,7 +107,7 @@ class BacklogCollector:
         yield _gauge(
             "sealpost_ledger_unsealed_records",
             "Evidence records committed and not yet in a sealed tree head.",
-            storage.pending_count(),
+            storage.pending_count(self._cap),
         )
         yield _gauge(
             "sealpost_ledger_oldest_unsealed_age_seconds",
@@ -117,7 +117,7 @@ class BacklogCollector:
 
     def _events(self) -> Iterator[Metric]:
         outbox, now = self.sp.outbox, datetime.now(UTC)
-        backlog = outbox.backlog()
+        backlog = outbox.backlog(self._cap)
         yield _gauge(
             "sealpost_events_unpositioned",
             "Outbox events not yet given their position by the events dispatcher.",
