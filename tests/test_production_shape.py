@@ -16,21 +16,9 @@ from cryptography import x509
 
 from tests.support import production_shape
 from tests.support.amqp import Topology, amqp, rabbitmq_available
-from tests.support.s3 import ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY, S3Server
+from tests.support.s3 import S3Server
 
 __all__ = ["amqp", "rabbitmq_available"]
-
-
-def blob_env(s3: S3Server, bucket: str) -> dict[str, str]:
-    """The blob store's settings for every process: one bucket, as in production."""
-    return {
-        "SEALPOST_BLOB_URL": f"s3://{bucket}/sealpost",
-        "SEALPOST_BLOB_S3_ENDPOINT_URL": s3.endpoint_url,
-        "SEALPOST_BLOB_S3_REGION": REGION,
-        "SEALPOST_BLOB_S3_ACCESS_KEY_ID": ACCESS_KEY_ID,
-        "SEALPOST_BLOB_S3_SECRET_ACCESS_KEY": SECRET_ACCESS_KEY,
-        "SEALPOST_BLOB_S3_ADDRESSING_STYLE": "path",
-    }
 
 
 @pytest.mark.integration
@@ -53,7 +41,7 @@ def test_500_certified_emails_through_every_role_each_step_once(
         [root],
         smtp_messages=250,
         api_messages=250,
-        blob_env=blob_env(s3_server, bucket),
+        blob_env=s3_server.blob_env(bucket, "sealpost"),  # one bucket, as in production
     )
     print("\n" + outcome.report())
     outcome.check()

@@ -10,13 +10,12 @@ from datetime import timedelta
 
 import pytest
 from fastapi.testclient import TestClient
-from pydantic import SecretStr
 
 from sealpost.api.app import create_app
 from sealpost.app import Sealpost
 from sealpost.config import Settings
 from tests.archive.test_holds import T0, Clock, agent, ingest, mail
-from tests.support.s3 import ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY, S3Server
+from tests.support.s3 import S3Server
 
 PREFIX = "archive-test"
 
@@ -28,16 +27,7 @@ def bucket(s3_server: S3Server) -> str:
 
 @pytest.fixture
 def settings(settings: Settings, s3_server: S3Server, bucket: str) -> Settings:
-    return settings.model_copy(
-        update={
-            "blob_url": f"s3://{bucket}/{PREFIX}",
-            "blob_s3_endpoint_url": s3_server.endpoint_url,
-            "blob_s3_region": REGION,
-            "blob_s3_access_key_id": ACCESS_KEY_ID,
-            "blob_s3_secret_access_key": SecretStr(SECRET_ACCESS_KEY),
-            "blob_s3_addressing_style": "path",
-        }
-    )
+    return settings.model_copy(update=s3_server.blob_settings(bucket, PREFIX))
 
 
 @pytest.fixture

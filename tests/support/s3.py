@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 import boto3
+from pydantic import SecretStr
 
 ACCESS_KEY_ID = "sealpost-test"
 SECRET_ACCESS_KEY = "sealpost-test-secret"
@@ -35,6 +36,26 @@ class S3Server:
             aws_access_key_id=ACCESS_KEY_ID,
             aws_secret_access_key=SECRET_ACCESS_KEY,
         )
+
+    def blob_settings(self, bucket: str, prefix: str) -> dict[str, object]:
+        """The Settings fields that keep a Sealpost's blobs in ``bucket`` under ``prefix``."""
+        return {
+            "blob_url": f"s3://{bucket}/{prefix}",
+            "blob_s3_endpoint_url": self.endpoint_url,
+            "blob_s3_region": REGION,
+            "blob_s3_access_key_id": ACCESS_KEY_ID,
+            "blob_s3_secret_access_key": SecretStr(SECRET_ACCESS_KEY),
+            "blob_s3_addressing_style": "path",
+        }
+
+    def blob_env(self, bucket: str, prefix: str) -> dict[str, str]:
+        """The same as ``SEALPOST_*`` variables, for ``sealpost serve`` processes."""
+        return {
+            f"SEALPOST_{name.upper()}": (
+                value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+            )
+            for name, value in self.blob_settings(bucket, prefix).items()
+        }
 
     def new_bucket(self) -> str:
         name = f"sealpost-{uuid.uuid4().hex[:16]}"

@@ -28,7 +28,7 @@ from sealpost.communications.tables import contents
 from sealpost.config import Settings
 from sealpost.db.s3_blobs import S3BlobStore
 from tests.support.mail import RECIPIENT_DOMAIN, MailEnv, email_settings, submit
-from tests.support.s3 import ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY, S3Server
+from tests.support.s3 import ACCESS_KEY_ID, SECRET_ACCESS_KEY, S3Server
 
 PREFIX = "acme-prod"
 
@@ -39,14 +39,7 @@ def bucket(s3_server: S3Server) -> str:
 
 
 def s3_settings(s3_server: S3Server, bucket: str) -> dict[str, object]:
-    return {
-        "blob_url": f"s3://{bucket}/{PREFIX}/",
-        "blob_s3_endpoint_url": s3_server.endpoint_url,
-        "blob_s3_region": REGION,
-        "blob_s3_access_key_id": ACCESS_KEY_ID,
-        "blob_s3_secret_access_key": SecretStr(SECRET_ACCESS_KEY),
-        "blob_s3_addressing_style": "path",
-    }
+    return s3_server.blob_settings(bucket, f"{PREFIX}/")
 
 
 @pytest.fixture
