@@ -25,6 +25,7 @@ from tests.support import production_shape
 from tests.support.amqp import Topology, amqp, rabbitmq_available
 from tests.support.production_shape import Stop
 from tests.support.serve import SealpostProcess, serve_env
+from tests.support.silent_peer import SilentServer
 from tests.support.smtp_peer import free_port
 
 __all__ = ["amqp", "rabbitmq_available"]
@@ -149,3 +150,64 @@ def test_a_signal_to_the_process_group_stops_every_acceptor_gracefully(
         assert "serve.forced_exit" not in process.log_tail()
     finally:
         process.stop()
+
+
+@pytest.mark.slow
+def test_a_delivery_stuck_on_a_silent_smarthost_ends_by_the_bound_with_one_exit(
+    tmp_path: Path, keys_dir: Path
+) -> None:
+    """``serve --role all`` whose smarthost accepts and never greets: SIGTERM with a 6 s bound.
+    The delivery is given up by the one deadline, so the process exits on its own, once:
+    ``serve.stopped`` and 0, or past the bound ``serve.forced_exit`` and 1, never both; a
+    claim released means its attempt had stopped."""
+    from sealpost.app import build
+    from sealpost.communications.email.submission import SubmissionRequest
+    from sealpost.config import Settings
+    from tests.support.delivery_load import numbered_message
+
+    silent = SilentServer()
+    port = free_port()
+    data_dir = tmp_path / "data"
+    env = serve_env(
+        data_dir,
+        keys_dir,
+        port,
+        SEALPOST_SHUTDOWN_TIMEOUT_SECONDS="6",
+        SEALPOST_DELIVERY_SMARTHOST=f"127.0.0.1:{silent.port}",
+        SEALPOST_API_PORT=str(free_port()),
+        SEALPOST_LOG_LEVEL="INFO",
+    )
+    process = SealpostProcess(tmp_path, env, port)
+    try:
+        process.run("db", "upgrade")
+        sp = build(Settings(_env_file=None, data_dir=data_dir, keys_dir=keys_dir))  # type: ignore[call-arg]
+        tenant = sp.tenants.create("acme")
+        _, raw = numbered_message(0, to="bob@recipient.test")
+        request = SubmissionRequest(
+            tenant_id=tenant.id,
+            via="api",
+            mail_from="service@acme.test",
+            recipients=("bob@recipient.test",),
+            raw=raw,
+            identification={"method": "api-key"},
+        )
+        sp.submissions.submit(request).result(60)
+        sp.stop_background(5.0)
+        sp.engine.dispose()
+        pid = process.start("all")
+        deadline = time.monotonic() + 60
+        while not silent.accepted:
+            assert time.monotonic() < deadline, "the delivery never connected"
+            time.sleep(0.1)
+        started = time.monotonic()
+        os.kill(pid, signal.SIGTERM)
+        assert process.process is not None
+        code = process.process.wait(30)
+        log = process.log_tail()
+        assert time.monotonic() - started < 6 + 5 + 2
+        assert not ("serve.forced_exit" in log and "serve.stopped" in log), log
+        assert code == (1 if "serve.forced_exit" in log else 0), log
+        assert code == 0, log  # the loops end by the deadline: no need to force
+    finally:
+        process.stop()
+        silent.close()

@@ -6,7 +6,6 @@ A recipient server on 127.0.0.1 that accepts and never greets keeps an attempt r
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 import uuid
@@ -21,29 +20,7 @@ from sealpost.communications.tables import communications
 from sealpost.config import Settings
 from tests.support.delivery_load import numbered_message
 from tests.support.mail import RECIPIENT_DOMAIN, email_settings
-
-
-class SilentServer:
-    """Accepts connections and never says a word (no 220 greeting)."""
-
-    def __init__(self) -> None:
-        self.socket = socket.create_server(("127.0.0.1", 0))
-        self.port = int(self.socket.getsockname()[1])
-        self.accepted: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                connection, _ = self.socket.accept()
-            except OSError:
-                return
-            self.accepted.append(connection)
-
-    def close(self) -> None:
-        self.socket.close()
-        for connection in self.accepted:
-            connection.close()
+from tests.support.silent_peer import SilentServer
 
 
 @pytest.fixture
