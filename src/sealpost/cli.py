@@ -166,10 +166,12 @@ def serve(
     if api is not None:
         api.should_exit = True  # stops listening; requests in flight finish
     sp.stop_accepting()
-    _stop_acceptors(children, settings.shutdown_timeout_seconds)
+    for child in children:  # they stop side by side with this process, by the same bound
+        child.terminate()
     if api_thread is not None:
         api_thread.join(max(deadline - time.monotonic(), 0.0))
     sp.stop_background(max(deadline - time.monotonic(), 0.0))
+    _wait_acceptors(children, deadline)
     if ops is not None:
         ops.close()
     stopping = settings.shutdown_timeout_seconds - (deadline - time.monotonic())
@@ -194,11 +196,9 @@ def _start_acceptors(count: int) -> list[subprocess.Popen[bytes]]:
     return [subprocess.Popen(command, start_new_session=True) for _ in range(count)]
 
 
-def _stop_acceptors(children: list[subprocess.Popen[bytes]], timeout: float = 10.0) -> None:
-    """SIGTERM each (each drains like its parent), SIGKILL one still there after ``timeout``."""
-    for child in children:
-        child.terminate()
-    deadline = time.monotonic() + timeout
+def _wait_acceptors(children: list[subprocess.Popen[bytes]], deadline: float) -> None:
+    """Wait for the SIGTERMed acceptors (each drains like its parent, one SIGTERM only: a
+    second would force it); SIGKILL one still there at ``deadline``."""
     for child in children:
         try:
             child.wait(max(deadline - time.monotonic(), 0.1))
