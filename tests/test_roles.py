@@ -131,8 +131,8 @@ def test_a_second_signal_forces_the_exit_after_releasing() -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
     )
     assert done.returncode == 1
-    lines = done.stdout.splitlines()
-    assert "stopping True" in lines and lines[-1] == "released"
+    # serve.stopping (logged by a thread, unconfigured: on stdout) may share a line with it
+    assert "stopping True" in done.stdout and done.stdout.splitlines()[-1] == "released"
     assert "serve.forced_exit" in done.stderr and "a second SIGINT" in done.stderr
     assert time.monotonic() - started < 20
 
