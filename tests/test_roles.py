@@ -122,7 +122,7 @@ def test_a_second_signal_forces_the_exit_after_releasing() -> None:
         "s = Shutdown(60, on_force=lambda: print('released', flush=True))\n"
         "s.install()\n"
         "os.kill(os.getpid(), signal.SIGTERM)\n"
-        "print('stopping', s.requested.is_set(), flush=True)\n"
+        "print('stopping', s.requested.wait(5), flush=True)\n"
         "os.kill(os.getpid(), signal.SIGINT)\n"
         "time.sleep(30)\n"
     )
@@ -131,9 +131,9 @@ def test_a_second_signal_forces_the_exit_after_releasing() -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
     )
     assert done.returncode == 1
-    lines = done.stdout.splitlines()
-    assert "stopping True" in lines and lines[-1] == "released"
-    assert "serve.forced_exit" in done.stdout and "a second SIGINT" in done.stdout
+    # serve.stopping (logged by a thread, unconfigured: on stdout) may share a line with it
+    assert "stopping True" in done.stdout and done.stdout.splitlines()[-1] == "released"
+    assert "serve.forced_exit" in done.stderr and "a second SIGINT" in done.stderr
     assert time.monotonic() - started < 20
 
 
@@ -151,4 +151,80 @@ def test_the_bound_forces_the_exit() -> None:
     )
     assert done.returncode == 1
     assert done.stdout.splitlines()[-1] == "released"
-    assert "the bound passed" in done.stdout
+    assert "the bound passed" in done.stderr
+
+
+def test_the_forced_exit_does_not_hang_on_a_blocked_stderr() -> None:
+    """A log line blocked on a full stderr holds the logger's lock: the bound still forces
+    the exit (no log through that lock on the way out)."""
+    script = (
+        "import os, signal, threading, time\n"
+        "from sealpost.logging import configure_logging, get_logger\n"
+        "from sealpost.shutdown import Shutdown\n"
+        "configure_logging('INFO', 'json')\n"  # on stderr, as serve logs
+        "log = get_logger('flood')\n"
+        "s = Shutdown(0.5, on_force=lambda: print('released', flush=True))\n"
+        "s.install()\n"
+        "def flood():\n"
+        "    while True:\n"
+        "        log.error('flood', padding='x' * 4096)\n"
+        "threading.Thread(target=flood, daemon=True).start()\n"
+        "time.sleep(1)\n"  # the pipe is full: the flooder blocks holding the lock
+        "os.kill(os.getpid(), signal.SIGTERM)\n"
+        "time.sleep(60)\n"
+    )
+    started = time.monotonic()
+    process = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        code = process.wait(30)  # stderr is never read while it runs
+    finally:
+        process.kill()
+        process.wait(10)
+    assert process.stdout is not None and process.stderr is not None
+    output = process.stdout.read().decode()
+    process.stdout.close()
+    process.stderr.close()
+    assert code == 1
+    assert time.monotonic() - started < 20
+    assert output.strip() == "released"
+
+
+def test_an_exit_past_the_bound_is_a_forced_one_and_the_only_one() -> None:
+    """serve's own exit after the bound passed: code 1 and ``serve.forced_exit``, never
+    also ``serve.stopped`` (the last words are not said)."""
+    script = (
+        "import os, signal, time\n"
+        "from sealpost.shutdown import Shutdown\n"
+        "s = Shutdown(600, on_force=lambda: print('released', flush=True))\n"
+        "s.install()\n"
+        "os.kill(os.getpid(), signal.SIGTERM)\n"
+        "s.requested.wait(5)\n"
+        "s.deadline = time.monotonic() - 1\n"  # as if stopping took longer than the bound
+        "s.exit(0, last_words=lambda: print('serve.stopped', flush=True))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 1
+    assert "serve.stopped" not in done.stdout and "released" not in done.stdout
+    assert done.stderr.count("serve.forced_exit") == 1 and "the bound passed" in done.stderr
+
+
+def test_an_exit_within_the_bound_says_its_last_words_and_exits_with_its_code() -> None:
+    script = (
+        "import os, signal\n"
+        "from sealpost.shutdown import Shutdown\n"
+        "s = Shutdown(600, on_force=lambda: print('released', flush=True))\n"
+        "s.install()\n"
+        "os.kill(os.getpid(), signal.SIGTERM)\n"
+        "s.requested.wait(5)\n"
+        "s.exit(0, last_words=lambda: print('serve.stopped', flush=True))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("serve.stopped") == 1 and "released" not in done.stdout
+    assert "serve.forced_exit" not in done.stderr

@@ -13,7 +13,7 @@ import json
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
@@ -1435,11 +1435,15 @@ class Sealpost:
         if self._smtp is not None:
             self._smtp.stop_accepting()
 
-    def release_leases(self) -> None:
+    def release_leases(self, running: Collection[str] = ()) -> None:
         """Release every lease this process may hold (shutting down, or forced to exit):
         the sequencer's and the events dispatcher's, the deliveries and webhook deliveries
         it claimed, so another process takes over at once instead of after expiry.  Each is
-        fenced on this process's own holder name; a failure is logged (the lease expires)."""
+        fenced on this process's own holder name; a failure is logged (the lease expires).
+
+        The leases of a loop named in ``running`` (its thread still finishing its work past
+        the bound) are kept: released, another process would redo that work while this one
+        still does it; they expire, as after a crash."""
         from sealpost.db import leases
         from sealpost.events.outbox import DISPATCHER_LEASE
 
@@ -1458,7 +1462,12 @@ class Sealpost:
             )
         if "delivery" in parts:
             releases.append(
-                ("deliveries", lambda: self.communications.release_leases(self.delivery.owner))
+                (
+                    "deliveries",
+                    lambda: self.communications.release_leases(
+                        self.delivery.owner, self.delivery.unstarted
+                    ),
+                )
             )
         if "webhook_sender" in parts:
             releases.append(
@@ -1467,7 +1476,12 @@ class Sealpost:
                     lambda: self.webhook_queue.release(self.webhook_sender.owner),
                 )
             )
+        kept = {name for name, _ in releases if _LEASE_LOOPS[name] in running}
+        if kept:
+            log.warning("serve.leases_kept", leases=sorted(kept), reason="work still running")
         for name, release in releases:
+            if name in kept:
+                continue
             try:
                 release()
             except Exception as exc:  # the database is away: the lease expires by itself
@@ -1476,10 +1490,13 @@ class Sealpost:
     def stop_background(self, timeout: float = 10.0) -> None:
         """Stop every loop, waiting up to ``timeout`` s in all for the SMTP transactions and
         the work in flight (deliveries, webhook POSTs, the batch being sealed); then release
-        whatever lease is still held and close."""
+        the leases of the loops that stopped and close.  The loops' own waits end by one
+        deadline (:class:`sealpost.loops.StopEvent`), a second before this one's."""
         deadline = time.monotonic() + timeout
+        # the loops finish by then, leaving time to release the leases and close
+        loops_deadline = deadline - min(1.0, timeout / 4)
         self.stop_accepting()
-        self.supervisor.stopping.set()
+        self.supervisor.stopping.stop_by(loops_deadline)
         self.work_available.set()
         self.webhooks_due.set()
         self.sms_due.set()
@@ -1488,20 +1505,31 @@ class Sealpost:
 
             committed_signal(self.engine).set()
         if self._smtp is not None:
-            self._smtp.drain(max(deadline - time.monotonic(), 0.0))
+            # half of what is left at most: a client trickling its message does not hold
+            # up the rest of the stop (cut, it sends again: it had no reply)
+            self._smtp.drain(max((loops_deadline - time.monotonic()) / 2, 0.0))
             self._smtp.close()
             self._smtp = None
         if "submissions" in self.__dict__:
             self.submissions.close()
         if "pdf_intake" in self.__dict__:
             self.pdf_intake.close()
-        self.supervisor.stop(max(deadline - time.monotonic(), 0.0))
-        self.release_leases()
+        self.supervisor.stop(max(loops_deadline - time.monotonic(), 0.0))
+        self.release_leases(self.supervisor.running())
         provider = self.__dict__.get("sms_provider")
         if provider is not None:  # after the sender stopped: nothing is submitting now
             provider.close()
         if "sms" in self.__dict__:  # after the adapter: no receipt is on its way in
             self.sms.close()
+
+
+_LEASE_LOOPS = {
+    "sequencer": "sequencer",
+    "events dispatcher": "events",
+    "deliveries": "delivery",
+    "webhook deliveries": "webhooks",
+}
+"""Each lease :meth:`Sealpost.release_leases` frees, and the loop whose work it covers."""
 
 
 def build(settings: Settings | None = None, *, prepare: bool = True) -> Sealpost:

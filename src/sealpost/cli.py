@@ -155,41 +155,50 @@ def serve(
     parent = os.getppid()
     while not shutdown.requested.wait(1.0):
         if acceptor and os.getppid() != parent:
-            break  # the parent is gone: so are we
+            shutdown.request("the parent process is gone")  # so are we
+            break
         if api_thread is not None and not api_thread.is_alive():
             err.print("[bold red]error:[/] the API server stopped (see the log)")
+            shutdown.request("the API server stopped")
             break
-    deadline = time.monotonic() + settings.shutdown_timeout_seconds
+    assert shutdown.deadline is not None
+    deadline = shutdown.deadline  # one bound for every step, from the signal on
     if api is not None:
         api.should_exit = True  # stops listening; requests in flight finish
     sp.stop_accepting()
-    _stop_acceptors(children, settings.shutdown_timeout_seconds)
+    for child in children:  # they stop side by side with this process, by the same bound
+        child.terminate()
     if api_thread is not None:
         api_thread.join(max(deadline - time.monotonic(), 0.0))
     sp.stop_background(max(deadline - time.monotonic(), 0.0))
+    _wait_acceptors(children, deadline)
     if ops is not None:
         ops.close()
     stopping = settings.shutdown_timeout_seconds - (deadline - time.monotonic())
-    get_logger(__name__).info("serve.stopped", role=role, seconds=round(stopping, 2))
     code = 1 if api is not None and not api.started else 0
     # everything is stopped, released and closed: exit now, not after the interpreter's
-    # teardown (seconds of joining idle executor threads, past the bound under load)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    # teardown (seconds of joining idle executor threads, past the bound under load); past
+    # the bound (or if the bound's forced exit is already under way) the exit code is 1
+    shutdown.exit(
+        code,
+        last_words=lambda: get_logger(__name__).info(
+            "serve.stopped", role=role, seconds=round(stopping, 2)
+        ),
+    )
 
 
 def _start_acceptors(count: int) -> list[subprocess.Popen[bytes]]:
     """More SMTP acceptor processes on the same ports (SO_REUSEPORT), one core each."""
     command = [sys.executable, "-m", "sealpost", "serve", "--acceptor"]
-    return [subprocess.Popen(command) for _ in range(count)]
+    # a session of their own: a signal to the parent's process group (Ctrl-C, systemd's
+    # KillMode=control-group) must not reach them besides the SIGTERM the parent forwards,
+    # which would count as their second signal (forced exit); they exit when it dies
+    return [subprocess.Popen(command, start_new_session=True) for _ in range(count)]
 
 
-def _stop_acceptors(children: list[subprocess.Popen[bytes]], timeout: float = 10.0) -> None:
-    """SIGTERM each (each drains like its parent), SIGKILL one still there after ``timeout``."""
-    for child in children:
-        child.terminate()
-    deadline = time.monotonic() + timeout
+def _wait_acceptors(children: list[subprocess.Popen[bytes]], deadline: float) -> None:
+    """Wait for the SIGTERMed acceptors (each drains like its parent, one SIGTERM only: a
+    second would force it); SIGKILL one still there at ``deadline``."""
     for child in children:
         try:
             child.wait(max(deadline - time.monotonic(), 0.1))

@@ -154,12 +154,36 @@ def supervise(
         _current.health = None
 
 
+class StopEvent(threading.Event):
+    """The supervisor's stop, with the moment (``time.monotonic()``) by which every loop must
+    have stopped: a loop finishing its work in flight waits no longer than that."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.deadline: float | None = None
+
+    def stop_by(self, deadline: float) -> None:
+        """Stop, finishing by ``deadline`` (the earliest one given wins)."""
+        if self.deadline is None or deadline < self.deadline:
+            self.deadline = deadline
+        self.set()
+
+
+def time_left(stop: threading.Event, default: float) -> float:
+    """Seconds a stopping loop may still spend on its work in flight: what is left of the
+    stop's deadline (serve's one bound), else ``default``."""
+    deadline = stop.deadline if isinstance(stop, StopEvent) else None
+    if deadline is None:
+        return default
+    return max(deadline - time.monotonic(), 0.0)
+
+
 class Supervisor:
     """Starts loops in threads, one way for all; stops and joins them."""
 
     def __init__(self, *, first_backoff: float = 1.0) -> None:
         self.first_backoff = first_backoff
-        self._stop = threading.Event()
+        self._stop = StopEvent()
         self._threads: dict[str, threading.Thread] = {}
         self.health: dict[str, LoopHealth] = {}
 
@@ -184,14 +208,19 @@ class Supervisor:
         """Stop every loop and wait up to ``timeout`` s in all (they stop side by side); one
         still finishing its in-flight work stays known, so a later ``start`` does not run it
         twice."""
-        self._stop.set()
         deadline = time.monotonic() + timeout
+        self._stop.stop_by(deadline)
         for thread in self._threads.values():
             thread.join(max(deadline - time.monotonic(), 0.0))
         self._threads = {n: t for n, t in self._threads.items() if t.is_alive()}
         if not self._threads:
-            self._stop = threading.Event()
+            self._stop = StopEvent()
+
+    def running(self) -> set[str]:
+        """The names of the loops whose thread still runs (after :meth:`stop`: still
+        finishing their work in flight)."""
+        return {name for name, thread in self._threads.items() if thread.is_alive()}
 
     @property
-    def stopping(self) -> threading.Event:
+    def stopping(self) -> StopEvent:
         return self._stop

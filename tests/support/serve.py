@@ -52,12 +52,16 @@ class SealpostProcess:
         submission_port: int,
         *,
         separate_stderr: bool = False,
+        new_session: bool = False,
     ) -> None:
         self.workdir = workdir
         self.env = env
         self.submission_port = submission_port
         self.separate_stderr = separate_stderr
         """Write ``serve``'s stderr (its log lines) to ``serve-N.err``, apart from stdout."""
+        self.new_session = new_session
+        """Start ``serve`` in a session (process group) of its own, as a service manager
+        does: a signal to that group reaches it and nothing else of the test."""
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
         self.start_timeout = 30.0
@@ -89,6 +93,7 @@ class SealpostProcess:
             env=self.env,
             stdout=log,
             stderr=errors if self.separate_stderr else subprocess.STDOUT,
+            start_new_session=self.new_session,
         )
         log.close()
         errors.close()

@@ -12,7 +12,7 @@ overwrite the newer outcome.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -286,18 +286,26 @@ class CommunicationRepository:
                 ).rowcount
             )
 
-    def release_leases(self, owner: str) -> int:
+    def release_leases(self, owner: str, unstarted: Collection[str] = ()) -> int:
         """Free every delivery ``owner`` still holds (a worker shutting down): another worker
-        takes it at once instead of after the lease (the attempt it counted is not made)."""
+        takes it at once instead of after the lease.  Those in ``unstarted`` (claimed, their
+        recipient never tried) give back the attempt their claim counted: a restart does
+        not use up the attempts of a message."""
         c = communications.c
+        held = (c.status == QUEUED, c.lease_owner == owner)
+        not_tried = list(unstarted)
         with write_transaction(self.engine) as conn:
-            return int(
-                conn.execute(
+            freed = 0
+            if not_tried:
+                freed += conn.execute(
                     update(communications)
-                    .where(c.status == QUEUED, c.lease_owner == owner)
-                    .values(lease_owner=None, lease_until=None)
+                    .where(*held, c.id.in_(not_tried), c.attempts > 0)
+                    .values(lease_owner=None, lease_until=None, attempts=c.attempts - 1)
                 ).rowcount
-            )
+            freed += conn.execute(
+                update(communications).where(*held).values(lease_owner=None, lease_until=None)
+            ).rowcount
+            return int(freed)
 
     def finish_attempt(
         self,

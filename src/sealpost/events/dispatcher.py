@@ -49,7 +49,7 @@ from sealpost.events.webhooks.deliveries import Clock, utc_now
 from sealpost.events.webhooks.fanout import fan_out_in
 from sealpost.events.webhooks.queue import WebhookQueue
 from sealpost.logging import get_logger
-from sealpost.loops import round_failed, round_ok
+from sealpost.loops import round_failed, round_ok, time_left
 
 log = get_logger(__name__)
 
@@ -297,18 +297,23 @@ class EventDispatcher:
                     confirmed = sent = -1
                     await asyncio.sleep(1.0)
             if in_flight and confirmed >= 0:
-                await self._settle_at_stop(in_flight, confirmed)
+                await self._settle_at_stop(in_flight, confirmed, stop)
         finally:
             await self._abandon(in_flight)
 
     async def _settle_at_stop(
-        self, in_flight: deque[tuple[list[StoredEvent], asyncio.Task[int]]], confirmed: int
+        self,
+        in_flight: deque[tuple[list[StoredEvent], asyncio.Task[int]]],
+        confirmed: int,
+        stop: threading.Event,
     ) -> None:
         """Stopping (SIGTERM): wait a little for the confirms of the batches already sent and
         move the cursor past them, so that the next dispatcher does not publish them again
         (abandoned, they would be: at-least-once is for crashes, not for a clean stop)."""
         tasks = [task for _, task in in_flight]
-        await asyncio.wait(tasks, timeout=min(self.settings.shutdown_timeout_seconds, 10.0))
+        # within what is left of serve's bound, keeping time to save the cursor
+        left = time_left(stop, self.settings.shutdown_timeout_seconds) - 1.0
+        await asyncio.wait(tasks, timeout=min(max(left, 0.0), 10.0))
         settled, _ = self._settle(in_flight, confirmed)
         if settled != confirmed:
             try:

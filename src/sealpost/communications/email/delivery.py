@@ -67,7 +67,7 @@ from sealpost.communications.repository import (
 from sealpost.config import Settings
 from sealpost.ledger.records import EvidenceRecord, Party, Reason, Subject, new_record
 from sealpost.logging import get_logger
-from sealpost.loops import round_failed, round_ok
+from sealpost.loops import round_failed, round_ok, time_left
 from sealpost.tenants.senders import SenderRepository
 
 log = get_logger(__name__)
@@ -164,6 +164,9 @@ class DeliveryWorker:
         self.wake = wake or threading.Event()
         self.owner = owner_name()
         self._last_sweep = 0.0
+        self.unstarted: set[str] = set()
+        """Claimed, its recipient not yet tried: released at a stop, its claim counts no
+        attempt (:meth:`CommunicationRepository.release_leases`)."""
 
     # -- loop -------------------------------------------------------------------------------
 
@@ -191,6 +194,7 @@ class DeliveryWorker:
                         lease_seconds=self.settings.delivery_lease_seconds,
                     )
                 for job in jobs:
+                    self.unstarted.add(job.id)
                     task = asyncio.create_task(self.deliver(job))
                     running.add(task)
                     task.add_done_callback(running.discard)
@@ -203,8 +207,10 @@ class DeliveryWorker:
                 round_failed(exc)
                 await asyncio.sleep(1.0)
         if running:  # shutting down: finish what is in flight, within the bound
-            _, late = await asyncio.wait(running, timeout=self.settings.shutdown_timeout_seconds)
-            for task in late:  # past the bound: give it up (its lease is released after)
+            # within what is left of serve's bound, less the second the cancelled need
+            left = time_left(stop, self.settings.shutdown_timeout_seconds) - 1.0
+            _, late = await asyncio.wait(running, timeout=max(left, 0.0))
+            for task in late:  # past the bound: give it up (its lease expires, or is released)
                 task.cancel()
             if late:
                 await asyncio.wait(late, timeout=1.0)
@@ -321,7 +327,9 @@ class DeliveryWorker:
         """One attempt; returns the new status.  Never raises: failures become evidence.
         Every line it logs names the communication and its tenant (structlog context)."""
         with structlog.contextvars.bound_contextvars(communication_id=c.id, tenant_id=c.tenant_id):
-            return await self._attempt(c)
+            status = await self._attempt(c)
+        self.unstarted.discard(c.id)  # not when cancelled first: then it never started
+        return status
 
     async def _attempt(self, c: Communication) -> str:
         """:meth:`deliver`'s attempt.
@@ -341,6 +349,7 @@ class DeliveryWorker:
             copy = await self._through_outages(c, give_up, self.delivery_copy, c, raw)
             # never outlive the lease: past it another worker may take the message over
             limit = (give_up - datetime.now(UTC)).total_seconds() * 0.8
+            self.unstarted.discard(c.id)  # the recipient is tried: the attempt counts
             result = await asyncio.wait_for(self._send(c, copy.data), timeout=max(limit, 0.0))
         except TimeoutError:
             log.warning("delivery.attempt_too_long", communication=c.id)

@@ -52,6 +52,9 @@ from sealpost.tenants.senders import SenderRepository
 
 log = get_logger(__name__)
 
+_TRANSACTION = frozenset({"MAIL", "RCPT", "DATA"})
+"""The commands of a mail transaction (RFC 5321 §3.3): draining waits for their reply."""
+
 AUTH_REQUIRED = "530 5.7.0 Authentication required"
 TOO_MANY_FAILURES = "454 4.7.0 Too many failed authentications from your address; try later"
 STORE_FAILED = "451 4.3.0 The message could not be stored; please try again later"
@@ -167,7 +170,7 @@ class SealpostSMTP(SMTP):
                 for name, method in self._smtp_methods.items()
             }
         self._smtp_methods = {
-            name: method if name == "QUIT" else self._drained(method)
+            name: method if name == "QUIT" else self._drained(method, name in _TRANSACTION)
             for name, method in self._smtp_methods.items()
         }
         self.draining = False
@@ -176,7 +179,9 @@ class SealpostSMTP(SMTP):
         self._in_command = False
 
     def in_transaction(self) -> bool:
-        """Between MAIL and the reply to DATA (or RSET): a message is on its way in."""
+        """Between MAIL and the reply to DATA (or RSET): a message is on its way in.  Any
+        other command under way (an ``AUTH LOGIN`` waiting for its client, STARTTLS, EHLO)
+        is no transaction: draining does not wait for it."""
         return self._in_command or (
             self.envelope is not None and self.envelope.mail_from is not None
         )
@@ -195,16 +200,17 @@ class SealpostSMTP(SMTP):
             transport.write(b"421 4.3.2 Service shutting down, try again later\r\n")
             transport.close()
 
-    def _drained(self, method: Any) -> Any:
+    def _drained(self, method: Any, transaction: bool) -> Any:
         """``method`` (an ``smtp_<COMMAND>`` other than QUIT) refused with a 421 once the
-        listener drains, unless a transaction is under way (it may finish)."""
+        listener drains, unless a transaction is under way (it may finish); ``transaction``:
+        the command is part of one (MAIL, RCPT, DATA), so draining waits for its reply."""
 
         @functools.wraps(method)
         async def drained(arg: str | None) -> None:
             if self.draining and not self.in_transaction():
                 self._goodbye()
                 return
-            self._in_command = True
+            self._in_command = transaction
             try:
                 await method(arg)
             finally:
@@ -582,12 +588,21 @@ class SmtpListeners:
             self.loop.call_soon_threadsafe(stop)
 
     def drain(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` s for every session to end; True if all did."""
+        """Wait up to ``timeout`` s for every session to end; True if all did.  Past it, a
+        session still open (a client trickling its message) gets its 421 and is closed: it
+        had no reply to its DATA, so its client keeps the message and sends it again."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if not any(s.transport is not None for s in list(self._sessions)):
                 return True
             time.sleep(0.05)
+
+        def cut() -> None:
+            for session in list(self._sessions):
+                session._goodbye()
+
+        if self.loop.is_running():
+            self.loop.call_soon_threadsafe(cut)
         return False
 
     def close(self) -> None:
