@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, inspect, text
 
 from sealpost.db import migrate
@@ -30,6 +32,53 @@ def test_upgrade_matches_the_tables_and_downgrade_undoes_it(database_url: str) -
     _downgrade(engine)
     assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
     engine.dispose()
+
+
+def test_concurrent_upgrades_of_a_fresh_postgresql_schema_serialise(
+    postgres_schema_url: str,
+) -> None:
+    """Every ``serve`` migrates at start: two processes starting at once on a fresh schema
+    both succeed, one migrating while the other waits on the advisory lock and then finds the
+    schema at head.  (Without the lock the second fails: ``relation ... already exists``.)"""
+    engines = [make_test_engine(postgres_schema_url) for _ in range(3)]
+    start = threading.Barrier(len(engines))
+    errors: list[BaseException] = []
+
+    def upgrade(engine: Engine) -> None:
+        start.wait()
+        try:
+            migrate.upgrade(engine)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=upgrade, args=(e,)) for e in engines]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not any(t.is_alive() for t in threads), "an upgrade is stuck (a lock wait cycle)"
+    assert errors == []
+    head = ScriptDirectory.from_config(migrate.alembic_config()).get_current_head()
+    assert _rows(engines[0], "SELECT version_num FROM alembic_version") == [{"version_num": head}]
+    # the partial index 0028 builds CONCURRENTLY is there and valid (usable by the planner)
+    assert _rows(
+        engines[0],
+        "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+        " WHERE c.relname = 'ix_communications_certificate_due'"
+        " AND c.relnamespace = current_schema()::regnamespace",
+    ) == [{"indisvalid": True}]
+    with engines[0].connect() as conn:  # no session still holds the migration lock
+        assert (
+            conn.execute(
+                text(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+                    " AND objid = hashtext(current_schema())::oid"
+                )
+            ).scalar()
+            == 0
+        )
+    for engine in engines:
+        engine.dispose()
 
 
 def _downgrade(engine: Engine, revision: str = "base") -> None:
