@@ -108,3 +108,128 @@ def test_every_setting_the_files_name_exists() -> None:
     named -= {"SEALPOST_IMAGE"}  # the compose file's own variable: the image to run
     assert named, "no setting found: the pattern is wrong"
     assert named <= known, sorted(named - known)
+
+
+def _directives(unit: Path) -> dict[str, list[str]]:
+    """Each directive of a unit file with its values, in order (a directive may repeat)."""
+    found: dict[str, list[str]] = {}
+    for line in unit.read_text().splitlines():
+        if "=" in line and not line.startswith(("#", "[")):
+            key, value = line.split("=", 1)
+            found.setdefault(key.strip(), []).append(value.strip())
+    return found
+
+
+UNIT_FILES = sorted((DEPLOY / "systemd").glob("*.service"))
+ROLE_UNITS = [u for u in UNIT_FILES if u.name != "sealpost-migrate.service"]
+
+
+def _words(directives: dict[str, list[str]], key: str) -> set[str]:
+    return {word for value in directives.get(key, []) for word in value.split()}
+
+
+@pytest.mark.parametrize("unit", UNIT_FILES, ids=[u.name for u in UNIT_FILES])
+def test_each_unit_has_a_writable_tmp_and_data_dir(unit: Path) -> None:
+    """``ProtectSystem=strict`` makes the whole file system read-only: without a private /tmp
+    every ``tempfile`` (S3 uploads, archive exports, PDF text extraction, spools) fails."""
+    directives = _directives(unit)
+    assert directives.get("ProtectSystem") == ["strict"], "the hardening this test is about"
+    assert directives.get("PrivateTmp") == ["true"], f"{unit.name}: /tmp is read-only"
+    writable = _words(directives, "ReadWritePaths")
+    data_dir = _example_env()["SEALPOST_DATA_DIR"]
+    assert any(_under(data_dir, path) for path in writable), f"{unit.name}: {data_dir} read-only"
+
+
+@pytest.mark.parametrize("unit", ROLE_UNITS, ids=[u.name for u in ROLE_UNITS])
+def test_each_role_unit_starts_after_the_migration(unit: Path) -> None:
+    """The roles start once ``sealpost-migrate`` has run, not racing it for the schema."""
+    directives = _directives(unit)
+    assert "sealpost-migrate.service" in _words(directives, "After"), unit.name
+    pulled = _words(directives, "Wants") | _words(directives, "Requires")
+    assert "sealpost-migrate.service" in pulled, unit.name
+
+
+def _example_env() -> dict[str, str]:
+    settings = {}
+    for line in (DEPLOY / "sealpost.env.example").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, value = line.split("=", 1)
+            settings[name] = value
+    return settings
+
+
+def _under(path: str, directory: str) -> bool:
+    return Path(path) == Path(directory) or Path(directory) in Path(path).parents
+
+
+WRITABLE_SETTINGS = {"SEALPOST_DATA_DIR", "SEALPOST_BLOB_DIR", "SEALPOST_KEYS_DIR"}
+"""Settings naming a place the processes write to; every other path is only read."""
+
+
+def _example_paths() -> dict[str, str]:
+    paths = {k: v for k, v in _example_env().items() if v.startswith("/")}
+    assert "SEALPOST_SMTP_TLS_CERTIFICATE" in paths, "the pattern is wrong"
+    return paths
+
+
+def test_the_example_starts_the_smtp_role_beside_an_operators_seal() -> None:
+    """With an operator's seal and TSA no local keys (``smtp-tls.pem``) are made: the example
+    must name the SMTP TLS certificate and key, else ``serve --role smtp`` cannot start."""
+    example = _example_env()
+    if example.get("SEALPOST_TSA_URL") and (
+        example.get("SEALPOST_SEAL_PKCS12") or example.get("SEALPOST_SEAL_KEY")
+    ):
+        assert example.get("SEALPOST_SMTP_TLS_CERTIFICATE"), "smtp: no TLS certificate"
+        assert example.get("SEALPOST_SMTP_TLS_KEY"), "smtp: no TLS key"
+
+
+def test_the_example_marks_its_placeholders() -> None:
+    """A value the operator must provide says so (CHANGE-ME), not a plausible URL."""
+    example = _example_env()
+    assert "CHANGE-ME" in example["SEALPOST_TSA_URL"]
+    assert "CHANGE-ME" in example["SEALPOST_AMQP_URL"]
+
+
+@pytest.mark.parametrize("unit", ROLE_UNITS, ids=[u.name for u in ROLE_UNITS])
+def test_each_path_of_the_example_is_available_to_the_units(unit: Path) -> None:
+    """``ProtectSystem=strict`` leaves everything readable and only ``ReadWritePaths``
+    writable; ``PrivateTmp`` hides the host's /tmp; ``ProtectHome`` hides /home and /root."""
+    directives = _directives(unit)
+    writable = _words(directives, "ReadWritePaths")
+    hidden = ["/tmp", "/var/tmp"]
+    if directives.get("ProtectHome", ["false"])[-1] != "false":
+        hidden += ["/home", "/root", "/run/user"]
+    for name, path in _example_paths().items():
+        assert not any(_under(path, h) for h in hidden), f"{unit.name}: {name}={path} hidden"
+        if name in WRITABLE_SETTINGS:
+            assert any(_under(path, w) for w in writable), f"{unit.name}: {name} read-only"
+
+
+def _compose_sealpost_services() -> dict[str, dict[str, Any]]:
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    return {
+        name: service
+        for name, service in compose["services"].items()
+        if service.get("env_file") == "sealpost.env"
+    }
+
+
+COMPOSE_SEALPOST = _compose_sealpost_services()
+
+
+@pytest.mark.parametrize("name", sorted(COMPOSE_SEALPOST))
+def test_each_path_of_the_example_is_mounted_in_compose(name: str) -> None:
+    """A path sealpost.env names exists in the container only on a volume or bind mount (the
+    image has no /etc/sealpost); a place written to is not mounted read-only."""
+    service = COMPOSE_SEALPOST[name]
+    mounts = {}
+    for volume in service.get("volumes", []):
+        parts = volume.split(":")
+        mounts[parts[1]] = "ro" in parts[2:]
+    overrides = service.get("environment", {})
+    for setting, path in _example_paths().items():
+        path = overrides.get(setting, path)
+        found = [read_only for target, read_only in mounts.items() if _under(path, target)]
+        assert found, f"{name}: {setting}={path} is not mounted"
+        if setting in WRITABLE_SETTINGS:
+            assert not any(found), f"{name}: {setting}={path} is mounted read-only"

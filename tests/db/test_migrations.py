@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Engine, inspect, text
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, event, inspect, text
 
 from sealpost.db import migrate
 from sealpost.db.engine import make_test_engine
@@ -30,6 +33,53 @@ def test_upgrade_matches_the_tables_and_downgrade_undoes_it(database_url: str) -
     _downgrade(engine)
     assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
     engine.dispose()
+
+
+def test_concurrent_upgrades_of_a_fresh_postgresql_schema_serialise(
+    postgres_schema_url: str,
+) -> None:
+    """Every ``serve`` migrates at start: two processes starting at once on a fresh schema
+    all succeed, one migrating while the others wait on the advisory lock and then find the
+    schema at head.  (Without the lock the others fail: ``relation ... already exists``.)"""
+    engines = [make_test_engine(postgres_schema_url) for _ in range(3)]
+    for engine in engines:  # without the lock, concurrent DDL can wait forever: fail instead
+
+        @event.listens_for(engine, "connect")
+        def _bounded(dbapi_connection: Any, _record: Any) -> None:
+            with dbapi_connection.cursor() as cursor:
+                cursor.execute("SET lock_timeout = '60s'")
+            dbapi_connection.commit()
+
+    start = threading.Barrier(len(engines))
+    errors: list[BaseException] = []
+
+    def upgrade(engine: Engine) -> None:
+        start.wait()
+        try:
+            migrate.upgrade(engine)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=upgrade, args=(e,)) for e in engines]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not any(t.is_alive() for t in threads), "an upgrade is stuck (a lock wait cycle)"
+    assert errors == []
+    head = ScriptDirectory.from_config(migrate.alembic_config()).get_current_head()
+    assert _rows(engines[0], "SELECT version_num FROM alembic_version") == [{"version_num": head}]
+    with engines[0].connect() as conn:  # no session still holds the migration lock
+        held = conn.execute(
+            text(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+                " AND classid = :key AND objid = hashtext(current_schema())::oid"
+            ),
+            {"key": migrate.MIGRATION_LOCK},
+        ).scalar()
+        assert held == 0
+    for engine in engines:
+        engine.dispose()
 
 
 def _downgrade(engine: Engine, revision: str = "base") -> None:

@@ -29,6 +29,7 @@ def upgrade() -> None:
         ["updated_at"],
         sqlite_where=due,
         postgresql_where=due,
+        if_not_exists=True,  # built beforehand with CONCURRENTLY on a big table (deployment.md)
     )
 
 
