@@ -4,7 +4,8 @@ One binary, one database schema, several kinds of process.  ``all`` is the embed
 (everything in one process); at scale each replica runs one role over a shared PostgreSQL,
 RabbitMQ and blob store, any number of each:
 
-* ``api``: the REST API, the console and recipient pages, the embedded RFC 3161 TSA;
+* ``api``: the REST API, the public pages (pickup, signing, opt-out, the public log), the
+  embedded RFC 3161 TSA;
 * ``smtp``: the SMTP listeners (submission, implicit TLS, inbound and journal);
 * ``worker``: everything that works from claimed rows: email delivery, evidence
   certificates, signatures, SMS, pickup notices and expiries, deadlines, reminder sequences,
@@ -27,7 +28,8 @@ ROLES: Final = ("all", "api", "smtp", "worker", "dispatcher")
 
 DUTIES: Final[dict[str, str]] = {
     "all": "everything below in one process (the embedded default)",
-    "api": "REST API, console and recipient pages, the embedded TSA (/tsa)",
+    "api": "REST API, public pages (pickup, signing, opt-out, the public log), "
+    "the embedded TSA (/tsa)",
     "smtp": "SMTP listeners: submission, implicit TLS, inbound (bounces, replies, journal)",
     "worker": "email delivery, evidence certificates, signatures, SMS, pickup notices and "
     "expiries, deadlines, reminder sequences, archive followers, IMAP pull, retention, indexer",
