@@ -311,7 +311,7 @@ class S3BlobStore(BlobStorage):
                 return self.client.get_object(Bucket=self.location.bucket, Key=self.key(sha256))
         except ClientError as exc:
             if _code(exc) in _MISSING:
-                raise NotFound(f"no blob {sha256} in {self.location}") from None
+                raise NotFound(f"no blob {sha256}") from None  # the bucket stays internal
             raise
 
     def get(self, sha256: str) -> bytes:
@@ -319,7 +319,7 @@ class S3BlobStore(BlobStorage):
         with self._speaking(f"read blob {sha256}"):
             data = bytes(answer["Body"].read())
         if hashlib.sha256(data).hexdigest() != sha256:
-            raise InvalidInput(f"blob {sha256} is corrupted in {self.location}")
+            raise InvalidInput(f"blob {sha256} is corrupted in the blob store")
         return data
 
     def open(self, sha256: str) -> BinaryIO:
