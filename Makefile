@@ -39,17 +39,12 @@ lint: system-deps-run $(VENV)/.installed-test
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-## bench: ledger benchmark (records/s sealed, proof verifications/s), then reminder sequences
-## (enrolments/s, due step -> send committed p50/p99; modest sizes: see docs/benchmarks.md),
-## then the archive: ingest messages/s over the SMTP journal and the service, IMAP pull from a
-## local Dovecot, and search p50/p95 over 100,000 messages on PostgreSQL (--messages 1000000
-## for the million: docs/archive-search.md)
+## bench: every benchmark, one after another, then one table of each figure beside its target
+## (SMTP acceptance against Postfix, ledger, certificates, large messages, events, the API at a
+## million communications, sequences, archive); `make bench QUICK=1` runs them at smoke-test
+## sizes. Full output in bench/results/<date>-bench.log; method in docs/benchmarks.md.
 bench: system-deps-test $(VENV)/.installed-test
-	$(BIN)/python bench/ledger.py
-	$(BIN)/python bench/sequences.py --enrolments 20000 --single 500 --dispatch 2000
-	$(BIN)/python bench/archive.py --messages 1000 --clients 8
-	$(BIN)/python bench/archive_imap.py --messages 1000
-	$(BIN)/python bench/archive_search.py --messages 100000
+	$(BIN)/python bench/table.py $(if $(QUICK),--quick)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
