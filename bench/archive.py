@@ -49,6 +49,7 @@ from sqlalchemy import create_engine, func, select, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench._report import figure
 from bench.sms import _schema_url
 
 from sealpost.app import Sealpost, build
@@ -333,6 +334,7 @@ def table(results: list[Result], backend: str) -> None:
             f"{r.p(0.5):>8.1f} {r.p(0.99):>8.1f} {r.peak_rss_mib:>13.0f}"
             + (f"  {r.note}" if r.note else "")
         )
+        figure(f"archive ingest ({backend}): {r.part}", r.rate, "messages/s")
 
 
 def main() -> None:

@@ -44,6 +44,7 @@ from sqlalchemy import create_engine, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench._report import figure
 from bench.sms import _schema_url
 
 from sealpost.archive.model import Agent, Viewer
@@ -391,6 +392,13 @@ def main() -> None:
             print(
                 f"{kind:<14}{statistics.median(values):>10.1f}{percentile(values, 95):>10.1f}"
                 f"{max(values):>10.1f}"
+            )
+            figure(
+                f"archive search ({n:,} messages): {kind} p95",
+                percentile(values, 95),
+                "ms",
+                target=200.0,
+                better="max",
             )
     finally:
         if not args.keep and not args.reuse:

@@ -51,6 +51,7 @@ from sqlalchemy import bindparam, create_engine, func, select, text, update
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench._report import figure
 from bench.sms import _schema_url
 
 from sealpost.app import Sealpost, build
@@ -323,6 +324,16 @@ def dispatch(sp: Sealpost, settings: Settings, sequence_id: str, args: argparse.
         f"  due -> send committed: p50 {p50:,.0f} ms, p99 {p99:,.0f} ms "
         f"(target p99 < {TARGET_P99_MS:,.0f} ms on PostgreSQL: {verdict})"
     )
+    backend = "postgresql" if args.database and "postgresql" in args.database else "sqlite"
+    figure(
+        f"sequences ({backend}): due -> send committed p99",
+        p99,
+        "ms",
+        target=TARGET_P99_MS if backend == "postgresql" else None,
+        better="max",
+    )
+    if span > 0:
+        figure(f"sequences ({backend}): due steps sent", len(sent_rows) / span, "steps/s")
     print(f"  due -> sent_at (guard's clock, in the commit): p50 {g50:,.0f} ms, p99 {g99:,.0f} ms")
     if delivery_ms:
         d50, d99 = _q(delivery_ms)

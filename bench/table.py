@@ -65,8 +65,26 @@ BENCHES = [
     Bench("api", [PY, str(HERE / "api.py")], [PY, str(HERE / "api.py"), "--quick"]),
     Bench(
         "sequences",
-        [PY, str(HERE / "sequences.py"), "--enrolments", "20000", "--single", "500"],
-        [PY, str(HERE / "sequences.py"), "--enrolments", "500", "--single", "50"],
+        [
+            PY,
+            str(HERE / "sequences.py"),
+            "--enrolments",
+            "20000",
+            "--single",
+            "500",
+            "--dispatch",
+            "2000",
+        ],
+        [
+            PY,
+            str(HERE / "sequences.py"),
+            "--enrolments",
+            "500",
+            "--single",
+            "50",
+            "--dispatch",
+            "200",
+        ],
     ),
     Bench(
         "archive",
