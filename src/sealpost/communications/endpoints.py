@@ -17,6 +17,7 @@ from datetime import UTC
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field, StrictBool
 
 from sealpost.api import cursors
@@ -597,11 +598,12 @@ def original(communication_id: Identifier, parts: CommunicationsDep, tenant: Ten
             "recipient: its bytes are sealed (SHA-256 in its evidence) but never served to the "
             "sender; the operator keeps them"
         )
-    return Response(
-        parts.contents.get(c.content_sha256, of=Subject("communication", c.id)),
-        media_type="message/rfc822",
-        headers={"Content-Disposition": f'attachment; filename="{c.id}.eml"'},
-    )
+    size, chunks = parts.contents.stream(c.content_sha256, of=Subject("communication", c.id))
+    headers = {"Content-Disposition": f'attachment; filename="{c.id}.eml"'}
+    if size is not None:
+        headers["Content-Length"] = str(size)
+    # streamed: a message of tens of MB is never held whole (issue 16, P6)
+    return StreamingResponse(chunks, media_type="message/rfc822", headers=headers)
 
 
 @router.get("/communications/{communication_id}/evidence")
