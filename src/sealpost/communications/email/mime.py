@@ -689,9 +689,13 @@ def to_crlf(data: bytes) -> bytes:
 
 
 def has_bare_line_ends(data: bytes) -> bool:
-    """True when ``data`` has a line end other than CRLF (a bare LF or CR)."""
-    rest = data.replace(b"\r\n", b"")
-    return b"\n" in rest or b"\r" in rest
+    """True when ``data`` has a line end other than CRLF (a bare LF or CR).
+
+    Counted, not ``data.replace(b"\\r\\n", b"")``, which copied the whole message at every
+    acceptance (issue 16, P6): every LF follows a CR and every CR precedes an LF exactly when
+    there are as many of each as there are CRLF pairs (which cannot overlap)."""
+    pairs = data.count(b"\r\n")
+    return data.count(b"\n") != pairs or data.count(b"\r") != pairs
 
 
 def header_section(raw: bytes) -> bytes:
