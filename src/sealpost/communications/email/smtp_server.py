@@ -388,14 +388,14 @@ class SealpostSMTP(SMTP):
                 await self.push("500 Line too long (see RFC5321 4.5.3.1.6)")
             else:
                 await self.push("552 Error: Too much mail data")
-            self._set_post_data_state()
+            self._set_post_data_state()  # type: ignore[no-untyped-call]
             return
         content = buffer.getvalue()
         del buffer
         self.envelope.content = content
         self.envelope.original_content = content
         status = await self._call_handler_hook("DATA")
-        self._set_post_data_state()
+        self._set_post_data_state()  # type: ignore[no-untyped-call]
         await self.push("250 OK" if status is MISSING else status)
 
     async def handle_exception(self, error: Exception) -> str:
