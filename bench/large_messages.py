@@ -60,8 +60,12 @@ def status_kib(pid: int, field: str) -> int:
 
 
 def reset_peak(pid: int) -> None:
-    """``VmHWM`` back to the current RSS (proc(5): clear_refs, value 5)."""
-    Path(f"/proc/{pid}/clear_refs").write_text("5")
+    """``VmHWM`` back to the current RSS (proc(5): clear_refs, value 5; needs root or the
+    process's owner)."""
+    try:
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+    except OSError as exc:
+        raise SystemExit(f"cannot reset the peak RSS of {pid} ({exc}): run as root") from None
 
 
 def attachment_message(payload: bytes) -> bytes:
