@@ -559,3 +559,17 @@ def test_a_large_attachment_is_written_as_the_standard_library_writes_it(
     monkeypatch.setattr(mime, "_SPLICE_MIN", 1 << 40)
     random.seed(7)
     assert build_message(**fields) == spliced  # type: ignore[arg-type]
+
+
+def test_the_parser_keeps_crlf_line_ends_in_the_parts_it_digests() -> None:
+    """A text part's digest is of its bytes as received, CRLF included (the parser is fed the
+    message as it came, never through a text file that would translate line ends)."""
+    raw = (
+        b"From: a@b.example\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/mixed; boundary="B"\r\n\r\n'
+        b"--B\r\nContent-Type: text/plain\r\n\r\nline 1\r\nline 2\r\n\r\n--B--\r\n"
+    )
+    (part,) = describe_message(raw).content.parts
+    assert part.sha256 == sha(b"line 1\r\nline 2\r\n")
+    headers_only = mime._parse(raw, headersonly=True)
+    assert headers_only["From"] == "a@b.example"

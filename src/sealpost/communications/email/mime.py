@@ -28,11 +28,11 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email import errors as email_errors
+from email.feedparser import FeedParser
 from email.generator import BytesGenerator
 from email.header import decode_header, make_header
 from email.headerregistry import Address
 from email.message import EmailMessage, Message
-from email.parser import BytesParser
 from email.policy import SMTP, SMTPUTF8, Compat32, compat32, default
 from typing import Any, TypeVar
 
@@ -158,13 +158,19 @@ _FEED = 64 * 1024
 
 
 def _parse(raw: bytes, *, headersonly: bool) -> Message:
-    """``BytesParser(...).parsebytes(raw)``, read as a file: ``parsebytes`` decodes the whole
+    """``BytesParser(...).parsebytes(raw)``, fed in slices: ``parsebytes`` decodes the whole
     message to one ``str`` and reads it through a ``StringIO`` (four bytes a character), five
-    copies of the message before parsing starts; ``parse`` of a ``BytesIO`` (which shares
-    ``raw``) decodes it 8 KiB at a time, ASCII with ``surrogateescape`` byte by byte, so the
-    parser is fed the same text."""
-    parser = BytesParser(_BoundedMessage, policy=compat32)
-    return parser.parse(io.BytesIO(raw), headersonly=headersonly)
+    copies of the message before parsing starts.  The feed parser takes any slicing alike, and
+    ASCII with ``surrogateescape`` decodes each byte on its own, so it is fed the same text.
+    (Not ``BytesParser.parse`` of a file: its ``TextIOWrapper`` turns CRLF into LF, which
+    would change the digests of text parts.)"""
+    parser = FeedParser(_BoundedMessage, policy=compat32)
+    if headersonly:
+        parser._set_headersonly()  # type: ignore[attr-defined]  # as email.parser.Parser does
+    view = memoryview(raw)
+    for start in range(0, len(raw), _FEED):
+        parser.feed(str(view[start : start + _FEED], "ascii", "surrogateescape"))
+    return parser.close()
 
 
 def _too_many_parts(raw: bytes) -> bool:
