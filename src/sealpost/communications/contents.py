@@ -11,9 +11,13 @@ does not care where the bytes are.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-from collections.abc import Sequence
+import io
+import os
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
+from typing import BinaryIO
 
 from sqlalchemy import Connection, Engine, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -76,9 +80,54 @@ class ContentStore:
             raise InvalidInput(f"content {sha256} is corrupted in the database")
         return data
 
+    def stream(
+        self, sha256: str, *, of: Subject | None = None, chunk_size: int = 1 << 20
+    ) -> tuple[int | None, Iterator[bytes]]:
+        """The bytes under ``sha256`` in chunks, in bounded memory, and their size when known.
+
+        A content in the database is one chunk.  A blob is read as it is sent, and checked as
+        :meth:`get` checks it: the last chunk is held back until the whole digest is known, so
+        a corrupted blob ends the stream (``InvalidInput``, as :meth:`get`) before its end, never
+        as a complete copy of the wrong bytes.  A missing blob raises here, before anything is
+        sent (:class:`BlobMissing` with ``of``)."""
+        with self.engine.connect() as conn:
+            found = conn.execute(
+                select(contents.c.sha256).where(contents.c.sha256 == sha256)
+            ).first()
+        if found is not None:
+            data = self.get(sha256, of=of)
+            return len(data), iter((data,))
+        try:
+            handle = self.blobs.open(sha256)
+        except NotFound:
+            if of is None:
+                raise
+            raise BlobMissing(of.type, of.id, sha256, "content") from None
+        size: int | None = None
+        # no size for a stream without a file descriptor (an S3 body): sent chunked instead
+        with contextlib.suppress(OSError, AttributeError, io.UnsupportedOperation):
+            size = os.fstat(handle.fileno()).st_size
+        return size, _checked(handle, sha256, chunk_size)
+
     def exists(self, sha256: str) -> bool:
         try:
             self.get(sha256)
         except NotFound:
             return False
         return True
+
+
+def _checked(handle: BinaryIO, sha256: str, chunk_size: int) -> Iterator[bytes]:
+    """``handle``'s bytes in chunks, the last one only once the digest matched."""
+    digest = hashlib.sha256()
+    held: bytes | None = None
+    with handle:
+        while chunk := handle.read(chunk_size):
+            digest.update(chunk)
+            if held is not None:
+                yield held
+            held = chunk
+    if digest.hexdigest() != sha256:
+        raise InvalidInput(f"blob {sha256} is corrupted in the blob store")  # as get() says
+    if held is not None:
+        yield held

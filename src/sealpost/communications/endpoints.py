@@ -8,7 +8,6 @@ twice; the same key with another message is a 409.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import hashlib
 import json
@@ -17,6 +16,7 @@ from datetime import UTC
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field, StrictBool
 
 from sealpost.api import cursors
@@ -307,8 +307,10 @@ def _body(c: Communication) -> dict[str, Any]:
 
 
 def _b64(value: str, field: str) -> bytes:
+    """``base64.b64decode(value, validate=True)`` without its ASCII copy of ``value`` (tens of
+    MB for an attachment): ``binascii`` reads an ASCII ``str`` in place."""
     try:
-        return base64.b64decode(value, validate=True)
+        return binascii.a2b_base64(value, strict_mode=True)
     except (binascii.Error, ValueError):
         raise InvalidInput(f"{field} is not valid base64") from None
 
@@ -362,6 +364,17 @@ def _build(parts: CommunicationsParts, body: SendRequest) -> tuple[bytes, list[s
     for address in body.bcc:
         _check_address(address, "bcc")
     return raw, recipients, sender
+
+
+def _fingerprint(request: dict[str, Any]) -> str:
+    """SHA-256 of the request as ``json.dumps(request, sort_keys=True)`` in UTF-8, hashed as
+    it is written: the same digest, without the whole document (tens of MB with an
+    attachment) as one string and again as bytes."""
+    digest = hashlib.sha256()
+    for chunk in json.JSONEncoder(sort_keys=True).iterencode(request):
+        for start in range(0, len(chunk), 1 << 20):
+            digest.update(chunk[start : start + (1 << 20)].encode())
+    return digest.hexdigest()
 
 
 def _result(parts: CommunicationsParts, accepted: Accepted) -> SendResult:
@@ -430,9 +443,7 @@ def send(
         identification=identification,
         details={"api": {"idempotency_key": idempotency_key}},
         idempotency_key=idempotency_key,
-        request_sha256=hashlib.sha256(
-            json.dumps(body.model_dump(by_alias=True), sort_keys=True).encode()
-        ).hexdigest(),
+        request_sha256=_fingerprint(body.model_dump(by_alias=True)),
         sender_domains=parts.senders.sender_domains(tenant.id),
         delivery=body.delivery,
         pickup=_pickup_request(body.pickup) if body.pickup else None,
@@ -597,11 +608,12 @@ def original(communication_id: Identifier, parts: CommunicationsDep, tenant: Ten
             "recipient: its bytes are sealed (SHA-256 in its evidence) but never served to the "
             "sender; the operator keeps them"
         )
-    return Response(
-        parts.contents.get(c.content_sha256, of=Subject("communication", c.id)),
-        media_type="message/rfc822",
-        headers={"Content-Disposition": f'attachment; filename="{c.id}.eml"'},
-    )
+    size, chunks = parts.contents.stream(c.content_sha256, of=Subject("communication", c.id))
+    headers = {"Content-Disposition": f'attachment; filename="{c.id}.eml"'}
+    if size is not None:
+        headers["Content-Length"] = str(size)
+    # streamed: a message of tens of MB is never held whole (issue 16, P6)
+    return StreamingResponse(chunks, media_type="message/rfc822", headers=headers)
 
 
 @router.get("/communications/{communication_id}/evidence")

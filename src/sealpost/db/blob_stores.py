@@ -13,11 +13,13 @@ object lock or a lifecycle rule on one prefix without touching the others.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from sealpost.config import Settings
 from sealpost.db.blobs import BlobStorage, BlobStore
-from sealpost.db.s3_blobs import S3BlobStore, S3Location, parse_blob_url
+
+if TYPE_CHECKING:
+    from sealpost.db.s3_blobs import S3Location
 
 BlobUse = Literal["blobs", "archive", "archive-exports"]
 USES: tuple[BlobUse, ...] = ("blobs", "archive", "archive-exports")
@@ -28,6 +30,9 @@ def s3_location(settings: Settings) -> S3Location | None:
     filesystem."""
     if not settings.blob_url:
         return None
+    # boto3 and botocore (20 MiB) only where a bucket is used (idle RSS, issue 16)
+    from sealpost.db.s3_blobs import S3Location, parse_blob_url
+
     bucket, prefix = parse_blob_url(settings.blob_url)
     secret = settings.blob_s3_secret_access_key
     return S3Location(
@@ -47,4 +52,6 @@ def blob_storage(settings: Settings, use: BlobUse) -> BlobStorage:
     if location is None:
         root = settings.resolved_blob_dir
         return BlobStore(root if use == "blobs" else root / use)
+    from sealpost.db.s3_blobs import S3BlobStore
+
     return S3BlobStore(location.under(use))

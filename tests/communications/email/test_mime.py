@@ -13,6 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from sealpost.communications.email import mime
 from sealpost.communications.email.mime import (
     HeaderError,
     build_message,
@@ -479,3 +480,96 @@ def test_build_message_refuses_bad_input(kwargs: dict[str, object]) -> None:
     base.update(kwargs)
     with pytest.raises(InvalidInput):
         build_message(**base)  # type: ignore[arg-type]
+
+
+# -- large messages in bounded memory (issue 16, P6) ---------------------------------------
+
+
+def _large(body: bytes, cte: str = "base64", nl: bytes = b"\r\n", pre: bytes = b"") -> bytes:
+    head = (
+        b"From: a@b.example\r\nTo: c@d.example\r\nSubject: x\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/mixed; boundary="BB"\r\n\r\n'
+    ).replace(b"\r\n", nl)
+    return (
+        head + pre + b"--BB" + nl + b"Content-Type: text/plain" + nl + nl + b"hi" + nl
+        + b"--BB" + nl + b"Content-Type: application/pdf; name=a.pdf" + nl
+        + b"Content-Transfer-Encoding: " + cte.encode() + nl + nl + body + b"--BB--" + nl
+    )  # fmt: skip
+
+
+def _b64_lines(data: bytes, nl: bytes = b"\r\n") -> bytes:
+    return base64.encodebytes(data).replace(b"\n", nl)
+
+
+_DATA = bytes(range(256)) * 5000  # 1.2 MiB: over the streaming threshold once encoded
+_ENC = _b64_lines(_DATA)
+
+
+@pytest.mark.parametrize(
+    ("raw", "streamed"),
+    [
+        (_large(_ENC), True),
+        (_large(_b64_lines(_DATA, b"\n"), nl=b"\n"), True),
+        (_large(_ENC[:100_000] + b"\r\n" + _ENC[100_000:]), True),  # two runs, one part
+        (_large(_ENC, cte="quoted-printable"), False),
+        (_large(_ENC, cte="7bit"), False),
+        (_large(_ENC[:100_000] + b"YQ==\r\n" + _ENC[100_000:]), False),  # padding inside
+        (_large(_ENC[:100_000] + b"Y*Q=\r\n" + _ENC[100_000:]), False),  # not the alphabet
+        (_large(_ENC + b"QQ\r\n"), False),  # length not a multiple of 4
+        (_large(b"x\r\n", pre=_ENC), False),  # in the preamble
+        (b"From: a@b.example\r\nContent-Transfer-Encoding: base64\r\n" + _ENC, True),  # no blank
+    ],
+)
+def test_a_large_message_is_described_as_the_whole_parse_describes_it(
+    raw: bytes, streamed: bool
+) -> None:
+    """Streamed or not, the facts (digests, sizes, defects) are the whole parse's."""
+    whole = mime._describe(raw, mime.parse_message(raw), None)
+    assert describe_message(raw) == whole
+    runs = mime._Runs.cut(raw)
+    assert runs is not None
+    try:
+        mime._describe(raw, mime.parse_message(runs.skeleton), runs)
+        took = True
+    except mime._NotStreamable:
+        took = False
+    assert took is streamed
+    if streamed:
+        assert whole.content.parts[-1].sha256 == sha(_DATA)
+
+
+def test_a_large_attachment_is_written_as_the_standard_library_writes_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The spliced base64 lines give the same bytes as the stdlib's own encoding."""
+    import random
+
+    fields = {
+        "sender": "s@x.example",
+        "to": ["t@y.example"],
+        "subject": "big",
+        "text": "see attached",
+        "html": None,
+        "attachments": [("a.bin", "application/octet-stream", _DATA), ("b", "a/b", b"x" * 9)],
+        "message_id": "<1@x.example>",
+        "date": datetime(2026, 1, 1, tzinfo=UTC),
+    }
+    random.seed(7)  # the boundary
+    spliced = build_message(**fields)  # type: ignore[arg-type]
+    monkeypatch.setattr(mime, "_SPLICE_MIN", 1 << 40)
+    random.seed(7)
+    assert build_message(**fields) == spliced  # type: ignore[arg-type]
+
+
+def test_the_parser_keeps_crlf_line_ends_in_the_parts_it_digests() -> None:
+    """A text part's digest is of its bytes as received, CRLF included (the parser is fed the
+    message as it came, never through a text file that would translate line ends)."""
+    raw = (
+        b"From: a@b.example\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/mixed; boundary="B"\r\n\r\n'
+        b"--B\r\nContent-Type: text/plain\r\n\r\nline 1\r\nline 2\r\n\r\n--B--\r\n"
+    )
+    (part,) = describe_message(raw).content.parts
+    assert part.sha256 == sha(b"line 1\r\nline 2\r\n")
+    headers_only = mime._parse(raw, headersonly=True)
+    assert headers_only["From"] == "a@b.example"

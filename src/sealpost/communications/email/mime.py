@@ -14,22 +14,25 @@ parser is only used, under a guard, to decode RFC 2047 encoded words and address
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import email.utils
 import hashlib
 import io
 import itertools
 import re
+import secrets
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email import errors as email_errors
+from email.feedparser import FeedParser
 from email.generator import BytesGenerator
 from email.header import decode_header, make_header
 from email.headerregistry import Address
 from email.message import EmailMessage, Message
-from email.parser import BytesParser
 from email.policy import SMTP, SMTPUTF8, Compat32, compat32, default
 from typing import Any, TypeVar
 
@@ -146,11 +149,28 @@ def parse_message(raw: bytes) -> Message | None:
     A body with more than :data:`_MAX_DELIMITERS` delimiter-like lines is left unparsed (the
     header only: :func:`_too_many_parts`)."""
     try:
-        return BytesParser(_BoundedMessage, policy=compat32).parsebytes(
-            raw, headersonly=_too_many_parts(raw)
-        )
+        return _parse(raw, headersonly=_too_many_parts(raw))
     except Exception:  # evidence must survive any input, RecursionError included
         return None
+
+
+_FEED = 64 * 1024
+
+
+def _parse(raw: bytes, *, headersonly: bool) -> Message:
+    """``BytesParser(...).parsebytes(raw)``, fed in slices: ``parsebytes`` decodes the whole
+    message to one ``str`` and reads it through a ``StringIO`` (four bytes a character), five
+    copies of the message before parsing starts.  The feed parser takes any slicing alike, and
+    ASCII with ``surrogateescape`` decodes each byte on its own, so it is fed the same text.
+    (Not ``BytesParser.parse`` of a file: its ``TextIOWrapper`` turns CRLF into LF, which
+    would change the digests of text parts.)"""
+    parser = FeedParser(_BoundedMessage, policy=compat32)
+    if headersonly:
+        parser._set_headersonly()  # type: ignore[attr-defined]  # as email.parser.Parser does
+    view = memoryview(raw)
+    for start in range(0, len(raw), _FEED):
+        parser.feed(str(view[start : start + _FEED], "ascii", "surrogateescape"))
+    return parser.close()
 
 
 def _too_many_parts(raw: bytes) -> bool:
@@ -430,9 +450,136 @@ def describe_message(raw: bytes) -> MessageFacts:
     ``content.sha256`` is the digest of ``raw`` itself.  Each leaf part gets the digest of its
     transfer-decoded payload (RFC 2045 §6); when a payload cannot be decoded, the digest is of
     its raw bytes and a defect says so.
+
+    A large message (over :data:`_LARGE`) is described in bounded memory beside ``raw`` when
+    it can be (:class:`_Runs`): the same facts, digests and defects as the whole parse, which
+    remains the answer for everything else.
     """
+    if len(raw) > _LARGE and not _too_many_parts(raw):
+        runs = _Runs.cut(raw)
+        if runs is not None:
+            try:
+                return _describe(raw, parse_message(runs.skeleton), runs)
+            except _NotStreamable:
+                pass  # a run where the whole parse must judge it: parse it whole
+    return _describe(raw, parse_message(raw), None)
+
+
+_LARGE = 1 << 20
+"""Messages above this size are described by :class:`_Runs` where they can be: below it, the
+whole parse costs a few MiB at most."""
+_RUN = re.compile(rb"(?<=\n)(?:[A-Za-z0-9+/=]++\r?\n){64,}+")
+"""At least 64 consecutive whole lines of base64 characters (RFC 2045 §6.8), each ending with
+CRLF or LF; possessive, so the regex engine keeps no backtracking state over megabytes."""
+
+
+class _NotStreamable(Exception):
+    """A run of base64 lines is not all inside base64 leaves, or does not decode strictly:
+    the whole parse describes the message instead."""
+
+
+class _Runs:
+    """A large message with its long runs of base64 lines cut out, and their digests.
+
+    Why: the standard parser holds a message several times over (its lines, the joined
+    payload, the decoded bytes); a 25 MiB attachment cost 300 MiB.  The bulk of a large
+    message is attachments in base64, lines that cannot be boundaries (``--``), header fields
+    (``:``) nor continuations (whitespace).  Each run of such lines is replaced by one line
+    holding a random token, the small *skeleton* is parsed as usual (same structure, same
+    defects), and each base64 leaf holding tokens is digested by decoding its payload with
+    the runs read from ``raw`` in slices.  The digest is of the same decoded bytes as the whole
+    parse gives (``get_payload(decode=True)``), because this path is only taken where that
+    decoding is exact: every token in a leaf whose Content-Transfer-Encoding is base64, the
+    payload of a length divisible by 4 and decoding strictly (padding at its end only).
+    Anything else raises :class:`_NotStreamable` and the message is parsed whole.
+    """
+
+    def __init__(self, raw: bytes, nonce: str, spans: list[tuple[int, int, int]]) -> None:
+        self.raw = raw
+        self.spans = spans
+        """``(start, end, end without the last line end)`` of each run in ``raw``."""
+        self.token = re.compile(f"Z{nonce}R([0-9]+)Z")
+        self.used = 0
+        pieces: list[bytes] = []
+        at = 0
+        for i, (start, end, text_end) in enumerate(spans):
+            pieces += [raw[at:start], f"Z{nonce}R{i}Z".encode(), raw[text_end:end]]
+            at = end
+        pieces.append(raw[at:])
+        self.skeleton = b"".join(pieces)
+
+    @classmethod
+    def cut(cls, raw: bytes) -> _Runs | None:
+        spans = []
+        for match in _RUN.finditer(raw):
+            start, end = match.span()
+            text_end = end - (2 if raw[end - 2 : end] == b"\r\n" else 1)
+            spans.append((start, end, text_end))
+        nonce = secrets.token_hex(16)
+        if not spans or nonce.encode() in raw:
+            return None
+        return cls(raw, nonce, spans)
+
+    def holds(self, part: Message) -> bool:
+        payload = getattr(part, "_payload", None)
+        return isinstance(payload, str) and self.token.search(payload) is not None
+
+    def digest(self, part: Message) -> tuple[str, int]:
+        """SHA-256 and size of the decoded payload of a base64 leaf holding runs."""
+        payload = getattr(part, "_payload", None)
+        cte = str(part.get("content-transfer-encoding", "")).lower()
+        if part.is_multipart() or not isinstance(payload, str) or cte != "base64":
+            raise _NotStreamable
+        decoder = _Base64Digest()
+        at = 0
+        view = memoryview(self.raw)
+        for match in self.token.finditer(payload):
+            decoder.feed(payload[at : match.start()].encode("ascii", "surrogateescape"))
+            start, _end, text_end = self.spans[int(match.group(1))]
+            for piece in range(start, text_end, _FEED):
+                decoder.feed(view[piece : min(piece + _FEED, text_end)])
+            self.used += 1
+            at = match.end()
+        decoder.feed(payload[at:].encode("ascii", "surrogateescape"))
+        return decoder.result()
+
+
+class _Base64Digest:
+    """Strict base64 decoding (``binascii.a2b_base64(strict_mode=True)``, as
+    ``email._encoded_words.decode_b`` first tries) of a stream, line ends removed as
+    ``b"".join(payload.splitlines())`` does, hashed as it goes."""
+
+    def __init__(self) -> None:
+        self.sha256 = hashlib.sha256()
+        self.size = 0
+        self.rest = b""
+        self.padded = False
+
+    def feed(self, data: bytes | memoryview) -> None:
+        data = self.rest + bytes(data).translate(None, b"\r\n")
+        cut = len(data) - len(data) % 4
+        chunk, self.rest = data[:cut], data[cut:]
+        if not chunk:
+            return
+        if self.padded:  # data after the padding: not strict base64
+            raise _NotStreamable
+        self.padded = b"=" in chunk
+        try:
+            decoded = binascii.a2b_base64(chunk, strict_mode=True)
+        except binascii.Error:
+            raise _NotStreamable from None
+        self.sha256.update(decoded)
+        self.size += len(decoded)
+
+    def result(self) -> tuple[str, int]:
+        if self.rest:  # a length not divisible by 4: the stdlib pads it, with a defect
+            raise _NotStreamable
+        return self.sha256.hexdigest(), self.size
+
+
+def _describe(raw: bytes, msg: Message | None, runs: _Runs | None) -> MessageFacts:
+    """:func:`describe_message` of ``raw`` parsed as ``msg`` (of ``runs.skeleton`` when given)."""
     content_digest = hashlib.sha256(raw).hexdigest()
-    msg = parse_message(raw)
     if msg is None:
         return MessageFacts(
             message_id=None,
@@ -460,7 +607,10 @@ def describe_message(raw: bytes) -> MessageFacts:
             if leaf and len(parts) == _MAX_PARTS:
                 defects.append(f"message: more than {_MAX_PARTS} parts; the rest not described")
                 break
-            if leaf:  # before the defects, so that decoding defects are collected too
+            if leaf and runs is not None and runs.holds(part):
+                digest, size = runs.digest(part)
+                parts.append(ContentPart(_content_type(part), digest, size, _filename(part)))
+            elif leaf:  # before the defects, so that decoding defects are collected too
                 data, note = _payload_bytes(part, linesep)
                 parts.append(
                     ContentPart(
@@ -473,8 +623,12 @@ def describe_message(raw: bytes) -> MessageFacts:
             defects.extend(_defect_text(where, d) for d in part.defects)
             if note:
                 defects.append(f"{where}: {note}")
+    except _NotStreamable:
+        raise
     except Exception as exc:  # keep what was described so far
         defects.append(f"message: parts could not all be described ({type(exc).__name__})")
+    if runs is not None and runs.used != len(runs.spans):
+        raise _NotStreamable  # a run outside the base64 leaves described (or past the last)
     defects.extend(
         f"message: {name} is longer than {_MAX_FIELD} characters; only the first were read"
         for name in _READ_FIELDS
@@ -537,9 +691,13 @@ def to_crlf(data: bytes) -> bytes:
 
 
 def has_bare_line_ends(data: bytes) -> bool:
-    """True when ``data`` has a line end other than CRLF (a bare LF or CR)."""
-    rest = data.replace(b"\r\n", b"")
-    return b"\n" in rest or b"\r" in rest
+    """True when ``data`` has a line end other than CRLF (a bare LF or CR).
+
+    Counted, not ``data.replace(b"\\r\\n", b"")``, which copied the whole message at every
+    acceptance (issue 16, P6): every LF follows a CR and every CR precedes an LF exactly when
+    there are as many of each as there are CRLF pairs (which cannot overlap)."""
+    pairs = data.count(b"\r\n")
+    return data.count(b"\n") != pairs or data.count(b"\r") != pairs
 
 
 def header_section(raw: bytes) -> bytes:
@@ -673,19 +831,57 @@ def build_message(
                 msg.add_alternative(html, subtype="html")
         elif html is not None:
             msg.set_content(html, subtype="html")
+        spliced: list[tuple[bytes, bytes]] = []  # (stand-in line, the attachment's data)
         for filename, content_type, data in attachments:
             maintype, _, subtype = content_type.partition("/")
             if not maintype or not subtype or "/" in subtype:
                 raise InvalidInput(f"attachment {filename!r}: content type must be type/subtype")
-            msg.add_attachment(data, maintype=maintype, subtype=subtype, filename=filename)
+            stand_in = data
+            if len(data) > _SPLICE_MIN:
+                stand_in = secrets.token_bytes(48)  # one base64 line of 64 characters
+                spliced.append((base64.b64encode(stand_in), data))
+            msg.add_attachment(stand_in, maintype=maintype, subtype=subtype, filename=filename)
         for part in msg.walk():  # the stdlib stamps MIME-Version on every part it creates
             if part is not msg:
                 del part["MIME-Version"]
         if "MIME-Version" not in msg:
             msg["MIME-Version"] = "1.0"
-        return msg.as_bytes()
+        return _splice(msg.as_bytes(), spliced)
     except (ValueError, UnicodeError) as exc:  # what the checks above did not foresee
         raise InvalidInput(f"the message cannot be built from these fields: {exc}") from None
+
+
+_SPLICE_MIN = 64 * 1024
+"""Attachments above this size are encoded by :func:`_splice`, not by the stdlib."""
+_SPLICE_BLOCK = 57 * 16 * 1024
+"""Bytes encoded at a time: whole lines of 57 bytes (76 base64 characters)."""
+
+
+def _splice(built: bytes, spliced: Sequence[tuple[bytes, bytes]]) -> bytes:
+    """``built`` with each stand-in line replaced by its attachment's base64 lines.
+
+    The stdlib holds an attachment four or five times while it writes a message (the base64
+    text, its lines split, a buffer per part and one per level); a 25 MiB attachment cost
+    hundreds of MiB.  The message is built with a 48-byte random stand-in per large
+    attachment (one line), then its lines are replaced with exactly the lines the stdlib
+    writes (``email.contentmanager``: 57 bytes a line at ``max_line_length`` 78, CRLF), into
+    one buffer handed over without a copy."""
+    if not spliced:
+        return built
+    out = io.BytesIO()
+    at = 0
+    for token, data in spliced:
+        line = token + b"\r\n"
+        found = built.find(line, at)
+        if found < 0 or built.count(line) != 1:  # the stand-in is random: never in practice
+            raise ValueError("an attachment could not be placed")
+        out.write(memoryview(built)[at:found])
+        for start in range(0, len(data), _SPLICE_BLOCK):
+            block = base64.encodebytes(data[start : start + _SPLICE_BLOCK])
+            out.write(block.replace(b"\n", b"\r\n"))
+        at = found + len(line)
+    out.write(memoryview(built)[at:])
+    return out.getvalue()
 
 
 _LINE_BREAKS = re.compile("[\r\n\x0b\x0c\x1c-\x1e\x85\u2028\u2029\x00]")

@@ -664,7 +664,7 @@ def _from_allowed(raw: bytes, facts: MessageFacts, domains: frozenset[str]) -> b
     if facts.from_address is None:
         return False
     try:
-        headers = BytesHeaderParser(policy=compat32).parsebytes(raw)
+        headers = BytesHeaderParser(policy=compat32).parsebytes(header_section(raw))
         mailboxes = getaddresses([str(v) for v in headers.get_all("From") or []])
     except Exception:
         return False
