@@ -120,7 +120,7 @@ def test_fast_init_matches_aiosmtpd(
             other = slow_methods[name]
             assert method.__func__ is other.__func__  # the same (cached) guarded function
             if name == "QUIT":
-                assert method.__func__ is getattr(cls, "smtp_QUIT")
+                assert method.__func__ is cls.smtp_QUIT
             else:
                 assert method.__func__ is _guarded(
                     getattr(cls, f"smtp_{name}"), name in ("MAIL", "RCPT", "DATA")

@@ -395,7 +395,9 @@ class SealpostSMTP(SMTP):
         if limits is not None and self.session is not None and self.transport is not None:
             ip = client_ip(self.session)
             try:
-                exempt = await asyncio.to_thread(limits.exempt, ip)
+                exempt = limits.exempt_cached(ip)
+                if exempt is None:  # not known without the database
+                    exempt = await asyncio.to_thread(limits.exempt, ip)
             except Exception as exc:  # the database is away: count the client, greet it anyway
                 log.warning("smtp.exempt_check_failed", client_ip=ip, error=repr(exc))
                 exempt = False
@@ -566,12 +568,25 @@ class SubmissionHandler:
             return None
         return SmtpIdentity(tenant, {"method": "relay-network", "client_ip": ip})
 
+    async def identity(self, session: Session) -> SmtpIdentity | None:
+        """:meth:`_identity` on the loop when the relay networks are cached (the common
+        case: no thread hop per message), else in a thread (it reads the database)."""
+        if session.authenticated and isinstance(session.auth_data, SmtpIdentity):
+            return session.auth_data
+        ip = client_ip(session)
+        cached, tenant = self.senders.cached_tenant_for_client(ip)
+        if not cached:
+            return await asyncio.to_thread(self._identity, session)
+        if tenant is None:
+            return None
+        return SmtpIdentity(tenant, {"method": "relay-network", "client_ip": ip})
+
     async def handle_MAIL(
         self, _server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
         if self.limiter.locked(client_ip(session)) and not session.authenticated:
             return TOO_MANY_FAILURES
-        identity = await asyncio.to_thread(self._identity, session)
+        identity = await self.identity(session)
         if identity is None:
             return AUTH_REQUIRED
         session.sealpost_identity = identity  # type: ignore[attr-defined]  # for DATA
