@@ -27,7 +27,9 @@
 # sealpost-sqlite sealpost-postgres), OUT (results file), LAT_N (latency-client messages,
 # default 2000; 0 skips it), BIG (1: run the attachment test), BIG_MB (25), BIG_BACKENDS
 # ("sqlite postgres"), SP_PORT/SP_TLS_PORT/SP_INBOUND_PORT (2528/2529/2530), PG_DSN
-# (postgresql://postgres@127.0.0.1:5432/test), SP_ENV ("K=V ..." extra SEALPOST_* settings),
+# (postgresql://postgres@127.0.0.1:5432/test), SP_ENV ("K=V ..." extra SEALPOST_* settings;
+# default SEALPOST_SMTP_PROCESSES=2, the issue's set-up; SP_ENV="" runs one process; the
+# attachment run always uses one), 
 # PROFILE (1: py-spy record of the server during smtp-source; PROFILE_GIL=1: only the thread
 # holding the GIL), PROFILE_DIR (/tmp),
 # KEEP (1: keep the data dir and schema for inspection).
@@ -49,7 +51,7 @@ SP_PORT=${SP_PORT:-2528}
 SP_TLS_PORT=${SP_TLS_PORT:-2529}         # empty does not disable it (pydantic: int parsing)
 SP_INBOUND_PORT=${SP_INBOUND_PORT:-2530} # idem; so both get their own free port
 PG_DSN=${PG_DSN:-postgresql://postgres@127.0.0.1:5432/test}
-SP_ENV=${SP_ENV:-}
+SP_ENV=${SP_ENV-SEALPOST_SMTP_PROCESSES=2}  # unset: 2 acceptor processes (issue 16); "" for one
 PROFILE=${PROFILE:-0}
 PROFILE_DIR=${PROFILE_DIR:-/tmp}
 KEEP=${KEEP:-0}
@@ -98,7 +100,15 @@ sp_cleanup() {
 
 hwm_kb() { awk '/^VmHWM:/{print $2}' "/proc/$1/status"; }
 rss_kb() { awk '/^VmRSS:/{print $2}' "/proc/$1/status"; }
-cpu_ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }  # utime+stime
+# utime+stime of a process and of its children still running (the acceptor processes of
+# SEALPOST_SMTP_PROCESSES>1 are children of the server)
+cpu_ticks() {
+  local p t=0
+  for p in "$1" $(pgrep -P "$1" || true); do
+    t=$((t + $(sed 's/^.*) //' "/proc/$p/stat" 2>/dev/null | awk '{print $12 + $13}' || echo 0)))
+  done
+  echo "$t"
+}
 TCK=$(getconf CLK_TCK)
 kv() { sed -n "s/.*[[:space:]]$1=\([^[:space:]]*\).*/\1/p" <<<"$2"; }  # kv KEY LINE
 
@@ -232,6 +242,7 @@ big_run() {
   local backend=$1 before after rss_after line warm
   trap sp_cleanup EXIT
   trap 'exit 130' INT TERM
+  SP_ENV="$SP_ENV SEALPOST_SMTP_PROCESSES=1"  # one process: the message lands where we look
   sp_start "$backend" $((BIG_MB * 2 * 1024 * 1024 + 1048576))   # base64: x1.37 on the wire
   # one small message first, so lazy imports and the writer thread exist before "before"
   warm=$("$PY" "$HERE/smtp_latency.py" --port "$SP_PORT" -n 1 -c 1 --size "$SIZE") \

@@ -12,6 +12,15 @@ from __future__ import annotations
 import re
 import statistics
 import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _report import figure
+
+TARGET_RATIO = {"sealpost-sqlite": 1.0, "sealpost-postgres": 0.8}
+"""Issue 16 §3: accept rate against Postfix's in the same run."""
+TARGET_DATA_P99_MS = 100.0
+COMMAND = "bash bench/smtp_accept.sh"
 
 
 def load(path: str) -> list[dict[str, str]]:
@@ -100,6 +109,7 @@ def main() -> int:
         for r in rows
         if "growth_kb" in r
     ]
+    figures(by_target, postfix)
     for head, body in ((header, table), (big_header, big)):
         if not body:
             continue
@@ -114,6 +124,35 @@ def main() -> int:
                 print("  ".join(cell.rjust(w) for cell, w in zip(line, widths, strict=True)))
         print()
     return 0
+
+
+def figures(by_target: dict[str, list[dict[str, str]]], postfix: float | None) -> None:
+    """The figures issue 16 sets targets for: the accept rate as a ratio of Postfix's (medians
+    of the same interleaved runs) and the DATA->250 p99 of the latency client."""
+    for target, goal in TARGET_RATIO.items():
+        runs = by_target.get(target, [])
+        rate = med(runs, "accept_mps")
+        if rate is not None and postfix:
+            figure(
+                f"smtp accept {target} / postfix",
+                rate / postfix,
+                "x",
+                target=goal,
+                better="min",
+                anchor=f"postfix {postfix:.1f} msg/s, {target} {rate:.1f} msg/s "
+                f"(medians of {len(runs)} runs)",
+                command=COMMAND,
+            )
+        p99 = med(runs, "data_p99_ms")
+        if p99 is not None:
+            figure(
+                f"smtp DATA->250 p99 {target}",
+                p99,
+                "ms",
+                target=TARGET_DATA_P99_MS,
+                better="max",
+                command=COMMAND,
+            )
 
 
 if __name__ == "__main__":

@@ -998,8 +998,15 @@ class Sealpost:
         shared = s.smtp_processes > 1
         handler = SubmissionHandler(self.submissions, self.senders, s)
         senders = self.senders
+
+        def exempt_cached(ip: str) -> bool | None:
+            cached, tenant = senders.cached_tenant_for_client(ip)
+            return (tenant is not None) if cached else None
+
         limits = SmtpClientLimits.from_settings(
-            s, exempt=lambda ip: senders.tenant_for_client(ip) is not None
+            s,
+            exempt=lambda ip: senders.tenant_for_client(ip) is not None,
+            exempt_cached=exempt_cached,
         )
         self.smtp_client_limits = limits
         ports = {

@@ -186,14 +186,16 @@ class SenderRepository:
             cache = (now + 5.0, nets)
             self._networks = cache
         assert cache is not None
-        try:
-            address = ipaddress.ip_address(client_ip)
-        except ValueError:
-            return None
-        for network, tenant in cache[1]:
-            if address.version == network.version and address in network:
-                return tenant
-        return None
+        return _network_tenant(cache[1], client_ip)
+
+    def cached_tenant_for_client(self, client_ip: str) -> tuple[bool, Tenant | None]:
+        """:meth:`tenant_for_client` from the cache alone, never the database, so that the
+        SMTP event loop can ask without a thread hop: (False, None) when the cache is stale
+        (then ask :meth:`tenant_for_client` in a thread)."""
+        cache = self._networks
+        if cache is None or cache[0] < time.monotonic():
+            return False, None
+        return True, _network_tenant(cache[1], client_ip)
 
     # -- domains ----------------------------------------------------------------------------
 
@@ -279,3 +281,16 @@ class SenderRepository:
         with self.engine.connect() as conn:
             names = conn.execute(query).scalars().all()
         return [self.domain(n) for n in names]
+
+
+def _network_tenant(networks: list[tuple[IpNetwork, Tenant]], client_ip: str) -> Tenant | None:
+    """The tenant of the most specific network holding ``client_ip`` (``networks`` sorted
+    most specific first)."""
+    try:
+        address = ipaddress.ip_address(client_ip)
+    except ValueError:
+        return None
+    for network, tenant in networks:
+        if address.version == network.version and address in network:
+            return tenant
+    return None

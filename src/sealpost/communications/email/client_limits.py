@@ -14,7 +14,8 @@ queues the message and retries later).  Three limits, each off when its setting 
 A tenant's trusted relay networks (``sealpost tenant smtp-network``) are exempt: that is the
 tenant's own MTA, as Postfix exempts ``$mynetworks``.  AUTH brute force has its own lockout
 (``smtp_server.AuthLimiter``).  The counts live in this process (one per SMTP acceptor).
-Called on the listeners' event loop only, except ``exempt`` (a database read: in a thread).
+Called on the listeners' event loop only, except ``exempt`` (a database read: in a thread,
+unless ``exempt_cached`` knows the answer).
 """
 
 from __future__ import annotations
@@ -39,17 +40,26 @@ class SmtpClientLimits:
         connections: RateLimiter | None,
         commands: RateLimiter | None,
         exempt: Callable[[str], bool],
+        exempt_cached: Callable[[str], bool | None] | None = None,
     ) -> None:
         self.max_connections = max_connections
         self.connections = connections
         self.commands = commands
         self.exempt = exempt
         """Whether a client IP is exempt (a trusted relay network). Blocking."""
+        self.exempt_cached = exempt_cached or (lambda _ip: None)
+        """The same from a cache, never blocking; None: not known without :attr:`exempt`."""
         self._open: dict[str, int] = {}
 
     @classmethod
-    def from_settings(cls, settings: Settings, exempt: Callable[[str], bool]) -> SmtpClientLimits:
+    def from_settings(
+        cls,
+        settings: Settings,
+        exempt: Callable[[str], bool],
+        exempt_cached: Callable[[str], bool | None] | None = None,
+    ) -> SmtpClientLimits:
         return cls(
+            exempt_cached=exempt_cached,
             max_connections=settings.smtp_max_connections_per_ip,
             connections=limiter(settings.rate_limit_smtp_connections_per_ip),
             commands=limiter(settings.rate_limit_smtp_commands_per_ip),

@@ -22,18 +22,23 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 import io
+import socket
 import ssl
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from email._header_value_parser import get_addr_spec, get_angle_addr
 from email.errors import HeaderParseError
+from types import MethodType
 from typing import Any
 
+import aiosmtpd
+from aiosmtpd import _get_or_new_eventloop
 from aiosmtpd.smtp import (
     MISSING,
     SMTP,
@@ -41,6 +46,7 @@ from aiosmtpd.smtp import (
     Envelope,
     LoginPassword,
     Session,
+    _AuthMechAttr,
     syntax,
 )
 
@@ -155,6 +161,188 @@ class _Session(Session):
         self._login_data = value
 
 
+Command = Callable[[Any, str | None], Awaitable[None]]
+
+
+@functools.cache
+def _guarded(func: Command, transaction: bool) -> Command:
+    """``func`` (an unbound ``smtp_<COMMAND>`` other than QUIT) behind the listener's drain
+    and the per-IP command rate.  Draining refuses it with a 421 unless a transaction is under
+    way (``transaction``: the command is part of one, MAIL/RCPT/DATA, so draining waits for
+    its reply); a session not yet authenticated over its IP's command rate gets a 421 and is
+    closed.  Built once per command and class, bound per connection (a wrapper per command
+    and connection cost a few percent of the CPU under load)."""
+
+    @functools.wraps(func)
+    async def guarded(self: SealpostSMTP, arg: str | None) -> None:
+        if self.draining and not self.in_transaction():
+            self._goodbye()
+            return
+        self._in_command = transaction
+        try:
+            if not await self._rate_refused():
+                await func(self, arg)
+        finally:
+            self._in_command = False
+        if self.draining and not self.in_transaction():
+            self._goodbye()
+
+    return guarded
+
+
+@dataclass(frozen=True)
+class _Tables:
+    """What aiosmtpd's ``SMTP.__init__`` looks up by introspection on every connection
+    (``inspect.getmembers`` of the server and the handler, ``dir``, ``inspect.signature``),
+    computed once per server class and handler."""
+
+    auth: tuple[tuple[str, str, bool, Any], ...]
+    """(mechanism, attribute, built in, the handler's bound method or None), in aiosmtpd's
+    order (a later one of the same mechanism wins)."""
+    hooks: dict[str, Callable[..., Any]]
+    ehlo_hook_ver: str | None
+    commands: tuple[tuple[str, Command | None], ...]
+    """(command, guarded function; None: QUIT, bound unguarded)."""
+
+
+_AIOSMTPD_VERSION = "1.4.6"
+"""The aiosmtpd whose ``SMTP.__init__`` :func:`_fast_init` reproduces (pinned in pyproject;
+another version takes aiosmtpd's own ``__init__``)."""
+_FAST_KWARGS = frozenset(
+    {
+        "data_size_limit",
+        "enable_SMTPUTF8",
+        "decode_data",
+        "hostname",
+        "ident",
+        "tls_context",
+        "require_starttls",
+        "timeout",
+        "auth_required",
+        "auth_require_tls",
+        "authenticator",
+        "auth_callback",
+    }
+)
+_tables: weakref.WeakKeyDictionary[Any, dict[type, _Tables]] = weakref.WeakKeyDictionary()
+
+
+def _tables_for(server: SealpostSMTP, handler: Any) -> _Tables:
+    by_class = _tables.setdefault(handler, {})
+    found = by_class.get(type(server))
+    if found is not None:
+        return found
+    auth = []
+    for obj in (server, handler):
+        for name, method in inspect.getmembers(obj):
+            if name.startswith("auth_"):
+                default = name.replace("auth_", "").replace("__", "-")
+                mechanism = getattr(method, "__auth_mechanism_name__", default)
+                builtin = obj is server
+                auth.append((mechanism, name, builtin, None if builtin else method))
+    hooks = {
+        m.replace("handle_", ""): getattr(handler, m)
+        for m in dir(handler)
+        if m.startswith("handle_")
+    }
+    ehlo = hooks.get("EHLO")
+    ehlo_hook_ver = None
+    if ehlo is not None:
+        count = len(inspect.signature(ehlo).parameters)
+        ehlo_hook_ver = {4: "old", 5: "new"}.get(count)
+        if ehlo_hook_ver is None:
+            raise RuntimeError("Unsupported EHLO Hook")
+    commands: list[tuple[str, Command | None]] = []
+    for name in dir(type(server)):
+        if name.startswith("smtp_"):
+            command = name.replace("smtp_", "")
+            func = getattr(type(server), name)
+            commands.append(
+                (command, None if command == "QUIT" else _guarded(func, command in _TRANSACTION))
+            )
+    found = _Tables(tuple(auth), hooks, ehlo_hook_ver, tuple(commands))
+    by_class[type(server)] = found
+    return found
+
+
+def _fast_init(server: SealpostSMTP, handler: Any, kwargs: dict[str, Any]) -> bool:
+    """aiosmtpd 1.4.6's ``SMTP.__init__`` for the settings Sealpost uses, with its
+    per-connection introspection (about a sixth of the acceptor's CPU under load: one
+    connection per message) read from :class:`_Tables`.  False, having done nothing, for
+    anything it does not reproduce exactly (another aiosmtpd, a setting aiosmtpd warns about
+    or that needs more); then aiosmtpd's own ``__init__`` runs.  ``tests/communications/
+    email/test_smtp_init.py`` compares the two."""
+    if aiosmtpd.__version__ != _AIOSMTPD_VERSION or not kwargs.keys() <= _FAST_KWARGS:
+        return False
+    tls_context: ssl.SSLContext | None = kwargs.get("tls_context")
+    if tls_context is not None and (
+        tls_context.verify_mode not in {ssl.CERT_NONE, ssl.CERT_OPTIONAL}
+        or tls_context.check_hostname
+    ):
+        return False  # aiosmtpd logs a warning about it: let it
+    auth_required = kwargs.get("auth_required", False)
+    auth_require_tls = kwargs.get("auth_require_tls", True)
+    if auth_required and not auth_require_tls:
+        return False  # idem (a warning)
+    try:
+        tables = _tables_for(server, handler)
+    except TypeError:  # a handler that cannot be weakly referenced
+        return False
+    s: Any = server
+    s.__ident__ = kwargs.get("ident") or aiosmtpd.smtp.__ident__
+    s.loop = _get_or_new_eventloop()
+    asyncio.StreamReaderProtocol.__init__(
+        server,
+        asyncio.StreamReader(loop=s.loop, limit=server.line_length_limit),
+        client_connected_cb=s._cb_client_connected,
+        loop=s.loop,
+    )
+    s.event_handler = handler
+    data_size_limit = kwargs.get("data_size_limit", aiosmtpd.smtp.DATA_SIZE_DEFAULT)
+    assert data_size_limit is None or isinstance(data_size_limit, int)
+    s.data_size_limit = data_size_limit
+    s.enable_SMTPUTF8 = kwargs.get("enable_SMTPUTF8", False)
+    s._decode_data = kwargs.get("decode_data", False)
+    s.command_size_limits.clear()
+    s.hostname = kwargs.get("hostname") or socket.getfqdn()
+    s.tls_context = tls_context
+    s.require_starttls = tls_context and kwargs.get("require_starttls", False)
+    s._timeout_duration = kwargs.get("timeout", 300)
+    s._timeout_handle = None
+    s._tls_handshake_okay = True
+    s._tls_protocol = None
+    s._original_transport = None
+    s.session = None
+    s.envelope = None
+    s.transport = None
+    s._handler_coroutine = None
+    s._auth_require_tls = auth_require_tls
+    s._proxy_timeout = None
+    authenticator = kwargs.get("authenticator")
+    if authenticator is not None:
+        s._authenticator = authenticator
+        s._auth_callback = None
+    else:
+        s._auth_callback = kwargs.get("auth_callback") or aiosmtpd.smtp.login_always_fail
+        s._authenticator = None
+    s._auth_required = auth_required
+    s._auth_methods = {
+        mechanism: _AuthMechAttr(
+            getattr(server, name) if builtin else method,
+            builtin,
+        )
+        for mechanism, name, builtin, method in tables.auth
+    }
+    s._handle_hooks = dict(tables.hooks)
+    s._ehlo_hook_ver = tables.ehlo_hook_ver
+    s._smtp_methods = {
+        command: getattr(server, f"smtp_{command}") if func is None else MethodType(func, server)
+        for command, func in tables.commands
+    }
+    s._enforce_call_limit = False
+    return True
+
+
 class SealpostSMTP(SMTP):
     """aiosmtpd's server with clearer size refusals that also leave evidence.
 
@@ -169,19 +357,17 @@ class SealpostSMTP(SMTP):
     def __init__(
         self, handler: Any, *, client_limits: SmtpClientLimits | None = None, **kwargs: Any
     ) -> None:
-        super().__init__(handler, **kwargs)
+        if not _fast_init(self, handler, kwargs):
+            super().__init__(handler, **kwargs)
+            self._smtp_methods = {
+                name: method
+                if name == "QUIT"
+                else MethodType(_guarded(method.__func__, name in _TRANSACTION), self)
+                for name, method in self._smtp_methods.items()
+            }
         self.client_limits = client_limits
         self._counted_ip: str | None = None
         """The client IP this connection is counted for (None: exempt, or not admitted)."""
-        if client_limits is not None:
-            self._smtp_methods = {
-                name: method if name == "QUIT" else self._rated(method)
-                for name, method in self._smtp_methods.items()
-            }
-        self._smtp_methods = {
-            name: method if name == "QUIT" else self._drained(method, name in _TRANSACTION)
-            for name, method in self._smtp_methods.items()
-        }
         self.draining = False
         """Set by :meth:`SmtpListeners.stop_accepting`: the transaction under way finishes;
         then (or at once when none is) the client gets a 421 and the connection closes."""
@@ -209,26 +395,6 @@ class SealpostSMTP(SMTP):
             transport.write(b"421 4.3.2 Service shutting down, try again later\r\n")
             transport.close()
 
-    def _drained(self, method: Any, transaction: bool) -> Any:
-        """``method`` (an ``smtp_<COMMAND>`` other than QUIT) refused with a 421 once the
-        listener drains, unless a transaction is under way (it may finish); ``transaction``:
-        the command is part of one (MAIL, RCPT, DATA), so draining waits for its reply."""
-
-        @functools.wraps(method)
-        async def drained(arg: str | None) -> None:
-            if self.draining and not self.in_transaction():
-                self._goodbye()
-                return
-            self._in_command = transaction
-            try:
-                await method(arg)
-            finally:
-                self._in_command = False
-            if self.draining and not self.in_transaction():
-                self._goodbye()
-
-        return drained
-
     def _create_session(self) -> Session:
         return _Session(self.loop)
 
@@ -239,7 +405,9 @@ class SealpostSMTP(SMTP):
         if limits is not None and self.session is not None and self.transport is not None:
             ip = client_ip(self.session)
             try:
-                exempt = await asyncio.to_thread(limits.exempt, ip)
+                exempt = limits.exempt_cached(ip)
+                if exempt is None:  # not known without the database
+                    exempt = await asyncio.to_thread(limits.exempt, ip)
             except Exception as exc:  # the database is away: count the client, greet it anyway
                 log.warning("smtp.exempt_check_failed", client_ip=ip, error=repr(exc))
                 exempt = False
@@ -259,28 +427,24 @@ class SealpostSMTP(SMTP):
             self.client_limits.close(ip)
         super().connection_lost(error)
 
-    def _rated(self, method: Any) -> Any:
-        """``method`` (an ``smtp_<COMMAND>`` other than QUIT), counted per IP until the
-        session authenticates: over the rate, 421 and the connection is closed."""
-
-        @functools.wraps(method)
-        async def rated(arg: str | None) -> None:
-            ip = self._counted_ip
-            if (
-                ip is not None
-                and self.client_limits is not None
-                and not (self.session is not None and self.session.authenticated)
-            ):
-                refusal = self.client_limits.command(ip)
-                if refusal is not None:
-                    log.warning("smtp.client_limited", client_ip=ip, reply=refusal)
-                    await self.push(refusal)
-                    if self.transport is not None:
-                        self.transport.close()
-                    return
-            await method(arg)
-
-        return rated
+    async def _rate_refused(self) -> bool:
+        """Count a command of a session not yet authenticated against its IP's rate: over
+        it, 421 and the connection is closed (True: the command is not run)."""
+        ip = self._counted_ip
+        if (
+            ip is None
+            or self.client_limits is None
+            or (self.session is not None and self.session.authenticated)
+        ):
+            return False
+        refusal = self.client_limits.command(ip)
+        if refusal is None:
+            return False
+        log.warning("smtp.client_limited", client_ip=ip, reply=refusal)
+        await self.push(refusal)
+        if self.transport is not None:
+            self.transport.close()
+        return True
 
     def _authenticate(self, mechanism: str, auth_data: Any) -> AuthResult:
         if self._authenticator is None:
@@ -483,12 +647,25 @@ class SubmissionHandler:
             return None
         return SmtpIdentity(tenant, {"method": "relay-network", "client_ip": ip})
 
+    async def identity(self, session: Session) -> SmtpIdentity | None:
+        """:meth:`_identity` on the loop when the relay networks are cached (the common
+        case: no thread hop per message), else in a thread (it reads the database)."""
+        if session.authenticated and isinstance(session.auth_data, SmtpIdentity):
+            return session.auth_data
+        ip = client_ip(session)
+        cached, tenant = self.senders.cached_tenant_for_client(ip)
+        if not cached:
+            return await asyncio.to_thread(self._identity, session)
+        if tenant is None:
+            return None
+        return SmtpIdentity(tenant, {"method": "relay-network", "client_ip": ip})
+
     async def handle_MAIL(
         self, _server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
         if self.limiter.locked(client_ip(session)) and not session.authenticated:
             return TOO_MANY_FAILURES
-        identity = await asyncio.to_thread(self._identity, session)
+        identity = await self.identity(session)
         if identity is None:
             return AUTH_REQUIRED
         session.sealpost_identity = identity  # type: ignore[attr-defined]  # for DATA
@@ -597,11 +774,25 @@ def server_tls_context(certificate: str, key: str) -> ssl.SSLContext:
     return context
 
 
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop's event loop when it is importable, else asyncio's own.
+
+    The listeners' loop thread is the acceptor's busiest (accept, reads, replies for every
+    session); uvloop does that work in C (libuv).  Without it (another platform, an install
+    without the wheel) the same code runs on asyncio's loop: only slower.
+    """
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency where it installs
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
 class SmtpListeners:
     """Runs the SMTP listeners on one event loop in a thread of the ``serve`` process."""
 
     def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
+        self.loop = new_event_loop()
         # parsing and submitting run in threads: more than asyncio's default (cores + 4)
         self.loop.set_default_executor(
             ThreadPoolExecutor(max_workers=32, thread_name_prefix="sealpost-smtp-io")

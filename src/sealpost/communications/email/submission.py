@@ -600,11 +600,26 @@ class SubmissionService:
             if guarded:
                 self.contents.put_large(blobs)
             self.contents.put_in(conn, blobs)
+            # one INSERT per table for the batch's messages, not one per message (each is a
+            # round trip on PostgreSQL and a statement's overhead on both); flushed before a
+            # message with tracked copies or a pickup, so rows keep exactly their order
+            rows: list[dict[str, Any]] = []
+            records: list[EvidenceRecord] = []
+
+            def flush() -> None:
+                if rows or records:
+                    CommunicationRepository.insert_in(conn, rows, records)
+                    rows.clear()
+                    records.clear()
+
             for item, done in zip(batch, decided, strict=True):
                 if done is not None:
                     results.append(done)
                     continue
-                CommunicationRepository.insert_in(conn, item.rows, item.records)
+                rows.extend(item.rows)
+                records.extend(item.records)
+                if item.tracked or item.pickups:
+                    flush()
                 for copy in item.tracked:
                     TrackingRepository.insert_in(conn, copy.rows)
                 if item.pickups:
@@ -612,6 +627,7 @@ class SubmissionService:
                     for pickup in item.pickups:
                         self.pickup.open_in(conn, pickup)
                 results.append(item.accepted)
+            flush()
         return results
 
     # -- refusals ---------------------------------------------------------------------------
