@@ -40,7 +40,6 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).parent))
 
 from _report import figure  # noqa: E402
-
 from sealpost.app import build  # noqa: E402
 from sealpost.communications.email.mime import build_message  # noqa: E402
 from sealpost.communications.email.submission import SubmissionRequest  # noqa: E402
