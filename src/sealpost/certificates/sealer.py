@@ -25,7 +25,9 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from cryptography import x509
+from fpdf import FPDF
 
+from sealpost.certificates.fonts import close_fonts, register_fonts
 from sealpost.certificates.model import CertificateData
 from sealpost.certificates.render import render_certificate
 from sealpost.certificates.seal import seal_pdf
@@ -97,8 +99,12 @@ _worker_keys: SealingKeys | None = None
 
 
 def _start_worker(load_keys: Callable[[], SealingKeys]) -> None:
+    """Load the keys, and parse the fonts now rather than in the first certificate."""
     global _worker_keys
     _worker_keys = load_keys()
+    pdf = FPDF()
+    register_fonts(pdf)
+    close_fonts(pdf)
 
 
 def _in_worker(data: CertificateData, reason: str, location: str | None) -> SealedPdf:
