@@ -286,20 +286,22 @@ def _drive(
                 select(c.id, c.delivered_at).where(c.delivered_at.isnot(None))
             )
         }
-    assert len(first) >= count, f"only {len(first)} of {count} certificates in {timeout:g} s"
-    lags = [(first[cid] - delivered[cid]).total_seconds() for cid in first if cid in delivered]
-    last = max(first.values())
+    now = datetime.now(UTC)
+    if len(first) < count:  # reported, not hidden: a waiting one's lag is at least its wait
+        print(f"  INCOMPLETE: {len(first)} of {count} certificates within {timeout:g} s")
+    lags = [((first.get(cid) or now) - at).total_seconds() for cid, at in delivered.items()]
+    last = max(first.values()) if len(first) >= count else now
     return {
         "accepted_s": (accepted - started).total_seconds(),
         "last_delivered_s": (max(delivered.values()) - started).total_seconds(),
         "last_certificate_s": (last - started).total_seconds(),
-        "rate": count / (last - started).total_seconds(),
+        "rate": len(first) / (last - started).total_seconds(),
         "lag_p50": percentile(lags, 0.5),
         "lag_p99": percentile(lags, 0.99),
         "post_p50": percentile(posts, 0.5),
         "post_p99": percentile(posts, 0.99),
         "rss": rss,
-        "cpu_ms": cpu / count * 1000,
+        "cpu_ms": cpu / max(len(first), 1) * 1000,
     }
 
 
