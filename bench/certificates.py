@@ -65,14 +65,25 @@ def _utc(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+def _family(pid: int) -> list[int]:
+    """``pid`` and its live descendants, whichever thread started them (a process pool's
+    workers are children of the thread that first submitted)."""
+    found, todo = [], [pid]
+    while todo:
+        one = todo.pop()
+        found.append(one)
+        for task in Path(f"/proc/{one}/task").glob("*/children"):
+            try:
+                todo += [int(p) for p in task.read_text().split()]
+            except OSError:
+                continue
+    return found
+
+
 def _peak_rss_mib(pid: int) -> float:
-    """VmHWM of ``pid`` plus that of each of its live children (a process pool's workers)."""
+    """VmHWM of ``pid`` plus that of each of its live descendants (the pool's workers)."""
     total = 0
-    pids = [pid]
-    children = Path(f"/proc/{pid}/task/{pid}/children")
-    if children.exists():
-        pids += [int(p) for p in children.read_text().split()]
-    for one in pids:
+    for one in _family(pid):
         try:
             for line in Path(f"/proc/{one}/status").read_text().splitlines():
                 if line.startswith("VmHWM:"):
@@ -86,11 +97,7 @@ def _cpu_seconds(pid: int) -> float:
     """User + system CPU of ``pid``, of its live children and of its reaped ones."""
     tick = os.sysconf("SC_CLK_TCK")
     total = 0
-    pids = [pid]
-    children = Path(f"/proc/{pid}/task/{pid}/children")
-    if children.exists():
-        pids += [int(p) for p in children.read_text().split()]
-    for one in pids:
+    for one in _family(pid):
         try:
             fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
