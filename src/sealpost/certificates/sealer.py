@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -99,12 +101,23 @@ _worker_keys: SealingKeys | None = None
 
 
 def _start_worker(load_keys: Callable[[], SealingKeys]) -> None:
-    """Load the keys, and parse the fonts now rather than in the first certificate."""
+    """Load the keys, and parse the fonts now rather than in the first certificate.  A worker
+    whose server was killed (SIGKILL: no shutdown) exits within seconds instead of waiting on
+    its task queue forever."""
     global _worker_keys
+    parent = os.getppid()
+    threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
     _worker_keys = load_keys()
     pdf = FPDF()
     register_fonts(pdf)
     close_fonts(pdf)
+
+
+def _exit_with(parent: int) -> None:
+    while True:
+        time.sleep(2.0)
+        if os.getppid() != parent:
+            os._exit(0)
 
 
 def _in_worker(data: CertificateData, reason: str, location: str | None) -> SealedPdf:
