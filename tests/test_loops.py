@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from sealpost.api.app import create_app
 from sealpost.app import Sealpost
-from sealpost.loops import Loop, LoopHealth, Supervisor, periodic, supervise
+from sealpost.loops import Loop, LoopHealth, Supervisor, periodic, supervise, while_due
 from tests.support.records import submission
 
 
@@ -90,6 +90,31 @@ def test_a_periodic_loop_goes_on_after_a_failing_round() -> None:
     finally:
         supervisor.stop()
     assert supervisor.health["issuer"].state == "stopped"
+
+
+def test_a_while_due_loop_runs_rounds_back_to_back_while_work_waits() -> None:
+    """The certificate issuer: no pause after a full round, the pause once it is idle."""
+    backlog = [5]
+    times: list[float] = []
+
+    def step() -> bool:
+        times.append(time.monotonic())
+        if backlog[0] == 3:
+            backlog[0] -= 1
+            raise TimeoutError("TSA down")  # a failed round pauses, then goes on
+        backlog[0] = max(backlog[0] - 1, 0)
+        return backlog[0] > 0
+
+    supervisor = Supervisor()
+    supervisor.start([while_due("issuer", 0.3, step)])
+    try:
+        assert _wait(lambda: len(times) >= 7)
+    finally:
+        supervisor.stop()
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert gaps[0] < 0.2 and gaps[1] < 0.2  # 5 -> 4 -> 3: more waits, no pause
+    assert gaps[2] >= 0.29  # after the failed round
+    assert gaps[4] >= 0.29 and gaps[5] >= 0.29  # idle: one round per interval
 
 
 def test_a_loop_failing_round_after_round_is_failing_though_it_never_raises() -> None:

@@ -9,6 +9,7 @@ work at import time.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import threading
@@ -69,6 +70,7 @@ if TYPE_CHECKING:
     from sealpost.archive.service import ArchiveService
     from sealpost.archive.sla import SlaService
     from sealpost.archive.sla_endpoints import SlaParts
+    from sealpost.certificates.sealer import Sealer, SealingKeys
     from sealpost.communications.certificates import CertificateService
     from sealpost.communications.contents import ContentStore
     from sealpost.communications.email.client_limits import SmtpClientLimits
@@ -969,6 +971,19 @@ class Sealpost:
             trust_roots=self.trust_roots,
             ledger_origin=self.settings.ledger_origin,
             hostname=self.settings.hostname,
+            sealer=self.certificate_sealer,
+        )
+
+    @cached_property
+    def certificate_sealer(self) -> Sealer | None:
+        """The background issuer's worker processes (started at its first certificate), or
+        None: in the issuer's thread (``certificate_processes=0``)."""
+        from sealpost.certificates.sealer import ProcessSealer
+
+        if self.settings.certificate_processes == 0:
+            return None
+        return ProcessSealer(
+            functools.partial(sealing_keys, self.settings), self.settings.certificate_processes
         )
 
     def start_smtp(self) -> dict[str, int]:
@@ -1528,6 +1543,9 @@ class Sealpost:
             provider.close()
         if "sms" in self.__dict__:  # after the adapter: no receipt is on its way in
             self.sms.close()
+        sealer = self.__dict__.get("certificate_sealer")
+        if sealer is not None:  # after the issuer stopped: nothing is submitting now
+            sealer.close()
 
 
 _LEASE_LOOPS = {
@@ -1537,6 +1555,15 @@ _LEASE_LOOPS = {
     "webhook deliveries": "webhooks",
 }
 """Each lease :meth:`Sealpost.release_leases` frees, and the loop whose work it covers."""
+
+
+def sealing_keys(settings: Settings) -> SealingKeys:
+    """A certificate worker process's seal key, timestamper and roots, from the server's
+    settings (:class:`sealpost.certificates.sealer.ProcessSealer`: picklable as a partial)."""
+    from sealpost.certificates.sealer import SealingKeys
+
+    sealpost = build(settings, prepare=False)
+    return SealingKeys(sealpost.seal_identity, sealpost.timestamper, sealpost.trust_roots)
 
 
 def build(settings: Settings | None = None, *, prepare: bool = True) -> Sealpost:

@@ -272,6 +272,13 @@ class Settings(BaseSettings):
     certificates_enabled: bool = Field(
         True, description="Seal evidence certificates (PDF) in the background in `serve`."
     )
+    certificate_processes: int | None = Field(
+        None,
+        ge=0,
+        description="Worker processes the background issuer renders and seals certificates "
+        "in (CPU-bound: apart from the API's and SMTP's GIL); default: one per CPU; 0: in the "
+        "issuer's own thread.",
+    )
 
     # -- events out ---------------------------------------------------------------------------
     amqp_url: str | None = Field(

@@ -53,6 +53,25 @@ def periodic(name: str, interval_seconds: float, step: Callable[[], object]) -> 
     return Loop(name, run)
 
 
+def while_due(name: str, interval_seconds: float, step: Callable[[], bool]) -> Loop:
+    """:func:`periodic`, except that a round returning True (more work waits) is followed
+    at once by the next, without the pause."""
+
+    def run(stop: threading.Event) -> None:
+        more = False
+        while not (stop.is_set() if more else stop.wait(interval_seconds)):
+            try:
+                more = step()
+            except Exception as exc:  # the database is down: try again after the pause
+                more = False
+                log.error("loop.round_failed", loop=name, error=repr(exc))
+                round_failed(exc)
+            else:
+                round_ok()
+
+    return Loop(name, run)
+
+
 def in_event_loop(
     name: str, coroutine: Callable[[threading.Event], Coroutine[Any, Any, None]]
 ) -> Loop:

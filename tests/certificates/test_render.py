@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pyhanko.pdf_utils.reader import PdfFileReader
@@ -13,6 +14,7 @@ from sealpost.app import Sealpost
 from sealpost.certificates import fonts, render_certificate
 from sealpost.certificates.embedded import read_embedded_files
 from sealpost.certificates.manifest import bundle_json
+from sealpost.certificates.render import SealpostPages
 from tests.certificates.support import Scenario, make_certificate_data, poppler
 
 
@@ -116,3 +118,39 @@ def test_forty_events_take_several_pages(ledger: Sealpost, tenant: str) -> None:
     assert _pages(pdf) >= 4
     files = read_embedded_files(PdfFileReader(io.BytesIO(pdf)))
     assert sum(name.startswith("evidence-") for name in files) == 40
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "short",
+        "The copy transmitted to the recipient's server is not byte for byte the message "
+        "Sealpost received, so each has its own SHA-256 digest: compare the copy a recipient "
+        "holds with the delivered one. " * 3 + "End.",
+        "evidence-01-SubmissionAcceptance-e367123c-e7ea-4e77-9358-1f8c22135c21.json is long",
+        "two  spaces, and\na newline",
+        "Ελληνικά тест — “quoted” … " * 8 + "end",
+    ],
+)
+def test_text_box_breaks_lines_where_multi_cell_does(text: str) -> None:
+    """The fast path of SealpostPages.text_box wraps as fpdf2's multi_cell (same lines)."""
+    fast, slow = SealpostPages("fast"), SealpostPages("slow")
+    for pdf in (fast, slow):
+        pdf.add_page()
+        pdf.set_font(pdf.fontset.text, size=9.5)
+        pdf.set_x(pdf.l_margin + 42)
+    clean = fast.fontset.clean(text)
+    expected = slow.multi_cell(0, 4.8, clean, align="L", dry_run=True, output="LINES")
+    slow.multi_cell(0, 4.8, clean, align="L", new_x="LMARGIN", new_y="NEXT")
+    drawn: list[str] = []
+    cell = fast.cell
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        drawn.append(args[2])
+        return cell(*args, **kwargs)
+
+    fast.cell = recording  # type: ignore[method-assign]
+    fast.text_box(4.8, clean, wrap=True, align="L")
+    assert (fast.get_x(), fast.get_y()) == pytest.approx((slow.get_x(), slow.get_y()))
+    if drawn:  # the fast path drew it: the same lines
+        assert drawn == [line.rstrip() for line in expected]

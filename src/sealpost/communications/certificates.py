@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -25,8 +26,7 @@ from sealpost import metrics
 from sealpost.certificates.errors import SealError
 from sealpost.certificates.manifest import utc_text
 from sealpost.certificates.model import CertificateData, CertificateEvent
-from sealpost.certificates.render import render_certificate
-from sealpost.certificates.seal import seal_pdf
+from sealpost.certificates.sealer import InlineSealer, SealedPdf, Sealer, SealingKeys
 from sealpost.certificates.secrets import carries_access_secret
 from sealpost.communications.contents import ContentStore
 from sealpost.communications.outcomes import DELIVERED, accepted_by
@@ -217,6 +217,17 @@ def sender_identification(entry: TimelineEntry | None) -> str:
 
 
 @dataclass(frozen=True)
+class _Pending:
+    """A certificate gathered, not yet rendered: what :meth:`CertificateService._store` needs."""
+
+    communication: Communication
+    data: CertificateData
+    reason: str
+    events: tuple[CertificateEvent, ...]
+    covered: int
+
+
+@dataclass(frozen=True)
 class IssuedCertificate:
     stored: StoredCertificate
     pdf: bytes
@@ -236,6 +247,7 @@ class CertificateService:
         trust_roots: Sequence[x509.Certificate],
         ledger_origin: str,
         hostname: str,
+        sealer: Sealer | None = None,
     ) -> None:
         self.repository = repository
         self.tenants = tenants
@@ -247,6 +259,10 @@ class CertificateService:
         self.trust_roots = list(trust_roots)
         self.ledger_origin = ledger_origin
         self.hostname = hostname
+        self.inline = InlineSealer(SealingKeys(seal, timestamper, self.trust_roots))
+        self.sealer: Sealer = sealer or self.inline
+        """Where the background issuer renders and seals (worker processes in ``serve``);
+        :meth:`issue` (on demand, for one request) renders in the calling thread."""
 
     def issue(self, communication: Communication) -> IssuedCertificate | None:
         """Issue the next version; None while some record still waits for its seal.  Every
@@ -254,12 +270,21 @@ class CertificateService:
         with structlog.contextvars.bound_contextvars(
             communication_id=communication.id, tenant_id=communication.tenant_id
         ):
-            issued = self._issue(communication)
+            pending = self._prepare(communication)
+            issued = None if pending is None else self._store(pending, self._seal(pending))
         if issued is not None:
             metrics.CERTIFICATES_ISSUED.inc()
         return issued
 
-    def _issue(self, communication: Communication) -> IssuedCertificate | None:
+    def _seal(self, pending: _Pending, sealer: Sealer | None = None) -> SealedPdf:
+        return self._submit(pending, sealer or self.inline).result()
+
+    def _submit(self, pending: _Pending, sealer: Sealer) -> Future[SealedPdf]:
+        return sealer.submit(pending.data, reason=pending.reason, location=self.hostname)
+
+    def _prepare(self, communication: Communication) -> _Pending | None:
+        """Everything the certificate states, read from the database and the ledger; None
+        while some record still waits for its seal."""
         fresh = self.repository.get(communication.id)  # the caller's copy may be stale
         if fresh is None:
             return None
@@ -307,12 +332,11 @@ class CertificateService:
                 communication.content_sha256, of=Subject("communication", communication.id)
             )
         )
-        now = datetime.now(UTC)
         data = CertificateData(
             communication_id=communication.id,
             tenant_name=self.tenants.get(communication.tenant_id).name,
             version=version,
-            issued_at=now,
+            issued_at=datetime.now(UTC),  # replaced when its rendering starts (SealedPdf)
             status=communication.status,
             sender=communication.sender,
             sender_identification=sender_identification(acceptance),
@@ -336,18 +360,18 @@ class CertificateService:
         reason = f"Evidence of certified email {communication.id}: {communication.status}" + (
             f" (version {version}, supersedes {previous[-1].sha256[:16]}...)" if previous else ""
         )
-        pdf = seal_pdf(
-            render_certificate(data),
-            seal=self.seal,
-            timestamper=self.timestamper,
-            trust_roots=self.trust_roots,
-            reason=reason,
-            location=self.hostname,
-        )
+        return _Pending(communication, data, reason, tuple(events), covered)
+
+    def _store(self, pending: _Pending, sealed: SealedPdf) -> IssuedCertificate | None:
+        """Store the sealed PDF and commit its CertificateIssued record, whose event time is
+        the certificate's own ``issued_at`` (one time: the PDF's, the record's, the API's)."""
+        communication, data, events = pending.communication, pending.data, pending.events
+        version, covered, pdf, now = data.version, pending.covered, sealed.pdf, sealed.issued_at
         digest = self.blobs.put(pdf)
         issued = new_record(
             tenant_id=communication.tenant_id,
             event="CertificateIssued",
+            event_time=now,
             subject=Subject("communication", communication.id),
             application_identifier=communication.message_id,
             details={
@@ -382,22 +406,56 @@ class CertificateService:
 
     def issue_due(self, limit: int = 20, *, stop: threading.Event | None = None) -> int:
         """Issue what is due (the background loop's step); returns how many were issued.
-        Stops between two certificates once ``stop`` is set (a graceful shutdown need not
-        wait for the whole round: nothing is leased, the rest stays due)."""
-        issued = 0
-        for communication in self.repository.certificate_candidates(limit):
+
+        The evidence of each is gathered here, then rendered and sealed by :attr:`sealer`
+        (worker processes, all at once), and each is stored as it comes back.  Stops between
+        two certificates once ``stop`` is set (a graceful shutdown need not wait for the whole
+        round: nothing is leased, the rest stays due)."""
+        return self.issue_round(limit, stop=stop)[0]
+
+    def issue_round(
+        self, limit: int = 20, *, stop: threading.Event | None = None
+    ) -> tuple[int, bool]:
+        """:meth:`issue_due`, and whether more may be due now (the round was full and issued
+        something): the loop then starts the next round at once instead of sleeping."""
+        candidates = self.repository.certificate_candidates(limit)
+        submitted: list[tuple[Communication, _Pending, Future[SealedPdf]]] = []
+        for communication in candidates:
             if stop is not None and stop.is_set():
                 break
             try:
-                issued += self.issue(communication) is not None
+                with structlog.contextvars.bound_contextvars(
+                    communication_id=communication.id, tenant_id=communication.tenant_id
+                ):
+                    pending = self._prepare(communication)
+                if pending is not None:
+                    submitted.append((communication, pending, self._submit(pending, self.sealer)))
+            except Exception as exc:  # the database hiccupped: try again next round
+                self._failed(communication, exc)
+        issued = 0
+        for communication, pending, future in submitted:
+            try:
+                sealed = future.result()
+                with structlog.contextvars.bound_contextvars(
+                    communication_id=communication.id, tenant_id=communication.tenant_id
+                ):
+                    done = self._store(pending, sealed)
             except Exception as exc:  # the TSA may be down: try again next round
-                log.warning(
-                    "certificate.failed",
-                    communication_id=communication.id,
-                    tenant_id=communication.tenant_id,
-                    error=repr(exc),
-                )
-        return issued
+                self._failed(communication, exc)
+                continue
+            if done is not None:
+                issued += 1
+                metrics.CERTIFICATES_ISSUED.inc()
+        return issued, len(candidates) >= limit and issued > 0
+
+    @staticmethod
+    def _failed(communication: Communication, exc: Exception) -> None:
+        log.warning(
+            "certificate.failed",
+            communication_id=communication.id,
+            tenant_id=communication.tenant_id,
+            error=repr(exc),
+        )
 
     def latest(self, communication: Communication, version: int | None = None) -> bytes:
         """The PDF of ``version`` (default the latest), issuing it first if it is due."""

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 
 import pytest
 
+from sealpost.certificates.manifest import utc_text
 from sealpost.certificates.verify import verify_certificate_pdf
 from tests.support.mail import RECIPIENT_DOMAIN, MailEnv, make_message, submit
 
@@ -44,6 +46,16 @@ def test_starttls_auth_submission_is_delivered_with_evidence_and_a_valid_certifi
     assert report.ok, report.failures
     assert report.communication_id == communication_id
     assert report.attachments["original.eml"] == raw
+    # one time: the PDF's "issued on", the API's issued_at and the CertificateIssued record's
+    (stored,) = mail_env.sp.communications.certificates(communication_id)
+    issued = next(
+        e
+        for e in mail_env.sp.communications.timeline(mail_env.tenant_id, communication_id)
+        if e.event == "CertificateIssued"
+    )
+    assert issued.event_time == stored.created_at
+    manifest = json.loads(report.attachments["manifest.json"])
+    assert manifest["issued_at"] == utc_text(stored.created_at)
 
 
 @pytest.mark.parametrize("replies", [["451 4.7.1 Greylisted, try later"] * 2])
