@@ -600,11 +600,19 @@ class SubmissionService:
             if guarded:
                 self.contents.put_large(blobs)
             self.contents.put_in(conn, blobs)
+            # the whole batch's rows, records and events in one statement each (not three
+            # per submission): on PostgreSQL every statement is a round trip the writer waits
+            # for, and the writer's wait is what every submitter of the batch waits for
+            stored = [item for item, done in zip(batch, decided, strict=True) if done is None]
+            CommunicationRepository.insert_in(
+                conn,
+                [row for item in stored for row in item.rows],
+                [record for item in stored for record in item.records],
+            )
             for item, done in zip(batch, decided, strict=True):
                 if done is not None:
                     results.append(done)
                     continue
-                CommunicationRepository.insert_in(conn, item.rows, item.records)
                 for copy in item.tracked:
                     TrackingRepository.insert_in(conn, copy.rows)
                 if item.pickups:
