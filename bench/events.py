@@ -52,6 +52,9 @@ from sealpost.config import Settings
 from sealpost.logging import configure_logging
 from sealpost.pki.keys import init_keys
 
+sys.path.insert(0, str(Path(__file__).parent))
+from _report import figure
+
 POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 AMQP = "amqp://guest:guest@127.0.0.1:5672/"
 SECRET = "whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="  # noqa: S105 - a bench-only key
@@ -288,6 +291,16 @@ def run(
     print(
         f"{'':18}{'events':>8}{'copies':>8}{'events/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}"
     )
+    layout = "worker process" if split else "one process"
+    label = f"events {backend} {layout}"
+    if not drain:  # issue 16 (P5): 1,000 state changes/s, AMQP p99 < 100 ms, webhook < 250 ms
+        figure(
+            f"{label}: state changes committed (offered {rate}/s)",
+            total / generated,
+            "/s",
+            target=1000,
+            better="min",
+        )
     for name, receipts in (("AMQP consumer", receipts_amqp), ("webhook receiver", receipts_http)):
         latencies = [
             (receipts.at[c] - (started if drain else committed[c])) * 1000
@@ -304,6 +317,14 @@ def run(
             f"{statistics.median(latencies):>9.1f}{percentile(latencies, 0.99):>9.1f}"
             f"{max(latencies):>9.1f}"
         )
+        if not drain:
+            figure(
+                f"{label}: {name} p99 latency",
+                percentile(latencies, 0.99),
+                "ms",
+                target=100 if receipts is receipts_amqp else 250,
+                better="max",
+            )
     print(
         f"SUT: peak RSS {rss:.0f} MiB, CPU {cpu / total * 1000:.2f} s per 1,000 events"
         + worker_figures
@@ -361,7 +382,10 @@ def main() -> None:
         action="store_true",
         help="commit --count changes first, then start events: the pipeline's own rate",
     )
+    parser.add_argument("--quick", action="store_true", help="a smoke test: 2 s at 200/s")
     args = parser.parse_args()
+    if args.quick:
+        args.rate, args.seconds, args.count = 200, 2.0, 400
     configure_logging("WARNING")
     for backend in ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]:
         run(
