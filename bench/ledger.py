@@ -50,6 +50,9 @@ from sealpost.logging import configure_logging
 from sealpost.pki.keys import init_keys
 from tests.support.records import submission
 
+sys.path.insert(0, str(Path(__file__).parent))
+from _report import figure
+
 POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 
@@ -236,12 +239,34 @@ def main() -> None:
                 )
             alone = sequencer_alone(_settings(work, url, keys, 200), args.records)
             print(f"{backend:<11} sequencer alone: {alone:,.0f} records/s sealed (one thread)")
+            if backend == "postgresql":
+                figure(
+                    "ledger sequencer alone, PostgreSQL",
+                    alone,
+                    "records/s",
+                    target=20_000,
+                    better="min",
+                )
             v = verification(_settings(work, url, keys, 200), 2000)
             print(
                 f"{backend:<11} tree of {v['tree_size']:,}: {v['served']:,.0f} proofs served/s, "
                 f"{v['verified']:,.0f} inclusion proofs verified/s, "
                 f"{v['tiles']:,.0f} full level-0 tiles read/s, "
                 f"{v['bundles']:,.0f} whole bundles verified/s"
+            )
+            figure(
+                f"ledger proofs served, {backend}",
+                v["served"],
+                "proofs/s",
+                target=5_000,
+                better="min",
+            )
+            figure(
+                f"ledger whole bundles verified, {backend}",
+                v["bundles"],
+                "bundles/s",
+                target=3_000,
+                better="min",
             )
         finally:
             if backend == "postgresql":
