@@ -101,7 +101,9 @@ class CommunicationsParts:
     deadlines: DeadlineRepository | None = None
 
 
-def communications_parts(request: Request) -> CommunicationsParts:
+async def communications_parts(request: Request) -> CommunicationsParts:
+    """Async (here and in the other domains' ``*_parts``): it only reads the app's state, and
+    FastAPI runs a sync dependency in a worker thread (a hand-off each, per request)."""
     parts: CommunicationsParts = request.app.state.communications
     return parts
 
