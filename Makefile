@@ -43,13 +43,15 @@ lint: system-deps-run $(VENV)/.installed-test
 ## (enrolments/s, due step -> send committed p50/p99; modest sizes: see docs/benchmarks.md),
 ## then the archive: ingest messages/s over the SMTP journal and the service, IMAP pull from a
 ## local Dovecot, and search p50/p95 over 100,000 messages on PostgreSQL (--messages 1000000
-## for the million: docs/archive-search.md)
+## for the million: docs/archive-search.md); the REST API at 1,000,000 + 100,000 communications
+## (req/s, p50/p99 per list filter, EXPLAINs)
 bench: system-deps-test $(VENV)/.installed-test
 	$(BIN)/python bench/ledger.py
 	$(BIN)/python bench/sequences.py --enrolments 20000 --single 500 --dispatch 2000
 	$(BIN)/python bench/archive.py --messages 1000 --clients 8
 	$(BIN)/python bench/archive_imap.py --messages 1000
 	$(BIN)/python bench/archive_search.py --messages 100000
+	$(BIN)/python bench/api.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -468,7 +468,7 @@ def list_communications(
     submitted_to: Annotated[Moment | None, Query(alias="to")] = None,
     cursor: Cursor = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
-) -> CommunicationPage:
+) -> dict[str, Any]:
     """Newest first; failed or pending ones with ``?status=failed`` / ``?status=queued``."""
     items = parts.communications.search(
         tenant.id,
@@ -480,10 +480,12 @@ def list_communications(
         limit=limit + 1,
     )
     page, more = items[:limit], len(items) > limit
-    return CommunicationPage(
-        items=[CommunicationBody(**_body(c)) for c in page],
-        next_cursor=cursors.encode(page[-1].submitted_at, page[-1].id) if more else None,
-    )
+    # plain dicts: the response model validates them once (a model built here would be dumped
+    # and validated again, per item)
+    return {
+        "items": [_body(c) for c in page],
+        "next_cursor": cursors.encode(page[-1].submitted_at, page[-1].id) if more else None,
+    }
 
 
 def _owned(parts: CommunicationsParts, tenant: Tenant, communication_id: str) -> Communication:
