@@ -521,6 +521,7 @@ class Sealpost:
         return make_engine(
             self.settings.resolved_database_url,
             sqlite_synchronous=self.settings.sqlite_synchronous,
+            pool_size=self.settings.database_pool_size,
         )
 
     def migrate(self) -> None:

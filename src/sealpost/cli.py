@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -78,7 +79,17 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Default: SEALPOST_API_HOST.")] = None,
     port: Annotated[int | None, typer.Option(help="Default: SEALPOST_API_PORT.")] = None,
     role: Annotated[str, typer.Option(help=roles.help_text())] = "all",
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=64,
+            help="API processes sharing the port (roles api and all); default: "
+            "SEALPOST_API_WORKERS.",
+        ),
+    ] = None,
     acceptor: Annotated[bool, typer.Option(hidden=True)] = False,
+    api_worker: Annotated[bool, typer.Option(hidden=True)] = False,
 ) -> None:
     """Run Sealpost in the foreground: keys and schema on first start, then its role.
 
@@ -100,6 +111,11 @@ def serve(
     if acceptor:  # one of several SMTP acceptor processes started by a parent `serve`
         role = "smtp"
         settings = settings.model_copy(update={"sequencer_enabled": False})
+    if api_worker:  # one of several API processes started by a parent `serve`
+        role = "api"
+        settings = settings.model_copy(update={"sequencer_enabled": False})
+    api_workers = 1 if api_worker else (workers or settings.api_workers)
+    is_child = acceptor or api_worker
     settings = roles.for_role(settings, role)
     built: list[Sealpost] = []  # a SIGTERM during the start stops it as soon as it is up
 
@@ -122,7 +138,8 @@ def serve(
     sp.start_sequences()
     sp.start_archive()
     sp.start_background()
-    ops = start_ops_listener(sp, role, acceptor=acceptor)  # SEALPOST_OPS_PORT: /metrics, /readyz
+    # SEALPOST_OPS_PORT: /metrics, /readyz (the parent's: an API worker has none)
+    ops = None if api_worker else start_ops_listener(sp, role, acceptor=acceptor)
     children = []
     if sp.smtp_ports and not acceptor:
         listening = ", ".join(f"{k} {settings.smtp_host}:{v}" for k, v in sp.smtp_ports.items())
@@ -147,14 +164,25 @@ def serve(
                 timeout_graceful_shutdown=max(int(settings.shutdown_timeout_seconds) - 1, 1),
             )
         )
+        sockets = None
+        if api_workers > 1 or api_worker:
+            try:
+                sockets = [_shared_socket(bind_host, bind_port)]
+            except OSError as exc:
+                raise _fail(f"cannot listen on {bind_host}:{bind_port}: {exc}") from None
         # in a thread of its own, so that uvicorn leaves the signals to `shutdown`
-        api_thread = threading.Thread(target=api.run, name="sealpost-api", daemon=True)
+        api_thread = threading.Thread(
+            target=api.run, kwargs={"sockets": sockets}, name="sealpost-api", daemon=True
+        )
         api_thread.start()
-    if not acceptor:
+        if api_workers > 1:
+            out.print(f"API: {api_workers} processes on {bind_host}:{bind_port}")
+            children += _start_api_workers(api_workers - 1, bind_host, bind_port)
+    if not is_child:
         out.print(f"Sealpost role {role} running; database {sp.engine.url.render_as_string()}")
     parent = os.getppid()
     while not shutdown.requested.wait(1.0):
-        if acceptor and os.getppid() != parent:
+        if is_child and os.getppid() != parent:
             shutdown.request("the parent process is gone")  # so are we
             break
         if api_thread is not None and not api_thread.is_alive():
@@ -193,6 +221,27 @@ def _start_acceptors(count: int) -> list[subprocess.Popen[bytes]]:
     # a session of their own: a signal to the parent's process group (Ctrl-C, systemd's
     # KillMode=control-group) must not reach them besides the SIGTERM the parent forwards,
     # which would count as their second signal (forced exit); they exit when it dies
+    return [subprocess.Popen(command, start_new_session=True) for _ in range(count)]
+
+
+def _shared_socket(host: str, port: int) -> socket.socket:
+    """A listening socket that the other API processes bind too (SO_REUSEPORT): the kernel
+    spreads the connections over them."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _start_api_workers(count: int, host: str, port: int) -> list[subprocess.Popen[bytes]]:
+    """More API processes on the same port: one Python process serves about one core of
+    requests (the GIL), so an API replica runs one per core (as ``_start_acceptors``)."""
+    command = [sys.executable, "-m", "sealpost", "serve", "--api-worker"]
+    command += ["--host", host, "--port", str(port)]
     return [subprocess.Popen(command, start_new_session=True) for _ in range(count)]
 
 

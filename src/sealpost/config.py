@@ -53,8 +53,25 @@ class Settings(BaseSettings):
         "FULL", description="FULL survives power loss after a commit; NORMAL only a process crash."
     )
 
+    database_pool_size: int = Field(
+        20,
+        ge=1,
+        le=500,
+        description="PostgreSQL connections each process keeps open (as many more for a "
+        "burst): at least the requests one API process serves at once, so that none opens and "
+        "closes a connection of its own.",
+    )
+
     api_host: str = "127.0.0.1"
     api_port: int = 8080
+    api_workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="API processes sharing the port (SO_REUSEPORT), for the api and all roles "
+        "(``sealpost serve --workers``): one Python process serves about one core of "
+        "requests; set it to the cores of an API replica.",
+    )
 
     log_level: str = "INFO"
     log_format: Literal["console", "json"] = Field(

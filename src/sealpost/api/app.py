@@ -19,12 +19,15 @@ from datetime import UTC, datetime
 from importlib.resources import files
 from pathlib import Path
 
+import anyio
+import anyio.to_thread
 from fastapi import FastAPI, Request, Response
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 import sealpost
 from sealpost import access
@@ -42,6 +45,7 @@ from sealpost.archive import sla_endpoints as archive_sla
 from sealpost.communications import endpoints as communications
 from sealpost.communications import reply_endpoints as communication_replies
 from sealpost.communications.tracking import endpoints as tracking
+from sealpost.db.engine import request_scope
 from sealpost.db.full import free_space_problems
 from sealpost.deadlines import endpoints as deadlines
 from sealpost.events import endpoints as events
@@ -58,6 +62,27 @@ from sealpost.sms import callbacks as sms_callbacks
 from sealpost.sms import endpoints as sms
 
 log = get_logger(__name__)
+
+
+class OneConnection:
+    """ASGI middleware: the reads of one request share one pooled database connection
+    (``db.engine.request_scope``), returned to the pool once the response is sent."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        with request_scope() as connections:
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                if connections.used:  # the pool's reset may wait on the network: off the loop
+                    with anyio.CancelScope(shield=True):
+                        await anyio.to_thread.run_sync(connections.close)
+
 
 BEARER_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="metrics"'}
 
@@ -174,6 +199,7 @@ def create_app(sp: Sealpost, *, start_background: bool = True) -> FastAPI:
     app.state.tenant_rate_limiter = app.state.rate_limits.per_tenant
     errors.document(app)
     _add_api_docs(app)
+    app.add_middleware(OneConnection)  # outermost: the guard's key check shares it too
 
     @app.get(
         "/healthz",

@@ -30,7 +30,7 @@ api_key_header = APIKeyHeader(
 )
 
 
-def tenant_repository(request: Request) -> TenantRepository:
+async def tenant_repository(request: Request) -> TenantRepository:
     """Set by the composition root (``app.state.tenants``)."""
     tenants: TenantRepository = request.app.state.tenants
     return tenants

@@ -67,7 +67,7 @@ class ArchiveParts:
     """The journal address of a tenant's token (``journal+<token>@<bounce domain>``)."""
 
 
-def archive_parts(request: Request) -> ArchiveParts:
+async def archive_parts(request: Request) -> ArchiveParts:
     parts: ArchiveParts = request.app.state.archive
     return parts
 

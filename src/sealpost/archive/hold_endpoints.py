@@ -37,7 +37,7 @@ class HoldParts:
     purger: RetentionPurger
 
 
-def hold_parts(request: Request) -> HoldParts:
+async def hold_parts(request: Request) -> HoldParts:
     parts: HoldParts = request.app.state.archive_holds
     return parts
 

@@ -36,7 +36,7 @@ class SearchParts:
     clock: Callable[[], datetime]
 
 
-def search_parts(request: Request) -> SearchParts:
+async def search_parts(request: Request) -> SearchParts:
     parts: SearchParts = request.app.state.archive_search
     return parts
 

@@ -41,7 +41,7 @@ class SlaParts:
     scheduled: ScheduledSendService
 
 
-def sla_parts(request: Request) -> SlaParts:
+async def sla_parts(request: Request) -> SlaParts:
     parts: SlaParts = request.app.state.archive_sla
     return parts
 

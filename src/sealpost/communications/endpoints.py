@@ -101,7 +101,9 @@ class CommunicationsParts:
     deadlines: DeadlineRepository | None = None
 
 
-def communications_parts(request: Request) -> CommunicationsParts:
+async def communications_parts(request: Request) -> CommunicationsParts:
+    """Async (here and in the other domains' ``*_parts``): it only reads the app's state, and
+    FastAPI runs a sync dependency in a worker thread (a hand-off each, per request)."""
     parts: CommunicationsParts = request.app.state.communications
     return parts
 
@@ -477,7 +479,7 @@ def list_communications(
     submitted_to: Annotated[Moment | None, Query(alias="to")] = None,
     cursor: Cursor = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
-) -> CommunicationPage:
+) -> dict[str, Any]:
     """Newest first; failed or pending ones with ``?status=failed`` / ``?status=queued``."""
     items = parts.communications.search(
         tenant.id,
@@ -489,10 +491,12 @@ def list_communications(
         limit=limit + 1,
     )
     page, more = items[:limit], len(items) > limit
-    return CommunicationPage(
-        items=[CommunicationBody(**_body(c)) for c in page],
-        next_cursor=cursors.encode(page[-1].submitted_at, page[-1].id) if more else None,
-    )
+    # plain dicts: the response model validates them once (a model built here would be dumped
+    # and validated again, per item)
+    return {
+        "items": [_body(c) for c in page],
+        "next_cursor": cursors.encode(page[-1].submitted_at, page[-1].id) if more else None,
+    }
 
 
 def _owned(parts: CommunicationsParts, tenant: Tenant, communication_id: str) -> Communication:

@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    func,
     text,
 )
 
@@ -58,7 +59,9 @@ communications = Table(
     Column("certificate_auto", Integer, nullable=False, server_default="1"),
     # 0: a certificate only when asked for (GET .../certificate.pdf), e.g. a reminder
     # sequence's plain ``email`` step; migration 0016
-    Index("ix_communications_tenant_status", "tenant_id", "status"),
+    # migration 0029: each filter of GET /v1/communications ends in (submitted_at, id), the
+    # order of its pages
+    Index("ix_communications_tenant_status_submitted", "tenant_id", "status", "submitted_at", "id"),
     Index("ix_communications_tenant_submitted", "tenant_id", "submitted_at", "id"),
     Index("ix_communications_due", "status", "next_attempt_at"),
     Index("ix_communications_message_id", "message_id"),
@@ -71,6 +74,14 @@ communications = Table(
     Index(
         "ix_communications_idempotency", "tenant_id", "idempotency_key", "recipient", unique=True
     ),
+)
+
+Index(  # migration 0029: ?recipient= compares lower-case (the address's case is not its identity)
+    "ix_communications_tenant_recipient",
+    communications.c.tenant_id,
+    func.lower(communications.c.recipient),
+    communications.c.submitted_at,
+    communications.c.id,
 )
 
 

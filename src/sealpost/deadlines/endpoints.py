@@ -49,7 +49,7 @@ class DeadlinesParts:
     service: DeadlineService
 
 
-def deadlines_parts(request: Request) -> DeadlinesParts:
+async def deadlines_parts(request: Request) -> DeadlinesParts:
     parts: DeadlinesParts = request.app.state.deadlines
     return parts
 

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from sealpost.db.engine import write_transaction
+from sealpost.db.engine import reading, write_transaction
 from sealpost.deadlines.calendars import ExtraDay
 from sealpost.deadlines.model import Deadline
 from sealpost.deadlines.ports import SubjectEvidence
@@ -163,7 +163,7 @@ class DeadlineRepository:
         query = select(*_COLUMNS).where(
             d.tenant_id == tenant_id, d.subject_type == subject_type, d.subject_id == subject_id
         )
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             return [_deadline(r) for r in conn.execute(query)]
 
     def get(self, deadline_id: str) -> Deadline | None:

@@ -64,7 +64,7 @@ class EventsParts:
     """Set after a replay so the webhook sender wakes at once."""
 
 
-def events_parts(request: Request) -> EventsParts:
+async def events_parts(request: Request) -> EventsParts:
     parts: EventsParts = request.app.state.events
     return parts
 

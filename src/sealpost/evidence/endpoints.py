@@ -29,7 +29,7 @@ router = APIRouter(
 )
 
 
-def ledger_reader(request: Request) -> LedgerReader:
+async def ledger_reader(request: Request) -> LedgerReader:
     reader: LedgerReader = request.app.state.ledger
     return reader
 

@@ -30,7 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 
 from sealpost.db import leases
-from sealpost.db.engine import is_sqlite, write_transaction
+from sealpost.db.engine import is_sqlite, reading, write_transaction
 from sealpost.ledger import merkle
 from sealpost.ledger.errors import RecordError, SequencerError
 from sealpost.ledger.merkle import NodeId
@@ -80,7 +80,7 @@ def timeline(
         .where(r.subject_type == subject_type)
         .order_by(r.seq)
     )
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         return [
             TimelineEntry(
                 row.id,

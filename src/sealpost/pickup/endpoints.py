@@ -43,7 +43,7 @@ class PickupParts:
     page: PickupPage
 
 
-def pickup_parts(request: Request) -> PickupParts:
+async def pickup_parts(request: Request) -> PickupParts:
     parts: PickupParts = request.app.state.pickup
     return parts
 

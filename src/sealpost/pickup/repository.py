@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, insert, or_, select, update
 
-from sealpost.db.engine import is_sqlite, write_transaction
+from sealpost.db.engine import is_sqlite, reading, write_transaction
 from sealpost.events.outbox import append_evidence
 from sealpost.ledger.records import EvidenceRecord
 from sealpost.ledger.repository import as_utc_or_none
@@ -52,7 +52,7 @@ class PickupRepository:
         append_evidence(conn, records)
 
     def get(self, communication_id: str, tenant_id: str | None = None) -> Pickup | None:
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             return self.get_in(conn, communication_id, tenant_id)
 
     @staticmethod

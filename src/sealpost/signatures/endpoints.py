@@ -69,7 +69,7 @@ class SignaturesParts:
     ledger: LedgerReader
 
 
-def signatures_parts(request: Request) -> SignaturesParts:
+async def signatures_parts(request: Request) -> SignaturesParts:
     parts: SignaturesParts = request.app.state.signatures
     return parts
 

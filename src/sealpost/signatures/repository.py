@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, insert, or_, select, update
+from sqlalchemy import Connection, Engine, insert, or_, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 
-from sealpost.db.engine import write_transaction
+from sealpost.db.engine import reading, write_transaction
 from sealpost.errors import Conflict
 from sealpost.events.outbox import append_evidence
 from sealpost.ledger.records import EvidenceRecord
@@ -262,21 +262,35 @@ class SignatureRepository:
         before: tuple[datetime, str] | None,
         limit: int,
     ) -> list[SignatureProcess]:
-        """Newest first, keyset-paged on (created_at, id)."""
-        p = signature_processes.c
-        query = select(p.id).where(p.tenant_id == tenant_id)
+        """Newest first, keyset-paged on (created_at, id): three queries for the page (the
+        processes, then all their documents, then all their signers), not three per process."""
+        p, d, s = signature_processes.c, signature_documents.c, signature_signers.c
+        query = select(signature_processes).where(p.tenant_id == tenant_id)
         if status is not None:
             query = query.where(p.status == status)
-        if before is not None:
-            moment, last_id = before
-            query = query.where(
-                or_(p.created_at < moment, and_(p.created_at == moment, p.id < last_id))
-            )
+        if before is not None:  # a row comparison: an index bound, not a filter (as communications)
+            query = query.where(tuple_(p.created_at, p.id) < tuple_(before[0], before[1]))
         query = query.order_by(p.created_at.desc(), p.id.desc()).limit(limit)
-        with self.engine.connect() as conn:
-            ids = list(conn.execute(query).scalars())
-            found = [self.get_in(conn, i) for i in ids]
-        return [f for f in found if f is not None]
+        with reading(self.engine) as conn:
+            rows = conn.execute(query).all()
+            ids = [row.id for row in rows]
+            if not ids:
+                return []
+            documents: dict[str, list[Document]] = {i: [] for i in ids}
+            for r in conn.execute(
+                select(signature_documents)
+                .where(d.process_id.in_(ids))
+                .order_by(d.process_id, d.number)
+            ):
+                documents[r.process_id].append(_document(r))
+            signers: dict[str, list[Signer]] = {i: [] for i in ids}
+            for r in conn.execute(
+                select(signature_signers)
+                .where(s.process_id.in_(ids))
+                .order_by(s.process_id, s.number)
+            ):
+                signers[r.process_id].append(_signer(r))
+        return [_process(row, documents[row.id], signers[row.id]) for row in rows]
 
     def revisions(self, document_id: str) -> list[Revision]:
         r = signature_revisions.c

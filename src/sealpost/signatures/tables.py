@@ -42,6 +42,9 @@ signature_processes = Table(
     Column("idempotency_key", String(200)),
     Column("request_sha256", String(64)),
     Index("ix_signature_processes_tenant_created", "tenant_id", "created_at", "id"),
+    Index(  # migration 0029: GET /v1/signatures?status=, in its page order
+        "ix_signature_processes_tenant_status_created", "tenant_id", "status", "created_at", "id"
+    ),
     Index("ix_signature_processes_status_expires", "status", "expires_at"),
     Index("ix_signature_processes_idempotency", "tenant_id", "idempotency_key", unique=True),
 )

@@ -66,7 +66,7 @@ class SmsParts:
     """Answers and opt-outs (None: not available)."""
 
 
-def sms_parts(request: Request) -> SmsParts:
+async def sms_parts(request: Request) -> SmsParts:
     parts: SmsParts = request.app.state.sms
     return parts
 

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Connection, Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from sealpost.db.engine import reading
 from sealpost.errors import Conflict, InvalidInput, NotFound, Unauthorized
 from sealpost.tenants.tables import api_keys, tenants
 
@@ -141,7 +142,7 @@ class TenantRepository:
             .join(tenants, tenants.c.id == api_keys.c.tenant_id)
             .where(api_keys.c.prefix == parts[1], api_keys.c.revoked_at.is_(None))
         )
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             row = conn.execute(query).first()
         expected = bytes(row.secret_sha256) if row is not None else b"\0" * 32
         if not hmac.compare_digest(expected, _digest(presented)) or row is None:

@@ -11,7 +11,7 @@ from sqlalchemy import Connection, Engine, insert, select, update
 
 from sealpost.communications.tables import communications
 from sealpost.communications.tracking.tables import tracking_settings, tracking_tokens
-from sealpost.db.engine import is_sqlite, write_transaction
+from sealpost.db.engine import is_sqlite, reading, write_transaction
 from sealpost.events.outbox import append_evidence
 from sealpost.ledger.records import EvidenceRecord
 from sealpost.ledger.repository import as_utc, as_utc_or_none
@@ -172,7 +172,7 @@ class TrackingRepository:
             .where(t.tenant_id == tenant_id, t.communication_id == communication_id)
             .order_by(t.kind.desc(), t.link)
         )
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             rows = conn.execute(query).all()
         out = []
         for row in rows:
