@@ -14,7 +14,7 @@ from cryptography import x509
 
 from sealpost.app import Sealpost
 from sealpost.ledger.errors import BundleFormatError
-from sealpost.ledger.verify import verify_bundle
+from sealpost.ledger.verify import HeadVerifications, verify_bundle
 from sealpost.pki.keys import init_keys
 from tests.support.records import non_delivery, submission
 
@@ -151,6 +151,26 @@ def test_altering_any_part_fails_and_names_it(
     failed_fields = [c.field for c in report.failures]
     assert expected_field in failed_fields, report.failures
     assert "proves nothing" in report.statement()
+
+
+@pytest.mark.parametrize("what", sorted(TAMPERS))
+def test_a_head_checked_once_per_batch_still_catches_every_alteration_of_a_later_bundle(
+    sealpost: Sealpost, tenant_id: str, bundle: Bundle, root: x509.Certificate, what: str
+) -> None:
+    heads = HeadVerifications()
+    neighbour = sealpost.ledger.bundle(bundle["record"]["id"], tenant_id)
+    genuine = verify_bundle(neighbour, trust_roots=[root], heads=heads)
+    assert genuine.ok
+    change, expected_field = TAMPERS[what]
+    tampered = copy.deepcopy(bundle)
+    change(tampered)
+    batched = verify_bundle(tampered, trust_roots=[root], heads=heads)
+    alone = verify_bundle(tampered, trust_roots=[root])
+    assert not batched.ok and expected_field in [c.field for c in batched.failures]
+    assert batched.checks == alone.checks
+    again = verify_bundle(bundle, trust_roots=[root], heads=heads)  # the genuine one, cached
+    assert again.ok and again.checks == verify_bundle(bundle, trust_roots=[root]).checks
+    assert again.statement() == verify_bundle(bundle, trust_roots=[root]).statement()
 
 
 def test_a_seal_certificate_from_another_ca_is_refused(

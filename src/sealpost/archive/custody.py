@@ -27,7 +27,7 @@ from cryptography import x509
 from sealpost.certificates.render import SealpostPages
 from sealpost.certificates.verify import verify_sealed_pdf
 from sealpost.errors import SealpostError
-from sealpost.ledger.verify import CheckList, verify_bundle
+from sealpost.ledger.verify import CheckList, HeadVerifications, verify_bundle
 
 MANIFEST = "manifest.json"
 REPORT = "chain-of-custody.pdf"
@@ -390,6 +390,7 @@ def _evidence(
     trust_roots: Sequence[x509.Certificate],
 ) -> None:
     """Each bundle verifies and is the Archived record of its message's exact bytes."""
+    heads = HeadVerifications()  # an export's bundles share a few heads: each checked once
     for entry in manifest["messages"]:
         if not isinstance(entry, dict):
             report.add("evidence", MANIFEST, False, "a message entry is unreadable")
@@ -406,7 +407,7 @@ def _evidence(
         if not name or name not in names:
             continue  # pending evidence is stated; a listed file that is missing was named
         try:
-            bundle = verify_bundle(_read(archive, name), trust_roots=trust_roots)
+            bundle = verify_bundle(_read(archive, name), trust_roots=trust_roots, heads=heads)
         except (*_UNREADABLE, SealpostError) as exc:
             report.add("evidence", name, False, f"not a readable evidence bundle ({exc})")
             continue

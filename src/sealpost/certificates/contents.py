@@ -20,7 +20,7 @@ from sealpost.certificates.report import CertificateReport
 from sealpost.certificates.secrets import ACCESS_SECRET, carries_access_secret
 from sealpost.errors import InvalidInput
 from sealpost.ledger.etsi_view import view_of_bundle
-from sealpost.ledger.verify import VerificationReport, verify_bundle
+from sealpost.ledger.verify import HeadVerifications, VerificationReport, verify_bundle
 
 
 def _sha256(data: bytes) -> str:
@@ -211,6 +211,7 @@ def check_evidence(
     trust_roots: Sequence[x509.Certificate],
 ) -> None:
     """Verify each listed bundle offline and tie it to this communication and message."""
+    heads = HeadVerifications()  # the events share a few heads: each is checked once
     for event in manifest["events"]:
         n, name = event.get("n"), event.get("file")
         label = f"event {n} ({event.get('event')})"
@@ -228,7 +229,7 @@ def check_evidence(
             report.add("evidence", name, False, "the evidence file is missing")
             continue
         try:
-            bundle = verify_bundle(raw, trust_roots=trust_roots)
+            bundle = verify_bundle(raw, trust_roots=trust_roots, heads=heads)
         except InvalidInput as exc:
             report.add("evidence", name, False, f"not an evidence bundle: {exc.message}")
             continue

@@ -10,6 +10,7 @@ token; and so on down to the record.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.utils import CryptographyDeprecationWarning
 
@@ -159,14 +160,88 @@ def _signature_ok(cert: x509.Certificate, algorithm: str, signature: bytes, data
     return True
 
 
+@dataclass(frozen=True)
+class _HeadOutcome:
+    checks: tuple[Check, ...]
+    checkpoint: Checkpoint | None
+    timestamp: TimestampInfo | None
+    seal_certificate: x509.Certificate
+
+
+class HeadVerifications:
+    """Outcomes of tree-head checks already made, for the bundles of one batch.
+
+    A certificate or an export holds many bundles sealed under the same head; its seal chain,
+    signature and RFC 3161 token are checked once.  The key covers every input of those checks
+    (checkpoint, signature, token, both chains, the pinned roots), so a bundle whose head
+    differs in any byte is checked on its own.  Each bundle's own checks (record, leaf hash,
+    inclusion path to that head's root) are always made.
+    """
+
+    def __init__(self, limit: int = 1024) -> None:
+        self.limit = limit
+        self._outcomes: dict[bytes, _HeadOutcome] = {}
+
+    @staticmethod
+    def key(b: ParsedBundle, trust_roots: Sequence[x509.Certificate]) -> bytes:
+        digest = hashlib.sha256()
+        for part in (
+            b.checkpoint_text.encode(),
+            b.signature_algorithm.encode(),
+            b.signature,
+            b.timestamp_token,
+            *(c.public_bytes(serialization.Encoding.DER) for c in b.seal_chain),
+            b"|tsa|",
+            *(c.public_bytes(serialization.Encoding.DER) for c in b.tsa_chain),
+            b"|roots|",
+            *(c.public_bytes(serialization.Encoding.DER) for c in trust_roots),
+        ):
+            digest.update(len(part).to_bytes(8, "big"))
+            digest.update(part)
+        return digest.digest()
+
+    def get(self, key: bytes) -> _HeadOutcome | None:
+        return self._outcomes.get(key)
+
+    def put(self, key: bytes, outcome: _HeadOutcome) -> None:
+        if len(self._outcomes) < self.limit:
+            self._outcomes[key] = outcome
+
+
 def verify_bundle(
-    data: bytes | str | dict[str, Any], *, trust_roots: Sequence[x509.Certificate] = ()
+    data: bytes | str | dict[str, Any],
+    *,
+    trust_roots: Sequence[x509.Certificate] = (),
+    heads: HeadVerifications | None = None,
 ) -> VerificationReport:
-    """Verify every part of a bundle; raises BundleFormatError only if it cannot be read."""
+    """Verify every part of a bundle; raises BundleFormatError only if it cannot be read.
+
+    ``heads``, shared by the bundles of one batch, checks each distinct signed head once.
+    """
     bundle = parse_bundle(data)
     report = VerificationReport(root_pinned=bool(trust_roots))
     report.leaf_index = bundle.leaf_index
-    checkpoint = _check_head(bundle, report, trust_roots)
+    if heads is None:
+        checkpoint = _check_head(bundle, report, trust_roots)
+    else:
+        key = heads.key(bundle, trust_roots)
+        known = heads.get(key)
+        if known is None:
+            before = len(report.checks)
+            checkpoint = _check_head(bundle, report, trust_roots)
+            assert report.seal_certificate is not None
+            known = _HeadOutcome(
+                tuple(report.checks[before:]),
+                checkpoint,
+                report.timestamp,
+                report.seal_certificate,
+            )
+            heads.put(key, known)
+        else:
+            report.checks.extend(known.checks)
+            report.checkpoint = checkpoint = known.checkpoint
+            report.timestamp = known.timestamp
+            report.seal_certificate = known.seal_certificate
     _check_record(bundle, report, checkpoint)
     return report
 
