@@ -495,6 +495,14 @@ def test_a_sequencer_over_the_backend_seals_batches_whose_proofs_verify(
         assert head.root_hash == mth(hashes[: head.tree_size])
     leaves = {(0, index): leaf for index, leaf in enumerate(hashes)}
     assert storage.nodes(iter(leaves)) == leaves  # any number of ids, as an iterable
+    scattered = [i for i in range(477) if i % 2 or 100 <= i < 130 or i > 470] + [477, 999]
+    assert storage.nodes((0, i) for i in scattered) == {
+        (0, i): hashes[i] for i in scattered if i < 477
+    }  # lone indexes and runs, beyond the tree too
+    inner = [(1, i) for i in range(0, 238, 3)] + [(1, i) for i in range(200, 240)] + [(2, 119)]
+    assert storage.nodes(inner) == {
+        (lv, ix): subtree(hashes, lv, ix) for lv, ix in inner if (ix + 1) << lv <= 477
+    }
 
     reader = LedgerReader(backend.reopen())
     latest = heads[-1]

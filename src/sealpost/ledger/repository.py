@@ -28,6 +28,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql.elements import ColumnElement
 
 from sealpost.db import leases
 from sealpost.db.engine import is_sqlite, reading, write_transaction
@@ -47,6 +48,35 @@ from sealpost.ledger.tree_head import Checkpoint, SignedTreeHead
 
 SEQUENCER_LEASE = "sequencer"
 _NODE_QUERY_CHUNK = 400
+_INNER_TERMS_PER_QUERY = 8  # terms of up to _NODE_QUERY_CHUNK parameters: 3,200 at most
+
+
+def _run_terms(column: Any, indexes: Iterable[int]) -> list[ColumnElement[bool]]:
+    """Conditions covering ``indexes``, each with at most ``_NODE_QUERY_CHUNK`` parameters:
+    ``column BETWEEN a AND b`` for runs of three or more consecutive indexes (several per
+    term), ``column IN (...)`` for the others."""
+    ordered = sorted(set(indexes))
+    singles: list[int] = []
+    runs: list[ColumnElement[bool]] = []
+    i = 0
+    while i < len(ordered):
+        j = i
+        while j + 1 < len(ordered) and ordered[j + 1] == ordered[j] + 1:
+            j += 1
+        if j - i >= 2:
+            runs.append(column.between(ordered[i], ordered[j]))
+        else:
+            singles.extend(ordered[i : j + 1])
+        i = j + 1
+    per_term = _NODE_QUERY_CHUNK // 2
+    terms = [
+        column.in_(singles[k : k + _NODE_QUERY_CHUNK])
+        for k in range(0, len(singles), _NODE_QUERY_CHUNK)
+    ]
+    terms += [or_(*runs[k : k + per_term]) for k in range(0, len(runs), per_term)]
+    return terms
+
+
 INTEGRATE_IDLE_TIMEOUT_MS = 2_000
 """How long PostgreSQL lets an integrating transaction sit idle before it ends its session.
 
@@ -410,30 +440,29 @@ class SqlLogStorage:
         )
 
     def nodes(self, ids: Iterable[NodeId]) -> dict[NodeId, bytes]:
-        wanted = list(ids)
-        leaves = [idx for level, idx in wanted if level == 0]
-        inner = [(level, idx) for level, idx in wanted if level > 0]
+        """The stored hashes among ``ids``.  Contiguous runs of indexes (a proof reader asks for
+        whole tile rows) are one ``BETWEEN`` each, one range scan of the index instead of one
+        probe per bound parameter; each query has at most ``_NODE_QUERY_CHUNK`` parameters."""
+        by_level: dict[int, list[int]] = {}
+        for level, idx in ids:
+            by_level.setdefault(level, []).append(idx)
         found: dict[NodeId, bytes] = {}
         with self.engine.connect() as conn:
-            for i in range(0, len(leaves), _NODE_QUERY_CHUNK):
-                chunk = leaves[i : i + _NODE_QUERY_CHUNK]
+            for term in _run_terms(evidence_records.c.leaf_index, by_level.pop(0, [])):
                 rows = conn.execute(
-                    select(evidence_records.c.leaf_index, evidence_records.c.leaf_hash).where(
-                        evidence_records.c.leaf_index.in_(chunk)
-                    )
+                    select(evidence_records.c.leaf_index, evidence_records.c.leaf_hash).where(term)
                 )
                 found.update({(0, r.leaf_index): bytes(r.leaf_hash) for r in rows})
-            by_level: dict[int, list[int]] = {}
-            for level, idx in inner:
-                by_level.setdefault(level, []).append(idx)
-            if by_level:
-                # one (level = ? AND idx IN (...)) term per level: each uses the primary key
-                condition = or_(
-                    *(
-                        and_(ledger_nodes.c.level == level, ledger_nodes.c.idx.in_(indexes))
-                        for level, indexes in by_level.items()
-                    )
+            # one query for every level (a proof's nodes span a dozen levels), each term
+            # (level = ? AND its runs) served by the primary key
+            inner = [
+                and_(ledger_nodes.c.level == level, term)
+                for level, indexes in by_level.items()
+                for term in _run_terms(ledger_nodes.c.idx, indexes)
+            ]
+            for k in range(0, len(inner), _INNER_TERMS_PER_QUERY):
+                rows = conn.execute(
+                    select(ledger_nodes).where(or_(*inner[k : k + _INNER_TERMS_PER_QUERY]))
                 )
-                rows = conn.execute(select(ledger_nodes).where(condition))
                 found.update({(r.level, r.idx): bytes(r.hash) for r in rows})
         return found
