@@ -27,7 +27,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import sealpost
 from sealpost import access
@@ -66,7 +66,8 @@ log = get_logger(__name__)
 
 class OneConnection:
     """ASGI middleware: the reads of one request share one pooled database connection
-    (``db.engine.request_scope``), returned to the pool once the response is sent."""
+    (``db.engine.request_scope``), returned to the pool when the response starts (and before
+    the request waits for another connection: ``release_request_connections``)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -76,8 +77,17 @@ class OneConnection:
             await self.app(scope, receive, send)
             return
         with request_scope() as connections:
+
+            async def release_then_send(message: Message) -> None:
+                # the response starts: its body (an original.eml, a large export) is sent at
+                # the client's pace, without a connection held for it
+                if message["type"] == "http.response.start" and connections.used:
+                    with anyio.CancelScope(shield=True):
+                        await anyio.to_thread.run_sync(connections.close)
+                await send(message)
+
             try:
-                await self.app(scope, receive, send)
+                await self.app(scope, receive, release_then_send)
             finally:
                 if connections.used:  # the pool's reset may wait on the network: off the loop
                     with anyio.CancelScope(shield=True):

@@ -33,12 +33,25 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from sealpost.api.auth import ADMITTED, admit, presented_key
 from sealpost.api.errors import database_error_response, error_response
 from sealpost.config import Settings
+from sealpost.db.engine import release_request_connections
 from sealpost.errors import ContentTooLarge, RateLimited, SealpostError
 from sealpost.logging import get_logger
 from sealpost.ratelimit import RateLimiter, client_key, limiter, retry_after
-from sealpost.tenants.repository import TenantRepository
+from sealpost.tenants.repository import Tenant, TenantRepository
 
 log = get_logger(__name__)
+
+
+def _admit_then_release(
+    tenants: TenantRepository, per_tenant: RateLimiter | None, key: str | None
+) -> Tenant:
+    """``admit``, then the key check's connection back to the pool: the body is read next, at
+    the client's pace, and must not hold a database connection meanwhile."""
+    try:
+        return admit(tenants, per_tenant, key)
+    finally:
+        release_request_connections()
+
 
 SIGNING_PAGE = "/sign/"
 PICKUP_PAGE = "/pickup/"
@@ -187,7 +200,7 @@ class RequestGuard:
             key = presented_key(headers.get("authorization"), headers.get("x-api-key"))
             try:
                 tenant = await anyio.to_thread.run_sync(
-                    admit, self.tenants, self.rates.per_tenant, key
+                    _admit_then_release, self.tenants, self.rates.per_tenant, key
                 )
             except SealpostError as exc:
                 await error_response(exc, close)(scope, receive, send)

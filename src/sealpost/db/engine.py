@@ -97,6 +97,7 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
     lock = _writer_lock(engine)
     callbacks: list[Callable[[], None]] = []
     if lock is None:
+        release_request_connections()  # no hold-and-wait on the pool
         with engine.begin() as conn:
             conn.info[_AFTER_COMMIT] = callbacks
             try:
@@ -190,6 +191,18 @@ def request_scope() -> Iterator[RequestConnections]:
         yield scope
     finally:
         _REQUEST_CONNECTIONS.reset(token)
+
+
+def release_request_connections() -> None:
+    """Give the request's shared read connections back to their pools now; a later read of
+    the same request checks out another.  Called before a request waits for a second
+    connection (a write transaction, the submission writer) and before its body is sent or
+    received at a client's pace: a request never holds one connection while waiting for
+    another (forty such requests would empty the pool and wait on each other) nor while a slow
+    client uploads or downloads."""
+    scope = _REQUEST_CONNECTIONS.get()
+    if scope is not None:
+        scope.close()
 
 
 @contextmanager

@@ -60,7 +60,7 @@ from sealpost.communications.repository import QUEUED, CommunicationRepository
 from sealpost.communications.tracking.repository import TrackingRepository
 from sealpost.communications.tracking.service import Choice, TrackedCopy, TrackingService
 from sealpost.config import Settings
-from sealpost.db.engine import write_transaction
+from sealpost.db.engine import release_request_connections, write_transaction
 from sealpost.db.full import StorageFull, is_storage_full
 from sealpost.deadlines.calendars import normalised_code
 from sealpost.deadlines.rules import DeadlineRule, check_trigger, parse_header
@@ -504,7 +504,9 @@ class SubmissionService:
         return prepared.future
 
     def accept(self, request: SubmissionRequest, timeout: float = 60.0) -> Accepted:
-        """Submit and wait (the REST API's path)."""
+        """Submit and wait (the REST API's path).  The request's shared read connection goes
+        back to the pool first: the writer needs one of its own meanwhile."""
+        release_request_connections()
         return self.submit(request).result(timeout)
 
     def _ensure_writer(self) -> None:
