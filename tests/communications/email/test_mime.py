@@ -561,6 +561,27 @@ def test_a_large_attachment_is_written_as_the_standard_library_writes_it(
     assert build_message(**fields) == spliced  # type: ignore[arg-type]
 
 
+def test_a_large_forwarded_message_attached_is_sent_as_it_is() -> None:
+    """Only what the stdlib writes as CRLF base64 lines is spliced: a message/rfc822 attachment
+    (forwarding a mail) is built by the stdlib itself, and is not refused."""
+    inner = b"From: a@x.example\r\nSubject: fwd\r\n\r\n" + b"line of the forwarded mail\r\n" * 6000
+    built = build_message(
+        sender="s@x.example",
+        to=["t@y.example"],
+        subject="forwarding",
+        text="see the attached message",
+        html=None,
+        attachments=[("fwd.eml", "message/rfc822", inner)],
+        message_id="<2@x.example>",
+        date=datetime(2026, 1, 1, tzinfo=UTC),
+    )
+    assert len(inner) > mime._SPLICE_MIN
+    assert b"Content-Type: message/rfc822" in built
+    part = built[built.index(b'filename="fwd.eml"') :]
+    body = part[part.index(b"\r\n\r\n") + 4 : part.index(b"\r\n--")]
+    assert base64.b64decode(body) == inner  # as the stdlib builds it (no splice)
+
+
 def test_the_parser_keeps_crlf_line_ends_in_the_parts_it_digests() -> None:
     """A text part's digest is of its bytes as received, CRLF included (the parser is fed the
     message as it came, never through a text file that would translate line ends)."""

@@ -837,7 +837,9 @@ def build_message(
             if not maintype or not subtype or "/" in subtype:
                 raise InvalidInput(f"attachment {filename!r}: content type must be type/subtype")
             stand_in = data
-            if len(data) > _SPLICE_MIN:
+            # the stdlib writes bytes given as message/* or multipart/* with LF line ends,
+            # not the CRLF base64 lines _splice writes: those it builds itself
+            if len(data) > _SPLICE_MIN and maintype.lower() not in ("message", "multipart"):
                 stand_in = secrets.token_bytes(48)  # one base64 line of 64 characters
                 spliced.append((base64.b64encode(stand_in), data))
             msg.add_attachment(stand_in, maintype=maintype, subtype=subtype, filename=filename)
