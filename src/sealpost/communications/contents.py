@@ -86,10 +86,11 @@ class ContentStore:
         """The bytes under ``sha256`` in chunks, in bounded memory, and their size when known.
 
         A content in the database is one chunk.  A blob is read as it is sent, and checked as
-        :meth:`get` checks it: the last chunk is held back until the whole digest is known, so
-        a corrupted blob ends the stream (``InvalidInput``, as :meth:`get`) before its end, never
-        as a complete copy of the wrong bytes.  A missing blob raises here, before anything is
-        sent (:class:`BlobMissing` with ``of``)."""
+        :meth:`get` checks it: a local file is checked before the first chunk (a corrupted one
+        raises ``InvalidInput`` here, as :meth:`get`); on any store the last chunk is held back
+        until the whole digest is known, so a corrupted blob (an S3 object) ends the stream
+        before its end, never as a complete copy of the wrong bytes.  A missing blob raises
+        here, before anything is sent (:class:`BlobMissing` with ``of``)."""
         with self.engine.connect() as conn:
             found = conn.execute(
                 select(contents.c.sha256).where(contents.c.sha256 == sha256)
@@ -107,6 +108,17 @@ class ContentStore:
         # no size for a stream without a file descriptor (an S3 body): sent chunked instead
         with contextlib.suppress(OSError, AttributeError, io.UnsupportedOperation):
             size = os.fstat(handle.fileno()).st_size
+        if size is not None:
+            # a local file: checked once before the answer starts (a read from the page cache,
+            # in bounded memory), so a corrupted blob is a clear error, not a cut-off 200;
+            # the stream checks again as it sends
+            digest = hashlib.sha256()
+            while chunk := handle.read(chunk_size):
+                digest.update(chunk)
+            if digest.hexdigest() != sha256:
+                handle.close()
+                raise InvalidInput(f"blob {sha256} is corrupted in the blob store")
+            handle.seek(0)
         return size, _checked(handle, sha256, chunk_size)
 
     def exists(self, sha256: str) -> bool:
