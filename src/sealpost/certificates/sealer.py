@@ -9,8 +9,10 @@ the gathering of the evidence before, and the storing and recording after, stay 
 caller, in the database's process.
 
 Either way the certificate's time (``issued_at``, printed on it, in its metadata and in the
-CertificateIssued record) is taken when its rendering starts, so that a queue before the
-worker does not make it stale: :class:`SealedPdf` carries it back.
+CertificateIssued record) is the moment its evidence was gathered: the certificate says it is
+an account of every event recorded, which is true as of that moment, not of a later one (an
+event recorded while it waited for a worker is in the next version).  :class:`SealedPdf`
+carries it back, so the record and the API use that same time.
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 from cryptography import x509
@@ -50,16 +52,16 @@ class SealingKeys:
 class SealedPdf:
     pdf: bytes
     issued_at: datetime
-    """The certificate's one time: when its rendering started (see the module docstring)."""
+    """The certificate's one time: when its evidence was gathered (see the module docstring)."""
 
 
 def render_and_seal(
     data: CertificateData, keys: SealingKeys, *, reason: str, location: str | None
 ) -> SealedPdf:
-    """The certificate PDF, sealed PAdES B-LTA, issued now."""
-    issued_at = datetime.now(UTC)
+    """The certificate PDF, sealed PAdES B-LTA, issued as of ``data.issued_at``."""
+    issued_at = data.issued_at
     pdf = seal_pdf(
-        render_certificate(replace(data, issued_at=issued_at)),
+        render_certificate(data),
         seal=keys.seal,
         timestamper=keys.timestamper,
         trust_roots=keys.trust_roots,

@@ -285,6 +285,7 @@ class CertificateService:
     def _prepare(self, communication: Communication) -> _Pending | None:
         """Everything the certificate states, read from the database and the ledger; None
         while some record still waits for its seal."""
+        as_of = datetime.now(UTC)  # before the reads: every event recorded by then is in them
         fresh = self.repository.get(communication.id)  # the caller's copy may be stale
         if fresh is None:
             return None
@@ -336,7 +337,7 @@ class CertificateService:
             communication_id=communication.id,
             tenant_name=self.tenants.get(communication.tenant_id).name,
             version=version,
-            issued_at=datetime.now(UTC),  # replaced when its rendering starts (SealedPdf)
+            issued_at=as_of,  # the one time (certificates/sealer.py)
             status=communication.status,
             sender=communication.sender,
             sender_identification=sender_identification(acceptance),
