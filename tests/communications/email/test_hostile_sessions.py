@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import smtplib
 import time
+import tracemalloc
 
 from tests.support.mail import RECIPIENT_DOMAIN, MailEnv, _client_tls, make_message, submit
 
@@ -51,3 +52,24 @@ def test_a_ten_megabyte_line_is_refused_and_nothing_is_stored(mail_env: MailEnv)
     _nothing_stored(mail_env, rejection_allowed=True)
     code, _ = submit(mail_env, make_message("After the long line"), [f"bob@{RECIPIENT_DOMAIN}"])
     assert code == 250
+
+
+def test_a_refused_line_is_not_kept_while_it_goes_on(mail_env: MailEnv) -> None:
+    """Once a line is over the limit, the rest of it is read and dropped: a client sending one
+    endless line cannot make the server hold it (the listener runs in this process here, so
+    its allocations are traced)."""
+    endless = b"B" * (48 * 1024 * 1024)
+    client = _open_data(mail_env)
+    tracemalloc.start()
+    try:
+        client.send(b"Subject: endless\r\n\r\n" + endless[:1024])
+        client.send(endless)
+        client.send(b"\r\n.\r\n")
+        code, _reply = client.getreply()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+        client.close()
+    assert 500 <= code < 600
+    assert peak < 16 * 1024 * 1024, f"{peak / 2**20:.0f} MiB held for a refused line"
+    _nothing_stored(mail_env, rejection_allowed=True)

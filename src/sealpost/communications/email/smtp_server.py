@@ -537,7 +537,10 @@ class SealpostSMTP(SMTP):
             if state == "nominal" and limit and size > limit:
                 state = "too much"
                 buffer = io.BytesIO()
-            fragments.append(line)
+            if state == "nominal":
+                fragments.append(line)
+            elif not fragments:
+                fragments.append(b"")  # only "within a line": a refused line is not kept
             if line.endswith(b"\r\n"):
                 if state == "nominal":
                     whole = line if len(fragments) == 1 else b"".join(fragments)
