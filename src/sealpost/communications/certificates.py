@@ -15,6 +15,7 @@ import hashlib
 import threading
 from collections.abc import Sequence
 from concurrent.futures import Future
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -434,20 +435,49 @@ class CertificateService:
             except Exception as exc:  # the database hiccupped: try again next round
                 self._failed(communication, exc)
         issued = 0
+        crashed: list[tuple[Communication, _Pending]] = []
         for communication, pending, future in submitted:
             try:
                 sealed = future.result()
-                with structlog.contextvars.bound_contextvars(
-                    communication_id=communication.id, tenant_id=communication.tenant_id
-                ):
-                    done = self._store(pending, sealed)
+            except BrokenProcessPool:  # a worker died: every certificate of the round fails
+                crashed.append((communication, pending))
+                continue
             except Exception as exc:  # the TSA may be down: try again next round
                 self._failed(communication, exc)
                 continue
-            if done is not None:
-                issued += 1
-                metrics.CERTIFICATES_ISSUED.inc()
+            issued += self._stored(communication, pending, sealed)
+        # one by one, so that a certificate that kills its worker (memory, a crash in a
+        # library) fails alone instead of failing every round it is part of
+        for communication, pending in crashed:
+            if stop is not None and stop.is_set():
+                break
+            try:
+                sealed = self._submit(pending, self.sealer).result()
+            except Exception as exc:
+                log.error(
+                    "certificate.worker_crashed",
+                    communication_id=communication.id,
+                    tenant_id=communication.tenant_id,
+                    error=repr(exc),
+                )
+                continue
+            issued += self._stored(communication, pending, sealed)
         return issued, len(candidates) >= limit and issued > 0
+
+    def _stored(self, communication: Communication, pending: _Pending, sealed: SealedPdf) -> int:
+        """Store one sealed certificate; 1 if it was stored, 0 if not (logged)."""
+        try:
+            with structlog.contextvars.bound_contextvars(
+                communication_id=communication.id, tenant_id=communication.tenant_id
+            ):
+                done = self._store(pending, sealed)
+        except Exception as exc:  # the database hiccupped: try again next round
+            self._failed(communication, exc)
+            return 0
+        if done is None:
+            return 0
+        metrics.CERTIFICATES_ISSUED.inc()
+        return 1
 
     @staticmethod
     def _failed(communication: Communication, exc: Exception) -> None:
