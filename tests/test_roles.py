@@ -228,3 +228,71 @@ def test_an_exit_within_the_bound_says_its_last_words_and_exits_with_its_code() 
     assert done.returncode == 0, done.stderr
     assert done.stdout.count("serve.stopped") == 1 and "released" not in done.stdout
     assert "serve.forced_exit" not in done.stderr
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.slow
+def test_api_workers_share_the_port_and_stop_with_the_first(tmp_path: Path, keys_dir: Path) -> None:
+    """``SEALPOST_API_WORKERS=2`` (``serve --workers 2``): a second API process listens on the
+    same port, answers, and exits when the first is stopped."""
+    port = free_port()
+    env = serve_env(tmp_path / "data", keys_dir, free_port())
+    env |= {"SEALPOST_API_PORT": str(port), "SEALPOST_API_WORKERS": "2"}
+    process = SealpostProcess(tmp_path, env, int(env["SEALPOST_SMTP_SUBMISSION_PORT"]))
+    process.run("db", "upgrade")
+    pid = process.start("api")
+    try:
+        deadline = time.monotonic() + 30
+        workers: list[int] = []
+        while time.monotonic() < deadline and not workers:
+            workers = [
+                c
+                for c in _children(pid)
+                if b"--api-worker" in Path(f"/proc/{c}/cmdline").read_bytes()
+            ]
+            time.sleep(0.1)
+        assert len(workers) == 1, process.log_tail()
+        listening = f"{port:04X}"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # the worker has bound the same port
+            inodes = {
+                os.readlink(f"/proc/{workers[0]}/fd/{fd}")
+                for fd in os.listdir(f"/proc/{workers[0]}/fd")
+            }
+            table = Path("/proc/net/tcp").read_text().splitlines()[1:]
+            mine = [
+                row
+                for row in table
+                if row.split()[1].endswith(":" + listening)
+                and row.split()[3] == "0A"
+                and f"socket:[{row.split()[9]}]" in inodes
+            ]
+            if mine:
+                break
+            time.sleep(0.2)
+        else:
+            raise AssertionError("the API worker does not listen on the port")
+        assert process.process is not None
+        os.kill(pid, signal.SIGTERM)
+        assert process.process.wait(30) == 0, process.log_tail()
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{workers[0]}").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert (
+            not Path(f"/proc/{workers[0]}").exists()
+            or "Z" in Path(f"/proc/{workers[0]}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        )
+    finally:
+        process.stop()

@@ -176,8 +176,11 @@ def serve(
         )
         api_thread.start()
         if api_workers > 1:
-            out.print(f"API: {api_workers} processes on {bind_host}:{bind_port}")
-            children += _start_api_workers(api_workers - 1, bind_host, bind_port)
+            assert sockets is not None
+            # the port the first process got (``--port 0``: the kernel's choice), for all
+            bound_port = int(sockets[0].getsockname()[1])
+            out.print(f"API: {api_workers} processes on {bind_host}:{bound_port}")
+            children += _start_api_workers(api_workers - 1, bind_host, bound_port)
     if not is_child:
         out.print(f"Sealpost role {role} running; database {sp.engine.url.render_as_string()}")
     parent = os.getppid()
