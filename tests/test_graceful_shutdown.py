@@ -24,7 +24,7 @@ from cryptography import x509
 from tests.support import production_shape
 from tests.support.amqp import Topology, amqp, rabbitmq_available
 from tests.support.production_shape import Stop
-from tests.support.serve import SealpostProcess, serve_env
+from tests.support.serve import SealpostProcess, children_of, serve_env
 from tests.support.silent_peer import SilentServer
 from tests.support.smtp_peer import free_port
 
@@ -95,19 +95,6 @@ def test_a_client_silent_mid_auth_does_not_hold_up_the_stop(tmp_path: Path, keys
         process.stop()
 
 
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rpartition(")")[2].split()[1]) == pid:
-                found.append(int(entry.name))
-    return found
-
-
 def _handles_sigterm(pid: int) -> bool:
     try:
         status = Path(f"/proc/{pid}/status").read_text()
@@ -136,7 +123,7 @@ def test_a_signal_to_the_process_group_stops_every_acceptor_gracefully(
     try:
         pid = process.start("smtp")
         deadline = time.monotonic() + 60
-        while not ((children := _children(pid)) and all(map(_handles_sigterm, children))):
+        while not ((children := children_of(pid)) and all(map(_handles_sigterm, children))):
             assert time.monotonic() < deadline, "the acceptor did not start"
             time.sleep(0.1)
         time.sleep(1.0)  # past the handlers: the acceptor builds and listens

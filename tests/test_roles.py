@@ -7,6 +7,7 @@ tests/test_graceful_shutdown.py.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -23,7 +24,7 @@ from sealpost.config import Settings
 from sealpost.db.engine import make_test_engine
 from sealpost.db.tables import ledger_leases
 from sealpost.ledger.repository import as_utc
-from tests.support.serve import SealpostProcess, serve_env
+from tests.support.serve import SealpostProcess, children_of, serve_env
 from tests.support.smtp_peer import free_port
 
 
@@ -230,23 +231,17 @@ def test_an_exit_within_the_bound_says_its_last_words_and_exits_with_its_code() 
     assert "serve.forced_exit" not in done.stderr
 
 
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry.name))
-    return found
+def _read(path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:  # the process is gone
+        return b""
 
 
 @pytest.mark.slow
 def test_api_workers_share_the_port_and_stop_with_the_first(tmp_path: Path, keys_dir: Path) -> None:
     """``SEALPOST_API_WORKERS=2`` (``serve --workers 2``): a second API process listens on the
-    same port, answers, and exits when the first is stopped."""
+    same port and exits when the first is stopped."""
     port = free_port()
     env = serve_env(tmp_path / "data", keys_dir, free_port())
     env |= {"SEALPOST_API_PORT": str(port), "SEALPOST_API_WORKERS": "2"}
@@ -257,20 +252,17 @@ def test_api_workers_share_the_port_and_stop_with_the_first(tmp_path: Path, keys
         deadline = time.monotonic() + 30
         workers: list[int] = []
         while time.monotonic() < deadline and not workers:
-            workers = [
-                c
-                for c in _children(pid)
-                if b"--api-worker" in Path(f"/proc/{c}/cmdline").read_bytes()
-            ]
+            children = children_of(pid)
+            workers = [c for c in children if b"--api-worker" in _read(f"/proc/{c}/cmdline")]
             time.sleep(0.1)
         assert len(workers) == 1, process.log_tail()
         listening = f"{port:04X}"
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:  # the worker has bound the same port
-            inodes = {
-                os.readlink(f"/proc/{workers[0]}/fd/{fd}")
-                for fd in os.listdir(f"/proc/{workers[0]}/fd")
-            }
+            inodes = set()
+            for fd in os.listdir(f"/proc/{workers[0]}/fd"):
+                with contextlib.suppress(FileNotFoundError):  # closed meanwhile
+                    inodes.add(os.readlink(f"/proc/{workers[0]}/fd/{fd}"))
             table = Path("/proc/net/tcp").read_text().splitlines()[1:]
             mine = [
                 row
@@ -290,9 +282,7 @@ def test_api_workers_share_the_port_and_stop_with_the_first(tmp_path: Path, keys
         deadline = time.monotonic() + 10
         while Path(f"/proc/{workers[0]}").exists() and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert (
-            not Path(f"/proc/{workers[0]}").exists()
-            or "Z" in Path(f"/proc/{workers[0]}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        )
+        stat = _read(f"/proc/{workers[0]}/stat")  # gone, or a zombie not reaped yet
+        assert not stat or stat.rsplit(b")", 1)[1].split()[0] == b"Z"
     finally:
         process.stop()

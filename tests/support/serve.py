@@ -164,3 +164,17 @@ class SealpostProcess:
     def log_tail(self) -> str:
         logs = sorted(self.workdir.glob("serve-*.log")) + sorted(self.workdir.glob("serve-*.err"))
         return "\n".join(p.read_text(errors="replace")[-3000:] for p in logs)
+
+
+def children_of(pid: int) -> list[int]:
+    """The pids whose parent is ``pid`` (from /proc: acceptor and API worker processes)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rpartition(")")[2].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
