@@ -40,17 +40,11 @@ def periodic(name: str, interval_seconds: float, step: Callable[[], object]) -> 
     """A loop calling ``step`` every ``interval_seconds``; a failing round is logged and the
     next round tries again (the supervisor never has to restart it)."""
 
-    def run(stop: threading.Event) -> None:
-        while not stop.wait(interval_seconds):
-            try:
-                step()
-            except Exception as exc:  # the database is down: try again next round
-                log.error("loop.round_failed", loop=name, error=repr(exc))
-                round_failed(exc)
-            else:
-                round_ok()
+    def once() -> bool:
+        step()
+        return False  # never more at once: always the pause
 
-    return Loop(name, run)
+    return while_due(name, interval_seconds, once)
 
 
 def while_due(name: str, interval_seconds: float, step: Callable[[], bool]) -> Loop:

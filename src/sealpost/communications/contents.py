@@ -66,15 +66,22 @@ class ContentStore:
         """The bytes under ``sha256``.  With ``of`` (whose content this is), bytes missing from
         the blob store are a :class:`BlobMissing` naming that subject and the digest (a server
         fault the operator can act on), not a ``NotFound`` that reads like an unknown id."""
+        data = self._inline(sha256)
+        if data is not None:
+            return data
+        try:
+            return self.blobs.get(sha256)
+        except NotFound:
+            if of is None:
+                raise
+            raise BlobMissing(of.type, of.id, sha256, "content") from None
+
+    def _inline(self, sha256: str) -> bytes | None:
+        """The bytes kept in the database, checked; None if they are in the blob store."""
         with self.engine.connect() as conn:
             row = conn.execute(select(contents.c.data).where(contents.c.sha256 == sha256)).first()
         if row is None:
-            try:
-                return self.blobs.get(sha256)
-            except NotFound:
-                if of is None:
-                    raise
-                raise BlobMissing(of.type, of.id, sha256, "content") from None
+            return None
         data = bytes(row.data)
         if hashlib.sha256(data).hexdigest() != sha256:
             raise InvalidInput(f"content {sha256} is corrupted in the database")
@@ -91,12 +98,8 @@ class ContentStore:
         until the whole digest is known, so a corrupted blob (an S3 object) ends the stream
         before its end, never as a complete copy of the wrong bytes.  A missing blob raises
         here, before anything is sent (:class:`BlobMissing` with ``of``)."""
-        with self.engine.connect() as conn:
-            found = conn.execute(
-                select(contents.c.sha256).where(contents.c.sha256 == sha256)
-            ).first()
-        if found is not None:
-            data = self.get(sha256, of=of)
+        data = self._inline(sha256)
+        if data is not None:
             return len(data), iter((data,))
         try:
             handle = self.blobs.open(sha256)
@@ -112,12 +115,8 @@ class ContentStore:
             # a local file: checked once before the answer starts (a read from the page cache,
             # in bounded memory), so a corrupted blob is a clear error, not a cut-off 200;
             # the stream checks again as it sends
-            digest = hashlib.sha256()
-            while chunk := handle.read(chunk_size):
-                digest.update(chunk)
-            if digest.hexdigest() != sha256:
-                handle.close()
-                raise InvalidInput(f"blob {sha256} is corrupted in the blob store")
+            for _ in _checked(handle, sha256, chunk_size, close=False):
+                pass  # read to the end: a mismatch raises before the last chunk
             handle.seek(0)
         return size, _checked(handle, sha256, chunk_size)
 
@@ -129,17 +128,24 @@ class ContentStore:
         return True
 
 
-def _checked(handle: BinaryIO, sha256: str, chunk_size: int) -> Iterator[bytes]:
-    """``handle``'s bytes in chunks, the last one only once the digest matched."""
+def _checked(
+    handle: BinaryIO, sha256: str, chunk_size: int, *, close: bool = True
+) -> Iterator[bytes]:
+    """``handle``'s bytes in chunks, the last one only once the digest matched (a mismatch
+    raises ``InvalidInput``, as :meth:`ContentStore.get` says)."""
     digest = hashlib.sha256()
     held: bytes | None = None
-    with handle:
+    try:
         while chunk := handle.read(chunk_size):
             digest.update(chunk)
             if held is not None:
                 yield held
             held = chunk
-    if digest.hexdigest() != sha256:
-        raise InvalidInput(f"blob {sha256} is corrupted in the blob store")  # as get() says
+        if digest.hexdigest() != sha256:
+            handle.close()
+            raise InvalidInput(f"blob {sha256} is corrupted in the blob store")
+    finally:
+        if close:
+            handle.close()
     if held is not None:
         yield held
