@@ -277,8 +277,8 @@ class CertificateService:
             metrics.CERTIFICATES_ISSUED.inc()
         return issued
 
-    def _seal(self, pending: _Pending, sealer: Sealer | None = None) -> SealedPdf:
-        return self._submit(pending, sealer or self.inline).result()
+    def _seal(self, pending: _Pending) -> SealedPdf:
+        return self._submit(pending, self.inline).result()
 
     def _submit(self, pending: _Pending, sealer: Sealer) -> Future[SealedPdf]:
         return sealer.submit(pending.data, reason=pending.reason, location=self.hostname)
@@ -421,7 +421,7 @@ class CertificateService:
         """:meth:`issue_due`, and whether more may be due now (the round was full and issued
         something): the loop then starts the next round at once instead of sleeping."""
         candidates = self.repository.certificate_candidates(limit)
-        submitted: list[tuple[Communication, _Pending, Future[SealedPdf]]] = []
+        submitted: list[tuple[_Pending, Future[SealedPdf]]] = []
         for communication in candidates:
             if stop is not None and stop.is_set():
                 break
@@ -431,24 +431,24 @@ class CertificateService:
                 ):
                     pending = self._prepare(communication)
                 if pending is not None:
-                    submitted.append((communication, pending, self._submit(pending, self.sealer)))
+                    submitted.append((pending, self._submit(pending, self.sealer)))
             except Exception as exc:  # the database hiccupped: try again next round
                 self._failed(communication, exc)
         issued = 0
-        crashed: list[tuple[Communication, _Pending]] = []
-        for communication, pending, future in submitted:
+        crashed: list[_Pending] = []
+        for pending, future in submitted:
             try:
                 sealed = future.result()
             except BrokenProcessPool:  # a worker died: every certificate of the round fails
-                crashed.append((communication, pending))
+                crashed.append(pending)
                 continue
             except Exception as exc:  # the TSA may be down: try again next round
-                self._failed(communication, exc)
+                self._failed(pending.communication, exc)
                 continue
-            issued += self._stored(communication, pending, sealed)
+            issued += self._stored(pending, sealed)
         # one by one, so that a certificate that kills its worker (memory, a crash in a
         # library) fails alone instead of failing every round it is part of
-        for communication, pending in crashed:
+        for pending in crashed:
             if stop is not None and stop.is_set():
                 break
             try:
@@ -456,16 +456,17 @@ class CertificateService:
             except Exception as exc:
                 log.error(
                     "certificate.worker_crashed",
-                    communication_id=communication.id,
-                    tenant_id=communication.tenant_id,
+                    communication_id=pending.communication.id,
+                    tenant_id=pending.communication.tenant_id,
                     error=repr(exc),
                 )
                 continue
-            issued += self._stored(communication, pending, sealed)
+            issued += self._stored(pending, sealed)
         return issued, len(candidates) >= limit and issued > 0
 
-    def _stored(self, communication: Communication, pending: _Pending, sealed: SealedPdf) -> int:
+    def _stored(self, pending: _Pending, sealed: SealedPdf) -> int:
         """Store one sealed certificate; 1 if it was stored, 0 if not (logged)."""
+        communication = pending.communication
         try:
             with structlog.contextvars.bound_contextvars(
                 communication_id=communication.id, tenant_id=communication.tenant_id
